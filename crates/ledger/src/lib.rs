@@ -1,0 +1,314 @@
+//! Applies transactions and blocks to state: the deterministic state machine every node runs.
+//!
+//! A module sees `(tx, &mut Overlay, &BlockContext)` and nothing of consensus, storage or the
+//! network. The identity module (organisations, members, roles, revocation) lives here because
+//! every other module depends on it to know who may act.
+//!
+//! **Invariant:** execution reads no clock and no randomness and iterates no hash map; time comes
+//! from [`BlockContext::time_ms`]. The same blocks give the same writes on every node.
+//! **Invariant:** a transaction that fails authentication (chain id, sender, nonce) makes its
+//! block invalid; a transaction whose payload is refused is kept, uses its nonce, and leaves no
+//! other trace.
+
+pub mod light;
+pub mod schema;
+
+use medledger_crypto::{Hash, PublicKey};
+use medledger_state::{Overlay, StateError, StateRead, decode_value, encode_value};
+use medledger_types::{
+    Genesis, Height, Outcome, Payload, Receipt, Role, Tx, TypesError, ValidatorSet, merkle_root,
+};
+pub use schema::*;
+
+/// How far ahead of the next expected nonce a transaction may be and still wait in a mempool.
+pub const NONCE_WINDOW: u64 = 4_096;
+
+/// The context a block gives its transactions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockContext {
+    pub chain_id: String,
+    pub height: Height,
+    pub time_ms: u64,
+    pub proposer: PublicKey,
+}
+
+/// Why a transaction was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TxError {
+    #[error("transaction is for chain {got:?}, this chain is {expected:?}")]
+    WrongChain { expected: String, got: String },
+    #[error("signature does not verify for sender {0}")]
+    BadSignature(PublicKey),
+    #[error("sender {0} is not enrolled in any organisation")]
+    UnknownSender(PublicKey),
+    #[error("sender {key} was revoked at height {height}")]
+    RevokedSender { key: PublicKey, height: Height },
+    #[error("nonce {got} is already used; the next nonce of {sender} is {expected}")]
+    NonceUsed { sender: PublicKey, expected: u64, got: u64 },
+    #[error("nonce {got} is out of order; the next nonce of {sender} is {expected}")]
+    NonceGap { sender: PublicKey, expected: u64, got: u64 },
+    #[error("only an organisation's root key may {0}")]
+    NotAnOrganisation(&'static str),
+    #[error("key {0} is not a valid Ed25519 public key")]
+    InvalidKey(PublicKey),
+    #[error("key {0} is an organisation's root key and cannot be enrolled as a member")]
+    KeyIsOrganisation(PublicKey),
+    #[error("key {0} is already enrolled")]
+    AlreadyEnrolled(PublicKey),
+    #[error("key {0} was revoked and cannot be enrolled again")]
+    KeyRevoked(PublicKey),
+    #[error("key {0} is not a member of any organisation")]
+    NotAMember(PublicKey),
+    #[error("member {member} belongs to {org}, not to the sender's organisation")]
+    NotYourMember { member: PublicKey, org: String },
+    #[error("member {0} is already revoked")]
+    AlreadyRevoked(PublicKey),
+    #[error("anchor {0} already exists; anchors are written once")]
+    AnchorExists(Hash),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl TxError {
+    /// A stable, machine-readable name for the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TxError::WrongChain { .. } => "wrong_chain",
+            TxError::BadSignature(_) => "bad_signature",
+            TxError::UnknownSender(_) => "unknown_sender",
+            TxError::RevokedSender { .. } => "revoked_sender",
+            TxError::NonceUsed { .. } => "nonce_used",
+            TxError::NonceGap { .. } => "nonce_gap",
+            TxError::NotAnOrganisation(_) => "not_an_organisation",
+            TxError::InvalidKey(_) => "invalid_key",
+            TxError::KeyIsOrganisation(_) => "key_is_organisation",
+            TxError::AlreadyEnrolled(_) => "already_enrolled",
+            TxError::KeyRevoked(_) => "key_revoked",
+            TxError::NotAMember(_) => "not_a_member",
+            TxError::NotYourMember { .. } => "not_your_member",
+            TxError::AlreadyRevoked(_) => "already_revoked",
+            TxError::AnchorExists(_) => "anchor_exists",
+            TxError::State(_) => "state_error",
+        }
+    }
+}
+
+/// Why a block cannot be executed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("transaction {index} ({id}) is invalid: {error}")]
+    InvalidTx { index: usize, id: Hash, error: TxError },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Types(#[from] TypesError),
+}
+
+/// Who a key acts as.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Authority {
+    Organisation { org: String },
+    Member { org: String, role: Role },
+}
+
+/// Writes the genesis state. The caller commits it as version 0.
+pub fn apply_genesis(genesis: &Genesis, state: &mut Overlay<'_>) -> Result<(), BlockError> {
+    let validators = genesis.validate()?;
+    for organisation in &genesis.organisations {
+        state.put(key_org(&organisation.id), encode_value(organisation));
+        state.put(key_org_by_root(&organisation.root_key), encode_value(&organisation.id));
+    }
+    state.put(KEY_VALIDATORS.to_vec(), encode_value(&validators));
+    let info = ChainInfo { chain_id: genesis.chain_id.clone(), genesis_hash: genesis.hash() };
+    state.put(KEY_CHAIN_INFO.to_vec(), encode_value(&info));
+    state.put(
+        KEY_CHAIN_HEAD.to_vec(),
+        encode_value(&ChainHead { height: 0, time_ms: genesis.genesis_time_ms }),
+    );
+    state.commit_tx();
+    Ok(())
+}
+
+/// The next nonce `sender` must use.
+pub fn next_nonce(state: &dyn StateRead, sender: &PublicKey) -> Result<u64, StateError> {
+    let key = key_nonce(sender);
+    Ok(match state.get(&key)? {
+        Some(bytes) => decode_value::<u64>(&key, &bytes)? + 1,
+        None => 1,
+    })
+}
+
+/// Who `key` may act as, or why it may not act at all.
+pub fn authority(state: &dyn StateRead, key: &PublicKey) -> Result<Authority, TxError> {
+    let org_key = key_org_by_root(key);
+    if let Some(bytes) = state.get(&org_key)? {
+        return Ok(Authority::Organisation { org: decode_value(&org_key, &bytes)? });
+    }
+    match member(state, key)? {
+        Some(MemberRecord { revoked_at: Some(height), .. }) => {
+            Err(TxError::RevokedSender { key: *key, height })
+        }
+        Some(record) => Ok(Authority::Member { org: record.org, role: record.role }),
+        None => Err(TxError::UnknownSender(*key)),
+    }
+}
+
+pub fn member(state: &dyn StateRead, key: &PublicKey) -> Result<Option<MemberRecord>, StateError> {
+    let member_key = key_member(key);
+    state.get(&member_key)?.map(|bytes| decode_value(&member_key, &bytes)).transpose()
+}
+
+pub fn validators(state: &dyn StateRead) -> Result<ValidatorSet, StateError> {
+    let bytes = state
+        .get(KEY_VALIDATORS)?
+        .ok_or_else(|| StateError::Store("no validator set in state".into()))?;
+    decode_value(KEY_VALIDATORS, &bytes)
+}
+
+pub fn chain_info(state: &dyn StateRead) -> Result<ChainInfo, StateError> {
+    let bytes = state
+        .get(KEY_CHAIN_INFO)?
+        .ok_or_else(|| StateError::Store("no chain info in state; genesis was not applied".into()))?;
+    decode_value(KEY_CHAIN_INFO, &bytes)
+}
+
+/// Checks everything about a transaction except its signature, against the state it would run
+/// on: chain id, an enrolled and unrevoked sender, and exactly the next nonce.
+pub fn authorise(state: &dyn StateRead, chain_id: &str, tx: &Tx) -> Result<Authority, TxError> {
+    if tx.body.chain_id != chain_id {
+        return Err(TxError::WrongChain { expected: chain_id.into(), got: tx.body.chain_id.clone() });
+    }
+    let authority = authority(state, &tx.body.sender)?;
+    let expected = next_nonce(state, &tx.body.sender)?;
+    let sender = tx.body.sender;
+    match tx.body.nonce {
+        got if got < expected => Err(TxError::NonceUsed { sender, expected, got }),
+        got if got > expected => Err(TxError::NonceGap { sender, expected, got }),
+        _ => Ok(authority),
+    }
+}
+
+/// Applies one authorised transaction: uses its nonce, then runs its payload, keeping the payload's
+/// writes only if it succeeds.
+fn apply_tx(state: &mut Overlay<'_>, ctx: &BlockContext, tx: &Tx, authority: &Authority) -> Outcome {
+    state.put(key_nonce(&tx.body.sender), encode_value(&tx.body.nonce));
+    state.commit_tx();
+    match apply_payload(state, ctx, tx, authority) {
+        Ok(()) => {
+            state.commit_tx();
+            Outcome::Committed
+        }
+        Err(error) => {
+            state.discard_tx();
+            Outcome::Rejected { code: error.code().to_string(), reason: error.to_string() }
+        }
+    }
+}
+
+fn apply_payload(
+    state: &mut Overlay<'_>,
+    ctx: &BlockContext,
+    tx: &Tx,
+    authority: &Authority,
+) -> Result<(), TxError> {
+    match &tx.body.payload {
+        Payload::Enrol { member: key, role } => {
+            let Authority::Organisation { org } = authority else {
+                return Err(TxError::NotAnOrganisation("enrol members"));
+            };
+            if key.check().is_err() {
+                return Err(TxError::InvalidKey(*key));
+            }
+            if state.get(&key_org_by_root(key))?.is_some() {
+                return Err(TxError::KeyIsOrganisation(*key));
+            }
+            match member(state, key)? {
+                Some(MemberRecord { revoked_at: Some(_), .. }) => return Err(TxError::KeyRevoked(*key)),
+                Some(_) => return Err(TxError::AlreadyEnrolled(*key)),
+                None => {}
+            }
+            let record =
+                MemberRecord { org: org.clone(), role: *role, enrolled_at: ctx.height, revoked_at: None };
+            state.put(key_member(key), encode_value(&record));
+            Ok(())
+        }
+        Payload::Revoke { member: key } => {
+            let Authority::Organisation { org } = authority else {
+                return Err(TxError::NotAnOrganisation("revoke members"));
+            };
+            let mut record = member(state, key)?.ok_or(TxError::NotAMember(*key))?;
+            if &record.org != org {
+                return Err(TxError::NotYourMember { member: *key, org: record.org });
+            }
+            if record.revoked_at.is_some() {
+                return Err(TxError::AlreadyRevoked(*key));
+            }
+            record.revoked_at = Some(ctx.height);
+            state.put(key_member(key), encode_value(&record));
+            Ok(())
+        }
+        Payload::Anchor { id, commitment } => {
+            let key = key_anchor(id);
+            if state.get(&key)?.is_some() {
+                return Err(TxError::AnchorExists(*id));
+            }
+            let record = AnchorRecord {
+                owner: tx.body.sender,
+                commitment: *commitment,
+                height: ctx.height,
+                time_ms: ctx.time_ms,
+            };
+            state.put(key, encode_value(&record));
+            Ok(())
+        }
+    }
+}
+
+/// What executing a block produced.
+#[derive(Debug)]
+pub struct Execution {
+    pub receipts: Vec<Receipt>,
+    pub txs_root: Hash,
+    pub receipts_root: Hash,
+}
+
+/// Executes one transaction as the `index`-th of a block. `Err` means the transaction fails
+/// authentication and must not be in the block; the state is then untouched.
+pub fn execute_tx(
+    state: &mut Overlay<'_>,
+    ctx: &BlockContext,
+    index: u32,
+    tx_id: Hash,
+    tx: &Tx,
+) -> Result<Receipt, TxError> {
+    let authority = authorise(state, &ctx.chain_id, tx)?;
+    let outcome = apply_tx(state, ctx, tx, &authority);
+    Ok(Receipt { tx_id, height: ctx.height, index, outcome })
+}
+
+/// Closes a block: records its height and time in the state and computes its roots.
+pub fn finish_block(state: &mut Overlay<'_>, ctx: &BlockContext, txs: &[Tx], receipts: Vec<Receipt>) -> Execution {
+    state.put(KEY_CHAIN_HEAD.to_vec(), encode_value(&ChainHead { height: ctx.height, time_ms: ctx.time_ms }));
+    state.commit_tx();
+    let leaves: Vec<Hash> = txs.iter().map(Tx::leaf_hash).collect();
+    let receipt_leaves: Vec<Hash> = receipts.iter().map(Receipt::leaf_hash).collect();
+    Execution { txs_root: merkle_root(&leaves), receipts_root: merkle_root(&receipt_leaves), receipts }
+}
+
+/// Executes a whole block, as a validator or an auditor replaying the chain does. Signatures
+/// must already have been checked (in a batch, by the caller); any other authentication failure
+/// makes the whole block invalid.
+pub fn execute_block(state: &mut Overlay<'_>, ctx: &BlockContext, txs: &[Tx]) -> Result<Execution, BlockError> {
+    let mut receipts = Vec::with_capacity(txs.len());
+    for (index, tx) in txs.iter().enumerate() {
+        let id = tx.id();
+        let receipt = execute_tx(state, ctx, index as u32, id, tx)
+            .map_err(|error| BlockError::InvalidTx { index, id, error })?;
+        receipts.push(receipt);
+    }
+    Ok(finish_block(state, ctx, txs, receipts))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,513 @@
+//! The node service: admits transactions into a bounded mempool, produces and commits blocks,
+//! and serves verified reads. It owns no sockets; `medledger-api` puts HTTP in front of it and
+//! the `medledger` binary wires the two together.
+//!
+//! On a single node the node is the only validator: it proposes every block and signs its
+//! certificate. The BFT engine replaces the producer, not the rest.
+//!
+//! **Invariant:** a receipt says committed only after the block that holds it is durable.
+//! **Invariant:** every read is checked before it is served: a block against its certificate and
+//! roots, a state entry against the certified state root. A failed check is an error, never data.
+
+mod audit;
+mod mempool;
+mod metrics;
+mod producer;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use audit::{AuditError, AuditReport, audit_store};
+use medledger_crypto::{Hash, PublicKey, SecretKey, Signature, verify_batch};
+use medledger_ledger::light::LightProof;
+use medledger_ledger::{Authority, BlockError, NONCE_WINDOW, TxError};
+use medledger_state::{Snapshot, StateError, StateRead};
+use medledger_storage::{Store, StoreError, StoreReader};
+use medledger_types::{
+    Block, CommitCertificate, Genesis, Header, Height, InclusionProof, Outcome, Receipt, Tx, merkle_root,
+};
+pub use mempool::{Inserted, MempoolError};
+pub use metrics::Metrics;
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// The most transactions the mempool holds by default.
+pub const MEMPOOL_TXS_MAX: usize = 200_000;
+/// How many refused transactions the node remembers, so their submitters can learn why.
+pub const REJECTED_REMEMBERED_MAX: usize = 100_000;
+/// The longest a client may wait for a receipt in one request.
+pub const RECEIPT_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// What a node needs to start.
+#[derive(Debug)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub genesis: Genesis,
+    /// This node's validator key; it must be in the genesis validator set.
+    pub validator_key: SecretKey,
+    pub mempool_txs_max: usize,
+    pub block_txs_max: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    #[error("invalid genesis: {0}")]
+    Genesis(String),
+    #[error("the store is tampered or corrupt at height {height}: {reason}")]
+    Tampered { height: Height, reason: String },
+    #[error("validator key {0} is not in the genesis validator set")]
+    NotAValidator(PublicKey),
+    #[error("the node has stopped: {0}")]
+    Stopped(String),
+}
+
+/// Why a submitted transaction was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Tx(#[from] TxError),
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(error: StoreError) -> Self {
+        SubmitError::Node(error.into())
+    }
+}
+
+impl From<StateError> for SubmitError {
+    fn from(error: StateError) -> Self {
+        SubmitError::Node(error.into())
+    }
+}
+
+impl SubmitError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            SubmitError::Tx(error) => error.code(),
+            SubmitError::Mempool(_) => "mempool_full",
+            SubmitError::Node(_) => "node_error",
+        }
+    }
+}
+
+/// The state of a transaction as this node knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TxStatus {
+    /// Waiting in the mempool.
+    Pending,
+    /// In a durable block; `receipt.outcome` says whether its payload applied.
+    Committed { receipt: Receipt },
+    /// Never put on chain: refused after admission (its nonce was used meanwhile, or its sender
+    /// revoked).
+    Rejected { code: String, reason: String },
+}
+
+/// A block with the certificate that finalised it, checked against each other.
+#[derive(Clone, Debug, Serialize)]
+pub struct CertifiedBlock {
+    pub block: Block,
+    pub certificate: CommitCertificate,
+}
+
+/// A summary of the node.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub chain_id: String,
+    pub genesis_hash: Hash,
+    pub validator: PublicKey,
+    pub height: Height,
+    pub head: Option<Header>,
+    pub mempool_txs: usize,
+}
+
+/// A handle to a running node; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    genesis: Genesis,
+    genesis_hash: Hash,
+    key: SecretKey,
+    block_txs_max: usize,
+    mempool: Mutex<mempool::Mempool>,
+    wake: Condvar,
+    head: watch::Sender<Height>,
+    rejected: Mutex<Remembered>,
+    metrics: Metrics,
+    stopping: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+#[derive(Debug, Default)]
+struct Remembered {
+    order: VecDeque<Hash>,
+    by_id: BTreeMap<Hash, (String, String)>,
+}
+
+impl Remembered {
+    fn insert(&mut self, id: Hash, code: String, reason: String) {
+        if self.by_id.insert(id, (code, reason)).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > REJECTED_REMEMBERED_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a thread panicked while holding it: a bug. Carry on with the data,
+    // which every holder leaves consistent between statements.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Node {
+    /// Opens (or initialises) the store, checks its head, and starts producing blocks.
+    pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let validators = config.genesis.validate().map_err(|error| NodeError::Genesis(error.to_string()))?;
+        if validators.get(&config.validator_key.public_key()).is_none() {
+            return Err(NodeError::NotAValidator(config.validator_key.public_key()));
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|error| StoreError::Db(format!("creating {}: {error}", config.data_dir.display())))?;
+        let store = Store::open(&config.data_dir.join("ledger.redb"))?;
+        producer::init_genesis(&store, &config.genesis)?;
+        let head = check_head(&store.reader()?, &config.genesis)?;
+        let metrics = Metrics::new();
+        metrics.head_height.set(head as i64);
+        let node = Node {
+            inner: Arc::new(Inner {
+                store,
+                genesis_hash: config.genesis.hash(),
+                genesis: config.genesis,
+                key: config.validator_key,
+                block_txs_max: config.block_txs_max.clamp(1, medledger_types::BLOCK_TXS_MAX),
+                mempool: Mutex::new(mempool::Mempool::new(config.mempool_txs_max)),
+                wake: Condvar::new(),
+                head: watch::Sender::new(head),
+                rejected: Mutex::new(Remembered::default()),
+                metrics,
+                stopping: AtomicBool::new(false),
+                failure: Mutex::new(None),
+            }),
+        };
+        let producer = node.clone();
+        std::thread::Builder::new()
+            .name("block-producer".into())
+            .spawn(move || producer::run(&producer))
+            .map_err(|error| NodeError::Stopped(format!("cannot start the block producer: {error}")))?;
+        Ok(node)
+    }
+
+    /// Stops producing blocks once the block in progress is durable.
+    pub fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_all();
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.inner.genesis
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Why the node stopped working, if it did (an IO failure while committing).
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.inner.failure).clone()
+    }
+
+    /// Watches the committed height.
+    pub fn subscribe_head(&self) -> watch::Receiver<Height> {
+        self.inner.head.subscribe()
+    }
+
+    pub fn status(&self) -> Result<Status, NodeError> {
+        let reader = self.inner.store.reader()?;
+        let height = reader.head()?;
+        let head = if height == 0 { None } else { Some(self.verified_header(&reader, height)?.0) };
+        Ok(Status {
+            chain_id: self.inner.genesis.chain_id.clone(),
+            genesis_hash: self.inner.genesis_hash,
+            validator: self.inner.key.public_key(),
+            height,
+            head,
+            mempool_txs: lock(&self.inner.mempool).len(),
+        })
+    }
+
+    /// Admits transactions into the mempool, checking each one's chain id, signature (in one
+    /// batch), sender and nonce against the committed state. One result per transaction.
+    pub fn submit(&self, txs: Vec<Tx>) -> Vec<Result<(Hash, Inserted), SubmitError>> {
+        if let Some(failure) = self.failure() {
+            return txs.iter().map(|_| Err(NodeError::Stopped(failure.clone()).into())).collect();
+        }
+        let sign_bytes: Vec<Vec<u8>> = txs.iter().map(|tx| tx.body.sign_bytes()).collect();
+        let items: Vec<(PublicKey, &[u8], Signature)> = txs
+            .iter()
+            .zip(&sign_bytes)
+            .map(|(tx, bytes)| (tx.body.sender, bytes.as_slice(), tx.signature))
+            .collect();
+        let bad_signatures = verify_batch(&items);
+        let reader = match self.inner.store.reader() {
+            Ok(reader) => reader,
+            Err(error) => {
+                let message = error.to_string();
+                return txs.iter().map(|_| Err(NodeError::Store(StoreError::Db(message.clone())).into())).collect();
+            }
+        };
+        let results: Vec<_> = txs
+            .into_iter()
+            .enumerate()
+            .map(|(index, tx)| {
+                if bad_signatures.contains(&index) {
+                    return Err(TxError::BadSignature(tx.body.sender).into());
+                }
+                self.admit(&reader, tx)
+            })
+            .collect();
+        for result in &results {
+            match result {
+                Ok(_) => {
+                    self.inner.metrics.txs_admitted.inc();
+                }
+                Err(error) => self.inner.metrics.refused(error.code()),
+            }
+        }
+        self.inner.metrics.mempool_txs.set(lock(&self.inner.mempool).len() as i64);
+        self.inner.wake.notify_one();
+        results
+    }
+
+    fn admit(&self, reader: &StoreReader, tx: Tx) -> Result<(Hash, Inserted), SubmitError> {
+        let id = tx.id();
+        let chain_id = &self.inner.genesis.chain_id;
+        if &tx.body.chain_id != chain_id {
+            return Err(TxError::WrongChain { expected: chain_id.clone(), got: tx.body.chain_id }.into());
+        }
+        let state = Snapshot { reader, version: Some(reader.head()?) };
+        if reader.receipt(&id)?.is_some() {
+            // Already on chain: resubmitting is harmless and says so.
+            return Ok((id, Inserted::AlreadyPending));
+        }
+        medledger_ledger::authority(&state, &tx.body.sender)?;
+        let expected = medledger_ledger::next_nonce(&state, &tx.body.sender)?;
+        let (sender, got) = (tx.body.sender, tx.body.nonce);
+        if got < expected {
+            return Err(TxError::NonceUsed { sender, expected, got }.into());
+        }
+        if got >= expected + NONCE_WINDOW {
+            return Err(TxError::NonceGap { sender, expected, got }.into());
+        }
+        let inserted = lock(&self.inner.mempool).insert(mempool::PooledTx { id, tx })?;
+        Ok((id, inserted))
+    }
+
+    /// The status of a transaction, or `None` if this node has never seen it.
+    pub fn tx_status(&self, id: &Hash) -> Result<Option<TxStatus>, NodeError> {
+        let reader = self.inner.store.reader()?;
+        if let Some(receipt) = reader.receipt(id)? {
+            if receipt.tx_id != *id || receipt.height > reader.head()? {
+                return Err(NodeError::Tampered { height: receipt.height, reason: format!("receipt of {id} is not its own") });
+            }
+            return Ok(Some(TxStatus::Committed { receipt }));
+        }
+        if let Some((code, reason)) = lock(&self.inner.rejected).by_id.get(id) {
+            return Ok(Some(TxStatus::Rejected { code: code.clone(), reason: reason.clone() }));
+        }
+        if lock(&self.inner.mempool).contains(id) {
+            return Ok(Some(TxStatus::Pending));
+        }
+        Ok(None)
+    }
+
+    /// Waits up to `timeout` for a transaction to leave the mempool.
+    pub async fn wait_tx(&self, id: &Hash, timeout: Duration) -> Result<Option<TxStatus>, NodeError> {
+        let mut head = self.subscribe_head();
+        let deadline = tokio::time::Instant::now() + timeout.min(RECEIPT_WAIT_MAX);
+        loop {
+            let status = self.tx_status(id)?;
+            if !matches!(status, Some(TxStatus::Pending)) {
+                return Ok(status);
+            }
+            if tokio::time::timeout_at(deadline, head.changed()).await.is_err() {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// A block with its certificate, checked: the header against the certificate and the
+    /// validator set, the transactions against the header's root.
+    pub fn block(&self, height: Height) -> Result<Option<CertifiedBlock>, NodeError> {
+        let reader = self.inner.store.reader()?;
+        if height == 0 || height > reader.head()? {
+            return Ok(None);
+        }
+        let (header, certificate) = self.verified_header(&reader, height)?;
+        let txs = reader.txs(height)?;
+        let leaves: Vec<Hash> = txs.iter().map(Tx::leaf_hash).collect();
+        if merkle_root(&leaves) != header.txs_root {
+            return Err(NodeError::Tampered { height, reason: "transactions do not match the header's root".into() });
+        }
+        let last_commit = if height > 1 { reader.certificate(height - 1)? } else { None };
+        if last_commit.as_ref().map(CommitCertificate::hash).unwrap_or(Hash::ZERO) != header.last_commit_hash {
+            return Err(NodeError::Tampered { height, reason: "previous certificate does not match the header".into() });
+        }
+        Ok(Some(CertifiedBlock { block: Block { header, txs, last_commit }, certificate }))
+    }
+
+    pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<CertifiedBlock>, NodeError> {
+        let height = self.inner.store.reader()?.height_of(hash)?;
+        match height {
+            Some(height) => {
+                let block = self.block(height)?;
+                if let Some(found) = &block
+                    && found.block.hash() != *hash
+                {
+                    return Err(NodeError::Tampered { height, reason: "block hash index points elsewhere".into() });
+                }
+                Ok(block)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A committed transaction with the proofs of its inclusion and receipt.
+    pub fn tx_proof(&self, id: &Hash) -> Result<Option<LightProof>, NodeError> {
+        let reader = self.inner.store.reader()?;
+        let Some(receipt) = reader.receipt(id)? else { return Ok(None) };
+        let height = receipt.height;
+        let Some(CertifiedBlock { block, certificate }) = self.block(height)? else {
+            return Err(NodeError::Tampered { height, reason: format!("receipt of {id} names a missing block") });
+        };
+        let index = receipt.index as usize;
+        let tampered = |reason: &str| NodeError::Tampered { height, reason: reason.to_string() };
+        let tx = block.txs.get(index).filter(|tx| tx.id() == *id).cloned().ok_or_else(|| tampered("receipt points at another transaction"))?;
+        let mut receipt_leaves = Vec::with_capacity(block.txs.len());
+        for other in &block.txs {
+            let other_receipt = reader.receipt(&other.id())?.ok_or_else(|| tampered("a receipt is missing"))?;
+            receipt_leaves.push(other_receipt.leaf_hash());
+        }
+        if merkle_root(&receipt_leaves) != block.header.receipts_root {
+            return Err(tampered("receipts do not match the header's root"));
+        }
+        let leaves: Vec<Hash> = block.txs.iter().map(Tx::leaf_hash).collect();
+        let tx_proof = InclusionProof::build(&leaves, index).ok_or_else(|| tampered("index out of range"))?;
+        let receipt_proof = InclusionProof::build(&receipt_leaves, index).ok_or_else(|| tampered("index out of range"))?;
+        Ok(Some(LightProof::Tx { header: block.header, certificate, tx, tx_proof, receipt, receipt_proof }))
+    }
+
+    /// A state entry (or its absence) after block `height` (default: the head), with its proof,
+    /// checked against the certified state root before it is returned.
+    pub fn state(&self, key: &[u8], height: Option<Height>) -> Result<Option<LightProof>, NodeError> {
+        let reader = self.inner.store.reader()?;
+        let head = reader.head()?;
+        let height = height.unwrap_or(head);
+        if height == 0 || height > head {
+            return Ok(None);
+        }
+        let (header, certificate) = self.verified_header(&reader, height)?;
+        let proof = medledger_state::prove(&reader, height, key)?;
+        if let Err(error) = proof.verify(header.state_root) {
+            return Err(NodeError::Tampered { height, reason: format!("state entry fails its proof: {error}") });
+        }
+        Ok(Some(LightProof::State { header, certificate, proof }))
+    }
+
+    /// Who a key acts as and its next nonce, from the committed state.
+    pub fn account(&self, key: &PublicKey) -> Result<(Result<Authority, String>, u64), NodeError> {
+        let reader = self.inner.store.reader()?;
+        let state = Snapshot { reader: &reader, version: Some(reader.head()?) };
+        let authority = match medledger_ledger::authority(&state, key) {
+            Ok(authority) => Ok(authority),
+            Err(TxError::State(error)) => return Err(error.into()),
+            Err(error) => Err(error.to_string()),
+        };
+        Ok((authority, medledger_ledger::next_nonce(&state, key)?))
+    }
+
+    fn verified_header(&self, reader: &StoreReader, height: Height) -> Result<(Header, CommitCertificate), NodeError> {
+        verified_header(reader, &self.inner.genesis, height)
+    }
+
+    fn remember_rejected(&self, id: Hash, code: String, reason: String) {
+        lock(&self.inner.rejected).insert(id, code, reason);
+    }
+
+    fn outcome_metrics(&self, receipts: &[Receipt]) {
+        let metrics = &self.inner.metrics;
+        metrics.txs_committed.inc_by(receipts.len() as u64);
+        for receipt in receipts {
+            if let Outcome::Rejected { code, .. } = &receipt.outcome {
+                metrics.refused(code);
+            }
+        }
+    }
+}
+
+/// Loads a header and its certificate and checks that the certificate finalises it under the
+/// validator set in force (the set in the state before the block).
+fn verified_header(reader: &StoreReader, genesis: &Genesis, height: Height) -> Result<(Header, CommitCertificate), NodeError> {
+    let tampered = |reason: String| NodeError::Tampered { height, reason };
+    let header = reader.header(height)?.ok_or_else(|| tampered("header is missing".into()))?;
+    let certificate = reader.certificate(height)?.ok_or_else(|| tampered("certificate is missing".into()))?;
+    if header.height != height || header.chain_id != genesis.chain_id {
+        return Err(tampered("header names another height or chain".into()));
+    }
+    let validators = medledger_ledger::validators(&Snapshot { reader, version: Some(height - 1) })
+        .map_err(|error| tampered(format!("validator set unreadable: {error}")))?;
+    if validators.hash() != header.validators_hash {
+        return Err(tampered("header names another validator set".into()));
+    }
+    certificate.verify(&header, &validators).map_err(|error| tampered(format!("certificate: {error}")))?;
+    Ok((header, certificate))
+}
+
+/// The start-up check: the head block's certificate holds, and the state tree's root at the head
+/// is the one that block certifies. A node whose store fails it refuses to start.
+fn check_head(reader: &StoreReader, genesis: &Genesis) -> Result<Height, NodeError> {
+    let stored = reader.genesis()?;
+    if stored.hash() != genesis.hash() {
+        return Err(NodeError::Genesis(format!(
+            "the store holds chain {} with genesis {}, the configuration names genesis {}",
+            stored.chain_id,
+            stored.hash(),
+            genesis.hash()
+        )));
+    }
+    let head = reader.head()?;
+    if head == 0 {
+        return Ok(0);
+    }
+    let (header, _) = verified_header(reader, genesis, head)?;
+    let root = medledger_state::root_at(reader, head)?;
+    if root != header.state_root {
+        return Err(NodeError::Tampered { height: head, reason: format!("state root on disk is {root}, the certified root is {}", header.state_root) });
+    }
+    Snapshot { reader, version: Some(head) }.get(medledger_ledger::KEY_CHAIN_HEAD)?;
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,208 @@
+//! The pool of admitted transactions waiting for a block.
+//!
+//! Transactions are queued per sender by nonce, so a sender can pipeline many without waiting for
+//! each to commit, and a block takes each sender's contiguous run from its next nonce. Senders are
+//! served round-robin from a rotating cursor, so one busy sender cannot starve the others.
+//!
+//! **Invariant:** the pool never holds more than its configured maximum; when full it refuses
+//! new transactions with [`MempoolError::Full`] instead of growing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use medledger_crypto::{Hash, PublicKey};
+use medledger_types::Tx;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MempoolError {
+    #[error("mempool is full ({0} transactions waiting); retry later")]
+    Full(usize),
+}
+
+/// A transaction with its id computed once.
+#[derive(Clone, Debug)]
+pub struct PooledTx {
+    pub id: Hash,
+    pub tx: Tx,
+}
+
+#[derive(Debug)]
+pub struct Mempool {
+    by_sender: BTreeMap<PublicKey, BTreeMap<u64, PooledTx>>,
+    ids: BTreeSet<Hash>,
+    cursor: Option<PublicKey>,
+    capacity: usize,
+}
+
+/// What [`Mempool::insert`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    AlreadyPending,
+}
+
+impl Mempool {
+    pub fn new(capacity: usize) -> Self {
+        Mempool { by_sender: BTreeMap::new(), ids: BTreeSet::new(), cursor: None, capacity }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn contains(&self, id: &Hash) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Adds a transaction whose signature and sender were already checked. A second transaction
+    /// with the same sender and nonce replaces nothing: the first one stays.
+    pub fn insert(&mut self, pooled: PooledTx) -> Result<Inserted, MempoolError> {
+        if self.ids.contains(&pooled.id) {
+            return Ok(Inserted::AlreadyPending);
+        }
+        let queue = self.by_sender.entry(pooled.tx.body.sender).or_default();
+        if queue.contains_key(&pooled.tx.body.nonce) {
+            // Same sender and nonce, different content: only one can ever commit.
+            return Ok(Inserted::AlreadyPending);
+        }
+        if self.ids.len() >= self.capacity {
+            if queue.is_empty() {
+                self.by_sender.remove(&pooled.tx.body.sender);
+            }
+            return Err(MempoolError::Full(self.ids.len()));
+        }
+        self.ids.insert(pooled.id);
+        queue.insert(pooled.tx.body.nonce, pooled);
+        Ok(Inserted::New)
+    }
+
+    /// Takes up to `max` transactions for a block. `next_nonce` gives each sender's next nonce in
+    /// the committed state. Transactions below it can never commit and are returned separately.
+    pub fn take<E>(
+        &mut self,
+        max: usize,
+        mut next_nonce: impl FnMut(&PublicKey) -> Result<u64, E>,
+    ) -> Result<(Vec<PooledTx>, Vec<PooledTx>), E> {
+        let mut taken = Vec::new();
+        let mut stale = Vec::new();
+        let senders: Vec<PublicKey> = match self.cursor {
+            Some(cursor) => self
+                .by_sender
+                .range(cursor..)
+                .chain(self.by_sender.range(..cursor))
+                .map(|(sender, _)| *sender)
+                .collect(),
+            None => self.by_sender.keys().copied().collect(),
+        };
+        for sender in senders {
+            if taken.len() >= max {
+                self.cursor = Some(sender);
+                break;
+            }
+            let mut expected = next_nonce(&sender)?;
+            let Some(queue) = self.by_sender.get_mut(&sender) else { continue };
+            let newer = queue.split_off(&expected);
+            for (_, pooled) in std::mem::replace(queue, newer) {
+                self.ids.remove(&pooled.id);
+                stale.push(pooled);
+            }
+            while taken.len() < max {
+                match queue.remove(&expected) {
+                    Some(pooled) => {
+                        self.ids.remove(&pooled.id);
+                        taken.push(pooled);
+                        expected += 1;
+                    }
+                    None => break,
+                }
+            }
+            if queue.is_empty() {
+                self.by_sender.remove(&sender);
+            }
+        }
+        if taken.len() < max {
+            self.cursor = None;
+        }
+        Ok((taken, stale))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medledger_crypto::SecretKey;
+    use medledger_types::{Payload, TxBody};
+
+    fn tx(key: &SecretKey, nonce: u64) -> PooledTx {
+        let tx = TxBody {
+            chain_id: "c".into(),
+            sender: key.public_key(),
+            nonce,
+            payload: Payload::Anchor { id: Hash([nonce as u8; 32]), commitment: Hash::ZERO },
+        }
+        .sign(key);
+        PooledTx { id: tx.id(), tx }
+    }
+
+    #[test]
+    fn takes_contiguous_runs_and_returns_stale_ones() {
+        let a = SecretKey::from_seed(1);
+        let b = SecretKey::from_seed(2);
+        let mut pool = Mempool::new(100);
+        for nonce in [1, 2, 3, 5] {
+            pool.insert(tx(&a, nonce)).expect("room");
+        }
+        for nonce in [1, 2] {
+            pool.insert(tx(&b, nonce)).expect("room");
+        }
+        // b has already used nonce 1 on chain.
+        let next = |sender: &PublicKey| -> Result<u64, ()> { Ok(if *sender == b.public_key() { 2 } else { 1 }) };
+        let (taken, stale) = pool.take(100, next).expect("take");
+        let mut got: Vec<(bool, u64)> =
+            taken.iter().map(|p| (p.tx.body.sender == a.public_key(), p.tx.body.nonce)).collect();
+        got.sort();
+        assert_eq!(got, vec![(false, 2), (true, 1), (true, 2), (true, 3)]);
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].tx.body.nonce, 1);
+        // Nonce 5 of a waits for 4.
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn refuses_when_full_and_deduplicates() {
+        let a = SecretKey::from_seed(1);
+        let mut pool = Mempool::new(2);
+        assert_eq!(pool.insert(tx(&a, 1)), Ok(Inserted::New));
+        assert_eq!(pool.insert(tx(&a, 1)), Ok(Inserted::AlreadyPending));
+        assert_eq!(pool.insert(tx(&a, 2)), Ok(Inserted::New));
+        assert_eq!(pool.insert(tx(&a, 3)), Err(MempoolError::Full(2)));
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn a_block_limit_rotates_between_senders() {
+        let keys: Vec<SecretKey> = (0..4).map(SecretKey::from_seed).collect();
+        let mut pool = Mempool::new(100);
+        for key in &keys {
+            for nonce in 1..=3 {
+                pool.insert(tx(key, nonce)).expect("room");
+            }
+        }
+        let mut next: BTreeMap<PublicKey, u64> = keys.iter().map(|k| (k.public_key(), 1)).collect();
+        let mut served = BTreeSet::new();
+        while !pool.is_empty() {
+            let (taken, stale) = pool.take(2, |s| Ok::<u64, ()>(next[s])).expect("take");
+            assert!(stale.is_empty());
+            assert!(!taken.is_empty() && taken.len() <= 2);
+            for pooled in taken {
+                served.insert(pooled.tx.body.sender);
+                *next.get_mut(&pooled.tx.body.sender).expect("known") += 1;
+            }
+        }
+        assert_eq!(served.len(), 4);
+        assert!(next.values().all(|nonce| *nonce == 4));
+    }
+}

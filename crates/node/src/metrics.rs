@@ -1,0 +1,70 @@
+//! Prometheus metrics of a node.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub txs_admitted: Counter,
+    /// Refused transactions, by reason code.
+    pub txs_refused: Family<Vec<(String, String)>, Counter>,
+    pub txs_committed: Counter,
+    pub blocks_committed: Counter,
+    pub head_height: Gauge,
+    pub mempool_txs: Gauge,
+    pub block_txs: Histogram,
+    /// Time from taking transactions out of the mempool to the block being durable.
+    pub block_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("medledger");
+        let metrics = Metrics {
+            txs_admitted: Counter::default(),
+            txs_refused: Family::default(),
+            txs_committed: Counter::default(),
+            blocks_committed: Counter::default(),
+            head_height: Gauge::default(),
+            mempool_txs: Gauge::default(),
+            block_txs: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
+            block_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            registry: Registry::default(),
+        };
+        registry.register("txs_admitted", "Transactions admitted to the mempool", metrics.txs_admitted.clone());
+        registry.register("txs_refused", "Transactions refused, by reason", metrics.txs_refused.clone());
+        registry.register("txs_committed", "Transactions in committed blocks", metrics.txs_committed.clone());
+        registry.register("blocks_committed", "Blocks committed", metrics.blocks_committed.clone());
+        registry.register("head_height", "Height of the last committed block", metrics.head_height.clone());
+        registry.register("mempool_txs", "Transactions waiting in the mempool", metrics.mempool_txs.clone());
+        registry.register("block_txs", "Transactions per committed block", metrics.block_txs.clone());
+        registry.register(
+            "block_commit_seconds",
+            "Time to execute a block and make it durable",
+            metrics.block_seconds.clone(),
+        );
+        Metrics { registry, ..metrics }
+    }
+
+    pub fn refused(&self, code: &str) {
+        self.txs_refused.get_or_create(&vec![("reason".to_string(), code.to_string())]).inc();
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String never fails");
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,328 @@
+//! The block store and the state store, together in one embedded redb database.
+//!
+//! One redb write transaction per block holds the header, the transactions, their index and
+//! receipts, the commit certificate and the state tree's new nodes and values, so a block and its
+//! state become durable together or not at all. redb commits with an fsync (`Durability::Immediate`)
+//! before `commit_block` returns, so a receipt is only ever reported after its block is on disk.
+//!
+//! **Invariant:** the store holds either nothing, or genesis and blocks `1..=head` with their
+//! certificates and the state tree at every version `0..=head`. There is no other state on disk.
+//! **API boundary:** the store trusts nothing it reads: callers in `medledger-node` check
+//! certificates, roots and hashes before serving what it returns.
+
+use std::path::Path;
+
+use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
+use jmt::{KeyHash, Version};
+use medledger_crypto::Hash;
+use medledger_types::{
+    CommitCertificate, Genesis, Header, Height, Receipt, Tx, TypesError, decode, encode,
+};
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
+
+pub use jmt::storage::TreeUpdateBatch;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
+const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
+const BLOCK_HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("block_hashes");
+/// Transactions by (height, index in block).
+const TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("txs");
+/// Transaction id to its receipt, which names its height and index.
+const TX_RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tx_receipts");
+const TREE_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_nodes");
+/// State values by key hash (32 bytes) then version (8 bytes, big-endian), so that the newest
+/// version at or below a height is one reverse range step away.
+const TREE_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_values");
+
+const META_GENESIS: &str = "genesis";
+const META_HEAD: &str = "head";
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(String),
+    #[error("stored {what} at height {height} does not decode: {reason}")]
+    Corrupt { what: &'static str, height: Height, reason: String },
+    #[error("store is not initialised: it has no genesis")]
+    NoGenesis,
+    #[error("store already holds a chain with genesis {stored}, not {given}")]
+    GenesisMismatch { stored: Hash, given: Hash },
+    #[error("block {got} does not follow the head {head}")]
+    NotNext { head: Height, got: Height },
+}
+
+fn db_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(error.to_string())
+}
+
+fn corrupt(what: &'static str, height: Height) -> impl Fn(TypesError) -> StoreError {
+    move |error| StoreError::Corrupt { what, height, reason: error.to_string() }
+}
+
+/// A block with everything that must become durable with it.
+#[derive(Debug)]
+pub struct BlockCommit<'a> {
+    pub header: &'a Header,
+    pub txs: &'a [Tx],
+    pub receipts: &'a [Receipt],
+    pub certificate: &'a CommitCertificate,
+    pub tree: TreeUpdateBatch,
+}
+
+/// The node's database.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it if needed.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::builder().set_cache_size(512 * 1024 * 1024).create(path).map_err(db_error)?;
+        let txn = db.begin_write().map_err(db_error)?;
+        {
+            txn.open_table(META).map_err(db_error)?;
+            txn.open_table(HEADERS).map_err(db_error)?;
+            txn.open_table(CERTIFICATES).map_err(db_error)?;
+            txn.open_table(BLOCK_HASHES).map_err(db_error)?;
+            txn.open_table(TXS).map_err(db_error)?;
+            txn.open_table(TX_RECEIPTS).map_err(db_error)?;
+            txn.open_table(TREE_NODES).map_err(db_error)?;
+            txn.open_table(TREE_VALUES).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)?;
+        Ok(Store { db })
+    }
+
+    /// A consistent snapshot for reading.
+    pub fn reader(&self) -> Result<StoreReader, StoreError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        Ok(StoreReader {
+            meta: txn.open_table(META).map_err(db_error)?,
+            headers: txn.open_table(HEADERS).map_err(db_error)?,
+            certificates: txn.open_table(CERTIFICATES).map_err(db_error)?,
+            block_hashes: txn.open_table(BLOCK_HASHES).map_err(db_error)?,
+            txs: txn.open_table(TXS).map_err(db_error)?,
+            tx_receipts: txn.open_table(TX_RECEIPTS).map_err(db_error)?,
+            tree_nodes: txn.open_table(TREE_NODES).map_err(db_error)?,
+            tree_values: txn.open_table(TREE_VALUES).map_err(db_error)?,
+        })
+    }
+
+    /// Stores genesis and its state (tree version 0) in one durable transaction.
+    pub fn init_genesis(&self, genesis: &Genesis, tree: TreeUpdateBatch) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(db_error)?;
+        txn.set_durability(Durability::Immediate).map_err(db_error)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            if let Some(stored) = meta.get(META_GENESIS).map_err(db_error)? {
+                let stored: Genesis = decode("genesis", stored.value(), usize::MAX).map_err(corrupt("genesis", 0))?;
+                return Err(StoreError::GenesisMismatch { stored: stored.hash(), given: genesis.hash() });
+            }
+            meta.insert(META_GENESIS, encode(genesis).as_slice()).map_err(db_error)?;
+            meta.insert(META_HEAD, 0u64.to_be_bytes().as_slice()).map_err(db_error)?;
+        }
+        write_tree(&txn, &tree)?;
+        txn.commit().map_err(db_error)
+    }
+
+    /// Appends the next block and its state, durably: when this returns, an fsync has completed.
+    pub fn commit_block(&self, block: BlockCommit<'_>) -> Result<(), StoreError> {
+        let height = block.header.height;
+        let mut txn = self.db.begin_write().map_err(db_error)?;
+        txn.set_durability(Durability::Immediate).map_err(db_error)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            let head = match meta.get(META_HEAD).map_err(db_error)? {
+                Some(bytes) => read_u64(bytes.value()).ok_or(StoreError::Corrupt {
+                    what: "head marker",
+                    height,
+                    reason: "not 8 bytes".into(),
+                })?,
+                None => return Err(StoreError::NoGenesis),
+            };
+            if height != head + 1 {
+                return Err(StoreError::NotNext { head, got: height });
+            }
+            meta.insert(META_HEAD, height.to_be_bytes().as_slice()).map_err(db_error)?;
+
+            let hash = block.header.hash();
+            txn.open_table(HEADERS).map_err(db_error)?.insert(height, encode(block.header).as_slice()).map_err(db_error)?;
+            txn.open_table(CERTIFICATES)
+                .map_err(db_error)?
+                .insert(height, encode(block.certificate).as_slice())
+                .map_err(db_error)?;
+            txn.open_table(BLOCK_HASHES).map_err(db_error)?.insert(hash.0.as_slice(), height).map_err(db_error)?;
+            let mut txs = txn.open_table(TXS).map_err(db_error)?;
+            let mut receipts = txn.open_table(TX_RECEIPTS).map_err(db_error)?;
+            for ((index, tx), receipt) in block.txs.iter().enumerate().zip(block.receipts) {
+                txs.insert((height, index as u32), tx.to_bytes().as_slice()).map_err(db_error)?;
+                receipts.insert(receipt.tx_id.0.as_slice(), encode(receipt).as_slice()).map_err(db_error)?;
+            }
+        }
+        write_tree(&txn, &block.tree)?;
+        txn.commit().map_err(db_error)
+    }
+}
+
+fn write_tree(txn: &redb::WriteTransaction, batch: &TreeUpdateBatch) -> Result<(), StoreError> {
+    let mut nodes = txn.open_table(TREE_NODES).map_err(db_error)?;
+    for (key, node) in batch.node_batch.nodes() {
+        nodes.insert(encode(key).as_slice(), encode(node).as_slice()).map_err(db_error)?;
+    }
+    let mut values = txn.open_table(TREE_VALUES).map_err(db_error)?;
+    for ((version, key_hash), value) in batch.node_batch.values() {
+        values.insert(value_key(key_hash, *version).as_slice(), encode(value).as_slice()).map_err(db_error)?;
+    }
+    Ok(())
+}
+
+fn value_key(key_hash: &KeyHash, version: Version) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(&key_hash.0);
+    key[32..].copy_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn read_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// A read snapshot of the store. Everything it returns is as stored: unverified.
+pub struct StoreReader {
+    meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    headers: ReadOnlyTable<u64, &'static [u8]>,
+    certificates: ReadOnlyTable<u64, &'static [u8]>,
+    block_hashes: ReadOnlyTable<&'static [u8], u64>,
+    txs: ReadOnlyTable<(u64, u32), &'static [u8]>,
+    tx_receipts: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    tree_nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    tree_values: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl std::fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreReader")
+    }
+}
+
+impl StoreReader {
+    pub fn genesis(&self) -> Result<Genesis, StoreError> {
+        let bytes = self.meta.get(META_GENESIS).map_err(db_error)?.ok_or(StoreError::NoGenesis)?;
+        decode("genesis", bytes.value(), usize::MAX).map_err(corrupt("genesis", 0))
+    }
+
+    /// The height of the last committed block; 0 when only genesis is stored.
+    pub fn head(&self) -> Result<Height, StoreError> {
+        let bytes = self.meta.get(META_HEAD).map_err(db_error)?.ok_or(StoreError::NoGenesis)?;
+        read_u64(bytes.value()).ok_or(StoreError::Corrupt { what: "head marker", height: 0, reason: "not 8 bytes".into() })
+    }
+
+    pub fn header(&self, height: Height) -> Result<Option<Header>, StoreError> {
+        self.headers
+            .get(height)
+            .map_err(db_error)?
+            .map(|bytes| decode("header", bytes.value(), usize::MAX).map_err(corrupt("header", height)))
+            .transpose()
+    }
+
+    pub fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, StoreError> {
+        self.certificates
+            .get(height)
+            .map_err(db_error)?
+            .map(|bytes| decode("certificate", bytes.value(), usize::MAX).map_err(corrupt("certificate", height)))
+            .transpose()
+    }
+
+    pub fn height_of(&self, block_hash: &Hash) -> Result<Option<Height>, StoreError> {
+        Ok(self.block_hashes.get(block_hash.0.as_slice()).map_err(db_error)?.map(|height| height.value()))
+    }
+
+    /// The transactions of a block, in order.
+    pub fn txs(&self, height: Height) -> Result<Vec<Tx>, StoreError> {
+        let range = self.txs.range((height, 0)..=(height, u32::MAX)).map_err(db_error)?;
+        range
+            .map(|entry| {
+                let (_, bytes) = entry.map_err(db_error)?;
+                Tx::from_bytes(bytes.value()).map_err(corrupt("transaction", height))
+            })
+            .collect()
+    }
+
+    pub fn tx(&self, height: Height, index: u32) -> Result<Option<Tx>, StoreError> {
+        self.txs
+            .get((height, index))
+            .map_err(db_error)?
+            .map(|bytes| Tx::from_bytes(bytes.value()).map_err(corrupt("transaction", height)))
+            .transpose()
+    }
+
+    pub fn receipt(&self, tx_id: &Hash) -> Result<Option<Receipt>, StoreError> {
+        self.tx_receipts
+            .get(tx_id.0.as_slice())
+            .map_err(db_error)?
+            .map(|bytes| decode("receipt", bytes.value(), usize::MAX).map_err(corrupt("receipt", 0)))
+            .transpose()
+    }
+
+    /// Every stored (key hash, version, value) of the state, for a full audit.
+    pub fn for_each_value(
+        &self,
+        mut visit: impl FnMut(KeyHash, Version, Option<Vec<u8>>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for entry in self.tree_values.iter().map_err(db_error)? {
+            let (key, value) = entry.map_err(db_error)?;
+            let key = key.value();
+            let (Ok(key_hash), Some(version)) = (<[u8; 32]>::try_from(&key[..32.min(key.len())]), key.get(32..).and_then(read_u64)) else {
+                return Err(StoreError::Corrupt { what: "state value key", height: 0, reason: "not 40 bytes".into() });
+            };
+            let value: Option<Vec<u8>> = decode("state value", value.value(), usize::MAX).map_err(corrupt("state value", version))?;
+            visit(KeyHash(key_hash), version, value)?;
+        }
+        Ok(())
+    }
+}
+
+impl StoreReader {
+    /// Every stored node of the state tree.
+    pub fn for_each_node(
+        &self,
+        mut visit: impl FnMut(NodeKey, Node) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for entry in self.tree_nodes.iter().map_err(db_error)? {
+            let (key, node) = entry.map_err(db_error)?;
+            let bad = |reason: String| StoreError::Corrupt { what: "state tree node", height: 0, reason };
+            let key: NodeKey = borsh::from_slice(key.value()).map_err(|error| bad(error.to_string()))?;
+            let node: Node = borsh::from_slice(node.value()).map_err(|error| bad(error.to_string()))?;
+            visit(key, node)?;
+        }
+        Ok(())
+    }
+}
+
+impl TreeReader for StoreReader {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        match self.tree_nodes.get(encode(node_key).as_slice())? {
+            Some(bytes) => Ok(Some(borsh::from_slice(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn get_value_option(&self, max_version: Version, key_hash: KeyHash) -> anyhow::Result<Option<Vec<u8>>> {
+        let low = value_key(&key_hash, 0);
+        let high = value_key(&key_hash, max_version);
+        match self.tree_values.range(low.as_slice()..=high.as_slice())?.next_back() {
+            Some(entry) => {
+                let (_, value) = entry?;
+                Ok(borsh::from_slice(value.value())?)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        Err(anyhow::anyhow!("state restore is not supported by the block store"))
+    }
+}
