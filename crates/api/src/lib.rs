@@ -1,1 +1,417 @@
-//! placeholder
+//! The node's versioned HTTP JSON API (`/v1/...`), plus `/health`, `/metrics` and
+//! `/openapi.json`. This is the only crate that speaks HTTP.
+//!
+//! **Invariant:** every error is a 4xx or 5xx status with a JSON body
+//! `{"error": {"code": "...", "message": "..."}}`; nothing a client sends can panic a handler,
+//! and a refused request changes nothing.
+//! **Invariant:** every request body is bounded by [`API_BODY_BYTES_MAX`] and every batch by
+//! [`TXS_PER_REQUEST_MAX`].
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use medledger_crypto::{Hash, PublicKey};
+use medledger_ledger::TxError;
+use medledger_ledger::light::LightProof;
+use medledger_node::{Inserted, Node, NodeError, SubmitError, TxStatus};
+use medledger_types::{Height, Tx};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
+
+/// The largest request body the API reads.
+pub const API_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The most transactions one submission may carry.
+pub const TXS_PER_REQUEST_MAX: usize = 20_000;
+
+/// An API error: a status and a JSON body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable reason, e.g. `bad_signature` or `nonce_used`.
+    code: String,
+    /// A sentence for people.
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError { status, code: code.to_string(), message: message.into() }
+    }
+
+    fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn body(&self) -> Value {
+        json!({"error": {"code": self.code, "message": self.message}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(error: NodeError) -> Self {
+        match &error {
+            NodeError::Tampered { .. } => {
+                tracing::error!(%error, "refusing to serve data that fails its integrity check");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_integrity", error.to_string())
+            }
+            NodeError::Stopped(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_stopped", error.to_string()),
+            _ => {
+                tracing::error!(%error, "request failed inside the node");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string())
+            }
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> Self {
+        let status = match &error {
+            SubmitError::Tx(tx_error) => match tx_error {
+                TxError::WrongChain { .. } => StatusCode::BAD_REQUEST,
+                TxError::BadSignature(_) => StatusCode::UNAUTHORIZED,
+                TxError::UnknownSender(_) | TxError::RevokedSender { .. } => StatusCode::FORBIDDEN,
+                TxError::NonceUsed { .. } | TxError::NonceGap { .. } => StatusCode::CONFLICT,
+                TxError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+            SubmitError::Mempool(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SubmitError::Node(node_error) => return ApiError::from(NodeError::Stopped(node_error.to_string())),
+        };
+        ApiError::new(status, error.code(), error.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Builds the router over a running node.
+pub fn router(node: Node) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/status", get(status))
+        .route("/v1/txs", post(submit))
+        .route("/v1/txs/{id}", get(tx))
+        .route("/v1/txs/{id}/receipt", get(receipt))
+        .route("/v1/txs/{id}/proof", get(tx_proof))
+        .route("/v1/blocks/head", get(head_block))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/blocks/hash/{hash}", get(block_by_hash))
+        .route("/v1/state/{*key}", get(state))
+        .route("/v1/accounts/{key}", get(account))
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(API_BODY_BYTES_MAX))
+        .with_state(node)
+}
+
+/// Runs blocking node work (signature checks, database reads) off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string()))?
+}
+
+fn parse_hash(text: &str, what: &str) -> ApiResult<Hash> {
+    Hash::from_hex(text).map_err(|error| ApiError::bad_request("malformed_id", format!("{what} must be 64 hex digits: {error}")))
+}
+
+#[utoipa::path(get, path = "/health", responses(
+    (status = 200, description = "The node is producing blocks"),
+    (status = 503, description = "The node stopped after an IO failure", body = ErrorBody)))]
+async fn health(State(node): State<Node>) -> ApiResult<Json<Value>> {
+    if let Some(failure) = node.failure() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_stopped", failure));
+    }
+    Ok(Json(json!({"status": "ok", "height": *node.subscribe_head().borrow()})))
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics(State(node): State<Node>) -> Response {
+    let mut response = node.metrics().render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+#[utoipa::path(get, path = "/v1/status", responses((status = 200, description = "Chain id, genesis hash, head header, mempool size")))]
+async fn status(State(node): State<Node>) -> ApiResult<Json<Value>> {
+    let status = blocking(move || Ok(node.status()?)).await?;
+    Ok(Json(json!(status)))
+}
+
+/// A submission: one transaction or a batch, each the hex of its canonical (borsh) encoding.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    tx: Option<String>,
+    txs: Option<Vec<String>>,
+}
+
+fn decode_tx(text: &str) -> Result<Tx, ApiError> {
+    let bytes = hex::decode(text.trim()).map_err(|error| ApiError::bad_request("malformed_tx", format!("transaction is not hex: {error}")))?;
+    Tx::from_bytes(&bytes).map_err(|error| ApiError::bad_request("malformed_tx", error.to_string()))
+}
+
+fn submitted(result: Result<(Hash, Inserted), SubmitError>) -> Result<Value, ApiError> {
+    let (id, inserted) = result?;
+    let note = match inserted {
+        Inserted::New => "pending",
+        Inserted::AlreadyPending => "already_known",
+    };
+    Ok(json!({"id": id, "status": note}))
+}
+
+#[utoipa::path(post, path = "/v1/txs", request_body = SubmitRequest, responses(
+    (status = 202, description = "One transaction admitted: `{id, status}`"),
+    (status = 200, description = "A batch: one `{id, status}` or `{error}` per transaction, in order"),
+    (status = 400, description = "Malformed JSON, hex or transaction, or the wrong chain", body = ErrorBody),
+    (status = 401, description = "Bad signature", body = ErrorBody),
+    (status = 403, description = "Sender not enrolled, or revoked", body = ErrorBody),
+    (status = 409, description = "Nonce already used, or too far ahead", body = ErrorBody),
+    (status = 413, description = "Body over the size limit", body = ErrorBody),
+    (status = 503, description = "Mempool full; retry later", body = ErrorBody)))]
+async fn submit(State(node): State<Node>, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "unreadable_body" };
+        ApiError::new(status, code, format!("{} (the limit is {API_BODY_BYTES_MAX} bytes)", rejection.body_text()))
+    })?;
+    let request: SubmitRequest = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request("malformed_json", format!("expected {{\"tx\": hex}} or {{\"txs\": [hex, ...]}}: {error}")))?;
+    match (request.tx, request.txs) {
+        (Some(text), None) => {
+            let tx = decode_tx(&text)?;
+            let result = blocking(move || Ok(node.submit(vec![tx]))).await?.pop();
+            let result = result.ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no result"))?;
+            Ok((StatusCode::ACCEPTED, Json(submitted(result)?)).into_response())
+        }
+        (None, Some(texts)) => {
+            if texts.len() > TXS_PER_REQUEST_MAX {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_txs",
+                    format!("{} transactions in one request; the limit is {TXS_PER_REQUEST_MAX}", texts.len()),
+                ));
+            }
+            // A malformed entry refuses the whole request, so nothing is half-submitted.
+            let txs = texts
+                .iter()
+                .enumerate()
+                .map(|(index, text)| decode_tx(text).map_err(|error| ApiError::bad_request("malformed_tx", format!("transaction {index}: {}", error.message))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let results = blocking(move || Ok(node.submit(txs))).await?;
+            let results: Vec<Value> =
+                results.into_iter().map(|result| submitted(result).unwrap_or_else(|error| error.body())).collect();
+            Ok(Json(json!({"results": results})).into_response())
+        }
+        _ => Err(ApiError::bad_request("malformed_json", "give exactly one of \"tx\" or \"txs\"")),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/txs/{id}", params(("id" = String, Path, description = "Transaction id, hex")), responses(
+    (status = 200, description = "Status, and the transaction once committed"),
+    (status = 404, description = "Unknown to this node", body = ErrorBody)))]
+async fn tx(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = parse_hash(&id, "transaction id")?;
+    blocking(move || {
+        let status = node.tx_status(&id)?.ok_or_else(|| ApiError::not_found(format!("transaction {id} is unknown to this node")))?;
+        let mut body = status_json(&id, &status);
+        if let TxStatus::Committed { .. } = status
+            && let Some(LightProof::Tx { tx, .. }) = node.tx_proof(&id)?
+        {
+            body["tx"] = json!(tx);
+        }
+        Ok(Json(body))
+    })
+    .await
+}
+
+/// One flat view of a transaction's state: `pending`, `committed`, or `rejected` (with
+/// `on_chain` saying whether the rejection is itself recorded in a block, using the nonce).
+fn status_json(id: &Hash, status: &TxStatus) -> Value {
+    match status {
+        TxStatus::Pending => json!({"id": id, "status": "pending", "on_chain": false}),
+        TxStatus::Committed { receipt } => match &receipt.outcome {
+            medledger_types::Outcome::Committed => {
+                json!({"id": id, "status": "committed", "on_chain": true, "height": receipt.height, "index": receipt.index})
+            }
+            medledger_types::Outcome::Rejected { code, reason } => json!({
+                "id": id, "status": "rejected", "on_chain": true, "height": receipt.height,
+                "index": receipt.index, "code": code, "reason": reason,
+            }),
+        },
+        TxStatus::Rejected { code, reason } => {
+            json!({"id": id, "status": "rejected", "on_chain": false, "code": code, "reason": reason})
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    wait_ms: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/v1/txs/{id}/receipt", params(
+    ("id" = String, Path, description = "Transaction id, hex"),
+    ("wait_ms" = Option<u64>, Query, description = "Wait up to this long (at most 60000) for the transaction to leave the mempool")),
+    responses((status = 200, description = "pending, committed with its receipt, or rejected with a reason"),
+    (status = 404, description = "Unknown to this node", body = ErrorBody)))]
+async fn receipt(State(node): State<Node>, Path(id): Path<String>, query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Value>> {
+    let id = parse_hash(&id, "transaction id")?;
+    let Query(query) = query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0));
+    let status = node.wait_tx(&id, wait).await?;
+    let status = status.ok_or_else(|| ApiError::not_found(format!("transaction {id} is unknown to this node")))?;
+    Ok(Json(status_json(&id, &status)))
+}
+
+#[utoipa::path(get, path = "/v1/txs/{id}/proof", params(("id" = String, Path, description = "Transaction id, hex")), responses(
+    (status = 200, description = "A light-client proof: certified header, transaction and receipt with their Merkle paths"),
+    (status = 404, description = "Not committed", body = ErrorBody)))]
+async fn tx_proof(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<LightProof>> {
+    let id = parse_hash(&id, "transaction id")?;
+    blocking(move || node.tx_proof(&id)?.map(Json).ok_or_else(|| ApiError::not_found(format!("transaction {id} is not committed")))).await
+}
+
+#[utoipa::path(get, path = "/v1/blocks/head", responses((status = 200, description = "The last committed block and its certificate"), (status = 404, description = "No block yet", body = ErrorBody)))]
+async fn head_block(State(node): State<Node>) -> ApiResult<Json<Value>> {
+    blocking(move || {
+        let height = node.status()?.height;
+        found_block(node.block(height)?, height)
+    })
+    .await
+}
+
+fn found_block(block: Option<medledger_node::CertifiedBlock>, height: Height) -> ApiResult<Json<Value>> {
+    let block = block.ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    Ok(Json(json!({"hash": block.block.hash(), "block": block.block, "certificate": block.certificate})))
+}
+
+#[utoipa::path(get, path = "/v1/blocks/{height}", params(("height" = u64, Path, description = "Block height, from 1")), responses(
+    (status = 200, description = "The block and its certificate, checked against each other"),
+    (status = 404, description = "No such block", body = ErrorBody)))]
+async fn block(State(node): State<Node>, Path(height): Path<String>) -> ApiResult<Json<Value>> {
+    let height: Height = height.parse().map_err(|_| ApiError::bad_request("malformed_height", format!("height {height:?} is not a whole number")))?;
+    blocking(move || found_block(node.block(height)?, height)).await
+}
+
+#[utoipa::path(get, path = "/v1/blocks/hash/{hash}", params(("hash" = String, Path, description = "Block hash, hex")), responses(
+    (status = 200, description = "The block and its certificate"), (status = 404, description = "No such block", body = ErrorBody)))]
+async fn block_by_hash(State(node): State<Node>, Path(hash): Path<String>) -> ApiResult<Json<Value>> {
+    let hash = parse_hash(&hash, "block hash")?;
+    blocking(move || {
+        let block = node.block_by_hash(&hash)?.ok_or_else(|| ApiError::not_found(format!("no block with hash {hash}")))?;
+        let height = block.block.header.height;
+        found_block(Some(block), height)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct HeightQuery {
+    height: Option<Height>,
+}
+
+#[utoipa::path(get, path = "/v1/state/{key}", params(
+    ("key" = String, Path, description = "A state key, e.g. `member/<public key hex>` or `chain/validators`"),
+    ("height" = Option<u64>, Query, description = "Read the state after this block (default: the head)")),
+    responses((status = 200, description = "The value (or null), its decoded record, and a light-client proof"),
+    (status = 404, description = "No such height", body = ErrorBody)))]
+async fn state(State(node): State<Node>, Path(key): Path<String>, query: Result<Query<HeightQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+    if key.len() > medledger_state::KEY_BYTES_MAX {
+        return Err(ApiError::bad_request("key_too_long", format!("state keys are at most {} bytes", medledger_state::KEY_BYTES_MAX)));
+    }
+    blocking(move || {
+        let proof = node.state(key.as_bytes(), query.height)?.ok_or_else(|| ApiError::not_found("no such height"))?;
+        let LightProof::State { proof: state_proof, .. } = &proof else {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected proof kind"));
+        };
+        let value = state_proof.value.as_ref();
+        let entry = value.and_then(|value| medledger_ledger::decode_entry(key.as_bytes(), value));
+        Ok(Json(json!({
+            "key": key,
+            "height": proof.header().height,
+            "value": value.map(hex::encode),
+            "entry": entry,
+            "proof": proof,
+        })))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{key}", params(("key" = String, Path, description = "Public key, hex")), responses(
+    (status = 200, description = "Who the key acts as, and its next nonce")))]
+async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult<Json<Value>> {
+    let key = PublicKey::from_hex(&key).map_err(|error| ApiError::bad_request("malformed_key", format!("public key: {error}")))?;
+    blocking(move || {
+        let (authority, next_nonce) = node.account(&key)?;
+        Ok(Json(match authority {
+            Ok(authority) => json!({"key": key, "authority": authority, "next_nonce": next_nonce}),
+            Err(reason) => json!({"key": key, "authority": null, "refused": reason, "next_nonce": next_nonce}),
+        }))
+    })
+    .await
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "medledger node API", description = "Submit signed transactions; read blocks, receipts and state with light-client proofs."),
+    paths(health, metrics, status, submit, tx, receipt, tx_proof, head_block, block, block_by_hash, state, account),
+    components(schemas(ErrorBody, ErrorDetail, SubmitRequest))
+)]
+struct ApiDoc;
+
+#[cfg(test)]
+mod tests;
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Node,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(node)).with_graceful_shutdown(shutdown).await
+}

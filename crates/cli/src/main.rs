@@ -1,1 +1,414 @@
-fn main() {}
+//! `medledger`: the node binary and the consortium administrator's command-line tool.
+
+mod bench;
+mod client;
+mod home;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use medledger_crypto::{Hash, PublicKey, SecretKey};
+use medledger_ledger::light::LightProof;
+use medledger_node::{Node, NodeConfig};
+use medledger_types::{Genesis, Payload, Role};
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::home::{Config, InitPlan};
+
+#[derive(Parser)]
+#[command(name = "medledger", version, about = "A permissioned ledger for healthcare consortia")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new Ed25519 key file (mode 0600) and print its public key.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create a node home: keys, genesis.json and config.toml.
+    Init {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long, default_value = "medledger-local")]
+        chain_id: String,
+        /// An organisation to found the chain with, as `id` or `id=Display Name`; repeatable.
+        /// The first one runs this node's validator. Each gets a fresh root key in keys/.
+        #[arg(long = "org", default_value = "dev-org=Development Organisation")]
+        orgs: Vec<String>,
+        /// Join an existing chain with this genesis file instead of founding one.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Use this key file as the validator key instead of generating one.
+        #[arg(long)]
+        validator_key: Option<PathBuf>,
+        #[arg(long, default_value = home::DEFAULT_LISTEN)]
+        listen: String,
+    },
+    /// Run a node from its home.
+    Node {
+        #[arg(long)]
+        home: PathBuf,
+        /// Override the listen address of config.toml.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run a single-node development chain, creating its home on first use.
+    Dev {
+        #[arg(long, default_value = ".medledger-dev")]
+        home: PathBuf,
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Sign a transaction, submit it, and wait for its receipt.
+    Tx {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Return once admitted, without waiting for the receipt.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(subcommand)]
+        payload: TxCommand,
+    },
+    /// Read from a node: status, blocks, transactions, receipts, accounts and state.
+    Query {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        #[command(subcommand)]
+        what: QueryCommand,
+    },
+    /// Light-client proofs.
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
+    },
+    /// Re-check a stopped node's whole store from genesis and name the first tampered block.
+    Verify {
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Load a node with signed transactions and report throughput and commit latency.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum TxCommand {
+    /// Enrol a member key into the signer's organisation (the signer must be its root key).
+    Enrol {
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Revoke a member of the signer's organisation.
+    Revoke {
+        #[arg(long)]
+        member: String,
+    },
+    /// Anchor an opaque commitment under an opaque id (both 32 bytes of hex).
+    Anchor {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        commitment: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueryCommand {
+    Status,
+    /// The head block, or the block at a height.
+    Block { height: Option<u64> },
+    BlockHash { hash: String },
+    /// A transaction, with its status.
+    Tx { id: String },
+    Receipt { id: String },
+    Account { key: String },
+    /// A state entry with its proof, e.g. `member/<key>` or `chain/validators`.
+    State {
+        key: String,
+        #[arg(long)]
+        height: Option<u64>,
+        /// Write the light-client proof to this file.
+        #[arg(long)]
+        proof_out: Option<PathBuf>,
+    },
+    /// The inclusion proof of a committed transaction.
+    TxProof {
+        id: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProofCommand {
+    /// Check a proof offline against a genesis file: the certificate, then the Merkle path.
+    Verify {
+        #[arg(long)]
+        proof: PathBuf,
+        #[arg(long)]
+        genesis: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn print(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or(0)
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Keygen { out } => {
+            let key = SecretKey::generate(rand_core::OsRng);
+            home::write_key(&out, &key)?;
+            println!("{}", key.public_key());
+        }
+        Command::Init { home, chain_id, orgs, genesis, validator_key, listen } => {
+            let orgs = orgs
+                .iter()
+                .map(|org| match org.split_once('=') {
+                    Some((id, name)) => (id.to_string(), name.to_string()),
+                    None => (org.clone(), org.clone()),
+                })
+                .collect();
+            let plan = InitPlan { home: home.clone(), chain_id, orgs, genesis, validator_key, listen, genesis_time_ms: now_ms() };
+            for note in home::init(&plan, &mut rand_core::OsRng)? {
+                println!("{note}");
+            }
+            println!("start it with: medledger node --home {}", home.display());
+        }
+        Command::Node { home, listen } => run_node(&home, listen)?,
+        Command::Dev { home, listen } => {
+            if !home.join("config.toml").exists() {
+                let plan = InitPlan {
+                    home: home.clone(),
+                    chain_id: "medledger-dev".into(),
+                    orgs: vec![("dev-org".into(), "Development Organisation".into())],
+                    genesis: None,
+                    validator_key: None,
+                    listen: home::DEFAULT_LISTEN.into(),
+                    genesis_time_ms: now_ms(),
+                };
+                for note in home::init(&plan, &mut rand_core::OsRng)? {
+                    println!("{note}");
+                }
+            }
+            run_node(&home, listen)?;
+        }
+        Command::Tx { node, key, no_wait, payload } => return run_tx(&Client::new(&node), &key, no_wait, payload),
+        Command::Query { node, what } => run_query(&Client::new(&node), what)?,
+        Command::Proof { command: ProofCommand::Verify { proof, genesis } } => return verify_proof(&proof, &genesis),
+        Command::Verify { home } => return verify_store(&home),
+        Command::Bench(args) => bench::run(args)?,
+    }
+    Ok(0)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
+    let config = Config::load(home)?;
+    init_logging(&config.log_format);
+    let genesis = home::read_genesis(&home.join(&config.genesis))?;
+    let validator_key = home::read_key(&home.join(&config.validator_key))?;
+    let listen: SocketAddr = listen.unwrap_or(config.listen).parse().context("listen must be an address such as 127.0.0.1:8640")?;
+    let node = Node::start(NodeConfig {
+        data_dir: home.join(&config.data_dir),
+        genesis,
+        validator_key,
+        mempool_txs_max: config.mempool_txs_max,
+        block_txs_max: config.block_txs_max,
+    })
+    .context("starting the node")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        let status = node.status()?;
+        tracing::info!(api = %format!("http://{listen}"), chain_id = %status.chain_id, height = status.height, "node started");
+        println!("medledger node for chain {} at height {}; API on http://{listen}", status.chain_id, status.height);
+        medledger_api::serve(listener, node.clone(), async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("stopping");
+        })
+        .await
+        .context("serving the API")
+    })?;
+    node.stop();
+    Ok(())
+}
+
+fn parse_key(text: &str) -> Result<PublicKey> {
+    PublicKey::from_hex(text).with_context(|| format!("{text:?} is not a public key (64 hex digits of a valid Ed25519 key)"))
+}
+
+fn parse_hash(text: &str, what: &str) -> Result<Hash> {
+    Hash::from_hex(text).with_context(|| format!("{what} {text:?} must be 64 hex digits"))
+}
+
+fn run_tx(client: &Client, key: &Path, no_wait: bool, command: TxCommand) -> Result<i32> {
+    let key = home::read_key(key)?;
+    let payload = match command {
+        TxCommand::Enrol { member, role } => Payload::Enrol {
+            member: parse_key(&member)?,
+            role: role.parse::<Role>().map_err(anyhow::Error::msg)?,
+        },
+        TxCommand::Revoke { member } => Payload::Revoke { member: parse_key(&member)? },
+        TxCommand::Anchor { id, commitment } => {
+            Payload::Anchor { id: parse_hash(&id, "id")?, commitment: parse_hash(&commitment, "commitment")? }
+        }
+    };
+    let id = client.submit(&key, payload)?;
+    if no_wait {
+        print(&serde_json::json!({"id": id, "status": "pending"}));
+        return Ok(0);
+    }
+    let result = client.wait(&id, Duration::from_secs(60))?;
+    print(&result);
+    Ok(match result["status"].as_str() {
+        Some("committed") => 0,
+        Some("pending") => {
+            eprintln!("still pending after 60 s");
+            3
+        }
+        _ => {
+            eprintln!("transaction was rejected");
+            2
+        }
+    })
+}
+
+fn run_query(client: &Client, what: QueryCommand) -> Result<()> {
+    let value = match what {
+        QueryCommand::Status => client.get("/v1/status")?,
+        QueryCommand::Block { height: None } => client.get("/v1/blocks/head")?,
+        QueryCommand::Block { height: Some(height) } => client.get(&format!("/v1/blocks/{height}"))?,
+        QueryCommand::BlockHash { hash } => client.get(&format!("/v1/blocks/hash/{}", parse_hash(&hash, "block hash")?))?,
+        QueryCommand::Tx { id } => client.get(&format!("/v1/txs/{}", parse_hash(&id, "transaction id")?))?,
+        QueryCommand::Receipt { id } => client.get(&format!("/v1/txs/{}/receipt", parse_hash(&id, "transaction id")?))?,
+        QueryCommand::Account { key } => client.get(&format!("/v1/accounts/{}", parse_key(&key)?))?,
+        QueryCommand::State { key, height, proof_out } => {
+            let path = match height {
+                Some(height) => format!("/v1/state/{key}?height={height}"),
+                None => format!("/v1/state/{key}"),
+            };
+            let value = client.get(&path)?;
+            if let Some(out) = proof_out {
+                std::fs::write(&out, serde_json::to_string_pretty(&value["proof"])?)?;
+                eprintln!("proof written to {}", out.display());
+            }
+            value
+        }
+        QueryCommand::TxProof { id, out } => {
+            let value = client.get(&format!("/v1/txs/{}/proof", parse_hash(&id, "transaction id")?))?;
+            if let Some(out) = out {
+                std::fs::write(&out, serde_json::to_string_pretty(&value)?)?;
+                eprintln!("proof written to {}", out.display());
+            }
+            value
+        }
+    };
+    print(&value);
+    Ok(())
+}
+
+fn verify_proof(proof: &Path, genesis: &Path) -> Result<i32> {
+    let genesis: Genesis = home::read_genesis(genesis)?;
+    let text = std::fs::read_to_string(proof).with_context(|| format!("reading {}", proof.display()))?;
+    let proof: LightProof = serde_json::from_str(&text).with_context(|| format!("{} is not a medledger proof", proof.display()))?;
+    match proof.verify(&genesis) {
+        Ok(()) => {
+            let header = proof.header();
+            match &proof {
+                LightProof::State { proof, .. } => println!(
+                    "valid: state key {} {} after block {} (state root {})",
+                    String::from_utf8_lossy(&proof.key),
+                    match &proof.value {
+                        Some(value) => format!("= {}", hex::encode(value)),
+                        None => "is absent".to_string(),
+                    },
+                    header.height,
+                    header.state_root
+                ),
+                LightProof::Tx { tx, receipt, .. } => println!(
+                    "valid: transaction {} is number {} of block {} with outcome {}",
+                    tx.id(),
+                    receipt.index,
+                    header.height,
+                    serde_json::to_string(&receipt.outcome)?
+                ),
+            }
+            Ok(0)
+        }
+        Err(error) => {
+            println!("INVALID: {error}");
+            Ok(2)
+        }
+    }
+}
+
+fn verify_store(home: &Path) -> Result<i32> {
+    let config = Config::load(home)?;
+    let path = home.join(&config.data_dir).join("ledger.redb");
+    if !path.exists() {
+        bail!("{} does not exist; has this node ever run?", path.display());
+    }
+    let store = medledger_storage::Store::open(&path).with_context(|| format!("opening {} (stop the node first)", path.display()))?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} blocks ({eta})").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_message("verifying");
+    let result = medledger_node::audit_store(&store, |height, head| {
+        bar.set_length(head);
+        bar.set_position(height);
+    });
+    bar.finish_and_clear();
+    match result {
+        Ok(report) => {
+            println!(
+                "ok: chain {} verified from genesis to height {}: {} transactions, {} signatures, {} state values; head {} state root {}",
+                report.chain_id, report.height, report.txs, report.signatures, report.state_values, report.head_hash, report.state_root
+            );
+            Ok(0)
+        }
+        Err(error) => {
+            match error.height() {
+                Some(height) => println!("TAMPERED: first bad block is height {height}: {error}"),
+                None => println!("FAILED: {error}"),
+            }
+            Ok(2)
+        }
+    }
+}

@@ -325,7 +325,13 @@ impl Node {
     }
 
     /// The status of a transaction, or `None` if this node has never seen it.
+    ///
+    /// The mempool is asked first: the producer records a transaction's receipt or rejection
+    /// before it forgets it, so asking in this order never misses one in between.
     pub fn tx_status(&self, id: &Hash) -> Result<Option<TxStatus>, NodeError> {
+        if lock(&self.inner.mempool).contains(id) {
+            return Ok(Some(TxStatus::Pending));
+        }
         let reader = self.inner.store.reader()?;
         if let Some(receipt) = reader.receipt(id)? {
             if receipt.tx_id != *id || receipt.height > reader.head()? {
@@ -335,9 +341,6 @@ impl Node {
         }
         if let Some((code, reason)) = lock(&self.inner.rejected).by_id.get(id) {
             return Ok(Some(TxStatus::Rejected { code: code.clone(), reason: reason.clone() }));
-        }
-        if lock(&self.inner.mempool).contains(id) {
-            return Ok(Some(TxStatus::Pending));
         }
         Ok(None)
     }

@@ -29,6 +29,8 @@ pub struct PooledTx {
 pub struct Mempool {
     by_sender: BTreeMap<PublicKey, BTreeMap<u64, PooledTx>>,
     ids: BTreeSet<Hash>,
+    /// Taken for a block that is not durable yet: still pending to anyone who asks.
+    in_flight: BTreeSet<Hash>,
     cursor: Option<PublicKey>,
     capacity: usize,
 }
@@ -42,7 +44,7 @@ pub enum Inserted {
 
 impl Mempool {
     pub fn new(capacity: usize) -> Self {
-        Mempool { by_sender: BTreeMap::new(), ids: BTreeSet::new(), cursor: None, capacity }
+        Mempool { by_sender: BTreeMap::new(), ids: BTreeSet::new(), in_flight: BTreeSet::new(), cursor: None, capacity }
     }
 
     pub fn len(&self) -> usize {
@@ -53,14 +55,22 @@ impl Mempool {
         self.ids.is_empty()
     }
 
+    /// True while the transaction waits or is in a block that is not yet durable.
     pub fn contains(&self, id: &Hash) -> bool {
-        self.ids.contains(id)
+        self.ids.contains(id) || self.in_flight.contains(id)
+    }
+
+    /// Forgets transactions taken by [`Mempool::take`] once their fate is recorded elsewhere.
+    pub fn finish(&mut self, ids: impl IntoIterator<Item = Hash>) {
+        for id in ids {
+            self.in_flight.remove(&id);
+        }
     }
 
     /// Adds a transaction whose signature and sender were already checked. A second transaction
     /// with the same sender and nonce replaces nothing: the first one stays.
     pub fn insert(&mut self, pooled: PooledTx) -> Result<Inserted, MempoolError> {
-        if self.ids.contains(&pooled.id) {
+        if self.contains(&pooled.id) {
             return Ok(Inserted::AlreadyPending);
         }
         let queue = self.by_sender.entry(pooled.tx.body.sender).or_default();
@@ -113,6 +123,7 @@ impl Mempool {
                 match queue.remove(&expected) {
                     Some(pooled) => {
                         self.ids.remove(&pooled.id);
+                        self.in_flight.insert(pooled.id);
                         taken.push(pooled);
                         expected += 1;
                     }

@@ -70,7 +70,11 @@ pub(crate) fn run(node: &Node) {
         if taken.is_empty() {
             continue;
         }
-        if let Err(error) = produce(node, &reader, taken) {
+        let ids: Vec<_> = taken.iter().map(|pooled| pooled.id).collect();
+        let produced = produce(node, &reader, taken);
+        // Only now, with each receipt or rejection recorded, may the ids stop reading as pending.
+        lock(&inner.mempool).finish(ids);
+        if let Err(error) = produced {
             return fail(node, error);
         }
         inner.metrics.mempool_txs.set(lock(&inner.mempool).len() as i64);
@@ -122,7 +126,9 @@ fn produce(node: &Node, reader: &StoreReader, candidates: Vec<PooledTx>) -> Resu
         return Ok(());
     }
     let execution = finish_block(&mut overlay, &ctx, &txs, receipts);
+    let executed = started.elapsed();
     let (state_root, tree) = apply_writes(reader, height, &overlay.into_writes())?;
+    let hashed = started.elapsed();
     let header = Header {
         chain_id: ctx.chain_id.clone(),
         height,
@@ -152,6 +158,13 @@ fn produce(node: &Node, reader: &StoreReader, candidates: Vec<PooledTx>) -> Resu
     metrics.block_seconds.observe(started.elapsed().as_secs_f64());
     node.outcome_metrics(&execution.receipts);
     inner.head.send_replace(height);
-    tracing::debug!(height, txs = txs.len(), "committed block");
+    tracing::debug!(
+        height,
+        txs = txs.len(),
+        execute_ms = executed.as_millis() as u64,
+        tree_ms = (hashed - executed).as_millis() as u64,
+        store_ms = (started.elapsed() - hashed).as_millis() as u64,
+        "committed block"
+    );
     Ok(())
 }

@@ -1,0 +1,254 @@
+//! `medledger bench`: a load generator that drives a node through its public API, as clients
+//! would, and reports committed throughput and commit latency.
+//!
+//! It enrols fresh sender keys with an organisation's root key, signs every transaction before
+//! the clock starts (signing is the clients' cost, not the node's), then submits batches from
+//! several client threads. Commit latency is measured on a sample of transactions: from the
+//! moment their batch was sent to the moment a long-polling observer sees their receipt, so it
+//! is an upper bound that includes the observer's own polling delay.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use medledger_crypto::{Hash, SecretKey, sha256};
+use medledger_types::{Payload, Role, Tx, TxBody};
+
+use crate::client::Client;
+use crate::home;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8640")]
+    node: String,
+    /// An organisation's root key file, used to enrol the benchmark's sender keys.
+    #[arg(long)]
+    key: PathBuf,
+    /// How many transactions to commit.
+    #[arg(long, default_value_t = 200_000)]
+    txs: usize,
+    /// How many distinct sender keys.
+    #[arg(long, default_value_t = 500)]
+    senders: usize,
+    /// Transactions per HTTP request.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Concurrent client threads submitting batches.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Measure latency on one transaction in this many.
+    #[arg(long, default_value_t = 200)]
+    sample_every: usize,
+    /// The node's home, to report bytes on disk per transaction.
+    #[arg(long)]
+    home: Option<PathBuf>,
+}
+
+fn style(bar: &ProgressBar, what: &str) {
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}})"))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+}
+
+fn disk_bytes(home: &Option<PathBuf>) -> Option<u64> {
+    let home = home.as_ref()?;
+    let config = home::Config::load(home).ok()?;
+    std::fs::metadata(home.join(config.data_dir).join("ledger.redb")).ok().map(|meta| meta.len())
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.senders == 0 || args.batch == 0 || args.clients == 0 || args.sample_every == 0 {
+        bail!("--senders, --batch, --clients and --sample-every must be positive");
+    }
+    let client = Client::new(&args.node);
+    let org = home::read_key(&args.key)?;
+    let chain_id = client.chain_id()?;
+    let disk_before = disk_bytes(&args.home);
+
+    // Fresh sender keys every run: a key can be enrolled only once.
+    let mut seed_bytes = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed_bytes);
+    let seed = u64::from_le_bytes(seed_bytes);
+    let senders: Vec<SecretKey> = (0..args.senders as u64).map(|i| SecretKey::from_seed(seed.wrapping_add(i))).collect();
+    let first_nonce = client.next_nonce(&org.public_key())?;
+    let enrolments: Vec<Tx> = senders
+        .iter()
+        .enumerate()
+        .map(|(i, sender)| {
+            TxBody {
+                chain_id: chain_id.clone(),
+                sender: org.public_key(),
+                nonce: first_nonce + i as u64,
+                payload: Payload::Enrol { member: sender.public_key(), role: Role::Device },
+            }
+            .sign(&org)
+        })
+        .collect();
+    for chunk in enrolments.chunks(args.batch) {
+        submit_all(&client, chunk)?;
+    }
+    let last = enrolments.last().context("no senders")?;
+    let state = client.wait(&last.id(), Duration::from_secs(120))?;
+    if state["status"] != "committed" {
+        bail!("enrolling the benchmark's senders failed: {}", state);
+    }
+    eprintln!("enrolled {} sender keys", senders.len());
+
+    // Sign everything up front, on every core.
+    let bar = ProgressBar::new(args.txs as u64);
+    style(&bar, "signing");
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let mut txs: Vec<Tx> = Vec::with_capacity(args.txs);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|part| {
+                let (senders, chain_id, bar) = (&senders, &chain_id, &bar);
+                let total = args.txs;
+                scope.spawn(move || {
+                    (part..total)
+                        .step_by(threads)
+                        .map(|i| {
+                            let sender = &senders[i % senders.len()];
+                            let tx = TxBody {
+                                chain_id: chain_id.clone(),
+                                sender: sender.public_key(),
+                                nonce: (i / senders.len()) as u64 + 1,
+                                payload: Payload::Anchor {
+                                    id: sha256(&[&seed.to_le_bytes()[..], &(i as u64).to_le_bytes()].concat()),
+                                    commitment: sha256(&(i as u64).to_be_bytes()),
+                                },
+                            }
+                            .sign(sender);
+                            bar.inc(1);
+                            (i, tx)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, Tx)> = handles.into_iter().flat_map(|handle| handle.join().unwrap_or_default()).collect();
+        all.sort_by_key(|(i, _)| *i);
+        txs.extend(all.into_iter().map(|(_, tx)| tx));
+    });
+    bar.finish_and_clear();
+    if txs.len() != args.txs {
+        bail!("a signing thread failed");
+    }
+
+    // Submit from several clients; observers long-poll sampled receipts.
+    let batches: Vec<&[Tx]> = txs.chunks(args.batch).collect();
+    let next = AtomicUsize::new(0);
+    let (sample_tx, sample_rx) = mpsc::channel::<(Instant, Hash)>();
+    let sample_rx = std::sync::Mutex::new(sample_rx);
+    let bar = ProgressBar::new(args.txs as u64);
+    style(&bar, "submitting");
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    std::thread::scope(|scope| -> Result<()> {
+        let observers: Vec<_> = (0..2)
+            .map(|_| {
+                let (client, sample_rx) = (client.clone(), &sample_rx);
+                scope.spawn(move || -> Result<(Vec<Duration>, Vec<String>)> {
+                    let (mut seen, mut failed) = (Vec::new(), Vec::new());
+                    loop {
+                        let next = sample_rx.lock().map_err(|_| anyhow::anyhow!("observer lock poisoned"))?.recv();
+                        let Ok((sent, id)) = next else { return Ok((seen, failed)) };
+                        let state = client.wait(&id, Duration::from_secs(300))?;
+                        if state["status"] == "committed" {
+                            seen.push(sent.elapsed());
+                        } else {
+                            failed.push(state.to_string());
+                        }
+                    }
+                })
+            })
+            .collect();
+        let submitters: Vec<_> = (0..args.clients)
+            .map(|_| {
+                let (client, batches, next, bar, sample_tx) = (client.clone(), &batches, &next, &bar, sample_tx.clone());
+                scope.spawn(move || -> Result<()> {
+                    loop {
+                        let index = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(batch) = batches.get(index) else { return Ok(()) };
+                        let sent = Instant::now();
+                        submit_all(&client, batch)?;
+                        for (position, tx) in batch.iter().enumerate() {
+                            if (index * args.batch + position) % args.sample_every == 0 {
+                                let _ = sample_tx.send((sent, tx.id()));
+                            }
+                        }
+                        bar.inc(batch.len() as u64);
+                    }
+                })
+            })
+            .collect();
+        drop(sample_tx);
+        for submitter in submitters {
+            submitter.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+        }
+        bar.finish_and_clear();
+        // The run ends when each sender's last transaction has committed.
+        for sender in &senders {
+            let count = args.txs / senders.len() + usize::from(args.txs % senders.len() > 0);
+            if let Some(last) = txs.iter().rev().find(|tx| tx.body.sender == sender.public_key() && tx.body.nonce <= count as u64) {
+                let state = client.wait(&last.id(), Duration::from_secs(300))?;
+                if state["status"] != "committed" {
+                    failures.push(state.to_string());
+                }
+            }
+        }
+        for observer in observers {
+            let (seen, failed) = observer.join().map_err(|_| anyhow::anyhow!("an observer thread panicked"))??;
+            latencies.extend(seen);
+            failures.extend(failed);
+        }
+        Ok(())
+    })?;
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let percentile = |p: usize| latencies.get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    let tps = args.txs as f64 / elapsed.as_secs_f64();
+    println!("transactions committed: {} in {:.2} s", args.txs, elapsed.as_secs_f64());
+    println!("throughput:             {tps:.0} tx/s");
+    println!(
+        "commit latency:         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+        percentile(50).as_secs_f64() * 1e3,
+        percentile(99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        latencies.len()
+    );
+    if let (Some(before), Some(after)) = (disk_before, disk_bytes(&args.home)) {
+        println!("bytes on disk per tx:   {:.0} (database file grew {} bytes)", after.saturating_sub(before) as f64 / args.txs as f64, after.saturating_sub(before));
+    }
+    if !failures.is_empty() {
+        bail!("{} sampled transactions did not commit; first: {}", failures.len(), failures[0]);
+    }
+    Ok(())
+}
+
+/// Submits a batch, resubmitting what the node refuses only because its mempool is full.
+fn submit_all(client: &Client, txs: &[Tx]) -> Result<()> {
+    let mut pending: Vec<Tx> = txs.to_vec();
+    for _ in 0..600 {
+        let results = client.submit_batch(&pending)?;
+        let mut retry = Vec::new();
+        for (tx, result) in pending.iter().zip(&results) {
+            match result["error"]["code"].as_str() {
+                None => {}
+                Some("mempool_full") => retry.push(tx.clone()),
+                Some(_) => bail!("the node refused a benchmark transaction: {result}"),
+            }
+        }
+        if retry.is_empty() {
+            return Ok(());
+        }
+        pending = retry;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the mempool stayed full for 30 s")
+}

@@ -1,0 +1,100 @@
+//! A small blocking client for a node's HTTP API.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use medledger_crypto::{Hash, PublicKey, SecretKey};
+use medledger_types::{Payload, Tx, TxBody};
+use serde_json::Value;
+
+/// The largest response the client reads (a full block can be large).
+const RESPONSE_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        Client { base: base.trim_end_matches('/').to_string(), agent }
+    }
+
+    fn read(&self, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>, path: &str) -> Result<(u16, Value)> {
+        let mut response = response.with_context(|| format!("cannot reach the node at {}{path}; is it running?", self.base))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().with_config().limit(RESPONSE_BYTES_MAX).read_to_string()?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, body))
+    }
+
+    /// GET a path; returns the status and the JSON body.
+    pub fn get_raw(&self, path: &str) -> Result<(u16, Value)> {
+        self.read(self.agent.get(format!("{}{path}", self.base)).call(), path)
+    }
+
+    /// GET a path that must succeed.
+    pub fn get(&self, path: &str) -> Result<Value> {
+        let (status, body) = self.get_raw(path)?;
+        ok(status, body)
+    }
+
+    pub fn post_raw(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.read(self.agent.post(format!("{}{path}", self.base)).send_json(body), path)
+    }
+
+    /// Signs a payload with the next nonce of `key` and submits it; returns its id.
+    pub fn submit(&self, key: &SecretKey, payload: Payload) -> Result<Hash> {
+        let status = self.get("/v1/status")?;
+        let chain_id = status["chain_id"].as_str().context("node status has no chain id")?.to_string();
+        let account = self.get(&format!("/v1/accounts/{}", key.public_key()))?;
+        let nonce = account["next_nonce"].as_u64().context("account has no next nonce")?;
+        let tx = TxBody { chain_id, sender: key.public_key(), nonce, payload }.sign(key);
+        let (status, body) = self.post_raw("/v1/txs", &serde_json::json!({"tx": hex::encode(tx.to_bytes())}))?;
+        ok(status, body)?;
+        Ok(tx.id())
+    }
+
+    /// Waits until a transaction leaves the mempool; returns its final state.
+    pub fn wait(&self, id: &Hash, timeout: Duration) -> Result<Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let body = self.get(&format!("/v1/txs/{id}/receipt?wait_ms=10000"))?;
+            if body["status"] != "pending" || std::time::Instant::now() >= deadline {
+                return Ok(body);
+            }
+        }
+    }
+
+    pub fn next_nonce(&self, key: &PublicKey) -> Result<u64> {
+        self.get(&format!("/v1/accounts/{key}"))?["next_nonce"].as_u64().context("account has no next nonce")
+    }
+
+    pub fn chain_id(&self) -> Result<String> {
+        Ok(self.get("/v1/status")?["chain_id"].as_str().context("node status has no chain id")?.to_string())
+    }
+
+    /// Submits signed transactions in one request; returns the per-transaction results.
+    pub fn submit_batch(&self, txs: &[Tx]) -> Result<Vec<Value>> {
+        let hexes: Vec<String> = txs.iter().map(|tx| hex::encode(tx.to_bytes())).collect();
+        let (status, body) = self.post_raw("/v1/txs", &serde_json::json!({"txs": hexes}))?;
+        let body = ok(status, body)?;
+        Ok(body["results"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+fn ok(status: u16, body: Value) -> Result<Value> {
+    if (200..300).contains(&status) {
+        return Ok(body);
+    }
+    match body["error"]["message"].as_str() {
+        Some(message) => bail!("the node refused the request ({status} {}): {message}", body["error"]["code"].as_str().unwrap_or("")),
+        None => bail!("the node answered {status}: {body}"),
+    }
+}

@@ -1,0 +1,168 @@
+//! A node's home directory: `config.toml`, `genesis.json`, key files and the data directory.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use medledger_crypto::{PublicKey, SecretKey};
+use medledger_types::{Genesis, Organisation, Validator};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8640";
+
+/// The node's configuration file. Paths are relative to the home directory.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub genesis: PathBuf,
+    pub validator_key: PathBuf,
+    #[serde(default = "default_mempool")]
+    pub mempool_txs_max: usize,
+    #[serde(default = "default_block_txs")]
+    pub block_txs_max: usize,
+    /// `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+}
+
+fn default_mempool() -> usize {
+    medledger_node::MEMPOOL_TXS_MAX
+}
+fn default_block_txs() -> usize {
+    10_000
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+
+impl Config {
+    pub fn load(home: &Path) -> Result<Config> {
+        let path = home.join("config.toml");
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading {}; run `medledger init --home {}` first", path.display(), home.display()))?;
+        let config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if !matches!(config.log_format.as_str(), "text" | "json") {
+            bail!("{}: log_format must be \"text\" or \"json\"", path.display());
+        }
+        if config.block_txs_max == 0 || config.mempool_txs_max == 0 {
+            bail!("{}: block_txs_max and mempool_txs_max must be positive", path.display());
+        }
+        Ok(config)
+    }
+}
+
+/// A key file: JSON with the public and the secret key, readable by its owner only.
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    public_key: PublicKey,
+    secret_key: String,
+}
+
+pub fn write_key(path: &Path, key: &SecretKey) -> Result<()> {
+    let file = KeyFile { public_key: key.public_key(), secret_key: hex::encode(key.to_bytes()) };
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating key file {} (it must not exist yet)", path.display()))?;
+    out.write_all(serde_json::to_string_pretty(&file)?.as_bytes())?;
+    out.sync_all()?;
+    Ok(())
+}
+
+pub fn read_key(path: &Path) -> Result<SecretKey> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading key file {}", path.display()))?;
+    let file: KeyFile = serde_json::from_str(&text).with_context(|| format!("{} is not a medledger key file", path.display()))?;
+    let bytes: [u8; 32] = hex::decode(&file.secret_key)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .with_context(|| format!("{}: secret_key must be 64 hex digits", path.display()))?;
+    let key = SecretKey::from_bytes(bytes);
+    if key.public_key() != file.public_key {
+        bail!("{}: the public key does not belong to the secret key", path.display());
+    }
+    Ok(key)
+}
+
+pub fn read_genesis(path: &Path) -> Result<Genesis> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading genesis {}", path.display()))?;
+    let genesis: Genesis = serde_json::from_str(&text).with_context(|| format!("parsing genesis {}", path.display()))?;
+    genesis.validate().with_context(|| format!("genesis {} is invalid", path.display()))?;
+    Ok(genesis)
+}
+
+/// What `init` should create.
+#[derive(Debug)]
+pub struct InitPlan {
+    pub home: PathBuf,
+    pub chain_id: String,
+    /// (id, name) of organisations to create with fresh root keys; the first runs the validator.
+    pub orgs: Vec<(String, String)>,
+    pub genesis: Option<PathBuf>,
+    pub validator_key: Option<PathBuf>,
+    pub listen: String,
+    pub genesis_time_ms: u64,
+}
+
+/// Creates a home directory. Fails, touching nothing, if it already holds a configuration.
+pub fn init(plan: &InitPlan, rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng)) -> Result<Vec<String>> {
+    let home = &plan.home;
+    if home.join("config.toml").exists() {
+        bail!("{} already holds a node configuration; choose another --home", home.display());
+    }
+    let mut notes = Vec::new();
+    let validator_key = match &plan.validator_key {
+        Some(path) => read_key(path)?,
+        None => SecretKey::generate(&mut *rng),
+    };
+    let mut org_keys = Vec::new();
+    let genesis = match &plan.genesis {
+        Some(path) => read_genesis(path)?,
+        None => {
+            let mut organisations = Vec::new();
+            for (id, name) in &plan.orgs {
+                let key = SecretKey::generate(&mut *rng);
+                organisations.push(Organisation { id: id.clone(), name: name.clone(), root_key: key.public_key() });
+                org_keys.push((id.clone(), key));
+            }
+            let first = plan.orgs.first().map(|(id, _)| id.clone()).context("name at least one organisation with --org")?;
+            let genesis = Genesis {
+                chain_id: plan.chain_id.clone(),
+                genesis_time_ms: plan.genesis_time_ms,
+                organisations,
+                validators: vec![Validator { key: validator_key.public_key(), power: 1, org: first }],
+            };
+            genesis.validate().context("the genesis these options describe is invalid")?;
+            genesis
+        }
+    };
+    if genesis.validators.iter().all(|validator| validator.key != validator_key.public_key()) {
+        bail!("the validator key {} is not in the genesis validator set", validator_key.public_key());
+    }
+    fs::create_dir_all(home.join("keys")).with_context(|| format!("creating {}", home.display()))?;
+    write_key(&home.join("keys/validator.key"), &validator_key)?;
+    for (id, key) in &org_keys {
+        let path = home.join(format!("keys/{id}.key"));
+        write_key(&path, key)?;
+        notes.push(format!("organisation {id}: root key {} in {}", key.public_key(), path.display()));
+    }
+    fs::write(home.join("genesis.json"), serde_json::to_string_pretty(&genesis)?)?;
+    let config = Config {
+        listen: plan.listen.clone(),
+        data_dir: "data".into(),
+        genesis: "genesis.json".into(),
+        validator_key: "keys/validator.key".into(),
+        mempool_txs_max: default_mempool(),
+        block_txs_max: default_block_txs(),
+        log_format: default_log_format(),
+    };
+    fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;
+    notes.push(format!("validator key {} in {}", validator_key.public_key(), home.join("keys/validator.key").display()));
+    notes.push(format!("chain {} with genesis {}", genesis.chain_id, genesis.hash()));
+    Ok(notes)
+}
