@@ -54,7 +54,11 @@ pub struct ErrorDetail {
 
 impl ApiError {
     fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.to_string(), message: message.into() }
+        ApiError {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+        }
     }
 
     fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -74,7 +78,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -85,12 +91,24 @@ impl From<NodeError> for ApiError {
         match &error {
             NodeError::Tampered { .. } => {
                 tracing::error!(%error, "refusing to serve data that fails its integrity check");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_integrity", error.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store_integrity",
+                    error.to_string(),
+                )
             }
-            NodeError::Stopped(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_stopped", error.to_string()),
+            NodeError::Stopped(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node_stopped",
+                error.to_string(),
+            ),
             _ => {
                 tracing::error!(%error, "request failed inside the node");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    error.to_string(),
+                )
             }
         }
     }
@@ -108,7 +126,9 @@ impl From<SubmitError> for ApiError {
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
             SubmitError::Mempool(_) => StatusCode::SERVICE_UNAVAILABLE,
-            SubmitError::Node(node_error) => return ApiError::from(NodeError::Stopped(node_error.to_string())),
+            SubmitError::Node(node_error) => {
+                return ApiError::from(NodeError::Stopped(node_error.to_string()));
+            }
         };
         ApiError::new(status, error.code(), error.to_string())
     }
@@ -134,21 +154,36 @@ pub fn router(node: Node) -> Router {
         .route("/v1/accounts/{key}", get(account))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
         })
         .layer(DefaultBodyLimit::max(API_BODY_BYTES_MAX))
         .with_state(node)
 }
 
 /// Runs blocking node work (signature checks, database reads) off the async workers.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string()))?
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            error.to_string(),
+        )
+    })?
 }
 
 fn parse_hash(text: &str, what: &str) -> ApiResult<Hash> {
-    Hash::from_hex(text).map_err(|error| ApiError::bad_request("malformed_id", format!("{what} must be 64 hex digits: {error}")))
+    Hash::from_hex(text).map_err(|error| {
+        ApiError::bad_request(
+            "malformed_id",
+            format!("{what} must be 64 hex digits: {error}"),
+        )
+    })
 }
 
 #[utoipa::path(get, path = "/health", responses(
@@ -156,9 +191,15 @@ fn parse_hash(text: &str, what: &str) -> ApiResult<Hash> {
     (status = 503, description = "The node stopped after an IO failure", body = ErrorBody)))]
 async fn health(State(node): State<Node>) -> ApiResult<Json<Value>> {
     if let Some(failure) = node.failure() {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_stopped", failure));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_stopped",
+            failure,
+        ));
     }
-    Ok(Json(json!({"status": "ok", "height": *node.subscribe_head().borrow()})))
+    Ok(Json(
+        json!({"status": "ok", "height": *node.subscribe_head().borrow()}),
+    ))
 }
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
@@ -190,7 +231,9 @@ pub struct SubmitRequest {
 }
 
 fn decode_tx(text: &str) -> Result<Tx, ApiError> {
-    let bytes = hex::decode(text.trim()).map_err(|error| ApiError::bad_request("malformed_tx", format!("transaction is not hex: {error}")))?;
+    let bytes = hex::decode(text.trim()).map_err(|error| {
+        ApiError::bad_request("malformed_tx", format!("transaction is not hex: {error}"))
+    })?;
     Tx::from_bytes(&bytes).map_err(|error| ApiError::bad_request("malformed_tx", error.to_string()))
 }
 
@@ -212,19 +255,39 @@ fn submitted(result: Result<(Hash, Inserted), SubmitError>) -> Result<Value, Api
     (status = 409, description = "Nonce already used, or too far ahead", body = ErrorBody),
     (status = 413, description = "Body over the size limit", body = ErrorBody),
     (status = 503, description = "Mempool full; retry later", body = ErrorBody)))]
-async fn submit(State(node): State<Node>, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+async fn submit(
+    State(node): State<Node>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let body = body.map_err(|rejection| {
         let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "unreadable_body" };
-        ApiError::new(status, code, format!("{} (the limit is {API_BODY_BYTES_MAX} bytes)", rejection.body_text()))
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "unreadable_body"
+        };
+        ApiError::new(
+            status,
+            code,
+            format!(
+                "{} (the limit is {API_BODY_BYTES_MAX} bytes)",
+                rejection.body_text()
+            ),
+        )
     })?;
-    let request: SubmitRequest = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("malformed_json", format!("expected {{\"tx\": hex}} or {{\"txs\": [hex, ...]}}: {error}")))?;
+    let request: SubmitRequest = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!("expected {{\"tx\": hex}} or {{\"txs\": [hex, ...]}}: {error}"),
+        )
+    })?;
     match (request.tx, request.txs) {
         (Some(text), None) => {
             let tx = decode_tx(&text)?;
             let result = blocking(move || Ok(node.submit(vec![tx]))).await?.pop();
-            let result = result.ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no result"))?;
+            let result = result.ok_or_else(|| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no result")
+            })?;
             Ok((StatusCode::ACCEPTED, Json(submitted(result)?)).into_response())
         }
         (None, Some(texts)) => {
@@ -232,21 +295,36 @@ async fn submit(State(node): State<Node>, body: Result<Bytes, BytesRejection>) -
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_many_txs",
-                    format!("{} transactions in one request; the limit is {TXS_PER_REQUEST_MAX}", texts.len()),
+                    format!(
+                        "{} transactions in one request; the limit is {TXS_PER_REQUEST_MAX}",
+                        texts.len()
+                    ),
                 ));
             }
             // A malformed entry refuses the whole request, so nothing is half-submitted.
             let txs = texts
                 .iter()
                 .enumerate()
-                .map(|(index, text)| decode_tx(text).map_err(|error| ApiError::bad_request("malformed_tx", format!("transaction {index}: {}", error.message))))
+                .map(|(index, text)| {
+                    decode_tx(text).map_err(|error| {
+                        ApiError::bad_request(
+                            "malformed_tx",
+                            format!("transaction {index}: {}", error.message),
+                        )
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let results = blocking(move || Ok(node.submit(txs))).await?;
-            let results: Vec<Value> =
-                results.into_iter().map(|result| submitted(result).unwrap_or_else(|error| error.body())).collect();
+            let results: Vec<Value> = results
+                .into_iter()
+                .map(|result| submitted(result).unwrap_or_else(|error| error.body()))
+                .collect();
             Ok(Json(json!({"results": results})).into_response())
         }
-        _ => Err(ApiError::bad_request("malformed_json", "give exactly one of \"tx\" or \"txs\"")),
+        _ => Err(ApiError::bad_request(
+            "malformed_json",
+            "give exactly one of \"tx\" or \"txs\"",
+        )),
     }
 }
 
@@ -256,7 +334,9 @@ async fn submit(State(node): State<Node>, body: Result<Bytes, BytesRejection>) -
 async fn tx(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_hash(&id, "transaction id")?;
     blocking(move || {
-        let status = node.tx_status(&id)?.ok_or_else(|| ApiError::not_found(format!("transaction {id} is unknown to this node")))?;
+        let status = node.tx_status(&id)?.ok_or_else(|| {
+            ApiError::not_found(format!("transaction {id} is unknown to this node"))
+        })?;
         let mut body = status_json(&id, &status);
         if let TxStatus::Committed { .. } = status
             && let Some(LightProof::Tx { tx, .. }) = node.tx_proof(&id)?
@@ -298,12 +378,18 @@ struct WaitQuery {
     ("wait_ms" = Option<u64>, Query, description = "Wait up to this long (at most 60000) for the transaction to leave the mempool")),
     responses((status = 200, description = "pending, committed with its receipt, or rejected with a reason"),
     (status = 404, description = "Unknown to this node", body = ErrorBody)))]
-async fn receipt(State(node): State<Node>, Path(id): Path<String>, query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Value>> {
+async fn receipt(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let id = parse_hash(&id, "transaction id")?;
-    let Query(query) = query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+    let Query(query) =
+        query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0));
     let status = node.wait_tx(&id, wait).await?;
-    let status = status.ok_or_else(|| ApiError::not_found(format!("transaction {id} is unknown to this node")))?;
+    let status = status
+        .ok_or_else(|| ApiError::not_found(format!("transaction {id} is unknown to this node")))?;
     Ok(Json(status_json(&id, &status)))
 }
 
@@ -312,7 +398,12 @@ async fn receipt(State(node): State<Node>, Path(id): Path<String>, query: Result
     (status = 404, description = "Not committed", body = ErrorBody)))]
 async fn tx_proof(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<LightProof>> {
     let id = parse_hash(&id, "transaction id")?;
-    blocking(move || node.tx_proof(&id)?.map(Json).ok_or_else(|| ApiError::not_found(format!("transaction {id} is not committed")))).await
+    blocking(move || {
+        node.tx_proof(&id)?
+            .map(Json)
+            .ok_or_else(|| ApiError::not_found(format!("transaction {id} is not committed")))
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/blocks/head", responses((status = 200, description = "The last committed block and its certificate"), (status = 404, description = "No block yet", body = ErrorBody)))]
@@ -324,25 +415,40 @@ async fn head_block(State(node): State<Node>) -> ApiResult<Json<Value>> {
     .await
 }
 
-fn found_block(block: Option<medledger_node::CertifiedBlock>, height: Height) -> ApiResult<Json<Value>> {
+fn found_block(
+    block: Option<medledger_node::CertifiedBlock>,
+    height: Height,
+) -> ApiResult<Json<Value>> {
     let block = block.ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
-    Ok(Json(json!({"hash": block.block.hash(), "block": block.block, "certificate": block.certificate})))
+    Ok(Json(
+        json!({"hash": block.block.hash(), "block": block.block, "certificate": block.certificate}),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/blocks/{height}", params(("height" = u64, Path, description = "Block height, from 1")), responses(
     (status = 200, description = "The block and its certificate, checked against each other"),
     (status = 404, description = "No such block", body = ErrorBody)))]
 async fn block(State(node): State<Node>, Path(height): Path<String>) -> ApiResult<Json<Value>> {
-    let height: Height = height.parse().map_err(|_| ApiError::bad_request("malformed_height", format!("height {height:?} is not a whole number")))?;
+    let height: Height = height.parse().map_err(|_| {
+        ApiError::bad_request(
+            "malformed_height",
+            format!("height {height:?} is not a whole number"),
+        )
+    })?;
     blocking(move || found_block(node.block(height)?, height)).await
 }
 
 #[utoipa::path(get, path = "/v1/blocks/hash/{hash}", params(("hash" = String, Path, description = "Block hash, hex")), responses(
     (status = 200, description = "The block and its certificate"), (status = 404, description = "No such block", body = ErrorBody)))]
-async fn block_by_hash(State(node): State<Node>, Path(hash): Path<String>) -> ApiResult<Json<Value>> {
+async fn block_by_hash(
+    State(node): State<Node>,
+    Path(hash): Path<String>,
+) -> ApiResult<Json<Value>> {
     let hash = parse_hash(&hash, "block hash")?;
     blocking(move || {
-        let block = node.block_by_hash(&hash)?.ok_or_else(|| ApiError::not_found(format!("no block with hash {hash}")))?;
+        let block = node
+            .block_by_hash(&hash)?
+            .ok_or_else(|| ApiError::not_found(format!("no block with hash {hash}")))?;
         let height = block.block.header.height;
         found_block(Some(block), height)
     })
@@ -359,15 +465,35 @@ struct HeightQuery {
     ("height" = Option<u64>, Query, description = "Read the state after this block (default: the head)")),
     responses((status = 200, description = "The value (or null), its decoded record, and a light-client proof"),
     (status = 404, description = "No such height", body = ErrorBody)))]
-async fn state(State(node): State<Node>, Path(key): Path<String>, query: Result<Query<HeightQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Value>> {
-    let Query(query) = query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+async fn state(
+    State(node): State<Node>,
+    Path(key): Path<String>,
+    query: Result<Query<HeightQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) =
+        query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
     if key.len() > medledger_state::KEY_BYTES_MAX {
-        return Err(ApiError::bad_request("key_too_long", format!("state keys are at most {} bytes", medledger_state::KEY_BYTES_MAX)));
+        return Err(ApiError::bad_request(
+            "key_too_long",
+            format!(
+                "state keys are at most {} bytes",
+                medledger_state::KEY_BYTES_MAX
+            ),
+        ));
     }
     blocking(move || {
-        let proof = node.state(key.as_bytes(), query.height)?.ok_or_else(|| ApiError::not_found("no such height"))?;
-        let LightProof::State { proof: state_proof, .. } = &proof else {
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected proof kind"));
+        let proof = node
+            .state(key.as_bytes(), query.height)?
+            .ok_or_else(|| ApiError::not_found("no such height"))?;
+        let LightProof::State {
+            proof: state_proof, ..
+        } = &proof
+        else {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "unexpected proof kind",
+            ));
         };
         let value = state_proof.value.as_ref();
         let entry = value.and_then(|value| medledger_ledger::decode_entry(key.as_bytes(), value));
@@ -385,12 +511,15 @@ async fn state(State(node): State<Node>, Path(key): Path<String>, query: Result<
 #[utoipa::path(get, path = "/v1/accounts/{key}", params(("key" = String, Path, description = "Public key, hex")), responses(
     (status = 200, description = "Who the key acts as, and its next nonce")))]
 async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult<Json<Value>> {
-    let key = PublicKey::from_hex(&key).map_err(|error| ApiError::bad_request("malformed_key", format!("public key: {error}")))?;
+    let key = PublicKey::from_hex(&key)
+        .map_err(|error| ApiError::bad_request("malformed_key", format!("public key: {error}")))?;
     blocking(move || {
         let (authority, next_nonce) = node.account(&key)?;
         Ok(Json(match authority {
             Ok(authority) => json!({"key": key, "authority": authority, "next_nonce": next_nonce}),
-            Err(reason) => json!({"key": key, "authority": null, "refused": reason, "next_nonce": next_nonce}),
+            Err(reason) => {
+                json!({"key": key, "authority": null, "refused": reason, "next_nonce": next_nonce})
+            }
         }))
     })
     .await
@@ -398,14 +527,27 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "medledger node API", description = "Submit signed transactions; read blocks, receipts and state with light-client proofs."),
-    paths(health, metrics, status, submit, tx, receipt, tx_proof, head_block, block, block_by_hash, state, account),
+    info(
+        title = "medledger node API",
+        description = "Submit signed transactions; read blocks, receipts and state with light-client proofs."
+    ),
+    paths(
+        health,
+        metrics,
+        status,
+        submit,
+        tx,
+        receipt,
+        tx_proof,
+        head_block,
+        block,
+        block_by_hash,
+        state,
+        account
+    ),
     components(schemas(ErrorBody, ErrorDetail, SubmitRequest))
 )]
 struct ApiDoc;
-
-#[cfg(test)]
-mod tests;
 
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -413,5 +555,7 @@ pub async fn serve(
     node: Node,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(node))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -49,15 +49,19 @@ pub struct BenchArgs {
 
 fn style(bar: &ProgressBar, what: &str) {
     bar.set_style(
-        ProgressStyle::with_template(&format!("{what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}})"))
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(&format!(
+            "{what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}})"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 }
 
 fn disk_bytes(home: &Option<PathBuf>) -> Option<u64> {
     let home = home.as_ref()?;
     let config = home::Config::load(home).ok()?;
-    std::fs::metadata(home.join(config.data_dir).join("ledger.redb")).ok().map(|meta| meta.len())
+    std::fs::metadata(home.join(config.data_dir).join("ledger.redb"))
+        .ok()
+        .map(|meta| meta.len())
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -73,7 +77,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut seed_bytes = [0u8; 8];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed_bytes);
     let seed = u64::from_le_bytes(seed_bytes);
-    let senders: Vec<SecretKey> = (0..args.senders as u64).map(|i| SecretKey::from_seed(seed.wrapping_add(i))).collect();
+    let senders: Vec<SecretKey> = (0..args.senders as u64)
+        .map(|i| SecretKey::from_seed(seed.wrapping_add(i)))
+        .collect();
     let first_nonce = client.next_nonce(&org.public_key())?;
     let enrolments: Vec<Tx> = senders
         .iter()
@@ -83,7 +89,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 chain_id: chain_id.clone(),
                 sender: org.public_key(),
                 nonce: first_nonce + i as u64,
-                payload: Payload::Enrol { member: sender.public_key(), role: Role::Device },
+                payload: Payload::Enrol {
+                    member: sender.public_key(),
+                    role: Role::Device,
+                },
             }
             .sign(&org)
         })
@@ -101,7 +110,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Sign everything up front, on every core.
     let bar = ProgressBar::new(args.txs as u64);
     style(&bar, "signing");
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let mut txs: Vec<Tx> = Vec::with_capacity(args.txs);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -118,7 +129,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                                 sender: sender.public_key(),
                                 nonce: (i / senders.len()) as u64 + 1,
                                 payload: Payload::Anchor {
-                                    id: sha256(&[&seed.to_le_bytes()[..], &(i as u64).to_le_bytes()].concat()),
+                                    id: sha256(
+                                        &[&seed.to_le_bytes()[..], &(i as u64).to_le_bytes()]
+                                            .concat(),
+                                    ),
                                     commitment: sha256(&(i as u64).to_be_bytes()),
                                 },
                             }
@@ -130,7 +144,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 })
             })
             .collect();
-        let mut all: Vec<(usize, Tx)> = handles.into_iter().flat_map(|handle| handle.join().unwrap_or_default()).collect();
+        let mut all: Vec<(usize, Tx)> = handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_default())
+            .collect();
         all.sort_by_key(|(i, _)| *i);
         txs.extend(all.into_iter().map(|(_, tx)| tx));
     });
@@ -156,8 +173,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 scope.spawn(move || -> Result<(Vec<Duration>, Vec<String>)> {
                     let (mut seen, mut failed) = (Vec::new(), Vec::new());
                     loop {
-                        let next = sample_rx.lock().map_err(|_| anyhow::anyhow!("observer lock poisoned"))?.recv();
-                        let Ok((sent, id)) = next else { return Ok((seen, failed)) };
+                        let next = sample_rx
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("observer lock poisoned"))?
+                            .recv();
+                        let Ok((sent, id)) = next else {
+                            return Ok((seen, failed));
+                        };
                         let state = client.wait(&id, Duration::from_secs(300))?;
                         if state["status"] == "committed" {
                             seen.push(sent.elapsed());
@@ -170,11 +192,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .collect();
         let submitters: Vec<_> = (0..args.clients)
             .map(|_| {
-                let (client, batches, next, bar, sample_tx) = (client.clone(), &batches, &next, &bar, sample_tx.clone());
+                let (client, batches, next, bar, sample_tx) =
+                    (client.clone(), &batches, &next, &bar, sample_tx.clone());
                 scope.spawn(move || -> Result<()> {
                     loop {
                         let index = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(batch) = batches.get(index) else { return Ok(()) };
+                        let Some(batch) = batches.get(index) else {
+                            return Ok(());
+                        };
                         let sent = Instant::now();
                         submit_all(&client, batch)?;
                         for (position, tx) in batch.iter().enumerate() {
@@ -189,13 +214,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .collect();
         drop(sample_tx);
         for submitter in submitters {
-            submitter.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+            submitter
+                .join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
         }
         bar.finish_and_clear();
         // The run ends when each sender's last transaction has committed.
         for sender in &senders {
             let count = args.txs / senders.len() + usize::from(args.txs % senders.len() > 0);
-            if let Some(last) = txs.iter().rev().find(|tx| tx.body.sender == sender.public_key() && tx.body.nonce <= count as u64) {
+            if let Some(last) = txs
+                .iter()
+                .rev()
+                .find(|tx| tx.body.sender == sender.public_key() && tx.body.nonce <= count as u64)
+            {
                 let state = client.wait(&last.id(), Duration::from_secs(300))?;
                 if state["status"] != "committed" {
                     failures.push(state.to_string());
@@ -203,7 +234,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         }
         for observer in observers {
-            let (seen, failed) = observer.join().map_err(|_| anyhow::anyhow!("an observer thread panicked"))??;
+            let (seen, failed) = observer
+                .join()
+                .map_err(|_| anyhow::anyhow!("an observer thread panicked"))??;
             latencies.extend(seen);
             failures.extend(failed);
         }
@@ -211,9 +244,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
     })?;
     let elapsed = started.elapsed();
     latencies.sort();
-    let percentile = |p: usize| latencies.get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    let percentile = |p: usize| {
+        latencies
+            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     let tps = args.txs as f64 / elapsed.as_secs_f64();
-    println!("transactions committed: {} in {:.2} s", args.txs, elapsed.as_secs_f64());
+    println!(
+        "transactions committed: {} in {:.2} s",
+        args.txs,
+        elapsed.as_secs_f64()
+    );
     println!("throughput:             {tps:.0} tx/s");
     println!(
         "commit latency:         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
@@ -223,10 +265,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         latencies.len()
     );
     if let (Some(before), Some(after)) = (disk_before, disk_bytes(&args.home)) {
-        println!("bytes on disk per tx:   {:.0} (database file grew {} bytes)", after.saturating_sub(before) as f64 / args.txs as f64, after.saturating_sub(before));
+        println!(
+            "bytes on disk per tx:   {:.0} (database file grew {} bytes)",
+            after.saturating_sub(before) as f64 / args.txs as f64,
+            after.saturating_sub(before)
+        );
     }
     if !failures.is_empty() {
-        bail!("{} sampled transactions did not commit; first: {}", failures.len(), failures[0]);
+        bail!(
+            "{} sampled transactions did not commit; first: {}",
+            failures.len(),
+            failures[0]
+        );
     }
     Ok(())
 }

@@ -23,13 +23,29 @@ impl Client {
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .into();
-        Client { base: base.trim_end_matches('/').to_string(), agent }
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+        }
     }
 
-    fn read(&self, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>, path: &str) -> Result<(u16, Value)> {
-        let mut response = response.with_context(|| format!("cannot reach the node at {}{path}; is it running?", self.base))?;
+    fn read(
+        &self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        path: &str,
+    ) -> Result<(u16, Value)> {
+        let mut response = response.with_context(|| {
+            format!(
+                "cannot reach the node at {}{path}; is it running?",
+                self.base
+            )
+        })?;
         let status = response.status().as_u16();
-        let text = response.body_mut().with_config().limit(RESPONSE_BYTES_MAX).read_to_string()?;
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(RESPONSE_BYTES_MAX)
+            .read_to_string()?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok((status, body))
     }
@@ -46,17 +62,36 @@ impl Client {
     }
 
     pub fn post_raw(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
-        self.read(self.agent.post(format!("{}{path}", self.base)).send_json(body), path)
+        self.read(
+            self.agent
+                .post(format!("{}{path}", self.base))
+                .send_json(body),
+            path,
+        )
     }
 
     /// Signs a payload with the next nonce of `key` and submits it; returns its id.
     pub fn submit(&self, key: &SecretKey, payload: Payload) -> Result<Hash> {
         let status = self.get("/v1/status")?;
-        let chain_id = status["chain_id"].as_str().context("node status has no chain id")?.to_string();
+        let chain_id = status["chain_id"]
+            .as_str()
+            .context("node status has no chain id")?
+            .to_string();
         let account = self.get(&format!("/v1/accounts/{}", key.public_key()))?;
-        let nonce = account["next_nonce"].as_u64().context("account has no next nonce")?;
-        let tx = TxBody { chain_id, sender: key.public_key(), nonce, payload }.sign(key);
-        let (status, body) = self.post_raw("/v1/txs", &serde_json::json!({"tx": hex::encode(tx.to_bytes())}))?;
+        let nonce = account["next_nonce"]
+            .as_u64()
+            .context("account has no next nonce")?;
+        let tx = TxBody {
+            chain_id,
+            sender: key.public_key(),
+            nonce,
+            payload,
+        }
+        .sign(key);
+        let (status, body) = self.post_raw(
+            "/v1/txs",
+            &serde_json::json!({"tx": hex::encode(tx.to_bytes())}),
+        )?;
         ok(status, body)?;
         Ok(tx.id())
     }
@@ -73,11 +108,16 @@ impl Client {
     }
 
     pub fn next_nonce(&self, key: &PublicKey) -> Result<u64> {
-        self.get(&format!("/v1/accounts/{key}"))?["next_nonce"].as_u64().context("account has no next nonce")
+        self.get(&format!("/v1/accounts/{key}"))?["next_nonce"]
+            .as_u64()
+            .context("account has no next nonce")
     }
 
     pub fn chain_id(&self) -> Result<String> {
-        Ok(self.get("/v1/status")?["chain_id"].as_str().context("node status has no chain id")?.to_string())
+        Ok(self.get("/v1/status")?["chain_id"]
+            .as_str()
+            .context("node status has no chain id")?
+            .to_string())
     }
 
     /// Submits signed transactions in one request; returns the per-transaction results.
@@ -94,7 +134,10 @@ fn ok(status: u16, body: Value) -> Result<Value> {
         return Ok(body);
     }
     match body["error"]["message"].as_str() {
-        Some(message) => bail!("the node refused the request ({status} {}): {message}", body["error"]["code"].as_str().unwrap_or("")),
+        Some(message) => bail!(
+            "the node refused the request ({status} {}): {message}",
+            body["error"]["code"].as_str().unwrap_or("")
+        ),
         None => bail!("the node answered {status}: {body}"),
     }
 }

@@ -42,14 +42,26 @@ fn default_log_format() -> String {
 impl Config {
     pub fn load(home: &Path) -> Result<Config> {
         let path = home.join("config.toml");
-        let text = fs::read_to_string(&path)
-            .with_context(|| format!("reading {}; run `medledger init --home {}` first", path.display(), home.display()))?;
-        let config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text = fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {}; run `medledger init --home {}` first",
+                path.display(),
+                home.display()
+            )
+        })?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if !matches!(config.log_format.as_str(), "text" | "json") {
-            bail!("{}: log_format must be \"text\" or \"json\"", path.display());
+            bail!(
+                "{}: log_format must be \"text\" or \"json\"",
+                path.display()
+            );
         }
         if config.block_txs_max == 0 || config.mempool_txs_max == 0 {
-            bail!("{}: block_txs_max and mempool_txs_max must be positive", path.display());
+            bail!(
+                "{}: block_txs_max and mempool_txs_max must be positive",
+                path.display()
+            );
         }
         Ok(config)
     }
@@ -63,36 +75,53 @@ struct KeyFile {
 }
 
 pub fn write_key(path: &Path, key: &SecretKey) -> Result<()> {
-    let file = KeyFile { public_key: key.public_key(), secret_key: hex::encode(key.to_bytes()) };
+    let file = KeyFile {
+        public_key: key.public_key(),
+        secret_key: hex::encode(key.to_bytes()),
+    };
     let mut out = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating key file {} (it must not exist yet)", path.display()))?;
+        .with_context(|| {
+            format!(
+                "creating key file {} (it must not exist yet)",
+                path.display()
+            )
+        })?;
     out.write_all(serde_json::to_string_pretty(&file)?.as_bytes())?;
     out.sync_all()?;
     Ok(())
 }
 
 pub fn read_key(path: &Path) -> Result<SecretKey> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading key file {}", path.display()))?;
-    let file: KeyFile = serde_json::from_str(&text).with_context(|| format!("{} is not a medledger key file", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("reading key file {}", path.display()))?;
+    let file: KeyFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a medledger key file", path.display()))?;
     let bytes: [u8; 32] = hex::decode(&file.secret_key)
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .with_context(|| format!("{}: secret_key must be 64 hex digits", path.display()))?;
     let key = SecretKey::from_bytes(bytes);
     if key.public_key() != file.public_key {
-        bail!("{}: the public key does not belong to the secret key", path.display());
+        bail!(
+            "{}: the public key does not belong to the secret key",
+            path.display()
+        );
     }
     Ok(key)
 }
 
 pub fn read_genesis(path: &Path) -> Result<Genesis> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading genesis {}", path.display()))?;
-    let genesis: Genesis = serde_json::from_str(&text).with_context(|| format!("parsing genesis {}", path.display()))?;
-    genesis.validate().with_context(|| format!("genesis {} is invalid", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("reading genesis {}", path.display()))?;
+    let genesis: Genesis = serde_json::from_str(&text)
+        .with_context(|| format!("parsing genesis {}", path.display()))?;
+    genesis
+        .validate()
+        .with_context(|| format!("genesis {} is invalid", path.display()))?;
     Ok(genesis)
 }
 
@@ -110,10 +139,16 @@ pub struct InitPlan {
 }
 
 /// Creates a home directory. Fails, touching nothing, if it already holds a configuration.
-pub fn init(plan: &InitPlan, rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng)) -> Result<Vec<String>> {
+pub fn init(
+    plan: &InitPlan,
+    rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+) -> Result<Vec<String>> {
     let home = &plan.home;
     if home.join("config.toml").exists() {
-        bail!("{} already holds a node configuration; choose another --home", home.display());
+        bail!(
+            "{} already holds a node configuration; choose another --home",
+            home.display()
+        );
     }
     let mut notes = Vec::new();
     let validator_key = match &plan.validator_key {
@@ -127,31 +162,60 @@ pub fn init(plan: &InitPlan, rng: &mut (impl rand_core::RngCore + rand_core::Cry
             let mut organisations = Vec::new();
             for (id, name) in &plan.orgs {
                 let key = SecretKey::generate(&mut *rng);
-                organisations.push(Organisation { id: id.clone(), name: name.clone(), root_key: key.public_key() });
+                organisations.push(Organisation {
+                    id: id.clone(),
+                    name: name.clone(),
+                    root_key: key.public_key(),
+                });
                 org_keys.push((id.clone(), key));
             }
-            let first = plan.orgs.first().map(|(id, _)| id.clone()).context("name at least one organisation with --org")?;
+            let first = plan
+                .orgs
+                .first()
+                .map(|(id, _)| id.clone())
+                .context("name at least one organisation with --org")?;
             let genesis = Genesis {
                 chain_id: plan.chain_id.clone(),
                 genesis_time_ms: plan.genesis_time_ms,
                 organisations,
-                validators: vec![Validator { key: validator_key.public_key(), power: 1, org: first }],
+                validators: vec![Validator {
+                    key: validator_key.public_key(),
+                    power: 1,
+                    org: first,
+                }],
             };
-            genesis.validate().context("the genesis these options describe is invalid")?;
+            genesis
+                .validate()
+                .context("the genesis these options describe is invalid")?;
             genesis
         }
     };
-    if genesis.validators.iter().all(|validator| validator.key != validator_key.public_key()) {
-        bail!("the validator key {} is not in the genesis validator set", validator_key.public_key());
+    if genesis
+        .validators
+        .iter()
+        .all(|validator| validator.key != validator_key.public_key())
+    {
+        bail!(
+            "the validator key {} is not in the genesis validator set",
+            validator_key.public_key()
+        );
     }
-    fs::create_dir_all(home.join("keys")).with_context(|| format!("creating {}", home.display()))?;
+    fs::create_dir_all(home.join("keys"))
+        .with_context(|| format!("creating {}", home.display()))?;
     write_key(&home.join("keys/validator.key"), &validator_key)?;
     for (id, key) in &org_keys {
         let path = home.join(format!("keys/{id}.key"));
         write_key(&path, key)?;
-        notes.push(format!("organisation {id}: root key {} in {}", key.public_key(), path.display()));
+        notes.push(format!(
+            "organisation {id}: root key {} in {}",
+            key.public_key(),
+            path.display()
+        ));
     }
-    fs::write(home.join("genesis.json"), serde_json::to_string_pretty(&genesis)?)?;
+    fs::write(
+        home.join("genesis.json"),
+        serde_json::to_string_pretty(&genesis)?,
+    )?;
     let config = Config {
         listen: plan.listen.clone(),
         data_dir: "data".into(),
@@ -162,7 +226,15 @@ pub fn init(plan: &InitPlan, rng: &mut (impl rand_core::RngCore + rand_core::Cry
         log_format: default_log_format(),
     };
     fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;
-    notes.push(format!("validator key {} in {}", validator_key.public_key(), home.join("keys/validator.key").display()));
-    notes.push(format!("chain {} with genesis {}", genesis.chain_id, genesis.hash()));
+    notes.push(format!(
+        "validator key {} in {}",
+        validator_key.public_key(),
+        home.join("keys/validator.key").display()
+    ));
+    notes.push(format!(
+        "chain {} with genesis {}",
+        genesis.chain_id,
+        genesis.hash()
+    ));
     Ok(notes)
 }

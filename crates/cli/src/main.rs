@@ -21,7 +21,11 @@ use crate::client::Client;
 use crate::home::{Config, InitPlan};
 
 #[derive(Parser)]
-#[command(name = "medledger", version, about = "A permissioned ledger for healthcare consortia")]
+#[command(
+    name = "medledger",
+    version,
+    about = "A permissioned ledger for healthcare consortia"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -129,12 +133,22 @@ enum TxCommand {
 enum QueryCommand {
     Status,
     /// The head block, or the block at a height.
-    Block { height: Option<u64> },
-    BlockHash { hash: String },
+    Block {
+        height: Option<u64>,
+    },
+    BlockHash {
+        hash: String,
+    },
     /// A transaction, with its status.
-    Tx { id: String },
-    Receipt { id: String },
-    Account { key: String },
+    Tx {
+        id: String,
+    },
+    Receipt {
+        id: String,
+    },
+    Account {
+        key: String,
+    },
     /// A state entry with its proof, e.g. `member/<key>` or `chain/validators`.
     State {
         key: String,
@@ -175,11 +189,17 @@ fn main() {
 }
 
 fn print(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -189,7 +209,14 @@ fn run(cli: Cli) -> Result<i32> {
             home::write_key(&out, &key)?;
             println!("{}", key.public_key());
         }
-        Command::Init { home, chain_id, orgs, genesis, validator_key, listen } => {
+        Command::Init {
+            home,
+            chain_id,
+            orgs,
+            genesis,
+            validator_key,
+            listen,
+        } => {
             let orgs = orgs
                 .iter()
                 .map(|org| match org.split_once('=') {
@@ -197,7 +224,15 @@ fn run(cli: Cli) -> Result<i32> {
                     None => (org.clone(), org.clone()),
                 })
                 .collect();
-            let plan = InitPlan { home: home.clone(), chain_id, orgs, genesis, validator_key, listen, genesis_time_ms: now_ms() };
+            let plan = InitPlan {
+                home: home.clone(),
+                chain_id,
+                orgs,
+                genesis,
+                validator_key,
+                listen,
+                genesis_time_ms: now_ms(),
+            };
             for note in home::init(&plan, &mut rand_core::OsRng)? {
                 println!("{note}");
             }
@@ -221,9 +256,16 @@ fn run(cli: Cli) -> Result<i32> {
             }
             run_node(&home, listen)?;
         }
-        Command::Tx { node, key, no_wait, payload } => return run_tx(&Client::new(&node), &key, no_wait, payload),
+        Command::Tx {
+            node,
+            key,
+            no_wait,
+            payload,
+        } => return run_tx(&Client::new(&node), &key, no_wait, payload),
         Command::Query { node, what } => run_query(&Client::new(&node), what)?,
-        Command::Proof { command: ProofCommand::Verify { proof, genesis } } => return verify_proof(&proof, &genesis),
+        Command::Proof {
+            command: ProofCommand::Verify { proof, genesis },
+        } => return verify_proof(&proof, &genesis),
         Command::Verify { home } => return verify_store(&home),
         Command::Bench(args) => bench::run(args)?,
     }
@@ -231,8 +273,11 @@ fn run(cli: Cli) -> Result<i32> {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -245,7 +290,10 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
     init_logging(&config.log_format);
     let genesis = home::read_genesis(&home.join(&config.genesis))?;
     let validator_key = home::read_key(&home.join(&config.validator_key))?;
-    let listen: SocketAddr = listen.unwrap_or(config.listen).parse().context("listen must be an address such as 127.0.0.1:8640")?;
+    let listen: SocketAddr = listen
+        .unwrap_or(config.listen)
+        .parse()
+        .context("listen must be an address such as 127.0.0.1:8640")?;
     let node = Node::start(NodeConfig {
         data_dir: home.join(&config.data_dir),
         genesis,
@@ -254,7 +302,9 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
         block_txs_max: config.block_txs_max,
     })
     .context("starting the node")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let status = node.status()?;
@@ -272,7 +322,9 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
 }
 
 fn parse_key(text: &str) -> Result<PublicKey> {
-    PublicKey::from_hex(text).with_context(|| format!("{text:?} is not a public key (64 hex digits of a valid Ed25519 key)"))
+    PublicKey::from_hex(text).with_context(|| {
+        format!("{text:?} is not a public key (64 hex digits of a valid Ed25519 key)")
+    })
 }
 
 fn parse_hash(text: &str, what: &str) -> Result<Hash> {
@@ -286,10 +338,13 @@ fn run_tx(client: &Client, key: &Path, no_wait: bool, command: TxCommand) -> Res
             member: parse_key(&member)?,
             role: role.parse::<Role>().map_err(anyhow::Error::msg)?,
         },
-        TxCommand::Revoke { member } => Payload::Revoke { member: parse_key(&member)? },
-        TxCommand::Anchor { id, commitment } => {
-            Payload::Anchor { id: parse_hash(&id, "id")?, commitment: parse_hash(&commitment, "commitment")? }
-        }
+        TxCommand::Revoke { member } => Payload::Revoke {
+            member: parse_key(&member)?,
+        },
+        TxCommand::Anchor { id, commitment } => Payload::Anchor {
+            id: parse_hash(&id, "id")?,
+            commitment: parse_hash(&commitment, "commitment")?,
+        },
     };
     let id = client.submit(&key, payload)?;
     if no_wait {
@@ -315,12 +370,28 @@ fn run_query(client: &Client, what: QueryCommand) -> Result<()> {
     let value = match what {
         QueryCommand::Status => client.get("/v1/status")?,
         QueryCommand::Block { height: None } => client.get("/v1/blocks/head")?,
-        QueryCommand::Block { height: Some(height) } => client.get(&format!("/v1/blocks/{height}"))?,
-        QueryCommand::BlockHash { hash } => client.get(&format!("/v1/blocks/hash/{}", parse_hash(&hash, "block hash")?))?,
-        QueryCommand::Tx { id } => client.get(&format!("/v1/txs/{}", parse_hash(&id, "transaction id")?))?,
-        QueryCommand::Receipt { id } => client.get(&format!("/v1/txs/{}/receipt", parse_hash(&id, "transaction id")?))?,
-        QueryCommand::Account { key } => client.get(&format!("/v1/accounts/{}", parse_key(&key)?))?,
-        QueryCommand::State { key, height, proof_out } => {
+        QueryCommand::Block {
+            height: Some(height),
+        } => client.get(&format!("/v1/blocks/{height}"))?,
+        QueryCommand::BlockHash { hash } => client.get(&format!(
+            "/v1/blocks/hash/{}",
+            parse_hash(&hash, "block hash")?
+        ))?,
+        QueryCommand::Tx { id } => {
+            client.get(&format!("/v1/txs/{}", parse_hash(&id, "transaction id")?))?
+        }
+        QueryCommand::Receipt { id } => client.get(&format!(
+            "/v1/txs/{}/receipt",
+            parse_hash(&id, "transaction id")?
+        ))?,
+        QueryCommand::Account { key } => {
+            client.get(&format!("/v1/accounts/{}", parse_key(&key)?))?
+        }
+        QueryCommand::State {
+            key,
+            height,
+            proof_out,
+        } => {
             let path = match height {
                 Some(height) => format!("/v1/state/{key}?height={height}"),
                 None => format!("/v1/state/{key}"),
@@ -333,7 +404,10 @@ fn run_query(client: &Client, what: QueryCommand) -> Result<()> {
             value
         }
         QueryCommand::TxProof { id, out } => {
-            let value = client.get(&format!("/v1/txs/{}/proof", parse_hash(&id, "transaction id")?))?;
+            let value = client.get(&format!(
+                "/v1/txs/{}/proof",
+                parse_hash(&id, "transaction id")?
+            ))?;
             if let Some(out) = out {
                 std::fs::write(&out, serde_json::to_string_pretty(&value)?)?;
                 eprintln!("proof written to {}", out.display());
@@ -347,8 +421,10 @@ fn run_query(client: &Client, what: QueryCommand) -> Result<()> {
 
 fn verify_proof(proof: &Path, genesis: &Path) -> Result<i32> {
     let genesis: Genesis = home::read_genesis(genesis)?;
-    let text = std::fs::read_to_string(proof).with_context(|| format!("reading {}", proof.display()))?;
-    let proof: LightProof = serde_json::from_str(&text).with_context(|| format!("{} is not a medledger proof", proof.display()))?;
+    let text =
+        std::fs::read_to_string(proof).with_context(|| format!("reading {}", proof.display()))?;
+    let proof: LightProof = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a medledger proof", proof.display()))?;
     match proof.verify(&genesis) {
         Ok(()) => {
             let header = proof.header();
@@ -386,9 +462,25 @@ fn verify_store(home: &Path) -> Result<i32> {
     if !path.exists() {
         bail!("{} does not exist; has this node ever run?", path.display());
     }
-    let store = medledger_storage::Store::open(&path).with_context(|| format!("opening {} (stop the node first)", path.display()))?;
+    let store = match medledger_storage::Store::open(&path) {
+        Ok(store) => store,
+        // redb checks its own page checksums when it opens a file that was not closed cleanly.
+        Err(error) if error.to_string().to_lowercase().contains("corrupt") => {
+            println!(
+                "TAMPERED: the database file fails its own checksums before any block can be read: {error}"
+            );
+            return Ok(2);
+        }
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("opening {} (stop the node first)", path.display()));
+        }
+    };
     let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} blocks ({eta})").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} blocks ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar.set_message("verifying");
     let result = medledger_node::audit_store(&store, |height, head| {
         bar.set_length(head);
@@ -399,7 +491,13 @@ fn verify_store(home: &Path) -> Result<i32> {
         Ok(report) => {
             println!(
                 "ok: chain {} verified from genesis to height {}: {} transactions, {} signatures, {} state values; head {} state root {}",
-                report.chain_id, report.height, report.txs, report.signatures, report.state_values, report.head_hash, report.state_root
+                report.chain_id,
+                report.height,
+                report.txs,
+                report.signatures,
+                report.state_values,
+                report.head_hash,
+                report.state_root
             );
             Ok(0)
         }

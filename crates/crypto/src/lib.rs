@@ -69,9 +69,7 @@ pub fn hash_tagged(tag: &[u8], parts: &[&[u8]]) -> Hash {
 }
 
 /// An Ed25519 public key: the identity of every account, organisation and validator.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct PublicKey(pub [u8; 32]);
 
 impl PublicKey {
@@ -174,7 +172,11 @@ pub fn verify_batch(items: &[(PublicKey, &[u8], Signature)]) -> Vec<usize> {
             continue;
         }
         let key_bytes = ed25519_consensus::VerificationKeyBytes::from(key.0);
-        verifier.queue((key_bytes, ed25519_consensus::Signature::from(signature.0), *message));
+        verifier.queue((
+            key_bytes,
+            ed25519_consensus::Signature::from(signature.0),
+            *message,
+        ));
     }
     let rng = ChaCha20Rng::from_seed(seed.finalize().into());
     if malformed.is_empty() && verifier.verify(rng).is_ok() {
@@ -191,7 +193,9 @@ pub fn verify_batch(items: &[(PublicKey, &[u8], Signature)]) -> Vec<usize> {
 fn decode_hex_array<const N: usize>(text: &str) -> Result<[u8; N], CryptoError> {
     let bytes = hex::decode(text.trim()).map_err(|error| CryptoError::Hex(error.to_string()))?;
     let got = bytes.len();
-    bytes.try_into().map_err(|_| CryptoError::WrongLength { expected: N, got })
+    bytes
+        .try_into()
+        .map_err(|_| CryptoError::WrongLength { expected: N, got })
 }
 
 macro_rules! hex_display_and_serde {
@@ -214,7 +218,9 @@ macro_rules! hex_display_and_serde {
         impl<'de> Deserialize<'de> for $type {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let text = <String as Deserialize>::deserialize(deserializer)?;
-                decode_hex_array::<$len>(&text).map(Self).map_err(serde::de::Error::custom)
+                decode_hex_array::<$len>(&text)
+                    .map(Self)
+                    .map_err(serde::de::Error::custom)
             }
         }
         impl std::str::FromStr for $type {
@@ -261,7 +267,7 @@ mod tests {
             .map(|(key, message)| (key.public_key(), message.as_slice(), key.sign(message)))
             .collect();
         assert!(verify_batch(&items).is_empty());
-        items[3].2 .0[0] ^= 1;
+        items[3].2.0[0] ^= 1;
         items[6].1 = b"not what was signed";
         assert_eq!(verify_batch(&items), vec![3, 6]);
     }
@@ -274,7 +280,10 @@ mod tests {
         let key = PublicKey(bytes);
         assert_eq!(key.check(), Err(CryptoError::MalformedPublicKey));
         let signature = SecretKey::from_seed(1).sign(b"m");
-        assert_eq!(key.verify(b"m", &signature), Err(CryptoError::MalformedPublicKey));
+        assert_eq!(
+            key.verify(b"m", &signature),
+            Err(CryptoError::MalformedPublicKey)
+        );
         assert_eq!(verify_batch(&[(key, b"m", signature)]), vec![0]);
         assert!(PublicKey::from_hex(&hex::encode(bytes)).is_err());
     }
@@ -290,7 +299,10 @@ mod tests {
     #[test]
     fn tagged_hashes_separate_domains_and_boundaries() {
         assert_ne!(hash_tagged(b"a", &[b"xy"]), hash_tagged(b"b", &[b"xy"]));
-        assert_ne!(hash_tagged(b"a", &[b"x", b"y"]), hash_tagged(b"a", &[b"xy"]));
+        assert_ne!(
+            hash_tagged(b"a", &[b"x", b"y"]),
+            hash_tagged(b"a", &[b"xy"])
+        );
         assert_eq!(
             sha256(b"abc").to_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -44,9 +44,17 @@ pub enum TxError {
     #[error("sender {key} was revoked at height {height}")]
     RevokedSender { key: PublicKey, height: Height },
     #[error("nonce {got} is already used; the next nonce of {sender} is {expected}")]
-    NonceUsed { sender: PublicKey, expected: u64, got: u64 },
+    NonceUsed {
+        sender: PublicKey,
+        expected: u64,
+        got: u64,
+    },
     #[error("nonce {got} is out of order; the next nonce of {sender} is {expected}")]
-    NonceGap { sender: PublicKey, expected: u64, got: u64 },
+    NonceGap {
+        sender: PublicKey,
+        expected: u64,
+        got: u64,
+    },
     #[error("only an organisation's root key may {0}")]
     NotAnOrganisation(&'static str),
     #[error("key {0} is not a valid Ed25519 public key")]
@@ -97,7 +105,11 @@ impl TxError {
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
     #[error("transaction {index} ({id}) is invalid: {error}")]
-    InvalidTx { index: usize, id: Hash, error: TxError },
+    InvalidTx {
+        index: usize,
+        id: Hash,
+        error: TxError,
+    },
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -117,14 +129,23 @@ pub fn apply_genesis(genesis: &Genesis, state: &mut Overlay<'_>) -> Result<(), B
     let validators = genesis.validate()?;
     for organisation in &genesis.organisations {
         state.put(key_org(&organisation.id), encode_value(organisation));
-        state.put(key_org_by_root(&organisation.root_key), encode_value(&organisation.id));
+        state.put(
+            key_org_by_root(&organisation.root_key),
+            encode_value(&organisation.id),
+        );
     }
     state.put(KEY_VALIDATORS.to_vec(), encode_value(&validators));
-    let info = ChainInfo { chain_id: genesis.chain_id.clone(), genesis_hash: genesis.hash() };
+    let info = ChainInfo {
+        chain_id: genesis.chain_id.clone(),
+        genesis_hash: genesis.hash(),
+    };
     state.put(KEY_CHAIN_INFO.to_vec(), encode_value(&info));
     state.put(
         KEY_CHAIN_HEAD.to_vec(),
-        encode_value(&ChainHead { height: 0, time_ms: genesis.genesis_time_ms }),
+        encode_value(&ChainHead {
+            height: 0,
+            time_ms: genesis.genesis_time_ms,
+        }),
     );
     state.commit_tx();
     Ok(())
@@ -143,20 +164,29 @@ pub fn next_nonce(state: &dyn StateRead, sender: &PublicKey) -> Result<u64, Stat
 pub fn authority(state: &dyn StateRead, key: &PublicKey) -> Result<Authority, TxError> {
     let org_key = key_org_by_root(key);
     if let Some(bytes) = state.get(&org_key)? {
-        return Ok(Authority::Organisation { org: decode_value(&org_key, &bytes)? });
+        return Ok(Authority::Organisation {
+            org: decode_value(&org_key, &bytes)?,
+        });
     }
     match member(state, key)? {
-        Some(MemberRecord { revoked_at: Some(height), .. }) => {
-            Err(TxError::RevokedSender { key: *key, height })
-        }
-        Some(record) => Ok(Authority::Member { org: record.org, role: record.role }),
+        Some(MemberRecord {
+            revoked_at: Some(height),
+            ..
+        }) => Err(TxError::RevokedSender { key: *key, height }),
+        Some(record) => Ok(Authority::Member {
+            org: record.org,
+            role: record.role,
+        }),
         None => Err(TxError::UnknownSender(*key)),
     }
 }
 
 pub fn member(state: &dyn StateRead, key: &PublicKey) -> Result<Option<MemberRecord>, StateError> {
     let member_key = key_member(key);
-    state.get(&member_key)?.map(|bytes| decode_value(&member_key, &bytes)).transpose()
+    state
+        .get(&member_key)?
+        .map(|bytes| decode_value(&member_key, &bytes))
+        .transpose()
 }
 
 pub fn validators(state: &dyn StateRead) -> Result<ValidatorSet, StateError> {
@@ -167,9 +197,9 @@ pub fn validators(state: &dyn StateRead) -> Result<ValidatorSet, StateError> {
 }
 
 pub fn chain_info(state: &dyn StateRead) -> Result<ChainInfo, StateError> {
-    let bytes = state
-        .get(KEY_CHAIN_INFO)?
-        .ok_or_else(|| StateError::Store("no chain info in state; genesis was not applied".into()))?;
+    let bytes = state.get(KEY_CHAIN_INFO)?.ok_or_else(|| {
+        StateError::Store("no chain info in state; genesis was not applied".into())
+    })?;
     decode_value(KEY_CHAIN_INFO, &bytes)
 }
 
@@ -177,21 +207,37 @@ pub fn chain_info(state: &dyn StateRead) -> Result<ChainInfo, StateError> {
 /// on: chain id, an enrolled and unrevoked sender, and exactly the next nonce.
 pub fn authorise(state: &dyn StateRead, chain_id: &str, tx: &Tx) -> Result<Authority, TxError> {
     if tx.body.chain_id != chain_id {
-        return Err(TxError::WrongChain { expected: chain_id.into(), got: tx.body.chain_id.clone() });
+        return Err(TxError::WrongChain {
+            expected: chain_id.into(),
+            got: tx.body.chain_id.clone(),
+        });
     }
     let authority = authority(state, &tx.body.sender)?;
     let expected = next_nonce(state, &tx.body.sender)?;
     let sender = tx.body.sender;
     match tx.body.nonce {
-        got if got < expected => Err(TxError::NonceUsed { sender, expected, got }),
-        got if got > expected => Err(TxError::NonceGap { sender, expected, got }),
+        got if got < expected => Err(TxError::NonceUsed {
+            sender,
+            expected,
+            got,
+        }),
+        got if got > expected => Err(TxError::NonceGap {
+            sender,
+            expected,
+            got,
+        }),
         _ => Ok(authority),
     }
 }
 
 /// Applies one authorised transaction: uses its nonce, then runs its payload, keeping the payload's
 /// writes only if it succeeds.
-fn apply_tx(state: &mut Overlay<'_>, ctx: &BlockContext, tx: &Tx, authority: &Authority) -> Outcome {
+fn apply_tx(
+    state: &mut Overlay<'_>,
+    ctx: &BlockContext,
+    tx: &Tx,
+    authority: &Authority,
+) -> Outcome {
     state.put(key_nonce(&tx.body.sender), encode_value(&tx.body.nonce));
     state.commit_tx();
     match apply_payload(state, ctx, tx, authority) {
@@ -201,7 +247,10 @@ fn apply_tx(state: &mut Overlay<'_>, ctx: &BlockContext, tx: &Tx, authority: &Au
         }
         Err(error) => {
             state.discard_tx();
-            Outcome::Rejected { code: error.code().to_string(), reason: error.to_string() }
+            Outcome::Rejected {
+                code: error.code().to_string(),
+                reason: error.to_string(),
+            }
         }
     }
 }
@@ -224,12 +273,19 @@ fn apply_payload(
                 return Err(TxError::KeyIsOrganisation(*key));
             }
             match member(state, key)? {
-                Some(MemberRecord { revoked_at: Some(_), .. }) => return Err(TxError::KeyRevoked(*key)),
+                Some(MemberRecord {
+                    revoked_at: Some(_),
+                    ..
+                }) => return Err(TxError::KeyRevoked(*key)),
                 Some(_) => return Err(TxError::AlreadyEnrolled(*key)),
                 None => {}
             }
-            let record =
-                MemberRecord { org: org.clone(), role: *role, enrolled_at: ctx.height, revoked_at: None };
+            let record = MemberRecord {
+                org: org.clone(),
+                role: *role,
+                enrolled_at: ctx.height,
+                revoked_at: None,
+            };
             state.put(key_member(key), encode_value(&record));
             Ok(())
         }
@@ -239,7 +295,10 @@ fn apply_payload(
             };
             let mut record = member(state, key)?.ok_or(TxError::NotAMember(*key))?;
             if &record.org != org {
-                return Err(TxError::NotYourMember { member: *key, org: record.org });
+                return Err(TxError::NotYourMember {
+                    member: *key,
+                    org: record.org,
+                });
             }
             if record.revoked_at.is_some() {
                 return Err(TxError::AlreadyRevoked(*key));
@@ -284,22 +343,46 @@ pub fn execute_tx(
 ) -> Result<Receipt, TxError> {
     let authority = authorise(state, &ctx.chain_id, tx)?;
     let outcome = apply_tx(state, ctx, tx, &authority);
-    Ok(Receipt { tx_id, height: ctx.height, index, outcome })
+    Ok(Receipt {
+        tx_id,
+        height: ctx.height,
+        index,
+        outcome,
+    })
 }
 
 /// Closes a block: records its height and time in the state and computes its roots.
-pub fn finish_block(state: &mut Overlay<'_>, ctx: &BlockContext, txs: &[Tx], receipts: Vec<Receipt>) -> Execution {
-    state.put(KEY_CHAIN_HEAD.to_vec(), encode_value(&ChainHead { height: ctx.height, time_ms: ctx.time_ms }));
+pub fn finish_block(
+    state: &mut Overlay<'_>,
+    ctx: &BlockContext,
+    txs: &[Tx],
+    receipts: Vec<Receipt>,
+) -> Execution {
+    state.put(
+        KEY_CHAIN_HEAD.to_vec(),
+        encode_value(&ChainHead {
+            height: ctx.height,
+            time_ms: ctx.time_ms,
+        }),
+    );
     state.commit_tx();
     let leaves: Vec<Hash> = txs.iter().map(Tx::leaf_hash).collect();
     let receipt_leaves: Vec<Hash> = receipts.iter().map(Receipt::leaf_hash).collect();
-    Execution { txs_root: merkle_root(&leaves), receipts_root: merkle_root(&receipt_leaves), receipts }
+    Execution {
+        txs_root: merkle_root(&leaves),
+        receipts_root: merkle_root(&receipt_leaves),
+        receipts,
+    }
 }
 
 /// Executes a whole block, as a validator or an auditor replaying the chain does. Signatures
 /// must already have been checked (in a batch, by the caller); any other authentication failure
 /// makes the whole block invalid.
-pub fn execute_block(state: &mut Overlay<'_>, ctx: &BlockContext, txs: &[Tx]) -> Result<Execution, BlockError> {
+pub fn execute_block(
+    state: &mut Overlay<'_>,
+    ctx: &BlockContext,
+    txs: &[Tx],
+) -> Result<Execution, BlockError> {
     let mut receipts = Vec::with_capacity(txs.len());
     for (index, tx) in txs.iter().enumerate() {
         let id = tx.id();

@@ -6,7 +6,9 @@
 
 use medledger_crypto::Hash;
 use medledger_state::StateProof;
-use medledger_types::{CertificateError, CommitCertificate, Genesis, Header, InclusionProof, Receipt, Tx, TypesError};
+use medledger_types::{
+    CertificateError, CommitCertificate, Genesis, Header, InclusionProof, Receipt, Tx, TypesError,
+};
 use serde::{Deserialize, Serialize};
 
 /// A self-contained proof, as the API serves it and `medledger proof verify` checks it.
@@ -14,7 +16,11 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LightProof {
     /// The value of a state key (or its absence) after block `header.height`.
-    State { header: Header, certificate: CommitCertificate, proof: StateProof },
+    State {
+        header: Header,
+        certificate: CommitCertificate,
+        proof: StateProof,
+    },
     /// A transaction's inclusion in a block, and its receipt.
     Tx {
         header: Header,
@@ -40,7 +46,9 @@ pub enum LightError {
     State(String),
     #[error("transaction is not included under the header's transactions root")]
     TxNotIncluded,
-    #[error("receipt is not included under the header's receipts root, or is not this transaction's")]
+    #[error(
+        "receipt is not included under the header's receipts root, or is not this transaction's"
+    )]
     ReceiptNotIncluded,
 }
 
@@ -55,22 +63,41 @@ impl LightProof {
     pub fn verify(&self, genesis: &Genesis) -> Result<(), LightError> {
         let validators = genesis.validate()?;
         let (header, certificate) = match self {
-            LightProof::State { header, certificate, .. } | LightProof::Tx { header, certificate, .. } => {
-                (header, certificate)
+            LightProof::State {
+                header,
+                certificate,
+                ..
             }
+            | LightProof::Tx {
+                header,
+                certificate,
+                ..
+            } => (header, certificate),
         };
         if header.chain_id != genesis.chain_id {
-            return Err(LightError::WrongChain { expected: genesis.chain_id.clone(), got: header.chain_id.clone() });
+            return Err(LightError::WrongChain {
+                expected: genesis.chain_id.clone(),
+                got: header.chain_id.clone(),
+            });
         }
         if header.validators_hash != validators.hash() {
-            return Err(LightError::UnknownValidatorSet { expected: validators.hash(), got: header.validators_hash });
+            return Err(LightError::UnknownValidatorSet {
+                expected: validators.hash(),
+                got: header.validators_hash,
+            });
         }
         certificate.verify(header, &validators)?;
         match self {
-            LightProof::State { proof, .. } => {
-                proof.verify(header.state_root).map_err(|error| LightError::State(error.to_string()))
-            }
-            LightProof::Tx { tx, tx_proof, receipt, receipt_proof, .. } => {
+            LightProof::State { proof, .. } => proof
+                .verify(header.state_root)
+                .map_err(|error| LightError::State(error.to_string())),
+            LightProof::Tx {
+                tx,
+                tx_proof,
+                receipt,
+                receipt_proof,
+                ..
+            } => {
                 if !tx_proof.verify(header.txs_root, tx.leaf_hash()) {
                     return Err(LightError::TxNotIncluded);
                 }

@@ -89,9 +89,13 @@ pub fn decode_entry(key: &[u8], value: &[u8]) -> Option<Entry> {
         (_, KEY_CHAIN_INFO) => Entry::ChainInfo(decode_value(key, value).ok()?),
         (_, KEY_CHAIN_HEAD) => Entry::ChainHead(decode_value(key, value).ok()?),
         ("org", _) => Entry::Organisation(decode_value(key, value).ok()?),
-        ("org-root", _) => Entry::OrganisationId { org: decode_value(key, value).ok()? },
+        ("org-root", _) => Entry::OrganisationId {
+            org: decode_value(key, value).ok()?,
+        },
         ("member", _) => Entry::Member(decode_value(key, value).ok()?),
-        ("nonce", _) => Entry::Nonce { nonce: decode_value(key, value).ok()? },
+        ("nonce", _) => Entry::Nonce {
+            nonce: decode_value(key, value).ok()?,
+        },
         ("anchor", _) => Entry::Anchor(decode_value(key, value).ok()?),
         _ => return None,
     };

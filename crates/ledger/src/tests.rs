@@ -1,0 +1,358 @@
+//! Tests of the identity rules and of block execution, run on an in-memory tree.
+
+use medledger_crypto::{Hash, SecretKey};
+use medledger_state::{MemoryTree, Overlay, Snapshot, StateRead, apply_writes};
+use medledger_types::{Genesis, Organisation, Outcome, Payload, Role, Tx, TxBody, Validator};
+
+use super::*;
+
+/// A chain in memory with two organisations, `a` and `b`.
+struct Chain {
+    tree: MemoryTree,
+    height: u64,
+    org_a: SecretKey,
+    org_b: SecretKey,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let (org_a, org_b) = (SecretKey::from_seed(100), SecretKey::from_seed(200));
+        let genesis = Genesis {
+            chain_id: "test".into(),
+            genesis_time_ms: 1_000,
+            organisations: vec![
+                Organisation {
+                    id: "a".into(),
+                    name: "A".into(),
+                    root_key: org_a.public_key(),
+                },
+                Organisation {
+                    id: "b".into(),
+                    name: "B".into(),
+                    root_key: org_b.public_key(),
+                },
+            ],
+            validators: vec![Validator {
+                key: SecretKey::from_seed(1).public_key(),
+                power: 1,
+                org: "a".into(),
+            }],
+        };
+        let mut tree = MemoryTree::default();
+        let empty = MemoryTree::default();
+        let base = Snapshot {
+            reader: &empty,
+            version: None,
+        };
+        let mut overlay = Overlay::new(&base);
+        apply_genesis(&genesis, &mut overlay).expect("genesis applies");
+        let (_, batch) = apply_writes(&tree, 0, &overlay.into_writes()).expect("tree");
+        tree.apply(batch);
+        Chain {
+            tree,
+            height: 0,
+            org_a,
+            org_b,
+        }
+    }
+
+    fn tx(&self, key: &SecretKey, payload: Payload) -> Tx {
+        let state = Snapshot {
+            reader: &self.tree,
+            version: Some(self.height),
+        };
+        let nonce = next_nonce(&state, &key.public_key()).expect("nonce");
+        TxBody {
+            chain_id: "test".into(),
+            sender: key.public_key(),
+            nonce,
+            payload,
+        }
+        .sign(key)
+    }
+
+    /// Executes one block; commits it only if it is valid.
+    fn block(&mut self, txs: &[Tx]) -> Result<(Vec<Outcome>, Hash), BlockError> {
+        let height = self.height + 1;
+        let ctx = BlockContext {
+            chain_id: "test".into(),
+            height,
+            time_ms: 1_000 + height,
+            proposer: self.org_a.public_key(),
+        };
+        let base = Snapshot {
+            reader: &self.tree,
+            version: Some(self.height),
+        };
+        let mut overlay = Overlay::new(&base);
+        let execution = execute_block(&mut overlay, &ctx, txs)?;
+        let (root, batch) = apply_writes(&self.tree, height, &overlay.into_writes())?;
+        self.tree.apply(batch);
+        self.height = height;
+        Ok((
+            execution
+                .receipts
+                .into_iter()
+                .map(|receipt| receipt.outcome)
+                .collect(),
+            root,
+        ))
+    }
+
+    fn one(&mut self, tx: Tx) -> Outcome {
+        self.block(&[tx]).expect("block is valid").0.remove(0)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        Snapshot {
+            reader: &self.tree,
+            version: Some(self.height),
+        }
+        .get(key)
+        .expect("read")
+    }
+
+    fn enrol(&mut self, org: &SecretKey, member: &SecretKey, role: Role) -> Outcome {
+        let tx = self.tx(
+            org,
+            Payload::Enrol {
+                member: member.public_key(),
+                role,
+            },
+        );
+        self.one(tx)
+    }
+}
+
+fn rejected(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Rejected { code, .. } => code,
+        Outcome::Committed => "committed",
+    }
+}
+
+fn anchor(n: u8) -> Payload {
+    Payload::Anchor {
+        id: Hash([n; 32]),
+        commitment: Hash([n + 1; 32]),
+    }
+}
+
+#[test]
+fn an_enrolled_member_may_transact_and_an_unknown_key_may_not() {
+    let mut chain = Chain::new();
+    let alice = SecretKey::from_seed(1);
+    let stranger = SecretKey::from_seed(2);
+    assert_eq!(
+        chain.enrol(&chain.org_a.clone(), &alice, Role::Practitioner),
+        Outcome::Committed
+    );
+    let tx = chain.tx(&alice, anchor(1));
+    assert_eq!(chain.one(tx), Outcome::Committed);
+    assert!(chain.get(&key_anchor(&Hash([1; 32]))).is_some());
+
+    let tx = chain.tx(&stranger, anchor(2));
+    let error = chain
+        .block(&[tx])
+        .expect_err("a stranger's transaction invalidates the block");
+    assert!(
+        matches!(
+            error,
+            BlockError::InvalidTx {
+                error: TxError::UnknownSender(_),
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_revoked_member_can_no_longer_transact_or_be_enrolled_again() {
+    let mut chain = Chain::new();
+    let org = chain.org_a.clone();
+    let alice = SecretKey::from_seed(1);
+    chain.enrol(&org, &alice, Role::Patient);
+    let tx = chain.tx(
+        &org,
+        Payload::Revoke {
+            member: alice.public_key(),
+        },
+    );
+    assert_eq!(chain.one(tx), Outcome::Committed);
+    let tx = chain.tx(&alice, anchor(1));
+    let error = chain.block(&[tx]).expect_err("revoked");
+    assert!(
+        matches!(
+            error,
+            BlockError::InvalidTx {
+                error: TxError::RevokedSender { height: 2, .. },
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        rejected(&chain.enrol(&org, &alice, Role::Patient)),
+        "key_revoked"
+    );
+    let tx = chain.tx(
+        &org,
+        Payload::Revoke {
+            member: alice.public_key(),
+        },
+    );
+    assert_eq!(rejected(&chain.one(tx)), "already_revoked");
+}
+
+#[test]
+fn authentication_failures_name_their_cause() {
+    let mut chain = Chain::new();
+    let org = chain.org_a.clone();
+    let first = chain.tx(&org, anchor(1));
+    assert_eq!(chain.one(first.clone()), Outcome::Committed);
+
+    let check = |chain: &mut Chain, tx: Tx, expected: &str| {
+        let error = chain.block(&[tx]).expect_err("invalid");
+        let BlockError::InvalidTx { error, .. } = error else {
+            panic!("unexpected {error}")
+        };
+        assert_eq!(error.code(), expected, "{error}");
+    };
+    // The same transaction again: its nonce is used.
+    check(&mut chain, first, "nonce_used");
+    // A nonce from the future.
+    let mut gap = chain.tx(&org, anchor(2)).body;
+    gap.nonce += 1;
+    check(&mut chain, gap.sign(&org), "nonce_gap");
+    // Another chain's transaction.
+    let mut foreign = chain.tx(&org, anchor(3)).body;
+    foreign.chain_id = "other".into();
+    check(&mut chain, foreign.sign(&org), "wrong_chain");
+    // Nothing of the refused blocks reached the state.
+    assert!(chain.get(&key_anchor(&Hash([2; 32]))).is_none());
+    assert_eq!(chain.height, 1);
+}
+
+#[test]
+fn a_refused_payload_uses_its_nonce_and_leaves_no_other_trace() {
+    let mut chain = Chain::new();
+    let (org_a, org_b) = (chain.org_a.clone(), chain.org_b.clone());
+    let alice = SecretKey::from_seed(1);
+    let bob = SecretKey::from_seed(2);
+    chain.enrol(&org_a, &alice, Role::Practitioner);
+
+    // A member is not an organisation: it cannot enrol anyone.
+    let tx = chain.tx(
+        &alice,
+        Payload::Enrol {
+            member: bob.public_key(),
+            role: Role::Patient,
+        },
+    );
+    assert_eq!(rejected(&chain.one(tx)), "not_an_organisation");
+    assert!(chain.get(&key_member(&bob.public_key())).is_none());
+    assert_eq!(
+        next_nonce(
+            &Snapshot {
+                reader: &chain.tree,
+                version: Some(chain.height)
+            },
+            &alice.public_key()
+        )
+        .expect("nonce"),
+        2
+    );
+
+    // Organisation b cannot revoke a's member.
+    let tx = chain.tx(
+        &org_b,
+        Payload::Revoke {
+            member: alice.public_key(),
+        },
+    );
+    assert_eq!(rejected(&chain.one(tx)), "not_your_member");
+    // Nor enrol a key twice, nor enrol an organisation's root key.
+    assert_eq!(
+        rejected(&chain.enrol(&org_b, &alice, Role::Patient)),
+        "already_enrolled"
+    );
+    assert_eq!(
+        rejected(&chain.enrol(&org_b, &org_a, Role::Patient)),
+        "key_is_organisation"
+    );
+    let tx = chain.tx(
+        &org_b,
+        Payload::Revoke {
+            member: bob.public_key(),
+        },
+    );
+    assert_eq!(rejected(&chain.one(tx)), "not_a_member");
+
+    // An anchor is written once; the first stays.
+    let tx = chain.tx(&alice, anchor(7));
+    assert_eq!(chain.one(tx), Outcome::Committed);
+    let tx = chain.tx(
+        &org_b,
+        Payload::Anchor {
+            id: Hash([7; 32]),
+            commitment: Hash([0; 32]),
+        },
+    );
+    assert_eq!(rejected(&chain.one(tx)), "anchor_exists");
+    let stored = chain.get(&key_anchor(&Hash([7; 32]))).expect("anchor");
+    let record: AnchorRecord = medledger_state::decode_value(b"anchor", &stored).expect("decodes");
+    assert_eq!(
+        (record.owner, record.commitment),
+        (alice.public_key(), Hash([8; 32]))
+    );
+}
+
+#[test]
+fn an_invalid_key_is_refused_at_enrolment() {
+    let mut chain = Chain::new();
+    let org = chain.org_a.clone();
+    let mut bytes = [0u8; 32];
+    bytes[0] = 2; // not a curve point
+    let tx = chain.tx(
+        &org,
+        Payload::Enrol {
+            member: medledger_crypto::PublicKey(bytes),
+            role: Role::Device,
+        },
+    );
+    assert_eq!(rejected(&chain.one(tx)), "invalid_key");
+}
+
+#[test]
+fn the_same_blocks_give_the_same_root_on_every_replay() {
+    let run = || {
+        let mut chain = Chain::new();
+        let org = chain.org_a.clone();
+        let members: Vec<SecretKey> = (10..20).map(SecretKey::from_seed).collect();
+        let enrolments: Vec<Tx> = members
+            .iter()
+            .enumerate()
+            .map(|(i, member)| {
+                TxBody {
+                    chain_id: "test".into(),
+                    sender: org.public_key(),
+                    nonce: i as u64 + 1,
+                    payload: Payload::Enrol {
+                        member: member.public_key(),
+                        role: Role::Device,
+                    },
+                }
+                .sign(&org)
+            })
+            .collect();
+        chain.block(&enrolments).expect("valid");
+        let anchors: Vec<Tx> = members
+            .iter()
+            .enumerate()
+            .map(|(i, member)| chain.tx(member, anchor(i as u8)))
+            .collect();
+        chain.block(&anchors).expect("valid").1
+    };
+    assert_eq!(run(), run());
+}

@@ -46,23 +46,41 @@ pub struct AuditReport {
 }
 
 /// Re-checks the whole store. `progress` is called after each block with (height, head).
-pub fn audit_store(store: &Store, mut progress: impl FnMut(Height, Height)) -> Result<AuditReport, AuditError> {
+pub fn audit_store(
+    store: &Store,
+    mut progress: impl FnMut(Height, Height),
+) -> Result<AuditReport, AuditError> {
     let reader = store.reader()?;
-    let genesis = reader.genesis().map_err(|error| AuditError::Genesis(error.to_string()))?;
-    genesis.validate().map_err(|error| AuditError::Genesis(error.to_string()))?;
+    let genesis = reader
+        .genesis()
+        .map_err(|error| AuditError::Genesis(error.to_string()))?;
+    genesis
+        .validate()
+        .map_err(|error| AuditError::Genesis(error.to_string()))?;
     let head = reader.head()?;
 
     let mut tree = MemoryTree::default();
     {
-        let empty = Snapshot { reader: &tree, version: None };
+        let empty = Snapshot {
+            reader: &tree,
+            version: None,
+        };
         let mut overlay = Overlay::new(&empty);
-        medledger_ledger::apply_genesis(&genesis, &mut overlay).map_err(|error| AuditError::Genesis(error.to_string()))?;
+        medledger_ledger::apply_genesis(&genesis, &mut overlay)
+            .map_err(|error| AuditError::Genesis(error.to_string()))?;
         let writes = overlay.into_writes();
-        let (root, batch) = apply_writes(&tree, 0, &writes).map_err(|error| AuditError::Genesis(error.to_string()))?;
+        let (root, batch) = apply_writes(&tree, 0, &writes)
+            .map_err(|error| AuditError::Genesis(error.to_string()))?;
         tree.apply(batch);
-        let stored = root_at(&reader, 0).map_err(|error| AuditError::State { height: 0, reason: error.to_string() })?;
+        let stored = root_at(&reader, 0).map_err(|error| AuditError::State {
+            height: 0,
+            reason: error.to_string(),
+        })?;
         if stored != root {
-            return Err(AuditError::State { height: 0, reason: format!("genesis state root on disk is {stored}, replay gives {root}") });
+            return Err(AuditError::State {
+                height: 0,
+                reason: format!("genesis state root on disk is {stored}, replay gives {root}"),
+            });
         }
     }
 
@@ -71,17 +89,27 @@ pub fn audit_store(store: &Store, mut progress: impl FnMut(Height, Height)) -> R
     let mut prev_certificate_hash = Hash::ZERO;
     let (mut tx_count, mut signatures) = (0u64, 0u64);
     let mut head_hash = prev_hash;
-    let mut state_root = root_at(&tree, 0).map_err(|error| AuditError::Genesis(error.to_string()))?;
+    let mut state_root =
+        root_at(&tree, 0).map_err(|error| AuditError::Genesis(error.to_string()))?;
     for height in 1..=head {
         let bad = |reason: String| AuditError::Block { height, reason };
-        let header = reader.header(height).map_err(|error| bad(error.to_string()))?.ok_or_else(|| bad("header is missing".into()))?;
-        let certificate = reader.certificate(height).map_err(|error| bad(error.to_string()))?.ok_or_else(|| bad("certificate is missing".into()))?;
+        let header = reader
+            .header(height)
+            .map_err(|error| bad(error.to_string()))?
+            .ok_or_else(|| bad("header is missing".into()))?;
+        let certificate = reader
+            .certificate(height)
+            .map_err(|error| bad(error.to_string()))?
+            .ok_or_else(|| bad("certificate is missing".into()))?;
         let txs = reader.txs(height).map_err(|error| bad(error.to_string()))?;
         if header.height != height || header.chain_id != genesis.chain_id {
             return Err(bad("header names another height or chain".into()));
         }
         if header.prev_hash != prev_hash {
-            return Err(bad(format!("previous hash is {}, the previous block's hash is {prev_hash}", header.prev_hash)));
+            return Err(bad(format!(
+                "previous hash is {}, the previous block's hash is {prev_hash}",
+                header.prev_hash
+            )));
         }
         if header.last_commit_hash != prev_certificate_hash {
             return Err(bad("previous certificate hash does not match".into()));
@@ -89,48 +117,85 @@ pub fn audit_store(store: &Store, mut progress: impl FnMut(Height, Height)) -> R
         if header.time_ms <= prev_time {
             return Err(bad("time does not move forward".into()));
         }
-        let previous_state = Snapshot { reader: &tree, version: Some(height - 1) };
-        let validators = medledger_ledger::validators(&previous_state).map_err(|error| bad(error.to_string()))?;
+        let previous_state = Snapshot {
+            reader: &tree,
+            version: Some(height - 1),
+        };
+        let validators = medledger_ledger::validators(&previous_state)
+            .map_err(|error| bad(error.to_string()))?;
         if header.validators_hash != validators.hash() {
             return Err(bad("header names another validator set".into()));
         }
-        certificate.verify(&header, &validators).map_err(|error| bad(format!("certificate: {error}")))?;
+        certificate
+            .verify(&header, &validators)
+            .map_err(|error| bad(format!("certificate: {error}")))?;
         signatures += certificate.signatures.len() as u64;
         if reader.height_of(&header.hash())? != Some(height) {
             return Err(bad("block hash index does not point at this block".into()));
         }
 
         let sign_bytes: Vec<Vec<u8>> = txs.iter().map(|tx| tx.body.sign_bytes()).collect();
-        let items: Vec<(PublicKey, &[u8], Signature)> =
-            txs.iter().zip(&sign_bytes).map(|(tx, bytes)| (tx.body.sender, bytes.as_slice(), tx.signature)).collect();
+        let items: Vec<(PublicKey, &[u8], Signature)> = txs
+            .iter()
+            .zip(&sign_bytes)
+            .map(|(tx, bytes)| (tx.body.sender, bytes.as_slice(), tx.signature))
+            .collect();
         if let Some(index) = verify_batch(&items).first() {
-            return Err(bad(format!("signature of transaction {index} does not verify")));
+            return Err(bad(format!(
+                "signature of transaction {index} does not verify"
+            )));
         }
         signatures += txs.len() as u64;
 
-        let ctx = BlockContext { chain_id: header.chain_id.clone(), height, time_ms: header.time_ms, proposer: header.proposer };
+        let ctx = BlockContext {
+            chain_id: header.chain_id.clone(),
+            height,
+            time_ms: header.time_ms,
+            proposer: header.proposer,
+        };
         let mut overlay = Overlay::new(&previous_state);
-        let execution = execute_block(&mut overlay, &ctx, &txs).map_err(|error| bad(error.to_string()))?;
+        let execution =
+            execute_block(&mut overlay, &ctx, &txs).map_err(|error| bad(error.to_string()))?;
         let writes = overlay.into_writes();
         if execution.txs_root != header.txs_root {
-            return Err(bad("transactions do not match the header's transactions root".into()));
+            return Err(bad(
+                "transactions do not match the header's transactions root".into(),
+            ));
         }
         if execution.receipts_root != header.receipts_root {
-            return Err(bad("replayed receipts do not match the header's receipts root".into()));
+            return Err(bad(
+                "replayed receipts do not match the header's receipts root".into(),
+            ));
         }
         for (tx, receipt) in txs.iter().zip(&execution.receipts) {
             if reader.receipt(&tx.id())?.as_ref() != Some(receipt) {
-                return Err(bad(format!("stored receipt of transaction {} differs from the replay", tx.id())));
+                return Err(bad(format!(
+                    "stored receipt of transaction {} differs from the replay",
+                    tx.id()
+                )));
             }
         }
-        let (root, batch) = apply_writes(&tree, height, &writes).map_err(|error| bad(error.to_string()))?;
+        let (root, batch) =
+            apply_writes(&tree, height, &writes).map_err(|error| bad(error.to_string()))?;
         tree.apply(batch);
         if root != header.state_root {
-            return Err(AuditError::State { height, reason: format!("replay gives state root {root}, the header says {}", header.state_root) });
+            return Err(AuditError::State {
+                height,
+                reason: format!(
+                    "replay gives state root {root}, the header says {}",
+                    header.state_root
+                ),
+            });
         }
-        let stored = root_at(&reader, height).map_err(|error| AuditError::State { height, reason: error.to_string() })?;
+        let stored = root_at(&reader, height).map_err(|error| AuditError::State {
+            height,
+            reason: error.to_string(),
+        })?;
         if stored != root {
-            return Err(AuditError::State { height, reason: format!("state root on disk is {stored}, replay gives {root}") });
+            return Err(AuditError::State {
+                height,
+                reason: format!("state root on disk is {stored}, replay gives {root}"),
+            });
         }
         tx_count += txs.len() as u64;
         prev_hash = header.hash();
@@ -145,7 +210,10 @@ pub fn audit_store(store: &Store, mut progress: impl FnMut(Height, Height)) -> R
     // in an entry that no root check reaches would otherwise go unnoticed.
     let mut first_bad: Option<(Height, String)> = None;
     let mut note = |version: Height, reason: String| {
-        if first_bad.as_ref().is_none_or(|(height, _)| version < *height) {
+        if first_bad
+            .as_ref()
+            .is_none_or(|(height, _)| version < *height)
+        {
             first_bad = Some((version, reason));
         }
     };
@@ -153,7 +221,13 @@ pub fn audit_store(store: &Store, mut progress: impl FnMut(Height, Height)) -> R
     reader.for_each_value(|key_hash, version, value| {
         state_values += 1;
         if tree.exact_value(key_hash, version) != Some(&value) {
-            note(version, format!("stored value for key hash {} differs from the replay", Hash(key_hash.0)));
+            note(
+                version,
+                format!(
+                    "stored value for key hash {} differs from the replay",
+                    Hash(key_hash.0)
+                ),
+            );
         }
         Ok(())
     })?;
@@ -161,16 +235,29 @@ pub fn audit_store(store: &Store, mut progress: impl FnMut(Height, Height)) -> R
     reader.for_each_node(|key, node| {
         nodes += 1;
         if tree.node(&key) != Some(&node) {
-            note(key.version(), "a stored state tree node differs from the replay".into());
+            note(
+                key.version(),
+                "a stored state tree node differs from the replay".into(),
+            );
         }
         Ok(())
     })?;
     if state_values as usize != tree.values_count() || nodes != tree.nodes_count() {
-        note(head, "the state store holds a different number of entries than the replay".into());
+        note(
+            head,
+            "the state store holds a different number of entries than the replay".into(),
+        );
     }
     if let Some((height, reason)) = first_bad {
         return Err(AuditError::State { height, reason });
     }
-    Ok(AuditReport { chain_id: genesis.chain_id, height: head, txs: tx_count, signatures, state_values, head_hash, state_root })
+    Ok(AuditReport {
+        chain_id: genesis.chain_id,
+        height: head,
+        txs: tx_count,
+        signatures,
+        state_values,
+        head_hash,
+        state_root,
+    })
 }
-

@@ -27,7 +27,8 @@ use medledger_ledger::{Authority, BlockError, NONCE_WINDOW, TxError};
 use medledger_state::{Snapshot, StateError, StateRead};
 use medledger_storage::{Store, StoreError, StoreReader};
 use medledger_types::{
-    Block, CommitCertificate, Genesis, Header, Height, InclusionProof, Outcome, Receipt, Tx, merkle_root,
+    Block, CommitCertificate, Genesis, Header, Height, InclusionProof, Outcome, Receipt, Tx,
+    merkle_root,
 };
 pub use mempool::{Inserted, MempoolError};
 pub use metrics::Metrics;
@@ -150,10 +151,14 @@ struct Inner {
     mempool: Mutex<mempool::Mempool>,
     wake: Condvar,
     head: watch::Sender<Height>,
+    /// Counts finished production rounds. It moves only after the round's transactions have left
+    /// the in-flight set, so a waiter woken by it sees their final state.
+    rounds: watch::Sender<u64>,
     rejected: Mutex<Remembered>,
     metrics: Metrics,
     stopping: AtomicBool,
     failure: Mutex<Option<String>>,
+    producer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Debug, Default)]
@@ -178,18 +183,24 @@ impl Remembered {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock means a thread panicked while holding it: a bug. Carry on with the data,
     // which every holder leaves consistent between statements.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Node {
     /// Opens (or initialises) the store, checks its head, and starts producing blocks.
     pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        let validators = config.genesis.validate().map_err(|error| NodeError::Genesis(error.to_string()))?;
+        let validators = config
+            .genesis
+            .validate()
+            .map_err(|error| NodeError::Genesis(error.to_string()))?;
         if validators.get(&config.validator_key.public_key()).is_none() {
             return Err(NodeError::NotAValidator(config.validator_key.public_key()));
         }
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|error| StoreError::Db(format!("creating {}: {error}", config.data_dir.display())))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+            StoreError::Db(format!("creating {}: {error}", config.data_dir.display()))
+        })?;
         let store = Store::open(&config.data_dir.join("ledger.redb"))?;
         producer::init_genesis(&store, &config.genesis)?;
         let head = check_head(&store.reader()?, &config.genesis)?;
@@ -201,28 +212,38 @@ impl Node {
                 genesis_hash: config.genesis.hash(),
                 genesis: config.genesis,
                 key: config.validator_key,
-                block_txs_max: config.block_txs_max.clamp(1, medledger_types::BLOCK_TXS_MAX),
+                block_txs_max: config
+                    .block_txs_max
+                    .clamp(1, medledger_types::BLOCK_TXS_MAX),
                 mempool: Mutex::new(mempool::Mempool::new(config.mempool_txs_max)),
                 wake: Condvar::new(),
                 head: watch::Sender::new(head),
+                rounds: watch::Sender::new(0),
                 rejected: Mutex::new(Remembered::default()),
                 metrics,
                 stopping: AtomicBool::new(false),
                 failure: Mutex::new(None),
+                producer: Mutex::new(None),
             }),
         };
         let producer = node.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("block-producer".into())
             .spawn(move || producer::run(&producer))
-            .map_err(|error| NodeError::Stopped(format!("cannot start the block producer: {error}")))?;
+            .map_err(|error| {
+                NodeError::Stopped(format!("cannot start the block producer: {error}"))
+            })?;
+        *lock(&node.inner.producer) = Some(handle);
         Ok(node)
     }
 
-    /// Stops producing blocks once the block in progress is durable.
+    /// Stops producing blocks and returns once the block in progress is durable.
     pub fn stop(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.wake.notify_all();
+        if let Some(handle) = lock(&self.inner.producer).take() {
+            let _ = handle.join();
+        }
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -246,7 +267,11 @@ impl Node {
     pub fn status(&self) -> Result<Status, NodeError> {
         let reader = self.inner.store.reader()?;
         let height = reader.head()?;
-        let head = if height == 0 { None } else { Some(self.verified_header(&reader, height)?.0) };
+        let head = if height == 0 {
+            None
+        } else {
+            Some(self.verified_header(&reader, height)?.0)
+        };
         Ok(Status {
             chain_id: self.inner.genesis.chain_id.clone(),
             genesis_hash: self.inner.genesis_hash,
@@ -261,7 +286,10 @@ impl Node {
     /// batch), sender and nonce against the committed state. One result per transaction.
     pub fn submit(&self, txs: Vec<Tx>) -> Vec<Result<(Hash, Inserted), SubmitError>> {
         if let Some(failure) = self.failure() {
-            return txs.iter().map(|_| Err(NodeError::Stopped(failure.clone()).into())).collect();
+            return txs
+                .iter()
+                .map(|_| Err(NodeError::Stopped(failure.clone()).into()))
+                .collect();
         }
         let sign_bytes: Vec<Vec<u8>> = txs.iter().map(|tx| tx.body.sign_bytes()).collect();
         let items: Vec<(PublicKey, &[u8], Signature)> = txs
@@ -274,7 +302,10 @@ impl Node {
             Ok(reader) => reader,
             Err(error) => {
                 let message = error.to_string();
-                return txs.iter().map(|_| Err(NodeError::Store(StoreError::Db(message.clone())).into())).collect();
+                return txs
+                    .iter()
+                    .map(|_| Err(NodeError::Store(StoreError::Db(message.clone())).into()))
+                    .collect();
             }
         };
         let results: Vec<_> = txs
@@ -295,7 +326,10 @@ impl Node {
                 Err(error) => self.inner.metrics.refused(error.code()),
             }
         }
-        self.inner.metrics.mempool_txs.set(lock(&self.inner.mempool).len() as i64);
+        self.inner
+            .metrics
+            .mempool_txs
+            .set(lock(&self.inner.mempool).len() as i64);
         self.inner.wake.notify_one();
         results
     }
@@ -304,9 +338,16 @@ impl Node {
         let id = tx.id();
         let chain_id = &self.inner.genesis.chain_id;
         if &tx.body.chain_id != chain_id {
-            return Err(TxError::WrongChain { expected: chain_id.clone(), got: tx.body.chain_id }.into());
+            return Err(TxError::WrongChain {
+                expected: chain_id.clone(),
+                got: tx.body.chain_id,
+            }
+            .into());
         }
-        let state = Snapshot { reader, version: Some(reader.head()?) };
+        let state = Snapshot {
+            reader,
+            version: Some(reader.head()?),
+        };
         if reader.receipt(&id)?.is_some() {
             // Already on chain: resubmitting is harmless and says so.
             return Ok((id, Inserted::AlreadyPending));
@@ -315,10 +356,20 @@ impl Node {
         let expected = medledger_ledger::next_nonce(&state, &tx.body.sender)?;
         let (sender, got) = (tx.body.sender, tx.body.nonce);
         if got < expected {
-            return Err(TxError::NonceUsed { sender, expected, got }.into());
+            return Err(TxError::NonceUsed {
+                sender,
+                expected,
+                got,
+            }
+            .into());
         }
         if got >= expected + NONCE_WINDOW {
-            return Err(TxError::NonceGap { sender, expected, got }.into());
+            return Err(TxError::NonceGap {
+                sender,
+                expected,
+                got,
+            }
+            .into());
         }
         let inserted = lock(&self.inner.mempool).insert(mempool::PooledTx { id, tx })?;
         Ok((id, inserted))
@@ -335,26 +386,39 @@ impl Node {
         let reader = self.inner.store.reader()?;
         if let Some(receipt) = reader.receipt(id)? {
             if receipt.tx_id != *id || receipt.height > reader.head()? {
-                return Err(NodeError::Tampered { height: receipt.height, reason: format!("receipt of {id} is not its own") });
+                return Err(NodeError::Tampered {
+                    height: receipt.height,
+                    reason: format!("receipt of {id} is not its own"),
+                });
             }
             return Ok(Some(TxStatus::Committed { receipt }));
         }
         if let Some((code, reason)) = lock(&self.inner.rejected).by_id.get(id) {
-            return Ok(Some(TxStatus::Rejected { code: code.clone(), reason: reason.clone() }));
+            return Ok(Some(TxStatus::Rejected {
+                code: code.clone(),
+                reason: reason.clone(),
+            }));
         }
         Ok(None)
     }
 
     /// Waits up to `timeout` for a transaction to leave the mempool.
-    pub async fn wait_tx(&self, id: &Hash, timeout: Duration) -> Result<Option<TxStatus>, NodeError> {
-        let mut head = self.subscribe_head();
+    pub async fn wait_tx(
+        &self,
+        id: &Hash,
+        timeout: Duration,
+    ) -> Result<Option<TxStatus>, NodeError> {
+        let mut rounds = self.inner.rounds.subscribe();
         let deadline = tokio::time::Instant::now() + timeout.min(RECEIPT_WAIT_MAX);
         loop {
             let status = self.tx_status(id)?;
             if !matches!(status, Some(TxStatus::Pending)) {
                 return Ok(status);
             }
-            if tokio::time::timeout_at(deadline, head.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rounds.changed())
+                .await
+                .is_err()
+            {
                 return Ok(status);
             }
         }
@@ -371,13 +435,35 @@ impl Node {
         let txs = reader.txs(height)?;
         let leaves: Vec<Hash> = txs.iter().map(Tx::leaf_hash).collect();
         if merkle_root(&leaves) != header.txs_root {
-            return Err(NodeError::Tampered { height, reason: "transactions do not match the header's root".into() });
+            return Err(NodeError::Tampered {
+                height,
+                reason: "transactions do not match the header's root".into(),
+            });
         }
-        let last_commit = if height > 1 { reader.certificate(height - 1)? } else { None };
-        if last_commit.as_ref().map(CommitCertificate::hash).unwrap_or(Hash::ZERO) != header.last_commit_hash {
-            return Err(NodeError::Tampered { height, reason: "previous certificate does not match the header".into() });
+        let last_commit = if height > 1 {
+            reader.certificate(height - 1)?
+        } else {
+            None
+        };
+        if last_commit
+            .as_ref()
+            .map(CommitCertificate::hash)
+            .unwrap_or(Hash::ZERO)
+            != header.last_commit_hash
+        {
+            return Err(NodeError::Tampered {
+                height,
+                reason: "previous certificate does not match the header".into(),
+            });
         }
-        Ok(Some(CertifiedBlock { block: Block { header, txs, last_commit }, certificate }))
+        Ok(Some(CertifiedBlock {
+            block: Block {
+                header,
+                txs,
+                last_commit,
+            },
+            certificate,
+        }))
     }
 
     pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<CertifiedBlock>, NodeError> {
@@ -388,7 +474,10 @@ impl Node {
                 if let Some(found) = &block
                     && found.block.hash() != *hash
                 {
-                    return Err(NodeError::Tampered { height, reason: "block hash index points elsewhere".into() });
+                    return Err(NodeError::Tampered {
+                        height,
+                        reason: "block hash index points elsewhere".into(),
+                    });
                 }
                 Ok(block)
             }
@@ -399,31 +488,59 @@ impl Node {
     /// A committed transaction with the proofs of its inclusion and receipt.
     pub fn tx_proof(&self, id: &Hash) -> Result<Option<LightProof>, NodeError> {
         let reader = self.inner.store.reader()?;
-        let Some(receipt) = reader.receipt(id)? else { return Ok(None) };
+        let Some(receipt) = reader.receipt(id)? else {
+            return Ok(None);
+        };
         let height = receipt.height;
         let Some(CertifiedBlock { block, certificate }) = self.block(height)? else {
-            return Err(NodeError::Tampered { height, reason: format!("receipt of {id} names a missing block") });
+            return Err(NodeError::Tampered {
+                height,
+                reason: format!("receipt of {id} names a missing block"),
+            });
         };
         let index = receipt.index as usize;
-        let tampered = |reason: &str| NodeError::Tampered { height, reason: reason.to_string() };
-        let tx = block.txs.get(index).filter(|tx| tx.id() == *id).cloned().ok_or_else(|| tampered("receipt points at another transaction"))?;
+        let tampered = |reason: &str| NodeError::Tampered {
+            height,
+            reason: reason.to_string(),
+        };
+        let tx = block
+            .txs
+            .get(index)
+            .filter(|tx| tx.id() == *id)
+            .cloned()
+            .ok_or_else(|| tampered("receipt points at another transaction"))?;
         let mut receipt_leaves = Vec::with_capacity(block.txs.len());
         for other in &block.txs {
-            let other_receipt = reader.receipt(&other.id())?.ok_or_else(|| tampered("a receipt is missing"))?;
+            let other_receipt = reader
+                .receipt(&other.id())?
+                .ok_or_else(|| tampered("a receipt is missing"))?;
             receipt_leaves.push(other_receipt.leaf_hash());
         }
         if merkle_root(&receipt_leaves) != block.header.receipts_root {
             return Err(tampered("receipts do not match the header's root"));
         }
         let leaves: Vec<Hash> = block.txs.iter().map(Tx::leaf_hash).collect();
-        let tx_proof = InclusionProof::build(&leaves, index).ok_or_else(|| tampered("index out of range"))?;
-        let receipt_proof = InclusionProof::build(&receipt_leaves, index).ok_or_else(|| tampered("index out of range"))?;
-        Ok(Some(LightProof::Tx { header: block.header, certificate, tx, tx_proof, receipt, receipt_proof }))
+        let tx_proof =
+            InclusionProof::build(&leaves, index).ok_or_else(|| tampered("index out of range"))?;
+        let receipt_proof = InclusionProof::build(&receipt_leaves, index)
+            .ok_or_else(|| tampered("index out of range"))?;
+        Ok(Some(LightProof::Tx {
+            header: block.header,
+            certificate,
+            tx,
+            tx_proof,
+            receipt,
+            receipt_proof,
+        }))
     }
 
     /// A state entry (or its absence) after block `height` (default: the head), with its proof,
     /// checked against the certified state root before it is returned.
-    pub fn state(&self, key: &[u8], height: Option<Height>) -> Result<Option<LightProof>, NodeError> {
+    pub fn state(
+        &self,
+        key: &[u8],
+        height: Option<Height>,
+    ) -> Result<Option<LightProof>, NodeError> {
         let reader = self.inner.store.reader()?;
         let head = reader.head()?;
         let height = height.unwrap_or(head);
@@ -433,15 +550,25 @@ impl Node {
         let (header, certificate) = self.verified_header(&reader, height)?;
         let proof = medledger_state::prove(&reader, height, key)?;
         if let Err(error) = proof.verify(header.state_root) {
-            return Err(NodeError::Tampered { height, reason: format!("state entry fails its proof: {error}") });
+            return Err(NodeError::Tampered {
+                height,
+                reason: format!("state entry fails its proof: {error}"),
+            });
         }
-        Ok(Some(LightProof::State { header, certificate, proof }))
+        Ok(Some(LightProof::State {
+            header,
+            certificate,
+            proof,
+        }))
     }
 
     /// Who a key acts as and its next nonce, from the committed state.
     pub fn account(&self, key: &PublicKey) -> Result<(Result<Authority, String>, u64), NodeError> {
         let reader = self.inner.store.reader()?;
-        let state = Snapshot { reader: &reader, version: Some(reader.head()?) };
+        let state = Snapshot {
+            reader: &reader,
+            version: Some(reader.head()?),
+        };
         let authority = match medledger_ledger::authority(&state, key) {
             Ok(authority) => Ok(authority),
             Err(TxError::State(error)) => return Err(error.into()),
@@ -450,7 +577,11 @@ impl Node {
         Ok((authority, medledger_ledger::next_nonce(&state, key)?))
     }
 
-    fn verified_header(&self, reader: &StoreReader, height: Height) -> Result<(Header, CommitCertificate), NodeError> {
+    fn verified_header(
+        &self,
+        reader: &StoreReader,
+        height: Height,
+    ) -> Result<(Header, CommitCertificate), NodeError> {
         verified_header(reader, &self.inner.genesis, height)
     }
 
@@ -471,19 +602,32 @@ impl Node {
 
 /// Loads a header and its certificate and checks that the certificate finalises it under the
 /// validator set in force (the set in the state before the block).
-fn verified_header(reader: &StoreReader, genesis: &Genesis, height: Height) -> Result<(Header, CommitCertificate), NodeError> {
+fn verified_header(
+    reader: &StoreReader,
+    genesis: &Genesis,
+    height: Height,
+) -> Result<(Header, CommitCertificate), NodeError> {
     let tampered = |reason: String| NodeError::Tampered { height, reason };
-    let header = reader.header(height)?.ok_or_else(|| tampered("header is missing".into()))?;
-    let certificate = reader.certificate(height)?.ok_or_else(|| tampered("certificate is missing".into()))?;
+    let header = reader
+        .header(height)?
+        .ok_or_else(|| tampered("header is missing".into()))?;
+    let certificate = reader
+        .certificate(height)?
+        .ok_or_else(|| tampered("certificate is missing".into()))?;
     if header.height != height || header.chain_id != genesis.chain_id {
         return Err(tampered("header names another height or chain".into()));
     }
-    let validators = medledger_ledger::validators(&Snapshot { reader, version: Some(height - 1) })
-        .map_err(|error| tampered(format!("validator set unreadable: {error}")))?;
+    let validators = medledger_ledger::validators(&Snapshot {
+        reader,
+        version: Some(height - 1),
+    })
+    .map_err(|error| tampered(format!("validator set unreadable: {error}")))?;
     if validators.hash() != header.validators_hash {
         return Err(tampered("header names another validator set".into()));
     }
-    certificate.verify(&header, &validators).map_err(|error| tampered(format!("certificate: {error}")))?;
+    certificate
+        .verify(&header, &validators)
+        .map_err(|error| tampered(format!("certificate: {error}")))?;
     Ok((header, certificate))
 }
 
@@ -506,11 +650,18 @@ fn check_head(reader: &StoreReader, genesis: &Genesis) -> Result<Height, NodeErr
     let (header, _) = verified_header(reader, genesis, head)?;
     let root = medledger_state::root_at(reader, head)?;
     if root != header.state_root {
-        return Err(NodeError::Tampered { height: head, reason: format!("state root on disk is {root}, the certified root is {}", header.state_root) });
+        return Err(NodeError::Tampered {
+            height: head,
+            reason: format!(
+                "state root on disk is {root}, the certified root is {}",
+                header.state_root
+            ),
+        });
     }
-    Snapshot { reader, version: Some(head) }.get(medledger_ledger::KEY_CHAIN_HEAD)?;
+    Snapshot {
+        reader,
+        version: Some(head),
+    }
+    .get(medledger_ledger::KEY_CHAIN_HEAD)?;
     Ok(head)
 }
-
-#[cfg(test)]
-mod tests;

@@ -44,7 +44,13 @@ pub enum Inserted {
 
 impl Mempool {
     pub fn new(capacity: usize) -> Self {
-        Mempool { by_sender: BTreeMap::new(), ids: BTreeSet::new(), in_flight: BTreeSet::new(), cursor: None, capacity }
+        Mempool {
+            by_sender: BTreeMap::new(),
+            ids: BTreeSet::new(),
+            in_flight: BTreeSet::new(),
+            cursor: None,
+            capacity,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -113,7 +119,9 @@ impl Mempool {
                 break;
             }
             let mut expected = next_nonce(&sender)?;
-            let Some(queue) = self.by_sender.get_mut(&sender) else { continue };
+            let Some(queue) = self.by_sender.get_mut(&sender) else {
+                continue;
+            };
             let newer = queue.split_off(&expected);
             for (_, pooled) in std::mem::replace(queue, newer) {
                 self.ids.remove(&pooled.id);
@@ -152,7 +160,10 @@ mod tests {
             chain_id: "c".into(),
             sender: key.public_key(),
             nonce,
-            payload: Payload::Anchor { id: Hash([nonce as u8; 32]), commitment: Hash::ZERO },
+            payload: Payload::Anchor {
+                id: Hash([nonce as u8; 32]),
+                commitment: Hash::ZERO,
+            },
         }
         .sign(key);
         PooledTx { id: tx.id(), tx }
@@ -170,10 +181,14 @@ mod tests {
             pool.insert(tx(&b, nonce)).expect("room");
         }
         // b has already used nonce 1 on chain.
-        let next = |sender: &PublicKey| -> Result<u64, ()> { Ok(if *sender == b.public_key() { 2 } else { 1 }) };
+        let next = |sender: &PublicKey| -> Result<u64, ()> {
+            Ok(if *sender == b.public_key() { 2 } else { 1 })
+        };
         let (taken, stale) = pool.take(100, next).expect("take");
-        let mut got: Vec<(bool, u64)> =
-            taken.iter().map(|p| (p.tx.body.sender == a.public_key(), p.tx.body.nonce)).collect();
+        let mut got: Vec<(bool, u64)> = taken
+            .iter()
+            .map(|p| (p.tx.body.sender == a.public_key(), p.tx.body.nonce))
+            .collect();
         got.sort();
         assert_eq!(got, vec![(false, 2), (true, 1), (true, 2), (true, 3)]);
         assert_eq!(stale.len(), 1);

@@ -35,23 +35,56 @@ impl Metrics {
             block_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             registry: Registry::default(),
         };
-        registry.register("txs_admitted", "Transactions admitted to the mempool", metrics.txs_admitted.clone());
-        registry.register("txs_refused", "Transactions refused, by reason", metrics.txs_refused.clone());
-        registry.register("txs_committed", "Transactions in committed blocks", metrics.txs_committed.clone());
-        registry.register("blocks_committed", "Blocks committed", metrics.blocks_committed.clone());
-        registry.register("head_height", "Height of the last committed block", metrics.head_height.clone());
-        registry.register("mempool_txs", "Transactions waiting in the mempool", metrics.mempool_txs.clone());
-        registry.register("block_txs", "Transactions per committed block", metrics.block_txs.clone());
+        registry.register(
+            "txs_admitted",
+            "Transactions admitted to the mempool",
+            metrics.txs_admitted.clone(),
+        );
+        registry.register(
+            "txs_refused",
+            "Transactions refused, by reason",
+            metrics.txs_refused.clone(),
+        );
+        registry.register(
+            "txs_committed",
+            "Transactions in committed blocks",
+            metrics.txs_committed.clone(),
+        );
+        registry.register(
+            "blocks_committed",
+            "Blocks committed",
+            metrics.blocks_committed.clone(),
+        );
+        registry.register(
+            "head_height",
+            "Height of the last committed block",
+            metrics.head_height.clone(),
+        );
+        registry.register(
+            "mempool_txs",
+            "Transactions waiting in the mempool",
+            metrics.mempool_txs.clone(),
+        );
+        registry.register(
+            "block_txs",
+            "Transactions per committed block",
+            metrics.block_txs.clone(),
+        );
         registry.register(
             "block_commit_seconds",
             "Time to execute a block and make it durable",
             metrics.block_seconds.clone(),
         );
-        Metrics { registry, ..metrics }
+        Metrics {
+            registry,
+            ..metrics
+        }
     }
 
     pub fn refused(&self, code: &str) {
-        self.txs_refused.get_or_create(&vec![("reason".to_string(), code.to_string())]).inc();
+        self.txs_refused
+            .get_or_create(&vec![("reason".to_string(), code.to_string())])
+            .inc();
     }
 
     /// The metrics in the Prometheus text format.

@@ -25,7 +25,10 @@ pub(crate) fn init_genesis(store: &Store, genesis: &Genesis) -> Result<(), NodeE
         Err(error) => return Err(error.into()),
     }
     let empty = MemoryTree::default();
-    let base = Snapshot { reader: &empty, version: None };
+    let base = Snapshot {
+        reader: &empty,
+        version: None,
+    };
     let mut overlay = Overlay::new(&base);
     medledger_ledger::apply_genesis(genesis, &mut overlay)?;
     let (_, batch) = apply_writes(&empty, 0, &overlay.into_writes())?;
@@ -57,8 +60,13 @@ pub(crate) fn run(node: &Node) {
                 Ok(head) => head,
                 Err(error) => return fail(node, error.into()),
             };
-            let state = Snapshot { reader: &reader, version: Some(head) };
-            match pool.take(inner.block_txs_max, |sender| medledger_ledger::next_nonce(&state, sender)) {
+            let state = Snapshot {
+                reader: &reader,
+                version: Some(head),
+            };
+            match pool.take(inner.block_txs_max, |sender| {
+                medledger_ledger::next_nonce(&state, sender)
+            }) {
                 Ok(taken) => taken,
                 Err(error) => return fail(node, error.into()),
             }
@@ -68,16 +76,25 @@ pub(crate) fn run(node: &Node) {
             node.remember_rejected(pooled.id, "nonce_used".into(), error.into());
         }
         if taken.is_empty() {
+            inner.rounds.send_modify(|round| *round += 1);
             continue;
         }
         let ids: Vec<_> = taken.iter().map(|pooled| pooled.id).collect();
         let produced = produce(node, &reader, taken);
         // Only now, with each receipt or rejection recorded, may the ids stop reading as pending.
         lock(&inner.mempool).finish(ids);
-        if let Err(error) = produced {
-            return fail(node, error);
+        match produced {
+            Ok(Some(height)) => {
+                inner.head.send_replace(height);
+            }
+            Ok(None) => {}
+            Err(error) => return fail(node, error),
         }
-        inner.metrics.mempool_txs.set(lock(&inner.mempool).len() as i64);
+        inner.rounds.send_modify(|round| *round += 1);
+        inner
+            .metrics
+            .mempool_txs
+            .set(lock(&inner.mempool).len() as i64);
     }
 }
 
@@ -86,29 +103,47 @@ fn fail(node: &Node, error: NodeError) {
     *lock(&node.inner.failure) = Some(error.to_string());
 }
 
-fn produce(node: &Node, reader: &StoreReader, candidates: Vec<PooledTx>) -> Result<(), NodeError> {
+/// Builds, certifies and commits one block; returns its height, or `None` if no candidate applied.
+fn produce(
+    node: &Node,
+    reader: &StoreReader,
+    candidates: Vec<PooledTx>,
+) -> Result<Option<u64>, NodeError> {
     let inner = &node.inner;
     let started = Instant::now();
     let head = reader.head()?;
     let height = head + 1;
-    let parent = if head == 0 { None } else { reader.header(head)? };
+    let parent = if head == 0 {
+        None
+    } else {
+        reader.header(head)?
+    };
     let (prev_hash, parent_time) = match &parent {
         Some(parent) => (parent.hash(), parent.time_ms),
         None => (inner.genesis_hash, inner.genesis.genesis_time_ms),
     };
     let last_commit_hash = match head {
         0 => medledger_crypto::Hash::ZERO,
-        _ => reader.certificate(head)?.map(|cert| cert.hash()).unwrap_or_default(),
+        _ => reader
+            .certificate(head)?
+            .map(|cert| cert.hash())
+            .unwrap_or_default(),
     };
     // The proposer's clock enters the chain here and only here; it must move forward.
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or(0);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0);
     let ctx = BlockContext {
         chain_id: inner.genesis.chain_id.clone(),
         height,
         time_ms: now_ms.max(parent_time + 1),
         proposer: inner.key.public_key(),
     };
-    let base = Snapshot { reader, version: Some(head) };
+    let base = Snapshot {
+        reader,
+        version: Some(head),
+    };
     let validators = medledger_ledger::validators(&base)?;
     let mut overlay = Overlay::new(&base);
     let mut txs = Vec::with_capacity(candidates.len());
@@ -123,7 +158,7 @@ fn produce(node: &Node, reader: &StoreReader, candidates: Vec<PooledTx>) -> Resu
         }
     }
     if txs.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let execution = finish_block(&mut overlay, &ctx, &txs, receipts);
     let executed = started.elapsed();
@@ -141,7 +176,8 @@ fn produce(node: &Node, reader: &StoreReader, candidates: Vec<PooledTx>) -> Resu
         validators_hash: validators.hash(),
         proposer: ctx.proposer,
     };
-    let certificate = CommitCertificate::sign(&ctx.chain_id, height, 0, header.hash(), &[&inner.key]);
+    let certificate =
+        CommitCertificate::sign(&ctx.chain_id, height, 0, header.hash(), &[&inner.key]);
     // Pair the assertion: what we store must verify the way a reader will check it.
     debug_assert!(certificate.verify(&header, &validators).is_ok());
     inner.store.commit_block(BlockCommit {
@@ -155,9 +191,10 @@ fn produce(node: &Node, reader: &StoreReader, candidates: Vec<PooledTx>) -> Resu
     metrics.blocks_committed.inc();
     metrics.head_height.set(height as i64);
     metrics.block_txs.observe(txs.len() as f64);
-    metrics.block_seconds.observe(started.elapsed().as_secs_f64());
+    metrics
+        .block_seconds
+        .observe(started.elapsed().as_secs_f64());
     node.outcome_metrics(&execution.receipts);
-    inner.head.send_replace(height);
     tracing::debug!(
         height,
         txs = txs.len(),
@@ -166,5 +203,5 @@ fn produce(node: &Node, reader: &StoreReader, candidates: Vec<PooledTx>) -> Resu
         store_ms = (started.elapsed() - hashed).as_millis() as u64,
         "committed block"
     );
-    Ok(())
+    Ok(Some(height))
 }

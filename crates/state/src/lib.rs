@@ -69,9 +69,10 @@ impl<R: TreeReader> StateRead for Snapshot<'_, R> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         match self.version {
             None => Ok(None),
-            Some(version) => {
-                self.reader.get_value_option(version, key_hash(key)).map_err(StateError::store)
-            }
+            Some(version) => self
+                .reader
+                .get_value_option(version, key_hash(key))
+                .map_err(StateError::store),
         }
     }
 }
@@ -86,13 +87,19 @@ pub struct Overlay<'a> {
 
 impl std::fmt::Debug for Overlay<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Overlay").field("block_writes", &self.block.len()).finish()
+        f.debug_struct("Overlay")
+            .field("block_writes", &self.block.len())
+            .finish()
     }
 }
 
 impl<'a> Overlay<'a> {
     pub fn new(base: &'a dyn StateRead) -> Self {
-        Overlay { base, block: Writes::new(), tx: Writes::new() }
+        Overlay {
+            base,
+            block: Writes::new(),
+            tx: Writes::new(),
+        }
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -139,21 +146,33 @@ pub fn apply_writes<R: TreeReader>(
 ) -> Result<(Hash, TreeUpdateBatch), StateError> {
     let tree = Tree::new(reader);
     if writes.is_empty() {
-        return Err(StateError::Store("a state version needs at least one write".into()));
+        return Err(StateError::Store(
+            "a state version needs at least one write".into(),
+        ));
     }
-    let inserts: Option<Vec<(KeyHash, Vec<u8>)>> =
-        writes.iter().map(|(key, value)| value.as_ref().map(|value| (key_hash(key), value.clone()))).collect();
+    let inserts: Option<Vec<(KeyHash, Vec<u8>)>> = writes
+        .iter()
+        .map(|(key, value)| value.as_ref().map(|value| (key_hash(key), value.clone())))
+        .collect();
     let (root, batch) = match inserts {
         // jmt's batch insertion builds the new nodes in one sorted pass instead of one walk from
         // the root per key; it is several times faster and gives the same tree.
         Some(inserts) => {
-            let (roots, batch) = tree.batch_put_value_sets(vec![inserts], None, version).map_err(StateError::store)?;
-            let root = roots.first().copied().ok_or_else(|| StateError::Store("jmt returned no root".into()))?;
+            let (roots, batch) = tree
+                .batch_put_value_sets(vec![inserts], None, version)
+                .map_err(StateError::store)?;
+            let root = roots
+                .first()
+                .copied()
+                .ok_or_else(|| StateError::Store("jmt returned no root".into()))?;
             (root, batch)
         }
         None => {
-            let value_set = writes.iter().map(|(key, value)| (key_hash(key), value.clone()));
-            tree.put_value_set(value_set, version).map_err(StateError::store)?
+            let value_set = writes
+                .iter()
+                .map(|(key, value)| (key_hash(key), value.clone()));
+            tree.put_value_set(value_set, version)
+                .map_err(StateError::store)?
         }
     };
     Ok((Hash(root.0), batch))
@@ -161,17 +180,29 @@ pub fn apply_writes<R: TreeReader>(
 
 /// The root of the tree at `version`.
 pub fn root_at<R: TreeReader>(reader: &R, version: Version) -> Result<Hash, StateError> {
-    match Tree::new(reader).get_root_hash_option(version).map_err(StateError::store)? {
+    match Tree::new(reader)
+        .get_root_hash_option(version)
+        .map_err(StateError::store)?
+    {
         Some(root) => Ok(Hash(root.0)),
         None => Err(StateError::MissingVersion(version)),
     }
 }
 
 /// Proves the value of one key (or its absence) at a version.
-pub fn prove<R: TreeReader>(reader: &R, version: Version, key: &[u8]) -> Result<StateProof, StateError> {
-    let (value, proof) =
-        Tree::new(reader).get_with_proof(key_hash(key), version).map_err(StateError::store)?;
-    Ok(StateProof { key: key.to_vec(), value, proof: borsh::to_vec(&proof).map_err(StateError::store)? })
+pub fn prove<R: TreeReader>(
+    reader: &R,
+    version: Version,
+    key: &[u8],
+) -> Result<StateProof, StateError> {
+    let (value, proof) = Tree::new(reader)
+        .get_with_proof(key_hash(key), version)
+        .map_err(StateError::store)?;
+    Ok(StateProof {
+        key: key.to_vec(),
+        value,
+        proof: borsh::to_vec(&proof).map_err(StateError::store)?,
+    })
 }
 
 /// A key, its value (or `None` for a proof of absence) and the Merkle path to a state root.
@@ -195,7 +226,11 @@ impl StateProof {
         let proof: SparseProof = borsh::from_slice(&self.proof)
             .map_err(|error| StateError::BadProof(format!("malformed proof: {error}")))?;
         proof
-            .verify(jmt::RootHash(root.0), key_hash(&self.key), self.value.as_deref())
+            .verify(
+                jmt::RootHash(root.0),
+                key_hash(&self.key),
+                self.value.as_deref(),
+            )
             .map_err(|error| StateError::BadProof(error.to_string()))
     }
 }
@@ -203,14 +238,19 @@ impl StateProof {
 mod optional_hex {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(value: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        value: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(bytes) => serializer.serialize_str(&hex::encode(bytes)),
             None => serializer.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
         Option::<String>::deserialize(deserializer)?
             .map(|text| hex::decode(text).map_err(serde::de::Error::custom))
             .transpose()
@@ -272,7 +312,9 @@ impl TreeReader for MemoryTree {
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, jmt::storage::LeafNode)>> {
-        Err(anyhow::anyhow!("state restore is not supported by the in-memory tree"))
+        Err(anyhow::anyhow!(
+            "state restore is not supported by the in-memory tree"
+        ))
     }
 }
 
@@ -285,7 +327,10 @@ pub fn encode_value<T: BorshSerialize>(value: &T) -> Vec<u8> {
 /// the ledger writes there.
 pub fn decode_value<T: BorshDeserialize>(key: &[u8], bytes: &[u8]) -> Result<T, StateError> {
     borsh::from_slice(bytes).map_err(|error| {
-        StateError::Store(format!("value at {} does not decode: {error}", String::from_utf8_lossy(key)))
+        StateError::Store(format!(
+            "value at {} does not decode: {error}",
+            String::from_utf8_lossy(key)
+        ))
     })
 }
 
@@ -379,7 +424,10 @@ mod tests {
     #[test]
     fn overlay_discards_a_refused_transaction_only() {
         let tree = MemoryTree::default();
-        let base = Snapshot { reader: &tree, version: None };
+        let base = Snapshot {
+            reader: &tree,
+            version: None,
+        };
         let mut overlay = Overlay::new(&base);
         overlay.put(b"a".to_vec(), b"1".to_vec());
         overlay.commit_tx();
@@ -402,7 +450,10 @@ mod tests {
             let mut tampered = proof.clone();
             tampered.proof[index] ^= 0x40;
             // Either it no longer decodes or it no longer verifies; it never passes.
-            assert!(tampered.verify(root).is_err(), "byte {index} flipped still verified");
+            assert!(
+                tampered.verify(root).is_err(),
+                "byte {index} flipped still verified"
+            );
         }
         let mut other_root = root;
         other_root.0[0] ^= 1;

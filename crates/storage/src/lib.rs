@@ -44,7 +44,11 @@ pub enum StoreError {
     #[error("database: {0}")]
     Db(String),
     #[error("stored {what} at height {height} does not decode: {reason}")]
-    Corrupt { what: &'static str, height: Height, reason: String },
+    Corrupt {
+        what: &'static str,
+        height: Height,
+        reason: String,
+    },
     #[error("store is not initialised: it has no genesis")]
     NoGenesis,
     #[error("store already holds a chain with genesis {stored}, not {given}")]
@@ -58,7 +62,11 @@ fn db_error(error: impl std::fmt::Display) -> StoreError {
 }
 
 fn corrupt(what: &'static str, height: Height) -> impl Fn(TypesError) -> StoreError {
-    move |error| StoreError::Corrupt { what, height, reason: error.to_string() }
+    move |error| StoreError::Corrupt {
+        what,
+        height,
+        reason: error.to_string(),
+    }
 }
 
 /// A block with everything that must become durable with it.
@@ -80,7 +88,10 @@ pub struct Store {
 impl Store {
     /// Opens the database at `path`, creating it if needed.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::builder().set_cache_size(512 * 1024 * 1024).create(path).map_err(db_error)?;
+        let db = Database::builder()
+            .set_cache_size(512 * 1024 * 1024)
+            .create(path)
+            .map_err(db_error)?;
         let txn = db.begin_write().map_err(db_error)?;
         {
             txn.open_table(META).map_err(db_error)?;
@@ -114,15 +125,22 @@ impl Store {
     /// Stores genesis and its state (tree version 0) in one durable transaction.
     pub fn init_genesis(&self, genesis: &Genesis, tree: TreeUpdateBatch) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(db_error)?;
-        txn.set_durability(Durability::Immediate).map_err(db_error)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(db_error)?;
         {
             let mut meta = txn.open_table(META).map_err(db_error)?;
             if let Some(stored) = meta.get(META_GENESIS).map_err(db_error)? {
-                let stored: Genesis = decode("genesis", stored.value(), usize::MAX).map_err(corrupt("genesis", 0))?;
-                return Err(StoreError::GenesisMismatch { stored: stored.hash(), given: genesis.hash() });
+                let stored: Genesis =
+                    decode("genesis", stored.value(), usize::MAX).map_err(corrupt("genesis", 0))?;
+                return Err(StoreError::GenesisMismatch {
+                    stored: stored.hash(),
+                    given: genesis.hash(),
+                });
             }
-            meta.insert(META_GENESIS, encode(genesis).as_slice()).map_err(db_error)?;
-            meta.insert(META_HEAD, 0u64.to_be_bytes().as_slice()).map_err(db_error)?;
+            meta.insert(META_GENESIS, encode(genesis).as_slice())
+                .map_err(db_error)?;
+            meta.insert(META_HEAD, 0u64.to_be_bytes().as_slice())
+                .map_err(db_error)?;
         }
         write_tree(&txn, &tree)?;
         txn.commit().map_err(db_error)
@@ -132,7 +150,8 @@ impl Store {
     pub fn commit_block(&self, block: BlockCommit<'_>) -> Result<(), StoreError> {
         let height = block.header.height;
         let mut txn = self.db.begin_write().map_err(db_error)?;
-        txn.set_durability(Durability::Immediate).map_err(db_error)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(db_error)?;
         {
             let mut meta = txn.open_table(META).map_err(db_error)?;
             let head = match meta.get(META_HEAD).map_err(db_error)? {
@@ -146,20 +165,30 @@ impl Store {
             if height != head + 1 {
                 return Err(StoreError::NotNext { head, got: height });
             }
-            meta.insert(META_HEAD, height.to_be_bytes().as_slice()).map_err(db_error)?;
+            meta.insert(META_HEAD, height.to_be_bytes().as_slice())
+                .map_err(db_error)?;
 
             let hash = block.header.hash();
-            txn.open_table(HEADERS).map_err(db_error)?.insert(height, encode(block.header).as_slice()).map_err(db_error)?;
+            txn.open_table(HEADERS)
+                .map_err(db_error)?
+                .insert(height, encode(block.header).as_slice())
+                .map_err(db_error)?;
             txn.open_table(CERTIFICATES)
                 .map_err(db_error)?
                 .insert(height, encode(block.certificate).as_slice())
                 .map_err(db_error)?;
-            txn.open_table(BLOCK_HASHES).map_err(db_error)?.insert(hash.0.as_slice(), height).map_err(db_error)?;
+            txn.open_table(BLOCK_HASHES)
+                .map_err(db_error)?
+                .insert(hash.0.as_slice(), height)
+                .map_err(db_error)?;
             let mut txs = txn.open_table(TXS).map_err(db_error)?;
             let mut receipts = txn.open_table(TX_RECEIPTS).map_err(db_error)?;
             for ((index, tx), receipt) in block.txs.iter().enumerate().zip(block.receipts) {
-                txs.insert((height, index as u32), tx.to_bytes().as_slice()).map_err(db_error)?;
-                receipts.insert(receipt.tx_id.0.as_slice(), encode(receipt).as_slice()).map_err(db_error)?;
+                txs.insert((height, index as u32), tx.to_bytes().as_slice())
+                    .map_err(db_error)?;
+                receipts
+                    .insert(receipt.tx_id.0.as_slice(), encode(receipt).as_slice())
+                    .map_err(db_error)?;
             }
         }
         write_tree(&txn, &block.tree)?;
@@ -170,11 +199,18 @@ impl Store {
 fn write_tree(txn: &redb::WriteTransaction, batch: &TreeUpdateBatch) -> Result<(), StoreError> {
     let mut nodes = txn.open_table(TREE_NODES).map_err(db_error)?;
     for (key, node) in batch.node_batch.nodes() {
-        nodes.insert(encode(key).as_slice(), encode(node).as_slice()).map_err(db_error)?;
+        nodes
+            .insert(encode(key).as_slice(), encode(node).as_slice())
+            .map_err(db_error)?;
     }
     let mut values = txn.open_table(TREE_VALUES).map_err(db_error)?;
     for ((version, key_hash), value) in batch.node_batch.values() {
-        values.insert(value_key(key_hash, *version).as_slice(), encode(value).as_slice()).map_err(db_error)?;
+        values
+            .insert(
+                value_key(key_hash, *version).as_slice(),
+                encode(value).as_slice(),
+            )
+            .map_err(db_error)?;
     }
     Ok(())
 }
@@ -210,21 +246,35 @@ impl std::fmt::Debug for StoreReader {
 
 impl StoreReader {
     pub fn genesis(&self) -> Result<Genesis, StoreError> {
-        let bytes = self.meta.get(META_GENESIS).map_err(db_error)?.ok_or(StoreError::NoGenesis)?;
+        let bytes = self
+            .meta
+            .get(META_GENESIS)
+            .map_err(db_error)?
+            .ok_or(StoreError::NoGenesis)?;
         decode("genesis", bytes.value(), usize::MAX).map_err(corrupt("genesis", 0))
     }
 
     /// The height of the last committed block; 0 when only genesis is stored.
     pub fn head(&self) -> Result<Height, StoreError> {
-        let bytes = self.meta.get(META_HEAD).map_err(db_error)?.ok_or(StoreError::NoGenesis)?;
-        read_u64(bytes.value()).ok_or(StoreError::Corrupt { what: "head marker", height: 0, reason: "not 8 bytes".into() })
+        let bytes = self
+            .meta
+            .get(META_HEAD)
+            .map_err(db_error)?
+            .ok_or(StoreError::NoGenesis)?;
+        read_u64(bytes.value()).ok_or(StoreError::Corrupt {
+            what: "head marker",
+            height: 0,
+            reason: "not 8 bytes".into(),
+        })
     }
 
     pub fn header(&self, height: Height) -> Result<Option<Header>, StoreError> {
         self.headers
             .get(height)
             .map_err(db_error)?
-            .map(|bytes| decode("header", bytes.value(), usize::MAX).map_err(corrupt("header", height)))
+            .map(|bytes| {
+                decode("header", bytes.value(), usize::MAX).map_err(corrupt("header", height))
+            })
             .transpose()
     }
 
@@ -232,17 +282,27 @@ impl StoreReader {
         self.certificates
             .get(height)
             .map_err(db_error)?
-            .map(|bytes| decode("certificate", bytes.value(), usize::MAX).map_err(corrupt("certificate", height)))
+            .map(|bytes| {
+                decode("certificate", bytes.value(), usize::MAX)
+                    .map_err(corrupt("certificate", height))
+            })
             .transpose()
     }
 
     pub fn height_of(&self, block_hash: &Hash) -> Result<Option<Height>, StoreError> {
-        Ok(self.block_hashes.get(block_hash.0.as_slice()).map_err(db_error)?.map(|height| height.value()))
+        Ok(self
+            .block_hashes
+            .get(block_hash.0.as_slice())
+            .map_err(db_error)?
+            .map(|height| height.value()))
     }
 
     /// The transactions of a block, in order.
     pub fn txs(&self, height: Height) -> Result<Vec<Tx>, StoreError> {
-        let range = self.txs.range((height, 0)..=(height, u32::MAX)).map_err(db_error)?;
+        let range = self
+            .txs
+            .range((height, 0)..=(height, u32::MAX))
+            .map_err(db_error)?;
         range
             .map(|entry| {
                 let (_, bytes) = entry.map_err(db_error)?;
@@ -263,7 +323,9 @@ impl StoreReader {
         self.tx_receipts
             .get(tx_id.0.as_slice())
             .map_err(db_error)?
-            .map(|bytes| decode("receipt", bytes.value(), usize::MAX).map_err(corrupt("receipt", 0)))
+            .map(|bytes| {
+                decode("receipt", bytes.value(), usize::MAX).map_err(corrupt("receipt", 0))
+            })
             .transpose()
     }
 
@@ -275,10 +337,18 @@ impl StoreReader {
         for entry in self.tree_values.iter().map_err(db_error)? {
             let (key, value) = entry.map_err(db_error)?;
             let key = key.value();
-            let (Ok(key_hash), Some(version)) = (<[u8; 32]>::try_from(&key[..32.min(key.len())]), key.get(32..).and_then(read_u64)) else {
-                return Err(StoreError::Corrupt { what: "state value key", height: 0, reason: "not 40 bytes".into() });
+            let (Ok(key_hash), Some(version)) = (
+                <[u8; 32]>::try_from(&key[..32.min(key.len())]),
+                key.get(32..).and_then(read_u64),
+            ) else {
+                return Err(StoreError::Corrupt {
+                    what: "state value key",
+                    height: 0,
+                    reason: "not 40 bytes".into(),
+                });
             };
-            let value: Option<Vec<u8>> = decode("state value", value.value(), usize::MAX).map_err(corrupt("state value", version))?;
+            let value: Option<Vec<u8>> = decode("state value", value.value(), usize::MAX)
+                .map_err(corrupt("state value", version))?;
             visit(KeyHash(key_hash), version, value)?;
         }
         Ok(())
@@ -293,9 +363,15 @@ impl StoreReader {
     ) -> Result<(), StoreError> {
         for entry in self.tree_nodes.iter().map_err(db_error)? {
             let (key, node) = entry.map_err(db_error)?;
-            let bad = |reason: String| StoreError::Corrupt { what: "state tree node", height: 0, reason };
-            let key: NodeKey = borsh::from_slice(key.value()).map_err(|error| bad(error.to_string()))?;
-            let node: Node = borsh::from_slice(node.value()).map_err(|error| bad(error.to_string()))?;
+            let bad = |reason: String| StoreError::Corrupt {
+                what: "state tree node",
+                height: 0,
+                reason,
+            };
+            let key: NodeKey =
+                borsh::from_slice(key.value()).map_err(|error| bad(error.to_string()))?;
+            let node: Node =
+                borsh::from_slice(node.value()).map_err(|error| bad(error.to_string()))?;
             visit(key, node)?;
         }
         Ok(())
@@ -310,10 +386,18 @@ impl TreeReader for StoreReader {
         }
     }
 
-    fn get_value_option(&self, max_version: Version, key_hash: KeyHash) -> anyhow::Result<Option<Vec<u8>>> {
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
         let low = value_key(&key_hash, 0);
         let high = value_key(&key_hash, max_version);
-        match self.tree_values.range(low.as_slice()..=high.as_slice())?.next_back() {
+        match self
+            .tree_values
+            .range(low.as_slice()..=high.as_slice())?
+            .next_back()
+        {
             Some(entry) => {
                 let (_, value) = entry?;
                 Ok(borsh::from_slice(value.value())?)
@@ -323,6 +407,8 @@ impl TreeReader for StoreReader {
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
-        Err(anyhow::anyhow!("state restore is not supported by the block store"))
+        Err(anyhow::anyhow!(
+            "state restore is not supported by the block store"
+        ))
     }
 }

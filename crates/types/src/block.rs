@@ -93,11 +93,18 @@ impl ValidatorSet {
         if validators.iter().any(|validator| validator.power == 0) {
             return Err(malformed("a validator has zero power"));
         }
-        if validators.iter().try_fold(0u64, |sum, v| sum.checked_add(v.power)).is_none() {
+        if validators
+            .iter()
+            .try_fold(0u64, |sum, v| sum.checked_add(v.power))
+            .is_none()
+        {
             return Err(malformed("total power overflows"));
         }
         if let Some(validator) = validators.iter().find(|v| v.key.check().is_err()) {
-            return Err(malformed(&format!("key {} is not a valid Ed25519 key", validator.key)));
+            return Err(malformed(&format!(
+                "key {} is not a valid Ed25519 key",
+                validator.key
+            )));
         }
         Ok(ValidatorSet { validators })
     }
@@ -107,7 +114,10 @@ impl ValidatorSet {
     }
 
     pub fn total_power(&self) -> u64 {
-        self.validators.iter().map(|validator| validator.power).sum()
+        self.validators
+            .iter()
+            .map(|validator| validator.power)
+            .sum()
     }
 
     pub fn get(&self, key: &PublicKey) -> Option<&Validator> {
@@ -160,7 +170,12 @@ pub enum CertificateError {
 
 impl CommitCertificate {
     /// The bytes each validator signs.
-    pub fn vote_sign_bytes(chain_id: &str, height: Height, round: u32, block_hash: &Hash) -> Vec<u8> {
+    pub fn vote_sign_bytes(
+        chain_id: &str,
+        height: Height,
+        round: u32,
+        block_hash: &Hash,
+    ) -> Vec<u8> {
         let mut bytes = VOTE_SIGN_DOMAIN.to_vec();
         borsh::to_writer(&mut bytes, &(chain_id, height, round, block_hash))
             .expect("encoding into memory never fails");
@@ -178,10 +193,18 @@ impl CommitCertificate {
         let message = Self::vote_sign_bytes(chain_id, height, round, &block_hash);
         let mut signatures: Vec<CommitSignature> = keys
             .iter()
-            .map(|key| CommitSignature { validator: key.public_key(), signature: key.sign(&message) })
+            .map(|key| CommitSignature {
+                validator: key.public_key(),
+                signature: key.sign(&message),
+            })
             .collect();
         signatures.sort_by_key(|signature| signature.validator);
-        CommitCertificate { height, round, block_hash, signatures }
+        CommitCertificate {
+            height,
+            round,
+            block_hash,
+            signatures,
+        }
     }
 
     pub fn hash(&self) -> Hash {
@@ -189,13 +212,23 @@ impl CommitCertificate {
     }
 
     /// Checks that this certificate finalises `header` under `validators`.
-    pub fn verify(&self, header: &Header, validators: &ValidatorSet) -> Result<(), CertificateError> {
+    pub fn verify(
+        &self,
+        header: &Header,
+        validators: &ValidatorSet,
+    ) -> Result<(), CertificateError> {
         if self.height != header.height {
-            return Err(CertificateError::WrongHeight { got: self.height, expected: header.height });
+            return Err(CertificateError::WrongHeight {
+                got: self.height,
+                expected: header.height,
+            });
         }
         let expected = header.hash();
         if self.block_hash != expected {
-            return Err(CertificateError::WrongBlock { got: self.block_hash, expected });
+            return Err(CertificateError::WrongBlock {
+                got: self.block_hash,
+                expected,
+            });
         }
         let message =
             Self::vote_sign_bytes(&header.chain_id, self.height, self.round, &self.block_hash);
@@ -212,7 +245,10 @@ impl CommitCertificate {
             signed += validator.power;
         }
         if !validators.is_quorum(signed) {
-            return Err(CertificateError::NoQuorum { signed, total: validators.total_power() });
+            return Err(CertificateError::NoQuorum {
+                signed,
+                total: validators.total_power(),
+            });
         }
         let items: Vec<(PublicKey, &[u8], Signature)> = self
             .signatures
@@ -220,7 +256,9 @@ impl CommitCertificate {
             .map(|signature| (signature.validator, message.as_slice(), signature.signature))
             .collect();
         match verify_batch(&items).first() {
-            Some(&index) => Err(CertificateError::BadSignature(self.signatures[index].validator)),
+            Some(&index) => Err(CertificateError::BadSignature(
+                self.signatures[index].validator,
+            )),
             None => Ok(()),
         }
     }
@@ -233,7 +271,11 @@ mod tests {
     fn set(keys: &[&SecretKey]) -> ValidatorSet {
         ValidatorSet::new(
             keys.iter()
-                .map(|key| Validator { key: key.public_key(), power: 1, org: "org".into() })
+                .map(|key| Validator {
+                    key: key.public_key(),
+                    power: 1,
+                    org: "org".into(),
+                })
                 .collect(),
         )
         .expect("valid set")
@@ -264,7 +306,13 @@ mod tests {
         let three = CommitCertificate::sign("test", 7, 0, hash, &refs[..3]);
         assert_eq!(three.verify(&header, &validators), Ok(()));
         let two = CommitCertificate::sign("test", 7, 0, hash, &refs[..2]);
-        assert_eq!(two.verify(&header, &validators), Err(CertificateError::NoQuorum { signed: 2, total: 4 }));
+        assert_eq!(
+            two.verify(&header, &validators),
+            Err(CertificateError::NoQuorum {
+                signed: 2,
+                total: 4
+            })
+        );
     }
 
     #[test]
@@ -277,31 +325,62 @@ mod tests {
 
         let mut bad_signature = good.clone();
         bad_signature.signatures[1].signature.0[5] ^= 1;
-        assert!(matches!(bad_signature.verify(&header, &validators), Err(CertificateError::BadSignature(_))));
+        assert!(matches!(
+            bad_signature.verify(&header, &validators),
+            Err(CertificateError::BadSignature(_))
+        ));
 
         let mut duplicated = good.clone();
         duplicated.signatures[1] = duplicated.signatures[0].clone();
-        assert!(matches!(duplicated.verify(&header, &validators), Err(CertificateError::DuplicateSigner(_))));
+        assert!(matches!(
+            duplicated.verify(&header, &validators),
+            Err(CertificateError::DuplicateSigner(_))
+        ));
 
         let outsider = SecretKey::from_seed(99);
-        let foreign = CommitCertificate::sign("test", 7, 0, header.hash(), &[&outsider, refs[0], refs[1], refs[2]]);
-        assert_eq!(foreign.verify(&header, &validators), Err(CertificateError::UnknownSigner(outsider.public_key())));
+        let foreign = CommitCertificate::sign(
+            "test",
+            7,
+            0,
+            header.hash(),
+            &[&outsider, refs[0], refs[1], refs[2]],
+        );
+        assert_eq!(
+            foreign.verify(&header, &validators),
+            Err(CertificateError::UnknownSigner(outsider.public_key()))
+        );
 
         let mut other_header = header.clone();
         other_header.state_root.0[0] = 1;
-        assert!(matches!(good.verify(&other_header, &validators), Err(CertificateError::WrongBlock { .. })));
+        assert!(matches!(
+            good.verify(&other_header, &validators),
+            Err(CertificateError::WrongBlock { .. })
+        ));
 
         // A vote for another chain id does not count on this one.
         let other_chain = CommitCertificate::sign("other", 7, 0, header.hash(), &refs);
-        assert!(matches!(other_chain.verify(&header, &validators), Err(CertificateError::BadSignature(_))));
+        assert!(matches!(
+            other_chain.verify(&header, &validators),
+            Err(CertificateError::BadSignature(_))
+        ));
     }
 
     #[test]
     fn validator_sets_refuse_duplicates_and_zero_power() {
         let key = SecretKey::from_seed(1).public_key();
-        let validator = Validator { key, power: 1, org: "a".into() };
+        let validator = Validator {
+            key,
+            power: 1,
+            org: "a".into(),
+        };
         assert!(ValidatorSet::new(vec![validator.clone(), validator.clone()]).is_err());
-        assert!(ValidatorSet::new(vec![Validator { power: 0, ..validator }]).is_err());
+        assert!(
+            ValidatorSet::new(vec![Validator {
+                power: 0,
+                ..validator
+            }])
+            .is_err()
+        );
         assert!(ValidatorSet::new(vec![]).is_err());
     }
 }

@@ -35,7 +35,10 @@ impl Genesis {
     /// Checks names, keys and references, and returns the validator set.
     pub fn validate(&self) -> Result<ValidatorSet, TypesError> {
         check_name("chain id", &self.chain_id)?;
-        let malformed = |reason: String| TypesError::Malformed { what: "genesis", reason };
+        let malformed = |reason: String| TypesError::Malformed {
+            what: "genesis",
+            reason,
+        };
         if self.organisations.is_empty() {
             return Err(malformed("it names no organisations".into()));
         }
@@ -44,23 +47,38 @@ impl Genesis {
         for organisation in &self.organisations {
             check_name("organisation id", &organisation.id)?;
             if organisation.name.is_empty() || organisation.name.len() > NAME_BYTES_MAX {
-                return Err(malformed(format!("organisation {} needs a name of 1 to 64 bytes", organisation.id)));
+                return Err(malformed(format!(
+                    "organisation {} needs a name of 1 to 64 bytes",
+                    organisation.id
+                )));
             }
             if organisation.root_key.check().is_err() {
-                return Err(malformed(format!("organisation {} has an invalid root key", organisation.id)));
+                return Err(malformed(format!(
+                    "organisation {} has an invalid root key",
+                    organisation.id
+                )));
             }
             if ids.contains(&organisation.id.as_str()) {
-                return Err(malformed(format!("organisation {} appears twice", organisation.id)));
+                return Err(malformed(format!(
+                    "organisation {} appears twice",
+                    organisation.id
+                )));
             }
             if keys.contains(&organisation.root_key) {
-                return Err(malformed(format!("root key of {} is used twice", organisation.id)));
+                return Err(malformed(format!(
+                    "root key of {} is used twice",
+                    organisation.id
+                )));
             }
             ids.push(&organisation.id);
             keys.push(organisation.root_key);
         }
         for validator in &self.validators {
             if !ids.contains(&validator.org.as_str()) {
-                return Err(malformed(format!("validator {} names unknown organisation {}", validator.key, validator.org)));
+                return Err(malformed(format!(
+                    "validator {} names unknown organisation {}",
+                    validator.key, validator.org
+                )));
             }
         }
         ValidatorSet::new(self.validators.clone())

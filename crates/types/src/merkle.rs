@@ -37,7 +37,11 @@ impl InclusionProof {
         Some(InclusionProof {
             index: index as u64,
             leaves_count: leaves.len() as u64,
-            siblings: proof.proof_hashes().iter().map(|hash| Hash(*hash)).collect(),
+            siblings: proof
+                .proof_hashes()
+                .iter()
+                .map(|hash| Hash(*hash))
+                .collect(),
         })
     }
 
@@ -46,9 +50,10 @@ impl InclusionProof {
         if self.index >= self.leaves_count || self.siblings.len() > 64 {
             return false;
         }
-        let (Ok(index), Ok(count)) =
-            (usize::try_from(self.index), usize::try_from(self.leaves_count))
-        else {
+        let (Ok(index), Ok(count)) = (
+            usize::try_from(self.index),
+            usize::try_from(self.leaves_count),
+        ) else {
             return false;
         };
         let siblings: Vec<[u8; 32]> = self.siblings.iter().map(|hash| hash.0).collect();

@@ -11,8 +11,17 @@ const TX_ID_TAG: &[u8] = b"medledger/tx-id/v1";
 
 /// The roles an organisation can enrol a member with.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize,
-    Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 #[borsh(use_discriminant = true)]
@@ -62,10 +71,16 @@ impl Role {
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        Role::ALL.into_iter().find(|role| role.as_str() == text).ok_or_else(|| {
-            let names: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
-            format!("unknown role {text:?}; expected one of {}", names.join(", "))
-        })
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
+                format!(
+                    "unknown role {text:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -114,7 +129,10 @@ impl TxBody {
 
     pub fn sign(self, key: &SecretKey) -> Tx {
         let signature = key.sign(&self.sign_bytes());
-        Tx { body: self, signature }
+        Tx {
+            body: self,
+            signature,
+        }
     }
 }
 
@@ -148,7 +166,9 @@ impl Tx {
 
     /// Checks the signature alone; the ledger checks everything else.
     pub fn verify_signature(&self) -> Result<(), medledger_crypto::CryptoError> {
-        self.body.sender.verify(&self.body.sign_bytes(), &self.signature)
+        self.body
+            .sender
+            .verify(&self.body.sign_bytes(), &self.signature)
     }
 }
 

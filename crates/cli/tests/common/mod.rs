@@ -1,0 +1,217 @@
+//! Helpers for driving the real `medledger` binary in end-to-end tests.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_medledger")
+}
+
+pub fn medledger(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A node home created with `medledger init`, and the node process when it runs.
+pub struct TestNode {
+    pub home: PathBuf,
+    pub url: String,
+    pub listen: String,
+    pub child: Option<Child>,
+}
+
+impl TestNode {
+    pub fn init(dir: &Path) -> TestNode {
+        let home = dir.join("home");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let out = medledger(&[
+            "init",
+            "--home",
+            home.to_str().expect("utf-8"),
+            "--chain-id",
+            "e2e",
+            "--org",
+            "hospital=Test Hospital",
+            "--listen",
+            &listen,
+        ]);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestNode {
+            url: format!("http://{listen}"),
+            home,
+            listen,
+            child: None,
+        }
+    }
+
+    pub fn org_key(&self) -> PathBuf {
+        self.home.join("keys/hospital.key")
+    }
+
+    /// Starts the node and waits until its API answers.
+    pub fn start(&mut self) {
+        let child = Command::new(bin())
+            .args(["node", "--home", self.home.to_str().expect("utf-8")])
+            .env("RUST_LOG", "warn,medledger_node=debug")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.home.join("node.log"))
+                    .expect("log file"),
+            )
+            .spawn()
+            .expect("spawn node");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.get("/health").0 == 200 {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+            {
+                panic!("node exited during start-up: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "node did not answer within 20 s: {}",
+            std::fs::read_to_string(self.home.join("node.log")).unwrap_or_default()
+        );
+    }
+
+    /// Starts the node and returns how it exited, for a start that must fail.
+    pub fn start_expecting_failure(&self) -> Output {
+        let mut command = Command::new(bin());
+        command.args(["node", "--home", self.home.to_str().expect("utf-8")]);
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if child.try_wait().expect("wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("node started on a store that should have been refused");
+    }
+
+    /// SIGINT, as Ctrl-C: the node finishes its block and closes its database.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .expect("kill -INT");
+            assert!(status.success());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().expect("wait").is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "node did not stop within 20 s of SIGINT"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        call(ureq_agent().get(format!("{}{path}", self.url)).call())
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        call(
+            ureq_agent()
+                .post(format!("{}{path}", self.url))
+                .header("content-type", "application/json")
+                .send(body),
+        )
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut all = vec![args[0], "--node", &self.url];
+        all.extend_from_slice(&args[1..]);
+        medledger(&all)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn ureq_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn call(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    match response {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_string()
+                .unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+pub fn public_key_of(key_file: &Path) -> String {
+    let text = std::fs::read_to_string(key_file).expect("key file");
+    let value: Value = serde_json::from_str(&text).expect("json");
+    value["public_key"]
+        .as_str()
+        .expect("public key")
+        .to_string()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
