@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Measure latency on one transaction in this many.
     #[arg(long, default_value_t = 200)]
     sample_every: usize,
+    /// Offered load in transactions per second; unlimited when absent (saturation).
+    #[arg(long)]
+    rate: Option<u64>,
     /// The node's home, to report bytes on disk per transaction.
     #[arg(long)]
     home: Option<PathBuf>,
@@ -200,10 +203,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
                         let Some(batch) = batches.get(index) else {
                             return Ok(());
                         };
+                        if let Some(rate) = args.rate.filter(|rate| *rate > 0) {
+                            let due = started + Duration::from_secs_f64((index * args.batch) as f64 / rate as f64);
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                        }
                         let sent = Instant::now();
                         submit_all(&client, batch)?;
                         for (position, tx) in batch.iter().enumerate() {
-                            if (index * args.batch + position) % args.sample_every == 0 {
+                            if (index * args.batch + position).is_multiple_of(args.sample_every) {
                                 let _ = sample_tx.send((sent, tx.id()));
                             }
                         }
@@ -221,7 +228,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bar.finish_and_clear();
         // The run ends when each sender's last transaction has committed.
         for sender in &senders {
-            let count = args.txs / senders.len() + usize::from(args.txs % senders.len() > 0);
+            let count = args.txs / senders.len() + usize::from(!args.txs.is_multiple_of(senders.len()));
             if let Some(last) = txs
                 .iter()
                 .rev()
@@ -301,4 +308,50 @@ fn submit_all(client: &Client, txs: &[Tx]) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("the mempool stayed full for 30 s")
+}
+
+/// `medledger bench-crypto`: the machine's limits for the node's hot path, measured one core at
+/// a time: Ed25519 verification alone and batched, SHA-256, and an fsync'd 4 KiB append.
+pub fn crypto(dir: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    let count = 20_000;
+    let keys: Vec<SecretKey> = (0..64).map(SecretKey::from_seed).collect();
+    let messages: Vec<Vec<u8>> = (0..count).map(|i: u32| [&i.to_le_bytes()[..], &[7u8; 150]].concat()).collect();
+    let signed: Vec<(medledger_crypto::PublicKey, &[u8], medledger_crypto::Signature)> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, message)| (keys[i % 64].public_key(), message.as_slice(), keys[i % 64].sign(message)))
+        .collect();
+    let started = Instant::now();
+    for (key, message, signature) in &signed {
+        key.verify(message, signature).map_err(|error| anyhow::anyhow!("{error}"))?;
+    }
+    let single = count as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for chunk in signed.chunks(1_000) {
+        if !medledger_crypto::verify_batch(chunk).is_empty() {
+            bail!("batch verification failed");
+        }
+    }
+    let batched = count as f64 / started.elapsed().as_secs_f64();
+    let data = vec![0x5au8; 64 << 20];
+    let started = Instant::now();
+    let digest = sha256(&data);
+    let sha_gbps = data.len() as f64 / started.elapsed().as_secs_f64() / 1e9;
+    let path = dir.join(format!(".medledger-fsync-probe-{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new().create_new(true).append(true).open(&path).with_context(|| format!("creating {}", path.display()))?;
+    let rounds = 200;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        file.write_all(&[1u8; 4096])?;
+        file.sync_data()?;
+    }
+    let fsync_ms = started.elapsed().as_secs_f64() * 1e3 / rounds as f64;
+    drop(file);
+    std::fs::remove_file(&path)?;
+    println!("ed25519 verify, one at a time: {single:.0} signatures/s per core");
+    println!("ed25519 verify, batches of 1000: {batched:.0} signatures/s per core");
+    println!("sha-256: {sha_gbps:.2} GB/s per core (digest {})", &digest.to_hex()[..8]);
+    println!("fsync'd 4 KiB append in {}: {fsync_ms:.2} ms each ({:.0}/s)", dir.display(), 1e3 / fsync_ms);
+    Ok(())
 }

@@ -1,4 +1,7 @@
 //! `medledger`: the node binary and the consortium administrator's command-line tool.
+// A shell: it reads the wall clock for genesis time, progress and benchmark timing, never for
+// ledger decisions.
+#![allow(clippy::disallowed_methods)]
 
 mod bench;
 mod client;
@@ -104,6 +107,12 @@ enum Command {
     },
     /// Load a node with signed transactions and report throughput and commit latency.
     Bench(bench::BenchArgs),
+    /// Measure this machine's limits: signature verification, hashing and fsync.
+    BenchCrypto {
+        /// Where to measure fsync: put it on the disk the node's data lives on.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -268,6 +277,7 @@ fn run(cli: Cli) -> Result<i32> {
         } => return verify_proof(&proof, &genesis),
         Command::Verify { home } => return verify_store(&home),
         Command::Bench(args) => bench::run(args)?,
+        Command::BenchCrypto { dir } => bench::crypto(&dir)?,
     }
     Ok(0)
 }

@@ -1,6 +1,9 @@
 //! End-to-end: kill -9 under load never loses an acknowledged transaction, and a flipped byte in
 //! a stored block, transaction or state value is found by `medledger verify` and never served.
 
+// Tests drive real processes and time out on the wall clock.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::BTreeSet;

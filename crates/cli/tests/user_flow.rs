@@ -1,6 +1,9 @@
 //! End-to-end: a consortium administrator drives the real binary and its HTTP API, on the happy
 //! path and on every kind of bad input the issue names.
 
+// Tests drive real processes and time out on the wall clock.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use common::*;

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 /// A self-contained proof, as the API serves it and `medledger proof verify` checks it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Proofs are built once per request and serialised at once; boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 pub enum LightProof {
     /// The value of a state key (or its absence) after block `header.height`.
     State {

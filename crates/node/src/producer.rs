@@ -110,6 +110,7 @@ fn produce(
     candidates: Vec<PooledTx>,
 ) -> Result<Option<u64>, NodeError> {
     let inner = &node.inner;
+    #[allow(clippy::disallowed_methods)] // Shell: measures commit time for metrics only.
     let started = Instant::now();
     let head = reader.head()?;
     let height = head + 1;
@@ -130,6 +131,7 @@ fn produce(
             .unwrap_or_default(),
     };
     // The proposer's clock enters the chain here and only here; it must move forward.
+    #[allow(clippy::disallowed_methods)] // Shell: the proposer's clock becomes the block's time.
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)

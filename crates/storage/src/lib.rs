@@ -30,6 +30,8 @@ const BLOCK_HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("block_ha
 const TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("txs");
 /// Transaction id to its receipt, which names its height and index.
 const TX_RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tx_receipts");
+/// State tree nodes by version (8 bytes, big-endian) then the node key: a block's new nodes share
+/// a version, so they append at the right edge of the B-tree instead of landing all over it.
 const TREE_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_nodes");
 /// State values by key hash (32 bytes) then version (8 bytes, big-endian), so that the newest
 /// version at or below a height is one reverse range step away.
@@ -199,8 +201,7 @@ impl Store {
 fn write_tree(txn: &redb::WriteTransaction, batch: &TreeUpdateBatch) -> Result<(), StoreError> {
     let mut nodes = txn.open_table(TREE_NODES).map_err(db_error)?;
     for (key, node) in batch.node_batch.nodes() {
-        nodes
-            .insert(encode(key).as_slice(), encode(node).as_slice())
+        nodes.insert(node_key(key).as_slice(), encode(node).as_slice())
             .map_err(db_error)?;
     }
     let mut values = txn.open_table(TREE_VALUES).map_err(db_error)?;
@@ -213,6 +214,12 @@ fn write_tree(txn: &redb::WriteTransaction, batch: &TreeUpdateBatch) -> Result<(
             .map_err(db_error)?;
     }
     Ok(())
+}
+
+fn node_key(key: &NodeKey) -> Vec<u8> {
+    let mut bytes = key.version().to_be_bytes().to_vec();
+    borsh::to_writer(&mut bytes, key).expect("encoding into memory never fails");
+    bytes
 }
 
 fn value_key(key_hash: &KeyHash, version: Version) -> [u8; 40] {
@@ -379,8 +386,8 @@ impl StoreReader {
 }
 
 impl TreeReader for StoreReader {
-    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
-        match self.tree_nodes.get(encode(node_key).as_slice())? {
+    fn get_node_option(&self, key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        match self.tree_nodes.get(node_key(key).as_slice())? {
             Some(bytes) => Ok(Some(borsh::from_slice(bytes.value())?)),
             None => Ok(None),
         }

@@ -120,6 +120,7 @@ impl TestNode {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("node started on a store that should have been refused");
     }
 
