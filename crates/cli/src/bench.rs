@@ -204,7 +204,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                             return Ok(());
                         };
                         if let Some(rate) = args.rate.filter(|rate| *rate > 0) {
-                            let due = started + Duration::from_secs_f64((index * args.batch) as f64 / rate as f64);
+                            let due = started
+                                + Duration::from_secs_f64(
+                                    (index * args.batch) as f64 / rate as f64,
+                                );
                             std::thread::sleep(due.saturating_duration_since(Instant::now()));
                         }
                         let sent = Instant::now();
@@ -228,7 +231,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bar.finish_and_clear();
         // The run ends when each sender's last transaction has committed.
         for sender in &senders {
-            let count = args.txs / senders.len() + usize::from(!args.txs.is_multiple_of(senders.len()));
+            let count =
+                args.txs / senders.len() + usize::from(!args.txs.is_multiple_of(senders.len()));
             if let Some(last) = txs
                 .iter()
                 .rev()
@@ -316,15 +320,28 @@ pub fn crypto(dir: &std::path::Path) -> Result<()> {
     use std::io::Write;
     let count = 20_000;
     let keys: Vec<SecretKey> = (0..64).map(SecretKey::from_seed).collect();
-    let messages: Vec<Vec<u8>> = (0..count).map(|i: u32| [&i.to_le_bytes()[..], &[7u8; 150]].concat()).collect();
-    let signed: Vec<(medledger_crypto::PublicKey, &[u8], medledger_crypto::Signature)> = messages
+    let messages: Vec<Vec<u8>> = (0..count)
+        .map(|i: u32| [&i.to_le_bytes()[..], &[7u8; 150]].concat())
+        .collect();
+    let signed: Vec<(
+        medledger_crypto::PublicKey,
+        &[u8],
+        medledger_crypto::Signature,
+    )> = messages
         .iter()
         .enumerate()
-        .map(|(i, message)| (keys[i % 64].public_key(), message.as_slice(), keys[i % 64].sign(message)))
+        .map(|(i, message)| {
+            (
+                keys[i % 64].public_key(),
+                message.as_slice(),
+                keys[i % 64].sign(message),
+            )
+        })
         .collect();
     let started = Instant::now();
     for (key, message, signature) in &signed {
-        key.verify(message, signature).map_err(|error| anyhow::anyhow!("{error}"))?;
+        key.verify(message, signature)
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
     }
     let single = count as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
@@ -339,7 +356,11 @@ pub fn crypto(dir: &std::path::Path) -> Result<()> {
     let digest = sha256(&data);
     let sha_gbps = data.len() as f64 / started.elapsed().as_secs_f64() / 1e9;
     let path = dir.join(format!(".medledger-fsync-probe-{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new().create_new(true).append(true).open(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
     let rounds = 200;
     let started = Instant::now();
     for _ in 0..rounds {
@@ -351,7 +372,14 @@ pub fn crypto(dir: &std::path::Path) -> Result<()> {
     std::fs::remove_file(&path)?;
     println!("ed25519 verify, one at a time: {single:.0} signatures/s per core");
     println!("ed25519 verify, batches of 1000: {batched:.0} signatures/s per core");
-    println!("sha-256: {sha_gbps:.2} GB/s per core (digest {})", &digest.to_hex()[..8]);
-    println!("fsync'd 4 KiB append in {}: {fsync_ms:.2} ms each ({:.0}/s)", dir.display(), 1e3 / fsync_ms);
+    println!(
+        "sha-256: {sha_gbps:.2} GB/s per core (digest {})",
+        &digest.to_hex()[..8]
+    );
+    println!(
+        "fsync'd 4 KiB append in {}: {fsync_ms:.2} ms each ({:.0}/s)",
+        dir.display(),
+        1e3 / fsync_ms
+    );
     Ok(())
 }

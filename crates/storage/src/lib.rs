@@ -201,7 +201,8 @@ impl Store {
 fn write_tree(txn: &redb::WriteTransaction, batch: &TreeUpdateBatch) -> Result<(), StoreError> {
     let mut nodes = txn.open_table(TREE_NODES).map_err(db_error)?;
     for (key, node) in batch.node_batch.nodes() {
-        nodes.insert(node_key(key).as_slice(), encode(node).as_slice())
+        nodes
+            .insert(node_key(key).as_slice(), encode(node).as_slice())
             .map_err(db_error)?;
     }
     let mut values = txn.open_table(TREE_VALUES).map_err(db_error)?;
