@@ -3,7 +3,7 @@
 //!
 //! The replay builds the state in memory, so it needs memory in proportion to the state's history.
 
-use medledger_crypto::{Hash, PublicKey, Signature, verify_batch};
+use medledger_crypto::Hash;
 use medledger_ledger::{BlockContext, execute_block};
 use medledger_state::{MemoryTree, Overlay, Snapshot, apply_writes, root_at};
 use medledger_storage::{Store, StoreError};
@@ -134,13 +134,7 @@ pub fn audit_store(
             return Err(bad("block hash index does not point at this block".into()));
         }
 
-        let sign_bytes: Vec<Vec<u8>> = txs.iter().map(|tx| tx.body.sign_bytes()).collect();
-        let items: Vec<(PublicKey, &[u8], Signature)> = txs
-            .iter()
-            .zip(&sign_bytes)
-            .map(|(tx, bytes)| (tx.body.sender, bytes.as_slice(), tx.signature))
-            .collect();
-        if let Some(index) = verify_batch(&items).first() {
+        if let Some(index) = medledger_types::verify_tx_signatures(&txs).first() {
             return Err(bad(format!(
                 "signature of transaction {index} does not verify"
             )));

@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use audit::{AuditError, AuditReport, audit_store};
-use medledger_crypto::{Hash, PublicKey, SecretKey, Signature, verify_batch};
+use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_ledger::light::LightProof;
 use medledger_ledger::{Authority, BlockError, NONCE_WINDOW, TxError};
 use medledger_state::{Snapshot, StateError, StateRead};
@@ -291,13 +291,7 @@ impl Node {
                 .map(|_| Err(NodeError::Stopped(failure.clone()).into()))
                 .collect();
         }
-        let sign_bytes: Vec<Vec<u8>> = txs.iter().map(|tx| tx.body.sign_bytes()).collect();
-        let items: Vec<(PublicKey, &[u8], Signature)> = txs
-            .iter()
-            .zip(&sign_bytes)
-            .map(|(tx, bytes)| (tx.body.sender, bytes.as_slice(), tx.signature))
-            .collect();
-        let bad_signatures = verify_batch(&items);
+        let bad_signatures = medledger_types::verify_tx_signatures(&txs);
         let reader = match self.inner.store.reader() {
             Ok(reader) => reader,
             Err(error) => {

@@ -172,6 +172,18 @@ impl Tx {
     }
 }
 
+/// Verifies the signatures of many transactions in one batch; returns the indices of those that
+/// do not verify.
+pub fn verify_tx_signatures(txs: &[Tx]) -> Vec<usize> {
+    let sign_bytes: Vec<Vec<u8>> = txs.iter().map(|tx| tx.body.sign_bytes()).collect();
+    let items: Vec<(PublicKey, &[u8], Signature)> = txs
+        .iter()
+        .zip(&sign_bytes)
+        .map(|(tx, bytes)| (tx.body.sender, bytes.as_slice(), tx.signature))
+        .collect();
+    medledger_crypto::verify_batch(&items)
+}
+
 /// The Merkle leaf for an encoded transaction.
 pub fn leaf_hash(tx_bytes: &[u8]) -> Hash {
     let mut tagged = b"medledger/tx-leaf/v1".to_vec();
