@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use medledger_crypto::{Hash, PublicKey};
 use medledger_ledger::TxError;
 use medledger_ledger::light::LightProof;
-use medledger_node::{Inserted, Node, NodeError, SubmitError, TxStatus};
+use medledger_node::{Inserted, MempoolError, Node, NodeError, SubmitError, TxStatus};
 use medledger_types::{Height, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -116,6 +116,11 @@ impl From<NodeError> for ApiError {
 
 impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> Self {
+        // A node-side failure keeps its own mapping: 503 if the node stopped, 500 otherwise.
+        let error = match error {
+            SubmitError::Node(node_error) => return ApiError::from(node_error),
+            other => other,
+        };
         let status = match &error {
             SubmitError::Tx(tx_error) => match tx_error {
                 TxError::WrongChain { .. } => StatusCode::BAD_REQUEST,
@@ -125,10 +130,9 @@ impl From<SubmitError> for ApiError {
                 TxError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
-            SubmitError::Mempool(_) => StatusCode::SERVICE_UNAVAILABLE,
-            SubmitError::Node(node_error) => {
-                return ApiError::from(NodeError::Stopped(node_error.to_string()));
-            }
+            SubmitError::Mempool(MempoolError::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            SubmitError::Mempool(MempoolError::NonceTaken { .. }) => StatusCode::CONFLICT,
+            SubmitError::Node(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.code(), error.to_string())
     }
@@ -252,7 +256,7 @@ fn submitted(result: Result<(Hash, Inserted), SubmitError>) -> Result<Value, Api
     (status = 400, description = "Malformed JSON, hex or transaction, or the wrong chain", body = ErrorBody),
     (status = 401, description = "Bad signature", body = ErrorBody),
     (status = 403, description = "Sender not enrolled, or revoked", body = ErrorBody),
-    (status = 409, description = "Nonce already used, or too far ahead", body = ErrorBody),
+    (status = 409, description = "Nonce already used, too far ahead, or taken by another pending transaction", body = ErrorBody),
     (status = 413, description = "Body over the size limit", body = ErrorBody),
     (status = 503, description = "Mempool full; retry later", body = ErrorBody)))]
 async fn submit(

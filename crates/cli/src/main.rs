@@ -475,7 +475,7 @@ fn verify_store(home: &Path) -> Result<i32> {
     let store = match medledger_storage::Store::open(&path) {
         Ok(store) => store,
         // redb checks its own page checksums when it opens a file that was not closed cleanly.
-        Err(error) if error.to_string().to_lowercase().contains("corrupt") => {
+        Err(error @ medledger_storage::StoreError::CorruptFile(_)) => {
             println!(
                 "TAMPERED: the database file fails its own checksums before any block can be read: {error}"
             );

@@ -24,7 +24,7 @@ pub use audit::{AuditError, AuditReport, audit_store};
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_ledger::light::LightProof;
 use medledger_ledger::{Authority, BlockError, NONCE_WINDOW, TxError};
-use medledger_state::{Snapshot, StateError, StateRead};
+use medledger_state::{Snapshot, StateError};
 use medledger_storage::{Store, StoreError, StoreReader};
 use medledger_types::{
     Block, CommitCertificate, Genesis, Header, Height, InclusionProof, Outcome, Receipt, Tx,
@@ -98,7 +98,7 @@ impl SubmitError {
     pub fn code(&self) -> &'static str {
         match self {
             SubmitError::Tx(error) => error.code(),
-            SubmitError::Mempool(_) => "mempool_full",
+            SubmitError::Mempool(error) => error.code(),
             SubmitError::Node(_) => "node_error",
         }
     }
@@ -652,10 +652,5 @@ fn check_head(reader: &StoreReader, genesis: &Genesis) -> Result<Height, NodeErr
             ),
         });
     }
-    Snapshot {
-        reader,
-        version: Some(head),
-    }
-    .get(medledger_ledger::KEY_CHAIN_HEAD)?;
     Ok(head)
 }

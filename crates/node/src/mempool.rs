@@ -16,6 +16,19 @@ use medledger_types::Tx;
 pub enum MempoolError {
     #[error("mempool is full ({0} transactions waiting); retry later")]
     Full(usize),
+    #[error(
+        "another transaction of {sender} with nonce {nonce} is already pending; only one can commit"
+    )]
+    NonceTaken { sender: PublicKey, nonce: u64 },
+}
+
+impl MempoolError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            MempoolError::Full(_) => "mempool_full",
+            MempoolError::NonceTaken { .. } => "nonce_pending",
+        }
+    }
 }
 
 /// A transaction with its id computed once.
@@ -81,8 +94,13 @@ impl Mempool {
         }
         let queue = self.by_sender.entry(pooled.tx.body.sender).or_default();
         if queue.contains_key(&pooled.tx.body.nonce) {
-            // Same sender and nonce, different content: only one can ever commit.
-            return Ok(Inserted::AlreadyPending);
+            // Same sender and nonce, different content: only one can ever commit, and the first
+            // one stays. The second is refused rather than reported as pending, since it never
+            // will be.
+            return Err(MempoolError::NonceTaken {
+                sender: pooled.tx.body.sender,
+                nonce: pooled.tx.body.nonce,
+            });
         }
         if self.ids.len() >= self.capacity {
             if queue.is_empty() {
@@ -206,6 +224,22 @@ mod tests {
         assert_eq!(pool.insert(tx(&a, 2)), Ok(Inserted::New));
         assert_eq!(pool.insert(tx(&a, 3)), Err(MempoolError::Full(2)));
         assert_eq!(pool.len(), 2);
+        // A different transaction reusing a pending nonce is refused, not reported as pending.
+        let mut twin = tx(&a, 1);
+        twin.tx.body.payload = Payload::Anchor {
+            id: Hash([99; 32]),
+            commitment: Hash::ZERO,
+        };
+        twin.tx = twin.tx.body.sign(&a);
+        twin.id = twin.tx.id();
+        assert_eq!(
+            pool.insert(twin.clone()),
+            Err(MempoolError::NonceTaken {
+                sender: a.public_key(),
+                nonce: 1
+            })
+        );
+        assert!(!pool.contains(&twin.id));
     }
 
     #[test]

@@ -114,21 +114,24 @@ fn produce(
     let started = Instant::now();
     let head = reader.head()?;
     let height = head + 1;
-    let parent = if head == 0 {
-        None
+    // Height 0 is genesis; any other head must have its header and certificate, or the store
+    // is damaged and building on it would extend a chain nobody can verify.
+    let missing = |what: &str| NodeError::Tampered {
+        height: head,
+        reason: format!("the head's {what} is missing"),
+    };
+    let (prev_hash, parent_time, last_commit_hash) = if head == 0 {
+        (
+            inner.genesis_hash,
+            inner.genesis.genesis_time_ms,
+            medledger_crypto::Hash::ZERO,
+        )
     } else {
-        reader.header(head)?
-    };
-    let (prev_hash, parent_time) = match &parent {
-        Some(parent) => (parent.hash(), parent.time_ms),
-        None => (inner.genesis_hash, inner.genesis.genesis_time_ms),
-    };
-    let last_commit_hash = match head {
-        0 => medledger_crypto::Hash::ZERO,
-        _ => reader
+        let parent = reader.header(head)?.ok_or_else(|| missing("header"))?;
+        let certificate = reader
             .certificate(head)?
-            .map(|cert| cert.hash())
-            .unwrap_or_default(),
+            .ok_or_else(|| missing("certificate"))?;
+        (parent.hash(), parent.time_ms, certificate.hash())
     };
     // The proposer's clock enters the chain here and only here; it must move forward.
     #[allow(clippy::disallowed_methods)] // Shell: the proposer's clock becomes the block's time.

@@ -45,6 +45,10 @@ const META_HEAD: &str = "head";
 pub enum StoreError {
     #[error("database: {0}")]
     Db(String),
+    /// redb found the file damaged when opening it (it checks page checksums when it recovers
+    /// from an unclean shutdown).
+    #[error("database file is corrupt: {0}")]
+    CorruptFile(String),
     #[error("stored {what} at height {height} does not decode: {reason}")]
     Corrupt {
         what: &'static str,
@@ -93,7 +97,12 @@ impl Store {
         let db = Database::builder()
             .set_cache_size(512 * 1024 * 1024)
             .create(path)
-            .map_err(db_error)?;
+            .map_err(|error| match error {
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
+                    StoreError::CorruptFile(reason)
+                }
+                other => db_error(other),
+            })?;
         let txn = db.begin_write().map_err(db_error)?;
         {
             txn.open_table(META).map_err(db_error)?;
