@@ -343,7 +343,7 @@ async fn tx(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<
         })?;
         let mut body = status_json(&id, &status);
         if let TxStatus::Committed { .. } = status
-            && let Some(LightProof::Tx { tx, .. }) = node.tx_proof(&id)?
+            && let Some(tx) = node.committed_tx(&id)?
         {
             body["tx"] = json!(tx);
         }

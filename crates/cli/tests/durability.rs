@@ -279,6 +279,19 @@ fn a_flipped_byte_in_a_stored_transaction_is_found_and_not_served() {
         "{answer}"
     );
     assert_eq!(fixture.node.get("/v1/blocks/2").0, 200);
+    let (status, answer) = fixture.node.get(&format!("/v1/txs/{}", tx.id()));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (500, Some("store_integrity")),
+        "{answer}"
+    );
+    assert_eq!(
+        fixture
+            .node
+            .get(&format!("/v1/txs/{}", fixture.txs[1].id()))
+            .0,
+        200
+    );
 }
 
 #[test]

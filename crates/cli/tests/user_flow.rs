@@ -70,6 +70,9 @@ fn an_administrator_enrols_transacts_queries_and_proves() {
     assert!(out.status.success());
     let receipt: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json receipt");
     assert_eq!(receipt["status"], "committed");
+    let (status, shown) = node.get(&format!("/v1/txs/{}", receipt["id"].as_str().expect("id")));
+    assert_eq!(status, 200);
+    assert_eq!(shown["tx"]["body"]["payload"]["id"], id.as_str());
 
     // The same anchor again is on chain but rejected, and the CLI says so with a non-zero code.
     let out = node.cli(&[

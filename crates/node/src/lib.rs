@@ -479,6 +479,23 @@ impl Node {
         }
     }
 
+    /// A committed transaction, read by its location and checked against its id and signature. For its
+    /// inclusion in the block, ask [`Node::tx_proof`], which costs a whole block.
+    pub fn committed_tx(&self, id: &Hash) -> Result<Option<Tx>, NodeError> {
+        let reader = self.inner.store.reader()?;
+        let Some(receipt) = reader.receipt(id)? else {
+            return Ok(None);
+        };
+        match reader.tx(receipt.height, receipt.index)? {
+            // The id covers the body only, so the signature is checked too.
+            Some(tx) if tx.id() == *id && tx.verify_signature().is_ok() => Ok(Some(tx)),
+            _ => Err(NodeError::Tampered {
+                height: receipt.height,
+                reason: format!("the stored transaction at the receipt's position is not {id}"),
+            }),
+        }
+    }
+
     /// A committed transaction with the proofs of its inclusion and receipt.
     pub fn tx_proof(&self, id: &Hash) -> Result<Option<LightProof>, NodeError> {
         let reader = self.inner.store.reader()?;
