@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -179,6 +179,11 @@ async fn blocking<T: Send + 'static>(
             error.to_string(),
         )
     })?
+}
+
+/// A query string, or a 400 that says what is wrong with it.
+fn parse_query<T>(query: Result<Query<T>, QueryRejection>) -> ApiResult<Query<T>> {
+    query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))
 }
 
 fn parse_hash(text: &str, what: &str) -> ApiResult<Hash> {
@@ -385,11 +390,10 @@ struct WaitQuery {
 async fn receipt(
     State(node): State<Node>,
     Path(id): Path<String>,
-    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_hash(&id, "transaction id")?;
-    let Query(query) =
-        query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+    let Query(query) = parse_query(query)?;
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0));
     let status = node.wait_tx(&id, wait).await?;
     let status = status
@@ -472,10 +476,9 @@ struct HeightQuery {
 async fn state(
     State(node): State<Node>,
     Path(key): Path<String>,
-    query: Result<Query<HeightQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<HeightQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(query) =
-        query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+    let Query(query) = parse_query(query)?;
     if key.len() > medledger_state::KEY_BYTES_MAX {
         return Err(ApiError::bad_request(
             "key_too_long",

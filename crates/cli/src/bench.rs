@@ -229,19 +229,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
         }
         bar.finish_and_clear();
-        // The run ends when each sender's last transaction has committed.
-        for sender in &senders {
-            let count =
-                args.txs / senders.len() + usize::from(!args.txs.is_multiple_of(senders.len()));
-            if let Some(last) = txs
-                .iter()
-                .rev()
-                .find(|tx| tx.body.sender == sender.public_key() && tx.body.nonce <= count as u64)
-            {
-                let state = client.wait(&last.id(), Duration::from_secs(300))?;
-                if state["status"] != "committed" {
-                    failures.push(state.to_string());
-                }
+        // The run ends when each sender's last transaction has committed. Transactions go to
+        // senders round-robin, so the last `senders.len()` of them are those.
+        for last in txs.iter().rev().take(senders.len()) {
+            let state = client.wait(&last.id(), Duration::from_secs(300))?;
+            if state["status"] != "committed" {
+                failures.push(state.to_string());
             }
         }
         for observer in observers {

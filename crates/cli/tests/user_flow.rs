@@ -320,6 +320,7 @@ fn bad_input_gets_a_clear_json_error_and_changes_nothing() {
         ("/v1/blocks/999", 404, "not_found"),
         ("/v1/accounts/1234", 400, "malformed_key"),
         ("/v1/txs/00/receipt?wait_ms=abc", 400, "malformed_id"),
+        ("/v1/state/chain/info?height=abc", 400, "malformed_query"),
         ("/nowhere", 404, "not_found"),
     ] {
         let (got, answer) = node.get(path);
