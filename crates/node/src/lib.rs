@@ -6,8 +6,11 @@
 //! certificate. The BFT engine replaces the producer, not the rest.
 //!
 //! **Invariant:** a receipt says committed only after the block that holds it is durable.
-//! **Invariant:** every read is checked before it is served: a block against its certificate and
-//! roots, a state entry against the certified state root. A failed check is an error, never data.
+//! **Invariant:** blocks, transactions and state entries are checked before they are served: a
+//! block against its certificate and roots, a transaction against its id and signature, a state
+//! entry against the certified state root. A failed check is an error, never data. Receipt status
+//! reads are the exception: they are checked only for naming their own transaction, and
+//! `tx_proof` and the audit check receipts against the block's receipts root.
 
 mod audit;
 mod mempool;
