@@ -27,15 +27,36 @@ pub struct Config {
     /// `text` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// Present on a validator of a multi-validator network; absent, the node is the chain's only
+    /// validator and cuts blocks itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<ConsensusSection>,
 }
 
-fn default_mempool() -> usize {
+/// `[consensus]`: where this validator listens for its peers, and who they are.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusSection {
+    /// The consensus (peer-to-peer) address, e.g. `127.0.0.1:26700`.
+    pub listen: String,
+    /// Every validator as `<validator public key>@<ip>:<port>`; this node's own entry is skipped.
+    pub peers: Vec<String>,
+    /// How long a proposer with nothing to propose waits before proposing an empty block.
+    #[serde(default = "default_empty_block_wait_ms")]
+    pub empty_block_wait_ms: u64,
+}
+
+fn default_empty_block_wait_ms() -> u64 {
+    500
+}
+
+pub fn default_mempool() -> usize {
     medledger_node::MEMPOOL_TXS_MAX
 }
-fn default_block_txs() -> usize {
+pub fn default_block_txs() -> usize {
     10_000
 }
-fn default_log_format() -> String {
+pub fn default_log_format() -> String {
     "text".into()
 }
 
@@ -224,6 +245,7 @@ pub fn init(
         mempool_txs_max: default_mempool(),
         block_txs_max: default_block_txs(),
         log_format: default_log_format(),
+        consensus: None,
     };
     fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;
     notes.push(format!(

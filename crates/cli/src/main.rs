@@ -5,6 +5,7 @@
 
 mod bench;
 mod client;
+mod devnet;
 mod home;
 
 use std::net::SocketAddr;
@@ -16,7 +17,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_ledger::light::LightProof;
-use medledger_node::{Node, NodeConfig};
+use medledger_consensus::{EngineSettings, Peer};
+use medledger_node::{BlockSource, Node, NodeConfig};
 use medledger_types::{Genesis, Payload, Role};
 use serde_json::Value;
 
@@ -74,6 +76,24 @@ enum Command {
         home: PathBuf,
         #[arg(long)]
         listen: Option<String>,
+    },
+    /// Run a local network of validators, each a separate node process, creating it on first
+    /// use. Ctrl-C stops them all.
+    Devnet {
+        #[arg(long, default_value = ".medledger-devnet")]
+        dir: PathBuf,
+        /// How many validators to create (first run only).
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Node i serves its API on this port + i.
+        #[arg(long, default_value_t = 8640)]
+        api_port: u16,
+        /// Node i listens for its peers on this port + i.
+        #[arg(long, default_value_t = 26700)]
+        p2p_port: u16,
+        /// Create the network's files and exit without starting it.
+        #[arg(long)]
+        init_only: bool,
     },
     /// Sign a transaction, submit it, and wait for its receipt.
     Tx {
@@ -265,6 +285,27 @@ fn run(cli: Cli) -> Result<i32> {
             }
             run_node(&home, listen)?;
         }
+        Command::Devnet {
+            dir,
+            validators,
+            api_port,
+            p2p_port,
+            init_only,
+        } => {
+            let plan = devnet::DevnetPlan {
+                dir: dir.clone(),
+                validators,
+                api_port,
+                p2p_port,
+                genesis_time_ms: now_ms(),
+            };
+            for note in devnet::create(&plan, &mut rand_core::OsRng)? {
+                println!("{note}");
+            }
+            if !init_only {
+                devnet::run(&dir)?;
+            }
+        }
         Command::Tx {
             node,
             key,
@@ -301,15 +342,39 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
     let genesis = home::read_genesis(&home.join(&config.genesis))?;
     let validator_key = home::read_key(&home.join(&config.validator_key))?;
     let listen: SocketAddr = listen
-        .unwrap_or(config.listen)
+        .unwrap_or(config.listen.clone())
         .parse()
         .context("listen must be an address such as 127.0.0.1:8640")?;
+    // Parse the consensus settings before building anything.
+    let engine = match &config.consensus {
+        None => None,
+        Some(section) => Some(EngineSettings {
+            wal_dir: home.join(&config.data_dir).join("wal"),
+            moniker: validator_key.public_key().to_hex()[..8].to_string(),
+            listen: section
+                .listen
+                .parse()
+                .context("[consensus] listen must be an address such as 127.0.0.1:26700")?,
+            peers: section
+                .peers
+                .iter()
+                .map(|peer| peer.parse::<Peer>().map_err(anyhow::Error::msg))
+                .collect::<Result<_>>()?,
+            timeouts: EngineSettings::lan_timeouts(),
+            empty_block_wait: Duration::from_millis(section.empty_block_wait_ms),
+        }),
+    };
     let node = Node::start(NodeConfig {
         data_dir: home.join(&config.data_dir),
         genesis,
-        validator_key,
+        validator_key: validator_key.clone(),
         mempool_txs_max: config.mempool_txs_max,
         block_txs_max: config.block_txs_max,
+        block_source: if engine.is_some() {
+            BlockSource::Consensus
+        } else {
+            BlockSource::Producer
+        },
     })
     .context("starting the node")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -318,17 +383,81 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let status = node.status()?;
+        let running = match engine {
+            None => None,
+            Some(settings) => {
+                let p2p = settings.listen;
+                let running = medledger_consensus::start(node.clone(), validator_key, settings)
+                    .await
+                    .context("starting consensus")?;
+                tracing::info!(%p2p, "consensus started");
+                Some(running)
+            }
+        };
         tracing::info!(api = %format!("http://{listen}"), chain_id = %status.chain_id, height = status.height, "node started");
         println!("medledger node for chain {} at height {}; API on http://{listen}", status.chain_id, status.height);
-        medledger_api::serve(listener, node.clone(), async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("stopping");
+        let (progress, engine_task) = match running {
+            Some(running) => (Some(running.progress), Some(running.task)),
+            None => (None, None),
+        };
+        if let Some(progress) = progress {
+            tokio::spawn(catch_up_bar(progress));
+        }
+        let engine_failed = async {
+            match engine_task {
+                Some(task) => match task.await {
+                    Ok(Ok(())) => "consensus stopped".to_string(),
+                    Ok(Err(error)) => format!("consensus failed: {error}"),
+                    Err(error) => format!("consensus failed: {error}"),
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let served = medledger_api::serve(listener, node.clone(), async {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
+                reason = engine_failed => tracing::error!(%reason, "stopping"),
+            }
         })
         .await
-        .context("serving the API")
+        .context("serving the API");
+        served
     })?;
+    runtime.shutdown_timeout(Duration::from_secs(2));
     node.stop();
     Ok(())
+}
+
+/// Shows a progress bar while this node is more than a few blocks behind its peers.
+async fn catch_up_bar(mut progress: tokio::sync::watch::Receiver<medledger_consensus::CatchUp>) {
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    while progress.changed().await.is_ok() {
+        let state = *progress.borrow();
+        let behind = state.target.saturating_sub(state.height);
+        match (&bar, behind > 10) {
+            (None, true) => {
+                let new = indicatif::ProgressBar::new(state.target);
+                new.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "catching up {bar:40} {pos}/{len} blocks ({per_sec}, eta {eta})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar = Some(new);
+            }
+            (Some(current), false) => {
+                current.set_position(state.height);
+                current.finish_with_message("caught up");
+                tracing::info!(height = state.height, "caught up; following the head");
+                bar = None;
+            }
+            _ => {}
+        }
+        if let Some(bar) = &bar {
+            bar.set_length(state.target);
+            bar.set_position(state.height);
+        }
+    }
 }
 
 fn parse_key(text: &str) -> Result<PublicKey> {

@@ -16,6 +16,7 @@ mod audit;
 mod mempool;
 mod metrics;
 mod producer;
+mod replica;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ use medledger_types::{
 };
 pub use mempool::{Inserted, MempoolError};
 pub use metrics::Metrics;
+pub use replica::{CLOCK_DRIFT_MAX, InvalidBlock, admit_gossiped};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -54,6 +56,17 @@ pub struct NodeConfig {
     pub validator_key: SecretKey,
     pub mempool_txs_max: usize,
     pub block_txs_max: usize,
+    pub block_source: BlockSource,
+}
+
+/// Where blocks come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockSource {
+    /// This node is the only validator and cuts blocks itself (group commit).
+    Producer,
+    /// A BFT engine decides blocks and drives this node through `propose`, `validate` and
+    /// `commit_decided`.
+    Consensus,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +175,8 @@ struct Inner {
     stopping: AtomicBool,
     failure: Mutex<Option<String>>,
     producer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Blocks executed while proposed or checked, waiting to be decided.
+    executed: Mutex<replica::ExecutedCache>,
 }
 
 #[derive(Debug, Default)]
@@ -227,8 +242,12 @@ impl Node {
                 stopping: AtomicBool::new(false),
                 failure: Mutex::new(None),
                 producer: Mutex::new(None),
+                executed: Mutex::new(replica::ExecutedCache::new()),
             }),
         };
+        if config.block_source == BlockSource::Consensus {
+            return Ok(node);
+        }
         let producer = node.clone();
         let handle = std::thread::Builder::new()
             .name("block-producer".into())

@@ -115,10 +115,30 @@ impl Mempool {
 
     /// Takes up to `max` transactions for a block. `next_nonce` gives each sender's next nonce in
     /// the committed state. Transactions below it can never commit and are returned separately.
+    /// The taken ones stay in flight until [`Mempool::finish`].
     pub fn take<E>(
         &mut self,
         max: usize,
+        next_nonce: impl FnMut(&PublicKey) -> Result<u64, E>,
+    ) -> Result<(Vec<PooledTx>, Vec<PooledTx>), E> {
+        self.collect(max, next_nonce, true)
+    }
+
+    /// Like [`Mempool::take`], but leaves the chosen transactions in the pool: a proposal may
+    /// lose its round, and then they must still be there for the next proposer.
+    pub fn select<E>(
+        &mut self,
+        max: usize,
+        next_nonce: impl FnMut(&PublicKey) -> Result<u64, E>,
+    ) -> Result<(Vec<PooledTx>, Vec<PooledTx>), E> {
+        self.collect(max, next_nonce, false)
+    }
+
+    fn collect<E>(
+        &mut self,
+        max: usize,
         mut next_nonce: impl FnMut(&PublicKey) -> Result<u64, E>,
+        remove: bool,
     ) -> Result<(Vec<PooledTx>, Vec<PooledTx>), E> {
         let mut taken = Vec::new();
         let mut stale = Vec::new();
@@ -146,6 +166,14 @@ impl Mempool {
                 stale.push(pooled);
             }
             while taken.len() < max {
+                if !remove {
+                    match queue.get(&expected) {
+                        Some(pooled) => taken.push(pooled.clone()),
+                        None => break,
+                    }
+                    expected += 1;
+                    continue;
+                }
                 match queue.remove(&expected) {
                     Some(pooled) => {
                         self.ids.remove(&pooled.id);
@@ -164,6 +192,44 @@ impl Mempool {
             self.cursor = None;
         }
         Ok((taken, stale))
+    }
+
+    /// Drops what a committed block settles: its own transactions, and every other pooled
+    /// transaction of the same senders at or below a committed nonce, which can now never
+    /// commit. Returns those others, so their submitters can be told.
+    pub fn committed(&mut self, txs: &[medledger_types::Tx]) -> Vec<PooledTx> {
+        let mut superseded = Vec::new();
+        for tx in txs {
+            let Some(queue) = self.by_sender.get_mut(&tx.body.sender) else {
+                continue;
+            };
+            let newer = queue.split_off(&(tx.body.nonce + 1));
+            for (_, pooled) in std::mem::replace(queue, newer) {
+                self.ids.remove(&pooled.id);
+                if pooled.tx != *tx {
+                    superseded.push(pooled);
+                }
+            }
+            if queue.is_empty() {
+                self.by_sender.remove(&tx.body.sender);
+            }
+        }
+        superseded
+    }
+
+    /// Drops transactions that failed when a proposal was built (their sender was revoked).
+    pub fn remove(&mut self, pooled: &[PooledTx]) {
+        for pooled in pooled {
+            if let Some(queue) = self.by_sender.get_mut(&pooled.tx.body.sender) {
+                if queue.get(&pooled.tx.body.nonce).map(|p| p.id) == Some(pooled.id) {
+                    queue.remove(&pooled.tx.body.nonce);
+                    self.ids.remove(&pooled.id);
+                }
+                if queue.is_empty() {
+                    self.by_sender.remove(&pooled.tx.body.sender);
+                }
+            }
+        }
     }
 }
 

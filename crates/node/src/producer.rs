@@ -190,6 +190,7 @@ fn produce(
         txs: &txs,
         receipts: &execution.receipts,
         certificate: &certificate,
+        last_commit: None,
         tree,
     })?;
     let metrics = &inner.metrics;

@@ -82,6 +82,10 @@ pub struct BlockCommit<'a> {
     pub txs: &'a [Tx],
     pub receipts: &'a [Receipt],
     pub certificate: &'a CommitCertificate,
+    /// The parent's certificate as this block carries it. Any 2f+1 precommits finalise a block
+    /// and validators may hold different sets, so the copy the chain carries replaces the one this
+    /// node collected, keeping `last_commit_hash` checkable against the stored certificate.
+    pub last_commit: Option<&'a CommitCertificate>,
     pub tree: TreeUpdateBatch,
 }
 
@@ -184,10 +188,15 @@ impl Store {
                 .map_err(db_error)?
                 .insert(height, encode(block.header).as_slice())
                 .map_err(db_error)?;
-            txn.open_table(CERTIFICATES)
-                .map_err(db_error)?
+            let mut certificates = txn.open_table(CERTIFICATES).map_err(db_error)?;
+            certificates
                 .insert(height, encode(block.certificate).as_slice())
                 .map_err(db_error)?;
+            if let Some(last_commit) = block.last_commit {
+                certificates
+                    .insert(height - 1, encode(last_commit).as_slice())
+                    .map_err(db_error)?;
+            }
             txn.open_table(BLOCK_HASHES)
                 .map_err(db_error)?
                 .insert(hash.0.as_slice(), height)

@@ -63,6 +63,16 @@ impl TestNode {
         }
     }
 
+    /// A node home made by someone else (`medledger devnet --init-only`).
+    pub fn existing(home: PathBuf, listen: String) -> TestNode {
+        TestNode {
+            url: format!("http://{listen}"),
+            home,
+            listen,
+            child: None,
+        }
+    }
+
     pub fn org_key(&self) -> PathBuf {
         self.home.join("keys/hospital.key")
     }

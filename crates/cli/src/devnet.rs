@@ -1,0 +1,202 @@
+//! `medledger devnet`: a local consortium of validators, each a separate `medledger node` process
+//! with its own home, keys, data directory and ports.
+//!
+//! The first run creates the network under `--dir`: one organisation per validator (root key in
+//! `keys/`), a shared genesis, and a home per node. Later runs reuse it, so the chain survives a
+//! restart. Ctrl-C stops every node with SIGINT and waits for it to exit.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use medledger_crypto::SecretKey;
+use medledger_types::{Genesis, Organisation, Validator};
+
+use crate::home::{self, Config, ConsensusSection};
+
+/// What `devnet` should run.
+#[derive(Debug, Clone)]
+pub struct DevnetPlan {
+    pub dir: PathBuf,
+    pub validators: usize,
+    /// Node `i` serves its API on `api_port + i` and consensus on `p2p_port + i`.
+    pub api_port: u16,
+    pub p2p_port: u16,
+    pub genesis_time_ms: u64,
+}
+
+/// The home of node `index` (from 0).
+pub fn node_home(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("node{index}"))
+}
+
+/// Creates the network's files unless they exist. Returns lines to print.
+pub fn create(
+    plan: &DevnetPlan,
+    rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+) -> Result<Vec<String>> {
+    if plan.dir.join("genesis.json").exists() {
+        return Ok(vec![format!("using the devnet in {}", plan.dir.display())]);
+    }
+    if !(1..=16).contains(&plan.validators) {
+        bail!("--validators must be between 1 and 16");
+    }
+    fs::create_dir_all(plan.dir.join("keys"))
+        .with_context(|| format!("creating {}", plan.dir.display()))?;
+    let mut notes = Vec::new();
+    let mut organisations = Vec::new();
+    let mut validators = Vec::new();
+    let mut validator_keys = Vec::new();
+    for index in 0..plan.validators {
+        let id = format!("org{index}");
+        let root = SecretKey::generate(&mut *rng);
+        let key_path = plan.dir.join(format!("keys/{id}.key"));
+        home::write_key(&key_path, &root)?;
+        notes.push(format!(
+            "organisation {id}: root key {} in {}",
+            root.public_key(),
+            key_path.display()
+        ));
+        organisations.push(Organisation {
+            id: id.clone(),
+            name: format!("Devnet Organisation {index}"),
+            root_key: root.public_key(),
+        });
+        let validator = SecretKey::generate(&mut *rng);
+        validators.push(Validator {
+            key: validator.public_key(),
+            power: 1,
+            org: id,
+        });
+        validator_keys.push(validator);
+    }
+    let genesis = Genesis {
+        chain_id: "medledger-devnet".into(),
+        genesis_time_ms: plan.genesis_time_ms,
+        organisations,
+        validators,
+    };
+    genesis.validate().context("devnet genesis")?;
+    let genesis_json = serde_json::to_string_pretty(&genesis)?;
+    let peers: Vec<String> = validator_keys
+        .iter()
+        .enumerate()
+        .map(|(index, key)| {
+            format!(
+                "{}@127.0.0.1:{}",
+                key.public_key(),
+                plan.p2p_port + index as u16
+            )
+        })
+        .collect();
+    for (index, key) in validator_keys.iter().enumerate() {
+        let home = node_home(&plan.dir, index);
+        fs::create_dir_all(home.join("keys"))
+            .with_context(|| format!("creating {}", home.display()))?;
+        home::write_key(&home.join("keys/validator.key"), key)?;
+        fs::write(home.join("genesis.json"), &genesis_json)?;
+        let config = Config {
+            listen: format!("127.0.0.1:{}", plan.api_port + index as u16),
+            data_dir: "data".into(),
+            genesis: "genesis.json".into(),
+            validator_key: "keys/validator.key".into(),
+            mempool_txs_max: home::default_mempool(),
+            block_txs_max: home::default_block_txs(),
+            log_format: home::default_log_format(),
+            consensus: Some(ConsensusSection {
+                listen: format!("127.0.0.1:{}", plan.p2p_port + index as u16),
+                peers: peers.clone(),
+                empty_block_wait_ms: 500,
+            }),
+        };
+        fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;
+    }
+    fs::write(plan.dir.join("genesis.json"), &genesis_json)?;
+    notes.push(format!(
+        "chain {} with genesis {}",
+        genesis.chain_id,
+        genesis.hash()
+    ));
+    Ok(notes)
+}
+
+/// Starts every node of the devnet in `dir` and waits for Ctrl-C, then stops them.
+pub fn run(dir: &Path) -> Result<()> {
+    let mut homes: Vec<PathBuf> = (0..)
+        .map(|index| node_home(dir, index))
+        .take_while(|home| home.join("config.toml").exists())
+        .collect();
+    homes.sort();
+    if homes.is_empty() {
+        bail!("{} holds no devnet nodes", dir.display());
+    }
+    let exe = std::env::current_exe().context("finding the medledger binary")?;
+    let mut children: Vec<(PathBuf, Child)> = Vec::new();
+    for home in &homes {
+        let log = fs::File::create(home.join("node.log"))
+            .with_context(|| format!("creating {}", home.join("node.log").display()))?;
+        let child = Command::new(&exe)
+            .arg("node")
+            .arg("--home")
+            .arg(home)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting the node in {}", home.display()))?;
+        children.push((home.clone(), child));
+    }
+    for (home, _) in &children {
+        let config = Config::load(home)?;
+        println!(
+            "validator {}: API http://{}  (log {})",
+            home.display(),
+            config.listen,
+            home.join("node.log").display()
+        );
+    }
+    println!("organisation root keys are in {}", dir.join("keys").display());
+    println!("press Ctrl-C to stop the network");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let exited = runtime.block_on(async {
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            for (home, child) in children.iter_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Some(format!("node {} exited with {status}", home.display()));
+                }
+            }
+        }
+    });
+    stop_all(&mut children);
+    if let Some(reason) = exited {
+        bail!("{reason}; see its node.log. The other nodes were stopped.");
+    }
+    println!("devnet stopped");
+    Ok(())
+}
+
+/// Sends SIGINT to each node, so it finishes its block in progress, and waits for all of them.
+pub fn stop_all(children: &mut [(PathBuf, Child)]) {
+    for (_, child) in children.iter() {
+        // `std` can only send SIGKILL; `kill -INT` asks for the clean stop.
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status();
+    }
+    for (home, child) in children.iter_mut() {
+        match child.wait() {
+            Ok(status) => tracing::debug!(home = %home.display(), %status, "node stopped"),
+            Err(error) => eprintln!("waiting for {}: {error}", home.display()),
+        }
+    }
+}

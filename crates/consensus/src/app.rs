@@ -1,0 +1,539 @@
+//! The application side of Malachite: answers every message the engine sends, using the node to
+//! build, check and commit blocks.
+//!
+//! Block execution runs on tokio's blocking pool so the engine's actors never wait on it.
+//!
+//! **Invariant:** consensus only ever receives a `Valid` verdict for a block that the node has
+//! executed against its head and whose header roots all matched.
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use malachitebft_app_channel::app::types::core::{
+    CommitCertificate as EngineCertificate, CommitSignature, ExtendedCommitCertificate,
+    HeightParams, LinearTimeouts, Round, Validity, VoteExtensions,
+};
+use malachitebft_app_channel::app::types::sync::RawDecidedValue;
+use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
+use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
+use malachitebft_engine::host::{Next, SyncedValueOutcome};
+use medledger_crypto::{Hash, SecretKey};
+use medledger_node::{InvalidBlock, Node};
+use medledger_types::{Block, CommitCertificate, CommitSignature as LedgerSignature};
+use tokio::sync::watch;
+
+use crate::context::{Address, BlockId, Height, LedgerContext, ValidatorSet, proposer};
+use crate::stream::{self, Streams};
+
+/// How far ahead of this node a kept proposal may be.
+const FUTURE_HEIGHTS_MAX: u64 = 2;
+/// How many proposals are kept per future height (a few rounds' worth).
+const FUTURE_BLOCKS_MAX: usize = 8;
+
+/// The most heights served to a syncing peer in one reply.
+pub const SYNC_BATCH_MAX: u64 = 64;
+/// The most block bytes served to a syncing peer in one reply.
+pub const SYNC_REPLY_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// What the application loop needs besides the node.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub chain_id: String,
+    pub key: SecretKey,
+    pub timeouts: LinearTimeouts,
+    /// How long a proposer with an empty mempool waits for a transaction before proposing an
+    /// empty block. Bounds both idle block production and the latency of a lone transaction.
+    pub empty_block_wait: Duration,
+}
+
+/// A block this node holds for an undecided height: its own proposal, a peer's, or a synced one.
+#[derive(Debug)]
+struct Candidate {
+    block: Arc<Block>,
+    proposed: ProposedValue<LedgerContext>,
+}
+
+struct State {
+    node: Node,
+    config: AppConfig,
+    streams: Streams,
+    /// Complete blocks for the current and future heights, by hash.
+    candidates: BTreeMap<Hash, Candidate>,
+    /// The block this node proposed at the current height, reused in later rounds.
+    own_proposal: Option<Arc<Block>>,
+    height: Height,
+    /// Complete blocks for heights this node has not reached yet.
+    future: BTreeMap<Height, Vec<(crate::context::StreamInit, Block)>>,
+    /// The highest height any peer claims, for catch-up progress.
+    progress: watch::Sender<CatchUp>,
+}
+
+/// How far this node is behind the network, as the engine reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CatchUp {
+    pub height: u64,
+    pub target: u64,
+}
+
+fn now_ms() -> u64 {
+    #[allow(clippy::disallowed_methods)] // Shell: the proposer's clock becomes the block's time.
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn to_ledger(certificate: &EngineCertificate<LedgerContext>) -> CommitCertificate {
+    let mut signatures: Vec<LedgerSignature> = certificate
+        .commit_signatures
+        .iter()
+        .map(|signature| LedgerSignature {
+            validator: signature.address.0,
+            signature: signature.signature,
+        })
+        .collect();
+    signatures.sort_by_key(|signature| signature.validator);
+    CommitCertificate {
+        height: certificate.height.0,
+        round: certificate.round.as_u32().unwrap_or(0),
+        block_hash: certificate.value_id.0,
+        signatures,
+    }
+}
+
+fn to_engine(certificate: &CommitCertificate) -> EngineCertificate<LedgerContext> {
+    EngineCertificate {
+        height: Height(certificate.height),
+        round: Round::new(certificate.round),
+        value_id: BlockId(certificate.block_hash),
+        commit_signatures: certificate
+            .signatures
+            .iter()
+            .map(|signature| CommitSignature::new(Address(signature.validator), signature.signature))
+            .collect(),
+    }
+}
+
+impl State {
+    fn params(&self, height: Height) -> Result<HeightParams<LedgerContext>, InvalidBlock> {
+        let validators = self.node.validators_for(height.0)?;
+        Ok(HeightParams::new(
+            ValidatorSet::from_ledger(&validators),
+            self.config.timeouts,
+            None,
+        ))
+    }
+
+    /// Runs a blocking node call off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Node) -> T + Send + 'static,
+    ) -> T {
+        let node = self.node.clone();
+        match tokio::task::spawn_blocking(move || call(&node)).await {
+            Ok(result) => result,
+            // A panic in the call is a bug; carry it to this task.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+
+    /// Checks a complete block against the head and records the verdict.
+    async fn judge(
+        &mut self,
+        block: Block,
+        round: Round,
+        valid_round: Round,
+        proposer: Address,
+    ) -> ProposedValue<LedgerContext> {
+        let hash = block.hash();
+        let block = Arc::new(block);
+        let checked = block.clone();
+        let verdict = self
+            .blocking(move |node| node.validate(&checked, now_ms()))
+            .await;
+        let validity = match verdict {
+            Ok(()) => Validity::Valid,
+            Err(error) => {
+                tracing::warn!(height = block.header.height, %error, "refusing a proposed block");
+                Validity::Invalid
+            }
+        };
+        let proposed = ProposedValue {
+            height: Height(block.header.height),
+            round,
+            valid_round,
+            proposer,
+            value: BlockId(hash),
+            validity,
+        };
+        self.candidates.insert(
+            hash,
+            Candidate {
+                block,
+                proposed: proposed.clone(),
+            },
+        );
+        proposed
+    }
+
+    /// Decodes and checks a completed stream: the signature on its `Init`, that its sender is
+    /// the proposer of that round, and that the bytes are the block the `Init` names.
+    fn open_stream(&self, assembled: stream::Assembled) -> Option<(stream::Assembled, Block)> {
+        let init = &assembled.init;
+        let message = crate::context::StreamInit::sign_bytes(
+            &self.config.chain_id,
+            init.height,
+            init.round,
+            &init.block_hash,
+        );
+        if init.proposer.0.verify(&message, &init.signature).is_err() {
+            tracing::warn!(height = init.height.0, "dropping a proposal stream with a bad signature");
+            return None;
+        }
+        let block = match Block::from_bytes(&assembled.bytes) {
+            Ok(block) => block,
+            Err(error) => {
+                tracing::warn!(height = init.height.0, %error, "dropping an undecodable proposal");
+                return None;
+            }
+        };
+        if block.hash() != init.block_hash
+            || block.header.height != init.height.0
+            || block.header.proposer != init.proposer.0
+        {
+            tracing::warn!(height = init.height.0, "dropping a proposal whose block does not match its stream");
+            return None;
+        }
+        Some((assembled, block))
+    }
+
+    fn expected_proposer(&self, height: Height, round: Round) -> Option<Address> {
+        let validators = self.node.validators_for(height.0).ok()?;
+        let set = ValidatorSet::from_ledger(&validators);
+        Some(proposer(&set, height, round).address)
+    }
+
+    async fn publish(
+        &self,
+        channels: &Channels<LedgerContext>,
+        block: &Block,
+        round: Round,
+        pol_round: Round,
+    ) {
+        for part in stream::split(&self.config.chain_id, &self.config.key, block, round, pol_round) {
+            if channels
+                .network
+                .send(NetworkMsg::PublishProposalPart(part))
+                .await
+                .is_err()
+            {
+                tracing::warn!("network stopped while publishing a proposal");
+                return;
+            }
+        }
+    }
+
+    async fn build(&mut self, height: Height, timeout: Duration) -> Option<Arc<Block>> {
+        if let Some(block) = &self.own_proposal
+            && block.header.height == height.0
+        {
+            return Some(block.clone());
+        }
+        // Wait a little for transactions rather than fill the chain with empty blocks, but leave
+        // most of the engine's allowance for building and streaming.
+        let wait = self.config.empty_block_wait.min(timeout / 2);
+        let mut waited = Duration::ZERO;
+        let step = Duration::from_millis(5);
+        while waited < wait && !self.node.has_pending_txs() {
+            tokio::time::sleep(step).await;
+            waited += step;
+        }
+        match self.blocking(|node| node.propose(now_ms())).await {
+            Ok(block) => {
+                let block = Arc::new(block);
+                self.own_proposal = Some(block.clone());
+                Some(block)
+            }
+            Err(error) => {
+                tracing::error!(height = height.0, %error, "cannot build a proposal");
+                None
+            }
+        }
+    }
+
+    fn decided_values(&self, range: RangeInclusive<Height>) -> Vec<RawDecidedValue<LedgerContext>> {
+        let (start, end) = (range.start().0, range.end().0);
+        let end = end.min(start.saturating_add(SYNC_BATCH_MAX - 1));
+        let mut values = Vec::new();
+        let mut bytes_total = 0usize;
+        for height in start..=end {
+            match self.node.decided_block(height) {
+                Ok(Some((bytes, certificate))) => {
+                    bytes_total += bytes.len();
+                    if bytes_total > SYNC_REPLY_BYTES_MAX && !values.is_empty() {
+                        break;
+                    }
+                    let certificate = ExtendedCommitCertificate::from_commit_certificate_and_extensions(
+                        to_engine(&certificate),
+                        VoteExtensions::new(Vec::new()),
+                    );
+                    values.push(RawDecidedValue::new(Bytes::from(bytes), certificate));
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::error!(height, %error, "cannot serve a decided block");
+                    break;
+                }
+            }
+        }
+        values
+    }
+
+    fn keep_future(&mut self, init: crate::context::StreamInit, block: Block) {
+        if init.height.0 > self.height.0 + FUTURE_HEIGHTS_MAX {
+            return;
+        }
+        let kept = self.future.entry(init.height).or_default();
+        if kept.len() < FUTURE_BLOCKS_MAX {
+            kept.push((init, block));
+        }
+    }
+
+    /// Judges the blocks that arrived before this node reached `height`.
+    async fn judge_future(&mut self, height: Height) {
+        let Some(kept) = self.future.remove(&height) else {
+            return;
+        };
+        for (init, block) in kept {
+            if self.expected_proposer(init.height, init.round) == Some(init.proposer) {
+                self.judge(block, init.round, init.pol_round, init.proposer)
+                    .await;
+            }
+        }
+    }
+
+    fn start_height(&mut self, height: Height) {
+        self.future.retain(|kept, _| *kept >= height);
+        self.height = height;
+        self.own_proposal = None;
+        self.candidates
+            .retain(|_, candidate| candidate.proposed.height >= height);
+        self.streams.prune_below(height);
+        self.progress.send_modify(|progress| {
+            progress.height = height.0.saturating_sub(1);
+            progress.target = progress.target.max(progress.height);
+        });
+    }
+}
+
+/// Answers the engine until it stops. Returns an error only when this node can no longer follow
+/// the chain (its store failed).
+pub async fn run(
+    node: Node,
+    config: AppConfig,
+    mut channels: Channels<LedgerContext>,
+    progress: watch::Sender<CatchUp>,
+) -> Result<(), Error> {
+    let mut state = State {
+        height: Height(0),
+        node,
+        config,
+        streams: Streams::default(),
+        future: BTreeMap::new(),
+        candidates: BTreeMap::new(),
+        own_proposal: None,
+        progress,
+    };
+    while let Some(message) = channels.consensus.recv().await {
+        match message {
+            AppMsg::ConsensusReady { reply } => {
+                let height = Height(state.node.next_height()?);
+                let params = state.params(height)?;
+                state.start_height(height);
+                tracing::info!(height = height.0, "consensus ready");
+                let _ = reply.send((height, params));
+            }
+            AppMsg::StartedRound {
+                height,
+                round,
+                reply_value,
+                ..
+            } => {
+                state.judge_future(height).await;
+                let values: Vec<_> = state
+                    .candidates
+                    .values()
+                    .filter(|candidate| {
+                        candidate.proposed.height == height && candidate.proposed.round == round
+                    })
+                    .map(|candidate| candidate.proposed.clone())
+                    .collect();
+                let _ = reply_value.send(values);
+            }
+            AppMsg::GetValue {
+                height,
+                round,
+                timeout,
+                reply,
+            } => {
+                if let Some(block) = state.build(height, timeout).await {
+                    let hash = block.hash();
+                    let proposed = ProposedValue {
+                        height,
+                        round,
+                        valid_round: Round::Nil,
+                        proposer: Address(state.config.key.public_key()),
+                        value: BlockId(hash),
+                        validity: Validity::Valid,
+                    };
+                    state.candidates.insert(
+                        hash,
+                        Candidate {
+                            block: block.clone(),
+                            proposed,
+                        },
+                    );
+                    let _ = reply.send(LocallyProposedValue::new(height, round, BlockId(hash)));
+                    state.publish(&channels, &block, round, Round::Nil).await;
+                }
+            }
+            AppMsg::RestreamProposal {
+                height,
+                round,
+                valid_round,
+                value_id,
+                ..
+            } => {
+                if let Some(candidate) = state.candidates.get(&value_id.0)
+                    && candidate.proposed.height == height
+                    && candidate.block.header.proposer == state.config.key.public_key()
+                {
+                    let block = candidate.block.clone();
+                    state.publish(&channels, &block, round, valid_round).await;
+                }
+            }
+            AppMsg::ExtendVote { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            AppMsg::VerifyVoteExtensions {
+                extensions, reply, ..
+            } => {
+                // Extensions are disabled; none should arrive, and any that do carry nothing.
+                let verdicts = extensions
+                    .into_iter()
+                    .map(|(address, _)| (address, Ok(())))
+                    .collect();
+                let _ = reply.send(verdicts);
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                // Every node keeps the whole chain, so a new node can join from genesis.
+                let _ = reply.send(Height(1));
+            }
+            AppMsg::ReceivedProposalPart {
+                from,
+                published_by,
+                part,
+                reply,
+            } => {
+                let publisher = published_by.unwrap_or(from).to_bytes();
+                let value = match state.streams.insert(publisher, part) {
+                    None => None,
+                    Some(assembled) => match state.open_stream(assembled) {
+                        None => None,
+                        Some((assembled, block)) => {
+                            let init = assembled.init;
+                            let expected = state.expected_proposer(init.height, init.round);
+                            if init.height < state.height {
+                                None
+                            } else if init.height > state.height {
+                                // A peer ahead of this node: keep the block and judge it once
+                                // this node reaches its height.
+                                state.keep_future(init, block);
+                                None
+                            } else if expected != Some(init.proposer) {
+                                tracing::warn!(height = init.height.0, "dropping a proposal from a validator that is not this round's proposer");
+                                None
+                            } else {
+                                Some(
+                                    state
+                                        .judge(block, init.round, init.pol_round, init.proposer)
+                                        .await,
+                                )
+                            }
+                        }
+                    },
+                };
+                let _ = reply.send(value);
+            }
+            AppMsg::Decided {
+                certificate, reply, ..
+            } => {
+                let height = certificate.height;
+                let hash = certificate.value_id.0;
+                let Some(candidate) = state.candidates.get(&hash) else {
+                    return Err(Error::Missing(height.0));
+                };
+                let block = candidate.block.clone();
+                let certificate = to_ledger(&certificate);
+                let committed = state
+                    .blocking(move |node| node.commit_decided(&block, &certificate))
+                    .await;
+                if let Err(error) = committed {
+                    return Err(Error::Commit(height.0, error.to_string()));
+                }
+                tracing::debug!(height = height.0, "committed");
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized {
+                certificate, reply, ..
+            } => {
+                let next = Height(certificate.height.0 + 1);
+                let params = state.params(next)?;
+                state.start_height(next);
+                let _ = reply.send(Next::Start(next, params));
+            }
+            AppMsg::GetDecidedValues { range, reply } => {
+                let values = state.decided_values(range);
+                let _ = reply.send(values);
+            }
+            AppMsg::ProcessSyncedValue {
+                height,
+                round,
+                proposer,
+                value_bytes,
+                reply,
+            } => {
+                let outcome = match Block::from_bytes(&value_bytes) {
+                    Err(_) => SyncedValueOutcome::PeerFault,
+                    Ok(block) if block.header.height != height.0 => SyncedValueOutcome::PeerFault,
+                    Ok(block) => {
+                        state.progress.send_modify(|progress| {
+                            progress.target = progress.target.max(height.0);
+                        });
+                        SyncedValueOutcome::Verdict(
+                            state.judge(block, round, Round::Nil, proposer).await,
+                        )
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why the application loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("consensus decided block at height {0}, which this node never saw")]
+    Missing(u64),
+    #[error("committing height {0} failed: {1}")]
+    Commit(u64, String),
+    #[error(transparent)]
+    Node(#[from] InvalidBlock),
+    #[error(transparent)]
+    NodeError(#[from] medledger_node::NodeError),
+}

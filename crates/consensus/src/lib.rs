@@ -1,0 +1,18 @@
+//! The adapter between the Malachite BFT engine and the ledger. Only this crate knows the engine:
+//! the ledger crates, storage and the node's block logic never depend on it.
+//!
+//! - [`context`]: medledger's types as the engine's `Context`, and the Ed25519 signing that makes
+//!   the engine's precommits the ledger's commit certificates.
+//! - [`codec`]: borsh on the wire and in the write-ahead log.
+//! - [`stream`]: blocks as streams of proposal parts.
+//! - [`app`]: the loop that answers the engine with the node.
+//! - [`engine`]: configuration, network identity and start-up.
+
+pub mod app;
+pub mod codec;
+pub mod context;
+pub mod engine;
+pub mod stream;
+
+pub use app::CatchUp;
+pub use engine::{EngineError, EngineSettings, Peer, Running, peer_id, start};

@@ -1,0 +1,388 @@
+//! Blocks agreed by a BFT engine: building this validator's proposal, checking a peer's, and
+//! committing a decided block with its certificate. The engine adapter (`medledger-consensus`)
+//! calls these; nothing here knows the engine.
+//!
+//! A block is executed once, when it is proposed or first checked; the result waits in a small
+//! cache keyed by block hash until the block is decided, so committing costs only the write.
+//!
+//! **Invariant:** a block is committed only with a certificate that verifies against the
+//! validator set in force at its height, and only if executing it reproduces every root its
+//! header claims.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use medledger_crypto::{Hash, PublicKey};
+use medledger_ledger::{BlockContext, execute_block, execute_tx, finish_block};
+use medledger_state::{Overlay, Snapshot, apply_writes};
+use medledger_storage::{BlockCommit, StoreReader};
+use medledger_types::{
+    BLOCK_TXS_MAX, Block, CommitCertificate, Header, Height, Receipt, Tx, ValidatorSet,
+};
+
+use crate::{Node, NodeError, lock};
+
+/// How far ahead of this node's clock a proposer's time may be.
+pub const CLOCK_DRIFT_MAX: Duration = Duration::from_secs(5);
+/// How many executed, undecided blocks are kept (a few rounds' worth of proposals).
+const EXECUTED_KEPT_MAX: usize = 32;
+
+/// Why a proposed block is refused. The proposer is faulty (or its clock is).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidBlock {
+    #[error("block is for height {got}, the next height is {expected}")]
+    WrongHeight { got: Height, expected: Height },
+    #[error("invalid block: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+impl From<medledger_storage::StoreError> for InvalidBlock {
+    fn from(error: medledger_storage::StoreError) -> Self {
+        InvalidBlock::Node(error.into())
+    }
+}
+
+impl From<medledger_state::StateError> for InvalidBlock {
+    fn from(error: medledger_state::StateError) -> Self {
+        InvalidBlock::Node(error.into())
+    }
+}
+
+/// A block executed against the head, waiting to be decided.
+#[derive(Debug)]
+pub(crate) struct Executed {
+    receipts: Vec<Receipt>,
+    tree: jmt::storage::TreeUpdateBatch,
+}
+
+pub(crate) type ExecutedCache = BTreeMap<Hash, Executed>;
+
+/// What a proposal needs to know about the block it extends.
+struct Parent {
+    height: Height,
+    hash: Hash,
+    time_ms: u64,
+    certificate: Option<CommitCertificate>,
+}
+
+impl Node {
+    /// The next height to decide.
+    pub fn next_height(&self) -> Result<Height, NodeError> {
+        Ok(self.inner.store.reader()?.head()? + 1)
+    }
+
+    /// The validator set that decides `height`: the one in the state before it.
+    pub fn validators_for(&self, height: Height) -> Result<ValidatorSet, NodeError> {
+        let reader = self.inner.store.reader()?;
+        let head = reader.head()?;
+        let version = height.saturating_sub(1).min(head);
+        Ok(medledger_ledger::validators(&Snapshot {
+            reader: &reader,
+            version: Some(version),
+        })?)
+    }
+
+    /// This validator's key.
+    pub fn validator_key(&self) -> PublicKey {
+        self.inner.key.public_key()
+    }
+
+    /// True when transactions are waiting.
+    pub fn has_pending_txs(&self) -> bool {
+        !lock(&self.inner.mempool).is_empty()
+    }
+
+    fn parent(&self, reader: &StoreReader) -> Result<Parent, NodeError> {
+        let head = reader.head()?;
+        if head == 0 {
+            return Ok(Parent {
+                height: 0,
+                hash: self.inner.genesis_hash,
+                time_ms: self.inner.genesis.genesis_time_ms,
+                certificate: None,
+            });
+        }
+        let missing = |what: &str| NodeError::Tampered {
+            height: head,
+            reason: format!("the head's {what} is missing"),
+        };
+        let header = reader.header(head)?.ok_or_else(|| missing("header"))?;
+        let certificate = reader
+            .certificate(head)?
+            .ok_or_else(|| missing("certificate"))?;
+        Ok(Parent {
+            height: head,
+            hash: header.hash(),
+            time_ms: header.time_ms,
+            certificate: Some(certificate),
+        })
+    }
+
+    /// Builds this validator's block for the next height from the mempool, at the proposer's
+    /// time `now_ms` (moved past the parent's if the clock lags). The transactions stay in the
+    /// mempool until a block holding them is committed.
+    pub fn propose(&self, now_ms: u64) -> Result<Block, NodeError> {
+        let inner = &self.inner;
+        let reader = inner.store.reader()?;
+        let parent = self.parent(&reader)?;
+        let height = parent.height + 1;
+        let base = Snapshot {
+            reader: &reader,
+            version: Some(parent.height),
+        };
+        let (candidates, stale) = lock(&inner.mempool).select(inner.block_txs_max, |sender| {
+            medledger_ledger::next_nonce(&base, sender)
+        })?;
+        for pooled in stale {
+            let reason = "nonce already used by a committed transaction";
+            self.remember_rejected(pooled.id, "nonce_used".into(), reason.into());
+        }
+        let ctx = BlockContext {
+            chain_id: inner.genesis.chain_id.clone(),
+            height,
+            time_ms: now_ms.max(parent.time_ms + 1),
+            proposer: inner.key.public_key(),
+        };
+        let validators = medledger_ledger::validators(&base)?;
+        let mut overlay = Overlay::new(&base);
+        let mut txs = Vec::with_capacity(candidates.len());
+        let mut receipts = Vec::with_capacity(candidates.len());
+        let mut failed = Vec::new();
+        for pooled in candidates {
+            match execute_tx(&mut overlay, &ctx, txs.len() as u32, pooled.id, &pooled.tx) {
+                Ok(receipt) => {
+                    receipts.push(receipt);
+                    txs.push(pooled.tx);
+                }
+                Err(error) => {
+                    self.remember_rejected(pooled.id, error.code().into(), error.to_string());
+                    failed.push(pooled);
+                }
+            }
+        }
+        lock(&inner.mempool).remove(&failed);
+        let execution = finish_block(&mut overlay, &ctx, &txs, receipts);
+        let (state_root, tree) = apply_writes(&reader, height, &overlay.into_writes())?;
+        let header = Header {
+            chain_id: ctx.chain_id.clone(),
+            height,
+            time_ms: ctx.time_ms,
+            prev_hash: parent.hash,
+            last_commit_hash: parent
+                .certificate
+                .as_ref()
+                .map(CommitCertificate::hash)
+                .unwrap_or(Hash::ZERO),
+            txs_root: execution.txs_root,
+            receipts_root: execution.receipts_root,
+            state_root,
+            validators_hash: validators.hash(),
+            proposer: ctx.proposer,
+        };
+        self.remember_executed(
+            header.hash(),
+            Executed {
+                receipts: execution.receipts,
+                tree,
+            },
+        );
+        Ok(Block {
+            header,
+            txs,
+            last_commit: parent.certificate,
+        })
+    }
+
+    /// Checks a peer's block for the next height: links, time, validator set, the parent's
+    /// certificate, every signature, and that executing it gives the roots its header claims.
+    /// `now_ms` bounds how far in the future its time may be.
+    pub fn validate(&self, block: &Block, now_ms: u64) -> Result<(), InvalidBlock> {
+        let hash = block.hash();
+        if lock(&self.inner.executed).contains_key(&hash) {
+            return Ok(());
+        }
+        let executed = self.execute(block, Some(now_ms))?;
+        self.remember_executed(hash, executed);
+        Ok(())
+    }
+
+    fn execute(&self, block: &Block, now_ms: Option<u64>) -> Result<Executed, InvalidBlock> {
+        let inner = &self.inner;
+        let reader = inner.store.reader()?;
+        let parent = self.parent(&reader)?;
+        let header = &block.header;
+        let invalid = |reason: String| InvalidBlock::Invalid(reason);
+        if header.height != parent.height + 1 {
+            return Err(InvalidBlock::WrongHeight {
+                got: header.height,
+                expected: parent.height + 1,
+            });
+        }
+        if header.chain_id != inner.genesis.chain_id {
+            return Err(invalid("block names another chain".into()));
+        }
+        if header.prev_hash != parent.hash {
+            return Err(invalid("block does not extend this node's head".into()));
+        }
+        if header.time_ms <= parent.time_ms {
+            return Err(invalid("block time does not move forward".into()));
+        }
+        if let Some(now_ms) = now_ms
+            && header.time_ms > now_ms + CLOCK_DRIFT_MAX.as_millis() as u64
+        {
+            return Err(invalid("block time is too far in the future".into()));
+        }
+        if block.txs.len() > BLOCK_TXS_MAX {
+            return Err(invalid("block holds too many transactions".into()));
+        }
+        let base = Snapshot {
+            reader: &reader,
+            version: Some(parent.height),
+        };
+        let validators = medledger_ledger::validators(&base)?;
+        if header.validators_hash != validators.hash() {
+            return Err(invalid("block names another validator set".into()));
+        }
+        if validators.get(&header.proposer).is_none() {
+            return Err(invalid("block proposer is not a validator".into()));
+        }
+        match (&block.last_commit, parent.height) {
+            (None, 0) => {
+                if header.last_commit_hash != Hash::ZERO {
+                    return Err(invalid("first block names a previous certificate".into()));
+                }
+            }
+            (Some(_), 0) => return Err(invalid("first block carries a certificate".into())),
+            (None, _) => return Err(invalid("block lacks its parent's certificate".into())),
+            (Some(certificate), height) => {
+                if header.last_commit_hash != certificate.hash() {
+                    return Err(invalid("parent certificate does not match the header".into()));
+                }
+                let parent_header = reader.header(height)?.ok_or(NodeError::Tampered {
+                    height,
+                    reason: "the head's header is missing".into(),
+                })?;
+                let parent_validators = self.validators_for(height)?;
+                certificate
+                    .verify(&parent_header, &parent_validators)
+                    .map_err(|error| invalid(format!("parent certificate: {error}")))?;
+            }
+        }
+        if let Some(index) = medledger_types::verify_tx_signatures(&block.txs).first() {
+            return Err(invalid(format!(
+                "signature of transaction {index} does not verify"
+            )));
+        }
+        let ctx = BlockContext {
+            chain_id: header.chain_id.clone(),
+            height: header.height,
+            time_ms: header.time_ms,
+            proposer: header.proposer,
+        };
+        let mut overlay = Overlay::new(&base);
+        let execution = execute_block(&mut overlay, &ctx, &block.txs)
+            .map_err(|error| invalid(error.to_string()))?;
+        if execution.txs_root != header.txs_root {
+            return Err(invalid("transactions do not match the header's root".into()));
+        }
+        if execution.receipts_root != header.receipts_root {
+            return Err(invalid("receipts do not match the header's root".into()));
+        }
+        let (state_root, tree) = apply_writes(&reader, header.height, &overlay.into_writes())
+            .map_err(NodeError::from)?;
+        if state_root != header.state_root {
+            return Err(invalid(format!(
+                "executing the block gives state root {state_root}, the header says {}",
+                header.state_root
+            )));
+        }
+        Ok(Executed {
+            receipts: execution.receipts,
+            tree,
+        })
+    }
+
+    fn remember_executed(&self, hash: Hash, executed: Executed) {
+        let mut cache = lock(&self.inner.executed);
+        if cache.len() >= EXECUTED_KEPT_MAX
+            && let Some(oldest) = cache.keys().next().copied()
+        {
+            cache.remove(&oldest);
+        }
+        cache.insert(hash, executed);
+    }
+
+    /// Makes a decided block durable with the certificate that finalised it, then settles the
+    /// mempool and wakes receipt waiters. A block this node has not executed yet (one learned
+    /// from a peer while catching up) is checked and executed first.
+    pub fn commit_decided(
+        &self,
+        block: &Block,
+        certificate: &CommitCertificate,
+    ) -> Result<(), InvalidBlock> {
+        let inner = &self.inner;
+        #[allow(clippy::disallowed_methods)] // Shell: measures commit time for metrics only.
+        let started = std::time::Instant::now();
+        let hash = block.hash();
+        let validators = self.validators_for(block.header.height)?;
+        certificate
+            .verify(&block.header, &validators)
+            .map_err(|error| InvalidBlock::Invalid(format!("certificate: {error}")))?;
+        let cached = lock(&inner.executed).remove(&hash);
+        let executed = match cached {
+            Some(executed) => executed,
+            None => self.execute(block, None)?,
+        };
+        inner
+            .store
+            .commit_block(BlockCommit {
+                header: &block.header,
+                txs: &block.txs,
+                receipts: &executed.receipts,
+                certificate,
+                last_commit: block.last_commit.as_ref(),
+                tree: executed.tree,
+            })
+            .map_err(NodeError::from)?;
+        lock(&inner.executed).clear();
+        let superseded = lock(&inner.mempool).committed(&block.txs);
+        for pooled in superseded {
+            let reason = "nonce already used by a committed transaction";
+            self.remember_rejected(pooled.id, "nonce_used".into(), reason.into());
+        }
+        let height = block.header.height;
+        inner.head.send_replace(height);
+        inner.rounds.send_modify(|round| *round += 1);
+        let metrics = &inner.metrics;
+        metrics.blocks_committed.inc();
+        metrics.head_height.set(height as i64);
+        metrics.block_txs.observe(block.txs.len() as f64);
+        metrics
+            .block_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.mempool_txs.set(lock(&inner.mempool).len() as i64);
+        self.outcome_metrics(&executed.receipts);
+        Ok(())
+    }
+
+    /// A committed block in its canonical encoding, with its certificate, for a peer catching up.
+    pub fn decided_block(
+        &self,
+        height: Height,
+    ) -> Result<Option<(Vec<u8>, CommitCertificate)>, NodeError> {
+        Ok(self
+            .block(height)?
+            .map(|certified| (certified.block.to_bytes(), certified.certificate)))
+    }
+}
+
+/// Submits transactions gossiped by a peer: the same admission as a client's, whose duplicates
+/// are expected and harmless.
+pub fn admit_gossiped(node: &Node, txs: Vec<Tx>) -> usize {
+    node.submit(txs)
+        .into_iter()
+        .filter(|result| matches!(result, Ok((_, crate::Inserted::New))))
+        .count()
+}
