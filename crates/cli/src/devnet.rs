@@ -164,9 +164,22 @@ pub fn run(dir: &Path) -> Result<()> {
         .enable_all()
         .build()?;
     let exited = runtime.block_on(async {
+        // SIGTERM (as from `timeout` or a service manager) stops the network as Ctrl-C does, so
+        // no node is left running without its parent.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         loop {
+            let terminated = async {
+                match terminate.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return None,
+                _ = terminated => return None,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
             for (home, child) in children.iter_mut() {

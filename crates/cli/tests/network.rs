@@ -120,10 +120,7 @@ fn committed_on(node: &TestNode, id: &str) -> bool {
 fn block_hash(node: &TestNode, height: u64) -> String {
     let (status, body) = node.get(&format!("/v1/blocks/{height}"));
     assert_eq!(status, 200, "block {height} on {}: {body}", node.url);
-    body["block"]["header"]["hash"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| body["certificate"]["block_hash"].to_string())
+    body["hash"].as_str().expect("block hash").to_string()
 }
 
 /// The whole scenario in one test: the processes are expensive to start, and each phase builds on
