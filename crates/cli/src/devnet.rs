@@ -157,7 +157,10 @@ pub fn run(dir: &Path) -> Result<()> {
             home.join("node.log").display()
         );
     }
-    println!("organisation root keys are in {}", dir.join("keys").display());
+    println!(
+        "organisation root keys are in {}",
+        dir.join("keys").display()
+    );
     println!("press Ctrl-C to stop the network");
 
     let runtime = tokio::runtime::Builder::new_current_thread()

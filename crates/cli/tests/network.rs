@@ -155,7 +155,10 @@ fn four_validators_survive_a_crash_and_halt_safely_without_quorum() {
     nodes[3].start();
     wait_for_height(&nodes[3], head_while_down + 1, Duration::from_secs(60));
     for id in &acknowledged {
-        assert!(committed_on(&nodes[3], id), "transaction {id} missing on the restarted node");
+        assert!(
+            committed_on(&nodes[3], id),
+            "transaction {id} missing on the restarted node"
+        );
     }
 
     // 3. Stop two of four: no quorum, so nothing may be decided, and nothing may fork.
@@ -194,7 +197,11 @@ fn four_validators_survive_a_crash_and_halt_safely_without_quorum() {
     for height in 1..=head {
         let reference = block_hash(&nodes[0], height);
         for node in &nodes[1..] {
-            assert_eq!(block_hash(node, height), reference, "fork at height {height}");
+            assert_eq!(
+                block_hash(node, height),
+                reference,
+                "fork at height {height}"
+            );
         }
     }
 

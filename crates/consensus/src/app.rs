@@ -112,7 +112,9 @@ fn to_engine(certificate: &CommitCertificate) -> EngineCertificate<LedgerContext
         commit_signatures: certificate
             .signatures
             .iter()
-            .map(|signature| CommitSignature::new(Address(signature.validator), signature.signature))
+            .map(|signature| {
+                CommitSignature::new(Address(signature.validator), signature.signature)
+            })
             .collect(),
     }
 }
@@ -190,7 +192,10 @@ impl State {
             &init.block_hash,
         );
         if init.proposer.0.verify(&message, &init.signature).is_err() {
-            tracing::warn!(height = init.height.0, "dropping a proposal stream with a bad signature");
+            tracing::warn!(
+                height = init.height.0,
+                "dropping a proposal stream with a bad signature"
+            );
             return None;
         }
         let block = match Block::from_bytes(&assembled.bytes) {
@@ -204,7 +209,10 @@ impl State {
             || block.header.height != init.height.0
             || block.header.proposer != init.proposer.0
         {
-            tracing::warn!(height = init.height.0, "dropping a proposal whose block does not match its stream");
+            tracing::warn!(
+                height = init.height.0,
+                "dropping a proposal whose block does not match its stream"
+            );
             return None;
         }
         Some((assembled, block))
@@ -223,7 +231,13 @@ impl State {
         round: Round,
         pol_round: Round,
     ) {
-        for part in stream::split(&self.config.chain_id, &self.config.key, block, round, pol_round) {
+        for part in stream::split(
+            &self.config.chain_id,
+            &self.config.key,
+            block,
+            round,
+            pol_round,
+        ) {
             if channels
                 .network
                 .send(NetworkMsg::PublishProposalPart(part))
@@ -276,10 +290,11 @@ impl State {
                     if bytes_total > SYNC_REPLY_BYTES_MAX && !values.is_empty() {
                         break;
                     }
-                    let certificate = ExtendedCommitCertificate::from_commit_certificate_and_extensions(
-                        to_engine(&certificate),
-                        VoteExtensions::new(Vec::new()),
-                    );
+                    let certificate =
+                        ExtendedCommitCertificate::from_commit_certificate_and_extensions(
+                            to_engine(&certificate),
+                            VoteExtensions::new(Vec::new()),
+                        );
                     values.push(RawDecidedValue::new(Bytes::from(bytes), certificate));
                 }
                 Ok(None) => break,
@@ -454,7 +469,10 @@ pub async fn run(
                                 state.keep_future(init, block);
                                 None
                             } else if expected != Some(init.proposer) {
-                                tracing::warn!(height = init.height.0, "dropping a proposal from a validator that is not this round's proposer");
+                                tracing::warn!(
+                                    height = init.height.0,
+                                    "dropping a proposal from a validator that is not this round's proposer"
+                                );
                                 None
                             } else {
                                 Some(

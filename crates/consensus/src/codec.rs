@@ -12,9 +12,9 @@ use malachitebft_app_channel::app::types::core::{
 };
 use malachitebft_app_channel::app::types::streaming::StreamMessage;
 use malachitebft_app_channel::app::types::sync::{RawDecidedValue, Request, Response, Status};
-use malachitebft_sync::ValueResponse;
 use malachitebft_app_channel::app::types::{ProposedValue, SignedConsensusMsg};
 use malachitebft_core_consensus::LivenessMsg;
+use malachitebft_sync::ValueResponse;
 use medledger_crypto::Signature;
 
 use crate::context::{Address, BlockId, Height, LedgerContext, ProposalPart};

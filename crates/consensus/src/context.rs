@@ -160,7 +160,10 @@ impl core::ValidatorSet<LedgerContext> for ValidatorSet {
     }
 
     fn total_voting_power(&self) -> VotingPower {
-        self.validators.iter().map(|validator| validator.power).sum()
+        self.validators
+            .iter()
+            .map(|validator| validator.power)
+            .sum()
     }
 
     fn get_by_address(&self, address: &Address) -> Option<&Validator> {
@@ -504,7 +507,9 @@ impl Ed25519Provider {
     fn sign(&self, message: &[u8]) -> Result<Signature, SigningError> {
         match &self.key {
             Some(key) => Ok(key.sign(message)),
-            None => Err(SigningError::from_source("this node holds no validator key")),
+            None => Err(SigningError::from_source(
+                "this node holds no validator key",
+            )),
         }
     }
 }
@@ -515,7 +520,10 @@ fn verdict(key: &PublicKey, message: &[u8], signature: &Signature) -> Verificati
 
 #[async_trait]
 impl Signer<LedgerContext> for Ed25519Provider {
-    async fn sign_vote(&self, vote: Vote) -> Result<SignedMessage<LedgerContext, Vote>, SigningError> {
+    async fn sign_vote(
+        &self,
+        vote: Vote,
+    ) -> Result<SignedMessage<LedgerContext, Vote>, SigningError> {
         let signature = self.sign(&vote_sign_bytes(&self.chain_id, &vote))?;
         Ok(SignedMessage::new(vote, signature))
     }

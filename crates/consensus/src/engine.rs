@@ -212,7 +212,10 @@ pub async fn start(
     let provider = Ed25519Provider::new(chain_id.clone(), Some(key.clone()));
     let public_key = key.public_key();
     let proof = provider
-        .sign_validator_proof(public_key.0.to_vec(), keypair.public().to_peer_id().to_bytes())
+        .sign_validator_proof(
+            public_key.0.to_vec(),
+            keypair.public().to_peer_id().to_bytes(),
+        )
         .await
         .map_err(|error| EngineError::Start(error.to_string()))?;
     let proof_bytes = LedgerCodec

@@ -50,13 +50,21 @@ pub fn split(
         signature,
     })];
     let bytes = block.to_bytes();
-    parts.extend(bytes.chunks(CHUNK_BYTES).map(|chunk| ProposalPart::Data(chunk.to_vec())));
+    parts.extend(
+        bytes
+            .chunks(CHUNK_BYTES)
+            .map(|chunk| ProposalPart::Data(chunk.to_vec())),
+    );
     parts.push(ProposalPart::Fin);
     let mut messages: Vec<StreamMessage<ProposalPart>> = parts
         .into_iter()
         .enumerate()
         .map(|(sequence, part)| {
-            StreamMessage::new(stream_id.clone(), sequence as u64, StreamContent::Data(part))
+            StreamMessage::new(
+                stream_id.clone(),
+                sequence as u64,
+                StreamContent::Data(part),
+            )
         })
         .collect();
     let fin = messages.len() as u64;

@@ -258,7 +258,9 @@ impl Node {
             (None, _) => return Err(invalid("block lacks its parent's certificate".into())),
             (Some(certificate), height) => {
                 if header.last_commit_hash != certificate.hash() {
-                    return Err(invalid("parent certificate does not match the header".into()));
+                    return Err(invalid(
+                        "parent certificate does not match the header".into(),
+                    ));
                 }
                 let parent_header = reader.header(height)?.ok_or(NodeError::Tampered {
                     height,
@@ -285,7 +287,9 @@ impl Node {
         let execution = execute_block(&mut overlay, &ctx, &block.txs)
             .map_err(|error| invalid(error.to_string()))?;
         if execution.txs_root != header.txs_root {
-            return Err(invalid("transactions do not match the header's root".into()));
+            return Err(invalid(
+                "transactions do not match the header's root".into(),
+            ));
         }
         if execution.receipts_root != header.receipts_root {
             return Err(invalid("receipts do not match the header's root".into()));
