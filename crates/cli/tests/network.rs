@@ -84,19 +84,11 @@ fn wait_for_height(node: &TestNode, target: u64, within: Duration) {
 fn anchor(node: &TestNode, key: &Path, seed: u64, wait: bool) -> String {
     let id = format!("{seed:064x}");
     let commitment = format!("{:064x}", seed + 1_000_000);
-    let mut args = vec![
-        "tx",
-        "anchor",
-        "--key",
-        key.to_str().expect("utf-8"),
-        "--id",
-        &id,
-        "--commitment",
-        &commitment,
-    ];
+    let mut args = vec!["tx", "--key", key.to_str().expect("utf-8")];
     if !wait {
         args.push("--no-wait");
     }
+    args.extend(["anchor", "--id", &id, "--commitment", &commitment]);
     let out = node.cli(&args);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
