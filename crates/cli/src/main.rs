@@ -413,15 +413,14 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
                 None => std::future::pending().await,
             }
         };
-        let served = medledger_api::serve(listener, node.clone(), async {
+        medledger_api::serve(listener, node.clone(), async {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
                 reason = engine_failed => tracing::error!(%reason, "stopping"),
             }
         })
         .await
-        .context("serving the API");
-        served
+        .context("serving the API")
     })?;
     runtime.shutdown_timeout(Duration::from_secs(2));
     node.stop();

@@ -3,6 +3,9 @@
 //! two of four stopped, so the chain must halt without forking, then resume; and at the end every
 //! node's store passes `medledger verify` and all agree block for block.
 
+// These tests wait on real processes, so they read the wall clock.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::path::Path;
