@@ -36,7 +36,7 @@ use medledger_types::{
 };
 pub use mempool::{Inserted, MempoolError};
 pub use metrics::Metrics;
-pub use replica::{CLOCK_DRIFT_MAX, InvalidBlock, admit_gossiped};
+pub use replica::{CLOCK_DRIFT_MAX, InvalidBlock};
 use serde::Serialize;
 use tokio::sync::watch;
 

@@ -17,7 +17,7 @@ use medledger_ledger::{BlockContext, execute_block, execute_tx, finish_block};
 use medledger_state::{Overlay, Snapshot, apply_writes};
 use medledger_storage::{BlockCommit, StoreReader};
 use medledger_types::{
-    BLOCK_TXS_MAX, Block, CommitCertificate, Header, Height, Receipt, Tx, ValidatorSet,
+    BLOCK_TXS_MAX, Block, CommitCertificate, Header, Height, Receipt, ValidatorSet,
 };
 
 use crate::{Node, NodeError, lock};
@@ -380,13 +380,4 @@ impl Node {
             .block(height)?
             .map(|certified| (certified.block.to_bytes(), certified.certificate)))
     }
-}
-
-/// Submits transactions gossiped by a peer: the same admission as a client's, whose duplicates
-/// are expected and harmless.
-pub fn admit_gossiped(node: &Node, txs: Vec<Tx>) -> usize {
-    node.submit(txs)
-        .into_iter()
-        .filter(|result| matches!(result, Ok((_, crate::Inserted::New))))
-        .count()
 }
