@@ -393,5 +393,59 @@ pub fn execute_block(
     Ok(finish_block(state, ctx, txs, receipts))
 }
 
+/// What a block must link to: its parent (genesis for height 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentLink {
+    pub height: Height,
+    pub hash: Hash,
+    pub time_ms: u64,
+    /// The hash of the parent's certificate; `Hash::ZERO` for genesis, which has none.
+    pub certificate_hash: Hash,
+}
+
+/// Checks a header's links to its parent: height, chain, previous hash, previous certificate,
+/// forward time, and the validator set in force. The same rules for a proposal, a synced block
+/// and a replay from disk.
+pub fn check_header(
+    header: &medledger_types::Header,
+    chain_id: &str,
+    parent: &ParentLink,
+    validators: &medledger_types::ValidatorSet,
+) -> Result<(), String> {
+    if header.height != parent.height + 1 || header.chain_id != chain_id {
+        return Err("header names another height or chain".into());
+    }
+    if header.prev_hash != parent.hash {
+        return Err(format!(
+            "previous hash is {}, the previous block's hash is {}",
+            header.prev_hash, parent.hash
+        ));
+    }
+    if header.last_commit_hash != parent.certificate_hash {
+        return Err("previous certificate hash does not match".into());
+    }
+    if header.time_ms <= parent.time_ms {
+        return Err("time does not move forward".into());
+    }
+    if header.validators_hash != validators.hash() {
+        return Err("header names another validator set".into());
+    }
+    Ok(())
+}
+
+/// Checks an execution's roots against the header that claims them.
+pub fn check_execution(
+    header: &medledger_types::Header,
+    execution: &Execution,
+) -> Result<(), String> {
+    if execution.txs_root != header.txs_root {
+        return Err("transactions do not match the header's transactions root".into());
+    }
+    if execution.receipts_root != header.receipts_root {
+        return Err("replayed receipts do not match the header's receipts root".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

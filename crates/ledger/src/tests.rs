@@ -356,3 +356,85 @@ fn the_same_blocks_give_the_same_root_on_every_replay() {
     };
     assert_eq!(run(), run());
 }
+
+/// Each broken link between a header and its parent is named; a well-linked header passes.
+#[test]
+fn header_links_are_checked_one_by_one() {
+    let validators = ValidatorSet::new(vec![Validator {
+        key: SecretKey::from_seed(9).public_key(),
+        power: 1,
+        org: "org".into(),
+    }])
+    .expect("valid set");
+    let parent = ParentLink {
+        height: 4,
+        hash: medledger_crypto::sha256(b"parent"),
+        time_ms: 1_000,
+        certificate_hash: medledger_crypto::sha256(b"certificate"),
+    };
+    let good = medledger_types::Header {
+        chain_id: "chain".into(),
+        height: 5,
+        time_ms: 1_001,
+        prev_hash: parent.hash,
+        last_commit_hash: parent.certificate_hash,
+        txs_root: Hash::ZERO,
+        receipts_root: Hash::ZERO,
+        state_root: Hash::ZERO,
+        validators_hash: validators.hash(),
+        proposer: SecretKey::from_seed(9).public_key(),
+    };
+    let check = |header: &medledger_types::Header, expected: Option<&str>| {
+        let got = check_header(header, "chain", &parent, &validators);
+        match expected {
+            None => assert_eq!(got, Ok(())),
+            Some(fragment) => {
+                let error = got.expect_err("the broken link is refused");
+                assert!(error.contains(fragment), "{error} lacks {fragment}");
+            }
+        }
+    };
+    check(&good, None);
+    check(
+        &medledger_types::Header {
+            height: 6,
+            ..good.clone()
+        },
+        Some("height"),
+    );
+    check(
+        &medledger_types::Header {
+            chain_id: "other".into(),
+            ..good.clone()
+        },
+        Some("chain"),
+    );
+    check(
+        &medledger_types::Header {
+            prev_hash: Hash::ZERO,
+            ..good.clone()
+        },
+        Some("previous hash"),
+    );
+    check(
+        &medledger_types::Header {
+            last_commit_hash: Hash::ZERO,
+            ..good.clone()
+        },
+        Some("certificate"),
+    );
+    check(
+        &medledger_types::Header {
+            time_ms: 1_000,
+            ..good.clone()
+        },
+        Some("time"),
+    );
+    check(
+        &medledger_types::Header {
+            validators_hash: Hash::ZERO,
+            ..good.clone()
+        },
+        Some("validator set"),
+    );
+}

@@ -4,7 +4,7 @@
 //! The replay builds the state in memory, so it needs memory in proportion to the state's history.
 
 use medledger_crypto::Hash;
-use medledger_ledger::{BlockContext, execute_block};
+use medledger_ledger::{BlockContext, ParentLink, check_execution, check_header, execute_block};
 use medledger_state::{MemoryTree, Overlay, Snapshot, apply_writes, root_at};
 use medledger_storage::{Store, StoreError};
 use medledger_types::Height;
@@ -102,30 +102,19 @@ pub fn audit_store(
             .map_err(|error| bad(error.to_string()))?
             .ok_or_else(|| bad("certificate is missing".into()))?;
         let txs = reader.txs(height).map_err(|error| bad(error.to_string()))?;
-        if header.height != height || header.chain_id != genesis.chain_id {
-            return Err(bad("header names another height or chain".into()));
-        }
-        if header.prev_hash != prev_hash {
-            return Err(bad(format!(
-                "previous hash is {}, the previous block's hash is {prev_hash}",
-                header.prev_hash
-            )));
-        }
-        if header.last_commit_hash != prev_certificate_hash {
-            return Err(bad("previous certificate hash does not match".into()));
-        }
-        if header.time_ms <= prev_time {
-            return Err(bad("time does not move forward".into()));
-        }
         let previous_state = Snapshot {
             reader: &tree,
             version: Some(height - 1),
         };
         let validators = medledger_ledger::validators(&previous_state)
             .map_err(|error| bad(error.to_string()))?;
-        if header.validators_hash != validators.hash() {
-            return Err(bad("header names another validator set".into()));
-        }
+        let parent = ParentLink {
+            height: height - 1,
+            hash: prev_hash,
+            time_ms: prev_time,
+            certificate_hash: prev_certificate_hash,
+        };
+        check_header(&header, &genesis.chain_id, &parent, &validators).map_err(bad)?;
         certificate
             .verify(&header, &validators)
             .map_err(|error| bad(format!("certificate: {error}")))?;
@@ -151,16 +140,7 @@ pub fn audit_store(
         let execution =
             execute_block(&mut overlay, &ctx, &txs).map_err(|error| bad(error.to_string()))?;
         let writes = overlay.into_writes();
-        if execution.txs_root != header.txs_root {
-            return Err(bad(
-                "transactions do not match the header's transactions root".into(),
-            ));
-        }
-        if execution.receipts_root != header.receipts_root {
-            return Err(bad(
-                "replayed receipts do not match the header's receipts root".into(),
-            ));
-        }
+        check_execution(&header, &execution).map_err(bad)?;
         for (tx, receipt) in txs.iter().zip(&execution.receipts) {
             if reader.receipt(&tx.id())?.as_ref() != Some(receipt) {
                 return Err(bad(format!(

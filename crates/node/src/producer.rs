@@ -8,10 +8,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use medledger_ledger::{BlockContext, execute_tx, finish_block};
 use medledger_state::{MemoryTree, Overlay, Snapshot, apply_writes};
 use medledger_storage::{BlockCommit, Store, StoreReader};
-use medledger_types::{CommitCertificate, Genesis, Header};
+use medledger_types::{Block, CommitCertificate, Genesis};
 
 use crate::mempool::PooledTx;
 use crate::{Node, NodeError, lock};
@@ -71,10 +70,7 @@ pub(crate) fn run(node: &Node) {
                 Err(error) => return fail(node, error.into()),
             }
         };
-        for pooled in stale {
-            let error = "nonce already used by a committed transaction";
-            node.remember_rejected(pooled.id, "nonce_used".into(), error.into());
-        }
+        node.reject_stale(stale);
         if taken.is_empty() {
             inner.rounds.send_modify(|round| *round += 1);
             continue;
@@ -112,86 +108,30 @@ fn produce(
     let inner = &node.inner;
     #[allow(clippy::disallowed_methods)] // Shell: measures commit time for metrics only.
     let started = Instant::now();
-    let head = reader.head()?;
-    let height = head + 1;
-    // Height 0 is genesis; any other head must have its header and certificate, or the store
-    // is damaged and building on it would extend a chain nobody can verify.
-    let missing = |what: &str| NodeError::Tampered {
-        height: head,
-        reason: format!("the head's {what} is missing"),
-    };
-    let (prev_hash, parent_time, last_commit_hash) = if head == 0 {
-        (
-            inner.genesis_hash,
-            inner.genesis.genesis_time_ms,
-            medledger_crypto::Hash::ZERO,
-        )
-    } else {
-        let parent = reader.header(head)?.ok_or_else(|| missing("header"))?;
-        let certificate = reader
-            .certificate(head)?
-            .ok_or_else(|| missing("certificate"))?;
-        (parent.hash(), parent.time_ms, certificate.hash())
-    };
-    // The proposer's clock enters the chain here and only here; it must move forward.
+    // The proposer's clock enters the chain here and only here; `build_block` moves it forward.
     #[allow(clippy::disallowed_methods)] // Shell: the proposer's clock becomes the block's time.
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0);
-    let ctx = BlockContext {
-        chain_id: inner.genesis.chain_id.clone(),
-        height,
-        time_ms: now_ms.max(parent_time + 1),
-        proposer: inner.key.public_key(),
-    };
-    let base = Snapshot {
-        reader,
-        version: Some(head),
-    };
-    let validators = medledger_ledger::validators(&base)?;
-    let mut overlay = Overlay::new(&base);
-    let mut txs = Vec::with_capacity(candidates.len());
-    let mut receipts = Vec::with_capacity(candidates.len());
-    for pooled in candidates {
-        match execute_tx(&mut overlay, &ctx, txs.len() as u32, pooled.id, &pooled.tx) {
-            Ok(receipt) => {
-                receipts.push(receipt);
-                txs.push(pooled.tx);
-            }
-            Err(error) => node.remember_rejected(pooled.id, error.code().into(), error.to_string()),
-        }
-    }
+    let built = node.build_block(reader, candidates, now_ms)?;
+    let Block { header, txs, .. } = built.block;
     if txs.is_empty() {
         return Ok(None);
     }
-    let execution = finish_block(&mut overlay, &ctx, &txs, receipts);
-    let executed = started.elapsed();
-    let (state_root, tree) = apply_writes(reader, height, &overlay.into_writes())?;
-    let hashed = started.elapsed();
-    let header = Header {
-        chain_id: ctx.chain_id.clone(),
-        height,
-        time_ms: ctx.time_ms,
-        prev_hash,
-        last_commit_hash,
-        txs_root: execution.txs_root,
-        receipts_root: execution.receipts_root,
-        state_root,
-        validators_hash: validators.hash(),
-        proposer: ctx.proposer,
-    };
+    let height = header.height;
+    let built_in = started.elapsed();
     let certificate =
-        CommitCertificate::sign(&ctx.chain_id, height, 0, header.hash(), &[&inner.key]);
+        CommitCertificate::sign(&header.chain_id, height, 0, header.hash(), &[&inner.key]);
     // Pair the assertion: what we store must verify the way a reader will check it.
-    debug_assert!(certificate.verify(&header, &validators).is_ok());
+    debug_assert!(certificate.verify(&header, &built.validators).is_ok());
     inner.store.commit_block(BlockCommit {
         header: &header,
         txs: &txs,
-        receipts: &execution.receipts,
+        receipts: &built.executed.receipts,
         certificate: &certificate,
         last_commit: None,
-        tree,
+        tree: built.executed.tree,
     })?;
     let metrics = &inner.metrics;
     metrics.blocks_committed.inc();
@@ -200,13 +140,12 @@ fn produce(
     metrics
         .block_seconds
         .observe(started.elapsed().as_secs_f64());
-    node.outcome_metrics(&execution.receipts);
+    node.outcome_metrics(&built.executed.receipts);
     tracing::debug!(
         height,
         txs = txs.len(),
-        execute_ms = executed.as_millis() as u64,
-        tree_ms = (hashed - executed).as_millis() as u64,
-        store_ms = (started.elapsed() - hashed).as_millis() as u64,
+        build_ms = built_in.as_millis() as u64,
+        store_ms = (started.elapsed() - built_in).as_millis() as u64,
         "committed block"
     );
     Ok(Some(height))

@@ -13,13 +13,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use medledger_crypto::{Hash, PublicKey};
-use medledger_ledger::{BlockContext, execute_block, execute_tx, finish_block};
+use medledger_ledger::{
+    BlockContext, ParentLink, check_execution, check_header, execute_block, execute_tx,
+    finish_block,
+};
 use medledger_state::{Overlay, Snapshot, apply_writes};
 use medledger_storage::{BlockCommit, StoreReader};
 use medledger_types::{
     BLOCK_TXS_MAX, Block, CommitCertificate, Header, Height, Receipt, ValidatorSet,
 };
 
+use crate::mempool::PooledTx;
 use crate::{Node, NodeError, lock};
 
 /// How far ahead of this node's clock a proposer's time may be.
@@ -53,8 +57,18 @@ impl From<medledger_state::StateError> for InvalidBlock {
 /// A block executed against the head, waiting to be decided.
 #[derive(Debug)]
 pub(crate) struct Executed {
-    receipts: Vec<Receipt>,
-    tree: jmt::storage::TreeUpdateBatch,
+    pub(crate) receipts: Vec<Receipt>,
+    pub(crate) tree: jmt::storage::TreeUpdateBatch,
+}
+
+/// A block built by this validator, with its execution.
+#[derive(Debug)]
+pub(crate) struct Built {
+    pub(crate) block: Block,
+    pub(crate) executed: Executed,
+    /// The validator set that decides the block.
+    pub(crate) validators: ValidatorSet,
+    pub(crate) failed: Vec<PooledTx>,
 }
 
 pub(crate) type ExecutedCache = BTreeMap<Hash, Executed>;
@@ -121,24 +135,51 @@ impl Node {
     }
 
     /// Builds this validator's block for the next height from the mempool, at the proposer's
-    /// time `now_ms` (moved past the parent's if the clock lags). The transactions stay in the
-    /// mempool until a block holding them is committed.
+    /// time `now_ms`. The transactions stay in the mempool until a block holding them is
+    /// committed, since a proposal can lose its round.
     pub fn propose(&self, now_ms: u64) -> Result<Block, NodeError> {
         let inner = &self.inner;
         let reader = inner.store.reader()?;
-        let parent = self.parent(&reader)?;
-        let height = parent.height + 1;
+        let head = reader.head()?;
         let base = Snapshot {
             reader: &reader,
-            version: Some(parent.height),
+            version: Some(head),
         };
         let (candidates, stale) = lock(&inner.mempool).select(inner.block_txs_max, |sender| {
             medledger_ledger::next_nonce(&base, sender)
         })?;
+        self.reject_stale(stale);
+        let built = self.build_block(&reader, candidates, now_ms)?;
+        lock(&inner.mempool).remove(&built.failed);
+        self.remember_executed(built.block.hash(), built.executed);
+        Ok(built.block)
+    }
+
+    /// Tells the submitters of transactions whose nonce was used meanwhile.
+    pub(crate) fn reject_stale(&self, stale: Vec<PooledTx>) {
         for pooled in stale {
             let reason = "nonce already used by a committed transaction";
             self.remember_rejected(pooled.id, "nonce_used".into(), reason.into());
         }
+    }
+
+    /// Executes `candidates` on the head and builds the next block from those that apply, at
+    /// time `now_ms` (moved past the parent's if the clock lags). Candidates that fail
+    /// authentication are recorded as rejected and returned in `failed`. Shared by the
+    /// single-validator producer and by proposals under consensus.
+    pub(crate) fn build_block(
+        &self,
+        reader: &StoreReader,
+        candidates: Vec<PooledTx>,
+        now_ms: u64,
+    ) -> Result<Built, NodeError> {
+        let inner = &self.inner;
+        let parent = self.parent(reader)?;
+        let height = parent.height + 1;
+        let base = Snapshot {
+            reader,
+            version: Some(parent.height),
+        };
         let ctx = BlockContext {
             chain_id: inner.genesis.chain_id.clone(),
             height,
@@ -162,9 +203,8 @@ impl Node {
                 }
             }
         }
-        lock(&inner.mempool).remove(&failed);
         let execution = finish_block(&mut overlay, &ctx, &txs, receipts);
-        let (state_root, tree) = apply_writes(&reader, height, &overlay.into_writes())?;
+        let (state_root, tree) = apply_writes(reader, height, &overlay.into_writes())?;
         let header = Header {
             chain_id: ctx.chain_id.clone(),
             height,
@@ -181,17 +221,18 @@ impl Node {
             validators_hash: validators.hash(),
             proposer: ctx.proposer,
         };
-        self.remember_executed(
-            header.hash(),
-            Executed {
+        Ok(Built {
+            block: Block {
+                header,
+                txs,
+                last_commit: parent.certificate,
+            },
+            executed: Executed {
                 receipts: execution.receipts,
                 tree,
             },
-        );
-        Ok(Block {
-            header,
-            txs,
-            last_commit: parent.certificate,
+            validators,
+            failed,
         })
     }
 
@@ -220,15 +261,6 @@ impl Node {
                 expected: parent.height + 1,
             });
         }
-        if header.chain_id != inner.genesis.chain_id {
-            return Err(invalid("block names another chain".into()));
-        }
-        if header.prev_hash != parent.hash {
-            return Err(invalid("block does not extend this node's head".into()));
-        }
-        if header.time_ms <= parent.time_ms {
-            return Err(invalid("block time does not move forward".into()));
-        }
         if let Some(now_ms) = now_ms
             && header.time_ms > now_ms + CLOCK_DRIFT_MAX.as_millis() as u64
         {
@@ -242,26 +274,27 @@ impl Node {
             version: Some(parent.height),
         };
         let validators = medledger_ledger::validators(&base)?;
-        if header.validators_hash != validators.hash() {
-            return Err(invalid("block names another validator set".into()));
-        }
+        // Validators may hold different 2f+1 certificates of the parent, so the header is linked
+        // to the one the block carries, and that one must finalise the parent.
+        let link = ParentLink {
+            height: parent.height,
+            hash: parent.hash,
+            time_ms: parent.time_ms,
+            certificate_hash: block
+                .last_commit
+                .as_ref()
+                .map(CommitCertificate::hash)
+                .unwrap_or(Hash::ZERO),
+        };
+        check_header(header, &inner.genesis.chain_id, &link, &validators).map_err(invalid)?;
         if validators.get(&header.proposer).is_none() {
             return Err(invalid("block proposer is not a validator".into()));
         }
         match (&block.last_commit, parent.height) {
-            (None, 0) => {
-                if header.last_commit_hash != Hash::ZERO {
-                    return Err(invalid("first block names a previous certificate".into()));
-                }
-            }
+            (None, 0) => {}
             (Some(_), 0) => return Err(invalid("first block carries a certificate".into())),
             (None, _) => return Err(invalid("block lacks its parent's certificate".into())),
             (Some(certificate), height) => {
-                if header.last_commit_hash != certificate.hash() {
-                    return Err(invalid(
-                        "parent certificate does not match the header".into(),
-                    ));
-                }
                 let parent_header = reader.header(height)?.ok_or(NodeError::Tampered {
                     height,
                     reason: "the head's header is missing".into(),
@@ -286,14 +319,7 @@ impl Node {
         let mut overlay = Overlay::new(&base);
         let execution = execute_block(&mut overlay, &ctx, &block.txs)
             .map_err(|error| invalid(error.to_string()))?;
-        if execution.txs_root != header.txs_root {
-            return Err(invalid(
-                "transactions do not match the header's root".into(),
-            ));
-        }
-        if execution.receipts_root != header.receipts_root {
-            return Err(invalid("receipts do not match the header's root".into()));
-        }
+        check_execution(header, &execution).map_err(invalid)?;
         let (state_root, tree) = apply_writes(&reader, header.height, &overlay.into_writes())
             .map_err(NodeError::from)?;
         if state_root != header.state_root {
@@ -352,10 +378,7 @@ impl Node {
             .map_err(NodeError::from)?;
         lock(&inner.executed).clear();
         let superseded = lock(&inner.mempool).committed(&block.txs);
-        for pooled in superseded {
-            let reason = "nonce already used by a committed transaction";
-            self.remember_rejected(pooled.id, "nonce_used".into(), reason.into());
-        }
+        self.reject_stale(superseded);
         let height = block.header.height;
         inner.head.send_replace(height);
         inner.rounds.send_modify(|round| *round += 1);
