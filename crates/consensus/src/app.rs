@@ -20,12 +20,16 @@ use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use malachitebft_engine::host::{Next, SyncedValueOutcome};
+use malachitebft_engine::util::streaming::StreamContent;
 use medledger_crypto::{Hash, SecretKey};
 use medledger_node::{InvalidBlock, Node};
 use medledger_types::{Block, CommitCertificate, CommitSignature as LedgerSignature};
 use tokio::sync::watch;
 
-use crate::context::{Address, BlockId, Height, LedgerContext, ValidatorSet, proposer};
+use crate::context::{
+    Address, BlockId, Height, LedgerContext, ProposalPart, ValidatorSet, proposer,
+};
+use crate::gossip::{self, Intake};
 use crate::stream::{self, Streams};
 
 /// How far ahead of this node a kept proposal may be.
@@ -337,10 +341,21 @@ impl State {
         self.candidates
             .retain(|_, candidate| candidate.proposed.height >= height);
         self.streams.prune_below(height);
-        self.progress.send_modify(|progress| {
+        self.report_progress(|progress| {
             progress.height = height.0.saturating_sub(1);
             progress.target = progress.target.max(progress.height);
         });
+    }
+
+    /// Updates catch-up progress, for the CLI's bar and for the metrics.
+    fn report_progress(&self, modify: impl FnOnce(&mut CatchUp)) {
+        self.progress.send_modify(modify);
+        let progress = *self.progress.borrow();
+        let metrics = self.node.metrics();
+        metrics.sync_target_height.set(progress.target as i64);
+        metrics
+            .sync_behind_heights
+            .set(progress.target.saturating_sub(progress.height) as i64);
     }
 }
 
@@ -362,6 +377,8 @@ pub async fn run(
         own_proposal: None,
         progress,
     };
+    let intake = Intake::spawn(state.node.clone());
+    let _outbound = gossip::spawn_outbound(&state.node, channels.network.clone());
     while let Some(message) = channels.consensus.recv().await {
         match message {
             AppMsg::ConsensusReady { reply } => {
@@ -453,6 +470,11 @@ pub async fn run(
                 part,
                 reply,
             } => {
+                if let StreamContent::Data(ProposalPart::Txs(txs)) = part.content {
+                    intake.offer(txs);
+                    let _ = reply.send(None);
+                    continue;
+                }
                 let publisher = published_by.unwrap_or(from).to_bytes();
                 let value = match state.streams.insert(publisher, part) {
                     None => None,
@@ -528,7 +550,7 @@ pub async fn run(
                     Err(_) => SyncedValueOutcome::PeerFault,
                     Ok(block) if block.header.height != height.0 => SyncedValueOutcome::PeerFault,
                     Ok(block) => {
-                        state.progress.send_modify(|progress| {
+                        state.report_progress(|progress| {
                             progress.target = progress.target.max(height.0);
                         });
                         SyncedValueOutcome::Verdict(

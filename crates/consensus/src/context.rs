@@ -275,6 +275,10 @@ pub enum ProposalPart {
     Init(StreamInit),
     Data(Vec<u8>),
     Fin,
+    /// Not part of a block: a batch of transactions gossiped between mempools, each in its
+    /// canonical encoding (see [`crate::gossip`]). It travels on the proposal-part topic because
+    /// that is the only topic of Malachite's network the application defines.
+    Txs(Vec<Vec<u8>>),
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]

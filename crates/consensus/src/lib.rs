@@ -6,12 +6,14 @@
 //! - [`codec`]: borsh on the wire and in the write-ahead log.
 //! - [`stream`]: blocks as streams of proposal parts.
 //! - [`app`]: the loop that answers the engine with the node.
+//! - [`gossip`]: transactions from one validator's clients to every validator's mempool.
 //! - [`engine`]: configuration, network identity and start-up.
 
 pub mod app;
 pub mod codec;
 pub mod context;
 pub mod engine;
+pub mod gossip;
 pub mod stream;
 
 pub use app::CatchUp;

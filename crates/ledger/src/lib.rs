@@ -10,6 +10,7 @@
 //! block invalid; a transaction whose payload is refused is kept, uses its nonce, and leaves no
 //! other trace.
 
+pub mod governance;
 pub mod light;
 pub mod schema;
 
@@ -73,6 +74,35 @@ pub enum TxError {
     AlreadyRevoked(PublicKey),
     #[error("anchor {0} already exists; anchors are written once")]
     AnchorExists(Hash),
+    #[error("key {0} is already a validator")]
+    AlreadyValidator(PublicKey),
+    #[error("key {0} is not a validator")]
+    NotAValidator(PublicKey),
+    #[error("organisation {0} does not exist")]
+    UnknownOrganisation(String),
+    #[error("the change would leave an invalid validator set: {0}")]
+    InvalidValidatorSet(String),
+    #[error(
+        "effective height {effective_height} must be after the current height {height} and at most {horizon} ahead"
+    )]
+    EffectiveHeight {
+        height: Height,
+        effective_height: Height,
+        horizon: Height,
+    },
+    #[error("no validator-set proposal {0}")]
+    UnknownProposal(Hash),
+    #[error("validator-set proposal {0} is no longer open for approval")]
+    ProposalClosed(Hash),
+    #[error("organisation {org} has already approved proposal {proposal}")]
+    AlreadyApproved { proposal: Hash, org: String },
+    #[error("proposal {proposal} expired: its effective height {effective_height} has been reached")]
+    ProposalExpired {
+        proposal: Hash,
+        effective_height: Height,
+    },
+    #[error("height {0} already has the most validator changes scheduled")]
+    TooManyChanges(Height),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -96,6 +126,16 @@ impl TxError {
             TxError::NotYourMember { .. } => "not_your_member",
             TxError::AlreadyRevoked(_) => "already_revoked",
             TxError::AnchorExists(_) => "anchor_exists",
+            TxError::AlreadyValidator(_) => "already_validator",
+            TxError::NotAValidator(_) => "not_a_validator",
+            TxError::UnknownOrganisation(_) => "unknown_organisation",
+            TxError::InvalidValidatorSet(_) => "invalid_validator_set",
+            TxError::EffectiveHeight { .. } => "bad_effective_height",
+            TxError::UnknownProposal(_) => "unknown_proposal",
+            TxError::ProposalClosed(_) => "proposal_closed",
+            TxError::AlreadyApproved { .. } => "already_approved",
+            TxError::ProposalExpired { .. } => "proposal_expired",
+            TxError::TooManyChanges(_) => "too_many_changes",
             TxError::State(_) => "state_error",
         }
     }
@@ -135,6 +175,16 @@ pub fn apply_genesis(genesis: &Genesis, state: &mut Overlay<'_>) -> Result<(), B
         );
     }
     state.put(KEY_VALIDATORS.to_vec(), encode_value(&validators));
+    let mut organisations: Vec<String> = genesis
+        .organisations
+        .iter()
+        .map(|organisation| organisation.id.clone())
+        .collect();
+    organisations.sort();
+    state.put(
+        governance::KEY_ORGANISATIONS.to_vec(),
+        encode_value(&organisations),
+    );
     let info = ChainInfo {
         chain_id: genesis.chain_id.clone(),
         genesis_hash: genesis.hash(),
@@ -321,6 +371,21 @@ fn apply_payload(
             state.put(key, encode_value(&record));
             Ok(())
         }
+        Payload::ProposeValidatorChange {
+            change,
+            effective_height,
+        } => {
+            let Authority::Organisation { org } = authority else {
+                return Err(TxError::NotAnOrganisation("propose validator changes"));
+            };
+            governance::propose(state, ctx, tx.id(), org, change, *effective_height)
+        }
+        Payload::ApproveValidatorChange { proposal } => {
+            let Authority::Organisation { org } = authority else {
+                return Err(TxError::NotAnOrganisation("approve validator changes"));
+            };
+            governance::approve(state, ctx, *proposal, org)
+        }
     }
 }
 
@@ -357,7 +422,8 @@ pub fn finish_block(
     ctx: &BlockContext,
     txs: &[Tx],
     receipts: Vec<Receipt>,
-) -> Execution {
+) -> Result<Execution, StateError> {
+    governance::apply_scheduled(state, ctx)?;
     state.put(
         KEY_CHAIN_HEAD.to_vec(),
         encode_value(&ChainHead {
@@ -368,11 +434,11 @@ pub fn finish_block(
     state.commit_tx();
     let leaves: Vec<Hash> = txs.iter().map(Tx::leaf_hash).collect();
     let receipt_leaves: Vec<Hash> = receipts.iter().map(Receipt::leaf_hash).collect();
-    Execution {
+    Ok(Execution {
         txs_root: merkle_root(&leaves),
         receipts_root: merkle_root(&receipt_leaves),
         receipts,
-    }
+    })
 }
 
 /// Executes a whole block, as a validator or an auditor replaying the chain does. Signatures
@@ -390,7 +456,7 @@ pub fn execute_block(
             .map_err(|error| BlockError::InvalidTx { index, id, error })?;
         receipts.push(receipt);
     }
-    Ok(finish_block(state, ctx, txs, receipts))
+    Ok(finish_block(state, ctx, txs, receipts)?)
 }
 
 /// What a block must link to: its parent (genesis for height 1).

@@ -78,6 +78,10 @@ pub enum Entry {
     Validators(ValidatorSet),
     ChainInfo(ChainInfo),
     ChainHead(ChainHead),
+    Organisations { organisations: Vec<String> },
+    ValidatorChanges { heights: Vec<Height> },
+    ValidatorProposal(crate::governance::ValidatorProposal),
+    ScheduledChanges { proposals: Vec<Hash> },
 }
 
 /// Decodes the value at `key`, or `None` for a key outside the schema.
@@ -88,6 +92,20 @@ pub fn decode_entry(key: &[u8], value: &[u8]) -> Option<Entry> {
         (_, KEY_VALIDATORS) => Entry::Validators(decode_value(key, value).ok()?),
         (_, KEY_CHAIN_INFO) => Entry::ChainInfo(decode_value(key, value).ok()?),
         (_, KEY_CHAIN_HEAD) => Entry::ChainHead(decode_value(key, value).ok()?),
+        (_, crate::governance::KEY_ORGANISATIONS) => Entry::Organisations {
+            organisations: decode_value(key, value).ok()?,
+        },
+        (_, crate::governance::KEY_VALIDATOR_CHANGES) => Entry::ValidatorChanges {
+            heights: decode_value(key, value).ok()?,
+        },
+        ("governance", _) if text.starts_with("governance/proposal/") => {
+            Entry::ValidatorProposal(decode_value(key, value).ok()?)
+        }
+        ("governance", _) if text.starts_with("governance/scheduled/") => {
+            Entry::ScheduledChanges {
+                proposals: decode_value(key, value).ok()?,
+            }
+        }
         ("org", _) => Entry::Organisation(decode_value(key, value).ok()?),
         ("org-root", _) => Entry::OrganisationId {
             org: decode_value(key, value).ok()?,

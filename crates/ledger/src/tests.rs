@@ -438,3 +438,214 @@ fn header_links_are_checked_one_by_one() {
         Some("validator set"),
     );
 }
+
+fn current_validators(chain: &Chain) -> ValidatorSet {
+    validators(&Snapshot {
+        reader: &chain.tree,
+        version: Some(chain.height),
+    })
+    .expect("validator set")
+}
+
+fn proposal_status(chain: &Chain, id: &Hash) -> governance::ProposalStatus {
+    governance::proposal(
+        &Snapshot {
+            reader: &chain.tree,
+            version: Some(chain.height),
+        },
+        id,
+    )
+    .expect("read")
+    .expect("proposal exists")
+    .status
+}
+
+/// A validator added by proposal joins the set exactly at its effective height, and only once
+/// two thirds of the organisations have approved; the change is recorded for light clients.
+#[test]
+fn an_approved_validator_change_takes_effect_at_its_height() {
+    let mut chain = Chain::new();
+    let newcomer = SecretKey::from_seed(42).public_key();
+    let add = Payload::ProposeValidatorChange {
+        change: medledger_types::ValidatorChange::Add(Validator {
+            key: newcomer,
+            power: 1,
+            org: "b".into(),
+        }),
+        effective_height: 4,
+    };
+    let propose = chain.tx(&chain.org_a.clone(), add);
+    let id = propose.id();
+    assert_eq!(chain.one(propose), Outcome::Committed);
+    // One of two organisations is not two thirds: still pending, set unchanged.
+    assert_eq!(proposal_status(&chain, &id), governance::ProposalStatus::Pending);
+    let approve = chain.tx(
+        &chain.org_b.clone(),
+        Payload::ApproveValidatorChange { proposal: id },
+    );
+    assert_eq!(chain.one(approve), Outcome::Committed);
+    assert_eq!(
+        proposal_status(&chain, &id),
+        governance::ProposalStatus::Scheduled { approved_at: 2 }
+    );
+    assert!(current_validators(&chain).get(&newcomer).is_none());
+    // Block 3 closes: the set for height 4 (the state after block 3) has the newcomer.
+    chain.block(&[]).expect("block 3");
+    let set = current_validators(&chain);
+    assert!(set.get(&newcomer).is_some());
+    assert_eq!(set.validators.len(), 2);
+    assert_eq!(proposal_status(&chain, &id), governance::ProposalStatus::Applied);
+    let changes = governance::validator_changes(&Snapshot {
+        reader: &chain.tree,
+        version: Some(chain.height),
+    })
+    .expect("changes");
+    assert_eq!(changes, vec![3]);
+
+    // Removing it again works the same way; removing the last validator cannot even be proposed.
+    let remove = chain.tx(
+        &chain.org_b.clone(),
+        Payload::ProposeValidatorChange {
+            change: medledger_types::ValidatorChange::Remove { key: newcomer },
+            effective_height: 10,
+        },
+    );
+    let remove_id = remove.id();
+    assert_eq!(chain.one(remove), Outcome::Committed);
+    let approve = chain.tx(
+        &chain.org_a.clone(),
+        Payload::ApproveValidatorChange {
+            proposal: remove_id,
+        },
+    );
+    assert_eq!(chain.one(approve), Outcome::Committed);
+    while chain.height < 9 {
+        chain.block(&[]).expect("empty block");
+    }
+    assert!(current_validators(&chain).get(&newcomer).is_none());
+    let last = current_validators(&chain).validators[0].key;
+    let empty_set = chain.tx(
+        &chain.org_a.clone(),
+        Payload::ProposeValidatorChange {
+            change: medledger_types::ValidatorChange::Remove { key: last },
+            effective_height: 20,
+        },
+    );
+    assert_eq!(rejected(&chain.one(empty_set)), "invalid_validator_set");
+}
+
+/// Each way a governance transaction can be wrong is refused with its own code, and leaves the
+/// validator set alone.
+#[test]
+fn bad_governance_transactions_are_refused_by_cause() {
+    let mut chain = Chain::new();
+    let member = SecretKey::from_seed(7);
+    assert_eq!(
+        chain.enrol(&chain.org_a.clone(), &member, Role::Practitioner),
+        Outcome::Committed
+    );
+    let existing = current_validators(&chain).validators[0].clone();
+    let add = |key: u64, org: &str, effective_height: u64| Payload::ProposeValidatorChange {
+        change: medledger_types::ValidatorChange::Add(Validator {
+            key: SecretKey::from_seed(key).public_key(),
+            power: 1,
+            org: org.into(),
+        }),
+        effective_height,
+    };
+    let before = current_validators(&chain);
+    let cases: Vec<(SecretKey, Payload, &str)> = vec![
+        (member.clone(), add(50, "a", 10), "not_an_organisation"),
+        (chain.org_a.clone(), add(50, "nobody", 10), "unknown_organisation"),
+        (chain.org_a.clone(), add(50, "a", 1), "bad_effective_height"),
+        (
+            chain.org_a.clone(),
+            add(50, "a", u64::MAX),
+            "bad_effective_height",
+        ),
+        (
+            chain.org_a.clone(),
+            Payload::ProposeValidatorChange {
+                change: medledger_types::ValidatorChange::Add(existing.clone()),
+                effective_height: 10,
+            },
+            "already_validator",
+        ),
+        (
+            chain.org_a.clone(),
+            Payload::ProposeValidatorChange {
+                change: medledger_types::ValidatorChange::Remove {
+                    key: SecretKey::from_seed(51).public_key(),
+                },
+                effective_height: 10,
+            },
+            "not_a_validator",
+        ),
+        (
+            chain.org_a.clone(),
+            Payload::ApproveValidatorChange {
+                proposal: Hash::ZERO,
+            },
+            "unknown_proposal",
+        ),
+    ];
+    for (key, payload, code) in cases {
+        let tx = chain.tx(&key, payload.clone());
+        assert_eq!(rejected(&chain.one(tx)), code, "{payload:?}");
+    }
+
+    // Approving twice, approving a closed proposal, and approving after the effective height.
+    let propose = chain.tx(&chain.org_a.clone(), add(60, "a", chain.height + 3));
+    let id = propose.id();
+    assert_eq!(chain.one(propose), Outcome::Committed);
+    let again = chain.tx(
+        &chain.org_a.clone(),
+        Payload::ApproveValidatorChange { proposal: id },
+    );
+    assert_eq!(rejected(&chain.one(again)), "already_approved");
+    chain.block(&[]).expect("block");
+    chain.block(&[]).expect("block");
+    let late = chain.tx(
+        &chain.org_b.clone(),
+        Payload::ApproveValidatorChange { proposal: id },
+    );
+    assert_eq!(rejected(&chain.one(late)), "proposal_expired");
+    assert_eq!(current_validators(&chain), before);
+
+    let propose = chain.tx(&chain.org_a.clone(), add(61, "a", chain.height + 5));
+    let id = propose.id();
+    assert_eq!(chain.one(propose), Outcome::Committed);
+    let approve = chain.tx(
+        &chain.org_b.clone(),
+        Payload::ApproveValidatorChange { proposal: id },
+    );
+    assert_eq!(chain.one(approve), Outcome::Committed);
+    let closed = chain.tx(
+        &chain.org_b.clone(),
+        Payload::ApproveValidatorChange { proposal: id },
+    );
+    assert_eq!(rejected(&chain.one(closed)), "proposal_closed");
+}
+
+/// Two thirds of the organisations, rounded up, approve a change.
+#[test]
+fn approval_needs_two_thirds_of_the_organisations() {
+    let check = |approvals, organisations, expected| {
+        assert_eq!(
+            governance::is_approved(approvals, organisations),
+            expected,
+            "{approvals} of {organisations}"
+        );
+    };
+    check(1, 1, true);
+    check(1, 2, false);
+    check(2, 2, true);
+    check(2, 3, true);
+    check(1, 3, false);
+    check(2, 4, false);
+    check(3, 4, true);
+    check(3, 5, false);
+    check(4, 5, true);
+    check(4, 7, false);
+    check(5, 7, true);
+}

@@ -38,12 +38,16 @@ pub use mempool::{Inserted, MempoolError};
 pub use metrics::Metrics;
 pub use replica::{CLOCK_DRIFT_MAX, InvalidBlock};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// The most transactions the mempool holds by default.
 pub const MEMPOOL_TXS_MAX: usize = 200_000;
 /// How many refused transactions the node remembers, so their submitters can learn why.
 pub const REJECTED_REMEMBERED_MAX: usize = 100_000;
+/// How many client batches may wait to be gossiped to the other validators. When the network
+/// falls this far behind, further batches are not gossiped (and counted): their transactions stay
+/// in this node's mempool and go into its own next proposal, so none is lost.
+pub const GOSSIP_BATCHES_MAX: usize = 1024;
 /// The longest a client may wait for a receipt in one request.
 pub const RECEIPT_WAIT_MAX: Duration = Duration::from_secs(60);
 
@@ -177,6 +181,19 @@ struct Inner {
     producer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Blocks executed while proposed or checked, waiting to be decided.
     executed: Mutex<replica::ExecutedCache>,
+    /// Transactions clients submitted here, for the consensus engine to gossip to the other
+    /// validators. Only a node driven by consensus has it.
+    gossip: Option<mpsc::Sender<Vec<Tx>>>,
+    gossip_outbox: Mutex<Option<mpsc::Receiver<Vec<Tx>>>>,
+}
+
+/// Where submitted transactions came from: a client of this node, whose new transactions are
+/// gossiped to the other validators, or a peer's gossip, which is never relayed (validators are
+/// fully connected, so every validator hears each transaction from the node that took it in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Client,
+    Peer,
 }
 
 #[derive(Debug, Default)]
@@ -224,6 +241,13 @@ impl Node {
         let head = check_head(&store.reader()?, &config.genesis)?;
         let metrics = Metrics::new();
         metrics.head_height.set(head as i64);
+        let (gossip, gossip_outbox) = match config.block_source {
+            BlockSource::Consensus => {
+                let (sender, receiver) = mpsc::channel(GOSSIP_BATCHES_MAX);
+                (Some(sender), Some(receiver))
+            }
+            BlockSource::Producer => (None, None),
+        };
         let node = Node {
             inner: Arc::new(Inner {
                 store,
@@ -243,6 +267,8 @@ impl Node {
                 failure: Mutex::new(None),
                 producer: Mutex::new(None),
                 executed: Mutex::new(replica::ExecutedCache::new()),
+                gossip,
+                gossip_outbox: Mutex::new(gossip_outbox),
             }),
         };
         if config.block_source == BlockSource::Consensus {
@@ -306,7 +332,31 @@ impl Node {
 
     /// Admits transactions into the mempool, checking each one's chain id, signature (in one
     /// batch), sender and nonce against the committed state. One result per transaction.
+    ///
+    /// On a node driven by consensus, the transactions new to this mempool are queued for gossip
+    /// to the other validators (see [`Node::take_gossip`]).
     pub fn submit(&self, txs: Vec<Tx>) -> Vec<Result<(Hash, Inserted), SubmitError>> {
+        self.submit_from(txs, Origin::Client)
+    }
+
+    /// Admits transactions another validator gossiped, with the same checks as [`Node::submit`],
+    /// and does not gossip them again.
+    pub fn submit_gossiped(&self, txs: Vec<Tx>) -> Vec<Result<(Hash, Inserted), SubmitError>> {
+        self.inner.metrics.gossip_txs_received.inc_by(txs.len() as u64);
+        self.submit_from(txs, Origin::Peer)
+    }
+
+    /// The queue of client transactions to gossip, as batches. The consensus engine takes it
+    /// once; `None` on a single-validator node or once taken.
+    pub fn take_gossip(&self) -> Option<mpsc::Receiver<Vec<Tx>>> {
+        lock(&self.inner.gossip_outbox).take()
+    }
+
+    fn submit_from(
+        &self,
+        txs: Vec<Tx>,
+        origin: Origin,
+    ) -> Vec<Result<(Hash, Inserted), SubmitError>> {
         if let Some(failure) = self.failure() {
             return txs
                 .iter()
@@ -324,6 +374,11 @@ impl Node {
                     .collect();
             }
         };
+        let gossip = match (&self.inner.gossip, origin) {
+            (Some(sender), Origin::Client) => Some(sender),
+            _ => None,
+        };
+        let mut fresh = Vec::new();
         let results: Vec<_> = txs
             .into_iter()
             .enumerate()
@@ -331,9 +386,23 @@ impl Node {
                 if bad_signatures.contains(&index) {
                     return Err(TxError::BadSignature(tx.body.sender).into());
                 }
-                self.admit(&reader, tx)
+                let copy = gossip.map(|_| tx.clone());
+                let result = self.admit(&reader, tx);
+                if let (Ok((_, Inserted::New)), Some(copy)) = (&result, copy) {
+                    fresh.push(copy);
+                }
+                result
             })
             .collect();
+        if let Some(sender) = gossip
+            && !fresh.is_empty()
+        {
+            let count = fresh.len() as u64;
+            match sender.try_send(fresh) {
+                Ok(()) => self.inner.metrics.gossip_txs_queued.inc_by(count),
+                Err(_) => self.inner.metrics.gossip_txs_unsent.inc_by(count),
+            };
+        }
         for result in &results {
             match result {
                 Ok(_) => {

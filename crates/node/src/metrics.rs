@@ -19,6 +19,17 @@ pub struct Metrics {
     pub block_txs: Histogram,
     /// Time from taking transactions out of the mempool to the block being durable.
     pub block_seconds: Histogram,
+    /// Client transactions queued for gossip to the other validators.
+    pub gossip_txs_queued: Counter,
+    /// Client transactions not gossiped because the queue was full; they wait for this node's
+    /// own proposal instead.
+    pub gossip_txs_unsent: Counter,
+    /// Transactions received from other validators' gossip.
+    pub gossip_txs_received: Counter,
+    /// The highest height the other validators report: the target of catch-up.
+    pub sync_target_height: Gauge,
+    /// How many heights this node is behind `sync_target_height` (0 when following the head).
+    pub sync_behind_heights: Gauge,
 }
 
 impl Metrics {
@@ -33,6 +44,11 @@ impl Metrics {
             mempool_txs: Gauge::default(),
             block_txs: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
             block_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            gossip_txs_queued: Counter::default(),
+            gossip_txs_unsent: Counter::default(),
+            gossip_txs_received: Counter::default(),
+            sync_target_height: Gauge::default(),
+            sync_behind_heights: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -74,6 +90,31 @@ impl Metrics {
             "block_commit_seconds",
             "Time to execute a block and make it durable",
             metrics.block_seconds.clone(),
+        );
+        registry.register(
+            "gossip_txs_queued",
+            "Client transactions queued for gossip to the other validators",
+            metrics.gossip_txs_queued.clone(),
+        );
+        registry.register(
+            "gossip_txs_unsent",
+            "Client transactions not gossiped because the gossip queue was full",
+            metrics.gossip_txs_unsent.clone(),
+        );
+        registry.register(
+            "gossip_txs_received",
+            "Transactions received from other validators",
+            metrics.gossip_txs_received.clone(),
+        );
+        registry.register(
+            "sync_target_height",
+            "Highest height reported by the other validators",
+            metrics.sync_target_height.clone(),
+        );
+        registry.register(
+            "sync_behind_heights",
+            "Heights this node is behind the other validators while catching up",
+            metrics.sync_behind_heights.clone(),
         );
         Metrics {
             registry,

@@ -203,7 +203,7 @@ impl Node {
                 }
             }
         }
-        let execution = finish_block(&mut overlay, &ctx, &txs, receipts);
+        let execution = finish_block(&mut overlay, &ctx, &txs, receipts)?;
         let (state_root, tree) = apply_writes(reader, height, &overlay.into_writes())?;
         let header = Header {
             chain_id: ctx.chain_id.clone(),

@@ -95,6 +95,23 @@ pub enum Payload {
     /// Records an opaque, keyed commitment under an opaque id, first writer wins. This is the
     /// notarisation primitive: the content and its key stay off chain.
     Anchor { id: Hash, commitment: Hash },
+    /// An organisation's root key proposes a change to the validator set, to take effect from
+    /// `effective_height` once two thirds of the organisations approve. The proposal's id is
+    /// this transaction's id, and the proposer's approval is counted.
+    ProposeValidatorChange {
+        change: ValidatorChange,
+        effective_height: Height,
+    },
+    /// An organisation's root key approves a pending validator-set proposal.
+    ApproveValidatorChange { proposal: Hash },
+}
+
+/// A change to the validator set.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ValidatorChange {
+    Add(crate::Validator),
+    Remove { key: PublicKey },
 }
 
 impl Payload {
@@ -103,6 +120,8 @@ impl Payload {
             Payload::Enrol { .. } => "enrol",
             Payload::Revoke { .. } => "revoke",
             Payload::Anchor { .. } => "anchor",
+            Payload::ProposeValidatorChange { .. } => "propose_validator_change",
+            Payload::ApproveValidatorChange { .. } => "approve_validator_change",
         }
     }
 }
