@@ -21,6 +21,9 @@ use crate::home::{self, Config, ConsensusSection};
 pub struct DevnetPlan {
     pub dir: PathBuf,
     pub validators: usize,
+    /// Nodes whose keys are not in the genesis validator set; they are numbered after the
+    /// validators.
+    pub spares: usize,
     /// Node `i` serves its API on `api_port + i` and consensus on `p2p_port + i`.
     pub api_port: u16,
     pub p2p_port: u16,
@@ -42,6 +45,9 @@ pub fn create(
     }
     if !(1..=16).contains(&plan.validators) {
         bail!("--validators must be between 1 and 16");
+    }
+    if plan.spares > 16 {
+        bail!("--spares must be at most 16");
     }
     fs::create_dir_all(plan.dir.join("keys"))
         .with_context(|| format!("creating {}", plan.dir.display()))?;
@@ -72,6 +78,16 @@ pub fn create(
         });
         validator_keys.push(validator);
     }
+    let mut node_keys = validator_keys.clone();
+    for index in 0..plan.spares {
+        let key = SecretKey::generate(&mut *rng);
+        notes.push(format!(
+            "spare node {}: key {} (not a validator until governance adds it)",
+            plan.validators + index,
+            key.public_key()
+        ));
+        node_keys.push(key);
+    }
     let genesis = Genesis {
         chain_id: "medledger-devnet".into(),
         genesis_time_ms: plan.genesis_time_ms,
@@ -80,7 +96,7 @@ pub fn create(
     };
     genesis.validate().context("devnet genesis")?;
     let genesis_json = serde_json::to_string_pretty(&genesis)?;
-    let peers: Vec<String> = validator_keys
+    let peers: Vec<String> = node_keys
         .iter()
         .enumerate()
         .map(|(index, key)| {
@@ -91,7 +107,7 @@ pub fn create(
             )
         })
         .collect();
-    for (index, key) in validator_keys.iter().enumerate() {
+    for (index, key) in node_keys.iter().enumerate() {
         let home = node_home(&plan.dir, index);
         fs::create_dir_all(home.join("keys"))
             .with_context(|| format!("creating {}", home.display()))?;
@@ -151,7 +167,7 @@ pub fn run(dir: &Path) -> Result<()> {
     for (home, _) in &children {
         let config = Config::load(home)?;
         println!(
-            "validator {}: API http://{}  (log {})",
+            "node {}: API http://{}  (log {})",
             home.display(),
             config.listen,
             home.join("node.log").display()

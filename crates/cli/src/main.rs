@@ -19,7 +19,7 @@ use medledger_consensus::{EngineSettings, Peer};
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_ledger::light::LightProof;
 use medledger_node::{BlockSource, Node, NodeConfig};
-use medledger_types::{Genesis, Payload, Role};
+use medledger_types::{Genesis, Payload, Role, Validator, ValidatorChange};
 use serde_json::Value;
 
 use crate::client::Client;
@@ -91,6 +91,10 @@ enum Command {
         /// Node i listens for its peers on this port + i.
         #[arg(long, default_value_t = 26700)]
         p2p_port: u16,
+        /// Extra nodes to create outside the validator set (first run only): each runs, is refused
+        /// by the validators, and joins once a governance change adds its key.
+        #[arg(long, default_value_t = 0)]
+        spares: usize,
         /// Create the network's files and exit without starting it.
         #[arg(long)]
         init_only: bool,
@@ -155,6 +159,31 @@ enum TxCommand {
         id: String,
         #[arg(long)]
         commitment: String,
+    },
+    /// Propose adding or removing a validator from a height (signer: an organisation's root
+    /// key). It takes effect once two thirds of the organisations approve; the printed id is
+    /// the proposal's.
+    ProposeValidator {
+        /// The validator key to add.
+        #[arg(long, conflicts_with = "remove", required_unless_present = "remove")]
+        add: Option<String>,
+        /// The organisation that runs the added validator.
+        #[arg(long, requires = "add")]
+        org: Option<String>,
+        /// The added validator's voting power.
+        #[arg(long, default_value_t = 1, requires = "add")]
+        power: u64,
+        /// The validator key to remove.
+        #[arg(long)]
+        remove: Option<String>,
+        /// The first height the changed set decides.
+        #[arg(long)]
+        effective_height: u64,
+    },
+    /// Approve a pending validator-set proposal (signer: an organisation's root key).
+    ApproveValidator {
+        #[arg(long)]
+        proposal: String,
     },
 }
 
@@ -290,11 +319,13 @@ fn run(cli: Cli) -> Result<i32> {
             validators,
             api_port,
             p2p_port,
+            spares,
             init_only,
         } => {
             let plan = devnet::DevnetPlan {
                 dir: dir.clone(),
                 validators,
+                spares,
                 api_port,
                 p2p_port,
                 genesis_time_ms: now_ms(),
@@ -482,6 +513,32 @@ fn run_tx(client: &Client, key: &Path, no_wait: bool, command: TxCommand) -> Res
         TxCommand::Anchor { id, commitment } => Payload::Anchor {
             id: parse_hash(&id, "id")?,
             commitment: parse_hash(&commitment, "commitment")?,
+        },
+        TxCommand::ProposeValidator {
+            add,
+            org,
+            power,
+            remove,
+            effective_height,
+        } => {
+            let change = match (add, remove) {
+                (Some(key), None) => ValidatorChange::Add(Validator {
+                    key: parse_key(&key)?,
+                    power,
+                    org: org.context("--add needs --org, the organisation running it")?,
+                }),
+                (None, Some(key)) => ValidatorChange::Remove {
+                    key: parse_key(&key)?,
+                },
+                _ => bail!("give exactly one of --add and --remove"),
+            };
+            Payload::ProposeValidatorChange {
+                change,
+                effective_height,
+            }
+        }
+        TxCommand::ApproveValidator { proposal } => Payload::ApproveValidatorChange {
+            proposal: parse_hash(&proposal, "proposal")?,
         },
     };
     let id = client.submit(&key, payload)?;

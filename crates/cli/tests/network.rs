@@ -11,19 +11,19 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{TestNode, free_port, medledger};
+use common::{TestNode, free_port, medledger, public_key_of, stdout};
 use serde_json::Value;
 
 const VALIDATORS: usize = 4;
 
-fn devnet(dir: &Path) -> Vec<TestNode> {
+fn devnet(dir: &Path, spares: usize) -> Vec<TestNode> {
+    let nodes = VALIDATORS + spares;
     // Consecutive free ports: probe a base until the whole range is free.
     let (api, p2p) = loop {
         let api = free_port();
         let p2p = free_port();
         let free = |base: u16| {
-            (0..VALIDATORS as u16)
-                .all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+            (0..nodes as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
         };
         if api < 60_000 && p2p < 60_000 && api.abs_diff(p2p) > 8 && free(api) && free(p2p) {
             break (api, p2p);
@@ -38,13 +38,15 @@ fn devnet(dir: &Path) -> Vec<TestNode> {
         &api.to_string(),
         "--p2p-port",
         &p2p.to_string(),
+        "--spares",
+        &spares.to_string(),
     ]);
     assert!(
         out.status.success(),
         "devnet --init-only failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (0..VALIDATORS)
+    (0..nodes)
         .map(|i| {
             TestNode::existing(
                 dir.join(format!("node{i}")),
@@ -87,11 +89,21 @@ fn wait_for_height(node: &TestNode, target: u64, within: Duration) {
 fn anchor(node: &TestNode, key: &Path, seed: u64, wait: bool) -> String {
     let id = format!("{seed:064x}");
     let commitment = format!("{:064x}", seed + 1_000_000);
+    tx(
+        node,
+        key,
+        wait,
+        &["anchor", "--id", &id, "--commitment", &commitment],
+    )
+}
+
+/// Signs and submits a transaction through `node`'s CLI; returns its id.
+fn tx(node: &TestNode, key: &Path, wait: bool, command: &[&str]) -> String {
     let mut args = vec!["tx", "--key", key.to_str().expect("utf-8")];
     if !wait {
         args.push("--no-wait");
     }
-    args.extend(["anchor", "--id", &id, "--commitment", &commitment]);
+    args.extend(command);
     let out = node.cli(&args);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -123,7 +135,7 @@ fn block_hash(node: &TestNode, height: u64) -> String {
 #[test]
 fn four_validators_survive_a_crash_and_halt_safely_without_quorum() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut nodes = devnet(dir.path());
+    let mut nodes = devnet(dir.path(), 0);
     // Each node is sent transactions of its own organisation, so no client reads a nonce from
     // one node and submits to another that may be a block behind.
     let org_key = |index: usize| dir.path().join(format!("keys/org{index}.key"));
@@ -132,8 +144,30 @@ fn four_validators_survive_a_crash_and_halt_safely_without_quorum() {
     }
     wait_for_height(&nodes[0], 2, Duration::from_secs(60));
 
+    // A transaction given to one validator reaches the others' mempools (gossip), so it commits
+    // even when that validator dies right after accepting it.
+    let gossiped = anchor(&nodes[3], &org_key(3), 5, false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodes[0].get(&format!("/v1/txs/{gossiped}")).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "node 0 never heard of a transaction given to node 3"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nodes[3].kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !committed_on(&nodes[0], &gossiped) {
+        assert!(
+            Instant::now() < deadline,
+            "the gossiped transaction never committed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nodes[3].start();
+
     // Transactions sent to different validators all commit.
-    let mut acknowledged = Vec::new();
+    let mut acknowledged = vec![gossiped];
     for (index, node) in nodes.iter().enumerate() {
         acknowledged.push(anchor(node, &org_key(index), index as u64 + 1, true));
     }
@@ -210,6 +244,131 @@ fn four_validators_survive_a_crash_and_halt_safely_without_quorum() {
             node.home.display(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn log_of(node: &TestNode) -> String {
+    std::fs::read_to_string(node.home.join("node.log")).unwrap_or_default()
+}
+
+/// A node whose key is outside the validator set is refused by every validator and learns
+/// nothing of the chain; once two thirds of the organisations approve adding it, it joins at the
+/// agreed height, catches up, and votes: with it, four of five validators keep committing when
+/// one is killed. A light client walks the change from genesis to check a later transaction.
+#[test]
+fn governance_adds_a_validator_that_was_refused_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = devnet(dir.path(), 1);
+    let org_key = |index: usize| dir.path().join(format!("keys/org{index}.key"));
+    for node in nodes.iter_mut() {
+        node.start();
+    }
+    wait_for_height(&nodes[0], 3, Duration::from_secs(60));
+
+    // The outsider dialled every validator and was refused: it has no block at all.
+    assert_eq!(height(&nodes[4]), 0, "an outsider synced blocks");
+    assert!(
+        log_of(&nodes[0]).contains("Rejecting connection from non-persistent peer"),
+        "node 0 did not refuse the outsider:\n{}",
+        log_of(&nodes[0])
+    );
+
+    // Propose adding it; one and then two approvals are not enough, the third is.
+    let newcomer = public_key_of(&nodes[4].home.join("keys/validator.key"));
+    let effective = height(&nodes[0]) + 12;
+    let effective_text = effective.to_string();
+    let proposal = tx(
+        &nodes[0],
+        &org_key(0),
+        true,
+        &[
+            "propose-validator",
+            "--add",
+            &newcomer,
+            "--org",
+            "org0",
+            "--effective-height",
+            &effective_text,
+        ],
+    );
+    for index in [1, 2] {
+        tx(
+            &nodes[index],
+            &org_key(index),
+            true,
+            &["approve-validator", "--proposal", &proposal],
+        );
+    }
+    let (status, body) = nodes[0].get(&format!("/v1/state/governance/proposal/{proposal}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["entry"]["status"]["status"], "scheduled", "{body}");
+
+    // The newcomer is admitted at the effective height, syncs, and follows the head.
+    wait_for_height(&nodes[0], effective + 2, Duration::from_secs(60));
+    let before = nodes[0].get(&format!("/v1/blocks/{}", effective - 1)).1;
+    let after = nodes[0].get(&format!("/v1/blocks/{effective}")).1;
+    assert_ne!(
+        before["block"]["header"]["validators_hash"], after["block"]["header"]["validators_hash"],
+        "the validator set did not change at the effective height"
+    );
+    wait_for_height(&nodes[4], effective + 2, Duration::from_secs(60));
+
+    // Four of five validators are a quorum only if the newcomer votes.
+    nodes[0].kill();
+    let committed = anchor(&nodes[1], &org_key(1), 7, true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !committed_on(&nodes[4], &committed) {
+        assert!(Instant::now() < deadline, "the newcomer missed a block");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A light client holding only genesis walks the change to check that transaction.
+    let proof_file = dir.path().join("proof.json");
+    let out = nodes[1].cli(&[
+        "query",
+        "tx-proof",
+        &committed,
+        "--out",
+        proof_file.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let proof: Value =
+        serde_json::from_str(&std::fs::read_to_string(&proof_file).expect("read")).expect("json");
+    assert_eq!(
+        proof["validator_trail"].as_array().map(Vec::len),
+        Some(1),
+        "{proof}"
+    );
+    let genesis = dir.path().join("genesis.json");
+    let verify = |file: &Path| {
+        medledger(&[
+            "proof",
+            "verify",
+            "--proof",
+            file.to_str().expect("utf-8"),
+            "--genesis",
+            genesis.to_str().expect("utf-8"),
+        ])
+    };
+    let out = verify(&proof_file);
+    assert!(out.status.success(), "{}", stdout(&out));
+    // Without the trail, the header's validator set is not the genesis one.
+    let mut trimmed = proof.clone();
+    trimmed["validator_trail"] = Value::Array(Vec::new());
+    let trimmed_file = dir.path().join("trimmed.json");
+    std::fs::write(&trimmed_file, trimmed.to_string()).expect("write");
+    let out = verify(&trimmed_file);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+
+    for node in nodes.iter_mut().skip(1) {
+        node.stop();
+        let out = medledger(&["verify", "--home", node.home.to_str().expect("utf-8")]);
+        assert!(
+            out.status.success(),
+            "verify failed on {}: {}",
+            node.home.display(),
+            stdout(&out)
         );
     }
 }

@@ -6,7 +6,7 @@
 //! **Invariant:** consensus only ever receives a `Valid` verdict for a block that the node has
 //! executed against its head and whose header roots all matched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +18,11 @@ use malachitebft_app_channel::app::types::core::{
 };
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
-use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
+use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg, NetworkRequest};
 use malachitebft_engine::host::{Next, SyncedValueOutcome};
+use malachitebft_engine::network::{Multiaddr, PersistentPeersOp};
 use malachitebft_engine::util::streaming::StreamContent;
-use medledger_crypto::{Hash, SecretKey};
+use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_node::{InvalidBlock, Node};
 use medledger_types::{Block, CommitCertificate, CommitSignature as LedgerSignature};
 use tokio::sync::watch;
@@ -51,6 +52,11 @@ pub struct AppConfig {
     /// How long a proposer with an empty mempool waits for a transaction before proposing an
     /// empty block. Bounds both idle block production and the latency of a lone transaction.
     pub empty_block_wait: Duration,
+    /// Where the other consortium nodes listen, by validator key. Only those in the validator
+    /// set of the current height may connect (see [`State::admit_validators`]).
+    pub address_book: Vec<(PublicKey, Multiaddr)>,
+    /// The keys the engine was started with as its persistent peers.
+    pub admitted: BTreeSet<PublicKey>,
 }
 
 /// A block this node holds for an undecided height: its own proposal, a peer's, or a synced one.
@@ -73,6 +79,8 @@ struct State {
     future: BTreeMap<Height, Vec<(crate::context::StreamInit, Block)>>,
     /// The highest height any peer claims, for catch-up progress.
     progress: watch::Sender<CatchUp>,
+    /// The peers the network currently accepts: the address book's validators of this height.
+    admitted: BTreeSet<PublicKey>,
 }
 
 /// How far this node is behind the network, as the engine reports it.
@@ -124,13 +132,18 @@ fn to_engine(certificate: &CommitCertificate) -> EngineCertificate<LedgerContext
 }
 
 impl State {
-    fn params(&self, height: Height) -> Result<HeightParams<LedgerContext>, InvalidBlock> {
+    /// The engine's parameters for `height`, and the ledger's validator set behind them.
+    fn params(
+        &self,
+        height: Height,
+    ) -> Result<(HeightParams<LedgerContext>, medledger_types::ValidatorSet), InvalidBlock> {
         let validators = self.node.validators_for(height.0)?;
-        Ok(HeightParams::new(
+        let params = HeightParams::new(
             ValidatorSet::from_ledger(&validators),
             self.config.timeouts,
             None,
-        ))
+        );
+        Ok((params, validators))
     }
 
     /// Runs a blocking node call off the async runtime.
@@ -347,6 +360,42 @@ impl State {
         });
     }
 
+    /// Makes the network accept exactly the address book's members of `validators`: a key
+    /// added by governance may connect from the height it joins, and a removed one is cut off.
+    fn admit_validators(
+        &mut self,
+        channels: &Channels<LedgerContext>,
+        validators: &medledger_types::ValidatorSet,
+    ) {
+        let own = self.config.key.public_key();
+        for (key, address) in &self.config.address_book {
+            let wanted = *key != own && validators.get(key).is_some();
+            let op = match (wanted, self.admitted.contains(key)) {
+                (true, false) => {
+                    self.admitted.insert(*key);
+                    PersistentPeersOp::Add(address.clone())
+                }
+                (false, true) => {
+                    self.admitted.remove(key);
+                    PersistentPeersOp::Remove(address.clone())
+                }
+                _ => continue,
+            };
+            tracing::info!(peer = %key, ?op, "validator set changed; updating the peers allowed to connect");
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let request = NetworkRequest::UpdatePersistentPeers(op, reply);
+            if channels.net_requests.try_send(request).is_err() {
+                tracing::error!(peer = %key, "cannot reach the network to update its peers");
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(Err(error)) = answer.await {
+                    tracing::warn!(%error, "updating the network's peers failed");
+                }
+            });
+        }
+    }
+
     /// Updates catch-up progress, for the CLI's bar and for the metrics.
     fn report_progress(&self, modify: impl FnOnce(&mut CatchUp)) {
         self.progress.send_modify(modify);
@@ -376,14 +425,17 @@ pub async fn run(
         candidates: BTreeMap::new(),
         own_proposal: None,
         progress,
+        admitted: BTreeSet::new(),
     };
+    state.admitted = state.config.admitted.clone();
     let intake = Intake::spawn(state.node.clone());
     let _outbound = gossip::spawn_outbound(&state.node, channels.network.clone());
     while let Some(message) = channels.consensus.recv().await {
         match message {
             AppMsg::ConsensusReady { reply } => {
                 let height = Height(state.node.next_height()?);
-                let params = state.params(height)?;
+                let (params, validators) = state.params(height)?;
+                state.admit_validators(&channels, &validators);
                 state.start_height(height);
                 tracing::info!(height = height.0, "consensus ready");
                 let _ = reply.send((height, params));
@@ -531,7 +583,8 @@ pub async fn run(
                 certificate, reply, ..
             } => {
                 let next = Height(certificate.height.0 + 1);
-                let params = state.params(next)?;
+                let (params, validators) = state.params(next)?;
+                state.admit_validators(&channels, &validators);
                 state.start_height(next);
                 let _ = reply.send(Next::Start(next, params));
             }

@@ -3,9 +3,11 @@
 //!
 //! Each validator's network identity is its consensus key: the libp2p peer id is derived from the
 //! validator's Ed25519 public key, and libp2p's Noise handshake authenticates and encrypts every
-//! connection with it. Peers are named by validator key, and only those peers may connect
-//! (`persistent_peers_only`), so a node whose key is not a listed validator is refused.
+//! connection with it. The configured peers are an address book named by validator key; only
+//! those in the validator set of the current height are the network's persistent peers, and with
+//! `persistent_peers_only` every other key is refused after the handshake.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -168,13 +170,37 @@ pub async fn start(
     let ctx = LedgerContext {
         chain_id: chain_id.clone(),
     };
-    let persistent_peers = settings
+    // The configured peers are an address book; the network accepts only those that are
+    // validators at the height this node resumes from, and the application loop keeps that in
+    // step as governance changes the set.
+    let address_book = settings
         .peers
         .iter()
         .filter(|peer| peer.key != key.public_key())
-        .map(|peer| multiaddr(&peer.address, Some(&peer.key)))
-        .collect::<Result<Vec<_>, _>>()
+        .map(|peer| Ok((peer.key, multiaddr(&peer.address, Some(&peer.key))?)))
+        .collect::<Result<Vec<_>, String>>()
         .map_err(EngineError::Settings)?;
+    let validators = node
+        .next_height()
+        .and_then(|height| node.validators_for(height))
+        .map_err(|error| EngineError::Start(error.to_string()))?;
+    let admitted: BTreeSet<PublicKey> = address_book
+        .iter()
+        .filter(|(key, _)| validators.get(key).is_some())
+        .map(|(key, _)| *key)
+        .collect();
+    let persistent_peers = address_book
+        .iter()
+        .filter(|(key, _)| admitted.contains(key))
+        .map(|(_, address)| address.clone())
+        .collect();
+    if validators.get(&key.public_key()).is_none() {
+        tracing::info!(
+            key = %key.public_key(),
+            "this node's key is not in the current validator set: it follows the chain and \
+             joins consensus at the height a governance change adds it"
+        );
+    }
     let config = EngineConfig {
         moniker: settings.moniker.clone(),
         consensus: ConsensusConfig {
@@ -252,6 +278,8 @@ pub async fn start(
         key,
         timeouts: settings.timeouts,
         empty_block_wait: settings.empty_block_wait,
+        address_book,
+        admitted,
     };
     let task = tokio::spawn(async move {
         app::run(node, app_config, channels, progress_tx)

@@ -127,7 +127,9 @@ pub(crate) fn propose(
     change: &ValidatorChange,
     effective_height: Height,
 ) -> Result<(), TxError> {
-    if effective_height <= ctx.height || effective_height > ctx.height.saturating_add(GOVERNANCE_HORIZON) {
+    if effective_height <= ctx.height
+        || effective_height > ctx.height.saturating_add(GOVERNANCE_HORIZON)
+    {
         return Err(TxError::EffectiveHeight {
             height: ctx.height,
             effective_height,
@@ -205,7 +207,10 @@ fn approve_as(
 
 /// Applies the changes that take effect at the next height, in the order they were approved.
 /// Called as block `ctx.height` closes.
-pub(crate) fn apply_scheduled(state: &mut Overlay<'_>, ctx: &BlockContext) -> Result<(), StateError> {
+pub(crate) fn apply_scheduled(
+    state: &mut Overlay<'_>,
+    ctx: &BlockContext,
+) -> Result<(), StateError> {
     let next = ctx.height + 1;
     let key = key_scheduled(next);
     let Some(bytes) = state.get(&key)? else {

@@ -96,7 +96,9 @@ pub enum TxError {
     ProposalClosed(Hash),
     #[error("organisation {org} has already approved proposal {proposal}")]
     AlreadyApproved { proposal: Hash, org: String },
-    #[error("proposal {proposal} expired: its effective height {effective_height} has been reached")]
+    #[error(
+        "proposal {proposal} expired: its effective height {effective_height} has been reached"
+    )]
     ProposalExpired {
         proposal: Hash,
         effective_height: Height,

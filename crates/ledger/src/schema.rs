@@ -101,11 +101,9 @@ pub fn decode_entry(key: &[u8], value: &[u8]) -> Option<Entry> {
         ("governance", _) if text.starts_with("governance/proposal/") => {
             Entry::ValidatorProposal(decode_value(key, value).ok()?)
         }
-        ("governance", _) if text.starts_with("governance/scheduled/") => {
-            Entry::ScheduledChanges {
-                proposals: decode_value(key, value).ok()?,
-            }
-        }
+        ("governance", _) if text.starts_with("governance/scheduled/") => Entry::ScheduledChanges {
+            proposals: decode_value(key, value).ok()?,
+        },
         ("org", _) => Entry::Organisation(decode_value(key, value).ok()?),
         ("org-root", _) => Entry::OrganisationId {
             org: decode_value(key, value).ok()?,

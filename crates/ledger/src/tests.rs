@@ -478,7 +478,10 @@ fn an_approved_validator_change_takes_effect_at_its_height() {
     let id = propose.id();
     assert_eq!(chain.one(propose), Outcome::Committed);
     // One of two organisations is not two thirds: still pending, set unchanged.
-    assert_eq!(proposal_status(&chain, &id), governance::ProposalStatus::Pending);
+    assert_eq!(
+        proposal_status(&chain, &id),
+        governance::ProposalStatus::Pending
+    );
     let approve = chain.tx(
         &chain.org_b.clone(),
         Payload::ApproveValidatorChange { proposal: id },
@@ -494,7 +497,10 @@ fn an_approved_validator_change_takes_effect_at_its_height() {
     let set = current_validators(&chain);
     assert!(set.get(&newcomer).is_some());
     assert_eq!(set.validators.len(), 2);
-    assert_eq!(proposal_status(&chain, &id), governance::ProposalStatus::Applied);
+    assert_eq!(
+        proposal_status(&chain, &id),
+        governance::ProposalStatus::Applied
+    );
     let changes = governance::validator_changes(&Snapshot {
         reader: &chain.tree,
         version: Some(chain.height),
@@ -556,7 +562,11 @@ fn bad_governance_transactions_are_refused_by_cause() {
     let before = current_validators(&chain);
     let cases: Vec<(SecretKey, Payload, &str)> = vec![
         (member.clone(), add(50, "a", 10), "not_an_organisation"),
-        (chain.org_a.clone(), add(50, "nobody", 10), "unknown_organisation"),
+        (
+            chain.org_a.clone(),
+            add(50, "nobody", 10),
+            "unknown_organisation",
+        ),
         (chain.org_a.clone(), add(50, "a", 1), "bad_effective_height"),
         (
             chain.org_a.clone(),

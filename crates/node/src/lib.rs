@@ -26,8 +26,8 @@ use std::time::Duration;
 
 pub use audit::{AuditError, AuditReport, audit_store};
 use medledger_crypto::{Hash, PublicKey, SecretKey};
-use medledger_ledger::light::LightProof;
-use medledger_ledger::{Authority, BlockError, NONCE_WINDOW, TxError};
+use medledger_ledger::light::{LightProof, ValidatorStep};
+use medledger_ledger::{Authority, BlockError, KEY_VALIDATORS, NONCE_WINDOW, TxError};
 use medledger_state::{Snapshot, StateError};
 use medledger_storage::{Store, StoreError, StoreReader};
 use medledger_types::{
@@ -230,7 +230,11 @@ impl Node {
             .genesis
             .validate()
             .map_err(|error| NodeError::Genesis(error.to_string()))?;
-        if validators.get(&config.validator_key.public_key()).is_none() {
+        // A node driven by consensus may start outside the set: it follows the chain and votes
+        // from the height a governance change adds its key. A single producer must be the set.
+        if config.block_source == BlockSource::Producer
+            && validators.get(&config.validator_key.public_key()).is_none()
+        {
             return Err(NodeError::NotAValidator(config.validator_key.public_key()));
         }
         std::fs::create_dir_all(&config.data_dir).map_err(|error| {
@@ -342,7 +346,10 @@ impl Node {
     /// Admits transactions another validator gossiped, with the same checks as [`Node::submit`],
     /// and does not gossip them again.
     pub fn submit_gossiped(&self, txs: Vec<Tx>) -> Vec<Result<(Hash, Inserted), SubmitError>> {
-        self.inner.metrics.gossip_txs_received.inc_by(txs.len() as u64);
+        self.inner
+            .metrics
+            .gossip_txs_received
+            .inc_by(txs.len() as u64);
         self.submit_from(txs, Origin::Peer)
     }
 
@@ -626,6 +633,7 @@ impl Node {
             InclusionProof::build(&leaves, index).ok_or_else(|| tampered("index out of range"))?;
         let receipt_proof = InclusionProof::build(&receipt_leaves, index)
             .ok_or_else(|| tampered("index out of range"))?;
+        let validator_trail = self.validator_trail(&reader, height)?;
         Ok(Some(LightProof::Tx {
             header: block.header,
             certificate,
@@ -633,6 +641,7 @@ impl Node {
             tx_proof,
             receipt,
             receipt_proof,
+            validator_trail,
         }))
     }
 
@@ -657,10 +666,12 @@ impl Node {
                 reason: format!("state entry fails its proof: {error}"),
             });
         }
+        let validator_trail = self.validator_trail(&reader, height)?;
         Ok(Some(LightProof::State {
             header,
             certificate,
             proof,
+            validator_trail,
         }))
     }
 
@@ -677,6 +688,29 @@ impl Node {
             Err(error) => Err(error.to_string()),
         };
         Ok((authority, medledger_ledger::next_nonce(&state, key)?))
+    }
+
+    /// The validator-set changes a light client walks to check a header at `height`.
+    fn validator_trail(
+        &self,
+        reader: &StoreReader,
+        height: Height,
+    ) -> Result<Vec<ValidatorStep>, NodeError> {
+        let changes = medledger_ledger::governance::validator_changes(&Snapshot {
+            reader,
+            version: Some(height - 1),
+        })?;
+        let mut trail = Vec::with_capacity(changes.len());
+        for changed_after in changes {
+            let (header, certificate) = self.verified_header(reader, changed_after)?;
+            let validators = medledger_state::prove(reader, changed_after, KEY_VALIDATORS)?;
+            trail.push(ValidatorStep {
+                header,
+                certificate,
+                validators,
+            });
+        }
+        Ok(trail)
     }
 
     fn verified_header(
