@@ -6,6 +6,9 @@
 //! several client threads. Commit latency is measured on a sample of transactions: from the
 //! moment their batch was sent to the moment a long-polling observer sees their receipt, so it
 //! is an upper bound that includes the observer's own polling delay.
+//!
+//! Given several nodes (`--node a,b,c`), client threads are spread over them round-robin, as a
+//! consortium's clients would be, and each sample is observed on the node it was sent to.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,8 +25,9 @@ use crate::home;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    #[arg(long, default_value = "http://127.0.0.1:8640")]
-    node: String,
+    /// The node(s) to load, comma-separated; client threads are spread over them.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8640")]
+    node: Vec<String>,
     /// An organisation's root key file, used to enrol the benchmark's sender keys.
     #[arg(long)]
     key: PathBuf,
@@ -71,7 +75,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.senders == 0 || args.batch == 0 || args.clients == 0 || args.sample_every == 0 {
         bail!("--senders, --batch, --clients and --sample-every must be positive");
     }
-    let client = Client::new(&args.node);
+    if args.node.is_empty() {
+        bail!("--node needs at least one address");
+    }
+    let nodes: Vec<Client> = args.node.iter().map(|url| Client::new(url)).collect();
+    let client = nodes[0].clone();
     let org = home::read_key(&args.key)?;
     let chain_id = client.chain_id()?;
     let disk_before = disk_bytes(&args.home);
@@ -104,9 +112,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         submit_all(&client, chunk)?;
     }
     let last = enrolments.last().context("no senders")?;
-    let state = client.wait(&last.id(), Duration::from_secs(120))?;
-    if state["status"] != "committed" {
-        bail!("enrolling the benchmark's senders failed: {}", state);
+    // Every node must know the senders before it is sent their transactions.
+    for node in &nodes {
+        let state = node.wait(&last.id(), Duration::from_secs(120))?;
+        if state["status"] != "committed" {
+            bail!("enrolling the benchmark's senders failed: {}", state);
+        }
     }
     eprintln!("enrolled {} sender keys", senders.len());
 
@@ -162,7 +173,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Submit from several clients; observers long-poll sampled receipts.
     let batches: Vec<&[Tx]> = txs.chunks(args.batch).collect();
     let next = AtomicUsize::new(0);
-    let (sample_tx, sample_rx) = mpsc::channel::<(Instant, Hash)>();
+    let (sample_tx, sample_rx) = mpsc::channel::<(Instant, Hash, usize)>();
     let sample_rx = std::sync::Mutex::new(sample_rx);
     let bar = ProgressBar::new(args.txs as u64);
     style(&bar, "submitting");
@@ -172,7 +183,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     std::thread::scope(|scope| -> Result<()> {
         let observers: Vec<_> = (0..2)
             .map(|_| {
-                let (client, sample_rx) = (client.clone(), &sample_rx);
+                let (nodes, sample_rx) = (&nodes, &sample_rx);
                 scope.spawn(move || -> Result<(Vec<Duration>, Vec<String>)> {
                     let (mut seen, mut failed) = (Vec::new(), Vec::new());
                     loop {
@@ -180,10 +191,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                             .lock()
                             .map_err(|_| anyhow::anyhow!("observer lock poisoned"))?
                             .recv();
-                        let Ok((sent, id)) = next else {
+                        let Ok((sent, id, node)) = next else {
                             return Ok((seen, failed));
                         };
-                        let state = client.wait(&id, Duration::from_secs(300))?;
+                        let state = nodes[node].wait(&id, Duration::from_secs(300))?;
                         if state["status"] == "committed" {
                             seen.push(sent.elapsed());
                         } else {
@@ -194,9 +205,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             })
             .collect();
         let submitters: Vec<_> = (0..args.clients)
-            .map(|_| {
+            .map(|thread| {
+                let node = thread % nodes.len();
                 let (client, batches, next, bar, sample_tx) =
-                    (client.clone(), &batches, &next, &bar, sample_tx.clone());
+                    (nodes[node].clone(), &batches, &next, &bar, sample_tx.clone());
                 scope.spawn(move || -> Result<()> {
                     loop {
                         let index = next.fetch_add(1, Ordering::SeqCst);
@@ -214,7 +226,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                         submit_all(&client, batch)?;
                         for (position, tx) in batch.iter().enumerate() {
                             if (index * args.batch + position).is_multiple_of(args.sample_every) {
-                                let _ = sample_tx.send((sent, tx.id()));
+                                let _ = sample_tx.send((sent, tx.id(), node));
                             }
                         }
                         bar.inc(batch.len() as u64);
