@@ -79,6 +79,15 @@ impl Mempool {
         self.ids.contains(id) || self.in_flight.contains(id)
     }
 
+    /// True when this exact transaction, signature included, waits here: its signature was
+    /// verified on admission and need not be verified again.
+    pub fn holds_exact(&self, tx: &Tx) -> bool {
+        self.by_sender
+            .get(&tx.body.sender)
+            .and_then(|queue| queue.get(&tx.body.nonce))
+            .is_some_and(|pooled| pooled.tx == *tx)
+    }
+
     /// Forgets transactions taken by [`Mempool::take`] once their fate is recorded elsewhere.
     pub fn finish(&mut self, ids: impl IntoIterator<Item = Hash>) {
         for id in ids {
@@ -306,6 +315,22 @@ mod tests {
             })
         );
         assert!(!pool.contains(&twin.id));
+    }
+
+    /// Only the exact admitted bytes skip re-verification: the same body under another
+    /// signature (which keeps the id) does not.
+    #[test]
+    fn holds_exact_compares_the_signature_too() {
+        let a = SecretKey::from_seed(1);
+        let mut pool = Mempool::new(10);
+        let admitted = tx(&a, 1);
+        pool.insert(admitted.clone()).expect("room");
+        assert!(pool.holds_exact(&admitted.tx));
+        let mut forged = admitted.tx.clone();
+        forged.signature = SecretKey::from_seed(9).sign(b"something else");
+        assert_eq!(forged.id(), admitted.id);
+        assert!(!pool.holds_exact(&forged));
+        assert!(!pool.holds_exact(&tx(&a, 2).tx));
     }
 
     #[test]

@@ -305,9 +305,22 @@ impl Node {
                     .map_err(|error| invalid(format!("parent certificate: {error}")))?;
             }
         }
-        if let Some(index) = medledger_types::verify_tx_signatures(&block.txs).first() {
+        // Transactions this node admitted (usually all of them, thanks to gossip) had their
+        // signatures verified then, and are compared byte for byte; only the rest are verified.
+        let unverified: Vec<usize> = {
+            let mempool = lock(&inner.mempool);
+            (0..block.txs.len())
+                .filter(|&index| !mempool.holds_exact(&block.txs[index]))
+                .collect()
+        };
+        let to_verify: Vec<medledger_types::Tx> = unverified
+            .iter()
+            .map(|&index| block.txs[index].clone())
+            .collect();
+        if let Some(position) = medledger_types::verify_tx_signatures(&to_verify).first() {
             return Err(invalid(format!(
-                "signature of transaction {index} does not verify"
+                "signature of transaction {} does not verify",
+                unverified[*position]
             )));
         }
         let ctx = BlockContext {
