@@ -1,6 +1,7 @@
 //! The adapter between the Malachite BFT engine and the ledger. Only this crate knows the engine:
 //! the ledger crates, storage and the node's block logic never depend on it.
 //!
+//! - [`certificate`]: the engine's commit certificate as the ledger's, and back.
 //! - [`context`]: medledger's types as the engine's `Context`, and the Ed25519 signing that makes
 //!   the engine's precommits the ledger's commit certificates.
 //! - [`codec`]: borsh on the wire and in the write-ahead log.
@@ -10,6 +11,7 @@
 //! - [`engine`]: configuration, network identity and start-up.
 
 pub mod app;
+pub mod certificate;
 pub mod codec;
 pub mod context;
 pub mod engine;

@@ -1,0 +1,144 @@
+//! Project automation, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`). It has
+//! no dependencies, so it builds in a second.
+//!
+//! - `cargo xtask sim --seeds <count> [--first <seed>] [--release]`: runs the deterministic
+//!   simulation (`crates/sim`) over `count` seeds from `first` (default 0), on every core.
+//! - `cargo xtask sim --seed <seed> [--release]`: replays one seed and prints its run.
+//! - `--restream-any` runs either with Tendermint's restream rule instead of the adapter's (see
+//!   `medledger_sim::Restream`).
+
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage:
+  cargo xtask sim --seeds <count> [--first <seed>] [--release] [--restream-any]
+  cargo xtask sim --seed <seed> [--release] [--restream-any]";
+
+/// What `cargo xtask sim` was asked to run.
+#[derive(Debug, PartialEq, Eq)]
+struct SimArgs {
+    seed: Option<u64>,
+    seeds: Option<u64>,
+    first: Option<u64>,
+    release: bool,
+    restream_any: bool,
+}
+
+fn parse_sim(args: &[String]) -> Result<SimArgs, String> {
+    let mut parsed = SimArgs {
+        seed: None,
+        seeds: None,
+        first: None,
+        release: false,
+        restream_any: false,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> Result<u64, String> {
+            let value = args
+                .next()
+                .ok_or_else(|| format!("{name} needs a number"))?;
+            value
+                .parse()
+                .map_err(|error| format!("{name} {value:?}: {error}"))
+        };
+        match arg.as_str() {
+            "--seed" => parsed.seed = Some(number("--seed")?),
+            "--seeds" => parsed.seeds = Some(number("--seeds")?),
+            "--first" => parsed.first = Some(number("--first")?),
+            "--release" => parsed.release = true,
+            "--restream-any" => parsed.restream_any = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if parsed.seed.is_some() && (parsed.seeds.is_some() || parsed.first.is_some()) {
+        return Err("--seed replays one seed; it does not combine with --seeds or --first".into());
+    }
+    if parsed.seed.is_none() && parsed.seeds.is_none() {
+        return Err("name --seed or --seeds".into());
+    }
+    Ok(parsed)
+}
+
+/// The `cargo test` invocation and its environment for a simulation run.
+fn sim_command(args: &SimArgs) -> (Vec<String>, Vec<(&'static str, String)>) {
+    let mut cargo: Vec<String> = ["test", "-p", "medledger-sim", "--test", "seeds"]
+        .map(String::from)
+        .to_vec();
+    if args.release {
+        cargo.push("--release".into());
+    }
+    cargo.extend(["--", "seeds_hold_invariants", "--nocapture"].map(String::from));
+    let mut env = Vec::new();
+    if args.restream_any {
+        env.push(("MEDLEDGER_SIM_RESTREAM", "any".into()));
+    }
+    if let Some(seed) = args.seed {
+        env.push(("MEDLEDGER_SIM_SEED", seed.to_string()));
+    }
+    if let Some(seeds) = args.seeds {
+        env.push(("MEDLEDGER_SIM_SEEDS", seeds.to_string()));
+        env.push((
+            "MEDLEDGER_SIM_FIRST_SEED",
+            args.first.unwrap_or(0).to_string(),
+        ));
+        env.push(("MEDLEDGER_SIM_VERBOSE", "1".into()));
+    }
+    (cargo, env)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let parsed = match args.split_first() {
+        Some((task, rest)) if task == "sim" => parse_sim(rest),
+        _ => Err("unknown task".into()),
+    };
+    let sim = match parsed {
+        Ok(sim) => sim,
+        Err(error) => {
+            eprintln!("xtask: {error}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (cargo_args, env) = sim_command(&sim);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: {cargo} {}", cargo_args.join(" "));
+    match Command::new(&cargo).args(&cargo_args).envs(env).status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("xtask: running {cargo}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(String::from).collect()
+    }
+
+    /// `--seeds` sweeps from `--first`, `--seed` replays one seed, and bad arguments are refused.
+    #[test]
+    fn parses_sim_arguments() {
+        let sweep = parse_sim(&args("--seeds 1000 --first 5")).expect("valid");
+        let (_, env) = sim_command(&sweep);
+        assert!(env.contains(&("MEDLEDGER_SIM_SEEDS", "1000".into())));
+        assert!(env.contains(&("MEDLEDGER_SIM_FIRST_SEED", "5".into())));
+        let one = parse_sim(&args("--seed 42 --release")).expect("valid");
+        let (cargo, env) = sim_command(&one);
+        assert_eq!(env, vec![("MEDLEDGER_SIM_SEED", "42".into())]);
+        assert!(cargo.contains(&"--release".to_string()));
+        for bad in [
+            "",
+            "--seed",
+            "--seed x",
+            "--seed 1 --seeds 2",
+            "--frobnicate",
+        ] {
+            assert!(parse_sim(&args(bad)).is_err(), "{bad:?} was accepted");
+        }
+    }
+}
