@@ -9,7 +9,7 @@ use std::sync::Arc;
 use malachitebft_core_consensus::{LivenessMsg, SignedConsensusMsg};
 use malachitebft_core_types::{Round, Timeout};
 use medledger_consensus::context::LedgerContext;
-use medledger_types::{Block, CommitCertificate};
+use medledger_types::{Block, CommitCertificate, Tx};
 
 /// What validators send each other. Consensus and liveness messages are the engine's own; the
 /// rest stand in for what the real node does beside the engine.
@@ -37,6 +37,9 @@ pub enum Message {
         block_bytes: Vec<u8>,
         certificate: CommitCertificate,
     },
+    /// Client transactions one validator took in, for the others' mempools (the adapter's
+    /// mempool gossip).
+    Txs(Vec<Tx>),
 }
 
 impl Message {
@@ -50,12 +53,13 @@ impl Message {
             Message::Status { .. } => 4,
             Message::SyncRequest { .. } => 5,
             Message::SyncResponse { .. } => 6,
+            Message::Txs(_) => 7,
         }
     }
 }
 
 /// How many message kinds [`Message::kind`] distinguishes.
-pub const MESSAGE_KINDS: usize = 7;
+pub const MESSAGE_KINDS: usize = 8;
 
 /// Something due at a virtual time.
 #[derive(Debug)]

@@ -197,9 +197,10 @@ struct Live {
     app: App,
 }
 
-#[derive(Debug)]
 struct App {
     node: Node,
+    /// Takes the client transactions the node queued for gossip.
+    gossip: Box<dyn FnMut() -> Vec<Tx>>,
     /// The validator set of the height in progress.
     validators: ValidatorSet,
     /// Scheduled timeouts and the id of each one's latest schedule.
@@ -211,6 +212,15 @@ struct App {
     sync_pending: Option<(u64, u64)>,
     /// Every validator's committed height as it last said.
     tips: Vec<u64>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("node", &self.node)
+            .field("timers", &self.timers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A simulated validator.
@@ -320,11 +330,22 @@ impl Replica {
             .candidates
             .retain(|_, candidate| candidate.proposed.height.0 >= height);
         self.incarnation += 1;
+        let mut outbox = node.take_gossip();
+        let gossip = Box::new(move || {
+            let mut txs = Vec::new();
+            if let Some(outbox) = &mut outbox {
+                while let Ok(batch) = outbox.try_recv() {
+                    txs.extend(batch);
+                }
+            }
+            txs
+        });
         self.live = Some(Live {
             core,
             metrics: Metrics::new(),
             app: App {
                 node,
+                gossip,
                 validators: validators.clone(),
                 timers: Vec::new(),
                 future: BTreeMap::new(),
@@ -556,6 +577,10 @@ impl Replica {
                     });
                 }
             }
+            Message::Txs(txs) => {
+                // Refusals (a nonce already used, a duplicate) are the mempool's business.
+                let _ = live.app.node.submit_gossiped(txs);
+            }
             Message::SyncResponse {
                 block_bytes,
                 certificate,
@@ -720,6 +745,14 @@ impl Replica {
                 .filter(|result| result.is_ok())
                 .count(),
             None => 0,
+        }
+    }
+
+    /// The client transactions the node queued for gossip since the last call.
+    pub fn take_gossip(&mut self) -> Vec<Tx> {
+        match &mut self.live {
+            Some(live) => (live.app.gossip)(),
+            None => Vec::new(),
         }
     }
 

@@ -311,8 +311,9 @@ impl Sim {
         }
     }
 
-    /// Each organisation's client keeps its next few anchors submitted to its own validator.
-    /// A transaction's content depends only on (client, nonce), so resubmitting is harmless.
+    /// Each organisation's client keeps its next few anchors submitted to its own validator, which
+    /// gossips them to the others. A transaction's content depends only on (client, nonce), so
+    /// resubmitting is harmless.
     fn submit(&mut self) -> Result<(), SimError> {
         for (index, client) in self.clients.iter().enumerate() {
             let sender = client.public_key();
@@ -338,6 +339,12 @@ impl Sim {
                 })
                 .collect();
             self.replicas[index].submit(txs);
+        }
+        for node in 0..VALIDATORS {
+            let txs = self.replicas[node].take_gossip();
+            if !txs.is_empty() {
+                self.broadcast(node, &Message::Txs(txs));
+            }
         }
         Ok(())
     }
