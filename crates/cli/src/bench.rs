@@ -173,6 +173,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Submit from several clients; observers long-poll sampled receipts.
     let batches: Vec<&[Tx]> = txs.chunks(args.batch).collect();
     let next = AtomicUsize::new(0);
+    // Which node each batch went to, so its transactions are awaited where they are known.
+    let sent_to: Vec<AtomicUsize> = batches.iter().map(|_| AtomicUsize::new(0)).collect();
     let (sample_tx, sample_rx) = mpsc::channel::<(Instant, Hash, usize)>();
     let sample_rx = std::sync::Mutex::new(sample_rx);
     let bar = ProgressBar::new(args.txs as u64);
@@ -207,8 +209,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let submitters: Vec<_> = (0..args.clients)
             .map(|thread| {
                 let node = thread % nodes.len();
-                let (client, batches, next, bar, sample_tx) =
-                    (nodes[node].clone(), &batches, &next, &bar, sample_tx.clone());
+                let (client, batches, next, bar, sample_tx, sent_to) = (
+                    nodes[node].clone(),
+                    &batches,
+                    &next,
+                    &bar,
+                    sample_tx.clone(),
+                    &sent_to,
+                );
                 scope.spawn(move || -> Result<()> {
                     loop {
                         let index = next.fetch_add(1, Ordering::SeqCst);
@@ -223,6 +231,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                             std::thread::sleep(due.saturating_duration_since(Instant::now()));
                         }
                         let sent = Instant::now();
+                        sent_to[index].store(node, Ordering::SeqCst);
                         submit_all(&client, batch)?;
                         for (position, tx) in batch.iter().enumerate() {
                             if (index * args.batch + position).is_multiple_of(args.sample_every) {
@@ -243,8 +252,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bar.finish_and_clear();
         // The run ends when each sender's last transaction has committed. Transactions go to
         // senders round-robin, so the last `senders.len()` of them are those.
-        for last in txs.iter().rev().take(senders.len()) {
-            let state = client.wait(&last.id(), Duration::from_secs(300))?;
+        for (position, last) in txs.iter().enumerate().rev().take(senders.len()) {
+            let node = sent_to[position / args.batch].load(Ordering::SeqCst);
+            let state = nodes[node].wait(&last.id(), Duration::from_secs(300))?;
             if state["status"] != "committed" {
                 failures.push(state.to_string());
             }
