@@ -4,14 +4,14 @@
 //! - `cargo xtask sim --seeds <count> [--first <seed>] [--release]`: runs the deterministic
 //!   simulation (`crates/sim`) over `count` seeds from `first` (default 0), on every core.
 //! - `cargo xtask sim --seed <seed> [--release]`: replays one seed and prints its run.
-//! - `--restream-any` runs either with Tendermint's restream rule instead of the adapter's (see
-//!   `medledger_sim::Restream`).
+//! - `--restream-own` runs either with the adapter's first, broken restream rule instead of
+//!   Tendermint's, which the adapter follows now (see `medledger_sim::Restream`).
 
 use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage:
-  cargo xtask sim --seeds <count> [--first <seed>] [--release] [--restream-any]
-  cargo xtask sim --seed <seed> [--release] [--restream-any]";
+  cargo xtask sim --seeds <count> [--first <seed>] [--release] [--restream-own]
+  cargo xtask sim --seed <seed> [--release] [--restream-own]";
 
 /// What `cargo xtask sim` was asked to run.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,7 +20,7 @@ struct SimArgs {
     seeds: Option<u64>,
     first: Option<u64>,
     release: bool,
-    restream_any: bool,
+    restream_own: bool,
 }
 
 fn parse_sim(args: &[String]) -> Result<SimArgs, String> {
@@ -29,7 +29,7 @@ fn parse_sim(args: &[String]) -> Result<SimArgs, String> {
         seeds: None,
         first: None,
         release: false,
-        restream_any: false,
+        restream_own: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -46,7 +46,7 @@ fn parse_sim(args: &[String]) -> Result<SimArgs, String> {
             "--seeds" => parsed.seeds = Some(number("--seeds")?),
             "--first" => parsed.first = Some(number("--first")?),
             "--release" => parsed.release = true,
-            "--restream-any" => parsed.restream_any = true,
+            "--restream-own" => parsed.restream_own = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -69,8 +69,8 @@ fn sim_command(args: &SimArgs) -> (Vec<String>, Vec<(&'static str, String)>) {
     }
     cargo.extend(["--", "seeds_hold_invariants", "--nocapture"].map(String::from));
     let mut env = Vec::new();
-    if args.restream_any {
-        env.push(("MEDLEDGER_SIM_RESTREAM", "any".into()));
+    if args.restream_own {
+        env.push(("MEDLEDGER_SIM_RESTREAM", "own".into()));
     }
     if let Some(seed) = args.seed {
         env.push(("MEDLEDGER_SIM_SEED", seed.to_string()));

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use malachitebft_app_channel::app::types::core::{
-    CommitCertificate as EngineCertificate, CommitSignature, ExtendedCommitCertificate,
-    HeightParams, LinearTimeouts, Round, Validity, VoteExtensions,
+    ExtendedCommitCertificate, HeightParams, LinearTimeouts, Round, Validity, VoteExtensions,
 };
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
@@ -24,13 +23,15 @@ use malachitebft_engine::network::{Multiaddr, PersistentPeersOp};
 use malachitebft_engine::util::streaming::StreamContent;
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_node::{InvalidBlock, Node};
-use medledger_types::{Block, CommitCertificate, CommitSignature as LedgerSignature};
+use medledger_types::Block;
 use tokio::sync::watch;
 
+use crate::certificate::{to_engine, to_ledger};
 use crate::context::{
     Address, BlockId, Height, LedgerContext, ProposalPart, ValidatorSet, proposer,
 };
 use crate::gossip::{self, Intake};
+use crate::journal::Journal;
 use crate::stream::{self, Streams};
 
 /// How far ahead of this node a kept proposal may be.
@@ -57,6 +58,8 @@ pub struct AppConfig {
     pub address_book: Vec<(PublicKey, Multiaddr)>,
     /// The keys the engine was started with as its persistent peers.
     pub admitted: BTreeSet<PublicKey>,
+    /// Undecided blocks this validator proposed or found valid, on disk.
+    pub journal: Journal,
 }
 
 /// A block this node holds for an undecided height: its own proposal, a peer's, or a synced one.
@@ -81,6 +84,9 @@ struct State {
     progress: watch::Sender<CatchUp>,
     /// The peers the network currently accepts: the address book's validators of this height.
     admitted: BTreeSet<PublicKey>,
+    /// Blocks read back from the journal at start: what the engine's WAL replay may decide or
+    /// ask to re-propose.
+    journalled: BTreeMap<Hash, Arc<Block>>,
 }
 
 /// How far this node is behind the network, as the engine reports it.
@@ -96,39 +102,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn to_ledger(certificate: &EngineCertificate<LedgerContext>) -> CommitCertificate {
-    let mut signatures: Vec<LedgerSignature> = certificate
-        .commit_signatures
-        .iter()
-        .map(|signature| LedgerSignature {
-            validator: signature.address.0,
-            signature: signature.signature,
-        })
-        .collect();
-    signatures.sort_by_key(|signature| signature.validator);
-    CommitCertificate {
-        height: certificate.height.0,
-        round: certificate.round.as_u32().unwrap_or(0),
-        block_hash: certificate.value_id.0,
-        signatures,
-    }
-}
-
-fn to_engine(certificate: &CommitCertificate) -> EngineCertificate<LedgerContext> {
-    EngineCertificate {
-        height: Height(certificate.height),
-        round: Round::new(certificate.round),
-        value_id: BlockId(certificate.block_hash),
-        commit_signatures: certificate
-            .signatures
-            .iter()
-            .map(|signature| {
-                CommitSignature::new(Address(signature.validator), signature.signature)
-            })
-            .collect(),
-    }
 }
 
 impl State {
@@ -170,8 +143,15 @@ impl State {
         let hash = block.hash();
         let block = Arc::new(block);
         let checked = block.clone();
+        let journal = self.config.journal.clone();
+        // The block is durable before the engine may vote for it (see `journal`).
         let verdict = self
-            .blocking(move |node| node.validate(&checked, now_ms()))
+            .blocking(move |node| {
+                node.validate(&checked, now_ms())?;
+                journal
+                    .save(&checked)
+                    .map_err(|error| InvalidBlock::Invalid(format!("journalling it: {error}")))
+            })
             .await;
         let validity = match verdict {
             Ok(()) => Validity::Valid,
@@ -222,9 +202,13 @@ impl State {
                 return None;
             }
         };
+        // A fresh proposal is the proposer's own block. A re-proposal (with a proof-of-lock
+        // round) carries a block some earlier round's proposer built, which the new proposer
+        // found valid and is locked on; consensus, not the header, vouches for it then.
+        let fresh = init.pol_round == Round::Nil;
         if block.hash() != init.block_hash
             || block.header.height != init.height.0
-            || block.header.proposer != init.proposer.0
+            || (fresh && block.header.proposer != init.proposer.0)
         {
             tracing::warn!(
                 height = init.height.0,
@@ -273,6 +257,18 @@ impl State {
         {
             return Some(block.clone());
         }
+        // After a restart, propose what this validator proposed before the crash, never a
+        // second block for the same height.
+        let own = self.config.key.public_key();
+        if let Some(block) = self
+            .journalled
+            .values()
+            .find(|block| block.header.height == height.0 && block.header.proposer == own)
+        {
+            let block = block.clone();
+            self.own_proposal = Some(block.clone());
+            return Some(block);
+        }
         // Wait a little for transactions rather than fill the chain with empty blocks, but leave
         // most of the engine's allowance for building and streaming.
         let wait = self.config.empty_block_wait.min(timeout / 2);
@@ -282,7 +278,17 @@ impl State {
             tokio::time::sleep(step).await;
             waited += step;
         }
-        match self.blocking(|node| node.propose(now_ms())).await {
+        let journal = self.config.journal.clone();
+        let built = self
+            .blocking(move |node| {
+                let block = node.propose(now_ms())?;
+                journal.save(&block).map_err(|error| {
+                    medledger_node::NodeError::Stopped(format!("journalling a proposal: {error}"))
+                })?;
+                Ok::<_, medledger_node::NodeError>(block)
+            })
+            .await;
+        match built {
             Ok(block) => {
                 let block = Arc::new(block);
                 self.own_proposal = Some(block.clone());
@@ -349,6 +355,11 @@ impl State {
 
     fn start_height(&mut self, height: Height) {
         self.future.retain(|kept, _| *kept >= height);
+        self.journalled
+            .retain(|_, block| block.header.height >= height.0);
+        if let Err(error) = self.config.journal.prune_below(height.0) {
+            tracing::warn!(%error, "cannot prune the block journal");
+        }
         self.height = height;
         self.own_proposal = None;
         self.candidates
@@ -396,6 +407,14 @@ impl State {
         }
     }
 
+    /// A block this validator holds for an undecided height, from this run or the journal.
+    fn held(&self, hash: &Hash) -> Option<Arc<Block>> {
+        self.candidates
+            .get(hash)
+            .map(|candidate| candidate.block.clone())
+            .or_else(|| self.journalled.get(hash).cloned())
+    }
+
     /// Updates catch-up progress, for the CLI's bar and for the metrics.
     fn report_progress(&self, modify: impl FnOnce(&mut CatchUp)) {
         self.progress.send_modify(modify);
@@ -426,8 +445,18 @@ pub async fn run(
         own_proposal: None,
         progress,
         admitted: BTreeSet::new(),
+        journalled: BTreeMap::new(),
     };
     state.admitted = state.config.admitted.clone();
+    let from = state.node.next_height()?;
+    for block in state
+        .config
+        .journal
+        .load_from(from)
+        .map_err(Error::Journal)?
+    {
+        state.journalled.insert(block.hash(), Arc::new(block));
+    }
     let intake = Intake::spawn(state.node.clone());
     let _outbound = gossip::spawn_outbound(&state.node, channels.network.clone());
     while let Some(message) = channels.consensus.recv().await {
@@ -491,11 +520,11 @@ pub async fn run(
                 value_id,
                 ..
             } => {
-                if let Some(candidate) = state.candidates.get(&value_id.0)
-                    && candidate.proposed.height == height
-                    && candidate.block.header.proposer == state.config.key.public_key()
+                // This validator leads `round` and is locked on a block from `valid_round`,
+                // whoever built it: send that block again under this round.
+                if let Some(block) = state.held(&value_id.0)
+                    && block.header.height == height.0
                 {
-                    let block = candidate.block.clone();
                     state.publish(&channels, &block, round, valid_round).await;
                 }
             }
@@ -565,10 +594,9 @@ pub async fn run(
             } => {
                 let height = certificate.height;
                 let hash = certificate.value_id.0;
-                let Some(candidate) = state.candidates.get(&hash) else {
+                let Some(block) = state.held(&hash) else {
                     return Err(Error::Missing(height.0));
                 };
-                let block = candidate.block.clone();
                 let certificate = to_ledger(&certificate);
                 let committed = state
                     .blocking(move |node| node.commit_decided(&block, &certificate))
@@ -625,6 +653,8 @@ pub enum Error {
     Missing(u64),
     #[error("committing height {0} failed: {1}")]
     Commit(u64, String),
+    #[error("reading the block journal: {0}")]
+    Journal(std::io::Error),
     #[error(transparent)]
     Node(#[from] InvalidBlock),
     #[error(transparent)]

@@ -280,6 +280,8 @@ pub async fn start(
         empty_block_wait: settings.empty_block_wait,
         address_book,
         admitted,
+        journal: crate::journal::Journal::open(&settings.wal_dir)
+            .map_err(|error| EngineError::Start(format!("opening the block journal: {error}")))?,
     };
     let task = tokio::spawn(async move {
         app::run(node, app_config, channels, progress_tx)

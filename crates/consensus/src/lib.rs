@@ -8,6 +8,7 @@
 //! - [`stream`]: blocks as streams of proposal parts.
 //! - [`app`]: the loop that answers the engine with the node.
 //! - [`gossip`]: transactions from one validator's clients to every validator's mempool.
+//! - [`journal`]: undecided blocks on disk, so a restart never loses a block the WAL names.
 //! - [`engine`]: configuration, network identity and start-up.
 
 pub mod app;
@@ -16,6 +17,7 @@ pub mod codec;
 pub mod context;
 pub mod engine;
 pub mod gossip;
+pub mod journal;
 pub mod stream;
 
 pub use app::CatchUp;

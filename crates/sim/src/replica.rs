@@ -171,13 +171,15 @@ struct Identity {
 /// round, and which blocks its peers accept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Restream {
-    /// What `medledger_consensus::app` does: a validator restreams only blocks it built, and a
-    /// peer drops a block whose header names another proposer than the round's. A locked block
-    /// built by another validator can then reach a peer that missed it only once it is decided.
-    #[default]
+    /// The adapter's first rule, kept to show what the simulation caught: a validator restreamed
+    /// only blocks it built, and a peer dropped a block whose header named another proposer than
+    /// the round's. A locked block built by another validator could then reach a peer that missed
+    /// it only once it was decided, so some seeds (315, 355, 611, ...) stalled for ever.
     OwnBlocksOnly,
-    /// Tendermint's rule: the round's proposer restreams the block it re-proposes whoever built
-    /// it, and a peer accepts it when the proposal carries a proof-of-lock round.
+    /// Tendermint's rule, which `medledger_consensus::app` follows: the round's proposer
+    /// restreams the block it re-proposes whoever built it, and a peer accepts it when the
+    /// proposal carries a proof-of-lock round.
+    #[default]
     AnyLockedBlock,
 }
 

@@ -3,8 +3,8 @@
 //! - `MEDLEDGER_SIM_SEED=<seed>` runs that one seed (the replay of a failure) and prints its run.
 //! - `MEDLEDGER_SIM_SEEDS=<count>` runs seeds `MEDLEDGER_SIM_FIRST_SEED` (default 0) onwards.
 //! - Otherwise the first [`CI_SEEDS`] seeds run.
-//! - `MEDLEDGER_SIM_RESTREAM=any` runs with Tendermint's restream rule instead of the adapter's
-//!   (see `medledger_sim::Restream`).
+//! - `MEDLEDGER_SIM_RESTREAM=own` runs with the adapter's first, broken restream rule instead of
+//!   Tendermint's, which the adapter now follows (see `medledger_sim::Restream`).
 
 use std::sync::Mutex;
 
@@ -12,11 +12,14 @@ use medledger_sim::{Report, Restream, Stats, replay_command, run_with};
 
 /// Seeds run by a plain `cargo test`: about 30 s of a debug build on two cores.
 const CI_SEEDS: u64 = 48;
+/// Seeds that stalled under the adapter's first restream rule; they run in CI too, as regression
+/// tests of the fix.
+const REGRESSION_SEEDS: [u64; 6] = [315, 355, 611, 665, 667, 736];
 
 fn restream() -> Restream {
     match std::env::var("MEDLEDGER_SIM_RESTREAM").as_deref() {
-        Ok("any") => Restream::AnyLockedBlock,
-        Ok("own") | Err(_) => Restream::OwnBlocksOnly,
+        Ok("any") | Err(_) => Restream::AnyLockedBlock,
+        Ok("own") => Restream::OwnBlocksOnly,
         Ok(other) => panic!("MEDLEDGER_SIM_RESTREAM={other:?}: expected `own` or `any`"),
     }
 }
@@ -27,8 +30,8 @@ fn run(seed: u64) -> Result<Report, medledger_sim::SimError> {
 
 fn replay(seed: u64) -> String {
     match restream() {
-        Restream::OwnBlocksOnly => replay_command(seed),
-        Restream::AnyLockedBlock => format!("MEDLEDGER_SIM_RESTREAM=any {}", replay_command(seed)),
+        Restream::AnyLockedBlock => replay_command(seed),
+        Restream::OwnBlocksOnly => format!("MEDLEDGER_SIM_RESTREAM=own {}", replay_command(seed)),
     }
 }
 
@@ -45,8 +48,10 @@ fn seeds() -> Vec<u64> {
         return vec![seed];
     }
     let first = env_u64("MEDLEDGER_SIM_FIRST_SEED").unwrap_or(0);
-    let count = env_u64("MEDLEDGER_SIM_SEEDS").unwrap_or(CI_SEEDS);
-    (first..first + count).collect()
+    match env_u64("MEDLEDGER_SIM_SEEDS") {
+        Some(count) => (first..first + count).collect(),
+        None => (first..first + CI_SEEDS).chain(REGRESSION_SEEDS).collect(),
+    }
 }
 
 /// Runs the seeds on every core; returns each seed's report or error text, in seed order.
@@ -193,4 +198,14 @@ fn faults_are_exercised() {
         "{total:?}"
     );
     assert!(total.evidence > 0, "{total:?}");
+}
+
+/// The simulation can fail: under the adapter's first restream rule, a seed the sweep found
+/// stalls, and the checker reports it rather than passing.
+#[test]
+fn the_old_restream_rule_stalls_a_known_seed() {
+    let report = run_with(REGRESSION_SEEDS[0], Restream::OwnBlocksOnly).expect("the run completes");
+    assert!(!report.passed(), "{report}");
+    let fixed = run_with(REGRESSION_SEEDS[0], Restream::AnyLockedBlock).expect("the run completes");
+    assert!(fixed.passed(), "{fixed}");
 }
