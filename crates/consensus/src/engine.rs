@@ -102,8 +102,11 @@ impl EngineSettings {
     /// slow network still converges.
     pub fn lan_timeouts() -> LinearTimeouts {
         LinearTimeouts {
-            propose: Duration::from_millis(1000),
-            propose_delta: Duration::from_millis(500),
+            // A dead proposer costs this much at each height it would have led, so it bounds
+            // finality with a validator down; 400 ms still leaves a loaded proposer time to
+            // build and stream a block of thousands of transactions, and it rises each round.
+            propose: Duration::from_millis(400),
+            propose_delta: Duration::from_millis(300),
             prevote: Duration::from_millis(300),
             prevote_delta: Duration::from_millis(200),
             precommit: Duration::from_millis(300),
