@@ -174,7 +174,8 @@ pub enum Restream {
     /// The adapter's first rule, kept to show what the simulation caught: a validator restreamed
     /// only blocks it built, and a peer dropped a block whose header named another proposer than
     /// the round's. A locked block built by another validator could then reach a peer that missed
-    /// it only once it was decided, so some seeds (315, 355, 611, ...) stalled for ever.
+    /// it only once it was decided, so some seeds stalled for ever (`REGRESSION_SEEDS` in
+    /// `tests/seeds.rs`).
     OwnBlocksOnly,
     /// Tendermint's rule, which `medledger_consensus::app` follows: the round's proposer
     /// restreams the block it re-proposes whoever built it, and a peer accepts it when the
