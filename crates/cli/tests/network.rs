@@ -276,7 +276,8 @@ fn governance_adds_a_validator_that_was_refused_before() {
 
     // Propose adding it; one and then two approvals are not enough, the third is.
     let newcomer = public_key_of(&nodes[4].home.join("keys/validator.key"));
-    let effective = height(&nodes[0]) + 12;
+    // Far enough ahead for three transactions to commit even on a loaded CI machine.
+    let effective = height(&nodes[0]) + 20;
     let effective_text = effective.to_string();
     let proposal = tx(
         &nodes[0],
