@@ -165,7 +165,32 @@ pub fn router(node: Node) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(API_BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .with_state(node)
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it, so the
+/// client gets its 413 at once instead of after uploading megabytes (and without the race of a
+/// connection closed under a client still sending). Bodies without a declared length are still
+/// bounded while they are read.
+async fn refuse_declared_oversize(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > API_BODY_BYTES_MAX as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body declares {length} bytes; the limit is {API_BODY_BYTES_MAX} bytes"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 /// Runs blocking node work (signature checks, database reads) off the async workers.

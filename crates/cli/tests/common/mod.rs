@@ -174,6 +174,36 @@ impl TestNode {
         )
     }
 
+    /// Announces a body of `length` bytes but sends none of it, then reads the answer. A node
+    /// must refuse an oversized body from its declared length; sending all of it would race the
+    /// node closing the connection (the client then sees a reset, not the answer).
+    pub fn post_declaring_length(&self, path: &str, length: usize) -> (u16, Value) {
+        use std::io::{Read, Write};
+        let address = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).expect("write");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        (
+            status,
+            serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+        )
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         let mut all = vec![args[0], "--node", &self.url];
         all.extend_from_slice(&args[1..]);
