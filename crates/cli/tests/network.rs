@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{TestNode, free_port, medledger, public_key_of, stdout};
+use common::{TestNode, free_port, medledger, public_key_of, stdout, verify_proof};
 use serde_json::Value;
 
 const VALIDATORS: usize = 4;
@@ -342,16 +342,7 @@ fn governance_adds_a_validator_that_was_refused_before() {
         "{proof}"
     );
     let genesis = dir.path().join("genesis.json");
-    let verify = |file: &Path| {
-        medledger(&[
-            "proof",
-            "verify",
-            "--proof",
-            file.to_str().expect("utf-8"),
-            "--genesis",
-            genesis.to_str().expect("utf-8"),
-        ])
-    };
+    let verify = |file: &Path| verify_proof(file, &genesis);
     let out = verify(&proof_file);
     assert!(out.status.success(), "{}", stdout(&out));
     // Without the trail, the header's validator set is not the genesis one.

@@ -107,16 +107,7 @@ fn an_administrator_enrols_transacts_queries_and_proves() {
     ]);
     assert!(out.status.success());
     let genesis = node.home.join("genesis.json");
-    let verify = |file: &std::path::Path| {
-        medledger(&[
-            "proof",
-            "verify",
-            "--proof",
-            file.to_str().expect("utf-8"),
-            "--genesis",
-            genesis.to_str().expect("utf-8"),
-        ])
-    };
+    let verify = |file: &std::path::Path| verify_proof(file, &genesis);
     let out = verify(&proof_file);
     assert!(out.status.success(), "{}", stdout(&out));
     let mut proof: serde_json::Value =

@@ -62,6 +62,14 @@ pub struct AppConfig {
     pub journal: Journal,
 }
 
+/// How a block reached this node: streamed by a proposer (the engine may vote for it), or by
+/// value sync with its certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Proposal,
+    Sync,
+}
+
 /// A block this node holds for an undecided height: its own proposal, a peer's, or a synced one.
 #[derive(Debug)]
 struct Candidate {
@@ -139,18 +147,24 @@ impl State {
         round: Round,
         valid_round: Round,
         proposer: Address,
+        origin: Origin,
     ) -> ProposedValue<LedgerContext> {
         let hash = block.hash();
         let block = Arc::new(block);
         let checked = block.clone();
-        let journal = self.config.journal.clone();
-        // The block is durable before the engine may vote for it (see `journal`).
+        // A proposal is durable before the engine may vote for it (see `journal`). A synced block
+        // comes with its certificate and no vote of this node's, and sync fetches it again after
+        // a crash, so catch-up pays no fsync per height.
+        let journal = (origin == Origin::Proposal).then(|| self.config.journal.clone());
         let verdict = self
             .blocking(move |node| {
                 node.validate(&checked, now_ms())?;
-                journal
-                    .save(&checked)
-                    .map_err(|error| InvalidBlock::Invalid(format!("journalling it: {error}")))
+                match journal {
+                    Some(journal) => journal
+                        .save(&checked)
+                        .map_err(|error| InvalidBlock::Invalid(format!("journalling it: {error}"))),
+                    None => Ok(()),
+                }
             })
             .await;
         let validity = match verdict {
@@ -347,8 +361,14 @@ impl State {
         };
         for (init, block) in kept {
             if self.expected_proposer(init.height, init.round) == Some(init.proposer) {
-                self.judge(block, init.round, init.pol_round, init.proposer)
-                    .await;
+                self.judge(
+                    block,
+                    init.round,
+                    init.pol_round,
+                    init.proposer,
+                    Origin::Proposal,
+                )
+                .await;
             }
         }
     }
@@ -580,7 +600,13 @@ pub async fn run(
                             } else {
                                 Some(
                                     state
-                                        .judge(block, init.round, init.pol_round, init.proposer)
+                                        .judge(
+                                            block,
+                                            init.round,
+                                            init.pol_round,
+                                            init.proposer,
+                                            Origin::Proposal,
+                                        )
                                         .await,
                                 )
                             }
@@ -635,7 +661,9 @@ pub async fn run(
                             progress.target = progress.target.max(height.0);
                         });
                         SyncedValueOutcome::Verdict(
-                            state.judge(block, round, Round::Nil, proposer).await,
+                            state
+                                .judge(block, round, Round::Nil, proposer, Origin::Sync)
+                                .await,
                         )
                     }
                 };

@@ -154,14 +154,17 @@ impl Intake {
 }
 
 fn admit(node: &Node, batch: Vec<Vec<u8>>) {
-    let mut txs = Vec::with_capacity(batch.len());
-    for bytes in &batch {
-        match Tx::from_bytes(bytes) {
-            Ok(tx) => txs.push(tx),
-            Err(error) => {
-                tracing::warn!(%error, "dropping an undecodable gossiped transaction");
-            }
-        }
+    let count = batch.len();
+    let txs: Vec<Tx> = batch
+        .iter()
+        .filter_map(|bytes| Tx::from_bytes(bytes).ok())
+        .collect();
+    // One line per batch, not per transaction: a faulty peer must not be able to flood the log.
+    if txs.len() < count {
+        tracing::warn!(
+            dropped = count - txs.len(),
+            "dropping undecodable gossiped transactions"
+        );
     }
     node.submit_gossiped(txs);
 }

@@ -537,12 +537,7 @@ impl Node {
         } else {
             None
         };
-        if last_commit
-            .as_ref()
-            .map(CommitCertificate::hash)
-            .unwrap_or(Hash::ZERO)
-            != header.last_commit_hash
-        {
+        if CommitCertificate::last_commit_hash(last_commit.as_ref()) != header.last_commit_hash {
             return Err(NodeError::Tampered {
                 height,
                 reason: "previous certificate does not match the header".into(),

@@ -210,11 +210,7 @@ impl Node {
             height,
             time_ms: ctx.time_ms,
             prev_hash: parent.hash,
-            last_commit_hash: parent
-                .certificate
-                .as_ref()
-                .map(CommitCertificate::hash)
-                .unwrap_or(Hash::ZERO),
+            last_commit_hash: CommitCertificate::last_commit_hash(parent.certificate.as_ref()),
             txs_root: execution.txs_root,
             receipts_root: execution.receipts_root,
             state_root,
@@ -280,11 +276,7 @@ impl Node {
             height: parent.height,
             hash: parent.hash,
             time_ms: parent.time_ms,
-            certificate_hash: block
-                .last_commit
-                .as_ref()
-                .map(CommitCertificate::hash)
-                .unwrap_or(Hash::ZERO),
+            certificate_hash: CommitCertificate::last_commit_hash(block.last_commit.as_ref()),
         };
         check_header(header, &inner.genesis.chain_id, &link, &validators).map_err(invalid)?;
         if validators.get(&header.proposer).is_none() {

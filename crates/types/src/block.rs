@@ -211,6 +211,12 @@ impl CommitCertificate {
         hash_tagged(b"medledger/commit/v1", &[&encode(self)])
     }
 
+    /// What a header's `last_commit_hash` holds for this parent certificate: its hash, or zero
+    /// for block 1, whose parent (genesis) has none.
+    pub fn last_commit_hash(parent: Option<&CommitCertificate>) -> Hash {
+        parent.map(CommitCertificate::hash).unwrap_or(Hash::ZERO)
+    }
+
     /// Checks that this certificate finalises `header` under `validators`.
     pub fn verify(
         &self,

@@ -19,6 +19,18 @@ pub fn medledger(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// `medledger proof verify` of a proof file against a genesis file.
+pub fn verify_proof(proof: &Path, genesis: &Path) -> Output {
+    medledger(&[
+        "proof",
+        "verify",
+        "--proof",
+        proof.to_str().expect("utf-8"),
+        "--genesis",
+        genesis.to_str().expect("utf-8"),
+    ])
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
