@@ -7,6 +7,8 @@
 //!
 //! Nothing here does IO or reads a clock. Key generation takes its randomness from the caller.
 
+pub mod envelope;
+
 use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -26,6 +28,8 @@ pub enum CryptoError {
     WrongLength { expected: usize, got: usize },
     #[error("invalid hex: {0}")]
     Hex(String),
+    #[error("cannot decrypt: {0}")]
+    Decrypt(String),
 }
 
 /// A SHA-256 digest. Block hashes, transaction hashes and Merkle roots are all of this type.

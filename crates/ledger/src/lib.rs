@@ -12,6 +12,7 @@
 
 pub mod governance;
 pub mod light;
+pub mod records;
 pub mod schema;
 
 use medledger_crypto::{Hash, PublicKey};
@@ -105,6 +106,47 @@ pub enum TxError {
     },
     #[error("height {0} already has the most validator changes scheduled")]
     TooManyChanges(Height),
+    #[error("only an organisation's node, root key or practitioner may {0}")]
+    NotACustodian(&'static str),
+    #[error("{id} is held by {custodian}, not by the sender's organisation")]
+    NotCustodian { id: Hash, custodian: String },
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("record {record} is at version {}, so the next version is {expected}, not {got}", expected - 1)]
+    VersionConflict {
+        record: Hash,
+        expected: u32,
+        got: u32,
+    },
+    #[error("no record {0}")]
+    UnknownRecord(Hash),
+    #[error("no patient {0}")]
+    UnknownPatient(Hash),
+    #[error("patient {0} was erased")]
+    PatientErased(Hash),
+    #[error("patient {0} is already bound to a key")]
+    PatientBound(Hash),
+    #[error("key {0} is not an enrolled, unrevoked patient")]
+    NotAPatient(PublicKey),
+    #[error("{sender} is neither patient {patient} nor a delegate the patient named")]
+    NotThePatient {
+        sender: PublicKey,
+        patient: PublicKey,
+    },
+    #[error("invalid consent grant: {0}")]
+    InvalidGrant(String),
+    #[error("the grant's period ended at {end_ms}, before this block")]
+    GrantExpired { end_ms: u64 },
+    #[error("no consent grant {0}")]
+    UnknownGrant(Hash),
+    #[error("consent grant {0} is already revoked")]
+    GrantRevoked(Hash),
+    #[error("request {0} was already recorded; a signed request is used once")]
+    RequestReplayed(Hash),
+    #[error("reader {0} is not an enrolled, unrevoked member")]
+    ReaderNotEnrolled(PublicKey),
+    #[error("only the patient, a delegate or the custodian may erase patient {0}")]
+    NotAllowedToErase(Hash),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -138,6 +180,23 @@ impl TxError {
             TxError::AlreadyApproved { .. } => "already_approved",
             TxError::ProposalExpired { .. } => "proposal_expired",
             TxError::TooManyChanges(_) => "too_many_changes",
+            TxError::NotACustodian(_) => "not_a_custodian",
+            TxError::NotCustodian { .. } => "not_custodian",
+            TxError::InvalidRecord(_) => "invalid_record",
+            TxError::VersionConflict { .. } => "version_conflict",
+            TxError::UnknownRecord(_) => "unknown_record",
+            TxError::UnknownPatient(_) => "unknown_patient",
+            TxError::PatientErased(_) => "patient_erased",
+            TxError::PatientBound(_) => "patient_bound",
+            TxError::NotAPatient(_) => "not_a_patient",
+            TxError::NotThePatient { .. } => "not_the_patient",
+            TxError::InvalidGrant(_) => "invalid_grant",
+            TxError::GrantExpired { .. } => "grant_expired",
+            TxError::UnknownGrant(_) => "unknown_grant",
+            TxError::GrantRevoked(_) => "grant_revoked",
+            TxError::RequestReplayed(_) => "request_replayed",
+            TxError::ReaderNotEnrolled(_) => "reader_not_enrolled",
+            TxError::NotAllowedToErase(_) => "not_allowed_to_erase",
             TxError::State(_) => "state_error",
         }
     }
@@ -229,7 +288,15 @@ pub fn authority(state: &dyn StateRead, key: &PublicKey) -> Result<Authority, Tx
             org: record.org,
             role: record.role,
         }),
-        None => Err(TxError::UnknownSender(*key)),
+        // A validator in the current set is its organisation's node and acts for it, e.g. as the
+        // custodian of the records it serves.
+        None => match validators(state)?.get(key) {
+            Some(validator) => Ok(Authority::Member {
+                org: validator.org.clone(),
+                role: Role::Validator,
+            }),
+            None => Err(TxError::UnknownSender(*key)),
+        },
     }
 }
 
@@ -387,6 +454,25 @@ fn apply_payload(
                 return Err(TxError::NotAnOrganisation("approve validator changes"));
             };
             governance::approve(state, ctx, *proposal, org)
+        }
+        Payload::PutRecords { records: writes } => {
+            records::put_records(state, ctx, tx, authority, writes)
+        }
+        Payload::BindPatient { patient, key } => {
+            records::bind_patient(state, authority, patient, key)
+        }
+        Payload::SetDelegate { delegate, active } => {
+            records::set_delegate(state, &tx.body.sender, delegate, *active)
+        }
+        Payload::GrantConsent { grant } => records::grant_consent(state, ctx, tx, grant),
+        Payload::RevokeConsent { grant } => {
+            records::revoke_consent(state, ctx, &tx.body.sender, grant)
+        }
+        Payload::RecordAccess { access } => {
+            records::record_access(state, ctx, tx, authority, access)
+        }
+        Payload::ErasePatient { patient } => {
+            records::erase_patient(state, ctx, &tx.body.sender, authority, patient)
         }
     }
 }

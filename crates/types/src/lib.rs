@@ -11,11 +11,13 @@
 mod block;
 mod genesis;
 mod merkle;
+mod records;
 mod tx;
 
 pub use block::*;
 pub use genesis::*;
 pub use merkle::*;
+pub use records::*;
 pub use tx::*;
 
 pub use medledger_crypto::{Hash, PublicKey, SecretKey, Signature};

@@ -104,6 +104,24 @@ pub enum Payload {
     },
     /// An organisation's root key approves a pending validator-set proposal.
     ApproveValidatorChange { proposal: Hash },
+    /// A custodian's node records new records or new versions of its records. The custodian is
+    /// the sender's organisation.
+    PutRecords { records: Vec<crate::RecordWrite> },
+    /// The custodian binds one of its patient ids to the patient's enrolled key, so the patient
+    /// can sign consent for it and read its access log.
+    BindPatient { patient: Hash, key: PublicKey },
+    /// A patient names (or removes) a delegate who may sign consent on their behalf.
+    SetDelegate { delegate: PublicKey, active: bool },
+    /// A patient, or a delegate the patient named, grants consent. The grant's id is this
+    /// transaction's id.
+    GrantConsent { grant: crate::ConsentGrant },
+    /// The patient or a delegate revokes a grant.
+    RevokeConsent { grant: Hash },
+    /// The custodian's node records an access decision before it releases anything.
+    RecordAccess { access: crate::AccessRequest },
+    /// Erasure of a patient's data: every node destroys the keys, ciphertext and secret it holds
+    /// for this patient once the block is committed. Sent by the patient or by the custodian.
+    ErasePatient { patient: Hash },
 }
 
 /// A change to the validator set.
@@ -122,6 +140,13 @@ impl Payload {
             Payload::Anchor { .. } => "anchor",
             Payload::ProposeValidatorChange { .. } => "propose_validator_change",
             Payload::ApproveValidatorChange { .. } => "approve_validator_change",
+            Payload::PutRecords { .. } => "put_records",
+            Payload::BindPatient { .. } => "bind_patient",
+            Payload::SetDelegate { .. } => "set_delegate",
+            Payload::GrantConsent { .. } => "grant_consent",
+            Payload::RevokeConsent { .. } => "revoke_consent",
+            Payload::RecordAccess { .. } => "record_access",
+            Payload::ErasePatient { .. } => "erase_patient",
         }
     }
 }
