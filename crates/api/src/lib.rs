@@ -7,11 +7,15 @@
 //! **Invariant:** every request body is bounded by [`API_BODY_BYTES_MAX`] and every batch by
 //! [`TXS_PER_REQUEST_MAX`].
 
+pub mod auth;
+pub mod fhir;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +23,7 @@ use axum::{Json, Router};
 use medledger_crypto::{Hash, PublicKey};
 use medledger_ledger::TxError;
 use medledger_ledger::light::LightProof;
+use medledger_node::records::Records;
 use medledger_node::{Inserted, MempoolError, Node, NodeError, SubmitError, TxStatus};
 use medledger_types::{Height, Tx};
 use serde::{Deserialize, Serialize};
@@ -33,9 +38,9 @@ pub const TXS_PER_REQUEST_MAX: usize = 20_000;
 /// An API error: a status and a JSON body.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: String,
-    message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 /// The body of every error response.
@@ -53,7 +58,7 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code: code.to_string(),
@@ -61,11 +66,11 @@ impl ApiError {
         }
     }
 
-    fn bad_request(code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
@@ -140,9 +145,29 @@ impl From<SubmitError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Builds the router over a running node.
-pub fn router(node: Node) -> Router {
+/// What the handlers share: the node, and its records service when it keeps health records.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub node: Node,
+    pub records: Option<Records>,
+    pub replay: Arc<auth::ReplayGuard>,
+}
+
+impl FromRef<AppState> for Node {
+    fn from_ref(state: &AppState) -> Node {
+        state.node.clone()
+    }
+}
+
+/// Builds the router over a running node (and its records service, if any).
+pub fn router(node: Node, records: Option<Records>) -> Router {
+    let app = AppState {
+        node,
+        records,
+        replay: Arc::new(auth::ReplayGuard::default()),
+    };
     Router::new()
+        .merge(fhir::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -166,7 +191,7 @@ pub fn router(node: Node) -> Router {
         })
         .layer(DefaultBodyLimit::max(API_BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
-        .with_state(node)
+        .with_state(app)
 }
 
 /// Refuses a body whose declared length is over the limit before reading any of it, so the
@@ -585,9 +610,10 @@ struct ApiDoc;
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Node,
+    records: Option<Records>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node))
+    axum::serve(listener, router(node, records))
         .with_graceful_shutdown(shutdown)
         .await
 }

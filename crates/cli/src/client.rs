@@ -70,6 +70,40 @@ impl Client {
         )
     }
 
+    /// Sends a request with extra headers and a raw body; returns the status and the raw body.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
+        let url = format!("{}{path}", self.base);
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        if !body.is_empty() {
+            request = request.header("content-type", "application/fhir+json");
+        }
+        let request = request
+            .body(body.to_vec())
+            .with_context(|| format!("building a request to {url}"))?;
+        let mut response = self.agent.run(request).with_context(|| {
+            format!(
+                "cannot reach the node at {}{path}; is it running?",
+                self.base
+            )
+        })?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(RESPONSE_BYTES_MAX)
+            .read_to_vec()?;
+        Ok((status, bytes))
+    }
+
     /// Signs a payload with the next nonce of `key` and submits it; returns its id.
     pub fn submit(&self, key: &SecretKey, payload: Payload) -> Result<Hash> {
         let status = self.get("/v1/status")?;

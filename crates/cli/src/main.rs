@@ -7,6 +7,7 @@ mod bench;
 mod client;
 mod devnet;
 mod home;
+mod records;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use medledger_consensus::{EngineSettings, Peer};
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_ledger::light::LightProof;
+use medledger_node::records::Records;
 use medledger_node::{BlockSource, Node, NodeConfig};
 use medledger_types::{Genesis, Payload, Role, Validator, ValidatorChange};
 use serde_json::Value;
@@ -128,6 +130,28 @@ enum Command {
     Verify {
         #[arg(long)]
         home: PathBuf,
+    },
+    /// Health records over the node's FHIR face: import, read, search, audit, erase.
+    Fhir {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file: the author, reader or patient.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: records::FhirCommand,
+    },
+    /// A patient's consent: grant, revoke, delegates.
+    Consent {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The patient's (or a delegate's) key file.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        no_wait: bool,
+        #[command(subcommand)]
+        command: records::ConsentCommand,
     },
     /// Load a node with signed transactions and report throughput and commit latency.
     Bench(bench::BenchArgs),
@@ -344,6 +368,15 @@ fn run(cli: Cli) -> Result<i32> {
             payload,
         } => return run_tx(&Client::new(&node), &key, no_wait, payload),
         Command::Query { node, what } => run_query(&Client::new(&node), what)?,
+        Command::Fhir { node, key, command } => {
+            return records::run_fhir(&Client::new(&node), &key, command);
+        }
+        Command::Consent {
+            node,
+            key,
+            no_wait,
+            command,
+        } => return records::run_consent(&Client::new(&node), &key, no_wait, command),
         Command::Proof {
             command: ProofCommand::Verify { proof, genesis },
         } => return verify_proof(&proof, &genesis),
@@ -434,6 +467,13 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
         if let Some(progress) = progress {
             tokio::spawn(catch_up_bar(progress));
         }
+        // Health records: the vault beside the ledger, settled against the chain at start, and
+        // a follower that applies erasures as blocks commit.
+        let vault = medledger_vault::Vault::open(&home.join(&config.data_dir).join("vault"))
+            .context("opening the record vault")?;
+        let records = Records::open(node.clone(), std::sync::Arc::new(vault))
+            .context("opening the records service")?;
+        tokio::spawn(records.clone().follow_erasures());
         let engine_failed = async {
             match engine_task {
                 Some(task) => match task.await {
@@ -444,7 +484,7 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
                 None => std::future::pending().await,
             }
         };
-        medledger_api::serve(listener, node.clone(), async {
+        medledger_api::serve(listener, node.clone(), Some(records), async {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
                 reason = engine_failed => tracing::error!(%reason, "stopping"),

@@ -315,6 +315,14 @@ pub fn validators(state: &dyn StateRead) -> Result<ValidatorSet, StateError> {
     decode_value(KEY_VALIDATORS, &bytes)
 }
 
+/// The height and block time of the last block applied to `state`.
+pub fn chain_head(state: &dyn StateRead) -> Result<ChainHead, StateError> {
+    let bytes = state
+        .get(KEY_CHAIN_HEAD)?
+        .ok_or_else(|| StateError::Store("no chain head in state".into()))?;
+    decode_value(KEY_CHAIN_HEAD, &bytes)
+}
+
 pub fn chain_info(state: &dyn StateRead) -> Result<ChainInfo, StateError> {
     let bytes = state.get(KEY_CHAIN_INFO)?.ok_or_else(|| {
         StateError::Store("no chain info in state; genesis was not applied".into())

@@ -384,14 +384,19 @@ pub fn grant_consent(
 ) -> Result<(), TxError> {
     let mut book = check_signs_for(state, &tx.body.sender, &grant.patient)?;
     check_grant(state, ctx, grant)?;
-    // Grants that can never apply again leave the book (they stay on record under their id).
-    let mut kept = Vec::with_capacity(book.grants.len() + 1);
-    for id in &book.grants {
-        if let Some(entry) = self::grant(state, id)?
-            && entry.revoked_at.is_none()
-            && entry.grant.end_ms.is_none_or(|end| ctx.time_ms < end)
-        {
-            kept.push(*id);
+    // The book lists revoked and expired grants too, so the patient sees their history; only
+    // when it is full do grants that can never apply again leave it (they stay on record under
+    // their id).
+    let mut kept = book.grants.clone();
+    if kept.len() >= GRANTS_PER_PATIENT_MAX {
+        kept.clear();
+        for id in &book.grants {
+            if let Some(entry) = self::grant(state, id)?
+                && entry.revoked_at.is_none()
+                && entry.grant.end_ms.is_none_or(|end| ctx.time_ms < end)
+            {
+                kept.push(*id);
+            }
         }
     }
     if kept.len() >= GRANTS_PER_PATIENT_MAX {
@@ -633,7 +638,16 @@ pub fn erase_patient(
     id: &Hash,
 ) -> Result<(), TxError> {
     let mut entry = patient(state, id)?.ok_or(TxError::UnknownPatient(*id))?;
-    let by_custodian = custodian_of(authority, "erase").is_ok_and(|org| org == entry.custodian);
+    // The custodian organisation erases through its root key or its node, on the patient's
+    // request; a single practitioner may not.
+    let by_custodian = match authority {
+        Authority::Organisation { org }
+        | Authority::Member {
+            org,
+            role: Role::Validator,
+        } => *org == entry.custodian,
+        Authority::Member { .. } => false,
+    };
     let by_patient = match entry.key {
         Some(key) => key == *sender || consent_book(state, &key)?.delegates.contains(sender),
         None => false,

@@ -82,6 +82,15 @@ pub enum Entry {
     ValidatorChanges { heights: Vec<Height> },
     ValidatorProposal(crate::governance::ValidatorProposal),
     ScheduledChanges { proposals: Vec<Hash> },
+    Patient(medledger_types::PatientEntry),
+    PatientIds { patients: Vec<Hash> },
+    Record(medledger_types::RecordHead),
+    RecordVersion(medledger_types::RecordVersion),
+    ConsentBook(medledger_types::ConsentBook),
+    Grant(Box<medledger_types::ConsentEntry>),
+    AccessCount { count: u64 },
+    Access(Box<medledger_types::AccessEvent>),
+    AccessRequest { patient: Hash, seq: u64 },
 }
 
 /// Decodes the value at `key`, or `None` for a key outside the schema.
@@ -113,6 +122,22 @@ pub fn decode_entry(key: &[u8], value: &[u8]) -> Option<Entry> {
             nonce: decode_value(key, value).ok()?,
         },
         ("anchor", _) => Entry::Anchor(decode_value(key, value).ok()?),
+        ("patient", _) => Entry::Patient(decode_value(key, value).ok()?),
+        ("patient-ids", _) => Entry::PatientIds {
+            patients: decode_value(key, value).ok()?,
+        },
+        ("record", _) => Entry::Record(decode_value(key, value).ok()?),
+        ("record-version", _) => Entry::RecordVersion(decode_value(key, value).ok()?),
+        ("consent", _) => Entry::ConsentBook(decode_value(key, value).ok()?),
+        ("grant", _) => Entry::Grant(Box::new(decode_value(key, value).ok()?)),
+        ("access-count", _) => Entry::AccessCount {
+            count: decode_value(key, value).ok()?,
+        },
+        ("access", _) => Entry::Access(Box::new(decode_value(key, value).ok()?)),
+        ("access-request", _) => {
+            let (patient, seq) = decode_value(key, value).ok()?;
+            Entry::AccessRequest { patient, seq }
+        }
         _ => return None,
     };
     Some(entry)

@@ -16,6 +16,7 @@ mod audit;
 mod mempool;
 mod metrics;
 mod producer;
+pub mod records;
 mod replica;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -28,11 +29,11 @@ pub use audit::{AuditError, AuditReport, audit_store};
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_ledger::light::{LightProof, ValidatorStep};
 use medledger_ledger::{Authority, BlockError, KEY_VALIDATORS, NONCE_WINDOW, TxError};
-use medledger_state::{Snapshot, StateError};
+use medledger_state::{Snapshot, StateError, StateRead};
 use medledger_storage::{Store, StoreError, StoreReader};
 use medledger_types::{
-    Block, CommitCertificate, Genesis, Header, Height, InclusionProof, Outcome, Receipt, Tx,
-    merkle_root,
+    Block, CommitCertificate, Genesis, Header, Height, InclusionProof, Outcome, Payload, Receipt,
+    Tx, TxBody, merkle_root,
 };
 pub use mempool::{Inserted, MempoolError};
 pub use metrics::Metrics;
@@ -185,6 +186,8 @@ struct Inner {
     /// validators. Only a node driven by consensus has it.
     gossip: Option<mpsc::Sender<Vec<Tx>>>,
     gossip_outbox: Mutex<Option<mpsc::Receiver<Vec<Tx>>>>,
+    /// The next nonce for transactions this node signs itself (0: ask the chain).
+    own_nonce: Mutex<u64>,
 }
 
 /// Where submitted transactions came from: a client of this node, whose new transactions are
@@ -273,6 +276,7 @@ impl Node {
                 executed: Mutex::new(replica::ExecutedCache::new()),
                 gossip,
                 gossip_outbox: Mutex::new(gossip_outbox),
+                own_nonce: Mutex::new(0),
             }),
         };
         if config.block_source == BlockSource::Consensus {
@@ -683,6 +687,83 @@ impl Node {
             Err(error) => Err(error.to_string()),
         };
         Ok((authority, medledger_ledger::next_nonce(&state, key)?))
+    }
+
+    /// Runs `read` against the committed state at the head, and returns the head too.
+    pub fn read_head<T>(
+        &self,
+        read: impl FnOnce(&dyn StateRead) -> Result<T, TxError>,
+    ) -> Result<(Height, Result<T, TxError>), NodeError> {
+        let reader = self.inner.store.reader()?;
+        let head = reader.head()?;
+        let state = Snapshot {
+            reader: &reader,
+            version: Some(head),
+        };
+        match read(&state) {
+            Err(TxError::State(error)) => Err(error.into()),
+            other => Ok((head, other)),
+        }
+    }
+
+    /// The transactions of a committed block with their receipts, from this node's own store
+    /// (checked when it was committed, not again).
+    pub fn committed_txs(&self, height: Height) -> Result<Vec<(Tx, Option<Receipt>)>, NodeError> {
+        let reader = self.inner.store.reader()?;
+        let txs = reader.txs(height)?;
+        let mut out = Vec::with_capacity(txs.len());
+        for tx in txs {
+            let receipt = reader.receipt(&tx.id())?;
+            out.push((tx, receipt));
+        }
+        Ok(out)
+    }
+
+    /// This node's own key: the one that signs its blocks, votes and its own transactions.
+    pub fn key(&self) -> PublicKey {
+        self.inner.key.public_key()
+    }
+
+    /// Signs payloads with this node's key and submits them in order, with consecutive nonces.
+    /// Stops at the first refusal; returns the ids of those admitted and the refusal, if any.
+    pub fn submit_own(&self, payloads: Vec<Payload>) -> (Vec<Hash>, Option<SubmitError>) {
+        let mut next = lock(&self.inner.own_nonce);
+        let committed = match self.account(&self.inner.key.public_key()) {
+            Ok((_, nonce)) => nonce,
+            Err(error) => return (Vec::new(), Some(error.into())),
+        };
+        // A nonce far ahead of the chain means transactions of ours were lost (a restart empties
+        // the mempool): start again from the chain's.
+        if *next < committed || *next > committed + NONCE_WINDOW / 2 {
+            *next = committed;
+        }
+        let mut ids = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let tx = TxBody {
+                chain_id: self.inner.genesis.chain_id.clone(),
+                sender: self.inner.key.public_key(),
+                nonce: *next,
+                payload,
+            }
+            .sign(&self.inner.key);
+            match self.submit(vec![tx]).pop() {
+                Some(Ok((id, _))) => {
+                    ids.push(id);
+                    *next += 1;
+                }
+                Some(Err(error)) => {
+                    if matches!(
+                        error,
+                        SubmitError::Tx(TxError::NonceGap { .. } | TxError::NonceUsed { .. })
+                    ) {
+                        *next = 0;
+                    }
+                    return (ids, Some(error));
+                }
+                None => break,
+            }
+        }
+        (ids, None)
     }
 
     /// The validator-set changes a light client walks to check a header at `height`.

@@ -139,6 +139,14 @@ pub struct Incoming<'a> {
     pub content: &'a [u8],
 }
 
+/// A search result: a record held here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub record: Hash,
+    pub resource_type: String,
+    pub fhir_id: String,
+}
+
 /// One staged version: what the chain must record for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StagedVersion {
@@ -278,14 +286,14 @@ impl Vault {
     }
 
     /// A patient's records, optionally of one type: `(record id, type, FHIR logical id)` in index
-    /// order, at most `limit` after skipping `offset`, and the total count.
+    /// order (as [`Hit`]s), at most `limit` after skipping `offset`, and the total count.
     pub fn search(
         &self,
         patient: &Hash,
         resource_type: Option<&str>,
         offset: usize,
         limit: usize,
-    ) -> Result<(Vec<(Hash, String, String)>, usize), VaultError> {
+    ) -> Result<(Vec<Hit>, usize), VaultError> {
         let mut prefix = patient.0.to_vec();
         if let Some(name) = resource_type {
             prefix.extend_from_slice(name.as_bytes());
@@ -309,7 +317,11 @@ impl Vault {
             let split = rest.len().saturating_sub(33);
             let resource_type = String::from_utf8_lossy(&rest[..split]).into_owned();
             let record = hash_from(&rest[split + 1..])?;
-            found.push((record, resource_type, value.value().to_string()));
+            found.push(Hit {
+                record,
+                resource_type,
+                fhir_id: value.value().to_string(),
+            });
         }
         Ok((found, total))
     }

@@ -64,7 +64,11 @@ fn staged_then_kept_records_read_back_exactly_and_are_encrypted_at_rest() {
         .expect("search");
     assert_eq!(
         observations,
-        vec![(record, "Observation".to_string(), "o1".to_string())]
+        vec![Hit {
+            record,
+            resource_type: "Observation".into(),
+            fhir_id: "o1".into()
+        }]
     );
     drop(vault);
     let bytes = files(dir.path());

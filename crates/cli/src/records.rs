@@ -1,0 +1,441 @@
+//! `medledger fhir ...` and `medledger consent ...`: health records and consent from the command
+//! line, through the node's FHIR face and signed requests, as an EHR or a patient's app would.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use medledger_api::auth::{AccessHeaders, HEADER_BREAK_GLASS, HEADER_PURPOSE, HEADER_WRAP_TO};
+use medledger_crypto::envelope::{HpkeSecret, WrappedKey};
+use medledger_crypto::{Hash, SecretKey};
+use medledger_types::{
+    ConsentGrant, Grantee, Payload, Provision, ProvisionKind, Purpose, Role, Scope,
+};
+use serde_json::{Value, json};
+
+use crate::client::Client;
+use crate::home;
+
+#[derive(Subcommand)]
+pub enum FhirCommand {
+    /// Import FHIR Bundles (transaction, batch or collection), e.g. Synthea output, with a
+    /// progress bar. The signer is the author: a practitioner or the root key of this node's
+    /// organisation.
+    Import {
+        /// Bundle files; each is stored whole or not at all.
+        files: Vec<PathBuf>,
+    },
+    /// Read a record (`Type/id`) for a purpose. The read is recorded on chain first.
+    Read {
+        reference: String,
+        #[arg(long)]
+        purpose: String,
+        /// Emergency access (ETREAT, practitioners only): flagged, and shown to the patient.
+        #[arg(long)]
+        break_glass: bool,
+        /// Receive the ciphertext and its key sealed to you with HPKE, and decrypt it here.
+        #[arg(long)]
+        wrap: bool,
+    },
+    /// Search a patient's records (optionally of one type) for a purpose.
+    Search {
+        #[arg(long)]
+        patient: String,
+        #[arg(long = "type")]
+        resource_type: Option<String>,
+        #[arg(long)]
+        purpose: String,
+        #[arg(long)]
+        break_glass: bool,
+    },
+    /// Bind a patient held here to the patient's enrolled key (signer: the custodian).
+    Bind {
+        #[arg(long)]
+        patient: String,
+        #[arg(long)]
+        patient_key: String,
+    },
+    /// A patient's access log as FHIR AuditEvents (signer: the patient, the custodian or an
+    /// auditor).
+    Log {
+        #[arg(long)]
+        patient: String,
+    },
+    /// The Provenance of a record (`Type/id`).
+    Provenance { reference: String },
+    /// Erase a patient by crypto-shredding (signer: the patient or the custodian).
+    Erase {
+        #[arg(long)]
+        patient: String,
+    },
+    /// The signer's own view as a patient: their patient ids, every access, their grants.
+    Me,
+}
+
+#[derive(Subcommand)]
+pub enum ConsentCommand {
+    /// Grant consent (signer: the patient or a delegate). One provision per grant from the
+    /// command line: who (`--to key:<hex>`, `org:<id>`, `role:<name>`), what (`--type`,
+    /// `--category`, `--record`; none means everything), why (`--purpose`), until when.
+    Grant {
+        /// The patient's public key; the signer's own by default.
+        #[arg(long)]
+        patient: Option<String>,
+        #[arg(long = "to")]
+        actors: Vec<String>,
+        #[arg(long = "purpose")]
+        purposes: Vec<String>,
+        #[arg(long = "type")]
+        types: Vec<String>,
+        #[arg(long = "category")]
+        categories: Vec<String>,
+        #[arg(long = "record")]
+        records: Vec<String>,
+        /// Make this a deny provision, which wins over any permit.
+        #[arg(long)]
+        deny: bool,
+        /// Valid for this many days from now (default: until revoked).
+        #[arg(long)]
+        days: Option<u64>,
+    },
+    /// Revoke a grant.
+    Revoke {
+        #[arg(long)]
+        grant: String,
+    },
+    /// Name (or with `--remove`, drop) a delegate who may sign consent for you.
+    Delegate {
+        #[arg(long)]
+        delegate: String,
+        #[arg(long)]
+        remove: bool,
+    },
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Sends a signed request; returns the status, the response headers' access event, and the body.
+pub fn signed(
+    client: &Client,
+    key: &SecretKey,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    access: &AccessHeaders,
+) -> Result<(u16, Vec<u8>)> {
+    let chain_id = client.chain_id()?;
+    let time_ms = now_ms();
+    let bytes = medledger_api::auth::sign_bytes(&chain_id, method, path, time_ms, body, access);
+    let authorization = medledger_api::auth::authorization(key, time_ms, &bytes);
+    let mut headers = vec![("authorization", authorization)];
+    if let Some(purpose) = &access.purpose {
+        headers.push((HEADER_PURPOSE, purpose.clone()));
+    }
+    if access.break_glass {
+        headers.push((HEADER_BREAK_GLASS, "true".into()));
+    }
+    if let Some(wrap_to) = &access.wrap_to {
+        headers.push((HEADER_WRAP_TO, wrap_to.clone()));
+    }
+    client.send(method, path, &headers, body)
+}
+
+fn json_body(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// Fails with the OperationOutcome's diagnostics (or the API error) unless the status is 2xx.
+fn expect_ok(status: u16, body: &[u8]) -> Result<Value> {
+    let value = json_body(body);
+    if (200..300).contains(&status) {
+        return Ok(value);
+    }
+    let message = value["issue"][0]["diagnostics"]
+        .as_str()
+        .or_else(|| value["error"]["message"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| value.to_string());
+    bail!("the node answered {status}: {message}")
+}
+
+fn reads(purpose: &str, break_glass: bool) -> Result<AccessHeaders> {
+    purpose.parse::<Purpose>().map_err(anyhow::Error::msg)?;
+    Ok(AccessHeaders {
+        purpose: Some(purpose.to_string()),
+        break_glass,
+        wrap_to: None,
+    })
+}
+
+pub fn run_fhir(client: &Client, key: &Path, command: FhirCommand) -> Result<i32> {
+    let key = home::read_key(key)?;
+    match command {
+        FhirCommand::Import { files } => import(client, &key, &files),
+        FhirCommand::Read {
+            reference,
+            purpose,
+            break_glass,
+            wrap,
+        } => {
+            let mut access = reads(&purpose, break_glass)?;
+            let hpke = HpkeSecret::derive(&key.to_bytes());
+            if wrap {
+                access.wrap_to = Some(hex::encode(hpke.public_key()));
+            }
+            let (status, body) = signed(
+                client,
+                &key,
+                "GET",
+                &format!("/fhir/{reference}"),
+                b"",
+                &access,
+            )?;
+            if !(200..300).contains(&status) {
+                expect_ok(status, &body)?;
+            }
+            if wrap {
+                let sealed = json_body(&body);
+                let content = open_sealed(&hpke, &sealed)?;
+                println!("{}", String::from_utf8_lossy(&content));
+            } else {
+                println!("{}", String::from_utf8_lossy(&body));
+            }
+            Ok(0)
+        }
+        FhirCommand::Search {
+            patient,
+            resource_type,
+            purpose,
+            break_glass,
+        } => {
+            let path = match resource_type {
+                Some(kind) => format!("/fhir/{kind}?patient={patient}"),
+                None => format!("/fhir?patient={patient}"),
+            };
+            let access = reads(&purpose, break_glass)?;
+            let (status, body) = signed(client, &key, "GET", &path, b"", &access)?;
+            crate::print(&expect_ok(status, &body)?);
+            Ok(0)
+        }
+        FhirCommand::Bind {
+            patient,
+            patient_key,
+        } => {
+            let body = serde_json::to_vec(&json!({"key": crate::parse_key(&patient_key)?}))?;
+            let path = format!("/v1/records/patients/{patient}/bind");
+            let (status, body) = signed(
+                client,
+                &key,
+                "POST",
+                &path,
+                &body,
+                &AccessHeaders::default(),
+            )?;
+            crate::print(&expect_ok(status, &body)?);
+            Ok(0)
+        }
+        FhirCommand::Log { patient } => {
+            let path = format!("/fhir/AuditEvent?patient={patient}");
+            let (status, body) =
+                signed(client, &key, "GET", &path, b"", &AccessHeaders::default())?;
+            crate::print(&expect_ok(status, &body)?);
+            Ok(0)
+        }
+        FhirCommand::Provenance { reference } => {
+            let path = format!("/fhir/Provenance?target={reference}");
+            let (status, body) =
+                signed(client, &key, "GET", &path, b"", &AccessHeaders::default())?;
+            crate::print(&expect_ok(status, &body)?);
+            Ok(0)
+        }
+        FhirCommand::Erase { patient } => {
+            let path = format!("/fhir/Patient/{patient}/$erase");
+            let (status, body) =
+                signed(client, &key, "POST", &path, b"", &AccessHeaders::default())?;
+            crate::print(&expect_ok(status, &body)?);
+            Ok(0)
+        }
+        FhirCommand::Me => {
+            let (status, body) = signed(
+                client,
+                &key,
+                "GET",
+                "/v1/records/me",
+                b"",
+                &AccessHeaders::default(),
+            )?;
+            crate::print(&expect_ok(status, &body)?);
+            Ok(0)
+        }
+    }
+}
+
+/// Opens a record received with its key sealed to this reader.
+fn open_sealed(hpke: &HpkeSecret, sealed: &Value) -> Result<Vec<u8>> {
+    let field = |name: &str| -> Result<Vec<u8>> {
+        hex::decode(
+            sealed[name]
+                .as_str()
+                .with_context(|| format!("no {name} in the answer"))?,
+        )
+        .with_context(|| format!("{name} is not hex"))
+    };
+    let wrapped: WrappedKey = serde_json::from_value(sealed["wrapped_key"].clone())
+        .context("the answer has no wrapped key")?;
+    let aad = field("aad")?;
+    let nonce: [u8; 12] = field("nonce")?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the nonce is not 12 bytes"))?;
+    let data_key = hpke
+        .open_key(&wrapped, &aad)
+        .context("the key was not sealed to this reader")?;
+    data_key
+        .open(nonce, &aad, &field("ciphertext")?)
+        .context("the ciphertext does not open under the unwrapped key")
+}
+
+fn import(client: &Client, key: &SecretKey, files: &[PathBuf]) -> Result<i32> {
+    if files.is_empty() {
+        bail!("name at least one Bundle file to import");
+    }
+    let mut bundles = Vec::with_capacity(files.len());
+    let mut total = 0u64;
+    for file in files {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let entries = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|value| value["entry"].as_array().map(Vec::len))
+            .unwrap_or(0) as u64;
+        total += entries;
+        bundles.push((file, bytes, entries));
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "importing {bar:40} {pos}/{len} resources ({per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let mut failed = 0;
+    for (file, bytes, entries) in bundles {
+        bar.set_message(file.display().to_string());
+        let (status, body) = signed(
+            client,
+            key,
+            "POST",
+            "/fhir",
+            &bytes,
+            &AccessHeaders::default(),
+        )?;
+        match expect_ok(status, &body) {
+            Ok(_) => bar.inc(entries),
+            Err(error) => {
+                failed += 1;
+                bar.suspend(|| eprintln!("{}: {error:#}", file.display()));
+            }
+        }
+    }
+    bar.finish_with_message("done");
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    crate::print(&json!({
+        "bundles": files.len(),
+        "failed": failed,
+        "resources": bar.position(),
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+        "resources_per_second": (bar.position() as f64 / seconds).round(),
+    }));
+    Ok(if failed == 0 { 0 } else { 2 })
+}
+
+fn grantee(text: &str) -> Result<Grantee> {
+    let (kind, value) = text
+        .split_once(':')
+        .with_context(|| format!("{text:?}: write key:<hex>, org:<id> or role:<name>"))?;
+    Ok(match kind {
+        "key" => Grantee::Key(crate::parse_key(value)?),
+        "org" => Grantee::Organisation(value.to_string()),
+        "role" => Grantee::Role(value.parse::<Role>().map_err(anyhow::Error::msg)?),
+        _ => bail!("{text:?}: write key:<hex>, org:<id> or role:<name>"),
+    })
+}
+
+pub fn run_consent(
+    client: &Client,
+    key: &Path,
+    no_wait: bool,
+    command: ConsentCommand,
+) -> Result<i32> {
+    let signer = home::read_key(key)?;
+    let payload = match command {
+        ConsentCommand::Grant {
+            patient,
+            actors,
+            purposes,
+            types,
+            categories,
+            records,
+            deny,
+            days,
+        } => {
+            let patient = match patient {
+                Some(text) => crate::parse_key(&text)?,
+                None => signer.public_key(),
+            };
+            let mut scope: Vec<Scope> = types.into_iter().map(Scope::ResourceType).collect();
+            scope.extend(categories.into_iter().map(Scope::Category));
+            for record in records {
+                scope.push(Scope::Record(crate::parse_hash(&record, "record id")?));
+            }
+            let start_ms = now_ms().saturating_sub(60_000);
+            Payload::GrantConsent {
+                grant: ConsentGrant {
+                    patient,
+                    provisions: vec![Provision {
+                        kind: if deny {
+                            ProvisionKind::Deny
+                        } else {
+                            ProvisionKind::Permit
+                        },
+                        actors: actors.iter().map(|a| grantee(a)).collect::<Result<_>>()?,
+                        scope,
+                        purposes: purposes
+                            .iter()
+                            .map(|p| p.parse::<Purpose>().map_err(anyhow::Error::msg))
+                            .collect::<Result<_>>()?,
+                    }],
+                    start_ms,
+                    end_ms: days.map(|days| now_ms() + days * 86_400_000),
+                },
+            }
+        }
+        ConsentCommand::Revoke { grant } => Payload::RevokeConsent {
+            grant: crate::parse_hash(&grant, "grant id")?,
+        },
+        ConsentCommand::Delegate { delegate, remove } => Payload::SetDelegate {
+            delegate: crate::parse_key(&delegate)?,
+            active: !remove,
+        },
+    };
+    let id: Hash = client.submit(&signer, payload)?;
+    if no_wait {
+        crate::print(&json!({"id": id, "status": "pending"}));
+        return Ok(0);
+    }
+    let result = client.wait(&id, Duration::from_secs(60))?;
+    crate::print(&result);
+    Ok(match result["status"].as_str() {
+        Some("committed") => 0,
+        _ => {
+            eprintln!("the consent transaction was not applied");
+            2
+        }
+    })
+}

@@ -1,0 +1,839 @@
+//! End-to-end tests of health records under consent, through the real binary: a hospital imports
+//! a Synthea patient over FHIR, the patient grants and revokes consent, practitioners read for a
+//! purpose, every read is audited on chain first, bad input is refused whole, no PHI reaches the
+//! chain, and erasure crypto-shreds the patient.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{TestNode, medledger, public_key_of, stdout};
+use medledger_api::auth::{AccessHeaders, HEADER_PURPOSE, authorization, sign_bytes};
+use medledger_crypto::SecretKey;
+use serde_json::Value;
+
+const SYNTHEA: &str = "../../../shared/testdata/fhir/synthea/sample_complete_patient.json";
+const PATIENT_ID: &str = "d5582579-7193-4866-5560-a01e723b6552";
+const LAB_OBSERVATION: &str = "6a286f48-23d9-6fbe-8258-371f89012adb";
+const CONDITION: &str = "9a01d04d-86de-75e6-5c07-a4ba74966e68";
+
+fn synthea() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(SYNTHEA)
+}
+
+/// The exact bytes of the entry resource with this id, as they stand in the Bundle file.
+fn original_bytes(id: &str) -> Vec<u8> {
+    #[derive(serde::Deserialize)]
+    struct Entry<'a> {
+        #[serde(borrow)]
+        resource: &'a serde_json::value::RawValue,
+    }
+    #[derive(serde::Deserialize)]
+    struct Bundle<'a> {
+        #[serde(borrow)]
+        entry: Vec<Entry<'a>>,
+    }
+    let text = std::fs::read_to_string(synthea()).expect("synthea");
+    let bundle: Bundle<'_> = serde_json::from_str(&text).expect("bundle");
+    bundle
+        .entry
+        .iter()
+        .map(|entry| entry.resource.get())
+        .find(|raw| serde_json::from_str::<Value>(raw).expect("json")["id"].as_str() == Some(id))
+        .expect("entry")
+        .as_bytes()
+        .to_vec()
+}
+
+struct Hospital {
+    node: TestNode,
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+impl Hospital {
+    fn start(dir: &Path) -> Hospital {
+        let mut node = TestNode::init(dir);
+        node.start();
+        let root = node.org_key();
+        Hospital {
+            node,
+            dir: dir.to_path_buf(),
+            root,
+        }
+    }
+
+    /// A new key, enrolled with `role` unless `role` is `None`.
+    fn member(&self, name: &str, role: Option<&str>) -> PathBuf {
+        let file = self.dir.join(format!("{name}.key"));
+        let out = medledger(&["keygen", "--out", file.to_str().expect("utf-8")]);
+        assert!(out.status.success());
+        if let Some(role) = role {
+            let out = self.node.cli(&[
+                "tx",
+                "--key",
+                self.root.to_str().expect("utf-8"),
+                "enrol",
+                "--member",
+                &public_key_of(&file),
+                "--role",
+                role,
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        file
+    }
+
+    fn fhir(&self, key: &Path, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["fhir", "--key", key.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        self.node.cli(&all)
+    }
+
+    fn consent(&self, key: &Path, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["consent", "--key", key.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        self.node.cli(&all)
+    }
+
+    fn import_synthea(&self, author: &Path) {
+        let out = self.fhir(author, &["import", synthea().to_str().expect("utf-8")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: Value = serde_json::from_str(&stdout(&out)).expect("summary");
+        assert_eq!(summary["resources"], 314, "{summary}");
+    }
+
+    fn height(&self) -> u64 {
+        self.node.get("/v1/status").1["height"]
+            .as_u64()
+            .expect("height")
+    }
+
+    /// A signed request made by hand, for the bad-input cases the CLI would never send.
+    fn signed(
+        &self,
+        key: &SecretKey,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        purpose: Option<&str>,
+    ) -> (u16, Value) {
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
+        let access = AccessHeaders {
+            purpose: purpose.map(str::to_string),
+            ..AccessHeaders::default()
+        };
+        let bytes = sign_bytes("e2e", method, path, time_ms, body, &access);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.node.url))
+            .header("authorization", authorization(key, time_ms, &bytes))
+            .header("content-type", "application/fhir+json");
+        if let Some(purpose) = purpose {
+            request = request.header(HEADER_PURPOSE, purpose);
+        }
+        let mut response = agent
+            .run(request.body(body.to_vec()).expect("request"))
+            .expect("node answers");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+fn key_of(file: &Path) -> SecretKey {
+    let text = std::fs::read_to_string(file).expect("key file");
+    let value: Value = serde_json::from_str(&text).expect("json");
+    let secret = hex::decode(value["secret_key"].as_str().expect("secret")).expect("hex");
+    SecretKey::from_bytes(secret.try_into().expect("32 bytes"))
+}
+
+fn failed_with(out: &std::process::Output, status: &str) {
+    assert!(
+        !out.status.success(),
+        "expected a refusal, got {}",
+        stdout(out)
+    );
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains(status), "expected {status}: {error}");
+}
+
+/// The whole patient story: import, consent, purposeful reads, deny, revoke, break-glass,
+/// versions, HPKE, the patient's access log and Provenance.
+#[test]
+fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hospital = Hospital::start(dir.path());
+    let doctor = hospital.member("doctor", Some("practitioner"));
+    let nurse = hospital.member("nurse", Some("practitioner"));
+    let patient = hospital.member("patient", Some("patient"));
+    let auditor = hospital.member("auditor", Some("auditor"));
+    hospital.import_synthea(&doctor);
+    let out = hospital.fhir(
+        &hospital.root,
+        &[
+            "bind",
+            "--patient",
+            PATIENT_ID,
+            "--patient-key",
+            &public_key_of(&patient),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lab = format!("Observation/{LAB_OBSERVATION}");
+    let read = |key: &Path, reference: &str, purpose: &str| {
+        hospital.fhir(key, &["read", reference, "--purpose", purpose])
+    };
+
+    // No grant yet: denied, and the denial is itself on chain.
+    failed_with(&read(&doctor, &lab, "TREAT"), "403");
+
+    // The patient permits the doctor to read Observations for treatment.
+    let out = hospital.consent(
+        &patient,
+        &[
+            "grant",
+            "--to",
+            &format!("key:{}", public_key_of(&doctor)),
+            "--purpose",
+            "TREAT",
+            "--type",
+            "Observation",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let grant = serde_json::from_str::<Value>(&stdout(&out)).expect("receipt")["id"]
+        .as_str()
+        .expect("grant id")
+        .to_string();
+    let out = read(&doctor, &lab, "TREAT");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout.strip_suffix(b"\n").expect("newline"),
+        original_bytes(LAB_OBSERVATION).as_slice(),
+        "a record reads back byte for byte"
+    );
+    // Wrong purpose, out of scope, and another practitioner: denied.
+    failed_with(&read(&doctor, &lab, "HRESCH"), "403");
+    failed_with(
+        &read(&doctor, &format!("Condition/{CONDITION}"), "TREAT"),
+        "403",
+    );
+    failed_with(&read(&nurse, &lab, "TREAT"), "403");
+    failed_with(&read(&doctor, &lab, "NOT-A-PURPOSE"), "unknown purpose");
+
+    // The same record sealed to the reader with HPKE opens on the reader's side only.
+    let out = hospital.fhir(&doctor, &["read", &lab, "--purpose", "TREAT", "--wrap"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout.strip_suffix(b"\n").expect("newline"),
+        original_bytes(LAB_OBSERVATION).as_slice()
+    );
+
+    // A deny provision for laboratory data wins over the permit.
+    let out = hospital.consent(
+        &patient,
+        &[
+            "grant",
+            "--deny",
+            "--to",
+            &format!("key:{}", public_key_of(&doctor)),
+            "--category",
+            "laboratory",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    failed_with(&read(&doctor, &lab, "TREAT"), "deny provision");
+
+    // Break-glass: a practitioner for ETREAT reads without a grant; an auditor may not.
+    let out = hospital.fhir(
+        &nurse,
+        &[
+            "read",
+            &format!("Condition/{CONDITION}"),
+            "--purpose",
+            "ETREAT",
+            "--break-glass",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    failed_with(
+        &hospital.fhir(
+            &auditor,
+            &[
+                "read",
+                &format!("Condition/{CONDITION}"),
+                "--purpose",
+                "ETREAT",
+                "--break-glass",
+            ],
+        ),
+        "403",
+    );
+
+    // A grant signed by someone other than the patient is refused on chain.
+    let out = hospital.consent(
+        &doctor,
+        &[
+            "grant",
+            "--patient",
+            &public_key_of(&patient),
+            "--to",
+            &format!("key:{}", public_key_of(&doctor)),
+            "--purpose",
+            "TREAT",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("not_the_patient"), "{}", stdout(&out));
+
+    // Revoked: the doctor's Observation reads stop (a vital sign, outside the deny).
+    let vital = "Observation/a5587c04-bab7-e7dd-cf9a-7b36c0187a95";
+    assert!(read(&doctor, vital, "TREAT").status.success());
+    let out = hospital.consent(&patient, &["revoke", "--grant", &grant]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    failed_with(&read(&doctor, vital, "TREAT"), "403");
+    let out = hospital.consent(&patient, &["revoke", "--grant", &grant]);
+    assert!(stdout(&out).contains("grant_revoked"));
+
+    // A search returns only what consent allows and says how much it withheld.
+    let out = hospital.consent(
+        &patient,
+        &[
+            "grant",
+            "--to",
+            "role:practitioner",
+            "--purpose",
+            "TREAT",
+            "--type",
+            "Condition",
+        ],
+    );
+    assert!(out.status.success());
+    let out = hospital.fhir(
+        &nurse,
+        &[
+            "search",
+            "--patient",
+            PATIENT_ID,
+            "--type",
+            "Condition",
+            "--purpose",
+            "TREAT",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle: Value = serde_json::from_str(&stdout(&out)).expect("bundle");
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "searchset");
+    assert_eq!(bundle["entry"].as_array().expect("entries").len(), 21);
+
+    // The patient's own view: every access (allowed and denied, break-glass flagged), grants.
+    let out = hospital.fhir(&patient, &["me"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let me: Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let accesses = me["patients"][0]["accesses"].as_array().expect("accesses");
+    assert!(accesses.len() >= 10, "{me}");
+    assert!(accesses.iter().any(|event| event["break_glass"] == true));
+    assert!(
+        accesses
+            .iter()
+            .any(|event| event["decisions"][0][1]["rule"] == "no_consent")
+    );
+    assert_eq!(me["grants"].as_array().expect("grants").len(), 3);
+
+    // The same log as FHIR AuditEvents; an unrelated practitioner of another role may not see it.
+    let out = hospital.fhir(&patient, &["log", "--patient", PATIENT_ID]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log: Value = serde_json::from_str(&stdout(&out)).expect("bundle");
+    let events = log["entry"].as_array().expect("entries");
+    assert_eq!(events.len(), accesses.len());
+    assert!(
+        events
+            .iter()
+            .all(|entry| entry["resource"]["resourceType"] == "AuditEvent")
+    );
+    let visitor = hospital.member("visitor", Some("pharmacy"));
+    failed_with(
+        &hospital.fhir(&visitor, &["log", "--patient", PATIENT_ID]),
+        "403",
+    );
+
+    // A new version extends the history; Provenance shows both.
+    let updated = String::from_utf8(original_bytes(CONDITION))
+        .expect("utf-8")
+        .replacen(
+            "\"resourceType\"",
+            "\"language\": \"en\", \"resourceType\"",
+            1,
+        )
+        // Outside its Bundle a resource names others by type and id, not by urn:uuid.
+        .replace(
+            &format!("urn:uuid:{PATIENT_ID}"),
+            &format!("Patient/{PATIENT_ID}"),
+        )
+        .replace(
+            "urn:uuid:3699e7e7-8b1b-4a68-8011-e7a166598566",
+            "Encounter/3699e7e7-8b1b-4a68-8011-e7a166598566",
+        );
+    let (status, body) = hospital.signed(
+        &key_of(&doctor),
+        "PUT",
+        &format!("/fhir/Condition/{CONDITION}"),
+        updated.as_bytes(),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let out = hospital.fhir(
+        &nurse,
+        &[
+            "read",
+            &format!("Condition/{CONDITION}"),
+            "--purpose",
+            "TREAT",
+        ],
+    );
+    assert_eq!(
+        out.stdout.strip_suffix(b"\n").expect("newline"),
+        updated.as_bytes()
+    );
+    let out = hospital.fhir(&patient, &["provenance", &format!("Condition/{CONDITION}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let provenance: Value = serde_json::from_str(&stdout(&out)).expect("bundle");
+    let text = provenance.to_string();
+    assert!(
+        text.contains("_history/1") && text.contains("_history/2"),
+        "{text}"
+    );
+}
+
+/// Bad input gets an OperationOutcome with the right status and stores nothing: malformed JSON,
+/// an unknown resource type, a Bundle referencing a missing resource, a reader who is not
+/// enrolled, a missing purpose, and a write by someone outside the custodian.
+#[test]
+fn bad_input_is_refused_whole_with_an_operation_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hospital = Hospital::start(dir.path());
+    let doctor = key_of(&hospital.member("doctor", Some("practitioner")));
+    let outsider = key_of(&hospital.member("outsider", None));
+    let pharmacist = key_of(&hospital.member("pharmacist", Some("pharmacy")));
+    let height = hospital.height();
+    let missing = r#"{"resourceType":"Bundle","type":"transaction","entry":[
+        {"fullUrl":"urn:uuid:11111111-1111-1111-1111-111111111111","resource":{"resourceType":"Patient","id":"p1"},"request":{"method":"POST","url":"Patient"}},
+        {"fullUrl":"urn:uuid:22222222-2222-2222-2222-222222222222","resource":{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:33333333-3333-3333-3333-333333333333"}},"request":{"method":"POST","url":"Observation"}}]}"#;
+    // (signer, method, path, body, status, a phrase the outcome must hold)
+    type Case<'a> = (&'a SecretKey, &'a str, &'a str, &'a [u8], u16, &'a str);
+    let cases: &[Case<'_>] = &[
+        (&doctor, "POST", "/fhir", b"{not json", 400, "structure"),
+        (
+            &doctor,
+            "POST",
+            "/fhir/Observation",
+            br#"{"resourceType":"Spaceship","id":"x"}"#,
+            400,
+            "",
+        ),
+        (
+            &doctor,
+            "POST",
+            "/fhir",
+            missing.as_bytes(),
+            400,
+            "urn:uuid:33333333",
+        ),
+        (
+            &doctor,
+            "POST",
+            "/fhir",
+            br#"{"resourceType":"Bundle","type":"searchset","entry":[]}"#,
+            400,
+            "",
+        ),
+        (
+            &outsider,
+            "POST",
+            "/fhir",
+            missing.as_bytes(),
+            401,
+            "not an enrolled",
+        ),
+        (
+            &pharmacist,
+            "POST",
+            "/fhir/Patient",
+            br#"{"resourceType":"Patient","id":"p9"}"#,
+            403,
+            "forbidden",
+        ),
+        (&outsider, "GET", "/fhir/Patient/p1", b"", 401, ""),
+    ];
+    for (key, method, path, body, status, mention) in cases {
+        let purpose = (*method == "GET").then_some("TREAT");
+        let (got, outcome) = hospital.signed(key, method, path, body, purpose);
+        assert_eq!(got, *status, "{method} {path}: {outcome}");
+        assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+        assert!(outcome.to_string().contains(mention), "{outcome}");
+    }
+    // A read without a purpose, and an unsigned request.
+    let (status, outcome) = hospital.signed(&doctor, "GET", "/fhir/Patient/p1", b"", None);
+    assert_eq!(status, 400, "{outcome}");
+    let (status, outcome) = hospital.node.get("/fhir/Patient/p1");
+    assert_eq!(status, 401, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    // Nothing reached the chain or the vault.
+    assert_eq!(hospital.height(), height);
+    let (status, _) = hospital.signed(&doctor, "POST", "/fhir/Observation", br#"{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"}}"#, None);
+    assert_eq!(
+        status, 400,
+        "p1 was never stored, so its Observation has no patient"
+    );
+    // The capability statement needs no signature.
+    let (status, statement) = hospital.node.get("/fhir/metadata");
+    assert_eq!(status, 200);
+    assert_eq!(statement["resourceType"], "CapabilityStatement");
+    assert_eq!(statement["fhirVersion"], "4.0.1");
+}
+
+/// Strings of the Synthea patient that must never reach the chain: names, birth date, address,
+/// identifiers, phone, and narrative text.
+fn phi_strings() -> Vec<String> {
+    let bundle: Value =
+        serde_json::from_str(&std::fs::read_to_string(synthea()).expect("synthea")).expect("json");
+    let patient = &bundle["entry"][0]["resource"];
+    let mut strings = vec![
+        patient["birthDate"]
+            .as_str()
+            .expect("birth date")
+            .to_string(),
+        patient["name"][0]["family"]
+            .as_str()
+            .expect("family")
+            .to_string(),
+        patient["name"][0]["given"][0]
+            .as_str()
+            .expect("given")
+            .to_string(),
+        patient["address"][0]["line"][0]
+            .as_str()
+            .expect("line")
+            .to_string(),
+        patient["address"][0]["city"]
+            .as_str()
+            .expect("city")
+            .to_string(),
+        patient["telecom"][0]["value"]
+            .as_str()
+            .expect("phone")
+            .to_string(),
+    ];
+    for identifier in patient["identifier"].as_array().expect("identifiers") {
+        strings.push(identifier["value"].as_str().expect("value").to_string());
+    }
+    for entry in bundle["entry"].as_array().expect("entries") {
+        if let Some(div) = entry["resource"]["text"]["div"].as_str() {
+            strings.push(div.chars().take(80).collect());
+        }
+    }
+    strings
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+}
+
+/// After the Synthea bundle is imported and read, no byte of any block or of the state store
+/// (the ledger database) holds the patient's name, birth date, address, identifiers or record
+/// text, in plain text or as a plain SHA-256 (raw or hex), nor a plain hash of any record. The
+/// node's log holds none of them either, and the vault holds only ciphertext of them.
+#[test]
+fn no_phi_reaches_the_chain_the_state_or_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hospital = Hospital::start(dir.path());
+    let doctor = hospital.member("doctor", Some("practitioner"));
+    hospital.import_synthea(&doctor);
+    let out = hospital.fhir(
+        &doctor,
+        &[
+            "read",
+            &format!("Observation/{LAB_OBSERVATION}"),
+            "--purpose",
+            "ETREAT",
+            "--break-glass",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    hospital.node.stop();
+
+    let mut needles: Vec<(String, Vec<u8>)> = Vec::new();
+    for text in phi_strings() {
+        let digest = medledger_crypto::sha256(text.as_bytes());
+        needles.push((format!("{text:?}"), text.clone().into_bytes()));
+        needles.push((format!("sha256({text:?})"), digest.0.to_vec()));
+        needles.push((
+            format!("hex sha256({text:?})"),
+            digest.to_hex().into_bytes(),
+        ));
+    }
+    for id in [LAB_OBSERVATION, CONDITION, PATIENT_ID] {
+        let digest = medledger_crypto::sha256(&original_bytes(id));
+        needles.push((format!("sha256 of record {id}"), digest.0.to_vec()));
+    }
+    let ledger = std::fs::read(hospital.node.home.join("data/ledger.redb")).expect("ledger");
+    assert!(ledger.len() > 100_000, "the ledger holds the import");
+    let log = std::fs::read(hospital.node.home.join("node.log")).unwrap_or_default();
+    for (what, needle) in &needles {
+        assert!(
+            !contains(&ledger, needle),
+            "{what} is in the ledger database"
+        );
+        assert!(!contains(&log, needle), "{what} is in the node's log");
+    }
+    // The vault keeps content encrypted. (Its index holds FHIR logical ids, which are not
+    // checked here: Synthea reuses the patient's id as its MRN.)
+    let mut vault_files = Vec::new();
+    files_under(&hospital.node.home.join("data/vault"), &mut vault_files);
+    let vault: Vec<u8> = vault_files
+        .iter()
+        .flat_map(|file| std::fs::read(file).expect("vault file"))
+        .collect();
+    for text in phi_strings() {
+        if text == PATIENT_ID {
+            continue;
+        }
+        assert!(
+            !contains(&vault, text.as_bytes()),
+            "{text:?} is in the vault in plain text"
+        );
+    }
+}
+
+/// Erasure crypto-shreds the patient: afterwards no record can be read, the patient's secret is
+/// in no file of the node (so the on-chain commitments, which it could recompute before, can
+/// no longer be linked to any content), and the audit trail is intact and still verifies.
+#[test]
+fn erasure_makes_records_unreadable_and_commitments_unlinkable_but_keeps_the_audit_trail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hospital = Hospital::start(dir.path());
+    let doctor = hospital.member("doctor", Some("practitioner"));
+    let patient = hospital.member("patient", Some("patient"));
+    hospital.import_synthea(&doctor);
+    let out = hospital.fhir(
+        &hospital.root,
+        &[
+            "bind",
+            "--patient",
+            PATIENT_ID,
+            "--patient-key",
+            &public_key_of(&patient),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lab = format!("Observation/{LAB_OBSERVATION}");
+    let out = hospital.fhir(
+        &doctor,
+        &["read", &lab, "--purpose", "ETREAT", "--break-glass"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Before: the patient's secret sits in its key slot, and with it anyone could link the
+    // on-chain commitment of the lab result to its content.
+    let me: Value = serde_json::from_str(&stdout(&hospital.fhir(&patient, &["me"]))).expect("me");
+    let patient_id = me["patients"][0]["patient"]
+        .as_str()
+        .expect("patient id")
+        .to_string();
+    let record = me["patients"][0]["accesses"][0]["decisions"][0][0]
+        .as_str()
+        .expect("record id")
+        .to_string();
+    let slots = std::fs::read(hospital.node.home.join("data/vault/vault.slots")).expect("slots");
+    let patient_bytes = hex::decode(&patient_id).expect("hex");
+    let slot = slots
+        .chunks(64)
+        .find(|slot| slot[..32] == patient_bytes[..])
+        .expect("the patient's slot");
+    let secret: [u8; 32] = slot[32..].try_into().expect("32 bytes");
+    let (status, entry) = hospital
+        .node
+        .get(&format!("/v1/state/record-version/{record}/0000000001"));
+    assert_eq!(status, 200, "{entry}");
+    let on_chain = entry["entry"]["commitment"]
+        .as_str()
+        .expect("commitment")
+        .to_string();
+    let recomputed = medledger_crypto::envelope::PatientSecret(secret).commitment(
+        &medledger_crypto::Hash::from_hex(&record).expect("record"),
+        1,
+        &original_bytes(LAB_OBSERVATION),
+    );
+    assert_eq!(
+        recomputed.to_hex(),
+        on_chain,
+        "the commitment is linkable before erasure"
+    );
+
+    // The patient erases.
+    let out = hospital.fhir(&patient, &["erase", "--patient", PATIENT_ID]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 1. Unreadable, even by break-glass, and not found by search.
+    failed_with(
+        &hospital.fhir(
+            &doctor,
+            &["read", &lab, "--purpose", "ETREAT", "--break-glass"],
+        ),
+        "404",
+    );
+    let out = hospital.fhir(
+        &doctor,
+        &[
+            "search",
+            "--patient",
+            PATIENT_ID,
+            "--purpose",
+            "ETREAT",
+            "--break-glass",
+        ],
+    );
+    let bundle: Value = serde_json::from_str(&stdout(&out)).expect("bundle");
+    assert!(
+        bundle["entry"].as_array().is_none_or(Vec::is_empty),
+        "{bundle}"
+    );
+
+    // 3. The audit trail is intact: the access events are still there, and the patient's log
+    // shows them.
+    let me_after: Value =
+        serde_json::from_str(&stdout(&hospital.fhir(&patient, &["me"]))).expect("me");
+    assert_eq!(
+        me_after["patients"][0]["accesses"],
+        me["patients"][0]["accesses"],
+    );
+    let (status, entry) = hospital
+        .node
+        .get(&format!("/v1/state/record-version/{record}/0000000001"));
+    assert_eq!(status, 200);
+    assert_eq!(entry["entry"]["commitment"], on_chain.as_str());
+
+    // 2. The secret is in no file of the node any more, so the commitment cannot be linked.
+    hospital.node.stop();
+    let mut files = Vec::new();
+    files_under(&hospital.node.home, &mut files);
+    for file in &files {
+        let bytes = std::fs::read(file).expect("file");
+        assert!(
+            !contains(&bytes, &secret),
+            "the secret survives in {}",
+            file.display()
+        );
+        assert!(
+            !contains(&bytes, &original_bytes(LAB_OBSERVATION)[..64]),
+            "plaintext survives in {}",
+            file.display()
+        );
+    }
+    let out = medledger(&[
+        "verify",
+        "--home",
+        hospital.node.home.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "the chain still verifies: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,45 @@
+//! FHIR R4 JSON for medledger: parsing and checking what clients submit (single resources and
+//! transaction, batch or collection Bundles), and rendering what the ledger knows (Consent,
+//! AuditEvent, Provenance, CapabilityStatement, OperationOutcome, search and response Bundles).
+//!
+//! **Invariant:** a parsed resource's `bytes` are exactly the bytes it arrived as, a slice of the
+//! caller's buffer, so a record read back is byte for byte what came in; search results embed
+//! those bytes verbatim.
+//!
+//! **API boundary:** this crate knows FHIR JSON and nothing of HTTP, storage or the clock: time
+//! comes in as block milliseconds, and whether a referenced resource exists is asked of the
+//! caller.
+
+mod bundle;
+mod error;
+mod json;
+mod outcome;
+mod reference;
+mod render;
+mod resolve;
+mod resource;
+pub mod time;
+mod types;
+
+pub use bundle::{
+    BUNDLE_BYTES_MAX, BUNDLE_ENTRIES_MAX, Bundle, BundleType, Entry, Method, Request, parse_bundle,
+};
+pub use error::FhirError;
+pub use outcome::{Issue, IssueType, Severity, operation_outcome};
+pub use reference::{ReferenceKind, classify_reference};
+pub use render::*;
+pub use resolve::{Item, PatientLink, logical_id, resolve_bundle};
+pub use resource::{
+    CATEGORY_SYSTEMS, PATIENT_FIELDS, RESOURCE_BYTES_MAX, Resource, SUBJECT_LIST_TYPES,
+    parse_resource,
+};
+pub use types::{ID_BYTES_MAX, RESOURCE_TYPES, is_id, is_resource_type, is_uuid};
+
+/// Runs every parser on untrusted bytes and ignores the results: the entry point for fuzzing,
+/// which must never panic whatever the input.
+pub fn fuzz_parse(bytes: &[u8]) {
+    let _ = parse_resource(bytes);
+    if let Ok(bundle) = parse_bundle(bytes) {
+        let _ = resolve_bundle(&bundle, &|_, _| false);
+    }
+}

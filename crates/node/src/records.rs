@@ -1,0 +1,602 @@
+//! The records service: health records under consent, tying the vault (ciphertext and keys, off
+//! chain) to the ledger (versions, consent and access events, on chain).
+//!
+//! - A write stages the encrypted resources in the vault, puts their versions on chain in
+//!   transactions this node signs as the custodian, and settles the vault by the outcome, so a
+//!   refused write leaves nothing behind.
+//! - A read first commits an access event, whose consent decision the ledger computes at that
+//!   block, and releases only what that decision allows.
+//! - An erasure is a transaction; every node that follows the chain shreds what its vault holds for
+//!   the patient once the block is committed (see [`Records::follow_erasures`]).
+//!
+//! **Invariant:** no record content leaves this service before the access event that allows it is
+//! durable on chain. **Invariant:** nothing here logs content, FHIR ids or keys.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use medledger_crypto::envelope::{WrappedKey, wrap_key_to};
+use medledger_crypto::{Hash, PublicKey};
+use medledger_ledger::{Authority, TxError, records as ledger};
+use medledger_types::{
+    AccessEvent, AccessRequest, ConsentEntry, Height, Outcome, Payload, Purpose,
+    RECORDS_PER_TX_MAX, RecordHead, RecordVersion, RecordWrite,
+};
+pub use medledger_vault::record_aad;
+use medledger_vault::{Hit, Incoming, PatientRef, Sealed, Vault, VaultError};
+use rand_core::OsRng;
+use tokio::sync::watch;
+
+use crate::{Node, NodeError, SubmitError, TxStatus};
+
+/// How long a request waits for its transactions to commit before it answers 503.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the ledger refused the transaction: {reason}")]
+    Refused { code: String, reason: String },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("{0}")]
+    Vault(String),
+}
+
+impl From<VaultError> for RecordsError {
+    fn from(error: VaultError) -> Self {
+        match error {
+            VaultError::Busy(_) => RecordsError::Conflict(error.to_string()),
+            VaultError::Invalid(message) => RecordsError::Invalid(message),
+            VaultError::Erased(_) => RecordsError::Gone(error.to_string()),
+            VaultError::NotFound => RecordsError::NotFound(error.to_string()),
+            VaultError::Io(_) | VaultError::Corrupt(_) => RecordsError::Vault(error.to_string()),
+        }
+    }
+}
+
+impl From<SubmitError> for RecordsError {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::Mempool(error) => RecordsError::Unavailable(error.to_string()),
+            SubmitError::Node(error) => RecordsError::Node(error),
+            SubmitError::Tx(error) => RecordsError::Refused {
+                code: error.code().into(),
+                reason: error.to_string(),
+            },
+        }
+    }
+}
+
+/// A resource to import, as the API parsed it.
+#[derive(Clone, Debug)]
+pub struct ImportItem {
+    pub resource_type: String,
+    pub fhir_id: Option<String>,
+    /// `None` for a `Patient` resource (its own patient); else its patient's FHIR logical id.
+    pub patient_fhir_id: Option<String>,
+    pub category: Option<String>,
+    pub content: Vec<u8>,
+}
+
+/// One stored record version.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Imported {
+    pub resource_type: String,
+    pub fhir_id: String,
+    pub record: Hash,
+    pub patient: Hash,
+    pub version: u32,
+    pub height: Height,
+}
+
+/// A record the reader may receive, with its key wrapped to them if they asked.
+#[derive(Debug)]
+pub struct Released {
+    pub record: Hash,
+    pub resource_type: String,
+    pub fhir_id: String,
+    pub version: u32,
+    pub content: Vec<u8>,
+    pub sealed: Option<(Sealed, WrappedKey)>,
+}
+
+/// The outcome of a read: the event committed on chain, and what it allowed.
+#[derive(Debug)]
+pub struct Access {
+    pub event: AccessEvent,
+    pub released: Vec<Released>,
+}
+
+/// What a reader asks for.
+#[derive(Clone, Debug)]
+pub struct ReadRequest {
+    /// The hash of the reader's signed request: the event's id, usable once.
+    pub request: Hash,
+    pub reader: PublicKey,
+    pub patient: Hash,
+    pub records: Vec<Hash>,
+    pub purpose: Purpose,
+    pub break_glass: bool,
+    /// The reader's X25519 key, to receive each record's data key sealed with HPKE.
+    pub wrap_to: Option<[u8; 32]>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Records {
+    node: Node,
+    vault: Arc<Vault>,
+    /// The height through which this node has applied erasures.
+    erased_through: watch::Sender<Height>,
+}
+
+impl Records {
+    /// Settles what a crash left staged, against the chain, and returns the service. Call
+    /// [`Records::follow_erasures`] to apply erasures as blocks commit.
+    pub fn open(node: Node, vault: Arc<Vault>) -> Result<Records, RecordsError> {
+        vault.recover(|record, version| {
+            let (_, head) = node
+                .read_head(|state| Ok(ledger::record(state, record)?))
+                .map_err(|error| VaultError::Io(error.to_string()))?;
+            Ok(matches!(head, Ok(Some(head)) if head.version >= version))
+        })?;
+        let erased_through = watch::Sender::new(vault.erased_through()?);
+        Ok(Records {
+            node,
+            vault,
+            erased_through,
+        })
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The organisation this node is custodian for.
+    pub fn custodian(&self) -> Result<String, RecordsError> {
+        match self.node.account(&self.node.key())?.0 {
+            Ok(authority) => ledger::custodian_of(&authority, "hold records")
+                .map_err(|error| RecordsError::Unavailable(error.to_string())),
+            Err(reason) => Err(RecordsError::Unavailable(format!(
+                "this node's key cannot act for an organisation: {reason}"
+            ))),
+        }
+    }
+
+    /// Who a requester is, or why they may not ask anything.
+    pub fn authenticate(&self, key: &PublicKey) -> Result<Authority, RecordsError> {
+        self.node
+            .account(key)?
+            .0
+            .map_err(RecordsError::Unauthenticated)
+    }
+
+    /// Stores resources as records of this node's organisation, each version on chain before
+    /// this returns. The author must be a practitioner, validator or root key of that
+    /// organisation. All or nothing for up to `RECORDS_PER_TX_MAX` resources; a larger import is
+    /// committed in several transactions, each all or nothing.
+    pub async fn import(
+        &self,
+        author: &PublicKey,
+        items: Vec<ImportItem>,
+    ) -> Result<Vec<Imported>, RecordsError> {
+        let custodian = self.custodian()?;
+        let authority = self.authenticate(author)?;
+        match ledger::custodian_of(&authority, "write records") {
+            Ok(org) if org == custodian => {}
+            _ => {
+                return Err(RecordsError::Forbidden(format!(
+                    "only a practitioner or the node of {custodian} may write its records"
+                )));
+            }
+        }
+        // Patients first, so a later chunk finds the patient an earlier one created; the answer
+        // comes back in the caller's order.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by_key(|index| items[*index].patient_fhir_id.is_some());
+        let mut slots: Vec<Option<ImportItem>> = items.into_iter().map(Some).collect();
+        let items: Vec<ImportItem> = order
+            .iter()
+            .filter_map(|index| slots[*index].take())
+            .collect();
+        let mut imported = Vec::with_capacity(items.len());
+        let mut failure = None;
+        let mut chunks = Vec::new();
+        for chunk in items.chunks(RECORDS_PER_TX_MAX) {
+            let staged = match self.stage_and_submit(author, chunk) {
+                Ok(staged) => staged,
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            };
+            chunks.push(staged);
+        }
+        for (staged, writes, tx) in chunks {
+            let outcome = self.wait_committed(tx).await;
+            let committed = outcome.is_ok();
+            if let Err(RecordsError::Unavailable(_)) = &outcome {
+                // Still pending: settle when it is decided, not now.
+                self.settle_later(staged.id, tx);
+            } else {
+                self.vault.settle(&staged.id, committed)?;
+            }
+            match outcome {
+                Ok(height) => imported.extend(writes.into_iter().zip(&staged.versions).map(
+                    |((write, resource_type), staged)| Imported {
+                        resource_type,
+                        fhir_id: staged.fhir_id.clone(),
+                        record: write.record,
+                        patient: write.patient,
+                        version: write.version,
+                        height,
+                    },
+                )),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        let mut in_order: Vec<Option<Imported>> = vec![None; imported.len()];
+        for (index, record) in order.into_iter().zip(imported) {
+            in_order[index] = Some(record);
+        }
+        Ok(in_order.into_iter().flatten().collect())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn stage_and_submit(
+        &self,
+        author: &PublicKey,
+        chunk: &[ImportItem],
+    ) -> Result<(medledger_vault::Staged, Vec<(RecordWrite, String)>, Hash), RecordsError> {
+        let incoming: Vec<Incoming<'_>> = chunk
+            .iter()
+            .map(|item| Incoming {
+                resource_type: &item.resource_type,
+                fhir_id: item.fhir_id.as_deref(),
+                patient: match &item.patient_fhir_id {
+                    None => PatientRef::Own,
+                    Some(id) => PatientRef::Fhir(id),
+                },
+                content: &item.content,
+            })
+            .collect();
+        let staged = self.vault.stage(&incoming, OsRng)?;
+        let writes: Vec<(RecordWrite, String)> = staged
+            .versions
+            .iter()
+            .zip(chunk)
+            .map(|(version, item)| {
+                (
+                    RecordWrite {
+                        record: version.record,
+                        patient: version.patient,
+                        resource_type: item.resource_type.clone(),
+                        category: item.category.clone(),
+                        version: version.version,
+                        commitment: version.commitment,
+                        author: *author,
+                    },
+                    item.resource_type.clone(),
+                )
+            })
+            .collect();
+        let payload = Payload::PutRecords {
+            records: writes.iter().map(|(write, _)| write.clone()).collect(),
+        };
+        match self.node.submit_own(vec![payload]) {
+            (ids, None) if ids.len() == 1 => Ok((staged, writes, ids[0])),
+            (_, error) => {
+                self.vault.settle(&staged.id, false)?;
+                Err(error.map(RecordsError::from).unwrap_or_else(|| {
+                    RecordsError::Unavailable("the transaction was not admitted".into())
+                }))
+            }
+        }
+    }
+
+    /// Settles a staged batch once its transaction is decided, in the background.
+    fn settle_later(&self, staged: Hash, tx: Hash) {
+        let records = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match records.node.wait_tx(&tx, Duration::from_secs(60)).await {
+                    Ok(Some(TxStatus::Pending)) => continue,
+                    Ok(Some(TxStatus::Committed { receipt })) => {
+                        let committed = receipt.outcome == Outcome::Committed;
+                        let _ = records.vault.settle(&staged, committed);
+                        return;
+                    }
+                    // Refused or unknown (the node restarted): recovery settles it at start.
+                    Ok(_) | Err(_) => {
+                        let _ = records.vault.settle(&staged, false);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Waits for a transaction of ours and returns its height if its payload applied.
+    async fn wait_committed(&self, tx: Hash) -> Result<Height, RecordsError> {
+        match self.node.wait_tx(&tx, COMMIT_WAIT).await? {
+            Some(TxStatus::Committed { receipt }) => match receipt.outcome {
+                Outcome::Committed => Ok(receipt.height),
+                Outcome::Rejected { code, reason } => Err(RecordsError::Refused { code, reason }),
+            },
+            Some(TxStatus::Rejected { code, reason }) => {
+                Err(RecordsError::Refused { code, reason })
+            }
+            Some(TxStatus::Pending) => Err(RecordsError::Unavailable(format!(
+                "transaction {tx} is not committed yet; it may still commit"
+            ))),
+            None => Err(RecordsError::Unavailable(format!(
+                "transaction {tx} is unknown to this node"
+            ))),
+        }
+    }
+
+    fn submit_one(&self, payload: Payload) -> Result<Hash, RecordsError> {
+        match self.node.submit_own(vec![payload]) {
+            (ids, None) if ids.len() == 1 => Ok(ids[0]),
+            (_, error) => Err(error.map(RecordsError::from).unwrap_or_else(|| {
+                RecordsError::Unavailable("the transaction was not admitted".into())
+            })),
+        }
+    }
+
+    /// Records the access decision on chain, then decrypts what it allows. Records must be this
+    /// node's and the patient's; the decision itself comes from the committed event.
+    pub async fn read(&self, request: ReadRequest) -> Result<Access, RecordsError> {
+        let mut records = request.records.clone();
+        records.sort();
+        records.dedup();
+        let access = AccessRequest {
+            request: request.request,
+            reader: request.reader,
+            patient: request.patient,
+            records,
+            purpose: request.purpose,
+            break_glass: request.break_glass,
+        };
+        let tx = self.submit_one(Payload::RecordAccess { access })?;
+        let height = self.wait_committed(tx).await?;
+        let (_, event) = self.node.read_head(|state| {
+            let (patient, seq) = ledger::access_by_request(state, &request.request)?
+                .ok_or(TxError::UnknownRecord(request.request))?;
+            ledger::access_event(state, &patient, seq)?
+                .ok_or(TxError::UnknownRecord(request.request))
+        })?;
+        let event = event.map_err(|_| {
+            RecordsError::Unavailable(format!(
+                "the access event committed at height {height} cannot be read back"
+            ))
+        })?;
+        let mut released = Vec::new();
+        for (record, rule) in &event.decisions {
+            if !rule.allows() {
+                continue;
+            }
+            let (_, head) = self.node.read_head(|state| {
+                ledger::record(state, record)?.ok_or(TxError::UnknownRecord(*record))
+            })?;
+            let head: RecordHead =
+                head.map_err(|error| RecordsError::NotFound(error.to_string()))?;
+            let meta = self
+                .vault
+                .record(record)?
+                .ok_or_else(|| RecordsError::Gone(format!("record {record} is not held here")))?;
+            let opened = self.vault.decrypt(record, head.version)?;
+            let sealed = match &request.wrap_to {
+                Some(recipient) => {
+                    let aad = record_aad(record, head.version);
+                    let wrapped = wrap_key_to(recipient, &opened.data_key, &aad, OsRng)
+                        .map_err(|error| RecordsError::Invalid(error.to_string()))?;
+                    Some((self.vault.sealed(record, head.version)?, wrapped))
+                }
+                None => None,
+            };
+            released.push(Released {
+                record: *record,
+                resource_type: head.resource_type,
+                fhir_id: meta.fhir_id,
+                version: head.version,
+                content: opened.content,
+                sealed,
+            });
+        }
+        Ok(Access { event, released })
+    }
+
+    /// Records by patient (and type) held here: `(record, type, FHIR id)`, and the total.
+    pub fn search(
+        &self,
+        patient: &Hash,
+        resource_type: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Hit>, usize), RecordsError> {
+        Ok(self.vault.search(patient, resource_type, offset, limit)?)
+    }
+
+    pub fn record_by_fhir(
+        &self,
+        resource_type: &str,
+        fhir_id: &str,
+    ) -> Result<Option<(Hash, Hash)>, RecordsError> {
+        Ok(self
+            .vault
+            .record_by_fhir(resource_type, fhir_id)?
+            .map(|(record, meta)| (record, meta.patient)))
+    }
+
+    pub fn patient_by_fhir(&self, fhir_id: &str) -> Result<Option<Hash>, RecordsError> {
+        Ok(self.vault.patient_by_fhir(fhir_id)?)
+    }
+
+    /// The FHIR logical id of a patient held here (its `Patient` resource).
+    pub fn patient_fhir_id(&self, patient: &Hash) -> Result<Option<String>, RecordsError> {
+        Ok(self.vault.patient(patient)?.map(|meta| meta.fhir_id))
+    }
+
+    /// Binds a patient id held here to the patient's enrolled key.
+    pub async fn bind_patient(
+        &self,
+        patient: Hash,
+        key: PublicKey,
+    ) -> Result<Height, RecordsError> {
+        let tx = self.submit_one(Payload::BindPatient { patient, key })?;
+        self.wait_committed(tx).await
+    }
+
+    /// Erases a patient on chain, then waits until this node has shredded its data.
+    pub async fn erase(&self, patient: Hash) -> Result<Height, RecordsError> {
+        let tx = self.submit_one(Payload::ErasePatient { patient })?;
+        let height = self.wait_committed(tx).await?;
+        let mut erased = self.erased_through.subscribe();
+        tokio::time::timeout(COMMIT_WAIT, erased.wait_for(|through| *through >= height))
+            .await
+            .map_err(|_| {
+                RecordsError::Unavailable(format!(
+                    "erasure committed at height {height}; shredding here has not finished yet"
+                ))
+            })?
+            .map_err(|_| RecordsError::Unavailable("the erasure follower stopped".into()))?;
+        Ok(height)
+    }
+
+    /// Shreds, block by block, the patients erased on chain. Runs until the node stops; a
+    /// restart resumes from the last height done, so no erasure is ever skipped.
+    pub async fn follow_erasures(self) {
+        let mut head = self.node.subscribe_head();
+        loop {
+            let target = *head.borrow_and_update();
+            let records = self.clone();
+            let done = tokio::task::spawn_blocking(move || records.shred_through(target)).await;
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "applying erasures failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(_) => return,
+            }
+            if head.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn shred_through(&self, target: Height) -> Result<(), RecordsError> {
+        let mut height = self.vault.erased_through()?;
+        while height < target {
+            height += 1;
+            for (tx, receipt) in self.node.committed_txs(height)? {
+                let applied = receipt.is_some_and(|r| r.outcome == Outcome::Committed);
+                if let (Payload::ErasePatient { patient }, true) = (&tx.body.payload, applied) {
+                    let versions = self.vault.shred(patient)?;
+                    tracing::info!(height, versions, "erasure applied: patient data shredded");
+                }
+            }
+            self.vault.set_erased_through(height)?;
+            self.erased_through.send_replace(height);
+        }
+        Ok(())
+    }
+
+    /// The on-chain history of a record: every version with its commitment, author and block.
+    pub fn provenance(
+        &self,
+        record: &Hash,
+    ) -> Result<(RecordHead, Vec<RecordVersion>), RecordsError> {
+        let (_, found) = self.node.read_head(|state| {
+            let head = ledger::record(state, record)?.ok_or(TxError::UnknownRecord(*record))?;
+            let mut versions = Vec::with_capacity(head.version as usize);
+            for version in 1..=head.version {
+                if let Some(entry) = ledger::record_version(state, record, version)? {
+                    versions.push(entry);
+                }
+            }
+            Ok((head, versions))
+        })?;
+        found.map_err(|error| RecordsError::NotFound(error.to_string()))
+    }
+
+    /// A patient id's access events, oldest first: at most `limit` after skipping `offset`, and
+    /// the total.
+    pub fn access_log(
+        &self,
+        patient: &Hash,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<AccessEvent>, u64), RecordsError> {
+        let (_, found) = self.node.read_head(|state| {
+            let total = ledger::access_count(state, patient)?;
+            let mut events = Vec::new();
+            let mut seq = offset + 1;
+            while seq <= total && (events.len() as u64) < limit {
+                if let Some(event) = ledger::access_event(state, patient, seq)? {
+                    events.push(event);
+                }
+                seq += 1;
+            }
+            Ok((events, total))
+        })?;
+        found.map_err(|error| RecordsError::NotFound(error.to_string()))
+    }
+
+    /// The patient ids bound to a key, and the grants the key's patient has on record.
+    pub fn patient_view(
+        &self,
+        key: &PublicKey,
+    ) -> Result<(Vec<Hash>, Vec<ConsentEntry>, u64), RecordsError> {
+        let (_, found) = self.node.read_head(|state| {
+            let ids = ledger::patient_ids(state, key)?;
+            let grants = ledger::grants_of(state, key)?;
+            let time = medledger_ledger::chain_head(state)?.time_ms;
+            Ok((ids, grants, time))
+        })?;
+        found.map_err(|error| RecordsError::NotFound(error.to_string()))
+    }
+
+    /// A patient entry on chain.
+    pub fn patient(
+        &self,
+        patient: &Hash,
+    ) -> Result<Option<medledger_types::PatientEntry>, RecordsError> {
+        let (_, found) = self
+            .node
+            .read_head(|state| Ok(ledger::patient(state, patient)?))?;
+        found.map_err(|error| RecordsError::NotFound(error.to_string()))
+    }
+
+    /// Recomputes a record version's commitment from content: possible only while the patient's
+    /// secret exists on this node.
+    pub fn commitment(
+        &self,
+        patient: &Hash,
+        record: &Hash,
+        version: u32,
+        content: &[u8],
+    ) -> Result<Hash, RecordsError> {
+        Ok(self.vault.commitment(patient, record, version, content)?)
+    }
+}
