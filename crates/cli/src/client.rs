@@ -14,6 +14,8 @@ const RESPONSE_BYTES_MAX: u64 = 256 * 1024 * 1024;
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// The node's chain id, asked once.
+    chain_id: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl Client {
@@ -26,6 +28,7 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             agent,
+            chain_id: Default::default(),
         }
     }
 
@@ -148,10 +151,14 @@ impl Client {
     }
 
     pub fn chain_id(&self) -> Result<String> {
-        Ok(self.get("/v1/status")?["chain_id"]
+        if let Some(chain_id) = self.chain_id.get() {
+            return Ok(chain_id.clone());
+        }
+        let chain_id = self.get("/v1/status")?["chain_id"]
             .as_str()
             .context("node status has no chain id")?
-            .to_string())
+            .to_string();
+        Ok(self.chain_id.get_or_init(|| chain_id).clone())
     }
 
     /// Submits signed transactions in one request; returns the per-transaction results.

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod bench;
+mod bench_records;
 mod client;
 mod devnet;
 mod home;
@@ -155,6 +156,9 @@ enum Command {
     },
     /// Load a node with signed transactions and report throughput and commit latency.
     Bench(bench::BenchArgs),
+    /// Measure health records through the FHIR face: import rate, then consent-checked read
+    /// latency at a fixed rate, each read's access event committed first.
+    BenchRecords(bench_records::RecordsBenchArgs),
     /// Measure this machine's limits: signature verification, hashing and fsync.
     BenchCrypto {
         /// Where to measure fsync: put it on the disk the node's data lives on.
@@ -382,6 +386,7 @@ fn run(cli: Cli) -> Result<i32> {
         } => return verify_proof(&proof, &genesis),
         Command::Verify { home } => return verify_store(&home),
         Command::Bench(args) => bench::run(args)?,
+        Command::BenchRecords(args) => bench_records::run(args)?,
         Command::BenchCrypto { dir } => bench::crypto(&dir)?,
     }
     Ok(0)
