@@ -277,7 +277,7 @@ fn governance_adds_a_validator_that_was_refused_before() {
     // Propose adding it; one and then two approvals are not enough, the third is.
     let newcomer = public_key_of(&nodes[4].home.join("keys/validator.key"));
     // Far enough ahead for three transactions to commit even on a loaded CI machine.
-    let effective = height(&nodes[0]) + 20;
+    let effective = height(&nodes[0]) + 40;
     let effective_text = effective.to_string();
     let proposal = tx(
         &nodes[0],

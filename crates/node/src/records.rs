@@ -29,6 +29,9 @@ use tokio::sync::watch;
 
 use crate::{Node, NodeError, SubmitError, TxStatus};
 
+/// How many heights the erasure follower may scan past its saved mark before saving it again.
+pub const ERASURE_MARK_EVERY: Height = 1_000;
+
 /// How long a request waits for its transactions to commit before it answers 503.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(30);
 
@@ -506,18 +509,25 @@ impl Records {
     }
 
     fn shred_through(&self, target: Height) -> Result<(), RecordsError> {
-        let mut height = self.vault.erased_through()?;
+        let saved = self.vault.erased_through()?;
+        let mut height = (*self.erased_through.borrow()).max(saved);
+        let mut shredded = false;
         while height < target {
             height += 1;
             for (tx, receipt) in self.node.committed_txs(height)? {
                 let applied = receipt.is_some_and(|r| r.outcome == Outcome::Committed);
                 if let (Payload::ErasePatient { patient }, true) = (&tx.body.payload, applied) {
                     let versions = self.vault.shred(patient)?;
+                    shredded = true;
                     tracing::info!(height, versions, "erasure applied: patient data shredded");
                 }
             }
-            self.vault.set_erased_through(height)?;
             self.erased_through.send_replace(height);
+        }
+        // The mark is saved after an erasure and otherwise every `ERASURE_MARK_EVERY` heights:
+        // a restart rescans at most that many blocks, and shredding again is harmless.
+        if height > saved && (shredded || height - saved >= ERASURE_MARK_EVERY) {
+            self.vault.set_erased_through(height)?;
         }
         Ok(())
     }

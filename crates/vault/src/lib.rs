@@ -792,6 +792,7 @@ impl Vault {
             .unwrap_or(0))
     }
 
+    /// Records, durably, the height through which erasures were applied.
     pub fn set_erased_through(&self, height: u64) -> Result<(), VaultError> {
         let txn = self.db.begin_write().map_err(db_error)?;
         txn.open_table(META)

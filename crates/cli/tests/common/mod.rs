@@ -229,12 +229,20 @@ impl Drop for TestNode {
     }
 }
 
+/// One agent for the whole test process, so connections are reused: a fresh connection per
+/// call leaves tens of thousands of sockets in TIME-WAIT after a busy test, which can exhaust the
+/// ephemeral ports the next test binds.
 fn ureq_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+    AGENT
+        .get_or_init(|| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .into()
+        })
+        .clone()
 }
 
 fn call(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
