@@ -301,7 +301,8 @@ fn governance_adds_a_validator_that_was_refused_before() {
             &["approve-validator", "--proposal", &proposal],
         );
     }
-    let (status, body) = nodes[0].get(&format!("/v1/state/governance/proposal/{proposal}"));
+    // Asked of the node that committed the last approval: another may not have its block yet.
+    let (status, body) = nodes[2].get(&format!("/v1/state/governance/proposal/{proposal}"));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["entry"]["status"]["status"], "scheduled", "{body}");
 
