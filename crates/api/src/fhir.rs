@@ -30,6 +30,8 @@ pub const FHIR_JSON: &str = "application/fhir+json";
 /// The most records one search returns (its page size limit).
 pub const SEARCH_COUNT_MAX: usize = 1_000;
 pub const SEARCH_COUNT_DEFAULT: usize = 100;
+/// The most access events `GET /v1/records/me` lists per patient id (the most recent ones).
+pub const ME_EVENTS_MAX: u64 = 1_000;
 
 /// An error answered as an OperationOutcome.
 #[derive(Debug)]
@@ -648,9 +650,9 @@ async fn search(
     let (signed, authority) = signed(&state, &method, &uri, &headers, b"").await?;
     let self_link = uri.to_string();
     match kind.as_deref() {
-        Some("Consent") => return consent_search(&state, &params, &self_link).await,
+        Some("Consent") => return consent_search(&state, &params).await,
         Some("AuditEvent") => {
-            return audit_search(&state, &signed, &authority, &params, &self_link).await;
+            return audit_search(&state, &signed, &authority, &params).await;
         }
         Some("Provenance") => {
             return provenance_search(&state, &signed, &authority, &params).await;
@@ -725,11 +727,7 @@ fn patient_reference(records: &Records, patient: &Hash) -> String {
     }
 }
 
-async fn consent_search(
-    state: &AppState,
-    params: &SearchParams,
-    self_link: &str,
-) -> FhirResult<Response> {
+async fn consent_search(state: &AppState, params: &SearchParams) -> FhirResult<Response> {
     let records = records(state)?;
     let fhir_patient = params.patient.clone().ok_or_else(|| {
         FhirFailure::new(
@@ -738,7 +736,6 @@ async fn consent_search(
             "Consent searches are by patient=<id>",
         )
     })?;
-    let _ = self_link;
     crate::blocking(move || {
         let resources = (|| -> FhirResult<Vec<Value>> {
             let Some(patient) = records.patient_by_fhir(&fhir_patient)? else {
@@ -768,7 +765,6 @@ async fn consent_search(
 }
 
 async fn consent_one(state: &AppState, id: &str) -> FhirResult<Response> {
-    let records = records(state)?;
     let grant = Hash::from_hex(id).map_err(|_| {
         FhirFailure::new(
             StatusCode::NOT_FOUND,
@@ -788,7 +784,6 @@ async fn consent_one(state: &AppState, id: &str) -> FhirResult<Response> {
             Some((Some(entry), time)) => {
                 let key = entry.grant.patient;
                 let reference = format!("urn:medledger:key:{key}");
-                let _ = &records;
                 Ok(fhir_json(
                     StatusCode::OK,
                     &medledger_fhir::consent(&entry, &reference, time),
@@ -849,7 +844,6 @@ async fn audit_search(
     signed: &Signed,
     authority: &Authority,
     params: &SearchParams,
-    self_link: &str,
 ) -> FhirResult<Response> {
     let records = records(state)?;
     let fhir_patient = params.patient.clone().ok_or_else(|| {
@@ -861,7 +855,6 @@ async fn audit_search(
     })?;
     let (key, authority) = (signed.key, authority.clone());
     let (offset, count) = (params.offset as u64, params.count as u64);
-    let _ = self_link;
     crate::blocking(move || {
         let result = (|| -> FhirResult<Value> {
             let patient = records.patient_by_fhir(&fhir_patient)?.ok_or_else(|| {
@@ -1011,8 +1004,13 @@ async fn me(
             .map_err(|e| api_error(e.into()))?;
         let mut patients = Vec::new();
         for id in ids {
+            // The most recent events, bounded; the full log pages through the AuditEvent search.
+            let total = records
+                .access_log(&id, 0, 0)
+                .map_err(|e| api_error(e.into()))?
+                .1;
             let (events, total) = records
-                .access_log(&id, 0, u64::MAX)
+                .access_log(&id, total.saturating_sub(ME_EVENTS_MAX), ME_EVENTS_MAX)
                 .map_err(|e| api_error(e.into()))?;
             let fhir_id = records.patient_fhir_id(&id).ok().flatten();
             patients.push(json!({

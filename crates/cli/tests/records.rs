@@ -116,6 +116,20 @@ impl Hospital {
         self.node.cli(&all)
     }
 
+    /// The custodian binds the Synthea patient to `patient`'s key.
+    fn bind(&self, patient: &Path) {
+        succeeded(self.fhir(
+            &self.root,
+            &[
+                "bind",
+                "--patient",
+                PATIENT_ID,
+                "--patient-key",
+                &public_key_of(patient),
+            ],
+        ));
+    }
+
     fn consent(&self, key: &Path, args: &[&str]) -> std::process::Output {
         let mut all = vec!["consent", "--key", key.to_str().expect("utf-8")];
         all.extend_from_slice(args);
@@ -188,6 +202,17 @@ fn key_of(file: &Path) -> SecretKey {
     SecretKey::from_bytes(secret.try_into().expect("32 bytes"))
 }
 
+/// Returns a command's output after checking it succeeded.
+fn succeeded(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn failed_with(out: &std::process::Output, status: &str) {
     assert!(
         !out.status.success(),
@@ -209,21 +234,7 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
     let patient = hospital.member("patient", Some("patient"));
     let auditor = hospital.member("auditor", Some("auditor"));
     hospital.import_synthea(&doctor);
-    let out = hospital.fhir(
-        &hospital.root,
-        &[
-            "bind",
-            "--patient",
-            PATIENT_ID,
-            "--patient-key",
-            &public_key_of(&patient),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hospital.bind(&patient);
     let lab = format!("Observation/{LAB_OBSERVATION}");
     let read = |key: &Path, reference: &str, purpose: &str| {
         hospital.fhir(key, &["read", reference, "--purpose", purpose])
@@ -233,7 +244,7 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
     failed_with(&read(&doctor, &lab, "TREAT"), "403");
 
     // The patient permits the doctor to read Observations for treatment.
-    let out = hospital.consent(
+    let out = succeeded(hospital.consent(
         &patient,
         &[
             "grant",
@@ -244,12 +255,7 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
             "--type",
             "Observation",
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     let grant = serde_json::from_str::<Value>(&stdout(&out)).expect("receipt")["id"]
         .as_str()
         .expect("grant id")
@@ -275,19 +281,14 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
     failed_with(&read(&doctor, &lab, "NOT-A-PURPOSE"), "unknown purpose");
 
     // The same record sealed to the reader with HPKE opens on the reader's side only.
-    let out = hospital.fhir(&doctor, &["read", &lab, "--purpose", "TREAT", "--wrap"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(hospital.fhir(&doctor, &["read", &lab, "--purpose", "TREAT", "--wrap"]));
     assert_eq!(
         out.stdout.strip_suffix(b"\n").expect("newline"),
         original_bytes(LAB_OBSERVATION).as_slice()
     );
 
     // A deny provision for laboratory data wins over the permit.
-    let out = hospital.consent(
+    succeeded(hospital.consent(
         &patient,
         &[
             "grant",
@@ -297,16 +298,11 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
             "--category",
             "laboratory",
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     failed_with(&read(&doctor, &lab, "TREAT"), "deny provision");
 
     // Break-glass: a practitioner for ETREAT reads without a grant; an auditor may not.
-    let out = hospital.fhir(
+    succeeded(hospital.fhir(
         &nurse,
         &[
             "read",
@@ -315,12 +311,7 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
             "ETREAT",
             "--break-glass",
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     failed_with(
         &hospital.fhir(
             &auditor,
@@ -354,12 +345,7 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
     // Revoked: the doctor's Observation reads stop (a vital sign, outside the deny).
     let vital = "Observation/a5587c04-bab7-e7dd-cf9a-7b36c0187a95";
     assert!(read(&doctor, vital, "TREAT").status.success());
-    let out = hospital.consent(&patient, &["revoke", "--grant", &grant]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(hospital.consent(&patient, &["revoke", "--grant", &grant]));
     failed_with(&read(&doctor, vital, "TREAT"), "403");
     let out = hospital.consent(&patient, &["revoke", "--grant", &grant]);
     assert!(stdout(&out).contains("grant_revoked"));
@@ -378,7 +364,7 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
         ],
     );
     assert!(out.status.success());
-    let out = hospital.fhir(
+    let out = succeeded(hospital.fhir(
         &nurse,
         &[
             "search",
@@ -389,24 +375,14 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
             "--purpose",
             "TREAT",
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     let bundle: Value = serde_json::from_str(&stdout(&out)).expect("bundle");
     assert_eq!(bundle["resourceType"], "Bundle");
     assert_eq!(bundle["type"], "searchset");
     assert_eq!(bundle["entry"].as_array().expect("entries").len(), 21);
 
     // The patient's own view: every access (allowed and denied, break-glass flagged), grants.
-    let out = hospital.fhir(&patient, &["me"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(hospital.fhir(&patient, &["me"]));
     let me: Value = serde_json::from_str(&stdout(&out)).expect("json");
     let accesses = me["patients"][0]["accesses"].as_array().expect("accesses");
     assert!(accesses.len() >= 10, "{me}");
@@ -419,12 +395,7 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
     assert_eq!(me["grants"].as_array().expect("grants").len(), 3);
 
     // The same log as FHIR AuditEvents; an unrelated practitioner of another role may not see it.
-    let out = hospital.fhir(&patient, &["log", "--patient", PATIENT_ID]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(hospital.fhir(&patient, &["log", "--patient", PATIENT_ID]));
     let log: Value = serde_json::from_str(&stdout(&out)).expect("bundle");
     let events = log["entry"].as_array().expect("entries");
     assert_eq!(events.len(), accesses.len());
@@ -477,12 +448,8 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
         out.stdout.strip_suffix(b"\n").expect("newline"),
         updated.as_bytes()
     );
-    let out = hospital.fhir(&patient, &["provenance", &format!("Condition/{CONDITION}")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        succeeded(hospital.fhir(&patient, &["provenance", &format!("Condition/{CONDITION}")]));
     let provenance: Value = serde_json::from_str(&stdout(&out)).expect("bundle");
     let text = provenance.to_string();
     assert!(
@@ -649,7 +616,7 @@ fn no_phi_reaches_the_chain_the_state_or_the_log() {
     let mut hospital = Hospital::start(dir.path());
     let doctor = hospital.member("doctor", Some("practitioner"));
     hospital.import_synthea(&doctor);
-    let out = hospital.fhir(
+    succeeded(hospital.fhir(
         &doctor,
         &[
             "read",
@@ -658,12 +625,7 @@ fn no_phi_reaches_the_chain_the_state_or_the_log() {
             "ETREAT",
             "--break-glass",
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     hospital.node.stop();
 
     let mut needles: Vec<(String, Vec<u8>)> = Vec::new();
@@ -719,31 +681,12 @@ fn erasure_makes_records_unreadable_and_commitments_unlinkable_but_keeps_the_aud
     let doctor = hospital.member("doctor", Some("practitioner"));
     let patient = hospital.member("patient", Some("patient"));
     hospital.import_synthea(&doctor);
-    let out = hospital.fhir(
-        &hospital.root,
-        &[
-            "bind",
-            "--patient",
-            PATIENT_ID,
-            "--patient-key",
-            &public_key_of(&patient),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hospital.bind(&patient);
     let lab = format!("Observation/{LAB_OBSERVATION}");
-    let out = hospital.fhir(
+    succeeded(hospital.fhir(
         &doctor,
         &["read", &lab, "--purpose", "ETREAT", "--break-glass"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
 
     // Before: the patient's secret sits in its key slot, and with it anyone could link the
     // on-chain commitment of the lab result to its content.
@@ -783,12 +726,7 @@ fn erasure_makes_records_unreadable_and_commitments_unlinkable_but_keeps_the_aud
     );
 
     // The patient erases.
-    let out = hospital.fhir(&patient, &["erase", "--patient", PATIENT_ID]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(hospital.fhir(&patient, &["erase", "--patient", PATIENT_ID]));
 
     // 1. Unreadable, even by break-glass, and not found by search.
     failed_with(
