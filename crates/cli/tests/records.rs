@@ -410,6 +410,26 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
         "403",
     );
 
+    // The grants come back as FHIR Consent resources, the revoked one inactive.
+    let (status, consents) = hospital.signed(
+        &key_of(&nurse),
+        "GET",
+        &format!("/fhir/Consent?patient={PATIENT_ID}"),
+        b"",
+        None,
+    );
+    assert_eq!(status, 200, "{consents}");
+    let statuses: Vec<&str> = consents["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| {
+            assert_eq!(entry["resource"]["resourceType"], "Consent");
+            entry["resource"]["status"].as_str().expect("status")
+        })
+        .collect();
+    assert_eq!(statuses, ["inactive", "active", "active"], "{consents}");
+
     // A new version extends the history; Provenance shows both.
     let updated = String::from_utf8(original_bytes(CONDITION))
         .expect("utf-8")
