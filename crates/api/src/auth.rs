@@ -87,7 +87,7 @@ pub fn authorization(key: &SecretKey, time_ms: u64, signed: &[u8]) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signed {
     pub key: PublicKey,
-    /// The hash of the signed bytes: this request's id.
+    /// The hash of the signer's key and the signed bytes: this request's id.
     pub request: Hash,
     pub access: AccessHeaders,
 }
@@ -107,6 +107,8 @@ pub enum AuthError {
     BadSignature,
     #[error("this signed request was already used")]
     Replayed,
+    #[error("too many signed writes in the last ten minutes; retry shortly")]
+    Busy,
 }
 
 /// Checks a request's signature and timestamp.
@@ -164,9 +166,13 @@ pub fn verify(
     );
     key.verify(&signed, &signature)
         .map_err(|_| AuthError::BadSignature)?;
+    // The id covers the signer too: two members sending the same request get two ids, so
+    // nobody can use up another's.
+    let mut id_bytes = key.0.to_vec();
+    id_bytes.extend_from_slice(&signed);
     Ok(Signed {
         key,
-        request: sha256(&signed),
+        request: sha256(&id_bytes),
         access,
     })
 }
@@ -175,7 +181,14 @@ pub fn verify(
 /// no such memory: their id is the access event's, which the ledger accepts once.
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
-    seen: Mutex<BTreeMap<Hash, u64>>,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    ids: std::collections::BTreeSet<Hash>,
+    /// The same ids in arrival order, so expired ones leave from the front.
+    order: std::collections::VecDeque<(u64, Hash)>,
 }
 
 impl ReplayGuard {
@@ -184,14 +197,23 @@ impl ReplayGuard {
             .seen
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        seen.retain(|_, time| time.abs_diff(now_ms) <= 2 * REQUEST_SKEW_MS);
-        if seen.len() >= REQUESTS_REMEMBERED_MAX {
+        // A request older than twice the skew window can no longer verify, so it is forgotten.
+        while let Some((time, id)) = seen.order.front().copied() {
+            if now_ms.saturating_sub(time) <= 2 * REQUEST_SKEW_MS {
+                break;
+            }
+            seen.order.pop_front();
+            seen.ids.remove(&id);
+        }
+        if seen.ids.contains(request) {
+            return Err(AuthError::Replayed);
+        }
+        if seen.ids.len() >= REQUESTS_REMEMBERED_MAX {
             // Forgetting would reopen the window for replays; refusing is the safe side.
-            return Err(AuthError::Replayed);
+            return Err(AuthError::Busy);
         }
-        if seen.insert(*request, now_ms).is_some() {
-            return Err(AuthError::Replayed);
-        }
+        seen.ids.insert(*request);
+        seen.order.push_back((now_ms, *request));
         Ok(())
     }
 }

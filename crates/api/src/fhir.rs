@@ -30,6 +30,8 @@ pub const FHIR_JSON: &str = "application/fhir+json";
 /// The most records one search returns (its page size limit).
 pub const SEARCH_COUNT_MAX: usize = 1_000;
 pub const SEARCH_COUNT_DEFAULT: usize = 100;
+/// The furthest a search may page.
+pub const SEARCH_OFFSET_MAX: usize = 1_000_000_000;
 /// The most access events `GET /v1/records/me` lists per patient id (the most recent ones).
 pub const ME_EVENTS_MAX: u64 = 1_000;
 
@@ -78,11 +80,12 @@ impl From<FhirError> for FhirFailure {
 
 impl From<AuthError> for FhirFailure {
     fn from(error: AuthError) -> Self {
-        let code = match error {
-            AuthError::Replayed => IssueType::Duplicate,
-            _ => IssueType::Login,
+        let (status, code) = match error {
+            AuthError::Replayed => (StatusCode::CONFLICT, IssueType::Duplicate),
+            AuthError::Busy => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+            _ => (StatusCode::UNAUTHORIZED, IssueType::Login),
         };
-        FhirFailure::new(StatusCode::UNAUTHORIZED, code, error.to_string())
+        FhirFailure::new(status, code, error.to_string())
     }
 }
 
@@ -95,6 +98,9 @@ impl From<RecordsError> for FhirFailure {
             RecordsError::Gone(_) => (StatusCode::GONE, IssueType::Deleted),
             RecordsError::Invalid(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
             RecordsError::Conflict(_) => (StatusCode::CONFLICT, IssueType::Conflict),
+            RecordsError::Refused { code, .. } if code == "request_replayed" => {
+                (StatusCode::CONFLICT, IssueType::Duplicate)
+            }
             RecordsError::Refused { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule)
             }
@@ -137,6 +143,18 @@ pub fn routes() -> Router<AppState> {
         .route("/fhir/{kind}/{id}/{operation}", post(operation))
         .route("/v1/records/me", get(me))
         .route("/v1/records/patients/{id}/bind", post(bind))
+}
+
+/// Anything under `/fhir` that no route serves, answered as FHIR rather than as the JSON API.
+pub(crate) fn fhir_not_found(method: &Method, uri: &Uri) -> FhirFailure {
+    FhirFailure::new(
+        StatusCode::NOT_FOUND,
+        IssueType::NotSupported,
+        format!(
+            "{method} {} is not an interaction this server supports; see /fhir/metadata",
+            uri.path()
+        ),
+    )
 }
 
 fn records(state: &AppState) -> FhirResult<Records> {
@@ -600,7 +618,7 @@ fn search_params(query: &[(String, String)]) -> FhirResult<SearchParams> {
             }
             "target" => params.target = Some(value.clone()),
             "_count" => params.count = number(name, value)?.clamp(1, SEARCH_COUNT_MAX),
-            "_offset" => params.offset = number(name, value)?,
+            "_offset" => params.offset = number(name, value)?.min(SEARCH_OFFSET_MAX),
             "_format" => {}
             other => {
                 return Err(FhirFailure::new(
@@ -650,7 +668,7 @@ async fn search(
     let (signed, authority) = signed(&state, &method, &uri, &headers, b"").await?;
     let self_link = uri.to_string();
     match kind.as_deref() {
-        Some("Consent") => return consent_search(&state, &params).await,
+        Some("Consent") => return consent_search(&state, &signed, &authority, &params).await,
         Some("AuditEvent") => {
             return audit_search(&state, &signed, &authority, &params).await;
         }
@@ -675,8 +693,8 @@ async fn search(
             let Some(patient) = finder.patient_by_fhir(&fhir_patient)? else {
                 return Ok(None);
             };
-            let hits = finder.search(&patient, kind.as_deref(), offset, count)?;
-            Ok(Some((patient, hits)))
+            let (hits, total) = finder.search(&patient, kind.as_deref(), offset, count)?;
+            Ok(Some((patient, (finder.committed(hits)?, total))))
         })())
     })
     .await??;
@@ -727,7 +745,13 @@ fn patient_reference(records: &Records, patient: &Hash) -> String {
     }
 }
 
-async fn consent_search(state: &AppState, params: &SearchParams) -> FhirResult<Response> {
+async fn consent_search(
+    state: &AppState,
+    signed: &Signed,
+    authority: &Authority,
+    params: &SearchParams,
+) -> FhirResult<Response> {
+    let (key, authority) = (signed.key, authority.clone());
     let records = records(state)?;
     let fhir_patient = params.patient.clone().ok_or_else(|| {
         FhirFailure::new(
@@ -741,6 +765,7 @@ async fn consent_search(state: &AppState, params: &SearchParams) -> FhirResult<R
             let Some(patient) = records.patient_by_fhir(&fhir_patient)? else {
                 return Ok(Vec::new());
             };
+            may_audit(&records, &key, &authority, &patient)?;
             let Some(entry) = records.patient(&patient)? else {
                 return Ok(Vec::new());
             };
@@ -1068,14 +1093,14 @@ async fn bind(
         .map_err(|error| crate::ApiError::bad_request("malformed_json", error.to_string()))?;
     let records = records(&state).map_err(api_error)?;
     let custodian = records.custodian().map_err(|e| api_error(e.into()))?;
-    let allowed = matches!(&authority,
-        Authority::Organisation { org } | Authority::Member { org, role: Role::Practitioner }
-        if *org == custodian);
+    // Binding hands the patient's consent, audit log and erasure to a key: the organisation
+    // itself attests who its patient is, not any one practitioner.
+    let allowed = matches!(&authority, Authority::Organisation { org } if *org == custodian);
     if !allowed {
         return Err(crate::ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("only {custodian}'s root key or practitioners may bind its patients"),
+            format!("only {custodian}'s root key may bind its patients"),
         ));
     }
     let patient = records

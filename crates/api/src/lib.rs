@@ -181,7 +181,16 @@ pub fn router(node: Node, records: Option<Records>) -> Router {
         .route("/v1/blocks/hash/{hash}", get(block_by_hash))
         .route("/v1/state/{*key}", get(state))
         .route("/v1/accounts/{key}", get(account))
-        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                // Under /fhir, a FHIR client gets an OperationOutcome; elsewhere the JSON error.
+                if uri.path() == "/fhir" || uri.path().starts_with("/fhir/") {
+                    fhir::fhir_not_found(&method, &uri).into_response()
+                } else {
+                    ApiError::not_found("no such endpoint; see /openapi.json").into_response()
+                }
+            },
+        )
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -412,7 +412,8 @@ pub fn run_consent(
                             .collect::<Result<_>>()?,
                     }],
                     start_ms,
-                    end_ms: days.map(|days| now_ms() + days * 86_400_000),
+                    end_ms: days
+                        .map(|days| now_ms().saturating_add(days.saturating_mul(86_400_000))),
                 },
             }
         }

@@ -558,6 +558,10 @@ fn bad_input_is_refused_whole_with_an_operation_outcome() {
         status, 400,
         "p1 was never stored, so its Observation has no patient"
     );
+    // A path the FHIR face does not serve is answered as FHIR too.
+    let (status, outcome) = hospital.node.get("/fhir/Patient/p1/_history/1/extra");
+    assert_eq!(status, 404, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
     // The capability statement needs no signature.
     let (status, statement) = hospital.node.get("/fhir/metadata");
     assert_eq!(status, 200);

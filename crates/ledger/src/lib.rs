@@ -106,8 +106,10 @@ pub enum TxError {
     },
     #[error("height {0} already has the most validator changes scheduled")]
     TooManyChanges(Height),
-    #[error("only an organisation's node, root key or practitioner may {0}")]
+    #[error("only an organisation's node or root key may {0}")]
     NotACustodian(&'static str),
+    #[error("{0} may not author records for the custodian")]
+    NotAnAuthor(PublicKey),
     #[error("{id} is held by {custodian}, not by the sender's organisation")]
     NotCustodian { id: Hash, custodian: String },
     #[error("invalid record: {0}")]
@@ -181,6 +183,7 @@ impl TxError {
             TxError::ProposalExpired { .. } => "proposal_expired",
             TxError::TooManyChanges(_) => "too_many_changes",
             TxError::NotACustodian(_) => "not_a_custodian",
+            TxError::NotAnAuthor(_) => "not_an_author",
             TxError::NotCustodian { .. } => "not_custodian",
             TxError::InvalidRecord(_) => "invalid_record",
             TxError::VersionConflict { .. } => "version_conflict",

@@ -104,16 +104,31 @@ pub fn access_by_request(
     read(state, &key_access_request(request))
 }
 
-/// The organisation a key writes and serves records for: an organisation's root key, its
-/// validator node or one of its practitioners.
+/// The organisation a key holds records for: the organisation's root key or its node (a
+/// validator). Only these sign record versions, bindings and access events; a practitioner acts
+/// through the node, which checks the practitioner's signed request and names them as author or
+/// reader.
 pub fn custodian_of(authority: &Authority, what: &'static str) -> Result<String, TxError> {
     match authority {
         Authority::Organisation { org }
         | Authority::Member {
             org,
-            role: Role::Validator | Role::Practitioner,
+            role: Role::Validator,
         } => Ok(org.clone()),
         Authority::Member { .. } => Err(TxError::NotACustodian(what)),
+    }
+}
+
+/// The organisation a key may author records for: its root key, its node, or one of its
+/// practitioners.
+pub fn author_org(authority: &Authority) -> Option<&str> {
+    match authority {
+        Authority::Organisation { org }
+        | Authority::Member {
+            org,
+            role: Role::Validator | Role::Practitioner,
+        } => Some(org),
+        Authority::Member { .. } => None,
     }
 }
 
@@ -179,6 +194,12 @@ pub fn put_records(
                     erased_at: None,
                 }),
             ),
+        }
+        // The named author must be able to write for this custodian, so provenance holds.
+        match crate::authority(state, &write.author) {
+            Ok(authority) if author_org(&authority) == Some(custodian.as_str()) => {}
+            Err(TxError::State(error)) => return Err(error.into()),
+            _ => return Err(TxError::NotAnAuthor(write.author)),
         }
         let expected = match record(state, &write.record)? {
             None => 1,

@@ -1044,6 +1044,38 @@ mod records_module {
             },
         );
         assert_eq!(rejected(&clinic.chain.one(tx)), "invalid_record");
+        // A practitioner acts only through the node: it may not sign record versions or access
+        // events itself, and a version must name an author who writes for the custodian.
+        let tx = clinic.chain.tx(
+            &doctor,
+            Payload::PutRecords {
+                records: vec![write(lab, patient_id, "Observation", None, 2)],
+            },
+        );
+        assert_eq!(rejected(&clinic.chain.one(tx)), "not_a_custodian");
+        let tx = clinic.chain.tx(
+            &doctor,
+            Payload::RecordAccess {
+                access: AccessRequest {
+                    request: Hash([200; 32]),
+                    reader: clinic.other_doctor.public_key(),
+                    patient: patient_id,
+                    records: vec![lab],
+                    purpose: Purpose::EmergencyTreat,
+                    break_glass: true,
+                },
+            },
+        );
+        assert_eq!(rejected(&clinic.chain.one(tx)), "not_a_custodian");
+        let mut forged = write(lab, patient_id, "Observation", None, 2);
+        forged.author = clinic.other_doctor.public_key();
+        let tx = clinic.chain.tx(
+            &node,
+            Payload::PutRecords {
+                records: vec![forged],
+            },
+        );
+        assert_eq!(rejected(&clinic.chain.one(tx)), "not_an_author");
         let tx = clinic.chain.tx(
             &doctor,
             Payload::ErasePatient {

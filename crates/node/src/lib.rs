@@ -699,15 +699,26 @@ impl Node {
         &self,
         read: impl FnOnce(&dyn StateRead) -> Result<T, TxError>,
     ) -> Result<(Height, Result<T, TxError>), NodeError> {
+        self.read_at(None, read)
+    }
+
+    /// Runs `read` against the committed state after block `height` (the head if `None` or
+    /// beyond it), and returns the height read.
+    pub fn read_at<T>(
+        &self,
+        height: Option<Height>,
+        read: impl FnOnce(&dyn StateRead) -> Result<T, TxError>,
+    ) -> Result<(Height, Result<T, TxError>), NodeError> {
         let reader = self.inner.store.reader()?;
         let head = reader.head()?;
+        let height = height.map_or(head, |height| height.min(head));
         let state = Snapshot {
             reader: &reader,
-            version: Some(head),
+            version: Some(height),
         };
         match read(&state) {
             Err(TxError::State(error)) => Err(error.into()),
-            other => Ok((head, other)),
+            other => Ok((height, other)),
         }
     }
 

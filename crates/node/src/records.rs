@@ -84,8 +84,8 @@ impl From<SubmitError> for RecordsError {
     }
 }
 
-/// A resource to import, as the API parsed it.
-#[derive(Clone, Debug)]
+/// A resource to import, as the API parsed it. `Debug` leaves out the content.
+#[derive(Clone)]
 pub struct ImportItem {
     pub resource_type: String,
     pub fhir_id: Option<String>,
@@ -93,6 +93,15 @@ pub struct ImportItem {
     pub patient_fhir_id: Option<String>,
     pub category: Option<String>,
     pub content: Vec<u8>,
+}
+
+impl std::fmt::Debug for ImportItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportItem")
+            .field("resource_type", &self.resource_type)
+            .field("content_bytes", &self.content.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One stored record version.
@@ -106,8 +115,8 @@ pub struct Imported {
     pub height: Height,
 }
 
-/// A record the reader may receive, with its key wrapped to them if they asked.
-#[derive(Debug)]
+/// A record the reader may receive, with its key wrapped to them if they asked. `Debug` leaves
+/// out the content.
 pub struct Released {
     pub record: Hash,
     pub resource_type: String,
@@ -115,6 +124,16 @@ pub struct Released {
     pub version: u32,
     pub content: Vec<u8>,
     pub sealed: Option<(Sealed, WrappedKey)>,
+}
+
+impl std::fmt::Debug for Released {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Released")
+            .field("record", &self.record)
+            .field("version", &self.version)
+            .field("content_bytes", &self.content.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The outcome of a read: the event committed on chain, and what it allowed.
@@ -150,11 +169,11 @@ impl Records {
     /// Settles what a crash left staged, against the chain, and returns the service. Call
     /// [`Records::follow_erasures`] to apply erasures as blocks commit.
     pub fn open(node: Node, vault: Arc<Vault>) -> Result<Records, RecordsError> {
-        vault.recover(|record, version| {
-            let (_, head) = node
-                .read_head(|state| Ok(ledger::record(state, record)?))
+        vault.recover(|record, version, commitment| {
+            let (_, found) = node
+                .read_head(|state| Ok(ledger::record_version(state, record, version)?))
                 .map_err(|error| VaultError::Io(error.to_string()))?;
-            Ok(matches!(head, Ok(Some(head)) if head.version >= version))
+            Ok(matches!(found, Ok(Some(entry)) if entry.commitment == *commitment))
         })?;
         let erased_through = watch::Sender::new(vault.erased_through()?);
         Ok(Records {
@@ -190,7 +209,8 @@ impl Records {
     /// Stores resources as records of this node's organisation, each version on chain before
     /// this returns. The author must be a practitioner, validator or root key of that
     /// organisation. All or nothing for up to `RECORDS_PER_TX_MAX` resources; a larger import is
-    /// committed in several transactions, each all or nothing.
+    /// committed in several transactions, one after another, each all or nothing: a refusal
+    /// stops it there, and the answer says so.
     pub async fn import(
         &self,
         author: &PublicKey,
@@ -198,8 +218,8 @@ impl Records {
     ) -> Result<Vec<Imported>, RecordsError> {
         let custodian = self.custodian()?;
         let authority = self.authenticate(author)?;
-        match ledger::custodian_of(&authority, "write records") {
-            Ok(org) if org == custodian => {}
+        match ledger::author_org(&authority) {
+            Some(org) if org == custodian => {}
             _ => {
                 return Err(RecordsError::Forbidden(format!(
                     "only a practitioner or the node of {custodian} may write its records"
@@ -216,45 +236,29 @@ impl Records {
             .filter_map(|index| slots[*index].take())
             .collect();
         let mut imported = Vec::with_capacity(items.len());
-        let mut failure = None;
-        let mut chunks = Vec::new();
+        // One chunk at a time: a chunk is staged only once the one before it has committed, so
+        // a refusal stops the import there and never strands a later chunk whose patient the
+        // refused one created.
         for chunk in items.chunks(RECORDS_PER_TX_MAX) {
-            let staged = match self.stage_and_submit(author, chunk) {
-                Ok(staged) => staged,
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            };
-            chunks.push(staged);
-        }
-        for (staged, writes, tx) in chunks {
+            let (staged, writes, tx) = self.stage_and_submit(author, chunk)?;
             let outcome = self.wait_committed(tx).await;
-            let committed = outcome.is_ok();
             if let Err(RecordsError::Unavailable(_)) = &outcome {
                 // Still pending: settle when it is decided, not now.
                 self.settle_later(staged.id, tx);
             } else {
-                self.vault.settle(&staged.id, committed)?;
+                self.vault.settle(&staged.id, outcome.is_ok())?;
             }
-            match outcome {
-                Ok(height) => imported.extend(writes.into_iter().zip(&staged.versions).map(
-                    |((write, resource_type), staged)| Imported {
-                        resource_type,
-                        fhir_id: staged.fhir_id.clone(),
-                        record: write.record,
-                        patient: write.patient,
-                        version: write.version,
-                        height,
-                    },
-                )),
-                Err(error) => {
-                    failure.get_or_insert(error);
-                }
-            }
-        }
-        if let Some(error) = failure {
-            return Err(error);
+            let height = outcome?;
+            imported.extend(writes.into_iter().zip(&staged.versions).map(
+                |((write, resource_type), staged)| Imported {
+                    resource_type,
+                    fhir_id: staged.fhir_id.clone(),
+                    record: write.record,
+                    patient: write.patient,
+                    version: write.version,
+                    height,
+                },
+            ));
         }
         let mut in_order: Vec<Option<Imported>> = vec![None; imported.len()];
         for (index, record) in order.into_iter().zip(imported) {
@@ -281,7 +285,14 @@ impl Records {
                 content: &item.content,
             })
             .collect();
-        let staged = self.vault.stage(&incoming, OsRng)?;
+        let chain_version = |record: &Hash| -> Result<u32, VaultError> {
+            let (_, head) = self
+                .node
+                .read_head(|state| Ok(ledger::record(state, record)?))
+                .map_err(|error| VaultError::Io(error.to_string()))?;
+            Ok(head.ok().flatten().map_or(0, |head| head.version))
+        };
+        let staged = self.vault.stage(&incoming, OsRng, &chain_version)?;
         let writes: Vec<(RecordWrite, String)> = staged
             .versions
             .iter()
@@ -392,12 +403,29 @@ impl Records {
                 "the access event committed at height {height} cannot be read back"
             ))
         })?;
+        if event.tx != tx {
+            return Err(RecordsError::Conflict(
+                "another access event holds this request's id".into(),
+            ));
+        }
+        // An erasure committed since the decision wins: nothing of the patient leaves the node.
+        if event.decisions.iter().any(|(_, rule)| rule.allows())
+            && self
+                .patient(&event.patient)?
+                .is_some_and(|entry| entry.erased_at.is_some())
+        {
+            return Err(RecordsError::Gone(format!(
+                "patient {} was erased after this access was decided",
+                event.patient
+            )));
+        }
         let mut released = Vec::new();
         for (record, rule) in &event.decisions {
             if !rule.allows() {
                 continue;
             }
-            let (_, head) = self.node.read_head(|state| {
+            // The version the decision saw, not one written since.
+            let (_, head) = self.node.read_at(Some(event.height), |state| {
                 ledger::record(state, record)?.ok_or(TxError::UnknownRecord(*record))
             })?;
             let head: RecordHead =
@@ -426,6 +454,21 @@ impl Records {
             });
         }
         Ok(Access { event, released })
+    }
+
+    /// Keeps only the records whose first version is on chain: a record still being written is
+    /// in the vault's index but not yet something a reader can be granted.
+    pub fn committed(&self, records: Vec<Hit>) -> Result<Vec<Hit>, RecordsError> {
+        let (_, found) = self.node.read_head(|state| {
+            let mut kept = Vec::with_capacity(records.len());
+            for hit in records {
+                if ledger::record(state, &hit.record)?.is_some() {
+                    kept.push(hit);
+                }
+            }
+            Ok(kept)
+        })?;
+        found.map_err(|error| RecordsError::NotFound(error.to_string()))
     }
 
     /// Records by patient (and type) held here: `(record, type, FHIR id)`, and the total.

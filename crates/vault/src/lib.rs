@@ -116,7 +116,8 @@ struct Blob {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 struct Pending {
-    versions: Vec<(Hash, u32)>,
+    /// (record, version, commitment) of every staged version.
+    versions: Vec<(Hash, u32, Hash)>,
     new_patients: Vec<Hash>,
 }
 
@@ -129,8 +130,8 @@ pub enum PatientRef<'a> {
     Fhir(&'a str),
 }
 
-/// A resource to store as a new record or a new version.
-#[derive(Clone, Debug)]
+/// A resource to store as a new record or a new version. `Debug` leaves out the content.
+#[derive(Clone)]
 pub struct Incoming<'a> {
     pub resource_type: &'a str,
     /// The logical id; a fresh one is assigned when `None`.
@@ -145,6 +146,15 @@ pub struct Hit {
     pub record: Hash,
     pub resource_type: String,
     pub fhir_id: String,
+}
+
+impl std::fmt::Debug for Incoming<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("resource_type", &self.resource_type)
+            .field("content_bytes", &self.content.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One staged version: what the chain must record for it.
@@ -164,11 +174,19 @@ pub struct Staged {
     pub versions: Vec<StagedVersion>,
 }
 
-/// A decrypted record version, and the key it was under (for wrapping to a reader).
-#[derive(Debug)]
+/// A decrypted record version, and the key it was under (for wrapping to a reader). `Debug`
+/// leaves out the content.
 pub struct Opened {
     pub content: Vec<u8>,
     pub data_key: DataKey,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("content_bytes", &self.content.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A record version as stored: ciphertext and nonce, for a reader who receives the key wrapped.
@@ -208,10 +226,16 @@ pub struct Vault {
 impl Vault {
     /// Opens (or creates) the vault in `dir`.
     pub fn open(dir: &Path) -> Result<Vault, VaultError> {
+        use std::os::unix::fs::PermissionsExt;
+        // The vault holds ciphertext, wrapped keys and an index of FHIR ids: its owner only.
         std::fs::create_dir_all(dir).map_err(db_error)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(db_error)?;
+        let path = dir.join("vault.redb");
         let db = Database::builder()
             .set_cache_size(128 * 1024 * 1024)
-            .create(dir.join("vault.redb"))
+            .create(&path)
+            .map_err(db_error)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(db_error)?;
         let txn = db.begin_write().map_err(db_error)?;
         {
@@ -225,12 +249,32 @@ impl Vault {
             txn.open_table(META).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
-        Ok(Vault {
+        let vault = Vault {
             db,
             slots: Mutex::new(KeySlots::open(&dir.join("vault.slots"))?),
             in_flight: Mutex::new(BTreeSet::new()),
             staging: Mutex::new(()),
-        })
+        };
+        vault.destroy_orphaned_secrets()?;
+        Ok(vault)
+    }
+
+    /// Destroys secrets no patient entry refers to: left by a crash between writing a new
+    /// patient's secret and committing the patient, or between removing a patient and zeroing
+    /// its slot. A secret must never outlive its patient.
+    fn destroy_orphaned_secrets(&self) -> Result<usize, VaultError> {
+        let mut slots = lock(&self.slots);
+        let mut destroyed = 0;
+        for (index, patient) in slots.owners()? {
+            let kept = self
+                .patient(&patient)?
+                .is_some_and(|meta| meta.slot == index);
+            if !kept {
+                slots.destroy(index, &patient)?;
+                destroyed += 1;
+            }
+        }
+        Ok(destroyed)
     }
 
     pub fn patient_by_fhir(&self, fhir_id: &str) -> Result<Option<Hash>, VaultError> {
@@ -335,10 +379,14 @@ impl Vault {
 
     /// Encrypts and stores a batch durably, pending. Refuses the whole batch (storing nothing) if
     /// a resource names an unknown patient or a record another batch is writing.
+    ///
+    /// `chain_version(record)` is the record's version on chain: a new version follows the higher
+    /// of it and the vault's own, so a version the chain holds is never handed out again.
     pub fn stage(
         &self,
         items: &[Incoming<'_>],
         mut rng: impl RngCore + CryptoRng,
+        chain_version: &dyn Fn(&Hash) -> Result<u32, VaultError>,
     ) -> Result<Staged, VaultError> {
         if items.len() > STAGE_ITEMS_MAX {
             return Err(VaultError::Invalid(format!(
@@ -402,14 +450,20 @@ impl Vault {
                             item.resource_type, meta.fhir_id
                         )));
                     }
-                    (record, meta.fhir_id, meta.version + 1)
+                    let version = meta.version.max(chain_version(&record)?) + 1;
+                    (record, meta.fhir_id, version)
                 }
                 None => {
                     rng.fill_bytes(&mut random);
                     let record = Hash(random);
                     let fhir_id = match item.fhir_id {
                         Some(id) => id.to_string(),
-                        None => hex_id(&record),
+                        // Drawn apart from the record id, so the id an EHR sees does not name
+                        // the record on chain.
+                        None => {
+                            rng.fill_bytes(&mut random);
+                            random[..16].iter().map(|b| format!("{b:02x}")).collect()
+                        }
                     };
                     (record, fhir_id, 1)
                 }
@@ -445,18 +499,29 @@ impl Vault {
                 blob,
             ));
         }
+        // The batch's records, and the patients it creates, are in flight until it settles: a
+        // batch that uses a patient another batch is creating waits, because a refusal of that
+        // batch destroys the patient's secret.
+        let locked: Vec<Hash> = planned
+            .iter()
+            .map(|(v, ..)| v.record)
+            .chain(patients.iter().filter(|p| p.3).map(|p| p.1))
+            .collect();
         {
             let mut in_flight = lock(&self.in_flight);
             if let Some((busy, ..)) = planned.iter().find(|(v, ..)| in_flight.contains(&v.record)) {
                 return Err(VaultError::Busy(busy.fhir_id.clone()));
             }
-            in_flight.extend(planned.iter().map(|(v, ..)| v.record));
+            if let Some((fhir_id, ..)) = patients.iter().find(|p| in_flight.contains(&p.1)) {
+                return Err(VaultError::Busy(format!("Patient/{fhir_id}")));
+            }
+            in_flight.extend(locked.iter().copied());
         }
         let result = self.write_staged(staged_id, &patients, &planned);
         if result.is_err() {
             let mut in_flight = lock(&self.in_flight);
-            for (version, ..) in &planned {
-                in_flight.remove(&version.record);
+            for id in &locked {
+                in_flight.remove(id);
             }
         }
         result?;
@@ -535,7 +600,7 @@ impl Vault {
                 let pending = Pending {
                     versions: planned
                         .iter()
-                        .map(|(v, ..)| (v.record, v.version))
+                        .map(|(v, ..)| (v.record, v.version, v.commitment))
                         .collect(),
                     new_patients: new_slots.iter().map(|(_, patient, _)| **patient).collect(),
                 };
@@ -548,8 +613,8 @@ impl Vault {
         })();
         if written.is_err() {
             let mut slots = lock(&self.slots);
-            for (_, _, slot) in &new_slots {
-                let _ = slots.destroy(*slot);
+            for (_, patient, slot) in &new_slots {
+                let _ = slots.destroy(*slot, patient);
             }
         }
         written
@@ -571,8 +636,11 @@ impl Vault {
             self.roll_back(staged, &pending)
         };
         let mut in_flight = lock(&self.in_flight);
-        for (record, _) in &pending.versions {
+        for (record, ..) in &pending.versions {
             in_flight.remove(record);
+        }
+        for patient in &pending.new_patients {
+            in_flight.remove(patient);
         }
         result
     }
@@ -596,7 +664,7 @@ impl Vault {
             let mut by_fhir = txn.open_table(RECORD_BY_FHIR).map_err(db_error)?;
             let mut by_patient = txn.open_table(BY_PATIENT).map_err(db_error)?;
             let mut blobs = txn.open_table(BLOBS).map_err(db_error)?;
-            for (record, version) in &pending.versions {
+            for (record, version, _) in &pending.versions {
                 blobs
                     .remove((record.0.as_slice(), *version))
                     .map_err(db_error)?;
@@ -630,7 +698,7 @@ impl Vault {
                     patient_by_fhir
                         .remove(meta.fhir_id.as_str())
                         .map_err(db_error)?;
-                    slots_to_destroy.push(meta.slot);
+                    slots_to_destroy.push((meta.slot, *patient));
                 }
             }
             txn.open_table(PENDING)
@@ -640,17 +708,17 @@ impl Vault {
         }
         txn.commit().map_err(db_error)?;
         let mut slots = lock(&self.slots);
-        for slot in slots_to_destroy {
-            slots.destroy(slot)?;
+        for (slot, patient) in slots_to_destroy {
+            slots.destroy(slot, &patient)?;
         }
         Ok(())
     }
 
-    /// Settles every batch a crash left pending: kept if the chain holds all its versions
-    /// (`on_chain(record, version)`), removed otherwise.
+    /// Settles every batch a crash left pending: kept if the chain holds each of its versions
+    /// with the same commitment (`on_chain(record, version, commitment)`), removed otherwise.
     pub fn recover(
         &self,
-        on_chain: impl Fn(&Hash, u32) -> Result<bool, VaultError>,
+        on_chain: impl Fn(&Hash, u32, &Hash) -> Result<bool, VaultError>,
     ) -> Result<usize, VaultError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(PENDING).map_err(db_error)?;
@@ -665,8 +733,8 @@ impl Vault {
         let count = batches.len();
         for (staged, pending) in batches {
             let mut committed = true;
-            for (record, version) in &pending.versions {
-                committed &= on_chain(record, *version)?;
+            for (record, version, commitment) in &pending.versions {
+                committed &= on_chain(record, *version, commitment)?;
             }
             if committed {
                 self.forget_pending(&staged)?;
@@ -729,7 +797,7 @@ impl Vault {
     pub fn shred(&self, patient: &Hash) -> Result<usize, VaultError> {
         let _staging = lock(&self.staging);
         if let Some(meta) = self.patient(patient)? {
-            lock(&self.slots).destroy(meta.slot)?;
+            lock(&self.slots).destroy(meta.slot, patient)?;
         }
         let mut deleted = 0;
         let mut txn = self.db.begin_write().map_err(db_error)?;
@@ -801,11 +869,6 @@ impl Vault {
             .map_err(db_error)?;
         txn.commit().map_err(db_error)
     }
-}
-
-/// A logical id for a resource that came without one: the record id's first 16 bytes in hex.
-fn hex_id(record: &Hash) -> String {
-    record.0[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

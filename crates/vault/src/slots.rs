@@ -98,9 +98,35 @@ impl KeySlots {
         Ok(Some(PatientSecret(secret)))
     }
 
-    /// Overwrites a slot with zeros and syncs: the secret is gone from the file.
-    pub fn destroy(&mut self, index: u64) -> Result<(), VaultError> {
-        if index >= self.count {
+    /// The patients whose secrets are in the file, by slot.
+    pub fn owners(&self) -> Result<Vec<(u64, Hash)>, VaultError> {
+        let mut owners = Vec::new();
+        let mut slot = [0u8; SLOT_BYTES as usize];
+        for index in 0..self.count {
+            if self.free.contains(&index) {
+                continue;
+            }
+            self.file
+                .read_exact_at(&mut slot, index * SLOT_BYTES)
+                .map_err(io("reading the key slots"))?;
+            let mut patient = [0u8; 32];
+            patient.copy_from_slice(&slot[..32]);
+            owners.push((index, Hash(patient)));
+        }
+        Ok(owners)
+    }
+
+    /// Overwrites `patient`'s slot with zeros and syncs: the secret is gone from the file. A slot
+    /// that holds another patient (it was freed and reused since) is left alone.
+    pub fn destroy(&mut self, index: u64, patient: &Hash) -> Result<(), VaultError> {
+        if index >= self.count || self.free.contains(&index) {
+            return Ok(());
+        }
+        let mut owner = [0u8; 32];
+        self.file
+            .read_exact_at(&mut owner, index * SLOT_BYTES)
+            .map_err(io("reading a key slot"))?;
+        if owner != patient.0 {
             return Ok(());
         }
         self.file

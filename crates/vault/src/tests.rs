@@ -1,5 +1,6 @@
 //! Tests of staging, settling, recovery and crypto-shredding, on real files.
 
+use medledger_crypto::envelope::PatientSecret;
 use rand_core::OsRng;
 
 use super::*;
@@ -42,7 +43,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn staged_then_kept_records_read_back_exactly_and_are_encrypted_at_rest() {
     let dir = tempfile::tempdir().expect("dir");
     let vault = Vault::open(dir.path()).expect("open");
-    let staged = vault.stage(&batch(), OsRng).expect("stage");
+    let staged = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
     assert_eq!(staged.versions.len(), 2);
     assert_eq!(staged.versions[0].patient, staged.versions[1].patient);
     vault.settle(&staged.id, true).expect("settle");
@@ -81,7 +82,7 @@ fn staged_then_kept_records_read_back_exactly_and_are_encrypted_at_rest() {
 fn a_refused_batch_is_rolled_back_entirely() {
     let dir = tempfile::tempdir().expect("dir");
     let vault = Vault::open(dir.path()).expect("open");
-    let staged = vault.stage(&batch(), OsRng).expect("stage");
+    let staged = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
     let patient = staged.versions[0].patient;
     vault.settle(&staged.id, false).expect("settle");
     assert!(
@@ -95,7 +96,9 @@ fn a_refused_batch_is_rolled_back_entirely() {
     let slots = std::fs::read(dir.path().join("vault.slots")).expect("slots");
     assert!(slots.iter().all(|byte| *byte == 0));
     // The ids are free again.
-    let again = vault.stage(&batch(), OsRng).expect("stage again");
+    let again = vault
+        .stage(&batch(), OsRng, &|_| Ok(0))
+        .expect("stage again");
     assert_eq!(again.versions[1].version, 1);
 }
 
@@ -105,8 +108,10 @@ fn a_refused_batch_is_rolled_back_entirely() {
 fn versions_follow_each_other_and_in_flight_records_are_locked() {
     let dir = tempfile::tempdir().expect("dir");
     let vault = Vault::open(dir.path()).expect("open");
-    let first = vault.stage(&batch(), OsRng).expect("stage");
-    let busy = vault.stage(&batch()[1..], OsRng).expect_err("in flight");
+    let first = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
+    let busy = vault
+        .stage(&batch()[1..], OsRng, &|_| Ok(0))
+        .expect_err("in flight");
     assert!(matches!(busy, VaultError::Busy(_)), "{busy:?}");
     vault.settle(&first.id, true).expect("settle");
     let update = br#"{"resourceType":"Observation","id":"o1","status":"amended"}"#;
@@ -117,6 +122,7 @@ fn versions_follow_each_other_and_in_flight_records_are_locked() {
                 ..batch()[1].clone()
             }],
             OsRng,
+            &|_| Ok(0),
         )
         .expect("second version");
     assert_eq!(second.versions[0].version, 2);
@@ -152,7 +158,7 @@ fn bad_batches_store_nothing() {
         ..batch()[0].clone()
     };
     for items in [vec![orphan], duplicate, vec![anonymous]] {
-        let error = vault.stage(&items, OsRng).expect_err("refused");
+        let error = vault.stage(&items, OsRng, &|_| Ok(0)).expect_err("refused");
         assert!(matches!(error, VaultError::Invalid(_)), "{error:?}");
     }
     assert!(vault.patient_by_fhir("p1").expect("read").is_none());
@@ -167,24 +173,26 @@ fn recovery_settles_from_the_chain() {
     let dir = tempfile::tempdir().expect("dir");
     let (kept, dropped) = {
         let vault = Vault::open(dir.path()).expect("open");
-        let kept = vault.stage(&batch(), OsRng).expect("stage");
+        let kept = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
         let other = Incoming {
             resource_type: "Patient",
             fhir_id: Some("p2"),
             patient: PatientRef::Own,
             content: PATIENT,
         };
-        let dropped = vault.stage(&[other], OsRng).expect("stage");
+        let dropped = vault.stage(&[other], OsRng, &|_| Ok(0)).expect("stage");
         (kept, dropped)
     };
     let vault = Vault::open(dir.path()).expect("reopen");
-    let on_chain: Vec<(Hash, u32)> = kept
+    let on_chain: Vec<(Hash, u32, Hash)> = kept
         .versions
         .iter()
-        .map(|v| (v.record, v.version))
+        .map(|v| (v.record, v.version, v.commitment))
         .collect();
     let settled = vault
-        .recover(|record, version| Ok(on_chain.contains(&(*record, version))))
+        .recover(|record, version, commitment| {
+            Ok(on_chain.contains(&(*record, version, *commitment)))
+        })
         .expect("recover");
     assert_eq!(settled, 2);
     assert!(vault.patient_by_fhir("p1").expect("read").is_some());
@@ -195,7 +203,7 @@ fn recovery_settles_from_the_chain() {
             .expect("read")
             .is_none()
     );
-    assert_eq!(vault.recover(|_, _| Ok(false)).expect("nothing left"), 0);
+    assert_eq!(vault.recover(|_, _, _| Ok(false)).expect("nothing left"), 0);
 }
 
 /// Shredding a patient makes every record unreadable, makes the commitment impossible to
@@ -205,7 +213,7 @@ fn recovery_settles_from_the_chain() {
 fn shredding_destroys_the_secret_and_the_data() {
     let dir = tempfile::tempdir().expect("dir");
     let vault = Vault::open(dir.path()).expect("open");
-    let staged = vault.stage(&batch(), OsRng).expect("stage");
+    let staged = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
     vault.settle(&staged.id, true).expect("settle");
     let other = vault
         .stage(
@@ -216,6 +224,7 @@ fn shredding_destroys_the_secret_and_the_data() {
                 content: PATIENT,
             }],
             OsRng,
+            &|_| Ok(0),
         )
         .expect("stage");
     vault.settle(&other.id, true).expect("settle");
@@ -258,12 +267,75 @@ fn shredding_destroys_the_secret_and_the_data() {
     let len = std::fs::metadata(dir.path().join("vault.slots"))
         .expect("len")
         .len();
-    let again = vault.stage(&batch(), OsRng).expect("stage");
+    let again = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
     vault.settle(&again.id, true).expect("settle");
     assert_eq!(
         std::fs::metadata(dir.path().join("vault.slots"))
             .expect("len")
             .len(),
         len
+    );
+}
+
+/// A batch that names a patient another, unsettled batch is creating must wait: if that batch
+/// were refused, the patient's secret would go with it.
+#[test]
+fn a_patient_being_created_is_in_flight_too() {
+    let dir = tempfile::tempdir().expect("dir");
+    let vault = Vault::open(dir.path()).expect("open");
+    let first = vault
+        .stage(&batch()[..1], OsRng, &|_| Ok(0))
+        .expect("stage");
+    let error = vault
+        .stage(&batch()[1..], OsRng, &|_| Ok(0))
+        .expect_err("the patient is in flight");
+    assert!(matches!(error, VaultError::Busy(_)), "{error:?}");
+    vault.settle(&first.id, true).expect("settle");
+    vault
+        .stage(&batch()[1..], OsRng, &|_| Ok(0))
+        .expect("settled, the patient may be used");
+}
+
+/// A new version follows the chain's version when the chain is ahead of the vault, so a version
+/// number the chain holds is never handed out again.
+#[test]
+fn versions_follow_the_chain_when_it_is_ahead() {
+    let dir = tempfile::tempdir().expect("dir");
+    let vault = Vault::open(dir.path()).expect("open");
+    let first = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
+    vault.settle(&first.id, true).expect("settle");
+    let again = vault
+        .stage(&batch()[1..], OsRng, &|_| Ok(4))
+        .expect("stage");
+    assert_eq!(again.versions[0].version, 5);
+}
+
+/// A secret no patient refers to (a crash between writing it and committing its patient) is
+/// destroyed when the vault opens; a slot reused by another patient is never wiped by a stale
+/// destroy.
+#[test]
+fn orphaned_secrets_are_destroyed_and_reused_slots_are_safe() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = PatientSecret([7; 32]);
+    {
+        let mut slots = KeySlots::open(&dir.path().join("vault.slots")).expect("slots");
+        slots.allocate(&Hash([1; 32]), &secret).expect("allocate");
+    }
+    let vault = Vault::open(dir.path()).expect("open");
+    let slots = std::fs::read(dir.path().join("vault.slots")).expect("slots");
+    assert!(slots.iter().all(|byte| *byte == 0), "the orphan is gone");
+    let staged = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
+    vault.settle(&staged.id, true).expect("settle");
+    // Slot 0 is now the new patient's; destroying it for the old owner changes nothing.
+    lock(&vault.slots)
+        .destroy(0, &Hash([1; 32]))
+        .expect("no-op");
+    let (record, _) = vault
+        .record_by_fhir("Observation", "o1")
+        .expect("read")
+        .expect("indexed");
+    assert_eq!(
+        vault.decrypt(&record, 1).expect("still readable").content,
+        OBSERVATION
     );
 }
