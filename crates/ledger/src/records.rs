@@ -600,8 +600,12 @@ pub fn record_access(
         Err(TxError::State(error)) => return Err(error.into()),
         Err(_) => return Err(TxError::ReaderNotEnrolled(access.reader)),
     };
-    let grants = match entry.key {
-        Some(key) => grants_of(state, &key)?,
+    // The grants in force at this block, read and filtered once for all the records.
+    let grants: Vec<ConsentEntry> = match entry.key {
+        Some(key) => grants_of(state, &key)?
+            .into_iter()
+            .filter(|grant| grant.active_at(ctx.time_ms))
+            .collect(),
         None => Vec::new(),
     };
     let mut decisions = Vec::with_capacity(access.records.len());
