@@ -157,6 +157,20 @@ pub(crate) fn fhir_not_found(method: &Method, uri: &Uri) -> FhirFailure {
     )
 }
 
+/// Runs blocking work (database reads, decryption) off the async workers, answering in FHIR terms.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> FhirResult<T> + Send + 'static,
+) -> FhirResult<T> {
+    crate::blocking(move || Ok(work())).await?
+}
+
+/// A search parameter the request must give.
+fn required(value: &Option<String>, message: &str) -> FhirResult<String> {
+    value
+        .clone()
+        .ok_or_else(|| FhirFailure::new(StatusCode::BAD_REQUEST, IssueType::Required, message))
+}
+
 fn records(state: &AppState) -> FhirResult<Records> {
     state.records.clone().ok_or_else(|| {
         FhirFailure::new(
@@ -677,27 +691,22 @@ async fn search(
         }
         _ => {}
     }
-    let fhir_patient = params.patient.clone().ok_or_else(|| {
-        FhirFailure::new(
-            StatusCode::BAD_REQUEST,
-            IssueType::Required,
-            "searches are by patient: give patient=<id> (optionally with a resource type)",
-        )
-    })?;
+    let fhir_patient = required(
+        &params.patient,
+        "searches are by patient: give patient=<id> (optionally with a resource type)",
+    )?;
     let purpose = purpose(&signed)?;
     let records = records(&state)?;
     let finder = records.clone();
     let (count, offset) = (params.count, params.offset);
-    let found = crate::blocking(move || {
-        Ok((|| -> FhirResult<_> {
-            let Some(patient) = finder.patient_by_fhir(&fhir_patient)? else {
-                return Ok(None);
-            };
-            let (hits, total) = finder.search(&patient, kind.as_deref(), offset, count)?;
-            Ok(Some((patient, (finder.committed(hits)?, total))))
-        })())
+    let found = blocking(move || {
+        let Some(patient) = finder.patient_by_fhir(&fhir_patient)? else {
+            return Ok(None);
+        };
+        let (hits, total) = finder.search(&patient, kind.as_deref(), offset, count)?;
+        Ok(Some((patient, (finder.committed(hits)?, total))))
     })
-    .await??;
+    .await?;
     let Some((patient, (hits, _total))) = found else {
         return Ok(fhir_bytes(
             StatusCode::OK,
@@ -753,40 +762,30 @@ async fn consent_search(
 ) -> FhirResult<Response> {
     let (key, authority) = (signed.key, authority.clone());
     let records = records(state)?;
-    let fhir_patient = params.patient.clone().ok_or_else(|| {
-        FhirFailure::new(
-            StatusCode::BAD_REQUEST,
-            IssueType::Required,
-            "Consent searches are by patient=<id>",
-        )
-    })?;
-    crate::blocking(move || {
-        let resources = (|| -> FhirResult<Vec<Value>> {
-            let Some(patient) = records.patient_by_fhir(&fhir_patient)? else {
-                return Ok(Vec::new());
-            };
-            may_audit(&records, &key, &authority, &patient)?;
-            let Some(entry) = records.patient(&patient)? else {
-                return Ok(Vec::new());
-            };
-            let Some(key) = entry.key else {
-                return Ok(Vec::new());
-            };
-            let (_, grants, time_ms) = records.patient_view(&key)?;
-            let reference = patient_reference(&records, &patient);
-            Ok(grants
-                .iter()
-                .map(|grant| medledger_fhir::consent(grant, &reference, time_ms))
-                .collect())
-        })();
-        Ok(resources.map(|resources| {
-            fhir_json(
-                StatusCode::OK,
-                &medledger_fhir::bundle(medledger_fhir::OutputBundleType::Searchset, resources),
-            )
-        }))
+    let fhir_patient = required(&params.patient, "Consent searches are by patient=<id>")?;
+    let resources = blocking(move || {
+        let Some(patient) = records.patient_by_fhir(&fhir_patient)? else {
+            return Ok(Vec::new());
+        };
+        may_audit(&records, &key, &authority, &patient)?;
+        let Some(entry) = records.patient(&patient)? else {
+            return Ok(Vec::new());
+        };
+        let Some(key) = entry.key else {
+            return Ok(Vec::new());
+        };
+        let (_, grants, time_ms) = records.patient_view(&key)?;
+        let reference = patient_reference(&records, &patient);
+        Ok(grants
+            .iter()
+            .map(|grant| medledger_fhir::consent(grant, &reference, time_ms))
+            .collect())
     })
-    .await?
+    .await?;
+    Ok(fhir_json(
+        StatusCode::OK,
+        &medledger_fhir::bundle(medledger_fhir::OutputBundleType::Searchset, resources),
+    ))
 }
 
 async fn consent_one(state: &AppState, id: &str) -> FhirResult<Response> {
@@ -871,38 +870,30 @@ async fn audit_search(
     params: &SearchParams,
 ) -> FhirResult<Response> {
     let records = records(state)?;
-    let fhir_patient = params.patient.clone().ok_or_else(|| {
-        FhirFailure::new(
-            StatusCode::BAD_REQUEST,
-            IssueType::Required,
-            "AuditEvent searches are by patient=<id>",
-        )
-    })?;
+    let fhir_patient = required(&params.patient, "AuditEvent searches are by patient=<id>")?;
     let (key, authority) = (signed.key, authority.clone());
     let (offset, count) = (params.offset as u64, params.count as u64);
-    crate::blocking(move || {
-        let result = (|| -> FhirResult<Value> {
-            let patient = records.patient_by_fhir(&fhir_patient)?.ok_or_else(|| {
-                FhirFailure::new(
-                    StatusCode::NOT_FOUND,
-                    IssueType::NotFound,
-                    format!("Patient/{fhir_patient} is not held by this node"),
-                )
-            })?;
-            may_audit(&records, &key, &authority, &patient)?;
-            let (events, _) = records.access_log(&patient, offset, count)?;
-            let reference = patient_reference(&records, &patient);
-            Ok(medledger_fhir::bundle(
-                medledger_fhir::OutputBundleType::Searchset,
-                events
-                    .iter()
-                    .map(|event| medledger_fhir::audit_event(event, &reference))
-                    .collect(),
-            ))
-        })();
-        Ok(result.map(|bundle| fhir_json(StatusCode::OK, &bundle)))
+    let bundle = blocking(move || {
+        let patient = records.patient_by_fhir(&fhir_patient)?.ok_or_else(|| {
+            FhirFailure::new(
+                StatusCode::NOT_FOUND,
+                IssueType::NotFound,
+                format!("Patient/{fhir_patient} is not held by this node"),
+            )
+        })?;
+        may_audit(&records, &key, &authority, &patient)?;
+        let (events, _) = records.access_log(&patient, offset, count)?;
+        let reference = patient_reference(&records, &patient);
+        Ok(medledger_fhir::bundle(
+            medledger_fhir::OutputBundleType::Searchset,
+            events
+                .iter()
+                .map(|event| medledger_fhir::audit_event(event, &reference))
+                .collect(),
+        ))
     })
-    .await?
+    .await?;
+    Ok(fhir_json(StatusCode::OK, &bundle))
 }
 
 async fn provenance_search(
@@ -912,40 +903,35 @@ async fn provenance_search(
     params: &SearchParams,
 ) -> FhirResult<Response> {
     let records = records(state)?;
-    let target = params.target.clone().ok_or_else(|| {
-        FhirFailure::new(
-            StatusCode::BAD_REQUEST,
-            IssueType::Required,
-            "Provenance searches are by target=<Type>/<id>",
-        )
-    })?;
+    let target = required(
+        &params.target,
+        "Provenance searches are by target=<Type>/<id>",
+    )?;
     let (key, authority) = (signed.key, authority.clone());
-    crate::blocking(move || {
-        let result = (|| -> FhirResult<Value> {
-            let (kind, id) = target.split_once('/').ok_or_else(|| {
-                FhirFailure::new(
-                    StatusCode::BAD_REQUEST,
-                    IssueType::Value,
-                    "target must be <Type>/<id>",
-                )
-            })?;
-            let (record, patient) = records.record_by_fhir(kind, id)?.ok_or_else(|| {
-                FhirFailure::new(
-                    StatusCode::NOT_FOUND,
-                    IssueType::NotFound,
-                    format!("{target} is not held by this node"),
-                )
-            })?;
-            may_audit(&records, &key, &authority, &patient)?;
-            let (head, versions) = records.provenance(&record)?;
-            Ok(medledger_fhir::bundle(
-                medledger_fhir::OutputBundleType::Searchset,
-                medledger_fhir::provenance(&format!("{kind}/{id}"), &versions, &head.custodian),
-            ))
-        })();
-        Ok(result.map(|bundle| fhir_json(StatusCode::OK, &bundle)))
+    let bundle = blocking(move || {
+        let (kind, id) = target.split_once('/').ok_or_else(|| {
+            FhirFailure::new(
+                StatusCode::BAD_REQUEST,
+                IssueType::Value,
+                "target must be <Type>/<id>",
+            )
+        })?;
+        let (record, patient) = records.record_by_fhir(kind, id)?.ok_or_else(|| {
+            FhirFailure::new(
+                StatusCode::NOT_FOUND,
+                IssueType::NotFound,
+                format!("{target} is not held by this node"),
+            )
+        })?;
+        may_audit(&records, &key, &authority, &patient)?;
+        let (head, versions) = records.provenance(&record)?;
+        Ok(medledger_fhir::bundle(
+            medledger_fhir::OutputBundleType::Searchset,
+            medledger_fhir::provenance(&format!("{kind}/{id}"), &versions, &head.custodian),
+        ))
     })
-    .await?
+    .await?;
+    Ok(fhir_json(StatusCode::OK, &bundle))
 }
 
 /// `POST /fhir/Patient/{id}/$erase`: crypto-shreds the patient's data everywhere.
@@ -970,8 +956,7 @@ async fn operation(
     let records = records(&state)?;
     let finder = records.clone();
     let (key, authority_copy) = (signed.key, authority.clone());
-    let patient = crate::blocking(move || {
-        let result = (|| -> FhirResult<Hash> {
+    let patient = blocking(move || {
             let patient = finder.patient_by_fhir(&id)?.ok_or_else(|| {
                 FhirFailure::new(
                     StatusCode::NOT_FOUND,
@@ -993,10 +978,8 @@ async fn operation(
                 ));
             }
             Ok(patient)
-        })();
-        Ok(result)
     })
-    .await??;
+    .await?;
     let height = records.erase(patient).await?;
     Ok(fhir_json(
         StatusCode::OK,
