@@ -145,6 +145,23 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/records/patients/{id}/bind", post(bind))
 }
 
+/// Whether a request is for the FHIR face, whose errors are OperationOutcomes.
+pub(crate) fn is_fhir_path(uri: &Uri) -> bool {
+    uri.path() == "/fhir" || uri.path().starts_with("/fhir/")
+}
+
+/// A method the FHIR face does not take on that path (e.g. DELETE: history is never removed).
+pub(crate) fn method_not_allowed(method: &Method, uri: &Uri) -> FhirFailure {
+    FhirFailure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        IssueType::NotSupported,
+        format!(
+            "{method} is not supported on {}: records are never deleted (erase a patient with $erase); see /fhir/metadata",
+            uri.path()
+        ),
+    )
+}
+
 /// Anything under `/fhir` that no route serves, answered as FHIR rather than as the JSON API.
 pub(crate) fn fhir_not_found(method: &Method, uri: &Uri) -> FhirFailure {
     FhirFailure::new(

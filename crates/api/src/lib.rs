@@ -184,20 +184,26 @@ pub fn router(node: Node, records: Option<Records>) -> Router {
         .fallback(
             |method: axum::http::Method, uri: axum::http::Uri| async move {
                 // Under /fhir, a FHIR client gets an OperationOutcome; elsewhere the JSON error.
-                if uri.path() == "/fhir" || uri.path().starts_with("/fhir/") {
+                if fhir::is_fhir_path(&uri) {
                     fhir::fhir_not_found(&method, &uri).into_response()
                 } else {
                     ApiError::not_found("no such endpoint; see /openapi.json").into_response()
                 }
             },
         )
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this endpoint does not take that method",
-            )
-        })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                if fhir::is_fhir_path(&uri) {
+                    return fhir::method_not_allowed(&method, &uri).into_response();
+                }
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this endpoint does not take that method",
+                )
+                .into_response()
+            },
+        )
         .layer(DefaultBodyLimit::max(API_BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .with_state(app)

@@ -562,6 +562,19 @@ fn bad_input_is_refused_whole_with_an_operation_outcome() {
     let (status, outcome) = hospital.node.get("/fhir/Patient/p1/_history/1/extra");
     assert_eq!(status, 404, "{outcome}");
     assert_eq!(outcome["resourceType"], "OperationOutcome");
+    // So is a method it does not take: records are never deleted.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .delete(format!("{}/fhir/Patient/p1", hospital.node.url))
+        .call()
+        .expect("node answers");
+    assert_eq!(response.status().as_u16(), 405);
+    let outcome: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("json");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
     // The capability statement needs no signature.
     let (status, statement) = hospital.node.get("/fhir/metadata");
     assert_eq!(status, 200);
