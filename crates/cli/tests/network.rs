@@ -11,7 +11,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{TestNode, free_port, medledger, public_key_of, stdout, verify_proof};
+use common::{
+    LAB_OBSERVATION, PATIENT_ID, TestNode, free_port, medledger, public_key_of, stdout, synthea,
+    verify_proof,
+};
 use serde_json::Value;
 
 const VALIDATORS: usize = 4;
@@ -364,4 +367,151 @@ fn governance_adds_a_validator_that_was_refused_before() {
             stdout(&out)
         );
     }
+}
+
+/// Health records under consensus: the custodian's own transactions (record versions, access
+/// events, the erasure) are gossiped and decided like any other; every validator holds the same
+/// access log; and every node applies the erasure at the same height.
+#[test]
+fn records_are_audited_on_every_validator_and_erased_everywhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = devnet(dir.path(), 0);
+    let org_key = dir.path().join("keys/org0.key");
+    for node in nodes.iter_mut() {
+        node.start();
+    }
+    let key_file = |name: &str| {
+        let file = dir.path().join(format!("{name}.key"));
+        assert!(
+            medledger(&["keygen", "--out", file.to_str().expect("utf-8")])
+                .status
+                .success()
+        );
+        file
+    };
+    let (doctor, patient) = (key_file("doctor"), key_file("patient"));
+    for (key, role) in [(&doctor, "practitioner"), (&patient, "patient")] {
+        let member = public_key_of(key);
+        tx(
+            &nodes[0],
+            &org_key,
+            true,
+            &["enrol", "--member", &member, "--role", role],
+        );
+    }
+    let fhir = |node: &TestNode, key: &Path, args: &[&str]| {
+        let mut all = vec!["fhir", "--key", key.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        node.cli(&all)
+    };
+    let succeeded = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let patient_id = PATIENT_ID;
+    let lab = &format!("Observation/{LAB_OBSERVATION}");
+    succeeded(fhir(
+        &nodes[0],
+        &doctor,
+        &["import", synthea().to_str().expect("utf-8")],
+    ));
+    succeeded(fhir(
+        &nodes[0],
+        &org_key,
+        &[
+            "bind",
+            "--patient",
+            patient_id,
+            "--patient-key",
+            &public_key_of(&patient),
+        ],
+    ));
+    let denied = fhir(&nodes[0], &doctor, &["read", lab, "--purpose", "TREAT"]);
+    assert!(!denied.status.success());
+    // The patient grants through another validator; the custodian sees it once it is decided.
+    let grant = nodes[2].cli(&[
+        "consent",
+        "--key",
+        patient.to_str().expect("utf-8"),
+        "grant",
+        "--to",
+        &format!("key:{}", public_key_of(&doctor)),
+        "--purpose",
+        "TREAT",
+    ]);
+    assert!(grant.status.success(), "{}", stdout(&grant));
+    let granted_at = serde_json::from_str::<Value>(&stdout(&grant)).expect("receipt")["height"]
+        .as_u64()
+        .expect("height");
+    wait_for_height(&nodes[0], granted_at, Duration::from_secs(30));
+    let read = succeeded(fhir(
+        &nodes[0],
+        &doctor,
+        &["read", lab, "--purpose", "TREAT"],
+    ));
+    assert!(stdout(&read).contains("\"resourceType\": \"Observation\""));
+
+    // Every validator holds the same two access events for the patient.
+    let me: Value =
+        serde_json::from_str(&stdout(&succeeded(fhir(&nodes[0], &patient, &["me"])))).expect("me");
+    let opaque = me["patients"][0]["patient"]
+        .as_str()
+        .expect("patient id")
+        .to_string();
+    let at = height(&nodes[0]);
+    for node in &nodes {
+        wait_for_height(node, at, Duration::from_secs(30));
+        let (status, entry) = node.get(&format!("/v1/state/access-count/{opaque}?height={at}"));
+        assert_eq!(status, 200, "{entry}");
+        assert_eq!(entry["entry"]["count"], 2, "{}: {entry}", node.url);
+    }
+
+    // The patient erases; every node applies it at the same height, and the record is gone.
+    succeeded(fhir(
+        &nodes[0],
+        &patient,
+        &["erase", "--patient", patient_id],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let heights: Vec<String> = nodes
+        .iter()
+        .map(|node| {
+            loop {
+                let log = log_of(node);
+                if let Some(line) = log.lines().find(|line| line.contains("erasure applied")) {
+                    let height = line
+                        .split("height")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .unwrap_or("")
+                        .trim_start_matches(|c: char| !c.is_ascii_digit())
+                        .to_string();
+                    break height;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never applied the erasure",
+                    node.url
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .collect();
+    assert!(
+        heights
+            .iter()
+            .all(|height| *height == heights[0] && !height.is_empty()),
+        "{heights:?}"
+    );
+    let gone = fhir(&nodes[0], &doctor, &["read", lab, "--purpose", "TREAT"]);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
 }

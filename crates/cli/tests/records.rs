@@ -9,39 +9,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{TestNode, medledger, public_key_of, stdout};
+use common::{
+    CONDITION, LAB_OBSERVATION, PATIENT_ID, TestNode, medledger, public_key_of, stdout, synthea,
+};
 use medledger_api::auth::{AccessHeaders, HEADER_PURPOSE, authorization, sign_bytes};
 use medledger_crypto::SecretKey;
 use serde_json::Value;
-
-/// The Synthea sample (`shared/testdata/fhir/synthea/sample_complete_patient.json`), as vendored
-/// unchanged (gzipped) with the fhir crate's test data, so the test needs nothing outside the
-/// repository.
-const SYNTHEA_GZ: &str = "../fhir/tests/data/synthea-sample-complete-patient.json.gz";
-const PATIENT_ID: &str = "d5582579-7193-4866-5560-a01e723b6552";
-const LAB_OBSERVATION: &str = "6a286f48-23d9-6fbe-8258-371f89012adb";
-const CONDITION: &str = "9a01d04d-86de-75e6-5c07-a4ba74966e68";
-
-/// The Synthea bundle, unpacked once per test process into a temporary file.
-fn synthea() -> PathBuf {
-    static UNPACKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    UNPACKED
-        .get_or_init(|| {
-            use std::io::Read;
-            let packed =
-                std::fs::File::open(Path::new(env!("CARGO_MANIFEST_DIR")).join(SYNTHEA_GZ))
-                    .expect("vendored synthea bundle");
-            let mut text = Vec::new();
-            flate2::read::GzDecoder::new(packed)
-                .read_to_end(&mut text)
-                .expect("gunzip");
-            let path =
-                std::env::temp_dir().join(format!("medledger-synthea-{}.json", std::process::id()));
-            std::fs::write(&path, text).expect("write");
-            path
-        })
-        .clone()
-}
 
 /// The exact bytes of the entry resource with this id, as they stand in the Bundle file.
 fn original_bytes(id: &str) -> Vec<u8> {

@@ -276,3 +276,33 @@ pub fn public_key_of(key_file: &Path) -> String {
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// The Synthea sample (`shared/testdata/fhir/synthea/sample_complete_patient.json`), as vendored
+/// unchanged (gzipped) with the fhir crate's test data, so the test needs nothing outside the
+/// repository.
+const SYNTHEA_GZ: &str = "../fhir/tests/data/synthea-sample-complete-patient.json.gz";
+/// Its Patient, a laboratory Observation and a Condition.
+pub const PATIENT_ID: &str = "d5582579-7193-4866-5560-a01e723b6552";
+pub const LAB_OBSERVATION: &str = "6a286f48-23d9-6fbe-8258-371f89012adb";
+pub const CONDITION: &str = "9a01d04d-86de-75e6-5c07-a4ba74966e68";
+
+/// The Synthea bundle, unpacked once per test process into a temporary file.
+pub fn synthea() -> PathBuf {
+    static UNPACKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    UNPACKED
+        .get_or_init(|| {
+            use std::io::Read;
+            let packed =
+                std::fs::File::open(Path::new(env!("CARGO_MANIFEST_DIR")).join(SYNTHEA_GZ))
+                    .expect("vendored synthea bundle");
+            let mut text = Vec::new();
+            flate2::read::GzDecoder::new(packed)
+                .read_to_end(&mut text)
+                .expect("gunzip");
+            let path =
+                std::env::temp_dir().join(format!("medledger-synthea-{}.json", std::process::id()));
+            std::fs::write(&path, text).expect("write");
+            path
+        })
+        .clone()
+}
