@@ -220,7 +220,7 @@ impl Remembered {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock means a thread panicked while holding it: a bug. Carry on with the data,
     // which every holder leaves consistent between statements.
     mutex
@@ -780,6 +780,67 @@ impl Node {
             }
         }
         (ids, None)
+    }
+
+    /// Signs one payload with this node's key and the next nonce, runs `before_submit` on the
+    /// signed transaction (e.g. to make a record of it durable), then submits it. Nothing is
+    /// submitted if `before_submit` fails.
+    pub fn submit_own_checked<E: From<SubmitError>>(
+        &self,
+        payload: Payload,
+        before_submit: impl FnOnce(&Tx) -> Result<(), E>,
+    ) -> Result<Hash, E> {
+        let mut next = lock(&self.inner.own_nonce);
+        let committed = self
+            .account(&self.inner.key.public_key())
+            .map_err(|error| E::from(error.into()))?
+            .1;
+        if *next < committed || *next > committed + NONCE_WINDOW / 2 {
+            *next = committed;
+        }
+        let tx = TxBody {
+            chain_id: self.inner.genesis.chain_id.clone(),
+            sender: self.inner.key.public_key(),
+            nonce: *next,
+            payload,
+        }
+        .sign(&self.inner.key);
+        before_submit(&tx)?;
+        match self.submit_from(vec![tx], Origin::Own).pop() {
+            Some(Ok((id, _))) => {
+                *next += 1;
+                Ok(id)
+            }
+            Some(Err(error)) => {
+                if matches!(
+                    error,
+                    SubmitError::Tx(TxError::NonceGap { .. } | TxError::NonceUsed { .. })
+                ) {
+                    *next = 0;
+                }
+                Err(error.into())
+            }
+            None => Err(E::from(SubmitError::Node(NodeError::Stopped(
+                "no result for a submitted transaction".into(),
+            )))),
+        }
+    }
+
+    /// Submits again a transaction this node signed before a restart (its mempool is gone), so
+    /// it is decided one way or the other; later transactions of ours take the nonces after it.
+    pub fn resubmit_own(&self, tx: Tx) -> Result<Hash, SubmitError> {
+        let mut next = lock(&self.inner.own_nonce);
+        let nonce = tx.body.nonce;
+        match self.submit_from(vec![tx], Origin::Client).pop() {
+            Some(Ok((id, _))) => {
+                *next = (*next).max(nonce + 1);
+                Ok(id)
+            }
+            Some(Err(error)) => Err(error),
+            None => Err(SubmitError::Node(NodeError::Stopped(
+                "no result for a submitted transaction".into(),
+            ))),
+        }
     }
 
     /// The validator-set changes a light client walks to check a header at `height`.

@@ -23,7 +23,7 @@ use medledger_types::{
     RECORDS_PER_TX_MAX, RecordHead, RecordVersion, RecordWrite,
 };
 pub use medledger_vault::record_aad;
-use medledger_vault::{Hit, Incoming, PatientRef, Sealed, Vault, VaultError};
+use medledger_vault::{Hit, Incoming, PatientRef, Recovery, Sealed, Vault, VaultError};
 use rand_core::OsRng;
 use tokio::sync::watch;
 
@@ -168,19 +168,61 @@ pub struct Records {
 impl Records {
     /// Settles what a crash left staged, against the chain, and returns the service. Call
     /// [`Records::follow_erasures`] to apply erasures as blocks commit.
+    ///
+    /// A batch a crash left staged is kept if the chain holds its versions, and rolled back if
+    /// its transaction was never signed or was refused. Otherwise its transaction is submitted
+    /// again (the mempool did not survive the restart, but peers may hold it) and the batch is
+    /// settled when the chain decides it, so a version on chain never lacks its ciphertext.
+    /// Must be called inside a tokio runtime.
     pub fn open(node: Node, vault: Arc<Vault>) -> Result<Records, RecordsError> {
-        vault.recover(|record, version, commitment| {
-            let (_, found) = node
-                .read_head(|state| Ok(ledger::record_version(state, record, version)?))
-                .map_err(|error| VaultError::Io(error.to_string()))?;
-            Ok(matches!(found, Ok(Some(entry)) if entry.commitment == *commitment))
+        let resubmitted = std::sync::Mutex::new(Vec::new());
+        let waiting = vault.recover(|versions, tx| {
+            let io = |error: NodeError| VaultError::Io(error.to_string());
+            let (_, on_chain) = node
+                .read_head(|state| {
+                    for (record, version, commitment) in versions {
+                        match ledger::record_version(state, record, *version)? {
+                            Some(entry) if entry.commitment == *commitment => {}
+                            _ => return Ok(false),
+                        }
+                    }
+                    Ok(true)
+                })
+                .map_err(io)?;
+            if matches!(on_chain, Ok(true)) {
+                return Ok(Recovery::Keep);
+            }
+            let Some(tx) = tx.and_then(|bytes| medledger_types::Tx::from_bytes(bytes).ok()) else {
+                return Ok(Recovery::RollBack);
+            };
+            match node.tx_status(&tx.id()).map_err(io)? {
+                Some(TxStatus::Committed { .. }) | Some(TxStatus::Rejected { .. }) => {
+                    // Decided, and its versions are not on chain: refused.
+                    Ok(Recovery::RollBack)
+                }
+                _ => match node.resubmit_own(tx.clone()) {
+                    Ok(id) => {
+                        crate::lock(&resubmitted).push(id);
+                        Ok(Recovery::Wait)
+                    }
+                    // Its nonce was taken by another transaction: it can never commit.
+                    Err(_) => Ok(Recovery::RollBack),
+                },
+            }
         })?;
         let erased_through = watch::Sender::new(vault.erased_through()?);
-        Ok(Records {
+        let records = Records {
             node,
             vault,
             erased_through,
-        })
+        };
+        let resubmitted = resubmitted
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (staged, tx) in waiting.into_iter().zip(resubmitted) {
+            records.settle_later(staged, tx);
+        }
+        Ok(records)
     }
 
     pub fn node(&self) -> &Node {
@@ -315,13 +357,20 @@ impl Records {
         let payload = Payload::PutRecords {
             records: writes.iter().map(|(write, _)| write.clone()).collect(),
         };
-        match self.node.submit_own(vec![payload]) {
-            (ids, None) if ids.len() == 1 => Ok((staged, writes, ids[0])),
-            (_, error) => {
+        // The signed transaction is kept with the staged batch before it is submitted, so a
+        // restart can submit it again and learn its fate from the chain.
+        let submitted = self
+            .node
+            .submit_own_checked(payload, |tx: &medledger_types::Tx| {
+                self.vault
+                    .bind_tx(&staged.id, &tx.to_bytes())
+                    .map_err(RecordsError::from)
+            });
+        match submitted {
+            Ok(tx) => Ok((staged, writes, tx)),
+            Err(error) => {
                 self.vault.settle(&staged.id, false)?;
-                Err(error.map(RecordsError::from).unwrap_or_else(|| {
-                    RecordsError::Unavailable("the transaction was not admitted".into())
-                }))
+                Err(error)
             }
         }
     }

@@ -119,6 +119,20 @@ struct Pending {
     /// (record, version, commitment) of every staged version.
     versions: Vec<(Hash, u32, Hash)>,
     new_patients: Vec<Hash>,
+    /// The signed transaction that puts the versions on chain, once it exists: after a crash it
+    /// is submitted again, so the batch is decided by the chain rather than guessed.
+    tx: Option<Vec<u8>>,
+}
+
+/// What to do with a batch a crash left pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Its versions are on chain.
+    Keep,
+    /// It can never reach the chain.
+    RollBack,
+    /// Its transaction may still commit; settle it once decided.
+    Wait,
 }
 
 /// Which patient an incoming resource belongs to.
@@ -603,6 +617,7 @@ impl Vault {
                         .map(|(v, ..)| (v.record, v.version, v.commitment))
                         .collect(),
                     new_patients: new_slots.iter().map(|(_, patient, _)| **patient).collect(),
+                    tx: None,
                 };
                 let mut pending_table = txn.open_table(PENDING).map_err(db_error)?;
                 pending_table
@@ -714,12 +729,33 @@ impl Vault {
         Ok(())
     }
 
-    /// Settles every batch a crash left pending: kept if the chain holds each of its versions
-    /// with the same commitment (`on_chain(record, version, commitment)`), removed otherwise.
+    /// Records, durably, the signed transaction of a staged batch, before it is submitted.
+    pub fn bind_tx(&self, staged: &Hash, tx: &[u8]) -> Result<(), VaultError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(PENDING).map_err(db_error)?;
+            let mut pending: Pending = {
+                let value = table
+                    .get(staged.0.as_slice())
+                    .map_err(db_error)?
+                    .ok_or_else(|| VaultError::Invalid("no such staged batch".into()))?;
+                decode("pending batch", value.value())?
+            };
+            pending.tx = Some(tx.to_vec());
+            table
+                .insert(staged.0.as_slice(), encode(&pending).as_slice())
+                .map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// Settles every batch a crash left pending, as `decide` says from the chain: keep it, roll
+    /// it back, or wait (its transaction was submitted again and is not decided yet). A waiting
+    /// batch stays in flight; its id is returned for the caller to settle once decided.
     pub fn recover(
         &self,
-        on_chain: impl Fn(&Hash, u32, &Hash) -> Result<bool, VaultError>,
-    ) -> Result<usize, VaultError> {
+        decide: impl Fn(&[(Hash, u32, Hash)], Option<&[u8]>) -> Result<Recovery, VaultError>,
+    ) -> Result<Vec<Hash>, VaultError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(PENDING).map_err(db_error)?;
         let mut batches = Vec::new();
@@ -730,19 +766,20 @@ impl Vault {
         }
         drop(table);
         drop(txn);
-        let count = batches.len();
+        let mut waiting = Vec::new();
         for (staged, pending) in batches {
-            let mut committed = true;
-            for (record, version, commitment) in &pending.versions {
-                committed &= on_chain(record, *version, commitment)?;
-            }
-            if committed {
-                self.forget_pending(&staged)?;
-            } else {
-                self.roll_back(&staged, &pending)?;
+            match decide(&pending.versions, pending.tx.as_deref())? {
+                Recovery::Keep => self.forget_pending(&staged)?,
+                Recovery::RollBack => self.roll_back(&staged, &pending)?,
+                Recovery::Wait => {
+                    let mut in_flight = lock(&self.in_flight);
+                    in_flight.extend(pending.versions.iter().map(|(record, ..)| *record));
+                    in_flight.extend(pending.new_patients.iter().copied());
+                    waiting.push(staged);
+                }
             }
         }
-        Ok(count)
+        Ok(waiting)
     }
 
     /// Decrypts one record version.

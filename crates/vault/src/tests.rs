@@ -189,12 +189,16 @@ fn recovery_settles_from_the_chain() {
         .iter()
         .map(|v| (v.record, v.version, v.commitment))
         .collect();
-    let settled = vault
-        .recover(|record, version, commitment| {
-            Ok(on_chain.contains(&(*record, version, *commitment)))
+    let waiting = vault
+        .recover(|versions, _| {
+            Ok(if versions.iter().all(|v| on_chain.contains(v)) {
+                Recovery::Keep
+            } else {
+                Recovery::RollBack
+            })
         })
         .expect("recover");
-    assert_eq!(settled, 2);
+    assert!(waiting.is_empty());
     assert!(vault.patient_by_fhir("p1").expect("read").is_some());
     assert!(vault.patient_by_fhir("p2").expect("read").is_none());
     assert!(
@@ -203,7 +207,12 @@ fn recovery_settles_from_the_chain() {
             .expect("read")
             .is_none()
     );
-    assert_eq!(vault.recover(|_, _, _| Ok(false)).expect("nothing left"), 0);
+    assert!(
+        vault
+            .recover(|_, _| panic!("nothing is left to decide"))
+            .expect("nothing left")
+            .is_empty()
+    );
 }
 
 /// Shredding a patient makes every record unreadable, makes the commitment impossible to
@@ -336,6 +345,39 @@ fn orphaned_secrets_are_destroyed_and_reused_slots_are_safe() {
         .expect("indexed");
     assert_eq!(
         vault.decrypt(&record, 1).expect("still readable").content,
+        OBSERVATION
+    );
+}
+
+/// A batch whose transaction was bound before a crash is handed back with that transaction; if
+/// it must wait for the chain, its records stay locked until it is settled.
+#[test]
+fn a_waiting_batch_keeps_its_transaction_and_its_lock() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let vault = Vault::open(dir.path()).expect("open");
+        let staged = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
+        vault.bind_tx(&staged.id, b"signed tx bytes").expect("bind");
+    }
+    let vault = Vault::open(dir.path()).expect("reopen");
+    let waiting = vault
+        .recover(|_, tx| {
+            assert_eq!(tx, Some(&b"signed tx bytes"[..]));
+            Ok(Recovery::Wait)
+        })
+        .expect("recover");
+    assert_eq!(waiting.len(), 1);
+    let busy = vault
+        .stage(&batch()[1..], OsRng, &|_| Ok(0))
+        .expect_err("still in flight");
+    assert!(matches!(busy, VaultError::Busy(_)), "{busy:?}");
+    vault.settle(&waiting[0], true).expect("settle");
+    let (record, _) = vault
+        .record_by_fhir("Observation", "o1")
+        .expect("read")
+        .expect("kept");
+    assert_eq!(
+        vault.decrypt(&record, 1).expect("readable").content,
         OBSERVATION
     );
 }
