@@ -19,6 +19,16 @@ use serde_json::Value;
 
 const VALIDATORS: usize = 4;
 
+/// One devnet at a time: each is four node processes, and two cores cannot run three devnets
+/// at once without timeouts that say nothing about the code.
+static ONE_DEVNET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_devnet() -> std::sync::MutexGuard<'static, ()> {
+    ONE_DEVNET
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn devnet(dir: &Path, spares: usize) -> Vec<TestNode> {
     let nodes = VALIDATORS + spares;
     // Consecutive free ports: probe a base until the whole range is free.
@@ -137,6 +147,7 @@ fn block_hash(node: &TestNode, height: u64) -> String {
 /// the chain the previous one left.
 #[test]
 fn four_validators_survive_a_crash_and_halt_safely_without_quorum() {
+    let _devnet = one_devnet();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = devnet(dir.path(), 0);
     // Each node is sent transactions of its own organisation, so no client reads a nonce from
@@ -168,6 +179,8 @@ fn four_validators_survive_a_crash_and_halt_safely_without_quorum() {
         std::thread::sleep(Duration::from_millis(50));
     }
     nodes[3].start();
+    // The restarted node must have caught up before a client asks it for a nonce.
+    wait_for_height(&nodes[3], height(&nodes[0]), Duration::from_secs(60));
 
     // Transactions sent to different validators all commit.
     let mut acknowledged = vec![gossiped];
@@ -261,6 +274,7 @@ fn log_of(node: &TestNode) -> String {
 /// one is killed. A light client walks the change from genesis to check a later transaction.
 #[test]
 fn governance_adds_a_validator_that_was_refused_before() {
+    let _devnet = one_devnet();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = devnet(dir.path(), 1);
     let org_key = |index: usize| dir.path().join(format!("keys/org{index}.key"));
@@ -374,6 +388,7 @@ fn governance_adds_a_validator_that_was_refused_before() {
 /// access log; and every node applies the erasure at the same height.
 #[test]
 fn records_are_audited_on_every_validator_and_erased_everywhere() {
+    let _devnet = one_devnet();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = devnet(dir.path(), 0);
     let org_key = dir.path().join("keys/org0.key");
