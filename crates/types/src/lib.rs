@@ -78,6 +78,25 @@ pub fn decode<T: borsh::BorshDeserialize>(
     })
 }
 
+/// Finds the member of `all` named `text`, or says which names there are.
+pub(crate) fn parse_name<T: Copy>(
+    all: &[T],
+    name: fn(T) -> &'static str,
+    what: &str,
+    text: &str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|item| name(*item) == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|item| name(*item)).collect();
+            format!(
+                "unknown {what} {text:?}; expected one of {}",
+                names.join(", ")
+            )
+        })
+}
+
 /// Checks a chain id or organisation id: 1 to 64 bytes of lowercase ASCII letters, digits, `-`,
 /// `_` or `.`, so it can appear in file names, URLs and logs without escaping.
 pub fn check_name(what: &'static str, value: &str) -> Result<(), TypesError> {

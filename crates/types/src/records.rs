@@ -142,16 +142,7 @@ impl Purpose {
 impl std::str::FromStr for Purpose {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        Purpose::ALL
-            .into_iter()
-            .find(|purpose| purpose.code() == text)
-            .ok_or_else(|| {
-                let codes: Vec<&str> = Purpose::ALL.iter().map(|p| p.code()).collect();
-                format!(
-                    "unknown purpose of use {text:?}; expected one of {}",
-                    codes.join(", ")
-                )
-            })
+        crate::parse_name(&Purpose::ALL, Purpose::code, "purpose of use", text)
     }
 }
 

@@ -71,16 +71,7 @@ impl Role {
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == text)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
-                format!(
-                    "unknown role {text:?}; expected one of {}",
-                    names.join(", ")
-                )
-            })
+        crate::parse_name(&Role::ALL, Role::as_str, "role", text)
     }
 }
 
