@@ -302,7 +302,7 @@ impl Records {
                 },
             ));
         }
-        let mut in_order: Vec<Option<Imported>> = vec![None; imported.len()];
+        let mut in_order: Vec<Option<Imported>> = vec![None; order.len()];
         for (index, record) in order.into_iter().zip(imported) {
             in_order[index] = Some(record);
         }
