@@ -601,7 +601,7 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
 #[openapi(
     info(
         title = "medledger node API",
-        description = "Submit signed transactions; read blocks, receipts and state with light-client proofs."
+        description = "Submit signed transactions; read blocks, receipts and state with light-client proofs; FHIR R4 records under patient consent (/fhir), every read audited on chain first."
     ),
     paths(
         health,
@@ -615,7 +615,17 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
         block,
         block_by_hash,
         state,
-        account
+        account,
+        fhir::metadata,
+        fhir::import_bundle,
+        fhir::create,
+        fhir::update,
+        fhir::read,
+        fhir::search_all,
+        fhir::search_kind,
+        fhir::operation,
+        fhir::me,
+        fhir::bind
     ),
     components(schemas(ErrorBody, ErrorDetail, SubmitRequest))
 )]

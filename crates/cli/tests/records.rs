@@ -548,6 +548,20 @@ fn bad_input_is_refused_whole_with_an_operation_outcome() {
     let outcome: Value =
         serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("json");
     assert_eq!(outcome["resourceType"], "OperationOutcome");
+    // The OpenAPI description covers the FHIR face.
+    let (status, openapi) = hospital.node.get("/openapi.json");
+    assert_eq!(status, 200);
+    for path in [
+        "/fhir",
+        "/fhir/{type}/{id}",
+        "/fhir/Patient/{id}/$erase",
+        "/v1/records/me",
+    ] {
+        assert!(
+            openapi["paths"][path].is_object(),
+            "{path} is not in /openapi.json"
+        );
+    }
     // The capability statement needs no signature.
     let (status, statement) = hospital.node.get("/fhir/metadata");
     assert_eq!(status, 200);
