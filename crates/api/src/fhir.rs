@@ -615,7 +615,7 @@ async fn read(
                 "id": released.fhir_id,
                 "version": released.version,
                 "record": released.record,
-                "aad": hex::encode(medledger_vault_aad(&released.record, released.version)),
+                "aad": hex::encode(medledger_node::records::record_aad(&released.record, released.version)),
                 "nonce": hex::encode(sealed.nonce),
                 "ciphertext": hex::encode(&sealed.ciphertext),
                 "wrapped_key": wrapped,
@@ -630,10 +630,6 @@ async fn read(
     }
     add_event_header(&mut response, &event_tx);
     Ok(response)
-}
-
-fn medledger_vault_aad(record: &Hash, version: u32) -> Vec<u8> {
-    medledger_node::records::record_aad(record, version)
 }
 
 fn add_event_header(response: &mut Response, tx: &Hash) {
@@ -868,8 +864,8 @@ async fn consent_one(state: &AppState, id: &str) -> FhirResult<Response> {
     .await?
 }
 
-/// May `requester` see the audit trail and provenance of `patient`? The patient (or a delegate),
-/// members of the custodian organisation, and auditors may.
+/// May `requester` see the audit trail, grants and provenance of `patient`? The patient (the
+/// bound key), the custodian's root key, node and practitioners, and auditors may.
 fn may_audit(
     records: &Records,
     requester: &PublicKey,

@@ -740,51 +740,10 @@ impl Node {
         self.inner.key.public_key()
     }
 
-    /// Signs payloads with this node's key and submits them in order, with consecutive nonces.
-    /// Stops at the first refusal; returns the ids of those admitted and the refusal, if any.
-    pub fn submit_own(&self, payloads: Vec<Payload>) -> (Vec<Hash>, Option<SubmitError>) {
-        let mut next = lock(&self.inner.own_nonce);
-        let committed = match self.account(&self.inner.key.public_key()) {
-            Ok((_, nonce)) => nonce,
-            Err(error) => return (Vec::new(), Some(error.into())),
-        };
-        // A nonce far ahead of the chain means transactions of ours were lost (a restart empties
-        // the mempool): start again from the chain's.
-        if *next < committed || *next > committed + NONCE_WINDOW / 2 {
-            *next = committed;
-        }
-        let mut ids = Vec::with_capacity(payloads.len());
-        for payload in payloads {
-            let tx = TxBody {
-                chain_id: self.inner.genesis.chain_id.clone(),
-                sender: self.inner.key.public_key(),
-                nonce: *next,
-                payload,
-            }
-            .sign(&self.inner.key);
-            match self.submit_from(vec![tx], Origin::Own).pop() {
-                Some(Ok((id, _))) => {
-                    ids.push(id);
-                    *next += 1;
-                }
-                Some(Err(error)) => {
-                    if matches!(
-                        error,
-                        SubmitError::Tx(TxError::NonceGap { .. } | TxError::NonceUsed { .. })
-                    ) {
-                        *next = 0;
-                    }
-                    return (ids, Some(error));
-                }
-                None => break,
-            }
-        }
-        (ids, None)
-    }
-
-    /// Signs one payload with this node's key and the next nonce, runs `before_submit` on the
-    /// signed transaction (e.g. to make a record of it durable), then submits it. Nothing is
-    /// submitted if `before_submit` fails.
+    /// Signs one payload with this node's key and the next nonce (its own counter, so many may be
+    /// pending at once), runs `before_submit` on the signed transaction (e.g. to make a record of
+    /// it durable), then submits it without checking its signature again. Nothing is submitted if
+    /// `before_submit` fails.
     pub fn submit_own_checked<E: From<SubmitError>>(
         &self,
         payload: Payload,

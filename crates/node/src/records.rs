@@ -417,12 +417,8 @@ impl Records {
     }
 
     fn submit_one(&self, payload: Payload) -> Result<Hash, RecordsError> {
-        match self.node.submit_own(vec![payload]) {
-            (ids, None) if ids.len() == 1 => Ok(ids[0]),
-            (_, error) => Err(error.map(RecordsError::from).unwrap_or_else(|| {
-                RecordsError::Unavailable("the transaction was not admitted".into())
-            })),
-        }
+        self.node
+            .submit_own_checked(payload, |_| Ok::<(), RecordsError>(()))
     }
 
     /// Records the access decision on chain, then decrypts what it allows. Records must be this
