@@ -354,7 +354,7 @@ fn import_items(
     Ok(items)
 }
 
-#[utoipa::path(post, path = "/fhir", tag = "fhir", params(("Authorization" = String, Header, description = "Medledger key=<hex>, ts=<ms>, sig=<hex>: the member's signature over the request (see the security notes in /fhir/metadata)")),
+#[utoipa::path(post, path = "/fhir", tag = "fhir", security(("medledger_signature" = [])),
     request_body(content = String, content_type = "application/fhir+json", description = "A Bundle of type transaction, batch or collection"),
     responses(
     (status = 200, description = "A transaction-response (or batch-response) Bundle: every resource stored and its version on chain"),
@@ -488,7 +488,7 @@ async fn store_one(
     Ok(response)
 }
 
-#[utoipa::path(post, path = "/fhir/{type}", tag = "fhir", params(("type" = String, Path, description = "FHIR resource type"), ("Authorization" = String, Header, description = "Medledger key=<hex>, ts=<ms>, sig=<hex>: the member's signature over the request (see the security notes in /fhir/metadata)")),
+#[utoipa::path(post, path = "/fhir/{type}", tag = "fhir", security(("medledger_signature" = [])), params(("type" = String, Path, description = "FHIR resource type")),
     request_body(content = String, content_type = "application/fhir+json"),
     responses((status = 201, description = "Stored; Location names the version"), (status = 400, description = "OperationOutcome")))]
 async fn create(
@@ -503,7 +503,7 @@ async fn create(
     store_one(state, method, uri, headers, body, kind, None).await
 }
 
-#[utoipa::path(put, path = "/fhir/{type}/{id}", tag = "fhir", params(("type" = String, Path), ("id" = String, Path), ("Authorization" = String, Header, description = "Medledger key=<hex>, ts=<ms>, sig=<hex>: the member's signature over the request (see the security notes in /fhir/metadata)")),
+#[utoipa::path(put, path = "/fhir/{type}/{id}", tag = "fhir", security(("medledger_signature" = [])), params(("type" = String, Path), ("id" = String, Path)),
     request_body(content = String, content_type = "application/fhir+json"),
     responses((status = 200, description = "A new version"), (status = 201, description = "Created"), (status = 400, description = "OperationOutcome")))]
 async fn update(
@@ -540,7 +540,7 @@ fn denied_diagnostics(rules: &[&AccessRule], height: u64) -> String {
     format!("access denied by {rule}; the attempt is recorded on chain at height {height}")
 }
 
-#[utoipa::path(get, path = "/fhir/{type}/{id}", tag = "fhir", params(("type" = String, Path), ("id" = String, Path), ("Authorization" = String, Header, description = "Medledger key=<hex>, ts=<ms>, sig=<hex>: the member's signature over the request (see the security notes in /fhir/metadata)"), ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT, ETREAT, HPAYMT, HOPERAT, HRESCH"),
+#[utoipa::path(get, path = "/fhir/{type}/{id}", tag = "fhir", security(("medledger_signature" = [])), params(("type" = String, Path), ("id" = String, Path), ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT, ETREAT, HPAYMT, HOPERAT, HRESCH"),
     ("X-Break-Glass" = Option<String>, Header, description = "true: emergency access (ETREAT, practitioners), flagged to the patient"),
     ("X-Wrap-To" = Option<String>, Header, description = "An X25519 public key (hex): answer with the ciphertext and its key sealed with HPKE")),
     responses(
@@ -685,7 +685,7 @@ fn search_params(query: &[(String, String)]) -> FhirResult<SearchParams> {
     Ok(params)
 }
 
-#[utoipa::path(get, path = "/fhir", tag = "fhir", params(("patient" = String, Query, description = "The Patient's logical id"), ("_count" = Option<usize>, Query), ("_offset" = Option<usize>, Query), ("Authorization" = String, Header, description = "Medledger key=<hex>, ts=<ms>, sig=<hex>: the member's signature over the request (see the security notes in /fhir/metadata)"), ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT, ETREAT, HPAYMT, HOPERAT, HRESCH")),
+#[utoipa::path(get, path = "/fhir", tag = "fhir", security(("medledger_signature" = [])), params(("patient" = String, Query, description = "The Patient's logical id"), ("_count" = Option<usize>, Query), ("_offset" = Option<usize>, Query), ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT, ETREAT, HPAYMT, HOPERAT, HRESCH")),
     responses((status = 200, description = "A searchset Bundle of what consent allows; X-Withheld-Records counts the rest")))]
 async fn search_all(
     State(state): State<AppState>,
@@ -697,7 +697,7 @@ async fn search_all(
     search(state, method, uri, headers, query, None).await
 }
 
-#[utoipa::path(get, path = "/fhir/{type}", tag = "fhir", params(("type" = String, Path, description = "A resource type, or Consent, AuditEvent or Provenance"), ("patient" = Option<String>, Query), ("target" = Option<String>, Query, description = "Provenance only: Type/id"), ("_count" = Option<usize>, Query), ("_offset" = Option<usize>, Query), ("Authorization" = String, Header, description = "Medledger key=<hex>, ts=<ms>, sig=<hex>: the member's signature over the request (see the security notes in /fhir/metadata)")),
+#[utoipa::path(get, path = "/fhir/{type}", tag = "fhir", security(("medledger_signature" = [])), params(("type" = String, Path, description = "A resource type, or Consent, AuditEvent or Provenance"), ("patient" = Option<String>, Query), ("target" = Option<String>, Query, description = "Provenance only: Type/id"), ("_count" = Option<usize>, Query), ("_offset" = Option<usize>, Query)),
     responses((status = 200, description = "A searchset Bundle"), (status = 403, description = "Not the patient, the custodian or an auditor (AuditEvent, Provenance, Consent)")))]
 async fn search_kind(
     State(state): State<AppState>,
@@ -976,9 +976,9 @@ async fn provenance_search(
 }
 
 /// `POST /fhir/Patient/{id}/$erase`: crypto-shreds the patient's data everywhere.
-#[utoipa::path(post, path = "/fhir/Patient/{id}/$erase", tag = "fhir",
+#[utoipa::path(post, path = "/fhir/Patient/{id}/$erase", tag = "fhir", security(("medledger_signature" = [])),
     request_body(content = String, content_type = "application/fhir+json", description = "None needed"),
-    params(("id" = String, Path), ("Authorization" = String, Header, description = "Medledger key=<hex>, ts=<ms>, sig=<hex>: the member's signature over the request (see the security notes in /fhir/metadata)")),
+    params(("id" = String, Path)),
     responses((status = 200, description = "Erased on chain and shredded on this node"), (status = 403, description = "Not the patient or the custodian's root key")))]
 async fn operation(
     State(state): State<AppState>,
@@ -1041,7 +1041,7 @@ async fn operation(
 
 /// `GET /v1/records/me`: a patient's own view, for the signer's key: their patient ids, their
 /// grants, and every access to their data.
-#[utoipa::path(get, path = "/v1/records/me", tag = "records", params(("Authorization" = String, Header, description = "Medledger key=<hex>, ts=<ms>, sig=<hex>: the member's signature over the request (see the security notes in /fhir/metadata)")),
+#[utoipa::path(get, path = "/v1/records/me", tag = "records", security(("medledger_signature" = [])),
     responses((status = 200, description = "The signer's patient ids, their most recent accesses, and their grants")))]
 async fn me(
     State(state): State<AppState>,
@@ -1103,7 +1103,7 @@ struct BindRequest {
 
 /// `POST /v1/records/patients/{fhir id}/bind {"key": ...}`: the custodian binds a patient held
 /// here to the patient's enrolled key.
-#[utoipa::path(post, path = "/v1/records/patients/{id}/bind", tag = "records", params(("id" = String, Path, description = "The Patient's logical id"), ("Authorization" = String, Header, description = "Medledger key=<hex>, ts=<ms>, sig=<hex>: the member's signature over the request (see the security notes in /fhir/metadata)")),
+#[utoipa::path(post, path = "/v1/records/patients/{id}/bind", tag = "records", security(("medledger_signature" = [])), params(("id" = String, Path, description = "The Patient's logical id")),
     request_body(content = String, content_type = "application/json", description = "{\"key\": \"<the patient's enrolled public key>\"}"),
     responses((status = 200, description = "Bound on chain"), (status = 403, description = "Not the custodian's root key")))]
 async fn bind(

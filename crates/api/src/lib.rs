@@ -627,9 +627,30 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
         fhir::me,
         fhir::bind
     ),
-    components(schemas(ErrorBody, ErrorDetail, SubmitRequest))
+    components(schemas(ErrorBody, ErrorDetail, SubmitRequest)),
+    modifiers(&SignedRequests)
 )]
 struct ApiDoc;
+
+/// Declares the signed-request scheme once, for the paths that name it.
+struct SignedRequests;
+
+impl utoipa::Modify for SignedRequests {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "medledger_signature",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "Authorization",
+                    "Medledger key=<hex>, ts=<ms>, sig=<hex>: Ed25519 over the chain id, method, \
+                     path and query, timestamp, body hash and access headers; valid for five minutes",
+                ))),
+            );
+    }
+}
 
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn serve(
