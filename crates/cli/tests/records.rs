@@ -562,6 +562,10 @@ fn bad_input_is_refused_whole_with_an_operation_outcome() {
             "{path} is not in /openapi.json"
         );
     }
+    assert_eq!(
+        openapi["components"]["securitySchemes"]["medledger_signature"]["name"],
+        "Authorization"
+    );
     // The capability statement needs no signature.
     let (status, statement) = hospital.node.get("/fhir/metadata");
     assert_eq!(status, 200);
