@@ -14,6 +14,7 @@ pub mod governance;
 pub mod light;
 pub mod records;
 pub mod schema;
+pub mod supply;
 
 use medledger_crypto::{Hash, PublicKey};
 use medledger_state::{Overlay, StateError, StateRead, decode_value, encode_value};
@@ -150,6 +151,8 @@ pub enum TxError {
     #[error("only the patient, a delegate or the custodian may erase patient {0}")]
     NotAllowedToErase(Hash),
     #[error(transparent)]
+    Supply(supply::SupplyError),
+    #[error(transparent)]
     State(#[from] StateError),
 }
 
@@ -200,6 +203,7 @@ impl TxError {
             TxError::RequestReplayed(_) => "request_replayed",
             TxError::ReaderNotEnrolled(_) => "reader_not_enrolled",
             TxError::NotAllowedToErase(_) => "not_allowed_to_erase",
+            TxError::Supply(error) => error.code(),
             TxError::State(_) => "state_error",
         }
     }
@@ -365,12 +369,13 @@ pub fn authorise(state: &dyn StateRead, chain_id: &str, tx: &Tx) -> Result<Autho
 fn apply_tx(
     state: &mut Overlay<'_>,
     ctx: &BlockContext,
+    index: u32,
     tx: &Tx,
     authority: &Authority,
 ) -> Outcome {
     state.put(key_nonce(&tx.body.sender), encode_value(&tx.body.nonce));
     state.commit_tx();
-    match apply_payload(state, ctx, tx, authority) {
+    match apply_payload(state, ctx, index, tx, authority) {
         Ok(()) => {
             state.commit_tx();
             Outcome::Committed
@@ -388,6 +393,7 @@ fn apply_tx(
 fn apply_payload(
     state: &mut Overlay<'_>,
     ctx: &BlockContext,
+    index: u32,
     tx: &Tx,
     authority: &Authority,
 ) -> Result<(), TxError> {
@@ -485,6 +491,10 @@ fn apply_payload(
         Payload::ErasePatient { patient } => {
             records::erase_patient(state, ctx, &tx.body.sender, authority, patient)
         }
+        Payload::Supply { ops } => supply::apply_supply(state, ctx, index, tx, authority, ops),
+        Payload::CaptureEpcis { capturer, events } => {
+            supply::capture_epcis(state, ctx, index, tx, authority, capturer, events)
+        }
     }
 }
 
@@ -506,7 +516,7 @@ pub fn execute_tx(
     tx: &Tx,
 ) -> Result<Receipt, TxError> {
     let authority = authorise(state, &ctx.chain_id, tx)?;
-    let outcome = apply_tx(state, ctx, tx, &authority);
+    let outcome = apply_tx(state, ctx, index, tx, &authority);
     Ok(Receipt {
         tx_id,
         height: ctx.height,

@@ -6,10 +6,14 @@ use medledger_types::{Genesis, Organisation, Outcome, Payload, Role, Tx, TxBody,
 
 use super::*;
 
+mod supply;
+
 /// A chain in memory with two organisations, `a` and `b`.
 struct Chain {
     tree: MemoryTree,
     height: u64,
+    /// Added to every block's time, for modules that care about the calendar.
+    time_base_ms: u64,
     org_a: SecretKey,
     org_b: SecretKey,
 }
@@ -51,6 +55,7 @@ impl Chain {
         Chain {
             tree,
             height: 0,
+            time_base_ms: 0,
             org_a,
             org_b,
         }
@@ -77,7 +82,7 @@ impl Chain {
         let ctx = BlockContext {
             chain_id: "test".into(),
             height,
-            time_ms: 1_000 + height,
+            time_ms: self.time_base_ms + 1_000 + height,
             proposer: self.org_a.public_key(),
         };
         let base = Snapshot {

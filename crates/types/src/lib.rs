@@ -12,12 +12,14 @@ mod block;
 mod genesis;
 mod merkle;
 mod records;
+mod supply;
 mod tx;
 
 pub use block::*;
 pub use genesis::*;
 pub use merkle::*;
 pub use records::*;
+pub use supply::*;
 pub use tx::*;
 
 pub use medledger_crypto::{Hash, PublicKey, SecretKey, Signature};

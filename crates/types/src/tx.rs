@@ -113,6 +113,16 @@ pub enum Payload {
     /// Erasure of a patient's data: every node destroys the keys, ciphertext and secret it holds
     /// for this patient once the block is committed. Sent by the patient or by the custodian.
     ErasePatient { patient: Hash },
+    /// Supply-chain steps, each acted by the sender's organisation, applied in order, all or
+    /// nothing.
+    Supply { ops: Vec<crate::SupplyOp> },
+    /// An organisation's node records EPCIS events captured from `capturer`, a member of its
+    /// organisation, with the supply-chain steps they map to. An event already on record is
+    /// skipped, so capturing it again changes nothing.
+    CaptureEpcis {
+        capturer: PublicKey,
+        events: Vec<crate::CapturedEvent>,
+    },
 }
 
 /// A change to the validator set.
@@ -138,6 +148,8 @@ impl Payload {
             Payload::RevokeConsent { .. } => "revoke_consent",
             Payload::RecordAccess { .. } => "record_access",
             Payload::ErasePatient { .. } => "erase_patient",
+            Payload::Supply { .. } => "supply",
+            Payload::CaptureEpcis { .. } => "capture_epcis",
         }
     }
 }

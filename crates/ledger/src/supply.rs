@@ -1,0 +1,1615 @@
+//! The drug supply chain: products, serialised units, packing, shipments with custody that passes
+//! only on receipt, dispensing, recalls and cold-chain readings; plus the queries that read them
+//! back (verification, recall report, trace).
+//!
+//! **Invariant:** custody belongs to the outermost loose item. A packed unit's own owner,
+//! location and shipment are stale until it is unpacked; every reader resolves custody through
+//! [`resolve`], which walks up at most `NESTING_DEPTH_MAX` containers.
+//! **Invariant:** histories are append-only and each step names its block, transaction and
+//! operation, so a trace can be proven step by step.
+//! **Invariant:** a verification is a pure function of the state and the block time it is asked
+//! at; it reads no clock.
+
+use std::collections::BTreeMap;
+
+use medledger_crypto::{Hash, PublicKey};
+use medledger_state::{Overlay, StateError, StateRead, decode_value, encode_value};
+use medledger_types::{
+    CONTAINER_CHILDREN_MAX, CapturedEvent, Container, EVENT_BYTES_MAX, EVENTS_PER_CAPTURE_MAX,
+    EXCURSIONS_KEPT_MAX, EventRecord, Excursion, Gtin, HISTORY_STEPS_MAX, ITEMS_PER_OP_MAX, Item,
+    LocationEntry, Lot, LotBatch, NESTING_DEPTH_MAX, OPS_PER_TX_MAX, Place, Product, ProductSpec,
+    READINGS_PER_REPORT_MAX, Reading, RecallNotice, Role, SUPPLY_TEXT_BYTES_MAX, SensorEntry,
+    Shipment, Sscc, Step, StepKind, SupplyOp, TempRange, Tx, UNITS_PER_COMMISSION_MAX, Unit,
+    UnitId, UnitStatus, check_cset82, check_gln, date_of_ms, expiry_date, shipment_id,
+};
+
+use crate::{Authority, BlockContext, TxError, key_org, member};
+
+/// Why a supply-chain step was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SupplyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{key} may not act in the supply chain ({why})")]
+    NotASupplyActor { key: PublicKey, why: &'static str },
+    #[error("GTIN {0} is already registered")]
+    ProductExists(Gtin),
+    #[error("no product with GTIN {0} is registered")]
+    UnknownProduct(Gtin),
+    #[error("GTIN {gtin} belongs to {owner}; only its manufacturer may {what}")]
+    NotTheManufacturer {
+        gtin: Gtin,
+        owner: String,
+        what: &'static str,
+    },
+    #[error("location {0} is already registered")]
+    LocationExists(String),
+    #[error("unit {0} is already commissioned")]
+    UnitExists(UnitId),
+    #[error("{0} is named twice")]
+    Duplicate(Item),
+    #[error("lot {lot} expires on {on_chain}, not on {got}")]
+    LotExpiryMismatch {
+        lot: String,
+        on_chain: u32,
+        got: u32,
+    },
+    #[error("no lot {lot} of GTIN {gtin}")]
+    UnknownLot { gtin: Gtin, lot: String },
+    #[error("lot {lot} of GTIN {gtin} is already recalled")]
+    AlreadyRecalled { gtin: Gtin, lot: String },
+    #[error("{0} is not on the chain")]
+    UnknownItem(Item),
+    #[error("{item} is in the custody of {custodian}, not of {org}")]
+    NotInCustody {
+        item: Item,
+        custodian: String,
+        org: String,
+    },
+    #[error("{item} is packed in {parent}; unpack it first")]
+    Packed { item: Item, parent: Sscc },
+    #[error("{item} is in shipment {shipment}, which has not been received")]
+    InTransit { item: Item, shipment: Hash },
+    #[error("unit {unit} is {status:?}")]
+    NotActive { unit: UnitId, status: UnitStatus },
+    #[error("{0} is not in container {1}")]
+    NotInContainer(Item, Sscc),
+    #[error("container {0} would nest deeper than the limit")]
+    TooDeep(Sscc),
+    #[error("container {0} is full")]
+    ContainerFull(Sscc),
+    #[error("{0} has reached the most history steps")]
+    HistoryFull(Item),
+    #[error("no shipment {0}")]
+    UnknownShipment(Hash),
+    #[error("shipment {shipment} is addressed to {to}, not to {org}")]
+    NotTheReceiver {
+        shipment: Hash,
+        to: String,
+        org: String,
+    },
+    #[error("shipment {0} was already received")]
+    AlreadyReceived(Hash),
+    #[error("an organisation cannot ship to itself")]
+    ShipToSelf,
+    #[error("unit {unit} cannot go from {from:?} to {to:?}")]
+    BadStatusChange {
+        unit: UnitId,
+        from: UnitStatus,
+        to: UnitStatus,
+    },
+    #[error("{0} is not an enrolled sensor device of this organisation")]
+    NotADevice(PublicKey),
+    #[error("sensor {0} is not attached anywhere; name a place")]
+    SensorNotAttached(PublicKey),
+    #[error("organisation {0} does not exist")]
+    UnknownOrganisation(String),
+}
+
+impl SupplyError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            SupplyError::Invalid(_) => "invalid_supply_op",
+            SupplyError::NotASupplyActor { .. } => "not_a_supply_actor",
+            SupplyError::ProductExists(_) => "product_exists",
+            SupplyError::UnknownProduct(_) => "unknown_product",
+            SupplyError::NotTheManufacturer { .. } => "not_the_manufacturer",
+            SupplyError::LocationExists(_) => "location_exists",
+            SupplyError::UnitExists(_) => "unit_exists",
+            SupplyError::Duplicate(_) => "duplicate_item",
+            SupplyError::LotExpiryMismatch { .. } => "lot_expiry_mismatch",
+            SupplyError::UnknownLot { .. } => "unknown_lot",
+            SupplyError::AlreadyRecalled { .. } => "already_recalled",
+            SupplyError::UnknownItem(_) => "unknown_item",
+            SupplyError::NotInCustody { .. } => "not_in_custody",
+            SupplyError::Packed { .. } => "packed",
+            SupplyError::InTransit { .. } => "in_transit",
+            SupplyError::NotActive { .. } => "not_active",
+            SupplyError::NotInContainer(..) => "not_in_container",
+            SupplyError::TooDeep(_) => "too_deep",
+            SupplyError::ContainerFull(_) => "container_full",
+            SupplyError::HistoryFull(_) => "history_full",
+            SupplyError::UnknownShipment(_) => "unknown_shipment",
+            SupplyError::NotTheReceiver { .. } => "not_the_receiver",
+            SupplyError::AlreadyReceived(_) => "already_received",
+            SupplyError::ShipToSelf => "ship_to_self",
+            SupplyError::BadStatusChange { .. } => "bad_status_change",
+            SupplyError::NotADevice(_) => "not_a_device",
+            SupplyError::SensorNotAttached(_) => "sensor_not_attached",
+            SupplyError::UnknownOrganisation(_) => "unknown_organisation",
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> TxError {
+    TxError::Supply(SupplyError::Invalid(message.into()))
+}
+
+impl From<SupplyError> for TxError {
+    fn from(error: SupplyError) -> Self {
+        TxError::Supply(error)
+    }
+}
+
+// State keys. Readable text, so a proof names what it proves.
+pub fn key_product(gtin: &Gtin) -> Vec<u8> {
+    format!("product/{gtin}").into_bytes()
+}
+pub fn key_unit(unit: &UnitId) -> Vec<u8> {
+    format!("unit/{}/{}", unit.gtin, unit.serial).into_bytes()
+}
+pub fn key_container(sscc: &Sscc) -> Vec<u8> {
+    format!("container/{sscc}").into_bytes()
+}
+pub fn key_lot(gtin: &Gtin, lot: &str) -> Vec<u8> {
+    format!("lot/{gtin}/{lot}").into_bytes()
+}
+/// Zero-padded, so a lot's batches sort in order.
+pub fn key_lot_batch(gtin: &Gtin, lot: &str, batch: u32) -> Vec<u8> {
+    format!("lot-batch/{gtin}/{batch:010}/{lot}").into_bytes()
+}
+pub fn key_shipment(id: &Hash) -> Vec<u8> {
+    format!("shipment/{id}").into_bytes()
+}
+pub fn key_location(id: &str) -> Vec<u8> {
+    format!("location/{id}").into_bytes()
+}
+pub fn key_sensor(device: &PublicKey) -> Vec<u8> {
+    format!("sensor/{device}").into_bytes()
+}
+pub fn key_location_excursions(location: &str) -> Vec<u8> {
+    format!("location-excursions/{location}").into_bytes()
+}
+pub fn key_location_excursion(location: &str, seq: u64) -> Vec<u8> {
+    format!("location-excursion/{seq:020}/{location}").into_bytes()
+}
+pub fn key_event(hash: &Hash) -> Vec<u8> {
+    format!("epcis-event/{hash}").into_bytes()
+}
+
+fn read<T: borsh::BorshDeserialize>(
+    state: &dyn StateRead,
+    key: &[u8],
+) -> Result<Option<T>, StateError> {
+    state
+        .get(key)?
+        .map(|bytes| decode_value(key, &bytes))
+        .transpose()
+}
+
+pub fn product(state: &dyn StateRead, gtin: &Gtin) -> Result<Option<Product>, StateError> {
+    read(state, &key_product(gtin))
+}
+pub fn unit(state: &dyn StateRead, id: &UnitId) -> Result<Option<Unit>, StateError> {
+    read(state, &key_unit(id))
+}
+pub fn container(state: &dyn StateRead, sscc: &Sscc) -> Result<Option<Container>, StateError> {
+    read(state, &key_container(sscc))
+}
+pub fn lot(state: &dyn StateRead, gtin: &Gtin, lot: &str) -> Result<Option<Lot>, StateError> {
+    read(state, &key_lot(gtin, lot))
+}
+pub fn lot_batch(
+    state: &dyn StateRead,
+    gtin: &Gtin,
+    lot: &str,
+    batch: u32,
+) -> Result<Option<LotBatch>, StateError> {
+    read(state, &key_lot_batch(gtin, lot, batch))
+}
+pub fn shipment(state: &dyn StateRead, id: &Hash) -> Result<Option<Shipment>, StateError> {
+    read(state, &key_shipment(id))
+}
+pub fn location(state: &dyn StateRead, id: &str) -> Result<Option<LocationEntry>, StateError> {
+    read(state, &key_location(id))
+}
+pub fn sensor(
+    state: &dyn StateRead,
+    device: &PublicKey,
+) -> Result<Option<SensorEntry>, StateError> {
+    read(state, &key_sensor(device))
+}
+pub fn event(state: &dyn StateRead, hash: &Hash) -> Result<Option<EventRecord>, StateError> {
+    read(state, &key_event(hash))
+}
+fn location_excursions_count(state: &dyn StateRead, location: &str) -> Result<u64, StateError> {
+    Ok(read(state, &key_location_excursions(location))?.unwrap_or(0))
+}
+
+/// Who acts in a supply-chain step: an organisation, through one of its keys with a role.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub org: String,
+    pub key: PublicKey,
+    /// `None` for the organisation's root key.
+    pub role: Option<Role>,
+}
+
+impl Actor {
+    /// The actor of a `Supply` transaction: its sender.
+    pub fn of_sender(tx: &Tx, authority: &Authority) -> Actor {
+        match authority {
+            Authority::Organisation { org } => Actor {
+                org: org.clone(),
+                key: tx.body.sender,
+                role: None,
+            },
+            Authority::Member { org, role } => Actor {
+                org: org.clone(),
+                key: tx.body.sender,
+                role: Some(*role),
+            },
+        }
+    }
+
+    /// Keys that handle goods: the organisation's root key, its node, and its manufacturing,
+    /// distribution and pharmacy members.
+    fn handles_goods(&self) -> bool {
+        matches!(
+            self.role,
+            None | Some(Role::Validator | Role::Manufacturer | Role::Distributor | Role::Pharmacy)
+        )
+    }
+}
+
+/// Where the operation runs: the block, the transaction and the operation's position in it.
+#[derive(Clone, Copy, Debug)]
+pub struct OpContext<'a> {
+    pub block: &'a BlockContext,
+    pub index: u32,
+    pub tx: Hash,
+    pub op: u32,
+}
+
+impl OpContext<'_> {
+    fn step(&self, actor: &Actor, location: Option<String>, kind: StepKind) -> Step {
+        Step {
+            height: self.block.height,
+            index: self.index,
+            tx: self.tx,
+            op: self.op,
+            time_ms: self.block.time_ms,
+            org: actor.org.clone(),
+            location,
+            kind,
+        }
+    }
+}
+
+/// Applies a `Supply` transaction: every operation in order, all or nothing.
+pub fn apply_supply(
+    state: &mut Overlay<'_>,
+    ctx: &BlockContext,
+    index: u32,
+    tx: &Tx,
+    authority: &Authority,
+    ops: &[SupplyOp],
+) -> Result<(), TxError> {
+    if ops.is_empty() || ops.len() > OPS_PER_TX_MAX {
+        return Err(invalid(format!(
+            "a supply transaction carries 1 to {OPS_PER_TX_MAX} operations, got {}",
+            ops.len()
+        )));
+    }
+    let actor = Actor::of_sender(tx, authority);
+    let tx_id = tx.id();
+    for (op, operation) in ops.iter().enumerate() {
+        let op_ctx = OpContext {
+            block: ctx,
+            index,
+            tx: tx_id,
+            op: op as u32,
+        };
+        apply_op(state, &op_ctx, &actor, operation)?;
+    }
+    Ok(())
+}
+
+/// Applies a `CaptureEpcis` transaction. Only an organisation's root key or node may send it,
+/// for a capturer of the same organisation; each event not yet on record is recorded and its
+/// operations applied, acted by the capturer.
+pub fn capture_epcis(
+    state: &mut Overlay<'_>,
+    ctx: &BlockContext,
+    index: u32,
+    tx: &Tx,
+    authority: &Authority,
+    capturer: &PublicKey,
+    events: &[CapturedEvent],
+) -> Result<(), TxError> {
+    let org = crate::records::custodian_of(authority, "record EPCIS events")?;
+    if events.is_empty() || events.len() > EVENTS_PER_CAPTURE_MAX {
+        return Err(invalid(format!(
+            "a capture carries 1 to {EVENTS_PER_CAPTURE_MAX} events, got {}",
+            events.len()
+        )));
+    }
+    let actor = if *capturer == tx.body.sender {
+        Actor::of_sender(tx, authority)
+    } else {
+        match member(state, capturer)? {
+            Some(record) if record.org == org && record.revoked_at.is_none() => Actor {
+                org,
+                key: *capturer,
+                role: Some(record.role),
+            },
+            _ => {
+                return Err(SupplyError::NotASupplyActor {
+                    key: *capturer,
+                    why: "the capturer is not an unrevoked member of the node's organisation",
+                }
+                .into());
+            }
+        }
+    };
+    let tx_id = tx.id();
+    let mut op = 0u32;
+    for (position, captured) in events.iter().enumerate() {
+        if captured.body.len() > EVENT_BYTES_MAX {
+            return Err(invalid(format!(
+                "an EPCIS event on chain is at most {EVENT_BYTES_MAX} bytes"
+            )));
+        }
+        if captured.ops.len() > OPS_PER_TX_MAX {
+            return Err(invalid(format!(
+                "an event maps to at most {OPS_PER_TX_MAX} operations"
+            )));
+        }
+        let key = key_event(&captured.hash);
+        if state.get(&key)?.is_some() {
+            // Captured before: the event and its effects are already on record.
+            continue;
+        }
+        state.put(
+            key,
+            encode_value(&EventRecord {
+                height: ctx.height,
+                tx: tx_id,
+                index: position as u32,
+                org: actor.org.clone(),
+            }),
+        );
+        for operation in &captured.ops {
+            let op_ctx = OpContext {
+                block: ctx,
+                index,
+                tx: tx_id,
+                op,
+            };
+            apply_op(state, &op_ctx, &actor, operation)?;
+            op += 1;
+        }
+    }
+    Ok(())
+}
+
+fn check_text(what: &str, value: &str) -> Result<(), TxError> {
+    if value.is_empty()
+        || value.len() > SUPPLY_TEXT_BYTES_MAX
+        || value.chars().any(char::is_control)
+    {
+        return Err(invalid(format!(
+            "{what} must be 1 to {SUPPLY_TEXT_BYTES_MAX} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_location(location: &Option<String>) -> Result<(), TxError> {
+    match location {
+        Some(location) => check_text("a location", location),
+        None => Ok(()),
+    }
+}
+
+fn check_count(what: &str, count: usize, max: usize) -> Result<(), TxError> {
+    if count == 0 || count > max {
+        return Err(invalid(format!(
+            "{what} must name 1 to {max} items, got {count}"
+        )));
+    }
+    Ok(())
+}
+
+fn require_goods(actor: &Actor) -> Result<(), TxError> {
+    if actor.handles_goods() {
+        Ok(())
+    } else {
+        Err(SupplyError::NotASupplyActor {
+            key: actor.key,
+            why: "only an organisation's root key, node, manufacturers, distributors and pharmacies handle goods",
+        }
+        .into())
+    }
+}
+
+fn push_step(history: &mut Vec<Step>, item: &Item, step: Step) -> Result<(), TxError> {
+    if history.len() >= HISTORY_STEPS_MAX {
+        return Err(SupplyError::HistoryFull(item.clone()).into());
+    }
+    history.push(step);
+    Ok(())
+}
+
+fn push_excursion(list: &mut Vec<Excursion>, excursion: Excursion) {
+    if list.len() < EXCURSIONS_KEPT_MAX {
+        list.push(excursion);
+    }
+}
+
+/// A unit or container as stored, for code that handles either.
+#[derive(Clone, Debug)]
+enum Stored {
+    Unit(UnitId, Unit),
+    Container(Sscc, Container),
+}
+
+impl Stored {
+    fn load(state: &dyn StateRead, item: &Item) -> Result<Stored, TxError> {
+        match item {
+            Item::Unit(id) => match unit(state, id)? {
+                Some(found) => Ok(Stored::Unit(id.clone(), found)),
+                None => Err(SupplyError::UnknownItem(item.clone()).into()),
+            },
+            Item::Container(sscc) => match container(state, sscc)? {
+                Some(found) => Ok(Stored::Container(*sscc, found)),
+                None => Err(SupplyError::UnknownItem(item.clone()).into()),
+            },
+        }
+    }
+
+    fn item(&self) -> Item {
+        match self {
+            Stored::Unit(id, _) => Item::Unit(id.clone()),
+            Stored::Container(sscc, _) => Item::Container(*sscc),
+        }
+    }
+
+    fn save(&self, state: &mut Overlay<'_>) {
+        match self {
+            Stored::Unit(id, value) => state.put(key_unit(id), encode_value(value)),
+            Stored::Container(sscc, value) => state.put(key_container(sscc), encode_value(value)),
+        }
+    }
+
+    fn parent(&self) -> Option<Sscc> {
+        match self {
+            Stored::Unit(_, unit) => unit.parent,
+            Stored::Container(_, container) => container.parent,
+        }
+    }
+
+    fn owner(&self) -> &str {
+        match self {
+            Stored::Unit(_, unit) => &unit.owner,
+            Stored::Container(_, container) => &container.owner,
+        }
+    }
+
+    fn shipment(&self) -> Option<Hash> {
+        match self {
+            Stored::Unit(_, unit) => unit.shipment,
+            Stored::Container(_, container) => container.shipment,
+        }
+    }
+
+    fn products(&self) -> Vec<Gtin> {
+        match self {
+            Stored::Unit(id, _) => vec![id.gtin],
+            Stored::Container(_, container) => container.products.clone(),
+        }
+    }
+
+    fn depth(&self) -> u32 {
+        match self {
+            Stored::Unit(..) => 0,
+            Stored::Container(_, container) => container.depth,
+        }
+    }
+
+    fn history_mut(&mut self) -> &mut Vec<Step> {
+        match self {
+            Stored::Unit(_, unit) => &mut unit.history,
+            Stored::Container(_, container) => &mut container.history,
+        }
+    }
+
+    fn excursions_mut(&mut self) -> &mut Vec<Excursion> {
+        match self {
+            Stored::Unit(_, unit) => &mut unit.excursions,
+            Stored::Container(_, container) => &mut container.excursions,
+        }
+    }
+
+    fn set_custody(&mut self, owner: &str, location: Option<String>, shipment: Option<Hash>) {
+        let (owner_field, location_field, shipment_field) = match self {
+            Stored::Unit(_, unit) => (&mut unit.owner, &mut unit.location, &mut unit.shipment),
+            Stored::Container(_, container) => (
+                &mut container.owner,
+                &mut container.location,
+                &mut container.shipment,
+            ),
+        };
+        owner.clone_into(owner_field);
+        if location.is_some() {
+            *location_field = location;
+        }
+        *shipment_field = shipment;
+    }
+
+    fn push_step(&mut self, step: Step) -> Result<(), TxError> {
+        let item = self.item();
+        push_step(self.history_mut(), &item, step)
+    }
+
+    /// Checks that `org` holds this item loose and at rest (not packed, not travelling).
+    fn check_loose_held(&self, org: &str) -> Result<(), TxError> {
+        let item = self.item();
+        if let Some(parent) = self.parent() {
+            return Err(SupplyError::Packed { item, parent }.into());
+        }
+        if self.owner() != org {
+            return Err(SupplyError::NotInCustody {
+                item,
+                custodian: self.owner().to_string(),
+                org: org.to_string(),
+            }
+            .into());
+        }
+        if let Some(shipment) = self.shipment() {
+            return Err(SupplyError::InTransit { item, shipment }.into());
+        }
+        Ok(())
+    }
+
+    /// Like [`Stored::check_loose_held`], and a unit must also be active.
+    fn check_loose_in_custody(&self, org: &str) -> Result<(), TxError> {
+        self.check_loose_held(org)?;
+        if let Stored::Unit(id, unit) = self
+            && unit.status != UnitStatus::Active
+        {
+            return Err(SupplyError::NotActive {
+                unit: id.clone(),
+                status: unit.status,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+fn load_distinct(state: &dyn StateRead, items: &[Item]) -> Result<Vec<Stored>, TxError> {
+    let mut seen = std::collections::BTreeSet::new();
+    items
+        .iter()
+        .map(|item| {
+            if !seen.insert(item) {
+                return Err(SupplyError::Duplicate(item.clone()).into());
+            }
+            Stored::load(state, item)
+        })
+        .collect()
+}
+
+fn merge_products(into: &mut Vec<Gtin>, more: &[Gtin]) {
+    into.extend_from_slice(more);
+    into.sort();
+    into.dedup();
+}
+
+fn apply_op(
+    state: &mut Overlay<'_>,
+    op: &OpContext<'_>,
+    actor: &Actor,
+    operation: &SupplyOp,
+) -> Result<(), TxError> {
+    // A device only reports readings; everything else handles goods.
+    if !matches!(operation, SupplyOp::Readings { .. }) {
+        require_goods(actor)?;
+    }
+    match operation {
+        SupplyOp::RegisterProduct { product } => register_product(state, op, actor, product),
+        SupplyOp::RegisterLocation { gln, name } => {
+            check_gln(gln).map_err(invalid)?;
+            check_text("a location name", name)?;
+            if location(state, gln)?.is_some() {
+                return Err(SupplyError::LocationExists(gln.clone()).into());
+            }
+            state.put(
+                key_location(gln),
+                encode_value(&LocationEntry {
+                    org: actor.org.clone(),
+                    name: name.clone(),
+                }),
+            );
+            Ok(())
+        }
+        SupplyOp::Commission {
+            gtin,
+            lot,
+            expiry,
+            serials,
+            location,
+        } => commission(state, op, actor, gtin, lot, expiry, serials, location),
+        SupplyOp::Pack {
+            parent,
+            children,
+            location,
+        } => pack(state, op, actor, parent, children, location),
+        SupplyOp::Unpack {
+            parent,
+            children,
+            location,
+        } => unpack(state, op, actor, parent, children, location),
+        SupplyOp::Ship {
+            to,
+            items,
+            location,
+        } => ship(state, op, actor, to, items, location),
+        SupplyOp::Receive { shipment, location } => receive(state, op, actor, shipment, location),
+        SupplyOp::SetStatus { units, status } => set_status(state, op, actor, units, *status),
+        SupplyOp::Recall { gtin, lot, reason } => {
+            check_text("a recall reason", reason)?;
+            let registered = product(state, gtin)?.ok_or(SupplyError::UnknownProduct(*gtin))?;
+            if registered.owner != actor.org {
+                return Err(SupplyError::NotTheManufacturer {
+                    gtin: *gtin,
+                    owner: registered.owner,
+                    what: "recall its lots",
+                }
+                .into());
+            }
+            let mut entry =
+                self::lot(state, gtin, lot)?.ok_or_else(|| SupplyError::UnknownLot {
+                    gtin: *gtin,
+                    lot: lot.clone(),
+                })?;
+            if entry.recall.is_some() {
+                return Err(SupplyError::AlreadyRecalled {
+                    gtin: *gtin,
+                    lot: lot.clone(),
+                }
+                .into());
+            }
+            entry.recall = Some(RecallNotice {
+                reason: reason.clone(),
+                height: op.block.height,
+                time_ms: op.block.time_ms,
+                tx: op.tx,
+            });
+            state.put(key_lot(gtin, lot), encode_value(&entry));
+            Ok(())
+        }
+        SupplyOp::AttachSensor {
+            device,
+            place,
+            band,
+        } => attach_sensor(state, actor, device, place, band),
+        SupplyOp::Readings {
+            device,
+            place,
+            readings,
+        } => record_readings(state, op, actor, device, place, readings),
+    }
+}
+
+fn register_product(
+    state: &mut Overlay<'_>,
+    op: &OpContext<'_>,
+    actor: &Actor,
+    spec: &ProductSpec,
+) -> Result<(), TxError> {
+    if !matches!(
+        actor.role,
+        None | Some(Role::Validator | Role::Manufacturer)
+    ) {
+        return Err(SupplyError::NotASupplyActor {
+            key: actor.key,
+            why: "only a manufacturer registers products",
+        }
+        .into());
+    }
+    check_text("a product name", &spec.name)?;
+    if let Some(range) = spec.storage
+        && range.min_milli_c > range.max_milli_c
+    {
+        return Err(invalid("a storage range's minimum is above its maximum"));
+    }
+    if product(state, &spec.gtin)?.is_some() {
+        return Err(SupplyError::ProductExists(spec.gtin).into());
+    }
+    state.put(
+        key_product(&spec.gtin),
+        encode_value(&Product {
+            spec: spec.clone(),
+            owner: actor.org.clone(),
+            registered_at: op.block.height,
+        }),
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn commission(
+    state: &mut Overlay<'_>,
+    op: &OpContext<'_>,
+    actor: &Actor,
+    gtin: &Gtin,
+    lot: &str,
+    expiry: &str,
+    serials: &[String],
+    location: &Option<String>,
+) -> Result<(), TxError> {
+    let registered = product(state, gtin)?.ok_or(SupplyError::UnknownProduct(*gtin))?;
+    if registered.owner != actor.org {
+        return Err(SupplyError::NotTheManufacturer {
+            gtin: *gtin,
+            owner: registered.owner,
+            what: "commission its units",
+        }
+        .into());
+    }
+    check_cset82("a lot", lot).map_err(invalid)?;
+    check_count("a commissioning", serials.len(), UNITS_PER_COMMISSION_MAX)?;
+    check_location(location)?;
+    let reference_year = (date_of_ms(op.block.time_ms) / 10_000) as i32;
+    let expiry = expiry_date(expiry, reference_year).map_err(invalid)?;
+    let mut entry = self::lot(state, gtin, lot)?.unwrap_or(Lot {
+        expiry,
+        units: 0,
+        batches: 0,
+        recall: None,
+    });
+    if entry.expiry != expiry {
+        return Err(SupplyError::LotExpiryMismatch {
+            lot: lot.to_string(),
+            on_chain: entry.expiry,
+            got: expiry,
+        }
+        .into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for serial in serials {
+        check_cset82("a serial", serial).map_err(invalid)?;
+        let id = UnitId {
+            gtin: *gtin,
+            serial: serial.clone(),
+        };
+        if !seen.insert(serial) {
+            return Err(SupplyError::Duplicate(Item::Unit(id)).into());
+        }
+        let key = key_unit(&id);
+        if state.get(&key)?.is_some() {
+            return Err(SupplyError::UnitExists(id).into());
+        }
+        let unit = Unit {
+            lot: lot.to_string(),
+            expiry,
+            status: UnitStatus::Active,
+            owner: actor.org.clone(),
+            location: location.clone(),
+            parent: None,
+            shipment: None,
+            excursions: Vec::new(),
+            history: vec![op.step(actor, location.clone(), StepKind::Commissioned)],
+        };
+        state.put(key, encode_value(&unit));
+    }
+    state.put(
+        key_lot_batch(gtin, lot, entry.batches),
+        encode_value(&LotBatch {
+            tx: op.tx,
+            serials: serials.to_vec(),
+        }),
+    );
+    entry.batches += 1;
+    entry.units += serials.len() as u64;
+    state.put(key_lot(gtin, lot), encode_value(&entry));
+    Ok(())
+}
+
+fn pack(
+    state: &mut Overlay<'_>,
+    op: &OpContext<'_>,
+    actor: &Actor,
+    parent: &Sscc,
+    children: &[Item],
+    location: &Option<String>,
+) -> Result<(), TxError> {
+    check_count("a pack", children.len(), ITEMS_PER_OP_MAX)?;
+    check_location(location)?;
+    let parent_item = Item::Container(*parent);
+    let mut parent_entry = match container(state, parent)? {
+        Some(existing) => {
+            let stored = Stored::Container(*parent, existing);
+            stored.check_loose_in_custody(&actor.org)?;
+            let Stored::Container(_, existing) = stored else {
+                unreachable!("loaded as a container")
+            };
+            existing
+        }
+        None => Container {
+            owner: actor.org.clone(),
+            location: location.clone(),
+            parent: None,
+            shipment: None,
+            children: Vec::new(),
+            products: Vec::new(),
+            depth: 1,
+            excursions: Vec::new(),
+            history: vec![op.step(actor, location.clone(), StepKind::Commissioned)],
+        },
+    };
+    if parent_entry.children.len() + children.len() > CONTAINER_CHILDREN_MAX {
+        return Err(SupplyError::ContainerFull(*parent).into());
+    }
+    for mut child in load_distinct(state, children)? {
+        if child.item() == parent_item {
+            return Err(invalid(format!(
+                "{parent_item} cannot be packed into itself"
+            )));
+        }
+        child.check_loose_in_custody(&actor.org)?;
+        // The parent is loose, so it has no ancestors a child could be: no cycle can form.
+        let depth = child.depth() + 1;
+        if depth as usize > NESTING_DEPTH_MAX {
+            return Err(SupplyError::TooDeep(*parent).into());
+        }
+        parent_entry.depth = parent_entry.depth.max(depth);
+        merge_products(&mut parent_entry.products, &child.products());
+        parent_entry.children.push(child.item());
+        match &mut child {
+            Stored::Unit(_, unit) => unit.parent = Some(*parent),
+            Stored::Container(_, nested) => nested.parent = Some(*parent),
+        }
+        child.push_step(op.step(actor, location.clone(), StepKind::Packed { into: *parent }))?;
+        child.save(state);
+    }
+    if location.is_some() {
+        parent_entry.location = location.clone();
+    }
+    state.put(key_container(parent), encode_value(&parent_entry));
+    Ok(())
+}
+
+fn unpack(
+    state: &mut Overlay<'_>,
+    op: &OpContext<'_>,
+    actor: &Actor,
+    parent: &Sscc,
+    children: &[Item],
+    location: &Option<String>,
+) -> Result<(), TxError> {
+    if children.len() > ITEMS_PER_OP_MAX {
+        return Err(invalid(format!(
+            "an unpack names at most {ITEMS_PER_OP_MAX} items"
+        )));
+    }
+    check_location(location)?;
+    let stored = Stored::load(state, &Item::Container(*parent))?;
+    stored.check_loose_in_custody(&actor.org)?;
+    let Stored::Container(_, mut parent_entry) = stored else {
+        unreachable!("loaded as a container")
+    };
+    let chosen: Vec<Item> = if children.is_empty() {
+        parent_entry.children.clone()
+    } else {
+        children.to_vec()
+    };
+    let place = location.clone().or_else(|| parent_entry.location.clone());
+    for mut child in load_distinct(state, &chosen)? {
+        let item = child.item();
+        let Some(position) = parent_entry.children.iter().position(|c| *c == item) else {
+            return Err(SupplyError::NotInContainer(item, *parent).into());
+        };
+        parent_entry.children.swap_remove(position);
+        match &mut child {
+            Stored::Unit(_, unit) => unit.parent = None,
+            Stored::Container(_, nested) => nested.parent = None,
+        }
+        child.set_custody(&actor.org, place.clone(), None);
+        // Excursions the container saw stay with what was in it.
+        for excursion in &parent_entry.excursions {
+            push_excursion(child.excursions_mut(), excursion.clone());
+        }
+        child.push_step(op.step(actor, place.clone(), StepKind::Unpacked { from: *parent }))?;
+        child.save(state);
+    }
+    // Recompute what is inside from the remaining children.
+    let mut products = Vec::new();
+    for child in &parent_entry.children {
+        merge_products(&mut products, &Stored::load(state, child)?.products());
+    }
+    parent_entry.products = products;
+    state.put(key_container(parent), encode_value(&parent_entry));
+    Ok(())
+}
+
+fn ship(
+    state: &mut Overlay<'_>,
+    op: &OpContext<'_>,
+    actor: &Actor,
+    to: &str,
+    items: &[Item],
+    location: &Option<String>,
+) -> Result<(), TxError> {
+    check_count("a shipment", items.len(), ITEMS_PER_OP_MAX)?;
+    check_location(location)?;
+    if to == actor.org {
+        return Err(SupplyError::ShipToSelf.into());
+    }
+    if state.get(&key_org(to))?.is_none() {
+        return Err(SupplyError::UnknownOrganisation(to.to_string()).into());
+    }
+    let id = shipment_id(&op.tx, op.op);
+    let mut products = Vec::new();
+    for mut stored in load_distinct(state, items)? {
+        stored.check_loose_in_custody(&actor.org)?;
+        merge_products(&mut products, &stored.products());
+        stored.set_custody(&actor.org, location.clone(), Some(id));
+        stored.push_step(op.step(
+            actor,
+            location.clone(),
+            StepKind::Shipped {
+                shipment: id,
+                to: to.to_string(),
+            },
+        ))?;
+        stored.save(state);
+    }
+    state.put(
+        key_shipment(&id),
+        encode_value(&Shipment {
+            from: actor.org.clone(),
+            to: to.to_string(),
+            items: items.to_vec(),
+            products,
+            shipped_at: op.block.height,
+            received_at: None,
+            excursions: Vec::new(),
+            excursions_count: 0,
+        }),
+    );
+    Ok(())
+}
+
+fn receive(
+    state: &mut Overlay<'_>,
+    op: &OpContext<'_>,
+    actor: &Actor,
+    id: &Hash,
+    location: &Option<String>,
+) -> Result<(), TxError> {
+    check_location(location)?;
+    let mut entry = shipment(state, id)?.ok_or(SupplyError::UnknownShipment(*id))?;
+    if entry.to != actor.org {
+        return Err(SupplyError::NotTheReceiver {
+            shipment: *id,
+            to: entry.to,
+            org: actor.org.clone(),
+        }
+        .into());
+    }
+    if entry.received_at.is_some() {
+        return Err(SupplyError::AlreadyReceived(*id).into());
+    }
+    for item in &entry.items {
+        let mut stored = Stored::load(state, item)?;
+        stored.set_custody(&actor.org, location.clone(), None);
+        stored.push_step(op.step(
+            actor,
+            location.clone(),
+            StepKind::Received { shipment: *id },
+        ))?;
+        stored.save(state);
+    }
+    entry.received_at = Some(op.block.height);
+    state.put(key_shipment(id), encode_value(&entry));
+    Ok(())
+}
+
+fn set_status(
+    state: &mut Overlay<'_>,
+    op: &OpContext<'_>,
+    actor: &Actor,
+    units: &[UnitId],
+    status: UnitStatus,
+) -> Result<(), TxError> {
+    check_count("a status change", units.len(), ITEMS_PER_OP_MAX)?;
+    let items: Vec<Item> = units.iter().cloned().map(Item::Unit).collect();
+    for stored in load_distinct(state, &items)? {
+        stored.check_loose_held(&actor.org)?;
+        let Stored::Unit(id, mut entry) = stored else {
+            unreachable!("loaded as a unit")
+        };
+        let from = entry.status;
+        let kind = match (from, status) {
+            (UnitStatus::Active, UnitStatus::Dispensed) => StepKind::Dispensed,
+            (UnitStatus::Active | UnitStatus::Dispensed, UnitStatus::Destroyed) => {
+                StepKind::Destroyed
+            }
+            (UnitStatus::Dispensed, UnitStatus::Active) => StepKind::ReturnedToStock,
+            _ => {
+                return Err(SupplyError::BadStatusChange {
+                    unit: id,
+                    from,
+                    to: status,
+                }
+                .into());
+            }
+        };
+        entry.status = status;
+        let location = entry.location.clone();
+        push_step(
+            &mut entry.history,
+            &Item::Unit(id.clone()),
+            op.step(actor, location, kind),
+        )?;
+        state.put(key_unit(&id), encode_value(&entry));
+    }
+    Ok(())
+}
+
+fn attach_sensor(
+    state: &mut Overlay<'_>,
+    actor: &Actor,
+    device: &PublicKey,
+    place: &Place,
+    band: &Option<TempRange>,
+) -> Result<(), TxError> {
+    match member(state, device)? {
+        Some(record)
+            if record.org == actor.org
+                && record.role == Role::Device
+                && record.revoked_at.is_none() => {}
+        _ => return Err(SupplyError::NotADevice(*device).into()),
+    }
+    if let Some(range) = band
+        && range.min_milli_c > range.max_milli_c
+    {
+        return Err(invalid("an alarm band's minimum is above its maximum"));
+    }
+    check_place(state, actor, place)?;
+    state.put(
+        key_sensor(device),
+        encode_value(&SensorEntry {
+            org: actor.org.clone(),
+            place: place.clone(),
+            band: *band,
+        }),
+    );
+    Ok(())
+}
+
+fn check_place(state: &dyn StateRead, actor: &Actor, place: &Place) -> Result<(), TxError> {
+    match place {
+        Place::Shipment(id) => {
+            let entry = shipment(state, id)?.ok_or(SupplyError::UnknownShipment(*id))?;
+            if entry.from != actor.org && entry.to != actor.org {
+                return Err(invalid(format!(
+                    "shipment {id} is neither from nor to {}",
+                    actor.org
+                )));
+            }
+        }
+        Place::Location(location) => check_text("a location", location)?,
+        Place::Items(items) => {
+            check_count("a sensor's items", items.len(), ITEMS_PER_OP_MAX)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records readings. A reading counts as an excursion where it leaves a range that matters
+/// there: the storage range of any product in the shipment or item it travels with, or, at a
+/// location, the alarm band the sensor was attached with (every reading when it has none). The
+/// verdict for a unit then checks each excursion against that unit's own product range.
+fn record_readings(
+    state: &mut Overlay<'_>,
+    op: &OpContext<'_>,
+    actor: &Actor,
+    device: &PublicKey,
+    place: &Option<Place>,
+    readings: &[Reading],
+) -> Result<(), TxError> {
+    check_count("a sensor report", readings.len(), READINGS_PER_REPORT_MAX)?;
+    // The device itself, or a goods-handling key of the device's organisation.
+    let entry = sensor(state, device)?;
+    let device_org = match member(state, device)? {
+        Some(record) if record.role == Role::Device && record.revoked_at.is_none() => record.org,
+        _ => return Err(SupplyError::NotADevice(*device).into()),
+    };
+    if device_org != actor.org || (actor.key != *device && !actor.handles_goods()) {
+        return Err(SupplyError::NotADevice(*device).into());
+    }
+    let (place, band) = match (place, &entry) {
+        (Some(place), _) => {
+            check_place(state, actor, place)?;
+            let band = entry
+                .as_ref()
+                .filter(|attached| attached.place == *place)
+                .and_then(|attached| attached.band);
+            (place.clone(), band)
+        }
+        (None, Some(attached)) => (attached.place.clone(), attached.band),
+        (None, None) => return Err(SupplyError::SensorNotAttached(*device).into()),
+    };
+    let excursion = |reading: &Reading| Excursion {
+        device: *device,
+        time_ms: reading.time_ms,
+        milli_c: reading.milli_c,
+        height: op.block.height,
+    };
+    match &place {
+        Place::Shipment(id) => {
+            let mut shipment_entry =
+                shipment(state, id)?.ok_or(SupplyError::UnknownShipment(*id))?;
+            let ranges = storage_ranges(state, &shipment_entry.products)?;
+            for reading in readings {
+                if ranges.iter().any(|range| !range.contains(reading.milli_c)) {
+                    shipment_entry.excursions_count += 1;
+                    push_excursion(&mut shipment_entry.excursions, excursion(reading));
+                }
+            }
+            state.put(key_shipment(id), encode_value(&shipment_entry));
+        }
+        Place::Location(location) => {
+            let mut count = location_excursions_count(state, location)?;
+            for reading in readings {
+                if band.is_none_or(|band| !band.contains(reading.milli_c)) {
+                    state.put(
+                        key_location_excursion(location, count),
+                        encode_value(&excursion(reading)),
+                    );
+                    count += 1;
+                }
+            }
+            state.put(key_location_excursions(location), encode_value(&count));
+        }
+        Place::Items(items) => {
+            for mut stored in load_distinct(state, items)? {
+                let ranges = storage_ranges(state, &stored.products())?;
+                let mut changed = false;
+                for reading in readings {
+                    if ranges.iter().any(|range| !range.contains(reading.milli_c)) {
+                        push_excursion(stored.excursions_mut(), excursion(reading));
+                        changed = true;
+                    }
+                }
+                if changed {
+                    stored.save(state);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn storage_ranges(state: &dyn StateRead, gtins: &[Gtin]) -> Result<Vec<TempRange>, TxError> {
+    let mut ranges = Vec::new();
+    for gtin in gtins {
+        if let Some(found) = product(state, gtin)?
+            && let Some(range) = found.spec.storage
+        {
+            ranges.push(range);
+        }
+    }
+    Ok(ranges)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries: custody, verification, recall report, trace. Pure reads of one state.
+
+/// Who holds an item now, resolved through the containers it is packed in.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Custody {
+    pub custodian: String,
+    pub location: Option<String>,
+    /// The shipment the outermost container (or the item) travels in.
+    pub shipment: Option<Hash>,
+    /// The containers around the item, innermost first.
+    pub containers: Vec<Sscc>,
+}
+
+/// Resolves custody by walking up from a loose-or-packed item's own fields. `cache` remembers
+/// containers already resolved, so a report over many units reads each container once.
+pub fn resolve(
+    state: &dyn StateRead,
+    owner: &str,
+    location: &Option<String>,
+    shipment: Option<Hash>,
+    parent: Option<Sscc>,
+    cache: &mut BTreeMap<Sscc, (Custody, Vec<Excursion>)>,
+) -> Result<(Custody, Vec<Excursion>), StateError> {
+    let Some(parent) = parent else {
+        return Ok((
+            Custody {
+                custodian: owner.to_string(),
+                location: location.clone(),
+                shipment,
+                containers: Vec::new(),
+            },
+            Vec::new(),
+        ));
+    };
+    // Walk up iteratively, then fill the cache from the top down.
+    let mut chain: Vec<(Sscc, Container)> = Vec::new();
+    let mut next = Some(parent);
+    let mut top: Option<(Custody, Vec<Excursion>)> = None;
+    while let Some(sscc) = next {
+        if let Some(known) = cache.get(&sscc) {
+            top = Some(known.clone());
+            break;
+        }
+        if chain.len() > NESTING_DEPTH_MAX {
+            return Err(StateError::Store(format!(
+                "container {sscc} nests deeper than {NESTING_DEPTH_MAX}"
+            )));
+        }
+        let Some(found) = container(state, &sscc)? else {
+            return Err(StateError::Store(format!("container {sscc} is missing")));
+        };
+        next = found.parent;
+        chain.push((sscc, found));
+    }
+    let (mut custody, mut excursions) = top.unwrap_or_else(|| {
+        let (_, outermost) = chain.last().expect("the chain holds at least the parent");
+        (
+            Custody {
+                custodian: outermost.owner.clone(),
+                location: outermost.location.clone(),
+                shipment: outermost.shipment,
+                containers: Vec::new(),
+            },
+            Vec::new(),
+        )
+    });
+    for (sscc, found) in chain.into_iter().rev() {
+        custody.containers.insert(0, sscc);
+        excursions.extend(found.excursions.iter().cloned());
+        cache.insert(sscc, (custody.clone(), excursions.clone()));
+    }
+    Ok((custody, excursions))
+}
+
+/// Why a scanned pack is suspect.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Suspect {
+    UnknownGtin,
+    UnknownSerial,
+    LotMismatch { on_chain: String },
+    ExpiryMismatch { on_chain: u32 },
+    Expired { expiry: u32 },
+    Dispensed,
+    Destroyed,
+    Recalled { reason: String, height: u64 },
+    NotInCustody { custodian: String },
+    ColdChainExcursion { excursions: Vec<Excursion> },
+}
+
+/// The answer to a verification.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    pub verdict: &'static str,
+    pub reasons: Vec<Suspect>,
+    pub unit: UnitId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lot: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<UnitStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custody: Option<Custody>,
+}
+
+/// What a scan claims about a unit.
+#[derive(Clone, Debug, Default)]
+pub struct Claim {
+    pub lot: Option<String>,
+    /// YYMMDD as scanned.
+    pub expiry: Option<String>,
+}
+
+/// Verifies a scanned unit against the state at block time `now_ms`. `verifier_org` is the
+/// verifying organisation when it handles goods (custody is checked for it), `None` for
+/// auditors and regulators.
+pub fn verify(
+    state: &dyn StateRead,
+    now_ms: u64,
+    verifier_org: Option<&str>,
+    id: &UnitId,
+    claim: &Claim,
+) -> Result<Verdict, StateError> {
+    let mut verdict = Verdict {
+        verdict: "suspect",
+        reasons: Vec::new(),
+        unit: id.clone(),
+        lot: None,
+        expiry: None,
+        status: None,
+        custody: None,
+    };
+    let Some(registered) = product(state, &id.gtin)? else {
+        verdict.reasons.push(Suspect::UnknownGtin);
+        return Ok(verdict);
+    };
+    let Some(found) = unit(state, id)? else {
+        verdict.reasons.push(Suspect::UnknownSerial);
+        return Ok(verdict);
+    };
+    let today = date_of_ms(now_ms);
+    if let Some(lot) = &claim.lot
+        && *lot != found.lot
+    {
+        verdict.reasons.push(Suspect::LotMismatch {
+            on_chain: found.lot.clone(),
+        });
+    }
+    if let Some(expiry) = &claim.expiry {
+        let scanned = expiry_date(expiry, (today / 10_000) as i32).ok();
+        if scanned != Some(found.expiry) {
+            verdict.reasons.push(Suspect::ExpiryMismatch {
+                on_chain: found.expiry,
+            });
+        }
+    }
+    if found.expiry < today {
+        verdict.reasons.push(Suspect::Expired {
+            expiry: found.expiry,
+        });
+    }
+    match found.status {
+        UnitStatus::Active => {}
+        UnitStatus::Dispensed => verdict.reasons.push(Suspect::Dispensed),
+        UnitStatus::Destroyed => verdict.reasons.push(Suspect::Destroyed),
+    }
+    if let Some(notice) = lot(state, &id.gtin, &found.lot)?.and_then(|entry| entry.recall) {
+        verdict.reasons.push(Suspect::Recalled {
+            reason: notice.reason,
+            height: notice.height,
+        });
+    }
+    let mut cache = BTreeMap::new();
+    let (custody, inherited) = resolve(
+        state,
+        &found.owner,
+        &found.location,
+        found.shipment,
+        found.parent,
+        &mut cache,
+    )?;
+    if let Some(org) = verifier_org {
+        // A receiver verifying goods addressed to it, before it confirms receipt, is entitled.
+        let addressed_to_verifier = match custody.shipment {
+            Some(id) => shipment(state, &id)?.is_some_and(|entry| entry.to == org),
+            None => false,
+        };
+        if custody.custodian != org && !addressed_to_verifier {
+            verdict.reasons.push(Suspect::NotInCustody {
+                custodian: custody.custodian.clone(),
+            });
+        }
+    }
+    if let Some(range) = registered.spec.storage {
+        let excursions = cold_chain_excursions(state, now_ms, id, &found, &inherited, range)?;
+        if !excursions.is_empty() {
+            verdict
+                .reasons
+                .push(Suspect::ColdChainExcursion { excursions });
+        }
+    }
+    if verdict.reasons.is_empty() {
+        verdict.verdict = "genuine";
+    }
+    verdict.lot = Some(found.lot);
+    verdict.expiry = Some(found.expiry);
+    verdict.status = Some(found.status);
+    verdict.custody = Some(custody);
+    Ok(verdict)
+}
+
+/// Every recorded reading outside `range` that this unit was exposed to: on the unit, on the
+/// containers around it, in the shipments it travelled in, and at the locations it stayed at
+/// while it stayed there. At most `EXCURSIONS_KEPT_MAX` are returned.
+fn cold_chain_excursions(
+    state: &dyn StateRead,
+    now_ms: u64,
+    id: &UnitId,
+    found: &Unit,
+    inherited: &[Excursion],
+    range: TempRange,
+) -> Result<Vec<Excursion>, StateError> {
+    let mut out: Vec<Excursion> = Vec::new();
+    let mut add = |excursion: &Excursion| {
+        if !range.contains(excursion.milli_c)
+            && out.len() < EXCURSIONS_KEPT_MAX
+            && !out.contains(excursion)
+        {
+            out.push(excursion.clone());
+        }
+    };
+    found.excursions.iter().chain(inherited).for_each(&mut add);
+    let steps = trace(state, &Item::Unit(id.clone()))?;
+    for (position, entry) in steps.iter().enumerate() {
+        if let StepKind::Shipped {
+            shipment: ship_id, ..
+        } = &entry.step.kind
+            && let Some(found) = shipment(state, ship_id)?
+        {
+            found.excursions.iter().for_each(&mut add);
+        }
+        if let Some(location) = &entry.step.location {
+            let count = location_excursions_count(state, location)?;
+            if count == 0 {
+                continue;
+            }
+            let until = steps
+                .get(position + 1)
+                .map_or(now_ms, |next| next.step.time_ms);
+            for seq in 0..count {
+                if let Some(excursion) =
+                    read::<Excursion>(state, &key_location_excursion(location, seq))?
+                    && (entry.step.time_ms..=until).contains(&excursion.time_ms)
+                {
+                    add(&excursion);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One step of a trace, with the item whose history it comes from (the unit itself or a
+/// container it was packed in at the time).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TraceStep {
+    pub item: Item,
+    #[serde(flatten)]
+    pub step: Step,
+}
+
+/// The full custody timeline of an item: its own steps, and while it was packed, the steps of
+/// the containers around it, in chain order. Empty for an unknown item.
+pub fn trace(state: &dyn StateRead, item: &Item) -> Result<Vec<TraceStep>, StateError> {
+    let mut out = Vec::new();
+    trace_into(state, item, None, 0, &mut out)?;
+    Ok(out)
+}
+
+type Order = (u64, u32, u32);
+
+fn trace_into(
+    state: &dyn StateRead,
+    item: &Item,
+    window: Option<(Order, Order)>,
+    depth: usize,
+    out: &mut Vec<TraceStep>,
+) -> Result<(), StateError> {
+    if depth > NESTING_DEPTH_MAX {
+        return Ok(());
+    }
+    let history = match item {
+        Item::Unit(id) => unit(state, id)?.map(|found| found.history),
+        Item::Container(sscc) => container(state, sscc)?.map(|found| found.history),
+    }
+    .unwrap_or_default();
+    let inside = |step: &Step| match window {
+        Some((from, to)) => step.order() > from && step.order() < to,
+        None => true,
+    };
+    let steps: Vec<&Step> = history.iter().filter(|step| inside(step)).collect();
+    for (position, step) in steps.iter().enumerate() {
+        out.push(TraceStep {
+            item: item.clone(),
+            step: (*step).clone(),
+        });
+        if let StepKind::Packed { into } = &step.kind {
+            let end = steps
+                .get(position + 1)
+                .map_or((u64::MAX, u32::MAX, u32::MAX), |next| next.order());
+            let end = match window {
+                Some((_, to)) => end.min(to),
+                None => end,
+            };
+            trace_into(
+                state,
+                &Item::Container(*into),
+                Some((step.order(), end)),
+                depth + 1,
+                out,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// One affected unit in a recall report.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Affected {
+    pub serial: String,
+    pub status: UnitStatus,
+    #[serde(flatten)]
+    pub custody: Custody,
+}
+
+/// A recall report: every unit of the lot with its current custodian and location.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RecallReport {
+    pub gtin: Gtin,
+    pub lot: String,
+    pub recall: Option<RecallNotice>,
+    pub units_count: u64,
+    pub units: Vec<Affected>,
+}
+
+/// Lists every unit of a lot, with custody resolved through cases and pallets. `None` for an
+/// unknown lot.
+pub fn recall_report(
+    state: &dyn StateRead,
+    gtin: &Gtin,
+    lot_id: &str,
+) -> Result<Option<RecallReport>, StateError> {
+    let Some(entry) = lot(state, gtin, lot_id)? else {
+        return Ok(None);
+    };
+    let mut units = Vec::with_capacity(entry.units as usize);
+    let mut cache = BTreeMap::new();
+    for batch in 0..entry.batches {
+        let Some(found) = lot_batch(state, gtin, lot_id, batch)? else {
+            return Err(StateError::Store(format!(
+                "lot {lot_id} of {gtin} is missing batch {batch}"
+            )));
+        };
+        for serial in found.serials {
+            let id = UnitId {
+                gtin: *gtin,
+                serial,
+            };
+            let Some(found) = unit(state, &id)? else {
+                return Err(StateError::Store(format!("unit {id} is missing")));
+            };
+            let (custody, _) = resolve(
+                state,
+                &found.owner,
+                &found.location,
+                found.shipment,
+                found.parent,
+                &mut cache,
+            )?;
+            units.push(Affected {
+                serial: id.serial,
+                status: found.status,
+                custody,
+            });
+        }
+    }
+    Ok(Some(RecallReport {
+        gtin: *gtin,
+        lot: lot_id.to_string(),
+        recall: entry.recall,
+        units_count: entry.units,
+        units,
+    }))
+}

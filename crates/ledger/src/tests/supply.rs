@@ -1,0 +1,665 @@
+//! Tests of the supply chain: the lifecycle of units and containers, custody that passes only on
+//! receipt, the verification verdict with each of its reasons, cold chain, recall and trace.
+
+use medledger_types::{
+    CapturedEvent, Gtin, Item, Place, ProductSpec, Reading, Sscc, StepKind, SupplyOp, TempRange,
+    UnitId, UnitStatus, shipment_id,
+};
+
+use super::*;
+use crate::supply::{self, Claim, Suspect};
+
+/// 2026-01-01T00:00:00Z.
+const JAN_2026_MS: u64 = 1_767_225_600_000;
+
+fn gtin() -> Gtin {
+    Gtin::parse("09506000134352").expect("valid GTIN")
+}
+fn other_gtin() -> Gtin {
+    Gtin::parse("09506000134369").expect("valid GTIN")
+}
+fn sscc(n: u8) -> Sscc {
+    let body = format!("1061414100000000{n}");
+    let check = medledger_types::gs1_check_digit(body.as_bytes()) as char;
+    Sscc::parse(&format!("{body}{check}")).expect("valid SSCC")
+}
+fn unit(serial: &str) -> UnitId {
+    UnitId {
+        gtin: gtin(),
+        serial: serial.into(),
+    }
+}
+fn item(serial: &str) -> Item {
+    Item::Unit(unit(serial))
+}
+
+/// A chain with a manufacturer (org `a`, through a manufacturer member) and a pharmacy (org `b`,
+/// through a pharmacy member), a registered 2–8 °C product and a lot `L1` of serials 1 to 6.
+struct Supply {
+    chain: Chain,
+    maker: SecretKey,
+    pharmacy: SecretKey,
+    sensor: SecretKey,
+}
+
+impl Supply {
+    fn new() -> Supply {
+        let mut chain = Chain::new();
+        chain.time_base_ms = JAN_2026_MS;
+        let (org_a, org_b) = (chain.org_a.clone(), chain.org_b.clone());
+        let maker = SecretKey::from_seed(30);
+        let pharmacy = SecretKey::from_seed(31);
+        let sensor = SecretKey::from_seed(32);
+        chain.enrol(&org_a, &maker, Role::Manufacturer);
+        chain.enrol(&org_b, &pharmacy, Role::Pharmacy);
+        chain.enrol(&org_a, &sensor, Role::Device);
+        let mut supply = Supply {
+            chain,
+            maker,
+            pharmacy,
+            sensor,
+        };
+        let registered = supply.maker(vec![SupplyOp::RegisterProduct {
+            product: ProductSpec {
+                gtin: gtin(),
+                name: "Insulin glargine 100 U/ml pen".into(),
+                storage: Some(TempRange {
+                    min_milli_c: 2_000,
+                    max_milli_c: 8_000,
+                }),
+            },
+        }]);
+        assert_eq!(registered, Outcome::Committed);
+        let commissioned = supply.maker(vec![commission(
+            "L1",
+            "271231",
+            &["1", "2", "3", "4", "5", "6"],
+        )]);
+        assert_eq!(commissioned, Outcome::Committed);
+        supply
+    }
+
+    fn ops(&mut self, key: &SecretKey, ops: Vec<SupplyOp>) -> Outcome {
+        let tx = self.chain.tx(key, Payload::Supply { ops });
+        self.chain.one(tx)
+    }
+    fn maker(&mut self, ops: Vec<SupplyOp>) -> Outcome {
+        let key = self.maker.clone();
+        self.ops(&key, ops)
+    }
+    fn pharmacy(&mut self, ops: Vec<SupplyOp>) -> Outcome {
+        let key = self.pharmacy.clone();
+        self.ops(&key, ops)
+    }
+
+    fn state(&self) -> Snapshot<'_, MemoryTree> {
+        Snapshot {
+            reader: &self.chain.tree,
+            version: Some(self.chain.height),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.chain.time_base_ms + 1_000 + self.chain.height
+    }
+
+    fn verify(&self, org: Option<&str>, serial: &str, claim: Claim) -> supply::Verdict {
+        supply::verify(&self.state(), self.now_ms(), org, &unit(serial), &claim).expect("verify")
+    }
+
+    fn reasons(&self, org: Option<&str>, serial: &str) -> Vec<&'static str> {
+        self.verify(org, serial, Claim::default())
+            .reasons
+            .iter()
+            .map(reason_name)
+            .collect()
+    }
+
+    /// Ships `items` from the manufacturer to the pharmacy and returns the shipment id.
+    fn ship_to_pharmacy(&mut self, items: Vec<Item>) -> Hash {
+        let tx = self.chain.tx(
+            &self.maker.clone(),
+            Payload::Supply {
+                ops: vec![SupplyOp::Ship {
+                    to: "b".into(),
+                    items,
+                    location: None,
+                }],
+            },
+        );
+        let id = shipment_id(&tx.id(), 0);
+        assert_eq!(self.chain.one(tx), Outcome::Committed);
+        id
+    }
+}
+
+fn commission(lot: &str, expiry: &str, serials: &[&str]) -> SupplyOp {
+    SupplyOp::Commission {
+        gtin: gtin(),
+        lot: lot.into(),
+        expiry: expiry.into(),
+        serials: serials.iter().map(|s| s.to_string()).collect(),
+        location: Some("0614141000005".into()),
+    }
+}
+
+fn reason_name(reason: &Suspect) -> &'static str {
+    match reason {
+        Suspect::UnknownGtin => "unknown_gtin",
+        Suspect::UnknownSerial => "unknown_serial",
+        Suspect::LotMismatch { .. } => "lot_mismatch",
+        Suspect::ExpiryMismatch { .. } => "expiry_mismatch",
+        Suspect::Expired { .. } => "expired",
+        Suspect::Dispensed => "dispensed",
+        Suspect::Destroyed => "destroyed",
+        Suspect::Recalled { .. } => "recalled",
+        Suspect::NotInCustody { .. } => "not_in_custody",
+        Suspect::ColdChainExcursion { .. } => "cold_chain_excursion",
+    }
+}
+
+#[test]
+fn commissioning_is_checked_and_all_or_nothing() {
+    let mut s = Supply::new();
+    let cases: Vec<(SupplyOp, &str)> = vec![
+        (commission("L1", "271231", &["1"]), "unit_exists"),
+        (commission("L2", "271231", &["7", "7"]), "duplicate_item"),
+        (commission("L1", "280101", &["7"]), "lot_expiry_mismatch"),
+        (commission("L3", "271301", &["7"]), "invalid_supply_op"),
+        (
+            commission("L3", "271231", &["bad serial"]),
+            "invalid_supply_op",
+        ),
+        (commission("L3", "271231", &[]), "invalid_supply_op"),
+        (commission("L 3", "271231", &["7"]), "invalid_supply_op"),
+        (
+            SupplyOp::Commission {
+                gtin: other_gtin(),
+                lot: "L1".into(),
+                expiry: "271231".into(),
+                serials: vec!["1".into()],
+                location: None,
+            },
+            "unknown_product",
+        ),
+    ];
+    for (op, code) in cases {
+        let outcome = s.maker(vec![op.clone()]);
+        assert_eq!(rejected(&outcome), code, "{op:?}");
+    }
+    // Only the product's manufacturer commissions it, and only goods handlers act at all.
+    let outcome = s.pharmacy(vec![commission("L9", "271231", &["9"])]);
+    assert_eq!(rejected(&outcome), "not_the_manufacturer");
+    let outcome = s.ops(&s.sensor.clone(), vec![commission("L9", "271231", &["9"])]);
+    assert_eq!(rejected(&outcome), "not_a_supply_actor");
+    // A refused operation undoes the earlier ones of its transaction.
+    let outcome = s.maker(vec![
+        commission("L4", "271231", &["10", "11"]),
+        commission("L4", "271231", &["1x", "10"]),
+    ]);
+    assert_eq!(rejected(&outcome), "unit_exists");
+    assert_eq!(supply::unit(&s.state(), &unit("10")).expect("read"), None);
+    assert_eq!(supply::lot(&s.state(), &gtin(), "L4").expect("read"), None);
+    // A second registration of the same GTIN is refused.
+    let outcome = s.maker(vec![SupplyOp::RegisterProduct {
+        product: ProductSpec {
+            gtin: gtin(),
+            name: "again".into(),
+            storage: None,
+        },
+    }]);
+    assert_eq!(rejected(&outcome), "product_exists");
+    // Day 00 is the month's last day; the lot keeps one expiry.
+    assert_eq!(
+        s.maker(vec![commission("L5", "280200", &["50"])]),
+        Outcome::Committed
+    );
+    let found = supply::unit(&s.state(), &unit("50"))
+        .expect("read")
+        .expect("unit");
+    assert_eq!(found.expiry, 20280229);
+    let lot = supply::lot(&s.state(), &gtin(), "L1")
+        .expect("read")
+        .expect("lot");
+    assert_eq!((lot.units, lot.batches, lot.expiry), (6, 1, 20271231));
+}
+
+#[test]
+fn custody_passes_only_when_the_receiver_confirms() {
+    let mut s = Supply::new();
+    let outcome = s.maker(vec![SupplyOp::Pack {
+        parent: sscc(1),
+        children: vec![item("1"), item("2")],
+        location: None,
+    }]);
+    assert_eq!(outcome, Outcome::Committed);
+    // A packed unit cannot be shipped alone, and the case cannot be packed into itself.
+    let outcome = s.maker(vec![SupplyOp::Ship {
+        to: "b".into(),
+        items: vec![item("1")],
+        location: None,
+    }]);
+    assert_eq!(rejected(&outcome), "packed");
+    let outcome = s.maker(vec![SupplyOp::Pack {
+        parent: sscc(2),
+        children: vec![Item::Container(sscc(2))],
+        location: None,
+    }]);
+    assert_eq!(rejected(&outcome), "unknown_item");
+    // Nest the case in a pallet and ship the pallet.
+    assert_eq!(
+        s.maker(vec![SupplyOp::Pack {
+            parent: sscc(9),
+            children: vec![Item::Container(sscc(1)), item("3")],
+            location: None,
+        }]),
+        Outcome::Committed
+    );
+    let shipment = s.ship_to_pharmacy(vec![Item::Container(sscc(9))]);
+    // In transit: still the manufacturer's; the pharmacy is entitled to verify it, a third party
+    // is not; the manufacturer can no longer move it.
+    assert_eq!(s.reasons(Some("b"), "1"), Vec::<&str>::new());
+    assert_eq!(s.reasons(Some("c"), "1"), vec!["not_in_custody"]);
+    let custody = s
+        .verify(None, "1", Claim::default())
+        .custody
+        .expect("custody");
+    assert_eq!(custody.custodian, "a");
+    assert_eq!(custody.containers, vec![sscc(1), sscc(9)]);
+    assert_eq!(custody.shipment, Some(shipment));
+    let outcome = s.maker(vec![SupplyOp::Unpack {
+        parent: sscc(9),
+        children: vec![],
+        location: None,
+    }]);
+    assert_eq!(rejected(&outcome), "in_transit");
+    // Only the addressee receives, once.
+    let receive = SupplyOp::Receive {
+        shipment,
+        location: Some("0614141000012".into()),
+    };
+    assert_eq!(
+        rejected(&s.maker(vec![receive.clone()])),
+        "not_the_receiver"
+    );
+    assert_eq!(s.pharmacy(vec![receive.clone()]), Outcome::Committed);
+    assert_eq!(rejected(&s.pharmacy(vec![receive])), "already_received");
+    let custody = s
+        .verify(None, "1", Claim::default())
+        .custody
+        .expect("custody");
+    assert_eq!(custody.custodian, "b");
+    assert_eq!(custody.location.as_deref(), Some("0614141000012"));
+    assert_eq!(s.reasons(Some("a"), "1"), vec!["not_in_custody"]);
+    // The pharmacy unpacks down to the unit and dispenses it; it can return it to stock once.
+    assert_eq!(
+        s.pharmacy(vec![
+            SupplyOp::Unpack {
+                parent: sscc(9),
+                children: vec![],
+                location: None,
+            },
+            SupplyOp::Unpack {
+                parent: sscc(1),
+                children: vec![item("1")],
+                location: None,
+            },
+        ]),
+        Outcome::Committed
+    );
+    let dispense = |status| SupplyOp::SetStatus {
+        units: vec![unit("1")],
+        status,
+    };
+    assert_eq!(
+        s.pharmacy(vec![dispense(UnitStatus::Dispensed)]),
+        Outcome::Committed
+    );
+    assert_eq!(s.reasons(Some("b"), "1"), vec!["dispensed"]);
+    assert_eq!(
+        rejected(&s.pharmacy(vec![dispense(UnitStatus::Dispensed)])),
+        "bad_status_change"
+    );
+    assert_eq!(
+        s.pharmacy(vec![dispense(UnitStatus::Active)]),
+        Outcome::Committed
+    );
+    assert_eq!(
+        s.pharmacy(vec![dispense(UnitStatus::Destroyed)]),
+        Outcome::Committed
+    );
+    assert_eq!(s.reasons(Some("b"), "1"), vec!["destroyed"]);
+    assert_eq!(
+        rejected(&s.pharmacy(vec![dispense(UnitStatus::Active)])),
+        "bad_status_change"
+    );
+    // Unit 2 is still in its case, so it cannot be dispensed on its own.
+    let outcome = s.pharmacy(vec![SupplyOp::SetStatus {
+        units: vec![unit("2")],
+        status: UnitStatus::Dispensed,
+    }]);
+    assert_eq!(rejected(&outcome), "packed");
+
+    // The trace of unit 2 runs through its case and the pallet, each step with its block.
+    let steps = supply::trace(&s.state(), &item("2")).expect("trace");
+    let kinds: Vec<(String, &'static str)> = steps
+        .iter()
+        .map(|step| {
+            let kind = match step.step.kind {
+                StepKind::Commissioned => "commissioned",
+                StepKind::Packed { .. } => "packed",
+                StepKind::Unpacked { .. } => "unpacked",
+                StepKind::Shipped { .. } => "shipped",
+                StepKind::Received { .. } => "received",
+                StepKind::Dispensed => "dispensed",
+                StepKind::ReturnedToStock => "returned",
+                StepKind::Destroyed => "destroyed",
+            };
+            (step.item.to_string(), kind)
+        })
+        .collect();
+    let case = format!("(00){}", sscc(1));
+    let pallet = format!("(00){}", sscc(9));
+    let unit2 = item("2").to_string();
+    assert_eq!(
+        kinds,
+        vec![
+            (unit2.clone(), "commissioned"),
+            (unit2.clone(), "packed"),
+            (case.clone(), "packed"),
+            (pallet.clone(), "shipped"),
+            (pallet.clone(), "received"),
+            (case.clone(), "unpacked"),
+        ]
+    );
+    assert!(
+        steps
+            .windows(2)
+            .all(|w| w[0].step.order() < w[1].step.order())
+    );
+}
+
+#[test]
+fn verification_names_every_reason_that_applies() {
+    let mut s = Supply::new();
+    assert_eq!(
+        s.verify(Some("a"), "1", Claim::default()).verdict,
+        "genuine"
+    );
+    let claim = Claim {
+        lot: Some("L2".into()),
+        expiry: Some("271130".into()),
+    };
+    let names: Vec<_> = s
+        .verify(Some("a"), "1", claim)
+        .reasons
+        .iter()
+        .map(reason_name)
+        .collect();
+    assert_eq!(names, vec!["lot_mismatch", "expiry_mismatch"]);
+    let claim = Claim {
+        lot: Some("L1".into()),
+        expiry: Some("271231".into()),
+    };
+    assert_eq!(s.verify(Some("a"), "1", claim).verdict, "genuine");
+    assert_eq!(s.reasons(Some("a"), "999"), vec!["unknown_serial"]);
+    let verdict = supply::verify(
+        &s.state(),
+        s.now_ms(),
+        Some("a"),
+        &UnitId {
+            gtin: other_gtin(),
+            serial: "1".into(),
+        },
+        &Claim::default(),
+    )
+    .expect("verify");
+    assert_eq!(verdict.reasons, vec![Suspect::UnknownGtin]);
+    // Expired: a lot that expired at the end of 2025 (day 00 of December 2025).
+    assert_eq!(
+        s.maker(vec![commission("OLD", "251200", &["old"])]),
+        Outcome::Committed
+    );
+    assert_eq!(s.reasons(Some("a"), "old"), vec!["expired"]);
+
+    // A recall answers from the next block; only the manufacturer recalls, once.
+    let recall = SupplyOp::Recall {
+        gtin: gtin(),
+        lot: "L1".into(),
+        reason: "sterility".into(),
+    };
+    assert_eq!(
+        rejected(&s.pharmacy(vec![recall.clone()])),
+        "not_the_manufacturer"
+    );
+    assert_eq!(s.maker(vec![recall.clone()]), Outcome::Committed);
+    assert_eq!(rejected(&s.maker(vec![recall])), "already_recalled");
+    let unknown_lot = SupplyOp::Recall {
+        gtin: gtin(),
+        lot: "NOPE".into(),
+        reason: "x".into(),
+    };
+    assert_eq!(rejected(&s.maker(vec![unknown_lot])), "unknown_lot");
+    assert_eq!(s.reasons(Some("a"), "1"), vec!["recalled"]);
+    assert_eq!(s.reasons(Some("a"), "old"), vec!["expired"]);
+    // An auditor (no organisation of custody) gets no custody reason.
+    assert_eq!(s.reasons(None, "1"), vec!["recalled"]);
+    assert_eq!(
+        s.reasons(Some("b"), "1"),
+        vec!["recalled", "not_in_custody"]
+    );
+}
+
+#[test]
+fn the_recall_report_finds_units_inside_cases_and_pallets() {
+    let mut s = Supply::new();
+    assert_eq!(
+        s.maker(vec![
+            SupplyOp::Pack {
+                parent: sscc(1),
+                children: vec![item("1"), item("2")],
+                location: None,
+            },
+            SupplyOp::Pack {
+                parent: sscc(9),
+                children: vec![Item::Container(sscc(1)), item("3")],
+                location: None,
+            },
+        ]),
+        Outcome::Committed
+    );
+    let shipment = s.ship_to_pharmacy(vec![Item::Container(sscc(9)), item("4")]);
+    assert_eq!(
+        s.pharmacy(vec![SupplyOp::Receive {
+            shipment,
+            location: Some("0614141000012".into()),
+        }]),
+        Outcome::Committed
+    );
+    let report = supply::recall_report(&s.state(), &gtin(), "L1")
+        .expect("report")
+        .expect("lot exists");
+    assert_eq!(report.units_count, 6);
+    let rows: Vec<(String, String, usize)> = report
+        .units
+        .iter()
+        .map(|row| {
+            (
+                row.serial.clone(),
+                row.custody.custodian.clone(),
+                row.custody.containers.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("1".into(), "b".into(), 2),
+            ("2".into(), "b".into(), 2),
+            ("3".into(), "b".into(), 1),
+            ("4".into(), "b".into(), 0),
+            ("5".into(), "a".into(), 0),
+            ("6".into(), "a".into(), 0),
+        ]
+    );
+    assert_eq!(
+        supply::recall_report(&s.state(), &gtin(), "L9").expect("report"),
+        None
+    );
+}
+
+#[test]
+fn cold_chain_readings_flag_what_was_exposed() {
+    let mut s = Supply::new();
+    let sensor = s.sensor.public_key();
+    let shipment = s.ship_to_pharmacy(vec![item("1"), item("2")]);
+    // The sensor must be a device of the acting organisation and be placed before it reports.
+    let readings = |milli_c| SupplyOp::Readings {
+        device: sensor,
+        place: None,
+        readings: vec![Reading {
+            time_ms: JAN_2026_MS,
+            milli_c,
+        }],
+    };
+    let key = s.sensor.clone();
+    assert_eq!(
+        rejected(&s.ops(&key, vec![readings(9_000)])),
+        "sensor_not_attached"
+    );
+    let attach = SupplyOp::AttachSensor {
+        device: s.pharmacy.public_key(),
+        place: Place::Shipment(shipment),
+        band: None,
+    };
+    assert_eq!(rejected(&s.maker(vec![attach])), "not_a_device");
+    let attach = SupplyOp::AttachSensor {
+        device: sensor,
+        place: Place::Shipment(shipment),
+        band: None,
+    };
+    assert_eq!(s.maker(vec![attach]), Outcome::Committed);
+    // A device cannot move goods.
+    let ship = SupplyOp::Ship {
+        to: "b".into(),
+        items: vec![item("3")],
+        location: None,
+    };
+    assert_eq!(rejected(&s.ops(&key, vec![ship])), "not_a_supply_actor");
+    // Inside the range: nothing. Outside: both units in the shipment are flagged.
+    assert_eq!(s.ops(&key, vec![readings(5_000)]), Outcome::Committed);
+    assert_eq!(s.reasons(Some("b"), "1"), Vec::<&str>::new());
+    assert_eq!(s.ops(&key, vec![readings(9_500)]), Outcome::Committed);
+    assert_eq!(s.reasons(Some("b"), "1"), vec!["cold_chain_excursion"]);
+    assert_eq!(s.reasons(Some("b"), "2"), vec!["cold_chain_excursion"]);
+    assert_eq!(s.reasons(Some("a"), "3"), Vec::<&str>::new());
+    // The flag stays after receipt.
+    assert_eq!(
+        s.pharmacy(vec![SupplyOp::Receive {
+            shipment,
+            location: Some("FRIDGE-1".into()),
+        }]),
+        Outcome::Committed
+    );
+    assert_eq!(s.reasons(Some("b"), "1"), vec!["cold_chain_excursion"]);
+
+    // A location sensor with an alarm band: a reading at the manufacturer's store while units
+    // 3 and 4 are there flags them, and not units that arrive later.
+    let store = "0614141000005".to_string();
+    let attach = SupplyOp::AttachSensor {
+        device: sensor,
+        place: Place::Location(store.clone()),
+        band: Some(TempRange {
+            min_milli_c: 2_000,
+            max_milli_c: 8_000,
+        }),
+    };
+    assert_eq!(s.maker(vec![attach]), Outcome::Committed);
+    let at = s.now_ms() + 1;
+    let outcome = s.ops(
+        &key,
+        vec![SupplyOp::Readings {
+            device: sensor,
+            place: None,
+            readings: vec![Reading {
+                time_ms: at,
+                milli_c: 12_000,
+            }],
+        }],
+    );
+    assert_eq!(outcome, Outcome::Committed);
+    assert_eq!(s.reasons(Some("a"), "3"), vec!["cold_chain_excursion"]);
+    assert_eq!(
+        s.maker(vec![commission("L7", "271231", &["late"])]),
+        Outcome::Committed
+    );
+    assert_eq!(s.reasons(Some("a"), "late"), Vec::<&str>::new());
+    // Readings named on items flag those items only.
+    let outcome = s.maker(vec![SupplyOp::Readings {
+        device: sensor,
+        place: Some(Place::Items(vec![item("5")])),
+        readings: vec![Reading {
+            time_ms: at,
+            milli_c: -1_000,
+        }],
+    }]);
+    assert_eq!(outcome, Outcome::Committed);
+    assert_eq!(
+        s.reasons(Some("a"), "5").last(),
+        Some(&"cold_chain_excursion")
+    );
+}
+
+#[test]
+fn capturing_an_event_twice_changes_nothing() {
+    let mut s = Supply::new();
+    let node = SecretKey::from_seed(1);
+    let event = |hash: u8, serial: &str| CapturedEvent {
+        hash: Hash([hash; 32]),
+        body: "{\"type\":\"ObjectEvent\"}".into(),
+        ops: vec![commission("L1", "271231", &[serial])],
+    };
+    let capture = |events| Payload::CaptureEpcis {
+        capturer: s.maker.public_key(),
+        events,
+    };
+    let tx = s.chain.tx(&node, capture(vec![event(1, "100")]));
+    assert_eq!(s.chain.one(tx), Outcome::Committed);
+    // The same event again (even with other steps attached) is skipped; a new one applies.
+    let tx = s
+        .chain
+        .tx(&node, capture(vec![event(1, "101"), event(2, "102")]));
+    assert_eq!(s.chain.one(tx), Outcome::Committed);
+    assert!(
+        supply::unit(&s.state(), &unit("100"))
+            .expect("read")
+            .is_some()
+    );
+    assert!(
+        supply::unit(&s.state(), &unit("101"))
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        supply::unit(&s.state(), &unit("102"))
+            .expect("read")
+            .is_some()
+    );
+    assert!(
+        supply::event(&s.state(), &Hash([2; 32]))
+            .expect("read")
+            .is_some()
+    );
+    // A capturer from another organisation, or a member signing the capture itself, is refused.
+    let tx = s.chain.tx(
+        &node,
+        Payload::CaptureEpcis {
+            capturer: s.pharmacy.public_key(),
+            events: vec![event(3, "103")],
+        },
+    );
+    assert_eq!(rejected(&s.chain.one(tx)), "not_a_supply_actor");
+    let maker = s.maker.clone();
+    let tx = s.chain.tx(&maker, capture(vec![event(4, "104")]));
+    assert_eq!(rejected(&s.chain.one(tx)), "not_a_custodian");
+}
