@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use medledger_crypto::{Hash, PublicKey};
 use medledger_fhir::{FhirError, Issue, IssueType, Severity};
 use medledger_ledger::Authority;
-use medledger_node::records::{ImportItem, ReadRequest, Records, RecordsError};
+use medledger_node::records::{ImportItem, ReadRequest, Records, ServiceError};
 use medledger_types::{AccessRule, Purpose, RECORD_CATEGORIES, Role};
 use serde_json::{Value, json};
 
@@ -89,23 +89,25 @@ impl From<AuthError> for FhirFailure {
     }
 }
 
-impl From<RecordsError> for FhirFailure {
-    fn from(error: RecordsError) -> Self {
+impl From<ServiceError> for FhirFailure {
+    fn from(error: ServiceError) -> Self {
         let (status, code) = match &error {
-            RecordsError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, IssueType::Login),
-            RecordsError::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
-            RecordsError::NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
-            RecordsError::Gone(_) => (StatusCode::GONE, IssueType::Deleted),
-            RecordsError::Invalid(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
-            RecordsError::Conflict(_) => (StatusCode::CONFLICT, IssueType::Conflict),
-            RecordsError::Refused { code, .. } if code == "request_replayed" => {
+            ServiceError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, IssueType::Login),
+            ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
+            ServiceError::Gone(_) => (StatusCode::GONE, IssueType::Deleted),
+            ServiceError::Invalid(_) | ServiceError::InvalidDocument { .. } => {
+                (StatusCode::BAD_REQUEST, IssueType::Invalid)
+            }
+            ServiceError::Conflict(_) => (StatusCode::CONFLICT, IssueType::Conflict),
+            ServiceError::Refused { code, .. } if code == "request_replayed" => {
                 (StatusCode::CONFLICT, IssueType::Duplicate)
             }
-            RecordsError::Refused { .. } => {
+            ServiceError::Refused { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule)
             }
-            RecordsError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
-            RecordsError::Node(_) | RecordsError::Vault(_) => {
+            ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+            ServiceError::Node(_) | ServiceError::Vault(_) => {
                 tracing::error!(%error, "records request failed inside the node");
                 (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception)
             }
@@ -199,7 +201,7 @@ fn records(state: &AppState) -> FhirResult<Records> {
 }
 
 #[allow(clippy::disallowed_methods)]
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     // The API is a shell: the clock bounds how long a signed request stays valid, and never
     // reaches the ledger.
     std::time::SystemTime::now()

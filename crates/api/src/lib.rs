@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod fhir;
+mod supply;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use medledger_crypto::{Hash, PublicKey};
 use medledger_ledger::TxError;
 use medledger_ledger::light::LightProof;
 use medledger_node::records::Records;
+use medledger_node::supply::Supply;
 use medledger_node::{Inserted, MempoolError, Node, NodeError, SubmitError, TxStatus};
 use medledger_types::{Height, Tx};
 use serde::{Deserialize, Serialize};
@@ -150,6 +152,7 @@ type ApiResult<T> = Result<T, ApiError>;
 pub struct AppState {
     pub node: Node,
     pub records: Option<Records>,
+    pub supply: Option<Supply>,
     pub replay: Arc<auth::ReplayGuard>,
 }
 
@@ -159,15 +162,17 @@ impl FromRef<AppState> for Node {
     }
 }
 
-/// Builds the router over a running node (and its records service, if any).
-pub fn router(node: Node, records: Option<Records>) -> Router {
+/// Builds the router over a running node (and its records and supply services, if any).
+pub fn router(node: Node, records: Option<Records>, supply: Option<Supply>) -> Router {
     let app = AppState {
         node,
         records,
+        supply,
         replay: Arc::new(auth::ReplayGuard::default()),
     };
     Router::new()
         .merge(fhir::routes())
+        .merge(supply::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -601,7 +606,7 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
 #[openapi(
     info(
         title = "medledger node API",
-        description = "Submit signed transactions; read blocks, receipts and state with light-client proofs; FHIR R4 records under patient consent (/fhir), every read audited on chain first."
+        description = "Submit signed transactions; read blocks, receipts and state with light-client proofs; FHIR R4 records under patient consent (/fhir), every read audited on chain first; the drug supply chain (/v1/supply: verification, recall reports, traces, labels) and EPCIS 2.0 capture and query (/epcis)."
     ),
     paths(
         health,
@@ -625,7 +630,14 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
         fhir::search_kind,
         fhir::operation,
         fhir::me,
-        fhir::bind
+        fhir::bind,
+        supply::verify,
+        supply::recall_report,
+        supply::trace,
+        supply::label,
+        supply::product,
+        supply::capture,
+        supply::events
     ),
     components(schemas(ErrorBody, ErrorDetail, SubmitRequest)),
     modifiers(&SignedRequests)
@@ -657,9 +669,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Node,
     records: Option<Records>,
+    supply: Option<Supply>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node, records))
+    axum::serve(listener, router(node, records, supply))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -138,7 +138,7 @@ fn subset(bundle: &Value, count: usize) -> Result<Value> {
     Ok(out)
 }
 
-fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -146,7 +146,7 @@ fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-fn enrol(client: &Client, root: &SecretKey, key: &SecretKey, role: &str) -> Result<()> {
+pub(crate) fn enrol(client: &Client, root: &SecretKey, key: &SecretKey, role: &str) -> Result<()> {
     let id = client.submit(
         root,
         medledger_types::Payload::Enrol {
@@ -323,40 +323,70 @@ pub fn run(args: RecordsBenchArgs) -> Result<()> {
         "reading {} records at {} reads/s with {} clients",
         args.reads, args.read_rate, args.read_clients
     );
-    let interval = Duration::from_secs_f64(1.0 / args.read_rate.max(1) as f64);
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now() + Duration::from_millis(100);
-    let latencies = std::sync::Mutex::new(Vec::with_capacity(args.reads));
-    let statuses = std::sync::Mutex::new(BTreeMap::<u16, usize>::new());
     let access = AccessHeaders {
         purpose: Some("TREAT".into()),
         ..AccessHeaders::default()
     };
+    let run = open_loop(paths.len(), args.read_rate, args.read_clients, |n| {
+        signed(&client, &author, "GET", &paths[n], b"", &access).map_or(0, |(status, _)| status)
+    });
+    println!(
+        "reads: {} in {:.2} s = {:.0} reads/s; latency {}; statuses {:?}",
+        run.latencies.len(),
+        run.seconds,
+        run.latencies.len() as f64 / run.seconds,
+        run.summary(),
+        run.statuses,
+    );
+    Ok(())
+}
+
+/// What an open-loop run measured.
+pub(crate) struct OpenLoop {
+    /// Sorted, each from the request's scheduled time.
+    pub latencies: Vec<Duration>,
+    pub statuses: BTreeMap<u16, usize>,
+    pub seconds: f64,
+}
+
+impl OpenLoop {
+    pub fn summary(&self) -> String {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            percentile(&self.latencies, 0.50),
+            percentile(&self.latencies, 0.99),
+            percentile(&self.latencies, 1.0)
+        )
+    }
+}
+
+/// Sends `count` requests at a fixed offered `rate` from `clients` threads (open loop: latency is
+/// measured from each request's scheduled time, so a slow server cannot hide queueing).
+/// `request(n)` sends the n-th and returns its HTTP status (0 for a transport failure).
+pub(crate) fn open_loop(
+    count: usize,
+    rate: u64,
+    clients: usize,
+    request: impl Fn(usize) -> u16 + Sync,
+) -> OpenLoop {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let next = AtomicUsize::new(0);
+    let start = Instant::now() + Duration::from_millis(100);
+    let latencies = std::sync::Mutex::new(Vec::with_capacity(count));
+    let statuses = std::sync::Mutex::new(BTreeMap::<u16, usize>::new());
     std::thread::scope(|scope| {
-        for _ in 0..args.read_clients {
-            let (next, client, author, paths, latencies, statuses, access) = (
-                next.clone(),
-                client.clone(),
-                author.clone(),
-                &paths,
-                &latencies,
-                &statuses,
-                &access,
-            );
-            scope.spawn(move || {
+        for _ in 0..clients.max(1) {
+            scope.spawn(|| {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= paths.len() {
+                    if n >= count {
                         return;
                     }
                     let due = start + interval * n as u32;
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    let status = match signed(&client, &author, "GET", &paths[n], b"", access) {
-                        Ok((status, _)) => status,
-                        Err(_) => 0,
-                    };
+                    let status = request(n);
                     let latency = due.elapsed();
                     latencies
                         .lock()
@@ -371,17 +401,12 @@ pub fn run(args: RecordsBenchArgs) -> Result<()> {
             });
         }
     });
-    let read_seconds = start.elapsed().as_secs_f64();
+    let seconds = start.elapsed().as_secs_f64();
     let mut latencies = latencies.into_inner().unwrap_or_else(|p| p.into_inner());
     latencies.sort();
-    let statuses = statuses.into_inner().unwrap_or_else(|p| p.into_inner());
-    println!(
-        "reads: {} in {read_seconds:.2} s = {:.0} reads/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; statuses {statuses:?}",
-        latencies.len(),
-        latencies.len() as f64 / read_seconds,
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
-    );
-    Ok(())
+    OpenLoop {
+        latencies,
+        statuses: statuses.into_inner().unwrap_or_else(|p| p.into_inner()),
+        seconds,
+    }
 }

@@ -5,10 +5,12 @@
 
 mod bench;
 mod bench_records;
+mod bench_supply;
 mod client;
 mod devnet;
 mod home;
 mod records;
+mod supply;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -154,11 +156,25 @@ enum Command {
         #[command(subcommand)]
         command: records::ConsentCommand,
     },
+    /// The drug supply chain: register, commission, pack, ship, receive, dispense, recall,
+    /// verify, trace, labels, cold chain and EPCIS capture and query.
+    Supply {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: supply::SupplyCommand,
+    },
     /// Load a node with signed transactions and report throughput and commit latency.
     Bench(bench::BenchArgs),
     /// Measure health records through the FHIR face: import rate, then consent-checked read
     /// latency at a fixed rate, each read's access event committed first.
     BenchRecords(bench_records::RecordsBenchArgs),
+    /// Measure the supply chain: commissioning throughput, verification latency at a fixed
+    /// rate, and the recall report of a lot.
+    BenchSupply(bench_supply::SupplyBenchArgs),
     /// Measure this machine's limits: signature verification, hashing and fsync.
     BenchCrypto {
         /// Where to measure fsync: put it on the disk the node's data lives on.
@@ -381,12 +397,16 @@ fn run(cli: Cli) -> Result<i32> {
             no_wait,
             command,
         } => return records::run_consent(&Client::new(&node), &key, no_wait, command),
+        Command::Supply { node, key, command } => {
+            return supply::run(&Client::new(&node), &key, command);
+        }
         Command::Proof {
             command: ProofCommand::Verify { proof, genesis },
         } => return verify_proof(&proof, &genesis),
         Command::Verify { home } => return verify_store(&home),
         Command::Bench(args) => bench::run(args)?,
         Command::BenchRecords(args) => bench_records::run(args)?,
+        Command::BenchSupply(args) => bench_supply::run(args)?,
         Command::BenchCrypto { dir } => bench::crypto(&dir)?,
     }
     Ok(0)
@@ -479,6 +499,10 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
         let records = Records::open(node.clone(), std::sync::Arc::new(vault))
             .context("opening the records service")?;
         tokio::spawn(records.clone().follow_erasures());
+        // The supply chain: the EPCIS index beside the ledger, following committed blocks.
+        let supply = medledger_node::supply::Supply::open(node.clone(), &home.join(&config.data_dir).join("epcis"))
+            .context("opening the EPCIS index")?;
+        tokio::spawn(supply.clone().follow_events());
         let engine_failed = async {
             match engine_task {
                 Some(task) => match task.await {
@@ -489,7 +513,7 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
                 None => std::future::pending().await,
             }
         };
-        medledger_api::serve(listener, node.clone(), Some(records), async {
+        medledger_api::serve(listener, node.clone(), Some(records), Some(supply), async {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
                 reason = engine_failed => tracing::error!(%reason, "stopping"),

@@ -7,12 +7,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{
     CONDITION, LAB_OBSERVATION, PATIENT_ID, TestNode, medledger, public_key_of, stdout, synthea,
 };
-use medledger_api::auth::{AccessHeaders, HEADER_PURPOSE, authorization, sign_bytes};
+use medledger_api::auth::AccessHeaders;
 use medledger_crypto::SecretKey;
 use serde_json::Value;
 
@@ -135,35 +134,15 @@ impl Hospital {
         body: &[u8],
         purpose: Option<&str>,
     ) -> (u16, Value) {
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as u64;
         let access = AccessHeaders {
             purpose: purpose.map(str::to_string),
             ..AccessHeaders::default()
         };
-        let bytes = sign_bytes("e2e", method, path, time_ms, body, &access);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut request = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.node.url))
-            .header("authorization", authorization(key, time_ms, &bytes))
-            .header("content-type", "application/fhir+json");
-        if let Some(purpose) = purpose {
-            request = request.header(HEADER_PURPOSE, purpose);
-        }
-        let mut response = agent
-            .run(request.body(body.to_vec()).expect("request"))
-            .expect("node answers");
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let (status, bytes) = self.node.signed(key, method, path, body, &access);
         (
             status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
         )
     }
 }

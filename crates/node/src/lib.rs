@@ -18,6 +18,7 @@ mod metrics;
 mod producer;
 pub mod records;
 mod replica;
+pub mod supply;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;

@@ -35,8 +35,9 @@ pub const ERASURE_MARK_EVERY: Height = 1_000;
 /// How long a request waits for its transactions to commit before it answers 503.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(30);
 
+/// Why a request to a node service (records, supply) failed; the API maps each kind to a status.
 #[derive(Debug, thiserror::Error)]
-pub enum RecordsError {
+pub enum ServiceError {
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -47,6 +48,12 @@ pub enum RecordsError {
     Gone(String),
     #[error("{0}")]
     Invalid(String),
+    /// A document refused with every reason found (e.g. an EPCIS schema failure).
+    #[error("{message}: {}", reasons.join("; "))]
+    InvalidDocument {
+        message: String,
+        reasons: Vec<String>,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("the ledger refused the transaction: {reason}")]
@@ -59,24 +66,24 @@ pub enum RecordsError {
     Vault(String),
 }
 
-impl From<VaultError> for RecordsError {
+impl From<VaultError> for ServiceError {
     fn from(error: VaultError) -> Self {
         match error {
-            VaultError::Busy(_) => RecordsError::Conflict(error.to_string()),
-            VaultError::Invalid(message) => RecordsError::Invalid(message),
-            VaultError::Erased(_) => RecordsError::Gone(error.to_string()),
-            VaultError::NotFound => RecordsError::NotFound(error.to_string()),
-            VaultError::Io(_) | VaultError::Corrupt(_) => RecordsError::Vault(error.to_string()),
+            VaultError::Busy(_) => ServiceError::Conflict(error.to_string()),
+            VaultError::Invalid(message) => ServiceError::Invalid(message),
+            VaultError::Erased(_) => ServiceError::Gone(error.to_string()),
+            VaultError::NotFound => ServiceError::NotFound(error.to_string()),
+            VaultError::Io(_) | VaultError::Corrupt(_) => ServiceError::Vault(error.to_string()),
         }
     }
 }
 
-impl From<SubmitError> for RecordsError {
+impl From<SubmitError> for ServiceError {
     fn from(error: SubmitError) -> Self {
         match error {
-            SubmitError::Mempool(error) => RecordsError::Unavailable(error.to_string()),
-            SubmitError::Node(error) => RecordsError::Node(error),
-            SubmitError::Tx(error) => RecordsError::Refused {
+            SubmitError::Mempool(error) => ServiceError::Unavailable(error.to_string()),
+            SubmitError::Node(error) => ServiceError::Node(error),
+            SubmitError::Tx(error) => ServiceError::Refused {
                 code: error.code().into(),
                 reason: error.to_string(),
             },
@@ -174,7 +181,7 @@ impl Records {
     /// again (the mempool did not survive the restart, but peers may hold it) and the batch is
     /// settled when the chain decides it, so a version on chain never lacks its ciphertext.
     /// Must be called inside a tokio runtime.
-    pub fn open(node: Node, vault: Arc<Vault>) -> Result<Records, RecordsError> {
+    pub fn open(node: Node, vault: Arc<Vault>) -> Result<Records, ServiceError> {
         let resubmitted = std::sync::Mutex::new(Vec::new());
         let waiting = vault.recover(|versions, tx| {
             let io = |error: NodeError| VaultError::Io(error.to_string());
@@ -230,22 +237,22 @@ impl Records {
     }
 
     /// The organisation this node is custodian for.
-    pub fn custodian(&self) -> Result<String, RecordsError> {
+    pub fn custodian(&self) -> Result<String, ServiceError> {
         match self.node.account(&self.node.key())?.0 {
             Ok(authority) => ledger::custodian_of(&authority, "hold records")
-                .map_err(|error| RecordsError::Unavailable(error.to_string())),
-            Err(reason) => Err(RecordsError::Unavailable(format!(
+                .map_err(|error| ServiceError::Unavailable(error.to_string())),
+            Err(reason) => Err(ServiceError::Unavailable(format!(
                 "this node's key cannot act for an organisation: {reason}"
             ))),
         }
     }
 
     /// Who a requester is, or why they may not ask anything.
-    pub fn authenticate(&self, key: &PublicKey) -> Result<Authority, RecordsError> {
+    pub fn authenticate(&self, key: &PublicKey) -> Result<Authority, ServiceError> {
         self.node
             .account(key)?
             .0
-            .map_err(RecordsError::Unauthenticated)
+            .map_err(ServiceError::Unauthenticated)
     }
 
     /// Stores resources as records of this node's organisation, each version on chain before
@@ -257,13 +264,13 @@ impl Records {
         &self,
         author: &PublicKey,
         items: Vec<ImportItem>,
-    ) -> Result<Vec<Imported>, RecordsError> {
+    ) -> Result<Vec<Imported>, ServiceError> {
         let custodian = self.custodian()?;
         let authority = self.authenticate(author)?;
         match ledger::author_org(&authority) {
             Some(org) if org == custodian => {}
             _ => {
-                return Err(RecordsError::Forbidden(format!(
+                return Err(ServiceError::Forbidden(format!(
                     "only a practitioner or the node of {custodian} may write its records"
                 )));
             }
@@ -284,7 +291,7 @@ impl Records {
         for chunk in items.chunks(RECORDS_PER_TX_MAX) {
             let (staged, writes, tx) = self.stage_and_submit(author, chunk)?;
             let outcome = self.wait_committed(tx).await;
-            if let Err(RecordsError::Unavailable(_)) = &outcome {
+            if let Err(ServiceError::Unavailable(_)) = &outcome {
                 // Still pending: settle when it is decided, not now.
                 self.settle_later(staged.id, tx);
             } else {
@@ -314,7 +321,7 @@ impl Records {
         &self,
         author: &PublicKey,
         chunk: &[ImportItem],
-    ) -> Result<(medledger_vault::Staged, Vec<(RecordWrite, String)>, Hash), RecordsError> {
+    ) -> Result<(medledger_vault::Staged, Vec<(RecordWrite, String)>, Hash), ServiceError> {
         let incoming: Vec<Incoming<'_>> = chunk
             .iter()
             .map(|item| Incoming {
@@ -364,7 +371,7 @@ impl Records {
             .submit_own_checked(payload, |tx: &medledger_types::Tx| {
                 self.vault
                     .bind_tx(&staged.id, &tx.to_bytes())
-                    .map_err(RecordsError::from)
+                    .map_err(ServiceError::from)
             });
         match submitted {
             Ok(tx) => Ok((staged, writes, tx)),
@@ -397,33 +404,18 @@ impl Records {
         });
     }
 
-    /// Waits for a transaction of ours and returns its height if its payload applied.
-    async fn wait_committed(&self, tx: Hash) -> Result<Height, RecordsError> {
-        match self.node.wait_tx(&tx, COMMIT_WAIT).await? {
-            Some(TxStatus::Committed { receipt }) => match receipt.outcome {
-                Outcome::Committed => Ok(receipt.height),
-                Outcome::Rejected { code, reason } => Err(RecordsError::Refused { code, reason }),
-            },
-            Some(TxStatus::Rejected { code, reason }) => {
-                Err(RecordsError::Refused { code, reason })
-            }
-            Some(TxStatus::Pending) => Err(RecordsError::Unavailable(format!(
-                "transaction {tx} is not committed yet; it may still commit"
-            ))),
-            None => Err(RecordsError::Unavailable(format!(
-                "transaction {tx} is unknown to this node"
-            ))),
-        }
+    async fn wait_committed(&self, tx: Hash) -> Result<Height, ServiceError> {
+        wait_committed(&self.node, tx).await
     }
 
-    fn submit_one(&self, payload: Payload) -> Result<Hash, RecordsError> {
+    fn submit_one(&self, payload: Payload) -> Result<Hash, ServiceError> {
         self.node
-            .submit_own_checked(payload, |_| Ok::<(), RecordsError>(()))
+            .submit_own_checked(payload, |_| Ok::<(), ServiceError>(()))
     }
 
     /// Records the access decision on chain, then decrypts what it allows. Records must be this
     /// node's and the patient's; the decision itself comes from the committed event.
-    pub async fn read(&self, request: ReadRequest) -> Result<Access, RecordsError> {
+    pub async fn read(&self, request: ReadRequest) -> Result<Access, ServiceError> {
         let mut records = request.records.clone();
         records.sort();
         records.dedup();
@@ -444,12 +436,12 @@ impl Records {
                 .ok_or(TxError::UnknownRecord(request.request))
         })?;
         let event = event.map_err(|_| {
-            RecordsError::Unavailable(format!(
+            ServiceError::Unavailable(format!(
                 "the access event committed at height {height} cannot be read back"
             ))
         })?;
         if event.tx != tx {
-            return Err(RecordsError::Conflict(
+            return Err(ServiceError::Conflict(
                 "another access event holds this request's id".into(),
             ));
         }
@@ -459,7 +451,7 @@ impl Records {
                 .patient(&event.patient)?
                 .is_some_and(|entry| entry.erased_at.is_some())
         {
-            return Err(RecordsError::Gone(format!(
+            return Err(ServiceError::Gone(format!(
                 "patient {} was erased after this access was decided",
                 event.patient
             )));
@@ -474,17 +466,17 @@ impl Records {
                 ledger::record(state, record)?.ok_or(TxError::UnknownRecord(*record))
             })?;
             let head: RecordHead =
-                head.map_err(|error| RecordsError::NotFound(error.to_string()))?;
+                head.map_err(|error| ServiceError::NotFound(error.to_string()))?;
             let meta = self
                 .vault
                 .record(record)?
-                .ok_or_else(|| RecordsError::Gone(format!("record {record} is not held here")))?;
+                .ok_or_else(|| ServiceError::Gone(format!("record {record} is not held here")))?;
             let opened = self.vault.decrypt(record, head.version)?;
             let sealed = match &request.wrap_to {
                 Some(recipient) => {
                     let aad = record_aad(record, head.version);
                     let wrapped = wrap_key_to(recipient, &opened.data_key, &aad, OsRng)
-                        .map_err(|error| RecordsError::Invalid(error.to_string()))?;
+                        .map_err(|error| ServiceError::Invalid(error.to_string()))?;
                     Some((self.vault.sealed(record, head.version)?, wrapped))
                 }
                 None => None,
@@ -503,7 +495,7 @@ impl Records {
 
     /// Keeps only the records whose first version is on chain: a record still being written is
     /// in the vault's index but not yet something a reader can be granted.
-    pub fn committed(&self, records: Vec<Hit>) -> Result<Vec<Hit>, RecordsError> {
+    pub fn committed(&self, records: Vec<Hit>) -> Result<Vec<Hit>, ServiceError> {
         let (_, found) = self.node.read_head(|state| {
             let mut kept = Vec::with_capacity(records.len());
             for hit in records {
@@ -513,7 +505,7 @@ impl Records {
             }
             Ok(kept)
         })?;
-        found.map_err(|error| RecordsError::NotFound(error.to_string()))
+        found.map_err(|error| ServiceError::NotFound(error.to_string()))
     }
 
     /// Records by patient (and type) held here: `(record, type, FHIR id)`, and the total.
@@ -523,7 +515,7 @@ impl Records {
         resource_type: Option<&str>,
         offset: usize,
         limit: usize,
-    ) -> Result<(Vec<Hit>, usize), RecordsError> {
+    ) -> Result<(Vec<Hit>, usize), ServiceError> {
         Ok(self.vault.search(patient, resource_type, offset, limit)?)
     }
 
@@ -531,19 +523,19 @@ impl Records {
         &self,
         resource_type: &str,
         fhir_id: &str,
-    ) -> Result<Option<(Hash, Hash)>, RecordsError> {
+    ) -> Result<Option<(Hash, Hash)>, ServiceError> {
         Ok(self
             .vault
             .record_by_fhir(resource_type, fhir_id)?
             .map(|(record, meta)| (record, meta.patient)))
     }
 
-    pub fn patient_by_fhir(&self, fhir_id: &str) -> Result<Option<Hash>, RecordsError> {
+    pub fn patient_by_fhir(&self, fhir_id: &str) -> Result<Option<Hash>, ServiceError> {
         Ok(self.vault.patient_by_fhir(fhir_id)?)
     }
 
     /// The FHIR logical id of a patient held here (its `Patient` resource).
-    pub fn patient_fhir_id(&self, patient: &Hash) -> Result<Option<String>, RecordsError> {
+    pub fn patient_fhir_id(&self, patient: &Hash) -> Result<Option<String>, ServiceError> {
         Ok(self.vault.patient(patient)?.map(|meta| meta.fhir_id))
     }
 
@@ -552,24 +544,24 @@ impl Records {
         &self,
         patient: Hash,
         key: PublicKey,
-    ) -> Result<Height, RecordsError> {
+    ) -> Result<Height, ServiceError> {
         let tx = self.submit_one(Payload::BindPatient { patient, key })?;
         self.wait_committed(tx).await
     }
 
     /// Erases a patient on chain, then waits until this node has shredded its data.
-    pub async fn erase(&self, patient: Hash) -> Result<Height, RecordsError> {
+    pub async fn erase(&self, patient: Hash) -> Result<Height, ServiceError> {
         let tx = self.submit_one(Payload::ErasePatient { patient })?;
         let height = self.wait_committed(tx).await?;
         let mut erased = self.erased_through.subscribe();
         tokio::time::timeout(COMMIT_WAIT, erased.wait_for(|through| *through >= height))
             .await
             .map_err(|_| {
-                RecordsError::Unavailable(format!(
+                ServiceError::Unavailable(format!(
                     "erasure committed at height {height}; shredding here has not finished yet"
                 ))
             })?
-            .map_err(|_| RecordsError::Unavailable("the erasure follower stopped".into()))?;
+            .map_err(|_| ServiceError::Unavailable("the erasure follower stopped".into()))?;
         Ok(height)
     }
 
@@ -596,7 +588,7 @@ impl Records {
         }
     }
 
-    fn shred_through(&self, target: Height) -> Result<(), RecordsError> {
+    fn shred_through(&self, target: Height) -> Result<(), ServiceError> {
         let saved = self.vault.erased_through()?;
         let mut height = (*self.erased_through.borrow()).max(saved);
         let mut shredded = false;
@@ -624,7 +616,7 @@ impl Records {
     pub fn provenance(
         &self,
         record: &Hash,
-    ) -> Result<(RecordHead, Vec<RecordVersion>), RecordsError> {
+    ) -> Result<(RecordHead, Vec<RecordVersion>), ServiceError> {
         let (_, found) = self.node.read_head(|state| {
             let head = ledger::record(state, record)?.ok_or(TxError::UnknownRecord(*record))?;
             let mut versions = Vec::with_capacity(head.version as usize);
@@ -635,7 +627,7 @@ impl Records {
             }
             Ok((head, versions))
         })?;
-        found.map_err(|error| RecordsError::NotFound(error.to_string()))
+        found.map_err(|error| ServiceError::NotFound(error.to_string()))
     }
 
     /// A patient id's access events, oldest first: at most `limit` after skipping `offset`, and
@@ -645,7 +637,7 @@ impl Records {
         patient: &Hash,
         offset: u64,
         limit: u64,
-    ) -> Result<(Vec<AccessEvent>, u64), RecordsError> {
+    ) -> Result<(Vec<AccessEvent>, u64), ServiceError> {
         let (_, found) = self.node.read_head(|state| {
             let total = ledger::access_count(state, patient)?;
             let mut events = Vec::new();
@@ -658,32 +650,32 @@ impl Records {
             }
             Ok((events, total))
         })?;
-        found.map_err(|error| RecordsError::NotFound(error.to_string()))
+        found.map_err(|error| ServiceError::NotFound(error.to_string()))
     }
 
     /// The patient ids bound to a key, and the grants the key's patient has on record.
     pub fn patient_view(
         &self,
         key: &PublicKey,
-    ) -> Result<(Vec<Hash>, Vec<ConsentEntry>, u64), RecordsError> {
+    ) -> Result<(Vec<Hash>, Vec<ConsentEntry>, u64), ServiceError> {
         let (_, found) = self.node.read_head(|state| {
             let ids = ledger::patient_ids(state, key)?;
             let grants = ledger::grants_of(state, key)?;
             let time = medledger_ledger::chain_head(state)?.time_ms;
             Ok((ids, grants, time))
         })?;
-        found.map_err(|error| RecordsError::NotFound(error.to_string()))
+        found.map_err(|error| ServiceError::NotFound(error.to_string()))
     }
 
     /// A patient entry on chain.
     pub fn patient(
         &self,
         patient: &Hash,
-    ) -> Result<Option<medledger_types::PatientEntry>, RecordsError> {
+    ) -> Result<Option<medledger_types::PatientEntry>, ServiceError> {
         let (_, found) = self
             .node
             .read_head(|state| Ok(ledger::patient(state, patient)?))?;
-        found.map_err(|error| RecordsError::NotFound(error.to_string()))
+        found.map_err(|error| ServiceError::NotFound(error.to_string()))
     }
 
     /// Recomputes a record version's commitment from content: possible only while the patient's
@@ -694,7 +686,24 @@ impl Records {
         record: &Hash,
         version: u32,
         content: &[u8],
-    ) -> Result<Hash, RecordsError> {
+    ) -> Result<Hash, ServiceError> {
         Ok(self.vault.commitment(patient, record, version, content)?)
+    }
+}
+
+/// Waits for a transaction of ours and returns its height if its payload applied.
+pub(crate) async fn wait_committed(node: &Node, tx: Hash) -> Result<Height, ServiceError> {
+    match node.wait_tx(&tx, COMMIT_WAIT).await? {
+        Some(TxStatus::Committed { receipt }) => match receipt.outcome {
+            Outcome::Committed => Ok(receipt.height),
+            Outcome::Rejected { code, reason } => Err(ServiceError::Refused { code, reason }),
+        },
+        Some(TxStatus::Rejected { code, reason }) => Err(ServiceError::Refused { code, reason }),
+        Some(TxStatus::Pending) => Err(ServiceError::Unavailable(format!(
+            "transaction {tx} is not committed yet; it may still commit"
+        ))),
+        None => Err(ServiceError::Unavailable(format!(
+            "transaction {tx} is unknown to this node"
+        ))),
     }
 }

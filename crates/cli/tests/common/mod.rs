@@ -49,19 +49,26 @@ pub struct TestNode {
 
 impl TestNode {
     pub fn init(dir: &Path) -> TestNode {
+        Self::init_orgs(dir, &["hospital=Test Hospital"])
+    }
+
+    /// A home whose chain is founded by `orgs` (`id=Name`); the first runs the validator.
+    pub fn init_orgs(dir: &Path, orgs: &[&str]) -> TestNode {
         let home = dir.join("home");
         let listen = format!("127.0.0.1:{}", free_port());
-        let out = medledger(&[
+        let mut args = vec![
             "init",
             "--home",
             home.to_str().expect("utf-8"),
             "--chain-id",
             "e2e",
-            "--org",
-            "hospital=Test Hospital",
             "--listen",
             &listen,
-        ]);
+        ];
+        for org in orgs {
+            args.extend_from_slice(&["--org", org]);
+        }
+        let out = medledger(&args);
         assert!(
             out.status.success(),
             "init failed: {}",
@@ -214,6 +221,45 @@ impl TestNode {
             status,
             serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
         )
+    }
+
+    /// Sends a request signed by `key` (with the access headers it covers); returns the status
+    /// and the raw body.
+    pub fn signed(
+        &self,
+        key: &medledger_crypto::SecretKey,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        access: &medledger_api::auth::AccessHeaders,
+    ) -> (u16, Vec<u8>) {
+        let time_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
+        let bytes = medledger_api::auth::sign_bytes("e2e", method, path, time_ms, body, access);
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .header(
+                "authorization",
+                medledger_api::auth::authorization(key, time_ms, &bytes),
+            )
+            .header("content-type", "application/json");
+        if let Some(purpose) = &access.purpose {
+            request = request.header(medledger_api::auth::HEADER_PURPOSE, purpose);
+        }
+        let mut response = ureq_agent()
+            .run(request.body(body.to_vec()).expect("request"))
+            .expect("node answers");
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .unwrap_or_default();
+        (status, bytes)
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {

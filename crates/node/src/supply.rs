@@ -1,0 +1,984 @@
+//! The supply-chain service: verification of scanned packs, recall reports and traces over the
+//! committed state, and the EPCIS 2.0 repository: capture (validated, mapped onto ledger steps,
+//! committed by this node for a member of its organisation) and queries over an index of every
+//! committed EPCIS event.
+//!
+//! **Invariant:** the EPCIS index (`epcis.redb`) is derived from committed blocks only and can be
+//! rebuilt from them; it holds nothing the chain does not.
+//! **Invariant:** verification reads one committed state and judges it at that block's time, so
+//! two nodes at the same height give the same verdict.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use medledger_crypto::{Hash, PublicKey};
+use medledger_epcis::{Action, Epc, Event, EventKind};
+use medledger_ledger::supply::{self as ledger, Claim, RecallReport, TraceStep, Verdict};
+use medledger_ledger::{Authority, TxError};
+use medledger_state::StateRead;
+use medledger_types::{
+    CapturedEvent, EVENT_BYTES_MAX, Gtin, Height, ITEMS_PER_OP_MAX, Item, Outcome, Payload, Place,
+    Reading, Role, Sscc, SupplyOp, TX_BYTES_MAX, UNITS_PER_COMMISSION_MAX, UnitId, UnitStatus,
+};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::Node;
+use crate::records::{ServiceError, wait_committed};
+
+/// The most events one `GET /epcis/events` page returns.
+pub const EVENTS_PAGE_MAX: usize = 1_000;
+/// The most events one capture document may carry.
+pub const CAPTURE_EVENTS_MAX: usize = 10_000;
+
+// The EPCIS index: events by sequence number, and sequence numbers by hash, EPC, bizStep and
+// event time. Index keys are (value, sequence) so a range scan of one value lists its events
+// in capture order.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const BY_HASH: TableDefinition<&[u8; 32], u64> = TableDefinition::new("by_hash");
+const BY_EPC: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_epc");
+const BY_STEP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_biz_step");
+const BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("by_event_time");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const META_INDEXED_THROUGH: &str = "indexed_through";
+const META_NEXT_SEQ: &str = "next_seq";
+
+/// One indexed event, as stored in the index.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct IndexedEvent {
+    height: Height,
+    tx: Hash,
+    hash: Hash,
+    event_time_ms: i64,
+    biz_step: Option<String>,
+    epcs: Vec<String>,
+    body: String,
+}
+
+/// What a capture did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CaptureReport {
+    /// Events newly recorded on chain.
+    pub captured: usize,
+    /// Events already on record (captured before, or twice in this document).
+    pub duplicates: usize,
+    pub events: Vec<CapturedSummary>,
+    /// The transactions that carried them, in order.
+    pub txs: Vec<Hash>,
+    pub height: Option<Height>,
+}
+
+/// One event of a capture.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CapturedSummary {
+    #[serde(rename = "eventID")]
+    pub event_id: String,
+    /// The ledger steps it maps to (`commission`, `pack`, `ship`, ...), empty for an event about
+    /// goods this chain does not track.
+    pub steps: Vec<&'static str>,
+    pub duplicate: bool,
+}
+
+/// A query of the EPCIS repository (the EPCIS 2.0 query parameters this node serves).
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    /// `MATCH_epc`: an EPC URN or Digital Link in the event's EPC lists or parent.
+    pub epc: Option<String>,
+    /// `EQ_bizStep`.
+    pub biz_step: Option<String>,
+    /// `GE_eventTime`, in ms since the epoch.
+    pub from_ms: Option<i64>,
+    /// `LT_eventTime`, in ms since the epoch.
+    pub until_ms: Option<i64>,
+    pub per_page: usize,
+    /// Continue after this sequence number (the `nextPageToken` of the previous page).
+    pub after: Option<u64>,
+}
+
+/// A page of query results.
+#[derive(Clone, Debug)]
+pub struct EventPage {
+    pub events: Vec<serde_json::Value>,
+    pub next: Option<u64>,
+}
+
+/// The supply-chain service of one node.
+#[derive(Clone, Debug)]
+pub struct Supply {
+    node: Node,
+    index: Arc<redb::Database>,
+    indexed_through: Arc<tokio::sync::watch::Sender<Height>>,
+}
+
+fn index_error(error: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Vault(format!("EPCIS index: {error}"))
+}
+
+fn not_found(error: TxError) -> ServiceError {
+    match error {
+        TxError::State(error) => ServiceError::Node(error.into()),
+        other => ServiceError::NotFound(other.to_string()),
+    }
+}
+
+/// A unit named by a scanned code: GTIN and serial, and what the code claims about lot and
+/// expiry.
+pub fn parse_unit_code(code: &str) -> Result<(UnitId, Claim), ServiceError> {
+    let scan = medledger_gs1::parse_scan(code.trim()).map_err(|error| {
+        ServiceError::Invalid(format!("the code is not a valid GS1 code: {error}"))
+    })?;
+    let (Some(gtin), Some(serial)) = (scan.get("01"), scan.get("21")) else {
+        return Err(ServiceError::Invalid(
+            "the code names no serialised unit: it needs AI (01) GTIN and AI (21) serial".into(),
+        ));
+    };
+    let gtin = Gtin::parse(gtin).map_err(|error| ServiceError::Invalid(error.to_string()))?;
+    let claim = Claim {
+        lot: scan.get("10").map(str::to_string),
+        expiry: scan.get("17").map(str::to_string),
+    };
+    Ok((
+        UnitId {
+            gtin,
+            serial: serial.to_string(),
+        },
+        claim,
+    ))
+}
+
+impl Supply {
+    /// Opens (or creates) the EPCIS index in `dir` and brings it up to the chain's head.
+    pub fn open(node: Node, dir: &Path) -> Result<Supply, ServiceError> {
+        std::fs::create_dir_all(dir).map_err(index_error)?;
+        let index = redb::Database::create(dir.join("epcis.redb")).map_err(index_error)?;
+        let write = index.begin_write().map_err(index_error)?;
+        let through = {
+            write.open_table(EVENTS).map_err(index_error)?;
+            write.open_table(BY_HASH).map_err(index_error)?;
+            write.open_table(BY_EPC).map_err(index_error)?;
+            write.open_table(BY_STEP).map_err(index_error)?;
+            write.open_table(BY_TIME).map_err(index_error)?;
+            let meta = write.open_table(META).map_err(index_error)?;
+            meta.get(META_INDEXED_THROUGH)
+                .map_err(index_error)?
+                .map_or(0, |value| value.value())
+        };
+        write.commit().map_err(index_error)?;
+        let supply = Supply {
+            node,
+            index: Arc::new(index),
+            indexed_through: Arc::new(tokio::sync::watch::channel(through).0),
+        };
+        let head = supply.node.status()?.height;
+        supply.index_through(head)?;
+        Ok(supply)
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The organisation a key verifies for: its own when it handles goods (custody is then
+    /// checked), none for other roles (an auditor or regulator checks a pack without holding it).
+    fn verifier_org(authority: &Authority) -> Option<String> {
+        match authority {
+            Authority::Organisation { org } => Some(org.clone()),
+            Authority::Member {
+                org,
+                role: Role::Validator | Role::Manufacturer | Role::Distributor | Role::Pharmacy,
+            } => Some(org.clone()),
+            Authority::Member { .. } => None,
+        }
+    }
+
+    /// Verifies a scanned code for an enrolled verifier, at the head.
+    pub fn verify(
+        &self,
+        verifier: &PublicKey,
+        code: &str,
+    ) -> Result<(Height, Verdict), ServiceError> {
+        let (unit, claim) = parse_unit_code(code)?;
+        let (height, verdict) = self.node.read_head(|state| {
+            let authority = medledger_ledger::authority(state, verifier)?;
+            let head = medledger_ledger::chain_head(state)?;
+            let org = Self::verifier_org(&authority);
+            Ok(ledger::verify(
+                state,
+                head.time_ms,
+                org.as_deref(),
+                &unit,
+                &claim,
+            )?)
+        })?;
+        match verdict {
+            Ok(verdict) => Ok((height, verdict)),
+            Err(TxError::State(error)) => Err(ServiceError::Node(error.into())),
+            Err(error) => Err(ServiceError::Unauthenticated(format!(
+                "the verifier is not an enrolled, unrevoked member: {error}"
+            ))),
+        }
+    }
+
+    /// The recall report of a lot at the head.
+    pub fn recall_report(
+        &self,
+        gtin: &Gtin,
+        lot: &str,
+    ) -> Result<(Height, RecallReport), ServiceError> {
+        let (height, report) = self
+            .node
+            .read_head(|state| Ok(ledger::recall_report(state, gtin, lot)?))?;
+        match report.map_err(not_found)? {
+            Some(report) => Ok((height, report)),
+            None => Err(ServiceError::NotFound(format!(
+                "no lot {lot} of GTIN {gtin}"
+            ))),
+        }
+    }
+
+    /// The custody timeline of a unit or container at the head, with the state key a light
+    /// client proves it by.
+    pub fn trace(&self, item: &Item) -> Result<(Height, Vec<TraceStep>), ServiceError> {
+        let (height, steps) = self
+            .node
+            .read_head(|state| Ok(ledger::trace(state, item)?))?;
+        let steps = steps.map_err(not_found)?;
+        if steps.is_empty() {
+            return Err(ServiceError::NotFound(format!(
+                "{item} is not on the chain"
+            )));
+        }
+        Ok((height, steps))
+    }
+
+    /// A registered product.
+    pub fn product(&self, gtin: &Gtin) -> Result<medledger_types::Product, ServiceError> {
+        let (_, found) = self
+            .node
+            .read_head(|state| Ok(ledger::product(state, gtin)?))?;
+        found
+            .map_err(not_found)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no product with GTIN {gtin}")))
+    }
+
+    /// A unit with its lot, for labels.
+    pub fn unit(&self, id: &UnitId) -> Result<medledger_types::Unit, ServiceError> {
+        let (_, found) = self.node.read_head(|state| Ok(ledger::unit(state, id)?))?;
+        found
+            .map_err(not_found)?
+            .ok_or_else(|| ServiceError::NotFound(format!("unit {id} is not on the chain")))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // EPCIS capture.
+
+    /// Captures an EPCIS document for `capturer`, a member of this node's organisation: the
+    /// document is checked against the EPCIS 2.0 schema (nothing is stored if it fails), each
+    /// event is identified by its GS1 event hash, mapped onto ledger steps, and committed. A
+    /// document whose events fit one transaction is all or nothing; a larger one is committed in
+    /// several, in order, and a refusal stops it there (the answer names what was captured).
+    pub async fn capture(
+        &self,
+        capturer: PublicKey,
+        body: &[u8],
+    ) -> Result<CaptureReport, ServiceError> {
+        let this = self.clone();
+        let body = body.to_vec();
+        let planned = tokio::task::spawn_blocking(move || this.plan_capture(&capturer, &body))
+            .await
+            .map_err(|error| ServiceError::Unavailable(error.to_string()))??;
+        let (mut report, chunks) = planned;
+        for events in chunks {
+            let payload = Payload::CaptureEpcis { capturer, events };
+            let tx = self
+                .node
+                .submit_own_checked(payload, |_| Ok::<(), ServiceError>(()))?;
+            report.txs.push(tx);
+            report.height = Some(wait_committed(&self.node, tx).await?);
+        }
+        Ok(report)
+    }
+
+    fn plan_capture(
+        &self,
+        capturer: &PublicKey,
+        body: &[u8],
+    ) -> Result<(CaptureReport, Vec<Vec<CapturedEvent>>), ServiceError> {
+        let document = medledger_epcis::parse_document(body).map_err(|error| match error {
+            medledger_epcis::EpcisError::Schema { reasons } => ServiceError::InvalidDocument {
+                message: "the document fails the EPCIS 2.0 JSON schema; nothing was stored".into(),
+                reasons,
+            },
+            other => ServiceError::Invalid(format!("not an EPCIS 2.0 document: {other}")),
+        })?;
+        if document.events.len() > CAPTURE_EVENTS_MAX {
+            return Err(ServiceError::Invalid(format!(
+                "a capture carries at most {CAPTURE_EVENTS_MAX} events"
+            )));
+        }
+        let node_key = self.node.key();
+        let (_, planned) = self.node.read_head(|state| {
+            let authority = medledger_ledger::authority(state, capturer)?;
+            let node_org = match medledger_ledger::authority(state, &node_key)? {
+                Authority::Organisation { org } | Authority::Member { org, .. } => org,
+            };
+            let role = match &authority {
+                Authority::Member { org, role } if *org == node_org => Some(*role),
+                Authority::Organisation { org } if *org == node_org => None,
+                _ => {
+                    return Ok(Err(ServiceError::Forbidden(format!(
+                        "only members of {node_org} capture through this node; capture through your organisation's node"
+                    ))));
+                }
+            };
+            let mut report = CaptureReport {
+                captured: 0,
+                duplicates: 0,
+                events: Vec::new(),
+                txs: Vec::new(),
+                height: None,
+            };
+            let mut seen = std::collections::BTreeSet::new();
+            let mut captured = Vec::new();
+            let mut mapper = Mapper::new(state, &node_org, capturer, role);
+            for event in &document.events {
+                let hash = event_digest(&event.hash)?;
+                let duplicate = !seen.insert(hash) || ledger::event(state, &hash)?.is_some();
+                let ops = if duplicate { Vec::new() } else {
+                    match mapper.map(event) {
+                        Ok(ops) => ops,
+                        Err(message) => return Ok(Err(ServiceError::Invalid(format!(
+                            "event {}: {message}", event.hash
+                        )))),
+                    }
+                };
+                report.events.push(CapturedSummary {
+                    event_id: event.hash.clone(),
+                    steps: ops.iter().map(step_name).collect(),
+                    duplicate,
+                });
+                if duplicate {
+                    report.duplicates += 1;
+                    continue;
+                }
+                // The event carries its document's context, so it reads on its own later (its
+                // CURIEs resolve) and re-parses as a bare event; its hash does not change.
+                let json = medledger_epcis::event_with_context(&event.json, &document.context);
+                let body = serde_json::to_string(&json).map_err(|error| {
+                    TxError::State(medledger_state::StateError::Store(error.to_string()))
+                })?;
+                if body.len() > EVENT_BYTES_MAX {
+                    return Ok(Err(ServiceError::Invalid(format!(
+                        "event {} is {} bytes; the ledger keeps events of at most {EVENT_BYTES_MAX} bytes (split its EPC list)",
+                        event.hash,
+                        body.len()
+                    ))));
+                }
+                report.captured += 1;
+                captured.push(CapturedEvent { hash, body, ops });
+            }
+            Ok(Ok((report, chunk_events(captured))))
+        })?;
+        planned.map_err(not_found)?
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The EPCIS index.
+
+    /// Follows committed blocks and indexes their EPCIS events. Runs until the node stops.
+    pub async fn follow_events(self) {
+        let mut head = self.node.subscribe_head();
+        loop {
+            let target = *head.borrow_and_update();
+            let this = self.clone();
+            match tokio::task::spawn_blocking(move || this.index_through(target)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "indexing EPCIS events failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(_) => return,
+            }
+            if head.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until the index covers `height`.
+    pub async fn indexed(&self, height: Height) -> Result<(), ServiceError> {
+        let mut through = self.indexed_through.subscribe();
+        tokio::time::timeout(
+            crate::records::COMMIT_WAIT,
+            through.wait_for(|through| *through >= height),
+        )
+        .await
+        .map_err(|_| ServiceError::Unavailable("the EPCIS index is behind the chain".into()))?
+        .map_err(|_| ServiceError::Unavailable("the EPCIS index stopped".into()))?;
+        Ok(())
+    }
+
+    fn index_through(&self, target: Height) -> Result<(), ServiceError> {
+        let mut height = *self.indexed_through.borrow();
+        while height < target {
+            height += 1;
+            let write = self.index.begin_write().map_err(index_error)?;
+            {
+                let mut events = write.open_table(EVENTS).map_err(index_error)?;
+                let mut by_hash = write.open_table(BY_HASH).map_err(index_error)?;
+                let mut by_epc = write.open_table(BY_EPC).map_err(index_error)?;
+                let mut by_step = write.open_table(BY_STEP).map_err(index_error)?;
+                let mut by_time = write.open_table(BY_TIME).map_err(index_error)?;
+                let mut meta = write.open_table(META).map_err(index_error)?;
+                let mut seq = meta
+                    .get(META_NEXT_SEQ)
+                    .map_err(index_error)?
+                    .map_or(0, |value| value.value());
+                for (tx, receipt) in self.node.committed_txs(height)? {
+                    let applied = receipt.is_some_and(|r| r.outcome == Outcome::Committed);
+                    let Payload::CaptureEpcis {
+                        events: captured, ..
+                    } = &tx.body.payload
+                    else {
+                        continue;
+                    };
+                    if !applied {
+                        continue;
+                    }
+                    for event in captured {
+                        if by_hash
+                            .get(event.hash.as_bytes())
+                            .map_err(index_error)?
+                            .is_some()
+                        {
+                            continue;
+                        }
+                        let indexed = index_entry(height, tx.id(), event);
+                        let bytes = serde_json::to_vec(&indexed).map_err(index_error)?;
+                        events.insert(seq, bytes.as_slice()).map_err(index_error)?;
+                        by_hash
+                            .insert(event.hash.as_bytes(), seq)
+                            .map_err(index_error)?;
+                        for epc in &indexed.epcs {
+                            by_epc
+                                .insert((epc.as_str(), seq), ())
+                                .map_err(index_error)?;
+                        }
+                        if let Some(step) = &indexed.biz_step {
+                            by_step
+                                .insert((step.as_str(), seq), ())
+                                .map_err(index_error)?;
+                        }
+                        by_time
+                            .insert((indexed.event_time_ms, seq), ())
+                            .map_err(index_error)?;
+                        seq += 1;
+                    }
+                }
+                meta.insert(META_NEXT_SEQ, seq).map_err(index_error)?;
+                meta.insert(META_INDEXED_THROUGH, height)
+                    .map_err(index_error)?;
+            }
+            write.commit().map_err(index_error)?;
+            self.indexed_through.send_replace(height);
+        }
+        Ok(())
+    }
+
+    /// Answers a query from the index: events in capture order, at most `per_page`.
+    pub fn events(&self, query: &EventQuery) -> Result<EventPage, ServiceError> {
+        let per_page = query.per_page.clamp(1, EVENTS_PAGE_MAX);
+        let read = self.index.begin_read().map_err(index_error)?;
+        let events = read.open_table(EVENTS).map_err(index_error)?;
+        let start = query.after.map_or(0, |after| after + 1);
+        // Candidates come from the most selective index given, in sequence order.
+        let candidates: Box<dyn Iterator<Item = Result<u64, ServiceError>>> = if let Some(epc) =
+            &query.epc
+        {
+            let epc = canonical_epc(epc);
+            let table = read.open_table(BY_EPC).map_err(index_error)?;
+            let range = table
+                .range((epc.as_str(), start)..=(epc.as_str(), u64::MAX))
+                .map_err(index_error)?;
+            Box::new(range.map(|entry| entry.map(|(key, _)| key.value().1).map_err(index_error)))
+        } else if let Some(step) = &query.biz_step {
+            let step = biz_step_short(step);
+            let table = read.open_table(BY_STEP).map_err(index_error)?;
+            let range = table
+                .range((step.as_str(), start)..=(step.as_str(), u64::MAX))
+                .map_err(index_error)?;
+            Box::new(range.map(|entry| entry.map(|(key, _)| key.value().1).map_err(index_error)))
+        } else {
+            let range = events.range(start..).map_err(index_error)?;
+            Box::new(range.map(|entry| entry.map(|(key, _)| key.value()).map_err(index_error)))
+        };
+        let mut page = EventPage {
+            events: Vec::new(),
+            next: None,
+        };
+        for seq in candidates {
+            let seq = seq?;
+            let Some(bytes) = events.get(seq).map_err(index_error)? else {
+                continue;
+            };
+            let indexed: IndexedEvent =
+                serde_json::from_slice(bytes.value()).map_err(index_error)?;
+            let step_matches = query.biz_step.as_ref().is_none_or(|step| {
+                indexed.biz_step.as_deref() == Some(biz_step_short(step).as_str())
+            });
+            let time_matches = query
+                .from_ms
+                .is_none_or(|from| indexed.event_time_ms >= from)
+                && query
+                    .until_ms
+                    .is_none_or(|until| indexed.event_time_ms < until);
+            if !(step_matches && time_matches) {
+                continue;
+            }
+            if page.events.len() == per_page {
+                page.next = page.events.last().and(Some(seq - 1)).map(|_| seq - 1);
+                break;
+            }
+            let body = serde_json::from_str(&indexed.body).map_err(index_error)?;
+            page.events.push(body);
+        }
+        Ok(page)
+    }
+}
+
+/// The SHA-256 digest inside an `ni:///sha-256;<hex>?ver=CBV2.0` event hash.
+fn event_digest(ni: &str) -> Result<Hash, TxError> {
+    let hex = ni
+        .strip_prefix("ni:///sha-256;")
+        .and_then(|rest| rest.split('?').next())
+        .unwrap_or_default();
+    Hash::from_hex(hex).map_err(|error| {
+        TxError::State(medledger_state::StateError::Store(format!(
+            "event hash {ni:?}: {error}"
+        )))
+    })
+}
+
+fn index_entry(height: Height, tx: Hash, event: &CapturedEvent) -> IndexedEvent {
+    // Each body on chain is a bare event with its own context: it parses on its own.
+    let parsed = medledger_epcis::parse_document(event.body.as_bytes())
+        .ok()
+        .and_then(|document| document.events.into_iter().next());
+    IndexedEvent {
+        height,
+        tx,
+        hash: event.hash,
+        event_time_ms: parsed.as_ref().map_or(0, |e| e.event_time_ms),
+        biz_step: parsed.as_ref().and_then(|e| e.biz_step.clone()),
+        epcs: parsed.as_ref().map(event_epcs).unwrap_or_default(),
+        body: event.body.clone(),
+    }
+}
+
+/// Every EPC an event names, in canonical form.
+fn event_epcs(event: &Event) -> Vec<String> {
+    let mut out: Vec<String> = event
+        .epc_list
+        .iter()
+        .chain(&event.child_epcs)
+        .chain(&event.input_epc_list)
+        .chain(&event.output_epc_list)
+        .chain(event.parent_id.iter())
+        .map(epc_key)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The canonical form of an EPC: its GS1 Digital Link on id.gs1.org where it is a GS1 key, so
+/// an EPC URN and any Digital Link of the same object match.
+fn epc_key(epc: &Epc) -> String {
+    match epc.to_digital_link() {
+        Some(link) => link,
+        None => match epc {
+            Epc::Other(text) => text.clone(),
+            other => format!("{other:?}"),
+        },
+    }
+}
+
+fn canonical_epc(text: &str) -> String {
+    epc_key(&Epc::parse(text))
+}
+
+/// A CBV business step's short name (`shipping`) from any of its forms: the bare name, the
+/// `cbv:` CURIE, the `https://ref.gs1.org/cbv/BizStep-` URI or the EPCIS 1.x URN.
+pub fn biz_step_short(text: &str) -> String {
+    let text = text.trim();
+    for prefix in [
+        "https://ref.gs1.org/cbv/BizStep-",
+        "urn:epcglobal:cbv:bizstep:",
+        "cbv:BizStep-",
+    ] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
+    text.to_string()
+}
+
+/// The GLN an EPCIS party or location names: an SGLN or PGLN URN, or a Digital Link with AI 414
+/// or 417.
+fn gln_of(id: &str) -> Option<String> {
+    if let Epc::Sgln { gln, .. } = Epc::parse(id) {
+        return Some(gln);
+    }
+    if let Some(body) = id.strip_prefix("urn:epc:id:pgln:") {
+        let digits: String = body.split('.').collect();
+        if digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            let check = medledger_types::gs1_check_digit(digits.as_bytes()) as char;
+            return Some(format!("{digits}{check}"));
+        }
+        return None;
+    }
+    let mut segments = id.split('/');
+    while let Some(segment) = segments.next() {
+        if segment == "417" || segment == "414" {
+            return segments.next().map(str::to_string);
+        }
+    }
+    None
+}
+
+fn step_name(op: &SupplyOp) -> &'static str {
+    match op {
+        SupplyOp::RegisterProduct { .. } => "register_product",
+        SupplyOp::RegisterLocation { .. } => "register_location",
+        SupplyOp::Commission { .. } => "commission",
+        SupplyOp::Pack { .. } => "pack",
+        SupplyOp::Unpack { .. } => "unpack",
+        SupplyOp::Ship { .. } => "ship",
+        SupplyOp::Receive { .. } => "receive",
+        SupplyOp::SetStatus {
+            status: UnitStatus::Dispensed,
+            ..
+        } => "dispense",
+        SupplyOp::SetStatus {
+            status: UnitStatus::Destroyed,
+            ..
+        } => "destroy",
+        SupplyOp::SetStatus { .. } => "return_to_stock",
+        SupplyOp::Recall { .. } => "recall",
+        SupplyOp::AttachSensor { .. } => "attach_sensor",
+        SupplyOp::Readings { .. } => "readings",
+    }
+}
+
+/// Splits events into transactions that fit `TX_BYTES_MAX` with room for the envelope.
+fn chunk_events(events: Vec<CapturedEvent>) -> Vec<Vec<CapturedEvent>> {
+    let budget = TX_BYTES_MAX - 1_024;
+    let mut chunks: Vec<Vec<CapturedEvent>> = Vec::new();
+    let mut size = 0;
+    for event in events {
+        let event_size = medledger_types::encode(&event).len();
+        if chunks.is_empty() || size + event_size > budget {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += event_size;
+        if let Some(last) = chunks.last_mut() {
+            last.push(event);
+        }
+    }
+    chunks
+}
+
+/// Maps EPCIS events onto ledger steps, following the CBV business steps. Only goods this chain
+/// tracks (a registered GTIN, a known or newly packed SSCC) get steps; events about anything
+/// else are recorded as they are.
+struct Mapper<'a> {
+    state: &'a dyn StateRead,
+    org: &'a str,
+    capturer: &'a PublicKey,
+    role: Option<Role>,
+    /// Containers this capture creates, so later events of the same document can use them.
+    new_containers: std::collections::BTreeSet<Sscc>,
+    tracked: BTreeMap<Gtin, bool>,
+}
+
+impl<'a> Mapper<'a> {
+    fn new(
+        state: &'a dyn StateRead,
+        org: &'a str,
+        capturer: &'a PublicKey,
+        role: Option<Role>,
+    ) -> Self {
+        Mapper {
+            state,
+            org,
+            capturer,
+            role,
+            new_containers: Default::default(),
+            tracked: BTreeMap::new(),
+        }
+    }
+
+    fn is_tracked(&mut self, gtin: &Gtin) -> Result<bool, String> {
+        if let Some(known) = self.tracked.get(gtin) {
+            return Ok(*known);
+        }
+        let known = ledger::product(self.state, gtin)
+            .map_err(|error| error.to_string())?
+            .is_some();
+        self.tracked.insert(*gtin, known);
+        Ok(known)
+    }
+
+    /// The EPC as an item this chain tracks, if it is one.
+    fn item(&mut self, epc: &Epc) -> Result<Option<Item>, String> {
+        match epc {
+            Epc::Sgtin { gtin, serial } => {
+                let Ok(gtin) = Gtin::parse(gtin) else {
+                    return Ok(None);
+                };
+                Ok(self.is_tracked(&gtin)?.then(|| {
+                    Item::Unit(UnitId {
+                        gtin,
+                        serial: serial.clone(),
+                    })
+                }))
+            }
+            Epc::Sscc(sscc) => {
+                let Ok(sscc) = Sscc::parse(sscc) else {
+                    return Ok(None);
+                };
+                let known = self.new_containers.contains(&sscc)
+                    || ledger::container(self.state, &sscc)
+                        .map_err(|error| error.to_string())?
+                        .is_some();
+                Ok(known.then_some(Item::Container(sscc)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn items(&mut self, epcs: &[Epc]) -> Result<Vec<Item>, String> {
+        let mut out = Vec::new();
+        for epc in epcs {
+            if let Some(item) = self.item(epc)? {
+                out.push(item);
+            }
+        }
+        Ok(out)
+    }
+
+    fn map(&mut self, event: &Event) -> Result<Vec<SupplyOp>, String> {
+        let step = event.biz_step.as_deref().unwrap_or("");
+        let location = event
+            .biz_location
+            .clone()
+            .or_else(|| event.read_point.clone());
+        let mut ops = Vec::new();
+        if event.is_error_declaration {
+            // An error declaration corrects the record; the ledger keeps both and undoes nothing.
+            return Ok(ops);
+        }
+        match (event.kind, event.action) {
+            (EventKind::Object, Some(Action::Add)) if step == "commissioning" => {
+                let mut by_gtin: BTreeMap<Gtin, Vec<String>> = BTreeMap::new();
+                for item in self.items(&event.epc_list)? {
+                    if let Item::Unit(unit) = item {
+                        by_gtin.entry(unit.gtin).or_default().push(unit.serial);
+                    }
+                }
+                for (gtin, serials) in by_gtin {
+                    let (Some(lot), Some(expiry)) = (&event.lot, &event.expiry) else {
+                        return Err(format!(
+                            "commissioning units of registered GTIN {gtin} needs ilmd lotNumber and itemExpirationDate"
+                        ));
+                    };
+                    let expiry = yymmdd(expiry)?;
+                    for chunk in serials.chunks(UNITS_PER_COMMISSION_MAX) {
+                        ops.push(SupplyOp::Commission {
+                            gtin,
+                            lot: lot.clone(),
+                            expiry: expiry.clone(),
+                            serials: chunk.to_vec(),
+                            location: location.clone(),
+                        });
+                    }
+                }
+            }
+            (EventKind::Aggregation, Some(Action::Add)) => {
+                let children = self.items(&event.child_epcs)?;
+                if let (Some(Epc::Sscc(parent)), false) = (&event.parent_id, children.is_empty()) {
+                    let parent = Sscc::parse(parent).map_err(|error| error.to_string())?;
+                    self.new_containers.insert(parent);
+                    for chunk in children.chunks(ITEMS_PER_OP_MAX) {
+                        ops.push(SupplyOp::Pack {
+                            parent,
+                            children: chunk.to_vec(),
+                            location: location.clone(),
+                        });
+                    }
+                }
+            }
+            (EventKind::Aggregation, Some(Action::Delete)) => {
+                if let Some(Item::Container(parent)) = event
+                    .parent_id
+                    .as_ref()
+                    .map(|p| self.item(p))
+                    .transpose()?
+                    .flatten()
+                {
+                    let children = self.items(&event.child_epcs)?;
+                    ops.push(SupplyOp::Unpack {
+                        parent,
+                        children,
+                        location: location.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+        // Movement and end-of-life steps apply to the event's objects: its EPC list, or the
+        // parent of an aggregation observed as a whole.
+        let mut objects = self.items(&event.epc_list)?;
+        if event.kind != EventKind::Object
+            && let Some(parent) = &event.parent_id
+            && let Some(item) = self.item(parent)?
+        {
+            objects.push(item);
+        }
+        let objects_are_new = ops
+            .iter()
+            .any(|op| matches!(op, SupplyOp::Commission { .. }));
+        if !objects.is_empty() && !objects_are_new {
+            match step {
+                "shipping" | "departing" => {
+                    let to = self.destination_org(event)?;
+                    for chunk in objects.chunks(ITEMS_PER_OP_MAX) {
+                        ops.push(SupplyOp::Ship {
+                            to: to.clone(),
+                            items: chunk.to_vec(),
+                            location: location.clone(),
+                        });
+                    }
+                }
+                "receiving" | "arriving" => {
+                    let mut shipments = std::collections::BTreeSet::new();
+                    for item in &objects {
+                        if let Some(id) = self.in_shipment(item)? {
+                            shipments.insert(id);
+                        }
+                    }
+                    for shipment in shipments {
+                        ops.push(SupplyOp::Receive {
+                            shipment,
+                            location: location.clone(),
+                        });
+                    }
+                }
+                "dispensing" | "retail_selling" => {
+                    ops.extend(self.status(&objects, UnitStatus::Dispensed))
+                }
+                "destroying" | "decommissioning" => {
+                    ops.extend(self.status(&objects, UnitStatus::Destroyed))
+                }
+                _ => {}
+            }
+        }
+        // Temperature readings from a sensor device apply to the objects, or the location.
+        if self.role == Some(Role::Device) {
+            let readings: Vec<Reading> = event
+                .sensor_readings
+                .iter()
+                .filter(|reading| {
+                    reading
+                        .sensor_type
+                        .as_deref()
+                        .is_some_and(|kind| kind.ends_with("Temperature"))
+                })
+                .filter_map(|reading| {
+                    let milli_c = reading.value_milli.or(reading.max_milli)?;
+                    let time_ms = reading.time_ms;
+                    Some(Reading {
+                        time_ms: u64::try_from(time_ms).ok()?,
+                        milli_c: i32::try_from(milli_c).ok()?,
+                    })
+                })
+                .collect();
+            if !readings.is_empty() {
+                let place = if !objects.is_empty() {
+                    Some(Place::Items(objects.clone()))
+                } else {
+                    location.clone().map(Place::Location)
+                };
+                for chunk in readings.chunks(medledger_types::READINGS_PER_REPORT_MAX) {
+                    ops.push(SupplyOp::Readings {
+                        device: *self.capturer,
+                        place: place.clone(),
+                        readings: chunk.to_vec(),
+                    });
+                }
+            }
+        }
+        Ok(ops)
+    }
+
+    fn status(&self, objects: &[Item], status: UnitStatus) -> Vec<SupplyOp> {
+        let units: Vec<UnitId> = objects
+            .iter()
+            .filter_map(|item| match item {
+                Item::Unit(unit) => Some(unit.clone()),
+                Item::Container(_) => None,
+            })
+            .collect();
+        units
+            .chunks(ITEMS_PER_OP_MAX)
+            .map(|chunk| SupplyOp::SetStatus {
+                units: chunk.to_vec(),
+                status,
+            })
+            .collect()
+    }
+
+    fn in_shipment(&self, item: &Item) -> Result<Option<Hash>, String> {
+        let shipment = match item {
+            Item::Unit(id) => ledger::unit(self.state, id)
+                .map_err(|error| error.to_string())?
+                .and_then(|unit| unit.shipment),
+            Item::Container(sscc) => ledger::container(self.state, sscc)
+                .map_err(|error| error.to_string())?
+                .and_then(|container| container.shipment),
+        };
+        Ok(shipment)
+    }
+
+    /// The organisation an event ships to: the owner of the GLN in its destination list.
+    fn destination_org(&self, event: &Event) -> Result<String, String> {
+        for (_, id) in &event.destinations {
+            if let Some(gln) = gln_of(id)
+                && let Some(entry) =
+                    ledger::location(self.state, &gln).map_err(|error| error.to_string())?
+                && entry.org != self.org
+            {
+                return Ok(entry.org);
+            }
+        }
+        Err(
+            "shipping goods this chain tracks needs a destinationList naming a GLN another organisation registered"
+                .into(),
+        )
+    }
+}
+
+/// An EPCIS `itemExpirationDate` (YYYY-MM-DD) as the YYMMDD of AI (17).
+fn yymmdd(date: &str) -> Result<String, String> {
+    let bytes = date.as_bytes();
+    if bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-' {
+        Ok(format!("{}{}{}", &date[2..4], &date[5..7], &date[8..10]))
+    } else if bytes.len() == 6 && bytes.iter().all(u8::is_ascii_digit) {
+        Ok(date.to_string())
+    } else {
+        Err(format!("itemExpirationDate {date:?} is not YYYY-MM-DD"))
+    }
+}
