@@ -65,20 +65,40 @@ impl std::fmt::Display for Gs1DateTime {
 
 /// The value of `ai` split into its dictionary components ("800307071324001022085952" for AI
 /// (8003) gives "0", "7071324001022", "085952"); optional components left out are not listed.
+/// Only the structure is checked (lengths and character sets), not the linters: a value with a
+/// wrong check digit still splits.
 pub fn components<'v>(ai: &str, value: &'v str) -> Result<Vec<&'v str>, Gs1Error> {
-    let opts = Options::syntax_only();
-    let entry = element::lookup(ai, &opts)?;
-    element::check_value(ai, entry, value.as_bytes(), &opts)?;
+    let entry = element::lookup(ai, &Options::syntax_only())?;
+    element::check_length(ai, entry, value.as_bytes())?;
     let mut parts = Vec::new();
     let mut rest = value;
     for comp in &entry.components {
         let len = rest.len().min(comp.max);
-        if len == 0 {
+        if comp.optional && len == 0 {
             continue;
         }
+        if len < comp.min || !rest.is_char_boundary(len) {
+            return Err(Gs1Error::TooShort { ai: ai.to_owned() });
+        }
         let (part, tail) = rest.split_at(len);
+        if let Err((lint, at, bad)) = crate::lint::cset(comp.cset, part.as_bytes()) {
+            let at = value.len() - rest.len() + at;
+            return Err(Gs1Error::Lint {
+                ai: ai.to_owned(),
+                lint,
+                markup: format!(
+                    "({ai}){}|{}|{}",
+                    &value[..at],
+                    value.get(at..at + bad).unwrap_or_default(),
+                    value.get(at + bad..value.len() - tail.len()).unwrap_or_default()
+                ),
+            });
+        }
         parts.push(part);
         rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(Gs1Error::TooLong { ai: ai.to_owned() });
     }
     Ok(parts)
 }
@@ -96,8 +116,11 @@ pub fn decode_date(
     value: &str,
     reference_year: i32,
 ) -> Result<Option<Gs1DateTime>, Gs1Error> {
+    let opts = Options::syntax_only();
+    let entry = element::lookup(ai, &opts)?;
+    // The linters check the date and time fields, so what follows can read them as numbers.
+    element::check_value(ai, entry, value.as_bytes(), &opts)?;
     let parts = components(ai, value)?;
-    let entry = element::lookup(ai, &Options::syntax_only())?;
     let kinds: Vec<&[Linter]> = entry
         .components
         .iter()
@@ -107,18 +130,19 @@ pub fn decode_date(
         return Ok(None);
     };
     let first_kind = kinds.first().copied().unwrap_or_default();
-    let (year, month, day) = if first_kind.contains(&Linter::Yymmdd) || first_kind.contains(&Linter::Yymmd0) {
-        expand_yymmdd(first, reference_year)?
-    } else if first_kind.contains(&Linter::Yyyymmdd) {
-        let year: i32 = first[..4].parse().map_err(|_| Gs1Error::Date {
-            value: first.to_owned(),
-            reason: "no year",
-        })?;
-        let md = |r: std::ops::Range<usize>| first[r].parse::<u8>().unwrap_or(0);
-        (year, md(4..6), md(6..8))
-    } else {
-        return Ok(None);
-    };
+    let (year, month, day) =
+        if first_kind.contains(&Linter::Yymmdd) || first_kind.contains(&Linter::Yymmd0) {
+            expand_yymmdd(first, reference_year)?
+        } else if first_kind.contains(&Linter::Yyyymmdd) {
+            let year: i32 = first[..4].parse().map_err(|_| Gs1Error::Date {
+                value: first.to_owned(),
+                reason: "no year",
+            })?;
+            let md = |r: std::ops::Range<usize>| first[r].parse::<u8>().unwrap_or(0);
+            (year, md(4..6), md(6..8))
+        } else {
+            return Ok(None);
+        };
 
     let mut time: Option<(u8, u8, u8)> = None;
     for (part, kind) in rest.iter().zip(kinds.iter().skip(1)) {
@@ -160,7 +184,11 @@ pub struct Decimal {
 
 impl std::fmt::Display for Decimal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let digits = format!("{:0>width$}", self.units, width = usize::from(self.scale) + 1);
+        let digits = format!(
+            "{:0>width$}",
+            self.units,
+            width = usize::from(self.scale) + 1
+        );
         let (int, frac) = digits.split_at(digits.len() - usize::from(self.scale));
         f.write_str(int)?;
         if !frac.is_empty() {
@@ -203,7 +231,9 @@ pub fn decode_quantity(ai: &str, value: &str) -> Result<Option<Quantity>, Gs1Err
     } else {
         (None, value)
     };
-    let units = number.parse().map_err(|_| Gs1Error::TooLong { ai: ai.to_owned() })?;
+    let units = number
+        .parse()
+        .map_err(|_| Gs1Error::TooLong { ai: ai.to_owned() })?;
     Ok(Some(Quantity {
         value: Decimal {
             units,
@@ -244,7 +274,9 @@ mod tests {
 
     #[test]
     fn bad_dates() {
-        for bad in ["120230", "990229", "251301", "250000", "2501", "25010A", "2501011"] {
+        for bad in [
+            "120230", "990229", "251301", "250000", "2501", "25010A", "2501011",
+        ] {
             assert!(
                 matches!(expand_yymmdd(bad, 2026), Err(Gs1Error::Date { .. })),
                 "{bad}"

@@ -90,7 +90,13 @@ impl Linter {
     pub fn is_date_or_time(self) -> bool {
         matches!(
             self,
-            Self::Yymmdd | Self::Yymmd0 | Self::Yyyymmdd | Self::Hh | Self::Mi | Self::Ss | Self::Hhmi
+            Self::Yymmdd
+                | Self::Yymmd0
+                | Self::Yyyymmdd
+                | Self::Hh
+                | Self::Mi
+                | Self::Ss
+                | Self::Hhmi
         )
     }
 }
@@ -288,9 +294,7 @@ impl Dictionary {
         let mut length_by_prefix = [0; 100];
         for ai in entries.keys() {
             let p = prefix_index(ai.as_bytes()).ok_or(format!("bad ai {ai}"))?;
-            let slot = length_by_prefix
-                .get_mut(p)
-                .ok_or(format!("bad ai {ai}"))?;
+            let slot = length_by_prefix.get_mut(p).ok_or(format!("bad ai {ai}"))?;
             if *slot != 0 && *slot != ai.len() {
                 return Err(format!("ais starting {} have different lengths", &ai[..2]));
             }
@@ -514,11 +518,16 @@ mod tests {
     fn the_embedded_dictionary_parses() {
         let d = &*DICTIONARY;
         assert!(d.entries.len() > 400, "{}", d.entries.len());
-        let gtin = d.get("01").map(|e| (e.fnc1, e.dl_data_attribute, e.title.as_str()));
+        let gtin = d
+            .get("01")
+            .map(|e| (e.fnc1, e.dl_data_attribute, e.title.as_str()));
         assert_eq!(gtin, Some((false, true, "GTIN")));
         let e = d.get("3103");
         assert_eq!(e.map(|e| e.excludes.clone()), Some(vec!["310n".to_owned()]));
-        let e = d.get("8030").map(|e| e.requires.clone()).unwrap_or_default();
+        let e = d
+            .get("8030")
+            .map(|e| e.requires.clone())
+            .unwrap_or_default();
         assert!(e[0].contains(&vec!["01".to_owned(), "21".to_owned()]));
         assert!(d.is_dl_path("01 22 10 21"));
         assert!(d.is_dl_path("01 235"));
@@ -541,8 +550,14 @@ mod tests {
         assert!(d.lookup("2367", true).is_none());
         assert!(d.lookup("236", true).is_some_and(|e| e.fnc1));
         assert!(d.lookup("4199", true).is_none());
-        assert!(d.lookup("419", true).is_some_and(|e| !e.fnc1 && e.max_len() == 13));
-        assert_eq!(d.lookup_prefix(b"8012", false).map(|(ai, _)| ai), Some(&b"8012"[..]));
+        assert!(
+            d.lookup("419", true)
+                .is_some_and(|e| !e.fnc1 && e.max_len() == 13)
+        );
+        assert_eq!(
+            d.lookup_prefix(b"8012", false).map(|(ai, _)| ai),
+            Some(&b"8012"[..])
+        );
         assert!(d.lookup_prefix(b"891234", true).is_none());
         assert!(d.lookup_prefix(b"234567", false).is_none());
     }

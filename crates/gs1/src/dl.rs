@@ -62,7 +62,11 @@ pub fn uri_escape(value: &str, query: bool) -> String {
 /// Percent-decoding: "%hh" is a byte; a malformed or incomplete "%" sequence stays as it is; in a
 /// query (`query` true) "+" is a space. `None` when a "%00" would put a nul in the value.
 fn unescape(s: &[u8], query: bool) -> Option<Vec<u8>> {
-    let hex = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let hex = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -132,7 +136,9 @@ fn path_ai(segment: &str, opts: &Options) -> Option<(String, &'static AiEntry)> 
 
 /// The value of AI (01) padded to a GTIN-14, where zero-suppressed GTINs are permitted.
 fn pad_gtin(ai: &str, mut value: Vec<u8>, opts: &Options) -> Vec<u8> {
-    if opts.permit_zero_suppressed_gtin_in_dl_uris && ai == "01" && matches!(value.len(), 8 | 12 | 13)
+    if opts.permit_zero_suppressed_gtin_in_dl_uris
+        && ai == "01"
+        && matches!(value.len(), 8 | 12 | 13)
     {
         let mut padded = vec![b'0'; 14 - value.len()];
         padded.append(&mut value);
@@ -191,6 +197,15 @@ impl DigitalLink {
             }
             end -= 2;
         };
+        // The path's AIs must be a key and its qualifiers in order; say so before looking at
+        // the values.
+        let path: Vec<String> = segments[key_at..]
+            .chunks(2)
+            .filter_map(|pair| path_ai(pair.first()?, opts).map(|(ai, _)| ai))
+            .collect();
+        if !DICTIONARY.is_dl_path(&path.join(" ")) {
+            return Err(Gs1Error::KeyQualifiers(path.join(" ")));
+        }
         let stem = if key_at == 0 {
             authority.to_owned()
         } else {
@@ -202,11 +217,13 @@ impl DigitalLink {
             let [ai, value] = pair else {
                 return Err(Gs1Error::NoPrimaryKey);
             };
-            let (ai, entry) = path_ai(ai, opts).ok_or_else(|| Gs1Error::UnknownAi((*ai).to_owned()))?;
+            let (ai, entry) =
+                path_ai(ai, opts).ok_or_else(|| Gs1Error::UnknownAi((*ai).to_owned()))?;
             if value.is_empty() {
                 return Err(Gs1Error::EmptyValue { ai });
             }
-            let value = unescape(value.as_bytes(), false).ok_or_else(|| Gs1Error::Nul { ai: ai.clone() })?;
+            let value = unescape(value.as_bytes(), false)
+                .ok_or_else(|| Gs1Error::Nul { ai: ai.clone() })?;
             let value = pad_gtin(&ai, value, opts);
             element::check_length(&ai, entry, &value)?;
             items.push((ai, entry, value));
@@ -227,7 +244,8 @@ impl DigitalLink {
             if value.is_empty() {
                 return Err(Gs1Error::EmptyValue { ai: ai.to_owned() });
             }
-            let value = unescape(value.as_bytes(), true).ok_or_else(|| Gs1Error::Nul { ai: ai.to_owned() })?;
+            let value = unescape(value.as_bytes(), true)
+                .ok_or_else(|| Gs1Error::Nul { ai: ai.to_owned() })?;
             let value = pad_gtin(ai, value, opts);
             element::check_length(ai, entry, &value)?;
             items.push((ai.to_owned(), entry, value));
@@ -236,10 +254,7 @@ impl DigitalLink {
             }
         }
 
-        let path: Vec<&str> = items[..path_len].iter().map(|(ai, _, _)| ai.as_str()).collect();
-        if !DICTIONARY.is_dl_path(&path.join(" ")) {
-            return Err(Gs1Error::KeyQualifiers(path.join(" ")));
-        }
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
         for (i, (ai, entry, _)) in items.iter().enumerate().skip(path_len) {
             if items[..i].iter().any(|(a, _, _)| a == ai) {
                 return Err(Gs1Error::DuplicateInUri(ai.clone()));
@@ -261,7 +276,10 @@ impl DigitalLink {
             element::check_value(ai, entry, value, opts)?;
         }
         let elements = element::finish(
-            items.into_iter().map(|(ai, _, value)| (ai, value)).collect(),
+            items
+                .into_iter()
+                .map(|(ai, _, value)| (ai, value))
+                .collect(),
             opts,
         )?;
         Ok(Self {
@@ -311,7 +329,11 @@ fn generate(
         .collect::<Result<Vec<_>, _>>()?;
     let mut order: Vec<Option<usize>> = vec![None; ais.len()];
     match fixed_path {
-        Some(n) => order.iter_mut().take(n).enumerate().for_each(|(i, o)| *o = Some(i)),
+        Some(n) => order
+            .iter_mut()
+            .take(n)
+            .enumerate()
+            .for_each(|(i, o)| *o = Some(i)),
         None => {
             let key = ais
                 .iter()
@@ -345,7 +367,12 @@ fn generate(
     let mut out = stem.strip_suffix('/').unwrap_or(stem).to_owned();
     let path_len = order.iter().flatten().max().map_or(0, |m| m + 1);
     for pos in 0..path_len {
-        if let Some((ai, value)) = ais.iter().zip(&order).find(|(_, o)| **o == Some(pos)).map(|(a, _)| a) {
+        if let Some((ai, value)) = ais
+            .iter()
+            .zip(&order)
+            .find(|(_, o)| **o == Some(pos))
+            .map(|(a, _)| a)
+        {
             out.push('/');
             out.push_str(ai);
             out.push('/');

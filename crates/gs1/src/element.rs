@@ -265,7 +265,10 @@ pub(crate) fn check_length(ai: &str, entry: &AiEntry, value: &[u8]) -> Result<()
 }
 
 /// Turns checked values into an element string and applies the rules between AIs.
-pub(crate) fn finish(ais: Vec<(String, Vec<u8>)>, opts: &Options) -> Result<ElementString, Gs1Error> {
+pub(crate) fn finish(
+    ais: Vec<(String, Vec<u8>)>,
+    opts: &Options,
+) -> Result<ElementString, Gs1Error> {
     if ais.is_empty() {
         return Err(Gs1Error::Empty);
     }
@@ -341,7 +344,10 @@ pub fn parse_bracketed_with(input: &str, opts: &Options) -> Result<ElementString
         check_value(ai, entry, value, opts)?;
     }
     finish(
-        pairs.into_iter().map(|(ai, _, value)| (ai, value)).collect(),
+        pairs
+            .into_iter()
+            .map(|(ai, _, value)| (ai, value))
+            .collect(),
         opts,
     )
 }
@@ -396,7 +402,11 @@ fn split_unbracketed(
     opts: &Options,
 ) -> Result<Vec<(String, Vec<u8>)>, Gs1Error> {
     // Separators are matched byte for byte, so only ASCII ones can match.
-    let is_sep = |b: u8| separators.iter().any(|&s| s.is_ascii() && u32::from(b) == u32::from(s));
+    let is_sep = |b: u8| {
+        separators
+            .iter()
+            .any(|&s| s.is_ascii() && u32::from(b) == u32::from(s))
+    };
     let mut ais = Vec::new();
     let mut i = 0;
     loop {
@@ -447,11 +457,7 @@ const SERIALISABLE_KEYS: [&str; 3] = ["253", "255", "8003"];
 /// not appear together; every `req=` rule is met; (8030) signs only serialised keys.
 pub fn validate_associations(ais: &[(String, String)], opts: &Options) -> Result<(), Gs1Error> {
     for (i, (ai, value)) in ais.iter().enumerate() {
-        if opts.check_repeats
-            && ais[i + 1..]
-                .iter()
-                .any(|(a, v)| a == ai && v != value)
-        {
+        if opts.check_repeats && ais[i + 1..].iter().any(|(a, v)| a == ai && v != value) {
             return Err(Gs1Error::Repeated { ai: ai.clone() });
         }
         let Some(entry) = DICTIONARY.lookup(ai, true) else {

@@ -151,7 +151,6 @@ macro_rules! borsh_checked {
 borsh_checked!(Gtin, 14);
 borsh_checked!(Sscc, 18);
 
-
 /// A Global Location Number: 13 digits with a check digit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize)]
 pub struct Gln([u8; 13]);
@@ -333,12 +332,10 @@ pub fn gs1_prefix(digits: &str) -> Option<Gs1Prefix> {
     GS1_PREFIXES.iter().find_map(|&(len, from, to, usage)| {
         let head = digits.get(..len)?;
         let n: u32 = head.parse().ok()?;
-        (from..=to)
-            .contains(&n)
-            .then(|| Gs1Prefix {
-                value: head.to_owned(),
-                usage,
-            })
+        (from..=to).contains(&n).then(|| Gs1Prefix {
+            value: head.to_owned(),
+            usage,
+        })
     })
 }
 

@@ -33,14 +33,11 @@ pub use dl::{
 };
 pub use element::{
     ElementString, GS, MAX_AIS, Options, parse_bracketed, parse_bracketed_with,
-    parse_caret_notation, parse_caret_notation_with, parse_unbracketed,
-    parse_unbracketed_with, parse_unbracketed_with_separators, validate_associations,
+    parse_caret_notation, parse_caret_notation_with, parse_unbracketed, parse_unbracketed_with,
+    parse_unbracketed_with_separators, validate_associations,
 };
 pub use error::{Gs1Error, LintError};
-pub use keys::{
-    GcpLengthTable, Gln, Gs1Prefix, Gtin, GtinFormat, Sscc, check_digit, gs1_prefix,
-};
+pub use keys::{GcpLengthTable, Gln, Gs1Prefix, Gtin, GtinFormat, Sscc, check_digit, gs1_prefix};
 pub use lint::is_cset82;
 pub use scan::{parse_scan, parse_scan_with};
 pub use tables::iso4217_alpha;
-

@@ -40,8 +40,9 @@ fn digits(data: &[u8]) -> Res {
 
 /// The value of a run of ASCII digits (already checked to be digits).
 fn number(data: &[u8]) -> u64 {
-    data.iter()
-        .fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0')))
+    data.iter().fold(0u64, |n, d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    })
 }
 
 /// The character-set check every component gets before its own linters.
@@ -185,11 +186,7 @@ pub(crate) fn run(linter: Linter, data: &[u8]) -> Res {
             LintError::InvalidWindingDirection,
             data,
         ),
-        L::Yesno => in_list(
-            matches!(data, b"0" | b"1"),
-            LintError::NotZeroOrOne,
-            data,
-        ),
+        L::Yesno => in_list(matches!(data, b"0" | b"1"), LintError::NotZeroOrOne, data),
         L::Zero => in_list(data == b"0", LintError::NotZero, data),
         L::Yymmdd => yymmdd(data, false),
         L::Yymmd0 => yymmdd(data, true),
@@ -458,7 +455,12 @@ impl<'a> Coupon<'a> {
     }
 
     /// The next digit, which must be there and satisfy `ok`.
-    fn digit(&mut self, missing: LintError, invalid: LintError, ok: impl Fn(u8) -> bool) -> Result<u8, Failure> {
+    fn digit(
+        &mut self,
+        missing: LintError,
+        invalid: LintError,
+        ok: impl Fn(u8) -> bool,
+    ) -> Result<u8, Failure> {
         let Some(c) = self.peek() else {
             return Err((missing, 0, self.data.len()));
         };
@@ -498,7 +500,9 @@ fn coupon_code(data: &[u8]) -> Res {
     use LintError as E;
     digits(data)?;
     let mut c = Coupon { data, at: 0 };
-    let vli = c.digit(E::CouponMissingGcpVli, E::CouponInvalidGcpLength, |d| d <= b'6')?;
+    let vli = c.digit(E::CouponMissingGcpVli, E::CouponInvalidGcpLength, |d| {
+        d <= b'6'
+    })?;
     c.gcp(usize::from(vli) + 6, E::CouponTruncatedGcp)?;
     c.take(6, E::CouponTruncatedOfferCode)?;
     let vli = c.digit(
@@ -598,7 +602,11 @@ fn coupon_code(data: &[u8]) -> Res {
     // Optional field 5: serial number.
     if c.peek() == Some(b'5') {
         c.at += 1;
-        let vli = c.digit(E::CouponMissingSerialNumberVli, E::CouponMissingSerialNumberVli, |_| true)?;
+        let vli = c.digit(
+            E::CouponMissingSerialNumberVli,
+            E::CouponMissingSerialNumberVli,
+            |_| true,
+        )?;
         c.take(usize::from(vli) + 6, E::CouponTruncatedSerialNumber)?;
     }
 
@@ -626,7 +634,11 @@ fn coupon_code(data: &[u8]) -> Res {
             E::CouponInvalidSaveValueAppliesToItem,
             |d| d <= b'2',
         )?;
-        c.digit(E::CouponMissingStoreCouponFlag, E::CouponMissingStoreCouponFlag, |_| true)?;
+        c.digit(
+            E::CouponMissingStoreCouponFlag,
+            E::CouponMissingStoreCouponFlag,
+            |_| true,
+        )?;
         c.digit(
             E::CouponMissingDontMultiplyFlag,
             E::CouponInvalidDontMultiplyFlag,
@@ -645,11 +657,23 @@ fn coupon_positive_offer(data: &[u8]) -> Res {
     use LintError as E;
     digits(data)?;
     let mut c = Coupon { data, at: 0 };
-    c.digit(E::CouponMissingFormatCode, E::CouponInvalidFormatCode, |d| d <= b'1')?;
-    let vli = c.digit(E::CouponMissingFunderVli, E::CouponInvalidFunderLength, |d| d <= b'6')?;
+    c.digit(
+        E::CouponMissingFormatCode,
+        E::CouponInvalidFormatCode,
+        |d| d <= b'1',
+    )?;
+    let vli = c.digit(
+        E::CouponMissingFunderVli,
+        E::CouponInvalidFunderLength,
+        |d| d <= b'6',
+    )?;
     c.take(usize::from(vli) + 6, E::CouponTruncatedFunder)?;
     c.take(6, E::CouponTruncatedOfferCode)?;
-    let vli = c.digit(E::CouponMissingSerialNumberVli, E::CouponMissingSerialNumberVli, |_| true)?;
+    let vli = c.digit(
+        E::CouponMissingSerialNumberVli,
+        E::CouponMissingSerialNumberVli,
+        |_| true,
+    )?;
     c.take(usize::from(vli) + 6, E::CouponTruncatedSerialNumber)?;
     if c.left() != 0 {
         return fail(E::CouponExcessData, c.at, c.left());
@@ -670,12 +694,19 @@ mod tests {
             csumalpha(b"1987654Ad4X4bL5ttr2310cXK"),
             Err((LintError::IncorrectCheckPair, 23, 2))
         );
-        assert_eq!(csumalpha(b"2"), Err((LintError::TooShortForCheckPair, 0, 1)));
+        assert_eq!(
+            csumalpha(b"2"),
+            Err((LintError::TooShortForCheckPair, 0, 1))
+        );
     }
 
     #[test]
     fn ibans() {
-        for ok in ["FR7630006000011234567890189", "GB98MIDL07009312345678", "BE71096123456769"] {
+        for ok in [
+            "FR7630006000011234567890189",
+            "GB98MIDL07009312345678",
+            "BE71096123456769",
+        ] {
             assert_eq!(iban(ok.as_bytes()), Ok(()), "{ok}");
         }
         assert_eq!(
