@@ -90,7 +90,9 @@ pub fn components<'v>(ai: &str, value: &'v str) -> Result<Vec<&'v str>, Gs1Error
                     "({ai}){}|{}|{}",
                     &value[..at],
                     value.get(at..at + bad).unwrap_or_default(),
-                    value.get(at + bad..value.len() - tail.len()).unwrap_or_default()
+                    value
+                        .get(at + bad..value.len() - tail.len())
+                        .unwrap_or_default()
                 ),
             });
         }
@@ -157,12 +159,10 @@ pub fn decode_date(
             ));
         } else if kind.contains(&Linter::Hh) {
             time = Some((two_digits(part).unwrap_or(0), 0, 0));
-        } else if kind.contains(&Linter::Mi) {
-            if let Some(t) = time.as_mut() {
+        } else if let Some(t) = time.as_mut() {
+            if kind.contains(&Linter::Mi) {
                 t.1 = two_digits(part).unwrap_or(0);
-            }
-        } else if kind.contains(&Linter::Ss) {
-            if let Some(t) = time.as_mut() {
+            } else if kind.contains(&Linter::Ss) {
                 t.2 = two_digits(part).unwrap_or(0);
             }
         }

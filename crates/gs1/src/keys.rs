@@ -226,7 +226,7 @@ pub enum GtinFormat {
 
 impl GtinFormat {
     /// The number of digits.
-    pub fn len(self) -> usize {
+    pub fn digits(self) -> usize {
         match self {
             Self::Gtin8 => 8,
             Self::Gtin12 => 12,
@@ -248,7 +248,7 @@ impl Gtin {
 
     /// The GTIN in its own format (8, 12, 13 or 14 digits).
     pub fn short(&self) -> &str {
-        &self.as_str()[14 - self.format().len()..]
+        &self.as_str()[14 - self.format().digits()..]
     }
 
     /// The digits of [`Self::short`] without the check digit.

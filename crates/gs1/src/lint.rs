@@ -61,7 +61,7 @@ pub(crate) fn cset(cset: Cset, data: &[u8]) -> Res {
             // Up to two '=' may pad the data to a multiple of three characters.
             let pads = data.iter().rev().take_while(|&&c| c == b'=').count();
             let len = data.len() - pads;
-            if pads > 2 || (pads > 0 && data.len() % 3 != 0) {
+            if pads > 2 || (pads > 0 && !data.len().is_multiple_of(3)) {
                 return fail(LintError::InvalidCset64Padding, len, pads);
             }
             match first_outside(&data[..len], CSET64) {
@@ -322,13 +322,13 @@ fn date_length(data: &[u8], len: usize) -> Res {
 /// (right for 2000 and every year from 1901 to 2099).
 fn yymmdd(data: &[u8], day_zero: bool) -> Res {
     date_length(data, 6)?;
-    month_and_day(data, 2, number(&data[..2]) % 4 == 0, day_zero)
+    month_and_day(data, 2, number(&data[..2]).is_multiple_of(4), day_zero)
 }
 
 fn yyyymmdd(data: &[u8]) -> Res {
     date_length(data, 8)?;
     let year = number(&data[..4]);
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     month_and_day(data, 4, leap, false)
 }
 
@@ -397,7 +397,7 @@ fn pcenc(data: &[u8]) -> Res {
 fn piece_of_total(data: &[u8]) -> Res {
     digits(data)?;
     let len = data.len();
-    if len % 2 != 0 {
+    if !len.is_multiple_of(2) {
         return fail(LintError::InvalidLengthForPieceOfTotal, 0, len);
     }
     let (piece, total) = data.split_at(len / 2);

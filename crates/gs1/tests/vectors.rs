@@ -396,7 +396,11 @@ fn check_deviation(test: &str, key: &str, case: &Value) -> Outcome {
         "CERT # 1" => {
             let es = parse_unbracketed_with(s(&case["value"])?, &biip_options())
                 .map_err(|e| e.to_string())?;
-            same("value", es.values_by_title(key).first().copied(), Some("EM123"))
+            same(
+                "value",
+                es.values_by_title(key).first().copied(),
+                Some("EM123"),
+            )
         }
         _ => {
             // Refused for the check digit, yet the structure biip reports is the structure the
@@ -425,7 +429,8 @@ fn check_deviation(test: &str, key: &str, case: &Value) -> Outcome {
 }
 
 fn s(v: &Value) -> Result<&str, String> {
-    v.as_str().ok_or_else(|| format!("expected a string, got {v}"))
+    v.as_str()
+        .ok_or_else(|| format!("expected a string, got {v}"))
 }
 
 fn same<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Outcome {
@@ -567,7 +572,7 @@ fn check_element(ai: &str, value: &str, want: &Value) -> Outcome {
                     "sscc" => ai == "00",
                     _ => ai.len() == 3 && ai.starts_with("41"),
                 };
-                if reads && want.get(&format!("{key}_error")).is_none_or(Value::is_null) {
+                if reads && want.get(format!("{key}_error")).is_none_or(Value::is_null) {
                     return Err(format!("biip reads no {key} from ({ai}), this crate would"));
                 }
             }
@@ -575,9 +580,7 @@ fn check_element(ai: &str, value: &str, want: &Value) -> Outcome {
         }
     }
     if let Some(date) = want.get("date") {
-        let got = date_of(ai, value).map(|d| {
-            Gs1DateTime { time: None, ..d }.to_string()
-        });
+        let got = date_of(ai, value).map(|d| Gs1DateTime { time: None, ..d }.to_string());
         same("date", got.as_deref(), date.as_str())?;
     }
     Ok(())
@@ -612,7 +615,11 @@ fn check_biip_case(file: &str, test: &str, case: &Value) -> Outcome {
                 check_element(&ai, &v, expected)?;
                 if let Some(dt) = expected.get("datetime") {
                     let got = date_of(&ai, &v).filter(|d| d.time.is_some());
-                    same("datetime", got.map(|d| d.to_string()).as_deref(), dt.as_str())?;
+                    same(
+                        "datetime",
+                        got.map(|d| d.to_string()).as_deref(),
+                        dt.as_str(),
+                    )?;
                 }
                 return Ok(());
             }
@@ -648,7 +655,9 @@ fn check_biip_case(file: &str, test: &str, case: &Value) -> Outcome {
         (_, "test_extract_fails_when_not_matching_pattern") => {
             let ai = s(&case["ai_code"])?;
             match parse_unbracketed_with(s(&case["bad_value"])?, &opts) {
-                Err(Gs1Error::TooShort { ai: a } | Gs1Error::TooLong { ai: a }) if a == ai => Ok(()),
+                Err(Gs1Error::TooShort { ai: a } | Gs1Error::TooLong { ai: a }) if a == ai => {
+                    Ok(())
+                }
                 other => Err(format!("expected a length error for ({ai}), got {other:?}")),
             }
         }
@@ -661,13 +670,20 @@ fn check_biip_case(file: &str, test: &str, case: &Value) -> Outcome {
                 s(&case["expected_date"])?,
             )?;
             let datetime = got.time.map(|_| got.to_string());
-            same("datetime", datetime.as_deref(), case["expected_datetime"].as_str())
+            same(
+                "datetime",
+                datetime.as_deref(),
+                case["expected_datetime"].as_str(),
+            )
         }
         (_, "test_extract_fails_with_invalid_date") => {
             let ai = s(&case["ai_code"])?;
             let bad = s(&case["bad_value"])?;
             match parse_unbracketed_with(&format!("{ai}{bad}"), &opts) {
-                Err(Gs1Error::Lint { lint: LintError::IllegalDay | LintError::IllegalMonth, .. }) => {}
+                Err(Gs1Error::Lint {
+                    lint: LintError::IllegalDay | LintError::IllegalMonth,
+                    ..
+                }) => {}
                 other => return Err(format!("expected a date linter error, got {other:?}")),
             }
             match expand_yymmdd(bad, REFERENCE_YEAR) {
@@ -684,15 +700,23 @@ fn check_biip_case(file: &str, test: &str, case: &Value) -> Outcome {
         | (_, "test_extract_amount_payable")
         | (_, "test_extract_percentage_discount") => {
             let (ai, v) = single_element(s(value)?, &opts)?;
-            let q = decode_quantity(&ai, &v).map_err(|e| e.to_string())?.ok_or("no quantity")?;
+            let q = decode_quantity(&ai, &v)
+                .map_err(|e| e.to_string())?
+                .ok_or("no quantity")?;
             same("currency", q.currency, None)?;
             same("quantity", q.value.to_string().as_str(), s(expected)?)
         }
         (_, "test_extract_amount_payable_and_currency") => {
             let (ai, v) = single_element(s(value)?, &opts)?;
-            let q = decode_quantity(&ai, &v).map_err(|e| e.to_string())?.ok_or("no quantity")?;
+            let q = decode_quantity(&ai, &v)
+                .map_err(|e| e.to_string())?
+                .ok_or("no quantity")?;
             same("currency", q.currency, case["expected_currency"].as_str())?;
-            same("amount", q.value.to_string().as_str(), s(&case["expected_decimal"])?)
+            same(
+                "amount",
+                q.value.to_string().as_str(),
+                s(&case["expected_decimal"])?,
+            )
         }
         (_, "test_as_hri") if file.contains("element") => {
             let (ai, v) = single_element(s(value)?, &opts)?;
@@ -701,11 +725,19 @@ fn check_biip_case(file: &str, test: &str, case: &Value) -> Outcome {
         }
         (_, "test_list_filter_element_strings_by_ai") => {
             let es = element_list(value)?;
-            same("values", es.values_with_prefix(s(&case["ai"])?), strings(expected)?)
+            same(
+                "values",
+                es.values_with_prefix(s(&case["ai"])?),
+                strings(expected)?,
+            )
         }
         (_, "test_list_filter_element_strings_by_data_title") => {
             let es = element_list(value)?;
-            same("values", es.values_by_title(s(&case["data_title"])?), strings(expected)?)
+            same(
+                "values",
+                es.values_by_title(s(&case["data_title"])?),
+                strings(expected)?,
+            )
         }
         (_, "test_list_get_element_strings_by_ai") => {
             let es = element_list(value)?;
@@ -719,7 +751,9 @@ fn check_biip_case(file: &str, test: &str, case: &Value) -> Outcome {
         }
 
         // Digital Link URIs.
-        (f, "test_parse") | (f, "test_parse_with_invalid_element_values") if f.contains("digital_link") => {
+        (f, "test_parse") | (f, "test_parse_with_invalid_element_values")
+            if f.contains("digital_link") =>
+        {
             let dl = DigitalLink::parse_with(s(value)?, &opts).map_err(|e| e.to_string())?;
             same("uri", s(value)?, s(&expected["value"])?)?;
             check_elements(&dl.elements, &expected["element_strings"])
@@ -731,7 +765,10 @@ fn check_biip_case(file: &str, test: &str, case: &Value) -> Outcome {
             };
             let pattern = s(&case["error"])?;
             // biip's messages differ from this crate's; the kind of error must match.
-            if let Some(got_ai) = pattern.split("got '").nth(1).and_then(|r| r.split('\'').next())
+            if let Some(got_ai) = pattern
+                .split("got '")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
                 && pattern.contains("qualifier")
             {
                 match &err {
@@ -746,7 +783,9 @@ fn check_biip_case(file: &str, test: &str, case: &Value) -> Outcome {
         }
         (f, "test_from_element_strings") if f.contains("digital_link") => {
             let es = element_list(value)?;
-            let uri = es.to_digital_link(CANONICAL_STEM).map_err(|e| e.to_string())?;
+            let uri = es
+                .to_digital_link(CANONICAL_STEM)
+                .map_err(|e| e.to_string())?;
             same("uri", uri.as_str(), s(&expected["value"])?)?;
             check_elements(&es, &expected["element_strings"])
         }
@@ -757,7 +796,11 @@ fn check_biip_case(file: &str, test: &str, case: &Value) -> Outcome {
                 Some(prefix) => format!("https://{domain}/{prefix}"),
                 None => format!("https://{domain}"),
             };
-            same("uri", dl.to_uri(&stem).map_err(|e| e.to_string())?.as_str(), s(expected)?)
+            same(
+                "uri",
+                dl.to_uri(&stem).map_err(|e| e.to_string())?.as_str(),
+                s(expected)?,
+            )
         }
         (_, "test_as_canonical_uri") => {
             let es = parse_digital_link_with(s(value)?, &opts).map_err(|e| e.to_string())?;
@@ -792,11 +835,19 @@ fn check_message_case(file: &str, test: &str, case: &Value, opts: &Options) -> O
     match test {
         "test_filter_element_strings_by_ai" => {
             let es = message(file, value, opts)?;
-            same("values", es.values_with_prefix(s(&case["ai"])?), strings(expected)?)
+            same(
+                "values",
+                es.values_with_prefix(s(&case["ai"])?),
+                strings(expected)?,
+            )
         }
         "test_filter_element_strings_by_data_title" => {
             let es = message(file, value, opts)?;
-            same("values", es.values_by_title(s(&case["data_title"])?), strings(expected)?)
+            same(
+                "values",
+                es.values_by_title(s(&case["data_title"])?),
+                strings(expected)?,
+            )
         }
         "test_get_element_strings_by_ai" | "test_get_element_string_by_ai" => {
             let es = message(file, value, opts)?;
@@ -851,7 +902,8 @@ fn check_message_case(file: &str, test: &str, case: &Value, opts: &Options) -> O
                 other => Err(format!("expected a bracket error, got {other:?}")),
             }
         }
-        "test_parse_hri_fails_if_no_pattern_matches" => match parse_bracketed_with(s(value)?, opts) {
+        "test_parse_hri_fails_if_no_pattern_matches" => match parse_bracketed_with(s(value)?, opts)
+        {
             Err(Gs1Error::EmptyValue { .. }) => Ok(()),
             other => Err(format!("expected an empty value error, got {other:?}")),
         },
@@ -865,7 +917,9 @@ fn check_message_case(file: &str, test: &str, case: &Value, opts: &Options) -> O
         }
         "test_as_gs1_digital_link_uri" => {
             let es = message(file, value, opts)?;
-            let uri = es.to_digital_link(CANONICAL_STEM).map_err(|e| e.to_string())?;
+            let uri = es
+                .to_digital_link(CANONICAL_STEM)
+                .map_err(|e| e.to_string())?;
             same("uri", uri.as_str(), s(expected)?)
         }
         _ => Err(format!("no check for {file} {test}")),
@@ -904,5 +958,9 @@ fn biip_vectors() {
         failures.join("\n")
     );
     assert_eq!(cases, 167, "the vector file holds 167 cases");
-    assert_eq!(deviations_seen, BIIP_DEVIATIONS.len(), "every listed deviation is a real case");
+    assert_eq!(
+        deviations_seen,
+        BIIP_DEVIATIONS.len(),
+        "every listed deviation is a real case"
+    );
 }
