@@ -18,12 +18,6 @@ pub enum EpcisError {
         column: usize,
         max: usize,
     },
-    #[error("duplicate key {key:?} at line {line} column {column}")]
-    DuplicateKey {
-        key: String,
-        line: usize,
-        column: usize,
-    },
     #[error("the document does not conform to the EPCIS 2.0 JSON schema: {}", reasons.join("; "))]
     Schema { reasons: Vec<String> },
     #[error("`{path}`: {reason}")]

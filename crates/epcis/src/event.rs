@@ -114,7 +114,10 @@ pub struct Event {
     /// the event's own `@context` if it has one). Its CURIEs are read with the document's
     /// context ([`crate::Document::context`]).
     pub json: Value,
-    /// The EPCIS event hash ID, `ni:///sha-256;<hex>?ver=CBV2.0`.
+    /// The EPCIS event hash ID, `ni:///sha-256;<hex>?ver=CBV2.0` (CBV 2.0 §8.9), as the
+    /// reference implementation computes it. User extension fields that the document lists in
+    /// a `<prefix>:ignoreFields` member (at document level or in `queryResults`) are left out,
+    /// as the reference does; see [`crate::event_hash_id`] to recompute it.
     pub hash: String,
     /// The canonical string that [`Event::hash`] hashes (CBV 2.0 §8.9), for audit and
     /// debugging.

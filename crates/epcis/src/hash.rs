@@ -16,8 +16,10 @@
 //! * CURIE prefixes come from the standard EPCIS context as well as the document's and the
 //!   event's `@context` (the reference reads only a document `@context` given as a list). The
 //!   event's `@context` member itself is not hashed.
-//! * A business transaction, source or destination contributes all its members in the order
-//!   received (the reference keeps the first two and fails on an entry with only one).
+//! * A business transaction, source or destination contributes `type` first, then its id, then
+//!   any other members sorted, whatever order they arrived in. The reference keeps the received
+//!   order (and only the first two members, failing on an entry with one); its vectors, like all
+//!   GS1 examples, write `type` first.
 //! * Numbers are canonicalised exactly from their decimal text (see `decimal`), timestamps without
 //!   an offset are read as UTC (the reference uses the local zone of the machine), and a
 //!   timestamp that rounds up to the next second carries over (the reference fails).
@@ -428,10 +430,22 @@ fn to_tree(node: &Node, prefixes: &Prefixes) -> Tree {
                     }));
                 }
             }
-            let keeps_order = members
+            let is_entry = members
                 .iter()
                 .any(|(key, _)| ENTRY_IDS.contains(&key.as_str()));
-            if !keeps_order {
+            if is_entry {
+                // A business transaction, source or destination: `type` first, then the id, as
+                // the reference's vectors have them (it keeps the received order, and every
+                // example writes `type` first). Fixing the order keeps the hash a function of
+                // the event's content: a JSON object's member order carries no meaning, and
+                // is lost when the event is stored as a `serde_json::Value`.
+                let rank = |item: &Item| match item {
+                    Item::Node(node) if node.name == "type" => 0,
+                    Item::Node(node) if ENTRY_IDS.contains(&node.name.as_str()) => 1,
+                    _ => 2,
+                };
+                children.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+            } else {
                 children.sort();
             }
             Tree {

@@ -58,6 +58,23 @@ impl Node {
         }
     }
 
+    /// The node of a `serde_json::Value`. Numbers are read from serde_json's text for them,
+    /// which for a decimal is the shortest text naming the same double.
+    pub(crate) fn from_value(value: &Value) -> Node {
+        match value {
+            Value::Null => Node::Null,
+            Value::Bool(flag) => Node::Bool(*flag),
+            Value::Number(number) => Node::Number(number.to_string()),
+            Value::String(text) => Node::String(text.clone()),
+            Value::Array(items) => Node::Array(items.iter().map(Node::from_value).collect()),
+            Value::Object(map) => Node::Object(
+                map.iter()
+                    .map(|(key, value)| (key.clone(), Node::from_value(value)))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Builds the `serde_json::Value` of this node. Numbers go through serde_json's own parser,
     /// so they read exactly as `serde_json::from_slice` would have read them.
     pub(crate) fn to_value(&self) -> Result<Value, String> {
@@ -86,8 +103,13 @@ impl Node {
     }
 }
 
-/// Reads one JSON value filling all of `bytes` (surrounding whitespace allowed).
-pub(crate) fn parse(bytes: &[u8]) -> Result<Node, EpcisError> {
+/// At most this many repeated keys are reported.
+const DUPLICATES_MAX: usize = 50;
+
+/// Reads one JSON value filling all of `bytes` (surrounding whitespace allowed). Returns it with
+/// the JSON pointers of object members whose key appeared more than once in the same object
+/// (the last occurrence is kept, as serde_json and most JSON readers do).
+pub(crate) fn parse(bytes: &[u8]) -> Result<(Node, Vec<String>), EpcisError> {
     if bytes.len() > DOCUMENT_BYTES_MAX {
         return Err(EpcisError::TooLarge {
             got: bytes.len(),
@@ -105,6 +127,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Node, EpcisError> {
     let mut reader = Reader {
         bytes: text.as_bytes(),
         at: 0,
+        path: Vec::new(),
+        duplicates: Vec::new(),
     };
     reader.skip_whitespace();
     let node = reader.value(1)?;
@@ -112,7 +136,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Node, EpcisError> {
     if reader.at != reader.bytes.len() {
         return Err(reader.error("trailing characters after the JSON value"));
     }
-    Ok(node)
+    Ok((node, reader.duplicates))
 }
 
 /// The 1-based line and column of byte `offset` (columns count bytes).
@@ -130,6 +154,9 @@ struct Reader<'a> {
     /// Valid UTF-8 (checked before reading), so slicing at ASCII delimiters is sound.
     bytes: &'a [u8],
     at: usize,
+    /// Where the reader is, as JSON pointer segments (already escaped).
+    path: Vec<String>,
+    duplicates: Vec<String>,
 }
 
 impl Reader<'_> {
@@ -192,9 +219,10 @@ impl Reader<'_> {
         self.check_depth(depth)?;
         self.at += 1;
         let mut members: Vec<(String, Node)> = Vec::new();
-        // Keys seen so far, to refuse duplicates: two readers of a document with a repeated key
-        // can disagree on which one counts.
-        let mut seen = std::collections::BTreeSet::new();
+        // Keys seen so far and where their member is. A repeated key is reported, and its last
+        // value kept: GS1's own examples repeat a key (AssociationEvent-h, `eventID`), and the
+        // value kept is the one `serde_json::Value` and the event hash both see.
+        let mut seen = std::collections::BTreeMap::new();
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.at += 1;
@@ -205,20 +233,28 @@ impl Reader<'_> {
             if self.peek() != Some(b'"') {
                 return Err(self.error("expected a string key"));
             }
-            let key_at = self.at;
             let key = self.string()?;
-            if !seen.insert(key.clone()) {
-                let (line, column) = position(self.bytes, key_at);
-                return Err(EpcisError::DuplicateKey { key, line, column });
-            }
             self.skip_whitespace();
             if self.peek() != Some(b':') {
                 return Err(self.error("expected ':' after an object key"));
             }
             self.at += 1;
             self.skip_whitespace();
+            self.path.push(key.replace('~', "~0").replace('/', "~1"));
             let value = self.value(depth + 1)?;
-            members.push((key, value));
+            match seen.get(&key) {
+                Some(&index) => {
+                    if self.duplicates.len() < DUPLICATES_MAX {
+                        self.duplicates.push(format!("/{}", self.path.join("/")));
+                    }
+                    members[index] = (key, value);
+                }
+                None => {
+                    seen.insert(key.clone(), members.len());
+                    members.push((key, value));
+                }
+            }
+            self.path.pop();
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => self.at += 1,
@@ -242,7 +278,9 @@ impl Reader<'_> {
         }
         loop {
             self.skip_whitespace();
+            self.path.push(items.len().to_string());
             items.push(self.value(depth + 1)?);
+            self.path.pop();
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => self.at += 1,
@@ -386,7 +424,7 @@ mod tests {
     #[test]
     fn keeps_order_and_number_text() {
         let node = parse(br#" {"b": 12.10, "a": [1e2, -0, "x\u00e9\ud83d\ude00"]} "#);
-        let Ok(Node::Object(members)) = node else {
+        let Ok((Node::Object(members), _)) = node else {
             panic!("not an object: {node:?}")
         };
         assert_eq!(
@@ -422,10 +460,14 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
-        assert!(matches!(
-            parse(br#"{"a":1,"a":2}"#),
-            Err(EpcisError::DuplicateKey { .. })
-        ));
+        let Ok((node, duplicates)) = parse(br#"{"a":[{"b/c":1,"b/c":2}],"d":0}"#) else {
+            panic!("repeated keys are read");
+        };
+        assert_eq!(duplicates, vec!["/a/0/b~1c".to_owned()]);
+        assert_eq!(
+            node.get("a").map(|a| a.items()[0].get("b/c")),
+            Some(Some(&Node::Number("2".to_owned())))
+        );
         let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
         assert!(matches!(
             parse(deep.as_bytes()),

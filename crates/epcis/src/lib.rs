@@ -61,13 +61,17 @@ pub struct Document {
     pub header: Map<String, Value>,
     /// The events in document order.
     pub events: Vec<Event>,
+    /// JSON pointers of object members whose key the document repeats (the last value is the
+    /// one kept, everywhere), at most 50. Empty for a well-formed document; a capture endpoint
+    /// may refuse the rest.
+    pub duplicate_keys: Vec<String>,
 }
 
 /// Parses and checks an EPCIS 2.0 JSON-LD document: strict, bounded JSON (at most
 /// [`DOCUMENT_BYTES_MAX`] bytes and [`DEPTH_MAX`] levels, no duplicate keys), conformance to the
 /// EPCIS 2.0 JSON Schema, then one [`Event`] per event with its hash ID and typed view.
 pub fn parse_document(bytes: &[u8]) -> Result<Document, EpcisError> {
-    let root = json::parse(bytes)?;
+    let (root, duplicate_keys) = json::parse(bytes)?;
     let value = root.to_value().map_err(|reason| EpcisError::Json {
         line: 1,
         column: 1,
@@ -141,7 +145,21 @@ pub fn parse_document(bytes: &[u8]) -> Result<Document, EpcisError> {
         context,
         header,
         events,
+        duplicate_keys,
     })
+}
+
+/// The EPCIS event hash ID of an event object, read with `document_context` (the `@context` of
+/// the document it came in, `Null` if none): what [`Event::hash`] was at capture, for checking a
+/// stored event. A document's `ignoreFields` directive (see [`Event::hash`]) is not applied here.
+pub fn event_hash_id(event: &Value, document_context: &Value) -> String {
+    let mut prefixes = Prefixes::standard();
+    prefixes.add(&Node::from_value(document_context));
+    let event = Node::from_value(event);
+    if let Some(context) = event.get("@context") {
+        prefixes.add(context);
+    }
+    hash::hash_id(&hash::pre_hash(&event, &prefixes, &Default::default()))
 }
 
 /// Renders an `EPCISQueryDocument` (the EPCIS 2.0 query response) holding `events` verbatim,

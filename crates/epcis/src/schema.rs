@@ -19,9 +19,36 @@ static VALIDATOR: LazyLock<Result<jsonschema::Validator, String>> = LazyLock::ne
         serde_json::from_str(EPCIS_JSON_SCHEMA).map_err(|error| error.to_string())?;
     jsonschema::draft7::options()
         .should_validate_formats(true)
+        .with_format("uri", is_iri)
         .build(&schema)
         .map_err(|error| error.to_string())
 });
+
+/// The schema's `uri` values are JSON-LD node identifiers: an absolute IRI (a scheme, `:`, and
+/// no spaces or control characters; non-ASCII allowed, as in any IRI), a CURIE (which has the
+/// same shape), or a blank node identifier `_:name`, which GS1's own examples use for document
+/// ids. The strict RFC 3986 check would refuse both non-ASCII IRIs and blank nodes.
+fn is_iri(text: &str) -> bool {
+    // JSON-LD keywords and the context's aliases for them: the schema also checks member names
+    // with this format (extension members must be IRIs or CURIEs), and GS1's own examples type a
+    // sensor element with `type`, which the standard context defines there.
+    if matches!(text, "id" | "type" | "@id" | "@type" | "@context") {
+        return true;
+    }
+    let Some((scheme, rest)) = text.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = scheme == "_"
+        || (scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')));
+    scheme_ok
+        && !rest.is_empty()
+        && !text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`'))
+}
 
 /// Every reason (instance path and message, up to [`SCHEMA_REASONS_MAX`]) why `document` does
 /// not conform; empty if it does.
@@ -53,5 +80,15 @@ mod tests {
     #[test]
     fn the_schema_compiles() {
         assert!(super::VALIDATOR.is_ok());
+    }
+
+    #[test]
+    fn iris() {
+        for good in ["urn:epc:id:sgtin:0614141.107346.2017", "https://example.com/a?b#c", "_:document1", "geo:47.5,11.1", "https://例え.jp/x"] {
+            assert!(super::is_iri(good), "{good}");
+        }
+        for bad in ["", "document1", ":x", "_:", "1ab:x", "https://a b", "http://x/<y>"] {
+            assert!(!super::is_iri(bad), "{bad}");
+        }
     }
 }
