@@ -88,7 +88,7 @@ pub fn components<'v>(ai: &str, value: &'v str) -> Result<Vec<&'v str>, Gs1Error
                 lint,
                 markup: format!(
                     "({ai}){}|{}|{}",
-                    &value[..at],
+                    value.get(..at).unwrap_or_default(),
                     value.get(at..at + bad).unwrap_or_default(),
                     value
                         .get(at + bad..value.len() - tail.len())

@@ -86,6 +86,29 @@ impl ElementString {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The GTIN of AI (01).
+    pub fn gtin(&self) -> Option<crate::Gtin> {
+        self.get("01").and_then(|v| crate::Gtin::parse(v).ok())
+    }
+
+    /// The SSCC of AI (00).
+    pub fn sscc(&self) -> Option<crate::Sscc> {
+        self.get("00").and_then(|v| crate::Sscc::parse(v).ok())
+    }
+
+    /// The date of a date AI ((17) expiry, (11) production, ...) with two-digit years placed
+    /// around `reference_year` (see [`crate::expand_yymmdd`]); `None` if the AI is absent.
+    pub fn date(
+        &self,
+        ai: &str,
+        reference_year: i32,
+    ) -> Result<Option<crate::Gs1DateTime>, Gs1Error> {
+        match self.get(ai) {
+            Some(value) => crate::decode_date(ai, value, reference_year),
+            None => Ok(None),
+        }
+    }
+
     /// The values of every AI that starts with `prefix` (an AI, or its first digits: "723" finds
     /// the certification references (7230) to (7239)).
     pub fn values_with_prefix(&self, prefix: &str) -> Vec<&str> {

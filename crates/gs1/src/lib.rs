@@ -9,6 +9,22 @@
 //! The usual entry point is [`parse_scan`], which takes any of those forms. Nothing here does IO
 //! or reads a clock: dates with two-digit years are placed with a reference year the caller gives
 //! ([`expand_yymmdd`]), so the same input gives the same answer on every node.
+//!
+//! ```
+//! use medledger_gs1::{CANONICAL_STEM, parse_scan};
+//!
+//! // A GS1 DataMatrix read: symbology identifier, then AI data with GS after the lot.
+//! let es = parse_scan("]d2010952012345678817250600101234A\u{1d}21SN7").unwrap();
+//! assert_eq!(es.get("10"), Some("1234A"));
+//! assert_eq!(es.to_bracketed(), "(01)09520123456788(17)250600(10)1234A(21)SN7");
+//! let expiry = es.date("17", 2026)?.map(|d| (d.year, d.month, d.day));
+//! assert_eq!(expiry, Some((2025, 6, 30))); // day 00: the last day of the month
+//! assert_eq!(
+//!     es.to_digital_link(CANONICAL_STEM)?,
+//!     "https://id.gs1.org/01/09520123456788/10/1234A/21/SN7?17=250600"
+//! );
+//! # Ok::<(), medledger_gs1::Gs1Error>(())
+//! ```
 
 mod decode;
 mod dictionary;

@@ -35,6 +35,13 @@ fn scanner_data_with_symbology_identifier_and_gs_separators() {
     );
     assert_eq!(es.get("10"), Some("12A"));
     assert_eq!(es.get("22"), None);
+    assert_eq!(es.gtin().map(|g| g.to_string()).as_deref(), Some(GTIN));
+    assert_eq!(es.sscc(), None);
+    assert_eq!(
+        es.date("17", 2026).map(|d| d.map(|d| d.to_string())),
+        Ok(Some("2025-06-30".to_owned()))
+    );
+    assert_eq!(es.date("11", 2026), Ok(None));
     // Rendered back: no leading FNC1, a GS only after (10), the variable-length value that is
     // not last.
     assert_eq!(
