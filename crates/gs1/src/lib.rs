@@ -14,7 +14,7 @@
 //! use medledger_gs1::{CANONICAL_STEM, parse_scan};
 //!
 //! // A GS1 DataMatrix read: symbology identifier, then AI data with GS after the lot.
-//! let es = parse_scan("]d2010952012345678817250600101234A\u{1d}21SN7").unwrap();
+//! let es = parse_scan("]d2010952012345678817250600101234A\u{1d}21SN7")?;
 //! assert_eq!(es.get("10"), Some("1234A"));
 //! assert_eq!(es.to_bracketed(), "(01)09520123456788(17)250600(10)1234A(21)SN7");
 //! let expiry = es.date("17", 2026)?.map(|d| (d.year, d.month, d.day));
