@@ -137,10 +137,9 @@ impl Prefixes {
                         Node::Object(_) => definition.get("@id").and_then(Node::as_str),
                         _ => None,
                     };
-                    if let Some(iri) = iri.filter(|_| !term.starts_with('@')) {
-                        if iri.contains(':') {
-                            self.map.insert(term.clone(), iri.to_owned());
-                        }
+                    if let Some(iri) = iri.filter(|iri| !term.starts_with('@') && iri.contains(':'))
+                    {
+                        self.map.insert(term.clone(), iri.to_owned());
                     }
                 }
             }
@@ -187,10 +186,10 @@ pub(crate) fn short_name(value: &str, web: &str, urn: &str, prefixes: &Prefixes)
             return name.to_owned();
         }
     }
-    if !urn.is_empty() {
-        if let Some(name) = expanded.strip_prefix(urn) {
-            return name.to_owned();
-        }
+    if !urn.is_empty()
+        && let Some(name) = expanded.strip_prefix(urn)
+    {
+        return name.to_owned();
     }
     value.to_owned()
 }

@@ -472,10 +472,8 @@ fn digital_link(uri: &str) -> Option<String> {
     let canonical = uri
         .strip_prefix(CANONICAL)
         .is_some_and(|path| KEYS.iter().any(|key| keyed_value(path, key)));
-    if !canonical {
-        if let Some(at) = KEYS.iter().find_map(|key| uri.find(&format!("/{key}/"))) {
-            uri = format!("https://id.gs1.org{}", &uri[at..]);
-        }
+    if !canonical && let Some(at) = KEYS.iter().find_map(|key| uri.find(&format!("/{key}/"))) {
+        uri = format!("https://id.gs1.org{}", &uri[at..]);
     }
 
     // Pad GTIN-8, -12 and -13 to 14 digits.
@@ -501,18 +499,17 @@ fn digital_link(uri: &str) -> Option<String> {
             && cpv_and_rest
                 .bytes()
                 .all(|byte| byte == b'/' || value_char(byte))
+            && let Some(slash) = cpv_and_rest.find('/')
         {
-            if let Some(slash) = cpv_and_rest.find('/') {
-                uri = format!("{head}{}", &cpv_and_rest[slash..]);
-            }
+            uri = format!("{head}{}", &cpv_and_rest[slash..]);
         }
     }
-    if let Some((head, lot_and_rest)) = split_qualifier(&uri, "10") {
-        if let Some((lot, serial)) = lot_and_rest.split_once("/21/") {
-            if value_chars(lot, 20) && value_chars(serial, 20) {
-                uri = format!("{head}/21/{serial}");
-            }
-        }
+    if let Some((head, lot_and_rest)) = split_qualifier(&uri, "10")
+        && let Some((lot, serial)) = lot_and_rest.split_once("/21/")
+        && value_chars(lot, 20)
+        && value_chars(serial, 20)
+    {
+        uri = format!("{head}/21/{serial}");
     }
 
     valid_canonical(&uri).then_some(uri)

@@ -267,7 +267,7 @@ impl Epc {
                 })
             }
             "00" | "sscc" => {
-                (qualifiers.is_empty() && valid_key(&value, 18)).then(|| Epc::Sscc(value))
+                (qualifiers.is_empty() && valid_key(&value, 18)).then_some(Epc::Sscc(value))
             }
             _ => {
                 valid_key(&value, 13).then_some(())?;

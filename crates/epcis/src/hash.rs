@@ -222,7 +222,10 @@ pub(crate) fn ignored_fields(document: &Node, prefixes: &Prefixes) -> BTreeSet<S
             continue;
         };
         for (key, value) in members {
-            if prefixes.split(key).is_some_and(|(_, local)| local == "ignoreFields") {
+            if prefixes
+                .split(key)
+                .is_some_and(|(_, local)| local == "ignoreFields")
+            {
                 for field in value.items().iter().filter_map(Node::as_str) {
                     if field.contains(':') {
                         ignored.insert(prefixes.expand(field));

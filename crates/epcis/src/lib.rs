@@ -105,10 +105,10 @@ pub fn parse_document(bytes: &[u8]) -> Result<Document, EpcisError> {
     };
 
     let mut prefixes = Prefixes::standard();
-    if kind != DocumentKind::Event {
-        if let Some(context) = root.get("@context") {
-            prefixes.add(context);
-        }
+    if kind != DocumentKind::Event
+        && let Some(context) = root.get("@context")
+    {
+        prefixes.add(context);
     }
     let ignored = match kind {
         DocumentKind::Event => Default::default(),
@@ -191,10 +191,11 @@ pub fn query_document(events: &[Value], query_name: &str, subscription_id: Optio
 /// CURIEs still resolve. Adding the context does not change the event's hash.
 pub fn event_with_context(event: &Value, document_context: &Value) -> Value {
     let mut event = event.clone();
-    if let Value::Object(members) = &mut event {
-        if !document_context.is_null() && !members.contains_key("@context") {
-            members.insert("@context".to_owned(), document_context.clone());
-        }
+    if let Value::Object(members) = &mut event
+        && !document_context.is_null()
+        && !members.contains_key("@context")
+    {
+        members.insert("@context".to_owned(), document_context.clone());
     }
     event
 }

@@ -45,9 +45,11 @@ fn is_iri(text: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')));
     scheme_ok
         && !rest.is_empty()
-        && !text
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`'))
+        && !text.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+        })
 }
 
 /// Every reason (instance path and message, up to [`SCHEMA_REASONS_MAX`]) why `document` does
@@ -84,10 +86,24 @@ mod tests {
 
     #[test]
     fn iris() {
-        for good in ["urn:epc:id:sgtin:0614141.107346.2017", "https://example.com/a?b#c", "_:document1", "geo:47.5,11.1", "https://例え.jp/x"] {
+        for good in [
+            "urn:epc:id:sgtin:0614141.107346.2017",
+            "https://example.com/a?b#c",
+            "_:document1",
+            "geo:47.5,11.1",
+            "https://例え.jp/x",
+        ] {
             assert!(super::is_iri(good), "{good}");
         }
-        for bad in ["", "document1", ":x", "_:", "1ab:x", "https://a b", "http://x/<y>"] {
+        for bad in [
+            "",
+            "document1",
+            ":x",
+            "_:",
+            "1ab:x",
+            "https://a b",
+            "http://x/<y>",
+        ] {
             assert!(!super::is_iri(bad), "{bad}");
         }
     }

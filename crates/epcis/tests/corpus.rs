@@ -43,7 +43,9 @@ fn load(path: &str) -> Document {
 fn raw_events(document: &Value) -> Vec<Value> {
     let list = match document["type"].as_str() {
         Some("EPCISDocument") => &document["epcisBody"]["eventList"],
-        Some("EPCISQueryDocument") => &document["epcisBody"]["queryResults"]["resultsBody"]["eventList"],
+        Some("EPCISQueryDocument") => {
+            &document["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        }
         _ => return vec![document.clone()],
     };
     list.as_array().cloned().unwrap_or_default()
@@ -53,13 +55,22 @@ fn raw_events(document: &Value) -> Vec<Value> {
 /// object as received (nothing lost, nothing added), its kind matches its type, it has a hash ID
 /// in the `ni:` form and a plausible time.
 fn check(path: &Path) -> Result<Document, String> {
-    let name = path.strip_prefix(data("")).unwrap_or(path).display().to_string();
+    let name = path
+        .strip_prefix(data(""))
+        .unwrap_or(path)
+        .display()
+        .to_string();
     let bytes = std::fs::read(path).map_err(|error| format!("{name}: {error}"))?;
     let document = parse_document(&bytes).map_err(|error| format!("{name}: {error}"))?;
-    let plain: Value = serde_json::from_slice(&bytes).map_err(|error| format!("{name}: {error}"))?;
+    let plain: Value =
+        serde_json::from_slice(&bytes).map_err(|error| format!("{name}: {error}"))?;
     let raw = raw_events(&plain);
     if document.events.len() != raw.len() {
-        return Err(format!("{name}: {} events, expected {}", document.events.len(), raw.len()));
+        return Err(format!(
+            "{name}: {} events, expected {}",
+            document.events.len(),
+            raw.len()
+        ));
     }
     if document.context != plain["@context"] {
         return Err(format!("{name}: context differs"));
@@ -81,11 +92,16 @@ fn check(path: &Path) -> Result<Document, String> {
         }
         // The hash is a function of the stored event and context: it can be checked later.
         if event_hash_id(&event.json, &document.context) != event.hash {
-            return Err(format!("{name} event {index}: the stored event hashes differently"));
+            return Err(format!(
+                "{name} event {index}: the stored event hashes differently"
+            ));
         }
         // 2005-01-01 to 2030-01-01: the examples' years.
         if !(1_104_537_600_000..1_893_456_000_000).contains(&event.event_time_ms) {
-            return Err(format!("{name} event {index}: time {}", event.event_time_ms));
+            return Err(format!(
+                "{name} event {index}: time {}",
+                event.event_time_ms
+            ));
         }
     }
     Ok(document)
@@ -112,7 +128,10 @@ fn simple_context_examples_except_the_two_known_bad_ones() {
     let files = files("JSON-simple-context");
     assert_eq!(files.len(), 20);
     for path in &files {
-        let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default();
         let result = check(path);
         match name {
             "SensorDataExample12.jsonld" | "SensorDataExample17.jsonld" => {
@@ -123,7 +142,10 @@ fn simple_context_examples_except_the_two_known_bad_ones() {
                 assert!(!reasons.is_empty(), "{name}");
                 let text = reasons.join("\n");
                 if name == "SensorDataExample12.jsonld" {
-                    assert!(text.contains("schemaVersion") && text.contains("creationDate"), "{text}");
+                    assert!(
+                        text.contains("schemaVersion") && text.contains("creationDate"),
+                        "{text}"
+                    );
                 } else {
                     assert!(text.contains("/schemaVersion"), "{text}");
                 }
@@ -201,7 +223,10 @@ fn worked_examples_9_6_2_to_9_6_4() {
     assert_eq!(event.child_epcs.len(), 2);
     assert_eq!(event.quantities.len(), 2);
     assert_eq!(event.quantities[0].list, QuantityList::Child);
-    assert_eq!(event.quantities[0].epc_class, Epc::Gtin("04012345987652".to_owned()));
+    assert_eq!(
+        event.quantities[0].epc_class,
+        Epc::Gtin("04012345987652".to_owned())
+    );
     assert_eq!(event.quantities[0].quantity.as_deref(), Some("10"));
     assert_eq!(
         event.quantities[1].epc_class,
@@ -220,7 +245,12 @@ fn worked_examples_9_6_2_to_9_6_4() {
     assert_eq!(event.action, None);
     assert_eq!(event.input_epc_list.len(), 2);
     assert_eq!(event.output_epc_list.len(), 4);
-    assert!(event.quantities.iter().all(|quantity| quantity.list == QuantityList::Input));
+    assert!(
+        event
+            .quantities
+            .iter()
+            .all(|quantity| quantity.list == QuantityList::Input)
+    );
     assert_eq!(event.quantities.len(), 3);
 
     let document = load("JSON/Example_9.6.2-ObjectEvent.jsonld");
@@ -262,7 +292,10 @@ fn sensor_readings_are_flattened_in_milli_units() {
     assert_eq!(first.sensor_type.as_deref(), Some("Temperature"));
     assert_eq!(first.value_milli, Some(26_000));
     assert_eq!(first.uom.as_deref(), Some("CEL"));
-    assert_eq!(first.device_id.as_deref(), Some("urn:epc:id:giai:4000001.111"));
+    assert_eq!(
+        first.device_id.as_deref(),
+        Some("urn:epc:id:giai:4000001.111")
+    );
     // The sensor metadata time, 2019-04-02T14:05:00+01:00.
     assert_eq!(first.time_ms, 1_554_210_300_000);
     assert_eq!(readings[1].sensor_type.as_deref(), Some("AbsoluteHumidity"));
@@ -288,7 +321,8 @@ fn extension_fields_survive_and_ilmd_is_read() {
     assert_eq!(event.json["ilmd"]["cbvmda:countryOfOrigin"], "GB");
     assert!(event.pre_hash.contains("ext1") || event.pre_hash.contains("{"));
 
-    let document = load("JSON/WithErrorDeclaration/Example_9.6.1-ObjectEvent-with-error-declaration.jsonld");
+    let document =
+        load("JSON/WithErrorDeclaration/Example_9.6.1-ObjectEvent-with-error-declaration.jsonld");
     let retracted = &document.events[0];
     assert!(retracted.is_error_declaration);
     assert_eq!(retracted.corrective_event_ids.len(), 2);
@@ -307,7 +341,10 @@ fn a_repeated_key_keeps_its_last_value_and_is_reported() {
         event.event_id.as_deref(),
         Some("urn:uuid:fd338495-0e6d-41dd-afee-a862ecd32518")
     );
-    assert_eq!(event.json["eventID"], "urn:uuid:fd338495-0e6d-41dd-afee-a862ecd32518");
+    assert_eq!(
+        event.json["eventID"],
+        "urn:uuid:fd338495-0e6d-41dd-afee-a862ecd32518"
+    );
     assert_eq!(event.kind, EventKind::Association);
     assert_eq!(event.action, Some(Action::Delete));
 }
