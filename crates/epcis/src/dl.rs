@@ -566,7 +566,8 @@ fn valid_canonical(uri: &str) -> bool {
         "00" => digits_exactly(value, 18),
         "01" => keyed(14, &[("21", 20), ("10", 20), ("235", 28)]),
         "253" => {
-            value.len() >= 13 && digits_exactly(&value[..13], 13) && value_chars(&value[13..], 17)
+            value.get(..13).is_some_and(|key| digits_exactly(key, 13))
+                && value_chars(&value[13..], 17)
         }
         "255" => value.len() >= 13 && value.len() <= 25 && all_digits(value),
         "401" | "8004" => value_chars(value, 30),
@@ -574,7 +575,8 @@ fn valid_canonical(uri: &str) -> bool {
         "414" => keyed(13, &[("254", 20)]),
         "417" => digits_exactly(value, 13),
         "8003" => {
-            value.len() >= 14 && digits_exactly(&value[..14], 14) && value_chars(&value[14..], 16)
+            value.get(..14).is_some_and(|key| digits_exactly(key, 14))
+                && value_chars(&value[14..], 16)
         }
         "8006" => keyed(18, &[("21", 20), ("10", 20)]),
         "8010" => {
@@ -593,6 +595,17 @@ fn valid_canonical(uri: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multibyte_characters_do_not_split() {
+        for uri in [
+            "https://id.gs1.org/253/123456789012\u{df}",
+            "https://id.gs1.org/8003/1234567890123\u{df}",
+            "https://example.com/8003/1234567890123\u{df}x",
+        ] {
+            assert_eq!(normalise_to_digital_link(uri), None, "{uri}");
+        }
+    }
 
     #[test]
     fn check_digits() {

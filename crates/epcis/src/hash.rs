@@ -24,7 +24,7 @@
 //!   an offset are read as UTC (the reference uses the local zone of the machine), and a
 //!   timestamp that rounds up to the next second carries over (the reference fails).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
@@ -308,21 +308,15 @@ fn collect_vocabulary<'n>(
 fn expand_bare_names(event: &Node, prefixes: &Prefixes) -> Node {
     let mut found = BTreeSet::new();
     collect_vocabulary(event, &mut Vec::new(), prefixes, &mut found);
-    fn replace(node: &Node, found: &BTreeSet<String>) -> Node {
+    let index = SuffixIndex::new(&found);
+    fn replace(node: &Node, index: &SuffixIndex<'_>) -> Node {
         match node {
-            Node::String(text) => {
-                let dash = format!("-{text}");
-                let slash = format!("/{text}");
-                let mut matches = found
-                    .iter()
-                    .filter(|uri| uri.ends_with(&dash) || uri.ends_with(&slash));
-                match (matches.next(), matches.next()) {
-                    (Some(uri), None) => Node::String(uri.clone()),
-                    _ => node.clone(),
-                }
-            }
+            Node::String(text) => match index.unique(text) {
+                Some(uri) => Node::String(uri.to_owned()),
+                None => node.clone(),
+            },
             Node::Array(items) => {
-                Node::Array(items.iter().map(|item| replace(item, found)).collect())
+                Node::Array(items.iter().map(|item| replace(item, index)).collect())
             }
             Node::Object(members) => Node::Object(
                 members
@@ -331,7 +325,7 @@ fn expand_bare_names(event: &Node, prefixes: &Prefixes) -> Node {
                         if key == "@context" {
                             (key.clone(), value.clone())
                         } else {
-                            (key.clone(), replace(value, found))
+                            (key.clone(), replace(value, index))
                         }
                     })
                     .collect(),
@@ -339,7 +333,47 @@ fn expand_bare_names(event: &Node, prefixes: &Prefixes) -> Node {
             other => other.clone(),
         }
     }
-    replace(event, &found)
+    replace(event, &index)
+}
+
+/// The vocabulary URIs, each spelt backwards and sorted, so that the URIs ending in `-name` or
+/// `/name` are found by binary search rather than by trying each URI for each of the event's
+/// strings (which a large event could make quadratic).
+struct SuffixIndex<'u> {
+    reversed: Vec<(String, &'u str)>,
+}
+
+impl<'u> SuffixIndex<'u> {
+    fn new(uris: &'u BTreeSet<String>) -> SuffixIndex<'u> {
+        let mut reversed: Vec<(String, &str)> = uris
+            .iter()
+            .map(|uri| (uri.chars().rev().collect(), uri.as_str()))
+            .collect();
+        reversed.sort();
+        SuffixIndex { reversed }
+    }
+
+    /// The one URI that ends in `-text` or `/text`, if exactly one does.
+    fn unique(&self, text: &str) -> Option<&'u str> {
+        let backwards: String = text.chars().rev().collect();
+        let mut found = None;
+        for separator in ['-', '/'] {
+            let key = format!("{backwards}{separator}");
+            let start = self
+                .reversed
+                .partition_point(|(reversed, _)| reversed.as_str() < key.as_str());
+            for (reversed, uri) in &self.reversed[start..] {
+                if !reversed.starts_with(&key) {
+                    break;
+                }
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(*uri);
+            }
+        }
+        found
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -471,6 +505,7 @@ fn to_tree(node: &Node, prefixes: &Prefixes) -> Tree {
 fn correct(tree: Tree) -> Tree {
     let mut rest: Vec<Item> = Vec::new();
     let mut lists: Vec<(String, Vec<Item>)> = Vec::new();
+    let mut list_index: BTreeMap<String, usize> = BTreeMap::new();
     for item in tree.children {
         match item {
             Item::Node(node) if node.name.ends_with("List") => {
@@ -480,9 +515,12 @@ fn correct(tree: Tree) -> Tree {
                     text: node.text,
                     children: node.children,
                 });
-                match lists.iter_mut().find(|(name, _)| *name == node.name) {
-                    Some((_, elements)) => elements.push(element),
-                    None => lists.push((node.name, vec![element])),
+                match list_index.get(&node.name) {
+                    Some(&index) => lists[index].1.push(element),
+                    None => {
+                        list_index.insert(node.name.clone(), lists.len());
+                        lists.push((node.name, vec![element]));
+                    }
                 }
             }
             other => rest.push(other),
@@ -590,25 +628,26 @@ fn ordered(items: &mut Vec<Item>, order: &[Order]) -> String {
     let mut out = String::new();
     for entry in order {
         let mut values = Vec::new();
-        let mut index = 0;
-        while index < items.len() {
-            let Item::Node(node) = &mut items[index] else {
-                index += 1;
+        let mut used_up = false;
+        for item in items.iter_mut() {
+            let Item::Node(node) = item else {
                 continue;
             };
             if node.name != entry.name {
-                index += 1;
                 continue;
             }
             let text = node_pre_hash(node, entry.children);
             if !text.is_empty() {
                 values.push(text);
             }
-            if node.children.is_empty() {
-                items.remove(index);
-            } else {
-                index += 1;
-            }
+            used_up |= node.children.is_empty();
+        }
+        // Children with nothing left are removed in one pass (removing them one by one would be
+        // quadratic in a long EPC list).
+        if used_up {
+            items.retain(|item| {
+                !matches!(item, Item::Node(node) if node.name == entry.name && node.children.is_empty())
+            });
         }
         values.sort();
         out.extend(values);
