@@ -413,6 +413,11 @@ impl Reader<'_> {
         }
         // The number grammar is ASCII only.
         let text = String::from_utf8_lossy(&self.bytes[start..self.at]).into_owned();
+        // Refused here, where the position is known, rather than when the value is built.
+        if text.parse::<Number>().is_err() {
+            self.at = start;
+            return Err(self.error("number out of range"));
+        }
         Ok(Node::Number(text))
     }
 }
