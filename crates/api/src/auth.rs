@@ -218,6 +218,26 @@ impl ReplayGuard {
     }
 }
 
+/// Checks a request to this node: [`verify`] against the node's chain id, the request's path and
+/// query, and the node's clock.
+pub(crate) fn verify_request(
+    node: &medledger_node::Node,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Signed, AuthError> {
+    let path = uri.path_and_query().map_or("/", |value| value.as_str());
+    verify(
+        &node.genesis().chain_id,
+        method,
+        path,
+        headers,
+        body,
+        crate::fhir::now_ms(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;

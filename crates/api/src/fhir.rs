@@ -233,18 +233,7 @@ async fn signed(
     headers: &HeaderMap,
     body: &[u8],
 ) -> FhirResult<(Signed, Authority)> {
-    let path = uri
-        .path_and_query()
-        .map(|value| value.as_str())
-        .unwrap_or("/");
-    let signed = auth::verify(
-        &state.node.genesis().chain_id,
-        method,
-        path,
-        headers,
-        body,
-        now_ms(),
-    )?;
+    let signed = auth::verify_request(&state.node, method, uri, headers, body)?;
     let records = records(state)?;
     let key = signed.key;
     let authority = crate::blocking(move || Ok(records.authenticate(&key)))

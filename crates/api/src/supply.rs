@@ -4,6 +4,7 @@
 //! every schema reason listed for a refused EPCIS document.
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -70,22 +71,14 @@ async fn signer(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<PublicKey> {
-    let path = uri.path_and_query().map_or("/", |value| value.as_str());
-    let signed = auth::verify(
-        &state.node.genesis().chain_id,
-        method,
-        path,
-        headers,
-        body,
-        crate::fhir::now_ms(),
-    )
-    .map_err(|error| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            error.to_string(),
-        )
-    })?;
+    let signed =
+        auth::verify_request(&state.node, method, uri, headers, body).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                error.to_string(),
+            )
+        })?;
     let node = state.node.clone();
     let key = signed.key;
     let (authority, _) = blocking(move || Ok(node.account(&key)?)).await?;
@@ -97,6 +90,20 @@ async fn signer(
         )
     })?;
     Ok(key)
+}
+
+/// What every signed GET here starts with: the signer checked, the query parsed, the service.
+async fn signed_get<Q>(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    query: Result<Query<Q>, QueryRejection>,
+) -> ApiResult<(Supply, Q)> {
+    signer(state, method, uri, headers, b"").await?;
+    let Query(query) =
+        query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+    Ok((supply(state)?, query))
 }
 
 /// A scanned code to verify.
@@ -120,23 +127,15 @@ pub(crate) async fn verify(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let path = uri.path_and_query().map_or("/", |value| value.as_str());
     // Verification is the hot path: one state read checks the verifier and the unit together.
-    let signed = auth::verify(
-        &state.node.genesis().chain_id,
-        &method,
-        path,
-        &headers,
-        &body,
-        crate::fhir::now_ms(),
-    )
-    .map_err(|error| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            error.to_string(),
-        )
-    })?;
+    let signed =
+        auth::verify_request(&state.node, &method, &uri, &headers, &body).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                error.to_string(),
+            )
+        })?;
     let request: VerifyRequest = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request("malformed_body", format!("body: {error}")))?;
     let supply = supply(&state)?;
@@ -172,13 +171,10 @@ pub(crate) async fn recall_report(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    query: Result<Query<LotQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<LotQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    signer(&state, &method, &uri, &headers, b"").await?;
-    let Query(query) =
-        query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+    let (supply, query) = signed_get(&state, &method, &uri, &headers, query).await?;
     let gtin = parse_gtin(&query.gtin)?;
-    let supply = supply(&state)?;
     blocking(move || {
         let (height, report) = supply.recall_report(&gtin, &query.lot)?;
         Ok(Json(json!({"height": height, "report": report})))
@@ -222,13 +218,10 @@ pub(crate) async fn trace(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    query: Result<Query<ItemQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ItemQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    signer(&state, &method, &uri, &headers, b"").await?;
-    let Query(query) =
-        query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+    let (supply, query) = signed_get(&state, &method, &uri, &headers, query).await?;
     let item = item_of(&query)?;
-    let supply = supply(&state)?;
     blocking(move || {
         let (height, steps) = supply.trace(&item)?;
         let state_key = String::from_utf8_lossy(&match &item {
@@ -263,13 +256,10 @@ pub(crate) async fn label(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    query: Result<Query<LabelQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<LabelQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    signer(&state, &method, &uri, &headers, b"").await?;
-    let Query(query) =
-        query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+    let (supply, query) = signed_get(&state, &method, &uri, &headers, query).await?;
     let (id, _) = parse_unit_code(&query.code)?;
-    let supply = supply(&state)?;
     blocking(move || {
         // The label carries what the chain holds for the unit, not what the request claimed.
         let unit = supply.unit(&id)?;
@@ -413,11 +403,9 @@ pub(crate) async fn events(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    signer(&state, &method, &uri, &headers, b"").await?;
-    let Query(query) =
-        query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))?;
+    let (supply, query) = signed_get(&state, &method, &uri, &headers, query).await?;
     let request = EventQuery {
         epc: query.match_epc.clone(),
         biz_step: query.eq_biz_step.clone(),
@@ -426,7 +414,6 @@ pub(crate) async fn events(
         per_page: query.per_page.unwrap_or(100),
         after: query.next_page_token,
     };
-    let supply = supply(&state)?;
     // Answer from an index that covers at least the head when the request arrived.
     let head = state.node.status()?.height;
     supply.indexed(head).await?;
@@ -438,8 +425,22 @@ pub(crate) async fn events(
             Json(document),
         )
             .into_response();
+        // The next page keeps this request's filters.
+        let filters: Vec<&str> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|part| !part.is_empty() && !part.starts_with("nextPageToken="))
+            .collect();
         if let Some(next) = page.next
-            && let Ok(value) = format!("</epcis/events?nextPageToken={next}>; rel=\"next\"").parse()
+            && let Ok(value) = format!(
+                "</epcis/events?{}nextPageToken={next}>; rel=\"next\"",
+                filters
+                    .iter()
+                    .map(|part| format!("{part}&"))
+                    .collect::<String>()
+            )
+            .parse()
         {
             response.headers_mut().insert(header::LINK, value);
         }

@@ -56,27 +56,9 @@ pub enum SupplyCommand {
         location: Option<String>,
     },
     /// Pack units (`--unit <GS1 code>`) and containers (`--sscc-child`) into a case or pallet.
-    Pack {
-        #[arg(long)]
-        sscc: String,
-        #[arg(long = "unit")]
-        units: Vec<String>,
-        #[arg(long = "sscc-child")]
-        containers: Vec<String>,
-        #[arg(long)]
-        location: Option<String>,
-    },
+    Pack(ContainerArgs),
     /// Unpack a container (everything, or the named items).
-    Unpack {
-        #[arg(long)]
-        sscc: String,
-        #[arg(long = "unit")]
-        units: Vec<String>,
-        #[arg(long = "sscc-child")]
-        containers: Vec<String>,
-        #[arg(long)]
-        location: Option<String>,
-    },
+    Unpack(ContainerArgs),
     /// Ship loose units and containers to another organisation; prints the shipment id.
     Ship {
         #[arg(long)]
@@ -182,6 +164,29 @@ pub enum SupplyCommand {
         #[arg(long)]
         until: Option<String>,
     },
+}
+
+/// A container and the items to put in or take out of it.
+#[derive(clap::Args)]
+pub struct ContainerArgs {
+    #[arg(long)]
+    sscc: String,
+    #[arg(long = "unit")]
+    units: Vec<String>,
+    #[arg(long = "sscc-child")]
+    containers: Vec<String>,
+    #[arg(long)]
+    location: Option<String>,
+}
+
+impl ContainerArgs {
+    fn parts(self) -> Result<(Sscc, Vec<Item>, Option<String>)> {
+        Ok((
+            Sscc::parse(&self.sscc)?,
+            items(&self.units, &self.containers)?,
+            self.location,
+        ))
+    }
 }
 
 /// Parses a GS1 code naming a unit.
@@ -380,34 +385,30 @@ pub fn run(client: &Client, key: &Path, command: SupplyCommand) -> Result<i32> {
             &serials(&text)?,
             location,
         ),
-        SupplyCommand::Pack {
-            sscc,
-            units,
-            containers,
-            location,
-        } => ops_tx(
-            client,
-            &key,
-            vec![SupplyOp::Pack {
-                parent: Sscc::parse(&sscc)?,
-                children: items(&units, &containers)?,
-                location,
-            }],
-        ),
-        SupplyCommand::Unpack {
-            sscc,
-            units,
-            containers,
-            location,
-        } => ops_tx(
-            client,
-            &key,
-            vec![SupplyOp::Unpack {
-                parent: Sscc::parse(&sscc)?,
-                children: items(&units, &containers)?,
-                location,
-            }],
-        ),
+        SupplyCommand::Pack(args) => {
+            let (parent, children, location) = args.parts()?;
+            ops_tx(
+                client,
+                &key,
+                vec![SupplyOp::Pack {
+                    parent,
+                    children,
+                    location,
+                }],
+            )
+        }
+        SupplyCommand::Unpack(args) => {
+            let (parent, children, location) = args.parts()?;
+            ops_tx(
+                client,
+                &key,
+                vec![SupplyOp::Unpack {
+                    parent,
+                    children,
+                    location,
+                }],
+            )
+        }
         SupplyCommand::Ship {
             to,
             units,

@@ -59,27 +59,11 @@ impl Hospital {
 
     /// A new key, enrolled with `role` unless `role` is `None`.
     fn member(&self, name: &str, role: Option<&str>) -> PathBuf {
-        let file = self.dir.join(format!("{name}.key"));
-        let out = medledger(&["keygen", "--out", file.to_str().expect("utf-8")]);
-        assert!(out.status.success());
-        if let Some(role) = role {
-            let out = self.node.cli(&[
-                "tx",
-                "--key",
-                self.root.to_str().expect("utf-8"),
-                "enrol",
-                "--member",
-                &public_key_of(&file),
-                "--role",
-                role,
-            ]);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        file
+        self.node.new_key(
+            &self.dir,
+            name,
+            role.map(|role| (self.root.as_path(), role)),
+        )
     }
 
     fn fhir(&self, key: &Path, args: &[&str]) -> std::process::Output {

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TestNode, medledger, public_key_of, stdout};
+use common::{TestNode, public_key_of, stdout};
 use medledger_api::auth::AccessHeaders;
 use medledger_crypto::SecretKey;
 use serde_json::{Value, json};
@@ -51,28 +51,7 @@ impl Chain {
 
     /// A new key, enrolled by `root` with `role`.
     fn member(&self, root: &Path, name: &str, role: &str) -> PathBuf {
-        let file = self.dir.join(format!("{name}.key"));
-        assert!(
-            medledger(&["keygen", "--out", file.to_str().expect("utf-8")])
-                .status
-                .success()
-        );
-        let out = self.node.cli(&[
-            "tx",
-            "--key",
-            root.to_str().expect("utf-8"),
-            "enrol",
-            "--member",
-            &public_key_of(&file),
-            "--role",
-            role,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        file
+        self.node.new_key(&self.dir, name, Some((root, role)))
     }
 
     fn supply(&self, key: &Path, args: &[&str]) -> std::process::Output {
@@ -239,7 +218,7 @@ fn a_pack_travels_from_plant_to_pharmacy_and_every_verdict_is_right() {
     for form in [
         code("0001"),
         format!("]d201{GTIN}17271231") + "10L1\u{1d}210001",
-        format!("https://id.gs1.org/01/{GTIN}/21/0001?17=271231&10=L1"),
+        format!("https://id.gs1.org/01/{GTIN}/10/L1/21/0001?17=271231"),
     ] {
         let verdict = chain.verify(&maker, &form);
         assert_eq!(verdict["verdict"], "genuine", "{form}: {verdict}");
@@ -679,8 +658,40 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
     assert_eq!(verdict["verdict"], "genuine", "{verdict}");
     assert_eq!(verdict["custody"]["custodian"], "maker");
 
-    // The pharmacy captures its receiving event through the same node? No: only members of the
-    // node's organisation capture here.
+    // A logger of the maker's, enrolled as a device, captures a sensor report on the pallet:
+    // 12.5 °C leaves the product's 2–8 °C range, so the units inside are flagged.
+    let logger = chain.member(&chain.maker_root, "logger", "device");
+    let report = document(json!([{
+        "type": "ObjectEvent",
+        "eventTime": "2026-11-01T11:00:00Z",
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": [sscc_epc],
+        "action": "OBSERVE",
+        "sensorElementList": [{
+            "sensorMetadata": {"time": "2026-11-01T11:00:00Z"},
+            "sensorReport": [{"type": "gs1:Temperature", "value": 12.5, "uom": "CEL"}]
+        }]
+    }]));
+    let (status, answer) = chain.node.signed(
+        &key_of(&logger),
+        "POST",
+        "/epcis/capture",
+        &report,
+        &AccessHeaders::default(),
+    );
+    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["events"][0]["steps"], json!(["readings"]));
+    let verdict = chain.verify(&pharmacist, &format!("(01){GTIN}(21)A1"));
+    assert_eq!(reasons(&verdict), vec!["cold_chain_excursion"], "{verdict}");
+    assert_eq!(verdict["reasons"][0]["excursions"][0]["milli_c"], 12500);
+    // Unit A3 was never packed or shipped: untouched.
+    assert_eq!(
+        reasons(&chain.verify(&maker, &format!("(01){GTIN}(21)A3"))),
+        Vec::<String>::new()
+    );
+
+    // Only members of the node's organisation capture through it.
     let receiving = document(json!([{
         "type": "ObjectEvent",
         "eventTime": "2026-11-02T09:00:00Z",
@@ -700,7 +711,6 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
     assert_eq!(status, 403);
     // A step the ledger refuses refuses the capture whole: the maker cannot receive its own
     // shipment.
-    let before = chain.height();
     let (status, answer) = chain.node.signed(
         &maker_key,
         "POST",
@@ -711,19 +721,19 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
     let answer: Value = serde_json::from_slice(&answer).expect("json");
     assert_eq!(status, 422, "{answer}");
     assert_eq!(answer["error"]["code"], "not_the_receiver");
-    let (_, query) = chain.node.signed(
-        &maker_key,
-        "GET",
-        "/epcis/events?EQ_bizStep=receiving",
-        b"",
-        &AccessHeaders::default(),
-    );
+    // The refused event is neither indexed nor on record: the same capture by the receiver's own
+    // node would still be new.
+    let path = format!("/epcis/events?MATCH_epc={sscc_epc}&EQ_bizStep=receiving");
+    let (_, query) = chain
+        .node
+        .signed(&maker_key, "GET", &path, b"", &AccessHeaders::default());
     let query: Value = serde_json::from_slice(&query).expect("json");
     assert_eq!(
         query["epcisBody"]["queryResults"]["resultsBody"]["eventList"],
         json!([])
     );
-    assert!(chain.height() >= before);
+    let custody = chain.verify(&maker, &format!("(01){GTIN}(21)A1"));
+    assert_eq!(custody["custody"]["custodian"], "maker");
 
     // Queries: by EPC (URN or Digital Link of the same unit), by business step, by time; the
     // events come back as captured, extension fields included.
@@ -750,13 +760,39 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
         1
     );
     assert_eq!(
-        events("/epcis/events?EQ_bizStep=https://ref.gs1.org/cbv/BizStep-packing").len(),
+        events("/epcis/events?EQ_bizStep=https://ref.gs1.org/cbv/BizStep-packing&GE_eventTime=2026-11-01T00:00:00Z").len(),
         1
     );
     assert_eq!(
-        events("/epcis/events?EQ_bizStep=shipping&LT_eventTime=2026-11-01T00:00:00Z").len(),
+        events("/epcis/events?EQ_bizStep=shipping&GE_eventTime=2026-10-01T00:00:00Z&LT_eventTime=2026-11-01T00:00:00Z").len(),
         0
     );
+    // Pages: one event at a time, the next page named by the Link header.
+    let first = format!("/epcis/events?MATCH_epc={}&perPage=1", epc("A1"));
+    let (status, headers, body) =
+        chain
+            .node
+            .signed_response(&maker_key, "GET", &first, b"", &AccessHeaders::default());
+    assert_eq!(status, 200);
+    let page: Value = serde_json::from_slice(&body).expect("json");
+    let list = &page["epcisBody"]["queryResults"]["resultsBody"]["eventList"];
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(list[0]["bizStep"], "commissioning");
+    let link = headers
+        .get("link")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Link to the next page");
+    let next = link
+        .strip_prefix('<')
+        .and_then(|rest| rest.split('>').next())
+        .expect("a link");
+    assert!(
+        next.contains("MATCH_epc="),
+        "the next page keeps the filters: {next}"
+    );
+    let second = events(next);
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0]["type"], "AggregationEvent");
     let (status, _) = chain.node.signed(
         &maker_key,
         "GET",

@@ -151,7 +151,7 @@ pub enum TxError {
     #[error("only the patient, a delegate or the custodian may erase patient {0}")]
     NotAllowedToErase(Hash),
     #[error(transparent)]
-    Supply(supply::SupplyError),
+    Supply(Box<supply::SupplyError>),
     #[error(transparent)]
     State(#[from] StateError),
 }

@@ -54,7 +54,8 @@ pub fn key_access_request(request: &Hash) -> Vec<u8> {
     format!("access-request/{request}").into_bytes()
 }
 
-fn read<T: borsh::BorshDeserialize>(
+/// Reads and decodes one state entry.
+pub(crate) fn read<T: borsh::BorshDeserialize>(
     state: &dyn StateRead,
     key: &[u8],
 ) -> Result<Option<T>, StateError> {

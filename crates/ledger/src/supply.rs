@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use medledger_crypto::{Hash, PublicKey};
-use medledger_state::{Overlay, StateError, StateRead, decode_value, encode_value};
+use medledger_state::{Overlay, StateError, StateRead, encode_value};
 use medledger_types::{
     CONTAINER_CHILDREN_MAX, CapturedEvent, Container, EVENT_BYTES_MAX, EVENTS_PER_CAPTURE_MAX,
     EXCURSIONS_KEPT_MAX, EventRecord, Excursion, Gtin, HISTORY_STEPS_MAX, ITEMS_PER_OP_MAX, Item,
@@ -23,6 +23,7 @@ use medledger_types::{
     UnitId, UnitStatus, check_cset82, check_gln, date_of_ms, expiry_date, shipment_id,
 };
 
+use crate::records::read;
 use crate::{Authority, BlockContext, TxError, key_org, member};
 
 /// Why a supply-chain step was refused.
@@ -142,12 +143,12 @@ impl SupplyError {
 }
 
 fn invalid(message: impl Into<String>) -> TxError {
-    TxError::Supply(SupplyError::Invalid(message.into()))
+    SupplyError::Invalid(message.into()).into()
 }
 
 impl From<SupplyError> for TxError {
     fn from(error: SupplyError) -> Self {
-        TxError::Supply(error)
+        TxError::Supply(Box::new(error))
     }
 }
 
@@ -185,16 +186,6 @@ pub fn key_location_excursion(location: &str, seq: u64) -> Vec<u8> {
 }
 pub fn key_event(hash: &Hash) -> Vec<u8> {
     format!("epcis-event/{hash}").into_bytes()
-}
-
-fn read<T: borsh::BorshDeserialize>(
-    state: &dyn StateRead,
-    key: &[u8],
-) -> Result<Option<T>, StateError> {
-    state
-        .get(key)?
-        .map(|bytes| decode_value(key, &bytes))
-        .transpose()
 }
 
 pub fn product(state: &dyn StateRead, gtin: &Gtin) -> Result<Option<Product>, StateError> {
@@ -1231,6 +1222,25 @@ pub struct Custody {
     pub containers: Vec<Sscc>,
 }
 
+/// Containers already resolved: their custody and the excursions they and their ancestors saw.
+pub type ResolvedContainers = BTreeMap<Sscc, (Custody, Vec<Excursion>)>;
+
+/// Resolves a unit's custody (see [`resolve`]).
+pub fn resolve_unit(
+    state: &dyn StateRead,
+    found: &Unit,
+    cache: &mut ResolvedContainers,
+) -> Result<(Custody, Vec<Excursion>), StateError> {
+    resolve(
+        state,
+        &found.owner,
+        &found.location,
+        found.shipment,
+        found.parent,
+        cache,
+    )
+}
+
 /// Resolves custody by walking up from a loose-or-packed item's own fields. `cache` remembers
 /// containers already resolved, so a report over many units reads each container once.
 pub fn resolve(
@@ -1239,7 +1249,7 @@ pub fn resolve(
     location: &Option<String>,
     shipment: Option<Hash>,
     parent: Option<Sscc>,
-    cache: &mut BTreeMap<Sscc, (Custody, Vec<Excursion>)>,
+    cache: &mut ResolvedContainers,
 ) -> Result<(Custody, Vec<Excursion>), StateError> {
     let Some(parent) = parent else {
         return Ok((
@@ -1391,15 +1401,7 @@ pub fn verify(
             height: notice.height,
         });
     }
-    let mut cache = BTreeMap::new();
-    let (custody, inherited) = resolve(
-        state,
-        &found.owner,
-        &found.location,
-        found.shipment,
-        found.parent,
-        &mut cache,
-    )?;
+    let (custody, inherited) = resolve_unit(state, &found, &mut BTreeMap::new())?;
     if let Some(org) = verifier_org {
         // A receiver verifying goods addressed to it, before it confirms receipt, is entitled.
         let addressed_to_verifier = match custody.shipment {
@@ -1590,14 +1592,7 @@ pub fn recall_report(
             let Some(found) = unit(state, &id)? else {
                 return Err(StateError::Store(format!("unit {id} is missing")));
             };
-            let (custody, _) = resolve(
-                state,
-                &found.owner,
-                &found.location,
-                found.shipment,
-                found.parent,
-                &mut cache,
-            )?;
+            let (custody, _) = resolve_unit(state, &found, &mut cache)?;
             units.push(Affected {
                 serial: id.serial,
                 status: found.status,

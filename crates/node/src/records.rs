@@ -568,24 +568,11 @@ impl Records {
     /// Shreds, block by block, the patients erased on chain. Runs until the node stops; a
     /// restart resumes from the last height done, so no erasure is ever skipped.
     pub async fn follow_erasures(self) {
-        let mut head = self.node.subscribe_head();
-        loop {
-            let target = *head.borrow_and_update();
-            let records = self.clone();
-            let done = tokio::task::spawn_blocking(move || records.shred_through(target)).await;
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "applying erasures failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                Err(_) => return,
-            }
-            if head.changed().await.is_err() {
-                return;
-            }
-        }
+        let node = self.node.clone();
+        crate::follow_head(&node, "applying erasures", move |target| {
+            self.shred_through(target)
+        })
+        .await;
     }
 
     fn shred_through(&self, target: Height) -> Result<(), ServiceError> {

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use medledger_crypto::{Hash, PublicKey};
 use medledger_epcis::{Action, Epc, Event, EventKind};
@@ -388,23 +387,11 @@ impl Supply {
 
     /// Follows committed blocks and indexes their EPCIS events. Runs until the node stops.
     pub async fn follow_events(self) {
-        let mut head = self.node.subscribe_head();
-        loop {
-            let target = *head.borrow_and_update();
-            let this = self.clone();
-            match tokio::task::spawn_blocking(move || this.index_through(target)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "indexing EPCIS events failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                Err(_) => return,
-            }
-            if head.changed().await.is_err() {
-                return;
-            }
-        }
+        let node = self.node.clone();
+        crate::follow_head(&node, "indexing EPCIS events", move |target| {
+            self.index_through(target)
+        })
+        .await;
     }
 
     /// Waits until the index covers `height`.
@@ -518,6 +505,7 @@ impl Supply {
             events: Vec::new(),
             next: None,
         };
+        let mut last = None;
         for seq in candidates {
             let seq = seq?;
             let Some(bytes) = events.get(seq).map_err(index_error)? else {
@@ -538,11 +526,13 @@ impl Supply {
                 continue;
             }
             if page.events.len() == per_page {
-                page.next = page.events.last().and(Some(seq - 1)).map(|_| seq - 1);
+                // There is more: the next page starts after the last event of this one.
+                page.next = last;
                 break;
             }
-            let body = serde_json::from_str(&indexed.body).map_err(index_error)?;
-            page.events.push(body);
+            page.events
+                .push(serde_json::from_str(&indexed.body).map_err(index_error)?);
+            last = Some(seq);
         }
         Ok(page)
     }
@@ -891,11 +881,14 @@ impl<'a> Mapper<'a> {
             let readings: Vec<Reading> = event
                 .sensor_readings
                 .iter()
+                // Temperatures the crate converted to Celsius; one in an unknown unit is kept
+                // in the event but cannot be judged against a storage range.
                 .filter(|reading| {
                     reading
                         .sensor_type
                         .as_deref()
                         .is_some_and(|kind| kind.ends_with("Temperature"))
+                        && reading.uom.as_deref() == Some("CEL")
                 })
                 .filter_map(|reading| {
                     let milli_c = reading.value_milli.or(reading.max_milli)?;

@@ -233,6 +233,19 @@ impl TestNode {
         body: &[u8],
         access: &medledger_api::auth::AccessHeaders,
     ) -> (u16, Vec<u8>) {
+        let (status, _, bytes) = self.signed_response(key, method, path, body, access);
+        (status, bytes)
+    }
+
+    /// Like [`TestNode::signed`], with the response headers.
+    pub fn signed_response(
+        &self,
+        key: &medledger_crypto::SecretKey,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        access: &medledger_api::auth::AccessHeaders,
+    ) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -253,13 +266,40 @@ impl TestNode {
             .run(request.body(body.to_vec()).expect("request"))
             .expect("node answers");
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let bytes = response
             .body_mut()
             .with_config()
             .limit(64 << 20)
             .read_to_vec()
             .unwrap_or_default();
-        (status, bytes)
+        (status, headers, bytes)
+    }
+
+    /// A new key file `<dir>/<name>.key`, enrolled through this node by `(root key, role)` when
+    /// given.
+    pub fn new_key(&self, dir: &Path, name: &str, enrol: Option<(&Path, &str)>) -> PathBuf {
+        let file = dir.join(format!("{name}.key"));
+        let out = medledger(&["keygen", "--out", file.to_str().expect("utf-8")]);
+        assert!(out.status.success());
+        if let Some((root, role)) = enrol {
+            let out = self.cli(&[
+                "tx",
+                "--key",
+                root.to_str().expect("utf-8"),
+                "enrol",
+                "--member",
+                &public_key_of(&file),
+                "--role",
+                role,
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        file
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
