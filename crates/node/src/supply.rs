@@ -43,6 +43,55 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_INDEXED_THROUGH: &str = "indexed_through";
 const META_NEXT_SEQ: &str = "next_seq";
 
+/// How many heights one index transaction covers at most.
+const INDEX_HEIGHTS_PER_COMMIT: Height = 1_024;
+
+/// The index's tables, open in one write transaction.
+struct IndexTables<'txn> {
+    events: redb::Table<'txn, u64, &'static [u8]>,
+    by_hash: redb::Table<'txn, &'static [u8; 32], u64>,
+    by_epc: redb::Table<'txn, (&'static str, u64), ()>,
+    by_step: redb::Table<'txn, (&'static str, u64), ()>,
+    by_time: redb::Table<'txn, (i64, u64), ()>,
+}
+
+impl IndexTables<'_> {
+    /// Adds one event under sequence number `seq` (then advanced), unless its hash is indexed
+    /// already. Returns whether it was added.
+    fn add(&mut self, indexed: &IndexedEvent, seq: &mut u64) -> Result<bool, ServiceError> {
+        if self
+            .by_hash
+            .get(indexed.hash.as_bytes())
+            .map_err(index_error)?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let bytes = serde_json::to_vec(indexed).map_err(index_error)?;
+        self.events
+            .insert(*seq, bytes.as_slice())
+            .map_err(index_error)?;
+        self.by_hash
+            .insert(indexed.hash.as_bytes(), *seq)
+            .map_err(index_error)?;
+        for epc in &indexed.epcs {
+            self.by_epc
+                .insert((epc.as_str(), *seq), ())
+                .map_err(index_error)?;
+        }
+        if let Some(step) = &indexed.biz_step {
+            self.by_step
+                .insert((step.as_str(), *seq), ())
+                .map_err(index_error)?;
+        }
+        self.by_time
+            .insert((indexed.event_time_ms, *seq), ())
+            .map_err(index_error)?;
+        *seq += 1;
+        Ok(true)
+    }
+}
+
 /// One indexed event, as stored in the index.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct IndexedEvent {
@@ -407,67 +456,56 @@ impl Supply {
         Ok(())
     }
 
+    /// Indexes the EPCIS events of blocks up to `target`, up to `INDEX_HEIGHTS_PER_COMMIT`
+    /// heights per index transaction. The index is derived and indexing a height again changes
+    /// nothing (events are keyed by hash), so a commit that indexed no event skips its fsync
+    /// (`Durability::None`); one in `INDEX_HEIGHTS_PER_COMMIT` heights, and every commit that
+    /// indexed an event, is durable. A crash only makes the index redo some heights.
     fn index_through(&self, target: Height) -> Result<(), ServiceError> {
         let mut height = *self.indexed_through.borrow();
         while height < target {
-            height += 1;
-            let write = self.index.begin_write().map_err(index_error)?;
+            let last = target.min(height + INDEX_HEIGHTS_PER_COMMIT);
+            let mut write = self.index.begin_write().map_err(index_error)?;
+            let mut indexed_any = false;
             {
-                let mut events = write.open_table(EVENTS).map_err(index_error)?;
-                let mut by_hash = write.open_table(BY_HASH).map_err(index_error)?;
-                let mut by_epc = write.open_table(BY_EPC).map_err(index_error)?;
-                let mut by_step = write.open_table(BY_STEP).map_err(index_error)?;
-                let mut by_time = write.open_table(BY_TIME).map_err(index_error)?;
+                let mut tables = IndexTables {
+                    events: write.open_table(EVENTS).map_err(index_error)?,
+                    by_hash: write.open_table(BY_HASH).map_err(index_error)?,
+                    by_epc: write.open_table(BY_EPC).map_err(index_error)?,
+                    by_step: write.open_table(BY_STEP).map_err(index_error)?,
+                    by_time: write.open_table(BY_TIME).map_err(index_error)?,
+                };
                 let mut meta = write.open_table(META).map_err(index_error)?;
                 let mut seq = meta
                     .get(META_NEXT_SEQ)
                     .map_err(index_error)?
                     .map_or(0, |value| value.value());
-                for (tx, receipt) in self.node.committed_txs(height)? {
-                    let applied = receipt.is_some_and(|r| r.outcome == Outcome::Committed);
-                    let Payload::CaptureEpcis {
-                        events: captured, ..
-                    } = &tx.body.payload
-                    else {
-                        continue;
-                    };
-                    if !applied {
-                        continue;
-                    }
-                    for event in captured {
-                        if by_hash
-                            .get(event.hash.as_bytes())
-                            .map_err(index_error)?
-                            .is_some()
+                while height < last {
+                    height += 1;
+                    for (tx, receipt) in self.node.committed_txs(height)? {
+                        let applied = receipt.is_some_and(|r| r.outcome == Outcome::Committed);
+                        if let (Payload::CaptureEpcis { events, .. }, true) =
+                            (&tx.body.payload, applied)
                         {
-                            continue;
+                            for event in events {
+                                indexed_any |=
+                                    tables.add(&index_entry(height, tx.id(), event), &mut seq)?;
+                            }
                         }
-                        let indexed = index_entry(height, tx.id(), event);
-                        let bytes = serde_json::to_vec(&indexed).map_err(index_error)?;
-                        events.insert(seq, bytes.as_slice()).map_err(index_error)?;
-                        by_hash
-                            .insert(event.hash.as_bytes(), seq)
-                            .map_err(index_error)?;
-                        for epc in &indexed.epcs {
-                            by_epc
-                                .insert((epc.as_str(), seq), ())
-                                .map_err(index_error)?;
-                        }
-                        if let Some(step) = &indexed.biz_step {
-                            by_step
-                                .insert((step.as_str(), seq), ())
-                                .map_err(index_error)?;
-                        }
-                        by_time
-                            .insert((indexed.event_time_ms, seq), ())
-                            .map_err(index_error)?;
-                        seq += 1;
                     }
                 }
                 meta.insert(META_NEXT_SEQ, seq).map_err(index_error)?;
                 meta.insert(META_INDEXED_THROUGH, height)
                     .map_err(index_error)?;
             }
+            let durable = indexed_any || height.is_multiple_of(INDEX_HEIGHTS_PER_COMMIT);
+            write
+                .set_durability(if durable {
+                    redb::Durability::Immediate
+                } else {
+                    redb::Durability::None
+                })
+                .map_err(index_error)?;
             write.commit().map_err(index_error)?;
             self.indexed_through.send_replace(height);
         }
