@@ -530,3 +530,117 @@ fn records_are_audited_on_every_validator_and_erased_everywhere() {
         String::from_utf8_lossy(&gone.stderr)
     );
 }
+
+#[test]
+fn custody_moves_between_organisations_under_consensus() {
+    let _devnet = one_devnet();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = devnet(dir.path(), 0);
+    for node in nodes.iter_mut() {
+        node.start();
+    }
+    let (org0, org1) = (
+        dir.path().join("keys/org0.key"),
+        dir.path().join("keys/org1.key"),
+    );
+    let maker = nodes[0].new_key(dir.path(), "maker", Some((&org0, "manufacturer")));
+    let pharmacist = nodes[0].new_key(dir.path(), "pharmacist", Some((&org1, "pharmacy")));
+    let supply = |node: &TestNode, key: &Path, args: &[&str]| {
+        let mut all = vec!["supply", "--key", key.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        let out = node.cli(&all);
+        (
+            out.status.code(),
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |node: &TestNode, key: &Path, args: &[&str]| {
+        let (code, out, err) = supply(node, key, args);
+        assert_eq!(code, Some(0), "supply {args:?}: {out}{err}");
+        out
+    };
+    let gtin = "09506000134352";
+    let unit = format!("(01){gtin}(21)7");
+    ok(
+        &nodes[0],
+        &maker,
+        &[
+            "register",
+            "--gtin",
+            gtin,
+            "--name",
+            "Vaccine",
+            "--storage",
+            "2..8",
+        ],
+    );
+    ok(
+        &nodes[0],
+        &maker,
+        &[
+            "commission",
+            "--gtin",
+            gtin,
+            "--lot",
+            "N1",
+            "--expiry",
+            "301231",
+            "--serials",
+            "1..10",
+        ],
+    );
+    let shipped = ok(
+        &nodes[0],
+        &maker,
+        &["ship", "--to", "org1", "--unit", &unit],
+    );
+    let shipment = shipped
+        .lines()
+        .find_map(|line| line.strip_prefix("shipment "))
+        .expect("shipment id")
+        .to_string();
+    // The pharmacy confirms through its own validator; custody passes on every node.
+    let received = ok(
+        &nodes[1],
+        &pharmacist,
+        &["receive", "--shipment", &shipment],
+    );
+    let at = serde_json::from_str::<Value>(&received).expect("receipt")["height"]
+        .as_u64()
+        .expect("height");
+    for node in &nodes {
+        wait_for_height(node, at, Duration::from_secs(30));
+        let (code, out, err) = supply(node, &pharmacist, &["verify", &unit]);
+        assert_eq!(code, Some(0), "{}: {out}{err}", node.url);
+        let verdict: Value = serde_json::from_str(&out).expect("verdict");
+        assert_eq!(verdict["custody"]["custodian"], "org1", "{}", node.url);
+    }
+    // A member captures EPCIS through its own organisation's node, not another's.
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../epcis/tests/data/JSON/Example_9.6.1-ObjectEvent.jsonld");
+    let capture = capture.to_str().expect("utf-8");
+    let (code, _, err) = supply(&nodes[0], &pharmacist, &["capture", capture]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("403"), "{err}");
+    let captured: Value = serde_json::from_str(&ok(&nodes[1], &pharmacist, &["capture", capture]))
+        .expect("capture report");
+    let height = captured["height"].as_u64().expect("height");
+    // Every validator indexes the committed event.
+    for node in &nodes {
+        wait_for_height(node, height, Duration::from_secs(30));
+        let events: Value = serde_json::from_str(&ok(
+            node,
+            &pharmacist,
+            &["events", "--biz-step", "shipping"],
+        ))
+        .expect("query document");
+        let list = &events["epcisBody"]["queryResults"]["resultsBody"]["eventList"];
+        assert_eq!(
+            list.as_array().map(Vec::len),
+            Some(1),
+            "{}: {events}",
+            node.url
+        );
+    }
+}
