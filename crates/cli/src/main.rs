@@ -290,11 +290,19 @@ fn main() {
     }
 }
 
+/// Prints a JSON answer. A closed pipe (`medledger ... | head`) ends the program quietly, as
+/// Unix tools do, instead of panicking in `println!`.
 fn print(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing the answer: {error}");
+        std::process::exit(1);
+    }
 }
 
 fn now_ms() -> u64 {

@@ -223,6 +223,8 @@ fn a_pack_travels_from_plant_to_pharmacy_and_every_verdict_is_right() {
         let verdict = chain.verify(&maker, &form);
         assert_eq!(verdict["verdict"], "genuine", "{form}: {verdict}");
         assert_eq!(verdict["custody"]["custodian"], "maker");
+        assert_eq!(verdict["expiry"], "2027-12-31");
+        assert_eq!(verdict["lot"], "L1");
     }
     let verdict = chain.verify(&maker, &format!("(01){GTIN}(17)271130(10)L2(21)0001"));
     assert_eq!(reasons(&verdict), vec!["lot_mismatch", "expiry_mismatch"]);

@@ -1308,14 +1308,49 @@ pub fn resolve(
 pub enum Suspect {
     UnknownGtin,
     UnknownSerial,
-    LotMismatch { on_chain: String },
-    ExpiryMismatch { on_chain: u32 },
-    Expired { expiry: u32 },
+    LotMismatch {
+        on_chain: String,
+    },
+    ExpiryMismatch {
+        #[serde(serialize_with = "date_text")]
+        on_chain: u32,
+    },
+    Expired {
+        #[serde(serialize_with = "date_text")]
+        expiry: u32,
+    },
     Dispensed,
     Destroyed,
-    Recalled { reason: String, height: u64 },
-    NotInCustody { custodian: String },
-    ColdChainExcursion { excursions: Vec<Excursion> },
+    Recalled {
+        reason: String,
+        height: u64,
+    },
+    NotInCustody {
+        custodian: String,
+    },
+    ColdChainExcursion {
+        excursions: Vec<Excursion>,
+    },
+}
+
+/// A stored date (`YYYYMMDD` as a number) as ISO 8601 text, `2027-12-31`.
+fn date_text<S: serde::Serializer>(date: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!(
+        "{:04}-{:02}-{:02}",
+        date / 10_000,
+        date / 100 % 100,
+        date % 100
+    ))
+}
+
+fn optional_date_text<S: serde::Serializer>(
+    date: &Option<u32>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match date {
+        Some(date) => date_text(date, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// The answer to a verification.
@@ -1326,7 +1361,10 @@ pub struct Verdict {
     pub unit: UnitId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lot: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_date_text"
+    )]
     pub expiry: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<UnitStatus>,
