@@ -451,35 +451,9 @@ pub fn civil_from_days(days: i64) -> (i32, u32, u32) {
 /// Specifications prescribe (§7.12: the year lies from 49 years before to 50 years after
 /// `reference_year`) and day 00 meaning the month's last day.
 pub fn expiry_date(yymmdd: &str, reference_year: i32) -> Result<Date, String> {
-    let bytes = yymmdd.as_bytes();
-    if bytes.len() != 6 || !bytes.iter().all(u8::is_ascii_digit) {
-        return Err(format!("an expiry is YYMMDD, got {yymmdd:?}"));
-    }
-    let number = |at: usize| i32::from(bytes[at] - b'0') * 10 + i32::from(bytes[at + 1] - b'0');
-    let (yy, month, day) = (number(0), number(2) as u32, number(4) as u32);
-    if !(1..=12).contains(&month) {
-        return Err(format!("expiry {yymmdd} has month {month}"));
-    }
-    let century = reference_year.div_euclid(100) * 100;
-    let mut year = century + yy;
-    if year - reference_year > 50 {
-        year -= 100;
-    } else if reference_year - year > 49 {
-        year += 100;
-    }
-    let next_month = if month == 12 {
-        days_from_civil(year + 1, 1, 1)
-    } else {
-        days_from_civil(year, month + 1, 1)
-    };
-    let last_day = (next_month - days_from_civil(year, month, 1)) as u32;
-    let day = if day == 0 { last_day } else { day };
-    if day > last_day {
-        return Err(format!(
-            "expiry {yymmdd} names day {day} of a {last_day}-day month"
-        ));
-    }
-    Ok(year.max(0) as u32 * 10_000 + month * 100 + day)
+    let (year, month, day) = medledger_gs1::expand_yymmdd(yymmdd, reference_year)
+        .map_err(|error| format!("expiry {yymmdd:?}: {error}"))?;
+    Ok(year.max(0) as u32 * 10_000 + u32::from(month) * 100 + u32::from(day))
 }
 
 /// The date of a block time.
