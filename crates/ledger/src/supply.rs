@@ -22,6 +22,10 @@ use medledger_types::{
     Shipment, Sscc, Step, StepKind, SupplyOp, TempRange, Tx, UNITS_PER_COMMISSION_MAX, Unit,
     UnitId, UnitStatus, check_cset82, check_gln, date_of_ms, expiry_date, shipment_id,
 };
+use medledger_types::{
+    EPISODE_GAP_MS, Episode, HISTORY_STEPS_RESERVED, ITEMS_PER_TX_MAX, LOCATION_EPISODES_MAX,
+    LocationExcursions, PRODUCTS_PER_CONTAINER_MAX,
+};
 
 use crate::records::read;
 use crate::{Authority, BlockContext, TxError, key_org, member};
@@ -181,11 +185,9 @@ pub fn key_sensor(device: &PublicKey) -> Vec<u8> {
 pub fn key_location_excursions(location: &str) -> Vec<u8> {
     format!("location-excursions/{location}").into_bytes()
 }
-pub fn key_location_excursion(location: &str, seq: u64) -> Vec<u8> {
-    format!("location-excursion/{seq:020}/{location}").into_bytes()
-}
-pub fn key_event(hash: &Hash) -> Vec<u8> {
-    format!("epcis-event/{hash}").into_bytes()
+/// Per capturing organisation, so one organisation cannot pre-empt another's event.
+pub fn key_event(org: &str, hash: &Hash) -> Vec<u8> {
+    format!("epcis-event/{org}/{hash}").into_bytes()
 }
 
 pub fn product(state: &dyn StateRead, gtin: &Gtin) -> Result<Option<Product>, StateError> {
@@ -220,11 +222,18 @@ pub fn sensor(
 ) -> Result<Option<SensorEntry>, StateError> {
     read(state, &key_sensor(device))
 }
-pub fn event(state: &dyn StateRead, hash: &Hash) -> Result<Option<EventRecord>, StateError> {
-    read(state, &key_event(hash))
+pub fn event(
+    state: &dyn StateRead,
+    org: &str,
+    hash: &Hash,
+) -> Result<Option<EventRecord>, StateError> {
+    read(state, &key_event(org, hash))
 }
-fn location_excursions_count(state: &dyn StateRead, location: &str) -> Result<u64, StateError> {
-    Ok(read(state, &key_location_excursions(location))?.unwrap_or(0))
+pub fn location_excursions(
+    state: &dyn StateRead,
+    location: &str,
+) -> Result<LocationExcursions, StateError> {
+    Ok(read(state, &key_location_excursions(location))?.unwrap_or_default())
 }
 
 /// Who acts in a supply-chain step: an organisation, through one of its keys with a role.
@@ -270,9 +279,22 @@ pub struct OpContext<'a> {
     pub index: u32,
     pub tx: Hash,
     pub op: u32,
+    /// Units and containers the transaction may still touch (`ITEMS_PER_TX_MAX` in all).
+    pub budget: &'a std::cell::Cell<usize>,
 }
 
 impl OpContext<'_> {
+    /// Counts `items` against the transaction's budget.
+    fn spend(&self, items: usize) -> Result<(), TxError> {
+        let left = self.budget.get().checked_sub(items).ok_or_else(|| {
+            invalid(format!(
+                "a transaction may touch at most {ITEMS_PER_TX_MAX} units and containers"
+            ))
+        })?;
+        self.budget.set(left);
+        Ok(())
+    }
+
     fn step(&self, actor: &Actor, location: Option<String>, kind: StepKind) -> Step {
         Step {
             height: self.block.height,
@@ -304,12 +326,14 @@ pub fn apply_supply(
     }
     let actor = Actor::of_sender(tx, authority);
     let tx_id = tx.id();
+    let budget = std::cell::Cell::new(ITEMS_PER_TX_MAX);
     for (op, operation) in ops.iter().enumerate() {
         let op_ctx = OpContext {
             block: ctx,
             index,
             tx: tx_id,
             op: op as u32,
+            budget: &budget,
         };
         apply_op(state, &op_ctx, &actor, operation)?;
     }
@@ -354,6 +378,7 @@ pub fn capture_epcis(
         }
     };
     let tx_id = tx.id();
+    let budget = std::cell::Cell::new(ITEMS_PER_TX_MAX);
     let mut op = 0u32;
     for (position, captured) in events.iter().enumerate() {
         if captured.body.len() > EVENT_BYTES_MAX {
@@ -366,7 +391,7 @@ pub fn capture_epcis(
                 "an event maps to at most {OPS_PER_TX_MAX} operations"
             )));
         }
-        let key = key_event(&captured.hash);
+        let key = key_event(&actor.org, &captured.hash);
         if state.get(&key)?.is_some() {
             // Captured before: the event and its effects are already on record.
             continue;
@@ -386,6 +411,7 @@ pub fn capture_epcis(
                 index,
                 tx: tx_id,
                 op,
+                budget: &budget,
             };
             apply_op(state, &op_ctx, &actor, operation)?;
             op += 1;
@@ -435,7 +461,21 @@ fn require_goods(actor: &Actor) -> Result<(), TxError> {
 }
 
 fn push_step(history: &mut Vec<Step>, item: &Item, step: Step) -> Result<(), TxError> {
-    if history.len() >= HISTORY_STEPS_MAX {
+    // The last few places are kept for steps that end a journey, so a full history never traps
+    // goods in a shipment or a case.
+    let ends_a_journey = matches!(
+        step.kind,
+        StepKind::Received { .. }
+            | StepKind::Unpacked { .. }
+            | StepKind::Dispensed
+            | StepKind::Destroyed
+    );
+    let limit = if ends_a_journey {
+        HISTORY_STEPS_MAX
+    } else {
+        HISTORY_STEPS_MAX - HISTORY_STEPS_RESERVED
+    };
+    if history.len() >= limit {
         return Err(SupplyError::HistoryFull(item.clone()).into());
     }
     history.push(step);
@@ -546,6 +586,23 @@ impl Stored {
             *location_field = location;
         }
         *shipment_field = shipment;
+    }
+
+    /// Sets the location, clearing it when `None`.
+    fn set_location(&mut self, location: Option<String>) {
+        match self {
+            Stored::Unit(_, unit) => unit.location = location,
+            Stored::Container(_, container) => container.location = location,
+        }
+    }
+
+    /// When this item last went into a container: later excursions of that container concern it.
+    fn packed_since_ms(&self) -> u64 {
+        let history = match self {
+            Stored::Unit(_, unit) => &unit.history,
+            Stored::Container(_, container) => &container.history,
+        };
+        packed_since(history)
     }
 
     fn push_step(&mut self, step: Step) -> Result<(), TxError> {
@@ -762,6 +819,7 @@ fn commission(
     }
     check_cset82("a lot", lot).map_err(invalid)?;
     check_count("a commissioning", serials.len(), UNITS_PER_COMMISSION_MAX)?;
+    op.spend(serials.len())?;
     check_location(location)?;
     let reference_year = (date_of_ms(op.block.time_ms) / 10_000) as i32;
     let expiry = expiry_date(expiry, reference_year).map_err(invalid)?;
@@ -828,6 +886,7 @@ fn pack(
     location: &Option<String>,
 ) -> Result<(), TxError> {
     check_count("a pack", children.len(), ITEMS_PER_OP_MAX)?;
+    op.spend(children.len())?;
     check_location(location)?;
     let parent_item = Item::Container(*parent);
     let mut parent_entry = match container(state, parent)? {
@@ -868,6 +927,11 @@ fn pack(
         }
         parent_entry.depth = parent_entry.depth.max(depth);
         merge_products(&mut parent_entry.products, &child.products());
+        if parent_entry.products.len() > PRODUCTS_PER_CONTAINER_MAX {
+            return Err(invalid(format!(
+                "container {parent} would hold more than {PRODUCTS_PER_CONTAINER_MAX} products"
+            )));
+        }
         parent_entry.children.push(child.item());
         match &mut child {
             Stored::Unit(_, unit) => unit.parent = Some(*parent),
@@ -907,31 +971,37 @@ fn unpack(
     } else {
         children.to_vec()
     };
+    op.spend(chosen.len())?;
+    {
+        let inside: std::collections::BTreeSet<&Item> = parent_entry.children.iter().collect();
+        if let Some(missing) = chosen.iter().find(|item| !inside.contains(item)) {
+            return Err(SupplyError::NotInContainer(missing.clone(), *parent).into());
+        }
+    }
+    let wanted: std::collections::BTreeSet<&Item> = chosen.iter().collect();
+    parent_entry
+        .children
+        .retain(|child| !wanted.contains(child));
     let place = location.clone().or_else(|| parent_entry.location.clone());
     for mut child in load_distinct(state, &chosen)? {
-        let item = child.item();
-        let Some(position) = parent_entry.children.iter().position(|c| *c == item) else {
-            return Err(SupplyError::NotInContainer(item, *parent).into());
-        };
-        parent_entry.children.swap_remove(position);
         match &mut child {
             Stored::Unit(_, unit) => unit.parent = None,
             Stored::Container(_, nested) => nested.parent = None,
         }
         child.set_custody(&actor.org, place.clone(), None);
-        // Excursions the container saw stay with what was in it.
+        // Excursions the container saw while this child was inside stay with the child.
+        let since = child.packed_since_ms();
         for excursion in &parent_entry.excursions {
-            push_excursion(child.excursions_mut(), excursion.clone());
+            if excursion.time_ms >= since {
+                push_excursion(child.excursions_mut(), excursion.clone());
+            }
         }
         child.push_step(op.step(actor, place.clone(), StepKind::Unpacked { from: *parent }))?;
         child.save(state);
     }
-    // Recompute what is inside from the remaining children.
-    let mut products = Vec::new();
-    for child in &parent_entry.children {
-        merge_products(&mut products, &Stored::load(state, child)?.products());
-    }
-    parent_entry.products = products;
+    // `products` and `depth` stay as they were: a superset only makes a reading be recorded
+    // on the container for a product no longer inside, and each unit judges excursions against
+    // its own product's range, so no verdict changes; recomputing would read every child.
     state.put(key_container(parent), encode_value(&parent_entry));
     Ok(())
 }
@@ -945,6 +1015,7 @@ fn ship(
     location: &Option<String>,
 ) -> Result<(), TxError> {
     check_count("a shipment", items.len(), ITEMS_PER_OP_MAX)?;
+    op.spend(items.len())?;
     check_location(location)?;
     if to == actor.org {
         return Err(SupplyError::ShipToSelf.into());
@@ -976,7 +1047,9 @@ fn ship(
             items: items.to_vec(),
             products,
             shipped_at: op.block.height,
+            shipped_ms: op.block.time_ms,
             received_at: None,
+            received_ms: None,
             excursions: Vec::new(),
             excursions_count: 0,
         }),
@@ -1004,9 +1077,12 @@ fn receive(
     if entry.received_at.is_some() {
         return Err(SupplyError::AlreadyReceived(*id).into());
     }
+    op.spend(entry.items.len())?;
     for item in &entry.items {
         let mut stored = Stored::load(state, item)?;
-        stored.set_custody(&actor.org, location.clone(), None);
+        stored.set_custody(&actor.org, None, None);
+        // The goods are where the receiver says, or nowhere named: never still at the sender's.
+        stored.set_location(location.clone());
         stored.push_step(op.step(
             actor,
             location.clone(),
@@ -1015,6 +1091,7 @@ fn receive(
         stored.save(state);
     }
     entry.received_at = Some(op.block.height);
+    entry.received_ms = Some(op.block.time_ms);
     state.put(key_shipment(id), encode_value(&entry));
     Ok(())
 }
@@ -1027,6 +1104,7 @@ fn set_status(
     status: UnitStatus,
 ) -> Result<(), TxError> {
     check_count("a status change", units.len(), ITEMS_PER_OP_MAX)?;
+    op.spend(units.len())?;
     let items: Vec<Item> = units.iter().cloned().map(Item::Unit).collect();
     for stored in load_distinct(state, &items)? {
         stored.check_loose_held(&actor.org)?;
@@ -1103,12 +1181,55 @@ fn check_place(state: &dyn StateRead, actor: &Actor, place: &Place) -> Result<()
                 )));
             }
         }
-        Place::Location(location) => check_text("a location", location)?,
+        // A sensor reports only on places its organisation answers for: a location it registered,
+        // goods it holds.
+        Place::Location(gln) => match location(state, gln)? {
+            Some(entry) if entry.org == actor.org => {}
+            _ => {
+                return Err(invalid(format!(
+                    "location {gln:?} is not a GLN registered by {}",
+                    actor.org
+                )));
+            }
+        },
         Place::Items(items) => {
             check_count("a sensor's items", items.len(), ITEMS_PER_OP_MAX)?;
+            for item in items {
+                let custodian = custodian(state, item)?;
+                if custodian != actor.org {
+                    return Err(SupplyError::NotInCustody {
+                        item: item.clone(),
+                        custodian,
+                        org: actor.org.clone(),
+                    }
+                    .into());
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// The organisation that holds an item now, through the containers around it.
+fn custodian(state: &dyn StateRead, item: &Item) -> Result<String, TxError> {
+    let (owner, location, shipment, parent) = match Stored::load(state, item)? {
+        Stored::Unit(_, unit) => (unit.owner, unit.location, unit.shipment, unit.parent),
+        Stored::Container(_, container) => (
+            container.owner,
+            container.location,
+            container.shipment,
+            container.parent,
+        ),
+    };
+    let (custody, _) = resolve(
+        state,
+        &owner,
+        &location,
+        shipment,
+        parent,
+        &mut BTreeMap::new(),
+    )?;
+    Ok(custody.custodian)
 }
 
 /// Records readings. A reading counts as an excursion where it leaves a range that matters
@@ -1156,8 +1277,13 @@ fn record_readings(
             let mut shipment_entry =
                 shipment(state, id)?.ok_or(SupplyError::UnknownShipment(*id))?;
             let ranges = storage_ranges(state, &shipment_entry.products)?;
+            // A logger read out at delivery reports the whole trip: only what it measured
+            // between dispatch and receipt concerns the goods.
+            let window = shipment_entry.shipped_ms..=shipment_entry.received_ms.unwrap_or(u64::MAX);
             for reading in readings {
-                if ranges.iter().any(|range| !range.contains(reading.milli_c)) {
+                if window.contains(&reading.time_ms)
+                    && ranges.iter().any(|range| !range.contains(reading.milli_c))
+                {
                     shipment_entry.excursions_count += 1;
                     push_excursion(&mut shipment_entry.excursions, excursion(reading));
                 }
@@ -1165,19 +1291,17 @@ fn record_readings(
             state.put(key_shipment(id), encode_value(&shipment_entry));
         }
         Place::Location(location) => {
-            let mut count = location_excursions_count(state, location)?;
+            let mut log = location_excursions(state, location)?;
             for reading in readings {
                 if band.is_none_or(|band| !band.contains(reading.milli_c)) {
-                    state.put(
-                        key_location_excursion(location, count),
-                        encode_value(&excursion(reading)),
-                    );
-                    count += 1;
+                    log.readings_count += 1;
+                    add_to_episodes(&mut log.episodes, device, reading, op.block.height);
                 }
             }
-            state.put(key_location_excursions(location), encode_value(&count));
+            state.put(key_location_excursions(location), encode_value(&log));
         }
         Place::Items(items) => {
+            op.spend(items.len())?;
             for mut stored in load_distinct(state, items)? {
                 let ranges = storage_ranges(state, &stored.products())?;
                 let mut changed = false;
@@ -1194,6 +1318,39 @@ fn record_readings(
         }
     }
     Ok(())
+}
+
+/// Adds an out-of-band reading to a location's episodes: it extends the latest episode when it
+/// falls within `EPISODE_GAP_MS` of it, else opens a new one (the oldest gives way beyond
+/// `LOCATION_EPISODES_MAX`).
+fn add_to_episodes(
+    episodes: &mut Vec<Episode>,
+    device: &PublicKey,
+    reading: &Reading,
+    height: u64,
+) {
+    if let Some(last) = episodes.last_mut()
+        && last.device == *device
+        && reading.time_ms.abs_diff(last.end_ms) <= EPISODE_GAP_MS
+        && reading.time_ms.saturating_add(EPISODE_GAP_MS) >= last.start_ms
+    {
+        last.start_ms = last.start_ms.min(reading.time_ms);
+        last.end_ms = last.end_ms.max(reading.time_ms);
+        last.min_milli_c = last.min_milli_c.min(reading.milli_c);
+        last.max_milli_c = last.max_milli_c.max(reading.milli_c);
+        return;
+    }
+    if episodes.len() >= LOCATION_EPISODES_MAX {
+        episodes.remove(0);
+    }
+    episodes.push(Episode {
+        device: *device,
+        start_ms: reading.time_ms,
+        end_ms: reading.time_ms,
+        min_milli_c: reading.milli_c,
+        max_milli_c: reading.milli_c,
+        height,
+    });
 }
 
 fn storage_ranges(state: &dyn StateRead, gtins: &[Gtin]) -> Result<Vec<TempRange>, TxError> {
@@ -1490,35 +1647,59 @@ fn cold_chain_excursions(
             out.push(excursion.clone());
         }
     };
-    found.excursions.iter().chain(inherited).for_each(&mut add);
+    found.excursions.iter().for_each(&mut add);
+    // The containers around the unit count only since the unit went in.
+    let since = packed_since(&found.history);
+    inherited
+        .iter()
+        .filter(|excursion| excursion.time_ms >= since)
+        .for_each(&mut add);
     let steps = trace(state, &Item::Unit(id.clone()))?;
     for (position, entry) in steps.iter().enumerate() {
         if let StepKind::Shipped {
             shipment: ship_id, ..
         } = &entry.step.kind
-            && let Some(found) = shipment(state, ship_id)?
         {
-            found.excursions.iter().for_each(&mut add);
-        }
-        if let Some(location) = &entry.step.location {
-            let count = location_excursions_count(state, location)?;
-            if count == 0 {
-                continue;
+            if let Some(found) = shipment(state, ship_id)? {
+                found.excursions.iter().for_each(&mut add);
             }
-            let until = steps
-                .get(position + 1)
-                .map_or(now_ms, |next| next.step.time_ms);
-            for seq in 0..count {
-                if let Some(excursion) =
-                    read::<Excursion>(state, &key_location_excursion(location, seq))?
-                    && (entry.step.time_ms..=until).contains(&excursion.time_ms)
-                {
-                    add(&excursion);
+            // Shipping ends the stay where the goods left from.
+            continue;
+        }
+        let Some(location) = &entry.step.location else {
+            continue;
+        };
+        let log = location_excursions(state, location)?;
+        if log.episodes.is_empty() {
+            continue;
+        }
+        let until = steps
+            .get(position + 1)
+            .map_or(now_ms, |next| next.step.time_ms);
+        for episode in &log.episodes {
+            if episode.end_ms >= entry.step.time_ms && episode.start_ms <= until {
+                for milli_c in [episode.min_milli_c, episode.max_milli_c] {
+                    add(&Excursion {
+                        device: episode.device,
+                        time_ms: episode.start_ms,
+                        milli_c,
+                        height: episode.height,
+                    });
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// When an item last went into a container (0 if never): a container's excursions from before
+/// then do not concern it.
+fn packed_since(history: &[Step]) -> u64 {
+    history
+        .iter()
+        .rev()
+        .find(|step| matches!(step.kind, StepKind::Packed { .. }))
+        .map_or(0, |step| step.time_ms)
 }
 
 /// One step of a trace, with the item whose history it comes from (the unit itself or a

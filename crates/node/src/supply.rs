@@ -392,7 +392,7 @@ impl Supply {
             let mut mapper = Mapper::new(state, &node_org, capturer, role);
             for event in &document.events {
                 let hash = event_digest(&event.hash)?;
-                let duplicate = !seen.insert(hash) || ledger::event(state, &hash)?.is_some();
+                let duplicate = !seen.insert(hash) || ledger::event(state, &node_org, &hash)?.is_some();
                 let ops = if duplicate { Vec::new() } else {
                     match mapper.map(event) {
                         Ok(ops) => ops,

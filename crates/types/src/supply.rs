@@ -24,8 +24,20 @@ pub const UNITS_PER_COMMISSION_MAX: usize = 2_500;
 pub const ITEMS_PER_OP_MAX: usize = 2_500;
 /// The most operations one supply transaction may carry.
 pub const OPS_PER_TX_MAX: usize = 256;
-/// The most children a container may hold.
-pub const CONTAINER_CHILDREN_MAX: usize = 20_000;
+/// The most children a container may hold (so unpacking all of them is one operation's worth).
+pub const CONTAINER_CHILDREN_MAX: usize = ITEMS_PER_OP_MAX;
+/// The most distinct GTINs a container may hold at any depth.
+pub const PRODUCTS_PER_CONTAINER_MAX: usize = 64;
+/// The most units and containers one transaction may touch, over all its operations: it bounds
+/// a block's work whatever the transaction's size.
+pub const ITEMS_PER_TX_MAX: usize = 10_000;
+/// History steps kept free for the steps that end a journey (receive, unpack, dispense,
+/// destroy), so goods can never be trapped by a full history.
+pub const HISTORY_STEPS_RESERVED: usize = 8;
+/// The most excursion episodes kept per location; older ones give way.
+pub const LOCATION_EPISODES_MAX: usize = 256;
+/// Readings at one location closer than this join one episode.
+pub const EPISODE_GAP_MS: u64 = 60 * 60 * 1000;
 /// How deep containers may nest (a unit in a case in a pallet is depth 2).
 pub const NESTING_DEPTH_MAX: usize = 8;
 /// The most steps a unit's or container's own history may hold.
@@ -355,9 +367,34 @@ pub struct Shipment {
     /// The GTINs inside, at any depth, sorted.
     pub products: Vec<Gtin>,
     pub shipped_at: Height,
+    pub shipped_ms: u64,
     pub received_at: Option<Height>,
+    pub received_ms: Option<u64>,
     pub excursions: Vec<Excursion>,
     pub excursions_count: u64,
+}
+
+/// A run of out-of-band readings at one location: readings less than `EPISODE_GAP_MS` apart
+/// join one episode, which keeps its time span and its extremes.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Episode {
+    pub device: PublicKey,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub min_milli_c: i32,
+    pub max_milli_c: i32,
+    pub height: Height,
+}
+
+/// The excursion episodes seen at a location, most recent last, at most
+/// `LOCATION_EPISODES_MAX`.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct LocationExcursions {
+    pub episodes: Vec<Episode>,
+    /// Every out-of-band reading ever recorded here, kept or not.
+    pub readings_count: u64,
 }
 
 /// A registered location.

@@ -517,8 +517,9 @@ fn cold_chain_readings_flag_what_was_exposed() {
     let readings = |milli_c| SupplyOp::Readings {
         device: sensor,
         place: None,
+        // Inside the trip: block times are JAN_2026_MS + 1,000 + height.
         readings: vec![Reading {
-            time_ms: JAN_2026_MS,
+            time_ms: JAN_2026_MS + 1_000_000,
             milli_c,
         }],
     };
@@ -566,6 +567,18 @@ fn cold_chain_readings_flag_what_was_exposed() {
     // A location sensor with an alarm band: a reading at the manufacturer's store while units
     // 3 and 4 are there flags them, and not units that arrive later.
     let store = "0614141000005".to_string();
+    let attach = SupplyOp::AttachSensor {
+        device: sensor,
+        place: Place::Location(store.clone()),
+        band: None,
+    };
+    // Only at a location the organisation registered.
+    assert_eq!(rejected(&s.maker(vec![attach])), "invalid_supply_op");
+    let register = SupplyOp::RegisterLocation {
+        gln: store.clone(),
+        name: "Plant store".into(),
+    };
+    assert_eq!(s.maker(vec![register]), Outcome::Committed);
     let attach = SupplyOp::AttachSensor {
         device: sensor,
         place: Place::Location(store.clone()),
@@ -623,6 +636,21 @@ fn capturing_an_event_twice_changes_nothing() {
         capturer: s.maker.public_key(),
         events,
     };
+    // Another organisation recording the same hash first (with no steps) pre-empts nothing:
+    // events are on record per capturing organisation.
+    let org_b = s.chain.org_b.clone();
+    let squat = s.chain.tx(
+        &org_b,
+        Payload::CaptureEpcis {
+            capturer: org_b.public_key(),
+            events: vec![CapturedEvent {
+                hash: Hash([1; 32]),
+                body: "{}".into(),
+                ops: vec![],
+            }],
+        },
+    );
+    assert_eq!(s.chain.one(squat), Outcome::Committed);
     let tx = s.chain.tx(&node, capture(vec![event(1, "100")]));
     assert_eq!(s.chain.one(tx), Outcome::Committed);
     // The same event again (even with other steps attached) is skipped; a new one applies.
@@ -646,7 +674,7 @@ fn capturing_an_event_twice_changes_nothing() {
             .is_some()
     );
     assert!(
-        supply::event(&s.state(), &Hash([2; 32]))
+        supply::event(&s.state(), "a", &Hash([2; 32]))
             .expect("read")
             .is_some()
     );
@@ -883,4 +911,131 @@ mod invariants {
             }
         }
     }
+}
+
+#[test]
+fn sensors_speak_only_for_what_their_organisation_holds() {
+    let mut s = Supply::new();
+    let sensor = s.sensor.public_key();
+    let shipment = s.ship_to_pharmacy(vec![item("1")]);
+    let receive = SupplyOp::Receive {
+        shipment,
+        location: None,
+    };
+    assert_eq!(s.pharmacy(vec![receive]), Outcome::Committed);
+    // The unit is the pharmacy's now, and the receipt named no place: it is nowhere named, not
+    // still at the manufacturer's plant.
+    let custody = s
+        .verify(None, "1", Claim::default())
+        .custody
+        .expect("custody");
+    assert_eq!((custody.custodian.as_str(), custody.location), ("b", None));
+    // The manufacturer's logger can no longer mark it, nor report on the pharmacy's location.
+    let on_items = SupplyOp::Readings {
+        device: sensor,
+        place: Some(Place::Items(vec![item("1")])),
+        readings: vec![Reading {
+            time_ms: s.now_ms(),
+            milli_c: 30_000,
+        }],
+    };
+    assert_eq!(rejected(&s.maker(vec![on_items])), "not_in_custody");
+    let gln = "0614141000012".to_string();
+    let register = SupplyOp::RegisterLocation {
+        gln: gln.clone(),
+        name: "Pharmacy".into(),
+    };
+    assert_eq!(s.pharmacy(vec![register]), Outcome::Committed);
+    let at_location = SupplyOp::Readings {
+        device: sensor,
+        place: Some(Place::Location(gln)),
+        readings: vec![Reading {
+            time_ms: s.now_ms(),
+            milli_c: 30_000,
+        }],
+    };
+    assert_eq!(rejected(&s.maker(vec![at_location])), "invalid_supply_op");
+    assert_eq!(s.reasons(Some("b"), "1"), Vec::<&str>::new());
+}
+
+#[test]
+fn a_full_history_never_traps_goods() {
+    let mut s = Supply::new();
+    let cycle = |parent| {
+        vec![
+            SupplyOp::Pack {
+                parent: sscc(parent),
+                children: vec![item("1")],
+                location: None,
+            },
+            SupplyOp::Unpack {
+                parent: sscc(parent),
+                children: vec![item("1")],
+                location: None,
+            },
+        ]
+    };
+    // Pack and unpack until packing is refused for lack of room in the unit's history.
+    let mut cycles = 0;
+    loop {
+        let outcome = s.maker(cycle(1));
+        if outcome != Outcome::Committed {
+            assert_eq!(rejected(&outcome), "history_full");
+            break;
+        }
+        cycles += 1;
+        assert!(cycles < 200, "the history never filled");
+    }
+    // Moving it on is refused too, but the steps that end a journey still fit.
+    let ship = SupplyOp::Ship {
+        to: "b".into(),
+        items: vec![item("1")],
+        location: None,
+    };
+    assert_eq!(rejected(&s.maker(vec![ship])), "history_full");
+    let dispense = SupplyOp::SetStatus {
+        units: vec![unit("1")],
+        status: UnitStatus::Dispensed,
+    };
+    assert_eq!(s.maker(vec![dispense]), Outcome::Committed);
+}
+
+#[test]
+fn one_transaction_touches_a_bounded_number_of_items() {
+    let mut s = Supply::new();
+    let serials: Vec<String> = (0..2_500).map(|n| format!("bulk{n}")).collect();
+    let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
+    assert_eq!(
+        s.maker(vec![commission("BULK", "271231", &refs)]),
+        Outcome::Committed
+    );
+    let all: Vec<Item> = refs.iter().map(|serial| item(serial)).collect();
+    let pack = SupplyOp::Pack {
+        parent: sscc(5),
+        children: all.clone(),
+        location: None,
+    };
+    assert_eq!(s.maker(vec![pack.clone()]), Outcome::Committed);
+    // Unpacking everything names no item, yet counts every one: five of them are too many.
+    let unpack_all = SupplyOp::Unpack {
+        parent: sscc(5),
+        children: vec![],
+        location: None,
+    };
+    let churn = vec![
+        unpack_all.clone(),
+        pack.clone(),
+        unpack_all.clone(),
+        pack,
+        unpack_all.clone(),
+    ];
+    assert_eq!(rejected(&s.maker(churn)), "invalid_supply_op");
+    // A case is full at 2,500.
+    let one_more = SupplyOp::Pack {
+        parent: sscc(5),
+        children: vec![item("1")],
+        location: None,
+    };
+    assert_eq!(rejected(&s.maker(vec![one_more])), "container_full");
+    assert_eq!(s.maker(vec![unpack_all]), Outcome::Committed);
 }
