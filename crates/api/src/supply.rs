@@ -82,13 +82,28 @@ async fn signer(
     let node = state.node.clone();
     let key = signed.key;
     let (authority, _) = blocking(move || Ok(node.account(&key)?)).await?;
-    authority.map_err(|reason| {
+    let authority = authority.map_err(|reason| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             format!("the requester is not an enrolled, unrevoked member: {reason}"),
         )
     })?;
+    // Custody, locations and recalls are the trading partners' business (and auditors'), not a
+    // patient's: patients verify a pack at the pharmacy through it, not through this API.
+    if matches!(
+        authority,
+        medledger_ledger::Authority::Member {
+            role: medledger_types::Role::Patient,
+            ..
+        }
+    ) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "patients have no access to supply-chain records",
+        ));
+    }
     Ok(key)
 }
 
@@ -158,10 +173,13 @@ pub(crate) async fn verify(
 pub(crate) struct LotQuery {
     gtin: String,
     lot: String,
+    /// The `next_batch` of the previous page.
+    from_batch: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/v1/supply/recall-report",
-    params(("gtin" = String, Query, description = "GTIN of the product"), ("lot" = String, Query, description = "Lot (AI 10)")),
+    params(("gtin" = String, Query, description = "GTIN of the product"), ("lot" = String, Query, description = "Lot (AI 10)"),
+        ("from_batch" = Option<u32>, Query, description = "Continue from the previous page's next_batch (pages hold about 250,000 units)")),
     security(("medledger_signature" = [])),
     responses(
         (status = 200, description = "Every unit of the lot with its status, custodian, location and the containers around it"),
@@ -176,7 +194,8 @@ pub(crate) async fn recall_report(
     let (supply, query) = signed_get(&state, &method, &uri, &headers, query).await?;
     let gtin = parse_gtin(&query.gtin)?;
     blocking(move || {
-        let (height, report) = supply.recall_report(&gtin, &query.lot)?;
+        let (height, report) =
+            supply.recall_report(&gtin, &query.lot, query.from_batch.unwrap_or(0))?;
         Ok(Json(json!({"height": height, "report": report})))
     })
     .await

@@ -461,6 +461,15 @@ fn a_pack_travels_from_plant_to_pharmacy_and_every_verdict_is_right() {
         "404",
     );
 
+    // Patients may verify a pack but not read custody, locations or recalls.
+    let patient = chain.member(&chain.pharmacy_root, "patient", "patient");
+    assert_eq!(chain.verify(&patient, &code("0005"))["verdict"], "suspect");
+    chain.refused(
+        &patient,
+        &["recall-report", "--gtin", GTIN, "--lot", "L1"],
+        "403",
+    );
+
     // Bad input: not a GS1 code, a code without a serial, an unsigned request.
     chain.refused(&maker, &["verify", "not a code"], "400");
     chain.refused(
@@ -693,6 +702,27 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
         Vec::<String>::new()
     );
 
+    // Unpacking that names only goods this chain does not track unpacks nothing here.
+    let unpack_untracked = document(json!([{
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-01T12:00:00Z",
+        "eventTimeZoneOffset": "+00:00",
+        "parentID": sscc_epc,
+        "childEPCs": ["urn:epc:id:sgtin:0614141.107346.2017"],
+        "action": "DELETE",
+        "bizStep": "unpacking"
+    }]));
+    let (status, answer) = chain.node.signed(
+        &maker_key,
+        "POST",
+        "/epcis/capture",
+        &unpack_untracked,
+        &AccessHeaders::default(),
+    );
+    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["events"][0]["steps"], json!([]));
+
     // Only members of the node's organisation capture through it.
     let receiving = document(json!([{
         "type": "ObjectEvent",
@@ -799,8 +829,9 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
     chain.node.start();
     let after = |path: &str| query_events(&chain.node, &maker_key, path).len();
     assert_eq!(after(&format!("/epcis/events?MATCH_epc={}", epc("A1"))), 2);
-    // Packing, shipping and the sensor report; the refused receiving is not there.
-    assert_eq!(after(&format!("/epcis/events?MATCH_epc={sscc_epc}")), 3);
+    // Packing, shipping, the sensor report and the unpacking of an untracked unit; the refused
+    // receiving is not there.
+    assert_eq!(after(&format!("/epcis/events?MATCH_epc={sscc_epc}")), 4);
 }
 
 /// The events of an EPCIS query, checking that the answer is an EPCISQueryDocument.

@@ -596,8 +596,9 @@ impl Stored {
         }
     }
 
-    /// When this item last went into a container: later excursions of that container concern it.
-    fn packed_since_ms(&self) -> u64 {
+    /// The height at which this item last went into a container: excursions that container
+    /// recorded from then on concern it.
+    fn packed_since(&self) -> u64 {
         let history = match self {
             Stored::Unit(_, unit) => &unit.history,
             Stored::Container(_, container) => &container.history,
@@ -990,9 +991,9 @@ fn unpack(
         }
         child.set_custody(&actor.org, place.clone(), None);
         // Excursions the container saw while this child was inside stay with the child.
-        let since = child.packed_since_ms();
+        let since = child.packed_since();
         for excursion in &parent_entry.excursions {
-            if excursion.time_ms >= since {
+            if excursion.height >= since {
                 push_excursion(child.excursions_mut(), excursion.clone());
             }
         }
@@ -1648,11 +1649,13 @@ fn cold_chain_excursions(
         }
     };
     found.excursions.iter().for_each(&mut add);
-    // The containers around the unit count only since the unit went in.
+    // The containers around the unit count only what they recorded since the unit went in
+    // (by block: devices' clocks and capture times differ, and a logger read out late still
+    // speaks of the trip the unit made).
     let since = packed_since(&found.history);
     inherited
         .iter()
-        .filter(|excursion| excursion.time_ms >= since)
+        .filter(|excursion| excursion.height >= since)
         .for_each(&mut add);
     let steps = trace(state, &Item::Unit(id.clone()))?;
     for (position, entry) in steps.iter().enumerate() {
@@ -1692,14 +1695,14 @@ fn cold_chain_excursions(
     Ok(out)
 }
 
-/// When an item last went into a container (0 if never): a container's excursions from before
-/// then do not concern it.
+/// The height at which an item last went into a container (0 if never): what a container
+/// recorded before then does not concern it.
 fn packed_since(history: &[Step]) -> u64 {
     history
         .iter()
         .rev()
         .find(|step| matches!(step.kind, StepKind::Packed { .. }))
-        .map_or(0, |step| step.time_ms)
+        .map_or(0, |step| step.height)
 }
 
 /// One step of a trace, with the item whose history it comes from (the unit itself or a
@@ -1782,22 +1785,37 @@ pub struct RecallReport {
     pub lot: String,
     pub recall: Option<RecallNotice>,
     pub units_count: u64,
+    /// The commissioning batches this page covers start here.
+    pub from_batch: u32,
+    /// Where the next page starts, if the lot has more.
+    pub next_batch: Option<u32>,
     pub units: Vec<Affected>,
 }
 
-/// Lists every unit of a lot, with custody resolved through cases and pallets. `None` for an
-/// unknown lot.
+/// The most units one page of a recall report lists (whole commissioning batches, so a page
+/// may hold one batch more than this).
+pub const REPORT_UNITS_PER_PAGE_MAX: usize = 250_000;
+
+/// Lists the units of a lot, from commissioning batch `from_batch` on, whole batches up to about
+/// `REPORT_UNITS_PER_PAGE_MAX` units, with custody resolved through cases and pallets. `None`
+/// for an unknown lot.
 pub fn recall_report(
     state: &dyn StateRead,
     gtin: &Gtin,
     lot_id: &str,
+    from_batch: u32,
 ) -> Result<Option<RecallReport>, StateError> {
     let Some(entry) = lot(state, gtin, lot_id)? else {
         return Ok(None);
     };
-    let mut units = Vec::with_capacity(entry.units as usize);
+    let mut units = Vec::with_capacity((entry.units as usize).min(REPORT_UNITS_PER_PAGE_MAX));
     let mut cache = BTreeMap::new();
-    for batch in 0..entry.batches {
+    let mut next_batch = None;
+    for batch in from_batch..entry.batches {
+        if units.len() >= REPORT_UNITS_PER_PAGE_MAX {
+            next_batch = Some(batch);
+            break;
+        }
         let Some(found) = lot_batch(state, gtin, lot_id, batch)? else {
             return Err(StateError::Store(format!(
                 "lot {lot_id} of {gtin} is missing batch {batch}"
@@ -1824,6 +1842,8 @@ pub fn recall_report(
         lot: lot_id.to_string(),
         recall: entry.recall,
         units_count: entry.units,
+        from_batch,
+        next_batch,
         units,
     }))
 }

@@ -28,6 +28,8 @@ use crate::records::{ServiceError, wait_committed};
 
 /// The most events one `GET /epcis/events` page returns.
 pub const EVENTS_PAGE_MAX: usize = 1_000;
+/// The most index entries one page of a query reads.
+pub const EVENTS_SCANNED_PER_PAGE_MAX: usize = 10_000;
 /// The most events one capture document may carry.
 pub const CAPTURE_EVENTS_MAX: usize = 10_000;
 
@@ -38,7 +40,6 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const BY_HASH: TableDefinition<&[u8; 32], u64> = TableDefinition::new("by_hash");
 const BY_EPC: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_epc");
 const BY_STEP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_biz_step");
-const BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("by_event_time");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_INDEXED_THROUGH: &str = "indexed_through";
 const META_NEXT_SEQ: &str = "next_seq";
@@ -52,16 +53,21 @@ struct IndexTables<'txn> {
     by_hash: redb::Table<'txn, &'static [u8; 32], u64>,
     by_epc: redb::Table<'txn, (&'static str, u64), ()>,
     by_step: redb::Table<'txn, (&'static str, u64), ()>,
-    by_time: redb::Table<'txn, (i64, u64), ()>,
 }
 
 impl IndexTables<'_> {
     /// Adds one event under sequence number `seq` (then advanced), unless its hash is indexed
     /// already. Returns whether it was added.
     fn add(&mut self, indexed: &IndexedEvent, seq: &mut u64) -> Result<bool, ServiceError> {
+        // The same event captured again is indexed once; another body under the same hash (one
+        // organisation's node can commit anything under its own name) is indexed beside it.
+        let key = medledger_crypto::hash_tagged(
+            b"medledger/epcis-index",
+            &[indexed.hash.as_bytes(), indexed.body.as_bytes()],
+        );
         if self
             .by_hash
-            .get(indexed.hash.as_bytes())
+            .get(key.as_bytes())
             .map_err(index_error)?
             .is_some()
         {
@@ -72,7 +78,7 @@ impl IndexTables<'_> {
             .insert(*seq, bytes.as_slice())
             .map_err(index_error)?;
         self.by_hash
-            .insert(indexed.hash.as_bytes(), *seq)
+            .insert(key.as_bytes(), *seq)
             .map_err(index_error)?;
         for epc in &indexed.epcs {
             self.by_epc
@@ -84,9 +90,6 @@ impl IndexTables<'_> {
                 .insert((step.as_str(), *seq), ())
                 .map_err(index_error)?;
         }
-        self.by_time
-            .insert((indexed.event_time_ms, *seq), ())
-            .map_err(index_error)?;
         *seq += 1;
         Ok(true)
     }
@@ -206,7 +209,6 @@ impl Supply {
             write.open_table(BY_HASH).map_err(index_error)?;
             write.open_table(BY_EPC).map_err(index_error)?;
             write.open_table(BY_STEP).map_err(index_error)?;
-            write.open_table(BY_TIME).map_err(index_error)?;
             let meta = write.open_table(META).map_err(index_error)?;
             meta.get(META_INDEXED_THROUGH)
                 .map_err(index_error)?
@@ -268,15 +270,16 @@ impl Supply {
         }
     }
 
-    /// The recall report of a lot at the head.
+    /// A page of the recall report of a lot at the head (see `ledger::supply::recall_report`).
     pub fn recall_report(
         &self,
         gtin: &Gtin,
         lot: &str,
+        from_batch: u32,
     ) -> Result<(Height, RecallReport), ServiceError> {
         let (height, report) = self
             .node
-            .read_head(|state| Ok(ledger::recall_report(state, gtin, lot)?))?;
+            .read_head(|state| Ok(ledger::recall_report(state, gtin, lot, from_batch)?))?;
         match report.map_err(not_found)? {
             Some(report) => Ok((height, report)),
             None => Err(ServiceError::NotFound(format!(
@@ -338,12 +341,32 @@ impl Supply {
             .map_err(|error| ServiceError::Unavailable(error.to_string()))??;
         let (mut report, chunks) = planned;
         for events in chunks {
+            let count = events.len();
             let payload = Payload::CaptureEpcis { capturer, events };
-            let tx = self
+            let committed = match self
                 .node
-                .submit_own_checked(payload, |_| Ok::<(), ServiceError>(()))?;
-            report.txs.push(tx);
-            report.height = Some(wait_committed(&self.node, tx).await?);
+                .submit_own_checked(payload, |_| Ok::<(), ServiceError>(()))
+            {
+                Ok(tx) => {
+                    report.txs.push(tx);
+                    wait_committed(&self.node, tx).await
+                }
+                Err(error) => Err(error),
+            };
+            match committed {
+                Ok(height) => report.height = Some(height),
+                // Earlier transactions of a large document stay committed: say which.
+                Err(ServiceError::Refused { code, reason }) if report.txs.len() > 1 => {
+                    let done = &report.txs[..report.txs.len() - 1];
+                    return Err(ServiceError::Refused {
+                        code,
+                        reason: format!(
+                            "{reason}; the {count} events of this transaction were not captured, but the earlier transactions {done:?} were"
+                        ),
+                    });
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(report)
     }
@@ -391,7 +414,7 @@ impl Supply {
             let mut captured = Vec::new();
             let mut mapper = Mapper::new(state, &node_org, capturer, role);
             for event in &document.events {
-                let hash = event_digest(&event.hash)?;
+                let hash = record_key(event)?;
                 let duplicate = !seen.insert(hash) || ledger::event(state, &node_org, &hash)?.is_some();
                 let ops = if duplicate { Vec::new() } else {
                     match mapper.map(event) {
@@ -473,7 +496,6 @@ impl Supply {
                     by_hash: write.open_table(BY_HASH).map_err(index_error)?,
                     by_epc: write.open_table(BY_EPC).map_err(index_error)?,
                     by_step: write.open_table(BY_STEP).map_err(index_error)?,
-                    by_time: write.open_table(BY_TIME).map_err(index_error)?,
                 };
                 let mut meta = write.open_table(META).map_err(index_error)?;
                 let mut seq = meta
@@ -487,9 +509,11 @@ impl Supply {
                         if let (Payload::CaptureEpcis { events, .. }, true) =
                             (&tx.body.payload, applied)
                         {
-                            for event in events {
-                                indexed_any |=
-                                    tables.add(&index_entry(height, tx.id(), event), &mut seq)?;
+                            for entry in events
+                                .iter()
+                                .filter_map(|event| index_entry(height, tx.id(), event))
+                            {
+                                indexed_any |= tables.add(&entry, &mut seq)?;
                             }
                         }
                     }
@@ -517,7 +541,12 @@ impl Supply {
         let per_page = query.per_page.clamp(1, EVENTS_PAGE_MAX);
         let read = self.index.begin_read().map_err(index_error)?;
         let events = read.open_table(EVENTS).map_err(index_error)?;
-        let start = query.after.map_or(0, |after| after + 1);
+        let start = match query.after {
+            None => 0,
+            Some(after) => after.checked_add(1).ok_or_else(|| {
+                ServiceError::Invalid(format!("nextPageToken {after} names no page"))
+            })?,
+        };
         // Candidates come from the most selective index given, in sequence order.
         let candidates: Box<dyn Iterator<Item = Result<u64, ServiceError>>> = if let Some(epc) =
             &query.epc
@@ -544,8 +573,14 @@ impl Supply {
             next: None,
         };
         let mut last = None;
-        for seq in candidates {
+        for (scanned, seq) in candidates.enumerate() {
             let seq = seq?;
+            // A page reads a bounded number of candidates: a query that matches little among
+            // many events answers in pages, each continuing where the last stopped.
+            if scanned >= EVENTS_SCANNED_PER_PAGE_MAX {
+                page.next = Some(seq - 1).filter(|_| seq > 0).or(last);
+                break;
+            }
             let Some(bytes) = events.get(seq).map_err(index_error)? else {
                 continue;
             };
@@ -568,12 +603,35 @@ impl Supply {
                 page.next = last;
                 break;
             }
-            page.events
-                .push(serde_json::from_str(&indexed.body).map_err(index_error)?);
             last = Some(seq);
+            // Bodies were checked when indexed; one that no longer parses is left out.
+            if let Ok(body) = serde_json::from_str(&indexed.body) {
+                page.events.push(body);
+            }
         }
         Ok(page)
     }
+}
+
+/// What an event is on record under: its GS1 event hash, except for an error declaration,
+/// which the GS1 hash leaves out (it names the event it corrects) and which must not be taken
+/// for a second capture of that event.
+fn record_key(event: &Event) -> Result<Hash, TxError> {
+    let digest = event_digest(&event.hash)?;
+    if !event.is_error_declaration {
+        return Ok(digest);
+    }
+    let declaration = event
+        .json
+        .get("errorDeclaration")
+        .map(|value| value.to_string());
+    Ok(medledger_crypto::hash_tagged(
+        b"medledger/epcis-error-declaration",
+        &[
+            digest.as_bytes(),
+            declaration.unwrap_or_default().as_bytes(),
+        ],
+    ))
 }
 
 /// The SHA-256 digest inside an `ni:///sha-256;<hex>?ver=CBV2.0` event hash.
@@ -589,20 +647,24 @@ fn event_digest(ni: &str) -> Result<Hash, TxError> {
     })
 }
 
-fn index_entry(height: Height, tx: Hash, event: &CapturedEvent) -> IndexedEvent {
+/// The index entry of a committed event, or `None` for a body that is not a valid EPCIS event
+/// (another organisation's node could commit one): it is skipped, so it cannot break queries.
+fn index_entry(height: Height, tx: Hash, event: &CapturedEvent) -> Option<IndexedEvent> {
     // Each body on chain is a bare event with its own context: it parses on its own.
     let parsed = medledger_epcis::parse_document(event.body.as_bytes())
-        .ok()
-        .and_then(|document| document.events.into_iter().next());
-    IndexedEvent {
+        .ok()?
+        .events
+        .into_iter()
+        .next()?;
+    Some(IndexedEvent {
         height,
         tx,
         hash: event.hash,
-        event_time_ms: parsed.as_ref().map_or(0, |e| e.event_time_ms),
-        biz_step: parsed.as_ref().and_then(|e| e.biz_step.clone()),
-        epcs: parsed.as_ref().map(event_epcs).unwrap_or_default(),
+        event_time_ms: parsed.event_time_ms,
+        biz_step: parsed.biz_step.clone(),
+        epcs: event_epcs(&parsed),
         body: event.body.clone(),
-    }
+    })
 }
 
 /// Every EPC an event names, in canonical form.
@@ -651,6 +713,27 @@ pub fn biz_step_short(text: &str) -> String {
         }
     }
     text.to_string()
+}
+
+/// The location as the ledger names it: the GLN of an SGLN or Digital Link (with its extension
+/// after a dot when it has one other than 0), so EPCIS stays match the GLNs organisations
+/// register and place sensors at; anything else as written.
+fn location_key(id: &str) -> String {
+    match Epc::parse(id) {
+        Epc::Sgln {
+            gln,
+            extension: None,
+        } => gln,
+        Epc::Sgln {
+            gln,
+            extension: Some(extension),
+        } if extension == "0" => gln,
+        Epc::Sgln {
+            gln,
+            extension: Some(extension),
+        } => format!("{gln}.{extension}"),
+        _ => id.to_string(),
+    }
 }
 
 /// The GLN an EPCIS party or location names: an SGLN or PGLN URN, or a Digital Link with AI 414
@@ -730,6 +813,8 @@ struct Mapper<'a> {
     /// Containers this capture creates, so later events of the same document can use them.
     new_containers: std::collections::BTreeSet<Sscc>,
     tracked: BTreeMap<Gtin, bool>,
+    /// Shipments this document already receives.
+    received: std::collections::BTreeSet<Hash>,
 }
 
 impl<'a> Mapper<'a> {
@@ -746,6 +831,7 @@ impl<'a> Mapper<'a> {
             role,
             new_containers: Default::default(),
             tracked: BTreeMap::new(),
+            received: Default::default(),
         }
     }
 
@@ -802,8 +888,9 @@ impl<'a> Mapper<'a> {
         let step = event.biz_step.as_deref().unwrap_or("");
         let location = event
             .biz_location
-            .clone()
-            .or_else(|| event.read_point.clone());
+            .as_deref()
+            .or(event.read_point.as_deref())
+            .map(location_key);
         let mut ops = Vec::new();
         if event.is_error_declaration {
             // An error declaration corrects the record; the ledger keeps both and undoes nothing.
@@ -857,12 +944,16 @@ impl<'a> Mapper<'a> {
                     .transpose()?
                     .flatten()
                 {
+                    // No childEPCs means everything; named children that this chain does not track
+                    // mean nothing to unpack here.
                     let children = self.items(&event.child_epcs)?;
-                    ops.push(SupplyOp::Unpack {
-                        parent,
-                        children,
-                        location: location.clone(),
-                    });
+                    if event.child_epcs.is_empty() || !children.is_empty() {
+                        ops.push(SupplyOp::Unpack {
+                            parent,
+                            children,
+                            location: location.clone(),
+                        });
+                    }
                 }
             }
             _ => {}
@@ -881,28 +972,40 @@ impl<'a> Mapper<'a> {
             .any(|op| matches!(op, SupplyOp::Commission { .. }));
         if !objects.is_empty() && !objects_are_new {
             match step {
-                "shipping" | "departing" => {
-                    let to = self.destination_org(event)?;
-                    for chunk in objects.chunks(ITEMS_PER_OP_MAX) {
-                        ops.push(SupplyOp::Ship {
-                            to: to.clone(),
-                            items: chunk.to_vec(),
-                            location: location.clone(),
-                        });
-                    }
-                }
-                "receiving" | "arriving" => {
-                    let mut shipments = std::collections::BTreeSet::new();
-                    for item in &objects {
-                        if let Some(id) = self.in_shipment(item)? {
-                            shipments.insert(id);
+                // CBV: shipping and receiving transfer custody; departing and arriving only move.
+                "shipping" => {
+                    if let Some(to) = self.destination_org(event)? {
+                        for chunk in objects.chunks(ITEMS_PER_OP_MAX) {
+                            ops.push(SupplyOp::Ship {
+                                to: to.clone(),
+                                items: chunk.to_vec(),
+                                location: location.clone(),
+                            });
                         }
                     }
+                }
+                "receiving" => {
+                    let mut shipments = std::collections::BTreeSet::new();
+                    for item in &objects {
+                        match self.in_shipment(item)? {
+                            Some(id) => {
+                                shipments.insert(id);
+                            }
+                            None => {
+                                return Err(format!(
+                                    "{item} is not in a shipment, so there is nothing to receive"
+                                ));
+                            }
+                        }
+                    }
+                    // One receipt per shipment, even when the document receives it case by case.
                     for shipment in shipments {
-                        ops.push(SupplyOp::Receive {
-                            shipment,
-                            location: location.clone(),
-                        });
+                        if self.received.insert(shipment) {
+                            ops.push(SupplyOp::Receive {
+                                shipment,
+                                location: location.clone(),
+                            });
+                        }
                     }
                 }
                 "dispensing" | "retail_selling" => {
@@ -928,13 +1031,17 @@ impl<'a> Mapper<'a> {
                         .is_some_and(|kind| kind.ends_with("Temperature"))
                         && reading.uom.as_deref() == Some("CEL")
                 })
-                .filter_map(|reading| {
-                    let milli_c = reading.value_milli.or(reading.max_milli)?;
-                    let time_ms = reading.time_ms;
-                    Some(Reading {
-                        time_ms: u64::try_from(time_ms).ok()?,
-                        milli_c: i32::try_from(milli_c).ok()?,
-                    })
+                // The value, and the extremes of a summarised report, each count.
+                .flat_map(|reading| {
+                    [reading.value_milli, reading.min_milli, reading.max_milli]
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|milli_c| {
+                            Some(Reading {
+                                time_ms: u64::try_from(reading.time_ms).ok()?,
+                                milli_c: i32::try_from(milli_c).ok()?,
+                            })
+                        })
                 })
                 .collect();
             if !readings.is_empty() {
@@ -972,28 +1079,48 @@ impl<'a> Mapper<'a> {
             .collect()
     }
 
+    /// The shipment an item travels in, through the containers around it.
     fn in_shipment(&self, item: &Item) -> Result<Option<Hash>, String> {
-        let shipment = match item {
+        let fields = match item {
             Item::Unit(id) => ledger::unit(self.state, id)
                 .map_err(|error| error.to_string())?
-                .and_then(|unit| unit.shipment),
+                .map(|unit| (unit.owner, unit.location, unit.shipment, unit.parent)),
             Item::Container(sscc) => ledger::container(self.state, sscc)
                 .map_err(|error| error.to_string())?
-                .and_then(|container| container.shipment),
+                .map(|found| (found.owner, found.location, found.shipment, found.parent)),
         };
-        Ok(shipment)
+        let Some((owner, location, shipment, parent)) = fields else {
+            return Ok(None);
+        };
+        let (custody, _) = ledger::resolve(
+            self.state,
+            &owner,
+            &location,
+            shipment,
+            parent,
+            &mut BTreeMap::new(),
+        )
+        .map_err(|error| error.to_string())?;
+        Ok(custody.shipment)
     }
 
-    /// The organisation an event ships to: the owner of the GLN in its destination list.
-    fn destination_org(&self, event: &Event) -> Result<String, String> {
+    /// The organisation an event ships to: the owner of a GLN in its destination list. `None`
+    /// when every destination is the capturer's own (a transfer inside the organisation).
+    fn destination_org(&self, event: &Event) -> Result<Option<String>, String> {
+        let mut internal = false;
         for (_, id) in &event.destinations {
             if let Some(gln) = gln_of(id)
                 && let Some(entry) =
                     ledger::location(self.state, &gln).map_err(|error| error.to_string())?
-                && entry.org != self.org
             {
-                return Ok(entry.org);
+                if entry.org != self.org {
+                    return Ok(Some(entry.org));
+                }
+                internal = true;
             }
+        }
+        if internal {
+            return Ok(None);
         }
         Err(
             "shipping goods this chain tracks needs a destinationList naming a GLN another organisation registered"
@@ -1005,7 +1132,14 @@ impl<'a> Mapper<'a> {
 /// An EPCIS `itemExpirationDate` (YYYY-MM-DD) as the YYMMDD of AI (17).
 fn yymmdd(date: &str) -> Result<String, String> {
     let bytes = date.as_bytes();
-    if bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-' {
+    let digits_at = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+    if bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && digits_at(0..4)
+        && digits_at(5..7)
+        && digits_at(8..10)
+    {
         Ok(format!("{}{}{}", &date[2..4], &date[5..7], &date[8..10]))
     } else if bytes.len() == 6 && bytes.iter().all(u8::is_ascii_digit) {
         Ok(date.to_string())

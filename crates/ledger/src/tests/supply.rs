@@ -476,7 +476,7 @@ fn the_recall_report_finds_units_inside_cases_and_pallets() {
         }]),
         Outcome::Committed
     );
-    let report = supply::recall_report(&s.state(), &gtin(), "L1")
+    let report = supply::recall_report(&s.state(), &gtin(), "L1", 0)
         .expect("report")
         .expect("lot exists");
     assert_eq!(report.units_count, 6);
@@ -503,7 +503,7 @@ fn the_recall_report_finds_units_inside_cases_and_pallets() {
         ]
     );
     assert_eq!(
-        supply::recall_report(&s.state(), &gtin(), "L9").expect("report"),
+        supply::recall_report(&s.state(), &gtin(), "L9", 0).expect("report"),
         None
     );
 }
@@ -847,7 +847,7 @@ mod invariants {
                 assert_ne!(open.to, owner);
             }
         }
-        let report = supply::recall_report(&state, &gtin(), "L1")
+        let report = supply::recall_report(&state, &gtin(), "L1", 0)
             .expect("report")
             .expect("lot");
         assert_eq!(report.units.len(), 6);
