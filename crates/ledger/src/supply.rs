@@ -1278,9 +1278,17 @@ fn record_readings(
             let mut shipment_entry =
                 shipment(state, id)?.ok_or(SupplyError::UnknownShipment(*id))?;
             let ranges = storage_ranges(state, &shipment_entry.products)?;
-            // A logger read out at delivery reports the whole trip: only what it measured
-            // between dispatch and receipt concerns the goods.
-            let window = shipment_entry.shipped_ms..=shipment_entry.received_ms.unwrap_or(u64::MAX);
+            // A logger read out at delivery reports the whole trip: what it measured between
+            // dispatch and receipt concerns the goods. Those two times are block times, and
+            // EPCIS steps may be captured late, so the window is widened by
+            // `SHIPMENT_WINDOW_SLACK_MS` each way: a cold-chain check would rather flag a pack
+            // too many than miss one.
+            let window = shipment_entry
+                .shipped_ms
+                .saturating_sub(SHIPMENT_WINDOW_SLACK_MS)
+                ..=shipment_entry.received_ms.map_or(u64::MAX, |received| {
+                    received.saturating_add(SHIPMENT_WINDOW_SLACK_MS)
+                });
             for reading in readings {
                 if window.contains(&reading.time_ms)
                     && ranges.iter().any(|range| !range.contains(reading.milli_c))
@@ -1320,6 +1328,9 @@ fn record_readings(
     }
     Ok(())
 }
+
+/// How far outside its dispatch and receipt block times a shipment's readings still count.
+pub const SHIPMENT_WINDOW_SLACK_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Adds an out-of-band reading to a location's episodes: it extends the latest episode when it
 /// falls within `EPISODE_GAP_MS` of it, else opens a new one (the oldest gives way beyond

@@ -563,6 +563,25 @@ fn cold_chain_readings_flag_what_was_exposed() {
         Outcome::Committed
     );
     assert_eq!(s.reasons(Some("b"), "1"), vec!["cold_chain_excursion"]);
+    // The logger still defaults to the shipment, but what it measures days after receipt is not
+    // the trip's.
+    let count = |s: &Supply| {
+        supply::shipment(&s.state(), &shipment)
+            .expect("read")
+            .expect("shipment")
+            .excursions_count
+    };
+    let before = count(&s);
+    let late = SupplyOp::Readings {
+        device: sensor,
+        place: None,
+        readings: vec![Reading {
+            time_ms: s.now_ms() + 3 * 86_400_000,
+            milli_c: 25_000,
+        }],
+    };
+    assert_eq!(s.ops(&key, vec![late]), Outcome::Committed);
+    assert_eq!(count(&s), before);
 
     // A location sensor with an alarm band: a reading at the manufacturer's store while units
     // 3 and 4 are there flags them, and not units that arrive later.
