@@ -507,14 +507,7 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
     assert_eq!(examples.len(), 47);
     for file in &examples {
         let body = std::fs::read(file).expect("example");
-        let (status, answer) = chain.node.signed(
-            &maker_key,
-            "POST",
-            "/epcis/capture",
-            &body,
-            &AccessHeaders::default(),
-        );
-        let answer: Value = serde_json::from_slice(&answer).expect("json");
+        let (status, answer) = capture(&chain.node, &maker_key, &body);
         assert_eq!(status, 201, "{}: {answer}", file.display());
         for event in answer["events"].as_array().expect("events") {
             assert!(
@@ -530,14 +523,7 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
     let body =
         std::fs::read(epcis_example("JSON/Example_9.6.1-ObjectEvent.jsonld")).expect("example");
     let before = chain.height();
-    let (status, answer) = chain.node.signed(
-        &maker_key,
-        "POST",
-        "/epcis/capture",
-        &body,
-        &AccessHeaders::default(),
-    );
-    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    let (status, answer) = capture(&chain.node, &maker_key, &body);
     assert_eq!(status, 201);
     assert_eq!(answer["captured"], 0);
     assert!(answer["duplicates"].as_u64().expect("count") > 0);
@@ -550,24 +536,17 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
         ("eventTime missing", json!({"@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"], "type": "EPCISDocument", "schemaVersion": "2.0", "creationDate": "2026-01-01T00:00:00Z", "epcisBody": {"eventList": [{"type": "ObjectEvent", "eventTimeZoneOffset": "+00:00", "action": "OBSERVE", "epcList": []}]}}).to_string().into_bytes()),
     ] {
         let before = chain.height();
-        let (status, answer) = chain.node.signed(&maker_key, "POST", "/epcis/capture", &bad, &AccessHeaders::default());
-        let answer: Value = serde_json::from_slice(&answer).expect("json");
+        let (status, answer) = capture(&chain.node, &maker_key, &bad);
         assert_eq!(status, 400, "{path}: {answer}");
         assert!(answer["error"]["message"].is_string(), "{path}: {answer}");
         assert_eq!(chain.height(), before, "{path}");
     }
-    let (status, answer) = chain.node.signed(
-        &maker_key,
-        "POST",
-        "/epcis/capture",
-        &std::fs::read(epcis_example(
-            "JSON-simple-context/WithSensorData/SensorDataExample12.jsonld",
-        ))
-        .expect("file"),
-        &AccessHeaders::default(),
-    );
+    let bad = std::fs::read(epcis_example(
+        "JSON-simple-context/WithSensorData/SensorDataExample12.jsonld",
+    ))
+    .expect("file");
+    let (status, answer) = capture(&chain.node, &maker_key, &bad);
     assert_eq!(status, 400);
-    let answer: Value = serde_json::from_slice(&answer).expect("json");
     assert!(
         !answer["error"]["reasons"]
             .as_array()
@@ -646,14 +625,7 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
             "destinationList": [{"type": "owning_party", "destination": format!("urn:epc:id:pgln:0614141.00001")}]
         }
     ]));
-    let (status, answer) = chain.node.signed(
-        &maker_key,
-        "POST",
-        "/epcis/capture",
-        &commissioning,
-        &AccessHeaders::default(),
-    );
-    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    let (status, answer) = capture(&chain.node, &maker_key, &commissioning);
     assert_eq!(status, 201, "{answer}");
     let steps: Vec<Value> = answer["events"]
         .as_array()
@@ -683,14 +655,7 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
             "sensorReport": [{"type": "gs1:Temperature", "value": 12.5, "uom": "CEL"}]
         }]
     }]));
-    let (status, answer) = chain.node.signed(
-        &key_of(&logger),
-        "POST",
-        "/epcis/capture",
-        &report,
-        &AccessHeaders::default(),
-    );
-    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    let (status, answer) = capture(&chain.node, &key_of(&logger), &report);
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["events"][0]["steps"], json!(["readings"]));
     let verdict = chain.verify(&pharmacist, &format!("(01){GTIN}(21)A1"));
@@ -712,14 +677,7 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
         "action": "DELETE",
         "bizStep": "unpacking"
     }]));
-    let (status, answer) = chain.node.signed(
-        &maker_key,
-        "POST",
-        "/epcis/capture",
-        &unpack_untracked,
-        &AccessHeaders::default(),
-    );
-    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    let (status, answer) = capture(&chain.node, &maker_key, &unpack_untracked);
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["events"][0]["steps"], json!([]));
 
@@ -733,24 +691,11 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
         "bizStep": "receiving",
         "bizLocation": {"id": format!("urn:epc:id:sgln:0614141.00001.0")}
     }]));
-    let (status, _) = chain.node.signed(
-        &key_of(&pharmacist),
-        "POST",
-        "/epcis/capture",
-        &receiving,
-        &AccessHeaders::default(),
-    );
+    let (status, _) = capture(&chain.node, &key_of(&pharmacist), &receiving);
     assert_eq!(status, 403);
     // A step the ledger refuses refuses the capture whole: the maker cannot receive its own
     // shipment.
-    let (status, answer) = chain.node.signed(
-        &maker_key,
-        "POST",
-        "/epcis/capture",
-        &receiving,
-        &AccessHeaders::default(),
-    );
-    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    let (status, answer) = capture(&chain.node, &maker_key, &receiving);
     assert_eq!(status, 422, "{answer}");
     assert_eq!(answer["error"]["code"], "not_the_receiver");
     // The refused event is neither indexed nor on record: the same capture by the receiver's own
@@ -860,4 +805,16 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(path);
         }
     }
+}
+
+/// Captures an EPCIS document through `node` as `key`; returns the status and the JSON answer.
+fn capture(node: &TestNode, key: &SecretKey, body: &[u8]) -> (u16, Value) {
+    let (status, answer) = node.signed(
+        key,
+        "POST",
+        "/epcis/capture",
+        body,
+        &AccessHeaders::default(),
+    );
+    (status, serde_json::from_slice(&answer).expect("json"))
 }
