@@ -69,6 +69,7 @@ pub fn create(
             id: id.clone(),
             name: format!("Devnet Organisation {index}"),
             root_key: root.public_key(),
+            gs1_prefixes: Vec::new(),
         });
         let validator = SecretKey::generate(&mut *rng);
         validators.push(Validator {

@@ -153,6 +153,8 @@ pub struct InitPlan {
     pub chain_id: String,
     /// (id, name) of organisations to create with fresh root keys; the first runs the validator.
     pub orgs: Vec<(String, String)>,
+    /// (organisation id, GS1 company prefix) pairs for genesis.
+    pub gs1_prefixes: Vec<(String, String)>,
     pub genesis: Option<PathBuf>,
     pub validator_key: Option<PathBuf>,
     pub listen: String,
@@ -187,6 +189,12 @@ pub fn init(
                     id: id.clone(),
                     name: name.clone(),
                     root_key: key.public_key(),
+                    gs1_prefixes: plan
+                        .gs1_prefixes
+                        .iter()
+                        .filter(|(org, _)| org == id)
+                        .map(|(_, prefix)| prefix.clone())
+                        .collect(),
                 });
                 org_keys.push((id.clone(), key));
             }

@@ -58,6 +58,10 @@ enum Command {
         /// The first one runs this node's validator. Each gets a fresh root key in keys/.
         #[arg(long = "org", default_value = "dev-org=Development Organisation")]
         orgs: Vec<String>,
+        /// A GS1 company prefix an organisation holds, as `id=prefix`; repeatable. GTINs, GLNs
+        /// and SSCCs under it can then be registered only by that organisation.
+        #[arg(long = "gs1-prefix")]
+        gs1_prefixes: Vec<String>,
         /// Join an existing chain with this genesis file instead of founding one.
         #[arg(long)]
         genesis: Option<PathBuf>,
@@ -323,21 +327,37 @@ fn run(cli: Cli) -> Result<i32> {
             home,
             chain_id,
             orgs,
+            gs1_prefixes,
             genesis,
             validator_key,
             listen,
         } => {
-            let orgs = orgs
+            let orgs: Vec<(String, String)> = orgs
                 .iter()
                 .map(|org| match org.split_once('=') {
                     Some((id, name)) => (id.to_string(), name.to_string()),
                     None => (org.clone(), org.clone()),
                 })
                 .collect();
+            let gs1_prefixes = gs1_prefixes
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(id, prefix)| (id.to_string(), prefix.to_string()))
+                        .with_context(|| format!("--gs1-prefix {pair:?} is not id=prefix"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if let Some((id, _)) = gs1_prefixes
+                .iter()
+                .find(|(id, _)| !orgs.iter().any(|(org, _)| org == id))
+            {
+                bail!("--gs1-prefix names {id}, which is not one of the --org organisations");
+            }
             let plan = InitPlan {
                 home: home.clone(),
                 chain_id,
                 orgs,
+                gs1_prefixes,
                 genesis,
                 validator_key,
                 listen,
@@ -355,6 +375,7 @@ fn run(cli: Cli) -> Result<i32> {
                     home: home.clone(),
                     chain_id: "medledger-dev".into(),
                     orgs: vec![("dev-org".into(), "Development Organisation".into())],
+                    gs1_prefixes: Vec::new(),
                     genesis: None,
                     validator_key: None,
                     listen: home::DEFAULT_LISTEN.into(),

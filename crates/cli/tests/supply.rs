@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 const GTIN: &str = "09506000134352";
 /// The manufacturer's and the pharmacy's GLNs.
 const PLANT: &str = "0614141000005";
-const PHARMACY_GLN: &str = "0614141000012";
+const PHARMACY_GLN: &str = "9520011000017";
 
 fn sscc(n: u32) -> String {
     let body = format!("10614141{n:09}");
@@ -38,8 +38,11 @@ struct Chain {
 
 impl Chain {
     fn start(dir: &Path) -> Chain {
-        let mut node =
-            TestNode::init_orgs(dir, &["maker=Maker Pharma", "pharmacy=Corner Pharmacy"]);
+        let mut node = TestNode::init_orgs(
+            dir,
+            &["maker=Maker Pharma", "pharmacy=Corner Pharmacy"],
+            &["maker=0614141", "pharmacy=9520011"],
+        );
         node.start();
         Chain {
             maker_root: node.home.join("keys/maker.key"),
@@ -150,6 +153,12 @@ fn a_pack_travels_from_plant_to_pharmacy_and_every_verdict_is_right() {
         ],
     );
     chain.ok(&maker, &["location", "--gln", PLANT, "--name", "Plant 1"]);
+    // The pharmacy cannot register a location under the maker's GS1 company prefix.
+    chain.refused(
+        &pharmacist,
+        &["location", "--gln", "0614141000012", "--name", "Not ours"],
+        "prefix_of_another",
+    );
     chain.ok(
         &pharmacist,
         &[
@@ -622,7 +631,7 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
             "action": "OBSERVE",
             "bizStep": "shipping",
             "disposition": "in_transit",
-            "destinationList": [{"type": "owning_party", "destination": format!("urn:epc:id:pgln:0614141.00001")}]
+            "destinationList": [{"type": "owning_party", "destination": format!("urn:epc:id:pgln:9520011.00001")}]
         }
     ]));
     let (status, answer) = capture(&chain.node, &maker_key, &commissioning);

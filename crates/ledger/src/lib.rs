@@ -241,6 +241,12 @@ pub fn apply_genesis(genesis: &Genesis, state: &mut Overlay<'_>) -> Result<(), B
             key_org_by_root(&organisation.root_key),
             encode_value(&organisation.id),
         );
+        for prefix in &organisation.gs1_prefixes {
+            state.put(
+                supply::key_gs1_prefix(prefix),
+                encode_value(&organisation.id),
+            );
+        }
     }
     state.put(KEY_VALIDATORS.to_vec(), encode_value(&validators));
     let mut organisations: Vec<String> = genesis

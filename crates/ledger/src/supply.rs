@@ -109,6 +109,12 @@ pub enum SupplyError {
     SensorNotAttached(PublicKey),
     #[error("organisation {0} does not exist")]
     UnknownOrganisation(String),
+    #[error("{key} is under GS1 company prefix {prefix}, which {holder} holds")]
+    PrefixOfAnother {
+        key: String,
+        prefix: String,
+        holder: String,
+    },
 }
 
 impl SupplyError {
@@ -142,6 +148,7 @@ impl SupplyError {
             SupplyError::NotADevice(_) => "not_a_device",
             SupplyError::SensorNotAttached(_) => "sensor_not_attached",
             SupplyError::UnknownOrganisation(_) => "unknown_organisation",
+            SupplyError::PrefixOfAnother { .. } => "prefix_of_another",
         }
     }
 }
@@ -178,6 +185,10 @@ pub fn key_shipment(id: &Hash) -> Vec<u8> {
 }
 pub fn key_location(id: &str) -> Vec<u8> {
     format!("location/{id}").into_bytes()
+}
+/// The organisation holding a GS1 company prefix (from genesis).
+pub fn key_gs1_prefix(prefix: &str) -> Vec<u8> {
+    format!("gs1-prefix/{prefix}").into_bytes()
 }
 pub fn key_sensor(device: &PublicKey) -> Vec<u8> {
     format!("sensor/{device}").into_bytes()
@@ -415,6 +426,31 @@ pub fn capture_epcis(
             };
             apply_op(state, &op_ctx, &actor, operation)?;
             op += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Checks that no other organisation holds the GS1 company prefix of a key (`digits` from the
+/// company prefix on: a GTIN-14 or SSCC without its first digit, a GLN whole). A key under no
+/// declared prefix is open to whoever registers it first.
+fn check_prefix(
+    state: &dyn StateRead,
+    actor: &Actor,
+    key: &str,
+    digits: &str,
+) -> Result<(), TxError> {
+    for length in 4..=12.min(digits.len()) {
+        let prefix = &digits[..length];
+        if let Some(holder) = read::<String>(state, &key_gs1_prefix(prefix))?
+            && holder != actor.org
+        {
+            return Err(SupplyError::PrefixOfAnother {
+                key: key.to_string(),
+                prefix: prefix.to_string(),
+                holder,
+            }
+            .into());
         }
     }
     Ok(())
@@ -680,6 +716,7 @@ fn apply_op(
         SupplyOp::RegisterProduct { product } => register_product(state, op, actor, product),
         SupplyOp::RegisterLocation { gln, name } => {
             check_gln(gln).map_err(invalid)?;
+            check_prefix(state, actor, gln, gln)?;
             check_text("a location name", name)?;
             if location(state, gln)?.is_some() {
                 return Err(SupplyError::LocationExists(gln.clone()).into());
@@ -779,6 +816,8 @@ fn register_product(
         .into());
     }
     check_text("a product name", &spec.name)?;
+    // The indicator digit comes before the company prefix.
+    check_prefix(state, actor, spec.gtin.as_str(), &spec.gtin.as_str()[1..])?;
     if let Some(range) = spec.storage
         && range.min_milli_c > range.max_milli_c
     {
@@ -899,17 +938,22 @@ fn pack(
             };
             existing
         }
-        None => Container {
-            owner: actor.org.clone(),
-            location: location.clone(),
-            parent: None,
-            shipment: None,
-            children: Vec::new(),
-            products: Vec::new(),
-            depth: 1,
-            excursions: Vec::new(),
-            history: vec![op.step(actor, location.clone(), StepKind::Commissioned)],
-        },
+        None => {
+            // A new case or pallet: its SSCC must not be under another holder's prefix (the
+            // extension digit comes first).
+            check_prefix(state, actor, parent.as_str(), &parent.as_str()[1..])?;
+            Container {
+                owner: actor.org.clone(),
+                location: location.clone(),
+                parent: None,
+                shipment: None,
+                children: Vec::new(),
+                products: Vec::new(),
+                depth: 1,
+                excursions: Vec::new(),
+                history: vec![op.step(actor, location.clone(), StepKind::Commissioned)],
+            }
+        }
     };
     if parent_entry.children.len() + children.len() > CONTAINER_CHILDREN_MAX {
         return Err(SupplyError::ContainerFull(*parent).into());

@@ -29,11 +29,14 @@ impl Chain {
                     id: "a".into(),
                     name: "A".into(),
                     root_key: org_a.public_key(),
+                    // GS1's example company prefix: the supply tests' keys are under it.
+                    gs1_prefixes: vec!["0614141".into()],
                 },
                 Organisation {
                     id: "b".into(),
                     name: "B".into(),
                     root_key: org_b.public_key(),
+                    gs1_prefixes: vec!["9520011".into()],
                 },
             ],
             validators: vec![Validator {

@@ -153,6 +153,7 @@ impl Sim {
                     id: format!("org{index}"),
                     name: format!("Organisation {index}"),
                     root_key: client.public_key(),
+                    gs1_prefixes: Vec::new(),
                 })
                 .collect(),
             validators: keys

@@ -456,6 +456,7 @@ mod tests {
                 id: "o".into(),
                 name: "O".into(),
                 root_key: key,
+                gs1_prefixes: Vec::new(),
             }],
             validators: vec![Validator {
                 key,

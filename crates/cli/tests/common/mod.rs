@@ -49,11 +49,12 @@ pub struct TestNode {
 
 impl TestNode {
     pub fn init(dir: &Path) -> TestNode {
-        Self::init_orgs(dir, &["hospital=Test Hospital"])
+        Self::init_orgs(dir, &["hospital=Test Hospital"], &[])
     }
 
-    /// A home whose chain is founded by `orgs` (`id=Name`); the first runs the validator.
-    pub fn init_orgs(dir: &Path, orgs: &[&str]) -> TestNode {
+    /// A home whose chain is founded by `orgs` (`id=Name`; the first runs the validator), with
+    /// `gs1_prefixes` (`id=prefix`).
+    pub fn init_orgs(dir: &Path, orgs: &[&str], gs1_prefixes: &[&str]) -> TestNode {
         let home = dir.join("home");
         let listen = format!("127.0.0.1:{}", free_port());
         let mut args = vec![
@@ -67,6 +68,9 @@ impl TestNode {
         ];
         for org in orgs {
             args.extend_from_slice(&["--org", org]);
+        }
+        for prefix in gs1_prefixes {
+            args.extend_from_slice(&["--gs1-prefix", prefix]);
         }
         let out = medledger(&args);
         assert!(

@@ -200,6 +200,22 @@ fn commissioning_is_checked_and_all_or_nothing() {
     assert_eq!(rejected(&outcome), "unit_exists");
     assert_eq!(supply::unit(&s.state(), &unit("10")).expect("read"), None);
     assert_eq!(supply::lot(&s.state(), &gtin(), "L4").expect("read"), None);
+    // Nobody registers a GTIN under another organisation's GS1 company prefix, and the holder
+    // registers its own.
+    let under = |gtin: &str| SupplyOp::RegisterProduct {
+        product: ProductSpec {
+            gtin: Gtin::parse(gtin).expect("valid GTIN"),
+            name: "prefixed".into(),
+            storage: None,
+        },
+    };
+    assert_eq!(
+        // The pharmacy's organisation root key may register products, but not under another's
+        // prefix.
+        rejected(&s.ops(&s.chain.org_b.clone(), vec![under("00614141123452")])),
+        "prefix_of_another"
+    );
+    assert_eq!(s.maker(vec![under("00614141123452")]), Outcome::Committed);
     // A second registration of the same GTIN is refused.
     let outcome = s.maker(vec![SupplyOp::RegisterProduct {
         product: ProductSpec {
@@ -959,7 +975,13 @@ fn sensors_speak_only_for_what_their_organisation_holds() {
         }],
     };
     assert_eq!(rejected(&s.maker(vec![on_items])), "not_in_custody");
-    let gln = "0614141000012".to_string();
+    // A GLN under the manufacturer's GS1 company prefix is not the pharmacy's to register.
+    let squat = SupplyOp::RegisterLocation {
+        gln: "0614141000012".into(),
+        name: "Pharmacy".into(),
+    };
+    assert_eq!(rejected(&s.pharmacy(vec![squat])), "prefix_of_another");
+    let gln = "9520011000017".to_string();
     let register = SupplyOp::RegisterLocation {
         gln: gln.clone(),
         name: "Pharmacy".into(),
