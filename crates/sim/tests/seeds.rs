@@ -13,9 +13,11 @@ use medledger_sim::{Report, Restream, Stats, replay_command, run_with};
 /// Seeds run by a plain `cargo test`: about 30 s of a debug build on two cores.
 const CI_SEEDS: u64 = 48;
 /// Seeds that stall under the adapter's first restream rule (found by sweeping 500 seeds with
-/// `--restream-own` and the current timeouts; a change of timeouts changes every run, so sweep
-/// again after one). They run in CI too, as regression tests of the fix.
-const REGRESSION_SEEDS: [u64; 4] = [18, 78, 383, 395];
+/// `--restream-own` and the current timeouts; a change of timeouts, or of the genesis encoding,
+/// changes every run, so sweep again after one: seed 18 stopped stalling when genesis gained GS1
+/// company prefixes, and seeds 0 to 400 were swept again). They run in CI too, as regression
+/// tests of the fix.
+const REGRESSION_SEEDS: [u64; 3] = [78, 383, 395];
 
 fn restream() -> Restream {
     match std::env::var("MEDLEDGER_SIM_RESTREAM").as_deref() {
