@@ -493,6 +493,42 @@ impl<'a> Coupon<'a> {
         let field = self.take(n, truncated)?;
         gcp_at(field, 0).map_err(|(e, _, _)| (e, start, n))
     }
+
+    /// One purchase requirement: its length digit and value, its code and its family code.
+    fn purchase(&mut self, e: Purchase) -> Result<(), Failure> {
+        let vli = self.digit(e.missing_vli, e.invalid_length, |d| {
+            (b'1'..=b'5').contains(&d)
+        })?;
+        self.take(usize::from(vli), e.truncated)?;
+        self.digit(e.missing_code, e.invalid_code, |d| d <= b'4' || d == b'9')?;
+        self.take(3, e.truncated_family)?;
+        Ok(())
+    }
+
+    /// The company prefix of a second or third purchase; a length digit of 9 means the
+    /// coupon's own prefix.
+    fn purchase_gcp(
+        &mut self,
+        missing: LintError,
+        invalid: LintError,
+        truncated: LintError,
+    ) -> Res {
+        let vli = self.digit(missing, invalid, |d| d <= b'6' || d == b'9')?;
+        if vli != 9 {
+            self.gcp(usize::from(vli) + 6, truncated)?;
+        }
+        Ok(())
+    }
+}
+
+/// The error codes of one purchase requirement of a coupon (its first, second or third).
+struct Purchase {
+    missing_vli: LintError,
+    invalid_length: LintError,
+    truncated: LintError,
+    missing_code: LintError,
+    invalid_code: LintError,
+    truncated_family: LintError,
 }
 
 /// AI (8110): the North American coupon code.
@@ -511,18 +547,14 @@ fn coupon_code(data: &[u8]) -> Res {
         |d| (b'1'..=b'5').contains(&d),
     )?;
     c.take(usize::from(vli), E::CouponTruncatedSaveValue)?;
-    let vli = c.digit(
-        E::CouponMissing1stPurchaseRequirementVli,
-        E::CouponInvalid1stPurchaseRequirementLength,
-        |d| (b'1'..=b'5').contains(&d),
-    )?;
-    c.take(usize::from(vli), E::CouponTruncated1stPurchaseRequirement)?;
-    c.digit(
-        E::CouponMissing1stPurchaseRequirementCode,
-        E::CouponInvalid1stPurchaseRequirementCode,
-        |d| d <= b'4' || d == b'9',
-    )?;
-    c.take(3, E::CouponTruncated1stPurchaseFamilyCode)?;
+    c.purchase(Purchase {
+        missing_vli: E::CouponMissing1stPurchaseRequirementVli,
+        invalid_length: E::CouponInvalid1stPurchaseRequirementLength,
+        truncated: E::CouponTruncated1stPurchaseRequirement,
+        missing_code: E::CouponMissing1stPurchaseRequirementCode,
+        invalid_code: E::CouponInvalid1stPurchaseRequirementCode,
+        truncated_family: E::CouponTruncated1stPurchaseFamilyCode,
+    })?;
 
     // Optional field 1: additional purchase rules and a second purchase.
     if c.peek() == Some(b'1') {
@@ -532,52 +564,37 @@ fn coupon_code(data: &[u8]) -> Res {
             E::CouponInvalidAdditionalPurchaseRulesCode,
             |d| d <= b'3',
         )?;
-        let vli = c.digit(
-            E::CouponMissing2ndPurchaseRequirementVli,
-            E::CouponInvalid2ndPurchaseRequirementLength,
-            |d| (b'1'..=b'5').contains(&d),
-        )?;
-        c.take(usize::from(vli), E::CouponTruncated2ndPurchaseRequirement)?;
-        c.digit(
-            E::CouponMissing2ndPurchaseRequirementCode,
-            E::CouponInvalid2ndPurchaseRequirementCode,
-            |d| d <= b'4' || d == b'9',
-        )?;
-        c.take(3, E::CouponTruncated2ndPurchaseFamilyCode)?;
-        let vli = c.digit(
+        c.purchase(Purchase {
+            missing_vli: E::CouponMissing2ndPurchaseRequirementVli,
+            invalid_length: E::CouponInvalid2ndPurchaseRequirementLength,
+            truncated: E::CouponTruncated2ndPurchaseRequirement,
+            missing_code: E::CouponMissing2ndPurchaseRequirementCode,
+            invalid_code: E::CouponInvalid2ndPurchaseRequirementCode,
+            truncated_family: E::CouponTruncated2ndPurchaseFamilyCode,
+        })?;
+        c.purchase_gcp(
             E::CouponMissing2ndPurchaseGcpVli,
             E::CouponInvalid2ndPurchaseGcpLength,
-            |d| d <= b'6' || d == b'9',
+            E::CouponTruncated2ndPurchaseGcp,
         )?;
-        // "9" means the purchase uses the coupon's own company prefix.
-        if vli != 9 {
-            c.gcp(usize::from(vli) + 6, E::CouponTruncated2ndPurchaseGcp)?;
-        }
     }
 
     // Optional field 2: a third purchase.
     if c.peek() == Some(b'2') {
         c.at += 1;
-        let vli = c.digit(
-            E::CouponMissing3rdPurchaseRequirementVli,
-            E::CouponInvalid3rdPurchaseRequirementLength,
-            |d| (b'1'..=b'5').contains(&d),
-        )?;
-        c.take(usize::from(vli), E::CouponTruncated3rdPurchaseRequirement)?;
-        c.digit(
-            E::CouponMissing3rdPurchaseRequirementCode,
-            E::CouponInvalid3rdPurchaseRequirementCode,
-            |d| d <= b'4' || d == b'9',
-        )?;
-        c.take(3, E::CouponTruncated3rdPurchaseFamilyCode)?;
-        let vli = c.digit(
+        c.purchase(Purchase {
+            missing_vli: E::CouponMissing3rdPurchaseRequirementVli,
+            invalid_length: E::CouponInvalid3rdPurchaseRequirementLength,
+            truncated: E::CouponTruncated3rdPurchaseRequirement,
+            missing_code: E::CouponMissing3rdPurchaseRequirementCode,
+            invalid_code: E::CouponInvalid3rdPurchaseRequirementCode,
+            truncated_family: E::CouponTruncated3rdPurchaseFamilyCode,
+        })?;
+        c.purchase_gcp(
             E::CouponMissing3rdPurchaseGcpVli,
             E::CouponInvalid3rdPurchaseGcpLength,
-            |d| d <= b'6' || d == b'9',
+            E::CouponTruncated3rdPurchaseGcp,
         )?;
-        if vli != 9 {
-            c.gcp(usize::from(vli) + 6, E::CouponTruncated3rdPurchaseGcp)?;
-        }
     }
 
     // Optional fields 3 and 4: expiration and start dates.
