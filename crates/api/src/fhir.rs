@@ -107,7 +107,7 @@ impl From<ServiceError> for FhirFailure {
                 (StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule)
             }
             ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
-            ServiceError::Node(_) | ServiceError::Vault(_) => {
+            ServiceError::Node(_) | ServiceError::Storage(_) => {
                 tracing::error!(%error, "records request failed inside the node");
                 (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception)
             }

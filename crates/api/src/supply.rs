@@ -47,7 +47,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::InvalidDocument { .. } => (StatusCode::BAD_REQUEST, "invalid_document"),
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ServiceError::Vault(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ServiceError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, message)
     }

@@ -548,20 +548,13 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
         let (status, answer) = capture(&chain.node, &maker_key, &bad);
         assert_eq!(status, 400, "{path}: {answer}");
         assert!(answer["error"]["message"].is_string(), "{path}: {answer}");
+        if path == "schemaVersion missing" {
+            // A schema failure lists its reasons.
+            let reasons = answer["error"]["reasons"].as_array().expect("reasons");
+            assert!(!reasons.is_empty(), "{answer}");
+        }
         assert_eq!(chain.height(), before, "{path}");
     }
-    let bad = std::fs::read(epcis_example(
-        "JSON-simple-context/WithSensorData/SensorDataExample12.jsonld",
-    ))
-    .expect("file");
-    let (status, answer) = capture(&chain.node, &maker_key, &bad);
-    assert_eq!(status, 400);
-    assert!(
-        !answer["error"]["reasons"]
-            .as_array()
-            .expect("reasons")
-            .is_empty()
-    );
 
     // Goods this chain tracks: a registered product's commissioning, packing and shipping, in
     // EPCIS, become ledger steps; the pharmacy's receiving event passes custody.

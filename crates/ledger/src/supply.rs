@@ -295,6 +295,13 @@ pub struct OpContext<'a> {
 }
 
 impl OpContext<'_> {
+    /// Checks that an operation names 1 to `max` items, and counts them against the
+    /// transaction's budget.
+    fn items(&self, what: &str, count: usize, max: usize) -> Result<(), TxError> {
+        check_count(what, count, max)?;
+        self.spend(count)
+    }
+
     /// Counts `items` against the transaction's budget.
     fn spend(&self, items: usize) -> Result<(), TxError> {
         let left = self.budget.get().checked_sub(items).ok_or_else(|| {
@@ -858,8 +865,7 @@ fn commission(
         .into());
     }
     check_cset82("a lot", lot).map_err(invalid)?;
-    check_count("a commissioning", serials.len(), UNITS_PER_COMMISSION_MAX)?;
-    op.spend(serials.len())?;
+    op.items("a commissioning", serials.len(), UNITS_PER_COMMISSION_MAX)?;
     check_location(location)?;
     let reference_year = (date_of_ms(op.block.time_ms) / 10_000) as i32;
     let expiry = expiry_date(expiry, reference_year).map_err(invalid)?;
@@ -925,8 +931,7 @@ fn pack(
     children: &[Item],
     location: &Option<String>,
 ) -> Result<(), TxError> {
-    check_count("a pack", children.len(), ITEMS_PER_OP_MAX)?;
-    op.spend(children.len())?;
+    op.items("a pack", children.len(), ITEMS_PER_OP_MAX)?;
     check_location(location)?;
     let parent_item = Item::Container(*parent);
     let mut parent_entry = match container(state, parent)? {
@@ -1059,8 +1064,7 @@ fn ship(
     items: &[Item],
     location: &Option<String>,
 ) -> Result<(), TxError> {
-    check_count("a shipment", items.len(), ITEMS_PER_OP_MAX)?;
-    op.spend(items.len())?;
+    op.items("a shipment", items.len(), ITEMS_PER_OP_MAX)?;
     check_location(location)?;
     if to == actor.org {
         return Err(SupplyError::ShipToSelf.into());
@@ -1148,8 +1152,7 @@ fn set_status(
     units: &[UnitId],
     status: UnitStatus,
 ) -> Result<(), TxError> {
-    check_count("a status change", units.len(), ITEMS_PER_OP_MAX)?;
-    op.spend(units.len())?;
+    op.items("a status change", units.len(), ITEMS_PER_OP_MAX)?;
     let items: Vec<Item> = units.iter().cloned().map(Item::Unit).collect();
     for stored in load_distinct(state, &items)? {
         stored.check_loose_held(&actor.org)?;

@@ -62,8 +62,9 @@ pub enum ServiceError {
     Unavailable(String),
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// The node's own off-chain storage (the vault, the EPCIS index) failed.
     #[error("{0}")]
-    Vault(String),
+    Storage(String),
 }
 
 impl From<VaultError> for ServiceError {
@@ -73,7 +74,7 @@ impl From<VaultError> for ServiceError {
             VaultError::Invalid(message) => ServiceError::Invalid(message),
             VaultError::Erased(_) => ServiceError::Gone(error.to_string()),
             VaultError::NotFound => ServiceError::NotFound(error.to_string()),
-            VaultError::Io(_) | VaultError::Corrupt(_) => ServiceError::Vault(error.to_string()),
+            VaultError::Io(_) | VaultError::Corrupt(_) => ServiceError::Storage(error.to_string()),
         }
     }
 }

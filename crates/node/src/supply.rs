@@ -163,7 +163,7 @@ pub struct Supply {
 }
 
 fn index_error(error: impl std::fmt::Display) -> ServiceError {
-    ServiceError::Vault(format!("EPCIS index: {error}"))
+    ServiceError::Storage(format!("EPCIS index: {error}"))
 }
 
 fn not_found(error: TxError) -> ServiceError {
