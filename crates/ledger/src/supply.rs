@@ -1715,7 +1715,16 @@ fn cold_chain_excursions(
         .iter()
         .filter(|excursion| excursion.height >= since)
         .for_each(&mut add);
-    let steps = trace(state, &Item::Unit(id.clone()))?;
+    // The unit is loaded already: trace from its history rather than read it again.
+    let mut steps = Vec::new();
+    trace_into(
+        state,
+        &Item::Unit(id.clone()),
+        &found.history,
+        None,
+        0,
+        &mut steps,
+    )?;
     for (position, entry) in steps.iter().enumerate() {
         if let StepKind::Shipped {
             shipment: ship_id, ..
@@ -1775,16 +1784,28 @@ pub struct TraceStep {
 /// The full custody timeline of an item: its own steps, and while it was packed, the steps of
 /// the containers around it, in chain order. Empty for an unknown item.
 pub fn trace(state: &dyn StateRead, item: &Item) -> Result<Vec<TraceStep>, StateError> {
+    let history = load_history(state, item)?;
     let mut out = Vec::new();
-    trace_into(state, item, None, 0, &mut out)?;
+    trace_into(state, item, &history, None, 0, &mut out)?;
     Ok(out)
+}
+
+fn load_history(state: &dyn StateRead, item: &Item) -> Result<Vec<Step>, StateError> {
+    Ok(match item {
+        Item::Unit(id) => unit(state, id)?.map(|found| found.history),
+        Item::Container(sscc) => container(state, sscc)?.map(|found| found.history),
+    }
+    .unwrap_or_default())
 }
 
 type Order = (u64, u32, u32);
 
+/// Appends `item`'s steps from `history` (inside `window`), with the steps of the containers it
+/// was packed in meanwhile.
 fn trace_into(
     state: &dyn StateRead,
     item: &Item,
+    history: &[Step],
     window: Option<(Order, Order)>,
     depth: usize,
     out: &mut Vec<TraceStep>,
@@ -1792,11 +1813,6 @@ fn trace_into(
     if depth > NESTING_DEPTH_MAX {
         return Ok(());
     }
-    let history = match item {
-        Item::Unit(id) => unit(state, id)?.map(|found| found.history),
-        Item::Container(sscc) => container(state, sscc)?.map(|found| found.history),
-    }
-    .unwrap_or_default();
     let inside = |step: &Step| match window {
         Some((from, to)) => step.order() > from && step.order() < to,
         None => true,
@@ -1815,9 +1831,11 @@ fn trace_into(
                 Some((_, to)) => end.min(to),
                 None => end,
             };
+            let container = Item::Container(*into);
             trace_into(
                 state,
-                &Item::Container(*into),
+                &container,
+                &load_history(state, &container)?,
                 Some((step.order(), end)),
                 depth + 1,
                 out,
