@@ -20,7 +20,8 @@ use medledger_crypto::{Hash, PublicKey};
 use medledger_fhir::{FhirError, Issue, IssueType, Severity};
 use medledger_ledger::Authority;
 use medledger_node::records::{ImportItem, ReadRequest, Records, ServiceError};
-use medledger_types::{AccessRule, Purpose, RECORD_CATEGORIES, Role};
+use medledger_records::{AccessRule, Purpose, RECORD_CATEGORIES};
+use medledger_types::Role;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -831,7 +832,7 @@ async fn consent_one(state: &AppState, id: &str) -> FhirResult<Response> {
     let node = state.node.clone();
     crate::blocking(move || {
         let (_, found) = node.read_head(|state| {
-            let entry = medledger_ledger::records::grant(state, &grant)?;
+            let entry = medledger_records::grant(state, &grant)?;
             let time = medledger_ledger::chain_head(state)?.time_ms;
             Ok((entry, time))
         })?;

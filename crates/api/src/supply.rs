@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use medledger_crypto::PublicKey;
 use medledger_node::records::ServiceError;
 use medledger_node::supply::{EventQuery, Supply, parse_unit_code};
-use medledger_types::{Gtin, Item, Sscc};
+use medledger_supply::{Gtin, Item, Sscc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -244,8 +244,8 @@ pub(crate) async fn trace(
     blocking(move || {
         let (height, steps) = supply.trace(&item)?;
         let state_key = String::from_utf8_lossy(&match &item {
-            Item::Unit(id) => medledger_ledger::supply::key_unit(id),
-            Item::Container(sscc) => medledger_ledger::supply::key_container(sscc),
+            Item::Unit(id) => medledger_supply::key_unit(id),
+            Item::Container(sscc) => medledger_supply::key_container(sscc),
         })
         .into_owned();
         Ok(Json(

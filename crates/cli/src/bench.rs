@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use medledger_crypto::{Hash, SecretKey, sha256};
-use medledger_types::{Payload, Role, Tx, TxBody};
+use medledger_ledger::{CoreOp, Tx, TxBody};
+use medledger_types::Role;
 
 use crate::client::Client;
 use crate::home;
@@ -100,10 +101,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 chain_id: chain_id.clone(),
                 sender: org.public_key(),
                 nonce: first_nonce + i as u64,
-                payload: Payload::Enrol {
+                payload: CoreOp::Enrol {
                     member: sender.public_key(),
                     role: Role::Device,
-                },
+                }
+                .into(),
             }
             .sign(&org)
         })
@@ -142,13 +144,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
                                 chain_id: chain_id.clone(),
                                 sender: sender.public_key(),
                                 nonce: (i / senders.len()) as u64 + 1,
-                                payload: Payload::Anchor {
+                                payload: CoreOp::Anchor {
                                     id: sha256(
                                         &[&seed.to_le_bytes()[..], &(i as u64).to_le_bytes()]
                                             .concat(),
                                     ),
                                     commitment: sha256(&(i as u64).to_be_bytes()),
-                                },
+                                }
+                                .into(),
                             }
                             .sign(sender);
                             bar.inc(1);

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use medledger_api::auth::AccessHeaders;
 use medledger_crypto::{SecretKey, sha256};
+use medledger_ledger::CoreOp;
+use medledger_records::RecordsOp;
 use serde_json::{Value, json};
 
 use crate::client::Client;
@@ -149,7 +151,7 @@ pub(crate) fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
 pub(crate) fn enrol(client: &Client, root: &SecretKey, key: &SecretKey, role: &str) -> Result<()> {
     let id = client.submit(
         root,
-        medledger_types::Payload::Enrol {
+        CoreOp::Enrol {
             member: key.public_key(),
             role: role.parse().map_err(anyhow::Error::msg)?,
         },
@@ -288,16 +290,16 @@ pub fn run(args: RecordsBenchArgs) -> Result<()> {
                 String::from_utf8_lossy(&answer)
             );
         }
-        let grant = medledger_types::Payload::GrantConsent {
-            grant: medledger_types::ConsentGrant {
+        let grant = RecordsOp::GrantConsent {
+            grant: medledger_records::ConsentGrant {
                 patient: key.public_key(),
-                provisions: vec![medledger_types::Provision {
-                    kind: medledger_types::ProvisionKind::Permit,
-                    actors: vec![medledger_types::Grantee::Role(
+                provisions: vec![medledger_records::Provision {
+                    kind: medledger_records::ProvisionKind::Permit,
+                    actors: vec![medledger_records::Grantee::Role(
                         medledger_types::Role::Practitioner,
                     )],
                     scope: vec![],
-                    purposes: vec![medledger_types::Purpose::Treat],
+                    purposes: vec![medledger_records::Purpose::Treat],
                 }],
                 start_ms: 0,
                 end_ms: None,

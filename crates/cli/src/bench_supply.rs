@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use medledger_api::auth::AccessHeaders;
 use medledger_crypto::SecretKey;
-use medledger_types::{
-    Gtin, Payload, ProductSpec, SupplyOp, TempRange, TxBody, UNITS_PER_COMMISSION_MAX,
+use medledger_ledger::TxBody;
+use medledger_supply::{
+    Gtin, ProductSpec, SupplyOp, SupplyPayload, TempRange, UNITS_PER_COMMISSION_MAX,
 };
 
 use crate::bench_records::{enrol, open_loop};
@@ -60,7 +61,7 @@ pub struct SupplyBenchArgs {
 /// The benchmark's product: GTIN 0950600099999 + check digit.
 fn bench_gtin() -> Result<Gtin> {
     let body = b"0950600099999";
-    let check = medledger_types::gs1_check_digit(body) as char;
+    let check = medledger_supply::gs1_check_digit(body) as char;
     Ok(Gtin::parse(&format!(
         "{}{check}",
         String::from_utf8_lossy(body)
@@ -90,7 +91,7 @@ pub fn run(args: SupplyBenchArgs) -> Result<()> {
     let gtin = bench_gtin()?;
     let register = client.submit(
         &maker,
-        Payload::Supply {
+        SupplyPayload::Supply {
             ops: vec![SupplyOp::RegisterProduct {
                 product: ProductSpec {
                     gtin,
@@ -133,7 +134,7 @@ pub fn run(args: SupplyBenchArgs) -> Result<()> {
                     chain_id: chain_id.clone(),
                     sender: maker.public_key(),
                     nonce,
-                    payload: Payload::Supply {
+                    payload: SupplyPayload::Supply {
                         ops: vec![SupplyOp::Commission {
                             gtin,
                             lot: lot_name(args.seed, lot),
@@ -141,7 +142,8 @@ pub fn run(args: SupplyBenchArgs) -> Result<()> {
                             serials,
                             location: Some("0614141000005".into()),
                         }],
-                    },
+                    }
+                    .into(),
                 }
                 .sign(&maker),
             );

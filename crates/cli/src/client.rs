@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use medledger_crypto::{Hash, PublicKey, SecretKey};
-use medledger_types::{Payload, Tx, TxBody};
+use medledger_ledger::{Payload, Tx, TxBody};
 use serde_json::Value;
 
 /// The largest response the client reads (a full block can be large).
@@ -108,7 +108,8 @@ impl Client {
     }
 
     /// Signs a payload with the next nonce of `key` and submits it; returns its id.
-    pub fn submit(&self, key: &SecretKey, payload: Payload) -> Result<Hash> {
+    pub fn submit(&self, key: &SecretKey, payload: impl Into<Payload>) -> Result<Hash> {
+        let payload = payload.into();
         let status = self.get("/v1/status")?;
         let chain_id = status["chain_id"]
             .as_str()

@@ -21,10 +21,11 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use medledger_consensus::{EngineSettings, Peer};
 use medledger_crypto::{Hash, PublicKey, SecretKey};
+use medledger_ledger::CoreOp;
 use medledger_ledger::light::LightProof;
 use medledger_node::records::Records;
 use medledger_node::{BlockSource, Node, NodeConfig};
-use medledger_types::{Genesis, Payload, Role, Validator, ValidatorChange};
+use medledger_types::{Genesis, Role, Validator, ValidatorChange};
 use serde_json::Value;
 
 use crate::client::Client;
@@ -601,14 +602,14 @@ fn parse_hash(text: &str, what: &str) -> Result<Hash> {
 fn run_tx(client: &Client, key: &Path, no_wait: bool, command: TxCommand) -> Result<i32> {
     let key = home::read_key(key)?;
     let payload = match command {
-        TxCommand::Enrol { member, role } => Payload::Enrol {
+        TxCommand::Enrol { member, role } => CoreOp::Enrol {
             member: parse_key(&member)?,
             role: role.parse::<Role>().map_err(anyhow::Error::msg)?,
         },
-        TxCommand::Revoke { member } => Payload::Revoke {
+        TxCommand::Revoke { member } => CoreOp::Revoke {
             member: parse_key(&member)?,
         },
-        TxCommand::Anchor { id, commitment } => Payload::Anchor {
+        TxCommand::Anchor { id, commitment } => CoreOp::Anchor {
             id: parse_hash(&id, "id")?,
             commitment: parse_hash(&commitment, "commitment")?,
         },
@@ -630,12 +631,12 @@ fn run_tx(client: &Client, key: &Path, no_wait: bool, command: TxCommand) -> Res
                 },
                 _ => bail!("give exactly one of --add and --remove"),
             };
-            Payload::ProposeValidatorChange {
+            CoreOp::ProposeValidatorChange {
                 change,
                 effective_height,
             }
         }
-        TxCommand::ApproveValidator { proposal } => Payload::ApproveValidatorChange {
+        TxCommand::ApproveValidator { proposal } => CoreOp::ApproveValidatorChange {
             proposal: parse_hash(&proposal, "proposal")?,
         },
     };

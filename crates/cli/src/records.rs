@@ -9,9 +9,10 @@ use clap::Subcommand;
 use medledger_api::auth::{AccessHeaders, HEADER_BREAK_GLASS, HEADER_PURPOSE, HEADER_WRAP_TO};
 use medledger_crypto::envelope::{HpkeSecret, WrappedKey};
 use medledger_crypto::{Hash, SecretKey};
-use medledger_types::{
-    ConsentGrant, Grantee, Payload, Provision, ProvisionKind, Purpose, Role, Scope,
+use medledger_records::{
+    ConsentGrant, Grantee, Provision, ProvisionKind, Purpose, RecordsOp, Scope,
 };
+use medledger_types::Role;
 use serde_json::{Value, json};
 
 use crate::client::Client;
@@ -395,7 +396,7 @@ pub fn run_consent(
                 scope.push(Scope::Record(crate::parse_hash(&record, "record id")?));
             }
             let start_ms = now_ms().saturating_sub(60_000);
-            Payload::GrantConsent {
+            RecordsOp::GrantConsent {
                 grant: ConsentGrant {
                     patient,
                     provisions: vec![Provision {
@@ -417,10 +418,10 @@ pub fn run_consent(
                 },
             }
         }
-        ConsentCommand::Revoke { grant } => Payload::RevokeConsent {
+        ConsentCommand::Revoke { grant } => RecordsOp::RevokeConsent {
             grant: crate::parse_hash(&grant, "grant id")?,
         },
-        ConsentCommand::Delegate { delegate, remove } => Payload::SetDelegate {
+        ConsentCommand::Delegate { delegate, remove } => RecordsOp::SetDelegate {
             delegate: crate::parse_key(&delegate)?,
             active: !remove,
         },

@@ -10,8 +10,9 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use medledger_api::auth::AccessHeaders;
 use medledger_crypto::{Hash, SecretKey};
-use medledger_types::{
-    Gtin, Item, Payload, Place, ProductSpec, Reading, Sscc, SupplyOp, TempRange, TxBody,
+use medledger_ledger::TxBody;
+use medledger_supply::{
+    Gtin, Item, Place, ProductSpec, Reading, Sscc, SupplyOp, SupplyPayload, TempRange,
     UNITS_PER_COMMISSION_MAX, UnitId, UnitStatus, shipment_id,
 };
 use serde_json::{Value, json};
@@ -283,7 +284,7 @@ pub fn serials(text: &str) -> Result<Vec<String>> {
 }
 
 fn ops_tx(client: &Client, key: &SecretKey, ops: Vec<SupplyOp>) -> Result<i32> {
-    let id = client.submit(key, Payload::Supply { ops })?;
+    let id = client.submit(key, SupplyPayload::Supply { ops })?;
     finish(client, &id)
 }
 
@@ -417,7 +418,7 @@ pub fn run(client: &Client, key: &Path, command: SupplyCommand) -> Result<i32> {
         } => {
             let id = client.submit(
                 &key,
-                Payload::Supply {
+                SupplyPayload::Supply {
                     ops: vec![SupplyOp::Ship {
                         to,
                         items: items(&units, &containers)?,
@@ -602,7 +603,7 @@ pub fn commission(
                 chain_id: chain_id.clone(),
                 sender: key.public_key(),
                 nonce,
-                payload: Payload::Supply {
+                payload: SupplyPayload::Supply {
                     ops: vec![SupplyOp::Commission {
                         gtin,
                         lot: lot.to_string(),
@@ -610,7 +611,8 @@ pub fn commission(
                         serials: chunk.to_vec(),
                         location: location.clone(),
                     }],
-                },
+                }
+                .into(),
             }
             .sign(key);
             nonce += 1;

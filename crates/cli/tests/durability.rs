@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use common::*;
 use medledger_crypto::{Hash, SecretKey, sha256};
-use medledger_types::{Payload, Role, Tx, TxBody};
+use medledger_ledger::{CoreOp, Payload, Tx, TxBody};
+use medledger_types::Role;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde_json::json;
@@ -36,7 +37,7 @@ fn next_nonce(node: &TestNode, key: &SecretKey) -> u64 {
 }
 
 fn anchor(key: &SecretKey, nonce: u64, n: u64) -> Tx {
-    let payload = Payload::Anchor {
+    let payload = CoreOp::Anchor {
         id: sha256(&[&key.public_key().0[..], &n.to_le_bytes()].concat()),
         commitment: sha256(&n.to_be_bytes()),
     };
@@ -44,7 +45,7 @@ fn anchor(key: &SecretKey, nonce: u64, n: u64) -> Tx {
         chain_id: "e2e".into(),
         sender: key.public_key(),
         nonce,
-        payload,
+        payload: payload.into(),
     }
     .sign(key)
 }
@@ -114,10 +115,11 @@ fn kill_9_under_load_loses_no_acknowledged_transaction() {
             chain_id: "e2e".into(),
             sender: org.public_key(),
             nonce: next_nonce(&node, &org),
-            payload: Payload::Enrol {
+            payload: CoreOp::Enrol {
                 member: member.public_key(),
                 role: Role::Device,
-            },
+            }
+            .into(),
         }
         .sign(&org);
         node.post(
@@ -298,7 +300,7 @@ fn a_flipped_byte_in_a_stored_transaction_is_found_and_not_served() {
 fn a_flipped_byte_in_a_state_value_is_found_and_not_served() {
     let mut fixture = fixture();
     let tx = &fixture.txs[1];
-    let Payload::Anchor { commitment, id } = tx.body.payload else {
+    let Payload::Core(CoreOp::Anchor { commitment, id }) = tx.body.payload else {
         panic!("anchor")
     };
     assert!(flip_everywhere(&db_file(&fixture.node), &commitment.0) > 0);

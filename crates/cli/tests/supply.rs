@@ -21,7 +21,7 @@ const PHARMACY_GLN: &str = "9520011000017";
 
 fn sscc(n: u32) -> String {
     let body = format!("10614141{n:09}");
-    let check = medledger_types::gs1_check_digit(body.as_bytes()) as char;
+    let check = medledger_supply::gs1_check_digit(body.as_bytes()) as char;
     format!("{body}{check}")
 }
 

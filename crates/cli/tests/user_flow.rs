@@ -8,22 +8,27 @@ mod common;
 
 use common::*;
 use medledger_crypto::{Hash, SecretKey};
-use medledger_types::{Payload, TxBody};
+use medledger_ledger::{CoreOp, Payload, TxBody};
 use serde_json::json;
 
-fn submit(node: &TestNode, tx: &medledger_types::Tx) -> (u16, serde_json::Value) {
+fn submit(node: &TestNode, tx: &medledger_ledger::Tx) -> (u16, serde_json::Value) {
     node.post(
         "/v1/txs",
         &json!({"tx": hex::encode(tx.to_bytes())}).to_string(),
     )
 }
 
-fn tx_from(key: &SecretKey, chain: &str, nonce: u64, payload: Payload) -> medledger_types::Tx {
+fn tx_from(
+    key: &SecretKey,
+    chain: &str,
+    nonce: u64,
+    payload: impl Into<Payload>,
+) -> medledger_ledger::Tx {
     TxBody {
         chain_id: chain.into(),
         sender: key.public_key(),
         nonce,
-        payload,
+        payload: payload.into(),
     }
     .sign(key)
 }
@@ -205,7 +210,7 @@ fn bad_input_gets_a_clear_json_error_and_changes_nothing() {
         .try_into()
         .expect("32 bytes");
     let org = SecretKey::from_bytes(secret);
-    let anchor = Payload::Anchor {
+    let anchor = CoreOp::Anchor {
         id: Hash([9; 32]),
         commitment: Hash([9; 32]),
     };
@@ -288,7 +293,7 @@ fn bad_input_gets_a_clear_json_error_and_changes_nothing() {
         &org,
         "e2e",
         1,
-        Payload::Anchor {
+        CoreOp::Anchor {
             id: Hash([8; 32]),
             commitment: Hash([8; 32]),
         },

@@ -22,8 +22,8 @@ use malachitebft_engine::host::{Next, SyncedValueOutcome};
 use malachitebft_engine::network::{Multiaddr, PersistentPeersOp};
 use malachitebft_engine::util::streaming::StreamContent;
 use medledger_crypto::{Hash, PublicKey, SecretKey};
+use medledger_ledger::Block;
 use medledger_node::{InvalidBlock, Node};
-use medledger_types::Block;
 use tokio::sync::watch;
 
 use crate::certificate::{to_engine, to_ledger};

@@ -20,8 +20,8 @@ use bytes::Bytes;
 use malachitebft_app_channel::NetworkMsg;
 use malachitebft_app_channel::app::types::streaming::{StreamId, StreamMessage};
 use malachitebft_engine::util::streaming::StreamContent;
+use medledger_ledger::Tx;
 use medledger_node::Node;
-use medledger_types::Tx;
 use tokio::sync::mpsc;
 
 use crate::context::{LedgerContext, ProposalPart};
@@ -173,7 +173,7 @@ fn admit(node: &Node, batch: Vec<Vec<u8>>) {
 mod tests {
     use super::*;
     use medledger_crypto::SecretKey;
-    use medledger_types::{Payload, TxBody};
+    use medledger_ledger::{CoreOp, TxBody};
 
     fn tx(nonce: u64, data: usize) -> Tx {
         let key = SecretKey::from_seed(7);
@@ -181,10 +181,11 @@ mod tests {
             chain_id: "test".into(),
             sender: key.public_key(),
             nonce,
-            payload: Payload::Anchor {
+            payload: CoreOp::Anchor {
                 id: medledger_crypto::sha256(&vec![1; data]),
                 commitment: medledger_crypto::sha256(&nonce.to_be_bytes()),
-            },
+            }
+            .into(),
         }
         .sign(&key)
     }

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use medledger_crypto::Hash;
-use medledger_types::Block;
+use medledger_ledger::Block;
 
 /// The journal's directory under the consensus WAL directory.
 pub const JOURNAL_DIR: &str = "undecided-blocks";

@@ -13,7 +13,8 @@ use malachitebft_app_channel::app::types::core::Round;
 use malachitebft_app_channel::app::types::streaming::{StreamId, StreamMessage};
 use malachitebft_engine::util::streaming::StreamContent;
 use medledger_crypto::SecretKey;
-use medledger_types::{BLOCK_BYTES_MAX, Block};
+use medledger_ledger::Block;
+use medledger_types::BLOCK_BYTES_MAX;
 
 use crate::context::{Address, Height, ProposalPart, StreamInit};
 

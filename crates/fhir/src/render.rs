@@ -61,6 +61,6 @@ fn logical_reference(resource_type: Option<&str>, system: &str, value: &str) -> 
 }
 
 /// The purpose of use as a Coding in v3 ActReason.
-fn purpose_coding(purpose: medledger_types::Purpose) -> Value {
+fn purpose_coding(purpose: medledger_records::Purpose) -> Value {
     coding(ACT_REASON_SYSTEM, purpose.code(), Some(purpose.display()))
 }

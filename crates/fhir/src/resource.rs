@@ -1,7 +1,7 @@
 //! One FHIR R4 resource as the node receives it: checked strictly, with its exact bytes and the
 //! few facts the ledger needs (type, id, patient, category, references).
 
-use medledger_types::RECORD_CATEGORIES;
+use medledger_records::RECORD_CATEGORIES;
 use serde_json::{Map, Value};
 
 use crate::FhirError;

@@ -13,10 +13,11 @@ use medledger_fhir::{
     ResponseKind, SUBJECT_LIST_TYPES, Severity, audit_event, bundle, capability_statement, consent,
     operation_outcome, parse_bundle, parse_resource, provenance, response_bundle, searchset,
 };
-use medledger_types::{
-    AccessEvent, AccessRule, ConsentEntry, ConsentGrant, Grantee, Hash, Provision, ProvisionKind,
-    PublicKey, Purpose, RECORD_CATEGORIES, RecordVersion, Role, Scope,
+use medledger_records::{
+    AccessEvent, AccessRule, ConsentEntry, ConsentGrant, Grantee, Provision, ProvisionKind,
+    Purpose, RECORD_CATEGORIES, RecordVersion, Scope,
 };
+use medledger_types::{Hash, PublicKey, Role};
 use serde_json::{Value, json};
 
 static SCHEMA: LazyLock<Value> = LazyLock::new(|| {

@@ -1,8 +1,9 @@
 //! Applies transactions and blocks to state: the deterministic state machine every node runs.
 //!
-//! A module sees `(tx, &mut Overlay, &BlockContext)` and nothing of consensus, storage or the
-//! network. The identity module (organisations, members, roles, revocation) lives here because
-//! every other module depends on it to know who may act.
+//! The ledger owns authentication (chain id, sender, nonce), identity (organisations, members,
+//! roles, revocation), anchors and validator-set governance, and dispatches every other payload to
+//! the module that owns it ([`registry`], one list). A module sees `(op, &TxContext, &mut View)`
+//! and nothing of consensus, storage or the network (`medledger_module`).
 //!
 //! **Invariant:** execution reads no clock and no randomness and iterates no hash map; time comes
 //! from [`BlockContext::time_ms`]. The same blocks give the same writes on every node.
@@ -10,30 +11,35 @@
 //! block invalid; a transaction whose payload is refused is kept, uses its nonce, and leaves no
 //! other trace.
 
+mod core;
 pub mod governance;
 pub mod light;
-pub mod records;
+pub mod registry;
 pub mod schema;
-pub mod supply;
+pub mod testkit;
 
 use medledger_crypto::{Hash, PublicKey};
-use medledger_state::{Overlay, StateError, StateRead, decode_value, encode_value};
-use medledger_types::{
-    Genesis, Height, Outcome, Payload, Receipt, Role, Tx, TypesError, ValidatorSet, merkle_root,
+use medledger_state::{Overlay, StateError, StateRead, encode_value};
+use medledger_types::{Genesis, Height, Outcome, Receipt, TypesError, ValidatorSet, merkle_root};
+
+pub use crate::core::CoreOp;
+pub use medledger_module::{
+    Authority, BlockContext, ChainHead, ChainInfo, KEY_CHAIN_HEAD, KEY_CHAIN_INFO, KEY_VALIDATORS,
+    MemberRecord, Standing, TxContext, chain_head, chain_info, key_anchor, key_member, key_nonce,
+    key_org, key_org_by_root, member, next_nonce, validators,
 };
+pub use registry::{ModuleFailure, Payload};
 pub use schema::*;
+
+/// A signed transaction of this ledger.
+pub type Tx = medledger_types::Tx<Payload>;
+/// The signed part of a transaction of this ledger.
+pub type TxBody = medledger_types::TxBody<Payload>;
+/// A block of this ledger.
+pub type Block = medledger_types::Block<Payload>;
 
 /// How far ahead of the next expected nonce a transaction may be and still wait in a mempool.
 pub const NONCE_WINDOW: u64 = 4_096;
-
-/// The context a block gives its transactions.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockContext {
-    pub chain_id: String,
-    pub height: Height,
-    pub time_ms: u64,
-    pub proposer: PublicKey,
-}
 
 /// Why a transaction was refused.
 #[derive(Debug, thiserror::Error)]
@@ -107,51 +113,9 @@ pub enum TxError {
     },
     #[error("height {0} already has the most validator changes scheduled")]
     TooManyChanges(Height),
-    #[error("only an organisation's node or root key may {0}")]
-    NotACustodian(&'static str),
-    #[error("{0} may not author records for the custodian")]
-    NotAnAuthor(PublicKey),
-    #[error("{id} is held by {custodian}, not by the sender's organisation")]
-    NotCustodian { id: Hash, custodian: String },
-    #[error("invalid record: {0}")]
-    InvalidRecord(String),
-    #[error("record {record} is at version {}, so the next version is {expected}, not {got}", expected - 1)]
-    VersionConflict {
-        record: Hash,
-        expected: u32,
-        got: u32,
-    },
-    #[error("no record {0}")]
-    UnknownRecord(Hash),
-    #[error("no patient {0}")]
-    UnknownPatient(Hash),
-    #[error("patient {0} was erased")]
-    PatientErased(Hash),
-    #[error("patient {0} is already bound to a key")]
-    PatientBound(Hash),
-    #[error("key {0} is not an enrolled, unrevoked patient")]
-    NotAPatient(PublicKey),
-    #[error("{sender} is neither patient {patient} nor a delegate the patient named")]
-    NotThePatient {
-        sender: PublicKey,
-        patient: PublicKey,
-    },
-    #[error("invalid consent grant: {0}")]
-    InvalidGrant(String),
-    #[error("the grant's period ended at {end_ms}, before this block")]
-    GrantExpired { end_ms: u64 },
-    #[error("no consent grant {0}")]
-    UnknownGrant(Hash),
-    #[error("consent grant {0} is already revoked")]
-    GrantRevoked(Hash),
-    #[error("request {0} was already recorded; a signed request is used once")]
-    RequestReplayed(Hash),
-    #[error("reader {0} is not an enrolled, unrevoked member")]
-    ReaderNotEnrolled(PublicKey),
-    #[error("only the patient, a delegate or the custodian may erase patient {0}")]
-    NotAllowedToErase(Hash),
+    /// A module refused the operation.
     #[error(transparent)]
-    Supply(Box<supply::SupplyError>),
+    Module(ModuleFailure),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -185,25 +149,7 @@ impl TxError {
             TxError::AlreadyApproved { .. } => "already_approved",
             TxError::ProposalExpired { .. } => "proposal_expired",
             TxError::TooManyChanges(_) => "too_many_changes",
-            TxError::NotACustodian(_) => "not_a_custodian",
-            TxError::NotAnAuthor(_) => "not_an_author",
-            TxError::NotCustodian { .. } => "not_custodian",
-            TxError::InvalidRecord(_) => "invalid_record",
-            TxError::VersionConflict { .. } => "version_conflict",
-            TxError::UnknownRecord(_) => "unknown_record",
-            TxError::UnknownPatient(_) => "unknown_patient",
-            TxError::PatientErased(_) => "patient_erased",
-            TxError::PatientBound(_) => "patient_bound",
-            TxError::NotAPatient(_) => "not_a_patient",
-            TxError::NotThePatient { .. } => "not_the_patient",
-            TxError::InvalidGrant(_) => "invalid_grant",
-            TxError::GrantExpired { .. } => "grant_expired",
-            TxError::UnknownGrant(_) => "unknown_grant",
-            TxError::GrantRevoked(_) => "grant_revoked",
-            TxError::RequestReplayed(_) => "request_replayed",
-            TxError::ReaderNotEnrolled(_) => "reader_not_enrolled",
-            TxError::NotAllowedToErase(_) => "not_allowed_to_erase",
-            TxError::Supply(error) => error.code(),
+            TxError::Module(failure) => failure.code(),
             TxError::State(_) => "state_error",
         }
     }
@@ -224,29 +170,15 @@ pub enum BlockError {
     Types(#[from] TypesError),
 }
 
-/// Who a key acts as.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Authority {
-    Organisation { org: String },
-    Member { org: String, role: Role },
-}
-
 /// Writes the genesis state. The caller commits it as version 0.
 pub fn apply_genesis(genesis: &Genesis, state: &mut Overlay<'_>) -> Result<(), BlockError> {
-    let validators = genesis.validate()?;
+    let validators = check_genesis(genesis)?;
     for organisation in &genesis.organisations {
         state.put(key_org(&organisation.id), encode_value(organisation));
         state.put(
             key_org_by_root(&organisation.root_key),
             encode_value(&organisation.id),
         );
-        for prefix in &organisation.gs1_prefixes {
-            state.put(
-                supply::key_gs1_prefix(prefix),
-                encode_value(&organisation.id),
-            );
-        }
     }
     state.put(KEY_VALIDATORS.to_vec(), encode_value(&validators));
     let mut organisations: Vec<String> = genesis
@@ -271,76 +203,29 @@ pub fn apply_genesis(genesis: &Genesis, state: &mut Overlay<'_>) -> Result<(), B
             time_ms: genesis.genesis_time_ms,
         }),
     );
+    registry::modules_genesis(genesis, state);
     state.commit_tx();
     Ok(())
 }
 
-/// The next nonce `sender` must use.
-pub fn next_nonce(state: &dyn StateRead, sender: &PublicKey) -> Result<u64, StateError> {
-    let key = key_nonce(sender);
-    Ok(match state.get(&key)? {
-        Some(bytes) => decode_value::<u64>(&key, &bytes)? + 1,
-        None => 1,
-    })
+/// Checks a genesis document, the ledger's part and every module's, and returns the validator
+/// set.
+pub fn check_genesis(genesis: &Genesis) -> Result<ValidatorSet, TypesError> {
+    let validators = genesis.validate()?;
+    registry::check_modules_genesis(genesis).map_err(|reason| TypesError::Malformed {
+        what: "genesis",
+        reason,
+    })?;
+    Ok(validators)
 }
 
 /// Who `key` may act as, or why it may not act at all.
 pub fn authority(state: &dyn StateRead, key: &PublicKey) -> Result<Authority, TxError> {
-    let org_key = key_org_by_root(key);
-    if let Some(bytes) = state.get(&org_key)? {
-        return Ok(Authority::Organisation {
-            org: decode_value(&org_key, &bytes)?,
-        });
+    match medledger_module::standing(state, key)? {
+        Standing::Acts(authority) => Ok(authority),
+        Standing::Revoked { height } => Err(TxError::RevokedSender { key: *key, height }),
+        Standing::Unknown => Err(TxError::UnknownSender(*key)),
     }
-    match member(state, key)? {
-        Some(MemberRecord {
-            revoked_at: Some(height),
-            ..
-        }) => Err(TxError::RevokedSender { key: *key, height }),
-        Some(record) => Ok(Authority::Member {
-            org: record.org,
-            role: record.role,
-        }),
-        // A validator in the current set is its organisation's node and acts for it, e.g. as the
-        // custodian of the records it serves.
-        None => match validators(state)?.get(key) {
-            Some(validator) => Ok(Authority::Member {
-                org: validator.org.clone(),
-                role: Role::Validator,
-            }),
-            None => Err(TxError::UnknownSender(*key)),
-        },
-    }
-}
-
-pub fn member(state: &dyn StateRead, key: &PublicKey) -> Result<Option<MemberRecord>, StateError> {
-    let member_key = key_member(key);
-    state
-        .get(&member_key)?
-        .map(|bytes| decode_value(&member_key, &bytes))
-        .transpose()
-}
-
-pub fn validators(state: &dyn StateRead) -> Result<ValidatorSet, StateError> {
-    let bytes = state
-        .get(KEY_VALIDATORS)?
-        .ok_or_else(|| StateError::Store("no validator set in state".into()))?;
-    decode_value(KEY_VALIDATORS, &bytes)
-}
-
-/// The height and block time of the last block applied to `state`.
-pub fn chain_head(state: &dyn StateRead) -> Result<ChainHead, StateError> {
-    let bytes = state
-        .get(KEY_CHAIN_HEAD)?
-        .ok_or_else(|| StateError::Store("no chain head in state".into()))?;
-    decode_value(KEY_CHAIN_HEAD, &bytes)
-}
-
-pub fn chain_info(state: &dyn StateRead) -> Result<ChainInfo, StateError> {
-    let bytes = state.get(KEY_CHAIN_INFO)?.ok_or_else(|| {
-        StateError::Store("no chain info in state; genesis was not applied".into())
-    })?;
-    decode_value(KEY_CHAIN_INFO, &bytes)
 }
 
 /// Checks everything about a transaction except its signature, against the state it would run
@@ -376,12 +261,20 @@ fn apply_tx(
     state: &mut Overlay<'_>,
     ctx: &BlockContext,
     index: u32,
+    tx_id: Hash,
     tx: &Tx,
     authority: &Authority,
 ) -> Outcome {
     state.put(key_nonce(&tx.body.sender), encode_value(&tx.body.nonce));
     state.commit_tx();
-    match apply_payload(state, ctx, index, tx, authority) {
+    let tx_ctx = TxContext {
+        block: ctx,
+        index,
+        id: tx_id,
+        sender: tx.body.sender,
+        authority,
+    };
+    match registry::apply_payload(&tx.body.payload, &tx_ctx, state) {
         Ok(()) => {
             state.commit_tx();
             Outcome::Committed
@@ -392,114 +285,6 @@ fn apply_tx(
                 code: error.code().to_string(),
                 reason: error.to_string(),
             }
-        }
-    }
-}
-
-fn apply_payload(
-    state: &mut Overlay<'_>,
-    ctx: &BlockContext,
-    index: u32,
-    tx: &Tx,
-    authority: &Authority,
-) -> Result<(), TxError> {
-    match &tx.body.payload {
-        Payload::Enrol { member: key, role } => {
-            let Authority::Organisation { org } = authority else {
-                return Err(TxError::NotAnOrganisation("enrol members"));
-            };
-            if key.check().is_err() {
-                return Err(TxError::InvalidKey(*key));
-            }
-            if state.get(&key_org_by_root(key))?.is_some() {
-                return Err(TxError::KeyIsOrganisation(*key));
-            }
-            match member(state, key)? {
-                Some(MemberRecord {
-                    revoked_at: Some(_),
-                    ..
-                }) => return Err(TxError::KeyRevoked(*key)),
-                Some(_) => return Err(TxError::AlreadyEnrolled(*key)),
-                None => {}
-            }
-            let record = MemberRecord {
-                org: org.clone(),
-                role: *role,
-                enrolled_at: ctx.height,
-                revoked_at: None,
-            };
-            state.put(key_member(key), encode_value(&record));
-            Ok(())
-        }
-        Payload::Revoke { member: key } => {
-            let Authority::Organisation { org } = authority else {
-                return Err(TxError::NotAnOrganisation("revoke members"));
-            };
-            let mut record = member(state, key)?.ok_or(TxError::NotAMember(*key))?;
-            if &record.org != org {
-                return Err(TxError::NotYourMember {
-                    member: *key,
-                    org: record.org,
-                });
-            }
-            if record.revoked_at.is_some() {
-                return Err(TxError::AlreadyRevoked(*key));
-            }
-            record.revoked_at = Some(ctx.height);
-            state.put(key_member(key), encode_value(&record));
-            Ok(())
-        }
-        Payload::Anchor { id, commitment } => {
-            let key = key_anchor(id);
-            if state.get(&key)?.is_some() {
-                return Err(TxError::AnchorExists(*id));
-            }
-            let record = AnchorRecord {
-                owner: tx.body.sender,
-                commitment: *commitment,
-                height: ctx.height,
-                time_ms: ctx.time_ms,
-            };
-            state.put(key, encode_value(&record));
-            Ok(())
-        }
-        Payload::ProposeValidatorChange {
-            change,
-            effective_height,
-        } => {
-            let Authority::Organisation { org } = authority else {
-                return Err(TxError::NotAnOrganisation("propose validator changes"));
-            };
-            governance::propose(state, ctx, tx.id(), org, change, *effective_height)
-        }
-        Payload::ApproveValidatorChange { proposal } => {
-            let Authority::Organisation { org } = authority else {
-                return Err(TxError::NotAnOrganisation("approve validator changes"));
-            };
-            governance::approve(state, ctx, *proposal, org)
-        }
-        Payload::PutRecords { records: writes } => {
-            records::put_records(state, ctx, tx, authority, writes)
-        }
-        Payload::BindPatient { patient, key } => {
-            records::bind_patient(state, authority, patient, key)
-        }
-        Payload::SetDelegate { delegate, active } => {
-            records::set_delegate(state, &tx.body.sender, delegate, *active)
-        }
-        Payload::GrantConsent { grant } => records::grant_consent(state, ctx, tx, grant),
-        Payload::RevokeConsent { grant } => {
-            records::revoke_consent(state, ctx, &tx.body.sender, grant)
-        }
-        Payload::RecordAccess { access } => {
-            records::record_access(state, ctx, tx, authority, access)
-        }
-        Payload::ErasePatient { patient } => {
-            records::erase_patient(state, ctx, &tx.body.sender, authority, patient)
-        }
-        Payload::Supply { ops } => supply::apply_supply(state, ctx, index, tx, authority, ops),
-        Payload::CaptureEpcis { capturer, events } => {
-            supply::capture_epcis(state, ctx, index, tx, authority, capturer, events)
         }
     }
 }
@@ -522,7 +307,7 @@ pub fn execute_tx(
     tx: &Tx,
 ) -> Result<Receipt, TxError> {
     let authority = authorise(state, &ctx.chain_id, tx)?;
-    let outcome = apply_tx(state, ctx, index, tx, &authority);
+    let outcome = apply_tx(state, ctx, index, tx_id, tx, &authority);
     Ok(Receipt {
         tx_id,
         height: ctx.height,
@@ -539,6 +324,7 @@ pub fn finish_block(
     receipts: Vec<Receipt>,
 ) -> Result<Execution, StateError> {
     governance::apply_scheduled(state, ctx)?;
+    registry::modules_end_block(ctx, state)?;
     state.put(
         KEY_CHAIN_HEAD.to_vec(),
         encode_value(&ChainHead {
@@ -591,7 +377,7 @@ pub fn check_header(
     header: &medledger_types::Header,
     chain_id: &str,
     parent: &ParentLink,
-    validators: &medledger_types::ValidatorSet,
+    validators: &ValidatorSet,
 ) -> Result<(), String> {
     if header.height != parent.height + 1 || header.chain_id != chain_id {
         return Err("header names another height or chain".into());
@@ -630,3 +416,6 @@ pub fn check_execution(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod codec_tests;

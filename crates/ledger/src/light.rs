@@ -16,11 +16,11 @@ use medledger_crypto::Hash;
 use medledger_state::StateProof;
 use medledger_state::decode_value;
 use medledger_types::{
-    CertificateError, CommitCertificate, Genesis, Header, InclusionProof, Receipt, Tx, TypesError,
+    CertificateError, CommitCertificate, Genesis, Header, InclusionProof, Receipt, TypesError,
     ValidatorSet,
 };
 
-use crate::KEY_VALIDATORS;
+use crate::{KEY_VALIDATORS, Tx};
 
 /// The most validator-set changes a proof may walk.
 pub const TRAIL_STEPS_MAX: usize = 10_000;

@@ -1,3 +1,6 @@
+//! The ledger's own state records, and the decoding of any state entry for display. The
+//! identity keys every module reads are in `medledger_module` (re-exported here).
+//!
 //! The state's keys and records. Keys are UTF-8 text (`member/<hex key>`) so that a proof names
 //! what it proves in a form an auditor can read; values are borsh.
 //!
@@ -5,42 +8,12 @@
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use medledger_crypto::{Hash, PublicKey};
+use medledger_module::{
+    ChainHead, ChainInfo, KEY_CHAIN_HEAD, KEY_CHAIN_INFO, KEY_VALIDATORS, MemberRecord,
+};
 use medledger_state::decode_value;
-use medledger_types::{Height, Organisation, Role, ValidatorSet};
+use medledger_types::{Height, Organisation, ValidatorSet};
 use serde::Serialize;
-
-pub const KEY_VALIDATORS: &[u8] = b"chain/validators";
-pub const KEY_CHAIN_INFO: &[u8] = b"chain/info";
-pub const KEY_CHAIN_HEAD: &[u8] = b"chain/head";
-
-pub fn key_org(id: &str) -> Vec<u8> {
-    format!("org/{id}").into_bytes()
-}
-
-pub fn key_org_by_root(root_key: &PublicKey) -> Vec<u8> {
-    format!("org-root/{root_key}").into_bytes()
-}
-
-pub fn key_member(key: &PublicKey) -> Vec<u8> {
-    format!("member/{key}").into_bytes()
-}
-
-pub fn key_nonce(key: &PublicKey) -> Vec<u8> {
-    format!("nonce/{key}").into_bytes()
-}
-
-pub fn key_anchor(id: &Hash) -> Vec<u8> {
-    format!("anchor/{id}").into_bytes()
-}
-
-/// A member key's enrolment.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
-pub struct MemberRecord {
-    pub org: String,
-    pub role: Role,
-    pub enrolled_at: Height,
-    pub revoked_at: Option<Height>,
-}
 
 /// An anchored commitment.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
@@ -51,46 +24,36 @@ pub struct AnchorRecord {
     pub time_ms: u64,
 }
 
-/// Which chain this state belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
-pub struct ChainInfo {
-    pub chain_id: String,
-    pub genesis_hash: Hash,
-}
-
-/// The height and time of the last block applied, written by every block so every height has
-/// its own state version.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
-pub struct ChainHead {
-    pub height: Height,
-    pub time_ms: u64,
-}
-
 /// A decoded state entry, for display by the API and the CLI.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum Entry {
     Organisation(Organisation),
-    OrganisationId { org: String },
+    OrganisationId {
+        org: String,
+    },
     Member(MemberRecord),
-    Nonce { nonce: u64 },
+    Nonce {
+        nonce: u64,
+    },
     Anchor(AnchorRecord),
     Validators(ValidatorSet),
     ChainInfo(ChainInfo),
     ChainHead(ChainHead),
-    Organisations { organisations: Vec<String> },
-    ValidatorChanges { heights: Vec<Height> },
+    Organisations {
+        organisations: Vec<String>,
+    },
+    ValidatorChanges {
+        heights: Vec<Height>,
+    },
     ValidatorProposal(crate::governance::ValidatorProposal),
-    ScheduledChanges { proposals: Vec<Hash> },
-    Patient(medledger_types::PatientEntry),
-    PatientIds { patients: Vec<Hash> },
-    Record(medledger_types::RecordHead),
-    RecordVersion(medledger_types::RecordVersion),
-    ConsentBook(medledger_types::ConsentBook),
-    Grant(Box<medledger_types::ConsentEntry>),
-    AccessCount { count: u64 },
-    Access(Box<medledger_types::AccessEvent>),
-    AccessRequest { patient: Hash, seq: u64 },
+    ScheduledChanges {
+        proposals: Vec<Hash>,
+    },
+    /// An entry under a module's prefix, as the module describes it (`Module::describe`), in
+    /// the same `{"record": ..., ...}` shape.
+    #[serde(untagged)]
+    Module(serde_json::Value),
 }
 
 /// Decodes the value at `key`, or `None` for a key outside the schema.
@@ -122,23 +85,7 @@ pub fn decode_entry(key: &[u8], value: &[u8]) -> Option<Entry> {
             nonce: decode_value(key, value).ok()?,
         },
         ("anchor", _) => Entry::Anchor(decode_value(key, value).ok()?),
-        ("patient", _) => Entry::Patient(decode_value(key, value).ok()?),
-        ("patient-ids", _) => Entry::PatientIds {
-            patients: decode_value(key, value).ok()?,
-        },
-        ("record", _) => Entry::Record(decode_value(key, value).ok()?),
-        ("record-version", _) => Entry::RecordVersion(decode_value(key, value).ok()?),
-        ("consent", _) => Entry::ConsentBook(decode_value(key, value).ok()?),
-        ("grant", _) => Entry::Grant(Box::new(decode_value(key, value).ok()?)),
-        ("access-count", _) => Entry::AccessCount {
-            count: decode_value(key, value).ok()?,
-        },
-        ("access", _) => Entry::Access(Box::new(decode_value(key, value).ok()?)),
-        ("access-request", _) => {
-            let (patient, seq) = decode_value(key, value).ok()?;
-            Entry::AccessRequest { patient, seq }
-        }
-        _ => return None,
+        _ => Entry::Module(crate::registry::describe(text, value)?),
     };
     Some(entry)
 }

@@ -29,12 +29,13 @@ use std::time::Duration;
 pub use audit::{AuditError, AuditReport, audit_store};
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_ledger::light::{LightProof, ValidatorStep};
-use medledger_ledger::{Authority, BlockError, KEY_VALIDATORS, NONCE_WINDOW, TxError};
+use medledger_ledger::{
+    Authority, Block, BlockError, KEY_VALIDATORS, NONCE_WINDOW, Payload, Tx, TxBody, TxError,
+};
 use medledger_state::{Snapshot, StateError, StateRead};
 use medledger_storage::{Store, StoreError, StoreReader};
 use medledger_types::{
-    Block, CommitCertificate, Genesis, Header, Height, InclusionProof, Outcome, Payload, Receipt,
-    Tx, TxBody, merkle_root,
+    CommitCertificate, Genesis, Header, Height, InclusionProof, Outcome, Receipt, merkle_root,
 };
 pub use mempool::{Inserted, MempoolError};
 pub use metrics::Metrics;

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use medledger_crypto::{Hash, PublicKey};
-use medledger_types::Tx;
+use medledger_ledger::Tx;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MempoolError {
@@ -206,7 +206,7 @@ impl Mempool {
     /// Drops what a committed block settles: its own transactions, and every other pooled
     /// transaction of the same senders at or below a committed nonce, which can now never
     /// commit. Returns those others, so their submitters can be told.
-    pub fn committed(&mut self, txs: &[medledger_types::Tx]) -> Vec<PooledTx> {
+    pub fn committed(&mut self, txs: &[Tx]) -> Vec<PooledTx> {
         let mut superseded = Vec::new();
         for tx in txs {
             let Some(queue) = self.by_sender.get_mut(&tx.body.sender) else {
@@ -246,17 +246,17 @@ impl Mempool {
 mod tests {
     use super::*;
     use medledger_crypto::SecretKey;
-    use medledger_types::{Payload, TxBody};
+    use medledger_ledger::{CoreOp, Payload, TxBody};
 
     fn tx(key: &SecretKey, nonce: u64) -> PooledTx {
         let tx = TxBody {
             chain_id: "c".into(),
             sender: key.public_key(),
             nonce,
-            payload: Payload::Anchor {
+            payload: Payload::Core(CoreOp::Anchor {
                 id: Hash([nonce as u8; 32]),
                 commitment: Hash::ZERO,
-            },
+            }),
         }
         .sign(key);
         PooledTx { id: tx.id(), tx }
@@ -301,10 +301,10 @@ mod tests {
         assert_eq!(pool.len(), 2);
         // A different transaction reusing a pending nonce is refused, not reported as pending.
         let mut twin = tx(&a, 1);
-        twin.tx.body.payload = Payload::Anchor {
+        twin.tx.body.payload = Payload::Core(CoreOp::Anchor {
             id: Hash([99; 32]),
             commitment: Hash::ZERO,
-        };
+        });
         twin.tx = twin.tx.body.sign(&a);
         twin.id = twin.tx.id();
         assert_eq!(

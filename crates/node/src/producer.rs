@@ -8,9 +8,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use medledger_ledger::Block;
 use medledger_state::{MemoryTree, Overlay, Snapshot, apply_writes};
 use medledger_storage::{BlockCommit, Store, StoreReader};
-use medledger_types::{Block, CommitCertificate, Genesis};
+use medledger_types::{CommitCertificate, Genesis};
 
 use crate::mempool::PooledTx;
 use crate::{Node, NodeError, lock};

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use medledger_crypto::envelope::{WrappedKey, wrap_key_to};
 use medledger_crypto::{Hash, PublicKey};
-use medledger_ledger::{Authority, TxError, records as ledger};
-use medledger_types::{
-    AccessEvent, AccessRequest, ConsentEntry, Height, Outcome, Payload, Purpose,
-    RECORDS_PER_TX_MAX, RecordHead, RecordVersion, RecordWrite,
+use medledger_ledger::{Authority, Payload, Tx};
+use medledger_records::{
+    self as ledger, AccessEvent, AccessRequest, ConsentEntry, Purpose, RECORDS_PER_TX_MAX,
+    RecordHead, RecordVersion, RecordWrite, RecordsError, RecordsOp,
 };
+use medledger_types::{Height, Outcome};
 pub use medledger_vault::record_aad;
 use medledger_vault::{Hit, Incoming, PatientRef, Recovery, Sealed, Vault, VaultError};
 use rand_core::OsRng;
@@ -200,7 +201,7 @@ impl Records {
             if matches!(on_chain, Ok(true)) {
                 return Ok(Recovery::Keep);
             }
-            let Some(tx) = tx.and_then(|bytes| medledger_types::Tx::from_bytes(bytes).ok()) else {
+            let Some(tx) = tx.and_then(|bytes| Tx::from_bytes(bytes).ok()) else {
                 return Ok(Recovery::RollBack);
             };
             match node.tx_status(&tx.id()).map_err(io)? {
@@ -362,18 +363,16 @@ impl Records {
                 )
             })
             .collect();
-        let payload = Payload::PutRecords {
+        let payload = RecordsOp::PutRecords {
             records: writes.iter().map(|(write, _)| write.clone()).collect(),
         };
         // The signed transaction is kept with the staged batch before it is submitted, so a
         // restart can submit it again and learn its fate from the chain.
-        let submitted = self
-            .node
-            .submit_own_checked(payload, |tx: &medledger_types::Tx| {
-                self.vault
-                    .bind_tx(&staged.id, &tx.to_bytes())
-                    .map_err(ServiceError::from)
-            });
+        let submitted = self.node.submit_own_checked(payload.into(), |tx: &Tx| {
+            self.vault
+                .bind_tx(&staged.id, &tx.to_bytes())
+                .map_err(ServiceError::from)
+        });
         match submitted {
             Ok(tx) => Ok((staged, writes, tx)),
             Err(error) => {
@@ -409,9 +408,9 @@ impl Records {
         wait_committed(&self.node, tx).await
     }
 
-    fn submit_one(&self, payload: Payload) -> Result<Hash, ServiceError> {
+    fn submit_one(&self, op: RecordsOp) -> Result<Hash, ServiceError> {
         self.node
-            .submit_own_checked(payload, |_| Ok::<(), ServiceError>(()))
+            .submit_own_checked(op.into(), |_| Ok::<(), ServiceError>(()))
     }
 
     /// Records the access decision on chain, then decrypts what it allows. Records must be this
@@ -428,13 +427,13 @@ impl Records {
             purpose: request.purpose,
             break_glass: request.break_glass,
         };
-        let tx = self.submit_one(Payload::RecordAccess { access })?;
+        let tx = self.submit_one(RecordsOp::RecordAccess { access })?;
         let height = self.wait_committed(tx).await?;
         let (_, event) = self.node.read_head(|state| {
             let (patient, seq) = ledger::access_by_request(state, &request.request)?
-                .ok_or(TxError::UnknownRecord(request.request))?;
+                .ok_or(RecordsError::UnknownRecord(request.request))?;
             ledger::access_event(state, &patient, seq)?
-                .ok_or(TxError::UnknownRecord(request.request))
+                .ok_or(RecordsError::UnknownRecord(request.request).into())
         })?;
         let event = event.map_err(|_| {
             ServiceError::Unavailable(format!(
@@ -464,7 +463,7 @@ impl Records {
             }
             // The version the decision saw, not one written since.
             let (_, head) = self.node.read_at(Some(event.height), |state| {
-                ledger::record(state, record)?.ok_or(TxError::UnknownRecord(*record))
+                ledger::record(state, record)?.ok_or(RecordsError::UnknownRecord(*record).into())
             })?;
             let head: RecordHead =
                 head.map_err(|error| ServiceError::NotFound(error.to_string()))?;
@@ -546,13 +545,13 @@ impl Records {
         patient: Hash,
         key: PublicKey,
     ) -> Result<Height, ServiceError> {
-        let tx = self.submit_one(Payload::BindPatient { patient, key })?;
+        let tx = self.submit_one(RecordsOp::BindPatient { patient, key })?;
         self.wait_committed(tx).await
     }
 
     /// Erases a patient on chain, then waits until this node has shredded its data.
     pub async fn erase(&self, patient: Hash) -> Result<Height, ServiceError> {
-        let tx = self.submit_one(Payload::ErasePatient { patient })?;
+        let tx = self.submit_one(RecordsOp::ErasePatient { patient })?;
         let height = self.wait_committed(tx).await?;
         let mut erased = self.erased_through.subscribe();
         tokio::time::timeout(COMMIT_WAIT, erased.wait_for(|through| *through >= height))
@@ -584,7 +583,9 @@ impl Records {
             height += 1;
             for (tx, receipt) in self.node.committed_txs(height)? {
                 let applied = receipt.is_some_and(|r| r.outcome == Outcome::Committed);
-                if let (Payload::ErasePatient { patient }, true) = (&tx.body.payload, applied) {
+                if let (Payload::Records(RecordsOp::ErasePatient { patient }), true) =
+                    (&tx.body.payload, applied)
+                {
                     let versions = self.vault.shred(patient)?;
                     shredded = true;
                     tracing::info!(height, versions, "erasure applied: patient data shredded");
@@ -606,7 +607,8 @@ impl Records {
         record: &Hash,
     ) -> Result<(RecordHead, Vec<RecordVersion>), ServiceError> {
         let (_, found) = self.node.read_head(|state| {
-            let head = ledger::record(state, record)?.ok_or(TxError::UnknownRecord(*record))?;
+            let head =
+                ledger::record(state, record)?.ok_or(RecordsError::UnknownRecord(*record))?;
             let mut versions = Vec::with_capacity(head.version as usize);
             for version in 1..=head.version {
                 if let Some(entry) = ledger::record_version(state, record, version)? {
@@ -659,7 +661,7 @@ impl Records {
     pub fn patient(
         &self,
         patient: &Hash,
-    ) -> Result<Option<medledger_types::PatientEntry>, ServiceError> {
+    ) -> Result<Option<medledger_records::PatientEntry>, ServiceError> {
         let (_, found) = self
             .node
             .read_head(|state| Ok(ledger::patient(state, patient)?))?;

@@ -14,14 +14,12 @@ use std::time::Duration;
 
 use medledger_crypto::{Hash, PublicKey};
 use medledger_ledger::{
-    BlockContext, ParentLink, check_execution, check_header, execute_block, execute_tx,
+    Block, BlockContext, ParentLink, check_execution, check_header, execute_block, execute_tx,
     finish_block,
 };
 use medledger_state::{Overlay, Snapshot, apply_writes};
 use medledger_storage::{BlockCommit, StoreReader};
-use medledger_types::{
-    BLOCK_TXS_MAX, Block, CommitCertificate, Header, Height, Receipt, ValidatorSet,
-};
+use medledger_types::{BLOCK_TXS_MAX, CommitCertificate, Header, Height, Receipt, ValidatorSet};
 
 use crate::mempool::PooledTx;
 use crate::{Node, NodeError, lock};
@@ -305,7 +303,7 @@ impl Node {
                 .filter(|&index| !mempool.holds_exact(&block.txs[index]))
                 .collect()
         };
-        let to_verify: Vec<medledger_types::Tx> = unverified
+        let to_verify: Vec<medledger_ledger::Tx> = unverified
             .iter()
             .map(|&index| block.txs[index].clone())
             .collect();

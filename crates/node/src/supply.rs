@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use medledger_crypto::{Hash, PublicKey};
 use medledger_epcis::{Action, Epc, Event, EventKind};
-use medledger_ledger::supply::{self as ledger, Claim, RecallReport, TraceStep, Verdict};
-use medledger_ledger::{Authority, TxError};
+use medledger_ledger::{Authority, Payload, TxError};
 use medledger_state::StateRead;
-use medledger_types::{
-    CapturedEvent, EVENT_BYTES_MAX, Gtin, Height, ITEMS_PER_OP_MAX, Item, Outcome, Payload, Place,
-    Reading, Role, Sscc, SupplyOp, TX_BYTES_MAX, UNITS_PER_COMMISSION_MAX, UnitId, UnitStatus,
+use medledger_supply::{self as ledger, Claim, RecallReport, TraceStep, Verdict};
+use medledger_supply::{
+    CapturedEvent, EVENT_BYTES_MAX, Gtin, ITEMS_PER_OP_MAX, Item, Place, Reading, Sscc, SupplyOp,
+    SupplyPayload, UNITS_PER_COMMISSION_MAX, UnitId, UnitStatus,
 };
+use medledger_types::{Height, Outcome, Role, TX_BYTES_MAX};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::Node;
@@ -304,7 +305,7 @@ impl Supply {
     }
 
     /// A registered product.
-    pub fn product(&self, gtin: &Gtin) -> Result<medledger_types::Product, ServiceError> {
+    pub fn product(&self, gtin: &Gtin) -> Result<medledger_supply::Product, ServiceError> {
         let (_, found) = self
             .node
             .read_head(|state| Ok(ledger::product(state, gtin)?))?;
@@ -314,7 +315,7 @@ impl Supply {
     }
 
     /// A unit with its lot, for labels.
-    pub fn unit(&self, id: &UnitId) -> Result<medledger_types::Unit, ServiceError> {
+    pub fn unit(&self, id: &UnitId) -> Result<medledger_supply::Unit, ServiceError> {
         let (_, found) = self.node.read_head(|state| Ok(ledger::unit(state, id)?))?;
         found
             .map_err(not_found)?
@@ -342,7 +343,7 @@ impl Supply {
         let (mut report, chunks) = planned;
         for events in chunks {
             let count = events.len();
-            let payload = Payload::CaptureEpcis { capturer, events };
+            let payload = Payload::from(SupplyPayload::CaptureEpcis { capturer, events });
             let committed = match self
                 .node
                 .submit_own_checked(payload, |_| Ok::<(), ServiceError>(()))
@@ -506,7 +507,7 @@ impl Supply {
                     height += 1;
                     for (tx, receipt) in self.node.committed_txs(height)? {
                         let applied = receipt.is_some_and(|r| r.outcome == Outcome::Committed);
-                        if let (Payload::CaptureEpcis { events, .. }, true) =
+                        if let (Payload::Supply(SupplyPayload::CaptureEpcis { events, .. }), true) =
                             (&tx.body.payload, applied)
                         {
                             for entry in events
@@ -745,7 +746,7 @@ fn gln_of(id: &str) -> Option<String> {
     if let Some(body) = id.strip_prefix("urn:epc:id:pgln:") {
         let digits: String = body.split('.').collect();
         if digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()) {
-            let check = medledger_types::gs1_check_digit(digits.as_bytes()) as char;
+            let check = medledger_supply::gs1_check_digit(digits.as_bytes()) as char;
             return Some(format!("{digits}{check}"));
         }
         return None;
@@ -1050,7 +1051,7 @@ impl<'a> Mapper<'a> {
                 } else {
                     location.clone().map(Place::Location)
                 };
-                for chunk in readings.chunks(medledger_types::READINGS_PER_REPORT_MAX) {
+                for chunk in readings.chunks(medledger_supply::READINGS_PER_REPORT_MAX) {
                     ops.push(SupplyOp::Readings {
                         device: *self.capturer,
                         place: place.clone(),

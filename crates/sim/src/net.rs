@@ -9,7 +9,8 @@ use std::sync::Arc;
 use malachitebft_core_consensus::{LivenessMsg, SignedConsensusMsg};
 use malachitebft_core_types::{Round, Timeout};
 use medledger_consensus::context::LedgerContext;
-use medledger_types::{Block, CommitCertificate, Tx};
+use medledger_ledger::{Block, Tx};
+use medledger_types::CommitCertificate;
 
 /// What validators send each other. Consensus and liveness messages are the engine's own; the
 /// rest stand in for what the real node does beside the engine.

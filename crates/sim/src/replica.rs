@@ -33,8 +33,9 @@ use medledger_consensus::context::{
 };
 use medledger_consensus::engine::EngineSettings;
 use medledger_crypto::{Hash, PublicKey, SecretKey};
+use medledger_ledger::{Block, Tx};
 use medledger_node::{BlockSource, InvalidBlock, Node, NodeConfig};
-use medledger_types::{Block, Genesis, Tx};
+use medledger_types::Genesis;
 
 use crate::SimError;
 use crate::net::Message;

@@ -14,7 +14,8 @@ use malachitebft_core_consensus::{Input, PeerId, SignedConsensusMsg};
 use malachitebft_core_types::Round;
 use medledger_consensus::context::{BlockId, LedgerContext, Proposal};
 use medledger_crypto::{Hash, SecretKey, hash_tagged, sha256};
-use medledger_types::{Block, Genesis, Organisation, Payload, Tx, TxBody, Validator};
+use medledger_ledger::{Block, CoreOp, Tx, TxBody};
+use medledger_types::{Genesis, Organisation, Validator};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -331,10 +332,11 @@ impl Sim {
                         chain_id: self.chain_id.clone(),
                         sender,
                         nonce,
-                        payload: Payload::Anchor {
+                        payload: CoreOp::Anchor {
                             id,
                             commitment: sha256(&id.0),
-                        },
+                        }
+                        .into(),
                     }
                     .sign(client)
                 })

@@ -15,8 +15,9 @@ use std::path::Path;
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
 use jmt::{KeyHash, Version};
 use medledger_crypto::Hash;
+use medledger_ledger::Tx;
 use medledger_types::{
-    CommitCertificate, Genesis, Header, Height, Receipt, Tx, TypesError, decode, encode,
+    CommitCertificate, Genesis, Header, Height, Receipt, TypesError, decode, encode,
 };
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 

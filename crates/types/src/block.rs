@@ -41,14 +41,14 @@ impl Header {
 
 /// A block: a header, its transactions, and the certificate that finalised its parent.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-pub struct Block {
+pub struct Block<P> {
     pub header: Header,
-    pub txs: Vec<Tx>,
+    pub txs: Vec<Tx<P>>,
     /// The certificate of block `height - 1` (none at height 1), as CometBFT's LastCommit.
     pub last_commit: Option<CommitCertificate>,
 }
 
-impl Block {
+impl<P: BorshSerialize + BorshDeserialize> Block<P> {
     pub fn hash(&self) -> Hash {
         self.header.hash()
     }
@@ -57,7 +57,7 @@ impl Block {
         encode(self)
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<Block, TypesError> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Block<P>, TypesError> {
         decode("block", bytes, BLOCK_BYTES_MAX)
     }
 }

@@ -31,39 +31,13 @@ pub struct Genesis {
     pub validators: Vec<Validator>,
 }
 
-/// Company prefixes are 4 to 12 digits, and no prefix held by one organisation may begin another
-/// (nor repeat it), so every GS1 key has at most one holder.
-fn check_gs1_prefixes(organisations: &[Organisation]) -> Result<(), String> {
-    let mut all: Vec<(&str, &str)> = Vec::new();
-    for organisation in organisations {
-        for prefix in &organisation.gs1_prefixes {
-            if !(4..=12).contains(&prefix.len()) || !prefix.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!(
-                    "organisation {} has GS1 company prefix {prefix:?}, not 4 to 12 digits",
-                    organisation.id
-                ));
-            }
-            all.push((prefix, &organisation.id));
-        }
-    }
-    all.sort();
-    for pair in all.windows(2) {
-        if pair[1].0.starts_with(pair[0].0) {
-            return Err(format!(
-                "GS1 company prefix {} of {} overlaps {} of {}",
-                pair[0].0, pair[0].1, pair[1].0, pair[1].1
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl Genesis {
     pub fn hash(&self) -> Hash {
         hash_tagged(b"medledger/genesis/v1", &[&encode(self)])
     }
 
-    /// Checks names, keys and references, and returns the validator set.
+    /// Checks names, keys and references, and returns the validator set. The modules' parts
+    /// (such as GS1 prefixes) are checked by `medledger_ledger::check_genesis`.
     pub fn validate(&self) -> Result<ValidatorSet, TypesError> {
         check_name("chain id", &self.chain_id)?;
         let malformed = |reason: String| TypesError::Malformed {
@@ -104,7 +78,6 @@ impl Genesis {
             ids.push(&organisation.id);
             keys.push(organisation.root_key);
         }
-        check_gs1_prefixes(&self.organisations).map_err(malformed)?;
         for validator in &self.validators {
             if !ids.contains(&validator.org.as_str()) {
                 return Err(malformed(format!(
@@ -114,48 +87,5 @@ impl Genesis {
             }
         }
         ValidatorSet::new(self.validators.clone())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn genesis(prefixes: [&[&str]; 2]) -> Genesis {
-        let organisation = |n: u64, prefixes: &[&str]| Organisation {
-            id: format!("org{n}"),
-            name: format!("Org {n}"),
-            root_key: medledger_crypto::SecretKey::from_seed(n).public_key(),
-            gs1_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
-        };
-        Genesis {
-            chain_id: "test".into(),
-            genesis_time_ms: 0,
-            organisations: vec![organisation(1, prefixes[0]), organisation(2, prefixes[1])],
-            validators: vec![Validator {
-                key: medledger_crypto::SecretKey::from_seed(9).public_key(),
-                power: 1,
-                org: "org1".into(),
-            }],
-        }
-    }
-
-    #[test]
-    fn every_gs1_key_has_at_most_one_prefix_holder() {
-        assert!(
-            genesis([&["0614141"], &["9520011", "0614142"]])
-                .validate()
-                .is_ok()
-        );
-        for bad in [
-            [&["0614141"][..], &["061414"][..]],
-            [&["0614141"][..], &["0614141"][..]],
-            [&["0614141", "06141419"][..], &[][..]],
-            [&["061"][..], &[][..]],
-            [&["0614141234567"][..], &[][..]],
-            [&["06141a1"][..], &[][..]],
-        ] {
-            assert!(genesis(bad).validate().is_err(), "{bad:?}");
-        }
     }
 }

@@ -11,15 +11,11 @@
 mod block;
 mod genesis;
 mod merkle;
-mod records;
-mod supply;
 mod tx;
 
 pub use block::*;
 pub use genesis::*;
 pub use merkle::*;
-pub use records::*;
-pub use supply::*;
 pub use tx::*;
 
 pub use medledger_crypto::{Hash, PublicKey, SecretKey, Signature};
@@ -81,7 +77,7 @@ pub fn decode<T: borsh::BorshDeserialize>(
 }
 
 /// Finds the member of `all` named `text`, or says which names there are.
-pub(crate) fn parse_name<T: Copy>(
+pub fn parse_name<T: Copy>(
     all: &[T],
     name: fn(T) -> &'static str,
     what: &str,
@@ -124,78 +120,6 @@ pub fn check_name(what: &'static str, value: &str) -> Result<(), TypesError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    fn payload() -> impl Strategy<Value = Payload> {
-        prop_oneof![
-            (any::<[u8; 32]>(), 0usize..10).prop_map(|(key, role)| Payload::Enrol {
-                member: PublicKey(key),
-                role: Role::ALL[role]
-            }),
-            any::<[u8; 32]>().prop_map(|key| Payload::Revoke {
-                member: PublicKey(key)
-            }),
-            (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(id, c)| Payload::Anchor {
-                id: Hash(id),
-                commitment: Hash(c)
-            }),
-        ]
-    }
-
-    proptest! {
-        /// Every transaction round-trips through its encoding, and its id and leaf follow it.
-        #[test]
-        fn transactions_round_trip(chain in "[a-z0-9-]{1,20}", seed in any::<u64>(), nonce in any::<u64>(), payload in payload()) {
-            let key = SecretKey::from_seed(seed);
-            let tx = TxBody { chain_id: chain, sender: key.public_key(), nonce, payload }.sign(&key);
-            let bytes = tx.to_bytes();
-            let back = Tx::from_bytes(&bytes).expect("decodes");
-            prop_assert_eq!(&back, &tx);
-            prop_assert_eq!(back.id(), tx.id());
-            prop_assert!(back.verify_signature().is_ok());
-            let json = serde_json::to_string(&tx).expect("json");
-            prop_assert_eq!(serde_json::from_str::<Tx>(&json).expect("json back"), tx);
-        }
-
-        /// Arbitrary bytes never panic the decoder, and whatever decodes re-encodes to the same
-        /// bytes: the encoding is canonical.
-        #[test]
-        fn decoding_untrusted_bytes_is_total_and_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-            if let Ok(tx) = Tx::from_bytes(&bytes) {
-                prop_assert_eq!(tx.to_bytes(), bytes.clone());
-            }
-            if let Ok(block) = Block::from_bytes(&bytes) {
-                prop_assert_eq!(block.to_bytes(), bytes);
-            }
-        }
-    }
-
-    #[test]
-    fn oversized_and_trailing_input_is_refused() {
-        let key = SecretKey::from_seed(1);
-        let tx = TxBody {
-            chain_id: "c".into(),
-            sender: key.public_key(),
-            nonce: 1,
-            payload: Payload::Revoke {
-                member: key.public_key(),
-            },
-        }
-        .sign(&key);
-        let mut bytes = tx.to_bytes();
-        bytes.push(0);
-        assert!(matches!(
-            Tx::from_bytes(&bytes),
-            Err(TypesError::Malformed { .. })
-        ));
-        assert!(matches!(
-            Tx::from_bytes(&vec![0; TX_BYTES_MAX + 1]),
-            Err(TypesError::TooLarge { .. })
-        ));
-        let mut flipped = tx.clone();
-        flipped.body.nonce = 2;
-        assert!(flipped.verify_signature().is_err());
-    }
 
     #[test]
     fn names_are_checked() {

@@ -75,56 +75,6 @@ impl std::str::FromStr for Role {
     }
 }
 
-/// What a transaction asks the ledger to do.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Payload {
-    /// An organisation's root key enrols `member` into that organisation with `role`.
-    Enrol { member: PublicKey, role: Role },
-    /// An organisation's root key revokes one of its own members. Revocation is permanent.
-    Revoke { member: PublicKey },
-    /// Records an opaque, keyed commitment under an opaque id, first writer wins. This is the
-    /// notarisation primitive: the content and its key stay off chain.
-    Anchor { id: Hash, commitment: Hash },
-    /// An organisation's root key proposes a change to the validator set, to take effect from
-    /// `effective_height` once two thirds of the organisations approve. The proposal's id is
-    /// this transaction's id, and the proposer's approval is counted.
-    ProposeValidatorChange {
-        change: ValidatorChange,
-        effective_height: Height,
-    },
-    /// An organisation's root key approves a pending validator-set proposal.
-    ApproveValidatorChange { proposal: Hash },
-    /// A custodian's node records new records or new versions of its records. The custodian is
-    /// the sender's organisation.
-    PutRecords { records: Vec<crate::RecordWrite> },
-    /// The custodian binds one of its patient ids to the patient's enrolled key, so the patient
-    /// can sign consent for it and read its access log.
-    BindPatient { patient: Hash, key: PublicKey },
-    /// A patient names (or removes) a delegate who may sign consent on their behalf.
-    SetDelegate { delegate: PublicKey, active: bool },
-    /// A patient, or a delegate the patient named, grants consent. The grant's id is this
-    /// transaction's id.
-    GrantConsent { grant: crate::ConsentGrant },
-    /// The patient or a delegate revokes a grant.
-    RevokeConsent { grant: Hash },
-    /// The custodian's node records an access decision before it releases anything.
-    RecordAccess { access: crate::AccessRequest },
-    /// Erasure of a patient's data: every node destroys the keys, ciphertext and secret it holds
-    /// for this patient once the block is committed. Sent by the patient or by the custodian.
-    ErasePatient { patient: Hash },
-    /// Supply-chain steps, each acted by the sender's organisation, applied in order, all or
-    /// nothing.
-    Supply { ops: Vec<crate::SupplyOp> },
-    /// An organisation's node records EPCIS events captured from `capturer`, a member of its
-    /// organisation, with the supply-chain steps they map to. An event already on record is
-    /// skipped, so capturing it again changes nothing.
-    CaptureEpcis {
-        capturer: PublicKey,
-        events: Vec<crate::CapturedEvent>,
-    },
-}
-
 /// A change to the validator set.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -133,40 +83,20 @@ pub enum ValidatorChange {
     Remove { key: PublicKey },
 }
 
-impl Payload {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Payload::Enrol { .. } => "enrol",
-            Payload::Revoke { .. } => "revoke",
-            Payload::Anchor { .. } => "anchor",
-            Payload::ProposeValidatorChange { .. } => "propose_validator_change",
-            Payload::ApproveValidatorChange { .. } => "approve_validator_change",
-            Payload::PutRecords { .. } => "put_records",
-            Payload::BindPatient { .. } => "bind_patient",
-            Payload::SetDelegate { .. } => "set_delegate",
-            Payload::GrantConsent { .. } => "grant_consent",
-            Payload::RevokeConsent { .. } => "revoke_consent",
-            Payload::RecordAccess { .. } => "record_access",
-            Payload::ErasePatient { .. } => "erase_patient",
-            Payload::Supply { .. } => "supply",
-            Payload::CaptureEpcis { .. } => "capture_epcis",
-        }
-    }
-}
-
-/// The signed part of a transaction.
+/// The signed part of a transaction. `P` is the ledger's payload (`medledger_ledger::Payload`,
+/// assembled from its module list); this crate only knows that it has a canonical encoding.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-pub struct TxBody {
+pub struct TxBody<P> {
     /// Binds the transaction to one chain, so it cannot be replayed on another.
     pub chain_id: String,
     pub sender: PublicKey,
     /// The sender's sequence number: the first transaction of a key has nonce 1, and each next
     /// one exactly one more, so none can be replayed or reordered.
     pub nonce: u64,
-    pub payload: Payload,
+    pub payload: P,
 }
 
-impl TxBody {
+impl<P: BorshSerialize> TxBody<P> {
     /// The bytes the sender signs: a domain tag, then the canonical encoding of the body.
     pub fn sign_bytes(&self) -> Vec<u8> {
         let mut bytes = TX_SIGN_DOMAIN.to_vec();
@@ -174,7 +104,7 @@ impl TxBody {
         bytes
     }
 
-    pub fn sign(self, key: &SecretKey) -> Tx {
+    pub fn sign(self, key: &SecretKey) -> Tx<P> {
         let signature = key.sign(&self.sign_bytes());
         Tx {
             body: self,
@@ -185,12 +115,12 @@ impl TxBody {
 
 /// A signed transaction.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-pub struct Tx {
-    pub body: TxBody,
+pub struct Tx<P> {
+    pub body: TxBody<P>,
     pub signature: Signature,
 }
 
-impl Tx {
+impl<P: BorshSerialize + BorshDeserialize> Tx<P> {
     /// The transaction's id: a hash of its signed body. It does not cover the signature, so a
     /// re-encoded signature cannot give the same transaction a second id.
     pub fn id(&self) -> Hash {
@@ -207,7 +137,7 @@ impl Tx {
         encode(self)
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<Tx, TypesError> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Tx<P>, TypesError> {
         decode("transaction", bytes, TX_BYTES_MAX)
     }
 
@@ -221,7 +151,7 @@ impl Tx {
 
 /// Verifies the signatures of many transactions in one batch; returns the indices of those that
 /// do not verify.
-pub fn verify_tx_signatures(txs: &[Tx]) -> Vec<usize> {
+pub fn verify_tx_signatures<P: BorshSerialize>(txs: &[Tx<P>]) -> Vec<usize> {
     let sign_bytes: Vec<Vec<u8>> = txs.iter().map(|tx| tx.body.sign_bytes()).collect();
     let items: Vec<(PublicKey, &[u8], Signature)> = txs
         .iter()

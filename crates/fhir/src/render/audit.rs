@@ -1,7 +1,7 @@
 //! An access decision on the ledger written as an R4 AuditEvent: who read (or was refused) which
 //! records of which patient, why, under which rule, and whether the glass was broken.
 
-use medledger_types::{AccessEvent, AccessRule};
+use medledger_records::{AccessEvent, AccessRule};
 use serde_json::{Value, json};
 
 use super::{

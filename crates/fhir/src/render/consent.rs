@@ -7,7 +7,7 @@
 //! medledger's semantics differ from FHIR's nesting (a deny anywhere wins over every permit), the
 //! ledger's decision is the one that counts; this rendering is for reading.
 
-use medledger_types::{ConsentEntry, Grantee, Provision, ProvisionKind, Scope};
+use medledger_records::{ConsentEntry, Grantee, Provision, ProvisionKind, Scope};
 use serde_json::{Value, json};
 
 use super::{
@@ -141,7 +141,7 @@ fn actor(grantee: &Grantee) -> Value {
 fn category_concept(category: &str) -> Value {
     if CONDITION_CATEGORIES.contains(&category) {
         concept(CONDITION_CATEGORY_SYSTEM, category, None)
-    } else if medledger_types::RECORD_CATEGORIES.contains(&category) {
+    } else if medledger_records::RECORD_CATEGORIES.contains(&category) {
         concept(OBSERVATION_CATEGORY_SYSTEM, category, None)
     } else {
         json!({"text": category})

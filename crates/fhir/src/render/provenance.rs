@@ -7,7 +7,7 @@
 //! the version it revised.
 
 use medledger_crypto::hash_tagged;
-use medledger_types::RecordVersion;
+use medledger_records::RecordVersion;
 use serde_json::{Value, json};
 
 use super::{KEY_SYSTEM, ORGANISATION_SYSTEM, concept, logical_reference};

@@ -9,7 +9,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use medledger_crypto::{Hash, PublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::{Height, Role};
+use medledger_types::{Height, Role};
 
 /// The most record versions one `PutRecords` transaction may carry (about 150 bytes each).
 pub const RECORDS_PER_TX_MAX: usize = 384;
@@ -142,7 +142,7 @@ impl Purpose {
 impl std::str::FromStr for Purpose {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        crate::parse_name(&Purpose::ALL, Purpose::code, "purpose of use", text)
+        medledger_types::parse_name(&Purpose::ALL, Purpose::code, "purpose of use", text)
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use medledger_gs1::{Gtin, Sscc, check_digit as gs1_check_digit};
 
-use crate::Height;
+use medledger_types::Height;
 
 /// The most serial numbers one commissioning may carry: at up to 24 bytes each on the wire, a
 /// full batch fits in one transaction (`TX_BYTES_MAX`).

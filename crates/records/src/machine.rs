@@ -11,15 +11,19 @@
 //! patient and never changes.
 
 use medledger_crypto::{Hash, PublicKey};
-use medledger_state::{Overlay, StateError, StateRead, decode_value, encode_value};
-use medledger_types::{
+use medledger_module::{
+    Authority, BlockContext, Standing, TxContext, View, key_org, member, read, standing,
+};
+use medledger_state::{StateError, StateRead, encode_value};
+use medledger_types::Role;
+
+use crate::RecordsError;
+use crate::types::{
     ACCESS_RECORDS_MAX, AccessEvent, AccessRequest, AccessRule, ConsentBook, ConsentEntry,
     ConsentGrant, DELEGATES_MAX, GRANTS_PER_PATIENT_MAX, Grantee, PROVISION_ITEMS_MAX,
     PROVISIONS_MAX, PatientEntry, ProvisionKind, Purpose, RECORD_CATEGORIES, RECORDS_PER_TX_MAX,
-    RESOURCE_TYPE_BYTES_MAX, RecordHead, RecordVersion, RecordWrite, Role, Scope, Tx,
+    RESOURCE_TYPE_BYTES_MAX, RecordHead, RecordVersion, RecordWrite, Scope,
 };
-
-use crate::{Authority, BlockContext, TxError, key_org, member};
 
 /// The most patient ids one key may be bound to (one per custodian that holds their records).
 pub const PATIENT_IDS_PER_KEY_MAX: usize = 64;
@@ -52,17 +56,6 @@ pub fn key_access(patient: &Hash, seq: u64) -> Vec<u8> {
 }
 pub fn key_access_request(request: &Hash) -> Vec<u8> {
     format!("access-request/{request}").into_bytes()
-}
-
-/// Reads and decodes one state entry.
-pub(crate) fn read<T: borsh::BorshDeserialize>(
-    state: &dyn StateRead,
-    key: &[u8],
-) -> Result<Option<T>, StateError> {
-    state
-        .get(key)?
-        .map(|bytes| decode_value(key, &bytes))
-        .transpose()
 }
 
 pub fn patient(state: &dyn StateRead, id: &Hash) -> Result<Option<PatientEntry>, StateError> {
@@ -109,15 +102,10 @@ pub fn access_by_request(
 /// validator). Only these sign record versions, bindings and access events; a practitioner acts
 /// through the node, which checks the practitioner's signed request and names them as author or
 /// reader.
-pub fn custodian_of(authority: &Authority, what: &'static str) -> Result<String, TxError> {
-    match authority {
-        Authority::Organisation { org }
-        | Authority::Member {
-            org,
-            role: Role::Validator,
-        } => Ok(org.clone()),
-        Authority::Member { .. } => Err(TxError::NotACustodian(what)),
-    }
+pub fn custodian_of(authority: &Authority, what: &'static str) -> Result<String, RecordsError> {
+    medledger_module::custodian_of(authority)
+        .map(str::to_string)
+        .ok_or(RecordsError::NotACustodian(what))
 }
 
 /// The organisation a key may author records for: its root key, its node, or one of its
@@ -134,7 +122,7 @@ pub fn author_org(authority: &Authority) -> Option<&str> {
 }
 
 /// Checks a FHIR resource type name: an ASCII letter-initial identifier, as every R4 type is.
-pub fn check_resource_type(name: &str) -> Result<(), TxError> {
+pub fn check_resource_type(name: &str) -> Result<(), RecordsError> {
     let valid = !name.is_empty()
         && name.len() <= RESOURCE_TYPE_BYTES_MAX
         && name.starts_with(|c: char| c.is_ascii_uppercase())
@@ -142,49 +130,51 @@ pub fn check_resource_type(name: &str) -> Result<(), TxError> {
     if valid {
         Ok(())
     } else {
-        Err(TxError::InvalidRecord(format!(
+        Err(RecordsError::InvalidRecord(format!(
             "{name:?} is not a FHIR resource type name"
         )))
     }
 }
 
-fn check_category(category: &Option<String>) -> Result<(), TxError> {
+fn check_category(category: &Option<String>) -> Result<(), RecordsError> {
     match category {
-        Some(code) if !RECORD_CATEGORIES.contains(&code.as_str()) => Err(TxError::InvalidRecord(
-            format!("category {code:?} is not one of the coarse classes the chain may hold"),
-        )),
+        Some(code) if !RECORD_CATEGORIES.contains(&code.as_str()) => {
+            Err(RecordsError::InvalidRecord(format!(
+                "category {code:?} is not one of the coarse classes the chain may hold"
+            )))
+        }
         _ => Ok(()),
     }
 }
 
 pub fn put_records(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     ctx: &BlockContext,
-    tx: &Tx,
+    tx: &TxContext<'_>,
     authority: &Authority,
     records: &[RecordWrite],
-) -> Result<(), TxError> {
+) -> Result<(), RecordsError> {
     let custodian = custodian_of(authority, "write records")?;
     if records.is_empty() || records.len() > RECORDS_PER_TX_MAX {
-        return Err(TxError::InvalidRecord(format!(
+        return Err(RecordsError::InvalidRecord(format!(
             "a transaction carries 1 to {RECORDS_PER_TX_MAX} record versions, not {}",
             records.len()
         )));
     }
-    let tx_id = tx.id();
+    let tx_id = tx.id;
     for write in records {
         check_resource_type(&write.resource_type)?;
         check_category(&write.category)?;
         match patient(state, &write.patient)? {
             Some(entry) if entry.custodian != custodian => {
-                return Err(TxError::NotCustodian {
+                return Err(RecordsError::NotCustodian {
                     id: write.patient,
                     custodian: entry.custodian,
                 });
             }
             Some(PatientEntry {
                 erased_at: Some(_), ..
-            }) => return Err(TxError::PatientErased(write.patient)),
+            }) => return Err(RecordsError::PatientErased(write.patient)),
             Some(_) => {}
             None => state.put(
                 key_patient(&write.patient),
@@ -197,22 +187,21 @@ pub fn put_records(
             ),
         }
         // The named author must be able to write for this custodian, so provenance holds.
-        match crate::authority(state, &write.author) {
-            Ok(authority) if author_org(&authority) == Some(custodian.as_str()) => {}
-            Err(TxError::State(error)) => return Err(error.into()),
-            _ => return Err(TxError::NotAnAuthor(write.author)),
+        match standing(state, &write.author)? {
+            Standing::Acts(authority) if author_org(&authority) == Some(custodian.as_str()) => {}
+            _ => return Err(RecordsError::NotAnAuthor(write.author)),
         }
         let expected = match record(state, &write.record)? {
             None => 1,
             Some(head) => {
                 if head.custodian != custodian {
-                    return Err(TxError::NotCustodian {
+                    return Err(RecordsError::NotCustodian {
                         id: write.record,
                         custodian: head.custodian,
                     });
                 }
                 if head.patient != write.patient || head.resource_type != write.resource_type {
-                    return Err(TxError::InvalidRecord(format!(
+                    return Err(RecordsError::InvalidRecord(format!(
                         "record {} cannot change its patient or resource type",
                         write.record
                     )));
@@ -221,7 +210,7 @@ pub fn put_records(
             }
         };
         if write.version != expected {
-            return Err(TxError::VersionConflict {
+            return Err(RecordsError::VersionConflict {
                 record: write.record,
                 expected,
                 got: write.version,
@@ -243,7 +232,7 @@ pub fn put_records(
                 version: write.version,
                 commitment: write.commitment,
                 author: write.author,
-                recorded_by: tx.body.sender,
+                recorded_by: tx.sender,
                 height: ctx.height,
                 time_ms: ctx.time_ms,
                 tx: tx_id,
@@ -254,37 +243,37 @@ pub fn put_records(
 }
 
 /// Fails unless `key` is an enrolled, unrevoked patient.
-fn check_patient_key(state: &dyn StateRead, key: &PublicKey) -> Result<(), TxError> {
+fn check_patient_key(state: &dyn StateRead, key: &PublicKey) -> Result<(), RecordsError> {
     match member(state, key)? {
         Some(record) if record.role == Role::Patient && record.revoked_at.is_none() => Ok(()),
-        _ => Err(TxError::NotAPatient(*key)),
+        _ => Err(RecordsError::NotAPatient(*key)),
     }
 }
 
 pub fn bind_patient(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     authority: &Authority,
     id: &Hash,
     key: &PublicKey,
-) -> Result<(), TxError> {
+) -> Result<(), RecordsError> {
     let custodian = custodian_of(authority, "bind patients")?;
-    let mut entry = patient(state, id)?.ok_or(TxError::UnknownPatient(*id))?;
+    let mut entry = patient(state, id)?.ok_or(RecordsError::UnknownPatient(*id))?;
     if entry.custodian != custodian {
-        return Err(TxError::NotCustodian {
+        return Err(RecordsError::NotCustodian {
             id: *id,
             custodian: entry.custodian,
         });
     }
     if entry.erased_at.is_some() {
-        return Err(TxError::PatientErased(*id));
+        return Err(RecordsError::PatientErased(*id));
     }
     if entry.key.is_some() {
-        return Err(TxError::PatientBound(*id));
+        return Err(RecordsError::PatientBound(*id));
     }
     check_patient_key(state, key)?;
     let mut ids = patient_ids(state, key)?;
     if ids.len() >= PATIENT_IDS_PER_KEY_MAX {
-        return Err(TxError::InvalidRecord(format!(
+        return Err(RecordsError::InvalidRecord(format!(
             "key {key} is already bound to {PATIENT_IDS_PER_KEY_MAX} patient ids"
         )));
     }
@@ -296,27 +285,27 @@ pub fn bind_patient(
 }
 
 pub fn set_delegate(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     sender: &PublicKey,
     delegate: &PublicKey,
     active: bool,
-) -> Result<(), TxError> {
+) -> Result<(), RecordsError> {
     check_patient_key(state, sender)?;
     if delegate == sender || delegate.check().is_err() {
-        return Err(TxError::InvalidKey(*delegate));
+        return Err(RecordsError::InvalidKey(*delegate));
     }
     let mut book = consent_book(state, sender)?;
     let present = book.delegates.contains(delegate);
     match (active, present) {
         (true, false) if book.delegates.len() >= DELEGATES_MAX => {
-            return Err(TxError::InvalidGrant(format!(
+            return Err(RecordsError::InvalidGrant(format!(
                 "a patient may name at most {DELEGATES_MAX} delegates"
             )));
         }
         (true, false) => {
             // A delegate must be someone the consortium knows.
             if member(state, delegate)?.is_none_or(|record| record.revoked_at.is_some()) {
-                return Err(TxError::NotAMember(*delegate));
+                return Err(RecordsError::NotAMember(*delegate));
             }
             book.delegates.push(*delegate);
             book.delegates.sort();
@@ -333,11 +322,11 @@ fn check_signs_for(
     state: &dyn StateRead,
     sender: &PublicKey,
     patient: &PublicKey,
-) -> Result<ConsentBook, TxError> {
+) -> Result<ConsentBook, RecordsError> {
     check_patient_key(state, patient)?;
     let book = consent_book(state, patient)?;
     if sender != patient && !book.delegates.contains(sender) {
-        return Err(TxError::NotThePatient {
+        return Err(RecordsError::NotThePatient {
             sender: *sender,
             patient: *patient,
         });
@@ -349,8 +338,8 @@ fn check_grant(
     state: &dyn StateRead,
     ctx: &BlockContext,
     grant: &ConsentGrant,
-) -> Result<(), TxError> {
-    let invalid = |reason: String| Err(TxError::InvalidGrant(reason));
+) -> Result<(), RecordsError> {
+    let invalid = |reason: String| Err(RecordsError::InvalidGrant(reason));
     if grant.provisions.is_empty() || grant.provisions.len() > PROVISIONS_MAX {
         return invalid(format!("a grant holds 1 to {PROVISIONS_MAX} provisions"));
     }
@@ -359,7 +348,7 @@ fn check_grant(
             return invalid("its period ends before it starts".into());
         }
         if end <= ctx.time_ms {
-            return Err(TxError::GrantExpired { end_ms: end });
+            return Err(RecordsError::GrantExpired { end_ms: end });
         }
     }
     for provision in &grant.provisions {
@@ -380,9 +369,11 @@ fn check_grant(
         }
         for actor in &provision.actors {
             match actor {
-                Grantee::Key(key) if key.check().is_err() => return Err(TxError::InvalidKey(*key)),
+                Grantee::Key(key) if key.check().is_err() => {
+                    return Err(RecordsError::InvalidKey(*key));
+                }
                 Grantee::Organisation(org) if state.get(&key_org(org))?.is_none() => {
-                    return Err(TxError::UnknownOrganisation(org.clone()));
+                    return Err(RecordsError::UnknownOrganisation(org.clone()));
                 }
                 _ => {}
             }
@@ -399,12 +390,12 @@ fn check_grant(
 }
 
 pub fn grant_consent(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     ctx: &BlockContext,
-    tx: &Tx,
+    tx: &TxContext<'_>,
     grant: &ConsentGrant,
-) -> Result<(), TxError> {
-    let mut book = check_signs_for(state, &tx.body.sender, &grant.patient)?;
+) -> Result<(), RecordsError> {
+    let mut book = check_signs_for(state, &tx.sender, &grant.patient)?;
     check_grant(state, ctx, grant)?;
     // The book lists revoked and expired grants too, so the patient sees their history; only
     // when it is full do grants that can never apply again leave it (they stay on record under
@@ -422,11 +413,11 @@ pub fn grant_consent(
         }
     }
     if kept.len() >= GRANTS_PER_PATIENT_MAX {
-        return Err(TxError::InvalidGrant(format!(
+        return Err(RecordsError::InvalidGrant(format!(
             "a patient may have at most {GRANTS_PER_PATIENT_MAX} grants in force"
         )));
     }
-    let id = tx.id();
+    let id = tx.id;
     kept.push(id);
     book.grants = kept;
     state.put(key_consent_book(&grant.patient), encode_value(&book));
@@ -435,7 +426,7 @@ pub fn grant_consent(
         encode_value(&ConsentEntry {
             id,
             grant: grant.clone(),
-            signed_by: tx.body.sender,
+            signed_by: tx.sender,
             granted_at: ctx.height,
             granted_time_ms: ctx.time_ms,
             revoked_at: None,
@@ -446,15 +437,15 @@ pub fn grant_consent(
 }
 
 pub fn revoke_consent(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     ctx: &BlockContext,
     sender: &PublicKey,
     id: &Hash,
-) -> Result<(), TxError> {
-    let mut entry = grant(state, id)?.ok_or(TxError::UnknownGrant(*id))?;
+) -> Result<(), RecordsError> {
+    let mut entry = grant(state, id)?.ok_or(RecordsError::UnknownGrant(*id))?;
     check_signs_for(state, sender, &entry.grant.patient)?;
     if entry.revoked_at.is_some() {
-        return Err(TxError::GrantRevoked(*id));
+        return Err(RecordsError::GrantRevoked(*id));
     }
     entry.revoked_at = Some(ctx.height);
     entry.revoked_time_ms = Some(ctx.time_ms);
@@ -560,46 +551,48 @@ pub fn grants_of(
 }
 
 pub fn record_access(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     ctx: &BlockContext,
-    tx: &Tx,
+    tx: &TxContext<'_>,
     authority: &Authority,
     access: &AccessRequest,
-) -> Result<(), TxError> {
+) -> Result<(), RecordsError> {
     let custodian = custodian_of(authority, "record access events")?;
     if access.records.len() > ACCESS_RECORDS_MAX {
-        return Err(TxError::InvalidRecord(format!(
+        return Err(RecordsError::InvalidRecord(format!(
             "an access event names at most {ACCESS_RECORDS_MAX} records"
         )));
     }
     if access.records.windows(2).any(|pair| pair[0] >= pair[1]) {
-        return Err(TxError::InvalidRecord(
+        return Err(RecordsError::InvalidRecord(
             "an access event's records must be sorted and distinct".into(),
         ));
     }
     if access_by_request(state, &access.request)?.is_some() {
-        return Err(TxError::RequestReplayed(access.request));
+        return Err(RecordsError::RequestReplayed(access.request));
     }
-    let entry = patient(state, &access.patient)?.ok_or(TxError::UnknownPatient(access.patient))?;
+    let entry =
+        patient(state, &access.patient)?.ok_or(RecordsError::UnknownPatient(access.patient))?;
     if entry.custodian != custodian {
-        return Err(TxError::NotCustodian {
+        return Err(RecordsError::NotCustodian {
             id: access.patient,
             custodian: entry.custodian,
         });
     }
-    let reader = match crate::authority(state, &access.reader) {
-        Ok(Authority::Organisation { org }) => Reader {
+    let reader = match standing(state, &access.reader)? {
+        Standing::Acts(Authority::Organisation { org }) => Reader {
             key: access.reader,
             org,
             role: None,
         },
-        Ok(Authority::Member { org, role }) => Reader {
+        Standing::Acts(Authority::Member { org, role }) => Reader {
             key: access.reader,
             org,
             role: Some(role),
         },
-        Err(TxError::State(error)) => return Err(error.into()),
-        Err(_) => return Err(TxError::ReaderNotEnrolled(access.reader)),
+        Standing::Revoked { .. } | Standing::Unknown => {
+            return Err(RecordsError::ReaderNotEnrolled(access.reader));
+        }
     };
     // The grants in force at this block, read and filtered once for all the records.
     let grants: Vec<ConsentEntry> = match entry.key {
@@ -611,9 +604,9 @@ pub fn record_access(
     };
     let mut decisions = Vec::with_capacity(access.records.len());
     for id in &access.records {
-        let head = record(state, id)?.ok_or(TxError::UnknownRecord(*id))?;
+        let head = record(state, id)?.ok_or(RecordsError::UnknownRecord(*id))?;
         if head.patient != access.patient {
-            return Err(TxError::InvalidRecord(format!(
+            return Err(RecordsError::InvalidRecord(format!(
                 "record {id} does not belong to patient {}",
                 access.patient
             )));
@@ -645,7 +638,7 @@ pub fn record_access(
         decisions,
         height: ctx.height,
         time_ms: ctx.time_ms,
-        tx: tx.id(),
+        tx: tx.id,
     };
     state.put(key_access(&access.patient, seq), encode_value(&event));
     state.put(key_access_count(&access.patient), encode_value(&seq));
@@ -657,13 +650,13 @@ pub fn record_access(
 }
 
 pub fn erase_patient(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     ctx: &BlockContext,
     sender: &PublicKey,
     authority: &Authority,
     id: &Hash,
-) -> Result<(), TxError> {
-    let mut entry = patient(state, id)?.ok_or(TxError::UnknownPatient(*id))?;
+) -> Result<(), RecordsError> {
+    let mut entry = patient(state, id)?.ok_or(RecordsError::UnknownPatient(*id))?;
     // The custodian organisation erases through its root key or its node, on the patient's
     // request; a single practitioner may not.
     let by_custodian = match authority {
@@ -679,10 +672,10 @@ pub fn erase_patient(
         None => false,
     };
     if !by_custodian && !by_patient {
-        return Err(TxError::NotAllowedToErase(*id));
+        return Err(RecordsError::NotAllowedToErase(*id));
     }
     if entry.erased_at.is_some() {
-        return Err(TxError::PatientErased(*id));
+        return Err(RecordsError::PatientErased(*id));
     }
     entry.erased_at = Some(ctx.height);
     state.put(key_patient(id), encode_value(&entry));

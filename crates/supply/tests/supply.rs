@@ -1,13 +1,14 @@
 //! Tests of the supply chain: the lifecycle of units and containers, custody that passes only on
 //! receipt, the verification verdict with each of its reasons, cold chain, recall and trace.
 
-use medledger_types::{
-    CapturedEvent, Gtin, Item, Place, ProductSpec, Reading, Sscc, StepKind, SupplyOp, TempRange,
-    UnitId, UnitStatus, shipment_id,
+use medledger_crypto::{Hash, SecretKey};
+use medledger_ledger::testkit::{Chain, rejected};
+use medledger_state::{MemoryTree, Snapshot};
+use medledger_supply::{
+    self as supply, CapturedEvent, Claim, Gtin, Item, Place, ProductSpec, Reading, Sscc, StepKind,
+    SupplyOp, SupplyPayload, Suspect, TempRange, UnitId, UnitStatus, shipment_id,
 };
-
-use super::*;
-use crate::supply::{self, Claim, Suspect};
+use medledger_types::{Outcome, Role};
 
 /// 2026-01-01T00:00:00Z.
 const JAN_2026_MS: u64 = 1_767_225_600_000;
@@ -20,7 +21,7 @@ fn other_gtin() -> Gtin {
 }
 fn sscc(n: u8) -> Sscc {
     let body = format!("1061414100000000{n}");
-    let check = medledger_types::gs1_check_digit(body.as_bytes()) as char;
+    let check = supply::gs1_check_digit(body.as_bytes()) as char;
     Sscc::parse(&format!("{body}{check}")).expect("valid SSCC")
 }
 fn unit(serial: &str) -> UnitId {
@@ -80,7 +81,7 @@ impl Supply {
     }
 
     fn ops(&mut self, key: &SecretKey, ops: Vec<SupplyOp>) -> Outcome {
-        let tx = self.chain.tx(key, Payload::Supply { ops });
+        let tx = self.chain.tx(key, SupplyPayload::Supply { ops });
         self.chain.one(tx)
     }
     fn maker(&mut self, ops: Vec<SupplyOp>) -> Outcome {
@@ -119,7 +120,7 @@ impl Supply {
     fn ship_to_pharmacy(&mut self, items: Vec<Item>) -> Hash {
         let tx = self.chain.tx(
             &self.maker.clone(),
-            Payload::Supply {
+            SupplyPayload::Supply {
                 ops: vec![SupplyOp::Ship {
                     to: "b".into(),
                     items,
@@ -667,7 +668,7 @@ fn capturing_an_event_twice_changes_nothing() {
         body: "{\"type\":\"ObjectEvent\"}".into(),
         ops: vec![commission("L1", "271231", &[serial])],
     };
-    let capture = |events| Payload::CaptureEpcis {
+    let capture = |events| SupplyPayload::CaptureEpcis {
         capturer: s.maker.public_key(),
         events,
     };
@@ -676,7 +677,7 @@ fn capturing_an_event_twice_changes_nothing() {
     let org_b = s.chain.org_b.clone();
     let squat = s.chain.tx(
         &org_b,
-        Payload::CaptureEpcis {
+        SupplyPayload::CaptureEpcis {
             capturer: org_b.public_key(),
             events: vec![CapturedEvent {
                 hash: Hash([1; 32]),
@@ -716,7 +717,7 @@ fn capturing_an_event_twice_changes_nothing() {
     // A capturer from another organisation, or a member signing the capture itself, is refused.
     let tx = s.chain.tx(
         &node,
-        Payload::CaptureEpcis {
+        SupplyPayload::CaptureEpcis {
             capturer: s.pharmacy.public_key(),
             events: vec![event(3, "103")],
         },
@@ -934,7 +935,7 @@ mod invariants {
                     }),
                 };
                 let key = if by_pharmacy { s.pharmacy.clone() } else { s.maker.clone() };
-                let tx = s.chain.tx(&key, Payload::Supply { ops: vec![op.clone()] });
+                let tx = s.chain.tx(&key, SupplyPayload::Supply { ops: vec![op.clone()] });
                 if matches!(op, SupplyOp::Ship { .. }) {
                     shipments.push((shipment_id(&tx.id(), 0), !by_pharmacy));
                 }

@@ -13,22 +13,22 @@
 use std::collections::BTreeMap;
 
 use medledger_crypto::{Hash, PublicKey};
-use medledger_state::{Overlay, StateError, StateRead, encode_value};
-use medledger_types::{
+use medledger_module::{Authority, BlockContext, TxContext, View, key_org, member, read};
+use medledger_state::{StateError, StateRead, encode_value};
+use medledger_types::Role;
+
+use crate::types::{
     CONTAINER_CHILDREN_MAX, CapturedEvent, Container, EVENT_BYTES_MAX, EVENTS_PER_CAPTURE_MAX,
     EXCURSIONS_KEPT_MAX, EventRecord, Excursion, Gtin, HISTORY_STEPS_MAX, ITEMS_PER_OP_MAX, Item,
     LocationEntry, Lot, LotBatch, NESTING_DEPTH_MAX, OPS_PER_TX_MAX, Place, Product, ProductSpec,
-    READINGS_PER_REPORT_MAX, Reading, RecallNotice, Role, SUPPLY_TEXT_BYTES_MAX, SensorEntry,
-    Shipment, Sscc, Step, StepKind, SupplyOp, TempRange, Tx, UNITS_PER_COMMISSION_MAX, Unit,
-    UnitId, UnitStatus, check_cset82, check_gln, date_of_ms, expiry_date, shipment_id,
+    READINGS_PER_REPORT_MAX, Reading, RecallNotice, SUPPLY_TEXT_BYTES_MAX, SensorEntry, Shipment,
+    Sscc, Step, StepKind, SupplyOp, TempRange, UNITS_PER_COMMISSION_MAX, Unit, UnitId, UnitStatus,
+    check_cset82, check_gln, date_of_ms, expiry_date, shipment_id,
 };
-use medledger_types::{
+use crate::types::{
     EPISODE_GAP_MS, Episode, HISTORY_STEPS_RESERVED, ITEMS_PER_TX_MAX, LOCATION_EPISODES_MAX,
     LocationExcursions, PRODUCTS_PER_CONTAINER_MAX,
 };
-
-use crate::records::read;
-use crate::{Authority, BlockContext, TxError, key_org, member};
 
 /// Why a supply-chain step was refused.
 #[derive(Debug, thiserror::Error)]
@@ -115,10 +115,14 @@ pub enum SupplyError {
         prefix: String,
         holder: String,
     },
+    #[error("only an organisation's node or root key may {0}")]
+    NotACustodian(&'static str),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
-impl SupplyError {
-    pub fn code(&self) -> &'static str {
+impl medledger_module::ModuleError for SupplyError {
+    fn code(&self) -> &'static str {
         match self {
             SupplyError::Invalid(_) => "invalid_supply_op",
             SupplyError::NotASupplyActor { .. } => "not_a_supply_actor",
@@ -149,18 +153,14 @@ impl SupplyError {
             SupplyError::SensorNotAttached(_) => "sensor_not_attached",
             SupplyError::UnknownOrganisation(_) => "unknown_organisation",
             SupplyError::PrefixOfAnother { .. } => "prefix_of_another",
+            SupplyError::NotACustodian(_) => "not_a_custodian",
+            SupplyError::State(_) => "state_error",
         }
     }
 }
 
-fn invalid(message: impl Into<String>) -> TxError {
+fn invalid(message: impl Into<String>) -> SupplyError {
     SupplyError::Invalid(message.into()).into()
-}
-
-impl From<SupplyError> for TxError {
-    fn from(error: SupplyError) -> Self {
-        TxError::Supply(Box::new(error))
-    }
 }
 
 // State keys. Readable text, so a proof names what it proves.
@@ -258,16 +258,16 @@ pub struct Actor {
 
 impl Actor {
     /// The actor of a `Supply` transaction: its sender.
-    pub fn of_sender(tx: &Tx, authority: &Authority) -> Actor {
-        match authority {
+    pub fn of_sender(tx: &TxContext<'_>) -> Actor {
+        match tx.authority {
             Authority::Organisation { org } => Actor {
                 org: org.clone(),
-                key: tx.body.sender,
+                key: tx.sender,
                 role: None,
             },
             Authority::Member { org, role } => Actor {
                 org: org.clone(),
-                key: tx.body.sender,
+                key: tx.sender,
                 role: Some(*role),
             },
         }
@@ -297,13 +297,13 @@ pub struct OpContext<'a> {
 impl OpContext<'_> {
     /// Checks that an operation names 1 to `max` items, and counts them against the
     /// transaction's budget.
-    fn items(&self, what: &str, count: usize, max: usize) -> Result<(), TxError> {
+    fn items(&self, what: &str, count: usize, max: usize) -> Result<(), SupplyError> {
         check_count(what, count, max)?;
         self.spend(count)
     }
 
     /// Counts `items` against the transaction's budget.
-    fn spend(&self, items: usize) -> Result<(), TxError> {
+    fn spend(&self, items: usize) -> Result<(), SupplyError> {
         let left = self.budget.get().checked_sub(items).ok_or_else(|| {
             invalid(format!(
                 "a transaction may touch at most {ITEMS_PER_TX_MAX} units and containers"
@@ -329,21 +329,20 @@ impl OpContext<'_> {
 
 /// Applies a `Supply` transaction: every operation in order, all or nothing.
 pub fn apply_supply(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     ctx: &BlockContext,
     index: u32,
-    tx: &Tx,
-    authority: &Authority,
+    tx: &TxContext<'_>,
     ops: &[SupplyOp],
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     if ops.is_empty() || ops.len() > OPS_PER_TX_MAX {
         return Err(invalid(format!(
             "a supply transaction carries 1 to {OPS_PER_TX_MAX} operations, got {}",
             ops.len()
         )));
     }
-    let actor = Actor::of_sender(tx, authority);
-    let tx_id = tx.id();
+    let actor = Actor::of_sender(tx);
+    let tx_id = tx.id;
     let budget = std::cell::Cell::new(ITEMS_PER_TX_MAX);
     for (op, operation) in ops.iter().enumerate() {
         let op_ctx = OpContext {
@@ -362,23 +361,24 @@ pub fn apply_supply(
 /// for a capturer of the same organisation; each event not yet on record is recorded and its
 /// operations applied, acted by the capturer.
 pub fn capture_epcis(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     ctx: &BlockContext,
     index: u32,
-    tx: &Tx,
-    authority: &Authority,
+    tx: &TxContext<'_>,
     capturer: &PublicKey,
     events: &[CapturedEvent],
-) -> Result<(), TxError> {
-    let org = crate::records::custodian_of(authority, "record EPCIS events")?;
+) -> Result<(), SupplyError> {
+    let org = medledger_module::custodian_of(tx.authority)
+        .ok_or(SupplyError::NotACustodian("record EPCIS events"))?
+        .to_string();
     if events.is_empty() || events.len() > EVENTS_PER_CAPTURE_MAX {
         return Err(invalid(format!(
             "a capture carries 1 to {EVENTS_PER_CAPTURE_MAX} events, got {}",
             events.len()
         )));
     }
-    let actor = if *capturer == tx.body.sender {
-        Actor::of_sender(tx, authority)
+    let actor = if *capturer == tx.sender {
+        Actor::of_sender(tx)
     } else {
         match member(state, capturer)? {
             Some(record) if record.org == org && record.revoked_at.is_none() => Actor {
@@ -395,7 +395,7 @@ pub fn capture_epcis(
             }
         }
     };
-    let tx_id = tx.id();
+    let tx_id = tx.id;
     let budget = std::cell::Cell::new(ITEMS_PER_TX_MAX);
     let mut op = 0u32;
     for (position, captured) in events.iter().enumerate() {
@@ -446,7 +446,7 @@ fn check_prefix(
     actor: &Actor,
     key: &str,
     digits: &str,
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     for length in 4..=12.min(digits.len()) {
         let prefix = &digits[..length];
         if let Some(holder) = read::<String>(state, &key_gs1_prefix(prefix))?
@@ -463,7 +463,7 @@ fn check_prefix(
     Ok(())
 }
 
-fn check_text(what: &str, value: &str) -> Result<(), TxError> {
+fn check_text(what: &str, value: &str) -> Result<(), SupplyError> {
     if value.is_empty()
         || value.len() > SUPPLY_TEXT_BYTES_MAX
         || value.chars().any(char::is_control)
@@ -475,14 +475,14 @@ fn check_text(what: &str, value: &str) -> Result<(), TxError> {
     Ok(())
 }
 
-fn check_location(location: &Option<String>) -> Result<(), TxError> {
+fn check_location(location: &Option<String>) -> Result<(), SupplyError> {
     match location {
         Some(location) => check_text("a location", location),
         None => Ok(()),
     }
 }
 
-fn check_count(what: &str, count: usize, max: usize) -> Result<(), TxError> {
+fn check_count(what: &str, count: usize, max: usize) -> Result<(), SupplyError> {
     if count == 0 || count > max {
         return Err(invalid(format!(
             "{what} must name 1 to {max} items, got {count}"
@@ -491,7 +491,7 @@ fn check_count(what: &str, count: usize, max: usize) -> Result<(), TxError> {
     Ok(())
 }
 
-fn require_goods(actor: &Actor) -> Result<(), TxError> {
+fn require_goods(actor: &Actor) -> Result<(), SupplyError> {
     if actor.handles_goods() {
         Ok(())
     } else {
@@ -503,7 +503,7 @@ fn require_goods(actor: &Actor) -> Result<(), TxError> {
     }
 }
 
-fn push_step(history: &mut Vec<Step>, item: &Item, step: Step) -> Result<(), TxError> {
+fn push_step(history: &mut Vec<Step>, item: &Item, step: Step) -> Result<(), SupplyError> {
     // The last few places are kept for steps that end a journey, so a full history never traps
     // goods in a shipment or a case.
     let ends_a_journey = matches!(
@@ -539,7 +539,7 @@ enum Stored {
 }
 
 impl Stored {
-    fn load(state: &dyn StateRead, item: &Item) -> Result<Stored, TxError> {
+    fn load(state: &dyn StateRead, item: &Item) -> Result<Stored, SupplyError> {
         match item {
             Item::Unit(id) => match unit(state, id)? {
                 Some(found) => Ok(Stored::Unit(id.clone(), found)),
@@ -559,7 +559,7 @@ impl Stored {
         }
     }
 
-    fn save(&self, state: &mut Overlay<'_>) {
+    fn save(&self, state: &mut View<'_, '_>) {
         match self {
             Stored::Unit(id, value) => state.put(key_unit(id), encode_value(value)),
             Stored::Container(sscc, value) => state.put(key_container(sscc), encode_value(value)),
@@ -649,13 +649,13 @@ impl Stored {
         packed_since(history)
     }
 
-    fn push_step(&mut self, step: Step) -> Result<(), TxError> {
+    fn push_step(&mut self, step: Step) -> Result<(), SupplyError> {
         let item = self.item();
         push_step(self.history_mut(), &item, step)
     }
 
     /// Checks that `org` holds this item loose and at rest (not packed, not travelling).
-    fn check_loose_held(&self, org: &str) -> Result<(), TxError> {
+    fn check_loose_held(&self, org: &str) -> Result<(), SupplyError> {
         let item = self.item();
         if let Some(parent) = self.parent() {
             return Err(SupplyError::Packed { item, parent }.into());
@@ -675,7 +675,7 @@ impl Stored {
     }
 
     /// Like [`Stored::check_loose_held`], and a unit must also be active.
-    fn check_loose_in_custody(&self, org: &str) -> Result<(), TxError> {
+    fn check_loose_in_custody(&self, org: &str) -> Result<(), SupplyError> {
         self.check_loose_held(org)?;
         if let Stored::Unit(id, unit) = self
             && unit.status != UnitStatus::Active
@@ -690,7 +690,7 @@ impl Stored {
     }
 }
 
-fn load_distinct(state: &dyn StateRead, items: &[Item]) -> Result<Vec<Stored>, TxError> {
+fn load_distinct(state: &dyn StateRead, items: &[Item]) -> Result<Vec<Stored>, SupplyError> {
     let mut seen = std::collections::BTreeSet::new();
     items
         .iter()
@@ -710,11 +710,11 @@ fn merge_products(into: &mut Vec<Gtin>, more: &[Gtin]) {
 }
 
 fn apply_op(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     op: &OpContext<'_>,
     actor: &Actor,
     operation: &SupplyOp,
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     // A device only reports readings; everything else handles goods.
     if !matches!(operation, SupplyOp::Readings { .. }) {
         require_goods(actor)?;
@@ -807,11 +807,11 @@ fn apply_op(
 }
 
 fn register_product(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     op: &OpContext<'_>,
     actor: &Actor,
     spec: &ProductSpec,
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     if !matches!(
         actor.role,
         None | Some(Role::Validator | Role::Manufacturer)
@@ -846,7 +846,7 @@ fn register_product(
 
 #[allow(clippy::too_many_arguments)]
 fn commission(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     op: &OpContext<'_>,
     actor: &Actor,
     gtin: &Gtin,
@@ -854,7 +854,7 @@ fn commission(
     expiry: &str,
     serials: &[String],
     location: &Option<String>,
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     let registered = product(state, gtin)?.ok_or(SupplyError::UnknownProduct(*gtin))?;
     if registered.owner != actor.org {
         return Err(SupplyError::NotTheManufacturer {
@@ -924,13 +924,13 @@ fn commission(
 }
 
 fn pack(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     op: &OpContext<'_>,
     actor: &Actor,
     parent: &Sscc,
     children: &[Item],
     location: &Option<String>,
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     op.items("a pack", children.len(), ITEMS_PER_OP_MAX)?;
     check_location(location)?;
     let parent_item = Item::Container(*parent);
@@ -998,13 +998,13 @@ fn pack(
 }
 
 fn unpack(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     op: &OpContext<'_>,
     actor: &Actor,
     parent: &Sscc,
     children: &[Item],
     location: &Option<String>,
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     if children.len() > ITEMS_PER_OP_MAX {
         return Err(invalid(format!(
             "an unpack names at most {ITEMS_PER_OP_MAX} items"
@@ -1057,13 +1057,13 @@ fn unpack(
 }
 
 fn ship(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     op: &OpContext<'_>,
     actor: &Actor,
     to: &str,
     items: &[Item],
     location: &Option<String>,
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     op.items("a shipment", items.len(), ITEMS_PER_OP_MAX)?;
     check_location(location)?;
     if to == actor.org {
@@ -1107,12 +1107,12 @@ fn ship(
 }
 
 fn receive(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     op: &OpContext<'_>,
     actor: &Actor,
     id: &Hash,
     location: &Option<String>,
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     check_location(location)?;
     let mut entry = shipment(state, id)?.ok_or(SupplyError::UnknownShipment(*id))?;
     if entry.to != actor.org {
@@ -1146,12 +1146,12 @@ fn receive(
 }
 
 fn set_status(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     op: &OpContext<'_>,
     actor: &Actor,
     units: &[UnitId],
     status: UnitStatus,
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     op.items("a status change", units.len(), ITEMS_PER_OP_MAX)?;
     let items: Vec<Item> = units.iter().cloned().map(Item::Unit).collect();
     for stored in load_distinct(state, &items)? {
@@ -1188,12 +1188,12 @@ fn set_status(
 }
 
 fn attach_sensor(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     actor: &Actor,
     device: &PublicKey,
     place: &Place,
     band: &Option<TempRange>,
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     match member(state, device)? {
         Some(record)
             if record.org == actor.org
@@ -1218,7 +1218,7 @@ fn attach_sensor(
     Ok(())
 }
 
-fn check_place(state: &dyn StateRead, actor: &Actor, place: &Place) -> Result<(), TxError> {
+fn check_place(state: &dyn StateRead, actor: &Actor, place: &Place) -> Result<(), SupplyError> {
     match place {
         Place::Shipment(id) => {
             let entry = shipment(state, id)?.ok_or(SupplyError::UnknownShipment(*id))?;
@@ -1259,7 +1259,7 @@ fn check_place(state: &dyn StateRead, actor: &Actor, place: &Place) -> Result<()
 }
 
 /// The organisation that holds an item now, through the containers around it.
-fn custodian(state: &dyn StateRead, item: &Item) -> Result<String, TxError> {
+fn custodian(state: &dyn StateRead, item: &Item) -> Result<String, SupplyError> {
     let (owner, location, shipment, parent) = match Stored::load(state, item)? {
         Stored::Unit(_, unit) => (unit.owner, unit.location, unit.shipment, unit.parent),
         Stored::Container(_, container) => (
@@ -1285,13 +1285,13 @@ fn custodian(state: &dyn StateRead, item: &Item) -> Result<String, TxError> {
 /// location, the alarm band the sensor was attached with (every reading when it has none). The
 /// verdict for a unit then checks each excursion against that unit's own product range.
 fn record_readings(
-    state: &mut Overlay<'_>,
+    state: &mut View<'_, '_>,
     op: &OpContext<'_>,
     actor: &Actor,
     device: &PublicKey,
     place: &Option<Place>,
     readings: &[Reading],
-) -> Result<(), TxError> {
+) -> Result<(), SupplyError> {
     check_count("a sensor report", readings.len(), READINGS_PER_REPORT_MAX)?;
     // The device itself, or a goods-handling key of the device's organisation.
     let entry = sensor(state, device)?;
@@ -1412,7 +1412,7 @@ fn add_to_episodes(
     });
 }
 
-fn storage_ranges(state: &dyn StateRead, gtins: &[Gtin]) -> Result<Vec<TempRange>, TxError> {
+fn storage_ranges(state: &dyn StateRead, gtins: &[Gtin]) -> Result<Vec<TempRange>, SupplyError> {
     let mut ranges = Vec::new();
     for gtin in gtins {
         if let Some(found) = product(state, gtin)?

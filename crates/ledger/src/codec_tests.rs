@@ -1,0 +1,219 @@
+//! The payload codec: every tag pinned to the value it had before modules were crates, every
+//! codec round trip, and the registry's own checks.
+
+use medledger_crypto::{Hash, PublicKey, SecretKey};
+use medledger_records::RecordsOp;
+use medledger_supply::SupplyPayload;
+use medledger_types::{Role, TX_BYTES_MAX, TypesError};
+use proptest::prelude::*;
+
+use crate::registry::{MODULES, check_prefixes, check_tags};
+use crate::{Block, CoreOp, Payload, Tx, TxBody};
+
+fn payload() -> impl Strategy<Value = Payload> {
+    prop_oneof![
+        (any::<[u8; 32]>(), 0usize..10).prop_map(|(key, role)| Payload::Core(CoreOp::Enrol {
+            member: PublicKey(key),
+            role: Role::ALL[role]
+        })),
+        any::<[u8; 32]>().prop_map(|key| Payload::Core(CoreOp::Revoke {
+            member: PublicKey(key)
+        })),
+        (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(id, c)| Payload::Core(CoreOp::Anchor {
+            id: Hash(id),
+            commitment: Hash(c)
+        })),
+        (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(patient, key)| Payload::Records(
+            RecordsOp::BindPatient {
+                patient: Hash(patient),
+                key: PublicKey(key)
+            }
+        )),
+        any::<[u8; 32]>()
+            .prop_map(|grant| Payload::Records(RecordsOp::RevokeConsent { grant: Hash(grant) })),
+        (any::<[u8; 32]>(), any::<bool>()).prop_map(|(key, active)| Payload::Records(
+            RecordsOp::SetDelegate {
+                delegate: PublicKey(key),
+                active
+            }
+        )),
+        any::<[u8; 32]>().prop_map(|key| Payload::Supply(SupplyPayload::CaptureEpcis {
+            capturer: PublicKey(key),
+            events: Vec::new()
+        })),
+    ]
+}
+
+proptest! {
+    /// Every transaction round-trips through its encoding, and its id and leaf follow it.
+    #[test]
+    fn transactions_round_trip(chain in "[a-z0-9-]{1,20}", seed in any::<u64>(), nonce in any::<u64>(), payload in payload()) {
+        let key = SecretKey::from_seed(seed);
+        let tx = TxBody { chain_id: chain, sender: key.public_key(), nonce, payload }.sign(&key);
+        let bytes = tx.to_bytes();
+        let back = Tx::from_bytes(&bytes).expect("decodes");
+        prop_assert_eq!(&back, &tx);
+        prop_assert_eq!(back.id(), tx.id());
+        prop_assert!(back.verify_signature().is_ok());
+        let json = serde_json::to_string(&tx).expect("json");
+        prop_assert_eq!(serde_json::from_str::<Tx>(&json).expect("json back"), tx);
+    }
+
+    /// Arbitrary bytes never panic the decoder, and whatever decodes re-encodes to the same
+    /// bytes: the encoding is canonical.
+    #[test]
+    fn decoding_untrusted_bytes_is_total_and_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        if let Ok(tx) = Tx::from_bytes(&bytes) {
+            prop_assert_eq!(tx.to_bytes(), bytes.clone());
+        }
+        if let Ok(block) = Block::from_bytes(&bytes) {
+            prop_assert_eq!(block.to_bytes(), bytes);
+        }
+    }
+}
+
+#[test]
+fn oversized_and_trailing_input_is_refused() {
+    let key = SecretKey::from_seed(1);
+    let tx = TxBody {
+        chain_id: "c".into(),
+        sender: key.public_key(),
+        nonce: 1,
+        payload: Payload::Core(CoreOp::Revoke {
+            member: key.public_key(),
+        }),
+    }
+    .sign(&key);
+    let mut bytes = tx.to_bytes();
+    bytes.push(0);
+    assert!(matches!(
+        Tx::from_bytes(&bytes),
+        Err(TypesError::Malformed { .. })
+    ));
+    assert!(matches!(
+        Tx::from_bytes(&vec![0; TX_BYTES_MAX + 1]),
+        Err(TypesError::TooLarge { .. })
+    ));
+    let mut flipped = tx.clone();
+    flipped.body.nonce = 2;
+    assert!(flipped.verify_signature().is_err());
+}
+
+/// One payload of every kind, with the borsh tag it has always had.
+fn one_of_each() -> Vec<(Payload, u8)> {
+    let key = PublicKey([7; 32]);
+    let hash = Hash([9; 32]);
+    vec![
+        (
+            CoreOp::Enrol {
+                member: key,
+                role: Role::Patient,
+            }
+            .into(),
+            0,
+        ),
+        (CoreOp::Revoke { member: key }.into(), 1),
+        (
+            CoreOp::Anchor {
+                id: hash,
+                commitment: hash,
+            }
+            .into(),
+            2,
+        ),
+        (
+            CoreOp::ProposeValidatorChange {
+                change: medledger_types::ValidatorChange::Remove { key },
+                effective_height: 9,
+            }
+            .into(),
+            3,
+        ),
+        (CoreOp::ApproveValidatorChange { proposal: hash }.into(), 4),
+        (
+            RecordsOp::PutRecords {
+                records: Vec::new(),
+            }
+            .into(),
+            5,
+        ),
+        (RecordsOp::BindPatient { patient: hash, key }.into(), 6),
+        (
+            RecordsOp::SetDelegate {
+                delegate: key,
+                active: true,
+            }
+            .into(),
+            7,
+        ),
+        (
+            RecordsOp::GrantConsent {
+                grant: medledger_records::ConsentGrant {
+                    patient: key,
+                    provisions: Vec::new(),
+                    start_ms: 0,
+                    end_ms: None,
+                },
+            }
+            .into(),
+            8,
+        ),
+        (RecordsOp::RevokeConsent { grant: hash }.into(), 9),
+        (
+            RecordsOp::RecordAccess {
+                access: medledger_records::AccessRequest {
+                    request: hash,
+                    reader: key,
+                    patient: hash,
+                    purpose: medledger_records::Purpose::Treat,
+                    break_glass: false,
+                    records: Vec::new(),
+                },
+            }
+            .into(),
+            10,
+        ),
+        (RecordsOp::ErasePatient { patient: hash }.into(), 11),
+        (SupplyPayload::Supply { ops: Vec::new() }.into(), 12),
+        (
+            SupplyPayload::CaptureEpcis {
+                capturer: key,
+                events: Vec::new(),
+            }
+            .into(),
+            13,
+        ),
+    ]
+}
+
+#[test]
+fn every_payload_keeps_its_tag_and_round_trips() {
+    let all = one_of_each();
+    let kinds: usize = CoreOp::KINDS.len() + MODULES.iter().map(|m| m.kinds.len()).sum::<usize>();
+    assert_eq!(all.len(), kinds, "one_of_each names every operation");
+    for (payload, tag) in all {
+        let bytes = borsh::to_vec(&payload).expect("encodes");
+        assert_eq!(bytes[0], tag, "{}", payload.kind());
+        let back: Payload = borsh::from_slice(&bytes).expect("decodes");
+        assert_eq!(back, payload);
+        let json = serde_json::to_value(&payload).expect("json");
+        assert_eq!(json["type"], payload.kind(), "JSON names the kind");
+        let from_json: Payload = serde_json::from_value(json).expect("json back");
+        assert_eq!(from_json, payload);
+    }
+}
+
+#[test]
+fn an_unknown_payload_tag_is_refused() {
+    let next = CoreOp::KINDS.len() + MODULES.iter().map(|m| m.kinds.len()).sum::<usize>();
+    for tag in [next as u8, 200, 255] {
+        let error = borsh::from_slice::<Payload>(&[tag]).expect_err("no such tag");
+        assert!(error.to_string().contains("unknown payload tag"), "{error}");
+    }
+}
+
+#[test]
+fn registry_prefixes_and_tags_are_disjoint() {
+    check_prefixes().expect("prefixes are prefix-free");
+    check_tags().expect("tag ranges are disjoint");
+}

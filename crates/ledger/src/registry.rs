@@ -1,0 +1,282 @@
+//! The one list of modules. `Payload`, the refusals of module operations, dispatch, genesis,
+//! end-of-block hooks and state-entry decoding are all assembled from it.
+//!
+//! **Invariant:** a payload's borsh tag never changes. The ledger's own operations take tags
+//! `0..CoreOp::KINDS.len()`; each module takes `KINDS.len()` tags from the base named in the list,
+//! its operations in variant order. A stored chain's transactions therefore decode, hash and
+//! verify the same whatever modules are added after them. A new module takes the next free
+//! base; the ranges are checked to be disjoint (`check_tags`).
+
+use std::io::{self, Read, Write};
+
+use borsh::de::EnumExt;
+use borsh::{BorshDeserialize, BorshSerialize};
+use medledger_module::{BlockContext, Module, ModuleError, TxContext, View};
+use medledger_state::{Overlay, StateError};
+use medledger_types::Genesis;
+use serde::{Deserialize, Serialize};
+
+use crate::TxError;
+use crate::core::CoreOp;
+
+/// One registered module, as the rest of the ledger sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct ModuleInfo {
+    pub name: &'static str,
+    pub prefixes: &'static [&'static str],
+    pub kinds: &'static [&'static str],
+    /// The payload tag of the module's first operation.
+    pub base: u8,
+}
+
+/// Writes a module operation's borsh encoding with its variant tag moved up by `base`, so the
+/// module's enum needs no knowledge of where it sits in `Payload`.
+struct Shifted<'w, W: Write> {
+    inner: &'w mut W,
+    base: u8,
+    first: bool,
+}
+
+impl<W: Write> Write for Shifted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.first && !buf.is_empty() {
+            self.first = false;
+            let tag = buf[0].checked_add(self.base).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "payload tag overflows a byte")
+            })?;
+            self.inner.write_all(&[tag])?;
+            self.inner.write_all(&buf[1..])?;
+            return Ok(buf.len());
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn shifted<W: Write>(inner: &mut W, base: u8) -> Shifted<'_, W> {
+    Shifted {
+        inner,
+        base,
+        first: true,
+    }
+}
+
+macro_rules! modules {
+    ($($variant:ident($module:ty, $op:ty, $error:ty) @ $base:literal),* $(,)?) => {
+        /// What a transaction asks the ledger to do: one of the ledger's own operations, or one
+        /// module's. Its JSON form is the operation's (`{"type": "<kind>", ...}`).
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(untagged)]
+        pub enum Payload {
+            Core(CoreOp),
+            $($variant(<$module as Module>::Op),)*
+        }
+
+        /// A module's refusal of an operation.
+        #[derive(Debug, thiserror::Error)]
+        pub enum ModuleFailure {
+            $(#[error(transparent)] $variant(Box<<$module as Module>::Error>),)*
+        }
+
+        impl ModuleFailure {
+            pub fn code(&self) -> &'static str {
+                match self {
+                    $(ModuleFailure::$variant(error) => error.code(),)*
+                }
+            }
+        }
+
+        $(
+            // The list names the module's operation and error types (a trait's associated types
+            // cannot carry these impls); `Module<Op = .., Error = ..>` checks they are the module's.
+            impl From<$op> for Payload {
+                fn from(op: $op) -> Payload {
+                    fn same<M: Module<Op = $op, Error = $error>>() {}
+                    let _ = same::<$module>;
+                    Payload::$variant(op)
+                }
+            }
+            impl From<$error> for TxError {
+                fn from(error: $error) -> TxError {
+                    TxError::Module(ModuleFailure::$variant(Box::new(error)))
+                }
+            }
+        )*
+
+        /// Every registered module, in tag order.
+        pub const MODULES: &[ModuleInfo] = &[
+            $(ModuleInfo {
+                name: <$module as Module>::NAME,
+                prefixes: <$module as Module>::PREFIXES,
+                kinds: <$module as Module>::KINDS,
+                base: $base,
+            },)*
+        ];
+
+        impl Payload {
+            /// The operation's name, as receipts and logs show it.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    Payload::Core(op) => op.kind(),
+                    $(Payload::$variant(op) => <$module as Module>::kind(op),)*
+                }
+            }
+        }
+
+        impl BorshSerialize for Payload {
+            fn serialize<W: Write>(&self, writer: &mut W) -> io::Result<()> {
+                match self {
+                    Payload::Core(op) => BorshSerialize::serialize(op, writer),
+                    $(Payload::$variant(op) => BorshSerialize::serialize(op, &mut shifted(writer, $base)),)*
+                }
+            }
+        }
+
+        impl BorshDeserialize for Payload {
+            fn deserialize_reader<R: Read>(reader: &mut R) -> io::Result<Payload> {
+                let tag = u8::deserialize_reader(reader)?;
+                if usize::from(tag) < CoreOp::KINDS.len() {
+                    return Ok(Payload::Core(CoreOp::deserialize_variant(reader, tag)?));
+                }
+                $(
+                    if tag >= $base && usize::from(tag - $base) < <$module as Module>::KINDS.len() {
+                        return Ok(Payload::$variant(
+                            <<$module as Module>::Op as EnumExt>::deserialize_variant(reader, tag - $base)?,
+                        ));
+                    }
+                )*
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unknown payload tag {tag}"),
+                ))
+            }
+        }
+
+        /// Applies a payload: the ledger's own operation, or a module's through a view limited
+        /// to the module's prefixes.
+        pub(crate) fn apply_payload(
+            payload: &Payload,
+            tx: &TxContext<'_>,
+            state: &mut Overlay<'_>,
+        ) -> Result<(), TxError> {
+            match payload {
+                Payload::Core(op) => crate::core::apply(op, tx, state),
+                $(Payload::$variant(op) => {
+                    let mut view = View::new(state, <$module as Module>::NAME, <$module as Module>::PREFIXES);
+                    Ok(<$module as Module>::apply(op, tx, &mut view)?)
+                })*
+            }
+        }
+
+        /// Checks every module's part of a genesis document.
+        pub fn check_modules_genesis(genesis: &Genesis) -> Result<(), String> {
+            $(<$module as Module>::check_genesis(genesis)?;)*
+            Ok(())
+        }
+
+        /// Writes every module's genesis state.
+        pub(crate) fn modules_genesis(genesis: &Genesis, state: &mut Overlay<'_>) {
+            $({
+                let mut view = View::new(state, <$module as Module>::NAME, <$module as Module>::PREFIXES);
+                <$module as Module>::genesis(genesis, &mut view);
+            })*
+        }
+
+        /// Runs every module's end-of-block hook, in list order.
+        pub(crate) fn modules_end_block(ctx: &BlockContext, state: &mut Overlay<'_>) -> Result<(), StateError> {
+            $({
+                let mut view = View::new(state, <$module as Module>::NAME, <$module as Module>::PREFIXES);
+                <$module as Module>::end_block(ctx, &mut view)?;
+            })*
+            Ok(())
+        }
+
+        /// Describes a state entry under a module's prefix, for display.
+        pub fn describe(key: &str, value: &[u8]) -> Option<serde_json::Value> {
+            $(
+                if <$module as Module>::PREFIXES.iter().any(|prefix| key.starts_with(prefix)) {
+                    return <$module as Module>::describe(key, value);
+                }
+            )*
+            None
+        }
+    };
+}
+
+use medledger_records::{Records, RecordsError, RecordsOp};
+use medledger_supply::{Supply, SupplyError, SupplyPayload};
+
+// The module list. Adding a module is one line here: its `Payload` variant, its module, operation
+// and error types, and the next free payload tag (the last base plus the number of operations of
+// the module before it).
+modules! {
+    Records(Records, RecordsOp, RecordsError) @ 5,
+    Supply(Supply, SupplyPayload, SupplyError) @ 12,
+}
+
+/// The owner of every registered prefix: the ledger's own (`medledger_module::CORE_PREFIXES`)
+/// and each module's.
+pub fn prefix_owners() -> Vec<(&'static str, &'static str)> {
+    let mut owners: Vec<(&str, &str)> = medledger_module::CORE_PREFIXES
+        .iter()
+        .map(|prefix| ("ledger", *prefix))
+        .collect();
+    for module in MODULES {
+        owners.extend(module.prefixes.iter().map(|prefix| (module.name, *prefix)));
+    }
+    owners
+}
+
+/// Checks that every prefix ends in `/` and that no registered prefix begins another, so every
+/// state key has exactly one owner.
+pub fn check_prefixes() -> Result<(), String> {
+    let owners = prefix_owners();
+    for (owner, prefix) in &owners {
+        if !prefix.ends_with('/') || prefix.len() < 2 {
+            return Err(format!(
+                "{owner}'s prefix {prefix:?} must be a name ending in '/'"
+            ));
+        }
+    }
+    for (i, (owner, prefix)) in owners.iter().enumerate() {
+        for (other_owner, other) in &owners[i + 1..] {
+            if prefix.starts_with(other) || other.starts_with(prefix) {
+                return Err(format!(
+                    "prefix {prefix:?} of {owner} overlaps {other:?} of {other_owner}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the payload tag ranges of the ledger and the modules are disjoint.
+pub fn check_tags() -> Result<(), String> {
+    let mut ranges: Vec<(usize, usize, &str)> = vec![(0, CoreOp::KINDS.len(), "ledger")];
+    for module in MODULES {
+        let start = usize::from(module.base);
+        ranges.push((start, start + module.kinds.len(), module.name));
+    }
+    ranges.sort();
+    for pair in ranges.windows(2) {
+        if pair[1].0 < pair[0].1 {
+            return Err(format!(
+                "payload tags of {} ({}..{}) overlap those of {} ({}..{})",
+                pair[1].2, pair[1].0, pair[1].1, pair[0].2, pair[0].0, pair[0].1
+            ));
+        }
+    }
+    match ranges.last() {
+        Some((_, end, name)) if *end > 256 => Err(format!("payload tags of {name} pass 255")),
+        _ => Ok(()),
+    }
+}
+
+impl From<CoreOp> for Payload {
+    fn from(op: CoreOp) -> Payload {
+        Payload::Core(op)
+    }
+}

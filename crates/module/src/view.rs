@@ -1,0 +1,79 @@
+//! The state as one module sees it.
+
+use medledger_state::{Overlay, StateError, StateRead};
+
+use crate::CORE_PREFIXES;
+
+/// A module's window on the block's overlay: writes under the module's own prefixes, reads of
+/// those and of the ledger's identity (`CORE_PREFIXES`).
+pub struct View<'o, 'b> {
+    overlay: &'o mut Overlay<'b>,
+    module: &'static str,
+    own: &'static [&'static str],
+}
+
+impl std::fmt::Debug for View<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("module", &self.module)
+            .finish()
+    }
+}
+
+fn under(prefixes: &[&str], key: &[u8]) -> bool {
+    prefixes
+        .iter()
+        .any(|prefix| key.starts_with(prefix.as_bytes()))
+}
+
+impl<'o, 'b> View<'o, 'b> {
+    pub fn new(
+        overlay: &'o mut Overlay<'b>,
+        module: &'static str,
+        own: &'static [&'static str],
+    ) -> Self {
+        View {
+            overlay,
+            module,
+            own,
+        }
+    }
+
+    /// Writes `key`, which must be under one of the module's prefixes.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.check_write(&key);
+        self.overlay.put(key, value);
+    }
+
+    /// Deletes `key`, which must be under one of the module's prefixes.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.check_write(&key);
+        self.overlay.delete(key);
+    }
+
+    fn check_write(&self, key: &[u8]) {
+        // A module computes its keys from its own key functions; one outside its prefixes is a
+        // bug in the module, never a consequence of input.
+        assert!(
+            under(self.own, key),
+            "module {} wrote {:?}, outside its prefixes {:?}",
+            self.module,
+            String::from_utf8_lossy(key),
+            self.own
+        );
+    }
+}
+
+impl StateRead for View<'_, '_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if under(self.own, key) || under(CORE_PREFIXES, key) {
+            self.overlay.get(key)
+        } else {
+            Err(StateError::Store(format!(
+                "module {} may not read {:?}: it is another module's state",
+                self.module,
+                String::from_utf8_lossy(key)
+            )))
+        }
+    }
+}
