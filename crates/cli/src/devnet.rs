@@ -95,7 +95,7 @@ pub fn create(
         organisations,
         validators,
     };
-    genesis.validate().context("devnet genesis")?;
+    medledger_ledger::check_genesis(&genesis).context("devnet genesis")?;
     let genesis_json = serde_json::to_string_pretty(&genesis)?;
     let peers: Vec<String> = node_keys
         .iter()

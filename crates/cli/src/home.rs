@@ -140,8 +140,7 @@ pub fn read_genesis(path: &Path) -> Result<Genesis> {
         fs::read_to_string(path).with_context(|| format!("reading genesis {}", path.display()))?;
     let genesis: Genesis = serde_json::from_str(&text)
         .with_context(|| format!("parsing genesis {}", path.display()))?;
-    genesis
-        .validate()
+    medledger_ledger::check_genesis(&genesis)
         .with_context(|| format!("genesis {} is invalid", path.display()))?;
     Ok(genesis)
 }
@@ -213,8 +212,7 @@ pub fn init(
                     org: first,
                 }],
             };
-            genesis
-                .validate()
+            medledger_ledger::check_genesis(&genesis)
                 .context("the genesis these options describe is invalid")?;
             genesis
         }

@@ -27,9 +27,16 @@ fn unpack(dir: &Path) -> TestNode {
     std::fs::create_dir_all(home.join("keys")).expect("mkdir");
     std::fs::create_dir_all(home.join("data")).expect("mkdir");
     std::fs::copy(data.join("genesis.json"), home.join("genesis.json")).expect("copy");
-    std::fs::copy(data.join("keys/validator.key"), home.join("keys/validator.key")).expect("copy");
-    std::fs::write(home.join("data/ledger.redb"), read_gz(&data.join("data/ledger.redb.gz")))
-        .expect("store");
+    std::fs::copy(
+        data.join("keys/validator.key"),
+        home.join("keys/validator.key"),
+    )
+    .expect("copy");
+    std::fs::write(
+        home.join("data/ledger.redb"),
+        read_gz(&data.join("data/ledger.redb.gz")),
+    )
+    .expect("store");
     let listen = format!("127.0.0.1:{}", free_port());
     let config = std::fs::read_to_string(data.join("config.toml"))
         .expect("config")
@@ -71,7 +78,10 @@ fn a_store_written_before_the_module_seam_verifies_and_serves_the_same() {
         let key = entry["key"].as_str().expect("key");
         let (status, served) = node.get(&format!("/v1/state/{key}"));
         assert_eq!(status, 200, "state {key}");
-        assert_eq!(&served, &entry["answer"], "state {key} is served differently");
+        assert_eq!(
+            &served, &entry["answer"],
+            "state {key} is served differently"
+        );
     }
     node.stop();
 }

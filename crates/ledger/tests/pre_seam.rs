@@ -18,8 +18,16 @@ fn transactions_written_before_the_module_seam_decode_unchanged() {
             panic!("transaction {height}/{index} ({kind}) no longer decodes: {error}")
         });
         assert_eq!(tx.body.payload.kind(), kind, "{height}/{index}");
-        assert_eq!(tx.to_bytes(), bytes, "{height}/{index} ({kind}) re-encodes differently");
-        assert_eq!(tx.id().to_string(), id, "{height}/{index} ({kind}) has another id");
+        assert_eq!(
+            tx.to_bytes(),
+            bytes,
+            "{height}/{index} ({kind}) re-encodes differently"
+        );
+        assert_eq!(
+            tx.id().to_string(),
+            id,
+            "{height}/{index} ({kind}) has another id"
+        );
         assert!(tx.verify_signature().is_ok(), "{height}/{index} ({kind})");
         kinds.insert(kind);
     }

@@ -54,8 +54,7 @@ pub fn audit_store(
     let genesis = reader
         .genesis()
         .map_err(|error| AuditError::Genesis(error.to_string()))?;
-    genesis
-        .validate()
+    medledger_ledger::check_genesis(&genesis)
         .map_err(|error| AuditError::Genesis(error.to_string()))?;
     let head = reader.head()?;
 

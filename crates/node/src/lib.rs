@@ -233,9 +233,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Node {
     /// Opens (or initialises) the store, checks its head, and starts producing blocks.
     pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        let validators = config
-            .genesis
-            .validate()
+        let validators = medledger_ledger::check_genesis(&config.genesis)
             .map_err(|error| NodeError::Genesis(error.to_string()))?;
         // A node driven by consensus may start outside the set: it follows the chain and votes
         // from the height a governance change adds its key. A single producer must be the set.
