@@ -19,7 +19,8 @@ use axum::{Json, Router};
 use medledger_crypto::{Hash, PublicKey};
 use medledger_fhir::{FhirError, Issue, IssueType, Severity};
 use medledger_ledger::Authority;
-use medledger_node::records::{ImportItem, ReadRequest, Records, ServiceError};
+use medledger_node::ServiceError;
+use medledger_node::records::{ImportItem, ReadRequest, Records};
 use medledger_records::{AccessRule, Purpose, RECORD_CATEGORIES};
 use medledger_types::Role;
 use serde_json::{Value, json};
@@ -137,7 +138,28 @@ fn fhir_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     response
 }
 
-pub fn routes() -> Router<AppState> {
+/// Health records and consent: the FHIR face and the patient's own view.
+pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
+    routes,
+    openapi: <FhirDoc as utoipa::OpenApi>::openapi,
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    metadata,
+    import_bundle,
+    create,
+    update,
+    read,
+    search_all,
+    search_kind,
+    operation,
+    me,
+    bind
+))]
+struct FhirDoc;
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/fhir/metadata", get(metadata))
         .route("/fhir", post(import_bundle).get(search_all))
@@ -192,7 +214,7 @@ fn required(value: &Option<String>, message: &str) -> FhirResult<String> {
 }
 
 fn records(state: &AppState) -> FhirResult<Records> {
-    state.records.clone().ok_or_else(|| {
+    state.services.get::<Records>().ok_or_else(|| {
         FhirFailure::new(
             StatusCode::NOT_IMPLEMENTED,
             IssueType::NotSupported,

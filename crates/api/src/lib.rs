@@ -25,9 +25,7 @@ use medledger_crypto::{Hash, PublicKey};
 use medledger_ledger::Tx;
 use medledger_ledger::TxError;
 use medledger_ledger::light::LightProof;
-use medledger_node::records::Records;
-use medledger_node::supply::Supply;
-use medledger_node::{Inserted, MempoolError, Node, NodeError, SubmitError, TxStatus};
+use medledger_node::{Inserted, MempoolError, Node, NodeError, Services, SubmitError, TxStatus};
 use medledger_types::Height;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -148,13 +146,33 @@ impl From<SubmitError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// What the handlers share: the node, and its records service when it keeps health records.
+/// What the handlers share: the node, its modules' services (found by type), and the replay
+/// memory of signed writes.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub node: Node,
-    pub records: Option<Records>,
-    pub supply: Option<Supply>,
+    pub services: Services,
     pub replay: Arc<auth::ReplayGuard>,
+}
+
+/// What a module adds to the HTTP API: its routes and the OpenAPI description of their paths.
+#[derive(Clone, Copy)]
+pub(crate) struct ModuleApi {
+    pub routes: fn() -> Router<AppState>,
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
+}
+
+/// Every module's API, one line each: health records and consent over FHIR, the supply chain
+/// and EPCIS.
+const MODULE_APIS: &[ModuleApi] = &[fhir::API, supply::API];
+
+/// The node's OpenAPI description: the ledger's own paths and every module's.
+pub fn openapi_doc() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for module in MODULE_APIS {
+        doc.merge((module.openapi)());
+    }
+    doc
 }
 
 impl FromRef<AppState> for Node {
@@ -163,17 +181,18 @@ impl FromRef<AppState> for Node {
     }
 }
 
-/// Builds the router over a running node (and its records and supply services, if any).
-pub fn router(node: Node, records: Option<Records>, supply: Option<Supply>) -> Router {
+/// Builds the router over a running node and the module services it runs.
+pub fn router(node: Node, services: Services) -> Router {
     let app = AppState {
         node,
-        records,
-        supply,
+        services,
         replay: Arc::new(auth::ReplayGuard::default()),
     };
-    Router::new()
-        .merge(fhir::routes())
-        .merge(supply::routes())
+    let mut routes = Router::new();
+    for module in MODULE_APIS {
+        routes = routes.merge((module.routes)());
+    }
+    routes
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -293,7 +312,7 @@ async fn metrics(State(node): State<Node>) -> Response {
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(openapi_doc())
 }
 
 #[utoipa::path(get, path = "/v1/status", responses((status = 200, description = "Chain id, genesis hash, head header, mempool size")))]
@@ -621,24 +640,7 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
         block,
         block_by_hash,
         state,
-        account,
-        fhir::metadata,
-        fhir::import_bundle,
-        fhir::create,
-        fhir::update,
-        fhir::read,
-        fhir::search_all,
-        fhir::search_kind,
-        fhir::operation,
-        fhir::me,
-        fhir::bind,
-        supply::verify,
-        supply::recall_report,
-        supply::trace,
-        supply::label,
-        supply::product,
-        supply::capture,
-        supply::events
+        account
     ),
     components(schemas(ErrorBody, ErrorDetail, SubmitRequest)),
     modifiers(&SignedRequests)
@@ -669,11 +671,10 @@ impl utoipa::Modify for SignedRequests {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Node,
-    records: Option<Records>,
-    supply: Option<Supply>,
+    services: Services,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node, records, supply))
+    axum::serve(listener, router(node, services))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use medledger_crypto::PublicKey;
-use medledger_node::records::ServiceError;
+use medledger_node::ServiceError;
 use medledger_node::supply::{EventQuery, Supply, parse_unit_code};
 use medledger_supply::{Gtin, Item, Sscc};
 use serde::Deserialize;
@@ -20,7 +20,17 @@ use utoipa::ToSchema;
 
 use crate::{ApiError, ApiResult, AppState, auth, blocking};
 
-pub(crate) fn routes() -> Router<AppState> {
+/// The supply chain's part of the API.
+pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
+    routes,
+    openapi: <SupplyDoc as utoipa::OpenApi>::openapi,
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(verify, recall_report, trace, label, product, capture, events))]
+struct SupplyDoc;
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/supply/verify", post(verify))
         .route("/v1/supply/recall-report", get(recall_report))
@@ -54,7 +64,7 @@ impl From<ServiceError> for ApiError {
 }
 
 fn supply(state: &AppState) -> ApiResult<Supply> {
-    state.supply.clone().ok_or_else(|| {
+    state.services.get::<Supply>().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_supply_service",

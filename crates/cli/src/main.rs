@@ -9,6 +9,7 @@ mod bench_supply;
 mod client;
 mod devnet;
 mod home;
+mod modules;
 mod records;
 mod supply;
 
@@ -23,7 +24,6 @@ use medledger_consensus::{EngineSettings, Peer};
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_ledger::CoreOp;
 use medledger_ledger::light::LightProof;
-use medledger_node::records::Records;
 use medledger_node::{BlockSource, Node, NodeConfig};
 use medledger_types::{Genesis, Role, Validator, ValidatorChange};
 use serde_json::Value;
@@ -139,47 +139,11 @@ enum Command {
         #[arg(long)]
         home: PathBuf,
     },
-    /// Health records over the node's FHIR face: import, read, search, audit, erase.
-    Fhir {
-        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
-        node: String,
-        /// The signer's key file: the author, reader or patient.
-        #[arg(long)]
-        key: PathBuf,
-        #[command(subcommand)]
-        command: records::FhirCommand,
-    },
-    /// A patient's consent: grant, revoke, delegates.
-    Consent {
-        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
-        node: String,
-        /// The patient's (or a delegate's) key file.
-        #[arg(long)]
-        key: PathBuf,
-        #[arg(long)]
-        no_wait: bool,
-        #[command(subcommand)]
-        command: records::ConsentCommand,
-    },
-    /// The drug supply chain: register, commission, pack, ship, receive, dispense, recall,
-    /// verify, trace, labels, cold chain and EPCIS capture and query.
-    Supply {
-        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
-        node: String,
-        /// The signer's key file.
-        #[arg(long)]
-        key: PathBuf,
-        #[command(subcommand)]
-        command: supply::SupplyCommand,
-    },
+    /// The modules' commands (`fhir`, `consent`, `supply`, their benchmarks): see modules.rs.
+    #[command(flatten)]
+    Module(modules::ModuleCommand),
     /// Load a node with signed transactions and report throughput and commit latency.
     Bench(bench::BenchArgs),
-    /// Measure health records through the FHIR face: import rate, then consent-checked read
-    /// latency at a fixed rate, each read's access event committed first.
-    BenchRecords(bench_records::RecordsBenchArgs),
-    /// Measure the supply chain: commissioning throughput, verification latency at a fixed
-    /// rate, and the recall report of a lot.
-    BenchSupply(bench_supply::SupplyBenchArgs),
     /// Measure this machine's limits: signature verification, hashing and fsync.
     BenchCrypto {
         /// Where to measure fsync: put it on the disk the node's data lives on.
@@ -418,25 +382,12 @@ fn run(cli: Cli) -> Result<i32> {
             payload,
         } => return run_tx(&Client::new(&node), &key, no_wait, payload),
         Command::Query { node, what } => run_query(&Client::new(&node), what)?,
-        Command::Fhir { node, key, command } => {
-            return records::run_fhir(&Client::new(&node), &key, command);
-        }
-        Command::Consent {
-            node,
-            key,
-            no_wait,
-            command,
-        } => return records::run_consent(&Client::new(&node), &key, no_wait, command),
-        Command::Supply { node, key, command } => {
-            return supply::run(&Client::new(&node), &key, command);
-        }
+        Command::Module(command) => return modules::run(command),
         Command::Proof {
             command: ProofCommand::Verify { proof, genesis },
         } => return verify_proof(&proof, &genesis),
         Command::Verify { home } => return verify_store(&home),
         Command::Bench(args) => bench::run(args)?,
-        Command::BenchRecords(args) => bench_records::run(args)?,
-        Command::BenchSupply(args) => bench_supply::run(args)?,
         Command::BenchCrypto { dir } => bench::crypto(&dir)?,
     }
     Ok(0)
@@ -522,17 +473,11 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
         if let Some(progress) = progress {
             tokio::spawn(catch_up_bar(progress));
         }
-        // Health records: the vault beside the ledger, settled against the chain at start, and
-        // a follower that applies erasures as blocks commit.
-        let vault = medledger_vault::Vault::open(&home.join(&config.data_dir).join("vault"))
-            .context("opening the record vault")?;
-        let records = Records::open(node.clone(), std::sync::Arc::new(vault))
-            .context("opening the records service")?;
-        tokio::spawn(records.clone().follow_erasures());
-        // The supply chain: the EPCIS index beside the ledger, following committed blocks.
-        let supply = medledger_node::supply::Supply::open(node.clone(), &home.join(&config.data_dir).join("epcis"))
-            .context("opening the EPCIS index")?;
-        tokio::spawn(supply.clone().follow_events());
+        // The modules' services (the records vault, the EPCIS index), settled against the chain
+        // at start, each following committed blocks from then on.
+        let services = medledger_node::open_services(&node, &home.join(&config.data_dir))
+            .context("opening the module services")?;
+        services.spawn_followers(&node);
         let engine_failed = async {
             match engine_task {
                 Some(task) => match task.await {
@@ -543,7 +488,7 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
                 None => std::future::pending().await,
             }
         };
-        medledger_api::serve(listener, node.clone(), Some(records), Some(supply), async {
+        medledger_api::serve(listener, node.clone(), services, async {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
                 reason = engine_failed => tracing::error!(%reason, "stopping"),

@@ -18,6 +18,7 @@ mod metrics;
 mod producer;
 pub mod records;
 mod replica;
+pub mod service;
 pub mod supply;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -41,6 +42,7 @@ pub use mempool::{Inserted, MempoolError};
 pub use metrics::Metrics;
 pub use replica::{CLOCK_DRIFT_MAX, InvalidBlock};
 use serde::Serialize;
+pub use service::{Service, ServiceError, Services, open_services};
 use tokio::sync::{mpsc, watch};
 
 /// The most transactions the mempool holds by default.
@@ -907,32 +909,4 @@ fn check_head(reader: &StoreReader, genesis: &Genesis) -> Result<Height, NodeErr
         });
     }
     Ok(head)
-}
-
-/// Runs `step(head)` on a blocking thread each time the committed head moves, until the node
-/// stops: the shape of every follower of committed blocks (erasures, the EPCIS index). A failed
-/// step is logged and retried a second later; a step that catches up to an older head is run
-/// again for the newer one.
-pub async fn follow_head<E: std::fmt::Display + Send + 'static>(
-    node: &Node,
-    what: &'static str,
-    step: impl Fn(Height) -> Result<(), E> + Clone + Send + 'static,
-) {
-    let mut head = node.subscribe_head();
-    loop {
-        let target = *head.borrow_and_update();
-        let run = step.clone();
-        match tokio::task::spawn_blocking(move || run(target)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::error!(%error, what, "following committed blocks failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(_) => return,
-        }
-        if head.changed().await.is_err() {
-            return;
-        }
-    }
 }

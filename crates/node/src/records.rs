@@ -7,7 +7,7 @@
 //! - A read first commits an access event, whose consent decision the ledger computes at that
 //!   block, and releases only what that decision allows.
 //! - An erasure is a transaction; every node that follows the chain shreds what its vault holds for
-//!   the patient once the block is committed (see [`Records::follow_erasures`]).
+//!   the patient once the block is committed (see [`Service::follow`]).
 //!
 //! **Invariant:** no record content leaves this service before the access event that allows it is
 //! durable on chain. **Invariant:** nothing here logs content, FHIR ids or keys.
@@ -28,70 +28,11 @@ use medledger_vault::{Hit, Incoming, PatientRef, Recovery, Sealed, Vault, VaultE
 use rand_core::OsRng;
 use tokio::sync::watch;
 
-use crate::{Node, NodeError, SubmitError, TxStatus};
+use crate::service::{COMMIT_WAIT, Service, ServiceError, wait_committed};
+use crate::{Node, NodeError, TxStatus};
 
 /// How many heights the erasure follower may scan past its saved mark before saving it again.
 pub const ERASURE_MARK_EVERY: Height = 1_000;
-
-/// How long a request waits for its transactions to commit before it answers 503.
-pub const COMMIT_WAIT: Duration = Duration::from_secs(30);
-
-/// Why a request to a node service (records, supply) failed; the API maps each kind to a status.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error("{0}")]
-    Unauthenticated(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Gone(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// A document refused with every reason found (e.g. an EPCIS schema failure).
-    #[error("{message}: {}", reasons.join("; "))]
-    InvalidDocument {
-        message: String,
-        reasons: Vec<String>,
-    },
-    #[error("{0}")]
-    Conflict(String),
-    #[error("the ledger refused the transaction: {reason}")]
-    Refused { code: String, reason: String },
-    #[error("{0}")]
-    Unavailable(String),
-    #[error(transparent)]
-    Node(#[from] NodeError),
-    /// The node's own off-chain storage (the vault, the EPCIS index) failed.
-    #[error("{0}")]
-    Storage(String),
-}
-
-impl From<VaultError> for ServiceError {
-    fn from(error: VaultError) -> Self {
-        match error {
-            VaultError::Busy(_) => ServiceError::Conflict(error.to_string()),
-            VaultError::Invalid(message) => ServiceError::Invalid(message),
-            VaultError::Erased(_) => ServiceError::Gone(error.to_string()),
-            VaultError::NotFound => ServiceError::NotFound(error.to_string()),
-            VaultError::Io(_) | VaultError::Corrupt(_) => ServiceError::Storage(error.to_string()),
-        }
-    }
-}
-
-impl From<SubmitError> for ServiceError {
-    fn from(error: SubmitError) -> Self {
-        match error {
-            SubmitError::Mempool(error) => ServiceError::Unavailable(error.to_string()),
-            SubmitError::Node(error) => ServiceError::Node(error),
-            SubmitError::Tx(error) => ServiceError::Refused {
-                code: error.code().into(),
-                reason: error.to_string(),
-            },
-        }
-    }
-}
 
 /// A resource to import, as the API parsed it. `Debug` leaves out the content.
 #[derive(Clone)]
@@ -176,7 +117,7 @@ pub struct Records {
 
 impl Records {
     /// Settles what a crash left staged, against the chain, and returns the service. Call
-    /// [`Records::follow_erasures`] to apply erasures as blocks commit.
+    /// [`Service::follow`] to apply erasures as blocks commit.
     ///
     /// A batch a crash left staged is kept if the chain holds its versions, and rolled back if
     /// its transaction was never signed or was refused. Otherwise its transaction is submitted
@@ -565,16 +506,6 @@ impl Records {
         Ok(height)
     }
 
-    /// Shreds, block by block, the patients erased on chain. Runs until the node stops; a
-    /// restart resumes from the last height done, so no erasure is ever skipped.
-    pub async fn follow_erasures(self) {
-        let node = self.node.clone();
-        crate::follow_head(&node, "applying erasures", move |target| {
-            self.shred_through(target)
-        })
-        .await;
-    }
-
     fn shred_through(&self, target: Height) -> Result<(), ServiceError> {
         let saved = self.vault.erased_through()?;
         let mut height = (*self.erased_through.borrow()).max(saved);
@@ -681,19 +612,12 @@ impl Records {
     }
 }
 
-/// Waits for a transaction of ours and returns its height if its payload applied.
-pub(crate) async fn wait_committed(node: &Node, tx: Hash) -> Result<Height, ServiceError> {
-    match node.wait_tx(&tx, COMMIT_WAIT).await? {
-        Some(TxStatus::Committed { receipt }) => match receipt.outcome {
-            Outcome::Committed => Ok(receipt.height),
-            Outcome::Rejected { code, reason } => Err(ServiceError::Refused { code, reason }),
-        },
-        Some(TxStatus::Rejected { code, reason }) => Err(ServiceError::Refused { code, reason }),
-        Some(TxStatus::Pending) => Err(ServiceError::Unavailable(format!(
-            "transaction {tx} is not committed yet; it may still commit"
-        ))),
-        None => Err(ServiceError::Unavailable(format!(
-            "transaction {tx} is unknown to this node"
-        ))),
+impl Service for Records {
+    const FOLLOWING: &'static str = "applying erasures";
+
+    /// Shreds, block by block, the patients erased on chain. A restart resumes from the last
+    /// height done, so no erasure is ever skipped.
+    fn follow(&self, head: Height) -> Result<(), ServiceError> {
+        self.shred_through(head)
     }
 }

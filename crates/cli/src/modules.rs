@@ -1,0 +1,73 @@
+//! The modules' commands, listed once: each module's client commands and its benchmark. Adding
+//! a module's commands is one variant here and one arm in [`run`].
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::client::Client;
+use crate::{bench_records, bench_supply, records, supply};
+
+#[derive(Subcommand)]
+pub enum ModuleCommand {
+    /// Health records over the node's FHIR face: import, read, search, audit, erase.
+    Fhir {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file: the author, reader or patient.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: records::FhirCommand,
+    },
+    /// A patient's consent: grant, revoke, delegates.
+    Consent {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The patient's (or a delegate's) key file.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        no_wait: bool,
+        #[command(subcommand)]
+        command: records::ConsentCommand,
+    },
+    /// The drug supply chain: register, commission, pack, ship, receive, dispense, recall,
+    /// verify, trace, labels, cold chain and EPCIS capture and query.
+    Supply {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: supply::SupplyCommand,
+    },
+    /// Measure health records through the FHIR face: import rate, then consent-checked read
+    /// latency at a fixed rate, each read's access event committed first.
+    BenchRecords(bench_records::RecordsBenchArgs),
+    /// Measure the supply chain: commissioning throughput, verification latency at a fixed
+    /// rate, and the recall report of a lot.
+    BenchSupply(bench_supply::SupplyBenchArgs),
+}
+
+/// Runs a module's command; returns the process exit code.
+pub fn run(command: ModuleCommand) -> Result<i32> {
+    match command {
+        ModuleCommand::Fhir { node, key, command } => {
+            records::run_fhir(&Client::new(&node), &key, command)
+        }
+        ModuleCommand::Consent {
+            node,
+            key,
+            no_wait,
+            command,
+        } => records::run_consent(&Client::new(&node), &key, no_wait, command),
+        ModuleCommand::Supply { node, key, command } => {
+            supply::run(&Client::new(&node), &key, command)
+        }
+        ModuleCommand::BenchRecords(args) => bench_records::run(args).map(|()| 0),
+        ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),
+    }
+}

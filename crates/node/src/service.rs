@@ -1,0 +1,188 @@
+//! Node services: what a module keeps beside the ledger on this node (the records vault, the
+//! EPCIS index) and how it follows committed blocks. Each module's service implements
+//! [`Service`]; [`Services`] holds them, opened once by [`open_services`] (the one list), and runs
+//! every follower. The API finds a module's service by its type.
+
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use medledger_crypto::Hash;
+use medledger_types::{Height, Outcome};
+use medledger_vault::VaultError;
+
+use crate::records::Records;
+use crate::supply::Supply;
+use crate::{Node, NodeError, SubmitError, TxStatus};
+
+/// How long a request waits for its transactions to commit before it answers 503.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(30);
+
+/// Why a request to a node service (records, supply) failed; the API maps each kind to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// A document refused with every reason found (e.g. an EPCIS schema failure).
+    #[error("{message}: {}", reasons.join("; "))]
+    InvalidDocument {
+        message: String,
+        reasons: Vec<String>,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the ledger refused the transaction: {reason}")]
+    Refused { code: String, reason: String },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The node's own off-chain storage (the vault, the EPCIS index) failed.
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl From<VaultError> for ServiceError {
+    fn from(error: VaultError) -> Self {
+        match error {
+            VaultError::Busy(_) => ServiceError::Conflict(error.to_string()),
+            VaultError::Invalid(message) => ServiceError::Invalid(message),
+            VaultError::Erased(_) => ServiceError::Gone(error.to_string()),
+            VaultError::NotFound => ServiceError::NotFound(error.to_string()),
+            VaultError::Io(_) | VaultError::Corrupt(_) => ServiceError::Storage(error.to_string()),
+        }
+    }
+}
+
+impl From<SubmitError> for ServiceError {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::Mempool(error) => ServiceError::Unavailable(error.to_string()),
+            SubmitError::Node(error) => ServiceError::Node(error),
+            SubmitError::Tx(error) => ServiceError::Refused {
+                code: error.code().into(),
+                reason: error.to_string(),
+            },
+        }
+    }
+}
+
+/// Waits for a transaction of ours and returns its height if its payload applied.
+pub(crate) async fn wait_committed(node: &Node, tx: Hash) -> Result<Height, ServiceError> {
+    match node.wait_tx(&tx, COMMIT_WAIT).await? {
+        Some(TxStatus::Committed { receipt }) => match receipt.outcome {
+            Outcome::Committed => Ok(receipt.height),
+            Outcome::Rejected { code, reason } => Err(ServiceError::Refused { code, reason }),
+        },
+        Some(TxStatus::Rejected { code, reason }) => Err(ServiceError::Refused { code, reason }),
+        Some(TxStatus::Pending) => Err(ServiceError::Unavailable(format!(
+            "transaction {tx} is not committed yet; it may still commit"
+        ))),
+        None => Err(ServiceError::Unavailable(format!(
+            "transaction {tx} is unknown to this node"
+        ))),
+    }
+}
+
+/// A module's service on this node.
+pub trait Service: Any + Clone + Send + Sync + 'static {
+    /// What following committed blocks does, for logs (`applying erasures`).
+    const FOLLOWING: &'static str;
+
+    /// Brings what the service keeps up to date with the committed blocks through `head` (the
+    /// erasures to shred, the EPCIS events to index). Runs on a blocking thread; a failure is
+    /// logged and the step retried a second later.
+    fn follow(&self, head: Height) -> Result<(), ServiceError>;
+}
+
+type Follower = Arc<dyn Fn(Height) -> Result<(), ServiceError> + Send + Sync>;
+
+/// The services of this node, by type.
+#[derive(Clone, Default)]
+pub struct Services {
+    by_type: BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    followers: Vec<(&'static str, Follower)>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let following: Vec<&str> = self.followers.iter().map(|(what, _)| *what).collect();
+        f.debug_struct("Services")
+            .field("following", &following)
+            .finish()
+    }
+}
+
+impl Services {
+    /// Adds a service. A second service of the same type replaces the first.
+    pub fn register<S: Service>(&mut self, service: S) {
+        let follower = service.clone();
+        self.by_type.insert(TypeId::of::<S>(), Arc::new(service));
+        self.followers
+            .push((S::FOLLOWING, Arc::new(move |head| follower.follow(head))));
+    }
+
+    /// The service of type `S`, if this node runs it.
+    pub fn get<S: Service>(&self) -> Option<S> {
+        self.by_type
+            .get(&TypeId::of::<S>())
+            .and_then(|service| service.downcast_ref::<S>())
+            .cloned()
+    }
+
+    /// Runs every service's follower until the node stops.
+    pub fn spawn_followers(&self, node: &Node) {
+        for (what, step) in &self.followers {
+            let (node, what, step) = (node.clone(), *what, step.clone());
+            tokio::spawn(async move { follow_head(&node, what, move |head| step(head)).await });
+        }
+    }
+}
+
+/// Opens every module's service of this node, with its state under `data_dir` (the records vault
+/// in `vault/`, the EPCIS index in `epcis/`). Adding a module's service is one line here.
+pub fn open_services(node: &Node, data_dir: &Path) -> Result<Services, ServiceError> {
+    let mut services = Services::default();
+    let vault = medledger_vault::Vault::open(&data_dir.join("vault"))?;
+    services.register(Records::open(node.clone(), Arc::new(vault))?);
+    services.register(Supply::open(node.clone(), &data_dir.join("epcis"))?);
+    Ok(services)
+}
+
+/// Runs `step(head)` on a blocking thread each time the committed head moves, until the node
+/// stops: the shape of every follower of committed blocks (erasures, the EPCIS index). A failed
+/// step is logged and retried a second later; a step that catches up to an older head is run
+/// again for the newer one.
+pub async fn follow_head<E: std::fmt::Display + Send + 'static>(
+    node: &Node,
+    what: &'static str,
+    step: impl Fn(Height) -> Result<(), E> + Clone + Send + 'static,
+) {
+    let mut head = node.subscribe_head();
+    loop {
+        let target = *head.borrow_and_update();
+        let run = step.clone();
+        match tokio::task::spawn_blocking(move || run(target)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, what, "following committed blocks failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(_) => return,
+        }
+        if head.changed().await.is_err() {
+            return;
+        }
+    }
+}
