@@ -3,7 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(block) = medledger_types::Block::from_bytes(data) {
+    if let Ok(block) = medledger_ledger::Block::from_bytes(data) {
         assert_eq!(block.to_bytes(), data);
     }
 });

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(tx) = medledger_types::Tx::from_bytes(data) {
+    if let Ok(tx) = medledger_ledger::Tx::from_bytes(data) {
         assert_eq!(tx.to_bytes(), data);
         let _ = tx.verify_signature();
     }
