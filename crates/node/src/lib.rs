@@ -88,6 +88,8 @@ pub enum NodeError {
     Block(#[from] BlockError),
     #[error("invalid genesis: {0}")]
     Genesis(String),
+    #[error("the module registry of this build is inconsistent: {0}")]
+    Registry(String),
     #[error("the store is tampered or corrupt at height {height}: {reason}")]
     Tampered { height: Height, reason: String },
     #[error("validator key {0} is not in the genesis validator set")]
@@ -235,6 +237,11 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Node {
     /// Opens (or initialises) the store, checks its head, and starts producing blocks.
     pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        // The module list is code: an overlap of state prefixes or payload tags is a bug in this
+        // build, and no block may be executed with it.
+        medledger_ledger::registry::check_prefixes()
+            .and_then(|()| medledger_ledger::registry::check_tags())
+            .map_err(NodeError::Registry)?;
         let validators = medledger_ledger::check_genesis(&config.genesis)
             .map_err(|error| NodeError::Genesis(error.to_string()))?;
         // A node driven by consensus may start outside the set: it follows the chain and votes
