@@ -77,3 +77,50 @@ impl StateRead for View<'_, '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use medledger_state::{MemoryTree, Snapshot};
+
+    use super::*;
+
+    const OWN: &[&str] = &["claim/", "claim-index/"];
+
+    fn check(view: &View<'_, '_>, key: &str, readable: bool) {
+        assert_eq!(view.get(key.as_bytes()).is_ok(), readable, "{key}");
+    }
+
+    #[test]
+    fn a_view_reads_its_own_and_the_ledgers_state_and_writes_only_its_own() {
+        let tree = MemoryTree::default();
+        let base = Snapshot {
+            reader: &tree,
+            version: None,
+        };
+        let mut overlay = Overlay::new(&base);
+        overlay.put(b"unit/x".to_vec(), b"another module's".to_vec());
+        let mut view = View::new(&mut overlay, "claims", OWN);
+        view.put(b"claim/1".to_vec(), b"v".to_vec());
+        view.delete(b"claim-index/2".to_vec());
+        assert_eq!(view.get(b"claim/1").expect("own"), Some(b"v".to_vec()));
+        check(&view, "member/k", true);
+        check(&view, "chain/head", true);
+        check(&view, "unit/x", false);
+        check(&view, "claims/1", false);
+        check(&view, "claim", false);
+        let error = view.get(b"unit/x").expect_err("foreign");
+        assert!(
+            error.to_string().contains("another module's state"),
+            "{error}"
+        );
+        // A write outside the module's prefixes is a bug in the module: it stops the node.
+        let outside = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            view.put(b"member/k".to_vec(), b"forged".to_vec())
+        }));
+        assert!(outside.is_err());
+        overlay.commit_tx();
+        let writes = overlay.into_writes();
+        assert!(writes.contains_key(b"claim/1".as_slice()));
+        assert!(!writes.contains_key(b"member/k".as_slice()));
+    }
+}
