@@ -160,7 +160,7 @@ impl medledger_module::ModuleError for SupplyError {
 }
 
 fn invalid(message: impl Into<String>) -> SupplyError {
-    SupplyError::Invalid(message.into()).into()
+    SupplyError::Invalid(message.into())
 }
 
 // State keys. Readable text, so a proof names what it proves.
@@ -390,8 +390,7 @@ pub fn capture_epcis(
                 return Err(SupplyError::NotASupplyActor {
                     key: *capturer,
                     why: "the capturer is not an unrevoked member of the node's organisation",
-                }
-                .into());
+                });
             }
         }
     };
@@ -456,8 +455,7 @@ fn check_prefix(
                 key: key.to_string(),
                 prefix: prefix.to_string(),
                 holder,
-            }
-            .into());
+            });
         }
     }
     Ok(())
@@ -498,8 +496,7 @@ fn require_goods(actor: &Actor) -> Result<(), SupplyError> {
         Err(SupplyError::NotASupplyActor {
             key: actor.key,
             why: "only an organisation's root key, node, manufacturers, distributors and pharmacies handle goods",
-        }
-        .into())
+        })
     }
 }
 
@@ -519,7 +516,7 @@ fn push_step(history: &mut Vec<Step>, item: &Item, step: Step) -> Result<(), Sup
         HISTORY_STEPS_MAX - HISTORY_STEPS_RESERVED
     };
     if history.len() >= limit {
-        return Err(SupplyError::HistoryFull(item.clone()).into());
+        return Err(SupplyError::HistoryFull(item.clone()));
     }
     history.push(step);
     Ok(())
@@ -543,11 +540,11 @@ impl Stored {
         match item {
             Item::Unit(id) => match unit(state, id)? {
                 Some(found) => Ok(Stored::Unit(id.clone(), found)),
-                None => Err(SupplyError::UnknownItem(item.clone()).into()),
+                None => Err(SupplyError::UnknownItem(item.clone())),
             },
             Item::Container(sscc) => match container(state, sscc)? {
                 Some(found) => Ok(Stored::Container(*sscc, found)),
-                None => Err(SupplyError::UnknownItem(item.clone()).into()),
+                None => Err(SupplyError::UnknownItem(item.clone())),
             },
         }
     }
@@ -658,18 +655,17 @@ impl Stored {
     fn check_loose_held(&self, org: &str) -> Result<(), SupplyError> {
         let item = self.item();
         if let Some(parent) = self.parent() {
-            return Err(SupplyError::Packed { item, parent }.into());
+            return Err(SupplyError::Packed { item, parent });
         }
         if self.owner() != org {
             return Err(SupplyError::NotInCustody {
                 item,
                 custodian: self.owner().to_string(),
                 org: org.to_string(),
-            }
-            .into());
+            });
         }
         if let Some(shipment) = self.shipment() {
-            return Err(SupplyError::InTransit { item, shipment }.into());
+            return Err(SupplyError::InTransit { item, shipment });
         }
         Ok(())
     }
@@ -683,8 +679,7 @@ impl Stored {
             return Err(SupplyError::NotActive {
                 unit: id.clone(),
                 status: unit.status,
-            }
-            .into());
+            });
         }
         Ok(())
     }
@@ -696,7 +691,7 @@ fn load_distinct(state: &dyn StateRead, items: &[Item]) -> Result<Vec<Stored>, S
         .iter()
         .map(|item| {
             if !seen.insert(item) {
-                return Err(SupplyError::Duplicate(item.clone()).into());
+                return Err(SupplyError::Duplicate(item.clone()));
             }
             Stored::load(state, item)
         })
@@ -726,7 +721,7 @@ fn apply_op(
             check_prefix(state, actor, gln, gln)?;
             check_text("a location name", name)?;
             if location(state, gln)?.is_some() {
-                return Err(SupplyError::LocationExists(gln.clone()).into());
+                return Err(SupplyError::LocationExists(gln.clone()));
             }
             state.put(
                 key_location(gln),
@@ -769,8 +764,7 @@ fn apply_op(
                     gtin: *gtin,
                     owner: registered.owner,
                     what: "recall its lots",
-                }
-                .into());
+                });
             }
             let mut entry =
                 self::lot(state, gtin, lot)?.ok_or_else(|| SupplyError::UnknownLot {
@@ -781,8 +775,7 @@ fn apply_op(
                 return Err(SupplyError::AlreadyRecalled {
                     gtin: *gtin,
                     lot: lot.clone(),
-                }
-                .into());
+                });
             }
             entry.recall = Some(RecallNotice {
                 reason: reason.clone(),
@@ -819,8 +812,7 @@ fn register_product(
         return Err(SupplyError::NotASupplyActor {
             key: actor.key,
             why: "only a manufacturer registers products",
-        }
-        .into());
+        });
     }
     check_text("a product name", &spec.name)?;
     // The indicator digit comes before the company prefix.
@@ -831,7 +823,7 @@ fn register_product(
         return Err(invalid("a storage range's minimum is above its maximum"));
     }
     if product(state, &spec.gtin)?.is_some() {
-        return Err(SupplyError::ProductExists(spec.gtin).into());
+        return Err(SupplyError::ProductExists(spec.gtin));
     }
     state.put(
         key_product(&spec.gtin),
@@ -861,8 +853,7 @@ fn commission(
             gtin: *gtin,
             owner: registered.owner,
             what: "commission its units",
-        }
-        .into());
+        });
     }
     check_cset82("a lot", lot).map_err(invalid)?;
     op.items("a commissioning", serials.len(), UNITS_PER_COMMISSION_MAX)?;
@@ -880,8 +871,7 @@ fn commission(
             lot: lot.to_string(),
             on_chain: entry.expiry,
             got: expiry,
-        }
-        .into());
+        });
     }
     let mut seen = std::collections::BTreeSet::new();
     for serial in serials {
@@ -891,11 +881,11 @@ fn commission(
             serial: serial.clone(),
         };
         if !seen.insert(serial) {
-            return Err(SupplyError::Duplicate(Item::Unit(id)).into());
+            return Err(SupplyError::Duplicate(Item::Unit(id)));
         }
         let key = key_unit(&id);
         if state.get(&key)?.is_some() {
-            return Err(SupplyError::UnitExists(id).into());
+            return Err(SupplyError::UnitExists(id));
         }
         let unit = Unit {
             lot: lot.to_string(),
@@ -961,7 +951,7 @@ fn pack(
         }
     };
     if parent_entry.children.len() + children.len() > CONTAINER_CHILDREN_MAX {
-        return Err(SupplyError::ContainerFull(*parent).into());
+        return Err(SupplyError::ContainerFull(*parent));
     }
     for mut child in load_distinct(state, children)? {
         if child.item() == parent_item {
@@ -973,7 +963,7 @@ fn pack(
         // The parent is loose, so it has no ancestors a child could be: no cycle can form.
         let depth = child.depth() + 1;
         if depth as usize > NESTING_DEPTH_MAX {
-            return Err(SupplyError::TooDeep(*parent).into());
+            return Err(SupplyError::TooDeep(*parent));
         }
         parent_entry.depth = parent_entry.depth.max(depth);
         merge_products(&mut parent_entry.products, &child.products());
@@ -1025,7 +1015,7 @@ fn unpack(
     {
         let inside: std::collections::BTreeSet<&Item> = parent_entry.children.iter().collect();
         if let Some(missing) = chosen.iter().find(|item| !inside.contains(item)) {
-            return Err(SupplyError::NotInContainer(missing.clone(), *parent).into());
+            return Err(SupplyError::NotInContainer(missing.clone(), *parent));
         }
     }
     let wanted: std::collections::BTreeSet<&Item> = chosen.iter().collect();
@@ -1067,10 +1057,10 @@ fn ship(
     op.items("a shipment", items.len(), ITEMS_PER_OP_MAX)?;
     check_location(location)?;
     if to == actor.org {
-        return Err(SupplyError::ShipToSelf.into());
+        return Err(SupplyError::ShipToSelf);
     }
     if state.get(&key_org(to))?.is_none() {
-        return Err(SupplyError::UnknownOrganisation(to.to_string()).into());
+        return Err(SupplyError::UnknownOrganisation(to.to_string()));
     }
     let id = shipment_id(&op.tx, op.op);
     let mut products = Vec::new();
@@ -1120,11 +1110,10 @@ fn receive(
             shipment: *id,
             to: entry.to,
             org: actor.org.clone(),
-        }
-        .into());
+        });
     }
     if entry.received_at.is_some() {
-        return Err(SupplyError::AlreadyReceived(*id).into());
+        return Err(SupplyError::AlreadyReceived(*id));
     }
     op.spend(entry.items.len())?;
     for item in &entry.items {
@@ -1171,8 +1160,7 @@ fn set_status(
                     unit: id,
                     from,
                     to: status,
-                }
-                .into());
+                });
             }
         };
         entry.status = status;
@@ -1199,7 +1187,7 @@ fn attach_sensor(
             if record.org == actor.org
                 && record.role == Role::Device
                 && record.revoked_at.is_none() => {}
-        _ => return Err(SupplyError::NotADevice(*device).into()),
+        _ => return Err(SupplyError::NotADevice(*device)),
     }
     if let Some(range) = band
         && range.min_milli_c > range.max_milli_c
@@ -1249,8 +1237,7 @@ fn check_place(state: &dyn StateRead, actor: &Actor, place: &Place) -> Result<()
                         item: item.clone(),
                         custodian,
                         org: actor.org.clone(),
-                    }
-                    .into());
+                    });
                 }
             }
         }
@@ -1297,10 +1284,10 @@ fn record_readings(
     let entry = sensor(state, device)?;
     let device_org = match member(state, device)? {
         Some(record) if record.role == Role::Device && record.revoked_at.is_none() => record.org,
-        _ => return Err(SupplyError::NotADevice(*device).into()),
+        _ => return Err(SupplyError::NotADevice(*device)),
     };
     if device_org != actor.org || (actor.key != *device && !actor.handles_goods()) {
-        return Err(SupplyError::NotADevice(*device).into());
+        return Err(SupplyError::NotADevice(*device));
     }
     let (place, band) = match (place, &entry) {
         (Some(place), _) => {
@@ -1312,7 +1299,7 @@ fn record_readings(
             (place.clone(), band)
         }
         (None, Some(attached)) => (attached.place.clone(), attached.band),
-        (None, None) => return Err(SupplyError::SensorNotAttached(*device).into()),
+        (None, None) => return Err(SupplyError::SensorNotAttached(*device)),
     };
     let excursion = |reading: &Reading| Excursion {
         device: *device,
