@@ -4,14 +4,14 @@
 //! - `cargo xtask sim --seeds <count> [--first <seed>] [--release]`: runs the deterministic
 //!   simulation (`crates/sim`) over `count` seeds from `first` (default 0), on every core.
 //! - `cargo xtask sim --seed <seed> [--release]`: replays one seed and prints its run.
-//! - `--restream-own` runs either with the adapter's first, broken restream rule instead of
-//!   Tendermint's, which the adapter follows now (see `medledger_sim::Restream`).
+//! - `--flaw <name>` runs either with a deliberately wrong rule injected into the consensus host
+//!   (see `medledger_sim::Flaw`), to see what the checkers make of it.
 
 use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage:
-  cargo xtask sim --seeds <count> [--first <seed>] [--release] [--restream-own]
-  cargo xtask sim --seed <seed> [--release] [--restream-own]";
+  cargo xtask sim --seeds <count> [--first <seed>] [--release] [--flaw <name>]
+  cargo xtask sim --seed <seed> [--release] [--flaw <name>]";
 
 /// What `cargo xtask sim` was asked to run.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,7 +20,8 @@ struct SimArgs {
     seeds: Option<u64>,
     first: Option<u64>,
     release: bool,
-    restream_own: bool,
+    /// A deliberately wrong host rule, by the name `MEDLEDGER_SIM_FLAW` takes.
+    flaw: Option<String>,
 }
 
 fn parse_sim(args: &[String]) -> Result<SimArgs, String> {
@@ -29,7 +30,7 @@ fn parse_sim(args: &[String]) -> Result<SimArgs, String> {
         seeds: None,
         first: None,
         release: false,
-        restream_own: false,
+        flaw: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -46,7 +47,7 @@ fn parse_sim(args: &[String]) -> Result<SimArgs, String> {
             "--seeds" => parsed.seeds = Some(number("--seeds")?),
             "--first" => parsed.first = Some(number("--first")?),
             "--release" => parsed.release = true,
-            "--restream-own" => parsed.restream_own = true,
+            "--flaw" => parsed.flaw = Some(args.next().ok_or("--flaw needs a name")?.clone()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -69,8 +70,8 @@ fn sim_command(args: &SimArgs) -> (Vec<String>, Vec<(&'static str, String)>) {
     }
     cargo.extend(["--", "seeds_hold_invariants", "--nocapture"].map(String::from));
     let mut env = Vec::new();
-    if args.restream_own {
-        env.push(("MEDLEDGER_SIM_RESTREAM", "own".into()));
+    if let Some(flaw) = &args.flaw {
+        env.push(("MEDLEDGER_SIM_FLAW", flaw.clone()));
     }
     if let Some(seed) = args.seed {
         env.push(("MEDLEDGER_SIM_SEED", seed.to_string()));

@@ -9,9 +9,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use malachitebft_core_consensus::{Input, PeerId, SignedConsensusMsg};
 use malachitebft_core_types::Round;
+use medledger_consensus::host::{Flaw, HostConfig};
 use medledger_consensus::context::{BlockId, LedgerContext, Proposal};
 use medledger_crypto::{Hash, SecretKey, hash_tagged, sha256};
 use medledger_types::{Block, Genesis, Organisation, Payload, Tx, TxBody, Validator};
@@ -21,7 +23,7 @@ use rand_core::{RngCore, SeedableRng};
 use crate::check::{self, Decision, StoredHeight, Violation};
 use crate::net::{Event, MESSAGE_KINDS, Message, Queue};
 use crate::plan::{FaultPlan, VALIDATORS};
-use crate::replica::{Action, Built, Replica, Restream, conflicting_vote};
+use crate::replica::{Action, Build, Built, Replica, conflicting_vote};
 use crate::{Report, SimError};
 
 /// How many heights every honest validator must gain once the faults end.
@@ -98,14 +100,15 @@ struct Sim {
     _dir: tempfile::TempDir,
 }
 
-/// Runs the simulation for `seed` with the adapter's own rules, and checks it.
+/// Runs the simulation for `seed` with the node's own consensus host, and checks it.
 pub fn run(seed: u64) -> Result<Report, SimError> {
-    run_with(seed, Restream::default())
+    run_with(seed, None)
 }
 
-/// Runs the simulation for `seed` with the given restream rule, and checks it.
-pub fn run_with(seed: u64, restream: Restream) -> Result<Report, SimError> {
-    let mut sim = Sim::new(seed, restream)?;
+/// Runs the simulation for `seed` with the honest validators' hosts bent by `flaw` (none: the
+/// node's rules), and checks it.
+pub fn run_with(seed: u64, flaw: Option<Flaw>) -> Result<Report, SimError> {
+    let mut sim = Sim::new(seed, flaw)?;
     sim.start()?;
     let deadline_ms = sim.plan.faults_end_ms + PROGRESS_WINDOW_MS;
     let mut target = None;
@@ -131,7 +134,7 @@ pub fn run_with(seed: u64, restream: Restream) -> Result<Report, SimError> {
 }
 
 impl Sim {
-    fn new(seed: u64, restream: Restream) -> Result<Sim, SimError> {
+    fn new(seed: u64, flaw: Option<Flaw>) -> Result<Sim, SimError> {
         let plan = FaultPlan::from_seed(seed);
         let dir = tempfile::Builder::new()
             .prefix("medledger-sim-")
@@ -191,7 +194,10 @@ impl Sim {
                     dir.path().join(format!("node{index}")),
                     public.clone(),
                     peers.clone(),
-                    restream,
+                    HostConfig {
+                        flaw,
+                        ..HostConfig::default()
+                    },
                 )
             })
             .collect();
@@ -285,7 +291,8 @@ impl Sim {
                 node,
                 height,
                 round,
-            } => self.build_value(node, height, round),
+                timeout,
+            } => self.build_value(node, height, round, timeout),
             Event::Crash { node } => {
                 self.stats.crashes += 1;
                 self.replicas[node].crash();
@@ -406,6 +413,7 @@ impl Sim {
                 Action::BuildValue {
                     height,
                     round,
+                    timeout,
                     after_ms,
                 } => self.queue.push(
                     self.now_ms + after_ms,
@@ -413,6 +421,7 @@ impl Sim {
                         node,
                         height,
                         round,
+                        timeout,
                     },
                 ),
                 Action::Judged { hash, valid } => {
@@ -507,12 +516,28 @@ impl Sim {
         1 << peers[(self.rng.next_u64() % peers.len() as u64) as usize]
     }
 
-    fn build_value(&mut self, node: usize, height: u64, round: Round) -> Result<(), SimError> {
-        let Some(Built { block, actions }) =
-            self.replicas[node].build_value(height, round, self.now_ms)?
-        else {
-            return Ok(());
-        };
+    fn build_value(
+        &mut self,
+        node: usize,
+        height: u64,
+        round: Round,
+        timeout: Duration,
+    ) -> Result<(), SimError> {
+        let Built { block, actions } =
+            match self.replicas[node].build_value(height, round, timeout, self.now_ms)? {
+                Build::Built(built) => built,
+                Build::Wait(pause) => {
+                    let event = Event::BuildValue {
+                        node,
+                        height,
+                        round,
+                        timeout,
+                    };
+                    self.queue.push(self.now_ms + pause.as_millis() as u64, event);
+                    return Ok(());
+                }
+                Build::Nothing => return Ok(()),
+            };
         if node == self.plan.byzantine {
             self.plan_misbehaviour(node, &block, round)?;
         }
