@@ -88,11 +88,9 @@ pub enum Flaw {
     /// built itself, and a peer accepts only blocks whose header names the sender. A locked block
     /// built by another validator then never reaches a peer that missed it, and some runs stall.
     OwnBlocksOnly,
-    /// The proposer restreams nothing when the engine re-proposes a locked block, so a round led
-    /// by a locked validator never carries a block.
-    NoRestream,
-    /// Proposals for heights this node has not reached are dropped instead of kept.
-    NoFutureBlocks,
+    /// No decided block is served to a peer catching up, as if this node kept no history: a
+    /// validator that falls behind never catches up.
+    NoHistory,
 }
 
 /// A complete block a peer proposed: the round it was streamed for, its proof-of-lock round
@@ -362,12 +360,13 @@ impl<J: BlockJournal> Host<J> {
     /// rule). The caller publishes it with the engine's valid round as its proof-of-lock round.
     pub fn restream(&self, height: Height, value_id: &BlockId) -> Option<Arc<Block>> {
         let block = self.held(&value_id.0)?;
-        let refused = match self.config.flaw {
-            Some(Flaw::OwnBlocksOnly) => block.header.proposer != self.node.validator_key(),
-            Some(Flaw::NoRestream) => true,
-            _ => false,
-        };
-        (block.header.height == height.0 && !refused).then_some(block)
+        let own_only = self.config.flaw == Some(Flaw::OwnBlocksOnly);
+        if block.header.height != height.0
+            || own_only && block.header.proposer != self.node.validator_key()
+        {
+            return None;
+        }
+        Some(block)
     }
 
     /// Commits the block the engine decided, with its certificate.
@@ -398,6 +397,9 @@ impl<J: BlockJournal> Host<J> {
         range: RangeInclusive<Height>,
     ) -> Vec<RawDecidedValue<LedgerContext>> {
         let (start, end) = (range.start().0, range.end().0);
+        if self.config.flaw == Some(Flaw::NoHistory) {
+            return Vec::new();
+        }
         let end = end.min(start.saturating_add(SYNC_BATCH_MAX - 1));
         let mut values = Vec::new();
         let mut bytes_total = 0usize;
@@ -511,9 +513,7 @@ impl<J: BlockJournal> Host<J> {
     }
 
     fn keep_future(&mut self, height: Height, offer: Offer) {
-        if height.0 > self.height.0 + FUTURE_HEIGHTS_MAX
-            || self.config.flaw == Some(Flaw::NoFutureBlocks)
-        {
+        if height.0 > self.height.0 + FUTURE_HEIGHTS_MAX {
             return;
         }
         let kept = self.future.entry(height).or_default();
