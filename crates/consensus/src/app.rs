@@ -382,7 +382,9 @@ pub async fn run(
                 certificate, reply, ..
             } => {
                 let height = certificate.height;
-                state.with_host(move |host| host.decide(&certificate)).await?;
+                state
+                    .with_host(move |host| host.decide(&certificate))
+                    .await?;
                 tracing::debug!(height = height.0, "committed");
                 let _ = reply.send(());
             }

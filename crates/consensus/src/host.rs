@@ -454,19 +454,27 @@ impl<J: BlockJournal> Host<J> {
 
     /// Checks a complete block against the head, journals it if the engine may vote for it, and
     /// records the verdict.
-    fn judge(&mut self, offer: Offer, origin: Origin, time_ms: u64) -> ProposedValue<LedgerContext> {
+    fn judge(
+        &mut self,
+        offer: Offer,
+        origin: Origin,
+        time_ms: u64,
+    ) -> ProposedValue<LedgerContext> {
         let block = offer.block;
         let hash = block.hash();
         // A proposal is durable before the engine may vote for it (see `journal`). A synced block
         // comes with its certificate and no vote of this node's, and sync fetches it again after
         // a crash, so catch-up pays no fsync per height.
-        let verdict = self.node.validate(&block, time_ms).and_then(|()| match origin {
-            Origin::Proposal => self
-                .journal
-                .save(&block)
-                .map_err(|error| InvalidBlock::Invalid(format!("journalling it: {error}"))),
-            Origin::Sync => Ok(()),
-        });
+        let verdict = self
+            .node
+            .validate(&block, time_ms)
+            .and_then(|()| match origin {
+                Origin::Proposal => self
+                    .journal
+                    .save(&block)
+                    .map_err(|error| InvalidBlock::Invalid(format!("journalling it: {error}"))),
+                Origin::Sync => Ok(()),
+            });
         let validity = match verdict {
             Ok(()) => Validity::Valid,
             Err(error) => {
@@ -543,5 +551,308 @@ impl<J: BlockJournal> Host<J> {
             .get(hash)
             .map(|candidate| candidate.block.clone())
             .or_else(|| self.journalled.get(hash).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::MemoryJournal;
+    use medledger_crypto::SecretKey;
+    use medledger_node::{BlockSource, NodeConfig};
+    use medledger_types::{Genesis, Organisation, Validator};
+
+    const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
+    /// A proposer's clock a second after genesis.
+    const TIME_MS: u64 = GENESIS_TIME_MS + 1_000;
+
+    /// Four validators' nodes on one genesis, each on its own store, at height 1.
+    struct Network {
+        keys: Vec<SecretKey>,
+        nodes: Vec<Node>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Network {
+        fn new() -> Network {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let keys: Vec<SecretKey> = (1..=4).map(SecretKey::from_seed).collect();
+            let genesis = Genesis {
+                chain_id: "host-test".into(),
+                genesis_time_ms: GENESIS_TIME_MS,
+                organisations: (0..4u64)
+                    .map(|index| Organisation {
+                        id: format!("org{index}"),
+                        name: format!("Organisation {index}"),
+                        root_key: SecretKey::from_seed(100 + index).public_key(),
+                        gs1_prefixes: Vec::new(),
+                    })
+                    .collect(),
+                validators: keys
+                    .iter()
+                    .enumerate()
+                    .map(|(index, key)| Validator {
+                        key: key.public_key(),
+                        power: 1,
+                        org: format!("org{index}"),
+                    })
+                    .collect(),
+            };
+            let nodes = keys
+                .iter()
+                .enumerate()
+                .map(|(index, key)| {
+                    Node::start(NodeConfig {
+                        data_dir: dir.path().join(format!("node{index}")),
+                        genesis: genesis.clone(),
+                        validator_key: key.clone(),
+                        mempool_txs_max: 100,
+                        block_txs_max: 16,
+                        block_source: BlockSource::Consensus,
+                    })
+                    .expect("the node starts")
+                })
+                .collect();
+            Network {
+                keys,
+                nodes,
+                _dir: dir,
+            }
+        }
+
+        fn address(&self, index: usize) -> Address {
+            Address(self.keys[index].public_key())
+        }
+
+        /// The validator that leads (`height`, `round`).
+        fn leader(&self, height: Height, round: Round) -> usize {
+            let validators = self.nodes[0].validators_for(height.0).expect("validators");
+            let leader = proposer(&ValidatorSet::from_ledger(&validators), height, round).address;
+            (0..self.keys.len())
+                .find(|index| self.address(*index) == leader)
+                .expect("the leader is one of the validators")
+        }
+
+        /// A host over validator `index`'s node, started at height 1.
+        fn host(
+            &self,
+            index: usize,
+            config: HostConfig,
+            journal: MemoryJournal,
+        ) -> Host<MemoryJournal> {
+            let mut host =
+                Host::open(self.nodes[index].clone(), config, journal).expect("the host opens");
+            host.start_height(Height(1)).expect("height 1 starts");
+            host
+        }
+
+        fn block(&self, index: usize) -> Arc<Block> {
+            Arc::new(self.nodes[index].propose(TIME_MS).expect("a block"))
+        }
+    }
+
+    fn flawed(flaw: Flaw) -> HostConfig {
+        HostConfig {
+            flaw: Some(flaw),
+            ..HostConfig::default()
+        }
+    }
+
+    /// A proposal is judged only when it comes from its round's proposer, and a block another
+    /// validator built only as a re-proposal (with a proof-of-lock round), which the
+    /// `OwnBlocksOnly` flaw refuses.
+    #[test]
+    fn proposals_are_judged_only_from_the_rounds_proposer() {
+        let network = Network::new();
+        let round = Round::new(1);
+        let leader = network.leader(Height(1), round);
+        let (other, judge) = ((leader + 1) % 4, (leader + 2) % 4);
+        let leaders_block = network.block(leader);
+        let others_block = network.block(other);
+        let check = |config: HostConfig,
+                     block: &Arc<Block>,
+                     sender: usize,
+                     pol_round: Round,
+                     expected: Option<Validity>| {
+            let mut host = network.host(judge, config, MemoryJournal::default());
+            let offer = Offer {
+                block: block.clone(),
+                round,
+                pol_round,
+                proposer: network.address(sender),
+            };
+            let verdict = host
+                .receive_proposal(offer, TIME_MS)
+                .map(|proposed| proposed.validity);
+            assert_eq!(
+                verdict, expected,
+                "sender {sender}, pol_round {pol_round:?}"
+            );
+        };
+        let sound = HostConfig::default;
+        check(
+            sound(),
+            &leaders_block,
+            leader,
+            Round::Nil,
+            Some(Validity::Valid),
+        );
+        check(sound(), &leaders_block, other, Round::Nil, None);
+        check(sound(), &others_block, leader, Round::Nil, None);
+        check(
+            sound(),
+            &others_block,
+            leader,
+            Round::new(0),
+            Some(Validity::Valid),
+        );
+        let own_only = || flawed(Flaw::OwnBlocksOnly);
+        check(
+            own_only(),
+            &leaders_block,
+            leader,
+            Round::Nil,
+            Some(Validity::Valid),
+        );
+        check(own_only(), &others_block, leader, Round::new(0), None);
+    }
+
+    /// A block up to `FUTURE_HEIGHTS_MAX` heights ahead is kept and judged when a round of its
+    /// height starts; one further ahead is dropped.
+    #[test]
+    fn future_blocks_are_kept_within_bounds() {
+        let network = Network::new();
+        let round = Round::new(0);
+        let mut host = network.host(0, HostConfig::default(), MemoryJournal::default());
+        for ahead in 1..=FUTURE_HEIGHTS_MAX + 1 {
+            let height = Height(1 + ahead);
+            let leader = network.leader(height, round);
+            let mut block = (*network.block(leader)).clone();
+            block.header.height = height.0;
+            let offer = Offer {
+                block: Arc::new(block),
+                round,
+                pol_round: Round::Nil,
+                proposer: network.address(leader),
+            };
+            assert!(host.receive_proposal(offer, TIME_MS).is_none());
+            // Judged against this node's head, the block is for the wrong height; what matters
+            // here is whether it was kept to be judged at all.
+            let judged = host.started_round(height, round, TIME_MS);
+            let expected = if ahead <= FUTURE_HEIGHTS_MAX { 1 } else { 0 };
+            assert_eq!(judged.len(), expected, "{ahead} heights ahead");
+        }
+    }
+
+    /// A proposer with an empty mempool waits `empty_block_wait`, at most half the propose
+    /// timeout, polling; a new round waits afresh, and a block already proposed at the height is
+    /// proposed again at once.
+    #[test]
+    fn the_empty_block_wait() {
+        let network = Network::new();
+        let mut host = network.host(0, HostConfig::default(), MemoryJournal::default());
+        let timeout = Duration::from_millis(400);
+        let (height, first, second) = (Height(1), Round::new(0), Round::new(1));
+        let waits = [
+            (first, 1_000, Some(EMPTY_BLOCK_POLL)),
+            (first, 1_198, Some(Duration::from_millis(2))),
+            (first, 1_200, None),
+            (second, 1_200, Some(EMPTY_BLOCK_POLL)),
+            (second, 1_399, Some(Duration::from_millis(1))),
+        ];
+        for (round, clock_ms, expected) in waits {
+            assert_eq!(
+                host.value_wait(height, round, timeout, clock_ms),
+                expected,
+                "round {round:?} at {clock_ms} ms"
+            );
+        }
+        let block = host
+            .propose_value(height, second, TIME_MS)
+            .expect("proposes")
+            .expect("at this height");
+        let third = Round::new(2);
+        assert_eq!(host.value_wait(height, third, timeout, 1_400), None);
+        let again = host
+            .propose_value(height, third, TIME_MS + 50)
+            .expect("proposes")
+            .expect("at this height");
+        assert_eq!(again.hash(), block.hash());
+        assert_eq!(host.value_wait(Height(2), third, timeout, 1_400), None);
+        assert!(
+            host.propose_value(Height(2), third, TIME_MS)
+                .expect("no error")
+                .is_none()
+        );
+    }
+
+    /// After a restart, the host re-proposes and restreams the block it journalled, never a
+    /// second one, and restreams a locked block whoever built it (not under `OwnBlocksOnly`).
+    #[test]
+    fn journalled_and_locked_blocks_are_restreamed() {
+        let network = Network::new();
+        let journal = MemoryJournal::default();
+        let mut host = network.host(0, HostConfig::default(), journal.clone());
+        let proposed = host
+            .propose_value(Height(1), Round::new(0), TIME_MS)
+            .expect("proposes")
+            .expect("at this height");
+        drop(host);
+        let mut host = network.host(0, HostConfig::default(), journal);
+        let id = BlockId(proposed.hash());
+        assert!(host.restream(Height(1), &id).is_some());
+        assert!(host.restream(Height(2), &id).is_none());
+        let again = host
+            .propose_value(Height(1), Round::new(3), TIME_MS + 500)
+            .expect("proposes")
+            .expect("at this height");
+        assert_eq!(again.hash(), proposed.hash());
+
+        let round = Round::new(0);
+        let leader = network.leader(Height(1), round);
+        let judge = (leader + 1) % 4;
+        for (config, restreamed) in [
+            (HostConfig::default(), true),
+            (flawed(Flaw::OwnBlocksOnly), false),
+        ] {
+            let mut host = network.host(judge, config, MemoryJournal::default());
+            let block = network.block(leader);
+            let offer = Offer {
+                block: block.clone(),
+                round,
+                pol_round: Round::Nil,
+                proposer: network.address(leader),
+            };
+            assert!(host.receive_proposal(offer, TIME_MS).is_some());
+            let id = BlockId(block.hash());
+            assert_eq!(host.restream(Height(1), &id).is_some(), restreamed);
+            assert!(host.restream(Height(1), &BlockId(Hash::ZERO)).is_none());
+        }
+    }
+
+    /// Sync serves nothing this node has not committed, and a synced value that is not a block
+    /// of its height is the peer's fault.
+    #[test]
+    fn sync_serves_and_accepts_only_what_it_should() {
+        let network = Network::new();
+        let mut host = network.host(1, HostConfig::default(), MemoryJournal::default());
+        assert!(host.decided_values(Height(1)..=Height(5)).is_empty());
+        let block = network.block(0);
+        let proposer = network.address(0);
+        let round = Round::new(0);
+        assert!(
+            host.synced_value(Height(1), round, proposer, b"junk", TIME_MS)
+                .is_none()
+        );
+        let bytes = block.to_bytes();
+        assert!(
+            host.synced_value(Height(2), round, proposer, &bytes, TIME_MS)
+                .is_none()
+        );
+        let verdict = host.synced_value(Height(1), round, proposer, &bytes, TIME_MS);
+        assert_eq!(
+            verdict.map(|proposed| proposed.validity),
+            Some(Validity::Valid)
+        );
     }
 }

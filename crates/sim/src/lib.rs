@@ -37,8 +37,8 @@ use std::fmt;
 use medledger_crypto::Hash;
 
 pub use check::Violation;
-pub use plan::FaultPlan;
 pub use medledger_consensus::host::Flaw;
+pub use plan::FaultPlan;
 pub use run::{Stats, run, run_with};
 
 /// Why a run could not be completed (as opposed to a run that completed and broke an invariant,

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use malachitebft_core_consensus::{LivenessMsg, SignedConsensusMsg};
 use bytes::Bytes;
+use malachitebft_core_consensus::{LivenessMsg, SignedConsensusMsg};
 use malachitebft_core_types::{ExtendedCommitCertificate, Round, Timeout};
 use medledger_consensus::context::LedgerContext;
 use medledger_types::{Block, Tx};

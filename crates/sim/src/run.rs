@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use malachitebft_core_consensus::{Input, PeerId, SignedConsensusMsg};
 use malachitebft_core_types::Round;
-use medledger_consensus::host::{Flaw, HostConfig};
 use medledger_consensus::context::{BlockId, LedgerContext, Proposal};
+use medledger_consensus::host::{Flaw, HostConfig};
 use medledger_crypto::{Hash, SecretKey, hash_tagged, sha256};
 use medledger_types::{Block, Genesis, Organisation, Payload, Tx, TxBody, Validator};
 use rand_chacha::ChaCha8Rng;
@@ -533,7 +533,8 @@ impl Sim {
                         round,
                         timeout,
                     };
-                    self.queue.push(self.now_ms + pause.as_millis() as u64, event);
+                    self.queue
+                        .push(self.now_ms + pause.as_millis() as u64, event);
                     return Ok(());
                 }
                 Build::Nothing => return Ok(()),

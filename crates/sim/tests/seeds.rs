@@ -47,7 +47,11 @@ fn run(seed: u64) -> Result<Report, medledger_sim::SimError> {
 fn replay(seed: u64) -> String {
     match flaw() {
         None => replay_command(seed),
-        Some(flaw) => format!("MEDLEDGER_SIM_FLAW={} {}", flaw_name(flaw), replay_command(seed)),
+        Some(flaw) => format!(
+            "MEDLEDGER_SIM_FLAW={} {}",
+            flaw_name(flaw),
+            replay_command(seed)
+        ),
     }
 }
 
@@ -238,7 +242,10 @@ fn flawed_host_fails_the_checkers() {
             "the flaw broke something other than liveness or agreement: {report}"
         );
         let sound = run_with(seed, None).expect("the run completes");
-        assert!(sound.passed(), "seed {seed} fails without the flaw too: {sound}");
+        assert!(
+            sound.passed(),
+            "seed {seed} fails without the flaw too: {sound}"
+        );
         return;
     }
     panic!(
