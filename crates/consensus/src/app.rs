@@ -30,8 +30,6 @@ use crate::host::{Host, HostConfig, HostError, Offer};
 use crate::journal::Journal;
 use crate::stream::{self, Streams};
 
-pub use crate::host::{SYNC_BATCH_MAX, SYNC_REPLY_BYTES_MAX};
-
 /// What the application loop needs besides the node.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
@@ -408,16 +406,18 @@ pub async fn run(
                 value_bytes,
                 reply,
             } => {
-                state.report_progress(|progress| {
-                    progress.target = progress.target.max(height.0);
-                });
                 let verdict = state
                     .with_host(move |host| {
                         host.synced_value(height, round, proposer, &value_bytes, now_ms())
                     })
                     .await;
                 let outcome = match verdict {
-                    Some(proposed) => SyncedValueOutcome::Verdict(proposed),
+                    Some(proposed) => {
+                        state.report_progress(|progress| {
+                            progress.target = progress.target.max(height.0);
+                        });
+                        SyncedValueOutcome::Verdict(proposed)
+                    }
                     None => SyncedValueOutcome::PeerFault,
                 };
                 let _ = reply.send(outcome);

@@ -229,7 +229,7 @@ impl<J: BlockJournal> Host<J> {
     ) -> Vec<ProposedValue<LedgerContext>> {
         if let Some(kept) = self.future.remove(&height) {
             for offer in kept {
-                if self.from_expected_proposer(&offer) {
+                if self.sent_by_round_proposer(&offer) {
                     self.judge(offer, Origin::Proposal, time_ms);
                 }
             }
@@ -261,7 +261,7 @@ impl<J: BlockJournal> Host<J> {
             self.keep_future(height, offer);
             return None;
         }
-        if !self.from_expected_proposer(&offer) {
+        if !self.sent_by_round_proposer(&offer) {
             tracing::warn!(
                 height = height.0,
                 "dropping a proposal from a validator that is not this round's proposer"
@@ -511,7 +511,7 @@ impl<J: BlockJournal> Host<J> {
 
     /// The offer came from its round's proposer, by the validator set of its height (known once
     /// this node reaches that height).
-    fn from_expected_proposer(&self, offer: &Offer) -> bool {
+    fn sent_by_round_proposer(&self, offer: &Offer) -> bool {
         let height = Height(offer.block.header.height);
         let Ok(validators) = self.node.validators_for(height.0) else {
             return false;

@@ -105,8 +105,8 @@ pub fn run(seed: u64) -> Result<Report, SimError> {
     run_with(seed, None)
 }
 
-/// Runs the simulation for `seed` with the honest validators' hosts bent by `flaw` (none: the
-/// node's rules), and checks it.
+/// Runs the simulation for `seed` with every validator's consensus host bent by `flaw` (none:
+/// the node's rules), and checks it.
 pub fn run_with(seed: u64, flaw: Option<Flaw>) -> Result<Report, SimError> {
     let mut sim = Sim::new(seed, flaw)?;
     sim.start()?;
