@@ -121,7 +121,8 @@ mod tests {
         text.split_whitespace().map(String::from).collect()
     }
 
-    /// `--seeds` sweeps from `--first`, `--seed` replays one seed, and bad arguments are refused.
+    /// `--seeds` sweeps from `--first`, `--seed` replays one seed, `--flaw` names a host flaw, and
+    /// bad arguments are refused.
     #[test]
     fn parses_sim_arguments() {
         let sweep = parse_sim(&args("--seeds 1000 --first 5")).expect("valid");
@@ -132,8 +133,12 @@ mod tests {
         let (cargo, env) = sim_command(&one);
         assert_eq!(env, vec![("MEDLEDGER_SIM_SEED", "42".into())]);
         assert!(cargo.contains(&"--release".to_string()));
+        let flawed = parse_sim(&args("--seed 7 --flaw own-blocks-only")).expect("valid");
+        let (_, env) = sim_command(&flawed);
+        assert!(env.contains(&("MEDLEDGER_SIM_FLAW", "own-blocks-only".into())));
         for bad in [
             "",
+            "--seed 1 --flaw",
             "--seed",
             "--seed x",
             "--seed 1 --seeds 2",
