@@ -19,9 +19,9 @@ const FLAW_SEEDS_MAX: u64 = 32;
 /// that keeps only recent heights would (Malachite's test app keeps 500; our nodes must serve
 /// any height). Most seeds crash a validator or cut it off long enough that it must catch up, so
 /// the search ends within the first few seeds however the runs are reshuffled.
-/// (`Flaw::OwnBlocksOnly`, the restream rule the simulation once caught, fails only about one
-/// seed in fifty, too few for a bounded search; sweep it with `cargo xtask sim --flaw
-/// own-blocks-only`.)
+/// (`Flaw::OwnBlocksOnly`, the restream rule the simulation once caught, stalls about one seed
+/// in a hundred, 3 of the first 300 when this was written: too few for a bounded search in CI;
+/// sweep it with `cargo xtask sim --seeds 300 --flaw own-blocks-only`.)
 const FLAW: Flaw = Flaw::NoHistory;
 
 fn flaw_name(flaw: Flaw) -> &'static str {
