@@ -577,27 +577,27 @@ mod tests {
         fn new() -> Network {
             let dir = tempfile::tempdir().expect("tempdir");
             let keys: Vec<SecretKey> = (1..=4).map(SecretKey::from_seed).collect();
-            let genesis = Genesis {
+            // One organisation per validator, each with a root key of its own.
+            let mut genesis = Genesis {
                 chain_id: "host-test".into(),
                 genesis_time_ms: GENESIS_TIME_MS,
-                organisations: (0..4u64)
-                    .map(|index| Organisation {
-                        id: format!("org{index}"),
-                        name: format!("Organisation {index}"),
-                        root_key: SecretKey::from_seed(100 + index).public_key(),
-                        gs1_prefixes: Vec::new(),
-                    })
-                    .collect(),
-                validators: keys
-                    .iter()
-                    .enumerate()
-                    .map(|(index, key)| Validator {
-                        key: key.public_key(),
-                        power: 1,
-                        org: format!("org{index}"),
-                    })
-                    .collect(),
+                organisations: Vec::new(),
+                validators: Vec::new(),
             };
+            for (seed, key) in (100..).zip(&keys) {
+                let org = format!("org{seed}");
+                genesis.validators.push(Validator {
+                    key: key.public_key(),
+                    power: 1,
+                    org: org.clone(),
+                });
+                genesis.organisations.push(Organisation {
+                    name: org.clone(),
+                    id: org,
+                    root_key: SecretKey::from_seed(seed).public_key(),
+                    gs1_prefixes: Vec::new(),
+                });
+            }
             let nodes = keys
                 .iter()
                 .enumerate()
