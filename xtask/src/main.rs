@@ -4,14 +4,14 @@
 //! - `cargo xtask sim --seeds <count> [--first <seed>] [--release]`: runs the deterministic
 //!   simulation (`crates/sim`) over `count` seeds from `first` (default 0), on every core.
 //! - `cargo xtask sim --seed <seed> [--release]`: replays one seed and prints its run.
-//! - `--restream-own` runs either with the adapter's first, broken restream rule instead of
-//!   Tendermint's, which the adapter follows now (see `medledger_sim::Restream`).
+//! - `--flaw <name>` runs either with a deliberately wrong rule injected into the consensus host
+//!   (see `medledger_sim::Flaw`), to see what the checkers make of it.
 
 use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage:
-  cargo xtask sim --seeds <count> [--first <seed>] [--release] [--restream-own]
-  cargo xtask sim --seed <seed> [--release] [--restream-own]";
+  cargo xtask sim --seeds <count> [--first <seed>] [--release] [--flaw <name>]
+  cargo xtask sim --seed <seed> [--release] [--flaw <name>]";
 
 /// What `cargo xtask sim` was asked to run.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,7 +20,8 @@ struct SimArgs {
     seeds: Option<u64>,
     first: Option<u64>,
     release: bool,
-    restream_own: bool,
+    /// A deliberately wrong host rule, by the name `MEDLEDGER_SIM_FLAW` takes.
+    flaw: Option<String>,
 }
 
 fn parse_sim(args: &[String]) -> Result<SimArgs, String> {
@@ -29,7 +30,7 @@ fn parse_sim(args: &[String]) -> Result<SimArgs, String> {
         seeds: None,
         first: None,
         release: false,
-        restream_own: false,
+        flaw: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -46,7 +47,7 @@ fn parse_sim(args: &[String]) -> Result<SimArgs, String> {
             "--seeds" => parsed.seeds = Some(number("--seeds")?),
             "--first" => parsed.first = Some(number("--first")?),
             "--release" => parsed.release = true,
-            "--restream-own" => parsed.restream_own = true,
+            "--flaw" => parsed.flaw = Some(args.next().ok_or("--flaw needs a name")?.clone()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -69,8 +70,8 @@ fn sim_command(args: &SimArgs) -> (Vec<String>, Vec<(&'static str, String)>) {
     }
     cargo.extend(["--", "seeds_hold_invariants", "--nocapture"].map(String::from));
     let mut env = Vec::new();
-    if args.restream_own {
-        env.push(("MEDLEDGER_SIM_RESTREAM", "own".into()));
+    if let Some(flaw) = &args.flaw {
+        env.push(("MEDLEDGER_SIM_FLAW", flaw.clone()));
     }
     if let Some(seed) = args.seed {
         env.push(("MEDLEDGER_SIM_SEED", seed.to_string()));
@@ -120,7 +121,8 @@ mod tests {
         text.split_whitespace().map(String::from).collect()
     }
 
-    /// `--seeds` sweeps from `--first`, `--seed` replays one seed, and bad arguments are refused.
+    /// `--seeds` sweeps from `--first`, `--seed` replays one seed, `--flaw` names a host flaw, and
+    /// bad arguments are refused.
     #[test]
     fn parses_sim_arguments() {
         let sweep = parse_sim(&args("--seeds 1000 --first 5")).expect("valid");
@@ -131,8 +133,12 @@ mod tests {
         let (cargo, env) = sim_command(&one);
         assert_eq!(env, vec![("MEDLEDGER_SIM_SEED", "42".into())]);
         assert!(cargo.contains(&"--release".to_string()));
+        let flawed = parse_sim(&args("--seed 7 --flaw own-blocks-only")).expect("valid");
+        let (_, env) = sim_command(&flawed);
+        assert!(env.contains(&("MEDLEDGER_SIM_FLAW", "own-blocks-only".into())));
         for bad in [
             "",
+            "--seed 1 --flaw",
             "--seed",
             "--seed x",
             "--seed 1 --seeds 2",

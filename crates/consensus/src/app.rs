@@ -1,48 +1,34 @@
-//! The application side of Malachite: answers every message the engine sends, using the node to
-//! build, check and commit blocks.
+//! The application side of Malachite: the async loop that answers every message the engine
+//! sends. What to answer is the host's decision ([`crate::host`]); this loop carries it out:
+//! channels to the engine and the network, proposal streams, gossip, catch-up progress and the
+//! network's allowed peers.
 //!
-//! Block execution runs on tokio's blocking pool so the engine's actors never wait on it.
+//! The host's work (executing, committing, journalling) runs on tokio's blocking pool so the
+//! engine's actors never wait on it.
 //!
 //! **Invariant:** consensus only ever receives a `Valid` verdict for a block that the node has
 //! executed against its head and whose header roots all matched.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::RangeInclusive;
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use bytes::Bytes;
-use malachitebft_app_channel::app::types::core::{
-    ExtendedCommitCertificate, HeightParams, LinearTimeouts, Round, Validity, VoteExtensions,
-};
-use malachitebft_app_channel::app::types::sync::RawDecidedValue;
-use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
+use malachitebft_app_channel::app::types::LocallyProposedValue;
+use malachitebft_app_channel::app::types::core::{HeightParams, LinearTimeouts, Round};
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg, NetworkRequest};
 use malachitebft_engine::host::{Next, SyncedValueOutcome};
 use malachitebft_engine::network::{Multiaddr, PersistentPeersOp};
 use malachitebft_engine::util::streaming::StreamContent;
-use medledger_crypto::{Hash, PublicKey, SecretKey};
+use medledger_crypto::{PublicKey, SecretKey};
 use medledger_ledger::Block;
-use medledger_node::{InvalidBlock, Node};
+use medledger_node::Node;
 use tokio::sync::watch;
 
-use crate::certificate::{to_engine, to_ledger};
-use crate::context::{
-    Address, BlockId, Height, LedgerContext, ProposalPart, ValidatorSet, proposer,
-};
+use crate::context::{BlockId, Height, LedgerContext, ProposalPart, ValidatorSet};
 use crate::gossip::{self, Intake};
+use crate::host::{Host, HostConfig, HostError, Offer};
 use crate::journal::Journal;
 use crate::stream::{self, Streams};
-
-/// How far ahead of this node a kept proposal may be.
-const FUTURE_HEIGHTS_MAX: u64 = 2;
-/// How many proposals are kept per future height (a few rounds' worth).
-const FUTURE_BLOCKS_MAX: usize = 8;
-
-/// The most heights served to a syncing peer in one reply.
-pub const SYNC_BATCH_MAX: u64 = 64;
-/// The most block bytes served to a syncing peer in one reply.
-pub const SYNC_REPLY_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// What the application loop needs besides the node.
 #[derive(Debug, Clone)]
@@ -50,9 +36,8 @@ pub struct AppConfig {
     pub chain_id: String,
     pub key: SecretKey,
     pub timeouts: LinearTimeouts,
-    /// How long a proposer with an empty mempool waits for a transaction before proposing an
-    /// empty block. Bounds both idle block production and the latency of a lone transaction.
-    pub empty_block_wait: Duration,
+    /// The host's rules' settings (the empty-block wait).
+    pub host: HostConfig,
     /// Where the other consortium nodes listen, by validator key. Only those in the validator
     /// set of the current height may connect (see [`State::admit_validators`]).
     pub address_book: Vec<(PublicKey, Multiaddr)>,
@@ -62,39 +47,18 @@ pub struct AppConfig {
     pub journal: Journal,
 }
 
-/// How a block reached this node: streamed by a proposer (the engine may vote for it), or by
-/// value sync with its certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Origin {
-    Proposal,
-    Sync,
-}
-
-/// A block this node holds for an undecided height: its own proposal, a peer's, or a synced one.
-#[derive(Debug)]
-struct Candidate {
-    block: Arc<Block>,
-    proposed: ProposedValue<LedgerContext>,
-}
-
 struct State {
     node: Node,
     config: AppConfig,
+    /// The host, except while a call runs on the blocking pool.
+    host: Option<Host<Journal>>,
     streams: Streams,
-    /// Complete blocks for the current and future heights, by hash.
-    candidates: BTreeMap<Hash, Candidate>,
-    /// The block this node proposed at the current height, reused in later rounds.
-    own_proposal: Option<Arc<Block>>,
-    height: Height,
-    /// Complete blocks for heights this node has not reached yet.
-    future: BTreeMap<Height, Vec<(crate::context::StreamInit, Block)>>,
     /// The highest height any peer claims, for catch-up progress.
     progress: watch::Sender<CatchUp>,
     /// The peers the network currently accepts: the address book's validators of this height.
     admitted: BTreeSet<PublicKey>,
-    /// Blocks read back from the journal at start: what the engine's WAL replay may decide or
-    /// ask to re-propose.
-    journalled: BTreeMap<Hash, Arc<Block>>,
+    /// The start of the monotonic clock the host's waits are counted on.
+    started: Instant,
 }
 
 /// How far this node is behind the network, as the engine reports it.
@@ -104,6 +68,7 @@ pub struct CatchUp {
     pub target: u64,
 }
 
+/// The proposer's clock: a block's time, and what a peer's block time is checked against.
 fn now_ms() -> u64 {
     #[allow(clippy::disallowed_methods)] // Shell: the proposer's clock becomes the block's time.
     std::time::SystemTime::now()
@@ -113,88 +78,69 @@ fn now_ms() -> u64 {
 }
 
 impl State {
-    /// The engine's parameters for `height`, and the ledger's validator set behind them.
-    fn params(
-        &self,
-        height: Height,
-    ) -> Result<(HeightParams<LedgerContext>, medledger_types::ValidatorSet), InvalidBlock> {
-        let validators = self.node.validators_for(height.0)?;
-        let params = HeightParams::new(
-            ValidatorSet::from_ledger(&validators),
-            self.config.timeouts,
-            None,
-        );
-        Ok((params, validators))
+    /// The host, which is always back between calls (a call that panicked never returns).
+    fn host(&mut self) -> &mut Host<Journal> {
+        self.host
+            .as_mut()
+            .expect("the host returns from every blocking call")
     }
 
-    /// Runs a blocking node call off the async runtime.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&Node) -> T + Send + 'static,
+    /// Milliseconds on the monotonic clock, for the host's waits: unlike the wall clock, it
+    /// never steps back, so a wait always ends.
+    fn clock_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs a host call off the async runtime: the host executes blocks, commits and fsyncs.
+    async fn with_host<T: Send + 'static>(
+        &mut self,
+        call: impl FnOnce(&mut Host<Journal>) -> T + Send + 'static,
     ) -> T {
-        let node = self.node.clone();
-        match tokio::task::spawn_blocking(move || call(&node)).await {
-            Ok(result) => result,
+        let mut host = self
+            .host
+            .take()
+            .expect("the host returns from every blocking call");
+        match tokio::task::spawn_blocking(move || {
+            let result = call(&mut host);
+            (host, result)
+        })
+        .await
+        {
+            Ok((host, result)) => {
+                self.host = Some(host);
+                result
+            }
             // A panic in the call is a bug; carry it to this task.
             Err(error) => std::panic::resume_unwind(error.into_panic()),
         }
     }
 
-    /// Checks a complete block against the head and records the verdict.
-    async fn judge(
+    /// Starts `height` in the host and here; returns the engine's parameters for it.
+    async fn start_height(
         &mut self,
-        block: Block,
-        round: Round,
-        valid_round: Round,
-        proposer: Address,
-        origin: Origin,
-    ) -> ProposedValue<LedgerContext> {
-        let hash = block.hash();
-        let block = Arc::new(block);
-        let checked = block.clone();
-        // A proposal is durable before the engine may vote for it (see `journal`). A synced block
-        // comes with its certificate and no vote of this node's, and sync fetches it again after
-        // a crash, so catch-up pays no fsync per height.
-        let journal = (origin == Origin::Proposal).then(|| self.config.journal.clone());
-        let verdict = self
-            .blocking(move |node| {
-                node.validate(&checked, now_ms())?;
-                match journal {
-                    Some(journal) => journal
-                        .save(&checked)
-                        .map_err(|error| InvalidBlock::Invalid(format!("journalling it: {error}"))),
-                    None => Ok(()),
-                }
-            })
-            .await;
-        let validity = match verdict {
-            Ok(()) => Validity::Valid,
-            Err(error) => {
-                tracing::warn!(height = block.header.height, %error, "refusing a proposed block");
-                Validity::Invalid
-            }
-        };
-        let proposed = ProposedValue {
-            height: Height(block.header.height),
-            round,
-            valid_round,
-            proposer,
-            value: BlockId(hash),
-            validity,
-        };
-        self.candidates.insert(
-            hash,
-            Candidate {
-                block,
-                proposed: proposed.clone(),
-            },
-        );
-        proposed
+        channels: &Channels<LedgerContext>,
+        height: Height,
+    ) -> Result<HeightParams<LedgerContext>, Error> {
+        let validators = self
+            .with_host(move |host| host.start_height(height))
+            .await?;
+        self.admit_validators(channels, &validators);
+        self.streams.prune_below(height);
+        self.report_progress(|progress| {
+            progress.height = height.0.saturating_sub(1);
+            progress.target = progress.target.max(progress.height);
+        });
+        Ok(HeightParams::new(
+            ValidatorSet::from_ledger(&validators),
+            self.config.timeouts,
+            None,
+        ))
     }
 
-    /// Decodes and checks a completed stream: the signature on its `Init`, that its sender is
-    /// the proposer of that round, and that the bytes are the block the `Init` names.
-    fn open_stream(&self, assembled: stream::Assembled) -> Option<(stream::Assembled, Block)> {
+    /// Decodes and checks a completed stream: the signature on its `Init`, and that the bytes
+    /// are the block the `Init` names. Whether its sender may propose that block is the host's
+    /// decision.
+    fn open_stream(&self, assembled: stream::Assembled) -> Option<Offer> {
         let init = &assembled.init;
         let message = crate::context::StreamInit::sign_bytes(
             &self.config.chain_id,
@@ -216,27 +162,19 @@ impl State {
                 return None;
             }
         };
-        // A fresh proposal is the proposer's own block. A re-proposal (with a proof-of-lock
-        // round) carries a block some earlier round's proposer built, which the new proposer
-        // found valid and is locked on; consensus, not the header, vouches for it then.
-        let fresh = init.pol_round == Round::Nil;
-        if block.hash() != init.block_hash
-            || block.header.height != init.height.0
-            || (fresh && block.header.proposer != init.proposer.0)
-        {
+        if block.hash() != init.block_hash || block.header.height != init.height.0 {
             tracing::warn!(
                 height = init.height.0,
                 "dropping a proposal whose block does not match its stream"
             );
             return None;
         }
-        Some((assembled, block))
-    }
-
-    fn expected_proposer(&self, height: Height, round: Round) -> Option<Address> {
-        let validators = self.node.validators_for(height.0).ok()?;
-        let set = ValidatorSet::from_ledger(&validators);
-        Some(proposer(&set, height, round).address)
+        Some(Offer {
+            block: Arc::new(block),
+            round: init.round,
+            pol_round: init.pol_round,
+            proposer: init.proposer,
+        })
     }
 
     async fn publish(
@@ -263,132 +201,6 @@ impl State {
                 return;
             }
         }
-    }
-
-    async fn build(&mut self, height: Height, timeout: Duration) -> Option<Arc<Block>> {
-        if let Some(block) = &self.own_proposal
-            && block.header.height == height.0
-        {
-            return Some(block.clone());
-        }
-        // After a restart, propose what this validator proposed before the crash, never a
-        // second block for the same height.
-        let own = self.config.key.public_key();
-        if let Some(block) = self
-            .journalled
-            .values()
-            .find(|block| block.header.height == height.0 && block.header.proposer == own)
-        {
-            let block = block.clone();
-            self.own_proposal = Some(block.clone());
-            return Some(block);
-        }
-        // Wait a little for transactions rather than fill the chain with empty blocks, but leave
-        // most of the engine's allowance for building and streaming.
-        let wait = self.config.empty_block_wait.min(timeout / 2);
-        let mut waited = Duration::ZERO;
-        let step = Duration::from_millis(5);
-        while waited < wait && !self.node.has_pending_txs() {
-            tokio::time::sleep(step).await;
-            waited += step;
-        }
-        let journal = self.config.journal.clone();
-        let built = self
-            .blocking(move |node| {
-                let block = node.propose(now_ms())?;
-                journal.save(&block).map_err(|error| {
-                    medledger_node::NodeError::Stopped(format!("journalling a proposal: {error}"))
-                })?;
-                Ok::<_, medledger_node::NodeError>(block)
-            })
-            .await;
-        match built {
-            Ok(block) => {
-                let block = Arc::new(block);
-                self.own_proposal = Some(block.clone());
-                Some(block)
-            }
-            Err(error) => {
-                tracing::error!(height = height.0, %error, "cannot build a proposal");
-                None
-            }
-        }
-    }
-
-    fn decided_values(&self, range: RangeInclusive<Height>) -> Vec<RawDecidedValue<LedgerContext>> {
-        let (start, end) = (range.start().0, range.end().0);
-        let end = end.min(start.saturating_add(SYNC_BATCH_MAX - 1));
-        let mut values = Vec::new();
-        let mut bytes_total = 0usize;
-        for height in start..=end {
-            match self.node.decided_block(height) {
-                Ok(Some((bytes, certificate))) => {
-                    bytes_total += bytes.len();
-                    if bytes_total > SYNC_REPLY_BYTES_MAX && !values.is_empty() {
-                        break;
-                    }
-                    let certificate =
-                        ExtendedCommitCertificate::from_commit_certificate_and_extensions(
-                            to_engine(&certificate),
-                            VoteExtensions::new(Vec::new()),
-                        );
-                    values.push(RawDecidedValue::new(Bytes::from(bytes), certificate));
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::error!(height, %error, "cannot serve a decided block");
-                    break;
-                }
-            }
-        }
-        values
-    }
-
-    fn keep_future(&mut self, init: crate::context::StreamInit, block: Block) {
-        if init.height.0 > self.height.0 + FUTURE_HEIGHTS_MAX {
-            return;
-        }
-        let kept = self.future.entry(init.height).or_default();
-        if kept.len() < FUTURE_BLOCKS_MAX {
-            kept.push((init, block));
-        }
-    }
-
-    /// Judges the blocks that arrived before this node reached `height`.
-    async fn judge_future(&mut self, height: Height) {
-        let Some(kept) = self.future.remove(&height) else {
-            return;
-        };
-        for (init, block) in kept {
-            if self.expected_proposer(init.height, init.round) == Some(init.proposer) {
-                self.judge(
-                    block,
-                    init.round,
-                    init.pol_round,
-                    init.proposer,
-                    Origin::Proposal,
-                )
-                .await;
-            }
-        }
-    }
-
-    fn start_height(&mut self, height: Height) {
-        self.future.retain(|kept, _| *kept >= height);
-        self.journalled
-            .retain(|_, block| block.header.height >= height.0);
-        if let Err(error) = self.config.journal.prune_below(height.0) {
-            tracing::warn!(%error, "cannot prune the block journal");
-        }
-        self.height = height;
-        self.own_proposal = None;
-        self.candidates
-            .retain(|_, candidate| candidate.proposed.height >= height);
-        self.streams.prune_below(height);
-        self.report_progress(|progress| {
-            progress.height = height.0.saturating_sub(1);
-            progress.target = progress.target.max(progress.height);
-        });
     }
 
     /// Makes the network accept exactly the address book's members of `validators`: a key
@@ -427,14 +239,6 @@ impl State {
         }
     }
 
-    /// A block this validator holds for an undecided height, from this run or the journal.
-    fn held(&self, hash: &Hash) -> Option<Arc<Block>> {
-        self.candidates
-            .get(hash)
-            .map(|candidate| candidate.block.clone())
-            .or_else(|| self.journalled.get(hash).cloned())
-    }
-
     /// Updates catch-up progress, for the CLI's bar and for the metrics.
     fn report_progress(&self, modify: impl FnOnce(&mut CatchUp)) {
         self.progress.send_modify(modify);
@@ -455,37 +259,24 @@ pub async fn run(
     mut channels: Channels<LedgerContext>,
     progress: watch::Sender<CatchUp>,
 ) -> Result<(), Error> {
+    let host = Host::open(node.clone(), config.host.clone(), config.journal.clone())?;
     let mut state = State {
-        height: Height(0),
+        admitted: config.admitted.clone(),
         node,
         config,
+        host: Some(host),
         streams: Streams::default(),
-        future: BTreeMap::new(),
-        candidates: BTreeMap::new(),
-        own_proposal: None,
         progress,
-        admitted: BTreeSet::new(),
-        journalled: BTreeMap::new(),
+        #[allow(clippy::disallowed_methods)] // Shell: the monotonic clock of the host's waits.
+        started: Instant::now(),
     };
-    state.admitted = state.config.admitted.clone();
-    let from = state.node.next_height()?;
-    for block in state
-        .config
-        .journal
-        .load_from(from)
-        .map_err(Error::Journal)?
-    {
-        state.journalled.insert(block.hash(), Arc::new(block));
-    }
     let intake = Intake::spawn(state.node.clone());
     let _outbound = gossip::spawn_outbound(&state.node, channels.network.clone());
     while let Some(message) = channels.consensus.recv().await {
         match message {
             AppMsg::ConsensusReady { reply } => {
                 let height = Height(state.node.next_height()?);
-                let (params, validators) = state.params(height)?;
-                state.admit_validators(&channels, &validators);
-                state.start_height(height);
+                let params = state.start_height(&channels, height).await?;
                 tracing::info!(height = height.0, "consensus ready");
                 let _ = reply.send((height, params));
             }
@@ -495,15 +286,9 @@ pub async fn run(
                 reply_value,
                 ..
             } => {
-                state.judge_future(height).await;
-                let values: Vec<_> = state
-                    .candidates
-                    .values()
-                    .filter(|candidate| {
-                        candidate.proposed.height == height && candidate.proposed.round == round
-                    })
-                    .map(|candidate| candidate.proposed.clone())
-                    .collect();
+                let values = state
+                    .with_host(move |host| host.started_round(height, round, now_ms()))
+                    .await;
                 let _ = reply_value.send(values);
             }
             AppMsg::GetValue {
@@ -512,25 +297,30 @@ pub async fn run(
                 timeout,
                 reply,
             } => {
-                if let Some(block) = state.build(height, timeout).await {
-                    let hash = block.hash();
-                    let proposed = ProposedValue {
-                        height,
-                        round,
-                        valid_round: Round::Nil,
-                        proposer: Address(state.config.key.public_key()),
-                        value: BlockId(hash),
-                        validity: Validity::Valid,
-                    };
-                    state.candidates.insert(
-                        hash,
-                        Candidate {
-                            block: block.clone(),
-                            proposed,
-                        },
-                    );
-                    let _ = reply.send(LocallyProposedValue::new(height, round, BlockId(hash)));
-                    state.publish(&channels, &block, round, Round::Nil).await;
+                // Wait a little for transactions rather than fill the chain with empty blocks;
+                // the host says how long.
+                loop {
+                    let clock_ms = state.clock_ms();
+                    match state.host().value_wait(height, round, timeout, clock_ms) {
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => break,
+                    }
+                }
+                let built = state
+                    .with_host(move |host| host.propose_value(height, round, now_ms()))
+                    .await;
+                match built {
+                    Ok(Some(block)) => {
+                        let value = BlockId(block.hash());
+                        let _ = reply.send(LocallyProposedValue::new(height, round, value));
+                        state.publish(&channels, &block, round, Round::Nil).await;
+                    }
+                    Ok(None) => {}
+                    // The engine's propose timeout passes, and the next round has another
+                    // proposer.
+                    Err(error) => {
+                        tracing::error!(height = height.0, %error, "cannot build a proposal");
+                    }
                 }
             }
             AppMsg::RestreamProposal {
@@ -540,11 +330,7 @@ pub async fn run(
                 value_id,
                 ..
             } => {
-                // This validator leads `round` and is locked on a block from `valid_round`,
-                // whoever built it: send that block again under this round.
-                if let Some(block) = state.held(&value_id.0)
-                    && block.header.height == height.0
-                {
+                if let Some(block) = state.host().restream(height, &value_id) {
                     state.publish(&channels, &block, round, valid_round).await;
                 }
             }
@@ -562,8 +348,7 @@ pub async fn run(
                 let _ = reply.send(verdicts);
             }
             AppMsg::GetHistoryMinHeight { reply } => {
-                // Every node keeps the whole chain, so a new node can join from genesis.
-                let _ = reply.send(Height(1));
+                let _ = reply.send(crate::host::HISTORY_MIN_HEIGHT);
             }
             AppMsg::ReceivedProposalPart {
                 from,
@@ -577,41 +362,17 @@ pub async fn run(
                     continue;
                 }
                 let publisher = published_by.unwrap_or(from).to_bytes();
-                let value = match state.streams.insert(publisher, part) {
+                let offer = state
+                    .streams
+                    .insert(publisher, part)
+                    .and_then(|assembled| state.open_stream(assembled));
+                let value = match offer {
+                    Some(offer) => {
+                        state
+                            .with_host(move |host| host.receive_proposal(offer, now_ms()))
+                            .await
+                    }
                     None => None,
-                    Some(assembled) => match state.open_stream(assembled) {
-                        None => None,
-                        Some((assembled, block)) => {
-                            let init = assembled.init;
-                            let expected = state.expected_proposer(init.height, init.round);
-                            if init.height < state.height {
-                                None
-                            } else if init.height > state.height {
-                                // A peer ahead of this node: keep the block and judge it once
-                                // this node reaches its height.
-                                state.keep_future(init, block);
-                                None
-                            } else if expected != Some(init.proposer) {
-                                tracing::warn!(
-                                    height = init.height.0,
-                                    "dropping a proposal from a validator that is not this round's proposer"
-                                );
-                                None
-                            } else {
-                                Some(
-                                    state
-                                        .judge(
-                                            block,
-                                            init.round,
-                                            init.pol_round,
-                                            init.proposer,
-                                            Origin::Proposal,
-                                        )
-                                        .await,
-                                )
-                            }
-                        }
-                    },
                 };
                 let _ = reply.send(value);
             }
@@ -619,17 +380,9 @@ pub async fn run(
                 certificate, reply, ..
             } => {
                 let height = certificate.height;
-                let hash = certificate.value_id.0;
-                let Some(block) = state.held(&hash) else {
-                    return Err(Error::Missing(height.0));
-                };
-                let certificate = to_ledger(&certificate);
-                let committed = state
-                    .blocking(move |node| node.commit_decided(&block, &certificate))
-                    .await;
-                if let Err(error) = committed {
-                    return Err(Error::Commit(height.0, error.to_string()));
-                }
+                state
+                    .with_host(move |host| host.decide(&certificate))
+                    .await?;
                 tracing::debug!(height = height.0, "committed");
                 let _ = reply.send(());
             }
@@ -637,13 +390,13 @@ pub async fn run(
                 certificate, reply, ..
             } => {
                 let next = Height(certificate.height.0 + 1);
-                let (params, validators) = state.params(next)?;
-                state.admit_validators(&channels, &validators);
-                state.start_height(next);
+                let params = state.start_height(&channels, next).await?;
                 let _ = reply.send(Next::Start(next, params));
             }
             AppMsg::GetDecidedValues { range, reply } => {
-                let values = state.decided_values(range);
+                let values = state
+                    .with_host(move |host| host.decided_values(range))
+                    .await;
                 let _ = reply.send(values);
             }
             AppMsg::ProcessSyncedValue {
@@ -653,19 +406,19 @@ pub async fn run(
                 value_bytes,
                 reply,
             } => {
-                let outcome = match Block::from_bytes(&value_bytes) {
-                    Err(_) => SyncedValueOutcome::PeerFault,
-                    Ok(block) if block.header.height != height.0 => SyncedValueOutcome::PeerFault,
-                    Ok(block) => {
+                let verdict = state
+                    .with_host(move |host| {
+                        host.synced_value(height, round, proposer, &value_bytes, now_ms())
+                    })
+                    .await;
+                let outcome = match verdict {
+                    Some(proposed) => {
                         state.report_progress(|progress| {
                             progress.target = progress.target.max(height.0);
                         });
-                        SyncedValueOutcome::Verdict(
-                            state
-                                .judge(block, round, Round::Nil, proposer, Origin::Sync)
-                                .await,
-                        )
+                        SyncedValueOutcome::Verdict(proposed)
                     }
+                    None => SyncedValueOutcome::PeerFault,
                 };
                 let _ = reply.send(outcome);
             }
@@ -677,14 +430,8 @@ pub async fn run(
 /// Why the application loop stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("consensus decided block at height {0}, which this node never saw")]
-    Missing(u64),
-    #[error("committing height {0} failed: {1}")]
-    Commit(u64, String),
-    #[error("reading the block journal: {0}")]
-    Journal(std::io::Error),
     #[error(transparent)]
-    Node(#[from] InvalidBlock),
+    Host(#[from] HostError),
     #[error(transparent)]
     NodeError(#[from] medledger_node::NodeError),
 }

@@ -280,7 +280,10 @@ pub async fn start(
         chain_id,
         key,
         timeouts: settings.timeouts,
-        empty_block_wait: settings.empty_block_wait,
+        host: crate::host::HostConfig {
+            empty_block_wait: settings.empty_block_wait,
+            ..crate::host::HostConfig::default()
+        },
         address_book,
         admitted,
         journal: crate::journal::Journal::open(&settings.wal_dir)

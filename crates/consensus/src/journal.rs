@@ -10,10 +10,16 @@
 //! **Invariant:** every block this validator proposed or voted for at an undecided height is in
 //! the journal. Files below the committed head are removed as heights start, so the journal
 //! holds only the current height's and a few future heights' blocks.
+//!
+//! The host ([`crate::host`]) reaches the journal through [`BlockJournal`]: the node uses the
+//! directory of fsync'd files ([`Journal`]), the simulation a [`MemoryJournal`] that it keeps
+//! across a simulated crash, as a disk would.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use medledger_crypto::Hash;
 use medledger_ledger::Block;
@@ -21,6 +27,17 @@ use medledger_ledger::Block;
 /// The journal's directory under the consensus WAL directory.
 pub const JOURNAL_DIR: &str = "undecided-blocks";
 
+/// Where the host keeps undecided blocks so that they outlive a crash.
+pub trait BlockJournal {
+    /// Writes `block` durably (it is on disk when this returns), unless it is already there.
+    fn save(&mut self, block: &Block) -> std::io::Result<()>;
+    /// Every intact block at height `from` or above, in (height, hash) order.
+    fn load_from(&self, from: u64) -> std::io::Result<Vec<Block>>;
+    /// Forgets the blocks of heights below `height`.
+    fn prune_below(&mut self, height: u64) -> std::io::Result<()>;
+}
+
+/// The node's journal: one fsync'd file a block.
 #[derive(Debug, Clone)]
 pub struct Journal {
     dir: PathBuf,
@@ -96,6 +113,57 @@ impl Journal {
                 fs::remove_file(entry.path())?;
             }
         }
+        Ok(())
+    }
+}
+
+impl BlockJournal for Journal {
+    fn save(&mut self, block: &Block) -> std::io::Result<()> {
+        Journal::save(self, block)
+    }
+
+    fn load_from(&self, from: u64) -> std::io::Result<Vec<Block>> {
+        Journal::load_from(self, from)
+    }
+
+    fn prune_below(&mut self, height: u64) -> std::io::Result<()> {
+        Journal::prune_below(self, height)
+    }
+}
+
+/// A journal in memory, for the simulation and tests. Clones share one store, so a caller can
+/// keep a clone as the "disk" that survives when the host holding the other is dropped.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryJournal {
+    blocks: Arc<Mutex<BTreeMap<(u64, Hash), Block>>>,
+}
+
+impl MemoryJournal {
+    fn blocks(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u64, Hash), Block>> {
+        // Nothing here panics while holding the lock, and a map is never left half-updated.
+        self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl BlockJournal for MemoryJournal {
+    fn save(&mut self, block: &Block) -> std::io::Result<()> {
+        self.blocks()
+            .entry((block.header.height, block.hash()))
+            .or_insert_with(|| block.clone());
+        Ok(())
+    }
+
+    fn load_from(&self, from: u64) -> std::io::Result<Vec<Block>> {
+        Ok(self
+            .blocks()
+            .range((from, Hash::ZERO)..)
+            .map(|(_, block)| block.clone())
+            .collect())
+    }
+
+    fn prune_below(&mut self, height: u64) -> std::io::Result<()> {
+        let mut blocks = self.blocks();
+        *blocks = blocks.split_off(&(height, Hash::ZERO));
         Ok(())
     }
 }

@@ -6,7 +6,9 @@
 //!   the engine's precommits the ledger's commit certificates.
 //! - [`codec`]: borsh on the wire and in the write-ahead log.
 //! - [`stream`]: blocks as streams of proposal parts.
-//! - [`app`]: the loop that answers the engine with the node.
+//! - [`host`]: every decision the application side makes, synchronous and clock-free, shared by
+//!   the node and the simulation.
+//! - [`app`]: the async loop that answers the engine with the host.
 //! - [`gossip`]: transactions from one validator's clients to every validator's mempool.
 //! - [`journal`]: undecided blocks on disk, so a restart never loses a block the WAL names.
 //! - [`engine`]: configuration, network identity and start-up.
@@ -17,6 +19,7 @@ pub mod codec;
 pub mod context;
 pub mod engine;
 pub mod gossip;
+pub mod host;
 pub mod journal;
 pub mod stream;
 

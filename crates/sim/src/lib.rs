@@ -15,7 +15,8 @@
 //!
 //! - [`plan`]: the faults a seed chooses.
 //! - [`net`]: messages and the event queue.
-//! - [`replica`]: one validator, the consensus core's effects answered with the node.
+//! - [`replica`]: one validator, the consensus core's effects answered by the node's own consensus
+//!   host (`medledger_consensus::host`), the same rules the node runs.
 //! - [`run`]: the run itself, the network and the Byzantine validator.
 //! - [`check`]: the checkers.
 //!
@@ -36,14 +37,16 @@ use std::fmt;
 use medledger_crypto::Hash;
 
 pub use check::Violation;
+pub use medledger_consensus::host::Flaw;
 pub use plan::FaultPlan;
-pub use replica::Restream;
 pub use run::{Stats, run, run_with};
 
 /// Why a run could not be completed (as opposed to a run that completed and broke an invariant,
 /// which is a [`Violation`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
+    #[error(transparent)]
+    Host(#[from] medledger_consensus::host::HostError),
     #[error(transparent)]
     Node(#[from] medledger_node::NodeError),
     #[error(transparent)]
@@ -58,8 +61,6 @@ pub enum SimError {
     Signing(String),
     #[error("a signing or verification call waited, which the simulation cannot drive")]
     Pending,
-    #[error("node {node} decided height {height} without holding its block")]
-    MissingBlock { node: usize, height: u64 },
     #[error("node {node} cannot address validator {peer}: {reason}")]
     Peer {
         node: usize,

@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use malachitebft_core_consensus::{LivenessMsg, SignedConsensusMsg};
-use malachitebft_core_types::{Round, Timeout};
+use malachitebft_core_types::{ExtendedCommitCertificate, Round, Timeout};
 use medledger_consensus::context::LedgerContext;
 use medledger_ledger::{Block, Tx};
-use medledger_types::CommitCertificate;
 
 /// What validators send each other. Consensus and liveness messages are the engine's own; the
 /// rest stand in for what the real node does beside the engine.
@@ -34,9 +35,10 @@ pub enum Message {
     SyncRequest {
         height: u64,
     },
+    /// A decided block and its certificate, as the host serves them to the engine's sync.
     SyncResponse {
-        block_bytes: Vec<u8>,
-        certificate: CommitCertificate,
+        value_bytes: Bytes,
+        certificate: ExtendedCommitCertificate<LedgerContext>,
     },
     /// Client transactions one validator took in, for the others' mempools (the adapter's
     /// mempool gossip).
@@ -75,11 +77,12 @@ pub enum Event {
         timeout: Timeout,
         id: u64,
     },
-    /// The application builds the block a validator was asked to propose.
+    /// The application builds the block a validator was asked to propose, or waits again.
     BuildValue {
         node: usize,
         height: u64,
         round: Round,
+        timeout: Duration,
     },
     Crash {
         node: usize,

@@ -1,40 +1,43 @@
-//! One simulated validator: a real `medledger_node::Node` on its own directory, and Malachite's
-//! consensus core (`State` plus the `process!` coroutine) driven directly, with every effect the
-//! core yields answered here the way `medledger_consensus::app` and Malachite's engine answer it.
+//! One simulated validator: a real `medledger_node::Node` on its own directory, Malachite's
+//! consensus core (`State` plus the `process!` coroutine) driven directly, and the node's own
+//! consensus host (`medledger_consensus::host::Host`), which decides every answer the
+//! application gives the engine, exactly as in `medledger_consensus::app`. What this file adds
+//! is only what Malachite's engine does around the core (timers, the write-ahead log, value
+//! sync's requests) and the simulated network's delivery.
 //!
 //! What survives a crash is what survives a real crash: the node's redb store, the engine's
 //! write-ahead log (kept here in memory, outside the validator, and written before any message it
-//! records is sent, which is what the engine's fsync before publishing guarantees), and, as an
-//! assumption of the simulation, the blocks of the height in progress (see `Disk::candidates`).
-//! A restarted validator replays its log exactly as the engine does: start the height, index the
-//! log, feed every entry back, drop the index. Replay re-derives the same votes, so it never signs
-//! a conflicting one.
+//! records is sent, which is what the engine's fsync before publishing guarantees), and the
+//! host's block journal (a `MemoryJournal` kept outside the validator, written before the host
+//! returns, as the node's journal is fsync'd). A restarted validator replays its log exactly as
+//! the engine does: start the height, index the log, feed every entry back, drop the index.
+//! Replay re-derives the same votes, so it never signs a conflicting one.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use malachitebft_core_consensus::{
     Effect, Input, LivenessMsg, Params, PeerId, ProposedValue, Resumable, Resume,
     SignedConsensusMsg, State, ValuePayload,
 };
 use malachitebft_core_types::{
-    ExtendedCommitCertificate, LinearTimeouts, NilOrVal, Round, SignedMessage, ThresholdParams,
-    Timeout, Validity, ValueOrigin, ValueResponse, VoteExtensionPolicy, VoteExtensions,
+    LinearTimeouts, NilOrVal, Round, SignedMessage, ThresholdParams, Timeout, Validity,
+    ValueOrigin, ValueResponse, VoteExtensionPolicy,
 };
 use malachitebft_metrics::Metrics;
 use malachitebft_signing::{Signer, Verifier, VerifierExt};
-use medledger_consensus::certificate::{to_engine, to_ledger};
 use medledger_consensus::context::{
     Address, BlockId, Ed25519Provider, Height, LedgerContext, Proposal, ValidatorSet, Vote,
-    proposer,
 };
 use medledger_consensus::engine::EngineSettings;
+use medledger_consensus::host::{Host, HostConfig, Offer};
+use medledger_consensus::journal::MemoryJournal;
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_ledger::{Block, Tx};
-use medledger_node::{BlockSource, InvalidBlock, Node, NodeConfig};
+use medledger_node::{BlockSource, Node, NodeConfig};
 use medledger_types::Genesis;
 
 use crate::SimError;
@@ -42,13 +45,6 @@ use crate::net::Message;
 
 type Ctx = LedgerContext;
 
-/// How long a proposer with an empty mempool waits before proposing an empty block, as the
-/// engine adapter's default `empty_block_wait` (500 ms).
-pub const EMPTY_BLOCK_WAIT_MS: u64 = 500;
-/// How far ahead of this validator a kept block may be, as in `app.rs`.
-const FUTURE_HEIGHTS_MAX: u64 = 2;
-/// How many blocks are kept per future height, as in `app.rs`.
-const FUTURE_BLOCKS_MAX: usize = 8;
 /// How long a sync request may go unanswered before another is sent.
 const SYNC_RETRY_MS: u64 = 1_000;
 /// The engine's input queue: heights ahead, and inputs per height (Malachite's defaults).
@@ -71,15 +67,6 @@ fn ready<T>(future: impl Future<Output = T>) -> Result<T, SimError> {
     }
 }
 
-/// A block this validator holds for an undecided height, with the verdict it gave the engine.
-#[derive(Clone, Debug)]
-pub struct Candidate {
-    pub block: Arc<Block>,
-    pub proposed: ProposedValue<Ctx>,
-    /// Which life of the validator stored it; an older one means it was kept across a crash.
-    pub incarnation: u32,
-}
-
 /// What outlives a crash.
 #[derive(Debug)]
 pub struct Disk {
@@ -87,11 +74,10 @@ pub struct Disk {
     /// The height the write-ahead log is at, and its entries for that height.
     wal_height: u64,
     wal: Vec<Input<Ctx>>,
-    /// The blocks of the height in progress. `app.rs` keeps these in memory only; the simulation
-    /// keeps them across a crash, because a restarted validator whose log replays a precommit for
-    /// a block may decide that block and must then hold it. Decisions that needed this are counted
-    /// (`Stats::restored_block_decides`), as they mark a gap in the real adapter.
-    candidates: BTreeMap<Hash, Candidate>,
+    /// The host's block journal: a restarted validator whose log replays a precommit for a block
+    /// may decide that block, and finds it here (decisions that needed it are counted in
+    /// `Stats::restored_block_decides`).
+    journal: MemoryJournal,
     /// The committed height, as of the last commit.
     pub head: u64,
 }
@@ -120,9 +106,12 @@ pub enum Action {
         id: u64,
         after_ms: u64,
     },
+    /// Ask the host for this validator's block for (height, round) after `after_ms`.
     BuildValue {
         height: u64,
         round: Round,
+        /// The engine's propose timeout for the round, which bounds the host's empty-block wait.
+        timeout: Duration,
         after_ms: u64,
     },
     /// The node checked a block and told the engine this.
@@ -134,7 +123,7 @@ pub enum Action {
         height: u64,
         round: u32,
         hash: Hash,
-        /// The block was held only because it was kept across a crash.
+        /// The block was held only because the journal kept it across a crash.
         restored: bool,
     },
     Finalized {
@@ -153,6 +142,16 @@ pub struct Built {
     pub actions: Vec<Action>,
 }
 
+/// What asking the host for this validator's block gave.
+#[derive(Debug)]
+pub enum Build {
+    Built(Built),
+    /// The host waits for transactions: ask again after this long.
+    Wait(Duration),
+    /// The validator is down or has moved on to another height.
+    Nothing,
+}
+
 /// The parts of a validator that never change.
 #[derive(Debug)]
 struct Identity {
@@ -165,33 +164,8 @@ struct Identity {
     /// Every validator's key and network id, by index.
     keys: Vec<PublicKey>,
     peers: Vec<PeerId>,
-    restream: Restream,
-}
-
-/// Which blocks a round's proposer restreams when the engine re-proposes a value from an earlier
-/// round, and which blocks its peers accept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Restream {
-    /// The adapter's first rule, kept to show what the simulation caught: a validator restreamed
-    /// only blocks it built, and a peer dropped a block whose header named another proposer than
-    /// the round's. A locked block built by another validator could then reach a peer that missed
-    /// it only once it was decided, so some seeds stalled for ever (`REGRESSION_SEEDS` in
-    /// `tests/seeds.rs`).
-    OwnBlocksOnly,
-    /// Tendermint's rule, which `medledger_consensus::app` follows: the round's proposer
-    /// restreams the block it re-proposes whoever built it, and a peer accepts it when the
-    /// proposal carries a proof-of-lock round.
-    #[default]
-    AnyLockedBlock,
-}
-
-/// A block that arrived for a height this validator has not reached.
-#[derive(Debug)]
-struct FutureBlock {
-    from: usize,
-    block: Arc<Block>,
-    round: Round,
-    pol_round: Round,
+    /// The host's settings: the node's default empty-block wait, and the flaw a test injects.
+    host: HostConfig,
 }
 
 /// The memory of a running validator, lost on a crash.
@@ -202,14 +176,12 @@ struct Live {
 }
 
 struct App {
-    node: Node,
+    /// The node's consensus host, over this validator's node.
+    host: Host<MemoryJournal>,
     /// Takes the client transactions the node queued for gossip.
     gossip: Box<dyn FnMut() -> Vec<Tx>>,
-    /// The validator set of the height in progress.
-    validators: ValidatorSet,
     /// Scheduled timeouts and the id of each one's latest schedule.
     timers: Vec<(Timeout, u64)>,
-    future: BTreeMap<u64, Vec<FutureBlock>>,
     /// True while the write-ahead log is being replayed: entries are not written again.
     recovering: bool,
     /// The height last asked for by sync, and when.
@@ -221,7 +193,7 @@ struct App {
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("node", &self.node)
+            .field("host", &self.host)
             .field("timers", &self.timers)
             .finish_non_exhaustive()
     }
@@ -232,7 +204,6 @@ pub struct Replica {
     identity: Identity,
     pub disk: Disk,
     live: Option<Live>,
-    incarnation: u32,
     next_timer_id: u64,
 }
 
@@ -259,7 +230,7 @@ impl Replica {
         dir: PathBuf,
         keys: Vec<PublicKey>,
         peers: Vec<PeerId>,
-        restream: Restream,
+        host: HostConfig,
     ) -> Replica {
         let chain_id = genesis.chain_id.clone();
         Replica {
@@ -272,17 +243,16 @@ impl Replica {
                 genesis,
                 keys,
                 peers,
-                restream,
+                host,
             },
             disk: Disk {
                 dir,
                 wal_height: 0,
                 wal: Vec::new(),
-                candidates: BTreeMap::new(),
+                journal: MemoryJournal::default(),
                 head: 0,
             },
             live: None,
-            incarnation: 0,
             next_timer_id: 0,
         }
     }
@@ -309,7 +279,9 @@ impl Replica {
         })?;
         let height = node.next_height()?;
         self.disk.head = height - 1;
-        let validators = ValidatorSet::from_ledger(&node.validators_for(height)?);
+        let mut outbox = node.take_gossip();
+        let mut host = Host::open(node, identity.host.clone(), self.disk.journal.clone())?;
+        let validators = ValidatorSet::from_ledger(&host.start_height(Height(height))?);
         let core = State::new(
             identity.ctx.clone(),
             Height(height),
@@ -330,11 +302,6 @@ impl Replica {
             self.disk.wal.clear();
             Vec::new()
         };
-        self.disk
-            .candidates
-            .retain(|_, candidate| candidate.proposed.height.0 >= height);
-        self.incarnation += 1;
-        let mut outbox = node.take_gossip();
         let gossip = Box::new(move || {
             let mut txs = Vec::new();
             if let Some(outbox) = &mut outbox {
@@ -348,11 +315,9 @@ impl Replica {
             core,
             metrics: Metrics::new(),
             app: App {
-                node,
+                host,
                 gossip,
-                validators: validators.clone(),
                 timers: Vec::new(),
-                future: BTreeMap::new(),
                 recovering: false,
                 sync_pending: None,
                 tips: vec![0; identity.keys.len()],
@@ -400,16 +365,16 @@ impl Replica {
             .valid
             .as_ref()
             .map(|valid| format!("{} at round {}", short(&valid.value), valid.round));
-        let held: Vec<String> = self
-            .disk
-            .candidates
-            .values()
-            .map(|candidate| {
+        let held: Vec<String> = live
+            .app
+            .host
+            .candidates()
+            .map(|proposed| {
                 format!(
                     "{} (round {}, {:?})",
-                    short(&candidate.proposed.value),
-                    candidate.proposed.round,
-                    candidate.proposed.validity
+                    short(&proposed.value),
+                    proposed.round,
+                    proposed.validity
                 )
             })
             .collect();
@@ -431,7 +396,7 @@ impl Replica {
 
     /// The node, while the validator runs.
     pub fn node(&self) -> Option<&Node> {
-        self.live.as_ref().map(|live| &live.app.node)
+        self.live.as_ref().map(|live| live.app.host.node())
     }
 
     /// Feeds one input to the consensus core and answers every effect it yields.
@@ -440,7 +405,6 @@ impl Replica {
             identity,
             disk,
             live,
-            incarnation,
             next_timer_id,
         } = self;
         let Some(Live { core, metrics, app }) = live.as_mut() else {
@@ -452,7 +416,6 @@ impl Replica {
             identity,
             disk,
             app,
-            incarnation: *incarnation,
             next_timer_id,
             now_ms,
             out: &mut out,
@@ -522,44 +485,16 @@ impl Replica {
                 round,
                 pol_round,
             } => {
-                let height = live.core.height().0;
-                let block_height = block.header.height;
-                if block_height > height {
-                    // A peer ahead of this validator: keep the block and judge it once this
-                    // validator reaches its height.
-                    if block_height <= height + FUTURE_HEIGHTS_MAX {
-                        let kept = live.app.future.entry(block_height).or_default();
-                        if kept.len() < FUTURE_BLOCKS_MAX {
-                            kept.push(FutureBlock {
-                                from,
-                                block,
-                                round,
-                                pol_round,
-                            });
-                        }
-                    }
-                } else if block_height == height {
-                    let expected = *live.core.get_proposer(Height(height), round);
-                    let sender = self.identity.keys[from];
-                    let built_by_sender = block.header.proposer == sender
-                        || self.identity.restream == Restream::AnyLockedBlock
-                            && pol_round.is_defined();
-                    if expected == Address(sender) && built_by_sender {
-                        let mut step = Step {
-                            identity: &self.identity,
-                            disk: &mut self.disk,
-                            app: &mut live.app,
-                            incarnation: self.incarnation,
-                            next_timer_id: &mut self.next_timer_id,
-                            now_ms,
-                            out: &mut out,
-                        };
-                        let proposed = step.judge(block, round, pol_round, expected)?;
-                        out.push(Action::Input(Input::ProposedValue(
-                            proposed,
-                            ValueOrigin::Consensus,
-                        )));
-                    }
+                // The network authenticates the sender, as the stream's signature does in the node.
+                let offer = Offer {
+                    block,
+                    round,
+                    pol_round,
+                    proposer: Address(self.identity.keys[from]),
+                };
+                let time_ms = block_time_ms(&self.identity.genesis, now_ms);
+                if let Some(proposed) = live.app.host.receive_proposal(offer, time_ms) {
+                    offer_value(&mut out, proposed, ValueOrigin::Consensus);
                 }
             }
             Message::Status { tip } => {
@@ -571,33 +506,33 @@ impl Replica {
                 }
             }
             Message::SyncRequest { height } => {
-                if let Some((block_bytes, certificate)) = live.app.node.decided_block(height)? {
+                // The engine's sync asks for one height at a time here; the host serves it.
+                let served = live
+                    .app
+                    .host
+                    .decided_values(Height(height)..=Height(height));
+                if let Some(value) = served.into_iter().next() {
                     out.push(Action::Send {
                         to: from,
                         message: Message::SyncResponse {
-                            block_bytes,
-                            certificate,
+                            value_bytes: value.value_bytes,
+                            certificate: value.certificate,
                         },
                     });
                 }
             }
             Message::Txs(txs) => {
                 // Refusals (a nonce already used, a duplicate) are the mempool's business.
-                let _ = live.app.node.submit_gossiped(txs);
+                let _ = live.app.host.node().submit_gossiped(txs);
             }
             Message::SyncResponse {
-                block_bytes,
+                value_bytes,
                 certificate,
             } => {
-                if certificate.height == live.core.height().0 {
-                    let certificate =
-                        ExtendedCommitCertificate::from_commit_certificate_and_extensions(
-                            to_engine(&certificate),
-                            VoteExtensions::new(Vec::new()),
-                        );
+                if certificate.height == live.core.height() {
                     out.push(Action::Input(Input::SyncValueResponse(ValueResponse::new(
                         self.identity.peers[from],
-                        block_bytes.into(),
+                        value_bytes,
                         certificate,
                     ))));
                 }
@@ -635,59 +570,37 @@ impl Replica {
         })
     }
 
-    /// Builds this validator's block for (height, round), or reuses the one it already proposed at
-    /// this height. Returns the block with the actions that propose and publish it.
+    /// Asks the host for this validator's block for (height, round): it may wait for
+    /// transactions first, or reuse the block it already proposed at this height. Returns the
+    /// block with the actions that propose and publish it.
     pub fn build_value(
         &mut self,
         height: u64,
         round: Round,
+        timeout: Duration,
         now_ms: u64,
-    ) -> Result<Option<Built>, SimError> {
+    ) -> Result<Build, SimError> {
         let Some(live) = self.live.as_mut() else {
-            return Ok(None);
+            return Ok(Build::Nothing);
         };
-        if live.core.height().0 != height {
-            return Ok(None);
+        let height = Height(height);
+        if live.core.height() != height {
+            return Ok(Build::Nothing);
         }
-        let own = self.identity.key.public_key();
-        let reused = self
-            .disk
-            .candidates
-            .values()
-            .find(|candidate| {
-                candidate.block.header.height == height && candidate.block.header.proposer == own
-            })
-            .map(|candidate| candidate.block.clone());
-        let block = match reused {
-            Some(block) => block,
-            None => Arc::new(
-                live.app
-                    .node
-                    .propose(block_time_ms(&self.identity.genesis, now_ms))?,
-            ),
+        let host = &mut live.app.host;
+        if let Some(pause) = host.value_wait(height, round, timeout, now_ms) {
+            return Ok(Build::Wait(pause));
+        }
+        let time_ms = block_time_ms(&self.identity.genesis, now_ms);
+        let Some(block) = host.propose_value(height, round, time_ms)? else {
+            return Ok(Build::Nothing);
         };
-        let hash = block.hash();
-        self.disk.candidates.insert(
-            hash,
-            Candidate {
-                block: block.clone(),
-                proposed: ProposedValue {
-                    height: Height(height),
-                    round,
-                    valid_round: Round::Nil,
-                    proposer: self.identity.address,
-                    value: BlockId(hash),
-                    validity: Validity::Valid,
-                },
-                incarnation: self.incarnation,
-            },
-        );
         let actions = vec![
             Action::Input(Input::Propose(
                 malachitebft_core_consensus::LocallyProposedValue::new(
-                    Height(height),
+                    height,
                     round,
-                    BlockId(hash),
+                    BlockId(block.hash()),
                 ),
             )),
             Action::PublishBlock {
@@ -696,36 +609,23 @@ impl Replica {
                 pol_round: Round::Nil,
             },
         ];
-        Ok(Some(Built { block, actions }))
+        Ok(Build::Built(Built { block, actions }))
     }
 
     /// A second valid block for the height in progress, at a later time: what an equivocating
     /// proposer sends to some peers.
     pub fn propose_other(&self, time_ms: u64) -> Result<Option<Block>, SimError> {
-        match &self.live {
-            Some(live) => Ok(Some(live.app.node.propose(time_ms)?)),
+        match self.node() {
+            Some(node) => Ok(Some(node.propose(time_ms)?)),
             None => Ok(None),
         }
     }
 
     /// Keeps a block this validator made, so it can commit it if it is decided.
     pub fn keep_own(&mut self, block: Arc<Block>, round: Round) {
-        let hash = block.hash();
-        self.disk.candidates.insert(
-            hash,
-            Candidate {
-                proposed: ProposedValue {
-                    height: Height(block.header.height),
-                    round,
-                    valid_round: Round::Nil,
-                    proposer: self.identity.address,
-                    value: BlockId(hash),
-                    validity: Validity::Valid,
-                },
-                block,
-                incarnation: self.incarnation,
-            },
-        );
+        if let Some(live) = &mut self.live {
+            live.app.host.hold_own_block(block, round);
+        }
     }
 
     pub fn sign_proposal(
@@ -769,12 +669,20 @@ impl Replica {
     }
 }
 
+/// Tells the engine the host's verdict on a block, and the run what the verdict was.
+fn offer_value(out: &mut Vec<Action>, proposed: ProposedValue<Ctx>, origin: ValueOrigin) {
+    out.push(Action::Judged {
+        hash: proposed.value.0,
+        valid: proposed.validity == Validity::Valid,
+    });
+    out.push(Action::Input(Input::ProposedValue(proposed, origin)));
+}
+
 /// The context of one effect: everything but the consensus core, which the coroutine holds.
 struct Step<'a> {
     identity: &'a Identity,
     disk: &'a mut Disk,
     app: &'a mut App,
-    incarnation: u32,
     next_timer_id: &'a mut u64,
     now_ms: u64,
     out: &'a mut Vec<Action>,
@@ -785,42 +693,9 @@ impl Step<'_> {
         EngineSettings::lan_timeouts()
     }
 
-    /// Checks a complete block against the head and records the verdict, as `app.rs` does.
-    fn judge(
-        &mut self,
-        block: Arc<Block>,
-        round: Round,
-        valid_round: Round,
-        proposer: Address,
-    ) -> Result<ProposedValue<Ctx>, SimError> {
-        let hash = block.hash();
-        let now = block_time_ms(&self.identity.genesis, self.now_ms);
-        let validity = match self.app.node.validate(&block, now) {
-            Ok(()) => Validity::Valid,
-            Err(InvalidBlock::Node(error)) => return Err(error.into()),
-            Err(InvalidBlock::Invalid(_) | InvalidBlock::WrongHeight { .. }) => Validity::Invalid,
-        };
-        self.out.push(Action::Judged {
-            hash,
-            valid: validity == Validity::Valid,
-        });
-        let proposed = ProposedValue {
-            height: Height(block.header.height),
-            round,
-            valid_round,
-            proposer,
-            value: BlockId(hash),
-            validity,
-        };
-        self.disk.candidates.insert(
-            hash,
-            Candidate {
-                block,
-                proposed: proposed.clone(),
-                incarnation: self.incarnation,
-            },
-        );
-        Ok(proposed)
+    /// The proposer's clock this validator would read now.
+    fn time_ms(&self) -> u64 {
+        block_time_ms(&self.identity.genesis, self.now_ms)
     }
 
     fn on_effect(&mut self, effect: Effect<Ctx>) -> Result<Resume<Ctx>, SimError> {
@@ -853,24 +728,9 @@ impl Step<'_> {
                 resume.resume_with(())
             }
             Effect::StartRound(height, round, _proposer, _role, resume) => {
-                // Blocks that arrived before this validator reached the height.
-                if let Some(kept) = self.app.future.remove(&height.0) {
-                    for future in kept {
-                        let expected = proposer(&self.app.validators, height, future.round).address;
-                        if expected == Address(self.identity.keys[future.from])
-                            && future.block.header.proposer == expected.0
-                        {
-                            self.judge(future.block, future.round, future.pol_round, expected)?;
-                        }
-                    }
-                }
-                for candidate in self.disk.candidates.values() {
-                    if candidate.proposed.height == height && candidate.proposed.round == round {
-                        self.out.push(Action::Input(Input::ProposedValue(
-                            candidate.proposed.clone(),
-                            ValueOrigin::Consensus,
-                        )));
-                    }
+                let time_ms = self.time_ms();
+                for proposed in self.app.host.started_round(height, round, time_ms) {
+                    offer_value(self.out, proposed, ValueOrigin::Consensus);
                 }
                 resume.resume_with(())
             }
@@ -896,29 +756,19 @@ impl Step<'_> {
                 resume.resume_with(())
             }
             Effect::GetValue(height, round, timeout, resume) => {
-                // Wait a little for transactions rather than propose an empty block, but leave
-                // most of the engine's allowance, as `app.rs` does.
-                let after_ms = if self.app.node.has_pending_txs() {
-                    0
-                } else {
-                    let allowance = Self::timeouts().duration_for(timeout).as_millis() as u64;
-                    EMPTY_BLOCK_WAIT_MS.min(allowance / 2)
-                };
+                // The host decides how long to wait for transactions (`Replica::build_value`).
                 self.out.push(Action::BuildValue {
                     height: height.0,
                     round,
-                    after_ms,
+                    timeout: Self::timeouts().duration_for(timeout),
+                    after_ms: 0,
                 });
                 resume.resume_with(())
             }
             Effect::RestreamProposal(height, round, valid_round, _address, value_id, resume) => {
-                if let Some(candidate) = self.disk.candidates.get(&value_id.0)
-                    && candidate.proposed.height == height
-                    && (candidate.block.header.proposer == self.identity.key.public_key()
-                        || self.identity.restream == Restream::AnyLockedBlock)
-                {
+                if let Some(block) = self.app.host.restream(height, &value_id) {
                     self.out.push(Action::PublishBlock {
-                        block: candidate.block.clone(),
+                        block,
                         round,
                         pol_round: valid_round,
                     });
@@ -928,19 +778,15 @@ impl Step<'_> {
             Effect::CertVerifiedSyncValue(value, proposer, resume) => {
                 self.app.sync_pending = None;
                 self.out.push(Action::SyncedValue);
-                if let Ok(block) = Block::from_bytes(&value.value_bytes)
-                    && block.header.height == value.certificate.height.0
-                {
-                    let proposed = self.judge(
-                        Arc::new(block),
-                        value.certificate.round,
-                        Round::Nil,
-                        proposer,
-                    )?;
-                    self.out.push(Action::Input(Input::ProposedValue(
-                        proposed,
-                        ValueOrigin::Sync,
-                    )));
+                let time_ms = self.time_ms();
+                if let Some(proposed) = self.app.host.synced_value(
+                    value.certificate.height,
+                    value.certificate.round,
+                    proposer,
+                    &value.value_bytes,
+                    time_ms,
+                ) {
+                    offer_value(self.out, proposed, ValueOrigin::Sync);
                 }
                 resume.resume_with(())
             }
@@ -950,31 +796,19 @@ impl Step<'_> {
             }
             Effect::Decide(certificate, _extensions, resume) => {
                 let height = certificate.height.0;
-                let hash = certificate.value_id.0;
-                let candidate = self
-                    .disk
-                    .candidates
-                    .get(&hash)
-                    .ok_or(SimError::MissingBlock {
-                        node: self.identity.index,
-                        height,
-                    })?;
-                let restored = candidate.incarnation < self.incarnation;
-                self.app
-                    .node
-                    .commit_decided(&candidate.block, &to_ledger(&certificate))?;
+                let decided = self.app.host.decide(&certificate)?;
                 self.disk.head = height;
                 self.out.push(Action::Decided {
                     height,
                     round: round_number(certificate.round),
-                    hash,
-                    restored,
+                    hash: certificate.value_id.0,
+                    restored: decided.from_journal,
                 });
                 resume.resume_with(())
             }
             Effect::Finalize(certificate, _extensions, evidence, resume) => {
                 let height = certificate.height.0;
-                let next = height + 1;
+                let next = Height(height + 1);
                 let evidence = evidence
                     .proposals
                     .iter()
@@ -985,18 +819,13 @@ impl Step<'_> {
                         .iter()
                         .map(|(_, votes)| votes.len())
                         .sum::<usize>();
-                // The engine's log moves to the next height, and the height's blocks are done.
-                self.disk.wal_height = next;
+                // The engine's log moves to the next height, and so does the host.
+                self.disk.wal_height = next.0;
                 self.disk.wal.clear();
-                self.disk
-                    .candidates
-                    .retain(|_, candidate| candidate.proposed.height.0 >= next);
-                self.app.future.retain(|kept, _| *kept >= next);
-                self.app.validators =
-                    ValidatorSet::from_ledger(&self.app.node.validators_for(next)?);
+                let validators = ValidatorSet::from_ledger(&self.app.host.start_height(next)?);
                 self.out.push(Action::Input(Input::StartHeight(
-                    Height(next),
-                    self.app.validators.clone(),
+                    next,
+                    validators,
                     false,
                     None,
                     VoteExtensionPolicy::Disabled,

@@ -9,10 +9,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use malachitebft_core_consensus::{Input, PeerId, SignedConsensusMsg};
 use malachitebft_core_types::Round;
 use medledger_consensus::context::{BlockId, LedgerContext, Proposal};
+use medledger_consensus::host::{Flaw, HostConfig};
 use medledger_crypto::{Hash, SecretKey, hash_tagged, sha256};
 use medledger_ledger::{Block, CoreOp, Tx, TxBody};
 use medledger_types::{Genesis, Organisation, Validator};
@@ -22,7 +24,7 @@ use rand_core::{RngCore, SeedableRng};
 use crate::check::{self, Decision, StoredHeight, Violation};
 use crate::net::{Event, MESSAGE_KINDS, Message, Queue};
 use crate::plan::{FaultPlan, VALIDATORS};
-use crate::replica::{Action, Built, Replica, Restream, conflicting_vote};
+use crate::replica::{Action, Build, Built, Replica, conflicting_vote};
 use crate::{Report, SimError};
 
 /// How many heights every honest validator must gain once the faults end.
@@ -99,14 +101,15 @@ struct Sim {
     _dir: tempfile::TempDir,
 }
 
-/// Runs the simulation for `seed` with the adapter's own rules, and checks it.
+/// Runs the simulation for `seed` with the node's own consensus host, and checks it.
 pub fn run(seed: u64) -> Result<Report, SimError> {
-    run_with(seed, Restream::default())
+    run_with(seed, None)
 }
 
-/// Runs the simulation for `seed` with the given restream rule, and checks it.
-pub fn run_with(seed: u64, restream: Restream) -> Result<Report, SimError> {
-    let mut sim = Sim::new(seed, restream)?;
+/// Runs the simulation for `seed` with every validator's consensus host bent by `flaw` (none:
+/// the node's rules), and checks it.
+pub fn run_with(seed: u64, flaw: Option<Flaw>) -> Result<Report, SimError> {
+    let mut sim = Sim::new(seed, flaw)?;
     sim.start()?;
     let deadline_ms = sim.plan.faults_end_ms + PROGRESS_WINDOW_MS;
     let mut target = None;
@@ -132,7 +135,7 @@ pub fn run_with(seed: u64, restream: Restream) -> Result<Report, SimError> {
 }
 
 impl Sim {
-    fn new(seed: u64, restream: Restream) -> Result<Sim, SimError> {
+    fn new(seed: u64, flaw: Option<Flaw>) -> Result<Sim, SimError> {
         let plan = FaultPlan::from_seed(seed);
         let dir = tempfile::Builder::new()
             .prefix("medledger-sim-")
@@ -192,7 +195,10 @@ impl Sim {
                     dir.path().join(format!("node{index}")),
                     public.clone(),
                     peers.clone(),
-                    restream,
+                    HostConfig {
+                        flaw,
+                        ..HostConfig::default()
+                    },
                 )
             })
             .collect();
@@ -286,7 +292,8 @@ impl Sim {
                 node,
                 height,
                 round,
-            } => self.build_value(node, height, round),
+                timeout,
+            } => self.build_value(node, height, round, timeout),
             Event::Crash { node } => {
                 self.stats.crashes += 1;
                 self.replicas[node].crash();
@@ -408,6 +415,7 @@ impl Sim {
                 Action::BuildValue {
                     height,
                     round,
+                    timeout,
                     after_ms,
                 } => self.queue.push(
                     self.now_ms + after_ms,
@@ -415,6 +423,7 @@ impl Sim {
                         node,
                         height,
                         round,
+                        timeout,
                     },
                 ),
                 Action::Judged { hash, valid } => {
@@ -509,12 +518,29 @@ impl Sim {
         1 << peers[(self.rng.next_u64() % peers.len() as u64) as usize]
     }
 
-    fn build_value(&mut self, node: usize, height: u64, round: Round) -> Result<(), SimError> {
-        let Some(Built { block, actions }) =
-            self.replicas[node].build_value(height, round, self.now_ms)?
-        else {
-            return Ok(());
-        };
+    fn build_value(
+        &mut self,
+        node: usize,
+        height: u64,
+        round: Round,
+        timeout: Duration,
+    ) -> Result<(), SimError> {
+        let Built { block, actions } =
+            match self.replicas[node].build_value(height, round, timeout, self.now_ms)? {
+                Build::Built(built) => built,
+                Build::Wait(pause) => {
+                    let event = Event::BuildValue {
+                        node,
+                        height,
+                        round,
+                        timeout,
+                    };
+                    self.queue
+                        .push(self.now_ms + pause.as_millis() as u64, event);
+                    return Ok(());
+                }
+                Build::Nothing => return Ok(()),
+            };
         if node == self.plan.byzantine {
             self.plan_misbehaviour(node, &block, round)?;
         }
