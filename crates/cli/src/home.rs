@@ -47,7 +47,7 @@ pub struct ConsensusSection {
 }
 
 fn default_empty_block_wait_ms() -> u64 {
-    500
+    medledger_consensus::host::EMPTY_BLOCK_WAIT_DEFAULT.as_millis() as u64
 }
 
 pub fn default_mempool() -> usize {
