@@ -34,8 +34,8 @@ use malachitebft_core_types::{
 };
 use malachitebft_sync::RawDecidedValue;
 use medledger_crypto::Hash;
-use medledger_node::{InvalidBlock, Node, NodeError};
 use medledger_ledger::Block;
+use medledger_node::{InvalidBlock, Node, NodeError};
 
 use crate::certificate::{to_engine, to_ledger};
 use crate::context::{Address, BlockId, Height, LedgerContext, ValidatorSet, proposer};
