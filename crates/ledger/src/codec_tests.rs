@@ -194,6 +194,15 @@ fn every_payload_keeps_its_tag_and_round_trips() {
     for (payload, tag) in all {
         let bytes = borsh::to_vec(&payload).expect("encodes");
         assert_eq!(bytes[0], tag, "{}", payload.kind());
+        // The tag's place in its owner's KINDS names the same operation.
+        let owner_kinds = MODULES
+            .iter()
+            .find(|m| (m.base..m.base + m.kinds.len() as u8).contains(&tag))
+            .map_or_else(
+                || &CoreOp::KINDS[usize::from(tag)..],
+                |m| &m.kinds[usize::from(tag - m.base)..],
+            );
+        assert_eq!(owner_kinds[0], payload.kind(), "tag {tag}");
         let back: Payload = borsh::from_slice(&bytes).expect("decodes");
         assert_eq!(back, payload);
         let json = serde_json::to_value(&payload).expect("json");

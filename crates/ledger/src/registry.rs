@@ -30,10 +30,13 @@ pub struct ModuleInfo {
 }
 
 /// Writes a module operation's borsh encoding with its variant tag moved up by `base`, so the
-/// module's enum needs no knowledge of where it sits in `Payload`.
+/// module's enum needs no knowledge of where it sits in `Payload`. A variant at or past `kinds`
+/// (an operation added without its `KINDS` entry) would take the next module's tag: it is
+/// refused, which `encode` turns into a crash the first time a test encodes it.
 struct Shifted<'w, W: Write> {
     inner: &'w mut W,
     base: u8,
+    kinds: usize,
     first: bool,
 }
 
@@ -41,6 +44,12 @@ impl<W: Write> Write for Shifted<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.first && !buf.is_empty() {
             self.first = false;
+            if usize::from(buf[0]) >= self.kinds {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("operation {} of a module with {} KINDS", buf[0], self.kinds),
+                ));
+            }
             let tag = buf[0].checked_add(self.base).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "payload tag overflows a byte")
             })?;
@@ -56,10 +65,11 @@ impl<W: Write> Write for Shifted<'_, W> {
     }
 }
 
-fn shifted<W: Write>(inner: &mut W, base: u8) -> Shifted<'_, W> {
+fn shifted<W: Write>(inner: &mut W, base: u8, kinds: usize) -> Shifted<'_, W> {
     Shifted {
         inner,
         base,
+        kinds,
         first: true,
     }
 }
@@ -130,7 +140,10 @@ macro_rules! modules {
             fn serialize<W: Write>(&self, writer: &mut W) -> io::Result<()> {
                 match self {
                     Payload::Core(op) => BorshSerialize::serialize(op, writer),
-                    $(Payload::$variant(op) => BorshSerialize::serialize(op, &mut shifted(writer, $base)),)*
+                    $(Payload::$variant(op) => BorshSerialize::serialize(
+                        op,
+                        &mut shifted(writer, $base, <$module as Module>::KINDS.len()),
+                    ),)*
                 }
             }
         }
@@ -233,8 +246,11 @@ pub fn prefix_owners() -> Vec<(&'static str, &'static str)> {
 /// Checks that every prefix ends in `/` and that no registered prefix begins another, so every
 /// state key has exactly one owner.
 pub fn check_prefixes() -> Result<(), String> {
-    let owners = prefix_owners();
-    for (owner, prefix) in &owners {
+    prefixes_disjoint(&prefix_owners())
+}
+
+fn prefixes_disjoint(owners: &[(&str, &str)]) -> Result<(), String> {
+    for (owner, prefix) in owners {
         if !prefix.ends_with('/') || prefix.len() < 2 {
             return Err(format!(
                 "{owner}'s prefix {prefix:?} must be a name ending in '/'"
@@ -255,8 +271,12 @@ pub fn check_prefixes() -> Result<(), String> {
 
 /// Checks that the payload tag ranges of the ledger and the modules are disjoint.
 pub fn check_tags() -> Result<(), String> {
-    let mut ranges: Vec<(usize, usize, &str)> = vec![(0, CoreOp::KINDS.len(), "ledger")];
-    for module in MODULES {
+    tags_disjoint(CoreOp::KINDS.len(), MODULES)
+}
+
+fn tags_disjoint(core: usize, modules: &[ModuleInfo]) -> Result<(), String> {
+    let mut ranges: Vec<(usize, usize, &str)> = vec![(0, core, "ledger")];
+    for module in modules {
         let start = usize::from(module.base);
         ranges.push((start, start + module.kinds.len(), module.name));
     }
@@ -278,5 +298,43 @@ pub fn check_tags() -> Result<(), String> {
 impl From<CoreOp> for Payload {
     fn from(op: CoreOp) -> Payload {
         Payload::Core(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_prefixes_are_refused() {
+        assert!(prefixes_disjoint(&[("a", "claim/"), ("b", "claims/")]).is_ok());
+        for (owners, why) in [
+            (&[("a", "claim/"), ("b", "claim/")][..], "overlaps"),
+            (&[("a", "claim/"), ("b", "claim/x/")][..], "overlaps"),
+            (&[("a", "claim")][..], "ending in '/'"),
+            (&[("a", "/")][..], "ending in '/'"),
+        ] {
+            let error = prefixes_disjoint(owners).expect_err("refused");
+            assert!(error.contains(why), "{owners:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn overlapping_tag_ranges_are_refused() {
+        let module = |name, base, kinds| ModuleInfo {
+            name,
+            prefixes: &[],
+            kinds,
+            base,
+        };
+        let two: &[&str] = &["x", "y"];
+        assert!(tags_disjoint(5, &[module("a", 5, two), module("b", 7, two)]).is_ok());
+        for modules in [
+            vec![module("a", 4, two)],
+            vec![module("a", 5, two), module("b", 6, two)],
+            vec![module("a", 255, two)],
+        ] {
+            assert!(tags_disjoint(5, &modules).is_err(), "{modules:?}");
+        }
     }
 }
