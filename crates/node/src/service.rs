@@ -107,16 +107,23 @@ pub trait Service: Any + Clone + Send + Sync + 'static {
 
 type Follower = Arc<dyn Fn(Height) -> Result<(), ServiceError> + Send + Sync>;
 
+/// One registered service: itself (for the API to find by type) and its follower.
+#[derive(Clone)]
+struct Registered {
+    service: Arc<dyn Any + Send + Sync>,
+    following: &'static str,
+    follow: Follower,
+}
+
 /// The services of this node, by type.
 #[derive(Clone, Default)]
 pub struct Services {
-    by_type: BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>,
-    followers: Vec<(&'static str, Follower)>,
+    by_type: BTreeMap<TypeId, Registered>,
 }
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let following: Vec<&str> = self.followers.iter().map(|(what, _)| *what).collect();
+        let following: Vec<&str> = self.by_type.values().map(|r| r.following).collect();
         f.debug_struct("Services")
             .field("following", &following)
             .finish()
@@ -127,24 +134,31 @@ impl Services {
     /// Adds a service. A second service of the same type replaces the first.
     pub fn register<S: Service>(&mut self, service: S) {
         let follower = service.clone();
-        self.by_type.insert(TypeId::of::<S>(), Arc::new(service));
-        self.followers
-            .push((S::FOLLOWING, Arc::new(move |head| follower.follow(head))));
+        self.by_type.insert(
+            TypeId::of::<S>(),
+            Registered {
+                service: Arc::new(service),
+                following: S::FOLLOWING,
+                follow: Arc::new(move |head| follower.follow(head)),
+            },
+        );
     }
 
     /// The service of type `S`, if this node runs it.
     pub fn get<S: Service>(&self) -> Option<S> {
         self.by_type
             .get(&TypeId::of::<S>())
-            .and_then(|service| service.downcast_ref::<S>())
+            .and_then(|registered| registered.service.downcast_ref::<S>())
             .cloned()
     }
 
     /// Runs every service's follower until the node stops.
     pub fn spawn_followers(&self, node: &Node) {
-        for (what, step) in &self.followers {
-            let (node, what, step) = (node.clone(), *what, step.clone());
-            tokio::spawn(async move { follow_head(&node, what, move |head| step(head)).await });
+        for registered in self.by_type.values() {
+            let (node, registered) = (node.clone(), registered.clone());
+            tokio::spawn(async move {
+                follow_head(&node, registered.following, registered.follow).await
+            });
         }
     }
 }
@@ -163,11 +177,7 @@ pub fn open_services(node: &Node, data_dir: &Path) -> Result<Services, ServiceEr
 /// stops: the shape of every follower of committed blocks (erasures, the EPCIS index). A failed
 /// step is logged and retried a second later; a step that catches up to an older head is run
 /// again for the newer one.
-pub async fn follow_head<E: std::fmt::Display + Send + 'static>(
-    node: &Node,
-    what: &'static str,
-    step: impl Fn(Height) -> Result<(), E> + Clone + Send + 'static,
-) {
+async fn follow_head(node: &Node, what: &'static str, step: Follower) {
     let mut head = node.subscribe_head();
     loop {
         let target = *head.borrow_and_update();
@@ -184,5 +194,48 @@ pub async fn follow_head<E: std::fmt::Display + Send + 'static>(
         if head.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Index(u32);
+    impl Service for Index {
+        const FOLLOWING: &'static str = "indexing";
+        fn follow(&self, _: Height) -> Result<(), ServiceError> {
+            Ok(())
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct Shredder;
+    impl Service for Shredder {
+        const FOLLOWING: &'static str = "shredding";
+        fn follow(&self, head: Height) -> Result<(), ServiceError> {
+            Err(ServiceError::Storage(format!("disk full at {head}")))
+        }
+    }
+
+    #[test]
+    fn services_are_found_by_type_and_one_of_a_type_replaces_the_other() {
+        let mut services = Services::default();
+        assert_eq!(services.get::<Index>(), None);
+        services.register(Index(1));
+        services.register(Shredder);
+        services.register(Index(2));
+        assert_eq!(services.get::<Index>(), Some(Index(2)));
+        assert!(services.get::<Shredder>().is_some());
+        // One follower per service type, each running its own service.
+        let results: Vec<(&str, bool)> = services
+            .by_type
+            .values()
+            .map(|r| (r.following, (r.follow)(7).is_ok()))
+            .collect();
+        assert_eq!(results.len(), 2);
+        assert!(results.contains(&("indexing", true)));
+        assert!(results.contains(&("shredding", false)));
     }
 }

@@ -219,18 +219,16 @@ impl Module for Records {
     ) -> Result<(), RecordsError> {
         let ctx = tx.block;
         match op {
-            RecordsOp::PutRecords { records } => put_records(state, ctx, tx, tx.authority, records),
+            RecordsOp::PutRecords { records } => put_records(state, tx, records),
             RecordsOp::BindPatient { patient, key } => {
                 bind_patient(state, tx.authority, patient, key)
             }
             RecordsOp::SetDelegate { delegate, active } => {
                 set_delegate(state, &tx.sender, delegate, *active)
             }
-            RecordsOp::GrantConsent { grant } => grant_consent(state, ctx, tx, grant),
+            RecordsOp::GrantConsent { grant } => grant_consent(state, tx, grant),
             RecordsOp::RevokeConsent { grant } => revoke_consent(state, ctx, &tx.sender, grant),
-            RecordsOp::RecordAccess { access } => {
-                record_access(state, ctx, tx, tx.authority, access)
-            }
+            RecordsOp::RecordAccess { access } => record_access(state, tx, access),
             RecordsOp::ErasePatient { patient } => {
                 erase_patient(state, ctx, &tx.sender, tx.authority, patient)
             }

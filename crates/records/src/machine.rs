@@ -149,12 +149,11 @@ fn check_category(category: &Option<String>) -> Result<(), RecordsError> {
 
 pub fn put_records(
     state: &mut View<'_, '_>,
-    ctx: &BlockContext,
     tx: &TxContext<'_>,
-    authority: &Authority,
     records: &[RecordWrite],
 ) -> Result<(), RecordsError> {
-    let custodian = custodian_of(authority, "write records")?;
+    let ctx = tx.block;
+    let custodian = custodian_of(tx.authority, "write records")?;
     if records.is_empty() || records.len() > RECORDS_PER_TX_MAX {
         return Err(RecordsError::InvalidRecord(format!(
             "a transaction carries 1 to {RECORDS_PER_TX_MAX} record versions, not {}",
@@ -391,10 +390,10 @@ fn check_grant(
 
 pub fn grant_consent(
     state: &mut View<'_, '_>,
-    ctx: &BlockContext,
     tx: &TxContext<'_>,
     grant: &ConsentGrant,
 ) -> Result<(), RecordsError> {
+    let ctx = tx.block;
     let mut book = check_signs_for(state, &tx.sender, &grant.patient)?;
     check_grant(state, ctx, grant)?;
     // The book lists revoked and expired grants too, so the patient sees their history; only
@@ -552,12 +551,11 @@ pub fn grants_of(
 
 pub fn record_access(
     state: &mut View<'_, '_>,
-    ctx: &BlockContext,
     tx: &TxContext<'_>,
-    authority: &Authority,
     access: &AccessRequest,
 ) -> Result<(), RecordsError> {
-    let custodian = custodian_of(authority, "record access events")?;
+    let ctx = tx.block;
+    let custodian = custodian_of(tx.authority, "record access events")?;
     if access.records.len() > ACCESS_RECORDS_MAX {
         return Err(RecordsError::InvalidRecord(format!(
             "an access event names at most {ACCESS_RECORDS_MAX} records"

@@ -110,9 +110,9 @@ impl Module for Supply {
         state: &mut View<'_, '_>,
     ) -> Result<(), SupplyError> {
         match op {
-            SupplyPayload::Supply { ops } => apply_supply(state, tx.block, tx.index, tx, ops),
+            SupplyPayload::Supply { ops } => apply_supply(state, tx, ops),
             SupplyPayload::CaptureEpcis { capturer, events } => {
-                capture_epcis(state, tx.block, tx.index, tx, capturer, events)
+                capture_epcis(state, tx, capturer, events)
             }
         }
     }

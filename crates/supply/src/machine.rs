@@ -330,11 +330,10 @@ impl OpContext<'_> {
 /// Applies a `Supply` transaction: every operation in order, all or nothing.
 pub fn apply_supply(
     state: &mut View<'_, '_>,
-    ctx: &BlockContext,
-    index: u32,
     tx: &TxContext<'_>,
     ops: &[SupplyOp],
 ) -> Result<(), SupplyError> {
+    let (ctx, index) = (tx.block, tx.index);
     if ops.is_empty() || ops.len() > OPS_PER_TX_MAX {
         return Err(invalid(format!(
             "a supply transaction carries 1 to {OPS_PER_TX_MAX} operations, got {}",
@@ -362,12 +361,11 @@ pub fn apply_supply(
 /// operations applied, acted by the capturer.
 pub fn capture_epcis(
     state: &mut View<'_, '_>,
-    ctx: &BlockContext,
-    index: u32,
     tx: &TxContext<'_>,
     capturer: &PublicKey,
     events: &[CapturedEvent],
 ) -> Result<(), SupplyError> {
+    let (ctx, index) = (tx.block, tx.index);
     let org = medledger_module::custodian_of(tx.authority)
         .ok_or(SupplyError::NotACustodian("record EPCIS events"))?
         .to_string();
