@@ -6,6 +6,12 @@
 //! Destroying that one 32-byte secret therefore makes every data key of the patient unrecoverable
 //! and every commitment unlinkable: nobody can confirm a guess about the content without it.
 //!
+//! A node's index of records by FHIR id uses the same two ideas. Its keys are blind indexes:
+//! HMAC-SHA256 of the id under a key of the node ([`BlindKey`]), so the index can be searched by
+//! an id without holding it. Its values (the ids themselves, and the links from an id to a record)
+//! are sealed under a third key derived from the patient's secret ([`PatientSecret::index_key`]),
+//! so they become unreadable with the secret.
+//!
 //! A data key can also be wrapped to a reader's X25519 key with HPKE (RFC 9180, base mode,
 //! DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM), so a record can travel to another
 //! organisation without the custodian's secrets.
@@ -30,6 +36,7 @@ type HpkeAead = hpke::aead::AesGcm256;
 
 const COMMIT_INFO: &[u8] = b"medledger/patient-commit-key/v1";
 const WRAP_INFO: &[u8] = b"medledger/patient-wrap-key/v1";
+const INDEX_INFO: &[u8] = b"medledger/patient-index-key/v1";
 const COMMITMENT_TAG: &[u8] = b"medledger/record-commitment/v1";
 const HPKE_INFO: &[u8] = b"medledger/record-key/v1";
 const HPKE_SEED_INFO: &[u8] = b"medledger/hpke-x25519/v1";
@@ -90,6 +97,71 @@ impl PatientSecret {
             .try_into()
             .map_err(|_| CryptoError::Decrypt("a wrapped data key is 32 bytes".into()))?;
         Ok(DataKey(key))
+    }
+
+    /// The key this patient's index entries are sealed under.
+    pub fn index_key(&self) -> IndexKey {
+        IndexKey(self.derive(INDEX_INFO))
+    }
+}
+
+/// The key a patient's index entries are sealed under (AES-256-GCM), derived from the patient's
+/// secret. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IndexKey([u8; 32]);
+
+impl fmt::Debug for IndexKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IndexKey(..)")
+    }
+}
+
+impl IndexKey {
+    pub fn seal(&self, nonce: [u8; NONCE_BYTES], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        seal_with(&self.0, nonce, aad, plaintext)
+    }
+
+    pub fn open(
+        &self,
+        nonce: [u8; NONCE_BYTES],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        open_with(&self.0, nonce, aad, ciphertext)
+    }
+}
+
+/// A node's key for blind indexes: keyed hashes of identifiers, so that an index can be searched
+/// by an identifier without holding it. Whoever lacks the key cannot confirm a guessed identifier
+/// against the index. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BlindKey(pub [u8; 32]);
+
+impl fmt::Debug for BlindKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BlindKey(..)")
+    }
+}
+
+impl BlindKey {
+    pub fn generate(mut rng: impl RngCore + CryptoRng) -> Self {
+        let mut bytes = [0; 32];
+        rng.fill_bytes(&mut bytes);
+        BlindKey(bytes)
+    }
+
+    /// HMAC-SHA256 over a domain tag and `parts`, each length-prefixed as in
+    /// [`crate::hash_tagged`], so that no two different inputs share an encoding.
+    pub fn blind(&self, tag: &[u8], parts: &[&[u8]]) -> Hash {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(&(tag.len() as u32).to_le_bytes());
+        mac.update(tag);
+        for part in parts {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part);
+        }
+        Hash(mac.finalize().into_bytes().into())
     }
 }
 
@@ -299,6 +371,55 @@ mod tests {
         assert_ne!(commitment, alice.commitment(&record, 2, content));
         assert_ne!(commitment, alice.commitment(&Hash([8; 32]), 1, content));
         assert_ne!(commitment, crate::sha256(content));
+    }
+
+    /// An index entry opens only under its patient's index key, with its nonce and associated
+    /// data; the index key is neither the wrapping key nor the secret itself.
+    #[test]
+    fn index_entries_open_only_under_their_patients_index_key() {
+        let (alice, bob) = (
+            PatientSecret::generate(rng(10)),
+            PatientSecret::generate(rng(11)),
+        );
+        let key = alice.index_key();
+        assert_eq!(key, alice.index_key());
+        let sealed = key.seal([3; 12], b"record-1", b"patient-erase-me");
+        assert_eq!(
+            key.open([3; 12], b"record-1", &sealed).expect("opens"),
+            b"patient-erase-me"
+        );
+        assert!(bob.index_key().open([3; 12], b"record-1", &sealed).is_err());
+        assert!(key.open([3; 12], b"record-2", &sealed).is_err());
+        assert!(key.open([4; 12], b"record-1", &sealed).is_err());
+        assert!(
+            DataKey(alice.0)
+                .open([3; 12], b"record-1", &sealed)
+                .is_err()
+        );
+        assert!(
+            DataKey(alice.derive(WRAP_INFO))
+                .open([3; 12], b"record-1", &sealed)
+                .is_err()
+        );
+    }
+
+    /// A blind index depends on the key, the tag and each part with its boundaries, and is not
+    /// the plain tagged hash of the same input.
+    #[test]
+    fn blind_indexes_are_keyed_and_domain_separated() {
+        let key = BlindKey::generate(rng(12));
+        let blind = key.blind(b"tag", &[b"Patient", b"p1"]);
+        assert_eq!(blind, key.blind(b"tag", &[b"Patient", b"p1"]));
+        for other in [
+            BlindKey::generate(rng(13)).blind(b"tag", &[b"Patient", b"p1"]),
+            key.blind(b"other tag", &[b"Patient", b"p1"]),
+            key.blind(b"tag", &[b"Patient", b"p2"]),
+            key.blind(b"tag", &[b"Patien", b"tp1"]),
+            key.blind(b"tag", &[b"Patientp1"]),
+            crate::hash_tagged(b"tag", &[b"Patient", b"p1"]),
+        ] {
+            assert_ne!(blind, other);
+        }
     }
 
     /// A data key sealed with HPKE to a reader opens with the reader's key and nothing else.

@@ -1,6 +1,7 @@
 //! The node's off-chain store of health records: ciphertext, wrapped data keys, patient secrets
 //! and the FHIR index (logical ids, and records by patient and type). It lives beside the ledger in
-//! the node's data directory (`vault.redb` and `vault.slots`) and never leaves the node.
+//! the node's data directory (`vault.redb`, `vault.slots` and `vault.blind-key`) and never leaves
+//! the node.
 //!
 //! Writing is two-phase, because a record exists only once its version is on chain:
 //! [`Vault::stage`] encrypts a batch and stores it durably with a pending marker; the caller puts
@@ -11,41 +12,37 @@
 //! wrapped under its patient's secret; the secret is stored only in [`slots::KeySlots`], which
 //! overwrites it on erasure. So erasure is one overwrite, after which no byte on this node can be
 //! decrypted or linked to its on-chain commitment.
+//! **Invariant:** no file here holds a FHIR logical id in clear, ever (see `layout.rs`): indexes are
+//! keyed by blind indexes, and ids, and links from an id to a record, are sealed under a key
+//! derived from the patient's secret. So after erasure nothing here names the patient's resources,
+//! not even a page redb freed; only tombstones say that an id was erased, and of which patient.
 //! **Invariant:** while a batch is staged, its records are in flight and no other batch may write
 //! them, so a version number is never handed out twice.
 
+mod blind;
+mod layout;
+mod migrate;
 pub mod slots;
 
-use std::collections::BTreeSet;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use medledger_crypto::Hash;
-use medledger_crypto::envelope::{DataKey, NONCE_BYTES, PatientSecret};
+use medledger_crypto::envelope::{BlindKey, DataKey, IndexKey, NONCE_BYTES, PatientSecret};
 use rand_core::{CryptoRng, RngCore};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
+use crate::layout::{
+    BLOBS, IndexedRecord, META, META_ERASED_THROUGH, PATIENT_INDEX, PATIENTS, PENDING,
+    RECORD_INDEX, RECORDS, SEARCH, StoredPatient, StoredRecord, TOMBSTONES, get, put, table,
+};
 use crate::slots::KeySlots;
 
-/// Patient id → `PatientMeta`.
-const PATIENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("patients");
-/// The FHIR logical id of a patient's `Patient` resource → patient id.
-const PATIENT_BY_FHIR: TableDefinition<&str, &[u8]> = TableDefinition::new("patient_by_fhir");
-/// Record id → `RecordMeta`.
-const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
-/// `Type/id` → record id.
-const RECORD_BY_FHIR: TableDefinition<&str, &[u8]> = TableDefinition::new("record_by_fhir");
-/// patient id ‖ type ‖ 0 ‖ record id → FHIR logical id: the search index.
-const BY_PATIENT: TableDefinition<&[u8], &str> = TableDefinition::new("by_patient");
-/// (record id, version) → `Blob`.
-const BLOBS: TableDefinition<(&[u8], u32), &[u8]> = TableDefinition::new("blobs");
-/// Staging id → `Pending`.
-const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
-/// Counters such as the height through which erasures were applied.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-const META_ERASED_THROUGH: &str = "erased_through";
+const DB_FILE: &str = "vault.redb";
+const SLOTS_FILE: &str = "vault.slots";
 
 /// The most versions one staged batch may hold.
 pub const STAGE_ITEMS_MAX: usize = 20_000;
@@ -70,6 +67,17 @@ fn db_error(error: impl std::fmt::Display) -> VaultError {
     VaultError::Io(error.to_string())
 }
 
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> VaultError {
+    move |error| VaultError::Io(format!("{what}: {error}"))
+}
+
+/// Makes renames and new files in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), VaultError> {
+    std::fs::File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(io("syncing the vault directory"))
+}
+
 fn decode<T: BorshDeserialize>(what: &str, bytes: &[u8]) -> Result<T, VaultError> {
     borsh::from_slice(bytes).map_err(|error| VaultError::Corrupt(format!("{what}: {error}")))
 }
@@ -91,12 +99,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A patient held here, as callers see it. (Its Borsh encoding is how layout 1 stored it, with the
+/// FHIR id in clear; layout 2 stores the id sealed.)
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct PatientMeta {
     pub slot: u64,
     pub fhir_id: String,
 }
 
+/// A record held here, as callers see it. (Its Borsh encoding is how layout 1 stored it.)
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct RecordMeta {
     pub patient: Hash,
@@ -218,19 +229,31 @@ pub fn record_aad(record: &Hash, version: u32) -> Vec<u8> {
     aad
 }
 
-fn search_key(patient: &Hash, resource_type: &str, record: &Hash) -> Vec<u8> {
-    let mut key = Vec::with_capacity(32 + resource_type.len() + 1 + 32);
-    key.extend_from_slice(&patient.0);
-    key.extend_from_slice(resource_type.as_bytes());
-    key.push(0);
-    key.extend_from_slice(&record.0);
-    key
+/// A patient a staged batch writes to, with its keys.
+struct BatchPatient {
+    fhir_id: String,
+    patient: Hash,
+    secret: PatientSecret,
+    index_key: IndexKey,
+    /// Created by this batch.
+    new: bool,
+}
+
+/// A record version a staged batch writes.
+struct Planned<'a> {
+    version: StagedVersion,
+    resource_type: &'a str,
+    /// Its patient's place in the batch's patients.
+    patient_at: usize,
+    blob: Blob,
 }
 
 #[derive(Debug)]
 pub struct Vault {
     db: Database,
     slots: Mutex<KeySlots>,
+    /// The key of every blind index here; it outlives erasures, so tombstones can be found.
+    blind: BlindKey,
     /// Records in a staged, unsettled batch.
     in_flight: Mutex<BTreeSet<Hash>>,
     /// Serialises staging, so two batches never plan the same version or create the same patient.
@@ -238,34 +261,25 @@ pub struct Vault {
 }
 
 impl Vault {
-    /// Opens (or creates) the vault in `dir`.
+    /// Opens (or creates) the vault in `dir`. A vault of layout 1 (FHIR ids in clear) is converted
+    /// first, once, into a fresh file (see `migrate.rs`).
     pub fn open(dir: &Path) -> Result<Vault, VaultError> {
         use std::os::unix::fs::PermissionsExt;
-        // The vault holds ciphertext, wrapped keys and an index of FHIR ids: its owner only.
+        // The vault holds ciphertext, wrapped keys and blind indexes: its owner only.
         std::fs::create_dir_all(dir).map_err(db_error)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(db_error)?;
-        let path = dir.join("vault.redb");
-        let db = Database::builder()
-            .set_cache_size(128 * 1024 * 1024)
-            .create(&path)
-            .map_err(db_error)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(db_error)?;
-        let txn = db.begin_write().map_err(db_error)?;
-        {
-            txn.open_table(PATIENTS).map_err(db_error)?;
-            txn.open_table(PATIENT_BY_FHIR).map_err(db_error)?;
-            txn.open_table(RECORDS).map_err(db_error)?;
-            txn.open_table(RECORD_BY_FHIR).map_err(db_error)?;
-            txn.open_table(BY_PATIENT).map_err(db_error)?;
-            txn.open_table(BLOBS).map_err(db_error)?;
-            txn.open_table(PENDING).map_err(db_error)?;
-            txn.open_table(META).map_err(db_error)?;
+        migrate::finish_interrupted(dir)?;
+        let blind = blind::open_or_create(dir)?;
+        let slots = KeySlots::open(&dir.join(SLOTS_FILE))?;
+        let mut db = layout::open_db(&dir.join(DB_FILE))?;
+        if migrate::is_legacy(&db)? {
+            db = migrate::convert(dir, db, &blind, &slots)?;
         }
-        txn.commit().map_err(db_error)?;
+        layout::prepare(&db, &blind)?;
         let vault = Vault {
             db,
-            slots: Mutex::new(KeySlots::open(&dir.join("vault.slots"))?),
+            slots: Mutex::new(slots),
+            blind,
             in_flight: Mutex::new(BTreeSet::new()),
             staging: Mutex::new(()),
         };
@@ -274,15 +288,14 @@ impl Vault {
     }
 
     /// Destroys secrets no patient entry refers to: left by a crash between writing a new
-    /// patient's secret and committing the patient, or between removing a patient and zeroing
-    /// its slot. A secret must never outlive its patient.
+    /// patient's secret and committing the patient. A secret must never outlive its patient.
     fn destroy_orphaned_secrets(&self) -> Result<usize, VaultError> {
         let mut slots = lock(&self.slots);
         let mut destroyed = 0;
         for (index, patient) in slots.owners()? {
             let kept = self
-                .patient(&patient)?
-                .is_some_and(|meta| meta.slot == index);
+                .stored_patient(&patient)?
+                .is_some_and(|stored| stored.slot == index);
             if !kept {
                 slots.destroy(index, &patient)?;
                 destroyed += 1;
@@ -291,24 +304,59 @@ impl Vault {
         Ok(destroyed)
     }
 
-    pub fn patient_by_fhir(&self, fhir_id: &str) -> Result<Option<Hash>, VaultError> {
+    fn stored_patient(&self, patient: &Hash) -> Result<Option<StoredPatient>, VaultError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(PATIENT_BY_FHIR).map_err(db_error)?;
+        let table = txn.open_table(PATIENTS).map_err(db_error)?;
+        get(&table, &patient.0, "patient")
+    }
+
+    /// A patient's secret, found through its entry in `patients`: `None` if the patient is not
+    /// held here, or its secret is gone (it is being erased).
+    fn secret_in(
+        &self,
+        patients: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        patient: &Hash,
+    ) -> Result<Option<(StoredPatient, PatientSecret)>, VaultError> {
+        let Some(stored) = get::<StoredPatient>(patients, &patient.0, "patient")? else {
+            return Ok(None);
+        };
+        let secret = lock(&self.slots).read(stored.slot, patient)?;
+        Ok(secret.map(|secret| (stored, secret)))
+    }
+
+    fn index_key_in(
+        &self,
+        patients: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        patient: &Hash,
+    ) -> Result<Option<IndexKey>, VaultError> {
+        Ok(self
+            .secret_in(patients, patient)?
+            .map(|(_, secret)| secret.index_key()))
+    }
+
+    pub fn patient_by_fhir(&self, fhir_id: &str) -> Result<Option<Hash>, VaultError> {
+        let blind = layout::patient_blind(&self.blind, fhir_id);
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(PATIENT_INDEX).map_err(db_error)?;
         table
-            .get(fhir_id)
+            .get(blind.0.as_slice())
             .map_err(db_error)?
             .map(|value| hash_from(value.value()))
             .transpose()
     }
 
+    /// A patient held here; `None` once it is erased (or while it is, its secret gone).
     pub fn patient(&self, patient: &Hash) -> Result<Option<PatientMeta>, VaultError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(PATIENTS).map_err(db_error)?;
-        table
-            .get(patient.0.as_slice())
-            .map_err(db_error)?
-            .map(|value| decode("patient", value.value()))
-            .transpose()
+        let patients = txn.open_table(PATIENTS).map_err(db_error)?;
+        let Some((stored, secret)) = self.secret_in(&patients, patient)? else {
+            return Ok(None);
+        };
+        let fhir_id = layout::open_patient_fhir_id(&secret.index_key(), patient, &stored.fhir_id)?;
+        Ok(Some(PatientMeta {
+            slot: stored.slot,
+            fhir_id,
+        }))
     }
 
     pub fn record_by_fhir(
@@ -316,35 +364,58 @@ impl Vault {
         resource_type: &str,
         fhir_id: &str,
     ) -> Result<Option<(Hash, RecordMeta)>, VaultError> {
+        let blind = layout::record_blind(&self.blind, resource_type, fhir_id);
         let txn = self.db.begin_read().map_err(db_error)?;
-        let by_fhir = txn.open_table(RECORD_BY_FHIR).map_err(db_error)?;
-        let Some(value) = by_fhir
-            .get(format!("{resource_type}/{fhir_id}").as_str())
-            .map_err(db_error)?
-        else {
+        let index = txn.open_table(RECORD_INDEX).map_err(db_error)?;
+        let Some(indexed) = get::<IndexedRecord>(&index, &blind.0, "record index entry")? else {
             return Ok(None);
         };
-        let record = hash_from(value.value())?;
+        let patients = txn.open_table(PATIENTS).map_err(db_error)?;
+        let Some(key) = self.index_key_in(&patients, &indexed.patient)? else {
+            return Ok(None);
+        };
+        let record = layout::open_record_id(&key, &blind, &indexed.record)?;
         let records = txn.open_table(RECORDS).map_err(db_error)?;
-        let meta = records
-            .get(record.0.as_slice())
-            .map_err(db_error)?
+        let stored = get::<StoredRecord>(&records, &record.0, "record")?
             .ok_or_else(|| VaultError::Corrupt(format!("indexed record {record} is missing")))?;
-        Ok(Some((record, decode("record", meta.value())?)))
+        if stored.patient != indexed.patient || stored.resource_type != resource_type {
+            return Err(VaultError::Corrupt(format!(
+                "record {record} is indexed under another patient or type"
+            )));
+        }
+        Ok(Some((
+            record,
+            RecordMeta {
+                patient: stored.patient,
+                resource_type: stored.resource_type,
+                fhir_id: fhir_id.to_string(),
+                version: stored.version,
+            },
+        )))
     }
 
+    /// A record held here; `None` once its patient is erased (or while it is).
     pub fn record(&self, record: &Hash) -> Result<Option<RecordMeta>, VaultError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(RECORDS).map_err(db_error)?;
-        table
-            .get(record.0.as_slice())
-            .map_err(db_error)?
-            .map(|value| decode("record", value.value()))
-            .transpose()
+        let records = txn.open_table(RECORDS).map_err(db_error)?;
+        let Some(stored) = get::<StoredRecord>(&records, &record.0, "record")? else {
+            return Ok(None);
+        };
+        let patients = txn.open_table(PATIENTS).map_err(db_error)?;
+        let Some(key) = self.index_key_in(&patients, &stored.patient)? else {
+            return Ok(None);
+        };
+        Ok(Some(RecordMeta {
+            fhir_id: layout::open_record_fhir_id(&key, record, &stored.fhir_id)?,
+            patient: stored.patient,
+            resource_type: stored.resource_type,
+            version: stored.version,
+        }))
     }
 
     /// A patient's records, optionally of one type: `(record id, type, FHIR logical id)` in index
-    /// order (as [`Hit`]s), at most `limit` after skipping `offset`, and the total count.
+    /// order (as [`Hit`]s), at most `limit` after skipping `offset`, and the total count. Only the
+    /// ids returned are decrypted.
     pub fn search(
         &self,
         patient: &Hash,
@@ -358,37 +429,94 @@ impl Vault {
             prefix.push(0);
         }
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(BY_PATIENT).map_err(db_error)?;
+        let patients = txn.open_table(PATIENTS).map_err(db_error)?;
+        let Some(key) = self.index_key_in(&patients, patient)? else {
+            // Not held here, or erased.
+            return Ok((Vec::new(), 0));
+        };
+        let table = txn.open_table(SEARCH).map_err(db_error)?;
         let mut found = Vec::new();
         let mut total = 0;
         for row in table.range(prefix.as_slice()..).map_err(db_error)? {
-            let (key, value) = row.map_err(db_error)?;
-            let key = key.value();
-            if !key.starts_with(&prefix) {
+            let (search_key, value) = row.map_err(db_error)?;
+            let search_key = search_key.value();
+            if !search_key.starts_with(&prefix) {
                 break;
             }
             total += 1;
             if total <= offset || found.len() >= limit {
                 continue;
             }
-            let rest = &key[32..];
-            let split = rest.len().saturating_sub(33);
-            let resource_type = String::from_utf8_lossy(&rest[..split]).into_owned();
-            let record = hash_from(&rest[split + 1..])?;
+            let (resource_type, record) = layout::parse_search_key(search_key)?;
             found.push(Hit {
                 record,
-                resource_type,
-                fhir_id: value.value().to_string(),
+                resource_type: resource_type.to_string(),
+                fhir_id: layout::open_record_fhir_id(&key, &record, value.value())?,
             });
         }
         Ok((found, total))
     }
 
+    /// The id of the erased patient whose `Patient` resource had the logical id `fhir_id`: the id
+    /// its audit trail is kept under on chain. `None` if no such patient was erased here. (If the
+    /// id was imported again since, [`Vault::patient_by_fhir`] finds the new patient.)
+    pub fn erased_patient_by_fhir(&self, fhir_id: &str) -> Result<Option<Hash>, VaultError> {
+        self.tombstone(&layout::patient_blind(&self.blind, fhir_id))
+    }
+
+    /// The id of the erased patient the record `resource_type/fhir_id` belonged to; `None` if no
+    /// such record was erased here.
+    pub fn erased_record_by_fhir(
+        &self,
+        resource_type: &str,
+        fhir_id: &str,
+    ) -> Result<Option<Hash>, VaultError> {
+        self.tombstone(&layout::record_blind(&self.blind, resource_type, fhir_id))
+    }
+
+    fn tombstone(&self, blind: &Hash) -> Result<Option<Hash>, VaultError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(TOMBSTONES).map_err(db_error)?;
+        table
+            .get(blind.0.as_slice())
+            .map_err(db_error)?
+            .map(|value| hash_from(value.value()))
+            .transpose()
+    }
+
     fn secret(&self, patient: &Hash) -> Result<PatientSecret, VaultError> {
-        let meta = self.patient(patient)?.ok_or(VaultError::Erased(*patient))?;
+        let stored = self
+            .stored_patient(patient)?
+            .ok_or(VaultError::Erased(*patient))?;
         lock(&self.slots)
-            .read(meta.slot, patient)?
+            .read(stored.slot, patient)?
             .ok_or(VaultError::Erased(*patient))
+    }
+
+    /// The record `resource_type/fhir_id` of `owner` and its stored version: `None` if there is
+    /// none, refused if it is another patient's.
+    fn existing_record(
+        &self,
+        resource_type: &str,
+        fhir_id: &str,
+        owner: &BatchPatient,
+    ) -> Result<Option<(Hash, u32)>, VaultError> {
+        let blind = layout::record_blind(&self.blind, resource_type, fhir_id);
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let index = txn.open_table(RECORD_INDEX).map_err(db_error)?;
+        let Some(indexed) = get::<IndexedRecord>(&index, &blind.0, "record index entry")? else {
+            return Ok(None);
+        };
+        if indexed.patient != owner.patient {
+            return Err(VaultError::Invalid(format!(
+                "{resource_type}/{fhir_id} belongs to another patient"
+            )));
+        }
+        let record = layout::open_record_id(&owner.index_key, &blind, &indexed.record)?;
+        let records = txn.open_table(RECORDS).map_err(db_error)?;
+        let stored = get::<StoredRecord>(&records, &record.0, "record")?
+            .ok_or_else(|| VaultError::Corrupt(format!("indexed record {record} is missing")))?;
+        Ok(Some((record, stored.version)))
     }
 
     /// Encrypts and stores a batch durably, pending. Refuses the whole batch (storing nothing) if
@@ -412,28 +540,34 @@ impl Vault {
         rng.fill_bytes(&mut random);
         let staged_id = Hash(random);
         // Plan: patients first (a batch may create the patient its other resources name).
-        let mut patients: Vec<(String, Hash, PatientSecret, bool)> = Vec::new();
+        let mut patients: Vec<BatchPatient> = Vec::new();
+        let mut patients_by_fhir: BTreeMap<&str, usize> = BTreeMap::new();
         for item in items {
             if item.patient == PatientRef::Own {
                 let fhir_id = item.fhir_id.ok_or_else(|| {
                     VaultError::Invalid("a Patient resource needs a logical id".into())
                 })?;
-                if patients.iter().any(|(id, ..)| id == fhir_id) {
+                if patients_by_fhir.contains_key(fhir_id) {
                     continue;
                 }
-                match self.patient_by_fhir(fhir_id)? {
-                    Some(patient) => {
-                        patients.push((fhir_id.into(), patient, self.secret(&patient)?, false))
-                    }
+                let (patient, secret, new) = match self.patient_by_fhir(fhir_id)? {
+                    Some(patient) => (patient, self.secret(&patient)?, false),
                     None => {
                         rng.fill_bytes(&mut random);
-                        let secret = PatientSecret::generate(&mut rng);
-                        patients.push((fhir_id.into(), Hash(random), secret, true));
+                        (Hash(random), PatientSecret::generate(&mut rng), true)
                     }
-                }
+                };
+                patients_by_fhir.insert(fhir_id, patients.len());
+                patients.push(BatchPatient {
+                    fhir_id: fhir_id.to_string(),
+                    patient,
+                    index_key: secret.index_key(),
+                    secret,
+                    new,
+                });
             }
         }
-        let mut planned: Vec<(StagedVersion, &str, Blob)> = Vec::with_capacity(items.len());
+        let mut planned: Vec<Planned<'_>> = Vec::with_capacity(items.len());
         let mut seen = BTreeSet::new();
         let mut seen_ids = BTreeSet::new();
         for item in items {
@@ -441,31 +575,35 @@ impl Vault {
                 PatientRef::Own => item.fhir_id.unwrap_or_default(),
                 PatientRef::Fhir(id) => id,
             };
-            let (patient, secret) = match patients.iter().find(|(id, ..)| id == patient_fhir) {
-                Some((_, patient, secret, _)) => (*patient, secret.clone()),
+            let patient_at = match patients_by_fhir.get(patient_fhir) {
+                Some(at) => *at,
                 None => {
                     let patient = self.patient_by_fhir(patient_fhir)?.ok_or_else(|| {
                         VaultError::Invalid(format!("no patient Patient/{patient_fhir} is stored"))
                     })?;
                     let secret = self.secret(&patient)?;
-                    patients.push((patient_fhir.into(), patient, secret.clone(), false));
-                    (patient, secret)
+                    patients_by_fhir.insert(patient_fhir, patients.len());
+                    patients.push(BatchPatient {
+                        fhir_id: patient_fhir.to_string(),
+                        patient,
+                        index_key: secret.index_key(),
+                        secret,
+                        new: false,
+                    });
+                    patients.len() - 1
                 }
             };
+            let owner = &patients[patient_at];
             let existing = match item.fhir_id {
-                Some(id) => self.record_by_fhir(item.resource_type, id)?,
+                Some(id) => self
+                    .existing_record(item.resource_type, id, owner)?
+                    .map(|(record, stored)| (record, id.to_string(), stored)),
                 None => None,
             };
             let (record, fhir_id, version) = match existing {
-                Some((record, meta)) => {
-                    if meta.patient != patient {
-                        return Err(VaultError::Invalid(format!(
-                            "{}/{} belongs to another patient",
-                            item.resource_type, meta.fhir_id
-                        )));
-                    }
-                    let version = meta.version.max(chain_version(&record)?) + 1;
-                    (record, meta.fhir_id, version)
+                Some((record, fhir_id, stored)) => {
+                    let version = stored.max(chain_version(&record)?) + 1;
+                    (record, fhir_id, version)
                 }
                 None => {
                     rng.fill_bytes(&mut random);
@@ -497,41 +635,45 @@ impl Vault {
             let blob = Blob {
                 nonce,
                 key_nonce,
-                wrapped_key: secret.wrap(&data_key, key_nonce, &aad),
+                wrapped_key: owner.secret.wrap(&data_key, key_nonce, &aad),
                 ciphertext: data_key.seal(nonce, &aad, item.content),
             };
-            let commitment = secret.commitment(&record, version, item.content);
-            planned.push((
-                StagedVersion {
+            let commitment = owner.secret.commitment(&record, version, item.content);
+            planned.push(Planned {
+                version: StagedVersion {
                     record,
-                    patient,
+                    patient: owner.patient,
                     fhir_id,
                     version,
                     commitment,
                 },
-                item.resource_type,
+                resource_type: item.resource_type,
+                patient_at,
                 blob,
-            ));
+            });
         }
         // The batch's records, and the patients it creates, are in flight until it settles: a
         // batch that uses a patient another batch is creating waits, because a refusal of that
         // batch destroys the patient's secret.
         let locked: Vec<Hash> = planned
             .iter()
-            .map(|(v, ..)| v.record)
-            .chain(patients.iter().filter(|p| p.3).map(|p| p.1))
+            .map(|planned| planned.version.record)
+            .chain(patients.iter().filter(|p| p.new).map(|p| p.patient))
             .collect();
         {
             let mut in_flight = lock(&self.in_flight);
-            if let Some((busy, ..)) = planned.iter().find(|(v, ..)| in_flight.contains(&v.record)) {
-                return Err(VaultError::Busy(busy.fhir_id.clone()));
+            if let Some(busy) = planned
+                .iter()
+                .find(|planned| in_flight.contains(&planned.version.record))
+            {
+                return Err(VaultError::Busy(busy.version.fhir_id.clone()));
             }
-            if let Some((fhir_id, ..)) = patients.iter().find(|p| in_flight.contains(&p.1)) {
-                return Err(VaultError::Busy(format!("Patient/{fhir_id}")));
+            if let Some(busy) = patients.iter().find(|p| in_flight.contains(&p.patient)) {
+                return Err(VaultError::Busy(format!("Patient/{}", busy.fhir_id)));
             }
             in_flight.extend(locked.iter().copied());
         }
-        let result = self.write_staged(staged_id, &patients, &planned);
+        let result = self.write_staged(staged_id, &patients, &planned, &mut rng);
         if result.is_err() {
             let mut in_flight = lock(&self.in_flight);
             for id in &locked {
@@ -541,95 +683,103 @@ impl Vault {
         result?;
         Ok(Staged {
             id: staged_id,
-            versions: planned.into_iter().map(|(version, ..)| version).collect(),
+            versions: planned.into_iter().map(|planned| planned.version).collect(),
         })
     }
 
-    fn write_staged(
+    fn write_staged<R: RngCore + CryptoRng>(
         &self,
         staged_id: Hash,
-        patients: &[(String, Hash, PatientSecret, bool)],
-        planned: &[(StagedVersion, &str, Blob)],
+        patients: &[BatchPatient],
+        planned: &[Planned<'_>],
+        rng: &mut R,
     ) -> Result<(), VaultError> {
         // New secrets are durable before anything refers to them.
         let mut new_slots = Vec::new();
-        for (fhir_id, patient, secret, new) in patients {
-            if *new {
-                let slot = lock(&self.slots).allocate(patient, secret)?;
-                new_slots.push((fhir_id, patient, slot));
-            }
-        }
         let written = (|| {
+            for patient in patients.iter().filter(|p| p.new) {
+                let slot = lock(&self.slots).allocate(&patient.patient, &patient.secret)?;
+                new_slots.push((patient, slot));
+            }
             let mut txn = self.db.begin_write().map_err(db_error)?;
             txn.set_durability(Durability::Immediate)
                 .map_err(db_error)?;
             {
-                let mut patients_table = txn.open_table(PATIENTS).map_err(db_error)?;
-                let mut patient_by_fhir = txn.open_table(PATIENT_BY_FHIR).map_err(db_error)?;
-                for (fhir_id, patient, slot) in &new_slots {
-                    let meta = PatientMeta {
+                let mut patients_table = table(&txn, PATIENTS)?;
+                let mut patient_index = table(&txn, PATIENT_INDEX)?;
+                for (patient, slot) in &new_slots {
+                    let stored = StoredPatient {
                         slot: *slot,
-                        fhir_id: fhir_id.to_string(),
+                        fhir_id: layout::seal_patient_fhir_id(
+                            &patient.index_key,
+                            rng,
+                            &patient.patient,
+                            &patient.fhir_id,
+                        ),
                     };
-                    patients_table
-                        .insert(patient.0.as_slice(), encode(&meta).as_slice())
-                        .map_err(db_error)?;
-                    patient_by_fhir
-                        .insert(fhir_id.as_str(), patient.0.as_slice())
+                    put(&mut patients_table, &patient.patient.0, &stored)?;
+                    let blind = layout::patient_blind(&self.blind, &patient.fhir_id);
+                    patient_index
+                        .insert(blind.0.as_slice(), patient.patient.0.as_slice())
                         .map_err(db_error)?;
                 }
-                let mut records = txn.open_table(RECORDS).map_err(db_error)?;
-                let mut by_fhir = txn.open_table(RECORD_BY_FHIR).map_err(db_error)?;
-                let mut by_patient = txn.open_table(BY_PATIENT).map_err(db_error)?;
-                let mut blobs = txn.open_table(BLOBS).map_err(db_error)?;
-                for (version, resource_type, blob) in planned {
-                    let meta = RecordMeta {
+                let mut records = table(&txn, RECORDS)?;
+                let mut record_index = table(&txn, RECORD_INDEX)?;
+                let mut search = table(&txn, SEARCH)?;
+                let mut blobs = table(&txn, BLOBS)?;
+                for planned in planned {
+                    let version = &planned.version;
+                    let key = &patients[planned.patient_at].index_key;
+                    let fhir_id =
+                        layout::seal_record_fhir_id(key, rng, &version.record, &version.fhir_id);
+                    let blind =
+                        layout::record_blind(&self.blind, planned.resource_type, &version.fhir_id);
+                    let indexed = IndexedRecord {
                         patient: version.patient,
-                        resource_type: resource_type.to_string(),
-                        fhir_id: version.fhir_id.clone(),
+                        record: layout::seal_record_id(key, rng, &blind, &version.record),
+                    };
+                    put(&mut record_index, &blind.0, &indexed)?;
+                    search
+                        .insert(
+                            layout::search_key(
+                                &version.patient,
+                                planned.resource_type,
+                                &version.record,
+                            )
+                            .as_slice(),
+                            fhir_id.as_slice(),
+                        )
+                        .map_err(db_error)?;
+                    let stored = StoredRecord {
+                        patient: version.patient,
+                        resource_type: planned.resource_type.to_string(),
+                        fhir_id,
                         version: version.version,
                     };
-                    records
-                        .insert(version.record.0.as_slice(), encode(&meta).as_slice())
-                        .map_err(db_error)?;
-                    by_fhir
-                        .insert(
-                            format!("{resource_type}/{}", version.fhir_id).as_str(),
-                            version.record.0.as_slice(),
-                        )
-                        .map_err(db_error)?;
-                    by_patient
-                        .insert(
-                            search_key(&version.patient, resource_type, &version.record).as_slice(),
-                            version.fhir_id.as_str(),
-                        )
-                        .map_err(db_error)?;
+                    put(&mut records, &version.record.0, &stored)?;
                     blobs
                         .insert(
                             (version.record.0.as_slice(), version.version),
-                            encode(blob).as_slice(),
+                            encode(&planned.blob).as_slice(),
                         )
                         .map_err(db_error)?;
                 }
                 let pending = Pending {
                     versions: planned
                         .iter()
-                        .map(|(v, ..)| (v.record, v.version, v.commitment))
+                        .map(|p| (p.version.record, p.version.version, p.version.commitment))
                         .collect(),
-                    new_patients: new_slots.iter().map(|(_, patient, _)| **patient).collect(),
+                    new_patients: new_slots.iter().map(|(p, _)| p.patient).collect(),
                     tx: None,
                 };
-                let mut pending_table = txn.open_table(PENDING).map_err(db_error)?;
-                pending_table
-                    .insert(staged_id.0.as_slice(), encode(&pending).as_slice())
-                    .map_err(db_error)?;
+                put(&mut table(&txn, PENDING)?, &staged_id.0, &pending)?;
             }
             txn.commit().map_err(db_error)
         })();
         if written.is_err() {
             let mut slots = lock(&self.slots);
-            for (_, patient, slot) in &new_slots {
-                let _ = slots.destroy(*slot, patient);
+            for (patient, slot) in &new_slots {
+                let _ = slots.destroy(*slot, &patient.patient);
             }
         }
         written
@@ -662,8 +812,7 @@ impl Vault {
 
     fn forget_pending(&self, staged: &Hash) -> Result<(), VaultError> {
         let txn = self.db.begin_write().map_err(db_error)?;
-        txn.open_table(PENDING)
-            .map_err(db_error)?
+        table(&txn, PENDING)?
             .remove(staged.0.as_slice())
             .map_err(db_error)?;
         txn.commit().map_err(db_error)
@@ -675,49 +824,62 @@ impl Vault {
         txn.set_durability(Durability::Immediate)
             .map_err(db_error)?;
         {
-            let mut records = txn.open_table(RECORDS).map_err(db_error)?;
-            let mut by_fhir = txn.open_table(RECORD_BY_FHIR).map_err(db_error)?;
-            let mut by_patient = txn.open_table(BY_PATIENT).map_err(db_error)?;
-            let mut blobs = txn.open_table(BLOBS).map_err(db_error)?;
+            let mut patients = table(&txn, PATIENTS)?;
+            let mut patient_index = table(&txn, PATIENT_INDEX)?;
+            let mut records = table(&txn, RECORDS)?;
+            let mut record_index = table(&txn, RECORD_INDEX)?;
+            let mut search = table(&txn, SEARCH)?;
+            let mut blobs = table(&txn, BLOBS)?;
+            let mut keys: BTreeMap<Hash, Option<IndexKey>> = BTreeMap::new();
             for (record, version, _) in &pending.versions {
                 blobs
                     .remove((record.0.as_slice(), *version))
                     .map_err(db_error)?;
-                let meta = match records.get(record.0.as_slice()).map_err(db_error)? {
-                    Some(value) => decode::<RecordMeta>("record", value.value())?,
-                    None => continue,
+                let Some(stored) = get::<StoredRecord>(&records, &record.0, "record")? else {
+                    continue;
                 };
                 if *version > 1 {
-                    let previous = RecordMeta {
+                    let previous = StoredRecord {
                         version: version - 1,
-                        ..meta
+                        ..stored
                     };
-                    records
-                        .insert(record.0.as_slice(), encode(&previous).as_slice())
-                        .map_err(db_error)?;
-                } else {
-                    records.remove(record.0.as_slice()).map_err(db_error)?;
-                    by_fhir
-                        .remove(format!("{}/{}", meta.resource_type, meta.fhir_id).as_str())
-                        .map_err(db_error)?;
-                    by_patient
-                        .remove(search_key(&meta.patient, &meta.resource_type, record).as_slice())
-                        .map_err(db_error)?;
+                    put(&mut records, &record.0, &previous)?;
+                    continue;
                 }
+                let key = match keys.entry(stored.patient) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => {
+                        entry.insert(self.index_key_in(&patients, &stored.patient)?)
+                    }
+                };
+                // Without its patient's secret the record cannot be unindexed: the patient is
+                // being erased, and the erasure (retried until it completes) removes the record.
+                let Some(key) = key else {
+                    continue;
+                };
+                let fhir_id = layout::open_record_fhir_id(key, record, &stored.fhir_id)?;
+                let blind = layout::record_blind(&self.blind, &stored.resource_type, &fhir_id);
+                records.remove(record.0.as_slice()).map_err(db_error)?;
+                record_index.remove(blind.0.as_slice()).map_err(db_error)?;
+                search
+                    .remove(
+                        layout::search_key(&stored.patient, &stored.resource_type, record)
+                            .as_slice(),
+                    )
+                    .map_err(db_error)?;
             }
-            let mut patients = txn.open_table(PATIENTS).map_err(db_error)?;
-            let mut patient_by_fhir = txn.open_table(PATIENT_BY_FHIR).map_err(db_error)?;
             for patient in &pending.new_patients {
-                if let Some(value) = patients.remove(patient.0.as_slice()).map_err(db_error)? {
-                    let meta: PatientMeta = decode("patient", value.value())?;
-                    patient_by_fhir
-                        .remove(meta.fhir_id.as_str())
-                        .map_err(db_error)?;
-                    slots_to_destroy.push((meta.slot, *patient));
-                }
+                let Some((stored, secret)) = self.secret_in(&patients, patient)? else {
+                    continue;
+                };
+                let fhir_id =
+                    layout::open_patient_fhir_id(&secret.index_key(), patient, &stored.fhir_id)?;
+                let blind = layout::patient_blind(&self.blind, &fhir_id);
+                patients.remove(patient.0.as_slice()).map_err(db_error)?;
+                patient_index.remove(blind.0.as_slice()).map_err(db_error)?;
+                slots_to_destroy.push((stored.slot, *patient));
             }
-            txn.open_table(PENDING)
-                .map_err(db_error)?
+            table(&txn, PENDING)?
                 .remove(staged.0.as_slice())
                 .map_err(db_error)?;
         }
@@ -733,18 +895,11 @@ impl Vault {
     pub fn bind_tx(&self, staged: &Hash, tx: &[u8]) -> Result<(), VaultError> {
         let txn = self.db.begin_write().map_err(db_error)?;
         {
-            let mut table = txn.open_table(PENDING).map_err(db_error)?;
-            let mut pending: Pending = {
-                let value = table
-                    .get(staged.0.as_slice())
-                    .map_err(db_error)?
-                    .ok_or_else(|| VaultError::Invalid("no such staged batch".into()))?;
-                decode("pending batch", value.value())?
-            };
+            let mut table = table(&txn, PENDING)?;
+            let mut pending: Pending = get(&table, &staged.0, "pending batch")?
+                .ok_or_else(|| VaultError::Invalid("no such staged batch".into()))?;
             pending.tx = Some(tx.to_vec());
-            table
-                .insert(staged.0.as_slice(), encode(&pending).as_slice())
-                .map_err(db_error)?;
+            put(&mut table, &staged.0, &pending)?;
         }
         txn.commit().map_err(db_error)
     }
@@ -784,9 +939,13 @@ impl Vault {
 
     /// Decrypts one record version.
     pub fn decrypt(&self, record: &Hash, version: u32) -> Result<Opened, VaultError> {
-        let meta = self.record(record)?.ok_or(VaultError::NotFound)?;
+        let stored: StoredRecord = {
+            let txn = self.db.begin_read().map_err(db_error)?;
+            let records = txn.open_table(RECORDS).map_err(db_error)?;
+            get(&records, &record.0, "record")?.ok_or(VaultError::NotFound)?
+        };
         let blob = self.blob(record, version)?;
-        let secret = self.secret(&meta.patient)?;
+        let secret = self.secret(&stored.patient)?;
         let aad = record_aad(record, version);
         let data_key = secret
             .unwrap(&blob.wrapped_key, blob.key_nonce, &aad)
@@ -829,49 +988,104 @@ impl Vault {
     }
 
     /// Crypto-shreds a patient: overwrites the secret, then deletes the ciphertext, wrapped keys
-    /// and index entries of every record. Idempotent. Returns how many record versions it
-    /// deleted.
+    /// and index entries of every record, and keeps a tombstone of each of the patient's FHIR ids
+    /// (its `Patient` id and every record's `(type, id)`), in the same transaction. Idempotent.
+    /// Returns how many record versions it deleted.
+    ///
+    /// The index entries to delete are named by FHIR ids only the secret decrypts, so they are
+    /// found first, within the write transaction. If the secret is already gone (an earlier shred
+    /// destroyed it and then failed), they are found by scanning the indexes for the patient id.
     pub fn shred(&self, patient: &Hash) -> Result<usize, VaultError> {
         let _staging = lock(&self.staging);
-        if let Some(meta) = self.patient(patient)? {
-            lock(&self.slots).destroy(meta.slot, patient)?;
-        }
         let mut deleted = 0;
         let mut txn = self.db.begin_write().map_err(db_error)?;
         txn.set_durability(Durability::Immediate)
             .map_err(db_error)?;
         {
-            let mut patients = txn.open_table(PATIENTS).map_err(db_error)?;
-            let mut patient_by_fhir = txn.open_table(PATIENT_BY_FHIR).map_err(db_error)?;
-            if let Some(value) = patients.remove(patient.0.as_slice()).map_err(db_error)? {
-                let meta: PatientMeta = decode("patient", value.value())?;
-                patient_by_fhir
-                    .remove(meta.fhir_id.as_str())
-                    .map_err(db_error)?;
-            }
-            let mut by_patient = txn.open_table(BY_PATIENT).map_err(db_error)?;
-            let mut keys = Vec::new();
-            for row in by_patient.range(patient.0.as_slice()..).map_err(db_error)? {
-                let (key, _) = row.map_err(db_error)?;
-                if !key.value().starts_with(&patient.0) {
+            let mut patients = table(&txn, PATIENTS)?;
+            let mut patient_index = table(&txn, PATIENT_INDEX)?;
+            let mut records = table(&txn, RECORDS)?;
+            let mut record_index = table(&txn, RECORD_INDEX)?;
+            let mut search = table(&txn, SEARCH)?;
+            let mut blobs = table(&txn, BLOBS)?;
+            let mut tombstones = table(&txn, TOMBSTONES)?;
+            let stored = get::<StoredPatient>(&patients, &patient.0, "patient")?;
+            let key = match &stored {
+                Some(stored) => lock(&self.slots)
+                    .read(stored.slot, patient)?
+                    .map(|secret| secret.index_key()),
+                None => None,
+            };
+            let mut rows = Vec::new();
+            for row in search.range(patient.0.as_slice()..).map_err(db_error)? {
+                let (search_key, value) = row.map_err(db_error)?;
+                if !search_key.value().starts_with(&patient.0) {
                     break;
                 }
-                keys.push(key.value().to_vec());
+                rows.push((search_key.value().to_vec(), value.value().to_vec()));
             }
-            let mut records = txn.open_table(RECORDS).map_err(db_error)?;
-            let mut by_fhir = txn.open_table(RECORD_BY_FHIR).map_err(db_error)?;
-            let mut blobs = txn.open_table(BLOBS).map_err(db_error)?;
-            for key in keys {
-                by_patient.remove(key.as_slice()).map_err(db_error)?;
-                let record = hash_from(&key[key.len() - 32..])?;
-                let Some(value) = records.remove(record.0.as_slice()).map_err(db_error)? else {
+            // The blind indexes of the patient's ids, to delete from the indexes and keep as
+            // tombstones.
+            let mut patient_blinds = Vec::new();
+            let mut record_blinds = Vec::new();
+            match (&stored, &key) {
+                (Some(stored), Some(key)) => {
+                    let fhir_id = layout::open_patient_fhir_id(key, patient, &stored.fhir_id)?;
+                    patient_blinds.push(layout::patient_blind(&self.blind, &fhir_id));
+                    for (search_key, sealed) in &rows {
+                        let (resource_type, record) = layout::parse_search_key(search_key)?;
+                        let fhir_id = layout::open_record_fhir_id(key, &record, sealed)?;
+                        record_blinds.push(layout::record_blind(
+                            &self.blind,
+                            resource_type,
+                            &fhir_id,
+                        ));
+                    }
+                }
+                (Some(_), None) => {
+                    for row in patient_index.iter().map_err(db_error)? {
+                        let (blind, owner) = row.map_err(db_error)?;
+                        if owner.value() == patient.0.as_slice() {
+                            patient_blinds.push(hash_from(blind.value())?);
+                        }
+                    }
+                    for row in record_index.iter().map_err(db_error)? {
+                        let (blind, value) = row.map_err(db_error)?;
+                        let indexed: IndexedRecord = decode("record index entry", value.value())?;
+                        if indexed.patient == *patient {
+                            record_blinds.push(hash_from(blind.value())?);
+                        }
+                    }
+                }
+                // Not held here, or shredded before.
+                (None, _) => {}
+            }
+            // The secret goes first, and durably: from here on the patient's data cannot be
+            // read, whatever becomes of this transaction, and a retry finds the rest by the
+            // patient id as above.
+            if let Some(stored) = &stored {
+                lock(&self.slots).destroy(stored.slot, patient)?;
+            }
+            patients.remove(patient.0.as_slice()).map_err(db_error)?;
+            for blind in &patient_blinds {
+                patient_index.remove(blind.0.as_slice()).map_err(db_error)?;
+            }
+            for blind in &record_blinds {
+                record_index.remove(blind.0.as_slice()).map_err(db_error)?;
+            }
+            for blind in patient_blinds.iter().chain(&record_blinds) {
+                tombstones
+                    .insert(blind.0.as_slice(), patient.0.as_slice())
+                    .map_err(db_error)?;
+            }
+            for (search_key, _) in &rows {
+                search.remove(search_key.as_slice()).map_err(db_error)?;
+                let (_, record) = layout::parse_search_key(search_key)?;
+                let Some(stored) = records.remove(record.0.as_slice()).map_err(db_error)? else {
                     continue;
                 };
-                let meta: RecordMeta = decode("record", value.value())?;
-                by_fhir
-                    .remove(format!("{}/{}", meta.resource_type, meta.fhir_id).as_str())
-                    .map_err(db_error)?;
-                for version in 1..=meta.version {
+                let stored: StoredRecord = decode("record", stored.value())?;
+                for version in 1..=stored.version {
                     if blobs
                         .remove((record.0.as_slice(), version))
                         .map_err(db_error)?
@@ -900,8 +1114,7 @@ impl Vault {
     /// Records, durably, the height through which erasures were applied.
     pub fn set_erased_through(&self, height: u64) -> Result<(), VaultError> {
         let txn = self.db.begin_write().map_err(db_error)?;
-        txn.open_table(META)
-            .map_err(db_error)?
+        table(&txn, META)?
             .insert(META_ERASED_THROUGH, height)
             .map_err(db_error)?;
         txn.commit().map_err(db_error)

@@ -17,7 +17,7 @@ use std::path::Path;
 use medledger_crypto::Hash;
 use medledger_crypto::envelope::PatientSecret;
 
-use crate::VaultError;
+use crate::{VaultError, io};
 
 pub const SLOT_BYTES: u64 = 64;
 
@@ -26,10 +26,6 @@ pub struct KeySlots {
     file: File,
     free: BTreeSet<u64>,
     count: u64,
-}
-
-fn io(what: &'static str) -> impl Fn(std::io::Error) -> VaultError {
-    move |error| VaultError::Io(format!("{what}: {error}"))
 }
 
 impl KeySlots {
