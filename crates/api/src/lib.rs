@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod fhir;
+pub mod smart;
 mod supply;
 
 use std::sync::Arc;
@@ -153,6 +154,8 @@ pub struct AppState {
     pub node: Node,
     pub services: Services,
     pub replay: Arc<auth::ReplayGuard>,
+    /// The SMART on FHIR token authority.
+    pub smart: Arc<smart::Smart>,
 }
 
 /// What a module adds to the HTTP API: its routes and the OpenAPI description of their paths.
@@ -183,12 +186,18 @@ impl FromRef<AppState> for Node {
 
 /// Builds the router over a running node and the module services it runs.
 pub fn router(node: Node, services: Services) -> Router {
+    let smart = smart::Smart::new(
+        &node.genesis().chain_id,
+        &node.key(),
+        node.derive_secret("smart-on-fhir/token-signing"),
+    );
     let app = AppState {
         node,
         services,
         replay: Arc::new(auth::ReplayGuard::default()),
+        smart: Arc::new(smart),
     };
-    let mut routes = Router::new();
+    let mut routes = smart::routes();
     for module in MODULE_APIS {
         routes = routes.merge((module.routes)());
     }
@@ -230,6 +239,7 @@ pub fn router(node: Node, services: Services) -> Router {
             },
         )
         .layer(DefaultBodyLimit::max(API_BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(fhir::negotiate))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .with_state(app)
 }
@@ -653,10 +663,8 @@ struct SignedRequests;
 impl utoipa::Modify for SignedRequests {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
                 "medledger_signature",
                 SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                     "Authorization",
@@ -664,6 +672,19 @@ impl utoipa::Modify for SignedRequests {
                      path and query, timestamp, body hash and access headers; valid for five minutes",
                 ))),
             );
+        components.add_security_scheme(
+            "smart_bearer",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A SMART on FHIR access token from POST /oauth/token (Backend \
+                             Services: client_credentials with a private_key_jwt assertion)",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 

@@ -18,8 +18,11 @@ mod reference;
 mod render;
 mod resolve;
 mod resource;
+pub mod search;
+mod served;
 pub mod time;
 mod types;
+mod validate;
 
 pub use bundle::{
     BUNDLE_BYTES_MAX, BUNDLE_ENTRIES_MAX, Bundle, BundleType, Entry, Method, Request, parse_bundle,
@@ -33,7 +36,9 @@ pub use resource::{
     CATEGORY_SYSTEMS, PATIENT_FIELDS, RESOURCE_BYTES_MAX, Resource, SUBJECT_LIST_TYPES,
     parse_resource,
 };
+pub use served::{served, with_id};
 pub use types::{ID_BYTES_MAX, RESOURCE_TYPES, is_id, is_resource_type, is_uuid};
+pub use validate::{VALIDATION_ISSUES_MAX, r4_schema, validate};
 
 /// Runs every parser on untrusted bytes and ignores the results: the entry point for fuzzing,
 /// which must never panic whatever the input.

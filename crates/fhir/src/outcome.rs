@@ -152,6 +152,12 @@ impl Issue {
             expression: None,
         }
     }
+
+    /// The same issue, located at `expression`.
+    pub fn at(mut self, expression: impl Into<String>) -> Issue {
+        self.expression = Some(expression.into());
+        self
+    }
 }
 
 /// An OperationOutcome holding `issues`. R4 requires at least one issue, so an empty list gives

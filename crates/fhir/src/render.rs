@@ -13,11 +13,11 @@ mod provenance;
 
 pub use audit::audit_event;
 pub use bundles::{
-    EntryResponse, OutputBundleType, ResponseKind, bundle, response_bundle, searchset,
+    EntryResponse, OutputBundleType, ResponseKind, SearchEntry, bundle, response_bundle, searchset,
 };
 pub use capability::{CapabilityConfig, capability_statement};
 pub use consent::consent;
-pub use provenance::{provenance, provenance_id, provenance_version};
+pub use provenance::{parse_provenance_id, provenance, provenance_id, provenance_version};
 
 use serde_json::{Value, json};
 

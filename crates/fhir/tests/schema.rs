@@ -1,5 +1,5 @@
 //! Validity: everything the renderers produce passes the official FHIR R4 JSON Schema (vendored in
-//! `tests/data/fhir.schema.json.gz`) and the R4 invariants the schema cannot express, checked by
+//! `schema/fhir.schema.json.gz`) and the R4 invariants the schema cannot express, checked by
 //! hand below. HL7's own examples pass too, and known-bad resources fail, which shows that the
 //! validator is really validating.
 
@@ -10,8 +10,9 @@ use std::sync::LazyLock;
 
 use medledger_fhir::{
     CapabilityConfig, EntryResponse, Issue, IssueType, OutputBundleType, RESOURCE_TYPES,
-    ResponseKind, SUBJECT_LIST_TYPES, Severity, audit_event, bundle, capability_statement, consent,
-    operation_outcome, parse_bundle, parse_resource, provenance, response_bundle, searchset,
+    ResponseKind, SUBJECT_LIST_TYPES, SearchEntry, Severity, audit_event, bundle,
+    capability_statement, consent, operation_outcome, parse_bundle, parse_resource, provenance,
+    response_bundle, searchset,
 };
 use medledger_records::{
     AccessEvent, AccessRule, ConsentEntry, ConsentGrant, Grantee, Provision, ProvisionKind,
@@ -20,9 +21,7 @@ use medledger_records::{
 use medledger_types::{Hash, PublicKey, Role};
 use serde_json::{Value, json};
 
-static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
-    serde_json::from_slice(&common::read_gz("fhir.schema.json.gz")).expect("schema is JSON")
-});
+static SCHEMA: LazyLock<Value> = LazyLock::new(|| medledger_fhir::r4_schema().clone());
 
 static VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
     jsonschema::draft6::options()
@@ -456,8 +455,18 @@ fn capability_statement_is_valid() {
                 "Provenance",
             ],
             vread,
+            oauth: vread.then_some((
+                "https://org-a.example/oauth/token",
+                "https://org-a.example/oauth/authorize",
+            )),
         };
         let statement = capability_statement(&config);
+        let security = &statement["rest"][0]["security"];
+        assert_eq!(
+            security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR",
+            vread,
+            "{security}"
+        );
         assert_valid("the CapabilityStatement", &statement);
         let types: Vec<&str> = statement["rest"][0]["resource"]
             .as_array()
@@ -486,6 +495,7 @@ fn capability_statement_is_valid() {
         base_url: None,
         resource_types: &[],
         vread: false,
+        oauth: None,
     };
     assert_valid("a bare CapabilityStatement", &capability_statement(&bare));
 }
@@ -690,7 +700,16 @@ fn provenances_are_valid() {
             tx: hash(50 + version as u8),
         })
         .collect();
-    let rendered = provenance("Observation/abc", &versions, "org-a");
+    let rendered = provenance("Observation/abc", &hash(9), &versions, "org-a");
+    for (position, resource) in rendered.iter().enumerate() {
+        let id = resource["id"].as_str().expect("id");
+        assert!(medledger_fhir::is_id(id), "{id}");
+        assert_eq!(
+            medledger_fhir::parse_provenance_id(id),
+            Some((hash(9), versions[position].version))
+        );
+    }
+    assert_eq!(medledger_fhir::parse_provenance_id("abc-1"), None);
     assert_eq!(rendered.len(), 3);
     for (index, resource) in rendered.iter().enumerate() {
         assert_valid(&format!("Provenance of version {}", index + 1), resource);
@@ -714,48 +733,74 @@ fn provenances_are_valid() {
 fn searchsets_are_valid_and_byte_exact() {
     let input = common::synthea_bundle();
     let parsed = parse_bundle(&input).expect("parses");
-    let entries: Vec<(String, &[u8])> = parsed
+    let entries: Vec<SearchEntry> = parsed
         .entries
         .iter()
-        .map(|entry| {
+        .enumerate()
+        .map(|(position, entry)| {
             let id = entry.resource.id.as_deref().unwrap_or_default();
-            (
-                format!(
+            SearchEntry {
+                full_url: format!(
                     "https://org-a.example/fhir/{}/{id}",
                     entry.resource.resource_type
                 ),
-                entry.resource.bytes,
-            )
+                resource: entry.resource.bytes.into(),
+                include: position == 0,
+            }
         })
         .collect();
     let bytes = searchset(
         &entries,
         1_000,
-        "https://org-a.example/fhir/Observation?patient=p&_count=314",
+        &[
+            (
+                "self",
+                "https://org-a.example/fhir/Observation?patient=p&_count=314".to_owned(),
+            ),
+            (
+                "next",
+                "https://org-a.example/fhir/Observation?patient=p&_count=314&_offset=314"
+                    .to_owned(),
+            ),
+        ],
     );
     let value: Value = serde_json::from_slice(&bytes).expect("searchset is JSON");
     assert_valid("a searchset of Synthea's records", &value);
     assert_eq!(value["total"], 1_000);
     assert_eq!(value["entry"].as_array().map(Vec::len), Some(314));
-    for (_, resource) in &entries {
+    assert_eq!(value["entry"][0]["search"]["mode"], "include");
+    assert_eq!(value["link"][1]["relation"], "next");
+    for entry in &entries {
+        let resource = &entry.resource;
         assert!(
             bytes
                 .windows(resource.len())
-                .any(|window| window == *resource),
+                .any(|window| window == resource.as_ref()),
             "a resource's bytes are not embedded verbatim"
         );
     }
     let examples = common::hl7_examples();
-    let entries: Vec<(String, &[u8])> = examples
+    let entries: Vec<SearchEntry> = examples
         .iter()
-        .map(|(name, bytes)| (format!("https://example.org/{name}"), bytes.as_slice()))
+        .map(|(name, bytes)| SearchEntry {
+            full_url: format!("https://example.org/{name}"),
+            resource: bytes.as_slice().into(),
+            include: false,
+        })
         .collect();
-    let value: Value =
-        serde_json::from_slice(&searchset(&entries, 25, "https://example.org/x?a=\"b\""))
-            .expect("JSON");
+    let value: Value = serde_json::from_slice(&searchset(
+        &entries,
+        25,
+        &[("self", "https://example.org/x?a=\"b\"".to_owned())],
+    ))
+    .expect("JSON");
     assert_valid("a searchset of HL7's examples", &value);
-    let value: Value =
-        serde_json::from_slice(&searchset(&[], 0, "https://example.org/x")).expect("JSON");
+    let value: Value = serde_json::from_slice(&searchset(
+        &[],
+        0,
+        &[("self", "https://example.org/x".to_owned())],
+    ))
+    .expect("JSON");
     assert_valid("an empty searchset", &value);
 }
 
@@ -794,5 +839,23 @@ fn other_bundles_are_valid() {
             &bundle(bundle_type, resources.clone()),
         );
         assert_valid("an empty bundle", &bundle(bundle_type, Vec::new()));
+    }
+}
+
+/// Every resource Synthea writes passes the validation writes go through, HL7's examples too, and
+/// what the renderers produce; so a valid import is never refused by it.
+#[test]
+fn validation_accepts_synthea_hl7_examples_and_rendered_resources() {
+    let bundle: Value = serde_json::from_slice(&common::synthea_bundle()).expect("json");
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert!(entries.len() > 100);
+    for entry in entries {
+        let issues = medledger_fhir::validate(&entry["resource"]);
+        assert!(issues.is_empty(), "{}: {issues:#?}", entry["fullUrl"]);
+    }
+    for (name, bytes) in common::hl7_examples() {
+        let resource: Value = serde_json::from_slice(&bytes).expect("json");
+        let issues = medledger_fhir::validate(&resource);
+        assert!(issues.is_empty(), "{name}: {issues:#?}");
     }
 }

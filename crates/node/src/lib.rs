@@ -744,6 +744,16 @@ impl Node {
         Ok(out)
     }
 
+    /// A 32-byte secret derived from this node's key for one purpose (`label`), e.g. the key that
+    /// signs its SMART access tokens: stable across restarts, and no use for signing blocks.
+    pub fn derive_secret(&self, label: &str) -> [u8; 32] {
+        medledger_crypto::hash_tagged(
+            b"medledger/node-derived-secret/v1",
+            &[label.as_bytes(), &self.inner.key.to_bytes()],
+        )
+        .0
+    }
+
     /// This node's own key: the one that signs its blocks, votes and its own transactions.
     pub fn key(&self) -> PublicKey {
         self.inner.key.public_key()

@@ -23,8 +23,9 @@ use medledger_records::{
     RecordHead, RecordVersion, RecordWrite, RecordsError, RecordsOp,
 };
 use medledger_types::{Height, Outcome};
+pub use medledger_vault::Hit;
 pub use medledger_vault::record_aad;
-use medledger_vault::{Hit, Incoming, PatientRef, Recovery, Sealed, Vault, VaultError};
+use medledger_vault::{Incoming, PatientRef, Recovery, Sealed, Vault, VaultError};
 use rand_core::OsRng;
 use tokio::sync::watch;
 
@@ -72,6 +73,8 @@ pub struct Released {
     pub resource_type: String,
     pub fhir_id: String,
     pub version: u32,
+    /// The block time of that version: its `meta.lastUpdated`.
+    pub last_updated_ms: u64,
     pub content: Vec<u8>,
     pub sealed: Option<(Sealed, WrappedKey)>,
 }
@@ -105,6 +108,34 @@ pub struct ReadRequest {
     pub break_glass: bool,
     /// The reader's X25519 key, to receive each record's data key sealed with HPKE.
     pub wrap_to: Option<[u8; 32]>,
+}
+
+/// Whose records a search selects, for whom and why.
+#[derive(Clone, Debug)]
+pub struct Selection {
+    pub reader: PublicKey,
+    pub patient: Hash,
+    /// One type, or every type.
+    pub resource_type: Option<String>,
+    pub purpose: Purpose,
+    pub break_glass: bool,
+}
+
+/// A record a search may return: consent at the head allows it.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub hit: Hit,
+    /// Its version at the head.
+    pub version: u32,
+    /// The block time of that version.
+    pub last_updated_ms: u64,
+}
+
+/// What [`Records::select`] found: the records kept, in order, and how many consent withheld.
+#[derive(Clone, Debug)]
+pub struct Selected {
+    pub candidates: Vec<Candidate>,
+    pub withheld: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -404,9 +435,13 @@ impl Records {
             }
             // The version the decision saw, not one written since.
             let (_, head) = self.node.read_at(Some(event.height), |state| {
-                ledger::record(state, record)?.ok_or(RecordsError::UnknownRecord(*record).into())
+                let head =
+                    ledger::record(state, record)?.ok_or(RecordsError::UnknownRecord(*record))?;
+                let written = ledger::record_version(state, record, head.version)?
+                    .ok_or(RecordsError::UnknownRecord(*record))?;
+                Ok((head, written))
             })?;
-            let head: RecordHead =
+            let (head, written): (RecordHead, RecordVersion) =
                 head.map_err(|error| ServiceError::NotFound(error.to_string()))?;
             let meta = self
                 .vault
@@ -427,11 +462,104 @@ impl Records {
                 resource_type: head.resource_type,
                 fhir_id: meta.fhir_id,
                 version: head.version,
+                last_updated_ms: written.time_ms,
                 content: opened.content,
                 sealed,
             });
         }
         Ok(Access { event, released })
+    }
+
+    /// The records of `patient` (of one type, or all) that `reader` may see for `purpose`, by
+    /// the patient's consent at the head, each judged by `judge` (with its decrypted content
+    /// when `with_content`); those it keeps come back sorted by its key, with how many consent
+    /// withheld. Nothing is released: the caller reads the page it wants with [`Records::read`],
+    /// whose committed event decides again.
+    ///
+    /// This is how a search is paged by what the reader may see: consent first, then the
+    /// filters, then the page.
+    pub fn select<K: Ord>(
+        &self,
+        selection: &Selection,
+        with_content: bool,
+        judge: impl Fn(&Candidate, Option<&[u8]>) -> Option<K>,
+    ) -> Result<Selected, ServiceError> {
+        let (hits, _) = self.vault.search(
+            &selection.patient,
+            selection.resource_type.as_deref(),
+            0,
+            usize::MAX,
+        )?;
+        let custodian = self.custodian()?;
+        let (_, found) = self.node.read_head(|state| {
+            let mut on_chain = Vec::with_capacity(hits.len());
+            for hit in hits {
+                if let Some(head) = ledger::record(state, &hit.record)? {
+                    on_chain.push((hit, head));
+                }
+            }
+            let mut records: Vec<Hash> = on_chain.iter().map(|(hit, _)| hit.record).collect();
+            records.sort();
+            let request = AccessRequest {
+                request: Hash([0; 32]),
+                reader: selection.reader,
+                patient: selection.patient,
+                records,
+                purpose: selection.purpose,
+                break_glass: selection.break_glass,
+            };
+            let time_ms = medledger_ledger::chain_head(state)?.time_ms;
+            let (_, decisions) = ledger::decide(state, &custodian, &request, time_ms)?;
+            let allowed: std::collections::BTreeSet<Hash> = decisions
+                .iter()
+                .filter(|(_, rule)| rule.allows())
+                .map(|(record, _)| *record)
+                .collect();
+            let withheld = decisions.len() - allowed.len();
+            let mut permitted = Vec::with_capacity(allowed.len());
+            for (hit, head) in on_chain {
+                if !allowed.contains(&hit.record) {
+                    continue;
+                }
+                let written = ledger::record_version(state, &hit.record, head.version)?
+                    .ok_or(RecordsError::UnknownRecord(hit.record))?;
+                permitted.push(Candidate {
+                    hit,
+                    version: head.version,
+                    last_updated_ms: written.time_ms,
+                });
+            }
+            Ok((permitted, withheld))
+        })?;
+        let (permitted, withheld) = found.map_err(|error| match error {
+            medledger_ledger::TxError::Module(failure)
+                if failure.code() == "reader_not_enrolled" =>
+            {
+                ServiceError::Unauthenticated(failure.to_string())
+            }
+            other => ServiceError::NotFound(other.to_string()),
+        })?;
+        let mut kept = Vec::with_capacity(permitted.len());
+        for candidate in permitted {
+            let content = if with_content {
+                Some(
+                    self.vault
+                        .decrypt(&candidate.hit.record, candidate.version)?
+                        .content,
+                )
+            } else {
+                None
+            };
+            if let Some(key) = judge(&candidate, content.as_deref()) {
+                kept.push((key, candidate));
+            }
+        }
+        // Stable: equal keys keep the index order (type, then record id).
+        kept.sort_by(|(a, _), (b, _)| a.cmp(b));
+        Ok(Selected {
+            candidates: kept.into_iter().map(|(_, candidate)| candidate).collect(),
+            withheld,
+        })
     }
 
     /// Keeps only the records whose first version is on chain: a record still being written is
@@ -471,8 +599,39 @@ impl Records {
             .map(|(record, meta)| (record, meta.patient)))
     }
 
+    /// The patient id an erased Patient's logical id had: the vault keeps a tombstone (a keyed
+    /// hash of the id), so the audit trail stays reachable by it and reads answer 410.
+    pub fn erased_patient_by_fhir(&self, fhir_id: &str) -> Result<Option<Hash>, ServiceError> {
+        Ok(self.vault.erased_patient_by_fhir(fhir_id)?)
+    }
+
+    /// The patient id of an erased record's `Type/id`, from its tombstone.
+    pub fn erased_record_by_fhir(
+        &self,
+        resource_type: &str,
+        fhir_id: &str,
+    ) -> Result<Option<Hash>, ServiceError> {
+        Ok(self.vault.erased_record_by_fhir(resource_type, fhir_id)?)
+    }
+
     pub fn patient_by_fhir(&self, fhir_id: &str) -> Result<Option<Hash>, ServiceError> {
         Ok(self.vault.patient_by_fhir(fhir_id)?)
+    }
+
+    /// `Type/id` of a record held here.
+    pub fn fhir_reference(&self, record: &Hash) -> Result<Option<String>, ServiceError> {
+        Ok(self
+            .vault
+            .record(record)?
+            .map(|meta| format!("{}/{}", meta.resource_type, meta.fhir_id)))
+    }
+
+    /// The keys a patient's key has made their delegates.
+    pub fn delegates(&self, patient_key: &PublicKey) -> Result<Vec<PublicKey>, ServiceError> {
+        let (_, found) = self
+            .node
+            .read_head(|state| Ok(ledger::consent_book(state, patient_key)?.delegates))?;
+        found.map_err(|error| ServiceError::NotFound(error.to_string()))
     }
 
     /// The FHIR logical id of a patient held here (its `Patient` resource).

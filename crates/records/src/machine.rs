@@ -549,26 +549,15 @@ pub fn grants_of(
     Ok(grants)
 }
 
-pub fn record_access(
-    state: &mut View<'_, '_>,
-    tx: &TxContext<'_>,
+/// The consent decision for each record of `access`, as custodian `custodian` records it at
+/// block time `time_ms`: the one rule [`record_access`] commits, and what a custodian's node
+/// previews (at its head) to page a search by what the reader may see.
+pub fn decide(
+    state: &dyn StateRead,
+    custodian: &str,
     access: &AccessRequest,
-) -> Result<(), RecordsError> {
-    let ctx = tx.block;
-    let custodian = custodian_of(tx.authority, "record access events")?;
-    if access.records.len() > ACCESS_RECORDS_MAX {
-        return Err(RecordsError::InvalidRecord(format!(
-            "an access event names at most {ACCESS_RECORDS_MAX} records"
-        )));
-    }
-    if access.records.windows(2).any(|pair| pair[0] >= pair[1]) {
-        return Err(RecordsError::InvalidRecord(
-            "an access event's records must be sorted and distinct".into(),
-        ));
-    }
-    if access_by_request(state, &access.request)?.is_some() {
-        return Err(RecordsError::RequestReplayed(access.request));
-    }
+    time_ms: u64,
+) -> Result<(Reader, Vec<(Hash, AccessRule)>), RecordsError> {
     let entry =
         patient(state, &access.patient)?.ok_or(RecordsError::UnknownPatient(access.patient))?;
     if entry.custodian != custodian {
@@ -596,7 +585,7 @@ pub fn record_access(
     let grants: Vec<ConsentEntry> = match entry.key {
         Some(key) => grants_of(state, &key)?
             .into_iter()
-            .filter(|grant| grant.active_at(ctx.time_ms))
+            .filter(|grant| grant.active_at(time_ms))
             .collect(),
         None => Vec::new(),
     };
@@ -611,7 +600,7 @@ pub fn record_access(
         }
         let rule = evaluate(
             &grants,
-            ctx.time_ms,
+            time_ms,
             &Question {
                 reader: &reader,
                 record_id: id,
@@ -623,6 +612,30 @@ pub fn record_access(
         );
         decisions.push((*id, rule));
     }
+    Ok((reader, decisions))
+}
+
+pub fn record_access(
+    state: &mut View<'_, '_>,
+    tx: &TxContext<'_>,
+    access: &AccessRequest,
+) -> Result<(), RecordsError> {
+    let ctx = tx.block;
+    let custodian = custodian_of(tx.authority, "record access events")?;
+    if access.records.len() > ACCESS_RECORDS_MAX {
+        return Err(RecordsError::InvalidRecord(format!(
+            "an access event names at most {ACCESS_RECORDS_MAX} records"
+        )));
+    }
+    if access.records.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return Err(RecordsError::InvalidRecord(
+            "an access event's records must be sorted and distinct".into(),
+        ));
+    }
+    if access_by_request(state, &access.request)?.is_some() {
+        return Err(RecordsError::RequestReplayed(access.request));
+    }
+    let (reader, decisions) = decide(state, &custodian, access, ctx.time_ms)?;
     let seq = access_count(state, &access.patient)? + 1;
     let event = AccessEvent {
         request: access.request,

@@ -3,40 +3,64 @@
 
 use serde_json::{Value, json};
 
-/// Writes a `searchset` Bundle as bytes, embedding each resource's stored bytes verbatim so that
-/// records reach the reader exactly as they were written.
+/// One entry of a searchset: a resource's full URL and its bytes (stored bytes verbatim, or a
+/// rendered resource), and whether it matched the search or was included alongside a match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchEntry<'a> {
+    pub full_url: String,
+    pub resource: std::borrow::Cow<'a, [u8]>,
+    pub include: bool,
+}
+
+/// Writes a `searchset` Bundle as bytes, embedding each resource's bytes verbatim so that
+/// records reach the reader exactly as they are served.
 ///
-/// Each entry is `(fullUrl, resource bytes)`; the bytes must be one JSON object, as
-/// `parse_resource` accepted it. `total` is the number of matches (it may exceed the entries
-/// returned, when results are paged) and `self_link` the URL of this search.
-pub fn searchset(entries: &[(String, &[u8])], total: usize, self_link: &str) -> Vec<u8> {
+/// Each entry's bytes must be one JSON object, as `parse_resource` accepted it. `total` is the
+/// number of matches (it exceeds the entries returned when results are paged) and `links` the
+/// paging links in order, `self` first (`("self", url)`, `("next", url)`, ...).
+pub fn searchset(entries: &[SearchEntry<'_>], total: usize, links: &[(&str, String)]) -> Vec<u8> {
     let capacity = entries
         .iter()
-        .map(|(full_url, bytes)| full_url.len() + bytes.len() + 64)
+        .map(|entry| entry.full_url.len() + entry.resource.len() + 64)
         .sum::<usize>()
-        + self_link.len()
+        + links.iter().map(|(_, url)| url.len() + 32).sum::<usize>()
         + 128;
     let mut out = Vec::with_capacity(capacity);
     out.extend_from_slice(br#"{"resourceType":"Bundle","type":"searchset","total":"#);
     out.extend_from_slice(total.to_string().as_bytes());
-    out.extend_from_slice(br#","link":[{"relation":"self","url":"#);
-    push_string(&mut out, self_link);
-    out.extend_from_slice(b"}]");
+    if !links.is_empty() {
+        out.extend_from_slice(br#","link":["#);
+        for (position, (relation, url)) in links.iter().enumerate() {
+            if position > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"relation":"#);
+            push_string(&mut out, relation);
+            out.extend_from_slice(br#","url":"#);
+            push_string(&mut out, url);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
     if !entries.is_empty() {
         out.extend_from_slice(br#","entry":["#);
-        for (position, (full_url, bytes)) in entries.iter().enumerate() {
+        for (position, entry) in entries.iter().enumerate() {
             debug_assert!(
-                serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok(),
+                serde_json::from_slice::<serde::de::IgnoredAny>(&entry.resource).is_ok(),
                 "searchset entry {position} is not one JSON value"
             );
             if position > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(br#"{"fullUrl":"#);
-            push_string(&mut out, full_url);
+            push_string(&mut out, &entry.full_url);
             out.extend_from_slice(br#","resource":"#);
-            out.extend_from_slice(bytes);
-            out.extend_from_slice(br#","search":{"mode":"match"}}"#);
+            out.extend_from_slice(&entry.resource);
+            if entry.include {
+                out.extend_from_slice(br#","search":{"mode":"include"}}"#);
+            } else {
+                out.extend_from_slice(br#","search":{"mode":"match"}}"#);
+            }
         }
         out.push(b']');
     }

@@ -28,6 +28,28 @@ pub struct CapabilityConfig<'a> {
     pub resource_types: &'a [&'a str],
     /// Whether `GET [type]/[id]/_history/[vid]` is served.
     pub vread: bool,
+    /// The SMART on FHIR OAuth endpoints, when the node issues tokens: (token, authorize).
+    pub oauth: Option<(&'a str, &'a str)>,
+}
+
+/// The SMART extension of `rest.security` that names the OAuth endpoints.
+const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
+const SECURITY_SERVICE_SYSTEM: &str =
+    "http://terminology.hl7.org/CodeSystem/restful-security-service";
+
+/// The search parameters of a record type: the patient, `_id`, `_lastUpdated` and its own.
+fn search_params(resource_type: &str) -> Vec<Value> {
+    let mut params = vec![
+        json!({"name": "patient", "type": "reference",
+            "documentation": "The patient the resources belong to (`Patient/[id]`)."}),
+        json!({"name": "_id", "type": "token"}),
+        json!({"name": "_lastUpdated", "type": "date",
+            "documentation": "The block time of the version served."}),
+    ];
+    for (name, kind) in crate::search::parameters_of(resource_type) {
+        params.push(json!({"name": name, "type": kind}));
+    }
+    params
 }
 
 /// An R4 CapabilityStatement (kind `instance`, so with `implementation`, as cpb-14 requires).
@@ -53,8 +75,16 @@ pub fn capability_statement(config: &CapabilityConfig<'_>) -> Value {
         .map(|resource_type| {
             json!({
                 "type": resource_type,
+                "versioning": "versioned-update",
+                "readHistory": false,
+                "updateCreate": true,
+                "conditionalCreate": false,
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
                 "interaction": interactions(&record_interactions),
-                "searchParam": patient_search,
+                "searchInclude": [format!("{resource_type}:patient"), format!("{resource_type}:subject")],
+                "searchRevInclude": ["Provenance:target"],
+                "searchParam": search_params(resource_type),
             })
         })
         .collect();
@@ -80,6 +110,30 @@ pub fn capability_statement(config: &CapabilityConfig<'_>) -> Value {
             "documentation": "The record whose versions to describe (`[type]/[id]`).",
         }],
     }));
+    let mut security = json!({
+        "description": "Two ways in. SMART on FHIR (OAuth 2.0): Backend Services \
+            (client_credentials with a private_key_jwt assertion signed by an enrolled member's \
+            key) and App Launch (authorization code with PKCE), bearer tokens with SMART v2 \
+            scopes, enforced in addition to the patient's consent. Or a signed request: \
+            `Authorization: Medledger key=<hex>, ts=<ms>, sig=<hex>`, an Ed25519 signature over \
+            the chain id, method, path and query, time, body hash and access headers. Reads \
+            name a purpose of use (`X-Purpose-Of-Use`, or the token's), are decided by the \
+            patient's consent on the ledger, and every decision is recorded as an AuditEvent.",
+    });
+    if let Some((token, authorize)) = config.oauth {
+        security["service"] = json!([{"coding": [{
+            "system": SECURITY_SERVICE_SYSTEM,
+            "code": "SMART-on-FHIR",
+            "display": "SMART-on-FHIR",
+        }]}]);
+        security["extension"] = json!([{
+            "url": OAUTH_URIS,
+            "extension": [
+                {"url": "token", "valueUri": token},
+                {"url": "authorize", "valueUri": authorize},
+            ],
+        }]);
+    }
     let mut implementation = json!({"description": config.implementation_description});
     if let Some(base_url) = config.base_url {
         implementation["url"] = json!(base_url);
@@ -95,14 +149,7 @@ pub fn capability_statement(config: &CapabilityConfig<'_>) -> Value {
         "format": ["application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "security": {
-                "description": "Every request is signed by an enrolled member key: \
-                    `Authorization: Medledger key=<hex>, ts=<ms>, sig=<hex>`, an Ed25519 \
-                    signature over the chain id, method, path and query, time, body hash and \
-                    access headers (`X-Purpose-Of-Use`, `X-Break-Glass`). Reads are decided by \
-                    the patient's consent on the ledger, and every decision is recorded as an \
-                    AuditEvent.",
-            },
+            "security": security,
             "resource": resources,
             "interaction": interactions(&["transaction", "batch"]),
         }],

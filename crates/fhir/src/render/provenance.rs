@@ -6,7 +6,7 @@
 //! behalf of the custodian) and the custodian, says CREATE or UPDATE, and for an update points at
 //! the version it revised.
 
-use medledger_crypto::hash_tagged;
+use medledger_crypto::Hash;
 use medledger_records::RecordVersion;
 use serde_json::{Value, json};
 
@@ -17,21 +17,24 @@ const PARTICIPANT_TYPE_SYSTEM: &str =
     "http://terminology.hl7.org/CodeSystem/provenance-participant-type";
 const DATA_OPERATION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-DataOperation";
 
-/// One Provenance per version of the record `target_reference` (`Type/id`), in the order given.
+/// One Provenance per version of the record `record`, known to FHIR as `target_reference`
+/// (`Type/id`), in the order given.
 pub fn provenance(
     target_reference: &str,
+    record: &Hash,
     versions: &[RecordVersion],
     custodian: &str,
 ) -> Vec<Value> {
     versions
         .iter()
-        .map(|version| provenance_version(target_reference, version, custodian))
+        .map(|version| provenance_version(target_reference, record, version, custodian))
         .collect()
 }
 
-/// The Provenance of one version of the record `target_reference` (`Type/id`).
+/// The Provenance of one version of the record `record`, known to FHIR as `target_reference`.
 pub fn provenance_version(
     target_reference: &str,
+    record: &Hash,
     version: &RecordVersion,
     custodian: &str,
 ) -> Value {
@@ -41,7 +44,7 @@ pub fn provenance_version(
         logical_reference(Some("Organization"), ORGANISATION_SYSTEM, custodian);
     let mut rendered = json!({
         "resourceType": "Provenance",
-        "id": provenance_id(target_reference, number),
+        "id": provenance_id(record, number),
         "target": [{"reference": format!("{target_reference}/_history/{number}")}],
         "recorded": instant(version.time_ms),
         "activity": concept(DATA_OPERATION_SYSTEM, activity, None),
@@ -66,12 +69,19 @@ pub fn provenance_version(
     rendered
 }
 
-/// The id of the Provenance of version `version` of `target_reference`: a tagged hash, so that it
-/// is a valid FHIR id for any target and the same on every node.
-pub fn provenance_id(target_reference: &str, version: u32) -> String {
-    hash_tagged(
-        b"medledger/fhir/provenance",
-        &[target_reference.as_bytes(), &version.to_le_bytes()],
-    )
-    .to_hex()
+/// The id of the Provenance of version `version` of record `record`: the opaque record id in
+/// base58 (letters and digits only, at most 44 of them), `-`, and the version. It is a valid FHIR
+/// id, the same on every node, and names what it describes, so `GET Provenance/[id]` needs no
+/// index.
+pub fn provenance_id(record: &Hash, version: u32) -> String {
+    format!("{}-{version}", bs58::encode(record.0).into_string())
+}
+
+/// The record and version a Provenance id names, if it is one.
+pub fn parse_provenance_id(id: &str) -> Option<(Hash, u32)> {
+    let (record, version) = id.rsplit_once('-')?;
+    let bytes = bs58::decode(record).into_vec().ok()?;
+    let record = Hash(<[u8; 32]>::try_from(bytes).ok()?);
+    let version: u32 = version.parse().ok()?;
+    (provenance_id(&record, version) == id).then_some((record, version))
 }

@@ -1,17 +1,23 @@
 //! The FHIR R4 REST face (`/fhir/...`) and the records API (`/v1/records/...`), for EHR
 //! integration engineers and patients' apps.
 //!
-//! Every request but `GET /fhir/metadata` is signed (see [`crate::auth`]). Reads name an HL7
-//! PurposeOfUse in `X-Purpose-Of-Use`; each read commits an access event before any content
-//! leaves the node, and answers 403 when the event denies it. Errors are OperationOutcome
-//! resources with the matching HTTP status, served as `application/fhir+json`.
+//! Every request but `GET /fhir/metadata` names its caller: a SMART bearer token (see
+//! [`crate::smart`]) or a signed request (see [`crate::auth`]). Reads name an HL7 PurposeOfUse
+//! (`X-Purpose-Of-Use`, or the token's); each read commits an access event before any content
+//! leaves the node, and answers 403 when the event denies it. A token's scopes are checked in
+//! addition to consent. Errors are OperationOutcome resources with the matching HTTP status,
+//! served as `application/fhir+json`; the server speaks FHIR JSON only (406 otherwise) and takes
+//! only FHIR JSON bodies (415 otherwise).
 //!
-//! **Invariant:** a malformed resource or Bundle is refused whole: it is parsed and every
-//! reference checked before anything is staged, and a refused transaction rolls the vault back.
+//! **Invariant:** a malformed or invalid resource or Bundle is refused whole: it is parsed,
+//! validated against R4 and every reference checked before anything is staged, and a refused
+//! transaction rolls the vault back.
+
+mod search;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,18 +28,14 @@ use medledger_ledger::Authority;
 use medledger_node::ServiceError;
 use medledger_node::records::{ImportItem, ReadRequest, Records};
 use medledger_records::{AccessRule, Purpose, RECORD_CATEGORIES};
-use medledger_types::Role;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::{self, AuthError, Signed};
+use crate::auth::{self, AuthError};
+use crate::smart::{Action, TokenGrant};
 
 pub const FHIR_JSON: &str = "application/fhir+json";
-/// The most records one search returns (its page size limit).
-pub const SEARCH_COUNT_MAX: usize = 1_000;
-pub const SEARCH_COUNT_DEFAULT: usize = 100;
-/// The furthest a search may page.
-pub const SEARCH_OFFSET_MAX: usize = 1_000_000_000;
+pub use medledger_fhir::search::{SEARCH_COUNT_DEFAULT, SEARCH_COUNT_MAX, SEARCH_OFFSET_MAX};
 /// The most access events `GET /v1/records/me` lists per patient id (the most recent ones).
 pub const ME_EVENTS_MAX: u64 = 1_000;
 
@@ -42,6 +44,10 @@ pub const ME_EVENTS_MAX: u64 = 1_000;
 pub struct FhirFailure {
     status: StatusCode,
     issue: Issue,
+    /// More issues, e.g. every validation problem of a resource.
+    more: Vec<Issue>,
+    /// A refused bearer token: answered with a `WWW-Authenticate: Bearer` challenge.
+    bearer_error: Option<&'static str>,
 }
 
 impl FhirFailure {
@@ -54,16 +60,41 @@ impl FhirFailure {
                 diagnostics: diagnostics.into(),
                 expression: None,
             },
+            more: Vec::new(),
+            bearer_error: None,
+        }
+    }
+
+    /// A failure reporting every issue in `issues` (at least one).
+    fn issues(status: StatusCode, mut issues: Vec<Issue>) -> Self {
+        let first = if issues.is_empty() {
+            Issue::error(IssueType::Invalid, "invalid")
+        } else {
+            issues.remove(0)
+        };
+        FhirFailure {
+            status,
+            issue: first,
+            more: issues,
+            bearer_error: None,
         }
     }
 }
 
 impl IntoResponse for FhirFailure {
     fn into_response(self) -> Response {
-        fhir_json(
-            self.status,
-            &medledger_fhir::operation_outcome(&[self.issue]),
-        )
+        let mut issues = vec![self.issue];
+        issues.extend(self.more);
+        let mut response = fhir_json(self.status, &medledger_fhir::operation_outcome(&issues));
+        if let Some(error) = self.bearer_error
+            && let Ok(value) =
+                HeaderValue::from_str(&format!("Bearer realm=\"medledger\", error=\"{error}\""))
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
     }
 }
 
@@ -73,10 +104,7 @@ impl From<FhirError> for FhirFailure {
             IssueType::TooCostly => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };
-        FhirFailure {
-            status,
-            issue: error.issue(),
-        }
+        FhirFailure::issues(status, vec![error.issue()])
     }
 }
 
@@ -151,8 +179,8 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     create,
     update,
     read,
-    search_all,
-    search_kind,
+    search::search_all,
+    search::search_kind,
     operation,
     me,
     bind
@@ -162,8 +190,10 @@ struct FhirDoc;
 fn routes() -> Router<AppState> {
     Router::new()
         .route("/fhir/metadata", get(metadata))
-        .route("/fhir", post(import_bundle).get(search_all))
-        .route("/fhir/{kind}", post(create).get(search_kind))
+        .route("/fhir", post(import_bundle).get(search::search_all))
+        .route("/fhir/", post(import_bundle).get(search::search_all))
+        .route("/fhir/{kind}", post(create).get(search::search_kind))
+        .route("/fhir/{kind}/", post(create).get(search::search_kind))
         .route("/fhir/{kind}/{id}", get(read).put(update))
         .route("/fhir/{kind}/{id}/{operation}", post(operation))
         .route("/v1/records/me", get(me))
@@ -173,6 +203,94 @@ fn routes() -> Router<AppState> {
 /// Whether a request is for the FHIR face, whose errors are OperationOutcomes.
 pub(crate) fn is_fhir_path(uri: &Uri) -> bool {
     uri.path() == "/fhir" || uri.path().starts_with("/fhir/")
+}
+
+/// Media types the FHIR face reads and writes: FHIR JSON (and plain JSON, which clients send).
+const JSON_TYPES: [&str; 3] = [FHIR_JSON, "application/json", "application/json+fhir"];
+
+fn media_type(value: &str) -> String {
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Content negotiation for the FHIR face (R4 §3.1.0.1.10): a request that asks for a format the
+/// server does not speak (`Accept`, or `_format`) gets 406; a body that is not FHIR JSON gets
+/// 415. Other paths pass through.
+pub(crate) async fn negotiate(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let uri = request.uri().clone();
+    if !is_fhir_path(&uri) || uri.path().contains("/.well-known/") {
+        return next.run(request).await;
+    }
+    let format = uri.query().and_then(|query| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .ok()?
+            .into_iter()
+            .find(|(name, _)| name == "_format")
+            .map(|(_, value)| value)
+    });
+    let speaks = |wanted: &str| {
+        let wanted = media_type(wanted);
+        wanted == "json"
+            || wanted == "*/*"
+            || wanted == "application/*"
+            || JSON_TYPES.contains(&wanted.as_str())
+    };
+    if let Some(format) = &format
+        && !speaks(format)
+    {
+        return FhirFailure::new(
+            StatusCode::NOT_ACCEPTABLE,
+            IssueType::NotSupported,
+            format!("_format {format:?} is not served: this server speaks FHIR JSON (application/fhir+json) only"),
+        )
+        .into_response();
+    }
+    if format.is_none()
+        && let Some(accept) = request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok())
+        && !accept.trim().is_empty()
+        && !accept.split(',').any(speaks)
+    {
+        return FhirFailure::new(
+            StatusCode::NOT_ACCEPTABLE,
+            IssueType::NotSupported,
+            format!("Accept {accept:?} names no format served here: this server speaks FHIR JSON (application/fhir+json) only"),
+        )
+        .into_response();
+    }
+    let has_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .is_some_and(|length| length > 0)
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    if has_body && matches!(*request.method(), Method::POST | Method::PUT) {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(media_type)
+            .unwrap_or_default();
+        if !JSON_TYPES.contains(&content_type.as_str()) {
+            return FhirFailure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                IssueType::NotSupported,
+                format!("a body of type {content_type:?} is not taken: send FHIR JSON (Content-Type: application/fhir+json)"),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// A method the FHIR face does not take on that path (e.g. DELETE: history is never removed).
@@ -204,13 +322,6 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> FhirResult<T> + Send + 'static,
 ) -> FhirResult<T> {
     crate::blocking(move || Ok(work())).await?
-}
-
-/// A search parameter the request must give.
-fn required(value: &Option<String>, message: &str) -> FhirResult<String> {
-    value
-        .clone()
-        .ok_or_else(|| FhirFailure::new(StatusCode::BAD_REQUEST, IssueType::Required, message))
 }
 
 fn records(state: &AppState) -> FhirResult<Records> {
@@ -248,73 +359,207 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> FhirResult<Bytes> {
     })
 }
 
-/// Checks a request's signature and that its key is an enrolled, unrevoked member.
-async fn signed(
+/// Who is asking, by a bearer token or a signed request, checked against the head: an enrolled,
+/// unrevoked member.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub key: PublicKey,
+    pub authority: Authority,
+    /// The access event's id: the signed request's hash, or a fresh random id for a token.
+    pub request: Hash,
+    pub access: auth::AccessHeaders,
+    /// What a bearer token grants; `None` for a signed request, which is not scoped.
+    pub grant: Option<TokenGrant>,
+}
+
+impl Caller {
+    /// Refuses what the token's scopes do not cover (a signed request is not scoped).
+    fn may(&self, resource_type: &str, action: Action, patient: Option<&str>) -> FhirResult<()> {
+        match &self.grant {
+            Some(grant) if !grant.allows(resource_type, action, patient) => {
+                let mut failure = FhirFailure::new(
+                    StatusCode::FORBIDDEN,
+                    IssueType::Forbidden,
+                    format!(
+                        "the token's scopes do not allow {action:?} on {resource_type}{}",
+                        match patient {
+                            Some(id) => format!(" for Patient/{id}"),
+                            None => String::new(),
+                        }
+                    ),
+                );
+                failure.bearer_error = Some("insufficient_scope");
+                Err(failure)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A signed write is used once; a token's requests are told apart by their random ids.
+    fn check_replay(&self, state: &AppState) -> FhirResult<()> {
+        if self.grant.is_none() {
+            state.replay.check(&self.request, now_ms())?;
+        }
+        Ok(())
+    }
+
+    /// The purpose of use: `X-Purpose-Of-Use`, else the token's.
+    fn purpose(&self) -> FhirResult<Purpose> {
+        if let Some(text) = self.access.purpose.as_deref() {
+            return text.parse().map_err(|error: String| {
+                FhirFailure::new(StatusCode::BAD_REQUEST, IssueType::Value, error)
+            });
+        }
+        self.grant
+            .as_ref()
+            .and_then(|grant| grant.purpose)
+            .ok_or_else(|| {
+                FhirFailure::new(
+                    StatusCode::BAD_REQUEST,
+                    IssueType::Required,
+                    "a read must name its purpose of use (HL7 PurposeOfUse, e.g. TREAT): the X-Purpose-Of-Use header, or purpose_of_use when the token is requested",
+                )
+            })
+    }
+
+    fn wrap_to(&self) -> FhirResult<Option<[u8; 32]>> {
+        let Some(text) = &self.access.wrap_to else {
+            return Ok(None);
+        };
+        let bytes = hex::decode(text)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok());
+        bytes.map(Some).ok_or_else(|| {
+            FhirFailure::new(
+                StatusCode::BAD_REQUEST,
+                IssueType::Value,
+                "X-Wrap-To must be a 32-byte X25519 public key in hex",
+            )
+        })
+    }
+}
+
+/// Authenticates a request: `Authorization: Bearer <token>` or a signed request, and the
+/// member's standing at the head (so a revoked member's token stops working at once).
+pub(crate) async fn caller(
     state: &AppState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> FhirResult<(Signed, Authority)> {
-    let signed = auth::verify_request(&state.node, method, uri, headers, body)?;
+) -> FhirResult<Caller> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let (key, request, access, grant) = match bearer {
+        Some(token) => {
+            let verified = state.smart.verify(token).map_err(|error| {
+                let mut failure = FhirFailure::new(
+                    StatusCode::UNAUTHORIZED,
+                    IssueType::Login,
+                    error.to_string(),
+                );
+                failure.bearer_error = Some("invalid_token");
+                failure
+            })?;
+            let mut id = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+            (
+                verified.key,
+                Hash(id),
+                auth::AccessHeaders::from_headers(headers),
+                Some(verified.grant),
+            )
+        }
+        None => {
+            let signed = auth::verify_request(&state.node, method, uri, headers, body)?;
+            (signed.key, signed.request, signed.access, None)
+        }
+    };
     let records = records(state)?;
-    let key = signed.key;
     let authority = crate::blocking(move || Ok(records.authenticate(&key)))
         .await?
         .map_err(|error| {
-            FhirFailure::new(
+            let mut failure = FhirFailure::new(
                 StatusCode::UNAUTHORIZED,
                 IssueType::Security,
                 format!("the requester is not an enrolled, unrevoked member: {error}"),
-            )
+            );
+            if grant.is_some() {
+                failure.bearer_error = Some("invalid_token");
+            }
+            failure
         })?;
-    Ok((signed, authority))
-}
-
-fn purpose(signed: &Signed) -> FhirResult<Purpose> {
-    let text = signed.access.purpose.as_deref().ok_or_else(|| {
-        FhirFailure::new(
-            StatusCode::BAD_REQUEST,
-            IssueType::Required,
-            "a read must name its purpose in X-Purpose-Of-Use (HL7 PurposeOfUse, e.g. TREAT)",
-        )
-    })?;
-    text.parse()
-        .map_err(|error: String| FhirFailure::new(StatusCode::BAD_REQUEST, IssueType::Value, error))
-}
-
-fn wrap_to(signed: &Signed) -> FhirResult<Option<[u8; 32]>> {
-    let Some(text) = &signed.access.wrap_to else {
-        return Ok(None);
-    };
-    let bytes = hex::decode(text)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok());
-    bytes.map(Some).ok_or_else(|| {
-        FhirFailure::new(
-            StatusCode::BAD_REQUEST,
-            IssueType::Value,
-            "X-Wrap-To must be a 32-byte X25519 public key in hex",
-        )
+    Ok(Caller {
+        key,
+        authority,
+        request,
+        access,
+        grant,
     })
 }
 
 #[utoipa::path(get, path = "/fhir/metadata", tag = "fhir", responses(
     (status = 200, description = "The CapabilityStatement (application/fhir+json); needs no signature")))]
-async fn metadata(State(state): State<AppState>) -> Response {
+async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let description = format!(
         "medledger node of chain {}: FHIR R4 records under patient consent",
         state.node.genesis().chain_id
     );
+    let base = crate::smart::base_url(&headers);
+    let fhir_base = format!("{base}/fhir");
+    let token = format!("{base}/oauth/token");
+    let authorize = format!("{base}/oauth/authorize");
     let statement = medledger_fhir::capability_statement(&medledger_fhir::CapabilityConfig {
         software_version: env!("CARGO_PKG_VERSION"),
         date_ms: state.node.genesis().genesis_time_ms,
         implementation_description: &description,
-        base_url: None,
+        base_url: Some(&fhir_base),
         resource_types: medledger_fhir::RESOURCE_TYPES,
         vread: false,
+        oauth: Some((&token, &authorize)),
     });
     fhir_json(StatusCode::OK, &statement)
+}
+
+/// Validates every resource of a Bundle (or one resource) against R4, reporting every problem.
+fn validate_all(resources: &[(Option<usize>, &[u8])]) -> FhirResult<()> {
+    let mut issues = Vec::new();
+    for (entry, bytes) in resources {
+        let value: Value = serde_json::from_slice(bytes).map_err(|error| {
+            FhirFailure::new(
+                StatusCode::BAD_REQUEST,
+                IssueType::Structure,
+                error.to_string(),
+            )
+        })?;
+        for mut issue in medledger_fhir::validate(&value) {
+            if let Some(index) = entry {
+                issue.expression = issue
+                    .expression
+                    .map(|at| format!("Bundle.entry[{index}].resource.{at}"));
+                issue.diagnostics = format!("entry {index}: {}", issue.diagnostics);
+            }
+            issues.push(issue);
+            if issues.len() >= medledger_fhir::VALIDATION_ISSUES_MAX {
+                break;
+            }
+        }
+    }
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(FhirFailure::issues(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            issues,
+        ))
+    }
 }
 
 /// Turns checked resources into import items, resolving each one's patient.
@@ -368,7 +613,7 @@ fn import_items(
     Ok(items)
 }
 
-#[utoipa::path(post, path = "/fhir", tag = "fhir", security(("medledger_signature" = [])),
+#[utoipa::path(post, path = "/fhir", tag = "fhir", security(("medledger_signature" = []), ("smart_bearer" = [])),
     request_body(content = String, content_type = "application/fhir+json", description = "A Bundle of type transaction, batch or collection"),
     responses(
     (status = 200, description = "A transaction-response (or batch-response) Bundle: every resource stored and its version on chain"),
@@ -384,11 +629,25 @@ async fn import_bundle(
     body: Result<Bytes, BytesRejection>,
 ) -> FhirResult<Response> {
     let body = body_bytes(body)?;
-    let (signed, _) = signed(&state, &method, &uri, &headers, &body).await?;
-    state.replay.check(&signed.request, now_ms())?;
+    let caller = caller(&state, &method, &uri, &headers, &body).await?;
+    caller.check_replay(&state)?;
     let records = records(&state)?;
     let batch = {
         let bundle = medledger_fhir::parse_bundle(&body)?;
+        for entry in &bundle.entries {
+            let action = match entry.request.as_ref().map(|request| request.method) {
+                Some(medledger_fhir::Method::Put) => Action::Update,
+                _ => Action::Create,
+            };
+            caller.may(&entry.resource.resource_type, action, None)?;
+        }
+        let resources: Vec<(Option<usize>, &[u8])> = bundle
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| (Some(index), entry.resource.bytes))
+            .collect();
+        validate_all(&resources)?;
         bundle.bundle_type == medledger_fhir::BundleType::Batch
     };
     let importer = records.clone();
@@ -398,7 +657,7 @@ async fn import_bundle(
         Ok(bundle.and_then(|bundle| import_items(&bundle, &importer)))
     })
     .await??;
-    let imported = records.import(&signed.key, items).await?;
+    let imported = records.import(&caller.key, items).await?;
     let kind = if batch {
         medledger_fhir::ResponseKind::Batch
     } else {
@@ -426,8 +685,60 @@ async fn import_bundle(
     ))
 }
 
-/// Stores one resource, as `POST /fhir/{kind}` (logical id from the body, else assigned) or
-/// `PUT /fhir/{kind}/{id}` (the body's id must match).
+/// What `Prefer: return=...` asks a write to answer with (R4 §3.1.0.5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Return {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+fn prefer_return(headers: &HeaderMap) -> Return {
+    let prefer = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split([',', ';']))
+        .find_map(|part| part.trim().strip_prefix("return="));
+    match prefer {
+        Some("minimal") => Return::Minimal,
+        Some("OperationOutcome") => Return::OperationOutcome,
+        _ => Return::Representation,
+    }
+}
+
+/// The version an `If-Match` header asks for: `W/"3"` or `"3"`.
+fn if_match(headers: &HeaderMap) -> FhirResult<Option<u32>> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("");
+    let version = text
+        .trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<u32>()
+        .map_err(|_| {
+            FhirFailure::new(
+                StatusCode::BAD_REQUEST,
+                IssueType::Value,
+                format!("If-Match must be a version's ETag, e.g. W/\"1\", not {text:?}"),
+            )
+        })?;
+    Ok(Some(version))
+}
+
+/// A fresh logical id for a created resource: 32 random hex digits.
+fn new_logical_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    hex::encode(bytes)
+}
+
+/// Stores one resource, as `POST /fhir/{kind}` (create: the server assigns the logical id, and
+/// any id in the body is ignored, R4 §3.1.0.8) or `PUT /fhir/{kind}/{id}` (update or create at
+/// that id; the body's id must match; `If-Match` makes it version-aware).
+#[allow(clippy::too_many_arguments)]
 async fn store_one(
     state: AppState,
     method: Method,
@@ -437,8 +748,18 @@ async fn store_one(
     kind: String,
     id: Option<String>,
 ) -> FhirResult<Response> {
-    let (signed, _) = signed(&state, &method, &uri, &headers, &body).await?;
-    state.replay.check(&signed.request, now_ms())?;
+    check_kind(&kind)?;
+    let caller = caller(&state, &method, &uri, &headers, &body).await?;
+    caller.may(
+        &kind,
+        if id.is_some() {
+            Action::Update
+        } else {
+            Action::Create
+        },
+        None,
+    )?;
+    caller.check_replay(&state)?;
     let records = records(&state)?;
     let resource = medledger_fhir::parse_resource(&body)?;
     if resource.resource_type != kind {
@@ -460,11 +781,50 @@ async fn store_one(
             format!("an update's body must carry id {id:?}, as its URL does"),
         ));
     }
+    validate_all(&[(None, resource.bytes)])?;
+    let expected = if id.is_some() {
+        if_match(&headers)?
+    } else {
+        None
+    };
+    let content;
+    let resource = match &id {
+        Some(_) => resource,
+        None => {
+            content = medledger_fhir::with_id(&body, &new_logical_id())?;
+            medledger_fhir::parse_resource(&content)?
+        }
+    };
+    if let (Some(expected), Some(id)) = (expected, &id) {
+        let finder = records.clone();
+        let (kind, id) = (kind.clone(), id.clone());
+        let current = blocking(move || {
+            Ok(match finder.record_by_fhir(&kind, &id)? {
+                Some((record, _)) => Some(finder.provenance(&record)?.0.version),
+                None => None,
+            })
+        })
+        .await?;
+        if current != Some(expected) {
+            return Err(FhirFailure::new(
+                StatusCode::PRECONDITION_FAILED,
+                IssueType::Conflict,
+                match current {
+                    Some(version) => format!(
+                        "If-Match names version {expected}, but the current version is {version}"
+                    ),
+                    None => {
+                        format!("If-Match names version {expected}, but there is no such resource")
+                    }
+                },
+            ));
+        }
+    }
     // One resource is checked as a one-entry collection Bundle: same rules, same errors.
+    let stored_bytes = resource.bytes.to_vec();
     let entry_bundle = medledger_fhir::Bundle::single(resource);
-    let importer = records.clone();
-    let items = import_items(&entry_bundle, &importer)?;
-    let imported = records.import(&signed.key, items).await?;
+    let items = import_items(&entry_bundle, &records)?;
+    let imported = records.import(&caller.key, items).await?;
     let record = imported.first().ok_or_else(|| {
         FhirFailure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -477,24 +837,58 @@ async fn store_one(
     } else {
         StatusCode::OK
     };
+    let base = crate::smart::base_url(&headers);
     let location = format!(
-        "{}/{}/_history/{}",
+        "{base}/fhir/{}/{}/_history/{}",
         record.resource_type, record.fhir_id, record.version
     );
-    let mut response = fhir_json(
-        status,
-        &medledger_fhir::operation_outcome(&[Issue {
-            severity: Severity::Information,
-            code: IssueType::Informational,
-            diagnostics: format!(
-                "stored {location}; its version is on chain at height {}",
-                record.height
-            ),
-            expression: None,
-        }]),
-    );
+    let mut response = match prefer_return(&headers) {
+        Return::Minimal => {
+            let mut response = status.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+            response
+        }
+        Return::OperationOutcome => fhir_json(
+            status,
+            &medledger_fhir::operation_outcome(&[Issue {
+                severity: Severity::Information,
+                code: IssueType::Informational,
+                diagnostics: format!(
+                    "stored {location}; its version is on chain at height {}",
+                    record.height
+                ),
+                expression: None,
+            }]),
+        ),
+        Return::Representation => {
+            let finder = records.clone();
+            let handle = record.record;
+            let version = record.version;
+            let last_updated_ms = blocking(move || {
+                let (_, versions) = finder.provenance(&handle)?;
+                Ok(versions
+                    .iter()
+                    .find(|written| written.version == version)
+                    .map_or(0, |written| written.time_ms))
+            })
+            .await?;
+            fhir_bytes(
+                status,
+                medledger_fhir::served(&stored_bytes, &record.fhir_id, version, last_updated_ms)?,
+            )
+        }
+    };
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
+        if status == StatusCode::CREATED
+            && let Ok(value) = HeaderValue::from_str(&location)
+        {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LOCATION, value);
+        }
     }
     if let Ok(value) = HeaderValue::from_str(&format!("W/\"{}\"", record.version)) {
         response.headers_mut().insert(header::ETAG, value);
@@ -502,7 +896,7 @@ async fn store_one(
     Ok(response)
 }
 
-#[utoipa::path(post, path = "/fhir/{type}", tag = "fhir", security(("medledger_signature" = [])), params(("type" = String, Path, description = "FHIR resource type")),
+#[utoipa::path(post, path = "/fhir/{type}", tag = "fhir", security(("medledger_signature" = []), ("smart_bearer" = [])), params(("type" = String, Path, description = "FHIR resource type")),
     request_body(content = String, content_type = "application/fhir+json"),
     responses((status = 201, description = "Stored; Location names the version"), (status = 400, description = "OperationOutcome")))]
 async fn create(
@@ -517,7 +911,7 @@ async fn create(
     store_one(state, method, uri, headers, body, kind, None).await
 }
 
-#[utoipa::path(put, path = "/fhir/{type}/{id}", tag = "fhir", security(("medledger_signature" = [])), params(("type" = String, Path), ("id" = String, Path)),
+#[utoipa::path(put, path = "/fhir/{type}/{id}", tag = "fhir", security(("medledger_signature" = []), ("smart_bearer" = [])), params(("type" = String, Path), ("id" = String, Path)),
     request_body(content = String, content_type = "application/fhir+json"),
     responses((status = 200, description = "A new version"), (status = 201, description = "Created"), (status = 400, description = "OperationOutcome")))]
 async fn update(
@@ -554,7 +948,7 @@ fn denied_diagnostics(rules: &[&AccessRule], height: u64) -> String {
     format!("access denied by {rule}; the attempt is recorded on chain at height {height}")
 }
 
-#[utoipa::path(get, path = "/fhir/{type}/{id}", tag = "fhir", security(("medledger_signature" = [])), params(("type" = String, Path), ("id" = String, Path), ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT, ETREAT, HPAYMT, HOPERAT, HRESCH"),
+#[utoipa::path(get, path = "/fhir/{type}/{id}", tag = "fhir", security(("medledger_signature" = []), ("smart_bearer" = [])), params(("type" = String, Path), ("id" = String, Path), ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT, ETREAT, HPAYMT, HOPERAT, HRESCH"),
     ("X-Break-Glass" = Option<String>, Header, description = "true: emergency access (ETREAT, practitioners), flagged to the patient"),
     ("X-Wrap-To" = Option<String>, Header, description = "An X25519 public key (hex): answer with the ciphertext and its key sealed with HPKE")),
     responses(
@@ -570,33 +964,65 @@ async fn read(
     headers: HeaderMap,
 ) -> FhirResult<Response> {
     check_kind(&kind)?;
-    let (signed, _) = signed(&state, &method, &uri, &headers, b"").await?;
-    if kind == "Consent" {
-        return consent_one(&state, &id).await;
+    let caller = caller(&state, &method, &uri, &headers, b"").await?;
+    match kind.as_str() {
+        "Consent" => {
+            caller.may("Consent", Action::Read, None)?;
+            return search::consent_one(&state, &caller, &id).await;
+        }
+        "Provenance" => {
+            caller.may("Provenance", Action::Read, None)?;
+            return search::provenance_one(&state, &caller, &headers, &id).await;
+        }
+        "AuditEvent" => {
+            return Err(FhirFailure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                IssueType::NotSupported,
+                "AuditEvents are searched by patient: GET /fhir/AuditEvent?patient=[id]",
+            ));
+        }
+        _ => {}
     }
-    let purpose = purpose(&signed)?;
-    let wrap_to = wrap_to(&signed)?;
     let records = records(&state)?;
     let finder = records.clone();
     let (kind_copy, id_copy) = (kind.clone(), id.clone());
-    let found = crate::blocking(move || Ok(finder.record_by_fhir(&kind_copy, &id_copy)))
-        .await??
-        .ok_or_else(|| {
-            FhirFailure::new(
+    let found = crate::blocking(move || {
+        Ok(match finder.record_by_fhir(&kind_copy, &id_copy) {
+            Ok(Some(found)) => Ok(Ok(found)),
+            Ok(None) => finder.erased_record_by_fhir(&kind_copy, &id_copy).map(Err),
+            Err(error) => Err(error),
+        })
+    })
+    .await??;
+    let (record, patient) = match found {
+        Ok(found) => found,
+        Err(Some(_erased)) => {
+            return Err(FhirFailure::new(
+                StatusCode::GONE,
+                IssueType::Deleted,
+                format!("{kind}/{id} was erased at the patient's request; its audit trail stays"),
+            ));
+        }
+        Err(None) => {
+            return Err(FhirFailure::new(
                 StatusCode::NOT_FOUND,
                 IssueType::NotFound,
                 format!("{kind}/{id} is not held by this node"),
-            )
-        })?;
-    let (record, patient) = found;
+            ));
+        }
+    };
+    let patient_fhir_id = records.patient_fhir_id(&patient).ok().flatten();
+    caller.may(&kind, Action::Read, patient_fhir_id.as_deref())?;
+    let purpose = caller.purpose()?;
+    let wrap_to = caller.wrap_to()?;
     let access = records
         .read(ReadRequest {
-            request: signed.request,
-            reader: signed.key,
+            request: caller.request,
+            reader: caller.key,
             patient,
             records: vec![record],
             purpose,
-            break_glass: signed.access.break_glass,
+            break_glass: caller.access.break_glass,
             wrap_to,
         })
         .await?;
@@ -608,14 +1034,14 @@ async fn read(
             .iter()
             .map(|(_, rule)| rule)
             .collect();
-        let status = if rules.iter().any(|rule| **rule == AccessRule::Erased) {
-            StatusCode::GONE
+        let (status, code) = if rules.iter().any(|rule| **rule == AccessRule::Erased) {
+            (StatusCode::GONE, IssueType::Deleted)
         } else {
-            StatusCode::FORBIDDEN
+            (StatusCode::FORBIDDEN, IssueType::Forbidden)
         };
         let mut response = FhirFailure::new(
             status,
-            IssueType::Forbidden,
+            code,
             denied_diagnostics(&rules, access.event.height),
         )
         .into_response();
@@ -637,7 +1063,15 @@ async fn read(
             });
             (StatusCode::OK, Json(body)).into_response()
         }
-        None => fhir_bytes(StatusCode::OK, released.content),
+        None => fhir_bytes(
+            StatusCode::OK,
+            medledger_fhir::served(
+                &released.content,
+                &released.fhir_id,
+                released.version,
+                released.last_updated_ms,
+            )?,
+        ),
     };
     if let Ok(value) = HeaderValue::from_str(&format!("W/\"{}\"", released.version)) {
         response.headers_mut().insert(header::ETAG, value);
@@ -652,345 +1086,8 @@ fn add_event_header(response: &mut Response, tx: &Hash) {
     }
 }
 
-/// The search parameters this server understands.
-#[derive(Debug, Default)]
-struct SearchParams {
-    patient: Option<String>,
-    target: Option<String>,
-    count: usize,
-    offset: usize,
-}
-
-fn search_params(query: &[(String, String)]) -> FhirResult<SearchParams> {
-    let mut params = SearchParams {
-        count: SEARCH_COUNT_DEFAULT,
-        ..SearchParams::default()
-    };
-    let number = |name: &str, value: &str| {
-        value.parse::<usize>().map_err(|_| {
-            FhirFailure::new(
-                StatusCode::BAD_REQUEST,
-                IssueType::Value,
-                format!("{name} must be a whole number"),
-            )
-        })
-    };
-    for (name, value) in query {
-        match name.as_str() {
-            "patient" | "subject" => {
-                let id = value.strip_prefix("Patient/").unwrap_or(value);
-                params.patient = Some(id.to_string());
-            }
-            "target" => params.target = Some(value.clone()),
-            "_count" => params.count = number(name, value)?.clamp(1, SEARCH_COUNT_MAX),
-            "_offset" => params.offset = number(name, value)?.min(SEARCH_OFFSET_MAX),
-            "_format" => {}
-            other => {
-                return Err(FhirFailure::new(
-                    StatusCode::BAD_REQUEST,
-                    IssueType::NotSupported,
-                    format!(
-                        "search parameter {other:?} is not supported; use patient (or subject), _count and _offset"
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(params)
-}
-
-#[utoipa::path(get, path = "/fhir", tag = "fhir", security(("medledger_signature" = [])), params(("patient" = String, Query, description = "The Patient's logical id"), ("_count" = Option<usize>, Query), ("_offset" = Option<usize>, Query), ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT, ETREAT, HPAYMT, HOPERAT, HRESCH")),
-    responses((status = 200, description = "A searchset Bundle of what consent allows; X-Withheld-Records counts the rest")))]
-async fn search_all(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Query(query): Query<Vec<(String, String)>>,
-) -> FhirResult<Response> {
-    search(state, method, uri, headers, query, None).await
-}
-
-#[utoipa::path(get, path = "/fhir/{type}", tag = "fhir", security(("medledger_signature" = [])), params(("type" = String, Path, description = "A resource type, or Consent, AuditEvent or Provenance"), ("patient" = Option<String>, Query), ("target" = Option<String>, Query, description = "Provenance only: Type/id"), ("_count" = Option<usize>, Query), ("_offset" = Option<usize>, Query)),
-    responses((status = 200, description = "A searchset Bundle"), (status = 403, description = "Not the patient, the custodian or an auditor (AuditEvent, Provenance, Consent)")))]
-async fn search_kind(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    Path(kind): Path<String>,
-    headers: HeaderMap,
-    Query(query): Query<Vec<(String, String)>>,
-) -> FhirResult<Response> {
-    check_kind(&kind)?;
-    search(state, method, uri, headers, query, Some(kind)).await
-}
-
-async fn search(
-    state: AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    query: Vec<(String, String)>,
-    kind: Option<String>,
-) -> FhirResult<Response> {
-    let params = search_params(&query)?;
-    let (signed, authority) = signed(&state, &method, &uri, &headers, b"").await?;
-    let self_link = uri.to_string();
-    match kind.as_deref() {
-        Some("Consent") => return consent_search(&state, &signed, &authority, &params).await,
-        Some("AuditEvent") => {
-            return audit_search(&state, &signed, &authority, &params).await;
-        }
-        Some("Provenance") => {
-            return provenance_search(&state, &signed, &authority, &params).await;
-        }
-        _ => {}
-    }
-    let fhir_patient = required(
-        &params.patient,
-        "searches are by patient: give patient=<id> (optionally with a resource type)",
-    )?;
-    let purpose = purpose(&signed)?;
-    let records = records(&state)?;
-    let finder = records.clone();
-    let (count, offset) = (params.count, params.offset);
-    let found = blocking(move || {
-        let Some(patient) = finder.patient_by_fhir(&fhir_patient)? else {
-            return Ok(None);
-        };
-        let (hits, total) = finder.search(&patient, kind.as_deref(), offset, count)?;
-        Ok(Some((patient, (finder.committed(hits)?, total))))
-    })
-    .await?;
-    let Some((patient, (hits, _total))) = found else {
-        return Ok(fhir_bytes(
-            StatusCode::OK,
-            medledger_fhir::searchset(&[], 0, &self_link),
-        ));
-    };
-    let access = records
-        .read(ReadRequest {
-            request: signed.request,
-            reader: signed.key,
-            patient,
-            records: hits.iter().map(|hit| hit.record).collect(),
-            purpose,
-            break_glass: signed.access.break_glass,
-            wrap_to: None,
-        })
-        .await?;
-    let withheld = access.event.decisions.len() - access.released.len();
-    let entries: Vec<(String, &[u8])> = access
-        .released
-        .iter()
-        .map(|released| {
-            (
-                format!("{}/{}", released.resource_type, released.fhir_id),
-                released.content.as_slice(),
-            )
-        })
-        .collect();
-    let mut response = fhir_bytes(
-        StatusCode::OK,
-        medledger_fhir::searchset(&entries, entries.len(), &self_link),
-    );
-    if let Ok(value) = HeaderValue::from_str(&withheld.to_string()) {
-        response.headers_mut().insert("x-withheld-records", value);
-    }
-    add_event_header(&mut response, &access.event.tx);
-    Ok(response)
-}
-
-/// The FHIR reference of a patient id: its `Patient` resource here, or the opaque id.
-fn patient_reference(records: &Records, patient: &Hash) -> String {
-    match records.patient_fhir_id(patient) {
-        Ok(Some(id)) => format!("Patient/{id}"),
-        _ => format!("urn:medledger:patient:{patient}"),
-    }
-}
-
-async fn consent_search(
-    state: &AppState,
-    signed: &Signed,
-    authority: &Authority,
-    params: &SearchParams,
-) -> FhirResult<Response> {
-    let (key, authority) = (signed.key, authority.clone());
-    let records = records(state)?;
-    let fhir_patient = required(&params.patient, "Consent searches are by patient=<id>")?;
-    let resources = blocking(move || {
-        let Some(patient) = records.patient_by_fhir(&fhir_patient)? else {
-            return Ok(Vec::new());
-        };
-        may_audit(&records, &key, &authority, &patient)?;
-        let Some(entry) = records.patient(&patient)? else {
-            return Ok(Vec::new());
-        };
-        let Some(key) = entry.key else {
-            return Ok(Vec::new());
-        };
-        let (_, grants, time_ms) = records.patient_view(&key)?;
-        let reference = patient_reference(&records, &patient);
-        Ok(grants
-            .iter()
-            .map(|grant| medledger_fhir::consent(grant, &reference, time_ms))
-            .collect())
-    })
-    .await?;
-    Ok(fhir_json(
-        StatusCode::OK,
-        &medledger_fhir::bundle(medledger_fhir::OutputBundleType::Searchset, resources),
-    ))
-}
-
-async fn consent_one(state: &AppState, id: &str) -> FhirResult<Response> {
-    let grant = Hash::from_hex(id).map_err(|_| {
-        FhirFailure::new(
-            StatusCode::NOT_FOUND,
-            IssueType::NotFound,
-            "a Consent id is the 64-hex-digit id of a grant",
-        )
-    })?;
-    let node = state.node.clone();
-    crate::blocking(move || {
-        let (_, found) = node.read_head(|state| {
-            let entry = medledger_records::grant(state, &grant)?;
-            let time = medledger_ledger::chain_head(state)?.time_ms;
-            Ok((entry, time))
-        })?;
-        let found = found.ok();
-        Ok(match found {
-            Some((Some(entry), time)) => {
-                let key = entry.grant.patient;
-                let reference = format!("urn:medledger:key:{key}");
-                Ok(fhir_json(
-                    StatusCode::OK,
-                    &medledger_fhir::consent(&entry, &reference, time),
-                ))
-            }
-            _ => Err(FhirFailure::new(
-                StatusCode::NOT_FOUND,
-                IssueType::NotFound,
-                format!("no consent grant {grant}"),
-            )),
-        })
-    })
-    .await?
-}
-
-/// May `requester` see the audit trail, grants and provenance of `patient`? The patient (the
-/// bound key), the custodian's root key, node and practitioners, and auditors may.
-fn may_audit(
-    records: &Records,
-    requester: &PublicKey,
-    authority: &Authority,
-    patient: &Hash,
-) -> FhirResult<()> {
-    let entry = records.patient(patient)?.ok_or_else(|| {
-        FhirFailure::new(
-            StatusCode::NOT_FOUND,
-            IssueType::NotFound,
-            "no such patient",
-        )
-    })?;
-    let is_patient = entry.key == Some(*requester);
-    let allowed = is_patient
-        || match authority {
-            Authority::Organisation { org } => *org == entry.custodian,
-            Authority::Member {
-                role: Role::Auditor,
-                ..
-            } => true,
-            Authority::Member {
-                org,
-                role: Role::Practitioner | Role::Validator,
-            } => *org == entry.custodian,
-            Authority::Member { .. } => false,
-        };
-    if allowed {
-        Ok(())
-    } else {
-        Err(FhirFailure::new(
-            StatusCode::FORBIDDEN,
-            IssueType::Forbidden,
-            "only the patient, the custodian's members and auditors may see this audit trail",
-        ))
-    }
-}
-
-async fn audit_search(
-    state: &AppState,
-    signed: &Signed,
-    authority: &Authority,
-    params: &SearchParams,
-) -> FhirResult<Response> {
-    let records = records(state)?;
-    let fhir_patient = required(&params.patient, "AuditEvent searches are by patient=<id>")?;
-    let (key, authority) = (signed.key, authority.clone());
-    let (offset, count) = (params.offset as u64, params.count as u64);
-    let bundle = blocking(move || {
-        let patient = records.patient_by_fhir(&fhir_patient)?.ok_or_else(|| {
-            FhirFailure::new(
-                StatusCode::NOT_FOUND,
-                IssueType::NotFound,
-                format!("Patient/{fhir_patient} is not held by this node"),
-            )
-        })?;
-        may_audit(&records, &key, &authority, &patient)?;
-        let (events, _) = records.access_log(&patient, offset, count)?;
-        let reference = patient_reference(&records, &patient);
-        Ok(medledger_fhir::bundle(
-            medledger_fhir::OutputBundleType::Searchset,
-            events
-                .iter()
-                .map(|event| medledger_fhir::audit_event(event, &reference))
-                .collect(),
-        ))
-    })
-    .await?;
-    Ok(fhir_json(StatusCode::OK, &bundle))
-}
-
-async fn provenance_search(
-    state: &AppState,
-    signed: &Signed,
-    authority: &Authority,
-    params: &SearchParams,
-) -> FhirResult<Response> {
-    let records = records(state)?;
-    let target = required(
-        &params.target,
-        "Provenance searches are by target=<Type>/<id>",
-    )?;
-    let (key, authority) = (signed.key, authority.clone());
-    let bundle = blocking(move || {
-        let (kind, id) = target.split_once('/').ok_or_else(|| {
-            FhirFailure::new(
-                StatusCode::BAD_REQUEST,
-                IssueType::Value,
-                "target must be <Type>/<id>",
-            )
-        })?;
-        let (record, patient) = records.record_by_fhir(kind, id)?.ok_or_else(|| {
-            FhirFailure::new(
-                StatusCode::NOT_FOUND,
-                IssueType::NotFound,
-                format!("{target} is not held by this node"),
-            )
-        })?;
-        may_audit(&records, &key, &authority, &patient)?;
-        let (head, versions) = records.provenance(&record)?;
-        Ok(medledger_fhir::bundle(
-            medledger_fhir::OutputBundleType::Searchset,
-            medledger_fhir::provenance(&format!("{kind}/{id}"), &versions, &head.custodian),
-        ))
-    })
-    .await?;
-    Ok(fhir_json(StatusCode::OK, &bundle))
-}
-
 /// `POST /fhir/Patient/{id}/$erase`: crypto-shreds the patient's data everywhere.
-#[utoipa::path(post, path = "/fhir/Patient/{id}/$erase", tag = "fhir", security(("medledger_signature" = [])),
+#[utoipa::path(post, path = "/fhir/Patient/{id}/$erase", tag = "fhir", security(("medledger_signature" = []), ("smart_bearer" = [])),
     request_body(content = String, content_type = "application/fhir+json", description = "None needed"),
     params(("id" = String, Path)),
     responses((status = 200, description = "Erased on chain and shredded on this node"), (status = 403, description = "Not the patient or the custodian's root key")))]
@@ -1010,11 +1107,12 @@ async fn operation(
             "the only operation is POST /fhir/Patient/{id}/$erase",
         ));
     }
-    let (signed, authority) = signed(&state, &method, &uri, &headers, &body).await?;
-    state.replay.check(&signed.request, now_ms())?;
+    let caller = caller(&state, &method, &uri, &headers, &body).await?;
+    caller.may("Patient", Action::Delete, Some(&id))?;
+    caller.check_replay(&state)?;
     let records = records(&state)?;
     let finder = records.clone();
-    let (key, authority_copy) = (signed.key, authority.clone());
+    let (key, authority_copy) = (caller.key, caller.authority.clone());
     let patient = blocking(move || {
             let patient = finder.patient_by_fhir(&id)?.ok_or_else(|| {
                 FhirFailure::new(
@@ -1055,7 +1153,7 @@ async fn operation(
 
 /// `GET /v1/records/me`: a patient's own view, for the signer's key: their patient ids, their
 /// grants, and every access to their data.
-#[utoipa::path(get, path = "/v1/records/me", tag = "records", security(("medledger_signature" = [])),
+#[utoipa::path(get, path = "/v1/records/me", tag = "records", security(("medledger_signature" = []), ("smart_bearer" = [])),
     responses((status = 200, description = "The signer's patient ids, their most recent accesses, and their grants")))]
 async fn me(
     State(state): State<AppState>,
@@ -1063,7 +1161,7 @@ async fn me(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, crate::ApiError> {
-    let (signed, _) = signed(&state, &method, &uri, &headers, b"")
+    let signed = signed_only(&state, &method, &uri, &headers, b"")
         .await
         .map_err(api_error)?;
     let records = records(&state).map_err(api_error)?;
@@ -1101,6 +1199,26 @@ async fn me(
     .await
 }
 
+/// A caller of the records API (`/v1/records`), which takes signed requests only: it is
+/// medledger's own, outside SMART's scopes.
+async fn signed_only(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> FhirResult<Caller> {
+    let caller = caller(state, method, uri, headers, body).await?;
+    if caller.grant.is_some() {
+        return Err(FhirFailure::new(
+            StatusCode::UNAUTHORIZED,
+            IssueType::Login,
+            "the records API takes signed requests (Authorization: Medledger ...), not bearer tokens",
+        ));
+    }
+    Ok(caller)
+}
+
 fn api_error(failure: FhirFailure) -> crate::ApiError {
     crate::ApiError::new(
         failure.status,
@@ -1117,7 +1235,7 @@ struct BindRequest {
 
 /// `POST /v1/records/patients/{fhir id}/bind {"key": ...}`: the custodian binds a patient held
 /// here to the patient's enrolled key.
-#[utoipa::path(post, path = "/v1/records/patients/{id}/bind", tag = "records", security(("medledger_signature" = [])), params(("id" = String, Path, description = "The Patient's logical id")),
+#[utoipa::path(post, path = "/v1/records/patients/{id}/bind", tag = "records", security(("medledger_signature" = []), ("smart_bearer" = [])), params(("id" = String, Path, description = "The Patient's logical id")),
     request_body(content = String, content_type = "application/json", description = "{\"key\": \"<the patient's enrolled public key>\"}"),
     responses((status = 200, description = "Bound on chain"), (status = 403, description = "Not the custodian's root key")))]
 async fn bind(
@@ -1129,13 +1247,11 @@ async fn bind(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, crate::ApiError> {
     let body = body_bytes(body).map_err(api_error)?;
-    let (signed, authority) = signed(&state, &method, &uri, &headers, &body)
+    let signed = signed_only(&state, &method, &uri, &headers, &body)
         .await
         .map_err(api_error)?;
-    state
-        .replay
-        .check(&signed.request, now_ms())
-        .map_err(|error| api_error(error.into()))?;
+    signed.check_replay(&state).map_err(api_error)?;
+    let authority = signed.authority.clone();
     let request: BindRequest = serde_json::from_slice(&body)
         .map_err(|error| crate::ApiError::bad_request("malformed_json", error.to_string()))?;
     let records = records(&state).map_err(api_error)?;
