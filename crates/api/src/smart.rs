@@ -222,6 +222,43 @@ impl std::fmt::Debug for Smart {
     }
 }
 
+/// A SMART Backend Services client assertion (`private_key_jwt`), as a client builds it: an EdDSA
+/// JWT signed with the member's key, naming the member as issuer and subject, for the token
+/// endpoint `token_url`, with a fresh `jti`, valid for `lifetime_s` seconds from `now_s`.
+pub fn client_assertion(key: &SecretKey, token_url: &str, now_s: u64, lifetime_s: u64) -> String {
+    let mut jti = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut jti);
+    let client_id = key.public_key().to_hex();
+    let claims = json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_url,
+        "exp": now_s + lifetime_s,
+        "iat": now_s,
+        "jti": hex::encode(jti),
+    });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::EdDSA),
+        &claims,
+        &EncodingKey::from_ed_der(&ed25519_pkcs8(&key.to_bytes())),
+    )
+    .unwrap_or_default()
+}
+
+/// The form body of a Backend Services token request.
+pub fn token_request(assertion: &str, scope: &str, purpose: Option<&str>) -> String {
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("scope", scope),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", assertion),
+    ];
+    if let Some(purpose) = purpose {
+        form.push(("purpose_of_use", purpose));
+    }
+    serde_urlencoded::to_string(&form).unwrap_or_default()
+}
+
 /// Ed25519 private key `seed` as PKCS#8 v1 DER (RFC 8410 §7): the fixed 16-byte header, then the
 /// seed; the form the JOSE signer takes.
 fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
@@ -750,6 +787,21 @@ mod tests {
             .issue(&member, &grant, "system/*.rs", now - TOKEN_LIFETIME_S - 10)
             .expect("signs");
         assert!(matches!(smart.verify(&old), Err(TokenError::Invalid(_))));
+        // A client's assertion, as a client builds it, verifies as this node checks it.
+        let assertion = client_assertion(&SecretKey::from_seed(3), "http://n/oauth/token", now, 60);
+        let header = jsonwebtoken::decode_header(&assertion).expect("a JWT");
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_audience(&["http://n/oauth/token"]);
+        let key = SecretKey::from_seed(3).public_key();
+        assert!(
+            jsonwebtoken::decode::<AssertionClaims>(
+                &assertion,
+                &DecodingKey::from_ed_der(&key.0),
+                &validation
+            )
+            .is_ok()
+        );
         // Assertion ids are used once.
         assert!(smart.first_use("c", "j1", now + 60, now));
         assert!(!smart.first_use("c", "j1", now + 60, now));

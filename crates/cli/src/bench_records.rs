@@ -6,7 +6,10 @@
 //!    several clients. Reports FHIR resources per second, each committed on chain.
 //! 2. Reads: consent-checked reads at a fixed offered rate (open loop: latency is measured from
 //!    each read's scheduled time, so a slow node cannot hide queueing). Each read commits its
-//!    access event before the node answers. Reports p50 and p99.
+//!    access event before the node answers. Reports p50 and p99, for signed requests and for a
+//!    SMART bearer token, in alternating rounds of the same run.
+//! 3. Tokens: SMART Backend Services token requests (a fresh client assertion each), from
+//!    several clients. Reports tokens per second.
 //!
 //! `--resources K` keeps the Patient and K-1 of its Observations and Conditions (references to
 //! encounters dropped), so the number of patients can grow to 100,000 in reasonable time;
@@ -64,6 +67,13 @@ pub struct RecordsBenchArgs {
     /// A seed that makes this run's patients distinct from an earlier run's on the same node.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Rounds of reads, alternating signed requests and a bearer token (each round reads
+    /// `--reads` records one way).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// How many tokens to request in the token-issuance measurement.
+    #[arg(long, default_value_t = 2_000)]
+    tokens: usize,
 }
 
 /// A deterministic UUID for patient `patient`'s copy of `original`.
@@ -329,16 +339,59 @@ pub fn run(args: RecordsBenchArgs) -> Result<()> {
         purpose: Some("TREAT".into()),
         ..AccessHeaders::default()
     };
-    let run = open_loop(paths.len(), args.read_rate, args.read_clients, |n| {
-        signed(&client, &author, "GET", &paths[n], b"", &access).map_or(0, |(status, _)| status)
+    let token = crate::records::fetch_token(&client, &author, "system/*.rs", Some("TREAT"))?;
+    let token = token["access_token"]
+        .as_str()
+        .context("the token response has no access_token")?
+        .to_string();
+    for round in 0..args.rounds.max(1) {
+        for bearer in [false, true] {
+            let run = open_loop(paths.len(), args.read_rate, args.read_clients, |n| {
+                if bearer {
+                    client
+                        .get_bearer(&paths[n], &token)
+                        .map_or(0, |(status, _)| status)
+                } else {
+                    signed(&client, &author, "GET", &paths[n], b"", &access)
+                        .map_or(0, |(status, _)| status)
+                }
+            });
+            println!(
+                "reads ({}, round {}): {} in {:.2} s = {:.0} reads/s; latency {}; statuses {:?}",
+                if bearer { "bearer token" } else { "signed" },
+                round + 1,
+                run.latencies.len(),
+                run.seconds,
+                run.latencies.len() as f64 / run.seconds,
+                run.summary(),
+                run.statuses,
+            );
+        }
+    }
+
+    // Token issuance: each request carries a fresh assertion, checked and used once.
+    let issued = AtomicUsize::new(0);
+    let refused = AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..args.read_clients.clamp(1, 8) {
+            scope.spawn(|| {
+                while next.fetch_add(1, Ordering::Relaxed) < args.tokens {
+                    match crate::records::fetch_token(&client, &author, "system/*.rs", None) {
+                        Ok(_) => issued.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => refused.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
     });
+    let seconds = started.elapsed().as_secs_f64();
     println!(
-        "reads: {} in {:.2} s = {:.0} reads/s; latency {}; statuses {:?}",
-        run.latencies.len(),
-        run.seconds,
-        run.latencies.len() as f64 / run.seconds,
-        run.summary(),
-        run.statuses,
+        "tokens: {} issued in {seconds:.2} s = {:.0} tokens/s ({} refused)",
+        issued.load(Ordering::Relaxed),
+        issued.load(Ordering::Relaxed) as f64 / seconds,
+        refused.load(Ordering::Relaxed)
     );
     Ok(())
 }

@@ -53,6 +53,33 @@ impl Client {
         Ok((status, body))
     }
 
+    /// The node's base URL, e.g. `http://127.0.0.1:8640`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// POST a form (`application/x-www-form-urlencoded`); returns the status and the JSON body.
+    pub fn post_form(&self, path: &str, form: &str) -> Result<(u16, Value)> {
+        self.read(
+            self.agent
+                .post(format!("{}{path}", self.base))
+                .content_type("application/x-www-form-urlencoded")
+                .send(form),
+            path,
+        )
+    }
+
+    /// GET a path with a bearer token; returns the status and the JSON body.
+    pub fn get_bearer(&self, path: &str, token: &str) -> Result<(u16, Value)> {
+        self.read(
+            self.agent
+                .get(format!("{}{path}", self.base))
+                .header("authorization", format!("Bearer {token}"))
+                .call(),
+            path,
+        )
+    }
+
     /// GET a path; returns the status and the JSON body.
     pub fn get_raw(&self, path: &str) -> Result<(u16, Value)> {
         self.read(self.agent.get(format!("{}{path}", self.base)).call(), path)

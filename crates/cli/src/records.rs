@@ -72,6 +72,38 @@ pub enum FhirCommand {
     },
     /// The signer's own view as a patient: their patient ids, every access, their grants.
     Me,
+    /// Get a SMART on FHIR access token for the signer (Backend Services: a client assertion
+    /// signed with the key), for a FHIR client or `curl -H "Authorization: Bearer ..."`.
+    Token {
+        /// SMART scopes, e.g. `system/*.rs` or `system/Observation.read system/Patient.read`.
+        #[arg(long, default_value = "system/*.rs")]
+        scope: String,
+        /// The purpose of use the token carries (HL7 PurposeOfUse, e.g. TREAT).
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+}
+
+/// Fetches an access token for `key` from the node's token endpoint.
+pub(crate) fn fetch_token(
+    client: &Client,
+    key: &SecretKey,
+    scope: &str,
+    purpose: Option<&str>,
+) -> Result<Value> {
+    let token_url = format!("{}/oauth/token", client.base());
+    let assertion = medledger_api::smart::client_assertion(key, &token_url, now_ms() / 1_000, 60);
+    let form = medledger_api::smart::token_request(&assertion, scope, purpose);
+    let (status, body) = client.post_form("/oauth/token", &form)?;
+    if status != 200 {
+        bail!(
+            "the token request was refused ({status}): {}",
+            body["error_description"]
+                .as_str()
+                .unwrap_or(&body.to_string())
+        );
+    }
+    Ok(body)
 }
 
 #[derive(Subcommand)]
@@ -263,6 +295,10 @@ pub fn run_fhir(client: &Client, key: &Path, command: FhirCommand) -> Result<i32
             crate::print(&expect_ok(status, &body)?);
             Ok(0)
         }
+        FhirCommand::Token { scope, purpose } => {
+            crate::print(&fetch_token(client, &key, &scope, purpose.as_deref())?);
+            Ok(0)
+        }
         FhirCommand::Me => {
             let (status, body) = signed(
                 client,
@@ -326,6 +362,8 @@ fn import(client: &Client, key: &SecretKey, files: &[PathBuf]) -> Result<i32> {
     );
     let started = std::time::Instant::now();
     let mut failed = 0;
+    // The Patients stored, by logical id: what `fhir bind --patient` and searches take.
+    let mut patients = Vec::new();
     for (file, bytes, entries) in bundles {
         bar.set_message(file.display().to_string());
         let (status, body) = signed(
@@ -337,7 +375,18 @@ fn import(client: &Client, key: &SecretKey, files: &[PathBuf]) -> Result<i32> {
             &AccessHeaders::default(),
         )?;
         match expect_ok(status, &body) {
-            Ok(_) => bar.inc(entries),
+            Ok(response) => {
+                bar.inc(entries);
+                for entry in response["entry"].as_array().into_iter().flatten() {
+                    if let Some(id) = entry["response"]["location"]
+                        .as_str()
+                        .and_then(|location| location.strip_prefix("Patient/"))
+                        .and_then(|rest| rest.split('/').next())
+                    {
+                        patients.push(id.to_string());
+                    }
+                }
+            }
             Err(error) => {
                 failed += 1;
                 bar.suspend(|| eprintln!("{}: {error:#}", file.display()));
@@ -352,7 +401,13 @@ fn import(client: &Client, key: &SecretKey, files: &[PathBuf]) -> Result<i32> {
         "resources": bar.position(),
         "seconds": (seconds * 1000.0).round() / 1000.0,
         "resources_per_second": (bar.position() as f64 / seconds).round(),
+        "patients": patients,
     }));
+    if let Some(id) = patients.first() {
+        eprintln!(
+            "bind a patient to their enrolled key with: medledger fhir bind --patient {id} --patient-key <hex>"
+        );
+    }
     Ok(if failed == 0 { 0 } else { 2 })
 }
 
@@ -375,6 +430,7 @@ pub fn run_consent(
     command: ConsentCommand,
 ) -> Result<i32> {
     let signer = home::read_key(key)?;
+    let is_grant = matches!(command, ConsentCommand::Grant { .. });
     let payload = match command {
         ConsentCommand::Grant {
             patient,
@@ -431,7 +487,12 @@ pub fn run_consent(
         crate::print(&json!({"id": id, "status": "pending"}));
         return Ok(0);
     }
-    let result = client.wait(&id, Duration::from_secs(60))?;
+    let mut result = client.wait(&id, Duration::from_secs(60))?;
+    if is_grant && result["status"] == "committed" {
+        // A grant's id is its transaction's id: the one `consent revoke --grant` takes.
+        result["grant"] = json!(id);
+        eprintln!("revoke this grant with: medledger consent revoke --grant {id}");
+    }
     crate::print(&result);
     Ok(match result["status"].as_str() {
         Some("committed") => 0,

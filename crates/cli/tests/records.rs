@@ -8,156 +8,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{
-    CONDITION, LAB_OBSERVATION, PATIENT_ID, TestNode, medledger, public_key_of, stdout, synthea,
+use common::hospital::{
+    Hospital, assert_served_as, failed_with, key_of, original_bytes, succeeded,
 };
-use medledger_api::auth::AccessHeaders;
+use common::{CONDITION, LAB_OBSERVATION, PATIENT_ID, medledger, public_key_of, stdout, synthea};
 use medledger_crypto::SecretKey;
 use serde_json::Value;
-
-/// The exact bytes of the entry resource with this id, as they stand in the Bundle file.
-fn original_bytes(id: &str) -> Vec<u8> {
-    #[derive(serde::Deserialize)]
-    struct Entry<'a> {
-        #[serde(borrow)]
-        resource: &'a serde_json::value::RawValue,
-    }
-    #[derive(serde::Deserialize)]
-    struct Bundle<'a> {
-        #[serde(borrow)]
-        entry: Vec<Entry<'a>>,
-    }
-    let text = std::fs::read_to_string(synthea()).expect("synthea");
-    let bundle: Bundle<'_> = serde_json::from_str(&text).expect("bundle");
-    bundle
-        .entry
-        .iter()
-        .map(|entry| entry.resource.get())
-        .find(|raw| serde_json::from_str::<Value>(raw).expect("json")["id"].as_str() == Some(id))
-        .expect("entry")
-        .as_bytes()
-        .to_vec()
-}
-
-struct Hospital {
-    node: TestNode,
-    dir: PathBuf,
-    root: PathBuf,
-}
-
-impl Hospital {
-    fn start(dir: &Path) -> Hospital {
-        let mut node = TestNode::init(dir);
-        node.start();
-        let root = node.org_key();
-        Hospital {
-            node,
-            dir: dir.to_path_buf(),
-            root,
-        }
-    }
-
-    /// A new key, enrolled with `role` unless `role` is `None`.
-    fn member(&self, name: &str, role: Option<&str>) -> PathBuf {
-        self.node.new_key(
-            &self.dir,
-            name,
-            role.map(|role| (self.root.as_path(), role)),
-        )
-    }
-
-    fn fhir(&self, key: &Path, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["fhir", "--key", key.to_str().expect("utf-8")];
-        all.extend_from_slice(args);
-        self.node.cli(&all)
-    }
-
-    /// The custodian binds the Synthea patient to `patient`'s key.
-    fn bind(&self, patient: &Path) {
-        succeeded(self.fhir(
-            &self.root,
-            &[
-                "bind",
-                "--patient",
-                PATIENT_ID,
-                "--patient-key",
-                &public_key_of(patient),
-            ],
-        ));
-    }
-
-    fn consent(&self, key: &Path, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["consent", "--key", key.to_str().expect("utf-8")];
-        all.extend_from_slice(args);
-        self.node.cli(&all)
-    }
-
-    fn import_synthea(&self, author: &Path) {
-        let out = self.fhir(author, &["import", synthea().to_str().expect("utf-8")]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let summary: Value = serde_json::from_str(&stdout(&out)).expect("summary");
-        assert_eq!(summary["resources"], 314, "{summary}");
-    }
-
-    fn height(&self) -> u64 {
-        self.node.get("/v1/status").1["height"]
-            .as_u64()
-            .expect("height")
-    }
-
-    /// A signed request made by hand, for the bad-input cases the CLI would never send.
-    fn signed(
-        &self,
-        key: &SecretKey,
-        method: &str,
-        path: &str,
-        body: &[u8],
-        purpose: Option<&str>,
-    ) -> (u16, Value) {
-        let access = AccessHeaders {
-            purpose: purpose.map(str::to_string),
-            ..AccessHeaders::default()
-        };
-        let (status, bytes) = self.node.signed(key, method, path, body, &access);
-        (
-            status,
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
-        )
-    }
-}
-
-fn key_of(file: &Path) -> SecretKey {
-    let text = std::fs::read_to_string(file).expect("key file");
-    let value: Value = serde_json::from_str(&text).expect("json");
-    let secret = hex::decode(value["secret_key"].as_str().expect("secret")).expect("hex");
-    SecretKey::from_bytes(secret.try_into().expect("32 bytes"))
-}
-
-/// Returns a command's output after checking it succeeded.
-fn succeeded(out: std::process::Output) -> std::process::Output {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn failed_with(out: &std::process::Output, status: &str) {
-    assert!(
-        !out.status.success(),
-        "expected a refusal, got {}",
-        stdout(out)
-    );
-    let error = String::from_utf8_lossy(&out.stderr);
-    assert!(error.contains(status), "expected {status}: {error}");
-}
 
 /// The whole patient story: import, consent, purposeful reads, deny, revoke, break-glass,
 /// versions, HPKE, the patient's access log and Provenance.
@@ -202,10 +58,11 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
+    // The record as stored, with the server's id and meta written in.
+    assert_served_as(
         out.stdout.strip_suffix(b"\n").expect("newline"),
-        original_bytes(LAB_OBSERVATION).as_slice(),
-        "a record reads back byte for byte"
+        &original_bytes(LAB_OBSERVATION),
+        1,
     );
     // Wrong purpose, out of scope, and another practitioner: denied.
     failed_with(&read(&doctor, &lab, "HRESCH"), "403");
@@ -346,9 +203,18 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
         "403",
     );
 
-    // The grants come back as FHIR Consent resources, the revoked one inactive.
-    let (status, consents) = hospital.signed(
+    // The grants come back as FHIR Consent resources, the revoked one inactive, to the patient
+    // (and the custodian and auditors), not to a practitioner.
+    let (status, _) = hospital.signed(
         &key_of(&nurse),
+        "GET",
+        &format!("/fhir/Consent?patient={PATIENT_ID}"),
+        b"",
+        None,
+    );
+    assert_eq!(status, 403);
+    let (status, consents) = hospital.signed(
+        &key_of(&patient),
         "GET",
         &format!("/fhir/Consent?patient={PATIENT_ID}"),
         b"",
@@ -400,9 +266,10 @@ fn a_patient_controls_who_reads_their_records_and_sees_every_access() {
             "TREAT",
         ],
     );
-    assert_eq!(
+    assert_served_as(
         out.stdout.strip_suffix(b"\n").expect("newline"),
-        updated.as_bytes()
+        updated.as_bytes(),
+        2,
     );
     let out =
         succeeded(hospital.fhir(&patient, &["provenance", &format!("Condition/{CONDITION}")]));
@@ -579,6 +446,18 @@ fn phi_strings() -> Vec<String> {
     strings
 }
 
+/// Every logical id in the Synthea patient's Bundle: the Patient's and each resource's.
+fn synthea_ids() -> Vec<String> {
+    let bundle: Value =
+        serde_json::from_str(&std::fs::read_to_string(synthea()).expect("synthea")).expect("json");
+    bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| entry["resource"]["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("dir").flatten() {
         let path = entry.path();
@@ -719,13 +598,14 @@ fn erasure_makes_records_unreadable_and_commitments_unlinkable_but_keeps_the_aud
     // The patient erases.
     succeeded(hospital.fhir(&patient, &["erase", "--patient", PATIENT_ID]));
 
-    // 1. Unreadable, even by break-glass, and not found by search.
+    // 1. Unreadable, even by break-glass (410 Gone: the node keeps a tombstone of the id, a
+    // keyed hash), and not found by search.
     failed_with(
         &hospital.fhir(
             &doctor,
             &["read", &lab, "--purpose", "ETREAT", "--break-glass"],
         ),
-        "404",
+        "410",
     );
     let out = hospital.fhir(
         &doctor,
@@ -757,11 +637,24 @@ fn erasure_makes_records_unreadable_and_commitments_unlinkable_but_keeps_the_aud
         .get(&format!("/v1/state/record-version/{record}/0000000001"));
     assert_eq!(status, 200);
     assert_eq!(entry["entry"]["commitment"], on_chain.as_str());
+    // The AuditEvents stay searchable by the erased Patient's id, for those who may audit.
+    let out = succeeded(hospital.fhir(&patient, &["log", "--patient", PATIENT_ID]));
+    let log: Value = serde_json::from_str(&stdout(&out)).expect("bundle");
+    assert_eq!(
+        log["total"].as_u64(),
+        me_after["patients"][0]["accesses_total"].as_u64(),
+        "{log}"
+    );
+    assert!(log["total"].as_u64() >= Some(2), "{log}");
 
-    // 2. The secret is in no file of the node any more, so the commitment cannot be linked.
+    // 2. The secret is in no file of the node any more, so the commitment cannot be linked;
+    // nor is any id of the patient's resources (the Patient's id is also its MRN), in any file
+    // under the node's home, freed database pages included.
     hospital.node.stop();
     let mut files = Vec::new();
     files_under(&hospital.node.home, &mut files);
+    let ids = synthea_ids();
+    assert!(ids.len() == 314 && ids.contains(&PATIENT_ID.to_string()));
     for file in &files {
         let bytes = std::fs::read(file).expect("file");
         assert!(
@@ -769,6 +662,13 @@ fn erasure_makes_records_unreadable_and_commitments_unlinkable_but_keeps_the_aud
             "the secret survives in {}",
             file.display()
         );
+        for id in &ids {
+            assert!(
+                !contains(&bytes, id.as_bytes()),
+                "the erased patient's id {id} survives in {}",
+                file.display()
+            );
+        }
         assert!(
             !contains(&bytes, &original_bytes(LAB_OBSERVATION)[..64]),
             "plaintext survives in {}",

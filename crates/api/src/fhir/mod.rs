@@ -983,6 +983,7 @@ async fn read(
         }
         _ => {}
     }
+    let purpose = caller.purpose()?;
     let records = records(&state)?;
     let finder = records.clone();
     let (kind_copy, id_copy) = (kind.clone(), id.clone());
@@ -1013,7 +1014,6 @@ async fn read(
     };
     let patient_fhir_id = records.patient_fhir_id(&patient).ok().flatten();
     caller.may(&kind, Action::Read, patient_fhir_id.as_deref())?;
-    let purpose = caller.purpose()?;
     let wrap_to = caller.wrap_to()?;
     let access = records
         .read(ReadRequest {

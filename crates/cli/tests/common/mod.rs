@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod hospital;
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_medledger")
 }
@@ -250,6 +252,20 @@ impl TestNode {
         body: &[u8],
         access: &medledger_api::auth::AccessHeaders,
     ) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+        self.signed_with(key, method, path, body, access, &[])
+    }
+
+    /// Like [`TestNode::signed_response`], with more request headers (which replace the default
+    /// `content-type: application/json` when they name one).
+    pub fn signed_with(
+        &self,
+        key: &medledger_crypto::SecretKey,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        access: &medledger_api::auth::AccessHeaders,
+        headers: &[(&str, &str)],
+    ) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -261,8 +277,16 @@ impl TestNode {
             .header(
                 "authorization",
                 medledger_api::auth::authorization(key, time_ms, &bytes),
-            )
-            .header("content-type", "application/json");
+            );
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(purpose) = &access.purpose {
             request = request.header(medledger_api::auth::HEADER_PURPOSE, purpose);
         }
@@ -277,6 +301,32 @@ impl TestNode {
             .limit(64 << 20)
             .read_to_vec()
             .unwrap_or_default();
+        (status, headers, bytes)
+    }
+
+    /// A request with a bearer token (and more headers); returns the status, headers and body.
+    pub fn bearer(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/fhir+json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = ureq_agent()
+            .run(request.body(body.to_vec()).expect("request"))
+            .expect("node answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.body_mut().read_to_vec().unwrap_or_default();
         (status, headers, bytes)
     }
 

@@ -1,0 +1,173 @@
+"""Drives a medledger node's FHIR face as an unmodified SMART Backend Services client would.
+
+Tokens come from Authlib's OAuth 2.0 client (client_credentials, private_key_jwt signed with the
+member's Ed25519 key, EdDSA); FHIR calls go through fhirpy's SyncFHIRClient with the bearer token.
+Nothing here knows medledger beyond its documented endpoints. Every check that fails raises, so a
+non-zero exit fails the Rust test that runs this script; on success it prints a JSON summary.
+
+Usage: smart_backend.py BASE_URL KEY_FILE PATIENT_ID BUNDLE_FILE
+       smart_backend.py token BASE_URL KEY_FILE SCOPE [PURPOSE]   (prints an access token)
+"""
+
+import base64
+import json
+import sys
+import time
+
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from fhirpy import SyncFHIRClient
+from fhirpy.base.exceptions import AuthorizationError, ForbiddenError, OperationOutcome
+
+TOKEN_ONLY = sys.argv[1] == "token"
+if TOKEN_ONLY:
+    BASE, KEY_FILE, SCOPE = sys.argv[2:5]
+    PURPOSE = sys.argv[5] if len(sys.argv) > 5 else None
+else:
+    BASE, KEY_FILE, PATIENT, BUNDLE = sys.argv[1:5]
+FHIR = f"{BASE}/fhir"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def member_jwk(key_file):
+    """The member's key file as a private OKP JWK, and its client_id (the public key in hex)."""
+    with open(key_file) as f:
+        keys = json.load(f)
+    seed = bytes.fromhex(keys["secret_key"])
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
+        Encoding.Raw, PublicFormat.Raw
+    )
+    assert public.hex() == keys["public_key"], "key file's public key"
+    return keys["public_key"], {"kty": "OKP", "crv": "Ed25519", "d": b64url(seed), "x": b64url(public)}
+
+
+def fetch_token(scope, purpose=None, claims=None):
+    config = requests.get(f"{FHIR}/.well-known/smart-configuration", timeout=30).json()
+    assert "private_key_jwt" in config["token_endpoint_auth_methods_supported"], config
+    assert "client_credentials" in config["grant_types_supported"], config
+    client_id, jwk = member_jwk(KEY_FILE)
+    # SMART Backend Services: the assertion lives at most five minutes.
+    assertion_claims = {"exp": int(time.time()) + 240, **(claims or {})}
+    session = OAuth2Session(
+        client_id,
+        jwk,
+        token_endpoint_auth_method=PrivateKeyJWT(
+            config["token_endpoint"], claims=assertion_claims, alg="EdDSA"
+        ),
+        scope=scope,
+    )
+    extra = {"purpose_of_use": purpose} if purpose else {}
+    return session.fetch_token(config["token_endpoint"], grant_type="client_credentials", **extra)
+
+
+def client(token, **headers):
+    return SyncFHIRClient(FHIR, authorization=f"Bearer {token['access_token']}", extra_headers=headers or None)
+
+
+def expect(error_type, action, what):
+    try:
+        action()
+    except error_type as error:
+        return str(error)
+    raise AssertionError(f"{what}: expected {error_type.__name__}")
+
+
+if TOKEN_ONLY:
+    print(fetch_token(SCOPE, purpose=PURPOSE)["access_token"])
+    sys.exit(0)
+
+summary = {}
+
+# Metadata names the SMART endpoints.
+metadata = requests.get(f"{FHIR}/metadata", timeout=30).json()
+security = metadata["rest"][0]["security"]
+assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR", security
+token_uri = [e for e in security["extension"][0]["extension"] if e["url"] == "token"][0]["valueUri"]
+assert token_uri.endswith("/oauth/token"), token_uri
+
+token = fetch_token("system/*.cruds", purpose="TREAT")
+assert token["token_type"].lower() == "bearer", token
+assert token["scope"] == "system/*.cruds", token
+summary["token_expires_in"] = token["expires_in"]
+fhir = client(token)
+
+# A transaction Bundle at the base URL (fhirpy posts it to "<base>/").
+with open(BUNDLE) as f:
+    bundle = json.load(f)
+response = fhir.execute("", method="post", data=bundle)
+assert response["resourceType"] == "Bundle" and response["type"] == "transaction-response", response
+summary["imported"] = len(response["entry"])
+
+# Search by patient with paging: every permitted resource exactly once.
+observations = fhir.resources("Observation").search(patient=PATIENT).limit(10).fetch_all()
+ids = [o["id"] for o in observations]
+assert len(ids) == len(set(ids)), "a resource came back twice"
+first_page = fhir.resources("Observation").search(patient=PATIENT).limit(10).fetch_raw()
+assert first_page["total"] == len(ids), (first_page["total"], len(ids))
+assert any(link["relation"] == "next" for link in first_page["link"]), first_page["link"]
+summary["observations"] = len(ids)
+assert fhir.resources("Observation").search(patient=PATIENT).count() == len(ids)
+
+# Read: the server's id and meta are there.
+observation = fhir.reference("Observation", ids[0]).to_resource()
+assert observation["id"] == ids[0] and observation["meta"]["versionId"], observation
+version = observation["meta"]["versionId"]
+
+# Update with If-Match: the right version succeeds, a stale one is refused (412).
+observation["status"] = "amended"
+updater = client(token, **{"If-Match": f'W/"{version}"'})
+updated = updater.resource("Observation", **observation).save()
+assert updated["meta"]["versionId"] == str(int(version) + 1), updated
+stale = client(token, **{"If-Match": f'W/"{version}"'})
+expect(Exception, lambda: stale.resource("Observation", **observation).save(), "a stale If-Match")
+summary["updated_version"] = updated["meta"]["versionId"]
+
+# A create without an id gets one from the server.
+created = fhir.resource(
+    "Observation",
+    status="final",
+    code={"text": "created by a client"},
+    subject={"reference": f"Patient/{PATIENT}"},
+).save()
+assert created["id"] and created["meta"]["versionId"] == "1", created
+
+# An invalid resource is refused with an OperationOutcome, and not stored.
+message = expect(
+    OperationOutcome,
+    lambda: fhir.resource("Observation", status="not-a-status", code="8302-2", subject={"reference": f"Patient/{PATIENT}"}).save(),
+    "an invalid Observation",
+)
+assert "status" in message and "code" in message, message
+
+# AuditEvents and Provenance.
+events = fhir.resources("AuditEvent").search(patient=PATIENT).limit(50).fetch_all()
+assert events and all(e["resourceType"] == "AuditEvent" for e in events)
+summary["audit_events"] = len(events)
+provenance = fhir.resources("Provenance").search(target=f"Observation/{ids[0]}").fetch_all()
+assert [p["target"][0]["reference"].rsplit("/", 1)[1] for p in provenance] == ["1", "2"], provenance
+again = fhir.reference("Provenance", provenance[1]["id"]).to_resource()
+assert again["id"] == provenance[1]["id"], again
+
+# Denials. A token whose scopes do not cover Observation: 403 whatever consent says.
+narrow = client(fetch_token("system/Condition.rs", purpose="TREAT"))
+expect(ForbiddenError, lambda: narrow.reference("Observation", ids[0]).to_resource(), "a narrow scope")
+# A forged token: 401.
+forged = SyncFHIRClient(FHIR, authorization="Bearer " + token["access_token"][:-4] + "AAAA")
+expect(AuthorizationError, lambda: forged.reference("Observation", ids[0]).to_resource(), "a forged token")
+# No purpose of use anywhere: 400 with an OperationOutcome.
+purposeless = client(fetch_token("system/*.rs"))
+message = expect(OperationOutcome, lambda: purposeless.reference("Observation", ids[0]).to_resource(), "no purpose")
+assert "purpose" in message, message
+# An assertion used twice is refused.
+reused = {"jti": "one-time-" + str(time.time())}
+fetch_token("system/*.rs", claims=reused)
+expect(Exception, lambda: fetch_token("system/*.rs", claims=reused), "a replayed assertion")
+
+summary["token"] = token["access_token"]
+print(json.dumps(summary))
