@@ -156,6 +156,8 @@ pub struct AppState {
     pub replay: Arc<auth::ReplayGuard>,
     /// The SMART on FHIR token authority.
     pub smart: Arc<smart::Smart>,
+    /// SMART App Launch: registered apps and authorizations in flight.
+    pub launch: Arc<smart::launch::Launch>,
 }
 
 /// What a module adds to the HTTP API: its routes and the OpenAPI description of their paths.
@@ -191,11 +193,19 @@ pub fn router(node: Node, services: Services) -> Router {
         &node.key(),
         node.derive_secret("smart-on-fhir/token-signing"),
     );
+    let launch =
+        smart::launch::Launch::open(Some(&node.data_dir().join("oauth"))).unwrap_or_else(|error| {
+            // A damaged registry must not stop the node: apps are re-registered, and the error
+            // says why.
+            tracing::error!(%error, "the SMART app registry cannot be read; starting with none");
+            smart::launch::Launch::open(None).unwrap_or_else(|_| unreachable!("in memory"))
+        });
     let app = AppState {
         node,
         services,
         replay: Arc::new(auth::ReplayGuard::default()),
         smart: Arc::new(smart),
+        launch: Arc::new(launch),
     };
     let mut routes = smart::routes();
     for module in MODULE_APIS {

@@ -15,9 +15,11 @@
 //! addition to the patient's consent, never instead of it, and every access is audited on chain
 //! naming the member, exactly as with a signed request.
 //!
-//! Not here yet: App Launch (authorization code with PKCE, the consent screen, refresh tokens,
-//! `launch/patient`), and ES384 assertions, which need a P-384 key registered for the member on
-//! chain. The token endpoint says so when asked for them.
+//! - App Launch (authorization code with PKCE, the node's consent screen, refresh tokens,
+//!   `launch/patient`) is in [`launch`].
+//!
+//! Not here yet: ES384 assertions, which need a P-384 key registered for the member on chain.
+//! The token endpoint says so when given one.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -36,6 +38,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
+
+pub mod launch;
 
 /// How long an access token lives.
 pub const TOKEN_LIFETIME_S: u64 = 300;
@@ -270,6 +274,11 @@ fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
     der
 }
 
+/// The audience of refresh tokens: never the access tokens' own, so neither passes for the other.
+fn refresh_audience(issuer: &str) -> String {
+    format!("{issuer}#refresh")
+}
+
 /// Why a request's bearer token is refused (answered 401 with `WWW-Authenticate`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -358,6 +367,27 @@ impl Smart {
         })
     }
 
+    /// Signs a refresh token (its issuer and audience are filled in here).
+    fn issue_refresh(&self, mut claims: launch::RefreshClaims) -> Result<String, String> {
+        claims.iss = self.issuer.clone();
+        claims.aud = refresh_audience(&self.issuer);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.public_key.to_hex());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|error| error.to_string())
+    }
+
+    /// Checks a refresh token: this node's signature, its audience, unexpired.
+    fn verify_refresh(&self, token: &str) -> Result<launch::RefreshClaims, String> {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[refresh_audience(&self.issuer)]);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<launch::RefreshClaims>(token, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|error| format!("the refresh token is not valid: {error}"))
+    }
+
     /// Remembers a client assertion's id until it expires; false if it was already used.
     fn first_use(&self, client: &str, jti: &str, exp: u64, now_s: u64) -> bool {
         let mut seen = self
@@ -379,6 +409,15 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/fhir/.well-known/smart-configuration", get(configuration))
         .route("/oauth/token", post(token))
         .route("/oauth/jwks", get(jwks))
+        .route("/oauth/apps", post(launch::register))
+        .route("/oauth/authorize", get(launch::authorize))
+        .route("/oauth/authorize/{id}", get(launch::show))
+        .route("/oauth/authorize/{id}/approve", post(launch::approve))
+        .route("/oauth/authorize/{id}/deny", post(launch::deny))
+        .route(
+            "/oauth/authorize/{id}/continue",
+            get(launch::continue_to_app),
+        )
 }
 
 /// The base URL this request reached the node at, from its `Host` header.
@@ -403,16 +442,26 @@ async fn configuration(headers: HeaderMap) -> Response {
         "issuer": base,
         "jwks_uri": format!("{base}/oauth/jwks"),
         "token_endpoint": format!("{base}/oauth/token"),
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "authorization_endpoint": format!("{base}/oauth/authorize"),
+        "registration_endpoint": format!("{base}/oauth/apps"),
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
         "scopes_supported": [
             "system/*.cruds", "system/*.rs", "user/*.cruds", "user/*.rs",
-            "system/*.read", "system/*.write", "user/*.read", "user/*.write",
+            "patient/*.cruds", "patient/*.rs", "system/*.read", "user/*.read",
+            "patient/*.read", "launch/patient", "offline_access", "online_access",
         ],
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
         "capabilities": [
+            "launch-standalone",
+            "client-public",
             "client-confidential-asymmetric",
+            "context-standalone-patient",
+            "permission-offline",
+            "permission-online",
+            "permission-patient",
+            "permission-user",
             "permission-v2",
             "permission-v1",
         ],
@@ -481,13 +530,8 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     let param = |name: &str| params.get(name).map(String::as_str);
     match param("grant_type") {
         Some("client_credentials") => {}
-        Some("authorization_code" | "refresh_token") => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "this node issues tokens to Backend Services (client_credentials) only; App Launch is not served yet",
-            );
-        }
+        Some("authorization_code") => return launch::redeem_code(&state, &params, now_s()),
+        Some("refresh_token") => return launch::refresh(&state, &params, now_s()).await,
         Some(other) => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,

@@ -72,6 +72,24 @@ pub enum FhirCommand {
     },
     /// The signer's own view as a patient: their patient ids, every access, their grants.
     Me,
+    /// Approve an app's SMART authorization request (the id its consent screen shows), as the
+    /// signer. A clinician launching for a patient names the patient.
+    Approve {
+        /// The authorization request's id.
+        request: String,
+        /// The Patient (logical id) to launch for; a patient's own app needs none.
+        #[arg(long)]
+        patient: Option<String>,
+    },
+    /// Register a SMART app on this node (signer: the organisation's root key); prints its
+    /// client_id.
+    RegisterApp {
+        #[arg(long)]
+        name: String,
+        /// An exact redirect URI of the app (repeat for more).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+    },
     /// Get a SMART on FHIR access token for the signer (Backend Services: a client assertion
     /// signed with the key), for a FHIR client or `curl -H "Authorization: Bearer ..."`.
     Token {
@@ -292,6 +310,36 @@ pub fn run_fhir(client: &Client, key: &Path, command: FhirCommand) -> Result<i32
             let path = format!("/fhir/Patient/{patient}/$erase");
             let (status, body) =
                 signed(client, &key, "POST", &path, b"", &AccessHeaders::default())?;
+            crate::print(&expect_ok(status, &body)?);
+            Ok(0)
+        }
+        FhirCommand::Approve { request, patient } => {
+            let body = serde_json::to_vec(&json!({"patient": patient}))?;
+            let (status, body) = signed(
+                client,
+                &key,
+                "POST",
+                &format!("/oauth/authorize/{request}/approve"),
+                &body,
+                &AccessHeaders::default(),
+            )?;
+            crate::print(&expect_ok(status, &body)?);
+            eprintln!("approved: continue in the app's browser window");
+            Ok(0)
+        }
+        FhirCommand::RegisterApp {
+            name,
+            redirect_uris,
+        } => {
+            let body = serde_json::to_vec(&json!({"name": name, "redirect_uris": redirect_uris}))?;
+            let (status, body) = signed(
+                client,
+                &key,
+                "POST",
+                "/oauth/apps",
+                &body,
+                &AccessHeaders::default(),
+            )?;
             crate::print(&expect_ok(status, &body)?);
             Ok(0)
         }

@@ -681,3 +681,106 @@ fn a_stock_smart_backend_client_uses_the_fhir_face() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_stock_smart_app_launches_for_a_patient() {
+    let python = python();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hospital, doctor, _nurse, _patient) = hospital_with_consent(dir.path());
+    // Another patient, with one Observation the app must not reach.
+    let other = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:10000000-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Patient", "id": "other-patient"},
+         "request": {"method": "PUT", "url": "Patient/other-patient"}},
+        {"fullUrl": "urn:uuid:10000000-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "Observation", "id": "other-observation", "status": "final",
+                      "code": {"text": "x"},
+                      "subject": {"reference": "urn:uuid:10000000-0000-4000-8000-000000000001"}},
+         "request": {"method": "PUT", "url": "Observation/other-observation"}}]});
+    let (status, answer) = hospital.signed(
+        &key_of(&doctor),
+        "POST",
+        "/fhir",
+        other.to_string().as_bytes(),
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+
+    // The organisation registers the app; only its root key may.
+    let redirect = "http://127.0.0.1:9/callback";
+    let out = hospital.fhir(
+        &doctor,
+        &[
+            "register-app",
+            "--name",
+            "Growth chart",
+            "--redirect-uri",
+            redirect,
+        ],
+    );
+    assert!(!out.status.success(), "a practitioner registered an app");
+    let out = succeeded(hospital.fhir(
+        &hospital.root,
+        &[
+            "register-app",
+            "--name",
+            "Growth chart",
+            "--redirect-uri",
+            redirect,
+        ],
+    ));
+    let app: Value = serde_json::from_str(&stdout(&out)).expect("app");
+    let client_id = app["client_id"].as_str().expect("client_id").to_string();
+
+    // An unknown app or an unregistered redirect URI gets an error page, never a redirect.
+    for query in [
+        format!("client_id=nobody&redirect_uri={redirect}&response_type=code"),
+        format!("client_id={client_id}&redirect_uri=http://evil.example/cb&response_type=code"),
+    ] {
+        let (status, _) = hospital.node.get(&format!("/oauth/authorize?{query}"));
+        assert_eq!(status, 400, "{query}");
+    }
+
+    let url = &hospital.node.url;
+    let out = Command::new(&python)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/smart_launch.py"))
+        .args([
+            url.as_str(),
+            common::bin(),
+            &client_id,
+            redirect,
+            doctor.to_str().expect("utf-8"),
+            PATIENT_ID,
+            "other-observation",
+        ])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "the SMART app failed:\n{}\n{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_str(stdout(&out).trim()).expect("summary");
+    assert_eq!(summary["observations"], synthea_observations().len());
+
+    // Once the clinician is revoked, the refresh token is dead too.
+    let refresh_token = summary["refresh_token"].as_str().expect("refresh token");
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", client_id.as_str()),
+    ];
+    assert_eq!(hospital.node.post_form("/oauth/token", &form).0, 200);
+    succeeded(hospital.node.cli(&[
+        "tx",
+        "--key",
+        hospital.root.to_str().expect("utf-8"),
+        "revoke",
+        "--member",
+        &public_key_of(&doctor),
+    ]));
+    let (status, answer) = hospital.node.post_form("/oauth/token", &form);
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"], "invalid_grant");
+}

@@ -194,6 +194,7 @@ struct Inner {
     gossip_outbox: Mutex<Option<mpsc::Receiver<Vec<Tx>>>>,
     /// The next nonce for transactions this node signs itself (0: ask the chain).
     own_nonce: Mutex<u64>,
+    data_dir: PathBuf,
 }
 
 /// Where submitted transactions came from: a client of this node, whose new transactions are
@@ -288,6 +289,7 @@ impl Node {
                 gossip,
                 gossip_outbox: Mutex::new(gossip_outbox),
                 own_nonce: Mutex::new(0),
+                data_dir: config.data_dir.clone(),
             }),
         };
         if config.block_source == BlockSource::Consensus {
@@ -742,6 +744,11 @@ impl Node {
             out.push((tx, receipt));
         }
         Ok(out)
+    }
+
+    /// The directory this node keeps its data in.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.data_dir
     }
 
     /// A 32-byte secret derived from this node's key for one purpose (`label`), e.g. the key that

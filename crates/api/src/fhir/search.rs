@@ -121,9 +121,13 @@ async fn search(
     params: Vec<(String, String)>,
     kind: Option<String>,
 ) -> FhirResult<Response> {
-    let query = parse_search(kind.as_deref(), &params).map_err(|error| {
+    let mut query = parse_search(kind.as_deref(), &params).map_err(|error| {
         FhirFailure::new(StatusCode::BAD_REQUEST, IssueType::Value, error.to_string())
     })?;
+    // One access event names a page and the included Patient: a page is at most what fits.
+    query.count = query
+        .count
+        .min(medledger_records::ACCESS_RECORDS_MAX - usize::from(query.include_patient));
     if strict(&headers) && !query.ignored.is_empty() {
         let named: Vec<String> = query
             .ignored

@@ -199,6 +199,21 @@ impl TestNode {
         )
     }
 
+    /// POSTs a form (`application/x-www-form-urlencoded`), as an OAuth client does.
+    pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let body = form
+            .iter()
+            .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+            .collect::<Vec<_>>()
+            .join("&");
+        call(
+            ureq_agent()
+                .post(format!("{}{path}", self.url))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .send(body),
+        )
+    }
+
     /// Announces a body of `length` bytes but sends none of it, then reads the answer. A node
     /// must refuse an oversized body from its declared length; sending all of it would race the
     /// node closing the connection (the client then sees a reset, not the answer).
@@ -372,6 +387,18 @@ impl Drop for TestNode {
 /// One agent for the whole test process, so connections are reused: a fresh connection per
 /// call leaves tens of thousands of sockets in TIME-WAIT after a busy test, which can exhaust the
 /// ephemeral ports the next test binds.
+/// Percent-encodes a form value (everything but unreserved characters).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn ureq_agent() -> ureq::Agent {
     static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
     AGENT
