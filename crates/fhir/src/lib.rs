@@ -40,11 +40,38 @@ pub use served::{served, with_id};
 pub use types::{ID_BYTES_MAX, RESOURCE_TYPES, is_id, is_resource_type, is_uuid};
 pub use validate::{VALIDATION_ISSUES_MAX, r4_schema, validate};
 
-/// Runs every parser on untrusted bytes and ignores the results: the entry point for fuzzing,
+/// Runs every parser on untrusted bytes (resources, Bundles, search parameters, dates, Provenance
+/// ids) and ignores the results: the entry point for fuzzing,
 /// which must never panic whatever the input.
 pub fn fuzz_parse(bytes: &[u8]) {
-    let _ = parse_resource(bytes);
+    if let Ok(resource) = parse_resource(bytes) {
+        let _ = served(resource.bytes, "id", 1, u64::MAX);
+        let _ = with_id(resource.bytes, "id");
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(resource.bytes) {
+            let _ = validate(&value);
+            let _ = search::date_of(&resource.resource_type, &value);
+        }
+    }
     if let Ok(bundle) = parse_bundle(bytes) {
         let _ = resolve_bundle(&bundle, &|_, _| false);
+    }
+    // The same bytes as a search's query string.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        let params: Vec<(String, String)> = text
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value)) => (name.to_string(), value.to_string()),
+                None => (pair.to_string(), String::new()),
+            })
+            .collect();
+        for kind in [None, Some("Observation"), Some("Patient"), Some("Provenance")] {
+            if let Ok(query) = search::parse_search(kind, &params)
+                && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+            {
+                let _ = search::matches(kind.unwrap_or("Observation"), &value, &query.filters);
+            }
+        }
+        let _ = search::parse_date(text);
+        let _ = parse_provenance_id(text);
     }
 }
