@@ -210,8 +210,10 @@ fn search_pages_by_what_consent_allows_and_links_every_page() {
                     .to_string()
                     .contains("vital-signs")
             );
-            entry["resource"]["effectiveDateTime"]
+            // Synthea writes vital signs' times as instants, all in one offset.
+            entry["resource"]["effectiveInstant"]
                 .as_str()
+                .or_else(|| entry["resource"]["effectiveDateTime"].as_str())
                 .expect("date")
         })
         .collect();
@@ -590,6 +592,7 @@ fn a_stock_smart_backend_client_uses_the_fhir_face() {
     )
     .expect("bundle");
 
+    let auditor = hospital.member("auditor", Some("auditor"));
     let url = &hospital.node.url;
     let out = Command::new(&python)
         .arg(script())
@@ -598,6 +601,7 @@ fn a_stock_smart_backend_client_uses_the_fhir_face() {
             doctor.to_str().expect("utf-8"),
             PATIENT_ID,
             bundle.to_str().expect("utf-8"),
+            auditor.to_str().expect("utf-8"),
         ])
         .output()
         .expect("python runs");
@@ -615,6 +619,7 @@ fn a_stock_smart_backend_client_uses_the_fhir_face() {
         "{summary}"
     );
     assert_eq!(summary["updated_version"], "2");
+    assert!(summary["validated"].as_u64() > Some(70), "{summary}");
 
     // Consent still decides: the nurse's token reads nothing, and the denial is audited on chain
     // naming the nurse.

@@ -3,8 +3,9 @@
 //! AuditEvent, Provenance, CapabilityStatement, OperationOutcome, search and response Bundles).
 //!
 //! **Invariant:** a parsed resource's `bytes` are exactly the bytes it arrived as, a slice of the
-//! caller's buffer, so a record read back is byte for byte what came in; search results embed
-//! those bytes verbatim.
+//! caller's buffer. What is stored is those bytes with only the transaction's own references
+//! resolved ([`rewrite_references`]) and, on create, the assigned id ([`with_id`]); what is served
+//! adds the server's `meta` ([`served`]); everything else stays byte for byte.
 //!
 //! **API boundary:** this crate knows FHIR JSON and nothing of HTTP, storage or the clock: time
 //! comes in as block milliseconds, and whether a referenced resource exists is asked of the
@@ -36,7 +37,7 @@ pub use resource::{
     CATEGORY_SYSTEMS, PATIENT_FIELDS, RESOURCE_BYTES_MAX, Resource, SUBJECT_LIST_TYPES,
     parse_resource,
 };
-pub use served::{served, with_id};
+pub use served::{rewrite_references, served, with_id};
 pub use types::{ID_BYTES_MAX, RESOURCE_TYPES, is_id, is_resource_type, is_uuid};
 pub use validate::{VALIDATION_ISSUES_MAX, r4_schema, validate};
 
@@ -46,6 +47,8 @@ pub use validate::{VALIDATION_ISSUES_MAX, r4_schema, validate};
 pub fn fuzz_parse(bytes: &[u8]) {
     if let Ok(resource) = parse_resource(bytes) {
         let _ = served(resource.bytes, "id", 1, u64::MAX);
+        let targets = [("urn:uuid:x".to_string(), "Patient/x".to_string())].into();
+        let _ = rewrite_references(resource.bytes, &targets);
         let _ = with_id(resource.bytes, "id");
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(resource.bytes) {
             let _ = validate(&value);
@@ -64,7 +67,12 @@ pub fn fuzz_parse(bytes: &[u8]) {
                 None => (pair.to_string(), String::new()),
             })
             .collect();
-        for kind in [None, Some("Observation"), Some("Patient"), Some("Provenance")] {
+        for kind in [
+            None,
+            Some("Observation"),
+            Some("Patient"),
+            Some("Provenance"),
+        ] {
             if let Ok(query) = search::parse_search(kind, &params)
                 && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
             {

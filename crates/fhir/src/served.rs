@@ -7,6 +7,8 @@
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::error::FhirError;
@@ -117,6 +119,51 @@ pub fn served(
     rewrite(bytes, Some(id), Some(&Value::Object(meta)))
 }
 
+/// Rewrites every JSON string in `bytes` whose whole value is a key of `targets` (a Bundle
+/// entry's `fullUrl`, e.g. `urn:uuid:...`) to the target's `Type/id`, as a transaction stores
+/// references to its own entries (R4 §3.1.0.11.2). Everything else is kept byte for byte. A
+/// string written with escapes is compared as written, and `bytes` must be valid JSON.
+pub fn rewrite_references(bytes: &[u8], targets: &BTreeMap<String, String>) -> Vec<u8> {
+    if targets.is_empty() {
+        return bytes.to_vec();
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut position = 0;
+    while position < bytes.len() {
+        let byte = bytes[position];
+        if byte != b'"' {
+            out.push(byte);
+            position += 1;
+            continue;
+        }
+        // A string token: find its closing quote, stepping over escapes.
+        let start = position + 1;
+        let mut end = start;
+        while end < bytes.len() && bytes[end] != b'"' {
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        let end = end.min(bytes.len());
+        let content = &bytes[start..end];
+        match std::str::from_utf8(content)
+            .ok()
+            .and_then(|text| targets.get(text))
+        {
+            Some(target) => {
+                out.extend_from_slice(Value::from(target.as_str()).to_string().as_bytes())
+            }
+            None => {
+                out.push(b'"');
+                out.extend_from_slice(content);
+                if end < bytes.len() {
+                    out.push(b'"');
+                }
+            }
+        }
+        position = end + 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +193,24 @@ mod tests {
             br#"{"resourceType":"Patient","id":"p1","active":true}"#
         );
         assert!(served(b"[1]", "x", 1, 0).is_err());
+    }
+
+    #[test]
+    fn references_to_bundle_entries_become_type_and_id() {
+        let targets: BTreeMap<String, String> = [(
+            "urn:uuid:11111111-1111-1111-1111-111111111111".to_string(),
+            "Patient/p1".to_string(),
+        )]
+        .into();
+        let input = br#"{"a":"urn:uuid:11111111-1111-1111-1111-111111111111","b":"x \"urn:uuid:11111111-1111-1111-1111-111111111111\"","c":["urn:uuid:11111111-1111-1111-1111-111111111111"],"urn:uuid:2":1}"#;
+        let out = rewrite_references(input, &targets);
+        assert_eq!(
+            std::str::from_utf8(&out).expect("utf-8"),
+            r#"{"a":"Patient/p1","b":"x \"urn:uuid:11111111-1111-1111-1111-111111111111\"","c":["Patient/p1"],"urn:uuid:2":1}"#
+        );
+        assert_eq!(rewrite_references(input, &BTreeMap::new()), input);
+        // Truncated input is copied, not panicked on.
+        let _ = rewrite_references(br#"{"a":"urn:uu"#, &targets);
+        let _ = rewrite_references(br#"{"a":"\"#, &targets);
     }
 }

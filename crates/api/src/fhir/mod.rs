@@ -562,7 +562,10 @@ fn validate_all(resources: &[(Option<usize>, &[u8])]) -> FhirResult<()> {
     }
 }
 
-/// Turns checked resources into import items, resolving each one's patient.
+/// Turns checked resources into import items, resolving each one's patient. An entry without a
+/// logical id gets one here, written into its content; references to other entries by their
+/// `fullUrl` (`urn:uuid:...`) are stored as `Type/id` (R4 §3.1.0.11.2), so a record read back
+/// stands on its own.
 fn import_items(
     bundle: &medledger_fhir::Bundle<'_>,
     records: &Records,
@@ -574,40 +577,39 @@ fn import_items(
         }
     };
     let resolved = medledger_fhir::resolve_bundle(bundle, &stored)?;
+    let ids: Vec<String> = resolved
+        .iter()
+        .map(|item| item.id.clone().unwrap_or_else(new_logical_id))
+        .collect();
+    let targets: std::collections::BTreeMap<String, String> = resolved
+        .iter()
+        .zip(&ids)
+        .filter_map(|(item, id)| {
+            let full_url = item.entry.full_url.clone()?;
+            Some((full_url, format!("{}/{id}", item.resource.resource_type)))
+        })
+        .collect();
     let mut items = Vec::with_capacity(resolved.len());
-    for item in &resolved {
+    for (item, id) in resolved.iter().zip(&ids) {
         let patient_fhir_id = match &item.patient {
             medledger_fhir::PatientLink::Own => None,
-            medledger_fhir::PatientLink::Entry(index) => {
-                Some(resolved[*index].id.clone().ok_or_else(|| {
-                    FhirFailure::new(
-                        StatusCode::BAD_REQUEST,
-                        IssueType::Required,
-                        format!(
-                            "the Patient in entry {index} needs an id or a urn:uuid fullUrl, so its records can name it"
-                        ),
-                    )
-                })?)
-            }
+            medledger_fhir::PatientLink::Entry(index) => Some(ids[*index].clone()),
             medledger_fhir::PatientLink::Stored(id) => Some(id.clone()),
         };
-        if patient_fhir_id.is_none() && item.id.is_none() {
-            return Err(FhirFailure::new(
-                StatusCode::BAD_REQUEST,
-                IssueType::Required,
-                format!("the Patient in entry {} needs an id", item.index),
-            ));
+        let mut content = medledger_fhir::rewrite_references(item.resource.bytes, &targets);
+        if item.resource.id.as_deref() != Some(id.as_str()) {
+            content = medledger_fhir::with_id(&content, id)?;
         }
         items.push(ImportItem {
             resource_type: item.resource.resource_type.clone(),
-            fhir_id: item.id.clone(),
+            fhir_id: Some(id.clone()),
             patient_fhir_id,
             category: item
                 .resource
                 .category
                 .clone()
                 .filter(|code| RECORD_CATEGORIES.contains(&code.as_str())),
-            content: item.resource.bytes.to_vec(),
+            content,
         });
     }
     Ok(items)

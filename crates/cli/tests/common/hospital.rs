@@ -33,6 +33,24 @@ pub fn original_bytes(id: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// The bytes the node stores for the entry with this id: as in the Bundle file, with references
+/// to other entries by `fullUrl` written as `Type/id`, as a FHIR transaction stores them.
+pub fn stored_bytes(id: &str) -> Vec<u8> {
+    let bundle: Value =
+        serde_json::from_str(&std::fs::read_to_string(synthea()).expect("synthea")).expect("json");
+    let mut text = String::from_utf8(original_bytes(id)).expect("utf-8");
+    for entry in bundle["entry"].as_array().expect("entries") {
+        let full_url = entry["fullUrl"].as_str().expect("fullUrl");
+        let target = format!(
+            "{}/{}",
+            entry["resource"]["resourceType"].as_str().expect("type"),
+            entry["resource"]["id"].as_str().expect("id")
+        );
+        text = text.replace(&format!("\"{full_url}\""), &format!("\"{target}\""));
+    }
+    text.into_bytes()
+}
+
 pub struct Hospital {
     pub node: TestNode,
     pub dir: PathBuf,

@@ -5,7 +5,7 @@ member's Ed25519 key, EdDSA); FHIR calls go through fhirpy's SyncFHIRClient with
 Nothing here knows medledger beyond its documented endpoints. Every check that fails raises, so a
 non-zero exit fails the Rust test that runs this script; on success it prints a JSON summary.
 
-Usage: smart_backend.py BASE_URL KEY_FILE PATIENT_ID BUNDLE_FILE
+Usage: smart_backend.py BASE_URL KEY_FILE PATIENT_ID BUNDLE_FILE AUDITOR_KEY_FILE
        smart_backend.py token BASE_URL KEY_FILE SCOPE [PURPOSE]   (prints an access token)
 """
 
@@ -21,13 +21,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import AuthorizationError, ForbiddenError, OperationOutcome
+from fhir.resources.R4B import get_fhir_model_class
+from joserfc.jwk import OKPKey
 
 TOKEN_ONLY = sys.argv[1] == "token"
 if TOKEN_ONLY:
     BASE, KEY_FILE, SCOPE = sys.argv[2:5]
     PURPOSE = sys.argv[5] if len(sys.argv) > 5 else None
 else:
-    BASE, KEY_FILE, PATIENT, BUNDLE = sys.argv[1:5]
+    BASE, KEY_FILE, PATIENT, BUNDLE, AUDITOR_KEY = sys.argv[1:6]
 FHIR = f"{BASE}/fhir"
 
 
@@ -35,7 +37,7 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def member_jwk(key_file):
+def member_jwk(key_file=None):
     """The member's key file as a private OKP JWK, and its client_id (the public key in hex)."""
     with open(key_file) as f:
         keys = json.load(f)
@@ -44,14 +46,15 @@ def member_jwk(key_file):
         Encoding.Raw, PublicFormat.Raw
     )
     assert public.hex() == keys["public_key"], "key file's public key"
-    return keys["public_key"], {"kty": "OKP", "crv": "Ed25519", "d": b64url(seed), "x": b64url(public)}
+    jwk = {"kty": "OKP", "crv": "Ed25519", "d": b64url(seed), "x": b64url(public)}
+    return keys["public_key"], OKPKey.import_key(jwk)
 
 
-def fetch_token(scope, purpose=None, claims=None):
+def fetch_token(scope, purpose=None, claims=None, key_file=None):
     config = requests.get(f"{FHIR}/.well-known/smart-configuration", timeout=30).json()
     assert "private_key_jwt" in config["token_endpoint_auth_methods_supported"], config
     assert "client_credentials" in config["grant_types_supported"], config
-    client_id, jwk = member_jwk(KEY_FILE)
+    client_id, jwk = member_jwk(key_file or KEY_FILE)
     # SMART Backend Services: the assertion lives at most five minutes.
     assertion_claims = {"exp": int(time.time()) + 240, **(claims or {})}
     session = OAuth2Session(
@@ -70,6 +73,17 @@ def client(token, **headers):
     return SyncFHIRClient(FHIR, authorization=f"Bearer {token['access_token']}", extra_headers=headers or None)
 
 
+VALIDATED = []
+
+
+def valid(resource):
+    """Checks a resource the server returned with an independent FHIR model (fhir.resources)."""
+    plain = json.loads(json.dumps(resource.serialize() if hasattr(resource, "serialize") else resource))
+    get_fhir_model_class(plain["resourceType"]).model_validate(plain)
+    VALIDATED.append(plain["resourceType"])
+    return resource
+
+
 def expect(error_type, action, what):
     try:
         action()
@@ -85,7 +99,7 @@ if TOKEN_ONLY:
 summary = {}
 
 # Metadata names the SMART endpoints.
-metadata = requests.get(f"{FHIR}/metadata", timeout=30).json()
+metadata = valid(requests.get(f"{FHIR}/metadata", timeout=30).json())
 security = metadata["rest"][0]["security"]
 assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR", security
 token_uri = [e for e in security["extension"][0]["extension"] if e["url"] == "token"][0]["valueUri"]
@@ -100,41 +114,41 @@ fhir = client(token)
 # A transaction Bundle at the base URL (fhirpy posts it to "<base>/").
 with open(BUNDLE) as f:
     bundle = json.load(f)
-response = fhir.execute("", method="post", data=bundle)
+response = valid(fhir.execute("", method="post", data=bundle))
 assert response["resourceType"] == "Bundle" and response["type"] == "transaction-response", response
 summary["imported"] = len(response["entry"])
 
 # Search by patient with paging: every permitted resource exactly once.
-observations = fhir.resources("Observation").search(patient=PATIENT).limit(10).fetch_all()
+observations = [valid(o) for o in fhir.resources("Observation").search(patient=PATIENT).limit(10).fetch_all()]
 ids = [o["id"] for o in observations]
 assert len(ids) == len(set(ids)), "a resource came back twice"
-first_page = fhir.resources("Observation").search(patient=PATIENT).limit(10).fetch_raw()
+first_page = valid(fhir.resources("Observation").search(patient=PATIENT).limit(10).fetch_raw())
 assert first_page["total"] == len(ids), (first_page["total"], len(ids))
 assert any(link["relation"] == "next" for link in first_page["link"]), first_page["link"]
 summary["observations"] = len(ids)
 assert fhir.resources("Observation").search(patient=PATIENT).count() == len(ids)
 
 # Read: the server's id and meta are there.
-observation = fhir.reference("Observation", ids[0]).to_resource()
+observation = valid(fhir.reference("Observation", ids[0]).to_resource())
 assert observation["id"] == ids[0] and observation["meta"]["versionId"], observation
 version = observation["meta"]["versionId"]
 
 # Update with If-Match: the right version succeeds, a stale one is refused (412).
 observation["status"] = "amended"
 updater = client(token, **{"If-Match": f'W/"{version}"'})
-updated = updater.resource("Observation", **observation).save()
+updated = valid(updater.resource("Observation", **observation).save())
 assert updated["meta"]["versionId"] == str(int(version) + 1), updated
 stale = client(token, **{"If-Match": f'W/"{version}"'})
 expect(Exception, lambda: stale.resource("Observation", **observation).save(), "a stale If-Match")
 summary["updated_version"] = updated["meta"]["versionId"]
 
 # A create without an id gets one from the server.
-created = fhir.resource(
+created = valid(fhir.resource(
     "Observation",
     status="final",
     code={"text": "created by a client"},
     subject={"reference": f"Patient/{PATIENT}"},
-).save()
+).save())
 assert created["id"] and created["meta"]["versionId"] == "1", created
 
 # An invalid resource is refused with an OperationOutcome, and not stored.
@@ -145,14 +159,21 @@ message = expect(
 )
 assert "status" in message and "code" in message, message
 
-# AuditEvents and Provenance.
-events = fhir.resources("AuditEvent").search(patient=PATIENT).limit(50).fetch_all()
+# AuditEvents, Provenance and Consents: for those who may audit (here an auditor's system); a
+# practitioner's token reads records under consent, not who else read them.
+expect(ForbiddenError, lambda: fhir.resources("AuditEvent").search(patient=PATIENT).fetch(), "a practitioner's audit search")
+fhir = client(fetch_token("system/AuditEvent.rs system/Provenance.rs system/Consent.rs", key_file=AUDITOR_KEY))
+events = [valid(e) for e in fhir.resources("AuditEvent").search(patient=PATIENT).limit(50).fetch_all()]
 assert events and all(e["resourceType"] == "AuditEvent" for e in events)
 summary["audit_events"] = len(events)
-provenance = fhir.resources("Provenance").search(target=f"Observation/{ids[0]}").fetch_all()
+provenance = [valid(p) for p in fhir.resources("Provenance").search(target=f"Observation/{ids[0]}").fetch_all()]
 assert [p["target"][0]["reference"].rsplit("/", 1)[1] for p in provenance] == ["1", "2"], provenance
-again = fhir.reference("Provenance", provenance[1]["id"]).to_resource()
+again = valid(fhir.reference("Provenance", provenance[1]["id"]).to_resource())
 assert again["id"] == provenance[1]["id"], again
+consents = [valid(c) for c in fhir.resources("Consent").search(patient=PATIENT).fetch_all()]
+assert consents, "the patient's grants"
+
+fhir = client(token)
 
 # Denials. A token whose scopes do not cover Observation: 403 whatever consent says.
 narrow = client(fetch_token("system/Condition.rs", purpose="TREAT"))
@@ -169,5 +190,6 @@ reused = {"jti": "one-time-" + str(time.time())}
 fetch_token("system/*.rs", claims=reused)
 expect(Exception, lambda: fetch_token("system/*.rs", claims=reused), "a replayed assertion")
 
+summary["validated"] = len(VALIDATED)
 summary["token"] = token["access_token"]
 print(json.dumps(summary))
