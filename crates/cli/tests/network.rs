@@ -469,7 +469,9 @@ fn records_are_audited_on_every_validator_and_erased_everywhere() {
         &doctor,
         &["read", lab, "--purpose", "TREAT"],
     ));
-    assert!(stdout(&read).contains("\"resourceType\": \"Observation\""));
+    let observation: Value = serde_json::from_str(&stdout(&read)).expect("json");
+    assert_eq!(observation["resourceType"], "Observation");
+    assert_eq!(observation["meta"]["versionId"], "1");
 
     // Every validator holds the same two access events for the patient.
     let me: Value =
@@ -523,9 +525,10 @@ fn records_are_audited_on_every_validator_and_erased_everywhere() {
             .all(|height| *height == heights[0] && !height.is_empty()),
         "{heights:?}"
     );
+    // Gone, not unknown: the custodian keeps a tombstone (a keyed hash) of every erased id.
     let gone = fhir(&nodes[0], &doctor, &["read", lab, "--purpose", "TREAT"]);
     assert!(
-        String::from_utf8_lossy(&gone.stderr).contains("404"),
+        String::from_utf8_lossy(&gone.stderr).contains("410"),
         "{}",
         String::from_utf8_lossy(&gone.stderr)
     );

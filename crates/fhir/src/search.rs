@@ -16,6 +16,8 @@
 
 use serde_json::Value;
 
+use crate::time::{days_from_civil, days_in_month};
+
 /// The most records one search page returns.
 pub const SEARCH_COUNT_MAX: usize = 1_000;
 /// The page size when `_count` is not given.
@@ -592,26 +594,6 @@ pub fn parse_date(text: &str) -> Option<DateRange> {
         start_ms,
         end_ms: start_ms + precision_ms,
     })
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 /// Whether a resource's range satisfies `prefix` against the search's range.

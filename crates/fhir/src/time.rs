@@ -29,6 +29,28 @@ pub fn date(time_ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// The days of `month` (1 to 12) of `year`.
+pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`, the
+/// inverse of [`civil_from_days`]).
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01.
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
     // Shift the epoch to 0000-03-01, so that each 400-year era starts on a March 1st and leap
@@ -71,6 +93,20 @@ mod tests {
         check(u64::MAX, "9999-12-31T23:59:59.999Z");
         assert_eq!(date(1_795_290_205_123), "2026-11-21");
         assert_eq!(date_time(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    /// Counting days from a date is the inverse of writing a count of days as a date, with each
+    /// month as long as the calendar says.
+    #[test]
+    fn days_from_civil_inverts_civil_from_days() {
+        for days in (0..160_000u64).step_by(7) {
+            let (year, month, day) = civil_from_days(days);
+            let (year, month, day) = (year as i64, month as i64, day as i64);
+            assert_eq!(days_from_civil(year, month, day), days as i64);
+            assert!(day <= days_in_month(year, month));
+        }
+        assert_eq!(days_in_month(2000, 2), 29);
+        assert_eq!(days_in_month(2100, 2), 28);
     }
 
     /// Every day from 1970 to past 2400 follows the previous one on the calendar.

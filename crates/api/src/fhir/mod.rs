@@ -954,7 +954,7 @@ fn denied_diagnostics(rules: &[&AccessRule], height: u64) -> String {
     ("X-Break-Glass" = Option<String>, Header, description = "true: emergency access (ETREAT, practitioners), flagged to the patient"),
     ("X-Wrap-To" = Option<String>, Header, description = "An X25519 public key (hex): answer with the ciphertext and its key sealed with HPKE")),
     responses(
-    (status = 200, description = "The record, byte for byte as stored; X-Access-Event names the access event's transaction"),
+    (status = 200, description = "The record as stored, with its id and meta (versionId, lastUpdated); X-Access-Event names the access event's transaction"),
     (status = 403, description = "Denied by consent; the denial is recorded on chain"),
     (status = 404, description = "Not held by this node"),
     (status = 410, description = "The patient was erased")))]
