@@ -317,6 +317,20 @@ fn search_pages_by_what_consent_allows_and_links_every_page() {
     assert_eq!(status, 200, "{consents}");
     assert_eq!(consents["total"], 1);
     assert!(consents["link"][0]["url"].as_str().is_some());
+    // One grant by id: to the patient and the custodian, not to a practitioner.
+    let id = consents["entry"][0]["resource"]["id"]
+        .as_str()
+        .expect("grant id");
+    for (key, expected) in [(&patient, 200), (&hospital.root, 200), (&doctor, 403)] {
+        let (status, body) = hospital.signed(
+            &key_of(key),
+            "GET",
+            &format!("/fhir/Consent/{id}"),
+            b"",
+            None,
+        );
+        assert_eq!(status, expected, "{body}");
+    }
 }
 
 #[test]

@@ -115,6 +115,10 @@ pub fn validate(resource: &Value) -> Vec<Issue> {
             .at("resourceType"),
         ];
     };
+    // The common case, valid, takes the fast path that stops at nothing to report.
+    if validator.is_valid(resource) {
+        return Vec::new();
+    }
     let mut issues: Vec<Issue> = Vec::new();
     for error in validator.iter_errors(resource) {
         if issues.len() >= VALIDATION_ISSUES_MAX {

@@ -634,14 +634,19 @@ async fn import_bundle(
     let caller = caller(&state, &method, &uri, &headers, &body).await?;
     caller.check_replay(&state)?;
     let records = records(&state)?;
-    let batch = {
-        let bundle = medledger_fhir::parse_bundle(&body)?;
+    // Parsing, the scope checks, R4 validation and reference resolution are CPU work: off the
+    // async workers, on the one parse of the body.
+    let importer = records.clone();
+    let checker = caller.clone();
+    let parse_body = body.clone();
+    let (batch, items) = blocking(move || {
+        let bundle = medledger_fhir::parse_bundle(&parse_body)?;
         for entry in &bundle.entries {
             let action = match entry.request.as_ref().map(|request| request.method) {
                 Some(medledger_fhir::Method::Put) => Action::Update,
                 _ => Action::Create,
             };
-            caller.may(&entry.resource.resource_type, action, None)?;
+            checker.may(&entry.resource.resource_type, action, None)?;
         }
         let resources: Vec<(Option<usize>, &[u8])> = bundle
             .entries
@@ -650,15 +655,10 @@ async fn import_bundle(
             .map(|(index, entry)| (Some(index), entry.resource.bytes))
             .collect();
         validate_all(&resources)?;
-        bundle.bundle_type == medledger_fhir::BundleType::Batch
-    };
-    let importer = records.clone();
-    let parse_body = body.clone();
-    let items = crate::blocking(move || {
-        let bundle = medledger_fhir::parse_bundle(&parse_body).map_err(FhirFailure::from);
-        Ok(bundle.and_then(|bundle| import_items(&bundle, &importer)))
+        let batch = bundle.bundle_type == medledger_fhir::BundleType::Batch;
+        Ok((batch, import_items(&bundle, &importer)?))
     })
-    .await??;
+    .await?;
     let imported = records.import(&caller.key, items).await?;
     let kind = if batch {
         medledger_fhir::ResponseKind::Batch
@@ -1014,8 +1014,11 @@ async fn read(
             ));
         }
     };
-    let patient_fhir_id = records.patient_fhir_id(&patient).ok().flatten();
-    caller.may(&kind, Action::Read, patient_fhir_id.as_deref())?;
+    if caller.grant.is_some() {
+        // A token's `patient/` scopes cover one patient, named by logical id.
+        let patient_fhir_id = records.patient_fhir_id(&patient).ok().flatten();
+        caller.may(&kind, Action::Read, patient_fhir_id.as_deref())?;
+    }
     let wrap_to = caller.wrap_to()?;
     let access = records
         .read(ReadRequest {

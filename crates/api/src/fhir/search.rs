@@ -642,8 +642,8 @@ pub(super) async fn provenance_one(
     Ok(fhir_json(StatusCode::OK, &resource))
 }
 
-/// `GET /fhir/Consent/{id}`: a grant, to the patient, their delegates, the custodian and
-/// auditors as its audit trail is.
+/// `GET /fhir/Consent/{id}`: a grant, to those who see the patient's audit trail: the patient,
+/// their delegates, the custodian organisation of one of their ids, and auditors.
 pub(super) async fn consent_one(
     state: &AppState,
     caller: &Caller,
@@ -693,12 +693,35 @@ pub(super) async fn consent_one(
                 ..
             }
         );
-        let is_custodian_org = matches!(caller.authority, Authority::Organisation { .. });
+        // The custodian of one of the patient's ids, through its root key or node.
+        let acting_org = match &caller.authority {
+            Authority::Organisation { org }
+            | Authority::Member {
+                org,
+                role: Role::Validator,
+            } => Some(org.clone()),
+            Authority::Member { .. } => None,
+        };
+        let is_custodian_org = match (&acting_org, &records) {
+            (Some(org), Some(records)) => records
+                .patient_view(&key)
+                .map(|(ids, _, _)| ids)
+                .unwrap_or_default()
+                .iter()
+                .any(|id| {
+                    records
+                        .patient(id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|entry| entry.custodian == *org)
+                }),
+            _ => false,
+        };
         if !(is_patient || is_delegate || is_auditor || is_custodian_org) {
             return Err(FhirFailure::new(
                 StatusCode::FORBIDDEN,
                 IssueType::Forbidden,
-                "only the patient, their delegates, an organisation and auditors may read a grant",
+                "only the patient, their delegates, their custodian organisation and auditors may read a grant",
             ));
         }
         let reference = format!("urn:medledger:key:{key}");
