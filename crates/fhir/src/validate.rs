@@ -7,9 +7,8 @@
 //! Every problem is reported, each as one OperationOutcome issue whose expression names the
 //! element (`Observation.code`), so a client can fix everything in one round trip.
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use jsonschema::error::ValidationErrorKind;
 use serde_json::{Value, json};
@@ -48,40 +47,41 @@ static STRICT_SCHEMA: LazyLock<Value> = LazyLock::new(|| {
     schema
 });
 
-/// One compiled validator per resource type, built on first use.
-static VALIDATORS: LazyLock<Mutex<BTreeMap<String, Arc<jsonschema::Validator>>>> =
-    LazyLock::new(|| Mutex::new(BTreeMap::new()));
+/// One validator for every resource type, compiled and held once. The schema's root `oneOf` over
+/// all types would check a resource against each of 146 definitions; instead, for each type, "if
+/// `resourceType` is T then T's definition" (draft-07 conditionals), so a resource is checked
+/// against its own definition only and its errors name paths inside it.
+static VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
+    let mut schema = STRICT_SCHEMA.clone();
+    let types: Vec<&str> = crate::RESOURCE_TYPES
+        .iter()
+        .copied()
+        .filter(|name| schema["definitions"].get(*name).is_some())
+        .collect();
+    let conditions: Vec<Value> = types
+        .iter()
+        .map(|name| {
+            json!({
+                "if": {"properties": {"resourceType": {"const": name}}, "required": ["resourceType"]},
+                "then": {"$ref": format!("#/definitions/{name}")},
+            })
+        })
+        .collect();
+    let root = schema
+        .as_object_mut()
+        .expect("the vendored R4 schema is an object");
+    root.remove("oneOf");
+    root.remove("discriminator");
+    root.remove("$schema");
+    root.insert("allOf".to_owned(), Value::Array(conditions));
+    jsonschema::draft7::options()
+        .build(&schema)
+        .expect("the vendored R4 schema compiles")
+});
 
 /// The official FHIR R4 JSON Schema (draft-06).
 pub fn r4_schema() -> &'static Value {
     &SCHEMA
-}
-
-/// The schema of one resource type: the whole document, rooted at its definition, so errors
-/// name paths inside the resource rather than the root `oneOf` over every type.
-fn validator(resource_type: &str) -> Option<Arc<jsonschema::Validator>> {
-    let mut validators = VALIDATORS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(validator) = validators.get(resource_type) {
-        return Some(validator.clone());
-    }
-    STRICT_SCHEMA.get("definitions")?.get(resource_type)?;
-    let mut schema = STRICT_SCHEMA.clone();
-    let root = schema.as_object_mut()?;
-    root.remove("oneOf");
-    root.remove("discriminator");
-    root.insert(
-        "$ref".to_owned(),
-        json!(format!("#/definitions/{resource_type}")),
-    );
-    let validator = Arc::new(
-        jsonschema::draft6::options()
-            .build(&schema)
-            .expect("each definition of the vendored schema compiles"),
-    );
-    validators.insert(resource_type.to_owned(), validator.clone());
-    Some(validator)
 }
 
 /// `/code/coding/0/system` as `Observation.code.coding[0].system`.
@@ -106,7 +106,9 @@ pub fn validate(resource: &Value) -> Vec<Issue> {
             Issue::error(IssueType::Required, "resourceType is required").at("resourceType"),
         ];
     };
-    let Some(validator) = validator(resource_type) else {
+    if STRICT_SCHEMA["definitions"].get(resource_type).is_none()
+        || !crate::is_resource_type(resource_type)
+    {
         return vec![
             Issue::error(
                 IssueType::NotSupported,
@@ -114,7 +116,8 @@ pub fn validate(resource: &Value) -> Vec<Issue> {
             )
             .at("resourceType"),
         ];
-    };
+    }
+    let validator = &*VALIDATOR;
     // The common case, valid, takes the fast path that stops at nothing to report.
     if validator.is_valid(resource) {
         return Vec::new();
