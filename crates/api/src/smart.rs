@@ -4,8 +4,9 @@
 //! - `GET /.well-known/smart-configuration` (also under `/fhir/`) says what the node supports.
 //! - `POST /oauth/token` issues access tokens. SMART Backend Services: `client_credentials` with
 //!   a `private_key_jwt` client assertion, where the client is an enrolled member (`client_id` is
-//!   its public key in hex) and the assertion is an EdDSA JWT signed with its Ed25519 key, for
-//!   this token endpoint (`aud`), valid for at most five minutes and used once (`jti`).
+//!   its public key in hex) and the assertion is an EdDSA JWT signed with its Ed25519 key (or
+//!   ES384, below), for this token endpoint (`aud`), valid for at most five minutes and used once
+//!   (`jti`).
 //! - `GET /oauth/jwks` publishes the key that signs the node's tokens.
 //!
 //! An access token is an EdDSA JWT signed by a key the node derives from its own, lives
@@ -18,8 +19,8 @@
 //! - App Launch (authorization code with PKCE, the node's consent screen, refresh tokens,
 //!   `launch/patient`) is in [`launch`].
 //!
-//! Not here yet: ES384 assertions, which need a P-384 key registered for the member on chain.
-//! The token endpoint says so when given one.
+//! - ES384 assertions are checked against a P-384 key the member registered on chain (the
+//!   credentials module, `client-key/<member>/<kid>`), named by the assertion's `kid`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -445,7 +446,7 @@ async fn configuration(headers: HeaderMap) -> Response {
         "authorization_endpoint": format!("{base}/oauth/authorize"),
         "registration_endpoint": format!("{base}/oauth/apps"),
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES384"],
         "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
         "scopes_supported": [
             "system/*.cruds", "system/*.rs", "user/*.cruds", "user/*.rs",
@@ -565,9 +566,22 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     };
     let token_url = format!("{}/oauth/token", base_url(&headers));
     let now = now_s();
-    let key = match check_assertion(&state, assertion, &token_url, now) {
-        Ok(key) => key,
-        Err(message) => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", message),
+    let checker = state.clone();
+    let assertion = assertion.to_string();
+    let checked =
+        crate::blocking(move || Ok(check_assertion(&checker, &assertion, &token_url, now))).await;
+    let key = match checked {
+        Ok(Ok(key)) => key,
+        Ok(Err(message)) => {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", message);
+        }
+        Err(_) => {
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the node could not check the assertion",
+            );
+        }
     };
     if let Some(client_id) = param("client_id")
         && client_id != key.to_hex()
@@ -676,14 +690,11 @@ fn check_assertion(
 ) -> Result<PublicKey, String> {
     let header = jsonwebtoken::decode_header(assertion)
         .map_err(|error| format!("client_assertion is not a JWT: {error}"))?;
-    match header.alg {
-        Algorithm::EdDSA => {}
-        Algorithm::ES384 => {
-            return Err(
-                "ES384 assertions need a P-384 key registered for the member on chain, which this node does not support yet; sign with the member's Ed25519 key (EdDSA)".into(),
-            );
-        }
-        other => return Err(format!("alg {other:?} is not accepted; use EdDSA")),
+    if !matches!(header.alg, Algorithm::EdDSA | Algorithm::ES384) {
+        return Err(format!(
+            "alg {:?} is not accepted; use EdDSA (the member's Ed25519 key) or ES384 (a P-384 key the member registered on chain)",
+            header.alg
+        ));
     }
     // The issuer names the key to check the signature with; nothing is trusted before that.
     let unverified: serde_json::Value = {
@@ -703,18 +714,39 @@ fn check_assertion(
     let key = PublicKey::from_hex(issuer).map_err(
         |_| "the assertion's iss (the client_id) must be the member's public key in hex",
     )?;
-    let mut validation = Validation::new(Algorithm::EdDSA);
+    let decoding = match header.alg {
+        Algorithm::ES384 => {
+            let kid = header
+                .kid
+                .as_deref()
+                .ok_or("an ES384 assertion names its key with kid")?;
+            let (_, found) = state
+                .node
+                .read_head(|view| Ok(medledger_credentials::client_key(view, &key, kid)?))
+                .map_err(|error| format!("the node could not read the key: {error}"))?;
+            let registered = found
+                .ok()
+                .flatten()
+                .ok_or_else(|| format!("the member registered no client key {kid:?}"))?;
+            if registered.revoked_at.is_some()
+                || registered.algorithm != medledger_credentials::KeyAlgorithm::Es384
+            {
+                return Err(format!(
+                    "client key {kid:?} is revoked, or not an ES384 key"
+                ));
+            }
+            DecodingKey::from_ec_der(&registered.public_key)
+        }
+        _ => DecodingKey::from_ed_der(&key.0),
+    };
+    let mut validation = Validation::new(header.alg);
     validation.set_audience(&[token_url]);
     validation.set_issuer(&[issuer]);
     validation.leeway = CLOCK_LEEWAY_S;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    let claims = jsonwebtoken::decode::<AssertionClaims>(
-        assertion,
-        &DecodingKey::from_ed_der(&key.0),
-        &validation,
-    )
-    .map_err(|error| format!("client_assertion refused: {error} (aud must be {token_url})"))?
-    .claims;
+    let claims = jsonwebtoken::decode::<AssertionClaims>(assertion, &decoding, &validation)
+        .map_err(|error| format!("client_assertion refused: {error} (aud must be {token_url})"))?
+        .claims;
     if claims.sub != claims.iss {
         return Err("the assertion's sub must equal its iss".into());
     }

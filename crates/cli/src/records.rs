@@ -90,6 +90,20 @@ pub enum FhirCommand {
         #[arg(long = "redirect-uri", required = true)]
         redirect_uris: Vec<String>,
     },
+    /// Register on chain a P-384 public key of the signer's, for ES384 SMART client assertions
+    /// that name it by `--kid`.
+    RegisterClientKey {
+        #[arg(long)]
+        kid: String,
+        /// A file holding the public key as a JWK (`{"kty": "EC", "crv": "P-384", "x", "y"}`).
+        #[arg(long)]
+        jwk: PathBuf,
+    },
+    /// Revoke one of the signer's client keys.
+    RevokeClientKey {
+        #[arg(long)]
+        kid: String,
+    },
     /// Get a SMART on FHIR access token for the signer (Backend Services: a client assertion
     /// signed with the key), for a FHIR client or `curl -H "Authorization: Bearer ..."`.
     Token {
@@ -100,6 +114,47 @@ pub enum FhirCommand {
         #[arg(long)]
         purpose: Option<String>,
     },
+}
+
+/// The uncompressed SEC1 point of a P-384 public JWK.
+fn p384_point(text: &str) -> Result<Vec<u8>> {
+    use base64::Engine as _;
+    let jwk: Value = serde_json::from_str(text).context("not JSON")?;
+    if jwk["kty"] != "EC" || jwk["crv"] != "P-384" {
+        bail!("kty must be EC and crv P-384");
+    }
+    let coordinate = |name: &str| -> Result<Vec<u8>> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(
+                jwk[name]
+                    .as_str()
+                    .with_context(|| format!("{name} is missing"))?,
+            )
+            .with_context(|| format!("{name} is not base64url"))?;
+        if bytes.len() != 48 {
+            bail!("{name} must be 48 bytes");
+        }
+        Ok(bytes)
+    };
+    let mut point = vec![4u8];
+    point.extend(coordinate("x")?);
+    point.extend(coordinate("y")?);
+    Ok(point)
+}
+
+/// Submits one payload signed by `key`, waits for its receipt and prints it.
+fn submit_and_wait(
+    client: &Client,
+    key: &SecretKey,
+    payload: medledger_ledger::Payload,
+) -> Result<i32> {
+    let id: Hash = client.submit(key, payload)?;
+    let result = client.wait(&id, Duration::from_secs(60))?;
+    crate::print(&result);
+    Ok(match result["status"].as_str() {
+        Some("committed") => 0,
+        _ => 2,
+    })
 }
 
 /// Fetches an access token for `key` from the node's token endpoint.
@@ -343,6 +398,23 @@ pub fn run_fhir(client: &Client, key: &Path, command: FhirCommand) -> Result<i32
             crate::print(&expect_ok(status, &body)?);
             Ok(0)
         }
+        FhirCommand::RegisterClientKey { kid, jwk } => {
+            let text = std::fs::read_to_string(&jwk)
+                .with_context(|| format!("reading {}", jwk.display()))?;
+            let public_key = p384_point(&text)
+                .with_context(|| format!("{} is not a P-384 public JWK", jwk.display()))?;
+            let op = medledger_credentials::CredentialsOp::RegisterClientKey {
+                kid,
+                algorithm: medledger_credentials::KeyAlgorithm::Es384,
+                public_key,
+            };
+            submit_and_wait(client, &key, op.into())
+        }
+        FhirCommand::RevokeClientKey { kid } => submit_and_wait(
+            client,
+            &key,
+            medledger_credentials::CredentialsOp::RevokeClientKey { kid }.into(),
+        ),
         FhirCommand::Token { scope, purpose } => {
             crate::print(&fetch_token(client, &key, &scope, purpose.as_deref())?);
             Ok(0)

@@ -616,6 +616,7 @@ fn a_stock_smart_backend_client_uses_the_fhir_face() {
             PATIENT_ID,
             bundle.to_str().expect("utf-8"),
             auditor.to_str().expect("utf-8"),
+            common::bin(),
         ])
         .output()
         .expect("python runs");
@@ -633,6 +634,7 @@ fn a_stock_smart_backend_client_uses_the_fhir_face() {
         "{summary}"
     );
     assert_eq!(summary["updated_version"], "2");
+    assert_eq!(summary["es384"], true);
     assert!(summary["validated"].as_u64() > Some(70), "{summary}");
 
     // Consent still decides: the nurse's token reads nothing, and the denial is audited on chain

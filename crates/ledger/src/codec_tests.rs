@@ -1,6 +1,7 @@
 //! The payload codec: every tag pinned to the value it had before modules were crates, every
 //! codec round trip, and the registry's own checks.
 
+use medledger_credentials::CredentialsOp;
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_records::RecordsOp;
 use medledger_supply::SupplyPayload;
@@ -41,6 +42,17 @@ fn payload() -> impl Strategy<Value = Payload> {
             capturer: PublicKey(key),
             events: Vec::new()
         })),
+        (
+            "[a-zA-Z0-9._-]{1,64}",
+            proptest::collection::vec(any::<u8>(), 0..120)
+        )
+            .prop_map(|(kid, public_key)| Payload::Credentials(
+                CredentialsOp::RegisterClientKey {
+                    kid,
+                    algorithm: medledger_credentials::KeyAlgorithm::Es384,
+                    public_key,
+                }
+            )),
     ]
 }
 
@@ -182,6 +194,19 @@ fn one_of_each() -> Vec<(Payload, u8)> {
             }
             .into(),
             13,
+        ),
+        (
+            CredentialsOp::RegisterClientKey {
+                kid: "k1".into(),
+                algorithm: medledger_credentials::KeyAlgorithm::Es384,
+                public_key: vec![4; 97],
+            }
+            .into(),
+            14,
+        ),
+        (
+            CredentialsOp::RevokeClientKey { kid: "k1".into() }.into(),
+            15,
         ),
     ]
 }

@@ -219,6 +219,7 @@ macro_rules! modules {
     };
 }
 
+use medledger_credentials::{Credentials, CredentialsError, CredentialsOp};
 use medledger_records::{Records, RecordsError, RecordsOp};
 use medledger_supply::{Supply, SupplyError, SupplyPayload};
 
@@ -228,6 +229,7 @@ use medledger_supply::{Supply, SupplyError, SupplyPayload};
 modules! {
     Records(Records, RecordsOp, RecordsError) @ 5,
     Supply(Supply, SupplyPayload, SupplyError) @ 12,
+    Credentials(Credentials, CredentialsOp, CredentialsError) @ 14,
 }
 
 /// The owner of every registered prefix: the ledger's own (`medledger_module::CORE_PREFIXES`)

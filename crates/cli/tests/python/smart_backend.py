@@ -5,13 +5,16 @@ member's Ed25519 key, EdDSA); FHIR calls go through fhirpy's SyncFHIRClient with
 Nothing here knows medledger beyond its documented endpoints. Every check that fails raises, so a
 non-zero exit fails the Rust test that runs this script; on success it prints a JSON summary.
 
-Usage: smart_backend.py BASE_URL KEY_FILE PATIENT_ID BUNDLE_FILE AUDITOR_KEY_FILE
+Usage: smart_backend.py BASE_URL KEY_FILE PATIENT_ID BUNDLE_FILE AUDITOR_KEY_FILE MEDLEDGER_BIN
        smart_backend.py token BASE_URL KEY_FILE SCOPE [PURPOSE]   (prints an access token)
 """
 
 import base64
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import requests
@@ -22,14 +25,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import AuthorizationError, ForbiddenError, OperationOutcome
 from fhir.resources.R4B import get_fhir_model_class
-from joserfc.jwk import OKPKey
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc.jwk import ECKey, OKPKey
 
 TOKEN_ONLY = sys.argv[1] == "token"
 if TOKEN_ONLY:
     BASE, KEY_FILE, SCOPE = sys.argv[2:5]
     PURPOSE = sys.argv[5] if len(sys.argv) > 5 else None
 else:
-    BASE, KEY_FILE, PATIENT, BUNDLE, AUDITOR_KEY = sys.argv[1:6]
+    BASE, KEY_FILE, PATIENT, BUNDLE, AUDITOR_KEY, MEDLEDGER = sys.argv[1:7]
 FHIR = f"{BASE}/fhir"
 
 
@@ -50,21 +54,22 @@ def member_jwk(key_file=None):
     return keys["public_key"], OKPKey.import_key(jwk)
 
 
-def fetch_token(scope, purpose=None, claims=None, key_file=None):
+def fetch_token(scope, purpose=None, claims=None, key_file=None, es384=None):
+    """A token by Backend Services; `es384` = (kid, private EC key) signs with ES384 instead."""
     config = requests.get(f"{FHIR}/.well-known/smart-configuration", timeout=30).json()
     assert "private_key_jwt" in config["token_endpoint_auth_methods_supported"], config
     assert "client_credentials" in config["grant_types_supported"], config
     client_id, jwk = member_jwk(key_file or KEY_FILE)
     # SMART Backend Services: the assertion lives at most five minutes.
     assertion_claims = {"exp": int(time.time()) + 240, **(claims or {})}
-    session = OAuth2Session(
-        client_id,
-        jwk,
-        token_endpoint_auth_method=PrivateKeyJWT(
-            config["token_endpoint"], claims=assertion_claims, alg="EdDSA"
-        ),
-        scope=scope,
-    )
+    if es384:
+        kid, jwk = es384
+        method = PrivateKeyJWT(
+            config["token_endpoint"], claims=assertion_claims, headers={"kid": kid}, alg="ES384"
+        )
+    else:
+        method = PrivateKeyJWT(config["token_endpoint"], claims=assertion_claims, alg="EdDSA")
+    session = OAuth2Session(client_id, jwk, token_endpoint_auth_method=method, scope=scope)
     extra = {"purpose_of_use": purpose} if purpose else {}
     return session.fetch_token(config["token_endpoint"], grant_type="client_credentials", **extra)
 
@@ -189,6 +194,32 @@ assert "purpose" in message, message
 reused = {"jti": "one-time-" + str(time.time())}
 fetch_token("system/*.rs", claims=reused)
 expect(Exception, lambda: fetch_token("system/*.rs", claims=reused), "a replayed assertion")
+
+# ES384: the member registers a P-384 key on chain, signs its assertion with it, and the token
+# works; once the key is revoked, assertions signed with it are refused.
+p384 = ec.generate_private_key(ec.SECP384R1())
+numbers = p384.private_numbers()
+size = 48
+public_jwk = {
+    "kty": "EC",
+    "crv": "P-384",
+    "x": b64url(numbers.public_numbers.x.to_bytes(size, "big")),
+    "y": b64url(numbers.public_numbers.y.to_bytes(size, "big")),
+}
+private_jwk = {**public_jwk, "d": b64url(numbers.private_value.to_bytes(size, "big"))}
+with tempfile.NamedTemporaryFile("w", suffix=".jwk", delete=False) as f:
+    json.dump(public_jwk, f)
+medledger = [MEDLEDGER, "fhir", "--node", BASE, "--key", KEY_FILE]
+subprocess.run(medledger + ["register-client-key", "--kid", "p384-1", "--jwk", f.name], check=True, capture_output=True)
+os.unlink(f.name)
+es384 = ("p384-1", ECKey.import_key(private_jwk))
+es_token = fetch_token("system/Observation.rs", purpose="TREAT", es384=es384)
+es_client = client(es_token)
+assert valid(es_client.reference("Observation", ids[0]).to_resource())["id"] == ids[0]
+expect(Exception, lambda: fetch_token("system/*.rs", es384=("p384-2", es384[1])), "an unregistered kid")
+subprocess.run(medledger + ["revoke-client-key", "--kid", "p384-1"], check=True, capture_output=True)
+expect(Exception, lambda: fetch_token("system/*.rs", es384=es384), "a revoked ES384 key")
+summary["es384"] = True
 
 summary["validated"] = len(VALIDATED)
 summary["token"] = token["access_token"]
