@@ -56,6 +56,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
             ServiceError::InvalidDocument { .. } => (StatusCode::BAD_REQUEST, "invalid_document"),
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ServiceError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
             ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ServiceError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

@@ -44,6 +44,8 @@ pub struct ImportItem {
     pub patient_fhir_id: Option<String>,
     pub category: Option<String>,
     pub content: Vec<u8>,
+    /// The version the writer expects to replace (`If-Match`), checked atomically with staging.
+    pub expected_version: Option<u32>,
 }
 
 impl std::fmt::Debug for ImportItem {
@@ -306,6 +308,7 @@ impl Records {
                     Some(id) => PatientRef::Fhir(id),
                 },
                 content: &item.content,
+                expected_version: item.expected_version,
             })
             .collect();
         let chain_version = |record: &Hash| -> Result<u32, VaultError> {

@@ -41,6 +41,9 @@ pub enum ServiceError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// A write's precondition (`If-Match`) does not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("the ledger refused the transaction: {reason}")]
     Refused { code: String, reason: String },
     #[error("{0}")]
@@ -59,6 +62,9 @@ impl From<VaultError> for ServiceError {
             VaultError::Invalid(message) => ServiceError::Invalid(message),
             VaultError::Erased(_) => ServiceError::Gone(error.to_string()),
             VaultError::NotFound => ServiceError::NotFound(error.to_string()),
+            VaultError::VersionMismatch { .. } => {
+                ServiceError::PreconditionFailed(error.to_string())
+            }
             VaultError::Io(_) | VaultError::Corrupt(_) => ServiceError::Storage(error.to_string()),
         }
     }

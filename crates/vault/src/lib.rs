@@ -61,6 +61,12 @@ pub enum VaultError {
     Erased(Hash),
     #[error("no such record version")]
     NotFound,
+    #[error("{resource}: the writer expected version {expected}, the current version is {current}")]
+    VersionMismatch {
+        resource: String,
+        expected: u32,
+        current: u32,
+    },
 }
 
 fn db_error(error: impl std::fmt::Display) -> VaultError {
@@ -163,6 +169,10 @@ pub struct Incoming<'a> {
     pub fhir_id: Option<&'a str>,
     pub patient: PatientRef<'a>,
     pub content: &'a [u8],
+    /// The version the writer expects to replace (an `If-Match`; 0: that the record is new).
+    /// Checked under the staging lock, so two writers expecting the same version cannot both
+    /// stage.
+    pub expected_version: Option<u32>,
 }
 
 /// A search result: a record held here.
@@ -620,6 +630,15 @@ impl Vault {
                     (record, fhir_id, 1)
                 }
             };
+            if let Some(expected) = item.expected_version
+                && expected != version - 1
+            {
+                return Err(VaultError::VersionMismatch {
+                    resource: format!("{}/{fhir_id}", item.resource_type),
+                    expected,
+                    current: version - 1,
+                });
+            }
             if !seen.insert(record) || !seen_ids.insert((item.resource_type, fhir_id.clone())) {
                 return Err(VaultError::Invalid(format!(
                     "{}/{fhir_id} appears twice in one batch",

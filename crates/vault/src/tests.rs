@@ -18,12 +18,14 @@ fn batch<'a>() -> Vec<Incoming<'a>> {
             fhir_id: Some("p1"),
             patient: PatientRef::Own,
             content: PATIENT,
+            expected_version: None,
         },
         Incoming {
             resource_type: "Observation",
             fhir_id: Some("o1"),
             patient: PatientRef::Fhir("p1"),
             content: OBSERVATION,
+            expected_version: None,
         },
     ]
 }
@@ -156,6 +158,7 @@ fn versions_follow_each_other_and_in_flight_records_are_locked() {
         .stage(
             &[Incoming {
                 content: update,
+                expected_version: None,
                 ..batch()[1].clone()
             }],
             OsRng,
@@ -177,6 +180,51 @@ fn versions_follow_each_other_and_in_flight_records_are_locked() {
     ));
 }
 
+/// A writer's expected version (`If-Match`) is checked where versions are handed out: the wrong
+/// one stages nothing, and of two writers expecting the same version only the first succeeds.
+#[test]
+fn expected_versions_are_checked_when_staging() {
+    let dir = tempfile::tempdir().expect("dir");
+    let vault = Vault::open(dir.path()).expect("open");
+    let first = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
+    vault.settle(&first.id, true).expect("settle");
+    let update = |expected| Incoming {
+        content: br#"{"resourceType":"Observation","id":"o1","status":"amended"}"#,
+        expected_version: Some(expected),
+        ..batch()[1].clone()
+    };
+    for wrong in [0, 2] {
+        let refused = vault
+            .stage(&[update(wrong)], OsRng, &|_| Ok(0))
+            .expect_err("a wrong expected version");
+        assert!(
+            matches!(refused, VaultError::VersionMismatch { expected, current: 1, .. } if expected == wrong),
+            "{refused:?}"
+        );
+    }
+    let second = vault.stage(&[update(1)], OsRng, &|_| Ok(0)).expect("stage");
+    vault.settle(&second.id, true).expect("settle");
+    let late = vault
+        .stage(&[update(1)], OsRng, &|_| Ok(0))
+        .expect_err("the second writer expecting version 1");
+    assert!(
+        matches!(late, VaultError::VersionMismatch { current: 2, .. }),
+        "{late:?}"
+    );
+    // The chain's version counts too: a version on chain but not here is the current one.
+    let third = vault.stage(&[update(4)], OsRng, &|_| Ok(4)).expect("stage");
+    assert_eq!(third.versions[0].version, 5);
+    vault.settle(&third.id, false).expect("refused");
+    let (record, _) = vault
+        .record_by_fhir("Observation", "o1")
+        .expect("read")
+        .expect("there");
+    assert!(matches!(
+        vault.decrypt(&record, 5),
+        Err(VaultError::NotFound)
+    ));
+}
+
 /// Bad batches are refused whole: an unknown patient, a duplicate, a Patient without an id.
 #[test]
 fn bad_batches_store_nothing() {
@@ -187,6 +235,7 @@ fn bad_batches_store_nothing() {
         fhir_id: Some("o2"),
         patient: PatientRef::Fhir("nobody"),
         content: OBSERVATION,
+        expected_version: None,
     };
     let mut duplicate = batch();
     duplicate.push(batch()[1].clone());
@@ -216,6 +265,7 @@ fn recovery_settles_from_the_chain() {
             fhir_id: Some("p2"),
             patient: PatientRef::Own,
             content: PATIENT,
+            expected_version: None,
         };
         let dropped = vault.stage(&[other], OsRng, &|_| Ok(0)).expect("stage");
         (kept, dropped)
@@ -268,6 +318,7 @@ fn shredding_destroys_the_secret_and_the_data() {
                 fhir_id: Some("p2"),
                 patient: PatientRef::Own,
                 content: PATIENT,
+                expected_version: None,
             }],
             OsRng,
             &|_| Ok(0),
@@ -463,6 +514,7 @@ fn incoming<'a>(patient: &'a str, resources: &'a [Resource]) -> Vec<Incoming<'a>
                 PatientRef::Fhir(patient)
             },
             content: &resource.content,
+            expected_version: None,
         })
         .collect()
 }

@@ -130,6 +130,9 @@ impl From<ServiceError> for FhirFailure {
                 (StatusCode::BAD_REQUEST, IssueType::Invalid)
             }
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, IssueType::Conflict),
+            ServiceError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, IssueType::Conflict)
+            }
             ServiceError::Refused { code, .. } if code == "request_replayed" => {
                 (StatusCode::CONFLICT, IssueType::Duplicate)
             }
@@ -610,6 +613,7 @@ fn import_items(
                 .clone()
                 .filter(|code| RECORD_CATEGORIES.contains(&code.as_str())),
             content,
+            expected_version: None,
         });
     }
     Ok(items)
@@ -797,35 +801,15 @@ async fn store_one(
             medledger_fhir::parse_resource(&content)?
         }
     };
-    if let (Some(expected), Some(id)) = (expected, &id) {
-        let finder = records.clone();
-        let (kind, id) = (kind.clone(), id.clone());
-        let current = blocking(move || {
-            Ok(match finder.record_by_fhir(&kind, &id)? {
-                Some((record, _)) => Some(finder.provenance(&record)?.0.version),
-                None => None,
-            })
-        })
-        .await?;
-        if current != Some(expected) {
-            return Err(FhirFailure::new(
-                StatusCode::PRECONDITION_FAILED,
-                IssueType::Conflict,
-                match current {
-                    Some(version) => format!(
-                        "If-Match names version {expected}, but the current version is {version}"
-                    ),
-                    None => {
-                        format!("If-Match names version {expected}, but there is no such resource")
-                    }
-                },
-            ));
-        }
-    }
     // One resource is checked as a one-entry collection Bundle: same rules, same errors.
     let stored_bytes = resource.bytes.to_vec();
     let entry_bundle = medledger_fhir::Bundle::single(resource);
-    let items = import_items(&entry_bundle, &records)?;
+    let mut items = import_items(&entry_bundle, &records)?;
+    // `If-Match` is checked where the version is handed out, under the vault's staging lock,
+    // so two writers expecting the same version cannot both succeed.
+    for item in &mut items {
+        item.expected_version = expected;
+    }
     let imported = records.import(&caller.key, items).await?;
     let record = imported.first().ok_or_else(|| {
         FhirFailure::new(
