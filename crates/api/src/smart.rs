@@ -446,7 +446,7 @@ async fn configuration(headers: HeaderMap) -> Response {
         "authorization_endpoint": format!("{base}/oauth/authorize"),
         "registration_endpoint": format!("{base}/oauth/apps"),
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES384"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES384"],
         "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
         "scopes_supported": [
             "system/*.cruds", "system/*.rs", "user/*.cruds", "user/*.rs",
@@ -688,6 +688,11 @@ fn check_assertion(
     token_url: &str,
     now_s: u64,
 ) -> Result<PublicKey, String> {
+    // RFC 9864 names Ed25519 signatures `"alg": "Ed25519"` and deprecates the polymorphic
+    // `EdDSA`; `jsonwebtoken` knows only the latter, so that one name is checked here.
+    if jws_alg(assertion).as_deref() == Some("Ed25519") {
+        return check_ed25519_assertion(state, assertion, token_url, now_s);
+    }
     let header = jsonwebtoken::decode_header(assertion)
         .map_err(|error| format!("client_assertion is not a JWT: {error}"))?;
     if !matches!(header.alg, Algorithm::EdDSA | Algorithm::ES384) {
@@ -747,6 +752,13 @@ fn check_assertion(
     let claims = jsonwebtoken::decode::<AssertionClaims>(assertion, &decoding, &validation)
         .map_err(|error| format!("client_assertion refused: {error} (aud must be {token_url})"))?
         .claims;
+    accept_claims(state, &claims, now_s)?;
+    Ok(key)
+}
+
+/// The checks every client assertion's verified claims must pass: subject is issuer, a lifetime
+/// within SMART's five minutes, and a `jti` not seen before.
+fn accept_claims(state: &AppState, claims: &AssertionClaims, now_s: u64) -> Result<(), String> {
     if claims.sub != claims.iss {
         return Err("the assertion's sub must equal its iss".into());
     }
@@ -758,10 +770,67 @@ fn check_assertion(
     if claims.jti.is_empty()
         || !state
             .smart
-            .first_use(issuer, &claims.jti, claims.exp, now_s)
+            .first_use(&claims.iss, &claims.jti, claims.exp, now_s)
     {
         return Err("the assertion's jti was already used (or is missing)".into());
     }
+    Ok(())
+}
+
+fn base64url(part: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| "the client_assertion is not base64url".to_string())
+}
+
+/// The `alg` a compact JWS's header names, if it has a readable one.
+fn jws_alg(token: &str) -> Option<String> {
+    let header = base64url(token.split('.').next()?).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    header["alg"].as_str().map(str::to_string)
+}
+
+/// Checks an assertion signed `"alg": "Ed25519"` (RFC 9864) with the member's key: the
+/// signature over the JWS signing input, then the registered claims as `jsonwebtoken` checks
+/// them for `EdDSA` (expiry with leeway, audience, issuer).
+fn check_ed25519_assertion(
+    state: &AppState,
+    assertion: &str,
+    token_url: &str,
+    now_s: u64,
+) -> Result<PublicKey, String> {
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, payload, signature] = parts[..] else {
+        return Err("client_assertion is not a compact JWS".into());
+    };
+    let claims_value: serde_json::Value = serde_json::from_slice(&base64url(payload)?)
+        .map_err(|_| "client_assertion's payload is not JSON")?;
+    let claims: AssertionClaims = serde_json::from_value(claims_value.clone())
+        .map_err(|error| format!("client_assertion's claims: {error}"))?;
+    let key = PublicKey::from_hex(&claims.iss).map_err(
+        |_| "the assertion's iss (the client_id) must be the member's public key in hex",
+    )?;
+    let signature: [u8; 64] = base64url(signature)?
+        .try_into()
+        .map_err(|_| "an Ed25519 signature is 64 bytes")?;
+    key.verify(
+        format!("{header}.{payload}").as_bytes(),
+        &medledger_crypto::Signature(signature),
+    )
+    .map_err(|_| "client_assertion refused: the signature does not verify")?;
+    if claims.exp + CLOCK_LEEWAY_S < now_s {
+        return Err("client_assertion refused: it has expired".into());
+    }
+    let audience_ok = match &claims_value["aud"] {
+        serde_json::Value::String(aud) => aud == token_url,
+        serde_json::Value::Array(list) => list.iter().any(|aud| aud == token_url),
+        _ => false,
+    };
+    if !audience_ok {
+        return Err(format!("client_assertion refused: aud must be {token_url}"));
+    }
+    accept_claims(state, &claims, now_s)?;
     Ok(key)
 }
 

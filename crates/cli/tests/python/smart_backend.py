@@ -54,7 +54,7 @@ def member_jwk(key_file=None):
     return keys["public_key"], OKPKey.import_key(jwk)
 
 
-def fetch_token(scope, purpose=None, claims=None, key_file=None, es384=None):
+def fetch_token(scope, purpose=None, claims=None, key_file=None, es384=None, alg="EdDSA"):
     """A token by Backend Services; `es384` = (kid, private EC key) signs with ES384 instead."""
     config = requests.get(f"{FHIR}/.well-known/smart-configuration", timeout=30).json()
     assert "private_key_jwt" in config["token_endpoint_auth_methods_supported"], config
@@ -68,7 +68,7 @@ def fetch_token(scope, purpose=None, claims=None, key_file=None, es384=None):
             config["token_endpoint"], claims=assertion_claims, headers={"kid": kid}, alg="ES384"
         )
     else:
-        method = PrivateKeyJWT(config["token_endpoint"], claims=assertion_claims, alg="EdDSA")
+        method = PrivateKeyJWT(config["token_endpoint"], claims=assertion_claims, alg=alg)
     session = OAuth2Session(client_id, jwk, token_endpoint_auth_method=method, scope=scope)
     extra = {"purpose_of_use": purpose} if purpose else {}
     return session.fetch_token(config["token_endpoint"], grant_type="client_credentials", **extra)
@@ -114,6 +114,37 @@ token = fetch_token("system/*.cruds", purpose="TREAT")
 assert token["token_type"].lower() == "bearer", token
 assert token["scope"] == "system/*.cruds", token
 summary["token_expires_in"] = token["expires_in"]
+# RFC 9864's fully-specified name for the same Ed25519 signature is accepted too.
+assert "Ed25519" in requests.get(f"{FHIR}/.well-known/smart-configuration", timeout=30).json()[
+    "token_endpoint_auth_signing_alg_values_supported"
+]
+ed25519_token = fetch_token("system/Observation.rs", purpose="TREAT", alg="Ed25519")
+assert ed25519_token["scope"] == "system/Observation.rs", ed25519_token
+# The same assertion with one byte of its signature changed is refused.
+from joserfc import jwt as jose_jwt
+
+client_id, okp = member_jwk(KEY_FILE)
+token_url = requests.get(f"{FHIR}/.well-known/smart-configuration", timeout=30).json()["token_endpoint"]
+now = int(time.time())
+signed = jose_jwt.encode(
+    {"alg": "Ed25519"},
+    {"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 120, "jti": f"t-{now}"},
+    okp,
+    algorithms=["Ed25519"],
+)
+head, body, signature = signed.split(".")
+forged = f"{head}.{body}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+answer = requests.post(
+    token_url,
+    data={
+        "grant_type": "client_credentials",
+        "scope": "system/*.rs",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": forged,
+    },
+    timeout=30,
+)
+assert answer.status_code == 401 and answer.json()["error"] == "invalid_client", answer.text
 fhir = client(token)
 
 # A transaction Bundle at the base URL (fhirpy posts it to "<base>/").
@@ -135,6 +166,7 @@ assert fhir.resources("Observation").search(patient=PATIENT).count() == len(ids)
 
 # Read: the server's id and meta are there.
 observation = valid(fhir.reference("Observation", ids[0]).to_resource())
+assert client(ed25519_token).reference("Observation", ids[0]).to_resource()["id"] == ids[0]
 assert observation["id"] == ids[0] and observation["meta"]["versionId"], observation
 version = observation["meta"]["versionId"]
 
