@@ -501,7 +501,6 @@ fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) 
     response
 }
 
-#[allow(clippy::disallowed_methods)]
 fn now_s() -> u64 {
     crate::fhir::now_ms() / 1_000
 }

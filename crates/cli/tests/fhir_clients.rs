@@ -740,6 +740,24 @@ fn a_stock_smart_app_launches_for_a_patient() {
         ],
     );
     assert!(!out.status.success(), "a practitioner registered an app");
+    // Redirect URIs an app could never be sent back to are refused, and nothing is kept.
+    for bad in [
+        "ftp://127.0.0.1/cb",
+        "http://127.0.0.1/a b",
+        "http://127.0.0.1/cb#x",
+        "/cb",
+    ] {
+        let out = hospital.fhir(
+            &hospital.root,
+            &["register-app", "--name", "Bad", "--redirect-uri", bad],
+        );
+        assert!(!out.status.success(), "{bad} was registered");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("400"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let out = succeeded(hospital.fhir(
         &hospital.root,
         &[
@@ -751,6 +769,11 @@ fn a_stock_smart_app_launches_for_a_patient() {
         ],
     ));
     let app: Value = serde_json::from_str(&stdout(&out)).expect("app");
+    let registry: Value = serde_json::from_slice(
+        &std::fs::read(hospital.node.home.join("data/oauth/apps.json")).expect("registry"),
+    )
+    .expect("json");
+    assert_eq!(registry.as_array().map(Vec::len), Some(1), "{registry}");
     let client_id = app["client_id"].as_str().expect("client_id").to_string();
 
     // An unknown app or an unregistered redirect URI gets an error page, never a redirect.

@@ -35,7 +35,6 @@ use crate::auth::{self, AuthError};
 use crate::smart::{Action, TokenGrant};
 
 pub const FHIR_JSON: &str = "application/fhir+json";
-pub use medledger_fhir::search::{SEARCH_COUNT_DEFAULT, SEARCH_COUNT_MAX, SEARCH_OFFSET_MAX};
 /// The most access events `GET /v1/records/me` lists per patient id (the most recent ones).
 pub const ME_EVENTS_MAX: u64 = 1_000;
 
@@ -744,7 +743,6 @@ fn new_logical_id() -> String {
 /// Stores one resource, as `POST /fhir/{kind}` (create: the server assigns the logical id, and
 /// any id in the body is ignored, R4 §3.1.0.8) or `PUT /fhir/{kind}/{id}` (update or create at
 /// that id; the body's id must match; `If-Match` makes it version-aware).
-#[allow(clippy::too_many_arguments)]
 async fn store_one(
     state: AppState,
     method: Method,

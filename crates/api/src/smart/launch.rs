@@ -743,13 +743,16 @@ pub(crate) async fn register(
         return refuse(StatusCode::BAD_REQUEST, "give 1 to 10 redirect_uris");
     }
     for redirect in &registration.redirect_uris {
+        // Visible ASCII only: anything else could never stand in a Location header, so the
+        // app could be registered but never sent back to.
         let ok = (redirect.starts_with("https://") || redirect.starts_with("http://"))
             && !redirect.contains('#')
-            && redirect.len() <= 2_000;
+            && redirect.len() <= 2_000
+            && redirect.bytes().all(|byte| byte.is_ascii_graphic());
         if !ok {
             return refuse(
                 StatusCode::BAD_REQUEST,
-                "each redirect URI is an absolute http(s) URL without a fragment",
+                "each redirect URI is an absolute http(s) URL of visible ASCII, without a fragment",
             );
         }
     }
