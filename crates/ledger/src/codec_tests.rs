@@ -5,6 +5,7 @@ use medledger_credentials::CredentialsOp;
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_records::RecordsOp;
 use medledger_supply::SupplyPayload;
+use medledger_trials::TrialsOp;
 use medledger_types::{Role, TX_BYTES_MAX, TypesError};
 use proptest::prelude::*;
 
@@ -115,7 +116,7 @@ fn oversized_and_trailing_input_is_refused() {
 fn one_of_each() -> Vec<(Payload, u8)> {
     let key = PublicKey([7; 32]);
     let hash = Hash([9; 32]);
-    vec![
+    let mut all: Vec<(Payload, u8)> = vec![
         (
             CoreOp::Enrol {
                 member: key,
@@ -208,7 +209,75 @@ fn one_of_each() -> Vec<(Payload, u8)> {
             CredentialsOp::RevokeClientKey { kid: "k1".into() }.into(),
             15,
         ),
-    ]
+    ];
+    let study = || "s1".to_string();
+    let trials: Vec<TrialsOp> = vec![
+        TrialsOp::RegisterStudy {
+            study: study(),
+            title: "t".into(),
+            registry_id: None,
+            protocol_hash: hash,
+            sap_hash: hash,
+            outcomes: Vec::new(),
+            sites: Vec::new(),
+        },
+        TrialsOp::AmendProtocol {
+            study: study(),
+            protocol_hash: hash,
+            sap_hash: hash,
+            outcomes: Vec::new(),
+            reason: "r".into(),
+            reconsent: true,
+        },
+        TrialsOp::EnrolSubject {
+            study: study(),
+            subject: "x".into(),
+            patient: key,
+        },
+        TrialsOp::Consent {
+            study: study(),
+            version: 1,
+        },
+        TrialsOp::Withdraw {
+            study: study(),
+            subject: "x".into(),
+        },
+        TrialsOp::Capture {
+            study: study(),
+            captures: Vec::new(),
+        },
+        TrialsOp::ReportAdverseEvent {
+            study: study(),
+            event: hash,
+            subject: "x".into(),
+            seriousness: medledger_trials::Seriousness::Fatal,
+            expected: false,
+            related: true,
+            commitment: hash,
+        },
+        TrialsOp::AcknowledgeAdverseEvent {
+            study: study(),
+            event: hash,
+        },
+        TrialsOp::ReportToRegulator {
+            study: study(),
+            event: hash,
+            reference: None,
+        },
+        TrialsOp::Sign {
+            study: study(),
+            on: medledger_trials::Signed::ProtocolVersion { version: 1 },
+            meaning: medledger_trials::Meaning::Review,
+        },
+    ];
+    // Trials starts a block of 16 tags at 16, as every module after it does.
+    all.extend(
+        trials
+            .into_iter()
+            .zip(16u8..)
+            .map(|(op, tag)| (op.into(), tag)),
+    );
+    all
 }
 
 #[test]

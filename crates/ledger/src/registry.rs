@@ -222,14 +222,17 @@ macro_rules! modules {
 use medledger_credentials::{Credentials, CredentialsError, CredentialsOp};
 use medledger_records::{Records, RecordsError, RecordsOp};
 use medledger_supply::{Supply, SupplyError, SupplyPayload};
+use medledger_trials::{Trials, TrialsError, TrialsOp};
 
 // The module list. Adding a module is one line here: its `Payload` variant, its module, operation
-// and error types, and the next free payload tag (the last base plus the number of operations of
-// the module before it).
+// and error types, and its base: the first free multiple of 16 from `trials` on, so a module can
+// later gain operations within its block of 16 tags without moving another's (the first three
+// modules' tags are packed, as they shipped).
 modules! {
     Records(Records, RecordsOp, RecordsError) @ 5,
     Supply(Supply, SupplyPayload, SupplyError) @ 12,
     Credentials(Credentials, CredentialsOp, CredentialsError) @ 14,
+    Trials(Trials, TrialsOp, TrialsError) @ 16,
 }
 
 /// The owner of every registered prefix: the ledger's own (`medledger_module::CORE_PREFIXES`)
