@@ -249,6 +249,7 @@ fn one_of_each() -> Vec<(Payload, u8)> {
         TrialsOp::ReportAdverseEvent {
             study: study(),
             event: hash,
+            reporter: key,
             subject: "x".into(),
             seriousness: medledger_trials::Seriousness::Fatal,
             expected: false,

@@ -20,7 +20,8 @@ pub struct Trials;
 
 impl Module for Trials {
     const NAME: &'static str = "trials";
-    const PREFIXES: &'static [&'static str] = &["trial/", "trial-alert/", "trial-clocks/"];
+    const PREFIXES: &'static [&'static str] =
+        &["trial/", "trial-alert/", "trial-clocks/", "trial-event/"];
     const KINDS: &'static [&'static str] = &[
         "register_study",
         "amend_protocol",
@@ -228,6 +229,7 @@ impl Module for Trials {
             TrialsOp::ReportAdverseEvent {
                 study,
                 event,
+                reporter,
                 subject: subject_id,
                 seriousness,
                 expected,
@@ -241,7 +243,12 @@ impl Module for Trials {
                 if entry.site != site {
                     return Err(TrialsError::NotSite);
                 }
-                if adverse_event(state, study, event)?.is_some() {
+                if *reporter != tx.sender && custodian_of(tx.authority).is_none() {
+                    // Only the site's node reports for another.
+                    return Err(TrialsError::NotSiteAuthor);
+                }
+                check_site_author(state, reporter, &site)?;
+                if event_study(state, event)?.is_some() {
                     return Err(TrialsError::EventExists(event.to_string()));
                 }
                 let deadline_ms = AdverseEvent::clock_days(*seriousness, *expected, *related)
@@ -253,6 +260,7 @@ impl Module for Trials {
                     key_adverse_event(study, event),
                     encode_value(&AdverseEvent {
                         id: *event,
+                        reporter: *reporter,
                         subject: subject_id.clone(),
                         site,
                         seriousness: *seriousness,
@@ -268,6 +276,7 @@ impl Module for Trials {
                         overdue_time_ms: None,
                     }),
                 );
+                state.put(key_event_study(event), encode_value(study));
                 state.put(
                     key_adverse_event_log(study, record.adverse_events),
                     encode_value(event),
@@ -277,7 +286,7 @@ impl Module for Trials {
                     .checked_add(1)
                     .ok_or_else(|| TrialsError::Limit("too many adverse events".into()))?;
                 let on = Signed::AdverseEvent { event: *event };
-                sign(tx, state, &mut record, on, Meaning::Authorship)?;
+                sign_for(tx, *reporter, state, &mut record, on, Meaning::Authorship)?;
                 let kind = AlertKind::AdverseEvent {
                     event: *event,
                     subject: subject_id.clone(),
@@ -375,6 +384,9 @@ impl Module for Trials {
         if key.starts_with("trial-alert/") {
             return json::<Alert>(value);
         }
+        if key.starts_with("trial-event/") {
+            return json::<String>(value);
+        }
         if key.starts_with("trial-clocks/") {
             let clocks: Vec<Clock> = borsh::from_slice(value).ok()?;
             return Some(serde_json::json!(
@@ -431,7 +443,7 @@ fn register_study(
         Authority::Member { .. } => return Err(TrialsError::NotSponsor),
     };
     let id = registration.study;
-    check_id("study", id)?;
+    check_study_id(id)?;
     check_text("title", registration.title)?;
     if let Some(registry_id) = registration.registry_id {
         check_registry_id(registry_id)?;
@@ -570,7 +582,7 @@ pub fn outcome_changes(before: &[OutcomeMeasure], after: &[OutcomeMeasure]) -> V
 }
 
 fn existing(state: &View<'_, '_>, id: &str) -> Result<Study, TrialsError> {
-    check_id("study", id)?;
+    check_study_id(id)?;
     study(state, id)?.ok_or_else(|| TrialsError::UnknownStudy(id.into()))
 }
 
@@ -649,14 +661,36 @@ fn sign(
     on: Signed,
     meaning: Meaning,
 ) -> Result<(), TrialsError> {
-    let (signer_org, signer_role) = match tx.authority {
-        Authority::Organisation { org } => (org.clone(), "organisation".to_string()),
-        Authority::Member { org, role } => (org.clone(), role.as_str().to_string()),
+    sign_for(tx, tx.sender, state, record, on, meaning)
+}
+
+/// Appends `signer`'s signature to the study's log: the sender's own, or that of a practitioner
+/// the sender (their organisation's node) acts for, already checked by the caller.
+fn sign_for(
+    tx: &TxContext<'_>,
+    signer: PublicKey,
+    state: &mut View<'_, '_>,
+    record: &mut Study,
+    on: Signed,
+    meaning: Meaning,
+) -> Result<(), TrialsError> {
+    let authority = if signer == tx.sender {
+        tx.authority.clone()
+    } else {
+        match standing(state, &signer)? {
+            Standing::Acts(authority) => authority,
+            _ => return Err(TrialsError::NotSiteAuthor),
+        }
+    };
+    let (signer_org, signer_role) = match authority {
+        Authority::Organisation { org } => (org, "organisation".to_string()),
+        Authority::Member { org, role } => (org, role.as_str().to_string()),
     };
     state.put(
         key_signature(&record.id, record.signatures),
         encode_value(&ESignature {
-            signer: tx.sender,
+            signer,
+            sent_by: tx.sender,
             signer_org,
             signer_role,
             meaning,
@@ -741,14 +775,7 @@ fn capture_forms(
             subjects.insert(&entry.subject);
         }
         if authors.insert(entry.author) {
-            match standing(state, &entry.author)? {
-                Standing::Acts(Authority::Organisation { org })
-                | Standing::Acts(Authority::Member {
-                    org,
-                    role: Role::Practitioner,
-                }) if org == site => {}
-                _ => return Err(TrialsError::NotSiteAuthor),
-            }
+            check_site_author(state, &entry.author, &site)?;
         }
         let current = capture(state, study_id, &entry.capture)?;
         let versions = current.as_ref().map_or(0, |head| head.versions);
@@ -812,6 +839,22 @@ fn capture_forms(
     }
     put_study(state, &record);
     Ok(())
+}
+
+/// Checks that `author` writes for `site`: its root key or an enrolled practitioner of it.
+fn check_site_author(
+    state: &View<'_, '_>,
+    author: &PublicKey,
+    site: &str,
+) -> Result<(), TrialsError> {
+    match standing(state, author)? {
+        Standing::Acts(Authority::Organisation { org })
+        | Standing::Acts(Authority::Member {
+            org,
+            role: Role::Practitioner | Role::Validator,
+        }) if org == site => Ok(()),
+        _ => Err(TrialsError::NotSiteAuthor),
+    }
 }
 
 fn push_alert(

@@ -50,6 +50,11 @@ pub fn key_adverse_event_log(study: &str, seq: u32) -> Vec<u8> {
     format!("trial/{study}/adverse-event-log/{seq:010}").into_bytes()
 }
 
+/// The study an adverse event (by its id, unique across the chain) was reported in.
+pub fn key_event_study(event: &Hash) -> Vec<u8> {
+    format!("trial-event/{event}").into_bytes()
+}
+
 /// The clocks due on calendar day `day` (days since the Unix epoch, UTC).
 pub fn key_clocks(day: u64) -> Vec<u8> {
     format!("trial-clocks/{day:010}").into_bytes()
@@ -170,4 +175,9 @@ pub fn alerts_count(state: &dyn StateRead) -> Result<u64, StateError> {
 
 pub fn clocks(state: &dyn StateRead, day: u64) -> Result<Vec<Clock>, StateError> {
     Ok(read(state, &key_clocks(day))?.unwrap_or_default())
+}
+
+/// The study an adverse event was reported in.
+pub fn event_study(state: &dyn StateRead, event: &Hash) -> Result<Option<String>, StateError> {
+    read(state, &key_event_study(event))
 }

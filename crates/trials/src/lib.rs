@@ -40,8 +40,10 @@ pub use types::*;
 
 use medledger_state::StateError;
 
-/// The longest id (study, subject, form, visit, registry id).
+/// The longest id (subject, form, visit, registry id).
 pub const ID_BYTES_MAX: usize = 64;
+/// The longest study id.
+pub const STUDY_ID_BYTES_MAX: usize = 31;
 /// The longest title, outcome measure or reason.
 pub const TEXT_BYTES_MAX: usize = 512;
 /// The most outcomes one protocol version pre-specifies.
@@ -50,8 +52,8 @@ pub const OUTCOMES_MAX: usize = 64;
 pub const SITES_MAX: usize = 256;
 /// The most protocol versions of one study.
 pub const VERSIONS_MAX: u32 = 1_000;
-/// The most captures one transaction records.
-pub const CAPTURES_PER_TX_MAX: usize = 1_000;
+/// The most captures one transaction records (256 of them fit well within `TX_BYTES_MAX`).
+pub const CAPTURES_PER_TX_MAX: usize = 256;
 /// The most versions (corrections included) of one capture.
 pub const CAPTURE_VERSIONS_MAX: u32 = 1_000;
 /// The most regulatory clocks that may fall due on one calendar day, over all studies.
@@ -155,21 +157,37 @@ impl medledger_module::ModuleError for TrialsError {
     }
 }
 
-/// Checks an id: 1 to 64 ASCII letters, digits, `-`, `_` or `.`.
+/// Checks an id (a subject, form, visit or registry id): 1 to 64 ASCII letters, digits, `-` or
+/// `.`, so it is also a FHIR id.
 pub fn check_id(field: &'static str, id: &str) -> Result<(), TrialsError> {
+    check_chars(field, id, ID_BYTES_MAX, b"-.")
+}
+
+/// Checks a study id: 1 to 31 ASCII letters, digits or `-`. A study id and a subject id joined by
+/// a `.` make a FHIR ResearchSubject id that splits back at its first `.`.
+pub fn check_study_id(id: &str) -> Result<(), TrialsError> {
+    check_chars("study", id, STUDY_ID_BYTES_MAX, b"-")
+}
+
+fn check_chars(field: &'static str, id: &str, max: usize, extra: &[u8]) -> Result<(), TrialsError> {
     let ok = !id.is_empty()
-        && id.len() <= ID_BYTES_MAX
+        && id.len() <= max
         && id
             .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte));
+            .all(|byte| byte.is_ascii_alphanumeric() || extra.contains(&byte));
     if ok {
         Ok(())
     } else {
+        let extra: Vec<String> = extra
+            .iter()
+            .map(|byte| format!("'{}'", *byte as char))
+            .collect();
         Err(TrialsError::Invalid {
             field,
             reason: format!(
-                "{:?} is not 1 to {ID_BYTES_MAX} ASCII letters, digits, '-', '_' or '.'",
-                id.chars().take(80).collect::<String>()
+                "{:?} is not 1 to {max} ASCII letters, digits or {}",
+                id.chars().take(80).collect::<String>(),
+                extra.join(", ")
             ),
         })
     }

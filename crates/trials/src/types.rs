@@ -89,7 +89,11 @@ pub enum Signed {
 /// One entry of a study's signature log.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct ESignature {
+    /// Whose signature it is: the transaction's sender, or the practitioner a site's node acted
+    /// for (who signed their request to it).
     pub signer: PublicKey,
+    /// The key that signed the transaction: the signer's own, or their organisation's node.
+    pub sent_by: PublicKey,
     /// The signer's organisation and role at the time, as the ledger knew them.
     pub signer_org: String,
     pub signer_role: String,
@@ -278,6 +282,7 @@ pub enum ClockStatus {
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct AdverseEvent {
     pub id: Hash,
+    pub reporter: PublicKey,
     pub subject: String,
     pub site: String,
     pub seriousness: Seriousness,
@@ -409,10 +414,12 @@ pub enum TrialsOp {
         study: String,
         captures: Vec<CaptureEntry>,
     },
-    /// A site reports an adverse event.
+    /// A site reports an adverse event: a practitioner of the site, or its node for one
+    /// (`reporter`).
     ReportAdverseEvent {
         study: String,
         event: Hash,
+        reporter: PublicKey,
         subject: String,
         seriousness: Seriousness,
         expected: bool,

@@ -315,6 +315,8 @@ fn capture_needs_current_consent_and_stops_at_withdrawal() {
     // A non-patient key cannot be a participant; a sponsor is not a site.
     let investigator = trial.investigator.clone();
     assert_eq!(enrol(&mut trial, "S-009", &investigator), "not_patient");
+    // Subject ids are FHIR ids.
+    assert_eq!(enrol(&mut trial, "S_001", &other), "invalid_trial_input");
     let sponsor = trial.sponsor.clone();
     let op = TrialsOp::EnrolSubject {
         study: "s1".into(),
@@ -486,6 +488,7 @@ fn report(trial: &mut Trial, event: u8, seriousness: Seriousness, expected: bool
     let op = TrialsOp::ReportAdverseEvent {
         study: "s1".into(),
         event: Hash([event; 32]),
+        reporter: trial.investigator.public_key(),
         subject: "S-001".into(),
         seriousness,
         expected,
@@ -511,6 +514,7 @@ fn adverse_events_run_their_regulatory_clocks() {
     let op = TrialsOp::ReportAdverseEvent {
         study: "s1".into(),
         event: Hash([1; 32]),
+        reporter: trial.sponsor.public_key(),
         subject: "S-001".into(),
         seriousness: Seriousness::Fatal,
         expected: false,
@@ -535,6 +539,39 @@ fn adverse_events_run_their_regulatory_clocks() {
         report(&mut trial, 1, Seriousness::Fatal, false),
         "event_exists"
     );
+    // The site's node reports for its practitioner, whose signature it is; a practitioner cannot
+    // report in another's name.
+    let on_behalf = |reporter: &SecretKey, event: u8| TrialsOp::ReportAdverseEvent {
+        study: "s1".into(),
+        event: Hash([event; 32]),
+        reporter: reporter.public_key(),
+        subject: "S-001".into(),
+        seriousness: Seriousness::NonSerious,
+        expected: true,
+        related: false,
+        commitment: Hash([0; 32]),
+    };
+    let (site, investigator) = (trial.chain.org_a.clone(), trial.investigator.clone());
+    assert_eq!(
+        run(&mut trial.chain, &investigator, on_behalf(&sponsor, 5)),
+        "not_site_author"
+    );
+    assert_eq!(
+        run(&mut trial.chain, &site, on_behalf(&sponsor, 5)),
+        "not_site_author"
+    );
+    assert_eq!(
+        run(&mut trial.chain, &site, on_behalf(&investigator, 5)),
+        "committed"
+    );
+    let state = snapshot(&trial.chain);
+    let record = study(&state, "s1").expect("read").expect("study");
+    let last = signature(&state, "s1", record.signatures - 1)
+        .expect("read")
+        .expect("signature");
+    assert_eq!(last.signer, investigator.public_key());
+    assert_eq!(last.sent_by, site.public_key());
+    assert_eq!(last.signer_role, "practitioner");
     assert_eq!(
         report(&mut trial, 2, Seriousness::Serious, false),
         "committed"
