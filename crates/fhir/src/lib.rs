@@ -12,6 +12,7 @@
 //! caller.
 
 mod bundle;
+pub mod deidentify;
 mod error;
 mod json;
 mod outcome;
@@ -28,6 +29,7 @@ mod validate;
 pub use bundle::{
     BUNDLE_BYTES_MAX, BUNDLE_ENTRIES_MAX, Bundle, BundleType, Entry, Method, Request, parse_bundle,
 };
+pub use deidentify::{Pseudonymizer, deidentify, deidentify_bundle};
 pub use error::FhirError;
 pub use outcome::{Issue, IssueType, Severity, operation_outcome};
 pub use reference::{ReferenceKind, classify_reference};
