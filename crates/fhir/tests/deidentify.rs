@@ -10,18 +10,11 @@ use medledger_fhir::{IssueType, Pseudonymizer, deidentify, deidentify_bundle, va
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-/// The Synthea bundle shared by the workspace's test data (`/work/shared` is a sibling of the
-/// workspace).
-const SYNTHEA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/testdata/fhir/synthea/sample_complete_patient.json"
-);
-
 const YEAR: i32 = 2025;
 
+/// The Synthea sample, as vendored (gzipped, unchanged) with this crate's test data.
 fn synthea() -> Value {
-    let bytes = std::fs::read(SYNTHEA).unwrap_or_else(|error| panic!("{SYNTHEA}: {error}"));
-    serde_json::from_slice(&bytes).expect("the Synthea bundle is JSON")
+    serde_json::from_slice(&common::synthea_bundle()).expect("the Synthea bundle is JSON")
 }
 
 fn release(bundle: &Value, key: u8, reference_year: i32) -> Vec<Value> {
