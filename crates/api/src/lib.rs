@@ -11,6 +11,7 @@ pub mod auth;
 pub mod fhir;
 pub mod smart;
 mod supply;
+mod trials;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,6 +159,9 @@ pub struct AppState {
     pub smart: Arc<smart::Smart>,
     /// SMART App Launch: registered apps and authorizations in flight.
     pub launch: Arc<smart::launch::Launch>,
+    /// Becomes true when the server starts shutting down, so long-lived responses (the trial
+    /// alert streams) end and the graceful shutdown does not wait on them.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What a module adds to the HTTP API: its routes and the OpenAPI description of their paths.
@@ -168,8 +172,8 @@ pub(crate) struct ModuleApi {
 }
 
 /// Every module's API, one line each: health records and consent over FHIR, the supply chain
-/// and EPCIS.
-const MODULE_APIS: &[ModuleApi] = &[fhir::API, supply::API];
+/// and EPCIS, clinical trials.
+const MODULE_APIS: &[ModuleApi] = &[fhir::API, supply::API, trials::API];
 
 /// The node's OpenAPI description: the ledger's own paths and every module's.
 pub fn openapi_doc() -> utoipa::openapi::OpenApi {
@@ -188,6 +192,18 @@ impl FromRef<AppState> for Node {
 
 /// Builds the router over a running node and the module services it runs.
 pub fn router(node: Node, services: Services) -> Router {
+    // A router built alone is never told to close (the sender is gone, which the streams read
+    // as "never"); its streams end with their connections.
+    let (_, closed) = tokio::sync::watch::channel(false);
+    router_closing(node, services, closed)
+}
+
+/// Builds the router; its long-lived responses end when `closing` becomes true.
+fn router_closing(
+    node: Node,
+    services: Services,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let smart = smart::Smart::new(
         &node.genesis().chain_id,
         &node.key(),
@@ -206,6 +222,7 @@ pub fn router(node: Node, services: Services) -> Router {
         replay: Arc::new(auth::ReplayGuard::default()),
         smart: Arc::new(smart),
         launch: Arc::new(launch),
+        closing,
     };
     let mut routes = smart::routes();
     for module in MODULE_APIS {
@@ -705,7 +722,11 @@ pub async fn serve(
     services: Services,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node, services))
-        .with_graceful_shutdown(shutdown)
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    axum::serve(listener, router_closing(node, services, closed))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        })
         .await
 }

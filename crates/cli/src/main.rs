@@ -12,6 +12,7 @@ mod home;
 mod modules;
 mod records;
 mod supply;
+mod trials;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

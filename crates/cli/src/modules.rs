@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use crate::client::Client;
-use crate::{bench_records, bench_supply, records, supply};
+use crate::{bench_records, bench_supply, records, supply, trials};
 
 #[derive(Subcommand)]
 pub enum ModuleCommand {
@@ -44,6 +44,17 @@ pub enum ModuleCommand {
         #[command(subcommand)]
         command: supply::SupplyCommand,
     },
+    /// Clinical trials: register, amend, verify a protocol, enrol, consent, withdraw, capture,
+    /// report and follow adverse events, sign, and the regulator's audit.
+    Trial {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file: the sponsor, site practitioner, participant or regulator.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: trials::TrialCommand,
+    },
     /// Measure health records through the FHIR face: import rate, then consent-checked read
     /// latency at a fixed rate, each read's access event committed first.
     BenchRecords(bench_records::RecordsBenchArgs),
@@ -66,6 +77,9 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         } => records::run_consent(&Client::new(&node), &key, no_wait, command),
         ModuleCommand::Supply { node, key, command } => {
             supply::run(&Client::new(&node), &key, command)
+        }
+        ModuleCommand::Trial { node, key, command } => {
+            trials::run(&Client::new(&node), &key, command)
         }
         ModuleCommand::BenchRecords(args) => bench_records::run(args).map(|()| 0),
         ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),

@@ -12,62 +12,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    LAB_OBSERVATION, PATIENT_ID, TestNode, free_port, medledger, public_key_of, stdout, synthea,
-    verify_proof,
+    LAB_OBSERVATION, PATIENT_ID, TestNode, devnet, medledger, one_devnet, public_key_of, stdout,
+    synthea, verify_proof,
 };
 use serde_json::Value;
-
-const VALIDATORS: usize = 4;
-
-/// One devnet at a time: each is four node processes, and two cores cannot run three devnets
-/// at once without timeouts that say nothing about the code.
-static ONE_DEVNET: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_devnet() -> std::sync::MutexGuard<'static, ()> {
-    ONE_DEVNET
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn devnet(dir: &Path, spares: usize) -> Vec<TestNode> {
-    let nodes = VALIDATORS + spares;
-    // Consecutive free ports: probe a base until the whole range is free.
-    let (api, p2p) = loop {
-        let api = free_port();
-        let p2p = free_port();
-        let free = |base: u16| {
-            (0..nodes as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        };
-        if api < 60_000 && p2p < 60_000 && api.abs_diff(p2p) > 8 && free(api) && free(p2p) {
-            break (api, p2p);
-        }
-    };
-    let out = medledger(&[
-        "devnet",
-        "--init-only",
-        "--dir",
-        dir.to_str().expect("utf-8"),
-        "--api-port",
-        &api.to_string(),
-        "--p2p-port",
-        &p2p.to_string(),
-        "--spares",
-        &spares.to_string(),
-    ]);
-    assert!(
-        out.status.success(),
-        "devnet --init-only failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (0..nodes)
-        .map(|i| {
-            TestNode::existing(
-                dir.join(format!("node{i}")),
-                format!("127.0.0.1:{}", api + i as u16),
-            )
-        })
-        .collect()
-}
 
 fn height(node: &TestNode) -> u64 {
     let (status, body) = node.get("/v1/status");

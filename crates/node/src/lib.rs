@@ -20,6 +20,7 @@ pub mod records;
 mod replica;
 pub mod service;
 pub mod supply;
+pub mod trials;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;

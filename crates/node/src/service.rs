@@ -15,6 +15,7 @@ use medledger_vault::VaultError;
 
 use crate::records::Records;
 use crate::supply::Supply;
+use crate::trials::Trials;
 use crate::{Node, NodeError, SubmitError, TxStatus};
 
 /// How long a request waits for its transactions to commit before it answers 503.
@@ -170,12 +171,13 @@ impl Services {
 }
 
 /// Opens every module's service of this node, with its state under `data_dir` (the records vault
-/// in `vault/`, the EPCIS index in `epcis/`). Adding a module's service is one line here.
+/// in `vault/`, the EPCIS index in `epcis/`, trial data in `trials/`). Adding a module's service is one line here.
 pub fn open_services(node: &Node, data_dir: &Path) -> Result<Services, ServiceError> {
     let mut services = Services::default();
     let vault = medledger_vault::Vault::open(&data_dir.join("vault"))?;
     services.register(Records::open(node.clone(), Arc::new(vault))?);
     services.register(Supply::open(node.clone(), &data_dir.join("epcis"))?);
+    services.register(Trials::open(node.clone(), &data_dir.join("trials"))?);
     Ok(services)
 }
 

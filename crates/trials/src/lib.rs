@@ -34,7 +34,7 @@ mod apply;
 mod keys;
 mod types;
 
-pub use apply::Trials;
+pub use apply::{Trials, capture_allowed, outcome_changes};
 pub use keys::*;
 pub use types::*;
 

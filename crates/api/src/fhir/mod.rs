@@ -50,7 +50,7 @@ pub struct FhirFailure {
 }
 
 impl FhirFailure {
-    fn new(status: StatusCode, code: IssueType, diagnostics: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: IssueType, diagnostics: impl Into<String>) -> Self {
         FhirFailure {
             status,
             issue: Issue {
@@ -65,7 +65,7 @@ impl FhirFailure {
     }
 
     /// A failure reporting every issue in `issues` (at least one).
-    fn issues(status: StatusCode, mut issues: Vec<Issue>) -> Self {
+    pub(crate) fn issues(status: StatusCode, mut issues: Vec<Issue>) -> Self {
         let first = if issues.is_empty() {
             Issue::error(IssueType::Invalid, "invalid")
         } else {
@@ -154,9 +154,9 @@ impl From<crate::ApiError> for FhirFailure {
     }
 }
 
-type FhirResult<T> = Result<T, FhirFailure>;
+pub(crate) type FhirResult<T> = Result<T, FhirFailure>;
 
-fn fhir_json(status: StatusCode, value: &Value) -> Response {
+pub(crate) fn fhir_json(status: StatusCode, value: &Value) -> Response {
     fhir_bytes(status, serde_json::to_vec(value).unwrap_or_default())
 }
 
@@ -398,7 +398,7 @@ impl Caller {
     }
 
     /// A signed write is used once; a token's requests are told apart by their random ids.
-    fn check_replay(&self, state: &AppState) -> FhirResult<()> {
+    pub(crate) fn check_replay(&self, state: &AppState) -> FhirResult<()> {
         if self.grant.is_none() {
             state.replay.check(&self.request, now_ms())?;
         }

@@ -285,7 +285,11 @@ impl TestNode {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_millis() as u64;
-        let bytes = medledger_api::auth::sign_bytes("e2e", method, path, time_ms, body, access);
+        let chain_id = self.get("/v1/status").1["chain_id"]
+            .as_str()
+            .unwrap_or("e2e")
+            .to_string();
+        let bytes = medledger_api::auth::sign_bytes(&chain_id, method, path, time_ms, body, access);
         let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.url))
@@ -472,4 +476,59 @@ pub fn synthea() -> PathBuf {
             path
         })
         .clone()
+}
+
+/// The validators of a devnet.
+pub const VALIDATORS: usize = 4;
+
+/// One devnet at a time: each is four node processes, and two cores cannot run three devnets
+/// at once without timeouts that say nothing about the code.
+pub static ONE_DEVNET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn one_devnet() -> std::sync::MutexGuard<'static, ()> {
+    ONE_DEVNET
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A devnet of four validators (organisations `org0`..`org3`, root keys in `<dir>/keys`) and
+/// `spares` nodes outside the set, initialised but not started.
+pub fn devnet(dir: &Path, spares: usize) -> Vec<TestNode> {
+    let nodes = VALIDATORS + spares;
+    // Consecutive free ports: probe a base until the whole range is free.
+    let (api, p2p) = loop {
+        let api = free_port();
+        let p2p = free_port();
+        let free = |base: u16| {
+            (0..nodes as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        };
+        if api < 60_000 && p2p < 60_000 && api.abs_diff(p2p) > 8 && free(api) && free(p2p) {
+            break (api, p2p);
+        }
+    };
+    let out = medledger(&[
+        "devnet",
+        "--init-only",
+        "--dir",
+        dir.to_str().expect("utf-8"),
+        "--api-port",
+        &api.to_string(),
+        "--p2p-port",
+        &p2p.to_string(),
+        "--spares",
+        &spares.to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "devnet --init-only failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (0..nodes)
+        .map(|i| {
+            TestNode::existing(
+                dir.join(format!("node{i}")),
+                format!("127.0.0.1:{}", api + i as u16),
+            )
+        })
+        .collect()
 }

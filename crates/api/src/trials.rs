@@ -1,0 +1,886 @@
+//! Clinical trials over HTTP. Under `/v1/trials`: a study's public registration and the check of
+//! a document against it, the regulator's view, data capture and its history, adverse events, and
+//! the alert stream (server-sent events, resumable from a cursor). On the FHIR face:
+//! `ResearchStudy`, `ResearchSubject` and `AdverseEvent` (read, and a site's report as a FHIR
+//! AdverseEvent).
+//!
+//! Registration, amendments, enrolment, consent, withdrawal, acknowledgement, reports to the
+//! regulator and signatures are transactions the signer sends to `/v1/txs` (the CLI's
+//! `medledger trial ...`); what goes through the node is what leaves data at the site: captured
+//! forms and adverse-event reports.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use medledger_crypto::{Hash, PublicKey};
+use medledger_fhir::IssueType;
+use medledger_ledger::Authority;
+use medledger_node::trials::{AdverseEventReport, FormInput, Trials};
+use medledger_trials::{
+    AdverseEvent, Alert, ClockStatus, OutcomeChange, OutcomeKind, Seriousness, Study, Subject,
+    SubjectStatus,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::fhir::{FhirFailure, FhirResult, caller, fhir_json};
+use crate::{ApiError, ApiResult, AppState, auth, blocking};
+
+/// The trials' part of the API.
+pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
+    routes,
+    openapi: <TrialsDoc as utoipa::OpenApi>::openapi,
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    study,
+    document,
+    audit,
+    capture,
+    capture_history,
+    adverse_event,
+    alerts,
+    fhir_research_study,
+    fhir_research_subject,
+    fhir_adverse_event,
+    fhir_report_adverse_event
+))]
+struct TrialsDoc;
+
+fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/trials/alerts", get(alerts))
+        .route("/v1/trials/adverse-events/{event}", get(adverse_event))
+        .route("/v1/trials/{study}", get(study))
+        .route("/v1/trials/{study}/documents/{sha256}", get(document))
+        .route("/v1/trials/{study}/audit", get(audit))
+        .route("/v1/trials/{study}/captures", post(capture))
+        .route(
+            "/v1/trials/{study}/captures/{capture}",
+            get(capture_history),
+        )
+        .route("/fhir/ResearchStudy/{id}", get(fhir_research_study))
+        .route("/fhir/ResearchSubject/{id}", get(fhir_research_subject))
+        .route("/fhir/AdverseEvent", post(fhir_report_adverse_event))
+        .route("/fhir/AdverseEvent/{id}", get(fhir_adverse_event))
+}
+
+/// The system of the extension that says whether an adverse event was expected (R4 has no
+/// element for it): `valueCode` `expected` or `unexpected`.
+pub const EXPECTEDNESS_URL: &str =
+    "https://medledger.dev/fhir/StructureDefinition/adverse-event-expectedness";
+/// The system under which a ResearchSubject's or AdverseEvent's subject is named by its study's
+/// subject id.
+pub const SUBJECT_SYSTEM: &str = "urn:medledger:trial-subject";
+const SERIOUSNESS_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness";
+const OUTCOME_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome";
+const CAUSALITY_SYSTEM: &str =
+    "http://terminology.hl7.org/CodeSystem/adverse-event-causality-assess";
+const CLOCK_URL: &str = "https://medledger.dev/fhir/StructureDefinition/regulatory-clock";
+const PROTOCOL_URL: &str = "https://medledger.dev/fhir/StructureDefinition/protocol-version";
+
+fn trials(state: &AppState) -> ApiResult<Trials> {
+    state.services.get::<Trials>().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_trials_service",
+            "this node serves no trial data",
+        )
+    })
+}
+
+/// Checks a signed request and the signer's standing at the head.
+async fn member(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<(PublicKey, Authority, Hash)> {
+    let signed =
+        auth::verify_request(&state.node, method, uri, headers, body).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                error.to_string(),
+            )
+        })?;
+    let node = state.node.clone();
+    let key = signed.key;
+    let (authority, _) = blocking(move || Ok(node.account(&key)?)).await?;
+    let authority = authority.map_err(|reason| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            format!("the requester is not an enrolled, unrevoked member: {reason}"),
+        )
+    })?;
+    Ok((key, authority, signed.request))
+}
+
+fn parse_hash(what: &str, text: &str) -> ApiResult<Hash> {
+    Hash::from_hex(text).map_err(|error| {
+        ApiError::bad_request(
+            "malformed_id",
+            format!("{what} must be 32 bytes in hex: {error}"),
+        )
+    })
+}
+
+#[utoipa::path(get, path = "/v1/trials/{study}", tag = "trials",
+    params(("study" = String, Path, description = "Study id")),
+    responses((status = 200, description = "The study's registration and every protocol version, with its documents' SHA-256, outcomes and outcome changes; public"),
+        (status = 404, description = "No such study")))]
+async fn study(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let trials = trials(&state)?;
+    blocking(move || {
+        let (height, mut view) = trials.study(&id)?;
+        view["height"] = json!(height);
+        Ok(Json(view))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/trials/{study}/documents/{sha256}", tag = "trials",
+    params(("study" = String, Path, description = "Study id"),
+        ("sha256" = String, Path, description = "The document's SHA-256, hex")),
+    responses((status = 200, description = "Whether the document is a registered protocol or analysis plan of the study, and of which versions; public")))]
+async fn document(
+    State(state): State<AppState>,
+    Path((id, sha256)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let trials = trials(&state)?;
+    let hash = parse_hash("the SHA-256", &sha256)?;
+    blocking(move || Ok(Json(trials.document(&id, &hash)?))).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(default)]
+    captures_from: u64,
+}
+
+#[utoipa::path(get, path = "/v1/trials/{study}/audit", tag = "trials",
+    params(("study" = String, Path, description = "Study id"),
+        ("captures_from" = Option<u64>, Query, description = "First entry of the capture log to list")),
+    responses((status = 200, description = "The regulator's view: registration, amendments, subjects, consents and withdrawals, signatures, adverse events with their clocks and a page of the capture history, each with its state key"),
+        (status = 403, description = "Not the sponsor, a site or a regulator")))]
+async fn audit(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = crate::parse_query(query)?;
+    let (_, authority, _) = member(&state, &method, &uri, &headers, b"").await?;
+    let trials = trials(&state)?;
+    blocking(move || Ok(Json(trials.audit(&authority, &id, query.captures_from)?))).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureBody {
+    forms: Vec<FormInput>,
+}
+
+#[utoipa::path(post, path = "/v1/trials/{study}/captures", tag = "trials",
+    params(("study" = String, Path, description = "Study id")),
+    request_body(content = Object, description = r#"{"forms": [{"subject", "form", "visit", "data": {...}, "capture"?, "reason"?}]}: up to 256 forms, kept at this site and committed on chain as keyed commitments, all or none"#),
+    responses((status = 201, description = "The captures, their versions and commitments, and the block"),
+        (status = 422, description = "Refused: no consent, outdated consent, withdrawn, not this site's subject, ...")))]
+async fn capture(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = body.map_err(|rejection| {
+        ApiError::new(rejection.status(), "bad_body", rejection.body_text())
+    })?;
+    let (key, _, request) = member(&state, &method, &uri, &headers, &body).await?;
+    // A signed write is used once.
+    state
+        .replay
+        .check(&request, crate::fhir::now_ms())
+        .map_err(|error| {
+            ApiError::new(StatusCode::CONFLICT, "request_replayed", error.to_string())
+        })?;
+    let parsed: CaptureBody = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request("malformed_body", error.to_string()))?;
+    let trials = trials(&state)?;
+    let receipt = trials.capture(key, id, parsed.forms).await?;
+    Ok((StatusCode::CREATED, Json(receipt)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/trials/{study}/captures/{capture}", tag = "trials",
+    params(("study" = String, Path, description = "Study id"),
+        ("capture" = String, Path, description = "Capture id, hex")),
+    responses((status = 200, description = "Every version of the capture with its reason, and its content where this node holds it, checked against the chain's commitment")))]
+async fn capture_history(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path((id, capture)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let capture = parse_hash("the capture id", &capture)?;
+    let (_, authority, _) = member(&state, &method, &uri, &headers, b"").await?;
+    let trials = trials(&state)?;
+    blocking(move || Ok(Json(trials.capture_history(&authority, &id, &capture)?))).await
+}
+
+#[utoipa::path(get, path = "/v1/trials/adverse-events/{event}", tag = "trials",
+    params(("event" = String, Path, description = "Adverse event id, hex")),
+    responses((status = 200, description = "The event's classification, its regulatory clock and, where this node holds it, the site's report")))]
+async fn adverse_event(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(event): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let event = parse_hash("the adverse event id", &event)?;
+    let (_, authority, _) = member(&state, &method, &uri, &headers, b"").await?;
+    let trials = trials(&state)?;
+    blocking(move || Ok(Json(trials.adverse_event(&authority, &event)?))).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsQuery {
+    /// The first alert to send (its sequence number); `Last-Event-ID` overrides it.
+    after: Option<u64>,
+    /// `false` answers one JSON page instead of a stream.
+    follow: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/v1/trials/alerts", tag = "trials",
+    params(("after" = Option<u64>, Query, description = "Sequence number to start from (default 0); the Last-Event-ID header resumes after the last alert received"),
+        ("follow" = Option<bool>, Query, description = "false: one JSON page instead of a stream")),
+    responses((status = 200, description = "text/event-stream of the alerts the signer may receive (its studies as sponsor; all as a regulator), each with its sequence number as the event id, as their blocks commit")))]
+async fn alerts(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<AlertsQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = crate::parse_query(query)?;
+    let (_, authority, _) = member(&state, &method, &uri, &headers, b"").await?;
+    let trials = trials(&state)?;
+    let resume = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "malformed_cursor",
+                        "Last-Event-ID must be an alert's sequence number",
+                    )
+                })?
+                .saturating_add(1),
+        ),
+        None => None,
+    };
+    let cursor = resume.or(query.after).unwrap_or(0);
+    if query.follow == Some(false) {
+        let (alerts, next) = blocking(move || Ok(trials.alerts(&authority, cursor)?)).await?;
+        return Ok(Json(json!({ "alerts": alerts, "next": next })).into_response());
+    }
+    let head = state.node.subscribe_head();
+    let feed = Feed {
+        trials,
+        authority,
+        cursor,
+        head,
+        closing: state.closing.clone(),
+        pending: VecDeque::new(),
+    };
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let alert = feed.next().await?;
+        let event = Event::default()
+            .id(alert.seq.to_string())
+            .event(alert_kind(&alert))
+            .json_data(&alert)
+            .unwrap_or_else(|_| Event::default().comment("unencodable alert"));
+        Some((Ok::<Event, Infallible>(event), feed))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn alert_kind(alert: &Alert) -> &'static str {
+    match alert.kind {
+        medledger_trials::AlertKind::AdverseEvent { .. } => "adverse_event",
+        medledger_trials::AlertKind::Overdue { .. } => "overdue",
+        medledger_trials::AlertKind::Withdrawal { .. } => "withdrawal",
+        medledger_trials::AlertKind::Amendment { .. } => "amendment",
+    }
+}
+
+/// Resolves when the server starts shutting down; never, if nobody can tell it to.
+async fn closed(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    if closing.wait_for(|closing| *closing).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One subscriber's position in the alerts: it reads the committed state each time the head
+/// moves, so an alert is sent once its block is committed, in order, and none is skipped.
+struct Feed {
+    trials: Trials,
+    authority: Authority,
+    cursor: u64,
+    head: tokio::sync::watch::Receiver<medledger_types::Height>,
+    /// The server is shutting down: the stream ends (the subscriber reconnects elsewhere or
+    /// later, from its cursor).
+    closing: tokio::sync::watch::Receiver<bool>,
+    pending: VecDeque<Alert>,
+}
+
+impl Feed {
+    /// The next alert, waiting for blocks as needed; `None` when the node stops.
+    async fn next(&mut self) -> Option<Alert> {
+        loop {
+            if *self.closing.borrow() {
+                return None;
+            }
+            if let Some(alert) = self.pending.pop_front() {
+                return Some(alert);
+            }
+            // Seen before reading, so a block committed during the read wakes the next wait.
+            self.head.borrow_and_update();
+            let (trials, authority, cursor) =
+                (self.trials.clone(), self.authority.clone(), self.cursor);
+            let read = tokio::task::spawn_blocking(move || trials.alerts(&authority, cursor)).await;
+            match read {
+                Ok(Ok((alerts, next))) => {
+                    let progressed = next > self.cursor;
+                    self.cursor = next;
+                    self.pending.extend(alerts);
+                    if !self.pending.is_empty() || progressed {
+                        continue;
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "reading trial alerts failed; retrying at the next block");
+                }
+                Err(_) => return None,
+            }
+            tokio::select! {
+                changed = self.head.changed() => if changed.is_err() {
+                    return None;
+                },
+                () = closed(&mut self.closing) => return None,
+            }
+        }
+    }
+}
+
+// The FHIR face of trials.
+
+fn fhir_trials(state: &AppState) -> FhirResult<Trials> {
+    trials(state).map_err(FhirFailure::from)
+}
+
+fn time_text(time_ms: u64) -> String {
+    medledger_fhir::time::instant(time_ms)
+}
+
+fn org_reference(org: &str) -> Value {
+    json!({ "identifier": { "system": "urn:medledger:organisation", "value": org }, "display": org })
+}
+
+/// A study as a FHIR R4 ResearchStudy: its registry id, title, sponsor and sites, the objectives
+/// of its current version, and every version with its documents' hashes, reason and outcome
+/// changes (an extension, as R4 has no element for them).
+fn research_study(record: &Study, versions: &[Value]) -> Value {
+    let current = versions
+        .iter()
+        .rev()
+        .find(|version| version["version"]["version"] == json!(record.version))
+        .map(|version| &version["version"]);
+    let objectives: Vec<Value> = current
+        .and_then(|version| version["outcomes"].as_array())
+        .map(|outcomes| {
+            outcomes
+                .iter()
+                .map(|outcome| {
+                    let kind = if outcome["kind"] == json!("primary") {
+                        "primary"
+                    } else {
+                        "secondary"
+                    };
+                    json!({
+                        "name": format!(
+                            "{} ({})",
+                            outcome["measure"].as_str().unwrap_or(""),
+                            outcome["time_frame"].as_str().unwrap_or("")
+                        ),
+                        "type": { "coding": [{
+                            "system": "http://terminology.hl7.org/CodeSystem/research-study-objective-type",
+                            "code": kind,
+                        }]},
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let protocol_versions: Vec<Value> = versions
+        .iter()
+        .map(|entry| {
+            let version = &entry["version"];
+            let mut parts = vec![
+                json!({"url": "version", "valueInteger": version["version"]}),
+                json!({"url": "protocolSha256", "valueString": version["protocol_hash"]}),
+                json!({"url": "sapSha256", "valueString": version["sap_hash"]}),
+                json!({"url": "recorded", "valueDateTime": time_text(version["time_ms"].as_u64().unwrap_or(0))}),
+                json!({"url": "reconsent", "valueBoolean": version["reconsent"]}),
+            ];
+            if let Some(reason) = version["reason"].as_str() {
+                parts.push(json!({"url": "reason", "valueString": reason}));
+            }
+            let changes: Vec<OutcomeChange> =
+                serde_json::from_value(version["outcome_changes"].clone()).unwrap_or_default();
+            for change in changes {
+                parts.push(json!({"url": "outcomeChange", "valueString": describe_change(&change)}));
+            }
+            json!({ "url": PROTOCOL_URL, "extension": parts })
+        })
+        .collect();
+    let mut resource = json!({
+        "resourceType": "ResearchStudy",
+        "id": record.id,
+        "meta": { "versionId": record.version.to_string() },
+        "extension": protocol_versions,
+        "title": record.title,
+        "status": "active",
+        "period": { "start": time_text(record.registered_time_ms) },
+        "sponsor": org_reference(&record.sponsor),
+        "site": record.sites.iter().map(|site| org_reference(site)).collect::<Vec<_>>(),
+        "objective": objectives,
+    });
+    if let Some(registry_id) = &record.registry_id {
+        let system = if registry_id.starts_with("NCT") {
+            "https://clinicaltrials.gov"
+        } else {
+            "urn:medledger:trial-registry"
+        };
+        resource["identifier"] = json!([{ "system": system, "value": registry_id }]);
+    }
+    resource
+}
+
+fn describe_change(change: &OutcomeChange) -> String {
+    let kind = |kind: OutcomeKind| match kind {
+        OutcomeKind::Primary => "primary",
+        OutcomeKind::Secondary => "secondary",
+    };
+    match change {
+        OutcomeChange::Added { outcome } => {
+            format!("added {} outcome: {}", kind(outcome.kind), outcome.measure)
+        }
+        OutcomeChange::Removed { outcome } => {
+            format!(
+                "removed {} outcome: {}",
+                kind(outcome.kind),
+                outcome.measure
+            )
+        }
+        OutcomeChange::Modified { before, after } => format!(
+            "changed outcome {}: {} ({}) became {} ({})",
+            before.measure,
+            kind(before.kind),
+            before.time_frame,
+            kind(after.kind),
+            after.time_frame
+        ),
+    }
+}
+
+fn research_subject(record: &Study, subject: &Subject) -> Value {
+    let status = match subject.status {
+        SubjectStatus::Candidate => "candidate",
+        SubjectStatus::OnStudy => "on-study",
+        SubjectStatus::Withdrawn => "withdrawn",
+    };
+    let mut period = json!({ "start": time_text(subject.enrolled_time_ms) });
+    if let Some(end) = subject.withdrawn_time_ms {
+        period["end"] = json!(time_text(end));
+    }
+    let mut resource = json!({
+        "resourceType": "ResearchSubject",
+        "id": format!("{}.{}", record.id, subject.id),
+        "identifier": [{ "system": format!("{SUBJECT_SYSTEM}:{}", record.id), "value": subject.id }],
+        "status": status,
+        "period": period,
+        "study": { "reference": format!("ResearchStudy/{}", record.id) },
+        "individual": { "identifier": { "system": "urn:medledger:patient-key", "value": subject.patient.to_hex() } },
+    });
+    if let Some(version) = subject.consented_version {
+        resource["extension"] = json!([{
+            "url": "https://medledger.dev/fhir/StructureDefinition/consented-protocol-version",
+            "valueInteger": version,
+        }]);
+    }
+    resource
+}
+
+fn seriousness_code(seriousness: Seriousness) -> (&'static str, &'static str) {
+    match seriousness {
+        Seriousness::NonSerious => ("Non-serious", "Non-serious"),
+        Seriousness::Serious => ("Serious", "Serious"),
+        Seriousness::LifeThreatening => ("SeriousIsLifeThreatening", "Is Life-threatening"),
+        Seriousness::Fatal => ("SeriousResultsInDeath", "Results in death"),
+    }
+}
+
+fn clock_text(clock: ClockStatus) -> &'static str {
+    match clock {
+        ClockStatus::NotExpedited => "not-expedited",
+        ClockStatus::Running => "running",
+        ClockStatus::Overdue => "overdue",
+        ClockStatus::ReportedOnTime => "reported-on-time",
+        ClockStatus::ReportedLate => "reported-late",
+    }
+}
+
+/// An adverse event as a FHIR R4 AdverseEvent: the site's report where this node holds it, else
+/// what the chain knows; either way with the chain's classification and regulatory clock.
+fn adverse_event_resource(
+    study: &str,
+    event: &AdverseEvent,
+    clock: ClockStatus,
+    report: &Value,
+) -> Value {
+    let mut resource = if report.is_object() {
+        report.clone()
+    } else {
+        json!({
+            "resourceType": "AdverseEvent",
+            "actuality": "actual",
+            "subject": { "identifier": { "system": format!("{SUBJECT_SYSTEM}:{study}"), "value": event.subject } },
+            "study": [{ "reference": format!("ResearchStudy/{study}") }],
+        })
+    };
+    let (code, display) = seriousness_code(event.seriousness);
+    resource["id"] = json!(event.id.to_hex());
+    resource["recordedDate"] = json!(time_text(event.reported_time_ms));
+    resource["seriousness"] =
+        json!({ "coding": [{ "system": SERIOUSNESS_SYSTEM, "code": code, "display": display }] });
+    let mut clock_parts = vec![json!({"url": "status", "valueCode": clock_text(clock)})];
+    if let Some(deadline) = event.deadline_ms {
+        clock_parts.push(json!({"url": "deadline", "valueDateTime": time_text(deadline)}));
+    }
+    if let Some(time) = event.acknowledged_time_ms {
+        clock_parts.push(json!({"url": "acknowledged", "valueDateTime": time_text(time)}));
+    }
+    if let Some(time) = event.regulator_report_time_ms {
+        clock_parts.push(json!({"url": "reportedToRegulator", "valueDateTime": time_text(time)}));
+    }
+    let mut extensions: Vec<Value> = resource["extension"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|extension| extension["url"] != json!(CLOCK_URL))
+        .collect();
+    extensions.push(json!({ "url": CLOCK_URL, "extension": clock_parts }));
+    resource["extension"] = Value::Array(extensions);
+    resource
+}
+
+#[utoipa::path(get, path = "/fhir/ResearchStudy/{id}", tag = "fhir",
+    params(("id" = String, Path, description = "Study id")),
+    responses((status = 200, description = "The study as a FHIR ResearchStudy, with every protocol version (hashes, reason, outcome changes) as extensions")))]
+async fn fhir_research_study(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> FhirResult<Response> {
+    let trials = fhir_trials(&state)?;
+    let (record, versions) = crate::blocking(move || {
+        let (_, view) = trials.study(&id)?;
+        let record: Study = serde_json::from_value(view["study"].clone()).map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            )
+        })?;
+        let versions = view["versions"].as_array().cloned().unwrap_or_default();
+        Ok((record, versions))
+    })
+    .await?;
+    Ok(fhir_json(
+        StatusCode::OK,
+        &research_study(&record, &versions),
+    ))
+}
+
+#[utoipa::path(get, path = "/fhir/ResearchSubject/{id}", tag = "fhir",
+    params(("id" = String, Path, description = "<study id>.<subject id>")),
+    responses((status = 200, description = "The subject as a FHIR ResearchSubject, for the study's sponsor, its sites and regulators")))]
+async fn fhir_research_subject(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult<Response> {
+    let caller = caller(&state, &method, &uri, &headers, b"").await?;
+    let Some((study, subject)) = id.split_once('.') else {
+        return Err(FhirFailure::new(
+            StatusCode::NOT_FOUND,
+            IssueType::NotFound,
+            "a ResearchSubject id is <study id>.<subject id>",
+        ));
+    };
+    let (study, subject) = (study.to_string(), subject.to_string());
+    let trials = fhir_trials(&state)?;
+    let (record, found) =
+        crate::blocking(move || Ok(trials.subject(&caller.authority, &study, &subject)?)).await?;
+    Ok(fhir_json(
+        StatusCode::OK,
+        &research_subject(&record, &found),
+    ))
+}
+
+#[utoipa::path(get, path = "/fhir/AdverseEvent/{id}", tag = "fhir",
+    params(("id" = String, Path, description = "Adverse event id (hex)")),
+    responses((status = 200, description = "The event as a FHIR AdverseEvent with its regulatory clock, for the study's sponsor, its sites and regulators")))]
+async fn fhir_adverse_event(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult<Response> {
+    let caller = caller(&state, &method, &uri, &headers, b"").await?;
+    let event = Hash::from_hex(&id).map_err(|_| {
+        FhirFailure::new(
+            StatusCode::NOT_FOUND,
+            IssueType::NotFound,
+            "no such AdverseEvent",
+        )
+    })?;
+    let trials = fhir_trials(&state)?;
+    let view =
+        crate::blocking(move || Ok(trials.adverse_event(&caller.authority, &event)?)).await?;
+    let found: AdverseEvent = serde_json::from_value(view["event"].clone()).map_err(|error| {
+        FhirFailure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            IssueType::Exception,
+            error.to_string(),
+        )
+    })?;
+    let clock: ClockStatus = match view["clock"].as_str() {
+        Some("running") => ClockStatus::Running,
+        Some("overdue") => ClockStatus::Overdue,
+        Some("reported_on_time") => ClockStatus::ReportedOnTime,
+        Some("reported_late") => ClockStatus::ReportedLate,
+        _ => ClockStatus::NotExpedited,
+    };
+    let study = view["study"].as_str().unwrap_or_default();
+    Ok(fhir_json(
+        StatusCode::OK,
+        &adverse_event_resource(study, &found, clock, &view["report"]),
+    ))
+}
+
+fn invalid(diagnostics: impl Into<String>) -> FhirFailure {
+    FhirFailure::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        IssueType::Required,
+        diagnostics,
+    )
+}
+
+fn codes<'v>(concept: &'v Value, system: &str) -> Vec<&'v str> {
+    concept["coding"]
+        .as_array()
+        .map(|codings| {
+            codings
+                .iter()
+                .filter(|coding| coding["system"] == json!(system))
+                .filter_map(|coding| coding["code"].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a posted FHIR AdverseEvent says: its study, subject and classification. Seriousness is
+/// R4's `adverse-event-seriousness` (with outcome `fatal` as death); relatedness is a WHO-UMC
+/// causality assessment of a suspect entity (certain, probable, possible or conditional counts as
+/// related); expectedness is the extension `EXPECTEDNESS_URL`.
+pub(crate) fn classify(
+    resource: &Value,
+) -> Result<(String, String, Seriousness, bool, bool), String> {
+    let study = resource["study"]
+        .as_array()
+        .and_then(|studies| studies.first())
+        .and_then(|study| study["reference"].as_str())
+        .and_then(|reference| reference.strip_prefix("ResearchStudy/"))
+        .ok_or("AdverseEvent.study must reference the ResearchStudy (ResearchStudy/<id>)")?
+        .to_string();
+    let subject = resource["subject"]["identifier"]["value"]
+        .as_str()
+        .ok_or("AdverseEvent.subject must name the study's subject id (subject.identifier.value)")?
+        .to_string();
+    let seriousness_codes = codes(&resource["seriousness"], SERIOUSNESS_SYSTEM);
+    let mut seriousness = None;
+    for code in seriousness_codes {
+        let level = match code {
+            "Non-serious" => Seriousness::NonSerious,
+            "Serious"
+            | "SeriousResultsInHospitalization"
+            | "SeriousResultsInDisability"
+            | "SeriousIsBirthDefect"
+            | "SeriousRequiresPreventImpairment" => Seriousness::Serious,
+            "SeriousIsLifeThreatening" => Seriousness::LifeThreatening,
+            "SeriousResultsInDeath" => Seriousness::Fatal,
+            other => return Err(format!("unknown seriousness code {other:?}")),
+        };
+        seriousness = Some(seriousness.map_or(level, |known: Seriousness| known.max(level)));
+    }
+    let mut seriousness = seriousness.ok_or(format!(
+        "AdverseEvent.seriousness must carry a code of {SERIOUSNESS_SYSTEM}"
+    ))?;
+    if codes(&resource["outcome"], OUTCOME_SYSTEM).contains(&"fatal") {
+        seriousness = Seriousness::Fatal;
+    }
+    let assessments: Vec<&str> = resource["suspectEntity"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|entity| entity["causality"].as_array().into_iter().flatten())
+        .flat_map(|causality| codes(&causality["assessment"], CAUSALITY_SYSTEM))
+        .collect();
+    if assessments.is_empty() {
+        return Err(format!(
+            "AdverseEvent.suspectEntity.causality.assessment must carry a code of {CAUSALITY_SYSTEM}"
+        ));
+    }
+    let related = assessments.iter().any(|code| {
+        matches!(
+            *code,
+            "Certain" | "Probably-Likely" | "Possible" | "Conditional-Classified"
+        )
+    });
+    let expectedness = resource["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|extension| extension["url"] == json!(EXPECTEDNESS_URL))
+        .and_then(|extension| extension["valueCode"].as_str())
+        .ok_or(format!(
+            "the extension {EXPECTEDNESS_URL} must say whether the event was expected (valueCode expected or unexpected)"
+        ))?;
+    let expected = match expectedness {
+        "expected" => true,
+        "unexpected" => false,
+        other => {
+            return Err(format!(
+                "expectedness {other:?} is neither expected nor unexpected"
+            ));
+        }
+    };
+    Ok((study, subject, seriousness, expected, related))
+}
+
+#[utoipa::path(post, path = "/fhir/AdverseEvent", tag = "fhir",
+    request_body(content = Object, description = "A FHIR R4 AdverseEvent naming its ResearchStudy, the study's subject id, seriousness, a causality assessment and the expectedness extension"),
+    responses((status = 201, description = "Reported: kept at this site, its classification and commitment on chain; the regulatory clock runs from its block"),
+        (status = 422, description = "Invalid or refused (not a site of the study, unknown subject, ...)")))]
+async fn fhir_report_adverse_event(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> FhirResult<Response> {
+    let body = body.map_err(|rejection| {
+        FhirFailure::new(
+            rejection.status(),
+            IssueType::Structure,
+            rejection.body_text(),
+        )
+    })?;
+    let caller = caller(&state, &method, &uri, &headers, &body).await?;
+    caller.check_replay(&state)?;
+    let resource: Value = serde_json::from_slice(&body).map_err(|error| {
+        FhirFailure::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::Structure,
+            format!("not JSON: {error}"),
+        )
+    })?;
+    if resource["resourceType"] != json!("AdverseEvent") {
+        return Err(FhirFailure::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::Invalid,
+            "the body must be a FHIR AdverseEvent",
+        ));
+    }
+    let issues = medledger_fhir::validate(&resource);
+    if !issues.is_empty() {
+        return Err(FhirFailure::issues(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            issues,
+        ));
+    }
+    let (study, subject, seriousness, expected, related) = classify(&resource).map_err(invalid)?;
+    let trials = fhir_trials(&state)?;
+    let report = serde_json::to_vec(&resource).map_err(|error| {
+        FhirFailure::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::Structure,
+            error.to_string(),
+        )
+    })?;
+    let (event, _) = trials
+        .report_adverse_event(
+            caller.key,
+            AdverseEventReport {
+                study,
+                subject,
+                seriousness,
+                expected,
+                related,
+                report,
+            },
+        )
+        .await?;
+    let base = crate::smart::base_url(&headers);
+    let mut response = fhir_json(
+        StatusCode::CREATED,
+        &json!({
+            "resourceType": "OperationOutcome",
+            "issue": [{
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": format!("AdverseEvent/{event} reported"),
+            }],
+        }),
+    );
+    if let Ok(location) = HeaderValue::from_str(&format!("{base}/fhir/AdverseEvent/{event}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
