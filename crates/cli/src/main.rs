@@ -6,6 +6,7 @@
 mod bench;
 mod bench_records;
 mod bench_supply;
+mod bench_trials;
 mod client;
 mod devnet;
 mod home;

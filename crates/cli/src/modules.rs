@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use crate::client::Client;
-use crate::{bench_records, bench_supply, records, supply, trials};
+use crate::{bench_records, bench_supply, bench_trials, records, supply, trials};
 
 #[derive(Subcommand)]
 pub enum ModuleCommand {
@@ -61,6 +61,9 @@ pub enum ModuleCommand {
     /// Measure the supply chain: commissioning throughput, verification latency at a fixed
     /// rate, and the recall report of a lot.
     BenchSupply(bench_supply::SupplyBenchArgs),
+    /// Measure clinical trials: capture throughput, and adverse-event alerts from report to a
+    /// subscriber.
+    BenchTrials(bench_trials::TrialsBenchArgs),
 }
 
 /// Runs a module's command; returns the process exit code.
@@ -83,5 +86,6 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         }
         ModuleCommand::BenchRecords(args) => bench_records::run(args).map(|()| 0),
         ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),
+        ModuleCommand::BenchTrials(args) => bench_trials::run(args).map(|()| 0),
     }
 }
