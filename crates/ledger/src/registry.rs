@@ -221,6 +221,7 @@ macro_rules! modules {
 
 use medledger_credentials::{Credentials, CredentialsError, CredentialsOp};
 use medledger_records::{Records, RecordsError, RecordsOp};
+use medledger_research::{Research, ResearchError, ResearchOp};
 use medledger_supply::{Supply, SupplyError, SupplyPayload};
 use medledger_trials::{Trials, TrialsError, TrialsOp};
 
@@ -233,6 +234,7 @@ modules! {
     Supply(Supply, SupplyPayload, SupplyError) @ 12,
     Credentials(Credentials, CredentialsOp, CredentialsError) @ 14,
     Trials(Trials, TrialsOp, TrialsError) @ 16,
+    Research(Research, ResearchOp, ResearchError) @ 32,
 }
 
 /// The owner of every registered prefix: the ledger's own (`medledger_module::CORE_PREFIXES`)

@@ -36,10 +36,12 @@ pub enum Role {
     Device = 7,
     Auditor = 8,
     Validator = 9,
+    /// A researcher who files data requests (added after the first ten; roles only append).
+    Researcher = 10,
 }
 
 impl Role {
-    pub const ALL: [Role; 10] = [
+    pub const ALL: [Role; 11] = [
         Role::Practitioner,
         Role::Patient,
         Role::Pharmacy,
@@ -50,6 +52,7 @@ impl Role {
         Role::Device,
         Role::Auditor,
         Role::Validator,
+        Role::Researcher,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl Role {
             Role::Device => "device",
             Role::Auditor => "auditor",
             Role::Validator => "validator",
+            Role::Researcher => "researcher",
         }
     }
 }
