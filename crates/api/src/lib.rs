@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod fhir;
+mod research;
 pub mod smart;
 mod supply;
 mod trials;
@@ -172,8 +173,8 @@ pub(crate) struct ModuleApi {
 }
 
 /// Every module's API, one line each: health records and consent over FHIR, the supply chain
-/// and EPCIS, clinical trials.
-const MODULE_APIS: &[ModuleApi] = &[fhir::API, supply::API, trials::API];
+/// and EPCIS, clinical trials, research data sharing.
+const MODULE_APIS: &[ModuleApi] = &[fhir::API, supply::API, trials::API, research::API];
 
 /// The node's OpenAPI description: the ledger's own paths and every module's.
 pub fn openapi_doc() -> utoipa::openapi::OpenApi {

@@ -108,6 +108,18 @@ impl Client {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Result<(u16, Vec<u8>)> {
+        self.send_for_headers(method, path, headers, body)
+            .map(|(status, _, bytes)| (status, bytes))
+    }
+
+    /// Like [`Client::send`], with the response's headers.
+    pub fn send_for_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<(u16, ureq::http::HeaderMap, Vec<u8>)> {
         let url = format!("{}{path}", self.base);
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         for (name, value) in headers {
@@ -126,12 +138,13 @@ impl Client {
             )
         })?;
         let status = response.status().as_u16();
+        let response_headers = response.headers().clone();
         let bytes = response
             .body_mut()
             .with_config()
             .limit(RESPONSE_BYTES_MAX)
             .read_to_vec()?;
-        Ok((status, bytes))
+        Ok((status, response_headers, bytes))
     }
 
     /// Signs a payload with the next nonce of `key` and submits it; returns its id.

@@ -12,6 +12,7 @@ mod devnet;
 mod home;
 mod modules;
 mod records;
+mod research;
 mod supply;
 mod trials;
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use crate::client::Client;
-use crate::{bench_records, bench_supply, bench_trials, records, supply, trials};
+use crate::{bench_records, bench_supply, bench_trials, records, research, supply, trials};
 
 #[derive(Subcommand)]
 pub enum ModuleCommand {
@@ -55,6 +55,17 @@ pub enum ModuleCommand {
         #[command(subcommand)]
         command: trials::TrialCommand,
     },
+    /// Research data sharing: research consent, data requests, matching at a custodian, the
+    /// Bulk Data export of a cohort, and a patient's log of releases.
+    Research {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file: the patient, researcher or custodian's root key.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: research::ResearchCommand,
+    },
     /// Measure health records through the FHIR face: import rate, then consent-checked read
     /// latency at a fixed rate, each read's access event committed first.
     BenchRecords(bench_records::RecordsBenchArgs),
@@ -83,6 +94,9 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         }
         ModuleCommand::Trial { node, key, command } => {
             trials::run(&Client::new(&node), &key, command)
+        }
+        ModuleCommand::Research { node, key, command } => {
+            research::run(&Client::new(&node), &key, command)
         }
         ModuleCommand::BenchRecords(args) => bench_records::run(args).map(|()| 0),
         ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),

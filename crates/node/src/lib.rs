@@ -18,6 +18,7 @@ mod metrics;
 mod producer;
 pub mod records;
 mod replica;
+pub mod research;
 pub mod service;
 pub mod supply;
 pub mod trials;

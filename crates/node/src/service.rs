@@ -14,6 +14,7 @@ use medledger_types::{Height, Outcome};
 use medledger_vault::VaultError;
 
 use crate::records::Records;
+use crate::research::Research;
 use crate::supply::Supply;
 use crate::trials::Trials;
 use crate::{Node, NodeError, SubmitError, TxStatus};
@@ -171,11 +172,17 @@ impl Services {
 }
 
 /// Opens every module's service of this node, with its state under `data_dir` (the records vault
-/// in `vault/`, the EPCIS index in `epcis/`, trial data in `trials/`). Adding a module's service is one line here.
+/// in `vault/`, the EPCIS index in `epcis/`, trial data in `trials/`, research exports in
+/// `research/`). Adding a module's service is one line here.
 pub fn open_services(node: &Node, data_dir: &Path) -> Result<Services, ServiceError> {
     let mut services = Services::default();
-    let vault = medledger_vault::Vault::open(&data_dir.join("vault"))?;
-    services.register(Records::open(node.clone(), Arc::new(vault))?);
+    let vault = Arc::new(medledger_vault::Vault::open(&data_dir.join("vault"))?);
+    services.register(Records::open(node.clone(), vault.clone())?);
+    services.register(Research::open(
+        node.clone(),
+        vault,
+        &data_dir.join("research"),
+    )?);
     services.register(Supply::open(node.clone(), &data_dir.join("epcis"))?);
     services.register(Trials::open(node.clone(), &data_dir.join("trials"))?);
     Ok(services)

@@ -355,6 +355,22 @@ impl Vault {
             .transpose()
     }
 
+    /// Every patient held here (their opaque ids), in id order: those whose secret is in its
+    /// slot, so an erased patient is not among them.
+    pub fn patients(&self) -> Result<Vec<Hash>, VaultError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let patients = txn.open_table(PATIENTS).map_err(db_error)?;
+        let mut out = Vec::new();
+        for row in patients.iter().map_err(db_error)? {
+            let (key, _) = row.map_err(db_error)?;
+            let patient = hash_from(key.value())?;
+            if self.secret_in(&patients, &patient)?.is_some() {
+                out.push(patient);
+            }
+        }
+        Ok(out)
+    }
+
     /// A patient held here; `None` once it is erased (or while it is, its secret gone).
     pub fn patient(&self, patient: &Hash) -> Result<Option<PatientMeta>, VaultError> {
         let txn = self.db.begin_read().map_err(db_error)?;

@@ -1,0 +1,408 @@
+//! End-to-end test of research data sharing through the real binary on a four-validator devnet:
+//! three copies of a Synthea patient at one hospital, two with research consent of different
+//! DUO terms and one without; a researcher's request matches only the consent that permits it;
+//! the export (FHIR Bulk Data) opens with the researcher's key into NDJSON holding that patient's
+//! records de-identified, with none of the Safe Harbor identifiers; the release is in the
+//! patient's log; a revocation stops the next release; and no PHI reaches any node's chain.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{PATIENT_ID, TestNode, devnet, one_devnet, public_key_of, stdout, synthea};
+use serde_json::Value;
+
+fn run(node: &TestNode, module: &str, key: &Path, args: &[&str]) -> Output {
+    let mut all = vec![module, "--key", key.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    node.cli(&all)
+}
+
+fn ok(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null)
+}
+
+fn refused(out: Output, text: &str) {
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "expected a refusal: {all}");
+    assert!(all.contains(text), "expected {text:?} in: {all}");
+}
+
+/// Waits until every node has the block `value` names.
+fn synced(nodes: &[TestNode], value: &Value) {
+    let Some(height) = value["height"].as_u64() else {
+        return;
+    };
+    for node in nodes {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while node.get("/v1/status").1["height"].as_u64().unwrap_or(0) < height {
+            assert!(
+                Instant::now() < deadline,
+                "{} never reached {height}",
+                node.url
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The Synthea bundle with every UUID changed for copy `n`, so copies are distinct patients.
+fn copy_of_synthea(dir: &Path, n: u8) -> (PathBuf, String) {
+    let text = std::fs::read_to_string(synthea()).expect("synthea");
+    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    let is_uuid = |at: usize| {
+        at + 36 <= bytes.len()
+            && bytes[at..at + 36].iter().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => *b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            })
+    };
+    while at < bytes.len() {
+        if is_uuid(at) && (at == 0 || !bytes[at - 1].is_ascii_hexdigit()) {
+            out.push_str(&format!("{:02x}", n));
+            out.push_str(&text[at + 2..at + 36]);
+            at += 36;
+        } else {
+            out.push(bytes[at] as char);
+            at += 1;
+        }
+    }
+    let file = dir.join(format!("synthea-{n}.json"));
+    std::fs::write(&file, out).expect("write");
+    (file, format!("{:02x}{}", n, &PATIENT_ID[2..]))
+}
+
+/// The Synthea patient's identifying values, none of which may leave in a release.
+const IDENTIFIERS: &[&str] = &[
+    "Gerlach374",
+    "Lindsay928",
+    "1950-10-24",
+    "690 Raynor Overpass",
+    "Randolph",
+    "999-34-2070",
+    "S99966502",
+    "X89909962X",
+    "555-450-5873",
+];
+
+#[test]
+fn a_cohort_is_matched_by_consent_released_de_identified_and_logged() {
+    let _devnet = one_devnet();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let mut nodes = devnet(dir, 0);
+    for node in nodes.iter_mut() {
+        node.start();
+    }
+    let hospital = dir.join("keys/org0.key");
+    let university = dir.join("keys/org1.key");
+    let doctor = nodes[0].new_key(dir, "doctor", Some((&hospital, "practitioner")));
+    let researcher = nodes[1].new_key(dir, "researcher", Some((&university, "researcher")));
+    let patients: Vec<PathBuf> = (1..=3)
+        .map(|n| nodes[0].new_key(dir, &format!("patient{n}"), Some((&hospital, "patient"))))
+        .collect();
+    // Three copies of the Synthea patient at the hospital, each bound to its patient's key.
+    for (n, patient) in patients.iter().enumerate() {
+        let (bundle, patient_id) = copy_of_synthea(dir, n as u8 + 1);
+        ok(run(
+            &nodes[0],
+            "fhir",
+            &doctor,
+            &["import", bundle.to_str().expect("utf-8")],
+        ));
+        let bound = ok(run(
+            &nodes[0],
+            "fhir",
+            &hospital,
+            &[
+                "bind",
+                "--patient",
+                &patient_id,
+                "--patient-key",
+                &public_key_of(patient),
+            ],
+        ));
+        synced(&nodes, &bound);
+    }
+    // Patient 1 consents to health/medical research with an ethics approval, for Observations
+    // and Conditions; patient 2 to asthma research only; patient 3 never consents.
+    let consent1 = ok(run(
+        &nodes[2],
+        "research",
+        &patients[0],
+        &[
+            "consent",
+            "--duo",
+            "DUO:0000006",
+            "--duo",
+            "DUO:0000021",
+            "--type",
+            "Observation",
+            "--type",
+            "Condition",
+        ],
+    ));
+    let consent2 = ok(run(
+        &nodes[3],
+        "research",
+        &patients[1],
+        &[
+            "consent",
+            "--duo",
+            "DUO:0000007",
+            "--disease",
+            "MONDO:0004979",
+        ],
+    ));
+    refused(
+        run(
+            &nodes[3],
+            "research",
+            &patients[2],
+            &["consent", "--type", "Observation"],
+        ),
+        "no_duo_terms",
+    );
+    synced(&nodes, &consent1);
+    synced(&nodes, &consent2);
+
+    // The researcher's request: terms are required; then health/medical research with approval.
+    refused(
+        run(
+            &nodes[1],
+            "research",
+            &researcher,
+            &["request", "--title", "HbA1c", "--type", "Observation"],
+        ),
+        "no_duo_terms",
+    );
+    refused(
+        run(
+            &nodes[1],
+            "research",
+            &doctor,
+            &[
+                "request",
+                "--title",
+                "HbA1c",
+                "--duo",
+                "DUO:0000006",
+                "--type",
+                "Observation",
+            ],
+        ),
+        "not_researcher",
+    );
+    let filed = ok(run(
+        &nodes[1],
+        "research",
+        &researcher,
+        &[
+            "request",
+            "--title",
+            "HbA1c trajectories",
+            "--duo",
+            "DUO:0000006",
+            "--duo",
+            "DUO:0000021",
+            "--type",
+            "Observation",
+            "--type",
+            "Condition",
+        ],
+    ));
+    let request = filed["id"].as_str().expect("request id").to_string();
+    synced(&nodes, &filed);
+
+    // Matching at the hospital, by its root key only: one of its three patients matches.
+    refused(
+        run(
+            &nodes[0],
+            "research",
+            &doctor,
+            &["match", "--request", &request],
+        ),
+        "403",
+    );
+    let report = ok(run(
+        &nodes[0],
+        "research",
+        &hospital,
+        &["match", "--request", &request],
+    ));
+    assert_eq!(report["checked"], 3, "{report}");
+    assert_eq!(report["matched"], 1, "{report}");
+    synced(&nodes, &report);
+    let shown = ok(run(
+        &nodes[2],
+        "research",
+        &researcher,
+        &["show", "--request", &request],
+    ));
+    assert_eq!(shown["cohorts"]["org0"], 1, "{shown}");
+
+    // Only the researcher exports; the export opens with their key.
+    refused(
+        run(
+            &nodes[0],
+            "research",
+            &patients[0],
+            &["export", "--request", &request, "--out", "/nonexistent"],
+        ),
+        "researcher",
+    );
+    let out = dir.join("release");
+    let exported = ok(run(
+        &nodes[0],
+        "research",
+        &researcher,
+        &[
+            "export",
+            "--request",
+            &request,
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+    ));
+    assert_eq!(
+        exported["manifest"]["extension"]["https://medledger.dev/research/patients"], 1,
+        "{exported}"
+    );
+    let observations =
+        std::fs::read_to_string(out.join("Observation.ndjson")).expect("Observations released");
+    let conditions =
+        std::fs::read_to_string(out.join("Condition.ndjson")).expect("Conditions released");
+    assert_eq!(
+        observations.lines().count(),
+        58,
+        "one patient's Observations"
+    );
+    assert_eq!(conditions.lines().count(), 21, "one patient's Conditions");
+    assert!(
+        !out.join("Claim.ndjson").exists(),
+        "only the types asked for and consented"
+    );
+    for line in observations.lines().chain(conditions.lines()) {
+        let resource: Value = serde_json::from_str(line).expect("NDJSON");
+        assert!(resource["resourceType"].is_string());
+    }
+    let released = format!("{observations}{conditions}");
+    for identifier in IDENTIFIERS {
+        assert!(
+            !released.contains(identifier),
+            "{identifier} left in a release"
+        );
+    }
+    assert!(
+        !released.contains(&PATIENT_ID[2..]),
+        "an original id left in a release"
+    );
+    // The subject of every Observation is one pseudonymous patient.
+    let subjects: std::collections::BTreeSet<String> = observations
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|resource| {
+            resource["subject"]["reference"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+
+    // The release is in patient 1's log, seen through another validator; not in the others'.
+    let release_height =
+        exported["manifest"]["extension"]["https://medledger.dev/research/release-height"].clone();
+    synced(&nodes, &serde_json::json!({ "height": release_height }));
+    let log = ok(run(&nodes[3], "research", &patients[0], &["log"]));
+    assert_eq!(log["releases"].as_array().map(Vec::len), Some(1), "{log}");
+    assert_eq!(log["releases"][0]["request"], request.as_str());
+    assert_eq!(log["releases"][0]["custodian"], "org0");
+    let log2 = ok(run(&nodes[3], "research", &patients[1], &["log"]));
+    assert_eq!(log2["releases"], serde_json::json!([]));
+
+    // Patient 1 revokes: the next export releases nothing, and the earlier release stays logged.
+    let revoked = ok(run(&nodes[2], "research", &patients[0], &["revoke"]));
+    synced(&nodes, &revoked);
+    let again = ok(run(
+        &nodes[0],
+        "research",
+        &researcher,
+        &[
+            "export",
+            "--request",
+            &request,
+            "--out",
+            dir.join("again").to_str().expect("utf-8"),
+        ],
+    ));
+    assert_eq!(
+        again["manifest"]["extension"]["https://medledger.dev/research/patients"], 0,
+        "{again}"
+    );
+    assert_eq!(again["files"], serde_json::json!([]));
+    let log = ok(run(&nodes[0], "research", &patients[0], &["log"]));
+    assert_eq!(log["releases"].as_array().map(Vec::len), Some(1));
+    assert!(log["consent"]["revoked_at"].is_u64());
+
+    // An unenrolled researcher gets nothing.
+    let revoke = nodes[1].cli(&[
+        "tx",
+        "--key",
+        university.to_str().expect("utf-8"),
+        "revoke",
+        "--member",
+        &public_key_of(&researcher),
+    ]);
+    assert!(revoke.status.success(), "{}", stdout(&revoke));
+    std::thread::sleep(Duration::from_millis(500));
+    refused(
+        run(
+            &nodes[0],
+            "research",
+            &researcher,
+            &[
+                "export",
+                "--request",
+                &request,
+                "--out",
+                dir.join("x").to_str().expect("utf-8"),
+            ],
+        ),
+        "not",
+    );
+
+    // No PHI in any node's chain store or log.
+    for node in nodes.iter_mut() {
+        node.stop();
+    }
+    for node in &nodes {
+        for file in [
+            node.home.join("data/ledger.redb"),
+            node.home.join("node.log"),
+        ] {
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            for identifier in IDENTIFIERS {
+                assert!(
+                    !bytes
+                        .windows(identifier.len())
+                        .any(|window| window == identifier.as_bytes()),
+                    "{identifier} found in {}",
+                    file.display()
+                );
+            }
+        }
+    }
+}

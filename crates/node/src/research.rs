@@ -1,0 +1,522 @@
+//! The research service: what a custodian's node does for a researcher's data request.
+//!
+//! **Matching.** For every patient this node holds whose key is bound, the node reads the
+//! patient's research consent at the head and keeps those the one rule
+//! (`medledger_research::consent_permits`) allows; it records them on chain (`RecordMatches`),
+//! where the ledger checks each again. Patients who did not match are named nowhere.
+//!
+//! **Release** (FHIR Bulk Data `$export` on the request's Group). The node takes the patients it
+//! matched whose consent still permits the request, reads their records of the types both ask
+//! for from the vault, de-identifies each (HIPAA Safe Harbor, `medledger_fhir::deidentify`, with
+//! pseudonyms keyed per request), writes one NDJSON file per resource type, and seals each to the
+//! researcher's X25519 key (HPKE-wrapped AES-256-GCM data key). It then commits `RecordRelease`
+//! with the sealed files' hash, which puts the release in every released patient's research
+//! access log, and only then offers the files for download.
+//!
+//! **Invariant:** nothing of a patient leaves the node before the release naming them is
+//! committed, and only sealed to the request's recipient key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use medledger_crypto::envelope::{DataKey, NONCE_BYTES, WrappedKey, wrap_key_to};
+use medledger_crypto::{Hash, PublicKey, sha256};
+use medledger_fhir::Pseudonymizer;
+use medledger_ledger::{Authority, Payload, TxError};
+use medledger_research::{self as ledger, DataRequest, PATIENTS_PER_TX_MAX, ResearchOp};
+use medledger_types::Height;
+use medledger_vault::Vault;
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Node;
+use crate::service::{Service, ServiceError, wait_committed};
+
+/// The most records one release reads per patient and type.
+pub const RECORDS_PER_TYPE_MAX: usize = 10_000;
+/// The most export jobs kept in memory; the oldest finished one is forgotten first.
+pub const JOBS_MAX: usize = 256;
+
+const SEAL_TAG: &[u8] = b"medledger/research-release/v1";
+
+/// One sealed NDJSON file of a release, as it is downloaded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SealedFile {
+    pub format: String,
+    pub request: Hash,
+    pub resource_type: String,
+    pub wrapped_key: WrappedKey,
+    #[serde(with = "hex::serde")]
+    pub nonce: Vec<u8>,
+    #[serde(with = "hex::serde")]
+    pub ciphertext: Vec<u8>,
+}
+
+impl SealedFile {
+    /// The associated data both sides bind a file's key and content to.
+    pub fn aad(request: &Hash, resource_type: &str) -> Vec<u8> {
+        let mut aad = SEAL_TAG.to_vec();
+        aad.extend_from_slice(request.as_bytes());
+        aad.extend_from_slice(resource_type.as_bytes());
+        aad
+    }
+}
+
+/// One output file of an export: its resource type and how many resources it holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Output {
+    pub resource_type: String,
+    pub count: usize,
+}
+
+/// How an export job stands.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Job {
+    Running {
+        request: Hash,
+        researcher: PublicKey,
+    },
+    Done {
+        request: Hash,
+        researcher: PublicKey,
+        height: Option<Height>,
+        time_ms: u64,
+        patients: usize,
+        outputs: Vec<Output>,
+    },
+    Failed {
+        request: Hash,
+        researcher: PublicKey,
+        error: String,
+    },
+}
+
+impl Job {
+    pub fn researcher(&self) -> &PublicKey {
+        match self {
+            Job::Running { researcher, .. }
+            | Job::Done { researcher, .. }
+            | Job::Failed { researcher, .. } => researcher,
+        }
+    }
+}
+
+/// What matching did: how many of this node's patients were checked and how many matched.
+#[derive(Clone, Debug, Serialize)]
+pub struct MatchReport {
+    pub request: Hash,
+    pub checked: usize,
+    pub matched: usize,
+    pub already_matched: usize,
+    pub height: Option<Height>,
+}
+
+/// The research service of one node.
+#[derive(Clone)]
+pub struct Research {
+    node: Node,
+    vault: Arc<Vault>,
+    dir: PathBuf,
+    jobs: Arc<Mutex<BTreeMap<Hash, Job>>>,
+}
+
+impl std::fmt::Debug for Research {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Research").finish_non_exhaustive()
+    }
+}
+
+impl Service for Research {
+    const FOLLOWING: &'static str = "research releases";
+
+    /// Nothing follows blocks here: matches and releases are read from the committed state.
+    fn follow(&self, _head: Height) -> Result<(), ServiceError> {
+        Ok(())
+    }
+}
+
+fn refused(error: TxError) -> ServiceError {
+    match error {
+        TxError::State(error) => ServiceError::Node(error.into()),
+        TxError::Module(failure) if failure.code() == "unknown_request" => {
+            ServiceError::NotFound(failure.to_string())
+        }
+        other => ServiceError::Refused {
+            code: other.code().into(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn storage(error: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Storage(format!("research exports: {error}"))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Research {
+    pub fn open(node: Node, vault: Arc<Vault>, dir: &Path) -> Result<Research, ServiceError> {
+        // Files of exports from before a restart are not offered again (their jobs are gone).
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(storage)?;
+        }
+        std::fs::create_dir_all(dir).map_err(storage)?;
+        Ok(Research {
+            node,
+            vault,
+            dir: dir.to_path_buf(),
+            jobs: Arc::default(),
+        })
+    }
+
+    fn custodian(&self) -> Result<String, ServiceError> {
+        match self.node.account(&self.node.key())?.0 {
+            Ok(Authority::Member { org, .. } | Authority::Organisation { org }) => Ok(org),
+            Err(reason) => Err(ServiceError::Unavailable(format!(
+                "this node acts for no organisation: {reason}"
+            ))),
+        }
+    }
+
+    /// The request, open, at the head.
+    pub fn request(&self, id: &Hash) -> Result<DataRequest, ServiceError> {
+        let (_, found) = self.node.read_head(|state| {
+            ledger::request(state, id)?
+                .ok_or_else(|| ledger::ResearchError::UnknownRequest(id.to_string()).into())
+        })?;
+        found.map_err(refused)
+    }
+
+    /// The keys of the patients this node holds (bound to a key, not erased), with their ids here.
+    fn held_patients(&self) -> Result<BTreeMap<PublicKey, Vec<Hash>>, ServiceError> {
+        let custodian = self.custodian()?;
+        let ids = self.vault.patients()?;
+        let (_, held) = self.node.read_head(|state| {
+            let mut held: BTreeMap<PublicKey, Vec<Hash>> = BTreeMap::new();
+            for id in ids {
+                if let Some(entry) = medledger_records::patient(state, &id)?
+                    && entry.custodian == custodian
+                    && entry.erased_at.is_none()
+                    && let Some(key) = entry.key
+                {
+                    held.entry(key).or_default().push(id);
+                }
+            }
+            Ok(held)
+        })?;
+        held.map_err(refused)
+    }
+
+    /// Matches the request against the research consent of every patient this node holds, and
+    /// records those that match (in transactions of up to `PATIENTS_PER_TX_MAX`).
+    pub async fn match_request(&self, id: Hash) -> Result<MatchReport, ServiceError> {
+        let request = self.request(&id)?;
+        if request.closed_at.is_some() {
+            return Err(ServiceError::Refused {
+                code: "request_closed".into(),
+                reason: "the request is closed".into(),
+            });
+        }
+        let held = self.held_patients()?;
+        let checked = held.len();
+        let (_, found) = self.node.read_head(|state| {
+            let time_ms = medledger_module::chain_head(state)?.time_ms;
+            let mut new = Vec::new();
+            let mut already = 0;
+            for key in held.keys() {
+                if ledger::matched(state, &id, key)?.is_some() {
+                    already += 1;
+                    continue;
+                }
+                if let Some(consent) = ledger::consent(state, key)?
+                    && ledger::consent_permits(&consent, &request, time_ms).is_ok()
+                {
+                    new.push(*key);
+                }
+            }
+            Ok((new, already))
+        })?;
+        let (new, already_matched) = found.map_err(refused)?;
+        let mut height = None;
+        for chunk in new.chunks(PATIENTS_PER_TX_MAX) {
+            let op = ResearchOp::RecordMatches {
+                request: id,
+                patients: chunk.to_vec(),
+            };
+            height = Some(self.commit(op).await?);
+        }
+        Ok(MatchReport {
+            request: id,
+            checked,
+            matched: new.len(),
+            already_matched,
+            height,
+        })
+    }
+
+    async fn commit(&self, op: ResearchOp) -> Result<Height, ServiceError> {
+        let payload: Payload = op.into();
+        let tx = self
+            .node
+            .submit_own_checked(payload, |_| Ok::<(), ServiceError>(()))?;
+        wait_committed(&self.node, tx).await
+    }
+
+    /// Starts an export of the request's cohort at this node for its researcher; returns the
+    /// job's id, whose status [`Research::job`] reports.
+    pub fn start_export(&self, researcher: PublicKey, id: Hash) -> Result<Hash, ServiceError> {
+        let request = self.request(&id)?;
+        if request.researcher != researcher {
+            return Err(ServiceError::Forbidden(
+                "only the request's researcher exports its cohort".into(),
+            ));
+        }
+        if request.closed_at.is_some() {
+            return Err(ServiceError::Refused {
+                code: "request_closed".into(),
+                reason: "the request is closed".into(),
+            });
+        }
+        let mut job = [0u8; 32];
+        OsRng.fill_bytes(&mut job);
+        let job = Hash(job);
+        {
+            let mut jobs = lock(&self.jobs);
+            while jobs.len() >= JOBS_MAX {
+                let finished = jobs
+                    .iter()
+                    .find(|(_, job)| !matches!(job, Job::Running { .. }))
+                    .map(|(id, _)| *id);
+                match finished {
+                    Some(old) => {
+                        jobs.remove(&old);
+                        let _ = std::fs::remove_dir_all(self.dir.join(old.to_hex()));
+                    }
+                    None => {
+                        return Err(ServiceError::Unavailable(
+                            "too many exports are running; try again later".into(),
+                        ));
+                    }
+                }
+            }
+            jobs.insert(
+                job,
+                Job::Running {
+                    request: id,
+                    researcher,
+                },
+            );
+        }
+        let service = self.clone();
+        tokio::spawn(async move {
+            let outcome = service.export(job, request).await;
+            let mut jobs = lock(&service.jobs);
+            let entry = match outcome {
+                Ok(done) => done,
+                Err(error) => Job::Failed {
+                    request: id,
+                    researcher,
+                    error: error.to_string(),
+                },
+            };
+            jobs.insert(job, entry);
+        });
+        Ok(job)
+    }
+
+    /// An export job, for its researcher.
+    pub fn job(&self, researcher: &PublicKey, job: &Hash) -> Result<Job, ServiceError> {
+        let jobs = lock(&self.jobs);
+        let found = jobs
+            .get(job)
+            .ok_or_else(|| ServiceError::NotFound(format!("no export job {job}")))?;
+        if found.researcher() != researcher {
+            return Err(ServiceError::Forbidden(
+                "only the request's researcher reads its export".into(),
+            ));
+        }
+        Ok(found.clone())
+    }
+
+    /// A finished export's sealed file of one resource type, for its researcher.
+    pub fn file(
+        &self,
+        researcher: &PublicKey,
+        job: &Hash,
+        resource_type: &str,
+    ) -> Result<Vec<u8>, ServiceError> {
+        match self.job(researcher, job)? {
+            Job::Done { outputs, .. }
+                if outputs
+                    .iter()
+                    .any(|output| output.resource_type == resource_type) =>
+            {
+                std::fs::read(
+                    self.dir
+                        .join(job.to_hex())
+                        .join(format!("{resource_type}.json")),
+                )
+                .map_err(storage)
+            }
+            _ => Err(ServiceError::NotFound(format!(
+                "export {job} has no {resource_type} file"
+            ))),
+        }
+    }
+
+    async fn export(&self, job: Hash, request: DataRequest) -> Result<Job, ServiceError> {
+        let custodian = self.custodian()?;
+        let held = self.held_patients()?;
+        let (_, found) = self.node.read_head(|state| {
+            let time_ms = medledger_module::chain_head(state)?.time_ms;
+            let mut chosen = Vec::new();
+            for (key, ids) in &held {
+                let Some(by) = ledger::matched(state, &request.id, key)? else {
+                    continue;
+                };
+                if by.custodian != custodian {
+                    continue;
+                }
+                // A revoked or lapsed consent stops the release, matched or not.
+                if let Some(consent) = ledger::consent(state, key)?
+                    && ledger::consent_permits(&consent, &request, time_ms).is_ok()
+                {
+                    chosen.push((
+                        *key,
+                        ids.clone(),
+                        ledger::releasable_types(&consent, &request),
+                    ));
+                }
+            }
+            Ok((chosen, time_ms))
+        })?;
+        let (chosen, time_ms) = found.map_err(refused)?;
+        if chosen.len() > PATIENTS_PER_TX_MAX {
+            return Err(ServiceError::Invalid(format!(
+                "one export releases at most {PATIENTS_PER_TX_MAX} patients of a custodian"
+            )));
+        }
+        let vault = self.vault.clone();
+        let pseudonyms = Pseudonymizer::new(
+            self.node
+                .derive_secret(&format!("research/pseudonyms/{}", request.id)),
+        );
+        let year = medledger_fhir::time::date(time_ms)
+            .get(..4)
+            .and_then(|year| year.parse::<i32>().ok())
+            .unwrap_or(1970);
+        let chosen_for_read = chosen.clone();
+        let files = tokio::task::spawn_blocking(move || {
+            collect(&vault, &chosen_for_read, &pseudonyms, year)
+        })
+        .await
+        .map_err(|error| ServiceError::Unavailable(error.to_string()))??;
+        let patients: Vec<PublicKey> = chosen.iter().map(|(key, _, _)| *key).collect();
+        if patients.is_empty() {
+            return Ok(Job::Done {
+                request: request.id,
+                researcher: request.researcher,
+                height: None,
+                time_ms,
+                patients: 0,
+                outputs: Vec::new(),
+            });
+        }
+        // Seal each file to the researcher, and commit the release before offering any.
+        let mut sealed_files = Vec::new();
+        let mut hashed = Vec::new();
+        let mut outputs = Vec::new();
+        let mut resources = 0usize;
+        for (resource_type, (count, ndjson)) in &files {
+            let data_key = DataKey::generate(OsRng);
+            let aad = SealedFile::aad(&request.id, resource_type);
+            let wrapped_key =
+                wrap_key_to(&request.recipient, &data_key, &aad, OsRng).map_err(|error| {
+                    ServiceError::Invalid(format!("the request's recipient key: {error}"))
+                })?;
+            let mut nonce = [0u8; NONCE_BYTES];
+            OsRng.fill_bytes(&mut nonce);
+            let ciphertext = data_key.seal(nonce, &aad, ndjson);
+            let file = SealedFile {
+                format: "medledger-sealed-ndjson/v1".into(),
+                request: request.id,
+                resource_type: resource_type.clone(),
+                wrapped_key,
+                nonce: nonce.to_vec(),
+                ciphertext,
+            };
+            let bytes = serde_json::to_vec(&file).map_err(storage)?;
+            hashed.extend_from_slice(sha256(&bytes).as_bytes());
+            sealed_files.push((resource_type.clone(), bytes));
+            outputs.push(Output {
+                resource_type: resource_type.clone(),
+                count: *count,
+            });
+            resources += count;
+        }
+        let height = self
+            .commit(ResearchOp::RecordRelease {
+                request: request.id,
+                patients: patients.clone(),
+                resources: u32::try_from(resources).unwrap_or(u32::MAX),
+                sealed: sha256(&hashed),
+            })
+            .await?;
+        let dir = self.dir.join(job.to_hex());
+        std::fs::create_dir_all(&dir).map_err(storage)?;
+        for (resource_type, bytes) in sealed_files {
+            std::fs::write(dir.join(format!("{resource_type}.json")), bytes).map_err(storage)?;
+        }
+        Ok(Job::Done {
+            request: request.id,
+            researcher: request.researcher,
+            height: Some(height),
+            time_ms,
+            patients: patients.len(),
+            outputs,
+        })
+    }
+}
+
+/// Reads, de-identifies and writes as NDJSON (one file per type) the records of each chosen
+/// patient of the types their consent releases.
+fn collect(
+    vault: &Vault,
+    chosen: &[(PublicKey, Vec<Hash>, Vec<String>)],
+    pseudonyms: &Pseudonymizer,
+    year: i32,
+) -> Result<BTreeMap<String, (usize, Vec<u8>)>, ServiceError> {
+    let mut files: BTreeMap<String, (usize, Vec<u8>)> = BTreeMap::new();
+    for (_, ids, types) in chosen {
+        let types: BTreeSet<&String> = types.iter().collect();
+        for id in ids {
+            for resource_type in &types {
+                let (hits, _) = vault.search(id, Some(resource_type), 0, RECORDS_PER_TYPE_MAX)?;
+                for hit in hits {
+                    let Some(meta) = vault.record(&hit.record)? else {
+                        continue;
+                    };
+                    let opened = vault.decrypt(&hit.record, meta.version)?;
+                    let resource: Value =
+                        serde_json::from_slice(&opened.content).map_err(|error| {
+                            storage(format!("a stored record is not JSON: {error}"))
+                        })?;
+                    let released = medledger_fhir::deidentify(&resource, pseudonyms, year)
+                        .map_err(|error| storage(format!("de-identifying a record: {error}")))?;
+                    let entry = files.entry((*resource_type).clone()).or_default();
+                    entry.0 += 1;
+                    serde_json::to_writer(&mut entry.1, &released).map_err(storage)?;
+                    entry.1.push(b'\n');
+                }
+            }
+        }
+    }
+    Ok(files)
+}
