@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_records;
+mod bench_research;
 mod bench_supply;
 mod bench_trials;
 mod client;

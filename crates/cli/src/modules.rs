@@ -7,7 +7,9 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use crate::client::Client;
-use crate::{bench_records, bench_supply, bench_trials, records, research, supply, trials};
+use crate::{
+    bench_records, bench_research, bench_supply, bench_trials, records, research, supply, trials,
+};
 
 #[derive(Subcommand)]
 pub enum ModuleCommand {
@@ -75,6 +77,8 @@ pub enum ModuleCommand {
     /// Measure clinical trials: capture throughput, and adverse-event alerts from report to a
     /// subscriber.
     BenchTrials(bench_trials::TrialsBenchArgs),
+    /// Measure research data sharing: cohort matching at a custodian over many patients.
+    BenchResearch(bench_research::ResearchBenchArgs),
 }
 
 /// Runs a module's command; returns the process exit code.
@@ -101,5 +105,6 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         ModuleCommand::BenchRecords(args) => bench_records::run(args).map(|()| 0),
         ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),
         ModuleCommand::BenchTrials(args) => bench_trials::run(args).map(|()| 0),
+        ModuleCommand::BenchResearch(args) => bench_research::run(args).map(|()| 0),
     }
 }
