@@ -512,7 +512,9 @@ fn python() -> PathBuf {
     // The tests of this binary run on threads of one process: one of them makes the environment
     // while the others wait, or two would create it at once and one fail ("File exists").
     static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _making = MAKING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _making = MAKING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fhir-clients-venv");
     let requirements =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt");
