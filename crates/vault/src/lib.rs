@@ -355,18 +355,15 @@ impl Vault {
             .transpose()
     }
 
-    /// Every patient held here (their opaque ids), in id order: those whose secret is in its
-    /// slot, so an erased patient is not among them.
+    /// Every patient held here (their opaque ids), in id order. A patient being erased may still
+    /// be listed until its shredding finishes; callers check the chain's erasure mark.
     pub fn patients(&self) -> Result<Vec<Hash>, VaultError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let patients = txn.open_table(PATIENTS).map_err(db_error)?;
         let mut out = Vec::new();
         for row in patients.iter().map_err(db_error)? {
             let (key, _) = row.map_err(db_error)?;
-            let patient = hash_from(key.value())?;
-            if self.secret_in(&patients, &patient)?.is_some() {
-                out.push(patient);
-            }
+            out.push(hash_from(key.value())?);
         }
         Ok(out)
     }
