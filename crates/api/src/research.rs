@@ -36,7 +36,7 @@ fn routes() -> Router<AppState> {
         .route("/fhir/Group/{id}", get(group))
         .route("/fhir/Group/{id}/$export", get(export))
         .route("/fhir/bulkstatus/{job}", get(export_status))
-        .route("/fhir/bulkfiles/{job}/{kind}", get(export_file))
+        .route("/fhir/bulkfiles/{job}/{file}", get(export_file))
 }
 
 fn research(state: &AppState) -> ApiResult<Research> {
@@ -331,7 +331,7 @@ async fn export_status(
                 "requiresAccessToken": true,
                 "output": outputs.iter().map(|output| json!({
                     "type": output.resource_type,
-                    "url": format!("{base}/fhir/bulkfiles/{job_id}/{}", output.resource_type),
+                    "url": format!("{base}/fhir/bulkfiles/{job_id}/{}", output.file),
                     "count": output.count,
                 })).collect::<Vec<_>>(),
                 "error": [],
@@ -346,20 +346,20 @@ async fn export_status(
     }
 }
 
-#[utoipa::path(get, path = "/fhir/bulkfiles/{job}/{kind}", tag = "fhir",
-    params(("job" = String, Path, description = "Export job id"), ("kind" = String, Path, description = "Resource type")),
+#[utoipa::path(get, path = "/fhir/bulkfiles/{job}/{file}", tag = "fhir",
+    params(("job" = String, Path, description = "Export job id"), ("file" = String, Path, description = "<resource type>.<part>, as the manifest names it")),
     responses((status = 200, description = "The sealed NDJSON file, for the request's researcher only")))]
 async fn export_file(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    Path((job, kind)): Path<(String, String)>,
+    Path((job, file)): Path<(String, String)>,
 ) -> FhirResult<Response> {
     let caller = caller(&state, &method, &uri, &headers, b"").await?;
     let job = fhir_id(&job)?;
     let research = fhir_research(&state)?;
-    let bytes = crate::blocking(move || Ok(research.file(&caller.key, &job, &kind)?)).await?;
+    let bytes = crate::blocking(move || Ok(research.file(&caller.key, &job, &file)?)).await?;
     let mut response = (StatusCode::OK, bytes).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

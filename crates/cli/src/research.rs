@@ -209,8 +209,15 @@ fn export(
         let ndjson = data_key
             .open(nonce, &aad, &sealed.ciphertext)
             .context("the file does not open")?;
+        // A type's parts (one per release of up to 1,000 patients) go into one file.
         let file = out.join(format!("{kind}.ndjson"));
-        std::fs::write(&file, &ndjson).with_context(|| format!("writing {}", file.display()))?;
+        let mut writer = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .with_context(|| format!("writing {}", file.display()))?;
+        std::io::Write::write_all(&mut writer, &ndjson)
+            .with_context(|| format!("writing {}", file.display()))?;
         files.push(json!({"type": kind, "count": output["count"], "file": file}));
     }
     Ok(json!({ "manifest": manifest, "files": files }))

@@ -64,10 +64,12 @@ impl SealedFile {
     }
 }
 
-/// One output file of an export: its resource type and how many resources it holds.
+/// One output file of an export: its resource type, its name (`<type>.<part>`, one part per
+/// release of up to `PATIENTS_PER_TX_MAX` patients) and how many resources it holds.
 #[derive(Clone, Debug, Serialize)]
 pub struct Output {
     pub resource_type: String,
+    pub file: String,
     pub count: usize,
 }
 
@@ -368,28 +370,21 @@ impl Research {
         Ok(found.clone())
     }
 
-    /// A finished export's sealed file of one resource type, for its researcher.
+    /// A finished export's sealed file (`<type>.<part>`), for its researcher.
     pub fn file(
         &self,
         researcher: &PublicKey,
         job: &Hash,
-        resource_type: &str,
+        file: &str,
     ) -> Result<Vec<u8>, ServiceError> {
         match self.job(researcher, job)? {
-            Job::Done { outputs, .. }
-                if outputs
-                    .iter()
-                    .any(|output| output.resource_type == resource_type) =>
-            {
-                std::fs::read(
-                    self.dir
-                        .join(job.to_hex())
-                        .join(format!("{resource_type}.json")),
-                )
-                .map_err(storage)
+            // Only a name the manifest lists is read, so no path comes from the caller.
+            Job::Done { outputs, .. } if outputs.iter().any(|output| output.file == file) => {
+                std::fs::read(self.dir.join(job.to_hex()).join(format!("{file}.json")))
+                    .map_err(storage)
             }
             _ => Err(ServiceError::NotFound(format!(
-                "export {job} has no {resource_type} file"
+                "export {job} has no file {file}"
             ))),
         }
     }
@@ -421,12 +416,6 @@ impl Research {
             Ok((chosen, time_ms))
         })?;
         let (chosen, time_ms) = found.map_err(refused)?;
-        if chosen.len() > PATIENTS_PER_TX_MAX {
-            return Err(ServiceError::Invalid(format!(
-                "one export releases at most {PATIENTS_PER_TX_MAX} patients of a custodian"
-            )));
-        }
-        let vault = self.vault.clone();
         let pseudonyms = Pseudonymizer::new(
             self.node
                 .derive_secret(&format!("research/pseudonyms/{}", request.id)),
@@ -435,77 +424,82 @@ impl Research {
             .get(..4)
             .and_then(|year| year.parse::<i32>().ok())
             .unwrap_or(1970);
-        let chosen_for_read = chosen.clone();
-        let files = tokio::task::spawn_blocking(move || {
-            collect(&vault, &chosen_for_read, &pseudonyms, year)
-        })
-        .await
-        .map_err(|error| ServiceError::Unavailable(error.to_string()))??;
-        let patients: Vec<PublicKey> = chosen.iter().map(|(key, _, _)| *key).collect();
-        if patients.is_empty() {
-            return Ok(Job::Done {
-                request: request.id,
-                researcher: request.researcher,
-                height: None,
-                time_ms,
-                patients: 0,
-                outputs: Vec::new(),
-            });
-        }
-        // Seal each file to the researcher, and commit the release before offering any.
-        let mut sealed_files = Vec::new();
-        let mut hashed = Vec::new();
-        let mut outputs = Vec::new();
-        let mut resources = 0usize;
-        for (resource_type, (count, ndjson)) in &files {
-            let data_key = DataKey::generate(OsRng);
-            let aad = SealedFile::aad(&request.id, resource_type);
-            let wrapped_key =
-                wrap_key_to(&request.recipient, &data_key, &aad, OsRng).map_err(|error| {
-                    ServiceError::Invalid(format!("the request's recipient key: {error}"))
-                })?;
-            let mut nonce = [0u8; NONCE_BYTES];
-            OsRng.fill_bytes(&mut nonce);
-            let ciphertext = data_key.seal(nonce, &aad, ndjson);
-            let file = SealedFile {
-                format: "medledger-sealed-ndjson/v1".into(),
-                request: request.id,
-                resource_type: resource_type.clone(),
-                wrapped_key,
-                nonce: nonce.to_vec(),
-                ciphertext,
-            };
-            let bytes = serde_json::to_vec(&file).map_err(storage)?;
-            hashed.extend_from_slice(sha256(&bytes).as_bytes());
-            sealed_files.push((resource_type.clone(), bytes));
-            outputs.push(Output {
-                resource_type: resource_type.clone(),
-                count: *count,
-            });
-            resources += count;
-        }
-        let height = self
-            .commit(ResearchOp::RecordRelease {
-                request: request.id,
-                patients: patients.clone(),
-                resources: u32::try_from(resources).unwrap_or(u32::MAX),
-                sealed: sha256(&hashed),
-            })
-            .await?;
         let dir = self.dir.join(job.to_hex());
         std::fs::create_dir_all(&dir).map_err(storage)?;
-        for (resource_type, bytes) in sealed_files {
-            std::fs::write(dir.join(format!("{resource_type}.json")), bytes).map_err(storage)?;
+        let mut outputs = Vec::new();
+        let mut height = None;
+        // One release per `PATIENTS_PER_TX_MAX` patients: each part is read, sealed and committed
+        // before its files are offered, and no more than that many patients are held in memory.
+        for (part, group) in chosen.chunks(PATIENTS_PER_TX_MAX).enumerate() {
+            let vault = self.vault.clone();
+            let (group_owned, pseudonyms) = (group.to_vec(), pseudonyms.clone());
+            let files = tokio::task::spawn_blocking(move || {
+                collect(&vault, &group_owned, &pseudonyms, year)
+            })
+            .await
+            .map_err(|error| ServiceError::Unavailable(error.to_string()))??;
+            let mut sealed_files = Vec::new();
+            let mut hashed = Vec::new();
+            let mut resources = 0usize;
+            for (resource_type, (count, ndjson)) in &files {
+                let bytes = seal(&request, resource_type, ndjson)?;
+                hashed.extend_from_slice(sha256(&bytes).as_bytes());
+                let file = format!("{resource_type}.{part}");
+                sealed_files.push((file.clone(), bytes));
+                outputs.push(Output {
+                    resource_type: resource_type.clone(),
+                    file,
+                    count: *count,
+                });
+                resources += count;
+            }
+            height = Some(
+                self.commit(ResearchOp::RecordRelease {
+                    request: request.id,
+                    patients: group.iter().map(|(key, _, _)| *key).collect(),
+                    resources: u32::try_from(resources).unwrap_or(u32::MAX),
+                    sealed: sha256(&hashed),
+                })
+                .await?,
+            );
+            for (file, bytes) in sealed_files {
+                std::fs::write(dir.join(format!("{file}.json")), bytes).map_err(storage)?;
+            }
         }
         Ok(Job::Done {
             request: request.id,
             researcher: request.researcher,
-            height: Some(height),
+            height,
             time_ms,
-            patients: patients.len(),
+            patients: chosen.len(),
             outputs,
         })
     }
+}
+
+/// Seals one NDJSON file to the request's recipient: a fresh data key wrapped with HPKE, the
+/// content under AES-256-GCM, both bound to the request and the resource type.
+fn seal(
+    request: &DataRequest,
+    resource_type: &str,
+    ndjson: &[u8],
+) -> Result<Vec<u8>, ServiceError> {
+    let data_key = DataKey::generate(OsRng);
+    let aad = SealedFile::aad(&request.id, resource_type);
+    let wrapped_key = wrap_key_to(&request.recipient, &data_key, &aad, OsRng)
+        .map_err(|error| ServiceError::Invalid(format!("the request's recipient key: {error}")))?;
+    let mut nonce = [0u8; NONCE_BYTES];
+    OsRng.fill_bytes(&mut nonce);
+    let ciphertext = data_key.seal(nonce, &aad, ndjson);
+    let file = SealedFile {
+        format: "medledger-sealed-ndjson/v1".into(),
+        request: request.id,
+        resource_type: resource_type.to_string(),
+        wrapped_key,
+        nonce: nonce.to_vec(),
+        ciphertext,
+    };
+    serde_json::to_vec(&file).map_err(storage)
 }
 
 /// Reads, de-identifies and writes as NDJSON (one file per type) the records of each chosen
