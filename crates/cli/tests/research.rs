@@ -328,6 +328,10 @@ fn a_cohort_is_matched_by_consent_released_de_identified_and_logged() {
     assert_eq!(log["releases"].as_array().map(Vec::len), Some(1), "{log}");
     assert_eq!(log["releases"][0]["request"], request.as_str());
     assert_eq!(log["releases"][0]["custodian"], "org0");
+    // The same release is in the patient's own access view, beside the reads of their records.
+    let me = ok(run(&nodes[0], "fhir", &patients[0], &["me"]));
+    assert_eq!(me["research"]["releases_total"], 1, "{me}");
+    assert_eq!(me["research"]["releases"][0]["request"], request.as_str());
     let log2 = ok(run(&nodes[3], "research", &patients[1], &["log"]));
     assert_eq!(log2["releases"], serde_json::json!([]));
 

@@ -1178,10 +1178,33 @@ async fn me(
             .iter()
             .map(|grant| json!({"grant": grant, "active": grant.active_at(time_ms)}))
             .collect();
-        Ok(
-            Json(json!({"key": signed.key, "patients": patients, "grants": grants}))
-                .into_response(),
-        )
+        // Research releases are accesses too: the patient sees them here, beside the reads.
+        let key = signed.key;
+        let (_, research) = state.node.read_head(|view| {
+            let consent = medledger_research::consent(view, &key)?;
+            let total = medledger_research::access_count(view, &key)?;
+            let mut releases = Vec::new();
+            for seq in total.saturating_sub(ME_EVENTS_MAX)..total {
+                if let Some(entry) = medledger_research::access(view, &key, seq)? {
+                    releases.push(entry);
+                }
+            }
+            Ok(json!({"consent": consent, "releases_total": total, "releases": releases}))
+        })?;
+        let research = research.map_err(|error| {
+            crate::ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            )
+        })?;
+        Ok(Json(json!({
+            "key": key,
+            "patients": patients,
+            "grants": grants,
+            "research": research,
+        }))
+        .into_response())
     })
     .await
 }
