@@ -310,6 +310,37 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// A query string, or a 400 that says what is wrong with it.
+/// A member's signed request to the JSON API: the signature checked, and the signer an enrolled,
+/// unrevoked member at the head. Returns the signer, who they act as, and the request's id (for
+/// the replay guard of a write).
+pub(crate) async fn signed_member(
+    state: &AppState,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> ApiResult<(PublicKey, medledger_ledger::Authority, Hash)> {
+    let signed =
+        auth::verify_request(&state.node, method, uri, headers, body).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                error.to_string(),
+            )
+        })?;
+    let node = state.node.clone();
+    let key = signed.key;
+    let (authority, _) = blocking(move || Ok(node.account(&key)?)).await?;
+    let authority = authority.map_err(|reason| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            format!("the requester is not an enrolled, unrevoked member: {reason}"),
+        )
+    })?;
+    Ok((key, authority, signed.request))
+}
+
 fn parse_query<T>(query: Result<Query<T>, QueryRejection>) -> ApiResult<Query<T>> {
     query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))
 }

@@ -111,25 +111,12 @@ async fn match_request(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let signed = crate::auth::verify_request(&state.node, &method, &uri, &headers, b"").map_err(
-        |error| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                error.to_string(),
-            )
-        },
-    )?;
+    let (_, signer, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
     let node = state.node.clone();
-    let (signer, own) = blocking(move || {
-        let signer = node.account(&signed.key)?.0;
-        let own = node.account(&node.key())?.0;
-        Ok((signer, own))
-    })
-    .await?;
+    let own = blocking(move || Ok(node.account(&node.key())?.0)).await?;
     let is_root = matches!(
         (&signer, &own),
-        (Ok(Authority::Organisation { org }), Ok(Authority::Member { org: ours, .. } | Authority::Organisation { org: ours }))
+        (Authority::Organisation { org }, Ok(Authority::Member { org: ours, .. } | Authority::Organisation { org: ours }))
             if org == ours
     );
     if !is_root {
@@ -152,17 +139,8 @@ async fn me(
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let signed = crate::auth::verify_request(&state.node, &method, &uri, &headers, b"").map_err(
-        |error| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                error.to_string(),
-            )
-        },
-    )?;
+    let (key, _, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
     let node = state.node.clone();
-    let key = signed.key;
     blocking(move || {
         let (height, found) = node.read_head(|view| {
             let consent = medledger_research::consent(view, &key)?;

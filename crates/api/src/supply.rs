@@ -84,24 +84,7 @@ async fn signer(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<PublicKey> {
-    let signed =
-        auth::verify_request(&state.node, method, uri, headers, body).map_err(|error| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                error.to_string(),
-            )
-        })?;
-    let node = state.node.clone();
-    let key = signed.key;
-    let (authority, _) = blocking(move || Ok(node.account(&key)?)).await?;
-    let authority = authority.map_err(|reason| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            format!("the requester is not an enrolled, unrevoked member: {reason}"),
-        )
-    })?;
+    let (key, authority, _) = crate::signed_member(state, method, uri, headers, body).await?;
     // Custody, locations and recalls are the trading partners' business (and auditors'), not a
     // patient's: patients verify a pack at the pharmacy through it, not through this API.
     if matches!(

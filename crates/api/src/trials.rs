@@ -20,7 +20,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use medledger_crypto::{Hash, PublicKey};
+use medledger_crypto::Hash;
 use medledger_fhir::IssueType;
 use medledger_ledger::Authority;
 use medledger_node::trials::{AdverseEventReport, FormInput, Trials};
@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::fhir::{FhirFailure, FhirResult, caller, fhir_json};
-use crate::{ApiError, ApiResult, AppState, auth, blocking};
+use crate::{ApiError, ApiResult, AppState, blocking};
 
 /// The trials' part of the API.
 pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
@@ -98,35 +98,6 @@ fn trials(state: &AppState) -> ApiResult<Trials> {
     })
 }
 
-/// Checks a signed request and the signer's standing at the head.
-async fn member(
-    state: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> ApiResult<(PublicKey, Authority, Hash)> {
-    let signed =
-        auth::verify_request(&state.node, method, uri, headers, body).map_err(|error| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                error.to_string(),
-            )
-        })?;
-    let node = state.node.clone();
-    let key = signed.key;
-    let (authority, _) = blocking(move || Ok(node.account(&key)?)).await?;
-    let authority = authority.map_err(|reason| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            format!("the requester is not an enrolled, unrevoked member: {reason}"),
-        )
-    })?;
-    Ok((key, authority, signed.request))
-}
-
 fn parse_hash(what: &str, text: &str) -> ApiResult<Hash> {
     Hash::from_hex(text).map_err(|error| {
         ApiError::bad_request(
@@ -184,7 +155,7 @@ async fn audit(
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(query) = crate::parse_query(query)?;
-    let (_, authority, _) = member(&state, &method, &uri, &headers, b"").await?;
+    let (_, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
     let trials = trials(&state)?;
     blocking(move || Ok(Json(trials.audit(&authority, &id, query.captures_from)?))).await
 }
@@ -211,7 +182,7 @@ async fn capture(
     let body = body.map_err(|rejection| {
         ApiError::new(rejection.status(), "bad_body", rejection.body_text())
     })?;
-    let (key, _, request) = member(&state, &method, &uri, &headers, &body).await?;
+    let (key, _, request) = crate::signed_member(&state, &method, &uri, &headers, &body).await?;
     // A signed write is used once.
     state
         .replay
@@ -238,7 +209,7 @@ async fn capture_history(
     Path((id, capture)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let capture = parse_hash("the capture id", &capture)?;
-    let (_, authority, _) = member(&state, &method, &uri, &headers, b"").await?;
+    let (_, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
     let trials = trials(&state)?;
     blocking(move || Ok(Json(trials.capture_history(&authority, &id, &capture)?))).await
 }
@@ -254,7 +225,7 @@ async fn adverse_event(
     Path(event): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let event = parse_hash("the adverse event id", &event)?;
-    let (_, authority, _) = member(&state, &method, &uri, &headers, b"").await?;
+    let (_, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
     let trials = trials(&state)?;
     blocking(move || Ok(Json(trials.adverse_event(&authority, &event)?))).await
 }
@@ -280,7 +251,7 @@ async fn alerts(
     query: Result<Query<AlertsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = crate::parse_query(query)?;
-    let (_, authority, _) = member(&state, &method, &uri, &headers, b"").await?;
+    let (_, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
     let trials = trials(&state)?;
     let resume = match headers.get("last-event-id") {
         Some(value) => Some(
