@@ -134,7 +134,7 @@ impl Module for Trials {
             } => {
                 let mut record = existing(state, study)?;
                 let site = site_acting(tx, &record)?.to_string();
-                check_id("subject", subject_id)?;
+                check_subject_id(subject_id)?;
                 match standing(state, patient)? {
                     Standing::Acts(Authority::Member {
                         role: Role::Patient,
@@ -201,6 +201,7 @@ impl Module for Trials {
                 subject: subject_id,
             } => {
                 let mut record = existing(state, study)?;
+                check_subject_id(subject_id)?;
                 let mut entry = subject(state, study, subject_id)?
                     .ok_or_else(|| TrialsError::UnknownSubject(subject_id.clone()))?;
                 let by_participant = entry.patient == tx.sender;
@@ -238,6 +239,7 @@ impl Module for Trials {
             } => {
                 let mut record = existing(state, study)?;
                 let site = site_acting(tx, &record)?.to_string();
+                check_subject_id(subject_id)?;
                 let entry = subject(state, study, subject_id)?
                     .ok_or_else(|| TrialsError::UnknownSubject(subject_id.clone()))?;
                 if entry.site != site {
@@ -708,7 +710,10 @@ fn sign_for(
 fn check_signed(state: &View<'_, '_>, record: &Study, on: &Signed) -> Result<(), TrialsError> {
     let exists = match on {
         Signed::ProtocolVersion { version } => (1..=record.version).contains(version),
-        Signed::Subject { subject: id } => subject(state, &record.id, id)?.is_some(),
+        Signed::Subject { subject: id } => {
+            check_subject_id(id)?;
+            subject(state, &record.id, id)?.is_some()
+        }
         Signed::Capture {
             capture: id,
             version,
@@ -762,7 +767,7 @@ fn capture_forms(
     let mut subjects: BTreeSet<&str> = BTreeSet::new();
     let mut authors: BTreeSet<PublicKey> = BTreeSet::new();
     for entry in captures {
-        check_id("subject", &entry.subject)?;
+        check_subject_id(&entry.subject)?;
         check_id("form", &entry.form)?;
         check_id("visit", &entry.visit)?;
         if !subjects.contains(entry.subject.as_str()) {

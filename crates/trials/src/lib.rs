@@ -40,10 +40,12 @@ pub use types::*;
 
 use medledger_state::StateError;
 
-/// The longest id (subject, form, visit, registry id).
+/// The longest id (form, visit, registry id).
 pub const ID_BYTES_MAX: usize = 64;
 /// The longest study id.
 pub const STUDY_ID_BYTES_MAX: usize = 31;
+/// The longest subject id.
+pub const SUBJECT_ID_BYTES_MAX: usize = 32;
 /// The longest title, outcome measure or reason.
 pub const TEXT_BYTES_MAX: usize = 512;
 /// The most outcomes one protocol version pre-specifies.
@@ -157,10 +159,16 @@ impl medledger_module::ModuleError for TrialsError {
     }
 }
 
-/// Checks an id (a subject, form, visit or registry id): 1 to 64 ASCII letters, digits, `-` or
+/// Checks an id (a form, visit or registry id): 1 to 64 ASCII letters, digits, `-` or
 /// `.`, so it is also a FHIR id.
 pub fn check_id(field: &'static str, id: &str) -> Result<(), TrialsError> {
     check_chars(field, id, ID_BYTES_MAX, b"-.")
+}
+
+/// Checks a subject id: 1 to 32 ASCII letters, digits, `-` or `.`, so that with its study's id
+/// and a `.` it makes a FHIR ResearchSubject id (at most 64 characters).
+pub fn check_subject_id(id: &str) -> Result<(), TrialsError> {
+    check_chars("subject", id, SUBJECT_ID_BYTES_MAX, b"-.")
 }
 
 /// Checks a study id: 1 to 31 ASCII letters, digits or `-`. A study id and a subject id joined by

@@ -317,6 +317,8 @@ fn capture_needs_current_consent_and_stops_at_withdrawal() {
     assert_eq!(enrol(&mut trial, "S-009", &investigator), "not_patient");
     // Subject ids are FHIR ids.
     assert_eq!(enrol(&mut trial, "S_001", &other), "invalid_trial_input");
+    let long = "S".repeat(SUBJECT_ID_BYTES_MAX + 1);
+    assert_eq!(enrol(&mut trial, &long, &other), "invalid_trial_input");
     let sponsor = trial.sponsor.clone();
     let op = TrialsOp::EnrolSubject {
         study: "s1".into(),
