@@ -74,17 +74,9 @@ fn routes() -> Router<AppState> {
         .route("/fhir/AdverseEvent/{id}", get(fhir_adverse_event))
 }
 
-/// The system of the extension that says whether an adverse event was expected (R4 has no
-/// element for it): `valueCode` `expected` or `unexpected`.
-pub const EXPECTEDNESS_URL: &str =
-    "https://medledger.dev/fhir/StructureDefinition/adverse-event-expectedness";
 /// The system under which a ResearchSubject's or AdverseEvent's subject is named by its study's
 /// subject id.
 pub const SUBJECT_SYSTEM: &str = "urn:medledger:trial-subject";
-const SERIOUSNESS_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness";
-const OUTCOME_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome";
-const CAUSALITY_SYSTEM: &str =
-    "http://terminology.hl7.org/CodeSystem/adverse-event-causality-assess";
 const CLOCK_URL: &str = "https://medledger.dev/fhir/StructureDefinition/regulatory-clock";
 const PROTOCOL_URL: &str = "https://medledger.dev/fhir/StructureDefinition/protocol-version";
 
@@ -554,8 +546,7 @@ fn adverse_event_resource(
     let (code, display) = seriousness_code(event.seriousness);
     resource["id"] = json!(event.id.to_hex());
     resource["recordedDate"] = json!(time_text(event.reported_time_ms));
-    resource["seriousness"] =
-        json!({ "coding": [{ "system": SERIOUSNESS_SYSTEM, "code": code, "display": display }] });
+    resource["seriousness"] = json!({ "coding": [{ "system": medledger_fhir::SERIOUSNESS_SYSTEM, "code": code, "display": display }] });
     let mut clock_parts = vec![json!({"url": "status", "valueCode": clock_text(clock)})];
     if let Some(deadline) = event.deadline_ms {
         clock_parts.push(json!({"url": "deadline", "valueDateTime": time_text(deadline)}));
@@ -683,98 +674,6 @@ fn invalid(diagnostics: impl Into<String>) -> FhirFailure {
     )
 }
 
-fn codes<'v>(concept: &'v Value, system: &str) -> Vec<&'v str> {
-    concept["coding"]
-        .as_array()
-        .map(|codings| {
-            codings
-                .iter()
-                .filter(|coding| coding["system"] == json!(system))
-                .filter_map(|coding| coding["code"].as_str())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// What a posted FHIR AdverseEvent says: its study, subject and classification. Seriousness is
-/// R4's `adverse-event-seriousness` (with outcome `fatal` as death); relatedness is a WHO-UMC
-/// causality assessment of a suspect entity (certain, probable, possible or conditional counts as
-/// related); expectedness is the extension `EXPECTEDNESS_URL`.
-pub(crate) fn classify(
-    resource: &Value,
-) -> Result<(String, String, Seriousness, bool, bool), String> {
-    let study = resource["study"]
-        .as_array()
-        .and_then(|studies| studies.first())
-        .and_then(|study| study["reference"].as_str())
-        .and_then(|reference| reference.strip_prefix("ResearchStudy/"))
-        .ok_or("AdverseEvent.study must reference the ResearchStudy (ResearchStudy/<id>)")?
-        .to_string();
-    let subject = resource["subject"]["identifier"]["value"]
-        .as_str()
-        .ok_or("AdverseEvent.subject must name the study's subject id (subject.identifier.value)")?
-        .to_string();
-    let seriousness_codes = codes(&resource["seriousness"], SERIOUSNESS_SYSTEM);
-    let mut seriousness = None;
-    for code in seriousness_codes {
-        let level = match code {
-            "Non-serious" => Seriousness::NonSerious,
-            "Serious"
-            | "SeriousResultsInHospitalization"
-            | "SeriousResultsInDisability"
-            | "SeriousIsBirthDefect"
-            | "SeriousRequiresPreventImpairment" => Seriousness::Serious,
-            "SeriousIsLifeThreatening" => Seriousness::LifeThreatening,
-            "SeriousResultsInDeath" => Seriousness::Fatal,
-            other => return Err(format!("unknown seriousness code {other:?}")),
-        };
-        seriousness = Some(seriousness.map_or(level, |known: Seriousness| known.max(level)));
-    }
-    let mut seriousness = seriousness.ok_or(format!(
-        "AdverseEvent.seriousness must carry a code of {SERIOUSNESS_SYSTEM}"
-    ))?;
-    if codes(&resource["outcome"], OUTCOME_SYSTEM).contains(&"fatal") {
-        seriousness = Seriousness::Fatal;
-    }
-    let assessments: Vec<&str> = resource["suspectEntity"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|entity| entity["causality"].as_array().into_iter().flatten())
-        .flat_map(|causality| codes(&causality["assessment"], CAUSALITY_SYSTEM))
-        .collect();
-    if assessments.is_empty() {
-        return Err(format!(
-            "AdverseEvent.suspectEntity.causality.assessment must carry a code of {CAUSALITY_SYSTEM}"
-        ));
-    }
-    let related = assessments.iter().any(|code| {
-        matches!(
-            *code,
-            "Certain" | "Probably-Likely" | "Possible" | "Conditional-Classified"
-        )
-    });
-    let expectedness = resource["extension"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|extension| extension["url"] == json!(EXPECTEDNESS_URL))
-        .and_then(|extension| extension["valueCode"].as_str())
-        .ok_or(format!(
-            "the extension {EXPECTEDNESS_URL} must say whether the event was expected (valueCode expected or unexpected)"
-        ))?;
-    let expected = match expectedness {
-        "expected" => true,
-        "unexpected" => false,
-        other => {
-            return Err(format!(
-                "expectedness {other:?} is neither expected nor unexpected"
-            ));
-        }
-    };
-    Ok((study, subject, seriousness, expected, related))
-}
-
 #[utoipa::path(post, path = "/fhir/AdverseEvent", tag = "fhir",
     request_body(content = Object, description = "A FHIR R4 AdverseEvent naming its ResearchStudy, the study's subject id, seriousness, a causality assessment and the expectedness extension"),
     responses((status = 201, description = "Reported: kept at this site, its classification and commitment on chain; the regulatory clock runs from its block"),
@@ -816,7 +715,15 @@ async fn fhir_report_adverse_event(
             issues,
         ));
     }
-    let (study, subject, seriousness, expected, related) = classify(&resource).map_err(invalid)?;
+    let class = medledger_fhir::classify_adverse_event(&resource).map_err(invalid)?;
+    let seriousness = match class.seriousness {
+        medledger_fhir::AdverseEventSeriousness::NonSerious => Seriousness::NonSerious,
+        medledger_fhir::AdverseEventSeriousness::Serious => Seriousness::Serious,
+        medledger_fhir::AdverseEventSeriousness::LifeThreatening => Seriousness::LifeThreatening,
+        medledger_fhir::AdverseEventSeriousness::Fatal => Seriousness::Fatal,
+    };
+    let (study, subject, expected, related) =
+        (class.study, class.subject, class.expected, class.related);
     let trials = fhir_trials(&state)?;
     let report = serde_json::to_vec(&resource).map_err(|error| {
         FhirFailure::new(

@@ -11,6 +11,7 @@
 //! comes in as block milliseconds, and whether a referenced resource exists is asked of the
 //! caller.
 
+mod adverse_event;
 mod bundle;
 pub mod deidentify;
 mod error;
@@ -26,6 +27,10 @@ pub mod time;
 mod types;
 mod validate;
 
+pub use adverse_event::{
+    AdverseEventClass, AdverseEventSeriousness, EXPECTEDNESS_URL, SERIOUSNESS_SYSTEM,
+    classify_adverse_event,
+};
 pub use bundle::{
     BUNDLE_BYTES_MAX, BUNDLE_ENTRIES_MAX, Bundle, BundleType, Entry, Method, Request, parse_bundle,
 };
@@ -55,6 +60,7 @@ pub fn fuzz_parse(bytes: &[u8]) {
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(resource.bytes) {
             let _ = validate(&value);
             let _ = search::date_of(&resource.resource_type, &value);
+            let _ = classify_adverse_event(&value);
         }
     }
     if let Ok(bundle) = parse_bundle(bytes) {

@@ -276,7 +276,79 @@ pub fn permits(consent: &DataUse, request: &DataUse, org: &str) -> Result<(), Mi
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    const PERMISSION_CODES: [&str; 5] = [
+        "DUO:0000004",
+        "DUO:0000042",
+        "DUO:0000006",
+        "DUO:0000007",
+        "DUO:0000011",
+    ];
+
+    /// Consent terms from a permission's index and a set of modifier indexes.
+    fn generated(permission: usize, modifiers: &std::collections::BTreeSet<usize>) -> DuoTerms {
+        let mut codes = vec![PERMISSION_CODES[permission].to_string()];
+        codes.extend(modifiers.iter().map(|m| MODIFIERS[*m].0.to_string()));
+        let institution_specific = modifiers
+            .iter()
+            .any(|m| MODIFIERS[*m].1 == Modifier::InstitutionSpecific);
+        DuoTerms {
+            codes,
+            disease: (permission == 3).then(|| "MONDO:0005148".to_string()),
+            institutions: if institution_specific {
+                vec!["uni-a".into()]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    proptest! {
+        /// A request for the consent's own purpose that satisfies all its conditions, from a
+        /// named institution, is always permitted; one that drops any condition it must declare
+        /// never is.
+        #[test]
+        fn a_request_meeting_every_condition_is_permitted(
+            permission in 0usize..5,
+            modifiers in proptest::collection::btree_set(0usize..MODIFIERS.len(), 0..6),
+        ) {
+            let mut modifiers = modifiers;
+            // A POA-only consent that also prohibits POA permits nothing; not a consent to test.
+            if permission == 4 {
+                modifiers.retain(|m| MODIFIERS[*m].1 != Modifier::NoPopulationOriginsAncestry);
+            }
+            let consent = generated(permission, &modifiers).parse().expect("consent parses");
+            let request = generated(permission, &modifiers).parse().expect("request parses");
+            prop_assert_eq!(permits(&consent, &request, "uni-a"), Ok(()));
+            for dropped in &modifiers {
+                let modifier = MODIFIERS[*dropped].1;
+                if matches!(modifier, Modifier::NoPopulationOriginsAncestry | Modifier::InstitutionSpecific) {
+                    continue;
+                }
+                let mut fewer = modifiers.clone();
+                fewer.remove(dropped);
+                fewer.retain(|m| MODIFIERS[*m].1 != Modifier::InstitutionSpecific);
+                let request = generated(permission, &fewer).parse().expect("request parses");
+                prop_assert!(permits(&consent, &request, "uni-a").is_err());
+            }
+        }
+
+        /// Terms from anywhere parse or are refused; they never panic.
+        #[test]
+        fn any_terms_parse_or_are_refused(
+            codes in proptest::collection::vec("(DUO:00000[0-9]{2}|.{0,12})", 0..6),
+            disease in proptest::option::of(".{0,70}"),
+            institutions in proptest::collection::vec(".{0,10}", 0..3),
+        ) {
+            let terms = DuoTerms { codes, disease, institutions };
+            if let Ok(parsed) = terms.parse() {
+                let _ = permits(&parsed, &parsed, "o");
+            }
+        }
+    }
 
     fn terms(codes: &[&str]) -> DuoTerms {
         DuoTerms {
