@@ -454,6 +454,8 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Why the node stopped, when it was not asked to.
+    let stopped_by = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let status = node.status()?;
@@ -492,10 +494,14 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
                 None => std::future::pending().await,
             }
         };
-        medledger_api::serve(listener, node.clone(), services, async {
+        let engine_stop = stopped_by.clone();
+        medledger_api::serve(listener, node.clone(), services, async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
-                reason = engine_failed => tracing::error!(%reason, "stopping"),
+                reason = engine_failed => {
+                    tracing::error!(%reason, "stopping");
+                    *engine_stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reason);
+                }
             }
         })
         .await
@@ -503,7 +509,16 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
     })?;
     runtime.shutdown_timeout(Duration::from_secs(2));
     node.stop();
-    Ok(())
+    // A node whose consensus stopped exits with an error, so a supervisor (systemd) restarts it
+    // rather than taking it for a clean stop.
+    let reason = stopped_by
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    match reason {
+        Some(reason) => bail!("the node stopped: {reason}"),
+        None => Ok(()),
+    }
 }
 
 /// Shows a progress bar while this node is more than a few blocks behind its peers.

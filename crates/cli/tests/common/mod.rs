@@ -128,7 +128,12 @@ impl TestNode {
                 .as_mut()
                 .and_then(|child| child.try_wait().ok().flatten())
             {
-                panic!("node exited during start-up: {status}");
+                let log = std::fs::read_to_string(self.home.join("node.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "node exited during start-up: {status}; the end of its log:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
