@@ -296,6 +296,15 @@ impl Trials {
         // checks again when it applies the transaction.
         let (_, versions) = self.node.read_head(|state| {
             let record = existing(state, &study)?;
+            // The author writes for this site: its root key or one of its practitioners.
+            match medledger_module::standing(state, &author)? {
+                medledger_module::Standing::Acts(Authority::Organisation { org })
+                | medledger_module::Standing::Acts(Authority::Member {
+                    org,
+                    role: Role::Practitioner,
+                }) if org == site => {}
+                _ => return Err(TrialsError::NotSiteAuthor.into()),
+            }
             let mut versions = Vec::with_capacity(forms.len());
             for form in &forms {
                 let subject = ledger::subject(state, &study, &form.subject)?
