@@ -439,7 +439,7 @@ fn a_trial_runs_from_registration_to_the_regulators_proven_view() {
                 "--related",
             ],
         ),
-        "only a site of the study",
+        "a site of the study or an enrolled practitioner of it",
     );
     let reported = ok(
         &nodes,

@@ -296,15 +296,7 @@ impl Trials {
         // checks again when it applies the transaction.
         let (_, versions) = self.node.read_head(|state| {
             let record = existing(state, &study)?;
-            // The author writes for this site: its root key or one of its practitioners.
-            match medledger_module::standing(state, &author)? {
-                medledger_module::Standing::Acts(Authority::Organisation { org })
-                | medledger_module::Standing::Acts(Authority::Member {
-                    org,
-                    role: Role::Practitioner,
-                }) if org == site => {}
-                _ => return Err(TrialsError::NotSiteAuthor.into()),
-            }
+            ledger::check_site_author(state, &author, &site)?;
             let mut versions = Vec::with_capacity(forms.len());
             for form in &forms {
                 let subject = ledger::subject(state, &study, &form.subject)?
@@ -409,15 +401,7 @@ impl Trials {
             if subject.site != site {
                 return Err(TrialsError::NotSite.into());
             }
-            // The reporter writes for this site: its root key or one of its practitioners.
-            match medledger_module::standing(state, &reporter)? {
-                medledger_module::Standing::Acts(Authority::Organisation { org })
-                | medledger_module::Standing::Acts(Authority::Member {
-                    org,
-                    role: Role::Practitioner,
-                }) if org == site => Ok(()),
-                _ => Err(TrialsError::NotSite.into()),
-            }
+            Ok(ledger::check_site_author(state, &reporter, &site)?)
         })?;
         checked.map_err(module_refusal)?;
         let mut id = [0u8; 32];

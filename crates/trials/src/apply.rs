@@ -7,7 +7,7 @@ use medledger_crypto::{Hash, PublicKey};
 use medledger_module::{
     Authority, BlockContext, Module, Standing, TxContext, View, custodian_of, org_exists, standing,
 };
-use medledger_state::{StateError, encode_value};
+use medledger_state::{StateError, StateRead, encode_value};
 use medledger_types::Role;
 
 use crate::keys::*;
@@ -846,9 +846,11 @@ fn capture_forms(
     Ok(())
 }
 
-/// Checks that `author` writes for `site`: its root key or an enrolled practitioner of it.
-fn check_site_author(
-    state: &View<'_, '_>,
+/// Checks that `author` writes for `site`: its root key, its node or an enrolled practitioner of
+/// it. The ledger's rule for capture authors and adverse-event reporters, which a site's node
+/// also applies before it keeps anything.
+pub fn check_site_author(
+    state: &dyn StateRead,
     author: &PublicKey,
     site: &str,
 ) -> Result<(), TrialsError> {

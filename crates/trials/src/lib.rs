@@ -34,7 +34,7 @@ mod apply;
 mod keys;
 mod types;
 
-pub use apply::{Trials, capture_allowed, outcome_changes};
+pub use apply::{Trials, capture_allowed, check_site_author, outcome_changes};
 pub use keys::*;
 pub use types::*;
 
@@ -101,7 +101,7 @@ pub enum TrialsError {
         "the subject consented to protocol version {consented}; version {required} requires re-consent before any capture"
     )]
     ReconsentRequired { consented: u32, required: u32 },
-    #[error("the author must be an enrolled practitioner of the capturing site")]
+    #[error("the author or reporter must be a site of the study or an enrolled practitioner of it")]
     NotSiteAuthor,
     #[error(
         "capture {capture} is at version {current}; the next version is {expected}, not {given}"
