@@ -144,14 +144,10 @@ async fn me(
     blocking(move || {
         let (height, found) = node.read_head(|view| {
             let consent = medledger_research::consent(view, &key)?;
-            let count = medledger_research::access_count(view, &key)?;
-            let mut log = Vec::new();
-            for seq in 0..count {
-                if let Some(entry) = medledger_research::access(view, &key, seq)? {
-                    log.push(entry);
-                }
-            }
-            Ok(json!({ "patient": key, "consent": consent, "releases": log }))
+            // The latest releases, bounded as the records view bounds its accesses.
+            let (total, log) =
+                medledger_research::access_log(view, &key, crate::fhir::ME_EVENTS_MAX)?;
+            Ok(json!({ "patient": key, "consent": consent, "releases_total": total, "releases": log }))
         })?;
         let mut view = found.map_err(|error| {
             ApiError::new(

@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use medledger_crypto::Hash;
 use medledger_fhir::IssueType;
 use medledger_ledger::Authority;
-use medledger_node::trials::{AdverseEventReport, FormInput, Trials};
+use medledger_node::trials::{AdverseEventReport, FormInput, Trials, VersionEntry};
 use medledger_trials::{
     AdverseEvent, Alert, ClockStatus, OutcomeChange, OutcomeKind, Seriousness, Study, Subject,
     SubjectStatus,
@@ -105,12 +105,7 @@ fn parse_hash(what: &str, text: &str) -> ApiResult<Hash> {
         (status = 404, description = "No such study")))]
 async fn study(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let trials = trials(&state)?;
-    blocking(move || {
-        let (height, mut view) = trials.study(&id)?;
-        view["height"] = json!(height);
-        Ok(Json(view))
-    })
-    .await
+    blocking(move || Ok(Json(json!(trials.study(&id)?)))).await
 }
 
 #[utoipa::path(get, path = "/v1/trials/{study}/documents/{sha256}", tag = "trials",
@@ -219,7 +214,7 @@ async fn adverse_event(
     let event = parse_hash("the adverse event id", &event)?;
     let (_, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
     let trials = trials(&state)?;
-    blocking(move || Ok(Json(trials.adverse_event(&authority, &event)?))).await
+    blocking(move || Ok(Json(json!(trials.adverse_event(&authority, &event)?)))).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,32 +369,25 @@ fn org_reference(org: &str) -> Value {
 /// A study as a FHIR R4 ResearchStudy: its registry id, title, sponsor and sites, the objectives
 /// of its current version, and every version with its documents' hashes, reason and outcome
 /// changes (an extension, as R4 has no element for them).
-fn research_study(record: &Study, versions: &[Value]) -> Value {
-    let current = versions
+fn research_study(record: &Study, versions: &[VersionEntry]) -> Value {
+    let kind = |kind: OutcomeKind| match kind {
+        OutcomeKind::Primary => "primary",
+        OutcomeKind::Secondary => "secondary",
+    };
+    let objectives: Vec<Value> = versions
         .iter()
-        .rev()
-        .find(|version| version["version"]["version"] == json!(record.version))
-        .map(|version| &version["version"]);
-    let objectives: Vec<Value> = current
-        .and_then(|version| version["outcomes"].as_array())
-        .map(|outcomes| {
-            outcomes
+        .find(|entry| entry.version.version == record.version)
+        .map(|entry| {
+            entry
+                .version
+                .outcomes
                 .iter()
                 .map(|outcome| {
-                    let kind = if outcome["kind"] == json!("primary") {
-                        "primary"
-                    } else {
-                        "secondary"
-                    };
                     json!({
-                        "name": format!(
-                            "{} ({})",
-                            outcome["measure"].as_str().unwrap_or(""),
-                            outcome["time_frame"].as_str().unwrap_or("")
-                        ),
+                        "name": format!("{} ({})", outcome.measure, outcome.time_frame),
                         "type": { "coding": [{
                             "system": "http://terminology.hl7.org/CodeSystem/research-study-objective-type",
-                            "code": kind,
+                            "code": kind(outcome.kind),
                         }]},
                     })
                 })
@@ -409,21 +397,19 @@ fn research_study(record: &Study, versions: &[Value]) -> Value {
     let protocol_versions: Vec<Value> = versions
         .iter()
         .map(|entry| {
-            let version = &entry["version"];
+            let version = &entry.version;
             let mut parts = vec![
-                json!({"url": "version", "valueInteger": version["version"]}),
-                json!({"url": "protocolSha256", "valueString": version["protocol_hash"]}),
-                json!({"url": "sapSha256", "valueString": version["sap_hash"]}),
-                json!({"url": "recorded", "valueDateTime": time_text(version["time_ms"].as_u64().unwrap_or(0))}),
-                json!({"url": "reconsent", "valueBoolean": version["reconsent"]}),
+                json!({"url": "version", "valueInteger": version.version}),
+                json!({"url": "protocolSha256", "valueString": version.protocol_hash}),
+                json!({"url": "sapSha256", "valueString": version.sap_hash}),
+                json!({"url": "recorded", "valueDateTime": time_text(version.time_ms)}),
+                json!({"url": "reconsent", "valueBoolean": version.reconsent}),
             ];
-            if let Some(reason) = version["reason"].as_str() {
+            if let Some(reason) = &version.reason {
                 parts.push(json!({"url": "reason", "valueString": reason}));
             }
-            let changes: Vec<OutcomeChange> =
-                serde_json::from_value(version["outcome_changes"].clone()).unwrap_or_default();
-            for change in changes {
-                parts.push(json!({"url": "outcomeChange", "valueString": describe_change(&change)}));
+            for change in &version.outcome_changes {
+                parts.push(json!({"url": "outcomeChange", "valueString": describe_change(change)}));
             }
             json!({ "url": PROTOCOL_URL, "extension": parts })
         })
@@ -577,22 +563,10 @@ async fn fhir_research_study(
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
     let trials = fhir_trials(&state)?;
-    let (record, versions) = crate::blocking(move || {
-        let (_, view) = trials.study(&id)?;
-        let record: Study = serde_json::from_value(view["study"].clone()).map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                error.to_string(),
-            )
-        })?;
-        let versions = view["versions"].as_array().cloned().unwrap_or_default();
-        Ok((record, versions))
-    })
-    .await?;
+    let view = crate::blocking(move || Ok(trials.study(&id)?)).await?;
     Ok(fhir_json(
         StatusCode::OK,
-        &research_study(&record, &versions),
+        &research_study(&view.study, &view.versions),
     ))
 }
 
@@ -645,24 +619,9 @@ async fn fhir_adverse_event(
     let trials = fhir_trials(&state)?;
     let view =
         crate::blocking(move || Ok(trials.adverse_event(&caller.authority, &event)?)).await?;
-    let found: AdverseEvent = serde_json::from_value(view["event"].clone()).map_err(|error| {
-        FhirFailure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            IssueType::Exception,
-            error.to_string(),
-        )
-    })?;
-    let clock: ClockStatus = match view["clock"].as_str() {
-        Some("running") => ClockStatus::Running,
-        Some("overdue") => ClockStatus::Overdue,
-        Some("reported_on_time") => ClockStatus::ReportedOnTime,
-        Some("reported_late") => ClockStatus::ReportedLate,
-        _ => ClockStatus::NotExpedited,
-    };
-    let study = view["study"].as_str().unwrap_or_default();
     Ok(fhir_json(
         StatusCode::OK,
-        &adverse_event_resource(study, &found, clock, &view["report"]),
+        &adverse_event_resource(&view.study, &view.event, view.clock, &view.report),
     ))
 }
 

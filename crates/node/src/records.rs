@@ -775,7 +775,7 @@ impl Records {
 }
 
 impl Service for Records {
-    const FOLLOWING: &'static str = "applying erasures";
+    const FOLLOWING: Option<&'static str> = Some("applying erasures");
 
     /// Shreds, block by block, the patients erased on chain. A restart resumes from the last
     /// height done, so no erasure is ever skipped.

@@ -132,12 +132,8 @@ impl std::fmt::Debug for Research {
 }
 
 impl Service for Research {
-    const FOLLOWING: &'static str = "research releases";
-
     /// Nothing follows blocks here: matches and releases are read from the committed state.
-    fn follow(&self, _head: Height) -> Result<(), ServiceError> {
-        Ok(())
-    }
+    const FOLLOWING: Option<&'static str> = None;
 }
 
 fn refused(error: TxError) -> ServiceError {

@@ -104,13 +104,17 @@ pub(crate) async fn wait_committed(node: &Node, tx: Hash) -> Result<Height, Serv
 
 /// A module's service on this node.
 pub trait Service: Any + Clone + Send + Sync + 'static {
-    /// What following committed blocks does, for logs (`applying erasures`).
-    const FOLLOWING: &'static str;
+    /// What following committed blocks does, for logs (`applying erasures`); `None` for a service
+    /// that reads the committed state when asked and follows nothing, which then gets no
+    /// follower at all (no blocking task per block).
+    const FOLLOWING: Option<&'static str>;
 
     /// Brings what the service keeps up to date with the committed blocks through `head` (the
     /// erasures to shred, the EPCIS events to index). Runs on a blocking thread; a failure is
-    /// logged and the step retried a second later.
-    fn follow(&self, head: Height) -> Result<(), ServiceError>;
+    /// logged and the step retried a second later. Called only when `FOLLOWING` is set.
+    fn follow(&self, _head: Height) -> Result<(), ServiceError> {
+        Ok(())
+    }
 }
 
 type Follower = Arc<dyn Fn(Height) -> Result<(), ServiceError> + Send + Sync>;
@@ -119,7 +123,7 @@ type Follower = Arc<dyn Fn(Height) -> Result<(), ServiceError> + Send + Sync>;
 #[derive(Clone)]
 struct Registered {
     service: Arc<dyn Any + Send + Sync>,
-    following: &'static str,
+    following: Option<&'static str>,
     follow: Follower,
 }
 
@@ -131,7 +135,7 @@ pub struct Services {
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let following: Vec<&str> = self.by_type.values().map(|r| r.following).collect();
+        let following: Vec<&str> = self.by_type.values().filter_map(|r| r.following).collect();
         f.debug_struct("Services")
             .field("following", &following)
             .finish()
@@ -163,10 +167,11 @@ impl Services {
     /// Runs every service's follower until the node stops.
     pub fn spawn_followers(&self, node: &Node) {
         for registered in self.by_type.values() {
-            let (node, registered) = (node.clone(), registered.clone());
-            tokio::spawn(async move {
-                follow_head(&node, registered.following, registered.follow).await
-            });
+            let Some(what) = registered.following else {
+                continue;
+            };
+            let (node, follow) = (node.clone(), registered.follow.clone());
+            tokio::spawn(async move { follow_head(&node, what, follow).await });
         }
     }
 }
@@ -219,7 +224,7 @@ mod tests {
     #[derive(Clone, Debug, PartialEq)]
     struct Index(u32);
     impl Service for Index {
-        const FOLLOWING: &'static str = "indexing";
+        const FOLLOWING: Option<&'static str> = Some("indexing");
         fn follow(&self, _: Height) -> Result<(), ServiceError> {
             Ok(())
         }
@@ -228,7 +233,7 @@ mod tests {
     #[derive(Clone, Debug)]
     struct Shredder;
     impl Service for Shredder {
-        const FOLLOWING: &'static str = "shredding";
+        const FOLLOWING: Option<&'static str> = Some("shredding");
         fn follow(&self, head: Height) -> Result<(), ServiceError> {
             Err(ServiceError::Storage(format!("disk full at {head}")))
         }
@@ -244,13 +249,33 @@ mod tests {
         assert_eq!(services.get::<Index>(), Some(Index(2)));
         assert!(services.get::<Shredder>().is_some());
         // One follower per service type, each running its own service.
-        let results: Vec<(&str, bool)> = services
+        let results: Vec<(Option<&str>, bool)> = services
             .by_type
             .values()
             .map(|r| (r.following, (r.follow)(7).is_ok()))
             .collect();
         assert_eq!(results.len(), 2);
-        assert!(results.contains(&("indexing", true)));
-        assert!(results.contains(&("shredding", false)));
+        assert!(results.contains(&(Some("indexing"), true)));
+        assert!(results.contains(&(Some("shredding"), false)));
+        // A service that follows nothing is found, and listed among no followers.
+        services.register(Reader);
+        assert!(services.get::<Reader>().is_some());
+        let listed = format!("{services:?}");
+        assert!(
+            listed.contains("indexing") && !listed.contains("None"),
+            "{listed}"
+        );
+        let following = services
+            .by_type
+            .values()
+            .filter(|r| r.following.is_some())
+            .count();
+        assert_eq!(following, 2);
+    }
+
+    #[derive(Clone, Debug)]
+    struct Reader;
+    impl Service for Reader {
+        const FOLLOWING: Option<&'static str> = None;
     }
 }

@@ -94,6 +94,33 @@ pub struct AdverseEventReport {
     pub report: Vec<u8>,
 }
 
+/// A protocol version with the state key a light client proves it by.
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionEntry {
+    pub key: String,
+    pub version: ledger::ProtocolVersion,
+}
+
+/// A study's public registration at a height.
+#[derive(Clone, Debug, Serialize)]
+pub struct StudyView {
+    pub height: Height,
+    pub study: Study,
+    pub versions: Vec<VersionEntry>,
+}
+
+/// An adverse event at a height: its classification, its clock at the head, and the site's
+/// report where this node holds it, checked against the chain's commitment.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdverseEventView {
+    pub height: Height,
+    pub study: String,
+    pub clock: ledger::ClockStatus,
+    pub event: ledger::AdverseEvent,
+    pub report: Value,
+    pub matches_commitment: Option<bool>,
+}
+
 /// The trials service of one node.
 #[derive(Clone)]
 pub struct Trials {
@@ -114,12 +141,8 @@ impl std::fmt::Debug for Trials {
 }
 
 impl Service for Trials {
-    const FOLLOWING: &'static str = "trial data";
-
     /// Nothing follows blocks here: alerts and clocks are read from the committed state.
-    fn follow(&self, _head: Height) -> Result<(), ServiceError> {
-        Ok(())
-    }
+    const FOLLOWING: Option<&'static str> = None;
 }
 
 /// What the node keeps under a key.
@@ -490,13 +513,18 @@ impl Trials {
 
     /// A study's public registration: its versions, with their documents' hashes and outcome
     /// changes.
-    pub fn study(&self, study: &str) -> Result<(Height, Value), ServiceError> {
+    pub fn study(&self, study: &str) -> Result<StudyView, ServiceError> {
         let (height, found) = self.node.read_head(|state| {
             let record = existing(state, study)?;
             let versions = versions(state, &record)?;
-            Ok(json!({ "study": record, "versions": versions }))
+            Ok((record, versions))
         })?;
-        Ok((height, found.map_err(not_found)?))
+        let (study, versions) = found.map_err(not_found)?;
+        Ok(StudyView {
+            height,
+            study,
+            versions,
+        })
     }
 
     /// Which registered versions of a study a document (by its SHA-256) is.
@@ -667,7 +695,11 @@ impl Trials {
 
     /// An adverse event by id, with its clock at the head, and the report where this node holds
     /// it (for those who may view the study).
-    pub fn adverse_event(&self, viewer: &Authority, event: &Hash) -> Result<Value, ServiceError> {
+    pub fn adverse_event(
+        &self,
+        viewer: &Authority,
+        event: &Hash,
+    ) -> Result<AdverseEventView, ServiceError> {
         let (height, found) = self.node.read_head(|state| {
             let study = ledger::event_study(state, event)?
                 .ok_or_else(|| TrialsError::UnknownEvent(event.to_string()))?;
@@ -693,14 +725,14 @@ impl Trials {
             },
             &found.commitment,
         );
-        Ok(json!({
-            "height": height,
-            "study": record.id,
-            "clock": found.clock(now),
-            "event": found,
-            "report": report,
-            "matches_commitment": matches,
-        }))
+        Ok(AdverseEventView {
+            height,
+            study: record.id,
+            clock: found.clock(now),
+            event: found,
+            report,
+            matches_commitment: matches,
+        })
     }
 
     /// A subject of a study, for those who may view it.
@@ -731,26 +763,22 @@ fn text_key(key: &[u8]) -> String {
 }
 
 fn existing(state: &dyn StateRead, study: &str) -> Result<Study, TxError> {
-    ledger::check_study_id(study).map_err(module_error)?;
+    ledger::check_study_id(study).map_err(TxError::from)?;
     ledger::study(state, study)?
-        .ok_or_else(|| module_error(TrialsError::UnknownStudy(study.into())))
+        .ok_or_else(|| TxError::from(TrialsError::UnknownStudy(study.into())))
 }
 
-fn versions(state: &dyn StateRead, record: &Study) -> Result<Vec<Value>, TxError> {
+fn versions(state: &dyn StateRead, record: &Study) -> Result<Vec<VersionEntry>, TxError> {
     let mut out = Vec::new();
     for version in 1..=record.version {
         if let Some(found) = ledger::protocol_version(state, &record.id, version)? {
-            out.push(json!({
-                "key": text_key(&ledger::key_version(&record.id, version)),
-                "version": found,
-            }));
+            out.push(VersionEntry {
+                key: text_key(&ledger::key_version(&record.id, version)),
+                version: found,
+            });
         }
     }
     Ok(out)
-}
-
-fn module_error(error: TrialsError) -> TxError {
-    TxError::from(error)
 }
 
 fn module_refusal(error: TxError) -> ServiceError {

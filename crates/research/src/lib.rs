@@ -290,6 +290,23 @@ pub fn access(
     read(state, &key_access(patient, seq))
 }
 
+/// A patient's research access log: how many releases named them, and the latest `limit`, oldest
+/// first.
+pub fn access_log(
+    state: &dyn StateRead,
+    patient: &PublicKey,
+    limit: u64,
+) -> Result<(u64, Vec<ResearchAccess>), StateError> {
+    let total = access_count(state, patient)?;
+    let mut entries = Vec::new();
+    for seq in total.saturating_sub(limit)..total {
+        if let Some(entry) = access(state, patient, seq)? {
+            entries.push(entry);
+        }
+    }
+    Ok((total, entries))
+}
+
 /// Does `consent`, at `time_ms`, permit `request`? The one rule matches and releases use: the
 /// consent is in force, its terms permit the request's (`duo::permits`, with the requester's
 /// organisation) and it covers at least one of the record types asked for.

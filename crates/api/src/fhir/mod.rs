@@ -1182,13 +1182,7 @@ async fn me(
         let key = signed.key;
         let (_, research) = state.node.read_head(|view| {
             let consent = medledger_research::consent(view, &key)?;
-            let total = medledger_research::access_count(view, &key)?;
-            let mut releases = Vec::new();
-            for seq in total.saturating_sub(ME_EVENTS_MAX)..total {
-                if let Some(entry) = medledger_research::access(view, &key, seq)? {
-                    releases.push(entry);
-                }
-            }
+            let (total, releases) = medledger_research::access_log(view, &key, ME_EVENTS_MAX)?;
             Ok(json!({"consent": consent, "releases_total": total, "releases": releases}))
         })?;
         let research = research.map_err(|error| {

@@ -818,7 +818,7 @@ fn yymmdd(date: &str) -> Result<String, String> {
 }
 
 impl Service for Supply {
-    const FOLLOWING: &'static str = "indexing EPCIS events";
+    const FOLLOWING: Option<&'static str> = Some("indexing EPCIS events");
 
     /// Indexes the EPCIS events of committed blocks.
     fn follow(&self, head: Height) -> Result<(), ServiceError> {
