@@ -132,7 +132,7 @@ async fn match_request(
 }
 
 #[utoipa::path(get, path = "/v1/research/me", tag = "research",
-    responses((status = 200, description = "The signing patient's research consent and every release of their records")))]
+    responses((status = 200, description = "The signing patient's research consent, how many releases named them, and the latest 1,000")))]
 async fn me(
     State(state): State<AppState>,
     method: Method,
