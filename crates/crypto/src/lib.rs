@@ -8,6 +8,7 @@
 //! Nothing here does IO or reads a clock. Key generation takes its randomness from the caller.
 
 pub mod envelope;
+pub mod stream;
 
 use std::fmt;
 
@@ -57,6 +58,20 @@ impl Hash {
 /// Hashes `data` with SHA-256.
 pub fn sha256(data: &[u8]) -> Hash {
     Hash(Sha256::digest(data).into())
+}
+
+/// SHA-256 of content that arrives in pieces (a streamed file).
+#[derive(Clone, Debug, Default)]
+pub struct Sha256Stream(Sha256);
+
+impl Sha256Stream {
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(self) -> Hash {
+        Hash(self.0.finalize().into())
+    }
 }
 
 /// Hashes a domain tag followed by `parts`, each length-prefixed so that no two different inputs

@@ -20,6 +20,7 @@
 //! them, so a version number is never handed out twice.
 
 mod blind;
+mod files;
 mod layout;
 mod migrate;
 pub mod slots;
@@ -40,6 +41,7 @@ use crate::layout::{
     RECORD_INDEX, RECORDS, SEARCH, StoredPatient, StoredRecord, TOMBSTONES, get, put, table,
 };
 use crate::slots::KeySlots;
+pub use files::{FileDraft, VaultFile};
 
 const DB_FILE: &str = "vault.redb";
 const SLOTS_FILE: &str = "vault.slots";
@@ -61,6 +63,8 @@ pub enum VaultError {
     Erased(Hash),
     #[error("no such record version")]
     NotFound,
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{resource}: the writer expected version {expected}, the current version is {current}")]
     VersionMismatch {
         resource: String,
@@ -169,6 +173,9 @@ pub struct Incoming<'a> {
     pub fhir_id: Option<&'a str>,
     pub patient: PatientRef<'a>,
     pub content: &'a [u8],
+    /// A file streamed in with [`Vault::write_file`] for the same patient, kept beside this
+    /// version (the content should name its digest, so the commitment covers it).
+    pub file: Option<&'a FileDraft>,
     /// The version the writer expects to replace (an `If-Match`; 0: that the record is new).
     /// Checked under the staging lock, so two writers expecting the same version cannot both
     /// stage.
@@ -256,11 +263,14 @@ struct Planned<'a> {
     /// Its patient's place in the batch's patients.
     patient_at: usize,
     blob: Blob,
+    file: Option<&'a FileDraft>,
 }
 
 #[derive(Debug)]
 pub struct Vault {
     db: Database,
+    /// Where record versions' files live (see `files.rs`).
+    files: std::path::PathBuf,
     slots: Mutex<KeySlots>,
     /// The key of every blind index here; it outlives erasures, so tombstones can be found.
     blind: BlindKey,
@@ -286,15 +296,91 @@ impl Vault {
             db = migrate::convert(dir, db, &blind, &slots)?;
         }
         layout::prepare(&db, &blind)?;
+        let files = files::dir(dir);
+        std::fs::create_dir_all(&files).map_err(db_error)?;
+        std::fs::set_permissions(&files, std::fs::Permissions::from_mode(0o700))
+            .map_err(db_error)?;
         let vault = Vault {
             db,
+            files,
             slots: Mutex::new(slots),
             blind,
             in_flight: Mutex::new(BTreeSet::new()),
             staging: Mutex::new(()),
         };
         vault.destroy_orphaned_secrets()?;
+        vault.sweep_files()?;
         Ok(vault)
+    }
+
+    /// Deletes drafts a crash left, and files whose record version is not here (a batch rolled
+    /// back or a patient shredded before the file could be deleted).
+    fn sweep_files(&self) -> Result<usize, VaultError> {
+        let (drafts, stored) = files::listing(&self.files)?;
+        let mut deleted = 0;
+        for draft in drafts {
+            std::fs::remove_file(draft).map_err(io("deleting a draft"))?;
+            deleted += 1;
+        }
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let blobs = txn.open_table(BLOBS).map_err(db_error)?;
+        for (record, version) in stored {
+            if blobs
+                .get((record.0.as_slice(), version))
+                .map_err(db_error)?
+                .is_none()
+            {
+                files::remove(&self.files, &record, version)?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Streams `reader` into the vault as a file of the stored patient `patient_fhir_id`, sealed
+    /// under a fresh key wrapped under the patient's secret, refusing more than `bytes_max`
+    /// bytes. The draft becomes a record version's file when staged with it ([`Incoming::file`]);
+    /// dropped, it is deleted. Holds no lock while the bytes arrive.
+    pub fn write_file(
+        &self,
+        patient_fhir_id: &str,
+        reader: impl std::io::Read,
+        bytes_max: u64,
+        mut rng: impl RngCore + CryptoRng,
+    ) -> Result<FileDraft, VaultError> {
+        let patient = self.patient_by_fhir(patient_fhir_id)?.ok_or_else(|| {
+            VaultError::Invalid(format!("no patient Patient/{patient_fhir_id} is stored"))
+        })?;
+        let secret = self.secret(&patient)?;
+        let mut random =
+            [0u8; 32 + 32 + NONCE_BYTES + medledger_crypto::stream::STREAM_NONCE_BYTES];
+        rng.fill_bytes(&mut random);
+        files::write_draft(&self.files, patient, &secret, reader, bytes_max, random)
+    }
+
+    /// The file kept beside a record version, decrypted as it is read; `None` if it has none.
+    /// With `expected`, reading to the end fails unless the content has that SHA-256.
+    pub fn open_file(
+        &self,
+        record: &Hash,
+        version: u32,
+        expected: Option<Hash>,
+    ) -> Result<Option<VaultFile>, VaultError> {
+        let stored: StoredRecord = {
+            let txn = self.db.begin_read().map_err(db_error)?;
+            let records = txn.open_table(RECORDS).map_err(db_error)?;
+            get(&records, &record.0, "record")?.ok_or(VaultError::NotFound)?
+        };
+        if stored.version < version {
+            return Err(VaultError::NotFound);
+        }
+        let secret = self.secret(&stored.patient)?;
+        files::open(
+            &files::path_of(&self.files, record, version),
+            &stored.patient,
+            &secret,
+            expected,
+        )
     }
 
     /// Destroys secrets no patient entry refers to: left by a crash between writing a new
@@ -670,6 +756,14 @@ impl Vault {
                 wrapped_key: owner.secret.wrap(&data_key, key_nonce, &aad),
                 ciphertext: data_key.seal(nonce, &aad, item.content),
             };
+            if let Some(file) = item.file
+                && file.patient != owner.patient
+            {
+                return Err(VaultError::Invalid(format!(
+                    "{}/{fhir_id}: its file was written for another patient",
+                    item.resource_type
+                )));
+            }
             let commitment = owner.secret.commitment(&record, version, item.content);
             planned.push(Planned {
                 version: StagedVersion {
@@ -682,6 +776,7 @@ impl Vault {
                 resource_type: item.resource_type,
                 patient_at,
                 blob,
+                file: item.file,
             });
         }
         // The batch's records, and the patients it creates, are in flight until it settles: a
@@ -728,7 +823,23 @@ impl Vault {
     ) -> Result<(), VaultError> {
         // New secrets are durable before anything refers to them.
         let mut new_slots = Vec::new();
+        // Files take their version's name before the batch commits; if it does not, they go.
+        let mut renamed = Vec::new();
         let written = (|| {
+            for planned in planned {
+                if let Some(file) = planned.file {
+                    let target = files::path_of(
+                        &self.files,
+                        &planned.version.record,
+                        planned.version.version,
+                    );
+                    std::fs::rename(&file.path, &target).map_err(io("keeping a file"))?;
+                    renamed.push(target);
+                }
+            }
+            if !renamed.is_empty() {
+                sync_dir(&self.files)?;
+            }
             for patient in patients.iter().filter(|p| p.new) {
                 let slot = lock(&self.slots).allocate(&patient.patient, &patient.secret)?;
                 new_slots.push((patient, slot));
@@ -812,6 +923,9 @@ impl Vault {
             let mut slots = lock(&self.slots);
             for (patient, slot) in &new_slots {
                 let _ = slots.destroy(*slot, &patient.patient);
+            }
+            for path in &renamed {
+                let _ = std::fs::remove_file(path);
             }
         }
         written
@@ -916,6 +1030,9 @@ impl Vault {
                 .map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
+        for (record, version, _) in &pending.versions {
+            files::remove(&self.files, record, *version)?;
+        }
         let mut slots = lock(&self.slots);
         for (slot, patient) in slots_to_destroy {
             slots.destroy(slot, &patient)?;
@@ -1030,6 +1147,7 @@ impl Vault {
     pub fn shred(&self, patient: &Hash) -> Result<usize, VaultError> {
         let _staging = lock(&self.staging);
         let mut deleted = 0;
+        let mut versions = Vec::new();
         let mut txn = self.db.begin_write().map_err(db_error)?;
         txn.set_durability(Durability::Immediate)
             .map_err(db_error)?;
@@ -1118,6 +1236,7 @@ impl Vault {
                 };
                 let stored: StoredRecord = decode("record", stored.value())?;
                 for version in 1..=stored.version {
+                    versions.push((record, version));
                     if blobs
                         .remove((record.0.as_slice(), version))
                         .map_err(db_error)?
@@ -1129,6 +1248,11 @@ impl Vault {
             }
         }
         txn.commit().map_err(db_error)?;
+        // Unreadable already (their keys were wrapped under the destroyed secret); a failure
+        // here leaves them to the sweep at the next start.
+        for (record, version) in versions {
+            files::remove(&self.files, &record, version)?;
+        }
         Ok(deleted)
     }
 

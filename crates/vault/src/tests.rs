@@ -18,6 +18,7 @@ fn batch<'a>() -> Vec<Incoming<'a>> {
             fhir_id: Some("p1"),
             patient: PatientRef::Own,
             content: PATIENT,
+            file: None,
             expected_version: None,
         },
         Incoming {
@@ -25,6 +26,7 @@ fn batch<'a>() -> Vec<Incoming<'a>> {
             fhir_id: Some("o1"),
             patient: PatientRef::Fhir("p1"),
             content: OBSERVATION,
+            file: None,
             expected_version: None,
         },
     ]
@@ -158,6 +160,7 @@ fn versions_follow_each_other_and_in_flight_records_are_locked() {
         .stage(
             &[Incoming {
                 content: update,
+                file: None,
                 expected_version: None,
                 ..batch()[1].clone()
             }],
@@ -190,6 +193,7 @@ fn expected_versions_are_checked_when_staging() {
     vault.settle(&first.id, true).expect("settle");
     let update = |expected| Incoming {
         content: br#"{"resourceType":"Observation","id":"o1","status":"amended"}"#,
+        file: None,
         expected_version: Some(expected),
         ..batch()[1].clone()
     };
@@ -235,6 +239,7 @@ fn bad_batches_store_nothing() {
         fhir_id: Some("o2"),
         patient: PatientRef::Fhir("nobody"),
         content: OBSERVATION,
+        file: None,
         expected_version: None,
     };
     let mut duplicate = batch();
@@ -265,6 +270,7 @@ fn recovery_settles_from_the_chain() {
             fhir_id: Some("p2"),
             patient: PatientRef::Own,
             content: PATIENT,
+            file: None,
             expected_version: None,
         };
         let dropped = vault.stage(&[other], OsRng, &|_| Ok(0)).expect("stage");
@@ -318,6 +324,7 @@ fn shredding_destroys_the_secret_and_the_data() {
                 fhir_id: Some("p2"),
                 patient: PatientRef::Own,
                 content: PATIENT,
+                file: None,
                 expected_version: None,
             }],
             OsRng,
@@ -514,6 +521,7 @@ fn incoming<'a>(patient: &'a str, resources: &'a [Resource]) -> Vec<Incoming<'a>
                 PatientRef::Fhir(patient)
             },
             content: &resource.content,
+            file: None,
             expected_version: None,
         })
         .collect()
@@ -1213,7 +1221,7 @@ fn file_names(dir: &Path) -> BTreeSet<String> {
 }
 
 fn vault_files() -> BTreeSet<String> {
-    ["vault.redb", "vault.slots", "vault.blind-key"]
+    ["vault.redb", "vault.slots", "vault.blind-key", "files"]
         .map(String::from)
         .into()
 }
@@ -1378,4 +1386,186 @@ fn an_interrupted_conversion_is_finished_or_redone() {
         assert_eq!(ids_on_disk(&path, &patient.ids()), vec![], "{crash:?}");
         assert_eq!(file_names(&path), vault_files(), "{crash:?}");
     }
+}
+
+// Files: genomic files kept beside record versions.
+
+/// A VCF-like payload of `lines` lines, large enough to span many chunks.
+fn genome(lines: usize) -> Vec<u8> {
+    let mut text =
+        b"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tNA00001\n"
+            .to_vec();
+    for line in 0..lines {
+        text.extend_from_slice(
+            format!(
+                "20\t{}\trs{line}\tG\tA\t29\tPASS\tNS=3\tGT\t0|1\n",
+                14_370 + line
+            )
+            .as_bytes(),
+        );
+    }
+    text
+}
+
+/// Stages `content` as a MolecularSequence of p1 with `draft` as its file.
+fn stage_file(vault: &Vault, draft: &FileDraft, fhir_id: &str) -> Result<Staged, VaultError> {
+    let content = format!(
+        r#"{{"resourceType":"MolecularSequence","id":"{fhir_id}","sha256":"{}"}}"#,
+        draft.sha256.to_hex()
+    );
+    vault.stage(
+        &[Incoming {
+            resource_type: "MolecularSequence",
+            fhir_id: Some(fhir_id),
+            patient: PatientRef::Fhir("p1"),
+            content: content.as_bytes(),
+            file: Some(draft),
+            expected_version: None,
+        }],
+        OsRng,
+        &|_| Ok(0),
+    )
+}
+
+fn read_file(
+    vault: &Vault,
+    record: &Hash,
+    version: u32,
+    expected: Option<Hash>,
+) -> std::io::Result<Vec<u8>> {
+    let mut file = vault
+        .open_file(record, version, expected)
+        .expect("opens")
+        .expect("has a file");
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut content)?;
+    assert_eq!(file.bytes, content.len() as u64);
+    Ok(content)
+}
+
+/// A streamed file is kept beside its record version, reads back exactly with its digest
+/// checked, and is encrypted at rest.
+#[test]
+fn a_file_is_kept_with_its_version_and_encrypted_at_rest() {
+    let dir = tempfile::tempdir().expect("dir");
+    let vault = Vault::open(dir.path()).expect("open");
+    let first = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
+    vault.settle(&first.id, true).expect("settle");
+    let content = genome(20_000);
+    let draft = vault
+        .write_file("p1", content.as_slice(), 1 << 30, OsRng)
+        .expect("streams in");
+    assert_eq!(draft.bytes, content.len() as u64);
+    assert_eq!(draft.sha256, medledger_crypto::sha256(&content));
+    let staged = stage_file(&vault, &draft, "seq1").expect("stage");
+    drop(draft);
+    vault.settle(&staged.id, true).expect("settle");
+    let record = staged.versions[0].record;
+    let digest = medledger_crypto::sha256(&content);
+    assert_eq!(
+        read_file(&vault, &record, 1, Some(digest)).expect("reads"),
+        content
+    );
+    assert!(
+        !contains(&files(dir.path()), b"rs19999\tG\tA"),
+        "plaintext on disk"
+    );
+    // Another digest than the content's fails at the end of the read.
+    let error = read_file(&vault, &record, 1, Some(Hash([1; 32]))).expect_err("wrong digest");
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+    // A version without a file answers None; an unknown record NotFound.
+    let (observation, _) = vault
+        .record_by_fhir("Observation", "o1")
+        .expect("read")
+        .expect("o1");
+    assert!(
+        vault
+            .open_file(&observation, 1, None)
+            .expect("opens")
+            .is_none()
+    );
+    assert!(matches!(
+        vault.open_file(&Hash([9; 32]), 1, None),
+        Err(VaultError::NotFound)
+    ));
+}
+
+/// A file that is never staged, staged in a refused batch, too large or for an unknown patient
+/// leaves nothing behind.
+#[test]
+fn files_of_refused_batches_and_bad_uploads_leave_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let vault = Vault::open(dir.path()).expect("open");
+    let first = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
+    vault.settle(&first.id, true).expect("settle");
+    let stored = |dir: &Path| every_file(&dir.join("files")).len();
+    let content = genome(1_000);
+    let draft = vault
+        .write_file("p1", content.as_slice(), 1 << 30, OsRng)
+        .expect("draft");
+    assert_eq!(stored(dir.path()), 1);
+    drop(draft);
+    assert_eq!(stored(dir.path()), 0, "a dropped draft is deleted");
+    let draft = vault
+        .write_file("p1", content.as_slice(), 1 << 30, OsRng)
+        .expect("draft");
+    let staged = stage_file(&vault, &draft, "seq1").expect("stage");
+    drop(draft);
+    assert_eq!(stored(dir.path()), 1);
+    vault.settle(&staged.id, false).expect("refused");
+    assert_eq!(stored(dir.path()), 0, "a refused batch's file is deleted");
+    let error = vault
+        .write_file("p1", content.as_slice(), 100, OsRng)
+        .expect_err("too large");
+    assert!(matches!(error, VaultError::TooLarge(_)), "{error:?}");
+    let error = vault
+        .write_file("nobody", content.as_slice(), 1 << 30, OsRng)
+        .expect_err("unknown patient");
+    assert!(matches!(error, VaultError::Invalid(_)), "{error:?}");
+    assert_eq!(stored(dir.path()), 0);
+}
+
+/// Shredding the patient deletes their files, and reopening the vault sweeps what a crash left:
+/// drafts, and files whose version is not held.
+#[test]
+fn shredding_and_reopening_delete_stray_files() {
+    let dir = tempfile::tempdir().expect("dir");
+    let content = genome(500);
+    let (patient, record) = {
+        let vault = Vault::open(dir.path()).expect("open");
+        let first = vault.stage(&batch(), OsRng, &|_| Ok(0)).expect("stage");
+        vault.settle(&first.id, true).expect("settle");
+        let draft = vault
+            .write_file("p1", content.as_slice(), 1 << 30, OsRng)
+            .expect("draft");
+        let staged = stage_file(&vault, &draft, "seq1").expect("stage");
+        vault.settle(&staged.id, true).expect("settle");
+        (staged.versions[0].patient, staged.versions[0].record)
+    };
+    let files_dir = dir.path().join("files");
+    std::fs::write(
+        files_dir.join(format!("{}.part", "ab".repeat(32))),
+        b"crash",
+    )
+    .expect("draft");
+    std::fs::write(
+        files_dir.join(format!("{}-1.bin", "cd".repeat(32))),
+        b"orphan",
+    )
+    .expect("orphan");
+    let vault = Vault::open(dir.path()).expect("reopen");
+    let names: Vec<PathBuf> = every_file(&files_dir)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(
+        names,
+        vec![files_dir.join(format!("{}-1.bin", record.to_hex()))]
+    );
+    assert_eq!(read_file(&vault, &record, 1, None).expect("kept"), content);
+    vault.shred(&patient).expect("shred");
+    assert!(
+        every_file(&files_dir).is_empty(),
+        "shredding deletes the file"
+    );
 }
