@@ -17,6 +17,9 @@ pub const AUTHORIZATION_SCHEME: &str = "Medledger";
 pub const HEADER_PURPOSE: &str = "x-purpose-of-use";
 pub const HEADER_BREAK_GLASS: &str = "x-break-glass";
 pub const HEADER_WRAP_TO: &str = "x-wrap-to";
+/// The SHA-256 (hex) of a body that is streamed (a genomic file): signed in place of the body,
+/// and checked against the bytes once they have all arrived.
+pub const HEADER_CONTENT_SHA256: &str = "x-content-sha256";
 /// How far a request's timestamp may be from the node's clock.
 pub const REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
 /// The most request ids remembered for replay protection of writes.
@@ -57,13 +60,32 @@ pub fn sign_bytes(
     body: &[u8],
     access: &AccessHeaders,
 ) -> Vec<u8> {
+    sign_bytes_digest(
+        chain_id,
+        method,
+        path_and_query,
+        time_ms,
+        &sha256(body),
+        access,
+    )
+}
+
+/// The bytes a requester signs, given the body's SHA-256 (for a body streamed, not held).
+pub fn sign_bytes_digest(
+    chain_id: &str,
+    method: &str,
+    path_and_query: &str,
+    time_ms: u64,
+    body_sha256: &Hash,
+    access: &AccessHeaders,
+) -> Vec<u8> {
     let mut bytes = DOMAIN.to_vec();
     for part in [
         chain_id,
         method,
         path_and_query,
         &time_ms.to_string(),
-        &sha256(body).to_hex(),
+        &body_sha256.to_hex(),
         access.purpose.as_deref().unwrap_or(""),
         if access.break_glass { "true" } else { "" },
         access.wrap_to.as_deref().unwrap_or(""),
@@ -120,6 +142,25 @@ pub fn verify(
     body: &[u8],
     now_ms: u64,
 ) -> Result<Signed, AuthError> {
+    verify_digest(
+        chain_id,
+        method,
+        path_and_query,
+        headers,
+        &sha256(body),
+        now_ms,
+    )
+}
+
+/// Checks a request's signature and timestamp, given its body's SHA-256.
+pub fn verify_digest(
+    chain_id: &str,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body_sha256: &Hash,
+    now_ms: u64,
+) -> Result<Signed, AuthError> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or(AuthError::Missing)?
@@ -156,12 +197,12 @@ pub fn verify(
         return Err(AuthError::Stale);
     }
     let access = AccessHeaders::from_headers(headers);
-    let signed = sign_bytes(
+    let signed = sign_bytes_digest(
         chain_id,
         method.as_str(),
         path_and_query,
         time_ms,
-        body,
+        body_sha256,
         &access,
     );
     key.verify(&signed, &signature)
@@ -225,15 +266,15 @@ pub(crate) fn verify_request(
     method: &Method,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
-    body: &[u8],
+    body_sha256: &Hash,
 ) -> Result<Signed, AuthError> {
     let path = uri.path_and_query().map_or("/", |value| value.as_str());
-    verify(
+    verify_digest(
         &node.genesis().chain_id,
         method,
         path,
         headers,
-        body,
+        body_sha256,
         crate::fhir::now_ms(),
     )
 }

@@ -285,8 +285,11 @@ async fn refuse_declared_oversize(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
+    // A genomic file is streamed to disk, bounded by the node's file limit instead.
+    let streamed = request.method() == axum::http::Method::POST
+        && matches!(request.uri().path(), "/fhir/Binary" | "/fhir/Binary/");
     match declared {
-        Some(length) if length > API_BODY_BYTES_MAX as u64 => ApiError::new(
+        Some(length) if length > API_BODY_BYTES_MAX as u64 && !streamed => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("the body declares {length} bytes; the limit is {API_BODY_BYTES_MAX} bytes"),
@@ -320,14 +323,20 @@ pub(crate) async fn signed_member(
     headers: &axum::http::HeaderMap,
     body: &[u8],
 ) -> ApiResult<(PublicKey, medledger_ledger::Authority, Hash)> {
-    let signed =
-        auth::verify_request(&state.node, method, uri, headers, body).map_err(|error| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                error.to_string(),
-            )
-        })?;
+    let signed = auth::verify_request(
+        &state.node,
+        method,
+        uri,
+        headers,
+        &medledger_crypto::sha256(body),
+    )
+    .map_err(|error| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            error.to_string(),
+        )
+    })?;
     let node = state.node.clone();
     let key = signed.key;
     let (authority, _) = blocking(move || Ok(node.account(&key)?)).await?;

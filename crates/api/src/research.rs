@@ -297,22 +297,32 @@ async fn export_status(
             time_ms,
             patients,
             outputs,
+            withheld,
             ..
         } => {
+            let url = |output: &medledger_node::research::Output| {
+                format!("{base}/fhir/bulkfiles/{job_id}/{}", output.file)
+            };
+            let genomic = medledger_node::research::GENOMIC_OUTPUT_TYPE;
             let manifest = json!({
                 "transactionTime": medledger_fhir::time::instant(time_ms),
                 "request": format!("{base}/fhir/Group/{request}/$export"),
                 "requiresAccessToken": true,
-                "output": outputs.iter().map(|output| json!({
+                "output": outputs.iter().filter(|output| output.resource_type != genomic).map(|output| json!({
                     "type": output.resource_type,
-                    "url": format!("{base}/fhir/bulkfiles/{job_id}/{}", output.file),
+                    "url": url(output),
                     "count": output.count,
                 })).collect::<Vec<_>>(),
                 "error": [],
                 "extension": {
                     "https://medledger.dev/research/release-height": height,
                     "https://medledger.dev/research/patients": patients,
-                    "https://medledger.dev/research/sealed": "each file is JSON sealing NDJSON to the request's X25519 key (HPKE, AES-256-GCM)",
+                    "https://medledger.dev/research/sealed": "each NDJSON file is JSON sealing NDJSON to the request's X25519 key (HPKE, AES-256-GCM); each genomic file is a sealed stream (MLSEALED-STREAM1: header, then STREAM AES-256-GCM chunks)",
+                    "https://medledger.dev/research/genomic-files": outputs.iter().filter(|output| output.resource_type == genomic).map(|output| json!({
+                        "url": url(output),
+                        "contentType": output.media_type,
+                    })).collect::<Vec<_>>(),
+                    "https://medledger.dev/research/withheld": withheld,
                 },
             });
             Ok((StatusCode::OK, Json(manifest)).into_response())
@@ -333,11 +343,15 @@ async fn export_file(
     let caller = caller(&state, &method, &uri, &headers, b"").await?;
     let job = fhir_id(&job)?;
     let research = fhir_research(&state)?;
-    let bytes = crate::blocking(move || Ok(research.file(&caller.key, &job, &file)?)).await?;
-    let mut response = (StatusCode::OK, bytes).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let (opened, length, media_type) =
+        crate::blocking(move || Ok(research.file(&caller.key, &job, &file)?)).await?;
+    let mut response = (
+        StatusCode::OK,
+        crate::fhir::binary::streamed_body(std::io::BufReader::new(opened)),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     Ok(response)
 }

@@ -60,6 +60,7 @@ impl From<ServiceError> for ApiError {
                 (StatusCode::PRECONDITION_FAILED, "precondition_failed")
             }
             ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ServiceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ServiceError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, message)
@@ -139,14 +140,20 @@ pub(crate) async fn verify(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     // Verification is the hot path: one state read checks the verifier and the unit together.
-    let signed =
-        auth::verify_request(&state.node, &method, &uri, &headers, &body).map_err(|error| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                error.to_string(),
-            )
-        })?;
+    let signed = auth::verify_request(
+        &state.node,
+        &method,
+        &uri,
+        &headers,
+        &medledger_crypto::sha256(&body),
+    )
+    .map_err(|error| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            error.to_string(),
+        )
+    })?;
     let request: VerifyRequest = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request("malformed_body", format!("body: {error}")))?;
     let supply = supply(&state)?;

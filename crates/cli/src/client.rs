@@ -147,6 +147,85 @@ impl Client {
         Ok((status, response_headers, bytes))
     }
 
+    /// Sends a body streamed from `reader`, with no overall time limit (a genomic file may take
+    /// minutes); returns the status and the response body.
+    pub fn send_stream(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        content_type: &str,
+        reader: &mut dyn std::io::Read,
+    ) -> Result<(u16, Vec<u8>)> {
+        let url = format!("{}{path}", self.base);
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", content_type);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request
+            .body(ureq::SendBody::from_reader(reader))
+            .with_context(|| format!("building a request to {url}"))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(None)
+            .build();
+        let mut response = self
+            .agent
+            .run(request)
+            .with_context(|| format!("sending to {url}"))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(RESPONSE_BYTES_MAX)
+            .read_to_vec()?;
+        Ok((status, bytes))
+    }
+
+    /// GETs `path`, streaming a 2xx body into `writer` with no size or time limit; answers the
+    /// status, the headers, and the body of any other answer.
+    pub fn fetch_to(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        writer: &mut dyn std::io::Write,
+    ) -> Result<(u16, ureq::http::HeaderMap, Vec<u8>)> {
+        let url = format!("{}{path}", self.base);
+        let mut request = ureq::http::Request::builder().method("GET").uri(&url);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request
+            .body(())
+            .with_context(|| format!("building a request to {url}"))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(None)
+            .build();
+        let mut response = self
+            .agent
+            .run(request)
+            .with_context(|| format!("cannot reach the node at {url}"))?;
+        let status = response.status().as_u16();
+        let response_headers = response.headers().clone();
+        if !(200..300).contains(&status) {
+            let bytes = response
+                .body_mut()
+                .with_config()
+                .limit(RESPONSE_BYTES_MAX)
+                .read_to_vec()?;
+            return Ok((status, response_headers, bytes));
+        }
+        let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+        std::io::copy(&mut reader, writer).with_context(|| format!("receiving {url}"))?;
+        Ok((status, response_headers, Vec::new()))
+    }
+
     /// Signs a payload with the next nonce of `key` and submits it; returns its id.
     pub fn submit(&self, key: &SecretKey, payload: impl Into<Payload>) -> Result<Hash> {
         let payload = payload.into();

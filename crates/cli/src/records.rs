@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use medledger_api::auth::{AccessHeaders, HEADER_BREAK_GLASS, HEADER_PURPOSE, HEADER_WRAP_TO};
+use medledger_api::auth::{
+    AccessHeaders, HEADER_BREAK_GLASS, HEADER_CONTENT_SHA256, HEADER_PURPOSE, HEADER_WRAP_TO,
+};
 use medledger_crypto::envelope::{HpkeSecret, WrappedKey};
 use medledger_crypto::{Hash, SecretKey};
 use medledger_records::{
@@ -38,6 +40,29 @@ pub enum FhirCommand {
         /// Receive the ciphertext and its key sealed to you with HPKE, and decrypt it here.
         #[arg(long)]
         wrap: bool,
+    },
+    /// Store a genomic file (VCF, plain or bgzip-compressed) of a patient held here, streamed:
+    /// it becomes a MolecularSequence record whose file is `Binary/{id}`. Prints the record.
+    Upload {
+        file: PathBuf,
+        /// The patient's logical id (`Patient/{id}`).
+        #[arg(long)]
+        patient: String,
+        /// The media type; by default from the name (`.vcf`: text/vcf, `.gz`: application/gzip).
+        #[arg(long)]
+        content_type: Option<String>,
+    },
+    /// Read the genomic file of a MolecularSequence (`id`) for a purpose into a file, streamed.
+    /// The read is recorded on chain first, like any read.
+    Download {
+        id: String,
+        #[arg(long)]
+        purpose: String,
+        #[arg(long)]
+        break_glass: bool,
+        /// Where to write the file.
+        #[arg(long, short)]
+        output: PathBuf,
     },
     /// Search a patient's records (optionally of one type) for a purpose.
     Search {
@@ -280,9 +305,135 @@ fn reads(purpose: &str, break_glass: bool) -> Result<AccessHeaders> {
     })
 }
 
+/// Streams a genomic file to the node, signed over its SHA-256 (read once to hash, once to send).
+fn upload(
+    client: &Client,
+    key: &SecretKey,
+    file: &Path,
+    patient: &str,
+    content_type: Option<String>,
+) -> Result<Value> {
+    let name = file.to_string_lossy().to_ascii_lowercase();
+    let content_type = match content_type {
+        Some(given) => given,
+        None if name.ends_with(".gz") || name.ends_with(".bgz") => "application/gzip".into(),
+        None if name.ends_with(".vcf") => "text/vcf".into(),
+        None => bail!(
+            "cannot tell the media type of {}: pass --content-type",
+            file.display()
+        ),
+    };
+    let open = || std::fs::File::open(file).with_context(|| format!("opening {}", file.display()));
+    let mut hasher = medledger_crypto::Sha256Stream::default();
+    let mut reader = std::io::BufReader::new(open()?);
+    loop {
+        let buffer = std::io::BufRead::fill_buf(&mut reader)
+            .with_context(|| format!("reading {}", file.display()))?;
+        if buffer.is_empty() {
+            break;
+        }
+        hasher.update(buffer);
+        let read = buffer.len();
+        std::io::BufRead::consume(&mut reader, read);
+    }
+    let digest = hasher.finish();
+    let path = "/fhir/Binary";
+    let chain_id = client.chain_id()?;
+    let time_ms = now_ms();
+    let access = AccessHeaders::default();
+    let bytes =
+        medledger_api::auth::sign_bytes_digest(&chain_id, "POST", path, time_ms, &digest, &access);
+    let headers = [
+        (
+            "authorization",
+            medledger_api::auth::authorization(key, time_ms, &bytes),
+        ),
+        (HEADER_CONTENT_SHA256, digest.to_hex()),
+        ("x-security-context", format!("Patient/{patient}")),
+    ];
+    let mut body = std::io::BufReader::with_capacity(256 * 1024, open()?);
+    let (status, body) = client.send_stream("POST", path, &headers, &content_type, &mut body)?;
+    expect_ok(status, &body)
+}
+
+/// Streams the file of a MolecularSequence into `output`, removing a partial file on failure.
+fn download(
+    client: &Client,
+    key: &SecretKey,
+    id: &str,
+    access: &AccessHeaders,
+    output: &Path,
+) -> Result<Value> {
+    let path = format!("/fhir/Binary/{id}");
+    let chain_id = client.chain_id()?;
+    let time_ms = now_ms();
+    let bytes = medledger_api::auth::sign_bytes(&chain_id, "GET", &path, time_ms, b"", access);
+    let mut headers = vec![(
+        "authorization",
+        medledger_api::auth::authorization(key, time_ms, &bytes),
+    )];
+    if let Some(purpose) = &access.purpose {
+        headers.push((HEADER_PURPOSE, purpose.clone()));
+    }
+    if access.break_glass {
+        headers.push((HEADER_BREAK_GLASS, "true".into()));
+    }
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?,
+    );
+    let fetched = client.fetch_to(&path, &headers, &mut file);
+    let flushed = std::io::Write::flush(&mut file);
+    let (status, response_headers, body) = match (fetched, flushed) {
+        (Ok(fetched), Ok(())) => fetched,
+        (Err(error), _) => {
+            let _ = std::fs::remove_file(output);
+            return Err(error);
+        }
+        (_, Err(error)) => {
+            let _ = std::fs::remove_file(output);
+            return Err(error).with_context(|| format!("writing {}", output.display()));
+        }
+    };
+    if !(200..300).contains(&status) {
+        let _ = std::fs::remove_file(output);
+        expect_ok(status, &body)?;
+    }
+    let header = |name: &str| {
+        response_headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    Ok(json!({
+        "file": output,
+        "bytes": std::fs::metadata(output).map(|meta| meta.len()).unwrap_or(0),
+        "content_type": header("content-type"),
+        "access_event": header("x-access-event"),
+    }))
+}
+
 pub fn run_fhir(client: &Client, key: &Path, command: FhirCommand) -> Result<i32> {
     let key = home::read_key(key)?;
     match command {
+        FhirCommand::Upload {
+            file,
+            patient,
+            content_type,
+        } => {
+            crate::print(&upload(client, &key, &file, &patient, content_type)?);
+            Ok(0)
+        }
+        FhirCommand::Download {
+            id,
+            purpose,
+            break_glass,
+            output,
+        } => {
+            let access = reads(&purpose, break_glass)?;
+            crate::print(&download(client, &key, &id, &access, &output)?);
+            Ok(0)
+        }
         FhirCommand::Import { files } => import(client, &key, &files),
         FhirCommand::Read {
             reference,

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use medledger_api::auth::AccessHeaders;
 use medledger_crypto::Hash;
 use medledger_crypto::envelope::HpkeSecret;
-use medledger_node::research::SealedFile;
+use medledger_node::research::{SealedFile, SealedStreamHeader};
 use medledger_research::ResearchOp;
 use medledger_research::duo::DuoTerms;
 use serde_json::{Value, json};
@@ -220,7 +220,101 @@ fn export(
             .with_context(|| format!("writing {}", file.display()))?;
         files.push(json!({"type": kind, "count": output["count"], "file": file}));
     }
+    let genomic = &manifest["extension"]["https://medledger.dev/research/genomic-files"];
+    for entry in genomic.as_array().into_iter().flatten() {
+        let url = entry["url"]
+            .as_str()
+            .context("a genomic file without a url")?;
+        let path = url
+            .find("/fhir/bulkfiles/")
+            .map(|at| &url[at..])
+            .context("a genomic file url off this node")?;
+        let file = fetch_genomic(client, key, &secret, request, path, out)?;
+        files.push(json!({"type": "Binary", "contentType": entry["contentType"], "file": file}));
+    }
     Ok(json!({ "manifest": manifest, "files": files }))
+}
+
+/// Downloads a sealed genomic file and opens it into `out`, both streamed: the sealed bytes go
+/// to a temporary file, then through the STREAM opener into `<name>.vcf` or `<name>.vcf.gz`.
+/// Nothing is left but the opened file, and only if every chunk opened.
+fn fetch_genomic(
+    client: &Client,
+    key: &medledger_crypto::SecretKey,
+    secret: &HpkeSecret,
+    request: &Hash,
+    path: &str,
+    out: &Path,
+) -> Result<PathBuf> {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        bail!("a genomic file's name {name:?} is not a plain name");
+    }
+    let sealed_path = out.join(format!(".{name}.sealed"));
+    let chain_id = client.chain_id()?;
+    let time_ms = crate::records::now_ms();
+    let bytes = medledger_api::auth::sign_bytes(
+        &chain_id,
+        "GET",
+        path,
+        time_ms,
+        b"",
+        &AccessHeaders::default(),
+    );
+    let headers = [(
+        "authorization",
+        medledger_api::auth::authorization(key, time_ms, &bytes),
+    )];
+    let result = (|| -> Result<PathBuf> {
+        let mut sealed_file = std::io::BufWriter::new(
+            std::fs::File::create(&sealed_path)
+                .with_context(|| format!("creating {}", sealed_path.display()))?,
+        );
+        let (status, _, body) = client.fetch_to(path, &headers, &mut sealed_file)?;
+        if !(200..300).contains(&status) {
+            bail!(
+                "the node answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        std::io::Write::flush(&mut sealed_file)?;
+        drop(sealed_file);
+        let mut reader = std::io::BufReader::new(std::fs::File::open(&sealed_path)?);
+        let header = SealedStreamHeader::read_from(&mut reader).context("a sealed genomic file")?;
+        if header.file != name || header.request != *request {
+            bail!("the sealed file names another file or request than the one fetched");
+        }
+        let aad = SealedFile::aad(request, name);
+        let data_key = secret
+            .open_key(&header.wrapped_key, &aad)
+            .context("the file is not sealed to your key")?;
+        let nonce: [u8; medledger_crypto::stream::STREAM_NONCE_BYTES] = header
+            .nonce
+            .as_slice()
+            .try_into()
+            .context("a stream nonce of 7 bytes")?;
+        let suffix = match header.media_type.as_str() {
+            "text/vcf" => "vcf",
+            "application/gzip" => "vcf.gz",
+            _ => "bin",
+        };
+        let target = out.join(format!("{name}.{suffix}"));
+        let mut opened = medledger_crypto::stream::OpenStream::new(&data_key, nonce, &aad, reader);
+        let mut writer = std::io::BufWriter::new(
+            std::fs::File::create(&target)
+                .with_context(|| format!("creating {}", target.display()))?,
+        );
+        let copied = std::io::copy(&mut opened, &mut writer)
+            .and_then(|_| std::io::Write::flush(&mut writer));
+        if let Err(error) = copied {
+            drop(writer);
+            let _ = std::fs::remove_file(&target);
+            return Err(error).context("the sealed genomic file does not open");
+        }
+        Ok(target)
+    })();
+    let _ = std::fs::remove_file(&sealed_path);
+    result
 }
 
 pub fn run(client: &Client, key_path: &Path, command: ResearchCommand) -> Result<i32> {

@@ -83,6 +83,39 @@ fn copy_of_synthea(dir: &Path, n: u8) -> (PathBuf, String) {
     (file, format!("{:02x}{}", n, &PATIENT_ID[2..]))
 }
 
+/// A VCF of one sample named by the patient's name, as a lab's pipeline might write it, with a
+/// file date and a reference path that must not leave either.
+fn vcf() -> String {
+    let mut text = String::from(
+        "##fileformat=VCFv4.2\n##fileDate=20240105\n##source=LabPipelineV2 run for Gerlach374\n\
+         ##reference=file:///labs/Randolph/GRCh38.fasta\n##contig=<ID=20,length=64444167>\n\
+         ##INFO=<ID=DP,Number=1,Type=Integer,Description=\"Total Depth\">\n\
+         ##FORMAT=<ID=GT,Number=1,Type=String,Description=\"Genotype\">\n\
+         #CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tGerlach374_Lindsay928\n",
+    );
+    for line in 0..5_000 {
+        text.push_str(&format!(
+            "20\t{}\trs{line}\tG\tA\t29\tPASS\tDP={}\tGT\t0|1\n",
+            14_370 + line * 7,
+            line % 60
+        ));
+    }
+    text
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, bytes).expect("compress");
+    encoder.finish().expect("compress")
+}
+
+fn gunzip(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(bytes), &mut text)
+        .expect("gzip");
+    text
+}
+
 /// The Synthea patient's identifying values, none of which may leave in a release.
 const IDENTIFIERS: &[&str] = &[
     "Gerlach374",
@@ -135,8 +168,139 @@ fn a_cohort_is_matched_by_consent_released_de_identified_and_logged() {
         ));
         synced(&nodes, &bound);
     }
-    // Patient 1 consents to health/medical research with an ethics approval, for Observations
-    // and Conditions; patient 2 to asthma research only; patient 3 never consents.
+    // Genomic files: a bgzipped VCF for patient 1 and a plain one for patient 3, streamed in.
+    let variants = vcf();
+    let vcf_gz = dir.join("patient1.vcf.gz");
+    std::fs::write(&vcf_gz, gzip(variants.as_bytes())).expect("write");
+    let vcf_plain = dir.join("patient3.vcf");
+    std::fs::write(&vcf_plain, &variants).expect("write");
+    let patient_ids: Vec<String> = (1..=3u8)
+        .map(|n| format!("{n:02x}{}", &PATIENT_ID[2..]))
+        .collect();
+    let upload = |file: &Path, patient: &str, extra: &[&str]| {
+        let mut args = vec![
+            "upload",
+            file.to_str().expect("utf-8"),
+            "--patient",
+            patient,
+        ];
+        args.extend_from_slice(extra);
+        run(&nodes[0], "fhir", &doctor, &args)
+    };
+    let sequence1 = ok(upload(&vcf_gz, &patient_ids[0], &[]));
+    assert_eq!(
+        sequence1["resourceType"], "MolecularSequence",
+        "{sequence1}"
+    );
+    assert_eq!(
+        sequence1["repository"][0]["url"],
+        format!("Binary/{}", sequence1["id"].as_str().expect("id"))
+    );
+    let sequence3 = ok(upload(&vcf_plain, &patient_ids[2], &[]));
+    // Refused, and nothing kept: not a genomic media type, not a VCF, an unknown patient, and an
+    // author who does not write for the hospital.
+    refused(
+        upload(
+            &vcf_plain,
+            &patient_ids[2],
+            &["--content-type", "application/pdf"],
+        ),
+        "415",
+    );
+    let not_vcf = dir.join("note.vcf");
+    std::fs::write(&not_vcf, "Gerlach374 is allergic to penicillin\n").expect("write");
+    refused(
+        upload(&not_vcf, &patient_ids[2], &[]),
+        "a VCF starts with ##fileformat=VCFv4",
+    );
+    refused(
+        upload(&vcf_plain, "nobody", &[]),
+        "no patient Patient/nobody",
+    );
+    refused(
+        run(
+            &nodes[0],
+            "fhir",
+            &researcher,
+            &[
+                "upload",
+                vcf_plain.to_str().expect("utf-8"),
+                "--patient",
+                &patient_ids[2],
+            ],
+        ),
+        "403",
+    );
+    let files_dir = nodes[0].home.join("data/vault/files");
+    let kept: Vec<_> = std::fs::read_dir(&files_dir)
+        .expect("files")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert_eq!(kept.len(), 2, "only the two stored files: {kept:?}");
+    // Patient 3 lets the doctor read their genomic data for treatment; the doctor reads the
+    // file back byte for byte, and the read is in the patient's access log.
+    let granted = ok(run(
+        &nodes[0],
+        "consent",
+        &patients[2],
+        &[
+            "grant",
+            "--to",
+            &format!("key:{}", public_key_of(&doctor)),
+            "--purpose",
+            "TREAT",
+            "--type",
+            "MolecularSequence",
+        ],
+    ));
+    synced(&nodes, &granted);
+    let downloaded = dir.join("downloaded.vcf");
+    let read = ok(run(
+        &nodes[0],
+        "fhir",
+        &doctor,
+        &[
+            "download",
+            sequence3["id"].as_str().expect("id"),
+            "--purpose",
+            "TREAT",
+            "--output",
+            downloaded.to_str().expect("utf-8"),
+        ],
+    ));
+    assert_eq!(read["content_type"], "text/vcf", "{read}");
+    assert_eq!(
+        std::fs::read_to_string(&downloaded).expect("read"),
+        variants
+    );
+    let view = ok(run(&nodes[0], "fhir", &patients[2], &["me"]));
+    assert!(
+        view.to_string()
+            .contains(read["access_event"].as_str().expect("event")),
+        "the read is in patient 3's view: {view}"
+    );
+    // The researcher has no consent to read it: denied, recorded, and no file written.
+    let denied = dir.join("denied.vcf");
+    refused(
+        run(
+            &nodes[0],
+            "fhir",
+            &researcher,
+            &[
+                "download",
+                sequence3["id"].as_str().expect("id"),
+                "--purpose",
+                "TREAT",
+                "--output",
+                denied.to_str().expect("utf-8"),
+            ],
+        ),
+        "403",
+    );
+    assert!(!denied.exists());
+
+    // Patient 1 consents to health/medical research with an ethics approval, for Observations,
+    // Conditions and genomic data; patient 2 to asthma research only; patient 3 never consents.
     let consent1 = ok(run(
         &nodes[2],
         "research",
@@ -151,6 +315,8 @@ fn a_cohort_is_matched_by_consent_released_de_identified_and_logged() {
             "Observation",
             "--type",
             "Condition",
+            "--type",
+            "MolecularSequence",
         ],
     ));
     let consent2 = ok(run(
@@ -220,6 +386,8 @@ fn a_cohort_is_matched_by_consent_released_de_identified_and_logged() {
             "Observation",
             "--type",
             "Condition",
+            "--type",
+            "MolecularSequence",
         ],
     ));
     let request = filed["id"].as_str().expect("request id").to_string();
@@ -297,7 +465,56 @@ fn a_cohort_is_matched_by_consent_released_de_identified_and_logged() {
         let resource: Value = serde_json::from_str(line).expect("NDJSON");
         assert!(resource["resourceType"].is_string());
     }
-    let released = format!("{observations}{conditions}");
+    // Patient 1's genomic file is released de-identified: its sample renamed to the patient's
+    // pseudonym (the Observations' subject), its file date to the year, its source and
+    // reference path gone, every variant kept; its record points at the released file.
+    let sequences = std::fs::read_to_string(out.join("MolecularSequence.ndjson"))
+        .expect("MolecularSequences released");
+    assert_eq!(sequences.lines().count(), 1, "only patient 1's sequence");
+    let sequence: Value = serde_json::from_str(sequences.trim()).expect("NDJSON");
+    let released_file = out.join("Binary.0.0.vcf.gz");
+    let released_bytes = std::fs::read(&released_file).expect("the genomic file");
+    let released_vcf = gunzip(&released_bytes);
+    let repository = sequence["repository"][0]["url"].as_str().expect("url");
+    assert!(repository.ends_with("/Binary.0.0"), "{sequence}");
+    let extension = &sequence["extension"][0]["extension"];
+    assert_eq!(
+        extension[1]["valueDecimal"],
+        released_bytes.len(),
+        "{sequence}"
+    );
+    assert_eq!(
+        extension[2]["valueString"],
+        medledger_crypto::sha256(&released_bytes).to_hex(),
+        "{sequence}"
+    );
+    let subject = sequence["patient"]["reference"].as_str().expect("patient");
+    let pseudonym = subject.strip_prefix("Patient/").expect("a Patient");
+    let header = released_vcf
+        .lines()
+        .find(|line| line.starts_with("#CHROM"))
+        .expect("header");
+    assert!(
+        header.ends_with(&format!("\tFORMAT\t{pseudonym}")),
+        "{header}"
+    );
+    assert!(
+        released_vcf.contains("##fileDate=2024\n"),
+        "{released_vcf:.400}"
+    );
+    assert_eq!(
+        released_vcf
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .collect::<Vec<_>>(),
+        variants
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .collect::<Vec<_>>(),
+        "every variant kept"
+    );
+    assert!(!released_vcf.contains("LabPipeline") && !released_vcf.contains("/labs/"));
+    let released = format!("{observations}{conditions}{sequences}{released_vcf}");
     for identifier in IDENTIFIERS {
         assert!(
             !released.contains(identifier),
@@ -319,6 +536,10 @@ fn a_cohort_is_matched_by_consent_released_de_identified_and_logged() {
         })
         .collect();
     assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert!(
+        subjects.contains(subject),
+        "the VCF's sample is the Observations' subject"
+    );
 
     // The release is in patient 1's log, seen through another validator; not in the others'.
     let release_height =

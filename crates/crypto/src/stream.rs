@@ -58,36 +58,99 @@ pub fn seal_stream(
     nonce: [u8; STREAM_NONCE_BYTES],
     aad: &[u8],
     mut reader: impl Read,
-    mut writer: impl Write,
+    writer: impl Write,
 ) -> io::Result<u64> {
-    let mut encryptor: EncryptorBE32<Aes256Gcm> =
-        EncryptorBE32::from_aead(Aes256Gcm::new((&key.0).into()), (&nonce).into());
-    let mut current = vec![0u8; STREAM_CHUNK_BYTES];
-    let mut next = vec![0u8; STREAM_CHUNK_BYTES];
-    let mut length = read_full(&mut reader, &mut current)?;
-    let mut total = 0u64;
-    // A full chunk is the last only if nothing follows it, so one chunk is read ahead.
-    while length == STREAM_CHUNK_BYTES {
-        let following = read_full(&mut reader, &mut next)?;
-        if following == 0 {
-            break;
-        }
-        let sealed = encryptor
-            .encrypt_next(Payload { msg: &current, aad })
-            .map_err(|_| invalid("the stream is longer than 2^32 chunks"))?;
-        writer.write_all(&sealed)?;
-        total += length as u64;
-        std::mem::swap(&mut current, &mut next);
-        length = following;
+    let mut sealing = SealingWriter::new(key, nonce, aad, writer);
+    io::copy(&mut reader, &mut sealing)?;
+    let (_, length) = sealing.finish()?;
+    Ok(length)
+}
+
+/// A writer that seals what is written to it into `inner`, for producers that push (a
+/// de-identifier, a compressor). Nothing is complete until [`SealingWriter::finish`] seals the
+/// last chunk: a writer dropped unfinished leaves a stream that does not open.
+pub struct SealingWriter<W> {
+    inner: W,
+    encryptor: Option<EncryptorBE32<Aes256Gcm>>,
+    aad: Vec<u8>,
+    /// Plaintext not sealed yet: a full chunk is held until more arrives, since only then is it
+    /// known not to be the last.
+    pending: Vec<u8>,
+    total: u64,
+}
+
+impl<W> std::fmt::Debug for SealingWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealingWriter").finish_non_exhaustive()
     }
-    let sealed = encryptor
-        .encrypt_last(Payload {
-            msg: &current[..length],
-            aad,
-        })
-        .map_err(|_| invalid("the stream is longer than 2^32 chunks"))?;
-    writer.write_all(&sealed)?;
-    Ok(total + length as u64)
+}
+
+impl<W: Write> SealingWriter<W> {
+    pub fn new(
+        key: &DataKey,
+        nonce: [u8; STREAM_NONCE_BYTES],
+        aad: &[u8],
+        inner: W,
+    ) -> SealingWriter<W> {
+        SealingWriter {
+            inner,
+            encryptor: Some(EncryptorBE32::from_aead(
+                Aes256Gcm::new((&key.0).into()),
+                (&nonce).into(),
+            )),
+            aad: aad.to_vec(),
+            pending: Vec::with_capacity(STREAM_CHUNK_BYTES),
+            total: 0,
+        }
+    }
+
+    /// Seals the last chunk; returns the inner writer (flushed) and the plaintext's length.
+    pub fn finish(mut self) -> io::Result<(W, u64)> {
+        let encryptor = self
+            .encryptor
+            .take()
+            .ok_or_else(|| invalid("the stream was finished already"))?;
+        let sealed = encryptor
+            .encrypt_last(Payload {
+                msg: &self.pending,
+                aad: &self.aad,
+            })
+            .map_err(|_| invalid("the stream is longer than 2^32 chunks"))?;
+        self.inner.write_all(&sealed)?;
+        self.inner.flush()?;
+        self.total += self.pending.len() as u64;
+        Ok((self.inner, self.total))
+    }
+}
+
+impl<W: Write> Write for SealingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        if self.pending.len() == STREAM_CHUNK_BYTES {
+            let sealed = self
+                .encryptor
+                .as_mut()
+                .ok_or_else(|| invalid("the stream was finished already"))?
+                .encrypt_next(Payload {
+                    msg: &self.pending,
+                    aad: &self.aad,
+                })
+                .map_err(|_| invalid("the stream is longer than 2^32 chunks"))?;
+            self.inner.write_all(&sealed)?;
+            self.total += self.pending.len() as u64;
+            self.pending.clear();
+        }
+        let taken = data.len().min(STREAM_CHUNK_BYTES - self.pending.len());
+        self.pending.extend_from_slice(&data[..taken]);
+        Ok(taken)
+    }
+
+    /// Flushes the inner writer; a chunk still pending stays pending.
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The length of what sealing `plain` bytes produces.

@@ -15,6 +15,7 @@ mod adverse_event;
 mod bundle;
 pub mod deidentify;
 mod error;
+mod genomic;
 mod json;
 mod outcome;
 mod reference;
@@ -26,6 +27,7 @@ mod served;
 pub mod time;
 mod types;
 mod validate;
+pub mod vcf;
 
 pub use adverse_event::{
     AdverseEventClass, AdverseEventSeriousness, EXPECTEDNESS_URL, SERIOUSNESS_SYSTEM,
@@ -36,6 +38,10 @@ pub use bundle::{
 };
 pub use deidentify::{Pseudonymizer, deidentify, deidentify_bundle};
 pub use error::FhirError;
+pub use genomic::{
+    GENOMIC_FILE_URL, GenomicFile, GenomicFormat, genomic_file, genomic_file_extension,
+    genomic_format, sequence_resource,
+};
 pub use outcome::{Issue, IssueType, Severity, operation_outcome};
 pub use reference::{ReferenceKind, classify_reference};
 pub use render::*;
@@ -47,9 +53,10 @@ pub use resource::{
 pub use served::{rewrite_references, served, with_id};
 pub use types::{ID_BYTES_MAX, RESOURCE_TYPES, is_id, is_resource_type, is_uuid};
 pub use validate::{VALIDATION_ISSUES_MAX, r4_schema, validate};
+pub use vcf::{VCF_LINE_BYTES_MAX, VcfError, VcfStats, deidentify_vcf};
 
 /// Runs every parser on untrusted bytes (resources, Bundles, search parameters, dates, Provenance
-/// ids) and ignores the results: the entry point for fuzzing,
+/// ids, VCF files) and ignores the results: the entry point for fuzzing,
 /// which must never panic whatever the input.
 pub fn fuzz_parse(bytes: &[u8]) {
     if let Ok(resource) = parse_resource(bytes) {
@@ -90,4 +97,6 @@ pub fn fuzz_parse(bytes: &[u8]) {
         let _ = search::parse_date(text);
         let _ = parse_provenance_id(text);
     }
+    // The same bytes as a VCF file to de-identify (VCF data lines need not be UTF-8).
+    let _ = deidentify_vcf(bytes, std::io::sink(), "sample", 2024);
 }

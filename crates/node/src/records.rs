@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use medledger_crypto::envelope::{WrappedKey, wrap_key_to};
 use medledger_crypto::{Hash, PublicKey};
+use medledger_fhir::{GenomicFile, GenomicFormat};
 use medledger_ledger::{Authority, Payload, Tx};
 use medledger_records::{
     self as ledger, AccessEvent, AccessRequest, ConsentEntry, Purpose, RECORDS_PER_TX_MAX,
@@ -25,7 +26,9 @@ use medledger_records::{
 use medledger_types::{Height, Outcome};
 pub use medledger_vault::Hit;
 pub use medledger_vault::record_aad;
-use medledger_vault::{Incoming, PatientRef, Recovery, Sealed, Vault, VaultError};
+use medledger_vault::{
+    FileDraft, Incoming, PatientRef, Recovery, Sealed, Vault, VaultError, VaultFile,
+};
 use rand_core::OsRng;
 use tokio::sync::watch;
 
@@ -34,6 +37,52 @@ use crate::{Node, NodeError, TxStatus};
 
 /// How many heights the erasure follower may scan past its saved mark before saving it again.
 pub const ERASURE_MARK_EVERY: Height = 1_000;
+/// The largest genomic file a node takes (a whole-genome VCF is a few GiB).
+pub const FILE_BYTES_MAX: u64 = 64 * 1024 * 1024 * 1024;
+
+/// A genomic file to store, as the API received it: the bytes arrive through a reader.
+#[derive(Clone, Debug)]
+pub struct FileUpload {
+    /// The FHIR logical id of the patient, held here.
+    pub patient_fhir_id: String,
+    pub format: GenomicFormat,
+    /// The SHA-256 the sender declared (and signed): the file is refused if its bytes differ.
+    pub declared_sha256: Option<Hash>,
+}
+
+/// Refuses content that does not start as its format must, after the first bytes.
+struct Sniffed<R> {
+    inner: R,
+    format: GenomicFormat,
+    head: Vec<u8>,
+    checked: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for Sniffed<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        if !self.checked {
+            self.head.extend_from_slice(&buffer[..read.min(32)]);
+            if self.head.len() >= 18 || read == 0 {
+                self.checked = true;
+                if !self.format.starts(&self.head) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!(
+                            "the file is not {}: {}",
+                            self.format.media_type(),
+                            match self.format {
+                                GenomicFormat::Vcf => "a VCF starts with ##fileformat=VCFv4",
+                                GenomicFormat::VcfGzip => "a gzip file starts with 1f 8b",
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(read)
+    }
+}
 
 /// A resource to import, as the API parsed it. `Debug` leaves out the content.
 #[derive(Clone)]
@@ -46,6 +95,8 @@ pub struct ImportItem {
     pub content: Vec<u8>,
     /// The version the writer expects to replace (`If-Match`), checked atomically with staging.
     pub expected_version: Option<u32>,
+    /// A file streamed into the vault for this version (see [`Records::import_file`]).
+    pub file: Option<Arc<FileDraft>>,
 }
 
 impl std::fmt::Debug for ImportItem {
@@ -241,16 +292,7 @@ impl Records {
         author: &PublicKey,
         items: Vec<ImportItem>,
     ) -> Result<Vec<Imported>, ServiceError> {
-        let custodian = self.custodian()?;
-        let authority = self.authenticate(author)?;
-        match ledger::author_org(&authority) {
-            Some(org) if org == custodian => {}
-            _ => {
-                return Err(ServiceError::Forbidden(format!(
-                    "only a practitioner or the node of {custodian} may write its records"
-                )));
-            }
-        }
+        self.check_author(author)?;
         // Patients first, so a later chunk finds the patient an earlier one created; the answer
         // comes back in the caller's order.
         let mut order: Vec<usize> = (0..items.len()).collect();
@@ -292,6 +334,18 @@ impl Records {
         Ok(in_order.into_iter().flatten().collect())
     }
 
+    /// Refuses an author who does not write for this node's organisation.
+    fn check_author(&self, author: &PublicKey) -> Result<(), ServiceError> {
+        let custodian = self.custodian()?;
+        let authority = self.authenticate(author)?;
+        match ledger::author_org(&authority) {
+            Some(org) if org == custodian => Ok(()),
+            _ => Err(ServiceError::Forbidden(format!(
+                "only a practitioner or the node of {custodian} may write its records"
+            ))),
+        }
+    }
+
     #[allow(clippy::type_complexity)]
     fn stage_and_submit(
         &self,
@@ -308,6 +362,7 @@ impl Records {
                     Some(id) => PatientRef::Fhir(id),
                 },
                 content: &item.content,
+                file: item.file.as_deref(),
                 expected_version: item.expected_version,
             })
             .collect();
@@ -563,6 +618,91 @@ impl Records {
             candidates: kept.into_iter().map(|(_, candidate)| candidate).collect(),
             withheld,
         })
+    }
+
+    /// Stores a genomic file of a patient held here as a new `MolecularSequence` record: the
+    /// bytes stream from `reader` into the vault (never whole in memory), then the record naming
+    /// the file's digest is written like any other, so the commitment on chain covers the file.
+    /// Refused whole (nothing kept) if the author may not write here, the patient is unknown,
+    /// the bytes are not of the format, too many, or not the ones declared.
+    pub async fn import_file(
+        &self,
+        author: &PublicKey,
+        upload: FileUpload,
+        reader: impl std::io::Read + Send + 'static,
+    ) -> Result<Imported, ServiceError> {
+        self.check_author(author)?;
+        let vault = self.vault.clone();
+        let (patient, format) = (upload.patient_fhir_id.clone(), upload.format);
+        let draft = tokio::task::spawn_blocking(move || {
+            let sniffed = Sniffed {
+                inner: reader,
+                format,
+                head: Vec::new(),
+                checked: false,
+            };
+            vault.write_file(&patient, sniffed, FILE_BYTES_MAX, OsRng)
+        })
+        .await
+        .map_err(|error| ServiceError::Unavailable(error.to_string()))??;
+        if let Some(declared) = upload.declared_sha256
+            && declared != draft.sha256
+        {
+            return Err(ServiceError::Invalid(format!(
+                "the body's SHA-256 is {}, not the {declared} the request declared; nothing was kept",
+                draft.sha256
+            )));
+        }
+        let mut random = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut OsRng, &mut random);
+        let fhir_id = hex::encode(random);
+        let file = GenomicFile {
+            format: upload.format,
+            bytes: draft.bytes,
+            sha256: draft.sha256.to_hex(),
+        };
+        let content = medledger_fhir::sequence_resource(&fhir_id, &upload.patient_fhir_id, &file);
+        let item = ImportItem {
+            resource_type: "MolecularSequence".into(),
+            fhir_id: Some(fhir_id),
+            patient_fhir_id: Some(upload.patient_fhir_id),
+            category: None,
+            content: serde_json::to_vec(&content)
+                .map_err(|error| ServiceError::Storage(error.to_string()))?,
+            expected_version: Some(0),
+            file: Some(Arc::new(draft)),
+        };
+        self.import(author, vec![item])
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::Storage("the file's record was not written".into()))
+    }
+
+    /// The file of a record version released to a reader, decrypted as it is read: `content` is
+    /// the released version's content, whose digest the file must match to the last byte.
+    pub fn open_file(
+        &self,
+        record: &Hash,
+        version: u32,
+        content: &[u8],
+    ) -> Result<Option<(VaultFile, GenomicFile)>, ServiceError> {
+        let Some(file) = serde_json::from_slice(content)
+            .ok()
+            .and_then(|resource| medledger_fhir::genomic_file(&resource))
+        else {
+            return Ok(None);
+        };
+        let expected = Hash::from_hex(&file.sha256)
+            .map_err(|error| ServiceError::Storage(format!("a record's file digest: {error}")))?;
+        Ok(self
+            .vault
+            .open_file(record, version, Some(expected))?
+            .map(|opened| (opened, file)))
+    }
+
+    /// The content of a record version as stored here, for the author who just wrote it.
+    pub fn stored_content(&self, record: &Hash, version: u32) -> Result<Vec<u8>, ServiceError> {
+        Ok(self.vault.decrypt(record, version)?.content)
     }
 
     /// Keeps only the records whose first version is on chain: a record still being written is

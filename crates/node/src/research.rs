@@ -20,9 +20,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use std::io::{BufReader, BufWriter, Read, Write};
+
 use medledger_crypto::envelope::{DataKey, NONCE_BYTES, WrappedKey, wrap_key_to};
-use medledger_crypto::{Hash, PublicKey, sha256};
-use medledger_fhir::Pseudonymizer;
+use medledger_crypto::stream::{STREAM_NONCE_BYTES, SealingWriter};
+use medledger_crypto::{Hash, PublicKey, Sha256Stream, sha256};
+use medledger_fhir::{GenomicFile, GenomicFormat, Pseudonymizer};
 use medledger_ledger::{Authority, Payload, TxError};
 use medledger_research::{self as ledger, DataRequest, PATIENTS_PER_TX_MAX, ResearchOp};
 use medledger_types::Height;
@@ -40,7 +43,49 @@ pub const RECORDS_PER_TYPE_MAX: usize = 10_000;
 pub const JOBS_MAX: usize = 256;
 
 const SEAL_TAG: &[u8] = b"medledger/research-release/v1";
+/// The first bytes of a released genomic file.
+pub const SEALED_STREAM_MAGIC: &[u8; 17] = b"MLSEALED-STREAM1\n";
+/// The longest header a sealed genomic file may declare.
+pub const SEALED_STREAM_HEADER_BYTES_MAX: u32 = 4_096;
+/// The resource type a released genomic file is listed under.
+pub const GENOMIC_OUTPUT_TYPE: &str = "Binary";
 
+/// What precedes the sealed bytes of a released genomic file (after [`SEALED_STREAM_MAGIC`] and
+/// the header's length, u32 little-endian): its data key wrapped to the researcher, bound like an
+/// NDJSON file's to the request and the file's name ([`SealedFile::aad`]). The content follows as
+/// a STREAM of AES-256-GCM chunks (`medledger_crypto::stream`), so neither side holds it whole.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SealedStreamHeader {
+    pub format: String,
+    pub request: Hash,
+    pub file: String,
+    pub media_type: String,
+    pub wrapped_key: WrappedKey,
+    #[serde(with = "hex::serde")]
+    pub nonce: Vec<u8>,
+}
+
+impl SealedStreamHeader {
+    /// Reads the header off a sealed genomic file, leaving `reader` at its sealed content.
+    pub fn read_from(reader: &mut impl Read) -> std::io::Result<SealedStreamHeader> {
+        let invalid =
+            |reason: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, reason.to_string());
+        let mut magic = [0u8; 17];
+        reader.read_exact(&mut magic)?;
+        if &magic != SEALED_STREAM_MAGIC {
+            return Err(invalid("not a sealed genomic file"));
+        }
+        let mut length = [0u8; 4];
+        reader.read_exact(&mut length)?;
+        let length = u32::from_le_bytes(length);
+        if length > SEALED_STREAM_HEADER_BYTES_MAX {
+            return Err(invalid("the sealed file's header is too long"));
+        }
+        let mut header = vec![0u8; length as usize];
+        reader.read_exact(&mut header)?;
+        serde_json::from_slice(&header).map_err(|error| invalid(&error.to_string()))
+    }
+}
 /// One sealed NDJSON file of a release, as it is downloaded.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SealedFile {
@@ -71,6 +116,9 @@ pub struct Output {
     pub resource_type: String,
     pub file: String,
     pub count: usize,
+    /// `application/fhir+ndjson`, or a genomic file's own media type (the file is listed under
+    /// `Binary` and named by its `MolecularSequence`'s `repository`).
+    pub media_type: String,
 }
 
 /// How an export job stands.
@@ -88,6 +136,9 @@ pub enum Job {
         time_ms: u64,
         patients: usize,
         outputs: Vec<Output>,
+        /// Why records of matched patients were left out (no identifiers: e.g. a genomic file
+        /// that could not be de-identified).
+        withheld: Vec<String>,
     },
     Failed {
         request: Hash,
@@ -366,18 +417,29 @@ impl Research {
         Ok(found.clone())
     }
 
-    /// A finished export's sealed file (`<type>.<part>`), for its researcher.
+    /// A finished export's sealed file (`<type>.<part>`), for its researcher, to be streamed:
+    /// the open file, its length and its media type.
     pub fn file(
         &self,
         researcher: &PublicKey,
         job: &Hash,
         file: &str,
-    ) -> Result<Vec<u8>, ServiceError> {
+    ) -> Result<(std::fs::File, u64, &'static str), ServiceError> {
         match self.job(researcher, job)? {
             // Only a name the manifest lists is read, so no path comes from the caller.
             Job::Done { outputs, .. } if outputs.iter().any(|output| output.file == file) => {
-                std::fs::read(self.dir.join(job.to_hex()).join(format!("{file}.json")))
-                    .map_err(storage)
+                let genomic = outputs.iter().any(|output| {
+                    output.file == file && output.resource_type == GENOMIC_OUTPUT_TYPE
+                });
+                let (name, media_type) = if genomic {
+                    (file.to_string(), "application/octet-stream")
+                } else {
+                    (format!("{file}.json"), "application/json")
+                };
+                let opened =
+                    std::fs::File::open(self.dir.join(job.to_hex()).join(name)).map_err(storage)?;
+                let length = opened.metadata().map_err(storage)?.len();
+                Ok((opened, length, media_type))
             }
             _ => Err(ServiceError::NotFound(format!(
                 "export {job} has no file {file}"
@@ -426,14 +488,27 @@ impl Research {
         let mut height = None;
         // One release per `PATIENTS_PER_TX_MAX` patients: each part is read, sealed and committed
         // before its files are offered, and no more than that many patients are held in memory.
+        let mut withheld = Vec::new();
         for (part, group) in chosen.chunks(PATIENTS_PER_TX_MAX).enumerate() {
             let vault = self.vault.clone();
             let (group_owned, pseudonyms) = (group.to_vec(), pseudonyms.clone());
-            let files = tokio::task::spawn_blocking(move || {
-                collect(&vault, &group_owned, &pseudonyms, year)
+            let sink = FileSink {
+                dir: dir.clone(),
+                job,
+                part,
+                request: request.clone(),
+            };
+            let collected = tokio::task::spawn_blocking(move || {
+                collect(&vault, &group_owned, &pseudonyms, year, &sink)
             })
             .await
             .map_err(|error| ServiceError::Unavailable(error.to_string()))??;
+            let Collected {
+                ndjson: files,
+                genomic,
+                withheld: left_out,
+            } = collected;
+            withheld.extend(left_out);
             let mut sealed_files = Vec::new();
             let mut hashed = Vec::new();
             let mut resources = 0usize;
@@ -446,18 +521,32 @@ impl Research {
                     resource_type: resource_type.clone(),
                     file,
                     count: *count,
+                    media_type: "application/fhir+ndjson".into(),
                 });
                 resources += count;
             }
-            height = Some(
-                self.commit(ResearchOp::RecordRelease {
+            for (output, _, digest) in &genomic {
+                hashed.extend_from_slice(digest.as_bytes());
+                outputs.push(output.clone());
+            }
+            let committed = self
+                .commit(ResearchOp::RecordRelease {
                     request: request.id,
                     patients: group.iter().map(|(key, _, _)| *key).collect(),
                     resources: u32::try_from(resources).unwrap_or(u32::MAX),
                     sealed: sha256(&hashed),
                 })
-                .await?,
-            );
+                .await;
+            // Genomic files were sealed to disk as they were read; they are offered (renamed to
+            // their names) only once the release naming their patients is committed.
+            for (output, pending, _) in &genomic {
+                if committed.is_ok() {
+                    std::fs::rename(pending, dir.join(&output.file)).map_err(storage)?;
+                } else {
+                    let _ = std::fs::remove_file(pending);
+                }
+            }
+            height = Some(committed?);
             for (file, bytes) in sealed_files {
                 std::fs::write(dir.join(format!("{file}.json")), bytes).map_err(storage)?;
             }
@@ -469,6 +558,7 @@ impl Research {
             time_ms,
             patients: chosen.len(),
             outputs,
+            withheld,
         })
     }
 }
@@ -498,15 +588,56 @@ fn seal(
     serde_json::to_vec(&file).map_err(storage)
 }
 
+/// Where a part of a release writes its genomic files, and for whom.
+struct FileSink {
+    dir: PathBuf,
+    job: Hash,
+    part: usize,
+    request: DataRequest,
+}
+
+/// What one part of a release read: NDJSON per type, genomic files sealed to disk under a
+/// pending name (with their output entry and the SHA-256 of their sealed bytes), and what was
+/// left out.
+struct Collected {
+    ndjson: BTreeMap<String, (usize, Vec<u8>)>,
+    genomic: Vec<(Output, PathBuf, Hash)>,
+    withheld: Vec<String>,
+}
+
 /// Reads, de-identifies and writes as NDJSON (one file per type) the records of each chosen
-/// patient of the types their consent releases.
+/// patient of the types their consent releases. A `MolecularSequence` naming a genomic file
+/// brings the file along: de-identified as it streams and sealed to the researcher, its record
+/// then pointing at the released file instead of the stored one.
 fn collect(
     vault: &Vault,
     chosen: &[(PublicKey, Vec<Hash>, Vec<String>)],
     pseudonyms: &Pseudonymizer,
     year: i32,
-) -> Result<BTreeMap<String, (usize, Vec<u8>)>, ServiceError> {
-    let mut files: BTreeMap<String, (usize, Vec<u8>)> = BTreeMap::new();
+    sink: &FileSink,
+) -> Result<Collected, ServiceError> {
+    let mut collected = Collected {
+        ndjson: BTreeMap::new(),
+        genomic: Vec::new(),
+        withheld: Vec::new(),
+    };
+    let result = collect_into(vault, chosen, pseudonyms, year, sink, &mut collected);
+    if result.is_err() {
+        for (_, pending, _) in &collected.genomic {
+            let _ = std::fs::remove_file(pending);
+        }
+    }
+    result.map(|()| collected)
+}
+
+fn collect_into(
+    vault: &Vault,
+    chosen: &[(PublicKey, Vec<Hash>, Vec<String>)],
+    pseudonyms: &Pseudonymizer,
+    year: i32,
+    sink: &FileSink,
+    collected: &mut Collected,
+) -> Result<(), ServiceError> {
     for (_, ids, types) in chosen {
         let types: BTreeSet<&String> = types.iter().collect();
         for id in ids {
@@ -521,9 +652,50 @@ fn collect(
                         serde_json::from_slice(&opened.content).map_err(|error| {
                             storage(format!("a stored record is not JSON: {error}"))
                         })?;
-                    let released = medledger_fhir::deidentify(&resource, pseudonyms, year)
+                    let mut released = medledger_fhir::deidentify(&resource, pseudonyms, year)
                         .map_err(|error| storage(format!("de-identifying a record: {error}")))?;
-                    let entry = files.entry((*resource_type).clone()).or_default();
+                    if let Some(file) = medledger_fhir::genomic_file(&resource) {
+                        let sample = match vault.patient(id)? {
+                            Some(patient) => pseudonyms.pseudonym("Patient", &patient.fhir_id),
+                            None => continue,
+                        };
+                        let name = format!(
+                            "{GENOMIC_OUTPUT_TYPE}.{}.{}",
+                            sink.part,
+                            collected.genomic.len()
+                        );
+                        match release_file(
+                            vault,
+                            &hit.record,
+                            meta.version,
+                            &file,
+                            &sample,
+                            year,
+                            sink,
+                            &name,
+                        )? {
+                            Ok((output, pending, digest, released_file)) => {
+                                collected.genomic.push((output, pending, digest));
+                                released["extension"] =
+                                    Value::Array(vec![medledger_fhir::genomic_file_extension(
+                                        &released_file,
+                                    )]);
+                                released["repository"] = serde_json::json!([{
+                                    "type": "directlink",
+                                    "url": format!("bulkfiles/{}/{name}", sink.job),
+                                    "name": released_file.format.media_type(),
+                                }]);
+                            }
+                            Err(reason) => {
+                                collected.withheld.push(reason);
+                                continue;
+                            }
+                        }
+                    }
+                    let entry = collected
+                        .ndjson
+                        .entry((*resource_type).clone())
+                        .or_default();
                     entry.0 += 1;
                     serde_json::to_writer(&mut entry.1, &released).map_err(storage)?;
                     entry.1.push(b'\n');
@@ -531,5 +703,147 @@ fn collect(
             }
         }
     }
-    Ok(files)
+    Ok(())
+}
+
+/// Hashes and counts what passes through to the writer beneath.
+struct Metered<W> {
+    inner: W,
+    hasher: Sha256Stream,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Metered<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(data)?;
+        self.hasher.update(&data[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Streams a stored genomic file through VCF de-identification (the samples renamed to the
+/// patient's pseudonym) into a file sealed to the researcher, under a pending name. Answers the
+/// output, the pending path, the SHA-256 of the sealed bytes and what the released record says
+/// of the file; or, when the file cannot be de-identified, why it is withheld.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn release_file(
+    vault: &Vault,
+    record: &Hash,
+    version: u32,
+    stored: &GenomicFile,
+    sample: &str,
+    year: i32,
+    sink: &FileSink,
+    name: &str,
+) -> Result<Result<(Output, PathBuf, Hash, GenomicFile), String>, ServiceError> {
+    let expected = Hash::from_hex(&stored.sha256)
+        .map_err(|error| storage(format!("a record's file digest: {error}")))?;
+    let source = vault
+        .open_file(record, version, Some(expected))?
+        .ok_or_else(|| storage("a genomic file named by its record is missing"))?;
+    let data_key = DataKey::generate(OsRng);
+    let mut nonce = [0u8; STREAM_NONCE_BYTES];
+    OsRng.fill_bytes(&mut nonce);
+    let aad = SealedFile::aad(&sink.request.id, name);
+    let wrapped_key = wrap_key_to(&sink.request.recipient, &data_key, &aad, OsRng)
+        .map_err(|error| ServiceError::Invalid(format!("the request's recipient key: {error}")))?;
+    let header = serde_json::to_vec(&SealedStreamHeader {
+        format: "medledger-sealed-stream/v1".into(),
+        request: sink.request.id,
+        file: name.to_string(),
+        media_type: stored.format.media_type().into(),
+        wrapped_key,
+        nonce: nonce.to_vec(),
+    })
+    .map_err(storage)?;
+    let pending = sink.dir.join(format!("{name}.pending"));
+    let written = (|| -> Result<Result<(Hash, GenomicFile), String>, ServiceError> {
+        let mut out = BufWriter::with_capacity(
+            256 * 1024,
+            std::fs::File::create(&pending).map_err(storage)?,
+        );
+        out.write_all(SEALED_STREAM_MAGIC)
+            .and_then(|()| out.write_all(&(header.len() as u32).to_le_bytes()))
+            .and_then(|()| out.write_all(&header))
+            .map_err(storage)?;
+        let sealed_hash = Metered {
+            inner: out,
+            hasher: Sha256Stream::default(),
+            bytes: 0,
+        };
+        let mut plain = Metered {
+            inner: SealingWriter::new(&data_key, nonce, &aad, sealed_hash),
+            hasher: Sha256Stream::default(),
+            bytes: 0,
+        };
+        let outcome = match stored.format {
+            GenomicFormat::Vcf => {
+                medledger_fhir::deidentify_vcf(BufReader::new(source), &mut plain, sample, year)
+            }
+            GenomicFormat::VcfGzip => {
+                let mut compressed =
+                    flate2::write::GzEncoder::new(&mut plain, flate2::Compression::default());
+                let outcome = medledger_fhir::deidentify_vcf(
+                    BufReader::new(flate2::read::MultiGzDecoder::new(source)),
+                    &mut compressed,
+                    sample,
+                    year,
+                );
+                outcome.and_then(|stats| {
+                    compressed
+                        .finish()
+                        .map(|_| stats)
+                        .map_err(medledger_fhir::VcfError::Io)
+                })
+            }
+        };
+        if let Err(error) = outcome {
+            return match error {
+                // The stored file failed its own check, or the disk failed: not the file's fault.
+                medledger_fhir::VcfError::Io(error) => Err(storage(error)),
+                refused => Ok(Err(format!(
+                    "a genomic file could not be de-identified, so it was not released: {refused}"
+                ))),
+            };
+        }
+        let released = GenomicFile {
+            format: stored.format,
+            bytes: plain.bytes,
+            sha256: plain.hasher.finish().to_hex(),
+        };
+        let (sealed_hash, _) = plain.inner.finish().map_err(storage)?;
+        let digest = sealed_hash.hasher.finish();
+        let file = sealed_hash
+            .inner
+            .into_inner()
+            .map_err(|error| storage(error.error()))?;
+        file.sync_all().map_err(storage)?;
+        Ok(Ok((digest, released)))
+    })();
+    match written {
+        Ok(Ok((digest, released))) => Ok(Ok((
+            Output {
+                resource_type: GENOMIC_OUTPUT_TYPE.into(),
+                file: name.to_string(),
+                count: 1,
+                media_type: released.format.media_type().into(),
+            },
+            pending,
+            digest,
+            released,
+        ))),
+        Ok(Err(reason)) => {
+            let _ = std::fs::remove_file(&pending);
+            Ok(Err(reason))
+        }
+        Err(error) => {
+            let _ = std::fs::remove_file(&pending);
+            Err(error)
+        }
+    }
 }

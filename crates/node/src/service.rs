@@ -50,6 +50,9 @@ pub enum ServiceError {
     Refused { code: String, reason: String },
     #[error("{0}")]
     Unavailable(String),
+    /// A body over its bound (a genomic file over `FILE_BYTES_MAX`).
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Node(#[from] NodeError),
     /// The node's own off-chain storage (the vault, the EPCIS index) failed.
@@ -62,6 +65,7 @@ impl From<VaultError> for ServiceError {
         match error {
             VaultError::Busy(_) => ServiceError::Conflict(error.to_string()),
             VaultError::Invalid(message) => ServiceError::Invalid(message),
+            VaultError::TooLarge(message) => ServiceError::TooLarge(message),
             VaultError::Erased(_) => ServiceError::Gone(error.to_string()),
             VaultError::NotFound => ServiceError::NotFound(error.to_string()),
             VaultError::VersionMismatch { .. } => {

@@ -89,17 +89,21 @@ impl std::fmt::Debug for VaultFile {
 impl Read for VaultFile {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         let read = self.stream.read(buffer)?;
-        if let Some(hasher) = &mut self.hasher {
-            if read > 0 {
-                hasher.update(&buffer[..read]);
-            } else if let (Some(hasher), Some(expected)) = (self.hasher.take(), self.expected) {
-                if hasher.finish() != expected {
+        match (&mut self.hasher, read) {
+            (Some(hasher), 1..) => hasher.update(&buffer[..read]),
+            (Some(_), 0) => {
+                let matches = match (self.hasher.take(), self.expected) {
+                    (Some(hasher), Some(expected)) => hasher.finish() == expected,
+                    _ => true,
+                };
+                if !matches {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
                         "the stored file is not the content its record names",
                     ));
                 }
             }
+            (None, _) => {}
         }
         Ok(read)
     }
@@ -187,10 +191,14 @@ pub(crate) fn write_draft(
         hasher: Sha256Stream::default(),
     };
     seal_stream(&data_key, stream_nonce, &aad, &mut metered, &mut writer).map_err(|error| {
-        if error.kind() == std::io::ErrorKind::FileTooLarge {
-            VaultError::TooLarge(error.to_string())
-        } else {
-            VaultError::Io(format!("receiving a file: {error}"))
+        use std::io::ErrorKind;
+        match error.kind() {
+            ErrorKind::FileTooLarge => VaultError::TooLarge(error.to_string()),
+            // The sender's fault: content refused by the reader, or an upload cut short.
+            ErrorKind::InvalidInput | ErrorKind::ConnectionAborted | ErrorKind::UnexpectedEof => {
+                VaultError::Invalid(error.to_string())
+            }
+            _ => VaultError::Io(format!("receiving a file: {error}")),
         }
     })?;
     let file = writer
@@ -264,9 +272,14 @@ pub(crate) fn remove(files: &Path, record: &Hash, version: u32) -> Result<(), Va
     }
 }
 
-/// The files in `files`: drafts, and record versions' files by (record, version). Names that are
-/// neither are left alone.
-pub(crate) fn listing(files: &Path) -> Result<(Vec<PathBuf>, Vec<(Hash, u32)>), VaultError> {
+/// What `files/` holds: drafts, and record versions' files by (record, version).
+pub(crate) struct Listing {
+    pub drafts: Vec<PathBuf>,
+    pub stored: Vec<(Hash, u32)>,
+}
+
+/// The files in `files`. Names that are neither drafts nor versions' files are left alone.
+pub(crate) fn listing(files: &Path) -> Result<Listing, VaultError> {
     let mut drafts = Vec::new();
     let mut stored = Vec::new();
     for entry in std::fs::read_dir(files).map_err(io("listing files"))? {
@@ -282,5 +295,5 @@ pub(crate) fn listing(files: &Path) -> Result<(Vec<PathBuf>, Vec<(Hash, u32)>), 
             stored.push((record, version));
         }
     }
-    Ok((drafts, stored))
+    Ok(Listing { drafts, stored })
 }

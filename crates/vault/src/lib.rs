@@ -316,7 +316,7 @@ impl Vault {
     /// Deletes drafts a crash left, and files whose record version is not here (a batch rolled
     /// back or a patient shredded before the file could be deleted).
     fn sweep_files(&self) -> Result<usize, VaultError> {
-        let (drafts, stored) = files::listing(&self.files)?;
+        let files::Listing { drafts, stored } = files::listing(&self.files)?;
         let mut deleted = 0;
         for draft in drafts {
             std::fs::remove_file(draft).map_err(io("deleting a draft"))?;

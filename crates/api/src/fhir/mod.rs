@@ -13,6 +13,7 @@
 //! validated against R4 and every reference checked before anything is staged, and a refused
 //! transaction rolls the vault back.
 
+pub(crate) mod binary;
 mod search;
 
 use axum::body::Bytes;
@@ -139,6 +140,7 @@ impl From<ServiceError> for FhirFailure {
                 (StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule)
             }
             ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+            ServiceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooCostly),
             ServiceError::Node(_) | ServiceError::Storage(_) => {
                 tracing::error!(%error, "records request failed inside the node");
                 (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception)
@@ -185,7 +187,9 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     search::search_kind,
     operation,
     me,
-    bind
+    bind,
+    binary::upload,
+    binary::download
 ))]
 struct FhirDoc;
 
@@ -196,6 +200,8 @@ fn routes() -> Router<AppState> {
         .route("/fhir/", post(import_bundle).get(search::search_all))
         .route("/fhir/{kind}", post(create).get(search::search_kind))
         .route("/fhir/{kind}/", post(create).get(search::search_kind))
+        .route("/fhir/Binary", post(binary::upload))
+        .route("/fhir/Binary/{id}", get(binary::download))
         .route("/fhir/{kind}/{id}", get(read).put(update))
         .route("/fhir/{kind}/{id}/{operation}", post(operation))
         .route("/v1/records/me", get(me))
@@ -227,7 +233,8 @@ pub(crate) async fn negotiate(
     next: axum::middleware::Next,
 ) -> Response {
     let uri = request.uri().clone();
-    if !is_fhir_path(&uri) || uri.path().contains("/.well-known/") {
+    // A Binary travels in its own media type (R4 §3.1.0.1.10), in both directions.
+    if !is_fhir_path(&uri) || uri.path().contains("/.well-known/") || binary::is_binary_path(&uri) {
         return next.run(request).await;
     }
     let format = uri.query().and_then(|query| {
@@ -450,6 +457,18 @@ pub(crate) async fn caller(
     headers: &HeaderMap,
     body: &[u8],
 ) -> FhirResult<Caller> {
+    caller_digest(state, method, uri, headers, &medledger_crypto::sha256(body)).await
+}
+
+/// [`caller`] for a body that is streamed: a signed request signs the SHA-256 it declares in
+/// `X-Content-SHA256`, which the handler checks against the bytes once they have arrived.
+pub(crate) async fn caller_digest(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body_sha256: &Hash,
+) -> FhirResult<Caller> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -480,7 +499,7 @@ pub(crate) async fn caller(
             )
         }
         None => {
-            let signed = auth::verify_request(&state.node, method, uri, headers, body)?;
+            let signed = auth::verify_request(&state.node, method, uri, headers, body_sha256)?;
             (signed.key, signed.request, signed.access, None)
         }
     };
@@ -613,6 +632,7 @@ fn import_items(
                 .filter(|code| RECORD_CATEGORIES.contains(&code.as_str())),
             content,
             expected_version: None,
+            file: None,
         });
     }
     Ok(items)
@@ -967,73 +987,10 @@ async fn read(
         }
         _ => {}
     }
-    let purpose = caller.purpose()?;
-    let records = records(&state)?;
-    let finder = records.clone();
-    let (kind_copy, id_copy) = (kind.clone(), id.clone());
-    let found = crate::blocking(move || {
-        Ok(match finder.record_by_fhir(&kind_copy, &id_copy) {
-            Ok(Some(found)) => Ok(Ok(found)),
-            Ok(None) => finder.erased_record_by_fhir(&kind_copy, &id_copy).map(Err),
-            Err(error) => Err(error),
-        })
-    })
-    .await??;
-    let (record, patient) = match found {
-        Ok(found) => found,
-        Err(Some(_erased)) => {
-            return Err(FhirFailure::new(
-                StatusCode::GONE,
-                IssueType::Deleted,
-                format!("{kind}/{id} was erased at the patient's request; its audit trail stays"),
-            ));
-        }
-        Err(None) => {
-            return Err(FhirFailure::new(
-                StatusCode::NOT_FOUND,
-                IssueType::NotFound,
-                format!("{kind}/{id} is not held by this node"),
-            ));
-        }
-    };
-    if caller.grant.is_some() {
-        // A token's `patient/` scopes cover one patient, named by logical id.
-        let patient_fhir_id = records.patient_fhir_id(&patient).ok().flatten();
-        caller.may(&kind, Action::Read, patient_fhir_id.as_deref())?;
-    }
     let wrap_to = caller.wrap_to()?;
-    let access = records
-        .read(ReadRequest {
-            request: caller.request,
-            reader: caller.key,
-            patient,
-            records: vec![record],
-            purpose,
-            break_glass: caller.access.break_glass,
-            wrap_to,
-        })
-        .await?;
-    let event_tx = access.event.tx;
-    let Some(released) = access.released.into_iter().next() else {
-        let rules: Vec<&AccessRule> = access
-            .event
-            .decisions
-            .iter()
-            .map(|(_, rule)| rule)
-            .collect();
-        let (status, code) = if rules.iter().any(|rule| **rule == AccessRule::Erased) {
-            (StatusCode::GONE, IssueType::Deleted)
-        } else {
-            (StatusCode::FORBIDDEN, IssueType::Forbidden)
-        };
-        let mut response = FhirFailure::new(
-            status,
-            code,
-            denied_diagnostics(&rules, access.event.height),
-        )
-        .into_response();
-        add_event_header(&mut response, &event_tx);
-        return Ok(response);
+    let (released, event_tx) = match release_one(&state, &caller, &kind, &id, wrap_to).await? {
+        Ok(released) => released,
+        Err(denied) => return Ok(denied),
     };
     let mut response = match &released.sealed {
         Some((sealed, wrapped)) => {
@@ -1065,6 +1022,86 @@ async fn read(
     }
     add_event_header(&mut response, &event_tx);
     Ok(response)
+}
+
+/// Reads one record, `kind/id`, for the caller: commits the access event, then answers the
+/// released version and the event's transaction, or the response that refuses it (403 or 410,
+/// naming the event). Shared by reads of resources and of files (`Binary`).
+pub(crate) async fn release_one(
+    state: &AppState,
+    caller: &Caller,
+    kind: &str,
+    id: &str,
+    wrap_to: Option<[u8; 32]>,
+) -> FhirResult<Result<(medledger_node::records::Released, Hash), Response>> {
+    let purpose = caller.purpose()?;
+    let records = records(state)?;
+    let finder = records.clone();
+    let (kind_copy, id_copy) = (kind.to_string(), id.to_string());
+    let found = crate::blocking(move || {
+        Ok(match finder.record_by_fhir(&kind_copy, &id_copy) {
+            Ok(Some(found)) => Ok(Ok(found)),
+            Ok(None) => finder.erased_record_by_fhir(&kind_copy, &id_copy).map(Err),
+            Err(error) => Err(error),
+        })
+    })
+    .await??;
+    let (record, patient) = match found {
+        Ok(found) => found,
+        Err(Some(_erased)) => {
+            return Err(FhirFailure::new(
+                StatusCode::GONE,
+                IssueType::Deleted,
+                format!("{kind}/{id} was erased at the patient's request; its audit trail stays"),
+            ));
+        }
+        Err(None) => {
+            return Err(FhirFailure::new(
+                StatusCode::NOT_FOUND,
+                IssueType::NotFound,
+                format!("{kind}/{id} is not held by this node"),
+            ));
+        }
+    };
+    if caller.grant.is_some() {
+        // A token's `patient/` scopes cover one patient, named by logical id.
+        let patient_fhir_id = records.patient_fhir_id(&patient).ok().flatten();
+        caller.may(kind, Action::Read, patient_fhir_id.as_deref())?;
+    }
+    let access = records
+        .read(ReadRequest {
+            request: caller.request,
+            reader: caller.key,
+            patient,
+            records: vec![record],
+            purpose,
+            break_glass: caller.access.break_glass,
+            wrap_to,
+        })
+        .await?;
+    let event_tx = access.event.tx;
+    let Some(released) = access.released.into_iter().next() else {
+        let rules: Vec<&AccessRule> = access
+            .event
+            .decisions
+            .iter()
+            .map(|(_, rule)| rule)
+            .collect();
+        let (status, code) = if rules.iter().any(|rule| **rule == AccessRule::Erased) {
+            (StatusCode::GONE, IssueType::Deleted)
+        } else {
+            (StatusCode::FORBIDDEN, IssueType::Forbidden)
+        };
+        let mut response = FhirFailure::new(
+            status,
+            code,
+            denied_diagnostics(&rules, access.event.height),
+        )
+        .into_response();
+        add_event_header(&mut response, &event_tx);
+        return Ok(Err(response));
+    };
+    Ok(Ok((released, event_tx)))
 }
 
 fn add_event_header(response: &mut Response, tx: &Hash) {
