@@ -165,11 +165,34 @@ pub struct AppState {
     pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
-/// What a module adds to the HTTP API: its routes and the OpenAPI description of their paths.
+/// What a module adds to the HTTP API: its routes and the OpenAPI description of their paths,
+/// and the FHIR Consent resources it serves, if any.
 #[derive(Clone, Copy)]
 pub(crate) struct ModuleApi {
     pub routes: fn() -> Router<AppState>,
     pub openapi: fn() -> utoipa::openapi::OpenApi,
+    pub consent: Option<ConsentView>,
+}
+
+/// A module's consents, served as FHIR `Consent/{id}` beside the records module's grants: the
+/// ids it claims (which no other module's may match) and how to read one for a caller.
+#[derive(Clone, Copy)]
+pub(crate) struct ConsentView {
+    pub claims: fn(&str) -> bool,
+    pub read: fn(AppState, fhir::Caller, String) -> ConsentRead,
+}
+
+/// A module's answer to a read of one of its consents.
+pub(crate) type ConsentRead = std::pin::Pin<
+    Box<dyn std::future::Future<Output = fhir::FhirResult<axum::response::Response>> + Send>,
+>;
+
+/// The consent view that claims `id`, if a module's does.
+pub(crate) fn consent_view(id: &str) -> Option<ConsentView> {
+    MODULE_APIS
+        .iter()
+        .filter_map(|module| module.consent)
+        .find(|view| (view.claims)(id))
 }
 
 /// Every module's API, one line each: health records and consent over FHIR, the supply chain

@@ -22,6 +22,7 @@ use crate::{ApiError, ApiResult, AppState, blocking};
 pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     routes,
     openapi: <ResearchDoc as utoipa::OpenApi>::openapi,
+    consent: None,
 };
 
 #[derive(utoipa::OpenApi)]

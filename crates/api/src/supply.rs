@@ -24,6 +24,7 @@ use crate::{ApiError, ApiResult, AppState, auth, blocking};
 pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     routes,
     openapi: <SupplyDoc as utoipa::OpenApi>::openapi,
+    consent: None,
 };
 
 #[derive(utoipa::OpenApi)]

@@ -25,19 +25,24 @@ use medledger_fhir::IssueType;
 use medledger_ledger::Authority;
 use medledger_node::trials::{AdverseEventReport, FormInput, Trials, VersionEntry};
 use medledger_trials::{
-    AdverseEvent, Alert, ClockStatus, OutcomeChange, OutcomeKind, Seriousness, Study, Subject,
-    SubjectStatus,
+    AdverseEvent, Alert, ClockStatus, ESignature, Meaning, OutcomeChange, OutcomeKind, Seriousness,
+    Study, Subject, SubjectStatus,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::fhir::{FhirFailure, FhirResult, caller, fhir_json};
+use crate::fhir::{Caller, FhirFailure, FhirResult, caller, fhir_json};
 use crate::{ApiError, ApiResult, AppState, blocking};
 
 /// The trials' part of the API.
 pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     routes,
     openapi: <TrialsDoc as utoipa::OpenApi>::openapi,
+    consent: Some(crate::ConsentView {
+        // A grant's id is 64 hex digits; a participant's eConsent is `<study>.<subject>`.
+        claims: |id| id.contains('.'),
+        read: |state, caller, id| Box::pin(fhir_consent(state, caller, id)),
+    }),
 };
 
 #[derive(utoipa::OpenApi)]
@@ -485,11 +490,107 @@ fn research_subject(record: &Study, subject: &Subject) -> Value {
     });
     if let Some(version) = subject.consented_version {
         resource["extension"] = json!([{
-            "url": "https://medledger.dev/fhir/StructureDefinition/consented-protocol-version",
+            "url": CONSENTED_VERSION_URL,
             "valueInteger": version,
         }]);
     }
+    resource["consent"] = json!({ "reference": format!("Consent/{}.{}", record.id, subject.id) });
     resource
+}
+
+const CONSENTED_VERSION_URL: &str =
+    "https://medledger.dev/fhir/StructureDefinition/consented-protocol-version";
+/// HL7's extension naming the study a research Consent is for (on `Consent.provision`).
+const RESEARCH_STUDY_CONTEXT_URL: &str =
+    "http://hl7.org/fhir/StructureDefinition/consent-ResearchStudyContext";
+
+/// A participant's eConsent as a FHIR R4 Consent of research scope, for the study (HL7's
+/// `consent-ResearchStudyContext`): `active` while they have consented to the protocol version
+/// in force, `proposed` while an amendment awaits their re-consent (or before they first
+/// consent), `inactive` with a `deny` provision once they withdrew. The protocol version they
+/// consented to is its policy; each consent signature of theirs is a verification, at its block
+/// time (21 CFR Part 11: who, when, and that it means consent).
+fn econsent(record: &Study, subject: &Subject, signatures: &[ESignature]) -> Value {
+    let withdrawn = subject.status == SubjectStatus::Withdrawn;
+    let status = if withdrawn {
+        "inactive"
+    } else if subject.consented_version == Some(record.version) {
+        "active"
+    } else {
+        "proposed"
+    };
+    let mut period = json!({ "start": time_text(subject.enrolled_time_ms) });
+    if let Some(end) = subject.withdrawn_time_ms {
+        period["end"] = json!(time_text(end));
+    }
+    let version = subject.consented_version.unwrap_or(record.version);
+    let consents: Vec<&ESignature> = signatures
+        .iter()
+        .filter(|signature| signature.meaning == Meaning::Consent)
+        .collect();
+    let mut resource = json!({
+        "resourceType": "Consent",
+        "id": format!("{}.{}", record.id, subject.id),
+        "status": status,
+        "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research", "display": "Research" }] },
+        "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent" }] }],
+        "patient": { "identifier": { "system": "urn:medledger:patient-key", "value": subject.patient.to_hex() } },
+        "organization": [org_reference(&subject.site)],
+        "policy": [{ "uri": format!("urn:medledger:trial:{}:protocol-version:{version}", record.id) }],
+        "provision": {
+            "type": if withdrawn { "deny" } else { "permit" },
+            "period": period,
+            "purpose": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "CLINTRCH", "display": "clinical trial research" }],
+            "extension": [{ "url": RESEARCH_STUDY_CONTEXT_URL, "valueReference": { "reference": format!("ResearchStudy/{}", record.id) } }],
+        },
+    });
+    if let Some(consented) = subject.consented_version {
+        resource["extension"] =
+            json!([{ "url": CONSENTED_VERSION_URL, "valueInteger": consented }]);
+    }
+    if let Some(latest) = consents.last() {
+        resource["dateTime"] = json!(time_text(latest.time_ms));
+    }
+    if !consents.is_empty() {
+        resource["verification"] = consents
+            .iter()
+            .map(|signature| {
+                let mut verification = json!({
+                    "verified": true,
+                    "verifiedWith": { "identifier": { "system": "urn:medledger:member-key", "value": signature.signer.to_hex() } },
+                    "verificationDate": time_text(signature.time_ms),
+                });
+                if let medledger_trials::Signed::ProtocolVersion { version } = signature.on {
+                    verification["extension"] =
+                        json!([{ "url": CONSENTED_VERSION_URL, "valueInteger": version }]);
+                }
+                verification
+            })
+            .collect();
+    }
+    resource
+}
+
+/// `GET /fhir/Consent/{study}.{subject}`: a participant's eConsent (see [`econsent`]), for the
+/// participant, the study's sponsor, its sites and regulators.
+async fn fhir_consent(state: AppState, caller: Caller, id: String) -> FhirResult<Response> {
+    let Some((study, subject)) = id.split_once('.') else {
+        return Err(FhirFailure::new(
+            StatusCode::NOT_FOUND,
+            IssueType::NotFound,
+            "a trial Consent id is <study id>.<subject id>",
+        ));
+    };
+    let (study, subject) = (study.to_string(), subject.to_string());
+    let trials = fhir_trials(&state)?;
+    let (record, found, signatures) = crate::blocking(move || {
+        Ok(trials.subject_consent(&caller.key, &caller.authority, &study, &subject)?)
+    })
+    .await?;
+    Ok(fhir_json(
+        StatusCode::OK,
+        &econsent(&record, &found, &signatures),
+    ))
 }
 
 fn seriousness_code(seriousness: Seriousness) -> (&'static str, &'static str) {

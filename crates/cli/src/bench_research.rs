@@ -44,7 +44,7 @@ pub struct ResearchBenchArgs {
     rounds: usize,
 }
 
-fn sign_all(chain_id: &str, payloads: Vec<(SecretKey, u64, Payload)>) -> Vec<Tx> {
+pub(crate) fn sign_all(chain_id: &str, payloads: Vec<(SecretKey, u64, Payload)>) -> Vec<Tx> {
     payloads
         .into_iter()
         .map(|(key, nonce, payload)| {
@@ -60,7 +60,7 @@ fn sign_all(chain_id: &str, payloads: Vec<(SecretKey, u64, Payload)>) -> Vec<Tx>
 }
 
 /// Submits in requests of 1,000 and waits for the last of each to commit.
-fn submit_waiting(client: &Client, txs: &[Tx]) -> Result<()> {
+pub(crate) fn submit_waiting(client: &Client, txs: &[Tx]) -> Result<()> {
     for chunk in txs.chunks(1_000) {
         let results = client.submit_batch(chunk)?;
         if let Some(bad) = results.iter().find(|result| result["error"].is_object()) {

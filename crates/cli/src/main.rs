@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod bench;
+mod bench_files;
 mod bench_records;
 mod bench_research;
 mod bench_supply;

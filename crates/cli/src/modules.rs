@@ -8,7 +8,8 @@ use clap::Subcommand;
 
 use crate::client::Client;
 use crate::{
-    bench_records, bench_research, bench_supply, bench_trials, records, research, supply, trials,
+    bench_files, bench_records, bench_research, bench_supply, bench_trials, records, research,
+    supply, trials,
 };
 
 #[derive(Subcommand)]
@@ -79,6 +80,9 @@ pub enum ModuleCommand {
     BenchTrials(bench_trials::TrialsBenchArgs),
     /// Measure research data sharing: cohort matching at a custodian over many patients.
     BenchResearch(bench_research::ResearchBenchArgs),
+    /// Measure genomic files: a generated VCF streamed into a node and back, and the release
+    /// path (de-identification and sealing).
+    BenchFiles(bench_files::FilesBenchArgs),
 }
 
 /// Runs a module's command; returns the process exit code.
@@ -106,5 +110,6 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),
         ModuleCommand::BenchTrials(args) => bench_trials::run(args).map(|()| 0),
         ModuleCommand::BenchResearch(args) => bench_research::run(args).map(|()| 0),
+        ModuleCommand::BenchFiles(args) => bench_files::run(args).map(|()| 0),
     }
 }

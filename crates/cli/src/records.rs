@@ -326,6 +326,19 @@ fn upload(
     let open = || std::fs::File::open(file).with_context(|| format!("opening {}", file.display()));
     let mut hasher = medledger_crypto::Sha256Stream::default();
     let mut reader = std::io::BufReader::new(open()?);
+    // The node refuses a file that does not start as its type must; say so before sending it.
+    let head = std::io::BufRead::fill_buf(&mut reader)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let starts = match content_type.as_str() {
+        "text/vcf" | "text/x-vcf" | "application/vcf" => head.starts_with(b"##fileformat=VCFv4"),
+        _ => head.starts_with(&[0x1f, 0x8b]),
+    };
+    if !starts {
+        bail!(
+            "{} is not {content_type}: a VCF starts with ##fileformat=VCFv4, a gzip file with 1f 8b",
+            file.display()
+        );
+    }
     loop {
         let buffer = std::io::BufRead::fill_buf(&mut reader)
             .with_context(|| format!("reading {}", file.display()))?;

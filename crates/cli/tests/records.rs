@@ -695,3 +695,154 @@ fn erasure_makes_records_unreadable_and_commitments_unlinkable_but_keeps_the_aud
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A genomic file is refused whole (nothing kept) when its bytes are not those its signed upload
+/// declared, when it declares nothing, names no patient or is not genomic; a file altered on disk
+/// fails its read instead of being served; and erasing the patient deletes it and answers 410.
+#[test]
+fn genomic_files_are_checked_end_to_end_and_shredded_with_the_patient() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hospital = Hospital::start(dir.path());
+    let doctor = hospital.member("doctor", Some("practitioner"));
+    let patient = hospital.member("patient", Some("patient"));
+    hospital.import_synthea(&doctor);
+    hospital.bind(&patient);
+    let doctor_key = key_of(&doctor);
+    let files_dir = hospital.node.home.join("data/vault/files");
+    let stored = || std::fs::read_dir(&files_dir).expect("files").count();
+    let mut vcf = String::from(
+        "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n",
+    );
+    for line in 0..20_000 {
+        vcf.push_str(&format!(
+            "1\t{}\t.\tC\tT\t50\tPASS\t.\tGT\t1/1\n",
+            10_000 + line
+        ));
+    }
+    let security = format!("Patient/{PATIENT_ID}");
+    let upload =
+        |body: &[u8], declared: Option<medledger_crypto::Hash>, headers: &[(&str, &str)]| {
+            let declared_hex = declared.map(|digest| digest.to_hex());
+            let mut all: Vec<(&str, &str)> = headers.to_vec();
+            if let Some(hex) = &declared_hex {
+                all.push(("x-content-sha256", hex));
+            }
+            let (status, _, bytes) = hospital.node.signed_declaring(
+                &doctor_key,
+                "POST",
+                "/fhir/Binary",
+                body,
+                &declared.unwrap_or_else(|| medledger_crypto::sha256(body)),
+                &medledger_api::auth::AccessHeaders::default(),
+                &all,
+            );
+            let outcome: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            (status, outcome)
+        };
+    let vcf_headers = [
+        ("content-type", "text/vcf"),
+        ("x-security-context", security.as_str()),
+    ];
+    let cases: Vec<(&str, u16, Value)> = vec![
+        {
+            let (status, outcome) = upload(
+                vcf.as_bytes(),
+                Some(medledger_crypto::sha256(b"other")),
+                &vcf_headers,
+            );
+            ("bytes other than declared", status, outcome)
+        },
+        {
+            let (status, outcome) = upload(vcf.as_bytes(), None, &vcf_headers);
+            ("no declared digest", status, outcome)
+        },
+        {
+            let (status, outcome) = upload(
+                vcf.as_bytes(),
+                Some(medledger_crypto::sha256(vcf.as_bytes())),
+                &[("content-type", "text/vcf")],
+            );
+            ("no patient", status, outcome)
+        },
+        {
+            let (status, outcome) = upload(
+                vcf.as_bytes(),
+                Some(medledger_crypto::sha256(vcf.as_bytes())),
+                &[
+                    ("content-type", "application/fhir+json"),
+                    ("x-security-context", &security),
+                ],
+            );
+            ("not genomic", status, outcome)
+        },
+        {
+            let note = b"Gerlach374 is allergic to penicillin\n";
+            let (status, outcome) =
+                upload(note, Some(medledger_crypto::sha256(note)), &vcf_headers);
+            ("not a VCF", status, outcome)
+        },
+    ];
+    for ((name, status, outcome), expected) in cases.into_iter().zip([400, 400, 400, 415, 400]) {
+        assert_eq!(status, expected, "{name}: {outcome}");
+        assert_eq!(
+            outcome["resourceType"], "OperationOutcome",
+            "{name}: {outcome}"
+        );
+        assert_eq!(stored(), 0, "{name}: nothing kept");
+    }
+
+    // A good upload is kept encrypted: no variant line is on disk in clear.
+    let (status, sequence) = upload(
+        vcf.as_bytes(),
+        Some(medledger_crypto::sha256(vcf.as_bytes())),
+        &vcf_headers,
+    );
+    assert_eq!(status, 201, "{sequence}");
+    let id = sequence["id"].as_str().expect("id").to_string();
+    assert_eq!(stored(), 1);
+    let file = std::fs::read_dir(&files_dir)
+        .expect("files")
+        .next()
+        .expect("one")
+        .expect("entry")
+        .path();
+    let on_disk = std::fs::read(&file).expect("file");
+    assert!(
+        !contains(&on_disk, b"1\t10000\t.\tC\tT"),
+        "plaintext on disk"
+    );
+    let copy = dir.path().join("copy.vcf");
+    let read = |out: &Path| {
+        hospital.fhir(
+            &doctor,
+            &[
+                "download",
+                &id,
+                "--purpose",
+                "ETREAT",
+                "--break-glass",
+                "--output",
+                out.to_str().expect("utf-8"),
+            ],
+        )
+    };
+    succeeded(read(&copy));
+    assert_eq!(std::fs::read_to_string(&copy).expect("copy"), vcf);
+
+    // One byte flipped on disk: the read fails rather than serve other bytes, and no partial
+    // copy is left behind.
+    let mut altered = on_disk.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 1;
+    std::fs::write(&file, &altered).expect("alter");
+    let broken = dir.path().join("broken.vcf");
+    let out = read(&broken);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(!broken.exists(), "a partial copy was left");
+    std::fs::write(&file, &on_disk).expect("restore");
+
+    // Erasure deletes the file; its id answers 410 from then on.
+    succeeded(hospital.fhir(&patient, &["erase", "--patient", PATIENT_ID]));
+    assert_eq!(stored(), 0, "the file went with the patient");
+    failed_with(&read(&broken), "410");
+}

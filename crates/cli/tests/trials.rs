@@ -398,6 +398,10 @@ fn a_trial_runs_from_registration_to_the_regulators_proven_view() {
         capture(&nodes[0], &investigator, &[]),
         "reconsent_required",
     );
+    // The participant's eConsent as FHIR: awaiting re-consent to version 2.
+    let econsent = consent_of(&nodes[0], &patient);
+    assert_eq!(econsent["status"], "proposed", "{econsent}");
+    assert_eq!(econsent["extension"][0]["valueInteger"], 1, "{econsent}");
     refused(
         &nodes,
         trial(
@@ -414,6 +418,21 @@ fn a_trial_runs_from_registration_to_the_regulators_proven_view() {
             &patient,
             &["consent", "--study", "insulin-1", "--version", "2"],
         ),
+    );
+    let econsent = consent_of(&nodes[0], &patient);
+    assert_eq!(econsent["status"], "active", "{econsent}");
+    assert_eq!(
+        econsent["policy"][0]["uri"], "urn:medledger:trial:insulin-1:protocol-version:2",
+        "{econsent}"
+    );
+    assert_eq!(
+        econsent["verification"].as_array().map(Vec::len),
+        Some(2),
+        "both consents are signatures: {econsent}"
+    );
+    assert_eq!(
+        econsent["provision"]["extension"][0]["valueReference"]["reference"],
+        "ResearchStudy/insulin-1"
     );
     let after_reconsent = ok(&nodes, capture(&nodes[0], &investigator, &[]));
     let second_form = after_reconsent["captures"][0]["capture"]
@@ -593,6 +612,28 @@ fn a_trial_runs_from_registration_to_the_regulators_proven_view() {
     assert_eq!(status, 200);
     let subject: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(subject["status"], "withdrawn");
+    assert_eq!(subject["consent"]["reference"], "Consent/insulin-1.S-001");
+    // The withdrawal shows in the eConsent, to the sponsor too; a stranger sees nothing.
+    let econsent = consent_of(&nodes[1], &sponsor);
+    assert_eq!(econsent["status"], "inactive", "{econsent}");
+    assert_eq!(econsent["provision"]["type"], "deny", "{econsent}");
+    assert!(
+        econsent["provision"]["period"]["end"].is_string(),
+        "{econsent}"
+    );
+    assert!(
+        medledger_fhir::validate(&econsent).is_empty(),
+        "{:?}",
+        medledger_fhir::validate(&econsent)
+    );
+    let (status, _) = nodes[2].signed(
+        &key_of(&stranger),
+        "GET",
+        "/fhir/Consent/insulin-1.S-001",
+        b"",
+        &AccessHeaders::default(),
+    );
+    assert_eq!(status, 403);
     assert!(
         medledger_fhir::validate(&subject).is_empty(),
         "{:?}",
@@ -763,4 +804,23 @@ fn a_trial_runs_from_registration_to_the_regulators_proven_view() {
     );
     assert_eq!(tampered.status.code(), Some(2), "{}", stdout(&tampered));
     assert!(String::from_utf8_lossy(&tampered.stderr).contains("TAMPERED"));
+}
+
+/// The participant S-001's eConsent, read as FHIR `Consent` by the holder of `key`.
+fn consent_of(node: &TestNode, key: &Path) -> Value {
+    let (status, body) = node.signed(
+        &key_of(key),
+        "GET",
+        "/fhir/Consent/insulin-1.S-001",
+        b"",
+        &AccessHeaders::default(),
+    );
+    let resource: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, 200, "{resource}");
+    assert!(
+        medledger_fhir::validate(&resource).is_empty(),
+        "{:?}",
+        medledger_fhir::validate(&resource)
+    );
+    resource
 }

@@ -758,6 +758,55 @@ impl Trials {
     }
 }
 
+impl Trials {
+    /// A participant's eConsent as the chain holds it: the study, the subject, and the consent
+    /// and withdrawal signatures of the participant in the study's signature log (its first
+    /// `AUDIT_ENTRIES_MAX` entries), oldest first. For the study's viewers and the participant.
+    pub fn subject_consent(
+        &self,
+        viewer_key: &PublicKey,
+        viewer: &Authority,
+        study: &str,
+        subject: &str,
+    ) -> Result<(Study, ledger::Subject, Vec<ledger::ESignature>), ServiceError> {
+        let (_, found) = self.node.read_head(|state| {
+            let record = existing(state, study)?;
+            let found = ledger::subject(state, study, subject)?
+                .ok_or_else(|| TrialsError::UnknownSubject(subject.into()))?;
+            if !(Self::may_view(viewer, &record) || found.patient == *viewer_key) {
+                return Ok(None);
+            }
+            let mut signatures = Vec::new();
+            for seq in 0..record.signatures.min(AUDIT_ENTRIES_MAX) {
+                let Some(signature) = ledger::signature(state, study, seq)? else {
+                    continue;
+                };
+                // A consent is the participant's signature on a protocol version; a withdrawal
+                // is a signature on the subject (theirs, or the site's for them).
+                let theirs = match (&signature.on, signature.meaning) {
+                    (ledger::Signed::ProtocolVersion { .. }, ledger::Meaning::Consent) => {
+                        signature.signer == found.patient
+                    }
+                    (ledger::Signed::Subject { subject: on }, ledger::Meaning::Withdrawal) => {
+                        on == subject
+                    }
+                    _ => false,
+                };
+                if theirs {
+                    signatures.push(signature);
+                }
+            }
+            Ok(Some((record, found, signatures)))
+        })?;
+        found.map_err(not_found)?.ok_or_else(|| {
+            ServiceError::Forbidden(
+                "only the participant, the study's sponsor, its sites and regulators see a participant's consent"
+                    .into(),
+            )
+        })
+    }
+}
+
 fn text_key(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
 }

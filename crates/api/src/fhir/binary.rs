@@ -35,6 +35,9 @@ pub const HEADER_SECURITY_CONTEXT: &str = "x-security-context";
 const PIECES_IN_FLIGHT: usize = 8;
 /// The size of each piece of a file sent to a reader.
 const PIECE_BYTES: usize = 64 * 1024;
+/// How much of a refused upload is still read (and discarded), so that a client which sends its
+/// whole body before reading the answer gets the answer rather than a broken connection.
+const DRAIN_BYTES_MAX: u64 = crate::API_BODY_BYTES_MAX as u64;
 
 /// Whether a request is for `Binary`, whose bodies and answers are not FHIR JSON.
 pub(crate) fn is_binary_path(uri: &Uri) -> bool {
@@ -73,19 +76,29 @@ impl std::io::Read for BodyReader {
     }
 }
 
+/// Reads the body off the connection for a [`BodyReader`]. If the reader goes away first (the
+/// upload was refused), up to `DRAIN_BYTES_MAX` more is read and discarded before the connection
+/// is given up.
 fn body_reader(body: Body) -> BodyReader {
     let (sender, pieces) = mpsc::channel(PIECES_IN_FLIGHT);
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
+        let mut drained = 0u64;
+        let mut refused = false;
         while let Some(piece) = stream.next().await {
-            let failed = piece.is_err();
-            if sender
-                .send(piece.map_err(|error| error.to_string()))
-                .await
-                .is_err()
-                || failed
-            {
+            let Ok(piece) = piece else {
+                if !refused {
+                    let _ = sender.send(Err("the connection failed".to_string())).await;
+                }
                 return;
+            };
+            if refused {
+                drained += piece.len() as u64;
+                if drained > DRAIN_BYTES_MAX {
+                    return;
+                }
+            } else if sender.send(Ok(piece)).await.is_err() {
+                refused = true;
             }
         }
     });
@@ -110,6 +123,8 @@ pub(crate) async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> FhirResult<Response> {
+    // Read from the start, so that a refusal below still drains what the client sends.
+    let reader = body_reader(body);
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -177,7 +192,7 @@ pub(crate) async fn upload(
                 format,
                 declared_sha256: declared,
             },
-            body_reader(body),
+            reader,
         )
         .await?;
     let finder = records.clone();

@@ -174,6 +174,7 @@ fn fhir_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
 pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     routes,
     openapi: <FhirDoc as utoipa::OpenApi>::openapi,
+    consent: None,
 };
 
 #[derive(utoipa::OpenApi)]
@@ -972,6 +973,9 @@ async fn read(
     match kind.as_str() {
         "Consent" => {
             caller.may("Consent", Action::Read, None)?;
+            if let Some(view) = crate::consent_view(&id) {
+                return (view.read)(state, caller, id).await;
+            }
             return search::consent_one(&state, &caller, &id).await;
         }
         "Provenance" => {

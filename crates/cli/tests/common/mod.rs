@@ -286,6 +286,23 @@ impl TestNode {
         access: &medledger_api::auth::AccessHeaders,
         headers: &[(&str, &str)],
     ) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+        let digest = medledger_crypto::sha256(body);
+        self.signed_declaring(key, method, path, body, &digest, access, headers)
+    }
+
+    /// Like [`TestNode::signed_with`], signing `declared` as the body's SHA-256 whatever the body
+    /// is (as a streamed upload does).
+    #[allow(clippy::too_many_arguments)]
+    pub fn signed_declaring(
+        &self,
+        key: &medledger_crypto::SecretKey,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        declared: &medledger_crypto::Hash,
+        access: &medledger_api::auth::AccessHeaders,
+        headers: &[(&str, &str)],
+    ) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -294,7 +311,9 @@ impl TestNode {
             .as_str()
             .unwrap_or("e2e")
             .to_string();
-        let bytes = medledger_api::auth::sign_bytes(&chain_id, method, path, time_ms, body, access);
+        let bytes = medledger_api::auth::sign_bytes_digest(
+            &chain_id, method, path, time_ms, declared, access,
+        );
         let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.url))
