@@ -507,51 +507,8 @@ fn writes_are_validated_versioned_and_negotiated() {
     assert_eq!(status, 404);
 }
 
-/// The virtual environment holding the pinned third-party clients, made once per target dir.
 fn python() -> PathBuf {
-    // The tests of this binary run on threads of one process: one of them makes the environment
-    // while the others wait, or two would create it at once and one fail ("File exists").
-    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _making = MAKING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fhir-clients-venv");
-    let requirements =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).expect("requirements");
-    let marker = venv.join("installed-requirements.txt");
-    let python = venv.join("bin/python");
-    if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
-        let _ = std::fs::remove_dir_all(&venv);
-        let out = Command::new("python3")
-            .args(["-m", "venv", venv.to_str().expect("utf-8")])
-            .output()
-            .expect("python3 runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements)
-            .output()
-            .expect("pip runs");
-        assert!(
-            out.status.success(),
-            "installing the FHIR clients: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(&marker, wanted).expect("marker");
-    }
-    python
+    common::python_clients()
 }
 
 fn script() -> PathBuf {

@@ -515,6 +515,18 @@ fn a_cohort_is_matched_by_consent_released_de_identified_and_logged() {
     );
     assert!(!released_vcf.contains("LabPipeline") && !released_vcf.contains("/labs/"));
     let released = format!("{observations}{conditions}{sequences}{released_vcf}");
+    // What is released stays valid FHIR after de-identification, by an independent model
+    // (fhir.resources), as does the MolecularSequence stored for a file.
+    let resources: Vec<Value> = observations
+        .lines()
+        .chain(conditions.lines())
+        .chain(sequences.lines())
+        .map(|line| serde_json::from_str(line).expect("NDJSON"))
+        .chain([sequence1.clone()])
+        .collect();
+    let checked = common::validate_with_fhir_resources(dir, &resources);
+    assert_eq!(checked["Observation"], 58, "{checked}");
+    assert_eq!(checked["MolecularSequence"], 2, "{checked}");
     for identifier in IDENTIFIERS {
         assert!(
             !released.contains(identifier),

@@ -634,6 +634,20 @@ fn a_trial_runs_from_registration_to_the_regulators_proven_view() {
         &AccessHeaders::default(),
     );
     assert_eq!(status, 403);
+    // An independent FHIR model (fhir.resources) takes every trial resource served.
+    let checked = common::validate_with_fhir_resources(
+        dir,
+        &[
+            study_fhir.clone(),
+            subject.clone(),
+            econsent.clone(),
+            fhir_event.clone(),
+        ],
+    );
+    assert_eq!(
+        checked,
+        json!({"AdverseEvent": 1, "Consent": 1, "ResearchStudy": 1, "ResearchSubject": 1})
+    );
     assert!(
         medledger_fhir::validate(&subject).is_empty(),
         "{:?}",

@@ -556,3 +556,76 @@ pub fn devnet(dir: &Path, spares: usize) -> Vec<TestNode> {
         })
         .collect()
 }
+
+/// The virtual environment holding the pinned third-party clients (`tests/python/requirements.txt`),
+/// made once per target directory; answers its `python`.
+pub fn python_clients() -> PathBuf {
+    // Tests run on threads of one process and in several processes at once: one of them makes
+    // the environment while the others wait (a lock file across processes), or two would
+    // create it at once and one fail ("File exists").
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&tmp).expect("target tmp dir");
+    let lock = std::fs::File::create(tmp.join("fhir-clients-venv.lock")).expect("lock file");
+    lock.lock().expect("lock");
+    let venv = tmp.join("fhir-clients-venv");
+    let requirements =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).expect("requirements");
+    let marker = venv.join("installed-requirements.txt");
+    let python = venv.join("bin/python");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&venv);
+        let out = std::process::Command::new("python3")
+            .args(["-m", "venv", venv.to_str().expect("utf-8")])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements)
+            .output()
+            .expect("pip runs");
+        assert!(
+            out.status.success(),
+            "installing the FHIR clients: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&marker, wanted).expect("marker");
+    }
+    python
+}
+
+/// Validates resources with an independent FHIR model (fhir.resources, via
+/// `tests/python/validate_fhir.py`); panics naming the first invalid one. Answers how many of
+/// each type were checked.
+pub fn validate_with_fhir_resources(dir: &Path, resources: &[Value]) -> Value {
+    let file = dir.join("to-validate.ndjson");
+    let lines: Vec<String> = resources.iter().map(Value::to_string).collect();
+    std::fs::write(&file, lines.join("\n")).expect("write resources");
+    let out = std::process::Command::new(python_clients())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/validate_fhir.py"))
+        .arg(&file)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "fhir.resources refused a resource: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout).expect("summary")["types"].clone()
+}
