@@ -569,8 +569,7 @@ pub fn python_clients() -> PathBuf {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&tmp).expect("target tmp dir");
-    let lock = std::fs::File::create(tmp.join("fhir-clients-venv.lock")).expect("lock file");
-    lock.lock().expect("lock");
+    let _lock = DirLock::take(&tmp.join("fhir-clients-venv.lock"));
     let venv = tmp.join("fhir-clients-venv");
     let requirements =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt");
@@ -628,4 +627,42 @@ pub fn validate_with_fhir_resources(dir: &Path, resources: &[Value]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice::<Value>(&out.stdout).expect("summary")["types"].clone()
+}
+
+/// A lock across processes: a directory only one of them can create. One left by a process that
+/// died holding it is taken over after ten minutes.
+struct DirLock(PathBuf);
+
+impl DirLock {
+    fn take(path: &Path) -> DirLock {
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            match std::fs::create_dir(path) {
+                Ok(()) => return DirLock(path.to_path_buf()),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = std::fs::metadata(path)
+                        .and_then(|meta| meta.modified())
+                        .ok()
+                        .and_then(|modified| modified.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(600));
+                    if stale {
+                        let _ = std::fs::remove_dir(path);
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{} stayed locked",
+                        path.display()
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(error) => panic!("locking {}: {error}", path.display()),
+            }
+        }
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
