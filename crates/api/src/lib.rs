@@ -172,6 +172,29 @@ pub(crate) struct ModuleApi {
     pub routes: fn() -> Router<AppState>,
     pub openapi: fn() -> utoipa::openapi::OpenApi,
     pub consent: Option<ConsentView>,
+    pub audit: Option<AuditView>,
+}
+
+/// A module's entries in a patient's FHIR AuditEvent log, after the records module's access
+/// events: given the patient's bound key, the custodian of the patient id searched and the
+/// `Patient/{id}` reference, the module's events for that patient at that custodian as R4
+/// AuditEvents, oldest first (a bounded number, the latest).
+#[derive(Clone, Copy)]
+pub(crate) struct AuditView {
+    pub events: AuditEvents,
+}
+
+/// (node, the patient's key, the custodian, `Patient/{id}`) → the module's AuditEvents.
+pub(crate) type AuditEvents = fn(
+    &medledger_node::Node,
+    &medledger_crypto::PublicKey,
+    &str,
+    &str,
+) -> Result<Vec<serde_json::Value>, medledger_node::ServiceError>;
+
+/// Every module's audit view.
+pub(crate) fn audit_views() -> impl Iterator<Item = AuditView> {
+    MODULE_APIS.iter().filter_map(|module| module.audit)
 }
 
 /// A module's consents, served as FHIR `Consent/{id}` beside the records module's grants: the

@@ -23,7 +23,45 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     routes,
     openapi: <ResearchDoc as utoipa::OpenApi>::openapi,
     consent: None,
+    audit: Some(crate::AuditView {
+        events: release_events,
+    }),
 };
+
+/// The most research releases a patient's AuditEvent log lists (the latest).
+pub const AUDIT_RELEASES_MAX: u64 = 1_000;
+
+/// A patient's research releases by `custodian`, as AuditEvents in their FHIR access log.
+fn release_events(
+    node: &medledger_node::Node,
+    patient: &medledger_crypto::PublicKey,
+    custodian: &str,
+    patient_reference: &str,
+) -> Result<Vec<Value>, medledger_node::ServiceError> {
+    let (_, found) = node.read_head(|state| {
+        Ok(medledger_research::access_log(state, patient, AUDIT_RELEASES_MAX)?.1)
+    })?;
+    let entries =
+        found.map_err(|error| medledger_node::ServiceError::NotFound(error.to_string()))?;
+    Ok(entries
+        .iter()
+        .filter(|entry| entry.custodian == custodian)
+        .map(|entry| {
+            medledger_fhir::research_release_event(
+                &medledger_fhir::ResearchRelease {
+                    request: &entry.request,
+                    release: entry.release,
+                    researcher: &entry.researcher,
+                    researcher_org: &entry.researcher_org,
+                    custodian: &entry.custodian,
+                    height: entry.height,
+                    time_ms: entry.time_ms,
+                },
+                patient_reference,
+            )
+        })
+        .collect())
+}
 
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(request, match_request, me, group, export, export_status, export_file))]

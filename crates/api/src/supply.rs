@@ -25,6 +25,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     routes,
     openapi: <SupplyDoc as utoipa::OpenApi>::openapi,
     consent: None,
+    audit: None,
 };
 
 #[derive(utoipa::OpenApi)]

@@ -43,6 +43,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
         claims: |id| id.contains('.'),
         read: |state, caller, id| Box::pin(fhir_consent(state, caller, id)),
     }),
+    audit: None,
 };
 
 #[derive(utoipa::OpenApi)]

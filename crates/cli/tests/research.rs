@@ -565,6 +565,37 @@ fn a_cohort_is_matched_by_consent_released_de_identified_and_logged() {
     let me = ok(run(&nodes[0], "fhir", &patients[0], &["me"]));
     assert_eq!(me["research"]["releases_total"], 1, "{me}");
     assert_eq!(me["research"]["releases"][0]["request"], request.as_str());
+    // And in the patient's FHIR access log, as an AuditEvent of an export for research.
+    let audit = ok(run(
+        &nodes[0],
+        "fhir",
+        &patients[0],
+        &["log", "--patient", &patient_ids[0]],
+    ));
+    let exports: Vec<&Value> = audit["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| &entry["resource"])
+        .filter(|resource| resource["type"]["code"] == "110106")
+        .collect();
+    assert_eq!(exports.len(), 1, "{audit}");
+    assert_eq!(
+        exports[0]["purposeOfEvent"][0]["coding"][0]["code"],
+        "HRESCH"
+    );
+    assert_eq!(
+        exports[0]["entity"][1]["what"]["identifier"]["value"],
+        request.as_str()
+    );
+    assert_eq!(audit["total"], 1, "{audit}");
+    assert!(
+        medledger_fhir::validate(exports[0]).is_empty(),
+        "{:?}",
+        medledger_fhir::validate(exports[0])
+    );
+    let checked = common::validate_with_fhir_resources(dir, &[exports[0].clone()]);
+    assert_eq!(checked["AuditEvent"], 1, "{checked}");
     let log2 = ok(run(&nodes[3], "research", &patients[1], &["log"]));
     assert_eq!(log2["releases"], serde_json::json!([]));
 

@@ -11,7 +11,7 @@ mod capability;
 mod consent;
 mod provenance;
 
-pub use audit::audit_event;
+pub use audit::{ResearchRelease, audit_event, research_release_event};
 pub use bundles::{
     EntryResponse, OutputBundleType, ResponseKind, SearchEntry, bundle, response_bundle, searchset,
 };

@@ -175,6 +175,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     routes,
     openapi: <FhirDoc as utoipa::OpenApi>::openapi,
     consent: None,
+    audit: None,
 };
 
 #[derive(utoipa::OpenApi)]

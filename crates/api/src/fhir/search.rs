@@ -512,17 +512,34 @@ async fn audit_search(
     let caller = caller.clone();
     let (offset, count) = (query.offset as u64, query.count as u64);
     let reference = format!("Patient/{fhir_patient}");
+    let node = state.node.clone();
     let (resources, total) = blocking(move || {
         let patient = find_patient(&records, &fhir_patient)?;
         may_audit(&records, &caller, &patient)?;
         let (events, total) = records.access_log(&patient, offset, count)?;
-        Ok((
-            events
-                .iter()
-                .map(|event| medledger_fhir::audit_event(event, &reference))
-                .collect::<Vec<Value>>(),
-            total,
-        ))
+        let mut page: Vec<Value> = events
+            .iter()
+            .map(|event| medledger_fhir::audit_event(event, &reference))
+            .collect();
+        // Other modules' events for the patient (research releases) follow the access events,
+        // so the log pages as one list.
+        let mut more = Vec::new();
+        if let Some(entry) = records.patient(&patient)?
+            && let Some(key) = entry.key
+        {
+            for view in crate::audit_views() {
+                more.extend((view.events)(&node, &key, &entry.custodian, &reference)?);
+            }
+        }
+        let skip = offset.saturating_sub(total);
+        let room = count.saturating_sub(page.len() as u64);
+        page.extend(
+            more.iter()
+                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                .take(usize::try_from(room).unwrap_or(usize::MAX))
+                .cloned(),
+        );
+        Ok((page, total + more.len() as u64))
     })
     .await?;
     Ok(rendered_page(

@@ -569,7 +569,7 @@ pub fn python_clients() -> PathBuf {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&tmp).expect("target tmp dir");
-    let _lock = DirLock::take(&tmp.join("fhir-clients-venv.lock"));
+    let _lock = DirLock::take(&tmp.join("fhir-clients-venv.lockdir"));
     let venv = tmp.join("fhir-clients-venv");
     let requirements =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt");

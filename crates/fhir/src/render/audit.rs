@@ -1,6 +1,7 @@
 //! An access decision on the ledger written as an R4 AuditEvent: who read (or was refused) which
 //! records of which patient, why, under which rule, and whether the glass was broken.
 
+use medledger_crypto::{Hash, PublicKey};
 use medledger_records::{AccessEvent, AccessRule};
 use serde_json::{Value, json};
 
@@ -96,6 +97,83 @@ pub fn audit_event(event: &AccessEvent, patient_reference: &str) -> Value {
     }
     audit_event
 }
+
+/// A release of a patient's records to a researcher, as the research module logs it.
+#[derive(Clone, Debug)]
+pub struct ResearchRelease<'a> {
+    pub request: &'a Hash,
+    /// The release's number among the request's releases.
+    pub release: u32,
+    pub researcher: &'a PublicKey,
+    pub researcher_org: &'a str,
+    pub custodian: &'a str,
+    pub height: u64,
+    pub time_ms: u64,
+}
+
+/// An R4 AuditEvent for a research release of the patient's records: an export (DICOM 110106)
+/// for research (HRESCH), by the custodian's node to the researcher, de-identified and sealed.
+/// Its id is the request's id (first half) and the release's number.
+pub fn research_release_event(release: &ResearchRelease<'_>, patient_reference: &str) -> Value {
+    let research =
+        json!([{"coding": [coding(ACT_REASON_SYSTEM, "HRESCH", Some("healthcare research"))]}]);
+    json!({
+        "resourceType": "AuditEvent",
+        "id": format!("research-{}-{}", &release.request.to_hex()[..32], release.release),
+        "type": coding("http://dicom.nema.org/resources/ontology/DCM", "110106", Some("Export")),
+        "action": "R",
+        "recorded": instant(release.time_ms),
+        "outcome": "0",
+        "outcomeDesc": format!(
+            "released for research request {}: de-identified (HIPAA Safe Harbor) and sealed to the researcher",
+            release.request.to_hex()
+        ),
+        "purposeOfEvent": research,
+        "agent": [
+            {
+                "type": concept(
+                    "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                    "IRCP",
+                    Some("information recipient"),
+                ),
+                "who": logical_reference(None, KEY_SYSTEM, &release.researcher.to_hex()),
+                "requestor": true,
+                "purposeOfUse": research,
+            },
+            {
+                "who": logical_reference(Some("Organization"), ORGANISATION_SYSTEM, release.researcher_org),
+                "requestor": false,
+            },
+        ],
+        "source": {
+            "site": release.custodian,
+            "observer": logical_reference(Some("Organization"), ORGANISATION_SYSTEM, release.custodian),
+            "type": [coding(
+                "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "4",
+                Some("Application Server"),
+            )],
+        },
+        "entity": [
+            {
+                "what": {"reference": patient_reference},
+                "type": coding(AUDIT_ENTITY_TYPE_SYSTEM, "1", Some("Person")),
+                "role": coding(OBJECT_ROLE_SYSTEM, "1", Some("Patient")),
+            },
+            {
+                "what": logical_reference(None, RESEARCH_REQUEST_SYSTEM, &release.request.to_hex()),
+                "type": coding(AUDIT_ENTITY_TYPE_SYSTEM, "2", Some("System Object")),
+                "description": "the research request the release answers",
+                "detail": [
+                    {"type": "release", "valueString": release.release.to_string()},
+                    {"type": "height", "valueString": release.height.to_string()},
+                ],
+            },
+        ],
+    })
+}
+
+const RESEARCH_REQUEST_SYSTEM: &str = "urn:medledger:research-request";
 
 /// How one rule reads in the event's description and in each record's detail.
 fn rule_text(rule: &AccessRule) -> String {
