@@ -58,13 +58,21 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     fhir_research_study,
     fhir_research_subject,
     fhir_adverse_event,
-    fhir_report_adverse_event
+    fhir_report_adverse_event,
+    add_webhook,
+    list_webhooks,
+    remove_webhook
 ))]
 struct TrialsDoc;
 
 fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/trials/alerts", get(alerts))
+        .route("/v1/trials/webhooks", post(add_webhook).get(list_webhooks))
+        .route(
+            "/v1/trials/webhooks/{id}",
+            axum::routing::delete(remove_webhook),
+        )
         .route("/v1/trials/adverse-events/{event}", get(adverse_event))
         .route("/v1/trials/{study}", get(study))
         .route("/v1/trials/{study}/documents/{sha256}", get(document))
@@ -288,6 +296,72 @@ async fn alerts(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+#[derive(Deserialize)]
+struct WebhookBody {
+    url: String,
+    /// Deliver alerts from this sequence number on (default 0: every alert).
+    #[serde(default)]
+    after: u64,
+}
+
+#[utoipa::path(post, path = "/v1/trials/webhooks", tag = "trials",
+    request_body(content = Object, description = r#"{"url": "https://...", "after"?: <alert sequence number>}"#),
+    responses((status = 201, description = "The webhook: the node POSTs each alert the signer may receive to the URL, in order, signed by the node (X-Medledger-Signature over \"medledger/trial-alert-webhook/v1\" and the body, X-Medledger-Node, X-Medledger-Alert-Seq), retrying until a 2xx answer"),
+        (status = 403, description = "The signer is not a member of this node's organisation")))]
+async fn add_webhook(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = body.map_err(|rejection| {
+        ApiError::new(rejection.status(), "bad_body", rejection.body_text())
+    })?;
+    let (key, _, request) = crate::signed_member(&state, &method, &uri, &headers, &body).await?;
+    state
+        .replay
+        .check(&request, crate::fhir::now_ms())
+        .map_err(|error| {
+            ApiError::new(StatusCode::CONFLICT, "request_replayed", error.to_string())
+        })?;
+    let parsed: WebhookBody = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request("malformed_body", error.to_string()))?;
+    let trials = trials(&state)?;
+    let hook = blocking(move || Ok(trials.add_webhook(key, parsed.url, parsed.after)?)).await?;
+    Ok((StatusCode::CREATED, Json(hook)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/trials/webhooks", tag = "trials",
+    responses((status = 200, description = "The signer's webhooks at this node, with their cursors and the latest failure")))]
+async fn list_webhooks(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (key, _, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
+    let trials = trials(&state)?;
+    Ok(Json(json!({ "webhooks": trials.webhooks_of(&key) })))
+}
+
+#[utoipa::path(delete, path = "/v1/trials/webhooks/{id}", tag = "trials",
+    params(("id" = String, Path, description = "Webhook id, hex")),
+    responses((status = 204, description = "Removed; delivery stops"), (status = 404, description = "Not a webhook of the signer's")))]
+async fn remove_webhook(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_hash("the webhook id", &id)?;
+    let (key, _, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
+    let trials = trials(&state)?;
+    blocking(move || Ok(trials.remove_webhook(&key, &id)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn alert_kind(alert: &Alert) -> &'static str {

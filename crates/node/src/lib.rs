@@ -22,6 +22,7 @@ pub mod research;
 pub mod service;
 pub mod supply;
 pub mod trials;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -766,6 +767,11 @@ impl Node {
     /// This node's own key: the one that signs its blocks, votes and its own transactions.
     pub fn key(&self) -> PublicKey {
         self.inner.key.public_key()
+    }
+
+    /// Signs `message` with the node's key (a webhook delivery: the caller prefixes its domain).
+    pub fn sign(&self, message: &[u8]) -> medledger_crypto::Signature {
+        self.inner.key.sign(message)
     }
 
     /// Signs one payload with this node's key and the next nonce (its own counter, so many may be

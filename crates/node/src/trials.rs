@@ -132,6 +132,7 @@ struct Inner {
     db: redb::Database,
     seal: DataKey,
     commit: BlindKey,
+    webhooks: crate::webhooks::Webhooks,
 }
 
 impl std::fmt::Debug for Trials {
@@ -192,10 +193,31 @@ impl Trials {
         txn.commit().map_err(storage)?;
         let seal = DataKey(node.derive_secret("trials/blob-encryption"));
         let commit = BlindKey(node.derive_secret("trials/commitment"));
-        Ok(Trials {
+        let webhooks = crate::webhooks::Webhooks::open(dir)?;
+        let trials = Trials {
             node,
-            inner: Arc::new(Inner { db, seal, commit }),
-        })
+            inner: Arc::new(Inner {
+                db,
+                seal,
+                commit,
+                webhooks,
+            }),
+        };
+        trials.spawn_deliveries();
+        Ok(trials)
+    }
+
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub(crate) fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.inner.webhooks
+    }
+
+    /// The webhooks `subscriber` registered at this node.
+    pub fn webhooks_of(&self, subscriber: &PublicKey) -> Vec<crate::webhooks::Webhook> {
+        self.inner.webhooks.of(subscriber)
     }
 
     /// Who `key` acts as at the head.
