@@ -362,6 +362,30 @@ async fn blocking<T: Send + 'static>(
 /// A member's signed request to the JSON API: the signature checked, and the signer an enrolled,
 /// unrevoked member at the head. Returns the signer, who they act as, and the request's id (for
 /// the replay guard of a write).
+/// A signed write with a JSON body: the signing member, whose request is used once (its id goes
+/// into the replay memory), and the body parsed as `T`.
+pub(crate) async fn signed_json_write<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<(PublicKey, T)> {
+    let body = body.map_err(|rejection| {
+        ApiError::new(rejection.status(), "bad_body", rejection.body_text())
+    })?;
+    let (key, _, request) = signed_member(state, method, uri, headers, &body).await?;
+    state
+        .replay
+        .check(&request, fhir::now_ms())
+        .map_err(|error| {
+            ApiError::new(StatusCode::CONFLICT, "request_replayed", error.to_string())
+        })?;
+    let parsed = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request("malformed_body", error.to_string()))?;
+    Ok((key, parsed))
+}
+
 pub(crate) async fn signed_member(
     state: &AppState,
     method: &axum::http::Method,

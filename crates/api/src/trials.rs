@@ -180,19 +180,8 @@ async fn capture(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let body = body.map_err(|rejection| {
-        ApiError::new(rejection.status(), "bad_body", rejection.body_text())
-    })?;
-    let (key, _, request) = crate::signed_member(&state, &method, &uri, &headers, &body).await?;
-    // A signed write is used once.
-    state
-        .replay
-        .check(&request, crate::fhir::now_ms())
-        .map_err(|error| {
-            ApiError::new(StatusCode::CONFLICT, "request_replayed", error.to_string())
-        })?;
-    let parsed: CaptureBody = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("malformed_body", error.to_string()))?;
+    let (key, parsed): (_, CaptureBody) =
+        crate::signed_json_write(&state, &method, &uri, &headers, body).await?;
     let trials = trials(&state)?;
     let receipt = trials.capture(key, id, parsed.forms).await?;
     Ok((StatusCode::CREATED, Json(receipt)).into_response())
@@ -317,18 +306,8 @@ async fn add_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let body = body.map_err(|rejection| {
-        ApiError::new(rejection.status(), "bad_body", rejection.body_text())
-    })?;
-    let (key, _, request) = crate::signed_member(&state, &method, &uri, &headers, &body).await?;
-    state
-        .replay
-        .check(&request, crate::fhir::now_ms())
-        .map_err(|error| {
-            ApiError::new(StatusCode::CONFLICT, "request_replayed", error.to_string())
-        })?;
-    let parsed: WebhookBody = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("malformed_body", error.to_string()))?;
+    let (key, parsed): (_, WebhookBody) =
+        crate::signed_json_write(&state, &method, &uri, &headers, body).await?;
     let trials = trials(&state)?;
     let hook = blocking(move || Ok(trials.add_webhook(key, parsed.url, parsed.after)?)).await?;
     Ok((StatusCode::CREATED, Json(hook)).into_response())

@@ -147,8 +147,34 @@ impl Client {
         Ok((status, response_headers, bytes))
     }
 
-    /// Sends a body streamed from `reader`, with no overall time limit (a genomic file may take
-    /// minutes); returns the status and the response body.
+    /// Runs a request to `path` with `headers` and `body`, with no overall time limit (a genomic
+    /// file may take minutes).
+    fn run_untimed<S: ureq::AsSendBody>(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: S,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let url = format!("{}{path}", self.base);
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request
+            .body(body)
+            .with_context(|| format!("building a request to {url}"))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(None)
+            .build();
+        self.agent
+            .run(request)
+            .with_context(|| format!("cannot reach the node at {url}"))
+    }
+
+    /// Sends a body streamed from `reader`; returns the status and the response body.
     pub fn send_stream(
         &self,
         method: &str,
@@ -157,26 +183,10 @@ impl Client {
         content_type: &str,
         reader: &mut dyn std::io::Read,
     ) -> Result<(u16, Vec<u8>)> {
-        let url = format!("{}{path}", self.base);
-        let mut request = ureq::http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("content-type", content_type);
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let request = request
-            .body(ureq::SendBody::from_reader(reader))
-            .with_context(|| format!("building a request to {url}"))?;
-        let request = self
-            .agent
-            .configure_request(request)
-            .timeout_global(None)
-            .build();
-        let mut response = self
-            .agent
-            .run(request)
-            .with_context(|| format!("sending to {url}"))?;
+        let mut all = vec![("content-type", content_type.to_string())];
+        all.extend(headers.iter().cloned());
+        let mut response =
+            self.run_untimed(method, path, &all, ureq::SendBody::from_reader(reader))?;
         let status = response.status().as_u16();
         let bytes = response
             .body_mut()
@@ -194,23 +204,7 @@ impl Client {
         headers: &[(&str, String)],
         writer: &mut dyn std::io::Write,
     ) -> Result<(u16, ureq::http::HeaderMap, Vec<u8>)> {
-        let url = format!("{}{path}", self.base);
-        let mut request = ureq::http::Request::builder().method("GET").uri(&url);
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let request = request
-            .body(())
-            .with_context(|| format!("building a request to {url}"))?;
-        let request = self
-            .agent
-            .configure_request(request)
-            .timeout_global(None)
-            .build();
-        let mut response = self
-            .agent
-            .run(request)
-            .with_context(|| format!("cannot reach the node at {url}"))?;
+        let mut response = self.run_untimed("GET", path, headers, ())?;
         let status = response.status().as_u16();
         let response_headers = response.headers().clone();
         if !(200..300).contains(&status) {
@@ -222,7 +216,7 @@ impl Client {
             return Ok((status, response_headers, bytes));
         }
         let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
-        std::io::copy(&mut reader, writer).with_context(|| format!("receiving {url}"))?;
+        std::io::copy(&mut reader, writer).with_context(|| format!("receiving {path}"))?;
         Ok((status, response_headers, Vec::new()))
     }
 
