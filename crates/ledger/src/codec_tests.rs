@@ -6,6 +6,7 @@ use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_records::RecordsOp;
 use medledger_research::ResearchOp;
 use medledger_supply::SupplyPayload;
+use medledger_tokens::{Amount, ClassSpec, Reason, TokensOp};
 use medledger_trials::TrialsOp;
 use medledger_types::{Role, TX_BYTES_MAX, TypesError};
 use proptest::prelude::*;
@@ -315,6 +316,68 @@ fn one_of_each() -> Vec<(Payload, u8)> {
         research
             .into_iter()
             .zip(32u8..)
+            .map(|(op, tag)| (op.into(), tag)),
+    );
+    let amount = Amount(5);
+    let tokens: Vec<TokensOp> = vec![
+        TokensOp::ProposeClass {
+            spec: ClassSpec {
+                symbol: "USDC".into(),
+                name: "settlement".into(),
+                decimals: 2,
+                issuers: vec!["a".into()],
+            },
+        },
+        TokensOp::ApproveClass {
+            symbol: "USDC".into(),
+        },
+        TokensOp::Mint {
+            symbol: "USDC".into(),
+            to: key,
+            amount,
+            reference: None,
+        },
+        TokensOp::Burn {
+            symbol: "USDC".into(),
+            amount,
+            reference: Some(hash),
+        },
+        TokensOp::Transfer {
+            symbol: "USDC".into(),
+            to: key,
+            amount,
+            reason: Reason::Settlement,
+            reference: None,
+        },
+        TokensOp::Approve {
+            symbol: "USDC".into(),
+            spender: key,
+            expected: Amount(0),
+            amount,
+        },
+        TokensOp::IncreaseAllowance {
+            symbol: "USDC".into(),
+            spender: key,
+            by: amount,
+        },
+        TokensOp::DecreaseAllowance {
+            symbol: "USDC".into(),
+            spender: key,
+            by: amount,
+        },
+        TokensOp::TransferFrom {
+            symbol: "USDC".into(),
+            from: key,
+            to: key,
+            amount,
+            reason: Reason::Transfer,
+            reference: None,
+        },
+    ];
+    all.extend(
+        tokens
+            .into_iter()
+            .zip(48u8..)
             .map(|(op, tag)| (op.into(), tag)),
     );
     all

@@ -22,8 +22,8 @@ pub const GOVERNANCE_HORIZON: Height = 1_000_000;
 /// The most changes that may be scheduled at one height.
 pub const CHANGES_PER_HEIGHT_MAX: usize = 16;
 
-/// The ids of the consortium's organisations, written at genesis.
-pub const KEY_ORGANISATIONS: &[u8] = b"chain/organisations";
+// The organisation list and the two-thirds rule are the seam's, so modules govern by them too.
+pub use medledger_module::{KEY_ORGANISATIONS, is_approved, organisations};
 /// The heights after which the validator set changed, in order: what a light client walks.
 pub const KEY_VALIDATOR_CHANGES: &[u8] = b"chain/validator-changes";
 
@@ -59,18 +59,6 @@ pub enum ProposalStatus {
     Applied,
     /// Approved, but no longer applicable at `effective_height`.
     Failed { reason: String },
-}
-
-/// True when `approvals` of `organisations` organisations is at least two thirds.
-pub fn is_approved(approvals: usize, organisations: usize) -> bool {
-    approvals * 3 >= organisations * 2
-}
-
-pub fn organisations(state: &dyn StateRead) -> Result<Vec<String>, StateError> {
-    let bytes = state
-        .get(KEY_ORGANISATIONS)?
-        .ok_or_else(|| StateError::Store("no organisation list in state".into()))?;
-    decode_value(KEY_ORGANISATIONS, &bytes)
 }
 
 pub fn proposal(state: &dyn StateRead, id: &Hash) -> Result<Option<ValidatorProposal>, StateError> {

@@ -223,6 +223,7 @@ use medledger_credentials::{Credentials, CredentialsError, CredentialsOp};
 use medledger_records::{Records, RecordsError, RecordsOp};
 use medledger_research::{Research, ResearchError, ResearchOp};
 use medledger_supply::{Supply, SupplyError, SupplyPayload};
+use medledger_tokens::{Tokens, TokensError, TokensOp};
 use medledger_trials::{Trials, TrialsError, TrialsOp};
 
 // The module list. Adding a module is one line here: its `Payload` variant, its module, operation
@@ -235,6 +236,7 @@ modules! {
     Credentials(Credentials, CredentialsOp, CredentialsError) @ 14,
     Trials(Trials, TrialsOp, TrialsError) @ 16,
     Research(Research, ResearchOp, ResearchError) @ 32,
+    Tokens(Tokens, TokensOp, TokensError) @ 48,
 }
 
 /// The owner of every registered prefix: the ledger's own (`medledger_module::CORE_PREFIXES`)

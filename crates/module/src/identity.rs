@@ -173,3 +173,20 @@ pub fn custodian_of(authority: &Authority) -> Option<&str> {
         Authority::Member { .. } => None,
     }
 }
+
+/// The ids of the consortium's organisations, written at genesis.
+pub const KEY_ORGANISATIONS: &[u8] = b"chain/organisations";
+
+/// The consortium's organisations, by id.
+pub fn organisations(state: &dyn StateRead) -> Result<Vec<String>, StateError> {
+    let bytes = state
+        .get(KEY_ORGANISATIONS)?
+        .ok_or_else(|| StateError::Store("no organisation list in state".into()))?;
+    decode_value(KEY_ORGANISATIONS, &bytes)
+}
+
+/// The consortium's rule for governance: `approvals` of `organisations` organisations is at least
+/// two thirds.
+pub fn is_approved(approvals: usize, organisations: usize) -> bool {
+    approvals * 3 >= organisations * 2
+}

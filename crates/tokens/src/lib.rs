@@ -1,0 +1,844 @@
+//! Fungible medical tokens, as a ledger module: the part of `docs/design/payments.md` that
+//! settlement, rewards and escrow build on.
+//!
+//! - **Classes** (a consortium's settlement token, a reward token) exist by governance: an
+//!   organisation proposes one (symbol, name, decimals, issuing organisations) and it is created
+//!   once two thirds of the organisations approved, the rule validator changes follow.
+//! - **Issuers** (the root keys of the class's issuing organisations) mint to any member and burn
+//!   from their own balance.
+//! - **Transfers** between members, zero included. An account is a key that acts on the chain
+//!   (an enrolled, unrevoked member, an organisation's root key or a validator): paying any other
+//!   key is refused, so a mistyped key never swallows funds.
+//! - **Allowances** without ERC-20's approve race: `Approve` is compare-and-set (the allowance
+//!   the owner expects to replace must be the current one), and `IncreaseAllowance` /
+//!   `DecreaseAllowance` change it by a difference (below zero is refused, not clamped).
+//! - **Movements.** Every mint, burn and transfer is one entry of its class's movement log, with
+//!   a reason code from a closed list and an optional 32-byte reference (a claim, a request), and
+//!   one entry of each party's statement. Balances and movements are state entries, so a light
+//!   client proves them against genesis like any other.
+//!
+//! Amounts are integers in minor units (u128), written as decimal strings in JSON so no client
+//! rounds them. Every sum is checked: an overflow is a refusal.
+//!
+//! **Invariant (conservation):** for every class, the balances sum to `minted - burned`; no
+//! operation, accepted or refused, changes that.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use medledger_crypto::{Hash, PublicKey};
+use medledger_module::{
+    Authority, Module, ModuleError, Standing, TxContext, View, is_approved, org_exists,
+    organisations, read, standing,
+};
+use medledger_state::{StateError, StateRead, encode_value};
+use medledger_types::Height;
+use serde::{Deserialize, Serialize};
+
+/// The most organisations that may issue one class.
+pub const ISSUERS_MAX: usize = 8;
+/// The longest class name.
+pub const NAME_BYTES_MAX: usize = 64;
+/// The longest symbol.
+pub const SYMBOL_BYTES_MAX: usize = 12;
+/// The most decimals a class may have (as ERC-20 tokens usually do).
+pub const DECIMALS_MAX: u8 = 18;
+
+/// An amount in a class's minor units. JSON carries it as a decimal string.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
+pub struct Amount(pub u128);
+
+impl From<Amount> for String {
+    fn from(amount: Amount) -> String {
+        amount.0.to_string()
+    }
+}
+
+impl TryFrom<String> for Amount {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Amount, String> {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "an amount is a decimal string of minor units, not {text:?}"
+            ));
+        }
+        text.parse()
+            .map(Amount)
+            .map_err(|_| format!("{text} is more than a token amount can hold"))
+    }
+}
+
+impl std::fmt::Display for Amount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Why value moved. A closed list, so statements and reconciliations can be summed by reason.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[borsh(use_discriminant = true)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// New value issued.
+    Issuance = 0,
+    /// Value withdrawn by its issuer.
+    Redemption = 1,
+    /// A payer settles a provider's claim.
+    Settlement = 2,
+    /// The patient's part of a claim (copay, coinsurance, deductible).
+    PatientShare = 3,
+    /// Money returned.
+    Refund = 4,
+    /// A reward to a patient (research data sharing, adherence).
+    Reward = 5,
+    /// A correction.
+    Adjustment = 6,
+    /// A fee.
+    Fee = 7,
+    /// Anything else between members.
+    Transfer = 8,
+}
+
+/// A token class.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct TokenClass {
+    pub symbol: String,
+    pub name: String,
+    pub decimals: u8,
+    /// The organisations whose root keys mint and burn it.
+    pub issuers: Vec<String>,
+    pub minted: Amount,
+    pub burned: Amount,
+    /// How many movements its log holds.
+    pub movements: u64,
+    pub created_at: Height,
+}
+
+impl TokenClass {
+    /// What is in circulation: minted less burned.
+    pub fn supply(&self) -> u128 {
+        self.minted.0 - self.burned.0
+    }
+}
+
+/// What a class is to be, as proposed.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ClassSpec {
+    pub symbol: String,
+    pub name: String,
+    pub decimals: u8,
+    pub issuers: Vec<String>,
+}
+
+/// A class awaiting the organisations' approval.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ClassProposal {
+    pub spec: ClassSpec,
+    /// Approving organisations, sorted; the proposer's counts.
+    pub approvals: Vec<String>,
+    pub proposed_at: Height,
+}
+
+/// One movement of value: a mint (no `from`), a burn (no `to`) or a transfer.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Movement {
+    pub symbol: String,
+    pub seq: u64,
+    pub from: Option<PublicKey>,
+    pub to: Option<PublicKey>,
+    pub amount: Amount,
+    pub reason: Reason,
+    pub reference: Option<Hash>,
+    /// Who sent the transaction (the owner, a spender under an allowance, or an issuer).
+    pub by: PublicKey,
+    pub tx: Hash,
+    pub height: Height,
+    pub time_ms: u64,
+}
+
+/// The tokens module's operations. Their order is their payload tag (from the registry's base):
+/// only ever append.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TokensOp {
+    /// An organisation's root key proposes a class (its own approval counts).
+    ProposeClass { spec: ClassSpec },
+    /// An organisation's root key approves a proposed class.
+    ApproveClass { symbol: String },
+    /// An issuer's root key issues `amount` to `to`.
+    Mint {
+        symbol: String,
+        to: PublicKey,
+        amount: Amount,
+        reference: Option<Hash>,
+    },
+    /// An issuer's root key withdraws `amount` from its own balance.
+    Burn {
+        symbol: String,
+        amount: Amount,
+        reference: Option<Hash>,
+    },
+    /// The sender pays `to`.
+    Transfer {
+        symbol: String,
+        to: PublicKey,
+        amount: Amount,
+        reason: Reason,
+        reference: Option<Hash>,
+    },
+    /// Sets the allowance of `spender` to `amount` if it is `expected` now (compare-and-set).
+    Approve {
+        symbol: String,
+        spender: PublicKey,
+        expected: Amount,
+        amount: Amount,
+    },
+    IncreaseAllowance {
+        symbol: String,
+        spender: PublicKey,
+        by: Amount,
+    },
+    DecreaseAllowance {
+        symbol: String,
+        spender: PublicKey,
+        by: Amount,
+    },
+    /// The sender, a spender of `from`, pays `to` from `from`'s balance, within its allowance.
+    TransferFrom {
+        symbol: String,
+        from: PublicKey,
+        to: PublicKey,
+        amount: Amount,
+        reason: Reason,
+        reference: Option<Hash>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokensError {
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("only an organisation's root key governs token classes")]
+    NotAnOrganisation,
+    #[error("token class {0} exists")]
+    ClassExists(String),
+    #[error("token class {0} is already proposed")]
+    AlreadyProposed(String),
+    #[error("no token class {0}")]
+    UnknownClass(String),
+    #[error("no proposal of token class {0}")]
+    NoProposal(String),
+    #[error("organisation {0} already approved")]
+    AlreadyApproved(String),
+    #[error("unknown organisation {0}")]
+    UnknownOrganisation(String),
+    #[error("only the root key of an issuer of {0} mints or burns it")]
+    NotIssuer(String),
+    #[error("{account} holds {available} of {symbol}, not {needed}")]
+    InsufficientBalance {
+        symbol: String,
+        account: PublicKey,
+        needed: Amount,
+        available: Amount,
+    },
+    #[error("the allowance is {available}, not {needed}")]
+    InsufficientAllowance { needed: Amount, available: Amount },
+    #[error("the allowance is {current}, not the {expected} the owner expected to replace")]
+    AllowanceChanged { expected: Amount, current: Amount },
+    #[error(
+        "{0} is not an account: only enrolled, unrevoked members and organisations hold tokens"
+    )]
+    UnknownAccount(PublicKey),
+    #[error("the amount would overflow")]
+    Overflow,
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl ModuleError for TokensError {
+    fn code(&self) -> &'static str {
+        match self {
+            TokensError::Invalid { .. } => "invalid",
+            TokensError::NotAnOrganisation => "not_an_organisation",
+            TokensError::ClassExists(_) => "class_exists",
+            TokensError::AlreadyProposed(_) => "already_proposed",
+            TokensError::UnknownClass(_) => "unknown_class",
+            TokensError::NoProposal(_) => "no_proposal",
+            TokensError::AlreadyApproved(_) => "already_approved",
+            TokensError::UnknownOrganisation(_) => "unknown_organisation",
+            TokensError::NotIssuer(_) => "not_issuer",
+            TokensError::InsufficientBalance { .. } => "insufficient_balance",
+            TokensError::InsufficientAllowance { .. } => "insufficient_allowance",
+            TokensError::AllowanceChanged { .. } => "allowance_changed",
+            TokensError::UnknownAccount(_) => "unknown_account",
+            TokensError::Overflow => "overflow",
+            TokensError::State(_) => "state_error",
+        }
+    }
+}
+
+// Keys.
+
+pub fn key_class(symbol: &str) -> Vec<u8> {
+    format!("token-class/{symbol}").into_bytes()
+}
+
+pub fn key_proposal(symbol: &str) -> Vec<u8> {
+    format!("token-proposal/{symbol}").into_bytes()
+}
+
+pub fn key_balance(symbol: &str, account: &PublicKey) -> Vec<u8> {
+    format!("token-balance/{symbol}/{account}").into_bytes()
+}
+
+pub fn key_allowance(symbol: &str, owner: &PublicKey, spender: &PublicKey) -> Vec<u8> {
+    format!("token-allowance/{symbol}/{owner}/{spender}").into_bytes()
+}
+
+pub fn key_movement(symbol: &str, seq: u64) -> Vec<u8> {
+    format!("token-movement/{symbol}/{seq:020}").into_bytes()
+}
+
+pub fn key_statement(account: &PublicKey, seq: u64) -> Vec<u8> {
+    format!("token-statement/{account}/{seq:020}").into_bytes()
+}
+
+pub fn key_statement_count(account: &PublicKey) -> Vec<u8> {
+    format!("token-statement-count/{account}").into_bytes()
+}
+
+// Queries.
+
+pub fn class(state: &dyn StateRead, symbol: &str) -> Result<Option<TokenClass>, StateError> {
+    read(state, &key_class(symbol))
+}
+
+pub fn proposal(state: &dyn StateRead, symbol: &str) -> Result<Option<ClassProposal>, StateError> {
+    read(state, &key_proposal(symbol))
+}
+
+pub fn balance(
+    state: &dyn StateRead,
+    symbol: &str,
+    account: &PublicKey,
+) -> Result<u128, StateError> {
+    Ok(read::<Amount>(state, &key_balance(symbol, account))?.map_or(0, |amount| amount.0))
+}
+
+pub fn allowance(
+    state: &dyn StateRead,
+    symbol: &str,
+    owner: &PublicKey,
+    spender: &PublicKey,
+) -> Result<u128, StateError> {
+    Ok(read::<Amount>(state, &key_allowance(symbol, owner, spender))?.map_or(0, |amount| amount.0))
+}
+
+pub fn movement(
+    state: &dyn StateRead,
+    symbol: &str,
+    seq: u64,
+) -> Result<Option<Movement>, StateError> {
+    read(state, &key_movement(symbol, seq))
+}
+
+/// An account's statement: how many movements touched it, and those from `offset` (at most
+/// `limit`), oldest first.
+pub fn statement(
+    state: &dyn StateRead,
+    account: &PublicKey,
+    offset: u64,
+    limit: u64,
+) -> Result<(u64, Vec<Movement>), StateError> {
+    let total: u64 = read(state, &key_statement_count(account))?.unwrap_or(0);
+    let mut out = Vec::new();
+    for seq in offset..total.min(offset.saturating_add(limit)) {
+        let Some((symbol, at)) = read::<(String, u64)>(state, &key_statement(account, seq))? else {
+            continue;
+        };
+        if let Some(found) = movement(state, &symbol, at)? {
+            out.push(found);
+        }
+    }
+    Ok((total, out))
+}
+
+// Checks.
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> TokensError {
+    TokensError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+pub fn check_symbol(symbol: &str) -> Result<(), TokensError> {
+    if symbol.is_empty()
+        || symbol.len() > SYMBOL_BYTES_MAX
+        || !symbol
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return Err(invalid(
+            "symbol",
+            format!("1 to {SYMBOL_BYTES_MAX} capital letters or digits"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_spec(state: &dyn StateRead, spec: &ClassSpec) -> Result<(), TokensError> {
+    check_symbol(&spec.symbol)?;
+    if spec.name.is_empty()
+        || spec.name.len() > NAME_BYTES_MAX
+        || spec.name.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            "name",
+            format!("1 to {NAME_BYTES_MAX} bytes of text"),
+        ));
+    }
+    if spec.decimals > DECIMALS_MAX {
+        return Err(invalid("decimals", format!("at most {DECIMALS_MAX}")));
+    }
+    if spec.issuers.is_empty() || spec.issuers.len() > ISSUERS_MAX {
+        return Err(invalid(
+            "issuers",
+            format!("1 to {ISSUERS_MAX} organisations"),
+        ));
+    }
+    let mut sorted = spec.issuers.clone();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() != spec.issuers.len() {
+        return Err(invalid("issuers", "an organisation is named twice"));
+    }
+    for org in &spec.issuers {
+        if !org_exists(state, org)? {
+            return Err(TokensError::UnknownOrganisation(org.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn existing(state: &dyn StateRead, symbol: &str) -> Result<TokenClass, TokensError> {
+    class(state, symbol)?.ok_or_else(|| TokensError::UnknownClass(symbol.to_string()))
+}
+
+/// Refuses a key that does not act on the chain.
+fn check_account(state: &dyn StateRead, account: &PublicKey) -> Result<(), TokensError> {
+    match standing(state, account)? {
+        Standing::Acts(_) => Ok(()),
+        _ => Err(TokensError::UnknownAccount(*account)),
+    }
+}
+
+fn sender_org(tx: &TxContext<'_>) -> Result<String, TokensError> {
+    match tx.authority {
+        Authority::Organisation { org } => Ok(org.clone()),
+        Authority::Member { .. } => Err(TokensError::NotAnOrganisation),
+    }
+}
+
+fn check_issuer(tx: &TxContext<'_>, record: &TokenClass) -> Result<(), TokensError> {
+    match tx.authority {
+        Authority::Organisation { org } if record.issuers.contains(org) => Ok(()),
+        _ => Err(TokensError::NotIssuer(record.symbol.clone())),
+    }
+}
+
+/// The moves of one operation, applied to a class: balances, the log and statements.
+struct Ledger<'v, 'o, 'b> {
+    state: &'v mut View<'o, 'b>,
+    record: TokenClass,
+}
+
+impl Ledger<'_, '_, '_> {
+    fn credit(&mut self, account: &PublicKey, amount: u128) -> Result<(), TokensError> {
+        let held = balance(&*self.state, &self.record.symbol, account)?;
+        let after = held.checked_add(amount).ok_or(TokensError::Overflow)?;
+        self.state.put(
+            key_balance(&self.record.symbol, account),
+            encode_value(&Amount(after)),
+        );
+        Ok(())
+    }
+
+    fn debit(&mut self, account: &PublicKey, amount: u128) -> Result<(), TokensError> {
+        let held = balance(&*self.state, &self.record.symbol, account)?;
+        let after = held
+            .checked_sub(amount)
+            .ok_or_else(|| TokensError::InsufficientBalance {
+                symbol: self.record.symbol.clone(),
+                account: *account,
+                needed: Amount(amount),
+                available: Amount(held),
+            })?;
+        self.state.put(
+            key_balance(&self.record.symbol, account),
+            encode_value(&Amount(after)),
+        );
+        Ok(())
+    }
+
+    /// Logs a movement, and it on each party's statement.
+    fn log(
+        &mut self,
+        tx: &TxContext<'_>,
+        from: Option<PublicKey>,
+        to: Option<PublicKey>,
+        amount: u128,
+        reason: Reason,
+        reference: Option<Hash>,
+    ) -> Result<(), TokensError> {
+        let seq = self.record.movements;
+        let entry = Movement {
+            symbol: self.record.symbol.clone(),
+            seq,
+            from,
+            to,
+            amount: Amount(amount),
+            reason,
+            reference,
+            by: tx.sender,
+            tx: tx.id,
+            height: tx.block.height,
+            time_ms: tx.block.time_ms,
+        };
+        self.state
+            .put(key_movement(&self.record.symbol, seq), encode_value(&entry));
+        self.record.movements += 1;
+        let mut parties: Vec<PublicKey> = from.into_iter().chain(to).collect();
+        parties.dedup();
+        for party in parties {
+            let count: u64 = read(&*self.state, &key_statement_count(&party))?.unwrap_or(0);
+            self.state.put(
+                key_statement(&party, count),
+                encode_value(&(self.record.symbol.clone(), seq)),
+            );
+            self.state
+                .put(key_statement_count(&party), encode_value(&(count + 1)));
+        }
+        Ok(())
+    }
+
+    fn transfer(
+        &mut self,
+        tx: &TxContext<'_>,
+        from: &PublicKey,
+        to: &PublicKey,
+        amount: u128,
+        reason: Reason,
+        reference: Option<Hash>,
+    ) -> Result<(), TokensError> {
+        check_account(&*self.state, to)?;
+        self.debit(from, amount)?;
+        self.credit(to, amount)?;
+        self.log(tx, Some(*from), Some(*to), amount, reason, reference)
+    }
+
+    fn save(self) {
+        let key = key_class(&self.record.symbol);
+        self.state.put(key, encode_value(&self.record));
+    }
+}
+
+fn set_allowance(
+    state: &mut View<'_, '_>,
+    symbol: &str,
+    owner: &PublicKey,
+    spender: &PublicKey,
+    amount: u128,
+) {
+    let key = key_allowance(symbol, owner, spender);
+    if amount == 0 {
+        state.delete(key);
+    } else {
+        state.put(key, encode_value(&Amount(amount)));
+    }
+}
+
+#[derive(Debug)]
+pub struct Tokens;
+
+impl Module for Tokens {
+    const NAME: &'static str = "tokens";
+    const PREFIXES: &'static [&'static str] = &[
+        "token-class/",
+        "token-proposal/",
+        "token-balance/",
+        "token-allowance/",
+        "token-movement/",
+        "token-statement/",
+        "token-statement-count/",
+    ];
+    const KINDS: &'static [&'static str] = &[
+        "propose_class",
+        "approve_class",
+        "mint",
+        "burn",
+        "transfer",
+        "approve",
+        "increase_allowance",
+        "decrease_allowance",
+        "transfer_from",
+    ];
+    type Op = TokensOp;
+    type Error = TokensError;
+
+    fn kind(op: &TokensOp) -> &'static str {
+        match op {
+            TokensOp::ProposeClass { .. } => "propose_class",
+            TokensOp::ApproveClass { .. } => "approve_class",
+            TokensOp::Mint { .. } => "mint",
+            TokensOp::Burn { .. } => "burn",
+            TokensOp::Transfer { .. } => "transfer",
+            TokensOp::Approve { .. } => "approve",
+            TokensOp::IncreaseAllowance { .. } => "increase_allowance",
+            TokensOp::DecreaseAllowance { .. } => "decrease_allowance",
+            TokensOp::TransferFrom { .. } => "transfer_from",
+        }
+    }
+
+    fn apply(
+        op: &TokensOp,
+        tx: &TxContext<'_>,
+        state: &mut View<'_, '_>,
+    ) -> Result<(), TokensError> {
+        match op {
+            TokensOp::ProposeClass { spec } => {
+                let org = sender_org(tx)?;
+                check_spec(&*state, spec)?;
+                if class(&*state, &spec.symbol)?.is_some() {
+                    return Err(TokensError::ClassExists(spec.symbol.clone()));
+                }
+                if proposal(&*state, &spec.symbol)?.is_some() {
+                    return Err(TokensError::AlreadyProposed(spec.symbol.clone()));
+                }
+                let pending = ClassProposal {
+                    spec: spec.clone(),
+                    approvals: vec![org],
+                    proposed_at: tx.block.height,
+                };
+                settle_proposal(tx, state, pending)
+            }
+            TokensOp::ApproveClass { symbol } => {
+                let org = sender_org(tx)?;
+                check_symbol(symbol)?;
+                let mut pending = proposal(&*state, symbol)?
+                    .ok_or_else(|| TokensError::NoProposal(symbol.clone()))?;
+                if pending.approvals.contains(&org) {
+                    return Err(TokensError::AlreadyApproved(org));
+                }
+                pending.approvals.push(org);
+                pending.approvals.sort();
+                settle_proposal(tx, state, pending)
+            }
+            TokensOp::Mint {
+                symbol,
+                to,
+                amount,
+                reference,
+            } => {
+                let record = existing(&*state, symbol)?;
+                check_issuer(tx, &record)?;
+                check_account(&*state, to)?;
+                let mut ledger = Ledger { state, record };
+                ledger.record.minted.0 = ledger
+                    .record
+                    .minted
+                    .0
+                    .checked_add(amount.0)
+                    .ok_or(TokensError::Overflow)?;
+                ledger.credit(to, amount.0)?;
+                ledger.log(tx, None, Some(*to), amount.0, Reason::Issuance, *reference)?;
+                ledger.save();
+                Ok(())
+            }
+            TokensOp::Burn {
+                symbol,
+                amount,
+                reference,
+            } => {
+                let record = existing(&*state, symbol)?;
+                check_issuer(tx, &record)?;
+                let mut ledger = Ledger { state, record };
+                ledger.debit(&tx.sender, amount.0)?;
+                // Never more than was minted (the balances sum to minted - burned), so never an
+                // overflow either; checked all the same.
+                ledger.record.burned.0 = ledger
+                    .record
+                    .burned
+                    .0
+                    .checked_add(amount.0)
+                    .ok_or(TokensError::Overflow)?;
+                ledger.log(
+                    tx,
+                    Some(tx.sender),
+                    None,
+                    amount.0,
+                    Reason::Redemption,
+                    *reference,
+                )?;
+                ledger.save();
+                Ok(())
+            }
+            TokensOp::Transfer {
+                symbol,
+                to,
+                amount,
+                reason,
+                reference,
+            } => {
+                let record = existing(&*state, symbol)?;
+                let mut ledger = Ledger { state, record };
+                ledger.transfer(tx, &tx.sender, to, amount.0, *reason, *reference)?;
+                ledger.save();
+                Ok(())
+            }
+            TokensOp::Approve {
+                symbol,
+                spender,
+                expected,
+                amount,
+            } => {
+                existing(&*state, symbol)?;
+                check_account(&*state, spender)?;
+                let current = allowance(&*state, symbol, &tx.sender, spender)?;
+                if current != expected.0 {
+                    return Err(TokensError::AllowanceChanged {
+                        expected: *expected,
+                        current: Amount(current),
+                    });
+                }
+                set_allowance(state, symbol, &tx.sender, spender, amount.0);
+                Ok(())
+            }
+            TokensOp::IncreaseAllowance {
+                symbol,
+                spender,
+                by,
+            } => {
+                existing(&*state, symbol)?;
+                check_account(&*state, spender)?;
+                let current = allowance(&*state, symbol, &tx.sender, spender)?;
+                let after = current.checked_add(by.0).ok_or(TokensError::Overflow)?;
+                set_allowance(state, symbol, &tx.sender, spender, after);
+                Ok(())
+            }
+            TokensOp::DecreaseAllowance {
+                symbol,
+                spender,
+                by,
+            } => {
+                existing(&*state, symbol)?;
+                let current = allowance(&*state, symbol, &tx.sender, spender)?;
+                let after =
+                    current
+                        .checked_sub(by.0)
+                        .ok_or(TokensError::InsufficientAllowance {
+                            needed: *by,
+                            available: Amount(current),
+                        })?;
+                set_allowance(state, symbol, &tx.sender, spender, after);
+                Ok(())
+            }
+            TokensOp::TransferFrom {
+                symbol,
+                from,
+                to,
+                amount,
+                reason,
+                reference,
+            } => {
+                let record = existing(&*state, symbol)?;
+                let current = allowance(&*state, symbol, from, &tx.sender)?;
+                let after =
+                    current
+                        .checked_sub(amount.0)
+                        .ok_or(TokensError::InsufficientAllowance {
+                            needed: *amount,
+                            available: Amount(current),
+                        })?;
+                set_allowance(state, symbol, from, &tx.sender, after);
+                let mut ledger = Ledger { state, record };
+                ledger.transfer(tx, from, to, amount.0, *reason, *reference)?;
+                ledger.save();
+                Ok(())
+            }
+        }
+    }
+
+    fn describe(key: &str, value: &[u8]) -> Option<serde_json::Value> {
+        fn json<T: BorshDeserialize + Serialize>(value: &[u8]) -> Option<serde_json::Value> {
+            serde_json::to_value(borsh::from_slice::<T>(value).ok()?).ok()
+        }
+        if key.starts_with("token-class/") {
+            json::<TokenClass>(value)
+        } else if key.starts_with("token-proposal/") {
+            json::<ClassProposal>(value)
+        } else if key.starts_with("token-balance/") || key.starts_with("token-allowance/") {
+            json::<Amount>(value)
+        } else if key.starts_with("token-movement/") {
+            json::<Movement>(value)
+        } else if key.starts_with("token-statement/") {
+            json::<(String, u64)>(value)
+        } else if key.starts_with("token-statement-count/") {
+            json::<u64>(value)
+        } else {
+            None
+        }
+    }
+}
+
+/// Keeps a proposal, or creates its class once two thirds of the organisations approved it.
+fn settle_proposal(
+    tx: &TxContext<'_>,
+    state: &mut View<'_, '_>,
+    pending: ClassProposal,
+) -> Result<(), TokensError> {
+    let organisations = organisations(&*state)?.len();
+    let symbol = pending.spec.symbol.clone();
+    if is_approved(pending.approvals.len(), organisations) {
+        let created = TokenClass {
+            symbol: symbol.clone(),
+            name: pending.spec.name,
+            decimals: pending.spec.decimals,
+            issuers: pending.spec.issuers,
+            minted: Amount(0),
+            burned: Amount(0),
+            movements: 0,
+            created_at: tx.block.height,
+        };
+        state.delete(key_proposal(&symbol));
+        state.put(key_class(&symbol), encode_value(&created));
+    } else {
+        state.put(key_proposal(&symbol), encode_value(&pending));
+    }
+    Ok(())
+}

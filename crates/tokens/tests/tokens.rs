@@ -1,0 +1,411 @@
+//! Tests of the token ledger through the whole ledger: a class created by two thirds of the
+//! organisations, minting and burning by its issuer only, transfers (zero included) only to
+//! accounts, compare-and-set allowances, statements, every refusal leaving balances and the class
+//! as they were, and conservation of supply under random operations.
+
+use medledger_crypto::{Hash, SecretKey};
+use medledger_ledger::testkit::{Chain, rejected};
+use medledger_state::{MemoryTree, Snapshot};
+use medledger_tokens::*;
+use medledger_types::Role;
+use proptest::prelude::*;
+
+const USD: &str = "USD";
+
+fn snapshot(chain: &Chain) -> Snapshot<'_, MemoryTree> {
+    Snapshot {
+        reader: &chain.tree,
+        version: Some(chain.height),
+    }
+}
+
+fn run(chain: &mut Chain, key: &SecretKey, op: TokensOp) -> String {
+    let tx = chain.tx(key, op);
+    rejected(&chain.one(tx)).to_string()
+}
+
+fn spec(symbol: &str, issuers: &[&str]) -> ClassSpec {
+    ClassSpec {
+        symbol: symbol.into(),
+        name: "Consortium settlement dollar".into(),
+        decimals: 2,
+        issuers: issuers.iter().map(|org| org.to_string()).collect(),
+    }
+}
+
+struct World {
+    chain: Chain,
+    alice: SecretKey,
+    bob: SecretKey,
+    stranger: SecretKey,
+}
+
+/// Organisation a issues USD (approved by a and b); alice and bob are members.
+fn world() -> World {
+    let mut chain = Chain::new();
+    let (org_a, org_b) = (chain.org_a.clone(), chain.org_b.clone());
+    let (alice, bob) = (SecretKey::from_seed(600), SecretKey::from_seed(601));
+    assert_eq!(
+        rejected(&chain.enrol(&org_a, &alice, Role::Patient)),
+        "committed"
+    );
+    assert_eq!(
+        rejected(&chain.enrol(&org_b, &bob, Role::Practitioner)),
+        "committed"
+    );
+    let propose = TokensOp::ProposeClass {
+        spec: spec(USD, &["a"]),
+    };
+    assert_eq!(run(&mut chain, &org_a, propose), "committed");
+    let approve = TokensOp::ApproveClass { symbol: USD.into() };
+    assert_eq!(run(&mut chain, &org_b, approve), "committed");
+    World {
+        chain,
+        alice,
+        bob,
+        stranger: SecretKey::from_seed(699),
+    }
+}
+
+fn mint(to: &SecretKey, amount: u128) -> TokensOp {
+    TokensOp::Mint {
+        symbol: USD.into(),
+        to: to.public_key(),
+        amount: Amount(amount),
+        reference: None,
+    }
+}
+
+fn pay(to: &SecretKey, amount: u128) -> TokensOp {
+    TokensOp::Transfer {
+        symbol: USD.into(),
+        to: to.public_key(),
+        amount: Amount(amount),
+        reason: Reason::Settlement,
+        reference: Some(Hash([4; 32])),
+    }
+}
+
+fn balance_of(chain: &Chain, key: &SecretKey) -> u128 {
+    balance(&snapshot(chain), USD, &key.public_key()).expect("read")
+}
+
+/// The token state a refusal must leave alone: the class and the balances and allowances of
+/// every party.
+fn tokens_state(world: &World) -> Vec<Option<Vec<u8>>> {
+    let chain = &world.chain;
+    let keys = [
+        &world.alice,
+        &world.bob,
+        &world.stranger,
+        &chain.org_a,
+        &chain.org_b,
+    ];
+    let mut out = vec![chain.get(&key_class(USD))];
+    for owner in keys {
+        out.push(chain.get(&key_balance(USD, &owner.public_key())));
+        for spender in keys {
+            out.push(chain.get(&key_allowance(
+                USD,
+                &owner.public_key(),
+                &spender.public_key(),
+            )));
+        }
+    }
+    out
+}
+
+/// Runs `op` as `key`, expects the refusal `code`, and checks nothing of the tokens changed.
+fn refused(world: &mut World, key: &SecretKey, op: TokensOp, code: &str) {
+    let before = tokens_state(world);
+    assert_eq!(run(&mut world.chain, key, op), code);
+    assert_eq!(
+        tokens_state(world),
+        before,
+        "a refused {code} changed the tokens"
+    );
+}
+
+/// A class exists only once two thirds of the organisations approved it, and its proposal is
+/// checked first.
+#[test]
+fn a_class_is_created_by_two_thirds_of_the_organisations() {
+    let mut chain = Chain::new();
+    let (org_a, org_b) = (chain.org_a.clone(), chain.org_b.clone());
+    let member = SecretKey::from_seed(610);
+    assert_eq!(
+        rejected(&chain.enrol(&org_a, &member, Role::Insurer)),
+        "committed"
+    );
+    let propose = |spec| TokensOp::ProposeClass { spec };
+    assert_eq!(
+        run(&mut chain, &member, propose(spec("RWD", &["a"]))),
+        "not_an_organisation"
+    );
+    for (bad, code) in [
+        (spec("rwd", &["a"]), "invalid"),
+        (spec("TOOLONGSYMBOL1", &["a"]), "invalid"),
+        (spec("RWD", &[]), "invalid"),
+        (spec("RWD", &["a", "a"]), "invalid"),
+        (spec("RWD", &["nowhere"]), "unknown_organisation"),
+        (
+            ClassSpec {
+                decimals: 19,
+                ..spec("RWD", &["a"])
+            },
+            "invalid",
+        ),
+    ] {
+        assert_eq!(run(&mut chain, &org_a, propose(bad)), code);
+    }
+    assert_eq!(
+        run(&mut chain, &org_a, propose(spec("RWD", &["a", "b"]))),
+        "committed"
+    );
+    let state = snapshot(&chain);
+    assert!(
+        class(&state, "RWD").expect("read").is_none(),
+        "one of two is not enough"
+    );
+    assert_eq!(
+        run(&mut chain, &org_b, propose(spec("RWD", &["b"]))),
+        "already_proposed"
+    );
+    let approve = || TokensOp::ApproveClass {
+        symbol: "RWD".into(),
+    };
+    assert_eq!(run(&mut chain, &org_a, approve()), "already_approved");
+    assert_eq!(run(&mut chain, &org_b, approve()), "committed");
+    let created = class(&snapshot(&chain), "RWD")
+        .expect("read")
+        .expect("created");
+    assert_eq!(created.issuers, vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(created.supply(), 0);
+    assert!(proposal(&snapshot(&chain), "RWD").expect("read").is_none());
+    assert_eq!(run(&mut chain, &org_b, approve()), "no_proposal");
+    assert_eq!(
+        run(&mut chain, &org_a, propose(spec("RWD", &["a"]))),
+        "class_exists"
+    );
+}
+
+/// Only an issuer's root key mints, only to accounts, never past u128; burning takes from the
+/// issuer's own balance.
+#[test]
+fn issuers_mint_and_burn() {
+    let mut world = world();
+    let (org_a, org_b, alice, bob, stranger) = (
+        world.chain.org_a.clone(),
+        world.chain.org_b.clone(),
+        world.alice.clone(),
+        world.bob.clone(),
+        world.stranger.clone(),
+    );
+    refused(&mut world, &org_b, mint(&alice, 10), "not_issuer");
+    refused(&mut world, &alice, mint(&alice, 10), "not_issuer");
+    refused(&mut world, &org_a, mint(&stranger, 10), "unknown_account");
+    let unknown = TokensOp::Mint {
+        symbol: "EUR".into(),
+        to: alice.public_key(),
+        amount: Amount(1),
+        reference: None,
+    };
+    refused(&mut world, &org_a, unknown, "unknown_class");
+    assert_eq!(
+        run(&mut world.chain, &org_a, mint(&alice, 10_000)),
+        "committed"
+    );
+    assert_eq!(
+        run(&mut world.chain, &org_a, mint(&org_a, 500)),
+        "committed"
+    );
+    assert_eq!(balance_of(&world.chain, &alice), 10_000);
+    refused(&mut world, &org_a, mint(&bob, u128::MAX), "overflow");
+    let burn = |amount| TokensOp::Burn {
+        symbol: USD.into(),
+        amount: Amount(amount),
+        reference: None,
+    };
+    refused(&mut world, &org_a, burn(501), "insufficient_balance");
+    refused(&mut world, &alice, burn(1), "not_issuer");
+    assert_eq!(run(&mut world.chain, &org_a, burn(200)), "committed");
+    let record = class(&snapshot(&world.chain), USD)
+        .expect("read")
+        .expect("class");
+    assert_eq!(
+        (record.minted.0, record.burned.0, record.supply()),
+        (10_500, 200, 10_300)
+    );
+    assert_eq!(record.movements, 3);
+    let burned = movement(&snapshot(&world.chain), USD, 2)
+        .expect("read")
+        .expect("logged");
+    assert_eq!((burned.from, burned.to), (Some(org_a.public_key()), None));
+    assert_eq!(burned.reason, Reason::Redemption);
+}
+
+/// Transfers move value between accounts (zero is valid), are refused beyond the balance or to a
+/// key that holds nothing, and every movement is on both parties' statements.
+#[test]
+fn transfers_move_value_and_are_logged() {
+    let mut world = world();
+    let (org_a, alice, bob, stranger) = (
+        world.chain.org_a.clone(),
+        world.alice.clone(),
+        world.bob.clone(),
+        world.stranger.clone(),
+    );
+    assert_eq!(
+        run(&mut world.chain, &org_a, mint(&alice, 1_000)),
+        "committed"
+    );
+    assert_eq!(run(&mut world.chain, &alice, pay(&bob, 250)), "committed");
+    assert_eq!(run(&mut world.chain, &alice, pay(&bob, 0)), "committed");
+    assert_eq!(
+        (
+            balance_of(&world.chain, &alice),
+            balance_of(&world.chain, &bob)
+        ),
+        (750, 250)
+    );
+    refused(&mut world, &alice, pay(&bob, 751), "insufficient_balance");
+    refused(&mut world, &alice, pay(&stranger, 1), "unknown_account");
+    let (total, entries) =
+        statement(&snapshot(&world.chain), &bob.public_key(), 0, 10).expect("read");
+    assert_eq!(total, 2);
+    assert_eq!(entries[0].amount, Amount(250));
+    assert_eq!(entries[0].reason, Reason::Settlement);
+    assert_eq!(entries[0].reference, Some(Hash([4; 32])));
+    assert_eq!(
+        entries[1].amount,
+        Amount(0),
+        "a zero transfer is a movement too"
+    );
+    let (total, _) = statement(&snapshot(&world.chain), &alice.public_key(), 0, 10).expect("read");
+    assert_eq!(total, 3, "minted to, then paid twice");
+}
+
+/// Allowances change only by compare-and-set or by a difference, never below zero, and a spender
+/// pays within its allowance, which shrinks by what it paid.
+#[test]
+fn allowances_are_race_free() {
+    let mut world = world();
+    let (org_a, alice, bob) = (
+        world.chain.org_a.clone(),
+        world.alice.clone(),
+        world.bob.clone(),
+    );
+    assert_eq!(
+        run(&mut world.chain, &org_a, mint(&alice, 1_000)),
+        "committed"
+    );
+    let approve = |expected, amount| TokensOp::Approve {
+        symbol: USD.into(),
+        spender: bob.public_key(),
+        expected: Amount(expected),
+        amount: Amount(amount),
+    };
+    assert_eq!(run(&mut world.chain, &alice, approve(0, 300)), "committed");
+    // The owner meant to replace 0; the allowance is 300 now, so a second 0→100 is refused.
+    refused(&mut world, &alice, approve(0, 100), "allowance_changed");
+    let spend = |amount| TokensOp::TransferFrom {
+        symbol: USD.into(),
+        from: alice.public_key(),
+        to: bob.public_key(),
+        amount: Amount(amount),
+        reason: Reason::PatientShare,
+        reference: None,
+    };
+    refused(&mut world, &bob, spend(301), "insufficient_allowance");
+    assert_eq!(run(&mut world.chain, &bob, spend(120)), "committed");
+    let left = |chain: &Chain| {
+        allowance(
+            &snapshot(chain),
+            USD,
+            &alice.public_key(),
+            &bob.public_key(),
+        )
+        .expect("read")
+    };
+    assert_eq!(left(&world.chain), 180);
+    let change = |increase: bool, by| {
+        if increase {
+            TokensOp::IncreaseAllowance {
+                symbol: USD.into(),
+                spender: bob.public_key(),
+                by: Amount(by),
+            }
+        } else {
+            TokensOp::DecreaseAllowance {
+                symbol: USD.into(),
+                spender: bob.public_key(),
+                by: Amount(by),
+            }
+        }
+    };
+    refused(
+        &mut world,
+        &alice,
+        change(false, 181),
+        "insufficient_allowance",
+    );
+    assert_eq!(run(&mut world.chain, &alice, change(true, 20)), "committed");
+    assert_eq!(
+        run(&mut world.chain, &alice, change(false, 200)),
+        "committed"
+    );
+    assert_eq!(left(&world.chain), 0);
+    assert_eq!(run(&mut world.chain, &alice, change(true, 1)), "committed");
+    refused(&mut world, &alice, change(true, u128::MAX), "overflow");
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Mint(usize, u128),
+    Burn(u128),
+    Pay(usize, usize, u128),
+    Approve(usize, usize, u128),
+    Spend(usize, usize, usize, u128),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let who = 0usize..3;
+    let amount = prop_oneof![0u128..50, 0u128..5_000, Just(u128::MAX)];
+    prop_oneof![
+        (who.clone(), amount.clone()).prop_map(|(to, amount)| Step::Mint(to, amount)),
+        amount.clone().prop_map(Step::Burn),
+        (who.clone(), who.clone(), amount.clone()).prop_map(|(a, b, n)| Step::Pay(a, b, n)),
+        (who.clone(), who.clone(), amount.clone()).prop_map(|(a, b, n)| Step::Approve(a, b, n)),
+        (who.clone(), who.clone(), who, amount).prop_map(|(s, a, b, n)| Step::Spend(s, a, b, n)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Whatever operations are sent, accepted or refused, the balances sum to minted - burned.
+    #[test]
+    fn supply_is_conserved(steps in proptest::collection::vec(step(), 1..24)) {
+        let mut world = world();
+        let org_a = world.chain.org_a.clone();
+        // The accounts: alice, bob and the issuer's root key.
+        let accounts = [world.alice.clone(), world.bob.clone(), org_a.clone()];
+        for step in steps {
+            let (signer, op) = match step {
+                Step::Mint(to, amount) => (org_a.clone(), mint(&accounts[to], amount)),
+                Step::Burn(amount) => (org_a.clone(), TokensOp::Burn { symbol: USD.into(), amount: Amount(amount), reference: None }),
+                Step::Pay(from, to, amount) => (accounts[from].clone(), pay(&accounts[to], amount)),
+                Step::Approve(owner, spender, amount) => {
+                    let current = allowance(&snapshot(&world.chain), USD, &accounts[owner].public_key(), &accounts[spender].public_key()).expect("read");
+                    (accounts[owner].clone(), TokensOp::Approve { symbol: USD.into(), spender: accounts[spender].public_key(), expected: Amount(current), amount: Amount(amount) })
+                }
+                Step::Spend(spender, from, to, amount) => (accounts[spender].clone(), TokensOp::TransferFrom { symbol: USD.into(), from: accounts[from].public_key(), to: accounts[to].public_key(), amount: Amount(amount), reason: Reason::Transfer, reference: None }),
+            };
+            run(&mut world.chain, &signer, op);
+            let state = snapshot(&world.chain);
+            let record = class(&state, USD).expect("read").expect("class");
+            let held: u128 = accounts.iter().map(|account| balance(&state, USD, &account.public_key()).expect("read")).sum();
+            prop_assert_eq!(held, record.minted.0 - record.burned.0);
+        }
+    }
+}
