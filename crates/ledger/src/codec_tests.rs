@@ -6,7 +6,7 @@ use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_records::RecordsOp;
 use medledger_research::ResearchOp;
 use medledger_supply::SupplyPayload;
-use medledger_tokens::{Amount, ClassSpec, Reason, TokensOp};
+use medledger_tokens::{Amount, ClassSpec, Reason, RewardProgram, RewardPurpose, TokensOp};
 use medledger_trials::TrialsOp;
 use medledger_types::{Role, TX_BYTES_MAX, TypesError};
 use proptest::prelude::*;
@@ -371,6 +371,32 @@ fn one_of_each() -> Vec<(Payload, u8)> {
             to: key,
             amount,
             reason: Reason::Transfer,
+            reference: None,
+        },
+        TokensOp::Lock {
+            id: hash,
+            symbol: "USDC".into(),
+            payee: key,
+            amount,
+            arbiter: "a".into(),
+            reference: Some(hash),
+        },
+        TokensOp::Release { id: hash },
+        TokensOp::Return { id: hash },
+        TokensOp::CreateRewardProgram {
+            program: RewardProgram {
+                id: "sharing".into(),
+                symbol: "RWD".into(),
+                issuer: "a".into(),
+                purpose: RewardPurpose::ResearchSharing,
+                cap_per_period: amount,
+                period_ms: 1,
+            },
+        },
+        TokensOp::Reward {
+            program: "sharing".into(),
+            patient: key,
+            amount,
             reference: None,
         },
     ];

@@ -20,8 +20,13 @@
 //! Amounts are integers in minor units (u128), written as decimal strings in JSON so no client
 //! rounds them. Every sum is checked: an overflow is a refusal.
 //!
-//! **Invariant (conservation):** for every class, the balances sum to `minted - burned`; no
-//! operation, accepted or refused, changes that.
+//! - **Escrow.** Funds locked against a claim or an authorisation (`Lock`) leave the payer's
+//!   balance for the escrow; the arbiter organisation releases them to the payee or returns them.
+//! - **Rewards.** An issuer's reward program mints to patients (research sharing, adherence), at
+//!   most its cap per patient and period, the period taken from block time.
+//!
+//! **Invariant (conservation):** for every class, the balances and the locked escrows sum to
+//! `minted - burned`; no operation, accepted or refused, changes that.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use medledger_crypto::{Hash, PublicKey};
@@ -41,6 +46,8 @@ pub const NAME_BYTES_MAX: usize = 64;
 pub const SYMBOL_BYTES_MAX: usize = 12;
 /// The most decimals a class may have (as ERC-20 tokens usually do).
 pub const DECIMALS_MAX: u8 = 18;
+/// The longest reward program id.
+pub const PROGRAM_ID_BYTES_MAX: usize = 48;
 
 /// An amount in a class's minor units. JSON carries it as a decimal string.
 #[derive(
@@ -122,6 +129,8 @@ pub enum Reason {
     Fee = 7,
     /// Anything else between members.
     Transfer = 8,
+    /// Funds locked in escrow against a claim or an authorisation.
+    Escrow = 9,
 }
 
 /// A token class.
@@ -134,16 +143,68 @@ pub struct TokenClass {
     pub issuers: Vec<String>,
     pub minted: Amount,
     pub burned: Amount,
+    /// What escrows hold now (part of the supply, in no balance).
+    pub escrowed: Amount,
     /// How many movements its log holds.
     pub movements: u64,
     pub created_at: Height,
 }
 
 impl TokenClass {
-    /// What is in circulation: minted less burned.
+    /// What is in circulation: minted less burned, in balances or escrow.
     pub fn supply(&self) -> u128 {
         self.minted.0 - self.burned.0
     }
+}
+
+/// Funds locked against a claim or a prior authorisation, released to the payee or returned to
+/// the payer by the arbiter organisation (the payer's, as adjudication decides).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Escrow {
+    pub id: Hash,
+    pub symbol: String,
+    pub payer: PublicKey,
+    pub payee: PublicKey,
+    pub amount: Amount,
+    pub arbiter: String,
+    pub reference: Option<Hash>,
+    pub state: EscrowState,
+    pub locked_at: Height,
+}
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EscrowState {
+    Locked,
+    Released { height: Height },
+    Returned { height: Height },
+}
+
+/// What a reward program pays patients for.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[borsh(use_discriminant = true)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardPurpose {
+    /// Sharing data for research (a release naming the patient is the reference).
+    ResearchSharing = 0,
+    /// Adherence to a treatment plan: a care plan's goals met, as the provider attests.
+    Adherence = 1,
+}
+
+/// An issuer's reward program: it mints rewards to patients, at most `cap_per_period` to one
+/// patient in each period of `period_ms` (periods are counted from the epoch in block time).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct RewardProgram {
+    pub id: String,
+    pub symbol: String,
+    pub issuer: String,
+    pub purpose: RewardPurpose,
+    pub cap_per_period: Amount,
+    pub period_ms: u64,
 }
 
 /// What a class is to be, as proposed.
@@ -171,6 +232,8 @@ pub struct Movement {
     pub seq: u64,
     pub from: Option<PublicKey>,
     pub to: Option<PublicKey>,
+    /// The escrow the value went into (no `to`) or came out of (no `from`).
+    pub escrow: Option<Hash>,
     pub amount: Amount,
     pub reason: Reason,
     pub reference: Option<Hash>,
@@ -237,6 +300,28 @@ pub enum TokensOp {
         reason: Reason,
         reference: Option<Hash>,
     },
+    /// The sender locks `amount` in a new escrow `id` for `payee`, decided by `arbiter`.
+    Lock {
+        id: Hash,
+        symbol: String,
+        payee: PublicKey,
+        amount: Amount,
+        arbiter: String,
+        reference: Option<Hash>,
+    },
+    /// The arbiter releases an escrow to its payee.
+    Release { id: Hash },
+    /// The arbiter returns an escrow to its payer.
+    Return { id: Hash },
+    /// An issuer's root key starts a reward program.
+    CreateRewardProgram { program: RewardProgram },
+    /// The program's issuer rewards a patient, within the program's cap for the period.
+    Reward {
+        program: String,
+        patient: PublicKey,
+        amount: Amount,
+        reference: Option<Hash>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +361,22 @@ pub enum TokensError {
     UnknownAccount(PublicKey),
     #[error("the amount would overflow")]
     Overflow,
+    #[error("escrow {0} exists")]
+    EscrowExists(Hash),
+    #[error("no escrow {0}")]
+    UnknownEscrow(Hash),
+    #[error("escrow {0} was settled already")]
+    EscrowSettled(Hash),
+    #[error("only organisation {0} (its root key or an insurer of it) decides this escrow")]
+    NotArbiter(String),
+    #[error("reward program {0} exists")]
+    ProgramExists(String),
+    #[error("no reward program {0}")]
+    UnknownProgram(String),
+    #[error("{0} is not a patient")]
+    NotAPatient(PublicKey),
+    #[error("the reward would pay {paid} in this period, over the cap of {cap}")]
+    OverCap { paid: Amount, cap: Amount },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -297,6 +398,14 @@ impl ModuleError for TokensError {
             TokensError::AllowanceChanged { .. } => "allowance_changed",
             TokensError::UnknownAccount(_) => "unknown_account",
             TokensError::Overflow => "overflow",
+            TokensError::EscrowExists(_) => "escrow_exists",
+            TokensError::UnknownEscrow(_) => "unknown_escrow",
+            TokensError::EscrowSettled(_) => "escrow_settled",
+            TokensError::NotArbiter(_) => "not_arbiter",
+            TokensError::ProgramExists(_) => "program_exists",
+            TokensError::UnknownProgram(_) => "unknown_program",
+            TokensError::NotAPatient(_) => "not_a_patient",
+            TokensError::OverCap { .. } => "over_cap",
             TokensError::State(_) => "state_error",
         }
     }
@@ -332,6 +441,18 @@ pub fn key_statement_count(account: &PublicKey) -> Vec<u8> {
     format!("token-statement-count/{account}").into_bytes()
 }
 
+pub fn key_escrow(id: &Hash) -> Vec<u8> {
+    format!("token-escrow/{id}").into_bytes()
+}
+
+pub fn key_program(id: &str) -> Vec<u8> {
+    format!("token-reward-program/{id}").into_bytes()
+}
+
+pub fn key_reward_paid(program: &str, patient: &PublicKey, period: u64) -> Vec<u8> {
+    format!("token-reward-paid/{program}/{patient}/{period:020}").into_bytes()
+}
+
 // Queries.
 
 pub fn class(state: &dyn StateRead, symbol: &str) -> Result<Option<TokenClass>, StateError> {
@@ -357,6 +478,31 @@ pub fn allowance(
     spender: &PublicKey,
 ) -> Result<u128, StateError> {
     Ok(read::<Amount>(state, &key_allowance(symbol, owner, spender))?.map_or(0, |amount| amount.0))
+}
+
+pub fn escrow(state: &dyn StateRead, id: &Hash) -> Result<Option<Escrow>, StateError> {
+    read(state, &key_escrow(id))
+}
+
+pub fn reward_program(
+    state: &dyn StateRead,
+    id: &str,
+) -> Result<Option<RewardProgram>, StateError> {
+    read(state, &key_program(id))
+}
+
+/// What `program` paid `patient` in the period `time_ms` falls in.
+pub fn reward_paid(
+    state: &dyn StateRead,
+    program: &RewardProgram,
+    patient: &PublicKey,
+    time_ms: u64,
+) -> Result<u128, StateError> {
+    let period = time_ms / program.period_ms.max(1);
+    Ok(
+        read::<Amount>(state, &key_reward_paid(&program.id, patient, period))?
+            .map_or(0, |amount| amount.0),
+    )
 }
 
 pub fn movement(
@@ -507,11 +653,13 @@ impl Ledger<'_, '_, '_> {
     }
 
     /// Logs a movement, and it on each party's statement.
+    #[allow(clippy::too_many_arguments)]
     fn log(
         &mut self,
         tx: &TxContext<'_>,
         from: Option<PublicKey>,
         to: Option<PublicKey>,
+        escrow: Option<Hash>,
         amount: u128,
         reason: Reason,
         reference: Option<Hash>,
@@ -522,6 +670,7 @@ impl Ledger<'_, '_, '_> {
             seq,
             from,
             to,
+            escrow,
             amount: Amount(amount),
             reason,
             reference,
@@ -559,7 +708,7 @@ impl Ledger<'_, '_, '_> {
         check_account(&*self.state, to)?;
         self.debit(from, amount)?;
         self.credit(to, amount)?;
-        self.log(tx, Some(*from), Some(*to), amount, reason, reference)
+        self.log(tx, Some(*from), Some(*to), None, amount, reason, reference)
     }
 
     fn save(self) {
@@ -596,6 +745,9 @@ impl Module for Tokens {
         "token-movement/",
         "token-statement/",
         "token-statement-count/",
+        "token-escrow/",
+        "token-reward-program/",
+        "token-reward-paid/",
     ];
     const KINDS: &'static [&'static str] = &[
         "propose_class",
@@ -607,6 +759,11 @@ impl Module for Tokens {
         "increase_allowance",
         "decrease_allowance",
         "transfer_from",
+        "lock",
+        "release",
+        "return",
+        "create_reward_program",
+        "reward",
     ];
     type Op = TokensOp;
     type Error = TokensError;
@@ -622,6 +779,11 @@ impl Module for Tokens {
             TokensOp::IncreaseAllowance { .. } => "increase_allowance",
             TokensOp::DecreaseAllowance { .. } => "decrease_allowance",
             TokensOp::TransferFrom { .. } => "transfer_from",
+            TokensOp::Lock { .. } => "lock",
+            TokensOp::Release { .. } => "release",
+            TokensOp::Return { .. } => "return",
+            TokensOp::CreateRewardProgram { .. } => "create_reward_program",
+            TokensOp::Reward { .. } => "reward",
         }
     }
 
@@ -676,7 +838,15 @@ impl Module for Tokens {
                     .checked_add(amount.0)
                     .ok_or(TokensError::Overflow)?;
                 ledger.credit(to, amount.0)?;
-                ledger.log(tx, None, Some(*to), amount.0, Reason::Issuance, *reference)?;
+                ledger.log(
+                    tx,
+                    None,
+                    Some(*to),
+                    None,
+                    amount.0,
+                    Reason::Issuance,
+                    *reference,
+                )?;
                 ledger.save();
                 Ok(())
             }
@@ -700,6 +870,7 @@ impl Module for Tokens {
                 ledger.log(
                     tx,
                     Some(tx.sender),
+                    None,
                     None,
                     amount.0,
                     Reason::Redemption,
@@ -791,6 +962,190 @@ impl Module for Tokens {
                 ledger.save();
                 Ok(())
             }
+            TokensOp::Lock {
+                id,
+                symbol,
+                payee,
+                amount,
+                arbiter,
+                reference,
+            } => {
+                let record = existing(&*state, symbol)?;
+                check_account(&*state, payee)?;
+                if !org_exists(&*state, arbiter)? {
+                    return Err(TokensError::UnknownOrganisation(arbiter.clone()));
+                }
+                if escrow(&*state, id)?.is_some() {
+                    return Err(TokensError::EscrowExists(*id));
+                }
+                let mut ledger = Ledger { state, record };
+                ledger.debit(&tx.sender, amount.0)?;
+                ledger.record.escrowed.0 = ledger
+                    .record
+                    .escrowed
+                    .0
+                    .checked_add(amount.0)
+                    .ok_or(TokensError::Overflow)?;
+                ledger.log(
+                    tx,
+                    Some(tx.sender),
+                    None,
+                    Some(*id),
+                    amount.0,
+                    Reason::Escrow,
+                    *reference,
+                )?;
+                let locked = Escrow {
+                    id: *id,
+                    symbol: symbol.clone(),
+                    payer: tx.sender,
+                    payee: *payee,
+                    amount: *amount,
+                    arbiter: arbiter.clone(),
+                    reference: *reference,
+                    state: EscrowState::Locked,
+                    locked_at: tx.block.height,
+                };
+                ledger.state.put(key_escrow(id), encode_value(&locked));
+                ledger.save();
+                Ok(())
+            }
+            TokensOp::Release { id } | TokensOp::Return { id } => {
+                let mut held = escrow(&*state, id)?.ok_or(TokensError::UnknownEscrow(*id))?;
+                if held.state != EscrowState::Locked {
+                    return Err(TokensError::EscrowSettled(*id));
+                }
+                let arbiter = match tx.authority {
+                    Authority::Organisation { org } => *org == held.arbiter,
+                    Authority::Member { org, role } => {
+                        *org == held.arbiter && *role == medledger_types::Role::Insurer
+                    }
+                };
+                if !arbiter {
+                    return Err(TokensError::NotArbiter(held.arbiter.clone()));
+                }
+                let release = matches!(op, TokensOp::Release { .. });
+                let (to, reason) = if release {
+                    (held.payee, Reason::Settlement)
+                } else {
+                    (held.payer, Reason::Refund)
+                };
+                let record = existing(&*state, &held.symbol)?;
+                let mut ledger = Ledger { state, record };
+                // What was locked is in `escrowed`, so this never underflows; checked all the same.
+                ledger.record.escrowed.0 = ledger
+                    .record
+                    .escrowed
+                    .0
+                    .checked_sub(held.amount.0)
+                    .ok_or(TokensError::Overflow)?;
+                ledger.credit(&to, held.amount.0)?;
+                ledger.log(
+                    tx,
+                    None,
+                    Some(to),
+                    Some(*id),
+                    held.amount.0,
+                    reason,
+                    held.reference,
+                )?;
+                held.state = if release {
+                    EscrowState::Released {
+                        height: tx.block.height,
+                    }
+                } else {
+                    EscrowState::Returned {
+                        height: tx.block.height,
+                    }
+                };
+                ledger.state.put(key_escrow(id), encode_value(&held));
+                ledger.save();
+                Ok(())
+            }
+            TokensOp::CreateRewardProgram { program } => {
+                let record = existing(&*state, &program.symbol)?;
+                check_issuer(tx, &record)?;
+                let issuer = sender_org(tx)?;
+                if program.id.is_empty()
+                    || program.id.len() > PROGRAM_ID_BYTES_MAX
+                    || !program
+                        .id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    return Err(invalid(
+                        "program id",
+                        format!("1 to {PROGRAM_ID_BYTES_MAX} letters, digits or hyphens"),
+                    ));
+                }
+                if program.period_ms == 0 {
+                    return Err(invalid("period_ms", "a positive number of milliseconds"));
+                }
+                if program.issuer != issuer {
+                    return Err(invalid(
+                        "issuer",
+                        format!("the sender's organisation, {issuer}"),
+                    ));
+                }
+                if reward_program(&*state, &program.id)?.is_some() {
+                    return Err(TokensError::ProgramExists(program.id.clone()));
+                }
+                state.put(key_program(&program.id), encode_value(program));
+                Ok(())
+            }
+            TokensOp::Reward {
+                program,
+                patient,
+                amount,
+                reference,
+            } => {
+                let found = reward_program(&*state, program)?
+                    .ok_or_else(|| TokensError::UnknownProgram(program.clone()))?;
+                match tx.authority {
+                    Authority::Organisation { org } if *org == found.issuer => {}
+                    _ => return Err(TokensError::NotIssuer(found.symbol.clone())),
+                }
+                match standing(&*state, patient)? {
+                    Standing::Acts(Authority::Member {
+                        role: medledger_types::Role::Patient,
+                        ..
+                    }) => {}
+                    _ => return Err(TokensError::NotAPatient(*patient)),
+                }
+                let paid = reward_paid(&*state, &found, patient, tx.block.time_ms)?;
+                let after = paid.checked_add(amount.0).ok_or(TokensError::Overflow)?;
+                if after > found.cap_per_period.0 {
+                    return Err(TokensError::OverCap {
+                        paid: Amount(after),
+                        cap: found.cap_per_period,
+                    });
+                }
+                let record = existing(&*state, &found.symbol)?;
+                let mut ledger = Ledger { state, record };
+                ledger.record.minted.0 = ledger
+                    .record
+                    .minted
+                    .0
+                    .checked_add(amount.0)
+                    .ok_or(TokensError::Overflow)?;
+                ledger.credit(patient, amount.0)?;
+                ledger.log(
+                    tx,
+                    None,
+                    Some(*patient),
+                    None,
+                    amount.0,
+                    Reason::Reward,
+                    *reference,
+                )?;
+                let period = tx.block.time_ms / found.period_ms;
+                ledger.state.put(
+                    key_reward_paid(&found.id, patient, period),
+                    encode_value(&Amount(after)),
+                );
+                ledger.save();
+                Ok(())
+            }
         }
     }
 
@@ -810,6 +1165,12 @@ impl Module for Tokens {
             json::<(String, u64)>(value)
         } else if key.starts_with("token-statement-count/") {
             json::<u64>(value)
+        } else if key.starts_with("token-escrow/") {
+            json::<Escrow>(value)
+        } else if key.starts_with("token-reward-program/") {
+            json::<RewardProgram>(value)
+        } else if key.starts_with("token-reward-paid/") {
+            json::<Amount>(value)
         } else {
             None
         }
@@ -832,6 +1193,7 @@ fn settle_proposal(
             issuers: pending.spec.issuers,
             minted: Amount(0),
             burned: Amount(0),
+            escrowed: Amount(0),
             movements: 0,
             created_at: tx.block.height,
         };

@@ -359,6 +359,179 @@ fn allowances_are_race_free() {
     refused(&mut world, &alice, change(true, u128::MAX), "overflow");
 }
 
+/// Locked funds leave the payer's balance for the escrow; only the arbiter organisation (its root
+/// key or an insurer of it) releases them to the payee or returns them, once.
+#[test]
+fn escrow_is_released_or_returned_by_its_arbiter_once() {
+    let mut world = world();
+    let (org_a, org_b, alice, bob) = (
+        world.chain.org_a.clone(),
+        world.chain.org_b.clone(),
+        world.alice.clone(),
+        world.bob.clone(),
+    );
+    let insurer = SecretKey::from_seed(620);
+    assert_eq!(
+        rejected(&world.chain.enrol(&org_a, &insurer, Role::Insurer)),
+        "committed"
+    );
+    assert_eq!(
+        run(&mut world.chain, &org_a, mint(&insurer, 1_000)),
+        "committed"
+    );
+    let lock = |id: u8, amount, arbiter: &str| TokensOp::Lock {
+        id: Hash([id; 32]),
+        symbol: USD.into(),
+        payee: bob.public_key(),
+        amount: Amount(amount),
+        arbiter: arbiter.into(),
+        reference: Some(Hash([77; 32])),
+    };
+    refused(
+        &mut world,
+        &insurer,
+        lock(1, 1_001, "a"),
+        "insufficient_balance",
+    );
+    refused(
+        &mut world,
+        &insurer,
+        lock(1, 10, "nowhere"),
+        "unknown_organisation",
+    );
+    assert_eq!(
+        run(&mut world.chain, &insurer, lock(1, 400, "a")),
+        "committed"
+    );
+    assert_eq!(
+        run(&mut world.chain, &insurer, lock(2, 100, "a")),
+        "committed"
+    );
+    refused(&mut world, &insurer, lock(1, 1, "a"), "escrow_exists");
+    assert_eq!(balance_of(&world.chain, &insurer), 500);
+    let record = class(&snapshot(&world.chain), USD)
+        .expect("read")
+        .expect("class");
+    assert_eq!(record.escrowed, Amount(500));
+    let release = TokensOp::Release { id: Hash([1; 32]) };
+    let give_back = TokensOp::Return { id: Hash([2; 32]) };
+    refused(&mut world, &org_b, release.clone(), "not_arbiter");
+    refused(&mut world, &alice, release.clone(), "not_arbiter");
+    refused(
+        &mut world,
+        &org_a,
+        TokensOp::Release { id: Hash([3; 32]) },
+        "unknown_escrow",
+    );
+    assert_eq!(
+        run(&mut world.chain, &insurer, release.clone()),
+        "committed"
+    );
+    assert_eq!(
+        run(&mut world.chain, &org_a, give_back.clone()),
+        "committed"
+    );
+    refused(&mut world, &org_a, release, "escrow_settled");
+    refused(&mut world, &org_a, give_back, "escrow_settled");
+    assert_eq!(balance_of(&world.chain, &bob), 400);
+    assert_eq!(balance_of(&world.chain, &insurer), 600);
+    let state = snapshot(&world.chain);
+    let record = class(&state, USD).expect("read").expect("class");
+    assert_eq!(record.escrowed, Amount(0));
+    let held = escrow(&state, &Hash([1; 32]))
+        .expect("read")
+        .expect("escrow");
+    assert!(matches!(held.state, EscrowState::Released { .. }));
+    let (_, entries) = statement(&state, &bob.public_key(), 0, 10).expect("read");
+    assert_eq!(entries[0].escrow, Some(Hash([1; 32])));
+    assert_eq!(entries[0].reason, Reason::Settlement);
+}
+
+/// A reward program mints to patients only, by its issuer only, never past its cap for one
+/// patient in one period.
+#[test]
+fn rewards_are_capped_per_patient_and_period() {
+    let mut world = world();
+    let (org_a, org_b, alice, bob) = (
+        world.chain.org_a.clone(),
+        world.chain.org_b.clone(),
+        world.alice.clone(),
+        world.bob.clone(),
+    );
+    let program = |id: &str, period_ms| RewardProgram {
+        id: id.into(),
+        symbol: USD.into(),
+        issuer: "a".into(),
+        purpose: RewardPurpose::ResearchSharing,
+        cap_per_period: Amount(100),
+        period_ms,
+    };
+    let create = |program| TokensOp::CreateRewardProgram { program };
+    refused(
+        &mut world,
+        &org_b,
+        create(program("sharing", 1_000_000)),
+        "not_issuer",
+    );
+    refused(
+        &mut world,
+        &org_a,
+        create(program("", 1_000_000)),
+        "invalid",
+    );
+    refused(&mut world, &org_a, create(program("sharing", 0)), "invalid");
+    assert_eq!(
+        run(
+            &mut world.chain,
+            &org_a,
+            create(program("sharing", 1_000_000))
+        ),
+        "committed"
+    );
+    refused(
+        &mut world,
+        &org_a,
+        create(program("sharing", 1_000_000)),
+        "program_exists",
+    );
+    let reward = |patient: &SecretKey, amount| TokensOp::Reward {
+        program: "sharing".into(),
+        patient: patient.public_key(),
+        amount: Amount(amount),
+        reference: None,
+    };
+    refused(&mut world, &org_a, reward(&bob, 10), "not_a_patient");
+    refused(&mut world, &org_b, reward(&alice, 10), "not_issuer");
+    assert_eq!(
+        run(&mut world.chain, &org_a, reward(&alice, 60)),
+        "committed"
+    );
+    assert_eq!(
+        run(&mut world.chain, &org_a, reward(&alice, 40)),
+        "committed"
+    );
+    refused(&mut world, &org_a, reward(&alice, 1), "over_cap");
+    assert_eq!(balance_of(&world.chain, &alice), 100);
+    let record = class(&snapshot(&world.chain), USD)
+        .expect("read")
+        .expect("class");
+    assert_eq!(record.minted, Amount(100), "rewards are minted");
+    // A program whose period is one millisecond starts a new period with every block.
+    assert_eq!(
+        run(&mut world.chain, &org_a, create(program("adherence", 1))),
+        "committed"
+    );
+    let adherence = |amount| TokensOp::Reward {
+        program: "adherence".into(),
+        patient: alice.public_key(),
+        amount: Amount(amount),
+        reference: None,
+    };
+    assert_eq!(run(&mut world.chain, &org_a, adherence(100)), "committed");
+    assert_eq!(run(&mut world.chain, &org_a, adherence(100)), "committed");
+    assert_eq!(balance_of(&world.chain, &alice), 300);
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Mint(usize, u128),
@@ -366,6 +539,8 @@ enum Step {
     Pay(usize, usize, u128),
     Approve(usize, usize, u128),
     Spend(usize, usize, usize, u128),
+    Lock(usize, usize, u128),
+    Settle(u8, bool),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -376,20 +551,25 @@ fn step() -> impl Strategy<Value = Step> {
         amount.clone().prop_map(Step::Burn),
         (who.clone(), who.clone(), amount.clone()).prop_map(|(a, b, n)| Step::Pay(a, b, n)),
         (who.clone(), who.clone(), amount.clone()).prop_map(|(a, b, n)| Step::Approve(a, b, n)),
-        (who.clone(), who.clone(), who, amount).prop_map(|(s, a, b, n)| Step::Spend(s, a, b, n)),
+        (who.clone(), who.clone(), who.clone(), amount.clone())
+            .prop_map(|(s, a, b, n)| Step::Spend(s, a, b, n)),
+        (who.clone(), who, amount).prop_map(|(a, b, n)| Step::Lock(a, b, n)),
+        (0u8..4, any::<bool>()).prop_map(|(id, release)| Step::Settle(id, release)),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
-    /// Whatever operations are sent, accepted or refused, the balances sum to minted - burned.
+    /// Whatever operations are sent, accepted or refused, the balances and the locked escrows sum
+    /// to minted - burned.
     #[test]
     fn supply_is_conserved(steps in proptest::collection::vec(step(), 1..24)) {
         let mut world = world();
         let org_a = world.chain.org_a.clone();
         // The accounts: alice, bob and the issuer's root key.
         let accounts = [world.alice.clone(), world.bob.clone(), org_a.clone()];
+        let mut locks = 0u8;
         for step in steps {
             let (signer, op) = match step {
                 Step::Mint(to, amount) => (org_a.clone(), mint(&accounts[to], amount)),
@@ -400,12 +580,23 @@ proptest! {
                     (accounts[owner].clone(), TokensOp::Approve { symbol: USD.into(), spender: accounts[spender].public_key(), expected: Amount(current), amount: Amount(amount) })
                 }
                 Step::Spend(spender, from, to, amount) => (accounts[spender].clone(), TokensOp::TransferFrom { symbol: USD.into(), from: accounts[from].public_key(), to: accounts[to].public_key(), amount: Amount(amount), reason: Reason::Transfer, reference: None }),
+                Step::Lock(payer, payee, amount) => {
+                    locks = locks.wrapping_add(1) % 4;
+                    (accounts[payer].clone(), TokensOp::Lock { id: Hash([locks; 32]), symbol: USD.into(), payee: accounts[payee].public_key(), amount: Amount(amount), arbiter: "a".into(), reference: None })
+                }
+                Step::Settle(id, release) => (org_a.clone(), if release { TokensOp::Release { id: Hash([id; 32]) } } else { TokensOp::Return { id: Hash([id; 32]) } }),
             };
             run(&mut world.chain, &signer, op);
             let state = snapshot(&world.chain);
             let record = class(&state, USD).expect("read").expect("class");
             let held: u128 = accounts.iter().map(|account| balance(&state, USD, &account.public_key()).expect("read")).sum();
-            prop_assert_eq!(held, record.minted.0 - record.burned.0);
+            let locked: u128 = (0u8..4)
+                .filter_map(|id| escrow(&state, &Hash([id; 32])).expect("read"))
+                .filter(|held| held.state == EscrowState::Locked)
+                .map(|held| held.amount.0)
+                .sum();
+            prop_assert_eq!(locked, record.escrowed.0);
+            prop_assert_eq!(held + locked, record.minted.0 - record.burned.0);
         }
     }
 }
