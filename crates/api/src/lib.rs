@@ -12,6 +12,7 @@ pub mod fhir;
 mod research;
 pub mod smart;
 mod supply;
+mod tokens;
 mod trials;
 
 use std::sync::Arc;
@@ -219,8 +220,14 @@ pub(crate) fn consent_view(id: &str) -> Option<ConsentView> {
 }
 
 /// Every module's API, one line each: health records and consent over FHIR, the supply chain
-/// and EPCIS, clinical trials, research data sharing.
-const MODULE_APIS: &[ModuleApi] = &[fhir::API, supply::API, trials::API, research::API];
+/// and EPCIS, clinical trials, research data sharing, tokens.
+const MODULE_APIS: &[ModuleApi] = &[
+    fhir::API,
+    supply::API,
+    trials::API,
+    research::API,
+    tokens::API,
+];
 
 /// The node's OpenAPI description: the ledger's own paths and every module's.
 pub fn openapi_doc() -> utoipa::openapi::OpenApi {
@@ -420,7 +427,7 @@ pub(crate) async fn signed_member(
     Ok((key, authority, signed.request))
 }
 
-fn parse_query<T>(query: Result<Query<T>, QueryRejection>) -> ApiResult<Query<T>> {
+pub(crate) fn parse_query<T>(query: Result<Query<T>, QueryRejection>) -> ApiResult<Query<T>> {
     query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))
 }
 

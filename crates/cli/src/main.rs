@@ -16,6 +16,7 @@ mod modules;
 mod records;
 mod research;
 mod supply;
+mod tokens;
 mod trials;
 
 use std::net::SocketAddr;

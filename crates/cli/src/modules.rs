@@ -9,7 +9,7 @@ use clap::Subcommand;
 use crate::client::Client;
 use crate::{
     bench_files, bench_records, bench_research, bench_supply, bench_trials, records, research,
-    supply, trials,
+    supply, tokens, trials,
 };
 
 #[derive(Subcommand)]
@@ -69,6 +69,17 @@ pub enum ModuleCommand {
         #[command(subcommand)]
         command: research::ResearchCommand,
     },
+    /// Tokens: classes by governance, mint, burn, transfers, allowances, escrow, rewards,
+    /// balances and statements.
+    Token {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: tokens::TokenCommand,
+    },
     /// Measure health records through the FHIR face: import rate, then consent-checked read
     /// latency at a fixed rate, each read's access event committed first.
     BenchRecords(bench_records::RecordsBenchArgs),
@@ -105,6 +116,9 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         }
         ModuleCommand::Research { node, key, command } => {
             research::run(&Client::new(&node), &key, command)
+        }
+        ModuleCommand::Token { node, key, command } => {
+            tokens::run(&Client::new(&node), &key, command)
         }
         ModuleCommand::BenchRecords(args) => bench_records::run(args).map(|()| 0),
         ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),
