@@ -618,6 +618,12 @@ fn check_issuer(tx: &TxContext<'_>, record: &TokenClass) -> Result<(), TokensErr
     }
 }
 
+/// Adds `amount` to a running total, refusing an overflow.
+fn add_to(total: &mut Amount, amount: u128) -> Result<(), TokensError> {
+    total.0 = total.0.checked_add(amount).ok_or(TokensError::Overflow)?;
+    Ok(())
+}
+
 /// The moves of one operation, applied to a class: balances, the log and statements.
 struct Ledger<'v, 'o, 'b> {
     state: &'v mut View<'o, 'b>,
@@ -831,12 +837,7 @@ impl Module for Tokens {
                 check_issuer(tx, &record)?;
                 check_account(&*state, to)?;
                 let mut ledger = Ledger { state, record };
-                ledger.record.minted.0 = ledger
-                    .record
-                    .minted
-                    .0
-                    .checked_add(amount.0)
-                    .ok_or(TokensError::Overflow)?;
+                add_to(&mut ledger.record.minted, amount.0)?;
                 ledger.credit(to, amount.0)?;
                 ledger.log(
                     tx,
@@ -861,12 +862,7 @@ impl Module for Tokens {
                 ledger.debit(&tx.sender, amount.0)?;
                 // Never more than was minted (the balances sum to minted - burned), so never an
                 // overflow either; checked all the same.
-                ledger.record.burned.0 = ledger
-                    .record
-                    .burned
-                    .0
-                    .checked_add(amount.0)
-                    .ok_or(TokensError::Overflow)?;
+                add_to(&mut ledger.record.burned, amount.0)?;
                 ledger.log(
                     tx,
                     Some(tx.sender),
@@ -980,12 +976,7 @@ impl Module for Tokens {
                 }
                 let mut ledger = Ledger { state, record };
                 ledger.debit(&tx.sender, amount.0)?;
-                ledger.record.escrowed.0 = ledger
-                    .record
-                    .escrowed
-                    .0
-                    .checked_add(amount.0)
-                    .ok_or(TokensError::Overflow)?;
+                add_to(&mut ledger.record.escrowed, amount.0)?;
                 ledger.log(
                     tx,
                     Some(tx.sender),
@@ -1122,12 +1113,7 @@ impl Module for Tokens {
                 }
                 let record = existing(&*state, &found.symbol)?;
                 let mut ledger = Ledger { state, record };
-                ledger.record.minted.0 = ledger
-                    .record
-                    .minted
-                    .0
-                    .checked_add(amount.0)
-                    .ok_or(TokensError::Overflow)?;
+                add_to(&mut ledger.record.minted, amount.0)?;
                 ledger.credit(patient, amount.0)?;
                 ledger.log(
                     tx,
