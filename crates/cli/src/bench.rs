@@ -53,6 +53,78 @@ pub struct BenchArgs {
     /// The node's home, to report bytes on disk per transaction.
     #[arg(long)]
     home: Option<PathBuf>,
+    /// What each transaction does: `anchor` (a commitment under a fresh id) or `transfer` (one
+    /// minor unit of a token class the bench creates, between its senders; needs a chain whose
+    /// organisation alone is two thirds, such as `medledger dev`).
+    #[arg(long, default_value = "anchor")]
+    workload: String,
+}
+
+/// Creates a token class issued by `org`'s organisation and mints each sender a balance;
+/// returns the class's symbol.
+fn token_setup(
+    client: &Client,
+    org: &SecretKey,
+    chain_id: &str,
+    senders: &[SecretKey],
+    seed: u64,
+    batch: usize,
+) -> Result<String> {
+    use medledger_tokens::{Amount, ClassSpec, TokensOp};
+    let symbol = format!("BENCH{}", seed % 1_000_000);
+    let account = client.get(&format!("/v1/accounts/{}", org.public_key()))?;
+    let issuer = account["authority"]["org"]
+        .as_str()
+        .context("--key is not an organisation's root key")?
+        .to_string();
+    let propose = client.submit(
+        org,
+        TokensOp::ProposeClass {
+            spec: ClassSpec {
+                symbol: symbol.clone(),
+                name: "benchmark".into(),
+                decimals: 0,
+                issuers: vec![issuer],
+            },
+        },
+    )?;
+    client.wait(&propose, Duration::from_secs(60))?;
+    let (status, _) = client.get_raw(&format!("/v1/tokens/classes/{symbol}"))?;
+    let class = client.get(&format!("/v1/tokens/classes/{symbol}"))?;
+    if status != 200 || !class["entry"]["class"].is_object() {
+        bail!(
+            "the class awaits other organisations' approval: run the transfer workload on a chain whose organisation alone decides (medledger dev)"
+        );
+    }
+    let first = client.next_nonce(&org.public_key())?;
+    let mints: Vec<Tx> = senders
+        .iter()
+        .enumerate()
+        .map(|(i, sender)| {
+            TxBody {
+                chain_id: chain_id.to_string(),
+                sender: org.public_key(),
+                nonce: first + i as u64,
+                payload: TokensOp::Mint {
+                    symbol: symbol.clone(),
+                    to: sender.public_key(),
+                    amount: Amount(1_000_000_000),
+                    reference: None,
+                }
+                .into(),
+            }
+            .sign(org)
+        })
+        .collect();
+    for chunk in mints.chunks(batch) {
+        submit_all(client, chunk)?;
+    }
+    let last = mints.last().context("no senders")?;
+    let minted = client.wait(&last.id(), Duration::from_secs(120))?;
+    if minted["status"] != "committed" {
+        bail!("minting the senders' balances failed: {minted}");
+    }
+    Ok(symbol)
 }
 
 fn style(bar: &ProgressBar, what: &str) {
@@ -122,6 +194,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     eprintln!("enrolled {} sender keys", senders.len());
+    let symbol = match args.workload.as_str() {
+        "anchor" => None,
+        "transfer" => Some(token_setup(
+            &client, &org, &chain_id, &senders, seed, args.batch,
+        )?),
+        other => bail!("--workload {other:?} is anchor or transfer"),
+    };
+    if let Some(symbol) = &symbol {
+        eprintln!("token class {symbol} created and every sender funded");
+    }
 
     // Sign everything up front, on every core.
     let bar = ProgressBar::new(args.txs as u64);
@@ -133,18 +215,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|part| {
-                let (senders, chain_id, bar) = (&senders, &chain_id, &bar);
+                let (senders, chain_id, bar, symbol) = (&senders, &chain_id, &bar, &symbol);
                 let total = args.txs;
                 scope.spawn(move || {
                     (part..total)
                         .step_by(threads)
                         .map(|i| {
                             let sender = &senders[i % senders.len()];
-                            let tx = TxBody {
-                                chain_id: chain_id.clone(),
-                                sender: sender.public_key(),
-                                nonce: (i / senders.len()) as u64 + 1,
-                                payload: CoreOp::Anchor {
+                            let payload = match symbol {
+                                // One minor unit to the next sender.
+                                Some(symbol) => medledger_tokens::TokensOp::Transfer {
+                                    symbol: symbol.clone(),
+                                    to: senders[(i + 1) % senders.len()].public_key(),
+                                    amount: medledger_tokens::Amount(1),
+                                    reason: medledger_tokens::Reason::Transfer,
+                                    reference: None,
+                                }
+                                .into(),
+                                None => CoreOp::Anchor {
                                     id: sha256(
                                         &[&seed.to_le_bytes()[..], &(i as u64).to_le_bytes()]
                                             .concat(),
@@ -152,6 +240,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
                                     commitment: sha256(&(i as u64).to_be_bytes()),
                                 }
                                 .into(),
+                            };
+                            let tx = TxBody {
+                                chain_id: chain_id.clone(),
+                                sender: sender.public_key(),
+                                nonce: (i / senders.len()) as u64 + 1,
+                                payload,
                             }
                             .sign(sender);
                             bar.inc(1);
