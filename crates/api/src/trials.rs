@@ -625,17 +625,24 @@ fn econsent(record: &Study, subject: &Subject, signatures: &[ESignature]) -> Val
     resource
 }
 
+/// The study and subject of a participant's FHIR id, `<study id>.<subject id>` (a
+/// ResearchSubject's and its eConsent's alike); anything else is not found.
+fn subject_id(kind: &str, id: &str) -> FhirResult<(String, String)> {
+    id.split_once('.')
+        .map(|(study, subject)| (study.to_string(), subject.to_string()))
+        .ok_or_else(|| {
+            FhirFailure::new(
+                StatusCode::NOT_FOUND,
+                IssueType::NotFound,
+                format!("a trial {kind} id is <study id>.<subject id>"),
+            )
+        })
+}
+
 /// `GET /fhir/Consent/{study}.{subject}`: a participant's eConsent (see [`econsent`]), for the
 /// participant, the study's sponsor, its sites and regulators.
 async fn fhir_consent(state: AppState, caller: Caller, id: String) -> FhirResult<Response> {
-    let Some((study, subject)) = id.split_once('.') else {
-        return Err(FhirFailure::new(
-            StatusCode::NOT_FOUND,
-            IssueType::NotFound,
-            "a trial Consent id is <study id>.<subject id>",
-        ));
-    };
-    let (study, subject) = (study.to_string(), subject.to_string());
+    let (study, subject) = subject_id("Consent", &id)?;
     let trials = fhir_trials(&state)?;
     let (record, found, signatures) = crate::blocking(move || {
         Ok(trials.subject_consent(&caller.key, &caller.authority, &study, &subject)?)
@@ -736,14 +743,7 @@ async fn fhir_research_subject(
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
     let caller = caller(&state, &method, &uri, &headers, b"").await?;
-    let Some((study, subject)) = id.split_once('.') else {
-        return Err(FhirFailure::new(
-            StatusCode::NOT_FOUND,
-            IssueType::NotFound,
-            "a ResearchSubject id is <study id>.<subject id>",
-        ));
-    };
-    let (study, subject) = (study.to_string(), subject.to_string());
+    let (study, subject) = subject_id("ResearchSubject", &id)?;
     let trials = fhir_trials(&state)?;
     let (record, found) =
         crate::blocking(move || Ok(trials.subject(&caller.authority, &study, &subject)?)).await?;
