@@ -632,6 +632,10 @@ struct Ledger<'v, 'o, 'b> {
 
 impl Ledger<'_, '_, '_> {
     fn credit(&mut self, account: &PublicKey, amount: u128) -> Result<(), TokensError> {
+        // A zero movement is logged but changes no balance, so it writes none.
+        if amount == 0 {
+            return Ok(());
+        }
         let held = balance(&*self.state, &self.record.symbol, account)?;
         let after = held.checked_add(amount).ok_or(TokensError::Overflow)?;
         self.state.put(
@@ -642,6 +646,9 @@ impl Ledger<'_, '_, '_> {
     }
 
     fn debit(&mut self, account: &PublicKey, amount: u128) -> Result<(), TokensError> {
+        if amount == 0 {
+            return Ok(());
+        }
         let held = balance(&*self.state, &self.record.symbol, account)?;
         let after = held
             .checked_sub(amount)
