@@ -6,6 +6,10 @@ use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_records::RecordsOp;
 use medledger_research::ResearchOp;
 use medledger_supply::SupplyPayload;
+use medledger_claims::{
+    AppealReason, ClaimItem, ClaimKind, ClaimSubmission, ClaimUse, ClaimsOp, CodePairEdit,
+    CoverageInput, Date, PolicyInput, PriorAuth, ServiceRule,
+};
 use medledger_tokens::{Amount, ClassSpec, Reason, RewardProgram, RewardPurpose, TokensOp};
 use medledger_trials::TrialsOp;
 use medledger_types::{Role, TX_BYTES_MAX, TypesError};
@@ -404,6 +408,87 @@ fn one_of_each() -> Vec<(Payload, u8)> {
         tokens
             .into_iter()
             .zip(48u8..)
+            .map(|(op, tag)| (op.into(), tag)),
+    );
+    let date = Date(20_000);
+    let claims: Vec<ClaimsOp> = vec![
+        ClaimsOp::PublishPolicy {
+            policy: PolicyInput {
+                plan: "gold".into(),
+                effective: date,
+                symbol: "USDC".into(),
+                account: key,
+                deductible: amount,
+                copay: amount,
+                coinsurance_bp: 2_000,
+                annual_limit: Some(amount),
+                payment_consent_required: true,
+                review_charge_ratio_bp: 30_000,
+                authorisation_days: 90,
+                escrow_authorisations: true,
+                services: vec![ServiceRule {
+                    code: "99213".into(),
+                    allowed: amount,
+                    units_per_day_max: 1,
+                    annual_units_max: Some(12),
+                    prior_auth: PriorAuth::Review,
+                }],
+                edits: vec![CodePairEdit {
+                    column_one: "99213".into(),
+                    column_two: "36415".into(),
+                }],
+            },
+        },
+        ClaimsOp::Cover {
+            coverage: CoverageInput {
+                id: hash,
+                plan: "gold".into(),
+                member: key,
+                start: date,
+                end: None,
+            },
+        },
+        ClaimsOp::EndCoverage { id: hash, end: date },
+        ClaimsOp::Submit {
+            claim: ClaimSubmission {
+                id: hash,
+                use_: ClaimUse::Claim,
+                kind: ClaimKind::Professional,
+                coverage: hash,
+                patient: hash,
+                provider: key,
+                payee: key,
+                encounter: Some(hash),
+                authorisation: None,
+                diagnoses: vec!["E11.9".into()],
+                items: vec![ClaimItem {
+                    sequence: 1,
+                    code: "99213".into(),
+                    service_date: date,
+                    units: 1,
+                    charge: amount,
+                }],
+                commitment: hash,
+            },
+        },
+        ClaimsOp::Decide {
+            claim: hash,
+            approve: true,
+        },
+        ClaimsOp::Appeal {
+            claim: hash,
+            reason: AppealReason::MedicalNecessity,
+            commitment: None,
+        },
+        ClaimsOp::DecideAppeal {
+            claim: hash,
+            approve: false,
+        },
+    ];
+    all.extend(
+        claims
+            .into_iter()
+            .zip(64u8..)
             .map(|(op, tag)| (op.into(), tag)),
     );
     all

@@ -7,11 +7,12 @@
 //! verify the same whatever modules are added after them. A new module takes the next free
 //! base; the ranges are checked to be disjoint (`check_tags`).
 
+use std::any::Any;
 use std::io::{self, Read, Write};
 
 use borsh::de::EnumExt;
 use borsh::{BorshDeserialize, BorshSerialize};
-use medledger_module::{BlockContext, Module, ModuleError, TxContext, View};
+use medledger_module::{BlockContext, EffectTarget, Module, ModuleError, TxContext, View};
 use medledger_state::{Overlay, StateError};
 use medledger_types::Genesis;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,8 @@ use crate::core::CoreOp;
 pub struct ModuleInfo {
     pub name: &'static str,
     pub prefixes: &'static [&'static str],
+    /// Other modules' prefixes it reads (`Module::READS`).
+    pub reads: &'static [&'static str],
     pub kinds: &'static [&'static str],
     /// The payload tag of the module's first operation.
     pub base: u8,
@@ -65,6 +68,11 @@ impl<W: Write> Write for Shifted<'_, W> {
     }
 }
 
+/// The view module `M` gets: its own prefixes, and the reads it declares.
+fn view_of<'o, 'b, M: Module>(state: &'o mut Overlay<'b>) -> View<'o, 'b> {
+    View::new(state, M::NAME, M::PREFIXES, M::READS)
+}
+
 fn shifted<W: Write>(inner: &mut W, base: u8, kinds: usize) -> Shifted<'_, W> {
     Shifted {
         inner,
@@ -75,7 +83,10 @@ fn shifted<W: Write>(inner: &mut W, base: u8, kinds: usize) -> Shifted<'_, W> {
 }
 
 macro_rules! modules {
-    ($($variant:ident($module:ty, $op:ty, $error:ty) @ $base:literal),* $(,)?) => {
+    (
+        $($variant:ident($module:ty, $op:ty, $error:ty) @ $base:literal),* $(,)?
+        ; effects { $($from:ty => $to:ty),* $(,)? }
+    ) => {
         /// What a transaction asks the ledger to do: one of the ledger's own operations, or one
         /// module's. Its JSON form is the operation's (`{"type": "<kind>", ...}`).
         #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +132,7 @@ macro_rules! modules {
             $(ModuleInfo {
                 name: <$module as Module>::NAME,
                 prefixes: <$module as Module>::PREFIXES,
+                reads: <$module as Module>::READS,
                 kinds: <$module as Module>::KINDS,
                 base: $base,
             },)*
@@ -178,10 +190,45 @@ macro_rules! modules {
             match payload {
                 Payload::Core(op) => crate::core::apply(op, tx, state),
                 $(Payload::$variant(op) => {
-                    let mut view = View::new(state, <$module as Module>::NAME, <$module as Module>::PREFIXES);
-                    Ok(<$module as Module>::apply(op, tx, &mut view)?)
+                    let mut view = view_of::<$module>(state);
+                    <$module as Module>::apply(op, tx, &mut view)?;
+                    let requests = view.take_requests();
+                    apply_requests(<$module as Module>::NAME, requests, tx, state)
                 })*
             }
+        }
+
+        /// Every declared effect route: (asking module, target module).
+        pub const EFFECT_ROUTES: &[(&str, &str)] = &[
+            $((<$from as Module>::NAME, <$to as Module>::NAME),)*
+        ];
+
+        /// Applies what module `from` asked of others, in order, each through its target's code
+        /// and view. A request on no declared route is a bug in the asking module.
+        fn apply_requests(
+            from: &'static str,
+            requests: Vec<Box<dyn Any + Send>>,
+            tx: &TxContext<'_>,
+            state: &mut Overlay<'_>,
+        ) -> Result<(), TxError> {
+            for request in requests {
+                let mut applied = false;
+                $(
+                    if !applied && from == <$from as Module>::NAME {
+                        if let Some(effect) = request.downcast_ref::<<$to as EffectTarget>::Effect>() {
+                            let mut view = view_of::<$to>(state);
+                            <$to as EffectTarget>::apply_effect(effect, tx, from, &mut view)?;
+                            assert!(
+                                view.take_requests().is_empty(),
+                                "an effect's target asked for effects in turn"
+                            );
+                            applied = true;
+                        }
+                    }
+                )*
+                assert!(applied, "module {from} asked for an effect on no declared route");
+            }
+            Ok(())
         }
 
         /// Checks every module's part of a genesis document.
@@ -193,7 +240,7 @@ macro_rules! modules {
         /// Writes every module's genesis state.
         pub(crate) fn modules_genesis(genesis: &Genesis, state: &mut Overlay<'_>) {
             $({
-                let mut view = View::new(state, <$module as Module>::NAME, <$module as Module>::PREFIXES);
+                let mut view = view_of::<$module>(state);
                 <$module as Module>::genesis(genesis, &mut view);
             })*
         }
@@ -201,7 +248,7 @@ macro_rules! modules {
         /// Runs every module's end-of-block hook, in list order.
         pub(crate) fn modules_end_block(ctx: &BlockContext, state: &mut Overlay<'_>) -> Result<(), StateError> {
             $({
-                let mut view = View::new(state, <$module as Module>::NAME, <$module as Module>::PREFIXES);
+                let mut view = view_of::<$module>(state);
                 <$module as Module>::end_block(ctx, &mut view)?;
             })*
             Ok(())
@@ -219,6 +266,7 @@ macro_rules! modules {
     };
 }
 
+use medledger_claims::{Claims, ClaimsError, ClaimsOp};
 use medledger_credentials::{Credentials, CredentialsError, CredentialsOp};
 use medledger_records::{Records, RecordsError, RecordsOp};
 use medledger_research::{Research, ResearchError, ResearchOp};
@@ -237,6 +285,12 @@ modules! {
     Trials(Trials, TrialsOp, TrialsError) @ 16,
     Research(Research, ResearchOp, ResearchError) @ 32,
     Tokens(Tokens, TokensOp, TokensError) @ 48,
+    Claims(Claims, ClaimsOp, ClaimsError) @ 64;
+    // Who may ask whom to act, inside the asking transaction (`medledger_module::EffectTarget`).
+    effects {
+        // An adjudicated claim settles through the token ledger: payments and escrow.
+        Claims => Tokens,
+    }
 }
 
 /// The owner of every registered prefix: the ledger's own (`medledger_module::CORE_PREFIXES`)
@@ -253,9 +307,35 @@ pub fn prefix_owners() -> Vec<(&'static str, &'static str)> {
 }
 
 /// Checks that every prefix ends in `/` and that no registered prefix begins another, so every
-/// state key has exactly one owner.
+/// state key has exactly one owner; and that every module's declared reads are another module's
+/// prefixes.
 pub fn check_prefixes() -> Result<(), String> {
-    prefixes_disjoint(&prefix_owners())
+    let owners = prefix_owners();
+    prefixes_disjoint(&owners)?;
+    reads_declared(&owners, MODULES)
+}
+
+fn reads_declared(owners: &[(&str, &str)], modules: &[ModuleInfo]) -> Result<(), String> {
+    for module in modules {
+        for read in module.reads {
+            match owners.iter().find(|(_, prefix)| prefix == read) {
+                Some((owner, _)) if *owner != module.name && *owner != "ledger" => {}
+                Some((owner, _)) => {
+                    return Err(format!(
+                        "{} declares a read of {read:?}, which is {owner}'s own",
+                        module.name
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "{} declares a read of {read:?}, which no module owns",
+                        module.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn prefixes_disjoint(owners: &[(&str, &str)]) -> Result<(), String> {
@@ -329,10 +409,35 @@ mod tests {
     }
 
     #[test]
+    fn reads_must_be_another_modules_prefixes() {
+        let owners = [("records", "record/"), ("claims", "claim/"), ("ledger", "member/")];
+        let reader = |reads| ModuleInfo {
+            name: "claims",
+            prefixes: &["claim/"],
+            reads,
+            kinds: &[],
+            base: 64,
+        };
+        assert!(reads_declared(&owners, &[reader(&["record/"])]).is_ok());
+        for (reads, why) in [
+            (&["claim/"][..], "claims's own"),
+            (&["member/"][..], "ledger's own"),
+            (&["record"][..], "no module owns"),
+            (&["unit/"][..], "no module owns"),
+        ] {
+            let error = reads_declared(&owners, &[reader(reads)]).expect_err("refused");
+            assert!(error.contains(why), "{reads:?}: {error}");
+        }
+        check_prefixes().expect("the registered modules' reads are declared");
+        assert_eq!(EFFECT_ROUTES, &[("claims", "tokens")]);
+    }
+
+    #[test]
     fn overlapping_tag_ranges_are_refused() {
         let module = |name, base, kinds| ModuleInfo {
             name,
             prefixes: &[],
+            reads: &[],
             kinds,
             base,
         };

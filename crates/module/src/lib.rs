@@ -63,6 +63,9 @@ pub trait Module {
     const NAME: &'static str;
     /// The state-key prefixes the module owns, each ending in `/`.
     const PREFIXES: &'static [&'static str];
+    /// Prefixes of other modules that this module reads (never writes), through those modules'
+    /// public query functions. The registry checks each is another module's.
+    const READS: &'static [&'static str] = &[];
     /// The `kind` of each operation, in the order of `Op`'s variants. Its length is the number of
     /// payload tags the module takes in the registry.
     const KINDS: &'static [&'static str];
@@ -107,6 +110,24 @@ pub trait Module {
     fn describe(_key: &str, _value: &[u8]) -> Option<serde_json::Value> {
         None
     }
+}
+
+/// A module that other modules may ask to act, inside the asking transaction (`View::request`).
+///
+/// The registry lists which module may ask which (`effects!`); the target checks an effect as it
+/// would the same operation from the account owner, with its own view, and a refusal refuses the
+/// asking transaction whole. The authority comes from the route, not from a signature: the
+/// asking module is responsible for only asking what its own state entitles it to.
+pub trait EffectTarget: Module {
+    type Effect: std::any::Any + Send + std::fmt::Debug;
+
+    /// Applies one effect that module `from` asked for in transaction `tx`.
+    fn apply_effect(
+        effect: &Self::Effect,
+        tx: &TxContext<'_>,
+        from: &'static str,
+        state: &mut View<'_, '_>,
+    ) -> Result<(), Self::Error>;
 }
 
 /// Reads and decodes one state entry.

@@ -1,15 +1,21 @@
 //! The state as one module sees it.
 
+use std::any::Any;
+
 use medledger_state::{Overlay, StateError, StateRead};
 
 use crate::CORE_PREFIXES;
 
-/// A module's window on the block's overlay: writes under the module's own prefixes, reads of
-/// those and of the ledger's identity (`CORE_PREFIXES`).
+/// A module's window on the block's overlay: writes under the module's own prefixes; reads of
+/// those, of the ledger's identity (`CORE_PREFIXES`) and of the prefixes the module declares in
+/// `Module::READS`; and requests to other modules (`request`), which the ledger applies after the
+/// operation succeeds, within its transaction.
 pub struct View<'o, 'b> {
     overlay: &'o mut Overlay<'b>,
     module: &'static str,
     own: &'static [&'static str],
+    reads: &'static [&'static str],
+    requests: Vec<Box<dyn Any + Send>>,
 }
 
 impl std::fmt::Debug for View<'_, '_> {
@@ -27,16 +33,39 @@ fn under(prefixes: &[&str], key: &[u8]) -> bool {
 }
 
 impl<'o, 'b> View<'o, 'b> {
+    /// A view for `module`, which owns `own` and may also read `reads` (another module's
+    /// prefixes, as the module declares them).
     pub fn new(
         overlay: &'o mut Overlay<'b>,
         module: &'static str,
         own: &'static [&'static str],
+        reads: &'static [&'static str],
     ) -> Self {
         View {
             overlay,
             module,
             own,
+            reads,
+            requests: Vec::new(),
         }
+    }
+
+    /// Asks another module to act (an `EffectTarget`'s `Effect`), in this transaction, after this
+    /// operation: the ledger applies requests in order through the target's own code and view,
+    /// and refuses the whole transaction if the target refuses one. Only the routes the registry
+    /// declares are allowed; any other is a bug in the module and stops the node.
+    pub fn request<E: Any + Send>(&mut self, effect: E) {
+        self.requests.push(Box::new(effect));
+    }
+
+    /// The requests made so far, in order, leaving none.
+    pub fn take_requests(&mut self) -> Vec<Box<dyn Any + Send>> {
+        std::mem::take(&mut self.requests)
+    }
+
+    /// The module this view is of.
+    pub fn module(&self) -> &'static str {
+        self.module
     }
 
     /// Writes `key`, which must be under one of the module's prefixes.
@@ -66,7 +95,7 @@ impl<'o, 'b> View<'o, 'b> {
 
 impl StateRead for View<'_, '_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        if under(self.own, key) || under(CORE_PREFIXES, key) {
+        if under(self.own, key) || under(CORE_PREFIXES, key) || under(self.reads, key) {
             self.overlay.get(key)
         } else {
             Err(StateError::Store(format!(
@@ -99,13 +128,16 @@ mod tests {
         };
         let mut overlay = Overlay::new(&base);
         overlay.put(b"unit/x".to_vec(), b"another module's".to_vec());
-        let mut view = View::new(&mut overlay, "claims", OWN);
+        let mut view = View::new(&mut overlay, "claims", OWN, &["record/"]);
         view.put(b"claim/1".to_vec(), b"v".to_vec());
         view.delete(b"claim-index/2".to_vec());
         assert_eq!(view.get(b"claim/1").expect("own"), Some(b"v".to_vec()));
         check(&view, "member/k", true);
         check(&view, "chain/head", true);
         check(&view, "unit/x", false);
+        // A declared read of another module's prefix is allowed; its neighbours are not.
+        check(&view, "record/r", true);
+        check(&view, "record-version/r", false);
         check(&view, "claims/1", false);
         check(&view, "claim", false);
         let error = view.get(b"unit/x").expect_err("foreign");

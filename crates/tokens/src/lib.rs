@@ -972,28 +972,10 @@ impl Module for Tokens {
                 amount,
                 arbiter,
                 reference,
-            } => {
-                let record = existing(&*state, symbol)?;
-                check_account(&*state, payee)?;
-                if !org_exists(&*state, arbiter)? {
-                    return Err(TokensError::UnknownOrganisation(arbiter.clone()));
-                }
-                if escrow(&*state, id)?.is_some() {
-                    return Err(TokensError::EscrowExists(*id));
-                }
-                let mut ledger = Ledger { state, record };
-                ledger.debit(&tx.sender, amount.0)?;
-                add_to(&mut ledger.record.escrowed, amount.0)?;
-                ledger.log(
-                    tx,
-                    Some(tx.sender),
-                    None,
-                    Some(*id),
-                    amount.0,
-                    Reason::Escrow,
-                    *reference,
-                )?;
-                let locked = Escrow {
+            } => lock(
+                tx,
+                state,
+                &Escrow {
                     id: *id,
                     symbol: symbol.clone(),
                     payer: tx.sender,
@@ -1003,16 +985,10 @@ impl Module for Tokens {
                     reference: *reference,
                     state: EscrowState::Locked,
                     locked_at: tx.block.height,
-                };
-                ledger.state.put(key_escrow(id), encode_value(&locked));
-                ledger.save();
-                Ok(())
-            }
+                },
+            ),
             TokensOp::Release { id } | TokensOp::Return { id } => {
-                let mut held = escrow(&*state, id)?.ok_or(TokensError::UnknownEscrow(*id))?;
-                if held.state != EscrowState::Locked {
-                    return Err(TokensError::EscrowSettled(*id));
-                }
+                let held = escrow(&*state, id)?.ok_or(TokensError::UnknownEscrow(*id))?;
                 let arbiter = match tx.authority {
                     Authority::Organisation { org } => *org == held.arbiter,
                     Authority::Member { org, role } => {
@@ -1022,43 +998,12 @@ impl Module for Tokens {
                 if !arbiter {
                     return Err(TokensError::NotArbiter(held.arbiter.clone()));
                 }
-                let release = matches!(op, TokensOp::Release { .. });
-                let (to, reason) = if release {
-                    (held.payee, Reason::Settlement)
+                if matches!(op, TokensOp::Release { .. }) {
+                    let all = held.amount.0;
+                    close_escrow(tx, state, held, all, true)
                 } else {
-                    (held.payer, Reason::Refund)
-                };
-                let record = existing(&*state, &held.symbol)?;
-                let mut ledger = Ledger { state, record };
-                // What was locked is in `escrowed`, so this never underflows; checked all the same.
-                ledger.record.escrowed.0 = ledger
-                    .record
-                    .escrowed
-                    .0
-                    .checked_sub(held.amount.0)
-                    .ok_or(TokensError::Overflow)?;
-                ledger.credit(&to, held.amount.0)?;
-                ledger.log(
-                    tx,
-                    None,
-                    Some(to),
-                    Some(*id),
-                    held.amount.0,
-                    reason,
-                    held.reference,
-                )?;
-                held.state = if release {
-                    EscrowState::Released {
-                        height: tx.block.height,
-                    }
-                } else {
-                    EscrowState::Returned {
-                        height: tx.block.height,
-                    }
-                };
-                ledger.state.put(key_escrow(id), encode_value(&held));
-                ledger.save();
-                Ok(())
+                    close_escrow(tx, state, held, 0, false)
+                }
             }
             TokensOp::CreateRewardProgram { program } => {
                 let record = existing(&*state, &program.symbol)?;
@@ -1166,6 +1111,170 @@ impl Module for Tokens {
             json::<Amount>(value)
         } else {
             None
+        }
+    }
+}
+
+/// Moves `escrow.amount` of its payer's balance into a new escrow.
+fn lock(tx: &TxContext<'_>, state: &mut View<'_, '_>, locked: &Escrow) -> Result<(), TokensError> {
+    let record = existing(&*state, &locked.symbol)?;
+    check_account(&*state, &locked.payee)?;
+    if !org_exists(&*state, &locked.arbiter)? {
+        return Err(TokensError::UnknownOrganisation(locked.arbiter.clone()));
+    }
+    if escrow(&*state, &locked.id)?.is_some() {
+        return Err(TokensError::EscrowExists(locked.id));
+    }
+    let mut ledger = Ledger { state, record };
+    ledger.debit(&locked.payer, locked.amount.0)?;
+    add_to(&mut ledger.record.escrowed, locked.amount.0)?;
+    ledger.log(
+        tx,
+        Some(locked.payer),
+        None,
+        Some(locked.id),
+        locked.amount.0,
+        Reason::Escrow,
+        locked.reference,
+    )?;
+    ledger
+        .state
+        .put(key_escrow(&locked.id), encode_value(locked));
+    ledger.save();
+    Ok(())
+}
+
+/// Closes a locked escrow: `paid` to its payee (a settlement), the rest back to its payer (a
+/// refund). It ends released if `released`, else returned.
+fn close_escrow(
+    tx: &TxContext<'_>,
+    state: &mut View<'_, '_>,
+    mut held: Escrow,
+    paid: u128,
+    released: bool,
+) -> Result<(), TokensError> {
+    if held.state != EscrowState::Locked {
+        return Err(TokensError::EscrowSettled(held.id));
+    }
+    let rest = held
+        .amount
+        .0
+        .checked_sub(paid)
+        .ok_or_else(|| invalid("amount", format!("at most the escrow's {}", held.amount)))?;
+    let record = existing(&*state, &held.symbol)?;
+    let mut ledger = Ledger { state, record };
+    // What was locked is in `escrowed`, so this never underflows; checked all the same.
+    ledger.record.escrowed.0 = ledger
+        .record
+        .escrowed
+        .0
+        .checked_sub(held.amount.0)
+        .ok_or(TokensError::Overflow)?;
+    if released {
+        ledger.credit(&held.payee, paid)?;
+        let (payee, id, reference) = (held.payee, held.id, held.reference);
+        ledger.log(tx, None, Some(payee), Some(id), paid, Reason::Settlement, reference)?;
+    }
+    if rest > 0 || !released {
+        ledger.credit(&held.payer, rest)?;
+        let (payer, id, reference) = (held.payer, held.id, held.reference);
+        ledger.log(tx, None, Some(payer), Some(id), rest, Reason::Refund, reference)?;
+    }
+    let height = tx.block.height;
+    held.state = if released {
+        EscrowState::Released { height }
+    } else {
+        EscrowState::Returned { height }
+    };
+    ledger.state.put(key_escrow(&held.id), encode_value(&held));
+    ledger.save();
+    Ok(())
+}
+
+/// What another module may ask of the token ledger (the registry declares who may): each is
+/// checked as the same operation from the account owner would be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenEffect {
+    /// `from` pays `to`.
+    Transfer {
+        symbol: String,
+        from: PublicKey,
+        to: PublicKey,
+        amount: Amount,
+        reason: Reason,
+        reference: Option<Hash>,
+    },
+    /// Locks `amount` of `from` in a new escrow `id` for `payee`, decided by `arbiter`.
+    Lock {
+        id: Hash,
+        symbol: String,
+        from: PublicKey,
+        payee: PublicKey,
+        amount: Amount,
+        arbiter: String,
+        reference: Option<Hash>,
+    },
+    /// Pays `amount` of escrow `id` to its payee and returns the rest to its payer.
+    Settle { id: Hash, amount: Amount },
+    /// Returns escrow `id` whole to its payer.
+    Return { id: Hash },
+}
+
+impl medledger_module::EffectTarget for Tokens {
+    type Effect = TokenEffect;
+
+    fn apply_effect(
+        effect: &TokenEffect,
+        tx: &TxContext<'_>,
+        _from: &'static str,
+        state: &mut View<'_, '_>,
+    ) -> Result<(), TokensError> {
+        match effect {
+            TokenEffect::Transfer {
+                symbol,
+                from,
+                to,
+                amount,
+                reason,
+                reference,
+            } => {
+                let record = existing(&*state, symbol)?;
+                let mut ledger = Ledger { state, record };
+                ledger.transfer(tx, from, to, amount.0, *reason, *reference)?;
+                ledger.save();
+                Ok(())
+            }
+            TokenEffect::Lock {
+                id,
+                symbol,
+                from,
+                payee,
+                amount,
+                arbiter,
+                reference,
+            } => lock(
+                tx,
+                state,
+                &Escrow {
+                    id: *id,
+                    symbol: symbol.clone(),
+                    payer: *from,
+                    payee: *payee,
+                    amount: *amount,
+                    arbiter: arbiter.clone(),
+                    reference: *reference,
+                    state: EscrowState::Locked,
+                    locked_at: tx.block.height,
+                },
+            ),
+            TokenEffect::Settle { id, amount } => {
+                let held = escrow(&*state, id)?.ok_or(TokensError::UnknownEscrow(*id))?;
+                close_escrow(tx, state, held, amount.0, true)
+            }
+            TokenEffect::Return { id } => {
+                let held = escrow(&*state, id)?.ok_or(TokensError::UnknownEscrow(*id))?;
+                close_escrow(tx, state, held, 0, false)
+            }
         }
     }
 }
