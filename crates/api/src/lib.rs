@@ -8,6 +8,7 @@
 //! [`TXS_PER_REQUEST_MAX`].
 
 pub mod auth;
+mod claims;
 pub mod fhir;
 mod research;
 pub mod smart;
@@ -174,6 +175,31 @@ pub(crate) struct ModuleApi {
     pub openapi: fn() -> utoipa::openapi::OpenApi,
     pub consent: Option<ConsentView>,
     pub audit: Option<AuditView>,
+    pub fhir: Option<FhirView>,
+}
+
+/// FHIR resource types a module serves on the FHIR face (`/fhir/{type}`) instead of the records
+/// module: create (and type-level operations such as `$submit`), read and search, each with the
+/// authenticated caller.
+#[derive(Clone, Copy)]
+pub(crate) struct FhirView {
+    pub kinds: &'static [&'static str],
+    pub create: fn(AppState, fhir::Caller, String, Option<String>, axum::body::Bytes) -> FhirAnswer,
+    pub read: fn(AppState, fhir::Caller, String, String) -> FhirAnswer,
+    pub search: fn(AppState, fhir::Caller, String, Vec<(String, String)>) -> FhirAnswer,
+}
+
+/// A module's answer on the FHIR face.
+pub(crate) type FhirAnswer = std::pin::Pin<
+    Box<dyn std::future::Future<Output = fhir::FhirResult<axum::response::Response>> + Send>,
+>;
+
+/// The module's FHIR view that serves resource type `kind`, if one does.
+pub(crate) fn fhir_view(kind: &str) -> Option<FhirView> {
+    MODULE_APIS
+        .iter()
+        .filter_map(|module| module.fhir)
+        .find(|view| view.kinds.contains(&kind))
 }
 
 /// A module's entries in a patient's FHIR AuditEvent log, after the records module's access
@@ -220,13 +246,14 @@ pub(crate) fn consent_view(id: &str) -> Option<ConsentView> {
 }
 
 /// Every module's API, one line each: health records and consent over FHIR, the supply chain
-/// and EPCIS, clinical trials, research data sharing, tokens.
+/// and EPCIS, clinical trials, research data sharing, tokens, claims.
 const MODULE_APIS: &[ModuleApi] = &[
     fhir::API,
     supply::API,
     trials::API,
     research::API,
     tokens::API,
+    claims::API,
 ];
 
 /// The node's OpenAPI description: the ledger's own paths and every module's.

@@ -26,6 +26,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     audit: Some(crate::AuditView {
         events: release_events,
     }),
+    fhir: None,
 };
 
 /// The most research releases a patient's AuditEvent log lists (the latest).

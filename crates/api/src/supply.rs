@@ -26,6 +26,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     openapi: <SupplyDoc as utoipa::OpenApi>::openapi,
     consent: None,
     audit: None,
+    fhir: None,
 };
 
 #[derive(utoipa::OpenApi)]

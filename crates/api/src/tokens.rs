@@ -21,6 +21,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     openapi: <TokensDoc as utoipa::OpenApi>::openapi,
     consent: None,
     audit: None,
+    fhir: None,
 };
 
 #[derive(utoipa::OpenApi)]

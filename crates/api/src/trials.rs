@@ -44,6 +44,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
         read: |state, caller, id| Box::pin(fhir_consent(state, caller, id)),
     }),
     audit: None,
+    fhir: None,
 };
 
 #[derive(utoipa::OpenApi)]

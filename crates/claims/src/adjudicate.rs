@@ -11,10 +11,10 @@ use medledger_tokens::{Amount, EscrowState, Reason, TokenEffect};
 use medledger_types::Role;
 
 use crate::{
-    Appeal, AppealReason, ClaimEntry, ClaimItem, ClaimStatus, ClaimSubmission, ClaimUse,
-    ClaimsError, Check, Coverage, DIAGNOSES_MAX, Date, DayLine, Decision, Finding, Group,
-    ITEMS_MAX, ItemOutcome, ItemResult, Plan, Policy, ServiceRule, Stamp, UNITS_MAX, Accrual,
-    Adjustment, PriorAuth, acts_for, append, check_code, check_diagnosis, check_payer, invalid,
+    Accrual, Adjustment, Appeal, AppealReason, Check, ClaimEntry, ClaimItem, ClaimStatus,
+    ClaimSubmission, ClaimUse, ClaimsError, Coverage, DIAGNOSES_MAX, Date, DayLine, Decision,
+    Finding, Group, ITEMS_MAX, ItemOutcome, ItemResult, Plan, Policy, PriorAuth, ServiceRule,
+    Stamp, UNITS_MAX, acts_for, append, check_code, check_diagnosis, check_payer, invalid,
     key_accrual, key_by_member, key_by_member_count, key_by_provider, key_by_provider_count,
     key_claim, key_day, key_review, key_review_count, sender_org, sum,
 };
@@ -183,7 +183,9 @@ fn authorises(authorisation: Option<&ClaimEntry>, item: &ClaimItem) -> bool {
     let Some(found) = authorisation else {
         return false;
     };
-    let in_time = found.valid_until.is_some_and(|until| item.service_date <= until);
+    let in_time = found
+        .valid_until
+        .is_some_and(|until| item.service_date <= until);
     in_time
         && found
             .claim
@@ -258,8 +260,8 @@ pub(crate) fn submit(
     if !acts_for(&*state, &claim.payee, &provider_org)? {
         return Err(ClaimsError::NotProviderAccount(claim.payee));
     }
-    let cover =
-        crate::coverage(&*state, &claim.coverage)?.ok_or(ClaimsError::UnknownCoverage(claim.coverage))?;
+    let cover = crate::coverage(&*state, &claim.coverage)?
+        .ok_or(ClaimsError::UnknownCoverage(claim.coverage))?;
     let plan = crate::plan(&*state, &cover.plan)?
         .ok_or_else(|| ClaimsError::UnknownPlan(cover.plan.clone()))?;
     let is_claim = claim.use_ == ClaimUse::Claim;
@@ -479,7 +481,11 @@ fn judge(
     let date = item.service_date;
     if !books.coverage.covers(date) {
         finding(Check::NotCoveredOnDate);
-        let carc = if date < books.coverage.start { "26" } else { "27" };
+        let carc = if date < books.coverage.start {
+            "26"
+        } else {
+            "27"
+        };
         return Ok(deny(Check::NotCoveredOnDate, None, carc));
     }
     let Some(version) = books.plan.version_on(date) else {
@@ -491,7 +497,11 @@ fn judge(
         crate::rule(state, &books.plan.plan, version, &item.code)?
     else {
         finding(Check::CodeNotCovered);
-        return Ok(deny(Check::CodeNotCovered, Some(version), Check::CodeNotCovered.carc()));
+        return Ok(deny(
+            Check::CodeNotCovered,
+            Some(version),
+            Check::CodeNotCovered.carc(),
+        ));
     };
     let (billed_today, units_today) = if is_claim {
         let day = books.day(state, provider_org, date)?;
@@ -506,7 +516,11 @@ fn judge(
     };
     if is_claim && billed_today.contains(&item.code) {
         finding(Check::Duplicate);
-        return Ok(deny(Check::Duplicate, Some(version), Check::Duplicate.carc()));
+        return Ok(deny(
+            Check::Duplicate,
+            Some(version),
+            Check::Duplicate.carc(),
+        ));
     }
     let mut needs_review = false;
     let mut used_authorisation = false;
@@ -517,7 +531,11 @@ fn judge(
                 used_authorisation = true;
             } else {
                 finding(Check::NoAuthorisation);
-                return Ok(deny(Check::NoAuthorisation, Some(version), Check::NoAuthorisation.carc()));
+                return Ok(deny(
+                    Check::NoAuthorisation,
+                    Some(version),
+                    Check::NoAuthorisation.carc(),
+                ));
             }
         }
         PriorAuth::Automatic => {}
@@ -526,10 +544,9 @@ fn judge(
     let column_ones = crate::bundled_by(state, &books.plan.plan, version, &item.code)?;
     let bundled = column_ones.iter().any(|one| {
         billed_today.contains(one)
-            || claim
-                .items
-                .iter()
-                .any(|other| other.sequence != item.sequence && other.service_date == date && other.code == *one)
+            || claim.items.iter().any(|other| {
+                other.sequence != item.sequence && other.service_date == date && other.code == *one
+            })
     });
     if bundled {
         finding(Check::CodePair);
@@ -600,7 +617,8 @@ fn judge(
         });
     }
     if policy.review_charge_ratio_bp > 0
-        && mul(charge_for_units, 10_000)? > mul(schedule, u128::from(policy.review_charge_ratio_bp))?
+        && mul(charge_for_units, 10_000)?
+            > mul(schedule, u128::from(policy.review_charge_ratio_bp))?
     {
         finding(Check::AboveAllowed);
         needs_review = true;
@@ -611,8 +629,10 @@ fn judge(
     let left = copay_left.get_or_insert(policy.copay.0);
     let copay = (allowed - deductible).min(*left);
     *left -= copay;
-    let coinsurance =
-        mul(allowed - deductible - copay, u128::from(policy.coinsurance_bp))? / 10_000;
+    let coinsurance = mul(
+        allowed - deductible - copay,
+        u128::from(policy.coinsurance_bp),
+    )? / 10_000;
     let mut payer = allowed - deductible - copay - coinsurance;
     if let Some(limit) = policy.annual_limit {
         let room = limit.0.saturating_sub(accrual.paid.0);
@@ -681,7 +701,8 @@ fn paying_policy(state: &dyn StateRead, entry: &ClaimEntry) -> Result<Policy, Cl
         .max()
         .or_else(|| plan.versions.last().map(|(v, _)| *v))
         .ok_or_else(|| ClaimsError::UnknownPlan(entry.plan.clone()))?;
-    crate::policy(state, &entry.plan, version)?.ok_or_else(|| ClaimsError::UnknownPlan(entry.plan.clone()))
+    crate::policy(state, &entry.plan, version)?
+        .ok_or_else(|| ClaimsError::UnknownPlan(entry.plan.clone()))
 }
 
 /// Pays what the plan owes for `entry` and not yet paid: from the authorisation's escrow first if
@@ -696,7 +717,8 @@ fn settle(
     if due == 0 {
         // An escrow the claim relied on and did not need goes back to the payer.
         if let Some(id) = authorisation.and_then(|a| a.escrow)
-            && medledger_tokens::escrow(&*state, &id)?.is_some_and(|e| e.state == EscrowState::Locked)
+            && medledger_tokens::escrow(&*state, &id)?
+                .is_some_and(|e| e.state == EscrowState::Locked)
         {
             state.request(TokenEffect::Return { id });
         }
@@ -861,14 +883,20 @@ fn release_books(state: &mut View<'_, '_>, entry: &ClaimEntry) -> Result<(), Cla
         let date = asked.service_date;
         if !days.contains_key(&date) {
             let key = key_day(&entry.provider_org, &member, date);
-            days.insert(date, medledger_module::read(&*state, &key)?.unwrap_or_default());
+            days.insert(
+                date,
+                medledger_module::read(&*state, &key)?.unwrap_or_default(),
+            );
         }
         days.entry(date)
             .or_default()
             .retain(|line| line.claim != entry.claim.id);
     }
     for (year, accrual) in accruals {
-        state.put(key_accrual(&entry.plan, &member, year), encode_value(&accrual));
+        state.put(
+            key_accrual(&entry.plan, &member, year),
+            encode_value(&accrual),
+        );
     }
     for (date, lines) in days {
         let key = key_day(&entry.provider_org, &member, date);
@@ -938,7 +966,10 @@ pub(crate) fn decide_appeal(
 ) -> Result<(), ClaimsError> {
     let mut entry = load(&*state, id)?;
     check_payer(tx, &entry.payer, &entry.plan)?;
-    let Some(mut filed) = entry.appeal.clone().filter(|_| entry.status == ClaimStatus::Appealed)
+    let Some(mut filed) = entry
+        .appeal
+        .clone()
+        .filter(|_| entry.status == ClaimStatus::Appealed)
     else {
         return Err(ClaimsError::WrongStatus {
             id: *id,
@@ -1013,7 +1044,10 @@ pub(crate) fn decide_appeal(
                 .year();
             let mut accrual = crate::accrual(&*state, &entry.plan, &member, year)?;
             accrual.paid.0 = sum(accrual.paid.0, paid_more)?;
-            state.put(key_accrual(&entry.plan, &member, year), encode_value(&accrual));
+            state.put(
+                key_accrual(&entry.plan, &member, year),
+                encode_value(&accrual),
+            );
         }
         entry.status = ClaimStatus::Adjudicated;
         entry.appeal = Some(filed);

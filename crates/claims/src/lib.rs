@@ -468,10 +468,7 @@ impl Module for Claims {
                     return Err(invalid("end", "before the coverage starts"));
                 }
                 if found.end.is_some_and(|current| current < *end) {
-                    return Err(invalid(
-                        "end",
-                        "a coverage can be shortened, not extended",
-                    ));
+                    return Err(invalid("end", "a coverage can be shortened, not extended"));
                 }
                 found.end = Some(*end);
                 state.put(key_coverage(id), encode_value(&found));
@@ -666,4 +663,3 @@ pub(crate) fn sum(a: u128, b: u128) -> Result<u128, ClaimsError> {
     a.checked_add(b)
         .ok_or_else(|| invalid("amount", "the sum overflows"))
 }
-

@@ -259,7 +259,10 @@ fn a_clean_claim_is_adjudicated_with_the_members_share_and_settled_in_the_same_b
             (Group::PR, "2".into(), 1_800),
         ]
     );
-    assert_eq!((line.allowed.0, line.payer.0, line.patient()), (15_000, 7_200, 7_800));
+    assert_eq!(
+        (line.allowed.0, line.payer.0, line.patient()),
+        (15_000, 7_200, 7_800)
+    );
     assert_eq!(entry.paid.0, 7_200);
     assert_eq!(world.balance(&provider), 7_200);
     assert_eq!(world.balance(&payer), 1_000_000 - 7_200);
@@ -276,8 +279,13 @@ fn a_clean_claim_is_adjudicated_with_the_members_share_and_settled_in_the_same_b
     let second = world.submit(claim);
     assert_eq!(second.items[0].deductible.0, 0);
     assert_eq!(second.items[0].payer.0, 15_000 - 1_000 - 2_800);
-    let accrual = accrual(&snapshot(&world.chain), PLAN, &world.patient.public_key(), 2026)
-        .expect("read");
+    let accrual = accrual(
+        &snapshot(&world.chain),
+        PLAN,
+        &world.patient.public_key(),
+        2026,
+    )
+    .expect("read");
     assert_eq!(accrual.deductible_met.0, 5_000);
     assert_eq!(accrual.paid.0, 7_200 + 11_200);
 }
@@ -291,7 +299,10 @@ fn each_rule_denies_with_its_own_reason() {
     let again = world.claim(vec![item(1, "99213", "2026-02-20", 1, 15_000)]);
     let duplicate = world.submit(again);
     assert_eq!(checks(&duplicate), vec![("duplicate", Some(1))]);
-    assert_eq!(adjustments(&duplicate.items[0]), vec![(Group::CO, "18".into(), 15_000)]);
+    assert_eq!(
+        adjustments(&duplicate.items[0]),
+        vec![(Group::CO, "18".into(), 15_000)]
+    );
     assert_eq!(duplicate.outcome(), Outcome::Error);
     assert_eq!(duplicate.paid.0, 0);
 
@@ -304,7 +315,10 @@ fn each_rule_denies_with_its_own_reason() {
     let mixed = world.submit(claim);
     assert_eq!(
         checks(&mixed),
-        vec![("not-covered-on-date", Some(1)), ("code-not-covered", Some(2))]
+        vec![
+            ("not-covered-on-date", Some(1)),
+            ("code-not-covered", Some(2))
+        ]
     );
     assert_eq!(adjustments(&mixed.items[0])[0].1, "26");
     assert_eq!(adjustments(&mixed.items[1])[0].1, "96");
@@ -331,7 +345,10 @@ fn each_rule_denies_with_its_own_reason() {
     let capped = world.submit(claim);
     assert_eq!(capped.items[0].units, 2);
     assert_eq!(checks(&capped), vec![("benefit-maximum", Some(1))]);
-    assert_eq!(adjustments(&capped.items[0])[0], (Group::CO, "119".into(), 4_000));
+    assert_eq!(
+        adjustments(&capped.items[0])[0],
+        (Group::CO, "119".into(), 4_000)
+    );
     let claim = world.claim(vec![item(1, "97110", "2026-02-12", 1, 4_000)]);
     let exhausted = world.submit(claim);
     assert_eq!(exhausted.items[0].outcome, ItemOutcome::Denied);
@@ -410,15 +427,24 @@ fn suspicions_queue_the_claim_for_the_payers_signed_decision() {
         vec![("above-allowed", Some(1)), ("impossible-quantity", Some(2))]
     );
     assert_eq!(suspicious.items[1].units, 4);
-    assert_eq!(adjustments(&suspicious.items[1])[0], (Group::CO, "151".into(), 8_000));
+    assert_eq!(
+        adjustments(&suspicious.items[1])[0],
+        (Group::CO, "151".into(), 8_000)
+    );
 
     // The queue lists both; only the payer decides.
     let state = snapshot(&world.chain);
     let (total, queued) = list(&state, &Listing::Review("b".into()), 0, 10).expect("read");
-    assert_eq!((total, queued), (2, vec![pending.claim.id, suspicious.claim.id]));
+    assert_eq!(
+        (total, queued),
+        (2, vec![pending.claim.id, suspicious.claim.id])
+    );
     let decide = |claim, approve| ClaimsOp::Decide { claim, approve };
     let node = world.node.clone();
-    assert_eq!(world.run(&node, decide(pending.claim.id, true)), "not_payer");
+    assert_eq!(
+        world.run(&node, decide(pending.claim.id, true)),
+        "not_payer"
+    );
     world.ok(&payer, decide(pending.claim.id, true));
     let approved = world.entry(&pending.claim.id);
     assert_eq!(approved.status, ClaimStatus::Adjudicated);
@@ -434,7 +460,12 @@ fn suspicions_queue_the_claim_for_the_payers_signed_decision() {
     world.ok(&payer, decide(suspicious.claim.id, false));
     let refused = world.entry(&suspicious.claim.id);
     assert_eq!(refused.status, ClaimStatus::Denied);
-    assert!(refused.items.iter().all(|i| i.outcome == ItemOutcome::Denied));
+    assert!(
+        refused
+            .items
+            .iter()
+            .all(|i| i.outcome == ItemOutcome::Denied)
+    );
     assert_eq!(adjustments(&refused.items[0])[0].1, "45");
     assert_eq!(world.balance(&provider), paid_before);
     let claim = world.claim(vec![item(1, "93000", "2026-02-21", 1, 2_500)]);
@@ -553,7 +584,10 @@ fn an_authorisation_locks_escrow_that_the_claim_relying_on_it_settles_once() {
         .expect("read")
         .expect("escrow");
     assert!(matches!(closed.state, EscrowState::Released { .. }));
-    assert_eq!(world.entry(&authorisation.claim.id).used_by, Some(paid.claim.id));
+    assert_eq!(
+        world.entry(&authorisation.claim.id).used_by,
+        Some(paid.claim.id)
+    );
 
     // Used once: another MRI relying on it is not authorised.
     let mut again = world.claim(vec![item(1, "70553", "2026-02-27", 1, 70_000)]);
@@ -573,7 +607,10 @@ fn an_authorisation_locks_escrow_that_the_claim_relying_on_it_settles_once() {
             approve: true,
         },
     );
-    assert_eq!(world.entry(&queued.claim.id).status, ClaimStatus::Authorised);
+    assert_eq!(
+        world.entry(&queued.claim.id).status,
+        ClaimStatus::Authorised
+    );
 }
 
 #[test]
@@ -616,7 +653,14 @@ fn a_denial_can_be_appealed_once_and_an_approved_appeal_pays() {
     assert_eq!(decided.items[1].outcome, ItemOutcome::Approved);
     // 10.00 allowed, 20% coinsurance: the plan pays 8.00 more.
     assert_eq!(world.balance(&provider), paid_before + 800);
-    assert!(decided.appeal.expect("appeal").decision.expect("decided").approve);
+    assert!(
+        decided
+            .appeal
+            .expect("appeal")
+            .decision
+            .expect("decided")
+            .approve
+    );
     assert_eq!(world.run(&payer, decide), "wrong_status");
 
     // A claim with nothing denied has nothing to appeal.
@@ -638,7 +682,11 @@ fn refusals_leave_nothing_written() {
         let id = claim.id;
         assert_eq!(world.run(key, ClaimsOp::Submit { claim }), code);
         let state = snapshot(&world.chain);
-        assert!(medledger_claims::claim(&state, &id).expect("read").is_none());
+        assert!(
+            medledger_claims::claim(&state, &id)
+                .expect("read")
+                .is_none()
+        );
         let (listed, _) = list(&state, &Listing::Provider("a".into()), 0, 1).expect("read");
         assert_eq!(listed, 0, "{code}: nothing listed");
     };
@@ -690,7 +738,11 @@ fn refusals_leave_nothing_written() {
     assert_eq!(world.run(&payer, twice), "invalid");
     let state = snapshot(&world.chain);
     assert_eq!(
-        plan(&state, PLAN).expect("read").expect("plan").versions.len(),
+        plan(&state, PLAN)
+            .expect("read")
+            .expect("plan")
+            .versions
+            .len(),
         1
     );
 
@@ -706,11 +758,20 @@ fn refusals_leave_nothing_written() {
     let claim = world.claim(vec![good()]);
     let id = claim.id;
     assert_eq!(
-        world.run(&node, ClaimsOp::Submit { claim: claim.clone() }),
+        world.run(
+            &node,
+            ClaimsOp::Submit {
+                claim: claim.clone()
+            }
+        ),
         "insufficient_balance"
     );
     let state = snapshot(&world.chain);
-    assert!(medledger_claims::claim(&state, &id).expect("read").is_none());
+    assert!(
+        medledger_claims::claim(&state, &id)
+            .expect("read")
+            .is_none()
+    );
     let accrual = accrual(&state, PLAN, &world.patient.public_key(), 2026).expect("read");
     assert_eq!(accrual, Accrual::default());
     let (total, _) = list(&state, &Listing::Provider("a".into()), 0, 1).expect("read");
@@ -765,7 +826,9 @@ fn step() -> impl Strategy<Value = Step> {
 /// Runs the steps, one block each, and returns every block's state root and the claims.
 fn replay(steps: &[Step]) -> (Vec<Hash>, Vec<ClaimEntry>, u128) {
     let mut world = World::new();
-    let codes = ["99213", "93000", "93010", "97110", "70553", "27447", "11111"];
+    let codes = [
+        "99213", "93000", "93010", "97110", "70553", "27447", "11111",
+    ];
     let mut roots = Vec::new();
     let mut ids = Vec::new();
     let (node, payer) = (world.node.clone(), world.payer());
@@ -818,15 +881,21 @@ fn replay(steps: &[Step]) -> (Vec<Hash>, Vec<ClaimEntry>, u128) {
         .filter_map(|id| medledger_claims::claim(&state, id).expect("read"))
         .collect();
     // Conservation across settlement: what the payer lost, the provider gained (or is in escrow).
-    let class = medledger_tokens::class(&state, USD).expect("read").expect("class");
-    let held = medledger_tokens::balance(&state, USD, &world.chain.org_a.public_key()).expect("read")
+    let class = medledger_tokens::class(&state, USD)
+        .expect("read")
+        .expect("class");
+    let held = medledger_tokens::balance(&state, USD, &world.chain.org_a.public_key())
+        .expect("read")
         + medledger_tokens::balance(&state, USD, &payer.public_key()).expect("read")
         + class.escrowed.0;
     assert_eq!(held, class.supply());
     let paid: u128 = state_paid(&state, &ids);
     let provider =
         medledger_tokens::balance(&state, USD, &world.chain.org_a.public_key()).expect("read");
-    assert_eq!(provider, paid, "the provider holds exactly what claims paid");
+    assert_eq!(
+        provider, paid,
+        "the provider holds exactly what claims paid"
+    );
     (roots, entries, paid)
 }
 

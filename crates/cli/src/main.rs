@@ -9,6 +9,7 @@ mod bench_records;
 mod bench_research;
 mod bench_supply;
 mod bench_trials;
+mod claims;
 mod client;
 mod devnet;
 mod home;

@@ -8,8 +8,8 @@ use clap::Subcommand;
 
 use crate::client::Client;
 use crate::{
-    bench_files, bench_records, bench_research, bench_supply, bench_trials, records, research,
-    supply, tokens, trials,
+    bench_files, bench_records, bench_research, bench_supply, bench_trials, claims, records,
+    research, supply, tokens, trials,
 };
 
 #[derive(Subcommand)]
@@ -80,6 +80,17 @@ pub enum ModuleCommand {
         #[command(subcommand)]
         command: tokens::TokenCommand,
     },
+    /// Insurance claims: publish a policy, cover members, submit FHIR Claims, decide the review
+    /// queue, appeal, and read ClaimResponses, EOBs and payment reconciliations.
+    Claim {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file: the payer's, the provider's member, or the patient.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: claims::ClaimCommand,
+    },
     /// Measure health records through the FHIR face: import rate, then consent-checked read
     /// latency at a fixed rate, each read's access event committed first.
     BenchRecords(bench_records::RecordsBenchArgs),
@@ -119,6 +130,9 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         }
         ModuleCommand::Token { node, key, command } => {
             tokens::run(&Client::new(&node), &key, command)
+        }
+        ModuleCommand::Claim { node, key, command } => {
+            claims::run(&Client::new(&node), &key, command)
         }
         ModuleCommand::BenchRecords(args) => bench_records::run(args).map(|()| 0),
         ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),

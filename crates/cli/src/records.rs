@@ -277,13 +277,13 @@ pub fn signed(
     client.send(method, path, &headers, body)
 }
 
-fn json_body(bytes: &[u8]) -> Value {
+pub(crate) fn json_body(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 /// Fails with the OperationOutcome's diagnostics (or the API error) unless the status is 2xx.
-fn expect_ok(status: u16, body: &[u8]) -> Result<Value> {
+pub(crate) fn expect_ok(status: u16, body: &[u8]) -> Result<Value> {
     let value = json_body(body);
     if (200..300).contains(&status) {
         return Ok(value);

@@ -13,6 +13,7 @@
 
 mod adverse_event;
 mod bundle;
+pub mod claim;
 pub mod deidentify;
 mod error;
 mod genomic;

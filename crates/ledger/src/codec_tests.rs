@@ -1,15 +1,15 @@
 //! The payload codec: every tag pinned to the value it had before modules were crates, every
 //! codec round trip, and the registry's own checks.
 
+use medledger_claims::{
+    AppealReason, ClaimItem, ClaimKind, ClaimSubmission, ClaimUse, ClaimsOp, CodePairEdit,
+    CoverageInput, Date, PolicyInput, PriorAuth, ServiceRule,
+};
 use medledger_credentials::CredentialsOp;
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_records::RecordsOp;
 use medledger_research::ResearchOp;
 use medledger_supply::SupplyPayload;
-use medledger_claims::{
-    AppealReason, ClaimItem, ClaimKind, ClaimSubmission, ClaimUse, ClaimsOp, CodePairEdit,
-    CoverageInput, Date, PolicyInput, PriorAuth, ServiceRule,
-};
 use medledger_tokens::{Amount, ClassSpec, Reason, RewardProgram, RewardPurpose, TokensOp};
 use medledger_trials::TrialsOp;
 use medledger_types::{Role, TX_BYTES_MAX, TypesError};
@@ -448,7 +448,10 @@ fn one_of_each() -> Vec<(Payload, u8)> {
                 end: None,
             },
         },
-        ClaimsOp::EndCoverage { id: hash, end: date },
+        ClaimsOp::EndCoverage {
+            id: hash,
+            end: date,
+        },
         ClaimsOp::Submit {
             claim: ClaimSubmission {
                 id: hash,

@@ -410,7 +410,11 @@ mod tests {
 
     #[test]
     fn reads_must_be_another_modules_prefixes() {
-        let owners = [("records", "record/"), ("claims", "claim/"), ("ledger", "member/")];
+        let owners = [
+            ("records", "record/"),
+            ("claims", "claim/"),
+            ("ledger", "member/"),
+        ];
         let reader = |reads| ModuleInfo {
             name: "claims",
             prefixes: &["claim/"],

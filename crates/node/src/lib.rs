@@ -13,12 +13,14 @@
 //! `tx_proof` and the audit check receipts against the block's receipts root.
 
 mod audit;
+pub mod claims;
 mod mempool;
 mod metrics;
 mod producer;
 pub mod records;
 mod replica;
 pub mod research;
+mod sealed;
 pub mod service;
 pub mod supply;
 pub mod trials;

@@ -186,7 +186,13 @@ impl Services {
 pub fn open_services(node: &Node, data_dir: &Path) -> Result<Services, ServiceError> {
     let mut services = Services::default();
     let vault = Arc::new(medledger_vault::Vault::open(&data_dir.join("vault"))?);
-    services.register(Records::open(node.clone(), vault.clone())?);
+    let records = Records::open(node.clone(), vault.clone())?;
+    services.register(records.clone());
+    services.register(crate::claims::Claims::open(
+        node.clone(),
+        records,
+        &data_dir.join("claims"),
+    )?);
     services.register(Research::open(
         node.clone(),
         vault,

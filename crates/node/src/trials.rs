@@ -17,18 +17,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use medledger_crypto::envelope::{BlindKey, DataKey, NONCE_BYTES};
 use medledger_crypto::{Hash, PublicKey};
 use medledger_ledger::{Authority, Payload, TxError};
 use medledger_state::StateRead;
 use medledger_trials::{self as ledger, Alert, CaptureEntry, Seriousness, Study, TrialsError};
 use medledger_types::{Height, Role};
 use rand_core::{OsRng, RngCore};
-use redb::{ReadableDatabase, TableDefinition};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Node;
+use crate::sealed::{Kept, SealedStore};
 use crate::service::{Service, ServiceError, wait_committed};
 
 /// The largest form (its JSON) one capture may hold.
@@ -42,7 +41,6 @@ pub const AUDIT_CAPTURES_PAGE_MAX: u64 = 1_000;
 /// The most signatures or adverse events an audit view lists (beyond it, the view says so).
 pub const AUDIT_ENTRIES_MAX: u64 = 100_000;
 
-const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("trial_blobs");
 const CAPTURE_TAG: &[u8] = b"medledger/trial-capture/v1";
 const REPORT_TAG: &[u8] = b"medledger/trial-adverse-event/v1";
 
@@ -129,9 +127,7 @@ pub struct Trials {
 }
 
 struct Inner {
-    db: redb::Database,
-    seal: DataKey,
-    commit: BlindKey,
+    blobs: SealedStore,
     webhooks: crate::webhooks::Webhooks,
 }
 
@@ -144,33 +140,6 @@ impl std::fmt::Debug for Trials {
 impl Service for Trials {
     /// Nothing follows blocks here: alerts and clocks are read from the committed state.
     const FOLLOWING: Option<&'static str> = None;
-}
-
-/// What the node keeps under a key.
-enum Kept {
-    Absent,
-    Plain(Vec<u8>),
-    /// Bytes that fail their authentication: changed since they were kept.
-    Undecryptable,
-}
-
-impl Kept {
-    /// The content as JSON and whether it matches `commitment` (computed by `commit`); `None`
-    /// for the match when nothing is kept here.
-    fn check(self, commit: impl Fn(&[u8]) -> Hash, commitment: &Hash) -> (Value, Option<bool>) {
-        match self {
-            Kept::Absent => (Value::Null, None),
-            Kept::Undecryptable => (Value::Null, Some(false)),
-            Kept::Plain(content) => (
-                serde_json::from_slice(&content).unwrap_or(Value::Null),
-                Some(commit(&content) == *commitment),
-            ),
-        }
-    }
-}
-
-fn storage(error: impl std::fmt::Display) -> ServiceError {
-    ServiceError::Storage(format!("trial data store: {error}"))
 }
 
 fn read_error(error: TxError) -> ServiceError {
@@ -186,22 +155,18 @@ fn blob_key(kind: &str, study: &str, id: &Hash, version: u32) -> String {
 
 impl Trials {
     pub fn open(node: Node, dir: &Path) -> Result<Trials, ServiceError> {
-        std::fs::create_dir_all(dir).map_err(storage)?;
-        let db = redb::Database::create(dir.join("blobs.redb")).map_err(storage)?;
-        let txn = db.begin_write().map_err(storage)?;
-        txn.open_table(BLOBS).map_err(storage)?;
-        txn.commit().map_err(storage)?;
-        let seal = DataKey(node.derive_secret("trials/blob-encryption"));
-        let commit = BlindKey(node.derive_secret("trials/commitment"));
+        let blobs = SealedStore::open(
+            &node,
+            dir,
+            "blobs.redb",
+            "trial_blobs",
+            "trials",
+            "trial data store",
+        )?;
         let webhooks = crate::webhooks::Webhooks::open(dir)?;
         let trials = Trials {
             node,
-            inner: Arc::new(Inner {
-                db,
-                seal,
-                commit,
-                webhooks,
-            }),
+            inner: Arc::new(Inner { blobs, webhooks }),
         };
         trials.spawn_deliveries();
         Ok(trials)
@@ -236,57 +201,15 @@ impl Trials {
     }
 
     fn keep(&self, blobs: &[(String, Vec<u8>)]) -> Result<(), ServiceError> {
-        let txn = self.inner.db.begin_write().map_err(storage)?;
-        {
-            let mut table = txn.open_table(BLOBS).map_err(storage)?;
-            for (key, plaintext) in blobs {
-                let mut nonce = [0u8; NONCE_BYTES];
-                OsRng.fill_bytes(&mut nonce);
-                let mut sealed = nonce.to_vec();
-                sealed.extend(self.inner.seal.seal(nonce, key.as_bytes(), plaintext));
-                table
-                    .insert(key.as_str(), sealed.as_slice())
-                    .map_err(storage)?;
-            }
-        }
-        txn.commit().map_err(storage)
+        self.inner.blobs.keep(blobs)
     }
 
     fn forget(&self, keys: &[String]) {
-        let forget = || -> Result<(), ServiceError> {
-            let txn = self.inner.db.begin_write().map_err(storage)?;
-            {
-                let mut table = txn.open_table(BLOBS).map_err(storage)?;
-                for key in keys {
-                    table.remove(key.as_str()).map_err(storage)?;
-                }
-            }
-            txn.commit().map_err(storage)
-        };
-        if let Err(error) = forget() {
-            // Not served anyway: no commitment on chain names them.
-            tracing::warn!(%error, "could not delete trial data of a refused transaction");
-        }
+        self.inner.blobs.forget(keys)
     }
 
-    /// What is kept under `key`: nothing, its plaintext, or bytes that no longer decrypt (changed
-    /// on disk), which a read reports as not matching the chain.
     fn kept(&self, key: &str) -> Result<Kept, ServiceError> {
-        let txn = self.inner.db.begin_read().map_err(storage)?;
-        let table = txn.open_table(BLOBS).map_err(storage)?;
-        let Some(sealed) = table.get(key).map_err(storage)? else {
-            return Ok(Kept::Absent);
-        };
-        let sealed = sealed.value();
-        let Some((nonce, ciphertext)) = sealed.split_first_chunk::<NONCE_BYTES>() else {
-            return Ok(Kept::Undecryptable);
-        };
-        Ok(
-            match self.inner.seal.open(*nonce, key.as_bytes(), ciphertext) {
-                Ok(plaintext) => Kept::Plain(plaintext),
-                Err(_) => Kept::Undecryptable,
-            },
-        )
+        self.inner.blobs.kept(key)
     }
 
     fn capture_commitment(
@@ -296,7 +219,7 @@ impl Trials {
         version: u32,
         content: &[u8],
     ) -> Hash {
-        self.inner.commit.blind(
+        self.inner.blobs.commitment(
             CAPTURE_TAG,
             &[
                 study.as_bytes(),
@@ -452,7 +375,7 @@ impl Trials {
         let mut id = [0u8; 32];
         OsRng.fill_bytes(&mut id);
         let event = Hash(id);
-        let commitment = self.inner.commit.blind(
+        let commitment = self.inner.blobs.commitment(
             REPORT_TAG,
             &[report.study.as_bytes(), event.as_bytes(), &report.report],
         );
@@ -740,7 +663,7 @@ impl Trials {
         let kept = self.kept(&blob_key("adverse-event", &record.id, event, 1))?;
         let (report, matches) = kept.check(
             |content| {
-                self.inner.commit.blind(
+                self.inner.blobs.commitment(
                     REPORT_TAG,
                     &[record.id.as_bytes(), event.as_bytes(), content],
                 )

@@ -1173,12 +1173,28 @@ fn close_escrow(
     if released {
         ledger.credit(&held.payee, paid)?;
         let (payee, id, reference) = (held.payee, held.id, held.reference);
-        ledger.log(tx, None, Some(payee), Some(id), paid, Reason::Settlement, reference)?;
+        ledger.log(
+            tx,
+            None,
+            Some(payee),
+            Some(id),
+            paid,
+            Reason::Settlement,
+            reference,
+        )?;
     }
     if rest > 0 || !released {
         ledger.credit(&held.payer, rest)?;
         let (payer, id, reference) = (held.payer, held.id, held.reference);
-        ledger.log(tx, None, Some(payer), Some(id), rest, Reason::Refund, reference)?;
+        ledger.log(
+            tx,
+            None,
+            Some(payer),
+            Some(id),
+            rest,
+            Reason::Refund,
+            reference,
+        )?;
     }
     let height = tx.block.height;
     held.state = if released {

@@ -176,6 +176,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     openapi: <FhirDoc as utoipa::OpenApi>::openapi,
     consent: None,
     audit: None,
+    fhir: None,
 };
 
 #[derive(utoipa::OpenApi)]
@@ -204,7 +205,10 @@ fn routes() -> Router<AppState> {
         .route("/fhir/{kind}/", post(create).get(search::search_kind))
         .route("/fhir/Binary", post(binary::upload))
         .route("/fhir/Binary/{id}", get(binary::download))
-        .route("/fhir/{kind}/{id}", get(read).put(update))
+        .route(
+            "/fhir/{kind}/{id}",
+            get(read).put(update).post(type_operation),
+        )
         .route("/fhir/{kind}/{id}/{operation}", post(operation))
         .route("/v1/records/me", get(me))
         .route("/v1/records/patients/{id}/bind", post(bind))
@@ -329,7 +333,7 @@ pub(crate) fn fhir_not_found(method: &Method, uri: &Uri) -> FhirFailure {
 }
 
 /// Runs blocking work (database reads, decryption) off the async workers, answering in FHIR terms.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> FhirResult<T> + Send + 'static,
 ) -> FhirResult<T> {
     crate::blocking(move || Ok(work())).await?
@@ -914,7 +918,35 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> FhirResult<Response> {
     let body = body_bytes(body)?;
+    if let Some(view) = crate::fhir_view(&kind) {
+        let caller = caller(&state, &method, &uri, &headers, &body).await?;
+        return (view.create)(state, caller, kind, None, body).await;
+    }
     store_one(state, method, uri, headers, body, kind, None).await
+}
+
+/// `POST /fhir/{type}/${operation}`: a type-level operation of a module's resource type (e.g.
+/// `Claim/$submit`).
+async fn type_operation(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    Path((kind, operation)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> FhirResult<Response> {
+    let body = body_bytes(body)?;
+    match crate::fhir_view(&kind) {
+        Some(view) if operation.starts_with('$') => {
+            let caller = caller(&state, &method, &uri, &headers, &body).await?;
+            (view.create)(state, caller, kind, Some(operation), body).await
+        }
+        _ => Err(FhirFailure::new(
+            StatusCode::NOT_FOUND,
+            IssueType::NotSupported,
+            format!("{kind} has no operation {operation}"),
+        )),
+    }
 }
 
 #[utoipa::path(put, path = "/fhir/{type}/{id}", tag = "fhir", security(("medledger_signature" = []), ("smart_bearer" = [])), params(("type" = String, Path), ("id" = String, Path)),
@@ -929,6 +961,13 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> FhirResult<Response> {
     let body = body_bytes(body)?;
+    if crate::fhir_view(&kind).is_some() {
+        return Err(FhirFailure::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            IssueType::NotSupported,
+            format!("{kind} is not updated in place"),
+        ));
+    }
     store_one(state, method, uri, headers, body, kind, Some(id)).await
 }
 
@@ -971,6 +1010,9 @@ async fn read(
 ) -> FhirResult<Response> {
     check_kind(&kind)?;
     let caller = caller(&state, &method, &uri, &headers, b"").await?;
+    if let Some(view) = crate::fhir_view(&kind) {
+        return (view.read)(state, caller, kind, id).await;
+    }
     match kind.as_str() {
         "Consent" => {
             caller.may("Consent", Action::Read, None)?;

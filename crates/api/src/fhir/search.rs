@@ -57,6 +57,10 @@ pub(super) async fn search_kind(
     Query(query): Query<Vec<(String, String)>>,
 ) -> FhirResult<Response> {
     check_kind(&kind)?;
+    if let Some(view) = crate::fhir_view(&kind) {
+        let caller = super::caller(&state, &method, &uri, &headers, b"").await?;
+        return (view.search)(state, caller, kind, query).await;
+    }
     search(state, method, uri, headers, query, Some(kind)).await
 }
 
