@@ -186,8 +186,11 @@ pub(crate) struct FhirView {
     pub kinds: &'static [&'static str],
     pub create: fn(AppState, fhir::Caller, String, Option<String>, axum::body::Bytes) -> FhirAnswer,
     pub read: fn(AppState, fhir::Caller, String, String) -> FhirAnswer,
-    pub search: fn(AppState, fhir::Caller, String, Vec<(String, String)>) -> FhirAnswer,
+    pub search: fn(AppState, fhir::Caller, String, SearchParams) -> FhirAnswer,
 }
+
+/// A search's parameters, in order.
+pub(crate) type SearchParams = Vec<(String, String)>;
 
 /// A module's answer on the FHIR face.
 pub(crate) type FhirAnswer = std::pin::Pin<

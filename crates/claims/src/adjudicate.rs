@@ -201,6 +201,7 @@ fn authorises(authorisation: Option<&ClaimEntry>, item: &ClaimItem) -> bool {
 
 /// The patient's consent for `payer` to see the service for payment (HPAYMT), decided by the
 /// records module's own rule at this block.
+#[allow(clippy::too_many_arguments)]
 fn payment_consent(
     state: &dyn StateRead,
     tx: &TxContext<'_>,
@@ -873,24 +874,24 @@ fn release_books(state: &mut View<'_, '_>, entry: &ClaimEntry) -> Result<(), Cla
             continue;
         }
         let year = asked.service_date.year();
-        if !accruals.contains_key(&year) {
-            accruals.insert(year, crate::accrual(&*state, &entry.plan, &member, year)?);
-        }
-        let accrual = accruals.entry(year).or_default();
+        let accrual = match accruals.entry(year) {
+            std::collections::btree_map::Entry::Occupied(found) => found.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(crate::accrual(&*state, &entry.plan, &member, year)?)
+            }
+        };
         accrual.deductible_met.0 = accrual.deductible_met.0.saturating_sub(item.deductible.0);
         accrual.paid.0 = accrual.paid.0.saturating_sub(item.payer.0);
         accrual.add_units(&asked.code, -i64::from(item.units));
         let date = asked.service_date;
-        if !days.contains_key(&date) {
-            let key = key_day(&entry.provider_org, &member, date);
-            days.insert(
-                date,
-                medledger_module::read(&*state, &key)?.unwrap_or_default(),
-            );
-        }
-        days.entry(date)
-            .or_default()
-            .retain(|line| line.claim != entry.claim.id);
+        let lines = match days.entry(date) {
+            std::collections::btree_map::Entry::Occupied(found) => found.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let key = key_day(&entry.provider_org, &member, date);
+                slot.insert(medledger_module::read(&*state, &key)?.unwrap_or_default())
+            }
+        };
+        lines.retain(|line| line.claim != entry.claim.id);
     }
     for (year, accrual) in accruals {
         state.put(

@@ -452,6 +452,22 @@ pub fn claim_response(entry: &ClaimEntry, parties: &ClaimParties) -> Value {
 pub fn explanation_of_benefit(entry: &ClaimEntry, parties: &ClaimParties) -> Value {
     let mut resource = common(entry, parties, "ExplanationOfBenefit");
     let totals = entry.totals();
+    // An EOB's items say what was billed, as the claim's did.
+    resource["item"] = json!(
+        entry
+            .claim
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, asked)| json!({
+                "sequence": asked.sequence,
+                "productOrService": { "coding": [{ "code": asked.code }] },
+                "servicedDate": asked.service_date.to_string(),
+                "quantity": { "value": asked.units },
+                "adjudication": adjudication(entry, i, parties),
+            }))
+            .collect::<Vec<_>>()
+    );
     resource["provider"] = organisation(&entry.provider_org);
     resource["insurance"] = json!([{ "focal": true, "coverage": { "reference": format!("Coverage/{}", entry.claim.coverage) } }]);
     resource["claim"] = json!({ "reference": format!("Claim/{}", entry.claim.id) });
