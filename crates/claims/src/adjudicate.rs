@@ -37,9 +37,6 @@ fn check_shape(claim: &ClaimSubmission, today: Date) -> Result<(), ClaimsError> 
     if claim.items.is_empty() || claim.items.len() > ITEMS_MAX {
         return Err(invalid("items", format!("1 to {ITEMS_MAX} items")));
     }
-    if claim.use_ == ClaimUse::Claim && claim.diagnoses.is_empty() {
-        return Err(invalid("diagnoses", "a claim names at least one diagnosis"));
-    }
     if claim.diagnoses.len() > DIAGNOSES_MAX {
         return Err(invalid("diagnoses", format!("at most {DIAGNOSES_MAX}")));
     }

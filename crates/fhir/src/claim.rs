@@ -185,6 +185,11 @@ pub fn parse_claim(bytes: &[u8], decimals: u8) -> Result<(Value, ClaimFacts), Ve
         .flatten()
         .enumerate()
     {
+        // A diagnosis given by reference (a Condition kept here, as Synthea writes them) stays
+        // with the Claim; only coded ones go on chain, and adjudication needs neither.
+        if diagnosis["diagnosisReference"].is_object() {
+            continue;
+        }
         let code = diagnosis["diagnosisCodeableConcept"]["coding"]
             .as_array()
             .and_then(|codings| codings.iter().find_map(|c| c["code"].as_str()));

@@ -57,7 +57,7 @@ pub use validate::{VALIDATION_ISSUES_MAX, r4_schema, validate};
 pub use vcf::{VCF_LINE_BYTES_MAX, VcfError, VcfStats, deidentify_vcf};
 
 /// Runs every parser on untrusted bytes (resources, Bundles, search parameters, dates, Provenance
-/// ids, VCF files) and ignores the results: the entry point for fuzzing,
+/// ids, Claims, VCF files) and ignores the results: the entry point for fuzzing,
 /// which must never panic whatever the input.
 pub fn fuzz_parse(bytes: &[u8]) {
     if let Ok(resource) = parse_resource(bytes) {
@@ -98,6 +98,8 @@ pub fn fuzz_parse(bytes: &[u8]) {
         let _ = search::parse_date(text);
         let _ = parse_provenance_id(text);
     }
+    // The same bytes as a FHIR Claim for adjudication.
+    let _ = claim::parse_claim(bytes, 2);
     // The same bytes as a VCF file to de-identify (VCF data lines need not be UTF-8).
     let _ = deidentify_vcf(bytes, std::io::sink(), "sample", 2024);
 }

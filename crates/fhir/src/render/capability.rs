@@ -9,7 +9,16 @@ use crate::types::is_resource_type;
 
 /// Resource types the node serves from the ledger itself rather than storing as records, each
 /// described once with its own interactions.
-const LEDGER_TYPES: [&str; 3] = ["AuditEvent", "Consent", "Provenance"];
+const LEDGER_TYPES: [&str; 8] = [
+    "AuditEvent",
+    "Claim",
+    "ClaimResponse",
+    "Consent",
+    "Coverage",
+    "ExplanationOfBenefit",
+    "PaymentReconciliation",
+    "Provenance",
+];
 
 /// What a node's CapabilityStatement says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +119,42 @@ pub fn capability_statement(config: &CapabilityConfig<'_>) -> Value {
             "documentation": "The record whose versions to describe (`[type]/[id]`).",
         }],
     }));
+    resources.push(json!({
+        "type": "Claim",
+        "documentation": "Submitted at the provider's node by its members (POST or $submit), \
+            adjudicated on the ledger in the block that commits it; the answer is its \
+            ClaimResponse. The Claim itself is kept sealed at the provider and read only there.",
+        "interaction": interactions(&["create", "read"]),
+        "operation": [{ "name": "submit", "definition": "http://hl7.org/fhir/OperationDefinition/Claim-submit" }],
+    }));
+    for (resource_type, documentation, codes) in [
+        (
+            "ClaimResponse",
+            "The ledger's adjudication of a claim, with X12 CARC/RARC reasons; searched by requestor (a provider), insurer (a payer's queue) or, for a patient, their own.",
+            &["read", "search-type"][..],
+        ),
+        (
+            "ExplanationOfBenefit",
+            "A claim as its patient reads it: billed, allowed, paid, and the patient's share.",
+            &["read", "search-type"][..],
+        ),
+        (
+            "Coverage",
+            "A member's coverage under a payer's plan, from the ledger.",
+            &["read"][..],
+        ),
+        (
+            "PaymentReconciliation",
+            "A payer's settlements to a provider over a period, from the ledger: searched by requestor, payment-issuer and created (ge, lt).",
+            &["search-type"][..],
+        ),
+    ] {
+        resources.push(json!({
+            "type": resource_type,
+            "documentation": documentation,
+            "interaction": interactions(codes),
+        }));
+    }
     let mut security = json!({
         "description": "Two ways in. SMART on FHIR (OAuth 2.0): Backend Services \
             (client_credentials with a private_key_jwt assertion signed by an enrolled member's \
