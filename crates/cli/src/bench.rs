@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use medledger_crypto::{Hash, SecretKey, sha256};
-use medledger_ledger::{CoreOp, Tx, TxBody};
+use medledger_ledger::{CoreOp, Payload, Tx, TxBody};
 use medledger_types::Role;
 
 use crate::client::Client;
@@ -53,9 +53,11 @@ pub struct BenchArgs {
     /// The node's home, to report bytes on disk per transaction.
     #[arg(long)]
     home: Option<PathBuf>,
-    /// What each transaction does: `anchor` (a commitment under a fresh id) or `transfer` (one
-    /// minor unit of a token class the bench creates, between its senders; needs a chain whose
-    /// organisation alone is two thirds, such as `medledger dev`).
+    /// What each transaction does: `anchor` (a commitment under a fresh id), `transfer` (one
+    /// minor unit of a token class the bench creates, between its senders) or `claims` (a
+    /// two-line professional claim, adjudicated and settled; `--senders` patients are covered).
+    /// `transfer` and `claims` need a chain whose organisation alone is two thirds, such as
+    /// `medledger dev`.
     #[arg(long, default_value = "anchor")]
     workload: String,
 }
@@ -96,35 +98,229 @@ fn token_setup(
             "the class awaits other organisations' approval: run the transfer workload on a chain whose organisation alone decides (medledger dev)"
         );
     }
-    let first = client.next_nonce(&org.public_key())?;
-    let mints: Vec<Tx> = senders
+    let mints: Vec<Payload> = senders
         .iter()
+        .map(|sender| {
+            TokensOp::Mint {
+                symbol: symbol.clone(),
+                to: sender.public_key(),
+                amount: Amount(1_000_000_000),
+                reference: None,
+            }
+            .into()
+        })
+        .collect();
+    if !mints.is_empty() {
+        setup(
+            client,
+            org,
+            chain_id,
+            mints,
+            batch,
+            "minting the senders' balances",
+        )?;
+    }
+    Ok(symbol)
+}
+
+/// Signs `payloads` with `org`'s consecutive nonces, submits them and waits for the last.
+fn setup(
+    client: &Client,
+    org: &SecretKey,
+    chain_id: &str,
+    payloads: Vec<Payload>,
+    batch: usize,
+    what: &str,
+) -> Result<()> {
+    let first = client.next_nonce(&org.public_key())?;
+    let txs: Vec<Tx> = payloads
+        .into_iter()
         .enumerate()
-        .map(|(i, sender)| {
+        .map(|(i, payload)| {
             TxBody {
                 chain_id: chain_id.to_string(),
                 sender: org.public_key(),
                 nonce: first + i as u64,
-                payload: TokensOp::Mint {
-                    symbol: symbol.clone(),
-                    to: sender.public_key(),
-                    amount: Amount(1_000_000_000),
-                    reference: None,
-                }
-                .into(),
+                payload,
             }
             .sign(org)
         })
         .collect();
-    for chunk in mints.chunks(batch) {
+    for chunk in txs.chunks(batch) {
         submit_all(client, chunk)?;
     }
-    let last = mints.last().context("no senders")?;
-    let minted = client.wait(&last.id(), Duration::from_secs(120))?;
-    if minted["status"] != "committed" {
-        bail!("minting the senders' balances failed: {minted}");
+    let last = txs.last().context("nothing to set up")?;
+    let done = client.wait(&last.id(), Duration::from_secs(120))?;
+    if done["status"] != "committed" {
+        bail!("{what} failed: {done}");
     }
-    Ok(symbol)
+    Ok(())
+}
+
+/// What the claims workload bills: a plan of `CLAIM_CODES` services, and patients each with an
+/// Encounter on record, bound to an enrolled key and covered.
+struct ClaimsWorld {
+    provider: medledger_crypto::PublicKey,
+    /// (patient id, encounter record, coverage), one per patient.
+    patients: Vec<(Hash, Hash, Hash)>,
+}
+
+/// The service codes the claims workload bills, two per claim.
+const CLAIM_CODES: usize = 20;
+
+/// Sets up the claims workload on a chain whose organisation alone decides: a settlement class,
+/// a payer account (an insurer member) funded by it, a plan, and `patients` covered patients
+/// with an Encounter each. The organisation is provider and payer at once; its root key renders
+/// the services and is paid.
+fn claims_setup(
+    client: &Client,
+    org: &SecretKey,
+    chain_id: &str,
+    seed: u64,
+    patients: usize,
+    batch: usize,
+) -> Result<ClaimsWorld> {
+    use medledger_claims::{ClaimsOp, CoverageInput, Date, PolicyInput, PriorAuth, ServiceRule};
+    use medledger_tokens::{Amount, TokensOp};
+    let symbol = token_setup(client, org, chain_id, &[], seed, batch)?;
+    let payer = SecretKey::from_seed(seed ^ 0x5eed);
+    let mut payloads: Vec<Payload> = vec![
+        CoreOp::Enrol {
+            member: payer.public_key(),
+            role: Role::Insurer,
+        }
+        .into(),
+        TokensOp::Mint {
+            symbol: symbol.clone(),
+            to: payer.public_key(),
+            amount: Amount(u128::from(u64::MAX)),
+            reference: None,
+        }
+        .into(),
+        ClaimsOp::PublishPolicy {
+            policy: PolicyInput {
+                plan: format!("bench{}", seed % 1_000_000),
+                effective: Date::from_ymd(2025, 1, 1).context("a date")?,
+                symbol,
+                account: payer.public_key(),
+                deductible: Amount(5_000),
+                copay: Amount(1_000),
+                coinsurance_bp: 2_000,
+                annual_limit: None,
+                payment_consent_required: false,
+                review_charge_ratio_bp: 30_000,
+                authorisation_days: 90,
+                escrow_authorisations: false,
+                services: (0..CLAIM_CODES)
+                    .map(|c| ServiceRule {
+                        code: format!("{}", 99_200 + c),
+                        allowed: Amount(10_000 + 500 * c as u128),
+                        units_per_day_max: 1,
+                        annual_units_max: None,
+                        prior_auth: PriorAuth::NotRequired,
+                    })
+                    .collect(),
+                edits: Vec::new(),
+            },
+        }
+        .into(),
+    ];
+    let plan = format!("bench{}", seed % 1_000_000);
+    let mut world = ClaimsWorld {
+        provider: org.public_key(),
+        patients: Vec::with_capacity(patients),
+    };
+    for p in 0..patients as u64 {
+        let key = SecretKey::from_seed(seed.wrapping_add(1_000_000 + p));
+        let tag = |what: &str| sha256(format!("{seed}/{what}/{p}").as_bytes());
+        let (patient, encounter, coverage) = (tag("patient"), tag("encounter"), tag("coverage"));
+        payloads.push(
+            CoreOp::Enrol {
+                member: key.public_key(),
+                role: Role::Patient,
+            }
+            .into(),
+        );
+        payloads.push(
+            medledger_records::RecordsOp::PutRecords {
+                records: vec![medledger_records::RecordWrite {
+                    record: encounter,
+                    patient,
+                    resource_type: "Encounter".into(),
+                    category: None,
+                    version: 1,
+                    commitment: tag("commitment"),
+                    author: org.public_key(),
+                }],
+            }
+            .into(),
+        );
+        payloads.push(
+            medledger_records::RecordsOp::BindPatient {
+                patient,
+                key: key.public_key(),
+            }
+            .into(),
+        );
+        payloads.push(
+            ClaimsOp::Cover {
+                coverage: CoverageInput {
+                    id: coverage,
+                    plan: plan.clone(),
+                    member: key.public_key(),
+                    start: Date::from_ymd(2025, 1, 1).context("a date")?,
+                    end: None,
+                },
+            }
+            .into(),
+        );
+        world.patients.push((patient, encounter, coverage));
+    }
+    setup(
+        client,
+        org,
+        chain_id,
+        payloads,
+        batch,
+        "setting up the claims workload",
+    )?;
+    Ok(world)
+}
+
+/// Claim `i`: two services for one patient on one day, no two claims billing the same code for
+/// the same patient and day (so none is a duplicate).
+fn bench_claim(world: &ClaimsWorld, seed: u64, i: usize) -> Result<Payload> {
+    use medledger_claims::{ClaimItem, ClaimKind, ClaimSubmission, ClaimUse, ClaimsOp, Date};
+    let patients = world.patients.len();
+    let pairs = CLAIM_CODES / 2;
+    let (patient, encounter, coverage) = world.patients[i % patients];
+    let pair = (i / patients) % pairs;
+    let day = (i / (patients * pairs)) as u32;
+    let service_date = Date(Date::from_ymd(2025, 1, 1).context("a date")?.0 + day);
+    let item = |n: usize| ClaimItem {
+        sequence: n as u32 + 1,
+        code: format!("{}", 99_200 + 2 * pair + n),
+        service_date,
+        units: 1,
+        charge: medledger_tokens::Amount(15_000),
+    };
+    Ok(ClaimsOp::Submit {
+        claim: ClaimSubmission {
+            id: sha256(format!("{seed}/claim/{i}").as_bytes()),
+            use_: ClaimUse::Claim,
+            kind: ClaimKind::Professional,
+            coverage,
+            patient,
+            provider: world.provider,
+            payee: world.provider,
+            encounter: Some(encounter),
+            authorisation: None,
+            diagnoses: vec!["E11.9".into()],
+            items: vec![item(0), item(1)],
+            commitment: sha256(format!("{seed}/commitment/{i}").as_bytes()),
+        },
+    }
+    .into())
 }
 
 fn style(bar: &ProgressBar, what: &str) {
@@ -194,15 +390,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     eprintln!("enrolled {} sender keys", senders.len());
-    let symbol = match args.workload.as_str() {
-        "anchor" => None,
-        "transfer" => Some(token_setup(
-            &client, &org, &chain_id, &senders, seed, args.batch,
-        )?),
-        other => bail!("--workload {other:?} is anchor or transfer"),
+    let (symbol, claims) = match args.workload.as_str() {
+        "anchor" => (None, None),
+        "transfer" => (
+            Some(token_setup(
+                &client, &org, &chain_id, &senders, seed, args.batch,
+            )?),
+            None,
+        ),
+        "claims" => (
+            None,
+            Some(claims_setup(
+                &client,
+                &org,
+                &chain_id,
+                seed,
+                args.senders,
+                args.batch,
+            )?),
+        ),
+        other => bail!("--workload {other:?} is anchor, transfer or claims"),
     };
     if let Some(symbol) = &symbol {
         eprintln!("token class {symbol} created and every sender funded");
+    }
+    if let Some(world) = &claims {
+        eprintln!(
+            "plan published and {} patients covered, each with an Encounter",
+            world.patients.len()
+        );
     }
 
     // Sign everything up front, on every core.
@@ -215,16 +431,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|part| {
-                let (senders, chain_id, bar, symbol) = (&senders, &chain_id, &bar, &symbol);
+                let (senders, chain_id, bar, symbol, claims) =
+                    (&senders, &chain_id, &bar, &symbol, &claims);
                 let total = args.txs;
                 scope.spawn(move || {
                     (part..total)
                         .step_by(threads)
                         .map(|i| {
                             let sender = &senders[i % senders.len()];
-                            let payload = match symbol {
+                            let payload = match (symbol, claims) {
+                                (_, Some(world)) => match bench_claim(world, seed, i) {
+                                    Ok(payload) => payload,
+                                    Err(_) => return None,
+                                },
                                 // One minor unit to the next sender.
-                                Some(symbol) => medledger_tokens::TokensOp::Transfer {
+                                (Some(symbol), None) => medledger_tokens::TokensOp::Transfer {
                                     symbol: symbol.clone(),
                                     to: senders[(i + 1) % senders.len()].public_key(),
                                     amount: medledger_tokens::Amount(1),
@@ -232,7 +453,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                                     reference: None,
                                 }
                                 .into(),
-                                None => CoreOp::Anchor {
+                                (None, None) => CoreOp::Anchor {
                                     id: sha256(
                                         &[&seed.to_le_bytes()[..], &(i as u64).to_le_bytes()]
                                             .concat(),
@@ -249,9 +470,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                             }
                             .sign(sender);
                             bar.inc(1);
-                            (i, tx)
+                            Some((i, tx))
                         })
-                        .collect::<Vec<_>>()
+                        .collect::<Option<Vec<_>>>()
+                        .unwrap_or_default()
                 })
             })
             .collect();
