@@ -436,7 +436,8 @@ fn operation_outcomes_are_valid() {
     );
 }
 
-/// The CapabilityStatement is valid with and without vread, whatever list of types it is given.
+/// The CapabilityStatement is valid with and without vread, whatever list of types it is given,
+/// and always describes the ledger's own types (access, provenance and the financial resources).
 #[test]
 fn capability_statement_is_valid() {
     for vread in [false, true] {
@@ -481,7 +482,12 @@ fn capability_statement_is_valid() {
                 "Patient",
                 "Consent",
                 "AuditEvent",
-                "Provenance"
+                "Provenance",
+                "Claim",
+                "ClaimResponse",
+                "ExplanationOfBenefit",
+                "Coverage",
+                "PaymentReconciliation"
             ]
         );
         assert_eq!(statement["date"], "2026-11-21T19:43:25.123Z");

@@ -31,9 +31,9 @@ pub struct CapabilityConfig<'a> {
     pub implementation_description: &'a str,
     /// The FHIR base URL the node serves, when known.
     pub base_url: Option<&'a str>,
-    /// The resource types stored as records. Unknown names, `Bundle`, `AuditEvent`, `Consent`
-    /// and `Provenance` (described with their own interactions) are skipped; duplicates are
-    /// described once, in sorted order.
+    /// The resource types stored as records. Unknown names, `Bundle` and the ledger's own types
+    /// (`AuditEvent`, `Consent`, `Provenance` and the financial resources, described with their
+    /// own interactions) are skipped; duplicates are described once, in sorted order.
     pub resource_types: &'a [&'a str],
     /// Whether `GET [type]/[id]/_history/[vid]` is served.
     pub vread: bool,
