@@ -11,10 +11,10 @@ use medledger_crypto::{Hash, PublicKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{ApiError, ApiResult, AppState, blocking};
+use axum::http::StatusCode;
+use medledger_node::tokens::Tokens;
 
-/// The most movements one statement page lists.
-pub const STATEMENT_PAGE_MAX: u64 = 1_000;
+use crate::{ApiError, ApiResult, AppState, blocking};
 
 pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     routes,
@@ -63,7 +63,7 @@ async fn read_head<T: serde::Serialize + Send + 'static>(
         let (height, found) = node.read_head(|view| Ok(read(view)?))?;
         let found = found.map_err(|error| {
             ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 error.to_string(),
             )
@@ -147,17 +147,20 @@ async fn statement(
 ) -> ApiResult<Json<Value>> {
     let Query(page) = crate::parse_query(query)?;
     let account = key(&account)?;
-    let limit = page.limit.unwrap_or(100).min(STATEMENT_PAGE_MAX);
-    read_head(
-        &state,
-        move |view| {
-            let (total, movements) =
-                medledger_tokens::statement(view, &account, page.offset, limit)?;
-            Ok(Some(json!({ "total": total, "movements": movements })))
-        },
-        String::new(),
-    )
-    .await
+    let tokens = state.services.get::<Tokens>().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_token_statements",
+            "this node keeps no token statement index",
+        )
+    })?;
+    let statement = tokens
+        .statement(&account, page.offset, page.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(json!({
+        "height": statement.height,
+        "entry": { "total": statement.total, "movements": statement.movements },
+    })))
 }
 
 #[utoipa::path(get, path = "/v1/tokens/escrows/{id}", tag = "tokens",

@@ -269,9 +269,14 @@ fn a_clean_claim_is_adjudicated_with_the_members_share_and_settled_in_the_same_b
     assert!(entry.findings.is_empty(), "{:?}", entry.findings);
     // The settlement is a movement with reason settlement and the claim as its reference.
     let state = snapshot(&world.chain);
-    let (_, movements) =
-        medledger_tokens::statement(&state, &provider.public_key(), 0, 10).expect("read");
-    let last = movements.last().expect("a movement");
+    let length = medledger_tokens::class(&state, USD)
+        .expect("read")
+        .expect("class")
+        .movements;
+    let last = medledger_tokens::movement(&state, USD, length - 1)
+        .expect("read")
+        .expect("logged");
+    assert_eq!(last.to, Some(provider.public_key()));
     assert_eq!(last.reason, medledger_tokens::Reason::Settlement);
     assert_eq!(last.reference, Some(entry.claim.id));
     // The deductible is met for the year: a second visit pays copay and coinsurance only.

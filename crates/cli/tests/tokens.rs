@@ -243,6 +243,30 @@ fn a_settlement_token_is_governed_paid_escrowed_rewarded_and_proven() {
     );
     assert_eq!(movements[0]["reference"], claim.as_str());
     assert_eq!(movements[2]["escrow"], escrow.as_str());
+    assert_eq!(statement["entry"]["total"], 3, "{statement}");
+    let page = ok(token(
+        &node,
+        &provider,
+        &["statement", "--offset", "1", "--limit", "1"],
+    ));
+    assert_eq!(page["entry"]["total"], 3, "{page}");
+    assert_eq!(page["entry"]["movements"][0], movements[1], "{page}");
+
+    // Statements are a node's index of the class logs: a restart goes on from where it was,
+    // and an index lost is rebuilt from the chain, the same.
+    node.stop();
+    node.start();
+    assert_eq!(
+        ok(token(&node, &provider, &["statement"]))["entry"],
+        statement["entry"]
+    );
+    node.stop();
+    std::fs::remove_file(node.home.join("data/tokens/statements.redb")).expect("the index");
+    node.start();
+    assert_eq!(
+        ok(token(&node, &provider, &["statement"]))["entry"],
+        statement["entry"]
+    );
 
     // The provider's balance, proven offline against genesis.
     let proof = dir.join("balance-proof.json");

@@ -23,6 +23,7 @@ pub mod research;
 mod sealed;
 pub mod service;
 pub mod supply;
+pub mod tokens;
 pub mod trials;
 pub mod webhooks;
 

@@ -200,6 +200,10 @@ pub fn open_services(node: &Node, data_dir: &Path) -> Result<Services, ServiceEr
     )?);
     services.register(Supply::open(node.clone(), &data_dir.join("epcis"))?);
     services.register(Trials::open(node.clone(), &data_dir.join("trials"))?);
+    services.register(crate::tokens::Tokens::open(
+        node.clone(),
+        &data_dir.join("tokens"),
+    )?);
     Ok(services)
 }
 

@@ -13,9 +13,11 @@
 //!   the owner expects to replace must be the current one), and `IncreaseAllowance` /
 //!   `DecreaseAllowance` change it by a difference (below zero is refused, not clamped).
 //! - **Movements.** Every mint, burn and transfer is one entry of its class's movement log, with
-//!   a reason code from a closed list and an optional 32-byte reference (a claim, a request), and
-//!   one entry of each party's statement. Balances and movements are state entries, so a light
-//!   client proves them against genesis like any other.
+//!   a reason code from a closed list and an optional 32-byte reference (a claim, a request).
+//!   Balances and movements are state entries, so a light client proves them against genesis
+//!   like any other. An account's statement is not state: a node indexes it from the movement
+//!   logs (`classes` lists every class; each class counts its movements), so a transfer writes
+//!   its two balances, its movement and its class, nothing per party.
 //!
 //! Amounts are integers in minor units (u128), written as decimal strings in JSON so no client
 //! rounds them. Every sum is checked: an overflow is a refusal.
@@ -433,13 +435,8 @@ pub fn key_movement(symbol: &str, seq: u64) -> Vec<u8> {
     format!("token-movement/{symbol}/{seq:020}").into_bytes()
 }
 
-pub fn key_statement(account: &PublicKey, seq: u64) -> Vec<u8> {
-    format!("token-statement/{account}/{seq:020}").into_bytes()
-}
-
-pub fn key_statement_count(account: &PublicKey) -> Vec<u8> {
-    format!("token-statement-count/{account}").into_bytes()
-}
+/// The symbols of every class, in the order they were created.
+pub const KEY_CLASSES: &[u8] = b"token-classes/list";
 
 pub fn key_escrow(id: &Hash) -> Vec<u8> {
     format!("token-escrow/{id}").into_bytes()
@@ -457,6 +454,11 @@ pub fn key_reward_paid(program: &str, patient: &PublicKey, period: u64) -> Vec<u
 
 pub fn class(state: &dyn StateRead, symbol: &str) -> Result<Option<TokenClass>, StateError> {
     read(state, &key_class(symbol))
+}
+
+/// Every class's symbol, in the order the classes were created.
+pub fn classes(state: &dyn StateRead) -> Result<Vec<String>, StateError> {
+    Ok(read(state, KEY_CLASSES)?.unwrap_or_default())
 }
 
 pub fn proposal(state: &dyn StateRead, symbol: &str) -> Result<Option<ClassProposal>, StateError> {
@@ -511,27 +513,6 @@ pub fn movement(
     seq: u64,
 ) -> Result<Option<Movement>, StateError> {
     read(state, &key_movement(symbol, seq))
-}
-
-/// An account's statement: how many movements touched it, and those from `offset` (at most
-/// `limit`), oldest first.
-pub fn statement(
-    state: &dyn StateRead,
-    account: &PublicKey,
-    offset: u64,
-    limit: u64,
-) -> Result<(u64, Vec<Movement>), StateError> {
-    let total: u64 = read(state, &key_statement_count(account))?.unwrap_or(0);
-    let mut out = Vec::new();
-    for seq in offset..total.min(offset.saturating_add(limit)) {
-        let Some((symbol, at)) = read::<(String, u64)>(state, &key_statement(account, seq))? else {
-            continue;
-        };
-        if let Some(found) = movement(state, &symbol, at)? {
-            out.push(found);
-        }
-    }
-    Ok((total, out))
 }
 
 // Checks.
@@ -665,7 +646,7 @@ impl Ledger<'_, '_, '_> {
         Ok(())
     }
 
-    /// Logs a movement, and it on each party's statement.
+    /// Logs a movement in its class's log.
     #[allow(clippy::too_many_arguments)]
     fn log(
         &mut self,
@@ -695,17 +676,6 @@ impl Ledger<'_, '_, '_> {
         self.state
             .put(key_movement(&self.record.symbol, seq), encode_value(&entry));
         self.record.movements += 1;
-        let mut parties: Vec<PublicKey> = from.into_iter().chain(to).collect();
-        parties.dedup();
-        for party in parties {
-            let count: u64 = read(&*self.state, &key_statement_count(&party))?.unwrap_or(0);
-            self.state.put(
-                key_statement(&party, count),
-                encode_value(&(self.record.symbol.clone(), seq)),
-            );
-            self.state
-                .put(key_statement_count(&party), encode_value(&(count + 1)));
-        }
         Ok(())
     }
 
@@ -756,8 +726,7 @@ impl Module for Tokens {
         "token-balance/",
         "token-allowance/",
         "token-movement/",
-        "token-statement/",
-        "token-statement-count/",
+        "token-classes/",
         "token-escrow/",
         "token-reward-program/",
         "token-reward-paid/",
@@ -1099,10 +1068,8 @@ impl Module for Tokens {
             json::<Amount>(value)
         } else if key.starts_with("token-movement/") {
             json::<Movement>(value)
-        } else if key.starts_with("token-statement/") {
-            json::<(String, u64)>(value)
-        } else if key.starts_with("token-statement-count/") {
-            json::<u64>(value)
+        } else if key == "token-classes/list" {
+            json::<Vec<String>>(value)
         } else if key.starts_with("token-escrow/") {
             json::<Escrow>(value)
         } else if key.starts_with("token-reward-program/") {
@@ -1315,8 +1282,11 @@ fn settle_proposal(
             movements: 0,
             created_at: tx.block.height,
         };
+        let mut symbols = classes(&*state)?;
+        symbols.push(symbol.clone());
         state.delete(key_proposal(&symbol));
         state.put(key_class(&symbol), encode_value(&created));
+        state.put(KEY_CLASSES.to_vec(), encode_value(&symbols));
     } else {
         state.put(key_proposal(&symbol), encode_value(&pending));
     }
