@@ -142,6 +142,19 @@ pub enum TokenCommand {
         cap: String,
         #[arg(long, default_value_t = 30 * 86_400_000)]
         period_ms: u64,
+        /// The program's rule: what each event of its purpose pays without the issuer (each
+        /// patient of a research release; a care plan attested), within the cap.
+        #[arg(long)]
+        per_event: Option<String>,
+    },
+    /// Attest that a care plan met its goals (a practitioner of its custodian, or its root key):
+    /// the adherence program's rule pays its patient, once per plan and period.
+    AttestAdherence {
+        #[arg(long)]
+        program: String,
+        /// The CarePlan: `CarePlan/<id>` held at this node, or its ledger record id (hex).
+        #[arg(long)]
+        care_plan: String,
     },
     /// Reward a patient under a program (its issuer's root key).
     Reward {
@@ -189,6 +202,27 @@ fn reference(text: &Option<String>) -> Result<Option<Hash>> {
     text.as_deref()
         .map(|text| Hash::from_hex(text.trim()).context("--reference is 32 bytes in hex"))
         .transpose()
+}
+
+/// A CarePlan's ledger record id: given, or resolved at the custodian's node from its FHIR id.
+fn care_plan_id(client: &Client, key: &SecretKey, text: &str) -> Result<Hash> {
+    let Some(id) = text.strip_prefix("CarePlan/") else {
+        return Hash::from_hex(text.trim())
+            .context("--care-plan is CarePlan/<id> or a ledger record id (hex)");
+    };
+    let (status, body) = crate::records::signed(
+        client,
+        key,
+        "GET",
+        &format!("/v1/records/ids/CarePlan/{id}"),
+        b"",
+        &Default::default(),
+    )?;
+    let found = crate::records::expect_ok(status, &body)?;
+    let record = found["record"]
+        .as_str()
+        .context("the node named no record id")?;
+    Hash::from_hex(record).context("the node's record id")
 }
 
 fn reason(text: &str) -> Result<Reason> {
@@ -338,6 +372,7 @@ pub fn run(client: &Client, key_path: &std::path::Path, command: TokenCommand) -
             purpose,
             cap,
             period_ms,
+            per_event,
         } => {
             let purpose = match purpose.as_str() {
                 "research-sharing" => RewardPurpose::ResearchSharing,
@@ -357,6 +392,7 @@ pub fn run(client: &Client, key_path: &std::path::Path, command: TokenCommand) -
                     purpose,
                     cap_per_period: amount(&cap)?,
                     period_ms,
+                    per_event: per_event.as_deref().map(amount).transpose()?,
                 },
             }
         }
@@ -370,6 +406,10 @@ pub fn run(client: &Client, key_path: &std::path::Path, command: TokenCommand) -
             patient: account(&patient)?,
             amount: amount(&how_much)?,
             reference: reference(&refers)?,
+        },
+        TokenCommand::AttestAdherence { program, care_plan } => TokensOp::AttestAdherence {
+            program,
+            care_plan: care_plan_id(client, &key, &care_plan)?,
         },
         TokenCommand::Class { symbol } => {
             crate::print(&client.get(&format!("/v1/tokens/classes/{symbol}"))?);

@@ -1,7 +1,8 @@
 //! End-to-end test of the token ledger through the real binary: an insurer's organisation
 //! proposes a settlement token and the hospital approves it; the insurer mints, pays a provider
 //! (zero included), locks funds in escrow and releases them; a reward program pays a patient up
-//! to its cap; every refusal exits 2 with its code; the provider's balance is proven offline
+//! to its cap, and an adherence rule pays when the hospital's practitioner attests a care plan
+//! met its goals; every refusal exits 2 with its code; the provider's balance is proven offline
 //! against genesis, and its statement lists each movement with its reason.
 #![allow(clippy::disallowed_methods)]
 
@@ -226,6 +227,76 @@ fn a_settlement_token_is_governed_paid_escrowed_rewarded_and_proven() {
     refused(reward("101"), "over_cap");
     ok(reward("100"));
     assert_eq!(balance(&node, &patient, &patient_key), "300");
+
+    // Adherence by rule: the hospital keeps the patient's CarePlan; its practitioner attests the
+    // plan's goals met, and the payer's program pays 60, once per plan and period.
+    ok(token(
+        &node,
+        &payer,
+        &[
+            "reward-program",
+            "--id",
+            "adhere",
+            "--symbol",
+            "USD",
+            "--purpose",
+            "adherence",
+            "--cap",
+            "100",
+            "--per-event",
+            "60",
+        ],
+    ));
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            { "resource": { "resourceType": "Patient", "id": "adherent", "gender": "male" },
+              "request": { "method": "PUT", "url": "Patient/adherent" } },
+            { "resource": { "resourceType": "CarePlan", "id": "walks", "status": "active",
+                "intent": "plan", "subject": { "reference": "Patient/adherent" } },
+              "request": { "method": "PUT", "url": "CarePlan/walks" } },
+        ],
+    });
+    let bundle_file = dir.join("care-plan.json");
+    std::fs::write(&bundle_file, bundle.to_string()).expect("write");
+    let fhir = |key: &Path, args: &[&str]| {
+        let mut all = vec!["fhir", "--key", key.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        ok(node.cli(&all))
+    };
+    fhir(&provider, &["import", bundle_file.to_str().expect("utf-8")]);
+    let attest = |key: &Path, care_plan: &str| {
+        token(
+            &node,
+            key,
+            &[
+                "attest-adherence",
+                "--program",
+                "adhere",
+                "--care-plan",
+                care_plan,
+            ],
+        )
+    };
+    // Before the patient is bound to a key there is nobody to pay.
+    refused(attest(&provider, "CarePlan/walks"), "patient_unlinked");
+    fhir(
+        &hospital,
+        &[
+            "bind",
+            "--patient",
+            "adherent",
+            "--patient-key",
+            &patient_key,
+        ],
+    );
+    // Only the custodian's practitioners (and root key) resolve and attest its care plans.
+    refused(attest(&patient, "CarePlan/walks"), "403");
+    refused(attest(&provider, "CarePlan/absent"), "not held here");
+    ok(attest(&provider, "CarePlan/walks"));
+    assert_eq!(balance(&node, &patient, &patient_key), "360");
+    refused(attest(&hospital, "CarePlan/walks"), "already_attested");
 
     // The provider's statement: the settlement, the zero payment and the escrow's release.
     let statement = ok(token(&node, &provider, &["statement"]));

@@ -395,6 +395,7 @@ fn one_of_each() -> Vec<(Payload, u8)> {
                 purpose: RewardPurpose::ResearchSharing,
                 cap_per_period: amount,
                 period_ms: 1,
+                per_event: Some(amount),
             },
         },
         TokensOp::Reward {
@@ -402,6 +403,10 @@ fn one_of_each() -> Vec<(Payload, u8)> {
             patient: key,
             amount,
             reference: None,
+        },
+        TokensOp::AttestAdherence {
+            program: "adhere".into(),
+            care_plan: hash,
         },
     ];
     all.extend(

@@ -290,6 +290,8 @@ modules! {
     effects {
         // An adjudicated claim settles through the token ledger: payments and escrow.
         Claims => Tokens,
+        // A research release pays the released patients by the research-sharing reward rules.
+        Research => Tokens,
     }
 }
 
@@ -433,7 +435,10 @@ mod tests {
             assert!(error.contains(why), "{reads:?}: {error}");
         }
         check_prefixes().expect("the registered modules' reads are declared");
-        assert_eq!(EFFECT_ROUTES, &[("claims", "tokens")]);
+        assert_eq!(
+            EFFECT_ROUTES,
+            &[("claims", "tokens"), ("research", "tokens")]
+        );
     }
 
     #[test]

@@ -636,6 +636,11 @@ impl Module for Research {
                 );
                 found.releases += 1;
                 state.put(key_request(id), encode_value(&found));
+                // Reward programs that pay for research sharing pay each released patient.
+                state.request(medledger_tokens::TokenEffect::ResearchShared {
+                    request: *id,
+                    patients: patients.clone(),
+                });
                 Ok(())
             }
             ResearchOp::CloseRequest { request: id } => {

@@ -331,3 +331,74 @@ fn request_of(world: &World, id: &Hash) -> DataRequest {
         .expect("read")
         .expect("request")
 }
+
+/// A release pays each released patient by every research-sharing reward rule, within the cap,
+/// naming the request; a release with no such program pays nothing and still commits.
+#[test]
+fn a_release_pays_the_released_patients_by_the_sharing_rules() {
+    use medledger_tokens::{
+        Amount, ClassSpec, RewardProgram, RewardPurpose, TokensOp, balance, class, movement,
+    };
+    let mut world = world();
+    let (org_a, org_b) = (world.chain.org_a.clone(), world.chain.org_b.clone());
+    let hmb = world.hmb.clone();
+    let (_, request) = file(&mut world, &["DUO:0000006", "DUO:0000021"]);
+    assert_eq!(matches(&mut world, request, &[&hmb]), "committed");
+    assert_eq!(release(&mut world, request, &[&hmb]), "committed");
+
+    let tokens = |chain: &mut Chain, key: &SecretKey, op: TokensOp| {
+        let tx = chain.tx(key, op);
+        rejected(&chain.one(tx)).to_string()
+    };
+    let propose = TokensOp::ProposeClass {
+        spec: ClassSpec {
+            symbol: "CARE".into(),
+            name: "Care reward".into(),
+            decimals: 0,
+            issuers: vec!["a".into()],
+        },
+    };
+    assert_eq!(tokens(&mut world.chain, &org_a, propose), "committed");
+    let approve = TokensOp::ApproveClass {
+        symbol: "CARE".into(),
+    };
+    assert_eq!(tokens(&mut world.chain, &org_b, approve), "committed");
+    for (id, per_event) in [("share", Some(30)), ("manual", None)] {
+        let create = TokensOp::CreateRewardProgram {
+            program: RewardProgram {
+                id: id.into(),
+                symbol: "CARE".into(),
+                issuer: "a".into(),
+                purpose: RewardPurpose::ResearchSharing,
+                cap_per_period: Amount(50),
+                period_ms: 1_000_000_000_000,
+                per_event: per_event.map(Amount),
+            },
+        };
+        assert_eq!(tokens(&mut world.chain, &org_a, create), "committed");
+    }
+    let held =
+        |world: &World| balance(&snapshot(&world.chain), "CARE", &hmb.public_key()).expect("read");
+    assert_eq!(
+        held(&world),
+        0,
+        "the release before the program paid nothing"
+    );
+    // 30, then the 20 the cap leaves, then nothing; each release still commits.
+    for expected in [30, 50, 50] {
+        assert_eq!(release(&mut world, request, &[&hmb]), "committed");
+        assert_eq!(held(&world), expected);
+    }
+    let state = snapshot(&world.chain);
+    assert_eq!(
+        class(&state, "CARE")
+            .expect("read")
+            .expect("class")
+            .movements,
+        2
+    );
+    let first = movement(&state, "CARE", 0).expect("read").expect("logged");
+    assert_eq!(first.reference, Some(request));
+    assert_eq!(first.to, Some(hmb.public_key()));
+    assert_eq!(request_of(&world, &request).releases, 4);
+}

@@ -25,7 +25,11 @@
 //! - **Escrow.** Funds locked against a claim or an authorisation (`Lock`) leave the payer's
 //!   balance for the escrow; the arbiter organisation releases them to the payee or returns them.
 //! - **Rewards.** An issuer's reward program mints to patients (research sharing, adherence), at
-//!   most its cap per patient and period, the period taken from block time.
+//!   most its cap per patient and period, the period taken from block time: by the issuer's
+//!   `Reward`, or by the program's rule, a fixed amount per event (`per_event`) paid without the
+//!   issuer: to each patient a research release names (the research module asks, by an effect),
+//!   and to a care plan's patient when a provider of the plan's custodian attests its goals met
+//!   (`AttestAdherence`, once per plan and period). A rule pays what is left under the cap.
 //!
 //! **Invariant (conservation):** for every class, the balances and the locked escrows sum to
 //! `minted - burned`; no operation, accepted or refused, changes that.
@@ -207,6 +211,27 @@ pub struct RewardProgram {
     pub purpose: RewardPurpose,
     pub cap_per_period: Amount,
     pub period_ms: u64,
+    /// The program's rule, when it has one: what each event of its purpose pays, without the
+    /// issuer (a research release naming the patient; an attestation that the patient's care
+    /// plan met its goals), never more than what the cap leaves in the period.
+    #[serde(default)]
+    pub per_event: Option<Amount>,
+}
+
+/// An attestation that a care plan met its goals in one period of an adherence program.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Attestation {
+    pub program: String,
+    /// The CarePlan record.
+    pub care_plan: Hash,
+    pub patient: PublicKey,
+    /// Who attested: a practitioner of the plan's custodian, or its root key.
+    pub by: PublicKey,
+    pub period: u64,
+    /// What the rule paid (less than `per_event` when the cap left less).
+    pub paid: Amount,
+    pub tx: Hash,
+    pub height: Height,
 }
 
 /// What a class is to be, as proposed.
@@ -324,6 +349,10 @@ pub enum TokensOp {
         amount: Amount,
         reference: Option<Hash>,
     },
+    /// A practitioner of a CarePlan record's custodian (or its root key) attests that the plan
+    /// met its goals: an adherence program's rule pays the plan's patient, once per plan and
+    /// period.
+    AttestAdherence { program: String, care_plan: Hash },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -379,6 +408,21 @@ pub enum TokensError {
     NotAPatient(PublicKey),
     #[error("the reward would pay {paid} in this period, over the cap of {cap}")]
     OverCap { paid: Amount, cap: Amount },
+    #[error("reward program {0} pays by no rule")]
+    NoRule(String),
+    #[error("reward program {program} is for {purpose:?}")]
+    WrongPurpose {
+        program: String,
+        purpose: RewardPurpose,
+    },
+    #[error("no CarePlan record {0}")]
+    UnknownCarePlan(Hash),
+    #[error("only a practitioner of {0}, the care plan's custodian, or its root key attests it")]
+    NotCustodian(String),
+    #[error("the care plan's patient holds no key on the chain")]
+    PatientUnlinked,
+    #[error("care plan {0} was attested in this period already")]
+    AlreadyAttested(Hash),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -408,6 +452,12 @@ impl ModuleError for TokensError {
             TokensError::UnknownProgram(_) => "unknown_program",
             TokensError::NotAPatient(_) => "not_a_patient",
             TokensError::OverCap { .. } => "over_cap",
+            TokensError::NoRule(_) => "no_rule",
+            TokensError::WrongPurpose { .. } => "wrong_purpose",
+            TokensError::UnknownCarePlan(_) => "unknown_care_plan",
+            TokensError::NotCustodian(_) => "not_custodian",
+            TokensError::PatientUnlinked => "patient_unlinked",
+            TokensError::AlreadyAttested(_) => "already_attested",
             TokensError::State(_) => "state_error",
         }
     }
@@ -444,6 +494,19 @@ pub fn key_escrow(id: &Hash) -> Vec<u8> {
 
 pub fn key_program(id: &str) -> Vec<u8> {
     format!("token-reward-program/{id}").into_bytes()
+}
+
+/// The programs of one purpose that pay by a rule, in creation order.
+pub fn key_rules(purpose: RewardPurpose) -> Vec<u8> {
+    let name = match purpose {
+        RewardPurpose::ResearchSharing => "research_sharing",
+        RewardPurpose::Adherence => "adherence",
+    };
+    format!("token-reward-rules/{name}").into_bytes()
+}
+
+pub fn key_attestation(program: &str, care_plan: &Hash, period: u64) -> Vec<u8> {
+    format!("token-adherence/{program}/{care_plan}/{period:020}").into_bytes()
 }
 
 pub fn key_reward_paid(program: &str, patient: &PublicKey, period: u64) -> Vec<u8> {
@@ -505,6 +568,20 @@ pub fn reward_paid(
         read::<Amount>(state, &key_reward_paid(&program.id, patient, period))?
             .map_or(0, |amount| amount.0),
     )
+}
+
+/// The programs of `purpose` that pay by a rule.
+pub fn rules(state: &dyn StateRead, purpose: RewardPurpose) -> Result<Vec<String>, StateError> {
+    Ok(read(state, &key_rules(purpose))?.unwrap_or_default())
+}
+
+pub fn attestation(
+    state: &dyn StateRead,
+    program: &str,
+    care_plan: &Hash,
+    period: u64,
+) -> Result<Option<Attestation>, StateError> {
+    read(state, &key_attestation(program, care_plan, period))
 }
 
 pub fn movement(
@@ -730,7 +807,11 @@ impl Module for Tokens {
         "token-escrow/",
         "token-reward-program/",
         "token-reward-paid/",
+        "token-reward-rules/",
+        "token-adherence/",
     ];
+    // An adherence attestation names a CarePlan record and pays the key of its patient.
+    const READS: &'static [&'static str] = &["record/", "patient/"];
     const KINDS: &'static [&'static str] = &[
         "propose_class",
         "approve_class",
@@ -746,6 +827,7 @@ impl Module for Tokens {
         "return",
         "create_reward_program",
         "reward",
+        "attest_adherence",
     ];
     type Op = TokensOp;
     type Error = TokensError;
@@ -766,6 +848,7 @@ impl Module for Tokens {
             TokensOp::Return { .. } => "return",
             TokensOp::CreateRewardProgram { .. } => "create_reward_program",
             TokensOp::Reward { .. } => "reward",
+            TokensOp::AttestAdherence { .. } => "attest_adherence",
         }
     }
 
@@ -1002,6 +1085,17 @@ impl Module for Tokens {
                 if reward_program(&*state, &program.id)?.is_some() {
                     return Err(TokensError::ProgramExists(program.id.clone()));
                 }
+                if let Some(per_event) = program.per_event {
+                    if per_event.0 == 0 || per_event > program.cap_per_period {
+                        return Err(invalid(
+                            "per_event",
+                            "more than zero and at most the cap per period",
+                        ));
+                    }
+                    let mut listed = rules(&*state, program.purpose)?;
+                    listed.push(program.id.clone());
+                    state.put(key_rules(program.purpose), encode_value(&listed));
+                }
                 state.put(key_program(&program.id), encode_value(program));
                 Ok(())
             }
@@ -1017,12 +1111,8 @@ impl Module for Tokens {
                     Authority::Organisation { org } if *org == found.issuer => {}
                     _ => return Err(TokensError::NotIssuer(found.symbol.clone())),
                 }
-                match standing(&*state, patient)? {
-                    Standing::Acts(Authority::Member {
-                        role: medledger_types::Role::Patient,
-                        ..
-                    }) => {}
-                    _ => return Err(TokensError::NotAPatient(*patient)),
+                if !is_patient(&*state, patient)? {
+                    return Err(TokensError::NotAPatient(*patient));
                 }
                 let paid = reward_paid(&*state, &found, patient, tx.block.time_ms)?;
                 let after = paid.checked_add(amount.0).ok_or(TokensError::Overflow)?;
@@ -1032,25 +1122,50 @@ impl Module for Tokens {
                         cap: found.cap_per_period,
                     });
                 }
-                let record = existing(&*state, &found.symbol)?;
-                let mut ledger = Ledger { state, record };
-                add_to(&mut ledger.record.minted, amount.0)?;
-                ledger.credit(patient, amount.0)?;
-                ledger.log(
-                    tx,
-                    None,
-                    Some(*patient),
-                    None,
-                    amount.0,
-                    Reason::Reward,
-                    *reference,
-                )?;
+                pay_reward(tx, state, &found, patient, amount.0, *reference)?;
+                Ok(())
+            }
+            TokensOp::AttestAdherence { program, care_plan } => {
+                let found = rule_program(&*state, program, RewardPurpose::Adherence)?;
+                let plan = medledger_records::record(&*state, care_plan)?
+                    .filter(|head| head.resource_type == "CarePlan")
+                    .ok_or(TokensError::UnknownCarePlan(*care_plan))?;
+                let attests = match tx.authority {
+                    Authority::Organisation { org } => *org == plan.custodian,
+                    Authority::Member {
+                        org,
+                        role: medledger_types::Role::Practitioner,
+                    } => *org == plan.custodian,
+                    Authority::Member { .. } => false,
+                };
+                if !attests {
+                    return Err(TokensError::NotCustodian(plan.custodian));
+                }
+                let patient = medledger_records::patient(&*state, &plan.patient)?
+                    .filter(|entry| entry.erased_at.is_none())
+                    .and_then(|entry| entry.key)
+                    .ok_or(TokensError::PatientUnlinked)?;
+                if !is_patient(&*state, &patient)? {
+                    return Err(TokensError::NotAPatient(patient));
+                }
                 let period = tx.block.time_ms / found.period_ms;
-                ledger.state.put(
-                    key_reward_paid(&found.id, patient, period),
-                    encode_value(&Amount(after)),
+                if attestation(&*state, &found.id, care_plan, period)?.is_some() {
+                    return Err(TokensError::AlreadyAttested(*care_plan));
+                }
+                let paid = pay_by_rule(tx, state, &found, &patient, Some(*care_plan))?;
+                state.put(
+                    key_attestation(&found.id, care_plan, period),
+                    encode_value(&Attestation {
+                        program: found.id.clone(),
+                        care_plan: *care_plan,
+                        patient,
+                        by: tx.sender,
+                        period,
+                        paid: Amount(paid),
+                        tx: tx.id,
+                        height: tx.block.height,
+                    }),
                 );
-                ledger.save();
                 Ok(())
             }
         }
@@ -1076,10 +1191,95 @@ impl Module for Tokens {
             json::<RewardProgram>(value)
         } else if key.starts_with("token-reward-paid/") {
             json::<Amount>(value)
+        } else if key.starts_with("token-reward-rules/") {
+            json::<Vec<String>>(value)
+        } else if key.starts_with("token-adherence/") {
+            json::<Attestation>(value)
         } else {
             None
         }
     }
+}
+
+fn is_patient(state: &dyn StateRead, key: &PublicKey) -> Result<bool, StateError> {
+    Ok(matches!(
+        standing(state, key)?,
+        Standing::Acts(Authority::Member {
+            role: medledger_types::Role::Patient,
+            ..
+        })
+    ))
+}
+
+/// A program of `purpose` that pays by a rule.
+fn rule_program(
+    state: &dyn StateRead,
+    id: &str,
+    purpose: RewardPurpose,
+) -> Result<RewardProgram, TokensError> {
+    let found = reward_program(state, id)?.ok_or_else(|| TokensError::UnknownProgram(id.into()))?;
+    if found.purpose != purpose {
+        return Err(TokensError::WrongPurpose {
+            program: found.id,
+            purpose: found.purpose,
+        });
+    }
+    if found.per_event.is_none() {
+        return Err(TokensError::NoRule(found.id));
+    }
+    Ok(found)
+}
+
+/// Mints `amount` of a program's class to `patient` as a reward and counts it against the cap
+/// of the period the block falls in (the caller checked the cap).
+fn pay_reward(
+    tx: &TxContext<'_>,
+    state: &mut View<'_, '_>,
+    program: &RewardProgram,
+    patient: &PublicKey,
+    amount: u128,
+    reference: Option<Hash>,
+) -> Result<(), TokensError> {
+    let paid = reward_paid(&*state, program, patient, tx.block.time_ms)?;
+    let after = paid.checked_add(amount).ok_or(TokensError::Overflow)?;
+    let record = existing(&*state, &program.symbol)?;
+    let mut ledger = Ledger { state, record };
+    add_to(&mut ledger.record.minted, amount)?;
+    ledger.credit(patient, amount)?;
+    ledger.log(
+        tx,
+        None,
+        Some(*patient),
+        None,
+        amount,
+        Reason::Reward,
+        reference,
+    )?;
+    let period = tx.block.time_ms / program.period_ms;
+    ledger.state.put(
+        key_reward_paid(&program.id, patient, period),
+        encode_value(&Amount(after)),
+    );
+    ledger.save();
+    Ok(())
+}
+
+/// Pays a rule's `per_event` to `patient`, or what the period's cap leaves of it (nothing once
+/// the cap is reached: the event still happened, it just earns no more). Returns what it paid.
+fn pay_by_rule(
+    tx: &TxContext<'_>,
+    state: &mut View<'_, '_>,
+    program: &RewardProgram,
+    patient: &PublicKey,
+    reference: Option<Hash>,
+) -> Result<u128, TokensError> {
+    let per_event = program.per_event.map_or(0, |amount| amount.0);
+    let paid = reward_paid(&*state, program, patient, tx.block.time_ms)?;
+    let amount = per_event.min(program.cap_per_period.0.saturating_sub(paid));
+    if amount > 0 {
+        pay_reward(tx, state, program, patient, amount, reference)?;
+    }
+    Ok(amount)
 }
 
 /// Moves `escrow.amount` of its payer's balance into a new escrow.
@@ -1201,6 +1401,13 @@ pub enum TokenEffect {
     Settle { id: Hash, amount: Amount },
     /// Returns escrow `id` whole to its payer.
     Return { id: Hash },
+    /// Research records were released for these patients under request `request`: every
+    /// research-sharing program with a rule pays each of them (patients no longer enrolled as
+    /// patients are skipped, and nobody is paid past a cap).
+    ResearchShared {
+        request: Hash,
+        patients: Vec<PublicKey>,
+    },
 }
 
 impl medledger_module::EffectTarget for Tokens {
@@ -1257,6 +1464,19 @@ impl medledger_module::EffectTarget for Tokens {
             TokenEffect::Return { id } => {
                 let held = escrow(&*state, id)?.ok_or(TokensError::UnknownEscrow(*id))?;
                 close_escrow(tx, state, held, 0, false)
+            }
+            TokenEffect::ResearchShared { request, patients } => {
+                for id in rules(&*state, RewardPurpose::ResearchSharing)? {
+                    let Some(program) = reward_program(&*state, &id)? else {
+                        continue;
+                    };
+                    for patient in patients {
+                        if is_patient(&*state, patient)? {
+                            pay_by_rule(tx, state, &program, patient, Some(*request))?;
+                        }
+                    }
+                }
+                Ok(())
             }
         }
     }

@@ -482,6 +482,7 @@ fn rewards_are_capped_per_patient_and_period() {
         purpose: RewardPurpose::ResearchSharing,
         cap_per_period: Amount(100),
         period_ms,
+        per_event: None,
     };
     let create = |program| TokensOp::CreateRewardProgram { program };
     refused(
@@ -616,4 +617,180 @@ proptest! {
             prop_assert_eq!(held + locked, record.minted.0 - record.burned.0);
         }
     }
+}
+
+/// An adherence program's rule pays a care plan's patient when a practitioner of the plan's
+/// custodian attests its goals met: once per plan and period, within the cap, and only for a
+/// CarePlan record whose patient holds a key.
+#[test]
+fn adherence_is_attested_by_the_custodian_and_paid_by_rule() {
+    use medledger_records::{RecordWrite, RecordsOp};
+    let mut world = world();
+    let (org_a, org_b, alice, bob) = (
+        world.chain.org_a.clone(),
+        world.chain.org_b.clone(),
+        world.alice.clone(),
+        world.bob.clone(),
+    );
+    let doctor = SecretKey::from_seed(602);
+    assert_eq!(
+        rejected(&world.chain.enrol(&org_a, &doctor, Role::Practitioner)),
+        "committed"
+    );
+    // Organisation a's node holds two CarePlans of alice (bound to her key), one of a patient
+    // with no key, and an Encounter.
+    let node = SecretKey::from_seed(1);
+    let (alice_id, unbound_id) = (Hash([50; 32]), Hash([52; 32]));
+    let (plan, second_plan, third_plan, unbound_plan, encounter) = (
+        Hash([60; 32]),
+        Hash([61; 32]),
+        Hash([62; 32]),
+        Hash([63; 32]),
+        Hash([64; 32]),
+    );
+    let write = |record, patient, resource_type: &str| RecordWrite {
+        record,
+        patient,
+        resource_type: resource_type.into(),
+        category: None,
+        version: 1,
+        commitment: Hash([1; 32]),
+        author: doctor.public_key(),
+    };
+    let put = RecordsOp::PutRecords {
+        records: vec![
+            write(plan, alice_id, "CarePlan"),
+            write(second_plan, alice_id, "CarePlan"),
+            write(third_plan, alice_id, "CarePlan"),
+            write(unbound_plan, unbound_id, "CarePlan"),
+            write(encounter, alice_id, "Encounter"),
+        ],
+    };
+    let tx = world.chain.tx(&node, put);
+    assert_eq!(rejected(&world.chain.one(tx)), "committed");
+    let bind = RecordsOp::BindPatient {
+        patient: alice_id,
+        key: alice.public_key(),
+    };
+    let tx = world.chain.tx(&node, bind);
+    assert_eq!(rejected(&world.chain.one(tx)), "committed");
+
+    let program = |id: &str, purpose, per_event: Option<u128>| TokensOp::CreateRewardProgram {
+        program: RewardProgram {
+            id: id.into(),
+            symbol: USD.into(),
+            issuer: "a".into(),
+            purpose,
+            cap_per_period: Amount(100),
+            period_ms: 1_000_000_000_000,
+            per_event: per_event.map(Amount),
+        },
+    };
+    use RewardPurpose::{Adherence, ResearchSharing};
+    refused(
+        &mut world,
+        &org_a,
+        program("adhere", Adherence, Some(0)),
+        "invalid",
+    );
+    refused(
+        &mut world,
+        &org_a,
+        program("adhere", Adherence, Some(101)),
+        "invalid",
+    );
+    for (id, purpose, per_event) in [
+        ("adhere", Adherence, Some(60)),
+        ("manual", Adherence, None),
+        ("sharing", ResearchSharing, Some(10)),
+    ] {
+        let create = program(id, purpose, per_event);
+        assert_eq!(run(&mut world.chain, &org_a, create), "committed");
+    }
+    assert_eq!(
+        rules(&snapshot(&world.chain), Adherence).expect("read"),
+        ["adhere"]
+    );
+    let attest = |program: &str, care_plan| TokensOp::AttestAdherence {
+        program: program.into(),
+        care_plan,
+    };
+    refused(&mut world, &doctor, attest("nope", plan), "unknown_program");
+    refused(&mut world, &doctor, attest("manual", plan), "no_rule");
+    refused(
+        &mut world,
+        &doctor,
+        attest("sharing", plan),
+        "wrong_purpose",
+    );
+    refused(
+        &mut world,
+        &doctor,
+        attest("adhere", Hash([99; 32])),
+        "unknown_care_plan",
+    );
+    refused(
+        &mut world,
+        &doctor,
+        attest("adhere", encounter),
+        "unknown_care_plan",
+    );
+    // Not the custodian's practitioner: another organisation's, or the patient herself.
+    refused(&mut world, &bob, attest("adhere", plan), "not_custodian");
+    refused(&mut world, &org_b, attest("adhere", plan), "not_custodian");
+    refused(&mut world, &alice, attest("adhere", plan), "not_custodian");
+    refused(
+        &mut world,
+        &doctor,
+        attest("adhere", unbound_plan),
+        "patient_unlinked",
+    );
+
+    assert_eq!(
+        run(&mut world.chain, &doctor, attest("adhere", plan)),
+        "committed"
+    );
+    assert_eq!(balance_of(&world.chain, &alice), 60);
+    refused(
+        &mut world,
+        &doctor,
+        attest("adhere", plan),
+        "already_attested",
+    );
+    // The cap leaves 40 of the next plan's 60, then nothing: the attestations still stand.
+    assert_eq!(
+        run(&mut world.chain, &org_a, attest("adhere", second_plan)),
+        "committed"
+    );
+    assert_eq!(
+        run(&mut world.chain, &doctor, attest("adhere", third_plan)),
+        "committed"
+    );
+    assert_eq!(balance_of(&world.chain, &alice), 100);
+    let state = snapshot(&world.chain);
+    let period = world.chain.time_base_ms / 1_000_000_000_000;
+    let paid: Vec<u128> = [plan, second_plan, third_plan]
+        .iter()
+        .map(|care_plan| {
+            let found = attestation(&state, "adhere", care_plan, period)
+                .expect("read")
+                .expect("attested");
+            assert_eq!(found.patient, alice.public_key());
+            found.paid.0
+        })
+        .collect();
+    assert_eq!(paid, [60, 40, 0]);
+    let rewards: Vec<(u128, Option<Hash>)> = statement(&state, &alice)
+        .iter()
+        .map(|entry| (entry.amount.0, entry.reference))
+        .collect();
+    assert_eq!(
+        rewards,
+        [(60, Some(plan)), (40, Some(second_plan))],
+        "each payment names its care plan; nothing paid is no movement"
+    );
+    assert_eq!(
+        class(&state, USD).expect("read").expect("class").minted,
+        Amount(100)
+    );
 }

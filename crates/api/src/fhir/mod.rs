@@ -191,6 +191,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     operation,
     me,
     bind,
+    ledger_id,
     binary::upload,
     binary::download
 ))]
@@ -212,6 +213,7 @@ fn routes() -> Router<AppState> {
         .route("/fhir/{kind}/{id}/{operation}", post(operation))
         .route("/v1/records/me", get(me))
         .route("/v1/records/patients/{id}/bind", post(bind))
+        .route("/v1/records/ids/{kind}/{id}", get(ledger_id))
 }
 
 /// Whether a request is for the FHIR face, whose errors are OperationOutcomes.
@@ -1313,6 +1315,50 @@ fn api_error(failure: FhirFailure) -> crate::ApiError {
         failure.issue.code.code(),
         failure.issue.diagnostics,
     )
+}
+
+/// `GET /v1/records/ids/{type}/{id}`: the ledger id of a record held here, for what names
+/// records on chain (an adherence attestation names its CarePlan). For the custodian's root key
+/// and its practitioners only: the id links a FHIR id to the chain's records.
+#[utoipa::path(get, path = "/v1/records/ids/{kind}/{id}", tag = "records", security(("medledger_signature" = [])),
+    params(("kind" = String, Path, description = "The resource type"), ("id" = String, Path, description = "The logical id")),
+    responses((status = 200, description = "The record's ledger id"), (status = 403, description = "Not the custodian's root key or a practitioner of it"), (status = 404, description = "Not held here")))]
+async fn ledger_id(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    Path((kind, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, crate::ApiError> {
+    let signed = signed_only(&state, &method, &uri, &headers, b"")
+        .await
+        .map_err(api_error)?;
+    let records = records(&state).map_err(api_error)?;
+    let custodian = records.custodian().map_err(|e| api_error(e.into()))?;
+    let allowed = match &signed.authority {
+        Authority::Organisation { org } => *org == custodian,
+        Authority::Member { org, role } => {
+            *org == custodian && *role == medledger_types::Role::Practitioner
+        }
+    };
+    if !allowed {
+        return Err(crate::ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("only {custodian}'s root key and practitioners resolve its records' ids"),
+        ));
+    }
+    crate::blocking(move || {
+        let (record, _) = records
+            .record_by_fhir(&kind, &id)
+            .map_err(|e| api_error(e.into()))?
+            .ok_or_else(|| crate::ApiError::not_found(format!("{kind}/{id} is not held here")))?;
+        Ok(
+            Json(json!({"record": record, "resource_type": kind, "custodian": custodian}))
+                .into_response(),
+        )
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]
