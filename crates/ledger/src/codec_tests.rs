@@ -499,6 +499,61 @@ fn one_of_each() -> Vec<(Payload, u8)> {
             .zip(64u8..)
             .map(|(op, tag)| (op.into(), tag)),
     );
+    use medledger_monitor::{AlertRule, Code, Condition, MonitorOp, Span};
+    let monitor: Vec<MonitorOp> = vec![
+        MonitorOp::PairDevice {
+            device: key,
+            patient: hash,
+        },
+        MonitorOp::UnpairDevice { device: key },
+        MonitorOp::AnchorWindow {
+            window_start_ms: 1,
+            window_ms: 60_000,
+            root: hash,
+            spans: vec![Span {
+                device: key,
+                first_seq: 0,
+                last_seq: 5,
+                readings: 60,
+            }],
+        },
+        MonitorOp::SetAlertRule {
+            patient: hash,
+            rule: AlertRule {
+                id: "low-spo2".into(),
+                code: Code::OxygenSaturation,
+                condition: Condition::Below {
+                    limit: 90,
+                    for_ms: 300_000,
+                },
+                escalate_after_ms: Some(600_000),
+            },
+        },
+        MonitorOp::RemoveAlertRule {
+            patient: hash,
+            rule: "low-spo2".into(),
+        },
+        MonitorOp::RaiseAlert {
+            patient: hash,
+            rule: "low-spo2".into(),
+            device: key,
+            at_ms: 1,
+        },
+        MonitorOp::AcknowledgeAlert {
+            org: "a".into(),
+            seq: 0,
+        },
+        MonitorOp::EscalateAlert {
+            org: "a".into(),
+            seq: 0,
+        },
+    ];
+    all.extend(
+        monitor
+            .into_iter()
+            .zip(80u8..)
+            .map(|(op, tag)| (op.into(), tag)),
+    );
     all
 }
 

@@ -268,6 +268,7 @@ macro_rules! modules {
 
 use medledger_claims::{Claims, ClaimsError, ClaimsOp};
 use medledger_credentials::{Credentials, CredentialsError, CredentialsOp};
+use medledger_monitor::{Monitor, MonitorError, MonitorOp};
 use medledger_records::{Records, RecordsError, RecordsOp};
 use medledger_research::{Research, ResearchError, ResearchOp};
 use medledger_supply::{Supply, SupplyError, SupplyPayload};
@@ -285,7 +286,8 @@ modules! {
     Trials(Trials, TrialsOp, TrialsError) @ 16,
     Research(Research, ResearchOp, ResearchError) @ 32,
     Tokens(Tokens, TokensOp, TokensError) @ 48,
-    Claims(Claims, ClaimsOp, ClaimsError) @ 64;
+    Claims(Claims, ClaimsOp, ClaimsError) @ 64,
+    Monitor(Monitor, MonitorOp, MonitorError) @ 80;
     // Who may ask whom to act, inside the asking transaction (`medledger_module::EffectTarget`).
     effects {
         // An adjudicated claim settles through the token ledger: payments and escrow.
