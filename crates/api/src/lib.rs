@@ -10,6 +10,7 @@
 pub mod auth;
 mod claims;
 pub mod fhir;
+mod monitor;
 mod research;
 pub mod smart;
 mod supply;
@@ -257,6 +258,7 @@ const MODULE_APIS: &[ModuleApi] = &[
     research::API,
     tokens::API,
     claims::API,
+    monitor::API,
 ];
 
 /// The node's OpenAPI description: the ledger's own paths and every module's.

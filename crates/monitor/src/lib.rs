@@ -3,7 +3,8 @@
 //! - **Devices are members** (role `device`), enrolled by an organisation. A device is paired to
 //!   a patient (an opaque patient id of the records module) by the patient's key or by the care
 //!   provider (the device organisation's root key, node or practitioners), and unpaired the same
-//!   way. The organisation that enrolled the device receives its readings.
+//!   way. The organisation that enrolled the device holds the patient and receives its readings,
+//!   so they sit beside the patient's records, under the same consent.
 //! - **Readings never reach the chain.** The receiving node checks each signed batch (see
 //!   [`readings`]), keeps it encrypted, and anchors a window of batches with one `AnchorWindow`:
 //!   a Merkle root over every reading of the window (per device, then over the devices), and for
@@ -193,6 +194,8 @@ pub enum MonitorError {
     NotADevice(PublicKey),
     #[error("no patient {0}, or the patient was erased")]
     UnknownPatient(Hash),
+    #[error("device {device} was enrolled by {org}, which does not hold the patient")]
+    NotCustodian { device: PublicKey, org: String },
     #[error("device {0} is paired already; unpair it first")]
     AlreadyPaired(PublicKey),
     #[error("device {0} is not paired")]
@@ -243,6 +246,7 @@ impl ModuleError for MonitorError {
             MonitorError::Invalid { .. } => "invalid",
             MonitorError::NotADevice(_) => "not_a_device",
             MonitorError::UnknownPatient(_) => "unknown_patient",
+            MonitorError::NotCustodian { .. } => "not_custodian",
             MonitorError::AlreadyPaired(_) => "already_paired",
             MonitorError::NotPaired(_) => "not_paired",
             MonitorError::NotAllowed => "not_allowed",
@@ -306,6 +310,14 @@ pub fn key_patient_alert(patient: &Hash, n: u64) -> Vec<u8> {
 
 pub fn key_patient_alert_count(patient: &Hash) -> Vec<u8> {
     format!("monitor-patient-alert-count/{patient}").into_bytes()
+}
+
+/// The record that stands for a device's readings of a patient in the records module (an
+/// Observation of category vital-signs, written by the custodian's node when the device first
+/// reports): consent over the patient's Observations governs the readings, and every read of them
+/// is an access event on this record.
+pub fn stream_record(device: &PublicKey, patient: &Hash) -> Hash {
+    medledger_crypto::hash_tagged(b"medledger/monitor-stream", &[&device.0, &patient.0])
 }
 
 // Queries.
@@ -544,6 +556,14 @@ impl Module for Monitor {
             MonitorOp::PairDevice { device, patient } => {
                 let org = device_org(&*state, device)?;
                 let entry = live_patient(&*state, patient)?;
+                // The readings join the patient's records at the custodian, under the same
+                // consent: a device is enrolled by the organisation that holds its patient.
+                if entry.custodian != org {
+                    return Err(MonitorError::NotCustodian {
+                        device: *device,
+                        org,
+                    });
+                }
                 let by_patient = entry.key == Some(tx.sender)
                     && matches!(
                         tx.authority,

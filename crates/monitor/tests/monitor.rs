@@ -191,6 +191,18 @@ fn devices_are_paired_by_the_patient_or_the_care_provider() {
     };
     world.refused(&doctor, no_patient, "unknown_patient");
     world.refused(&outsider, pair.clone(), "not_allowed");
+    // A device of organisation b cannot be paired with a's patient.
+    let org_b = world.chain.org_b.clone();
+    let foreign = SecretKey::from_seed(704);
+    assert_eq!(
+        rejected(&world.chain.enrol(&org_b, &foreign, Role::Device)),
+        "committed"
+    );
+    let foreign_pair = MonitorOp::PairDevice {
+        device: foreign.public_key(),
+        patient: world.patient_id,
+    };
+    world.refused(&outsider, foreign_pair, "not_custodian");
     let device = world.device.clone();
     world.refused(&device, pair.clone(), "not_allowed");
     world.ok(&patient, pair.clone());

@@ -16,6 +16,7 @@ mod audit;
 pub mod claims;
 mod mempool;
 mod metrics;
+pub mod monitor;
 mod producer;
 pub mod records;
 mod replica;

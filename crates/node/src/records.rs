@@ -446,46 +446,7 @@ impl Records {
     /// Records the access decision on chain, then decrypts what it allows. Records must be this
     /// node's and the patient's; the decision itself comes from the committed event.
     pub async fn read(&self, request: ReadRequest) -> Result<Access, ServiceError> {
-        let mut records = request.records.clone();
-        records.sort();
-        records.dedup();
-        let access = AccessRequest {
-            request: request.request,
-            reader: request.reader,
-            patient: request.patient,
-            records,
-            purpose: request.purpose,
-            break_glass: request.break_glass,
-        };
-        let tx = self.submit_one(RecordsOp::RecordAccess { access })?;
-        let height = self.wait_committed(tx).await?;
-        let (_, event) = self.node.read_head(|state| {
-            let (patient, seq) = ledger::access_by_request(state, &request.request)?
-                .ok_or(RecordsError::UnknownRecord(request.request))?;
-            ledger::access_event(state, &patient, seq)?
-                .ok_or(RecordsError::UnknownRecord(request.request).into())
-        })?;
-        let event = event.map_err(|_| {
-            ServiceError::Unavailable(format!(
-                "the access event committed at height {height} cannot be read back"
-            ))
-        })?;
-        if event.tx != tx {
-            return Err(ServiceError::Conflict(
-                "another access event holds this request's id".into(),
-            ));
-        }
-        // An erasure committed since the decision wins: nothing of the patient leaves the node.
-        if event.decisions.iter().any(|(_, rule)| rule.allows())
-            && self
-                .patient(&event.patient)?
-                .is_some_and(|entry| entry.erased_at.is_some())
-        {
-            return Err(ServiceError::Gone(format!(
-                "patient {} was erased after this access was decided",
-                event.patient
-            )));
-        }
+        let event = self.decide(&request).await?;
         let mut released = Vec::new();
         for (record, rule) in &event.decisions {
             if !rule.allows() {
@@ -526,6 +487,53 @@ impl Records {
             });
         }
         Ok(Access { event, released })
+    }
+
+    /// Records an access decision on chain and reads it back: the committed event decides, and
+    /// an erasure committed since the decision wins (nothing of the patient may leave). Every
+    /// read of health data at this node goes through here, records' and device readings'.
+    pub async fn decide(&self, request: &ReadRequest) -> Result<AccessEvent, ServiceError> {
+        let mut records = request.records.clone();
+        records.sort();
+        records.dedup();
+        let access = AccessRequest {
+            request: request.request,
+            reader: request.reader,
+            patient: request.patient,
+            records,
+            purpose: request.purpose,
+            break_glass: request.break_glass,
+        };
+        let tx = self.submit_one(RecordsOp::RecordAccess { access })?;
+        let height = self.wait_committed(tx).await?;
+        let (_, event) = self.node.read_head(|state| {
+            let (patient, seq) = ledger::access_by_request(state, &request.request)?
+                .ok_or(RecordsError::UnknownRecord(request.request))?;
+            ledger::access_event(state, &patient, seq)?
+                .ok_or(RecordsError::UnknownRecord(request.request).into())
+        })?;
+        let event = event.map_err(|_| {
+            ServiceError::Unavailable(format!(
+                "the access event committed at height {height} cannot be read back"
+            ))
+        })?;
+        if event.tx != tx {
+            return Err(ServiceError::Conflict(
+                "another access event holds this request's id".into(),
+            ));
+        }
+        // An erasure committed since the decision wins: nothing of the patient leaves the node.
+        if event.decisions.iter().any(|(_, rule)| rule.allows())
+            && self
+                .patient(&event.patient)?
+                .is_some_and(|entry| entry.erased_at.is_some())
+        {
+            return Err(ServiceError::Gone(format!(
+                "patient {} was erased after this access was decided",
+                event.patient
+            )));
+        }
+        Ok(event)
     }
 
     /// The records of `patient` (of one type, or all) that `reader` may see for `purpose`, by

@@ -119,9 +119,19 @@ pub trait Service: Any + Clone + Send + Sync + 'static {
     fn follow(&self, _head: Height) -> Result<(), ServiceError> {
         Ok(())
     }
+
+    /// Work the service runs beside the node from start to stop, on its own clock rather than
+    /// the chain's (anchoring each window of device readings), if any.
+    fn background(&self) -> Option<Background> {
+        None
+    }
 }
 
+/// A service's background work (see [`Service::background`]).
+pub type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 type Follower = Arc<dyn Fn(Height) -> Result<(), ServiceError> + Send + Sync>;
+type Starter = Arc<dyn Fn() -> Option<Background> + Send + Sync>;
 
 /// One registered service: itself (for the API to find by type) and its follower.
 #[derive(Clone)]
@@ -129,6 +139,7 @@ struct Registered {
     service: Arc<dyn Any + Send + Sync>,
     following: Option<&'static str>,
     follow: Follower,
+    background: Starter,
 }
 
 /// The services of this node, by type.
@@ -149,13 +160,14 @@ impl std::fmt::Debug for Services {
 impl Services {
     /// Adds a service. A second service of the same type replaces the first.
     pub fn register<S: Service>(&mut self, service: S) {
-        let follower = service.clone();
+        let (follower, starter) = (service.clone(), service.clone());
         self.by_type.insert(
             TypeId::of::<S>(),
             Registered {
                 service: Arc::new(service),
                 following: S::FOLLOWING,
                 follow: Arc::new(move |head| follower.follow(head)),
+                background: Arc::new(move || starter.background()),
             },
         );
     }
@@ -168,9 +180,12 @@ impl Services {
             .cloned()
     }
 
-    /// Runs every service's follower until the node stops.
+    /// Runs every service's follower and background work until the node stops.
     pub fn spawn_followers(&self, node: &Node) {
         for registered in self.by_type.values() {
+            if let Some(work) = (registered.background)() {
+                tokio::spawn(work);
+            }
             let Some(what) = registered.following else {
                 continue;
             };
@@ -190,7 +205,7 @@ pub fn open_services(node: &Node, data_dir: &Path) -> Result<Services, ServiceEr
     services.register(records.clone());
     services.register(crate::claims::Claims::open(
         node.clone(),
-        records,
+        records.clone(),
         &data_dir.join("claims"),
     )?);
     services.register(Research::open(
@@ -203,6 +218,12 @@ pub fn open_services(node: &Node, data_dir: &Path) -> Result<Services, ServiceEr
     services.register(crate::tokens::Tokens::open(
         node.clone(),
         &data_dir.join("tokens"),
+    )?);
+    services.register(crate::monitor::Monitor::open(
+        node.clone(),
+        records.clone(),
+        &data_dir.join("monitor"),
+        crate::monitor::WINDOW_MS_DEFAULT,
     )?);
     Ok(services)
 }

@@ -1,0 +1,339 @@
+//! `/v1/monitor`: device batches in, and readings out under consent.
+//!
+//! - `POST /v1/monitor/batches`: a device's signed batch, in the compact binary encoding
+//!   (`application/octet-stream`: borsh, 17 bytes a reading, for devices on thin links and for
+//!   the rate a fleet sends at) or in JSON (`application/json`, the same fields, for people and
+//!   tools). The batch signs itself, so the request carries no other signature. Acknowledged
+//!   once durable at this node.
+//! - `GET /v1/monitor/devices/{device}`: a device's pairing and what its anchors covered.
+//! - `GET /v1/monitor/readings?patient=&code=&from=&to=&limit=` and
+//!   `GET /v1/monitor/proofs/{device}/{seq}/{index}?patient=`: signed requests naming their
+//!   purpose (`X-Purpose-Of-Use`), decided by the patient's consent over the device's stream
+//!   record, the decision committed as an access event before anything leaves the node.
+//! - `POST /v1/monitor/anchor`: the organisation's root key or node anchors what is pending now.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use medledger_crypto::PublicKey;
+use medledger_monitor::Code;
+use medledger_monitor::readings::SignedBatch;
+use medledger_node::monitor::Monitor;
+use medledger_node::records::{ReadRequest, Records};
+use medledger_records::Purpose;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiError, ApiResult, AppState, blocking};
+
+/// The most readings one page lists.
+pub const READINGS_PAGE_MAX: usize = 5_000;
+
+pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
+    routes,
+    openapi: <MonitorDoc as utoipa::OpenApi>::openapi,
+    consent: None,
+    audit: None,
+    fhir: None,
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(ingest, device, readings, proof, anchor))]
+struct MonitorDoc;
+
+fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/monitor/batches", post(ingest))
+        .route("/v1/monitor/devices/{device}", get(device))
+        .route("/v1/monitor/readings", get(readings))
+        .route("/v1/monitor/proofs/{device}/{seq}/{index}", get(proof))
+        .route("/v1/monitor/anchor", post(anchor))
+}
+
+fn monitor(state: &AppState) -> ApiResult<Monitor> {
+    state.services.get::<Monitor>().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_monitor",
+            "this node keeps no monitoring service",
+        )
+    })
+}
+
+fn records(state: &AppState) -> ApiResult<Records> {
+    state.services.get::<Records>().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_records",
+            "this node keeps no records service",
+        )
+    })
+}
+
+fn key(what: &str, text: &str) -> ApiResult<PublicKey> {
+    PublicKey::from_hex(text)
+        .map_err(|error| ApiError::bad_request("malformed_key", format!("{what}: {error}")))
+}
+
+/// This node's clock, which a batch's reading times are checked against (never the ledger's).
+#[allow(clippy::disallowed_methods)] // Shell: a device's clock is judged against the receiver's.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[utoipa::path(post, path = "/v1/monitor/batches", tag = "monitor",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A signed batch, borsh-encoded (or the same as JSON with Content-Type: application/json)"),
+    responses((status = 200, description = "Kept durably: device, seq, readings, missing_batches"),
+        (status = 400, description = "Malformed, badly signed, implausible, out of order or off the node's clock"),
+        (status = 403, description = "Not an enrolled device, revoked, unpaired, or reporting to another organisation"),
+        (status = 409, description = "A sequence number already received or earlier")))]
+async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let body = body.map_err(|rejection| {
+        ApiError::new(rejection.status(), "bad_body", rejection.body_text())
+    })?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    let batch = if json {
+        SignedBatch::from_json(&body)
+    } else {
+        SignedBatch::from_bytes(&body)
+    }
+    .map_err(|error| ApiError::bad_request("malformed_batch", error.to_string()))?;
+    let ingested = monitor(&state)?.ingest(batch, now_ms()).await?;
+    Ok(Json(json!(ingested)))
+}
+
+#[utoipa::path(get, path = "/v1/monitor/devices/{device}", tag = "monitor",
+    params(("device" = String, Path, description = "The device's public key, hex")),
+    responses((status = 200, description = "The pairing: patient id, organisation, the next batch expected, readings and missing batches anchored"),
+        (status = 404, description = "Never paired")))]
+async fn device(
+    State(state): State<AppState>,
+    Path(device): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let device = key("the device", &device)?;
+    let node = state.node.clone();
+    blocking(move || {
+        let (height, found) =
+            node.read_head(|view| Ok(medledger_monitor::pairing(view, &device)?))?;
+        let found = found.map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            )
+        })?;
+        match found {
+            Some(pairing) => Ok(Json(json!({ "height": height, "entry": pairing }))),
+            None => Err(ApiError::not_found(format!(
+                "device {device} was never paired"
+            ))),
+        }
+    })
+    .await
+}
+
+/// A signed reader naming a purpose, and the patient named by FHIR id.
+async fn reader(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    patient_fhir_id: &str,
+) -> ApiResult<ReadRequest> {
+    let signed = crate::auth::verify_request(
+        &state.node,
+        method,
+        uri,
+        headers,
+        &medledger_crypto::sha256(b""),
+    )
+    .map_err(|error| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            error.to_string(),
+        )
+    })?;
+    let purpose: Purpose = signed
+        .access
+        .purpose
+        .as_deref()
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "purpose_required",
+                "a read of readings names its purpose of use (X-Purpose-Of-Use, e.g. TREAT)",
+            )
+        })?
+        .parse()
+        .map_err(|error: String| ApiError::bad_request("malformed_purpose", error))?;
+    let records = records(state)?;
+    let id = patient_fhir_id.to_string();
+    let patient = blocking(move || Ok(records.patient_by_fhir(&id)?))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("Patient/{patient_fhir_id} is not held here"))
+        })?;
+    Ok(ReadRequest {
+        request: signed.request,
+        reader: signed.key,
+        patient,
+        records: Vec::new(),
+        purpose,
+        break_glass: signed.access.break_glass,
+        wrap_to: None,
+    })
+}
+
+fn denied(event: &medledger_records::AccessEvent) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "no_consent",
+        format!(
+            "the patient's consent does not allow this read; the denial is recorded (transaction {})",
+            event.tx
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadingsQuery {
+    /// The Patient's logical id at this node.
+    patient: String,
+    /// A LOINC code; every code when absent.
+    code: Option<String>,
+    /// Milliseconds since the epoch, inclusive.
+    from: Option<u64>,
+    /// Milliseconds since the epoch, exclusive.
+    to: Option<u64>,
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/monitor/readings", tag = "monitor", security(("medledger_signature" = [])),
+    params(("patient" = String, Query), ("code" = Option<String>, Query, description = "LOINC"), ("from" = Option<u64>, Query), ("to" = Option<u64>, Query), ("limit" = Option<usize>, Query, description = "At most 5,000")),
+    responses((status = 200, description = "The readings the patient's consent allows, oldest first, with the access event"),
+        (status = 403, description = "Consent denies it; the denial is recorded on chain")))]
+async fn readings(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<ReadingsQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = crate::parse_query(query)?;
+    let code = match query.code.as_deref() {
+        Some(text) => Some(Code::from_loinc(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "unknown_code",
+                format!("{text} is not a monitored LOINC code"),
+            )
+        })?),
+        None => None,
+    };
+    let request = reader(&state, &method, &uri, &headers, &query.patient).await?;
+    let limit = query.limit.unwrap_or(1_000).clamp(1, READINGS_PAGE_MAX);
+    let period = (query.from.unwrap_or(0), query.to.unwrap_or(u64::MAX));
+    let (event, released) = monitor(&state)?.read(request, code, period, limit).await?;
+    if !event.allowed() {
+        return Err(denied(&event));
+    }
+    let readings: Vec<Value> = released
+        .iter()
+        .map(|kept| {
+            json!({
+                "device": kept.device,
+                "seq": kept.seq,
+                "index": kept.index,
+                "code": kept.reading.code,
+                "unit": kept.reading.code.unit(),
+                "value": kept.reading.code.value_text(kept.reading.value),
+                "time_ms": kept.reading.time_ms,
+                "anchor": kept.anchor,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "access_event": event.tx, "readings": readings }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProofQuery {
+    patient: String,
+}
+
+#[utoipa::path(get, path = "/v1/monitor/proofs/{device}/{seq}/{index}", tag = "monitor", security(("medledger_signature" = [])),
+    params(("device" = String, Path), ("seq" = u64, Path), ("index" = u16, Path), ("patient" = String, Query)),
+    responses((status = 200, description = "The reading and its Merkle proof, with the state key of its anchor (prove it with /v1/state/{key}?proof=true)"),
+        (status = 202, description = "Kept, not anchored yet"),
+        (status = 403, description = "Consent denies it; the denial is recorded"),
+        (status = 409, description = "The kept reading was changed: it no longer matches what was anchored")))]
+async fn proof(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path((device, seq, index)): Path<(String, u64, u16)>,
+    query: Result<Query<ProofQuery>, QueryRejection>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let Query(query) = crate::parse_query(query)?;
+    let device = key("the device", &device)?;
+    let request = reader(&state, &method, &uri, &headers, &query.patient).await?;
+    let (event, proof) = monitor(&state)?
+        .read_proof(request, &device, seq, index)
+        .await?;
+    if !event.allowed() {
+        return Err(denied(&event));
+    }
+    Ok(match proof {
+        Some(proof) => Json(json!({
+            "access_event": event.tx,
+            "anchor_key": String::from_utf8_lossy(&medledger_monitor::key_anchor(&proof.org, proof.anchor)),
+            "proof": proof,
+        }))
+        .into_response(),
+        None => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "access_event": event.tx, "anchored": false })),
+        )
+            .into_response(),
+    })
+}
+
+#[utoipa::path(post, path = "/v1/monitor/anchor", tag = "monitor", security(("medledger_signature" = [])),
+    responses((status = 200, description = "The anchor committed, or null when nothing was pending"),
+        (status = 403, description = "Not this organisation's root key or node")))]
+async fn anchor(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (_, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
+    let monitor = monitor(&state)?;
+    let org = monitor.org()?;
+    if medledger_module::custodian_of(&authority) != Some(org.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("only {org}'s root key or node anchors its readings"),
+        ));
+    }
+    let anchored = monitor.anchor_now().await?;
+    Ok(Json(json!({ "anchored": anchored })))
+}

@@ -1,0 +1,961 @@
+//! The monitoring service: device batches received, kept sealed, anchored, and proven.
+//!
+//! - **Ingestion.** A device's signed batch is checked (signature, chain, plausibility, order,
+//!   clock: `SignedBatch::check` against this node's clock), then against the head: the device
+//!   is enrolled and unrevoked, paired, and reports to this node's organisation. Batches are
+//!   written by one writer thread that commits many at once (one fsync for a group), so a
+//!   batch is acknowledged only once durable, and a repeated or earlier sequence number is
+//!   refused there, in order.
+//! - **What is kept** (`data/monitor/readings.redb`): each batch's readings sealed
+//!   (AES-256-GCM under a key derived from the node's, the device and sequence as associated
+//!   data), each reading's Merkle leaf (a keyed commitment: the salt is derived from the node's
+//!   key, the device, the batch and the index), and an index by patient, code and time.
+//! - **Anchoring.** Every window the node anchors what it received since the last: a root per
+//!   device over its leaves, a root over the devices, one `AnchorWindow` transaction. The plan
+//!   is journalled before it is submitted, so a crash between submitting and recording it is
+//!   finished on restart from what the chain holds.
+//! - **Proofs.** A reading's proof is its leaf's path to its device root and that root's path to
+//!   the anchored root; the chain's anchor entry is proven by the ledger's state proofs.
+//!
+//! **Invariant:** a reading is served with its proof only if its sealed bytes still open and
+//! their leaf is the one anchored: a changed reading is reported, never served as the chain's.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use medledger_crypto::envelope::{BlindKey, DataKey, NONCE_BYTES};
+use medledger_crypto::{Hash, PublicKey};
+use medledger_ledger::{Authority, Payload};
+use medledger_module::{Standing, standing};
+use medledger_monitor::readings::{
+    BatchError, ReadingProof, SignedBatch, device_root, reading_leaf, window_root,
+};
+use medledger_monitor::{MonitorOp, Pairing, Reading, Span};
+use medledger_types::{Height, InclusionProof, Role};
+use rand_core::{OsRng, RngCore};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+
+use crate::Node;
+use crate::service::{Service, ServiceError, wait_committed};
+
+// Batches by (device, seq): the sealed readings, and their leaves (32 bytes each, in order).
+const READINGS: TableDefinition<(&[u8; 32], u64), &[u8]> = TableDefinition::new("readings");
+const LEAVES: TableDefinition<(&[u8; 32], u64), &[u8]> = TableDefinition::new("leaves");
+// The patient each batch was received for.
+const BATCH_PATIENT: TableDefinition<(&[u8; 32], u64), &[u8; 32]> =
+    TableDefinition::new("batch_patient");
+// The next sequence number each device may send.
+const NEXT_SEQ: TableDefinition<&[u8; 32], u64> = TableDefinition::new("next_seq");
+// Batches received and not yet anchored: (device, seq) -> readings.
+const PENDING: TableDefinition<(&[u8; 32], u64), u32> = TableDefinition::new("pending");
+// Anchored batches: (device, seq) -> (anchor, the device's place among the anchor's spans).
+const ANCHORED: TableDefinition<(&[u8; 32], u64), (u64, u32)> = TableDefinition::new("anchored");
+// Each anchor's spans with their device roots (borsh `Vec<AnchoredSpan>`).
+const ANCHORS: TableDefinition<u64, &[u8]> = TableDefinition::new("anchors");
+// Readings by (patient, code, time, device, seq, index), for searches.
+type PatientKey<'a> = (&'a [u8; 32], u8, u64, &'a [u8; 32], u64, u16);
+const BY_PATIENT: TableDefinition<PatientKey<'static>, ()> = TableDefinition::new("by_patient");
+// The anchor being submitted, if any (borsh `Planned`).
+const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
+const JOURNAL_KEY: &str = "planned";
+
+/// How often a node anchors what its devices sent.
+pub const WINDOW_MS_DEFAULT: u64 = 5_000;
+/// The most batches one group commit writes.
+const GROUP_MAX: usize = 512;
+/// How long an anchor's transaction is searched for among the organisation's latest anchors.
+const ANCHOR_SEARCH_BACK: u64 = 64;
+
+fn storage(error: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Storage(format!("monitor store: {error}"))
+}
+
+/// One device's part of an anchor, as this node recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+struct AnchoredSpan {
+    device: PublicKey,
+    first_seq: u64,
+    last_seq: u64,
+    root: Hash,
+    /// The batches of the span that arrived (a gap leaves some out), in order.
+    batches: Vec<u64>,
+}
+
+/// An anchor planned and submitted, not yet recorded.
+#[derive(Clone, Debug, borsh::BorshSerialize, borsh::BorshDeserialize)]
+struct Planned {
+    tx: Hash,
+    spans: Vec<AnchoredSpan>,
+}
+
+/// What a batch's ingestion did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ingested {
+    pub device: PublicKey,
+    pub seq: u64,
+    pub readings: usize,
+    /// Batches the device skipped before this one.
+    pub missing_batches: u64,
+}
+
+/// What an anchoring round did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Anchored {
+    pub anchor: u64,
+    pub height: Height,
+    pub devices: usize,
+    pub readings: u64,
+    pub root: Hash,
+}
+
+/// A kept reading, as a reader receives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeptReading {
+    pub device: PublicKey,
+    pub seq: u64,
+    pub index: u16,
+    pub reading: Reading,
+    /// The anchor that holds it, once anchored.
+    pub anchor: Option<u64>,
+}
+
+struct Request {
+    batch: SignedBatch,
+    patient: Hash,
+    reply: tokio::sync::oneshot::Sender<Result<Ingested, ServiceError>>,
+}
+
+struct Inner {
+    node: Node,
+    records: crate::records::Records,
+    /// Stream records known to be on chain.
+    streams: Mutex<std::collections::BTreeSet<Hash>>,
+    db: redb::Database,
+    seal: DataKey,
+    salts: BlindKey,
+    window_ms: u64,
+    writer: Mutex<std::sync::mpsc::SyncSender<Request>>,
+    anchoring: tokio::sync::Mutex<()>,
+}
+
+/// The monitoring service of one node.
+#[derive(Clone)]
+pub struct Monitor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("window_ms", &self.inner.window_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service for Monitor {
+    const FOLLOWING: Option<&'static str> = None;
+
+    fn background(&self) -> Option<crate::service::Background> {
+        Some(Box::pin(self.clone().run_anchoring()))
+    }
+}
+
+impl Monitor {
+    /// Opens (or creates) the store in `dir` and starts its writer; anchors every `window_ms`
+    /// once [`Monitor::run_anchoring`] runs.
+    pub fn open(
+        node: Node,
+        records: crate::records::Records,
+        dir: &Path,
+        window_ms: u64,
+    ) -> Result<Monitor, ServiceError> {
+        std::fs::create_dir_all(dir).map_err(storage)?;
+        let db = redb::Database::create(dir.join("readings.redb")).map_err(storage)?;
+        let txn = db.begin_write().map_err(storage)?;
+        txn.open_table(READINGS).map_err(storage)?;
+        txn.open_table(LEAVES).map_err(storage)?;
+        txn.open_table(NEXT_SEQ).map_err(storage)?;
+        txn.open_table(BATCH_PATIENT).map_err(storage)?;
+        txn.open_table(PENDING).map_err(storage)?;
+        txn.open_table(ANCHORED).map_err(storage)?;
+        txn.open_table(ANCHORS).map_err(storage)?;
+        txn.open_table(BY_PATIENT).map_err(storage)?;
+        txn.open_table(JOURNAL).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel(4 * GROUP_MAX);
+        let inner = Arc::new(Inner {
+            seal: DataKey(node.derive_secret("monitor/reading-encryption")),
+            salts: BlindKey(node.derive_secret("monitor/reading-salt")),
+            node,
+            records,
+            streams: Mutex::new(std::collections::BTreeSet::new()),
+            db,
+            window_ms: window_ms.clamp(
+                medledger_monitor::WINDOW_MS_MIN,
+                medledger_monitor::WINDOW_MS_MAX,
+            ),
+            writer: Mutex::new(sender),
+            anchoring: tokio::sync::Mutex::new(()),
+        });
+        let writer = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("monitor-writer".into())
+            .spawn(move || write_loop(&writer, &receiver))
+            .map_err(storage)?;
+        Ok(Monitor { inner })
+    }
+
+    /// How long a window is.
+    pub fn window_ms(&self) -> u64 {
+        self.inner.window_ms
+    }
+
+    /// Checks a batch and keeps it durably; `now_ms` is this node's clock.
+    pub async fn ingest(&self, batch: SignedBatch, now_ms: u64) -> Result<Ingested, ServiceError> {
+        let chain_id = self.inner.node.genesis().chain_id.clone();
+        batch.check(&chain_id, now_ms).map_err(batch_error)?;
+        let patient = self.paired_patient(&batch.batch.device)?;
+        self.ensure_stream(&batch.batch.device, &patient).await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = Request {
+            batch,
+            patient,
+            reply,
+        };
+        {
+            let writer = self
+                .inner
+                .writer
+                .lock()
+                .map_err(|_| ServiceError::Unavailable("the monitor writer stopped".into()))?;
+            writer.try_send(request).map_err(|error| match error {
+                std::sync::mpsc::TrySendError::Full(_) => {
+                    ServiceError::Unavailable("the monitor is saturated; retry shortly".into())
+                }
+                std::sync::mpsc::TrySendError::Disconnected(_) => {
+                    ServiceError::Unavailable("the monitor writer stopped".into())
+                }
+            })?;
+        }
+        answer
+            .await
+            .map_err(|_| ServiceError::Unavailable("the monitor writer stopped".into()))?
+    }
+
+    /// Writes the device's stream record for the patient, unless the chain has it.
+    async fn ensure_stream(&self, device: &PublicKey, patient: &Hash) -> Result<(), ServiceError> {
+        let record = medledger_monitor::stream_record(device, patient);
+        if self
+            .inner
+            .streams
+            .lock()
+            .map_err(|_| storage("a stream lock holder panicked"))?
+            .contains(&record)
+        {
+            return Ok(());
+        }
+        let (_, found) = self
+            .inner
+            .node
+            .read_head(|state| Ok(medledger_records::record(state, &record)?))?;
+        let on_chain = found
+            .map_err(|error| ServiceError::Storage(error.to_string()))?
+            .is_some();
+        if !on_chain {
+            let write = medledger_records::RecordWrite {
+                record,
+                patient: *patient,
+                resource_type: "Observation".into(),
+                category: Some("vital-signs".into()),
+                version: 1,
+                commitment: self
+                    .inner
+                    .salts
+                    .blind(b"medledger/monitor-stream", &[&device.0, &patient.0]),
+                author: self.inner.node.key(),
+            };
+            let op = medledger_records::RecordsOp::PutRecords {
+                records: vec![write],
+            };
+            let tx = self
+                .inner
+                .node
+                .submit_own_checked(op.into(), |_| Ok::<(), ServiceError>(()))?;
+            match wait_committed(&self.inner.node, tx).await {
+                Ok(_) => {}
+                // Another batch of the device wrote it first.
+                Err(ServiceError::Refused { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.inner
+            .streams
+            .lock()
+            .map_err(|_| storage("a stream lock holder panicked"))?
+            .insert(record);
+        Ok(())
+    }
+
+    /// The readings `request.reader` may see: the patient's readings of `code` in `period`, at
+    /// most `limit`, each device's by the patient's consent over its stream record, the decision
+    /// committed as an access event first (denied ones too). Returns the event and the readings
+    /// released.
+    pub async fn read(
+        &self,
+        request: crate::records::ReadRequest,
+        code: Option<medledger_monitor::Code>,
+        period: (u64, u64),
+        limit: usize,
+    ) -> Result<(medledger_records::AccessEvent, Vec<KeptReading>), ServiceError> {
+        let found = self.readings(&request.patient, code, period, limit)?;
+        let mut request = request;
+        request.records = found
+            .iter()
+            .map(|kept| medledger_monitor::stream_record(&kept.device, &request.patient))
+            .collect();
+        request.records.sort();
+        request.records.dedup();
+        let event = self.inner.records.decide(&request).await?;
+        let allowed: std::collections::BTreeSet<Hash> = event
+            .decisions
+            .iter()
+            .filter(|(_, rule)| rule.allows())
+            .map(|(record, _)| *record)
+            .collect();
+        let released = found
+            .into_iter()
+            .filter(|kept| {
+                allowed.contains(&medledger_monitor::stream_record(
+                    &kept.device,
+                    &request.patient,
+                ))
+            })
+            .collect();
+        Ok((event, released))
+    }
+
+    /// A reading's proof, for a reader the patient's consent allows (the decision committed as
+    /// an access event first).
+    pub async fn read_proof(
+        &self,
+        request: crate::records::ReadRequest,
+        device: &PublicKey,
+        seq: u64,
+        index: u16,
+    ) -> Result<(medledger_records::AccessEvent, Option<ReadingProof>), ServiceError> {
+        let received_for = {
+            let read = self.inner.db.begin_read().map_err(storage)?;
+            read.open_table(BATCH_PATIENT)
+                .map_err(storage)?
+                .get((&device.0, seq))
+                .map_err(storage)?
+                .map(|patient| Hash(*patient.value()))
+        };
+        if received_for != Some(request.patient) {
+            return Err(ServiceError::NotFound(format!(
+                "no batch {seq} of device {device} for patient {} here",
+                request.patient
+            )));
+        }
+        let mut request = request;
+        request.records = vec![medledger_monitor::stream_record(device, &request.patient)];
+        let event = self.inner.records.decide(&request).await?;
+        if !event.allowed() {
+            return Ok((event, None));
+        }
+        let proof = self.proof(device, seq, index)?;
+        Ok((event, proof))
+    }
+
+    /// The patient a device may report for to this node, at the head.
+    fn paired_patient(&self, device: &PublicKey) -> Result<Hash, ServiceError> {
+        let org = self.org()?;
+        let (_, found) = self.inner.node.read_head(|state| {
+            Ok((
+                standing(state, device)?,
+                medledger_monitor::pairing(state, device)?,
+            ))
+        })?;
+        let (standing, pairing) =
+            found.map_err(|error| ServiceError::Storage(error.to_string()))?;
+        match standing {
+            Standing::Acts(Authority::Member {
+                role: Role::Device, ..
+            }) => {}
+            Standing::Revoked { .. } => {
+                return Err(ServiceError::Forbidden(format!(
+                    "device {device} was revoked"
+                )));
+            }
+            _ => {
+                return Err(ServiceError::Forbidden(format!(
+                    "{device} is not an enrolled device"
+                )));
+            }
+        }
+        match pairing {
+            Some(Pairing {
+                unpaired_at: None,
+                org: paired_org,
+                patient,
+                ..
+            }) if paired_org == org => Ok(patient),
+            Some(Pairing {
+                unpaired_at: None,
+                org: paired_org,
+                ..
+            }) => Err(ServiceError::Forbidden(format!(
+                "device {device} reports to {paired_org}'s node, not this one"
+            ))),
+            _ => Err(ServiceError::Forbidden(format!(
+                "device {device} is not paired with a patient"
+            ))),
+        }
+    }
+
+    /// This node's organisation.
+    pub fn org(&self) -> Result<String, ServiceError> {
+        match self.inner.node.account(&self.inner.node.key())?.0 {
+            Ok(authority) => medledger_module::custodian_of(&authority)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    ServiceError::Unavailable("this node's key acts for no organisation".into())
+                }),
+            Err(reason) => Err(ServiceError::Unavailable(format!(
+                "this node's key cannot act for an organisation: {reason}"
+            ))),
+        }
+    }
+
+    /// Anchors every window until the node stops. A failed round is logged and retried.
+    pub async fn run_anchoring(self) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(self.inner.window_ms));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(error) = self.anchor_now().await {
+                tracing::warn!(%error, "anchoring monitor readings failed; retrying next window");
+            }
+        }
+    }
+
+    /// Anchors what was received and not anchored yet (first finishing a journalled anchor);
+    /// `None` when there was nothing to anchor.
+    pub async fn anchor_now(&self) -> Result<Option<Anchored>, ServiceError> {
+        let _one = self.inner.anchoring.lock().await;
+        if let Some(planned) = self.journalled()? {
+            self.finish(&planned, true)?;
+        }
+        let Some((planned_spans, op, readings)) = self.plan()? else {
+            return Ok(None);
+        };
+        let root = match &op {
+            MonitorOp::AnchorWindow { root, .. } => *root,
+            _ => Hash::ZERO,
+        };
+        let payload: Payload = op.into();
+        let inner = self.inner.clone();
+        let spans = planned_spans.clone();
+        let tx = self
+            .inner
+            .node
+            .submit_own_checked(payload, |tx| -> Result<(), ServiceError> {
+                write_journal(&inner.db, &Planned { tx: tx.id(), spans })
+            })?;
+        let planned = Planned {
+            tx,
+            spans: planned_spans,
+        };
+        match wait_committed(&self.inner.node, tx).await {
+            Ok(height) => {
+                let anchor = self.finish(&planned, false)?.ok_or_else(|| {
+                    ServiceError::Storage(format!(
+                        "anchor transaction {tx} committed but not found"
+                    ))
+                })?;
+                Ok(Some(Anchored {
+                    anchor,
+                    height,
+                    devices: planned.spans.len(),
+                    readings,
+                    root,
+                }))
+            }
+            Err(error @ ServiceError::Refused { .. }) => {
+                clear_journal(&self.inner.db)?;
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The pending batches, as spans with their roots and the transaction to anchor them.
+    fn plan(&self) -> Result<Option<(Vec<AnchoredSpan>, MonitorOp, u64)>, ServiceError> {
+        let read = self.inner.db.begin_read().map_err(storage)?;
+        let pending = read.open_table(PENDING).map_err(storage)?;
+        let leaves_table = read.open_table(LEAVES).map_err(storage)?;
+        let mut by_device: BTreeMap<[u8; 32], Vec<(u64, u32)>> = BTreeMap::new();
+        for row in pending.iter().map_err(storage)? {
+            let (key, count) = row.map_err(storage)?;
+            let (device, seq) = key.value();
+            by_device
+                .entry(*device)
+                .or_default()
+                .push((seq, count.value()));
+            if by_device.len() > medledger_monitor::SPANS_PER_ANCHOR_MAX {
+                by_device.pop_last();
+                break;
+            }
+        }
+        if by_device.is_empty() {
+            return Ok(None);
+        }
+        let mut spans = Vec::with_capacity(by_device.len());
+        let mut chain_spans = Vec::with_capacity(by_device.len());
+        let mut readings = 0u64;
+        for (device, batches) in by_device {
+            let mut leaves = Vec::new();
+            let mut count = 0u32;
+            for (seq, n) in &batches {
+                let bytes = leaves_table
+                    .get((&device, *seq))
+                    .map_err(storage)?
+                    .ok_or_else(|| storage(format!("no leaves for a pending batch {seq}")))?;
+                leaves.extend(
+                    bytes
+                        .value()
+                        .chunks_exact(32)
+                        .filter_map(|chunk| <[u8; 32]>::try_from(chunk).ok().map(Hash)),
+                );
+                count = count.saturating_add(*n);
+            }
+            let first_seq = batches.first().map_or(0, |b| b.0);
+            let last_seq = batches.last().map_or(0, |b| b.0);
+            readings += u64::from(count);
+            let device = PublicKey(device);
+            chain_spans.push(Span {
+                device,
+                first_seq,
+                last_seq,
+                readings: count,
+            });
+            spans.push(AnchoredSpan {
+                device,
+                first_seq,
+                last_seq,
+                root: device_root(&leaves),
+                batches: batches.iter().map(|b| b.0).collect(),
+            });
+        }
+        let roots: Vec<Hash> = spans.iter().map(|span| span.root).collect();
+        let (_, head) = self
+            .inner
+            .node
+            .read_head(|state| Ok(medledger_module::chain_head(state)?.time_ms))?;
+        let now = head.map_err(|error| ServiceError::Storage(error.to_string()))?;
+        let window_ms = self.inner.window_ms;
+        let window_start_ms = now.saturating_sub(window_ms);
+        let op = MonitorOp::AnchorWindow {
+            window_start_ms,
+            window_ms,
+            root: window_root(&roots),
+            spans: chain_spans,
+        };
+        Ok(Some((spans, op, readings)))
+    }
+
+    fn journalled(&self) -> Result<Option<Planned>, ServiceError> {
+        let read = self.inner.db.begin_read().map_err(storage)?;
+        let table = read.open_table(JOURNAL).map_err(storage)?;
+        let Some(bytes) = table.get(JOURNAL_KEY).map_err(storage)? else {
+            return Ok(None);
+        };
+        borsh::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|error| storage(format!("the anchor journal: {error}")))
+    }
+
+    /// Records a committed anchor's spans (moving its batches from pending to anchored) and
+    /// clears the journal. When the transaction is not on chain: a journalled one found on
+    /// restart is dropped (its batches stay pending and go into the next anchor).
+    fn finish(&self, planned: &Planned, recovering: bool) -> Result<Option<u64>, ServiceError> {
+        let org = self.org()?;
+        let (_, found) = self.inner.node.read_head(|state| {
+            let count = medledger_monitor::anchor_count(state, &org)?;
+            for seq in (count.saturating_sub(ANCHOR_SEARCH_BACK)..count).rev() {
+                if let Some(anchor) = medledger_monitor::anchor(state, &org, seq)?
+                    && anchor.tx == planned.tx
+                {
+                    return Ok(Some(seq));
+                }
+            }
+            Ok(None)
+        })?;
+        let found = found.map_err(|error| ServiceError::Storage(error.to_string()))?;
+        let Some(anchor) = found else {
+            if recovering {
+                clear_journal(&self.inner.db)?;
+            }
+            return Ok(None);
+        };
+        let txn = self.inner.db.begin_write().map_err(storage)?;
+        {
+            let mut pending = txn.open_table(PENDING).map_err(storage)?;
+            let mut anchored = txn.open_table(ANCHORED).map_err(storage)?;
+            let mut anchors = txn.open_table(ANCHORS).map_err(storage)?;
+            for (place, span) in planned.spans.iter().enumerate() {
+                for seq in &span.batches {
+                    pending.remove((&span.device.0, *seq)).map_err(storage)?;
+                    anchored
+                        .insert((&span.device.0, *seq), (anchor, place as u32))
+                        .map_err(storage)?;
+                }
+            }
+            let bytes = borsh::to_vec(&planned.spans).map_err(storage)?;
+            anchors.insert(anchor, bytes.as_slice()).map_err(storage)?;
+            txn.open_table(JOURNAL)
+                .map_err(storage)?
+                .remove(JOURNAL_KEY)
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(Some(anchor))
+    }
+
+    /// The readings of a batch, opened; `Err(Conflict)` if they no longer open or no longer
+    /// match their leaves (changed on disk).
+    fn batch(&self, device: &PublicKey, seq: u64) -> Result<Option<Vec<Reading>>, ServiceError> {
+        let read = self.inner.db.begin_read().map_err(storage)?;
+        let readings = read.open_table(READINGS).map_err(storage)?;
+        let Some(sealed) = readings.get((&device.0, seq)).map_err(storage)? else {
+            return Ok(None);
+        };
+        let leaves = read
+            .open_table(LEAVES)
+            .map_err(storage)?
+            .get((&device.0, seq))
+            .map_err(storage)?
+            .map(|bytes| bytes.value().to_vec())
+            .unwrap_or_default();
+        let sealed = sealed.value();
+        let tampered = || {
+            ServiceError::Conflict(format!(
+                "device {device}'s batch {seq} was changed on this node: it no longer matches what was anchored"
+            ))
+        };
+        let (nonce, ciphertext) = sealed
+            .split_first_chunk::<NONCE_BYTES>()
+            .ok_or_else(tampered)?;
+        let plain = self
+            .inner
+            .seal
+            .open(*nonce, &batch_aad(device, seq), ciphertext)
+            .map_err(|_| tampered())?;
+        let batch: Vec<Reading> = borsh::from_slice(&plain).map_err(|_| tampered())?;
+        let expected: Vec<u8> = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(index, reading)| {
+                leaf(&self.inner.salts, device, seq, index as u16, reading)
+                    .0
+                    .to_vec()
+            })
+            .collect();
+        if expected != leaves {
+            return Err(tampered());
+        }
+        Ok(Some(batch))
+    }
+
+    /// A reading and its proof against its anchor (`None` while it is not anchored).
+    fn proof(
+        &self,
+        device: &PublicKey,
+        seq: u64,
+        index: u16,
+    ) -> Result<Option<ReadingProof>, ServiceError> {
+        let Some(batch) = self.batch(device, seq)? else {
+            return Err(ServiceError::NotFound(format!(
+                "no batch {seq} of device {device} here"
+            )));
+        };
+        let reading = *batch
+            .get(usize::from(index))
+            .ok_or_else(|| ServiceError::NotFound(format!("batch {seq} has no reading {index}")))?;
+        let read = self.inner.db.begin_read().map_err(storage)?;
+        let Some(place) = read
+            .open_table(ANCHORED)
+            .map_err(storage)?
+            .get((&device.0, seq))
+            .map_err(storage)?
+        else {
+            return Ok(None);
+        };
+        let (anchor, place) = place.value();
+        let spans: Vec<AnchoredSpan> = read
+            .open_table(ANCHORS)
+            .map_err(storage)?
+            .get(anchor)
+            .map_err(storage)?
+            .and_then(|bytes| borsh::from_slice(bytes.value()).ok())
+            .ok_or_else(|| storage(format!("anchor {anchor}'s spans")))?;
+        let span = spans
+            .get(place as usize)
+            .ok_or_else(|| storage(format!("anchor {anchor} has no span {place}")))?;
+        let leaves_table = read.open_table(LEAVES).map_err(storage)?;
+        let mut leaves = Vec::new();
+        let mut position = None;
+        for batch_seq in &span.batches {
+            let bytes = leaves_table
+                .get((&device.0, *batch_seq))
+                .map_err(storage)?
+                .ok_or_else(|| storage(format!("the leaves of batch {batch_seq}")))?;
+            if *batch_seq == seq {
+                position = Some(leaves.len() + usize::from(index));
+            }
+            leaves.extend(
+                bytes
+                    .value()
+                    .chunks_exact(32)
+                    .filter_map(|chunk| <[u8; 32]>::try_from(chunk).ok().map(Hash)),
+            );
+        }
+        let position = position.ok_or_else(|| storage("the batch is not in its span"))?;
+        let roots: Vec<Hash> = spans.iter().map(|span| span.root).collect();
+        let in_device = InclusionProof::build(&leaves, position)
+            .ok_or_else(|| storage("the reading is not among its span's leaves"))?;
+        let in_window = InclusionProof::build(&roots, place as usize)
+            .ok_or_else(|| storage("the span is not in its anchor"))?;
+        Ok(Some(ReadingProof {
+            org: self.org()?,
+            anchor,
+            device: *device,
+            seq,
+            index,
+            reading,
+            salt: salt(&self.inner.salts, device, seq, index),
+            in_device,
+            device_root: span.root,
+            in_window,
+        }))
+    }
+
+    /// A patient's readings of `code` (all codes if `None`) in `[from_ms, to_ms)`, oldest first,
+    /// at most `limit`.
+    fn readings(
+        &self,
+        patient: &Hash,
+        code: Option<medledger_monitor::Code>,
+        period: (u64, u64),
+        limit: usize,
+    ) -> Result<Vec<KeptReading>, ServiceError> {
+        let read = self.inner.db.begin_read().map_err(storage)?;
+        let index = read.open_table(BY_PATIENT).map_err(storage)?;
+        let anchored = read.open_table(ANCHORED).map_err(storage)?;
+        let codes: Vec<u8> = match code {
+            Some(code) => vec![code as u8],
+            None => medledger_monitor::Code::ALL
+                .iter()
+                .map(|code| *code as u8)
+                .collect(),
+        };
+        let mut found: Vec<(u64, [u8; 32], u64, u16)> = Vec::new();
+        for code in codes {
+            let low = (&patient.0, code, period.0, &[0u8; 32], 0u64, 0u16);
+            let high = (&patient.0, code, period.1, &[0u8; 32], 0u64, 0u16);
+            for row in index.range(low..high).map_err(storage)? {
+                let (key, _) = row.map_err(storage)?;
+                let (_, _, time, device, seq, at) = key.value();
+                found.push((time, *device, seq, at));
+                if found.len() >= limit.saturating_mul(4).max(limit) {
+                    break;
+                }
+            }
+        }
+        found.sort_unstable();
+        found.truncate(limit);
+        drop(index);
+        let mut out = Vec::with_capacity(found.len());
+        let mut batches: BTreeMap<([u8; 32], u64), Vec<Reading>> = BTreeMap::new();
+        for (_, device, seq, at) in found {
+            let key = PublicKey(device);
+            if let std::collections::btree_map::Entry::Vacant(slot) = batches.entry((device, seq)) {
+                slot.insert(self.batch(&key, seq)?.unwrap_or_default());
+            }
+            let Some(reading) = batches
+                .get(&(device, seq))
+                .and_then(|batch| batch.get(usize::from(at)))
+            else {
+                continue;
+            };
+            let anchor = anchored
+                .get((&device, seq))
+                .map_err(storage)?
+                .map(|place| place.value().0);
+            out.push(KeptReading {
+                device: key,
+                seq,
+                index: at,
+                reading: *reading,
+                anchor,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A reading's salt: derived from the node's key, so nothing more is kept per reading.
+fn salt(salts: &BlindKey, device: &PublicKey, seq: u64, index: u16) -> Hash {
+    salts.blind(
+        b"medledger/monitor-salt",
+        &[&device.0, &seq.to_le_bytes(), &index.to_le_bytes()],
+    )
+}
+
+fn leaf(salts: &BlindKey, device: &PublicKey, seq: u64, index: u16, reading: &Reading) -> Hash {
+    reading_leaf(
+        &salt(salts, device, seq, index),
+        device,
+        seq,
+        index,
+        reading,
+    )
+}
+
+fn batch_aad(device: &PublicKey, seq: u64) -> Vec<u8> {
+    let mut aad = b"medledger/monitor-batch/".to_vec();
+    aad.extend_from_slice(&device.0);
+    aad.extend_from_slice(&seq.to_le_bytes());
+    aad
+}
+
+fn batch_error(error: BatchError) -> ServiceError {
+    ServiceError::Invalid(error.to_string())
+}
+
+fn write_journal(db: &redb::Database, planned: &Planned) -> Result<(), ServiceError> {
+    let bytes = borsh::to_vec(planned).map_err(storage)?;
+    let txn = db.begin_write().map_err(storage)?;
+    txn.open_table(JOURNAL)
+        .map_err(storage)?
+        .insert(JOURNAL_KEY, bytes.as_slice())
+        .map_err(storage)?;
+    txn.commit().map_err(storage)
+}
+
+fn clear_journal(db: &redb::Database) -> Result<(), ServiceError> {
+    let txn = db.begin_write().map_err(storage)?;
+    txn.open_table(JOURNAL)
+        .map_err(storage)?
+        .remove(JOURNAL_KEY)
+        .map_err(storage)?;
+    txn.commit().map_err(storage)
+}
+
+/// The writer: takes a group of batches, writes them in one transaction (refusing replays in
+/// arrival order), commits once, then answers each.
+fn write_loop(inner: &std::sync::Weak<Inner>, receiver: &std::sync::mpsc::Receiver<Request>) {
+    while let Ok(first) = receiver.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match receiver.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let mut results: Vec<Result<Ingested, ServiceError>> = Vec::with_capacity(group.len());
+        let written = write_group(&inner, &group, &mut results);
+        for (request, result) in group.into_iter().zip(results) {
+            let answer = match &written {
+                Ok(()) => result,
+                Err(error) => Err(ServiceError::Storage(error.to_string())),
+            };
+            let _ = request.reply.send(answer);
+        }
+    }
+}
+
+fn write_group(
+    inner: &Inner,
+    group: &[Request],
+    results: &mut Vec<Result<Ingested, ServiceError>>,
+) -> Result<(), ServiceError> {
+    let txn = inner.db.begin_write().map_err(storage)?;
+    {
+        let mut readings = txn.open_table(READINGS).map_err(storage)?;
+        let mut leaves = txn.open_table(LEAVES).map_err(storage)?;
+        let mut next_seq = txn.open_table(NEXT_SEQ).map_err(storage)?;
+        let mut batch_patient = txn.open_table(BATCH_PATIENT).map_err(storage)?;
+        let mut pending = txn.open_table(PENDING).map_err(storage)?;
+        let mut by_patient = txn.open_table(BY_PATIENT).map_err(storage)?;
+        for request in group {
+            let batch = &request.batch.batch;
+            let device = batch.device;
+            let next = next_seq
+                .get(&device.0)
+                .map_err(storage)?
+                .map_or(0, |value| value.value());
+            if batch.seq < next {
+                results.push(Err(ServiceError::Conflict(format!(
+                    "device {device} sent batch {} again or out of order: the next is {next}",
+                    batch.seq
+                ))));
+                continue;
+            }
+            let plain = borsh::to_vec(&batch.readings).map_err(storage)?;
+            let mut nonce = [0u8; NONCE_BYTES];
+            OsRng.fill_bytes(&mut nonce);
+            let mut sealed = nonce.to_vec();
+            sealed.extend(
+                inner
+                    .seal
+                    .seal(nonce, &batch_aad(&device, batch.seq), &plain),
+            );
+            let mut leaf_bytes = Vec::with_capacity(32 * batch.readings.len());
+            for (index, reading) in batch.readings.iter().enumerate() {
+                let index = index as u16;
+                leaf_bytes
+                    .extend_from_slice(&leaf(&inner.salts, &device, batch.seq, index, reading).0);
+                by_patient
+                    .insert(
+                        (
+                            &request.patient.0,
+                            reading.code as u8,
+                            reading.time_ms,
+                            &device.0,
+                            batch.seq,
+                            index,
+                        ),
+                        (),
+                    )
+                    .map_err(storage)?;
+            }
+            readings
+                .insert((&device.0, batch.seq), sealed.as_slice())
+                .map_err(storage)?;
+            leaves
+                .insert((&device.0, batch.seq), leaf_bytes.as_slice())
+                .map_err(storage)?;
+            pending
+                .insert((&device.0, batch.seq), batch.readings.len() as u32)
+                .map_err(storage)?;
+            batch_patient
+                .insert((&device.0, batch.seq), &request.patient.0)
+                .map_err(storage)?;
+            next_seq.insert(&device.0, batch.seq + 1).map_err(storage)?;
+            results.push(Ok(Ingested {
+                device,
+                seq: batch.seq,
+                readings: batch.readings.len(),
+                missing_batches: batch.seq - next,
+            }));
+        }
+    }
+    txn.commit().map_err(storage)
+}
