@@ -117,7 +117,7 @@ async fn ingest(
 
 #[utoipa::path(get, path = "/v1/monitor/devices/{device}", tag = "monitor",
     params(("device" = String, Path, description = "The device's public key, hex")),
-    responses((status = 200, description = "The pairing: patient id, organisation, the next batch expected, readings and missing batches anchored"),
+    responses((status = 200, description = "The pairing (patient id, organisation, the next batch anchors expect, readings and missing batches anchored) and the next batch this node takes"),
         (status = 404, description = "Never paired")))]
 async fn device(
     State(state): State<AppState>,
@@ -125,7 +125,9 @@ async fn device(
 ) -> ApiResult<Json<Value>> {
     let device = key("the device", &device)?;
     let node = state.node.clone();
+    let monitor = monitor(&state)?;
     blocking(move || {
+        let received = monitor.next_seq(&device)?;
         let (height, found) =
             node.read_head(|view| Ok(medledger_monitor::pairing(view, &device)?))?;
         let found = found.map_err(|error| {
@@ -136,7 +138,11 @@ async fn device(
             )
         })?;
         match found {
-            Some(pairing) => Ok(Json(json!({ "height": height, "entry": pairing }))),
+            Some(pairing) => Ok(Json(json!({
+                "height": height,
+                "entry": pairing,
+                "received": { "next_seq": received },
+            }))),
             None => Err(ApiError::not_found(format!(
                 "device {device} was never paired"
             ))),

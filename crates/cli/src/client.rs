@@ -125,7 +125,10 @@ impl Client {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        if !body.is_empty() {
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if !body.is_empty() && !typed {
             request = request.header("content-type", "application/fhir+json");
         }
         let request = request

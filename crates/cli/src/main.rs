@@ -14,6 +14,7 @@ mod client;
 mod devnet;
 mod home;
 mod modules;
+mod monitor;
 mod records;
 mod research;
 mod supply;

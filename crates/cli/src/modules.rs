@@ -8,8 +8,8 @@ use clap::Subcommand;
 
 use crate::client::Client;
 use crate::{
-    bench_files, bench_records, bench_research, bench_supply, bench_trials, claims, records,
-    research, supply, tokens, trials,
+    bench_files, bench_records, bench_research, bench_supply, bench_trials, claims, monitor,
+    records, research, supply, tokens, trials,
 };
 
 #[derive(Subcommand)]
@@ -91,6 +91,17 @@ pub enum ModuleCommand {
         #[command(subcommand)]
         command: claims::ClaimCommand,
     },
+    /// Remote monitoring: pair devices, alert rules, a simulated device streaming readings,
+    /// readings under consent, and a reading proven offline.
+    Monitor {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file: the patient, the care team's member, or the device.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: monitor::MonitorCommand,
+    },
     /// Measure health records through the FHIR face: import rate, then consent-checked read
     /// latency at a fixed rate, each read's access event committed first.
     BenchRecords(bench_records::RecordsBenchArgs),
@@ -133,6 +144,9 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         }
         ModuleCommand::Claim { node, key, command } => {
             claims::run(&Client::new(&node), &key, command)
+        }
+        ModuleCommand::Monitor { node, key, command } => {
+            monitor::run(&Client::new(&node), &key, command)
         }
         ModuleCommand::BenchRecords(args) => bench_records::run(args).map(|()| 0),
         ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),

@@ -430,6 +430,18 @@ impl Monitor {
         }
     }
 
+    /// The next batch number this node will take from `device` (what it received, anchored or
+    /// not; the chain's pairing knows only what was anchored).
+    pub fn next_seq(&self, device: &PublicKey) -> Result<u64, ServiceError> {
+        let read = self.inner.db.begin_read().map_err(storage)?;
+        Ok(read
+            .open_table(NEXT_SEQ)
+            .map_err(storage)?
+            .get(&device.0)
+            .map_err(storage)?
+            .map_or(0, |value| value.value()))
+    }
+
     /// Anchors every window until the node stops. A failed round is logged and retried.
     pub async fn run_anchoring(self) {
         let mut ticker = tokio::time::interval(Duration::from_millis(self.inner.window_ms));

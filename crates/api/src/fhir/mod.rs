@@ -1353,10 +1353,21 @@ async fn ledger_id(
             .record_by_fhir(&kind, &id)
             .map_err(|e| api_error(e.into()))?
             .ok_or_else(|| crate::ApiError::not_found(format!("{kind}/{id} is not held here")))?;
-        Ok(
-            Json(json!({"record": record, "resource_type": kind, "custodian": custodian}))
-                .into_response(),
-        )
+        // A Patient's opaque id, too: what the chain names a patient by.
+        let patient = if kind == "Patient" {
+            records
+                .patient_by_fhir(&id)
+                .map_err(|e| api_error(e.into()))?
+        } else {
+            None
+        };
+        Ok(Json(json!({
+            "record": record,
+            "resource_type": kind,
+            "custodian": custodian,
+            "patient": patient,
+        }))
+        .into_response())
     })
     .await
 }

@@ -1,0 +1,320 @@
+//! End-to-end remote monitoring through the real binary: an unpaired device is refused; the
+//! care team pairs it; a simulated device streams signed batches (binary and JSON); a replay is
+//! refused; the node anchors them; a clinician without consent is denied and the denial is on
+//! the patient's access log; with consent the readings are served, one is proven offline against
+//! genesis, and an altered proof fails; a reading changed in the node's store is detected; an
+//! unpaired device is refused again.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{TestNode, public_key_of, stdout};
+use serde_json::{Value, json};
+
+fn monitor(node: &TestNode, key: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["monitor", "--key", key.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    node.cli(&all)
+}
+
+fn ok(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null)
+}
+
+fn failed(out: Output, expected: &str) {
+    let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "expected {expected}: {text}");
+    assert!(text.contains(expected), "expected {expected} in: {text}");
+}
+
+#[test]
+fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    use redb::ReadableTable;
+    let mut node = TestNode::init_orgs(dir, &["hospital=Hospital", "clinic=Clinic"], &[]);
+    node.start();
+    let hospital: PathBuf = node.home.join("keys/hospital.key");
+    let clinic: PathBuf = node.home.join("keys/clinic.key");
+    let doctor = node.new_key(dir, "doctor", Some((&hospital, "practitioner")));
+    let patient = node.new_key(dir, "patient", Some((&hospital, "patient")));
+    let device = node.new_key(dir, "device", Some((&hospital, "device")));
+    let outsider = node.new_key(dir, "outsider", Some((&clinic, "practitioner")));
+    let device_key = public_key_of(&device);
+
+    // The hospital's patient, bound to the patient's key.
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            { "resource": { "resourceType": "Patient", "id": "watched", "gender": "female" },
+              "request": { "method": "PUT", "url": "Patient/watched" } },
+        ],
+    });
+    let bundle_file = dir.join("patient.json");
+    std::fs::write(&bundle_file, bundle.to_string()).expect("write");
+    let fhir = |key: &Path, args: &[&str]| {
+        let mut all = vec!["fhir", "--key", key.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        ok(node.cli(&all))
+    };
+    fhir(&doctor, &["import", bundle_file.to_str().expect("utf-8")]);
+    fhir(
+        &hospital,
+        &[
+            "bind",
+            "--patient",
+            "watched",
+            "--patient-key",
+            &public_key_of(&patient),
+        ],
+    );
+
+    // Not paired yet: the node refuses its readings.
+    failed(
+        monitor(&node, &device, &["simulate", "--batches", "1"]),
+        "not paired",
+    );
+    // Another organisation's practitioner may not pair it; the hospital's doctor does.
+    failed(
+        monitor(
+            &node,
+            &outsider,
+            &[
+                "pair",
+                "--device",
+                &device_key,
+                "--patient",
+                "Patient/watched",
+            ],
+        ),
+        "403",
+    );
+    ok(monitor(
+        &node,
+        &doctor,
+        &[
+            "pair",
+            "--device",
+            &device_key,
+            "--patient",
+            "Patient/watched",
+        ],
+    ));
+    let paired = ok(monitor(&node, &device, &["device"]));
+    assert_eq!(paired["entry"]["org"], "hospital", "{paired}");
+
+    // Five binary batches of 30 readings, then one in JSON.
+    let sent = ok(monitor(
+        &node,
+        &device,
+        &[
+            "simulate",
+            "--batches",
+            "5",
+            "--readings",
+            "30",
+            "--seed",
+            "7",
+        ],
+    ));
+    assert_eq!(sent["batches"].as_array().expect("batches").len(), 5);
+    assert_eq!(sent["batches"][4]["seq"], 4);
+    let sent = ok(monitor(
+        &node,
+        &device,
+        &["simulate", "--batches", "1", "--readings", "9", "--json"],
+    ));
+    assert_eq!(sent["batches"][0]["seq"], 5);
+    // A batch number already received is refused.
+    failed(
+        monitor(
+            &node,
+            &device,
+            &["simulate", "--batches", "1", "--start-seq", "2"],
+        ),
+        "409",
+    );
+
+    // The hospital anchors now (rather than at the window's end): one device, 159 readings.
+    failed(monitor(&node, &doctor, &["anchor"]), "403");
+    let anchored = ok(monitor(&node, &hospital, &["anchor"]));
+    assert_eq!(anchored["anchored"]["devices"], 1, "{anchored}");
+    assert_eq!(anchored["anchored"]["readings"], 159, "{anchored}");
+    let paired = ok(monitor(&node, &device, &["device"]));
+    assert_eq!(paired["entry"]["next_seq"], 6, "{paired}");
+    assert_eq!(paired["entry"]["readings"], 159, "{paired}");
+
+    // Without consent: denied, and the denial is on the patient's access log.
+    failed(
+        monitor(&node, &outsider, &["readings", "--patient", "watched"]),
+        "consent does not allow",
+    );
+    failed(
+        monitor(&node, &doctor, &["readings", "--patient", "watched"]),
+        "consent does not allow",
+    );
+    let me = fhir(&patient, &["me"]);
+    let accesses = me["patients"][0]["accesses"].as_array().expect("accesses");
+    assert!(
+        accesses
+            .iter()
+            .any(|event| event["reader"] == public_key_of(&outsider).as_str()),
+        "{me}"
+    );
+    // The patient lets the doctor see vital signs for treatment.
+    let out = node.cli(&[
+        "consent",
+        "--key",
+        patient.to_str().expect("utf-8"),
+        "grant",
+        "--to",
+        &format!("key:{}", public_key_of(&doctor)),
+        "--purpose",
+        "TREAT",
+        "--category",
+        "vital-signs",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let read = ok(monitor(
+        &node,
+        &doctor,
+        &["readings", "--patient", "watched", "--code", "59408-5"],
+    ));
+    let spo2 = read["readings"].as_array().expect("readings");
+    assert_eq!(spo2.len(), 53, "{read}");
+    assert!(spo2.iter().all(|reading| reading["unit"] == "%"));
+    assert!(spo2.iter().all(|reading| reading["anchor"] == 0));
+    failed(
+        monitor(
+            &node,
+            &doctor,
+            &["readings", "--patient", "watched", "--purpose", "HRESCH"],
+        ),
+        "consent does not allow",
+    );
+
+    // One reading proven offline against genesis; an altered value fails.
+    let proof = dir.join("reading-proof.json");
+    let fetched = ok(monitor(
+        &node,
+        &doctor,
+        &[
+            "proof",
+            "--patient",
+            "watched",
+            "--device",
+            &device_key,
+            "--seq",
+            "2",
+            "--index",
+            "4",
+            "--out",
+            proof.to_str().expect("utf-8"),
+        ],
+    ));
+    let genesis = node.home.join("genesis.json");
+    let out = node.cli(&[
+        "monitor",
+        "--key",
+        doctor.to_str().expect("utf-8"),
+        "verify",
+        "--proof",
+        proof.to_str().expect("utf-8"),
+        "--genesis",
+        genesis.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("valid:"), "{}", stdout(&out));
+    let mut altered: Value =
+        serde_json::from_str(&std::fs::read_to_string(&proof).expect("proof")).expect("json");
+    let value = altered["reading"]["reading"]["value"]
+        .as_i64()
+        .expect("value");
+    altered["reading"]["reading"]["value"] = json!(value + 1);
+    let altered_file = dir.join("altered-proof.json");
+    std::fs::write(&altered_file, altered.to_string()).expect("write");
+    let out = node.cli(&[
+        "monitor",
+        "--key",
+        doctor.to_str().expect("utf-8"),
+        "verify",
+        "--proof",
+        altered_file.to_str().expect("utf-8"),
+        "--genesis",
+        genesis.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("INVALID"), "{}", stdout(&out));
+    assert!(fetched["reading"]["value"].is_i64(), "{fetched}");
+
+    // Someone with access to the node's files changes a kept batch: it is detected, not served.
+    node.stop();
+    {
+        let readings: redb::TableDefinition<(&[u8; 32], u64), &[u8]> =
+            redb::TableDefinition::new("readings");
+        let db = redb::Database::open(node.home.join("data/monitor/readings.redb")).expect("open");
+        let device_bytes: [u8; 32] = hex::decode(&device_key)
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes");
+        let write = db.begin_write().expect("write");
+        {
+            let mut table = write.open_table(readings).expect("table");
+            let mut sealed = table
+                .get((&device_bytes, 3))
+                .expect("read")
+                .expect("batch 3")
+                .value()
+                .to_vec();
+            let last = sealed.len() - 1;
+            sealed[last] ^= 1;
+            table
+                .insert((&device_bytes, 3), sealed.as_slice())
+                .expect("insert");
+        }
+        write.commit().expect("commit");
+    }
+    node.start();
+    failed(
+        monitor(
+            &node,
+            &doctor,
+            &[
+                "proof",
+                "--patient",
+                "watched",
+                "--device",
+                &device_key,
+                "--seq",
+                "3",
+                "--index",
+                "0",
+                "--out",
+                dir.join("tampered.json").to_str().expect("utf-8"),
+            ],
+        ),
+        "no longer matches what was anchored",
+    );
+
+    // Unpaired by the patient: its next batch is refused.
+    ok(monitor(
+        &node,
+        &patient,
+        &["unpair", "--device", &device_key],
+    ));
+    failed(
+        monitor(&node, &device, &["simulate", "--batches", "1"]),
+        "not paired",
+    );
+    node.stop();
+}
