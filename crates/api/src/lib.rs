@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod claims;
+mod feed;
 pub mod fhir;
 mod monitor;
 mod research;

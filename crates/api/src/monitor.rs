@@ -41,7 +41,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
 };
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(ingest, device, readings, proof, anchor))]
+#[openapi(paths(ingest, device, readings, proof, anchor, alerts))]
 struct MonitorDoc;
 
 fn routes() -> Router<AppState> {
@@ -51,6 +51,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/monitor/readings", get(readings))
         .route("/v1/monitor/proofs/{device}/{seq}/{index}", get(proof))
         .route("/v1/monitor/anchor", post(anchor))
+        .route("/v1/monitor/alerts", get(alerts))
 }
 
 fn monitor(state: &AppState) -> ApiResult<Monitor> {
@@ -319,6 +320,76 @@ async fn proof(
         )
             .into_response(),
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsQuery {
+    /// The first alert to send (its sequence number); `Last-Event-ID` overrides it.
+    after: Option<u64>,
+    /// `false` answers one JSON page instead of a stream.
+    follow: Option<bool>,
+}
+
+/// The monitoring alerts one subscriber may receive.
+#[derive(Clone)]
+struct MonitorAlerts {
+    monitor: Monitor,
+    viewer: PublicKey,
+    authority: medledger_ledger::Authority,
+}
+
+impl crate::feed::AlertSource for MonitorAlerts {
+    type Alert = medledger_monitor::Alert;
+
+    fn page(
+        &self,
+        cursor: u64,
+    ) -> Result<(Vec<medledger_monitor::Alert>, u64), medledger_node::ServiceError> {
+        self.monitor.alerts(&self.viewer, &self.authority, cursor)
+    }
+
+    fn id(alert: &medledger_monitor::Alert) -> u64 {
+        alert.seq
+    }
+
+    fn kind(alert: &medledger_monitor::Alert) -> &'static str {
+        match alert.state {
+            medledger_monitor::AlertState::Open => "alert",
+            medledger_monitor::AlertState::Escalated { .. } => "escalated",
+            medledger_monitor::AlertState::Acknowledged { .. } => "acknowledged",
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/monitor/alerts", tag = "monitor", security(("medledger_signature" = [])),
+    params(("after" = Option<u64>, Query, description = "Sequence number to start from (default 0); Last-Event-ID resumes after the last alert received"),
+        ("follow" = Option<bool>, Query, description = "false: one JSON page instead of a stream")),
+    responses((status = 200, description = "text/event-stream of this organisation's monitoring alerts the signer may receive (its care team and auditors: all; a patient: their own), each with its sequence number as the event id, as their blocks commit: the patient, the rule, the device and the time, never a value"),
+        (status = 403, description = "Neither the organisation's people nor a patient")))]
+async fn alerts(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<AlertsQuery>, QueryRejection>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let Query(query) = crate::parse_query(query)?;
+    let (viewer, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
+    let source = MonitorAlerts {
+        monitor: monitor(&state)?,
+        viewer,
+        authority,
+    };
+    let cursor = crate::feed::cursor(&headers, query.after)?;
+    // Refused now rather than as an empty stream.
+    let probe = source.clone();
+    let first = blocking(move || Ok(crate::feed::AlertSource::page(&probe, cursor)?)).await?;
+    if query.follow == Some(false) {
+        return Ok(Json(json!({ "alerts": first.0, "next": first.1 })).into_response());
+    }
+    Ok(crate::feed::stream(&state, source, cursor))
 }
 
 #[utoipa::path(post, path = "/v1/monitor/anchor", tag = "monitor", security(("medledger_signature" = [])),

@@ -9,14 +9,10 @@
 //! `medledger trial ...`); what goes through the node is what leaves data at the site: captured
 //! forms and adverse-event reports.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,6 +27,7 @@ use medledger_trials::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::feed::AlertSource;
 use crate::fhir::{Caller, FhirFailure, FhirResult, caller, fhir_json};
 use crate::{ApiError, ApiResult, AppState, blocking};
 
@@ -243,49 +240,39 @@ async fn alerts(
 ) -> ApiResult<Response> {
     let Query(query) = crate::parse_query(query)?;
     let (_, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
-    let trials = trials(&state)?;
-    let resume = match headers.get("last-event-id") {
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|text| text.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "malformed_cursor",
-                        "Last-Event-ID must be an alert's sequence number",
-                    )
-                })?
-                .saturating_add(1),
-        ),
-        None => None,
+    let source = TrialAlerts {
+        trials: trials(&state)?,
+        authority,
     };
-    let cursor = resume.or(query.after).unwrap_or(0);
+    let cursor = crate::feed::cursor(&headers, query.after)?;
     if query.follow == Some(false) {
-        let (alerts, next) = blocking(move || Ok(trials.alerts(&authority, cursor)?)).await?;
+        let (alerts, next) = blocking(move || Ok(source.page(cursor)?)).await?;
         return Ok(Json(json!({ "alerts": alerts, "next": next })).into_response());
     }
-    let head = state.node.subscribe_head();
-    let feed = Feed {
-        trials,
-        authority,
-        cursor,
-        head,
-        closing: state.closing.clone(),
-        pending: VecDeque::new(),
-    };
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        let alert = feed.next().await?;
-        let event = Event::default()
-            .id(alert.seq.to_string())
-            .event(alert_kind(&alert))
-            .json_data(&alert)
-            .unwrap_or_else(|_| Event::default().comment("unencodable alert"));
-        Some((Ok::<Event, Infallible>(event), feed))
-    });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(crate::feed::stream(&state, source, cursor))
+}
+
+/// The trial alerts one subscriber may receive.
+#[derive(Clone)]
+struct TrialAlerts {
+    trials: Trials,
+    authority: Authority,
+}
+
+impl AlertSource for TrialAlerts {
+    type Alert = Alert;
+
+    fn page(&self, cursor: u64) -> Result<(Vec<Alert>, u64), medledger_node::ServiceError> {
+        self.trials.alerts(&self.authority, cursor)
+    }
+
+    fn id(alert: &Alert) -> u64 {
+        alert.seq
+    }
+
+    fn kind(alert: &Alert) -> &'static str {
+        alert_kind(alert)
+    }
 }
 
 #[derive(Deserialize)]
@@ -350,65 +337,6 @@ fn alert_kind(alert: &Alert) -> &'static str {
         medledger_trials::AlertKind::Overdue { .. } => "overdue",
         medledger_trials::AlertKind::Withdrawal { .. } => "withdrawal",
         medledger_trials::AlertKind::Amendment { .. } => "amendment",
-    }
-}
-
-/// Resolves when the server starts shutting down; never, if nobody can tell it to.
-async fn closed(closing: &mut tokio::sync::watch::Receiver<bool>) {
-    if closing.wait_for(|closing| *closing).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// One subscriber's position in the alerts: it reads the committed state each time the head
-/// moves, so an alert is sent once its block is committed, in order, and none is skipped.
-struct Feed {
-    trials: Trials,
-    authority: Authority,
-    cursor: u64,
-    head: tokio::sync::watch::Receiver<medledger_types::Height>,
-    /// The server is shutting down: the stream ends (the subscriber reconnects elsewhere or
-    /// later, from its cursor).
-    closing: tokio::sync::watch::Receiver<bool>,
-    pending: VecDeque<Alert>,
-}
-
-impl Feed {
-    /// The next alert, waiting for blocks as needed; `None` when the node stops.
-    async fn next(&mut self) -> Option<Alert> {
-        loop {
-            if *self.closing.borrow() {
-                return None;
-            }
-            if let Some(alert) = self.pending.pop_front() {
-                return Some(alert);
-            }
-            // Seen before reading, so a block committed during the read wakes the next wait.
-            self.head.borrow_and_update();
-            let (trials, authority, cursor) =
-                (self.trials.clone(), self.authority.clone(), self.cursor);
-            let read = tokio::task::spawn_blocking(move || trials.alerts(&authority, cursor)).await;
-            match read {
-                Ok(Ok((alerts, next))) => {
-                    let progressed = next > self.cursor;
-                    self.cursor = next;
-                    self.pending.extend(alerts);
-                    if !self.pending.is_empty() || progressed {
-                        continue;
-                    }
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "reading trial alerts failed; retrying at the next block");
-                }
-                Err(_) => return None,
-            }
-            tokio::select! {
-                changed = self.head.changed() => if changed.is_err() {
-                    return None;
-                },
-                () = closed(&mut self.closing) => return None,
-            }
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! A small blocking client for a node's HTTP API.
 
+use std::io::BufRead;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -298,4 +299,57 @@ fn ok(status: u16, body: Value) -> Result<Value> {
         ),
         None => bail!("the node answered {status}: {body}"),
     }
+}
+
+/// Streams an alert feed (server-sent events at `base`, signed by `key`), printing each alert as
+/// a JSON line; stops after `count` alerts if given.
+pub(crate) fn follow_alerts(
+    client: &Client,
+    key: &SecretKey,
+    base: &str,
+    after: Option<u64>,
+    count: Option<u64>,
+) -> Result<i32> {
+    let path = match after {
+        Some(after) => format!("{base}?after={after}"),
+        None => base.to_string(),
+    };
+    let chain_id = client.chain_id()?;
+    let time_ms = crate::records::now_ms();
+    let access = medledger_api::auth::AccessHeaders::default();
+    let bytes = medledger_api::auth::sign_bytes(&chain_id, "GET", &path, time_ms, b"", &access);
+    let authorization = medledger_api::auth::authorization(key, time_ms, &bytes);
+    // A stream has no overall deadline.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}{path}", client.base());
+    let mut response = agent
+        .get(&url)
+        .header("authorization", &authorization)
+        .header("accept", "text/event-stream")
+        .call()
+        .with_context(|| format!("cannot reach the node at {url}"))?;
+    if response.status() != 200 {
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        bail!("the node answered {}: {text}", response.status());
+    }
+    let reader = std::io::BufReader::new(response.into_body().into_reader());
+    let mut seen = 0u64;
+    let mut data = String::new();
+    for line in reader.lines() {
+        let line = line.context("reading the alert stream")?;
+        if let Some(rest) = line.strip_prefix("data:") {
+            data.push_str(rest.trim_start());
+        } else if line.is_empty() && !data.is_empty() {
+            println!("{data}");
+            data.clear();
+            seen += 1;
+            if count.is_some_and(|count| seen >= count) {
+                return Ok(0);
+            }
+        }
+    }
+    Ok(0)
 }

@@ -4,7 +4,6 @@
 //! with the user's key; capture and adverse-event reports go through the site's node, which keeps
 //! their content.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -346,57 +345,6 @@ fn adverse_event_resource(
         resource["event"] = json!({ "text": description });
     }
     Ok(resource)
-}
-
-/// Streams the alert feed, printing each alert as a JSON line.
-fn follow_alerts(
-    client: &Client,
-    key: &SecretKey,
-    after: Option<u64>,
-    count: Option<u64>,
-) -> Result<i32> {
-    let path = match after {
-        Some(after) => format!("/v1/trials/alerts?after={after}"),
-        None => "/v1/trials/alerts".to_string(),
-    };
-    let chain_id = client.chain_id()?;
-    let time_ms = crate::records::now_ms();
-    let access = AccessHeaders::default();
-    let bytes = medledger_api::auth::sign_bytes(&chain_id, "GET", &path, time_ms, b"", &access);
-    let authorization = medledger_api::auth::authorization(key, time_ms, &bytes);
-    // A stream has no overall deadline.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let url = format!("{}{path}", client.base());
-    let mut response = agent
-        .get(&url)
-        .header("authorization", &authorization)
-        .header("accept", "text/event-stream")
-        .call()
-        .with_context(|| format!("cannot reach the node at {url}"))?;
-    if response.status() != 200 {
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        bail!("the node answered {}: {text}", response.status());
-    }
-    let reader = std::io::BufReader::new(response.into_body().into_reader());
-    let mut seen = 0u64;
-    let mut data = String::new();
-    for line in reader.lines() {
-        let line = line.context("reading the alert stream")?;
-        if let Some(rest) = line.strip_prefix("data:") {
-            data.push_str(rest.trim_start());
-        } else if line.is_empty() && !data.is_empty() {
-            println!("{data}");
-            data.clear();
-            seen += 1;
-            if count.is_some_and(|count| seen >= count) {
-                return Ok(0);
-            }
-        }
-    }
-    Ok(0)
 }
 
 /// Fetches each state entry the audit view names, with its proof at the view's height, and
@@ -762,7 +710,13 @@ pub fn run(client: &Client, key_path: &Path, command: TrialCommand) -> Result<i3
             count,
         } => {
             if follow {
-                return follow_alerts(client, &key, after, count);
+                return crate::client::follow_alerts(
+                    client,
+                    &key,
+                    "/v1/trials/alerts",
+                    after,
+                    count,
+                );
             }
             let path = format!(
                 "/v1/trials/alerts?follow=false&after={}",

@@ -2,8 +2,9 @@
 //! care team pairs it; a simulated device streams signed batches (binary and JSON); a replay is
 //! refused; the node anchors them; a clinician without consent is denied and the denial is on
 //! the patient's access log; with consent the readings are served, one is proven offline against
-//! genesis, and an altered proof fails; a reading changed in the node's store is detected; an
-//! unpaired device is refused again.
+//! genesis, and an altered proof fails; a reading changed in the node's store is detected; a rule
+//! fires on low SpO2 and the alert reaches the care team's stream, the patient sees it, the doctor
+//! acknowledges it; an unpaired device is refused again.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
@@ -11,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{TestNode, public_key_of, stdout};
+use common::{Subscriber, TestNode, public_key_of, stdout};
 use serde_json::{Value, json};
 
 fn monitor(node: &TestNode, key: &Path, args: &[&str]) -> Output {
@@ -304,6 +305,78 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
             ],
         ),
         "no longer matches what was anchored",
+    );
+
+    // An alert: the care team sets a rule; the doctor's stream is open before the readings come;
+    // SpO2 below 90 for 2 s of the device's readings raises it, without a value.
+    failed(
+        monitor(
+            &node,
+            &outsider,
+            &[
+                "rule",
+                "--patient",
+                "Patient/watched",
+                "--id",
+                "low-spo2",
+                "--code",
+                "59408-5",
+                "--below",
+                "90",
+            ],
+        ),
+        "403",
+    );
+    ok(monitor(
+        &node,
+        &doctor,
+        &[
+            "rule",
+            "--patient",
+            "Patient/watched",
+            "--id",
+            "low-spo2",
+            "--code",
+            "59408-5",
+            "--below",
+            "90",
+            "--for-ms",
+            "2000",
+        ],
+    ));
+    let stream = Subscriber::start("monitor", &node, &doctor, &["--count", "1"]);
+    failed(monitor(&node, &outsider, &["alerts"]), "403");
+    ok(monitor(
+        &node,
+        &device,
+        &[
+            "simulate",
+            "--batches",
+            "2",
+            "--readings",
+            "30",
+            "--desaturate-from",
+            "0",
+            "--seed",
+            "3",
+        ],
+    ));
+    let alert = stream.next(std::time::Duration::from_secs(30));
+    assert_eq!(alert["rule"], "low-spo2", "{alert}");
+    assert_eq!(alert["device"], device_key.as_str(), "{alert}");
+    assert_eq!(alert["state"]["state"], "open", "{alert}");
+    assert!(!alert.to_string().contains("value"), "{alert}");
+    // The patient sees their own alert; the doctor acknowledges it, once.
+    let own = ok(monitor(&node, &patient, &["alerts"]));
+    assert_eq!(own["alerts"].as_array().expect("alerts").len(), 1, "{own}");
+    ok(monitor(
+        &node,
+        &doctor,
+        &["ack", "--org", "hospital", "--seq", "0"],
+    ));
+    failed(
+        monitor(&node, &doctor, &["ack", "--org", "hospital", "--seq", "0"]),
+        "acknowledged",
     );
 
     // Unpaired by the patient: its next batch is refused.

@@ -10,11 +10,11 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use common::hospital::key_of;
-use common::{TestNode, bin, devnet, one_devnet, public_key_of, stdout};
+use common::{Subscriber, TestNode, devnet, one_devnet, public_key_of, stdout};
 use medledger_api::auth::AccessHeaders;
 use redb::ReadableTable;
 use serde_json::{Value, json};
@@ -76,49 +76,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write");
     path
-}
-
-/// `medledger trial alerts --follow` as a background process: the alert lines it printed.
-struct Subscriber {
-    lines: std::sync::mpsc::Receiver<(Value, Instant)>,
-    child: std::process::Child,
-}
-
-impl Subscriber {
-    fn start(node: &TestNode, key: &Path, extra: &[&str]) -> Subscriber {
-        let mut child = Command::new(bin())
-            .args(["trial", "--node", &node.url, "--key"])
-            .arg(key)
-            .args(["alerts", "--follow"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn subscriber");
-        let out = child.stdout.take().expect("stdout");
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line)
-                    && send.send((value, Instant::now())).is_err()
-                {
-                    return;
-                }
-            }
-        });
-        Subscriber { lines, child }
-    }
-
-    fn next(&self, within: Duration) -> Value {
-        self.lines.recv_timeout(within).expect("an alert arrives").0
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn capture_body(
@@ -183,8 +140,8 @@ fn a_trial_runs_from_registration_to_the_regulators_proven_view() {
     );
 
     // The sponsor's and the regulator's alert streams, open before anything happens.
-    let sponsor_alerts = Subscriber::start(&nodes[1], &sponsor, &[]);
-    let regulator_alerts = Subscriber::start(&nodes[2], &regulator, &[]);
+    let sponsor_alerts = Subscriber::start("trial", &nodes[1], &sponsor, &[]);
+    let regulator_alerts = Subscriber::start("trial", &nodes[2], &regulator, &[]);
     // The regulator's intake system takes the same alerts by webhook. Its first answer is an
     // error, so the first delivery is retried. Only the node's own members register there, and
     // only http(s) URLs.
@@ -517,7 +474,12 @@ fn a_trial_runs_from_registration_to_the_regulators_proven_view() {
         );
     }
     // A subscriber that reconnects after the first alert resumes from there.
-    let resumed = Subscriber::start(&nodes[3], &regulator, &["--after", "1", "--count", "1"]);
+    let resumed = Subscriber::start(
+        "trial",
+        &nodes[3],
+        &regulator,
+        &["--after", "1", "--count", "1"],
+    );
     assert_eq!(
         resumed.next(Duration::from_secs(30))["kind"],
         "adverse_event"

@@ -29,6 +29,7 @@ use medledger_state::{StateError, StateRead, encode_value};
 use medledger_types::{Height, Role};
 use serde::{Deserialize, Serialize};
 
+pub mod alerts;
 pub mod readings;
 
 pub use readings::{Code, Reading};

@@ -29,6 +29,7 @@ use medledger_crypto::envelope::{BlindKey, DataKey, NONCE_BYTES};
 use medledger_crypto::{Hash, PublicKey};
 use medledger_ledger::{Authority, Payload};
 use medledger_module::{Standing, standing};
+use medledger_monitor::alerts::{Firing, Watch};
 use medledger_monitor::readings::{
     BatchError, ReadingProof, SignedBatch, device_root, reading_leaf, window_root,
 };
@@ -61,6 +62,20 @@ const BY_PATIENT: TableDefinition<PatientKey<'static>, ()> = TableDefinition::ne
 // The anchor being submitted, if any (borsh `Planned`).
 const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
 const JOURNAL_KEY: &str = "planned";
+
+/// The most alerts one page of the alert feed reads.
+pub const ALERTS_PAGE_MAX: u64 = 500;
+/// How many alerts one escalation round reads at most.
+const ESCALATION_SCAN_MAX: u64 = 10_000;
+
+/// This node's clock, for missing-data rules (never the ledger's).
+#[allow(clippy::disallowed_methods)] // Shell: silence is measured on the receiving node's clock.
+fn clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
 
 /// How often a node anchors what its devices sent.
 pub const WINDOW_MS_DEFAULT: u64 = 5_000;
@@ -128,8 +143,19 @@ struct Request {
     reply: tokio::sync::oneshot::Sender<Result<Ingested, ServiceError>>,
 }
 
+/// A rule's watch over one patient's readings, and the device that last reported for it.
+struct Watched {
+    rule: medledger_monitor::AlertRule,
+    watch: Watch,
+    device: Option<PublicKey>,
+}
+
 struct Inner {
     node: Node,
+    /// Each (patient, rule)'s watch, in memory: after a restart the rules watch afresh.
+    watches: Mutex<BTreeMap<(Hash, String), Watched>>,
+    /// Alerts of this organisation below this sequence number are not open.
+    open_from: Mutex<u64>,
     records: crate::records::Records,
     /// Stream records known to be on chain.
     streams: Mutex<std::collections::BTreeSet<Hash>>,
@@ -190,6 +216,8 @@ impl Monitor {
             seal: DataKey(node.derive_secret("monitor/reading-encryption")),
             salts: BlindKey(node.derive_secret("monitor/reading-salt")),
             node,
+            watches: Mutex::new(BTreeMap::new()),
+            open_from: Mutex::new(0),
             records,
             streams: Mutex::new(std::collections::BTreeSet::new()),
             db,
@@ -219,6 +247,7 @@ impl Monitor {
         batch.check(&chain_id, now_ms).map_err(batch_error)?;
         let patient = self.paired_patient(&batch.batch.device)?;
         self.ensure_stream(&batch.batch.device, &patient).await?;
+        let (device, readings) = (batch.batch.device, batch.batch.readings.clone());
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = Request {
             batch,
@@ -240,9 +269,213 @@ impl Monitor {
                 }
             })?;
         }
-        answer
+        let ingested = answer
             .await
-            .map_err(|_| ServiceError::Unavailable("the monitor writer stopped".into()))?
+            .map_err(|_| ServiceError::Unavailable("the monitor writer stopped".into()))??;
+        // Kept durably: now the patient's rules see the readings.
+        for (rule, firing) in self.evaluate(&patient, &readings)? {
+            self.raise(patient, rule, device, firing.at_ms);
+        }
+        Ok(ingested)
+    }
+
+    /// Feeds readings to the patient's rules (read at the head); returns what fired.
+    fn evaluate(
+        &self,
+        patient: &Hash,
+        readings: &[Reading],
+    ) -> Result<Vec<(String, Firing)>, ServiceError> {
+        let (_, rules) = self
+            .inner
+            .node
+            .read_head(|state| Ok(medledger_monitor::rules(state, patient)?))?;
+        let rules = rules.map_err(|error| ServiceError::Storage(error.to_string()))?;
+        if rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut watches = self
+            .inner
+            .watches
+            .lock()
+            .map_err(|_| storage("a watch lock holder panicked"))?;
+        let mut fired = Vec::new();
+        for rule in &rules {
+            let start = readings.first().map_or(0, |reading| reading.time_ms);
+            let entry = watches
+                .entry((*patient, rule.id.clone()))
+                .or_insert_with(|| Watched {
+                    rule: rule.clone(),
+                    watch: Watch::starting_at(start),
+                    device: None,
+                });
+            if entry.rule != *rule {
+                // The care team changed the rule: watch afresh.
+                *entry = Watched {
+                    rule: rule.clone(),
+                    watch: Watch::starting_at(start),
+                    device: None,
+                };
+            }
+            for reading in readings {
+                if let Some(firing) = entry.watch.observe(rule, reading) {
+                    fired.push((rule.id.clone(), firing));
+                }
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Commits `RaiseAlert` in the background; an alert already open for the rule is not an
+    /// error (the care team has it).
+    fn raise(&self, patient: Hash, rule: String, device: PublicKey, at_ms: u64) {
+        if let Ok(mut watches) = self.inner.watches.lock()
+            && let Some(watched) = watches.get_mut(&(patient, rule.clone()))
+        {
+            watched.device = Some(device);
+        }
+        let node = self.inner.node.clone();
+        tokio::spawn(async move {
+            let op = MonitorOp::RaiseAlert {
+                patient,
+                rule: rule.clone(),
+                device,
+                at_ms,
+            };
+            let submitted = node.submit_own_checked(op.into(), |_| Ok::<(), ServiceError>(()));
+            let result = match submitted {
+                Ok(tx) => wait_committed(&node, tx).await.map(|_| ()),
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(()) => {}
+                Err(ServiceError::Refused { code, .. }) if code == "alert_open" => {}
+                Err(error) => tracing::warn!(%error, rule, "raising a monitoring alert failed"),
+            }
+        });
+    }
+
+    /// Missing-data rules on this node's clock, and escalations due in block time.
+    async fn watch_clock(&self, now_ms: u64) -> Result<(), ServiceError> {
+        let mut silent = Vec::new();
+        {
+            let mut watches = self
+                .inner
+                .watches
+                .lock()
+                .map_err(|_| storage("a watch lock holder panicked"))?;
+            for ((patient, rule), watched) in watches.iter_mut() {
+                if let (Some(firing), Some(device)) =
+                    (watched.watch.silence(&watched.rule, now_ms), watched.device)
+                {
+                    silent.push((*patient, rule.clone(), device, firing.at_ms));
+                }
+            }
+        }
+        for (patient, rule, device, at_ms) in silent {
+            self.raise(patient, rule, device, at_ms);
+        }
+        self.escalate().await
+    }
+
+    /// This organisation's alerts from `cursor` that `viewer` may receive (a bounded page), and
+    /// the cursor after the last one read: every alert for the organisation's own people (its
+    /// root key, node, practitioners and auditors), a patient's own for a patient.
+    pub fn alerts(
+        &self,
+        viewer: &PublicKey,
+        authority: &Authority,
+        cursor: u64,
+    ) -> Result<(Vec<medledger_monitor::Alert>, u64), ServiceError> {
+        let org = self.org()?;
+        let everything = match authority {
+            Authority::Organisation { org: own } => *own == org,
+            Authority::Member { org: own, role } => {
+                *own == org && matches!(role, Role::Practitioner | Role::Validator | Role::Auditor)
+            }
+        };
+        let patient = matches!(
+            authority,
+            Authority::Member {
+                role: Role::Patient,
+                ..
+            }
+        );
+        if !everything && !patient {
+            return Err(ServiceError::Forbidden(format!(
+                "monitoring alerts are for {org}'s care team and auditors, and for each patient their own"
+            )));
+        }
+        let (_, page) = self.inner.node.read_head(|state| {
+            let count = medledger_monitor::alert_count(state, &org)?;
+            let end = count.min(cursor.saturating_add(ALERTS_PAGE_MAX));
+            let mut out = Vec::new();
+            for seq in cursor..end {
+                let Some(alert) = medledger_monitor::alert(state, &org, seq)? else {
+                    continue;
+                };
+                let visible = everything
+                    || medledger_records::patient(state, &alert.patient)?
+                        .is_some_and(|entry| entry.key == Some(*viewer));
+                if visible {
+                    out.push(alert);
+                }
+            }
+            Ok((out, end.max(cursor)))
+        })?;
+        page.map_err(|error| ServiceError::Storage(error.to_string()))
+    }
+
+    /// Escalates this organisation's open alerts whose rule's timeout has passed at the head.
+    async fn escalate(&self) -> Result<(), ServiceError> {
+        let org = self.org()?;
+        let from = *self
+            .inner
+            .open_from
+            .lock()
+            .map_err(|_| storage("a cursor lock holder panicked"))?;
+        let (_, due) = self.inner.node.read_head(|state| {
+            let now = medledger_module::chain_head(state)?.time_ms;
+            let count = medledger_monitor::alert_count(state, &org)?;
+            let mut due = Vec::new();
+            let mut first_open = count;
+            for seq in from..count.min(from.saturating_add(ESCALATION_SCAN_MAX)) {
+                let Some(alert) = medledger_monitor::alert(state, &org, seq)? else {
+                    continue;
+                };
+                if alert.state != medledger_monitor::AlertState::Open {
+                    continue;
+                }
+                first_open = first_open.min(seq);
+                if alert
+                    .escalate_after_ms
+                    .is_some_and(|after| now >= alert.raised_ms.saturating_add(after))
+                {
+                    due.push(seq);
+                }
+            }
+            Ok((due, first_open))
+        })?;
+        let (due, first_open) = due.map_err(|error| ServiceError::Storage(error.to_string()))?;
+        *self
+            .inner
+            .open_from
+            .lock()
+            .map_err(|_| storage("a cursor lock holder panicked"))? = first_open;
+        for seq in due {
+            let op = MonitorOp::EscalateAlert {
+                org: org.clone(),
+                seq,
+            };
+            let tx = self
+                .inner
+                .node
+                .submit_own_checked(op.into(), |_| Ok::<(), ServiceError>(()))?;
+            match wait_committed(&self.inner.node, tx).await {
+                Ok(_) | Err(ServiceError::Refused { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 
     /// Writes the device's stream record for the patient, unless the chain has it.
@@ -442,14 +675,25 @@ impl Monitor {
             .map_or(0, |value| value.value()))
     }
 
-    /// Anchors every window until the node stops. A failed round is logged and retried.
+    /// Anchors every window, and watches the clock each second (missing data, escalations),
+    /// until the node stops. A failed round is logged and retried.
     pub async fn run_anchoring(self) {
-        let mut ticker = tokio::time::interval(Duration::from_millis(self.inner.window_ms));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut window = tokio::time::interval(Duration::from_millis(self.inner.window_ms));
+        window.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
-            if let Err(error) = self.anchor_now().await {
-                tracing::warn!(%error, "anchoring monitor readings failed; retrying next window");
+            tokio::select! {
+                _ = window.tick() => {
+                    if let Err(error) = self.anchor_now().await {
+                        tracing::warn!(%error, "anchoring monitor readings failed; retrying next window");
+                    }
+                }
+                _ = second.tick() => {
+                    if let Err(error) = self.watch_clock(clock_ms()).await {
+                        tracing::warn!(%error, "watching monitoring alerts failed; retrying");
+                    }
+                }
             }
         }
     }

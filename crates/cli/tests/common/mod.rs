@@ -1,6 +1,7 @@
 //! Helpers for driving the real `medledger` binary in end-to-end tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -664,5 +665,48 @@ impl DirLock {
 impl Drop for DirLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// `medledger <module> alerts --follow` as a background process: the alert lines it printed.
+pub struct Subscriber {
+    pub lines: std::sync::mpsc::Receiver<(Value, std::time::Instant)>,
+    child: std::process::Child,
+}
+
+impl Subscriber {
+    pub fn start(module: &str, node: &TestNode, key: &Path, extra: &[&str]) -> Subscriber {
+        let mut child = Command::new(bin())
+            .args([module, "--node", &node.url, "--key"])
+            .arg(key)
+            .args(["alerts", "--follow"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn subscriber");
+        let out = child.stdout.take().expect("stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line)
+                    && send.send((value, std::time::Instant::now())).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Subscriber { lines, child }
+    }
+
+    pub fn next(&self, within: Duration) -> Value {
+        self.lines.recv_timeout(within).expect("an alert arrives").0
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
