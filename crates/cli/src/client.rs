@@ -314,28 +314,7 @@ pub(crate) fn follow_alerts(
         Some(after) => format!("{base}?after={after}"),
         None => base.to_string(),
     };
-    let chain_id = client.chain_id()?;
-    let time_ms = crate::records::now_ms();
-    let access = medledger_api::auth::AccessHeaders::default();
-    let bytes = medledger_api::auth::sign_bytes(&chain_id, "GET", &path, time_ms, b"", &access);
-    let authorization = medledger_api::auth::authorization(key, time_ms, &bytes);
-    // A stream has no overall deadline.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let url = format!("{}{path}", client.base());
-    let mut response = agent
-        .get(&url)
-        .header("authorization", &authorization)
-        .header("accept", "text/event-stream")
-        .call()
-        .with_context(|| format!("cannot reach the node at {url}"))?;
-    if response.status() != 200 {
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        bail!("the node answered {}: {text}", response.status());
-    }
-    let reader = std::io::BufReader::new(response.into_body().into_reader());
+    let reader = open_event_stream(client, key, &path)?;
     let mut seen = 0u64;
     let mut data = String::new();
     for line in reader.lines() {
@@ -352,4 +331,34 @@ pub(crate) fn follow_alerts(
         }
     }
     Ok(0)
+}
+
+/// Opens a server-sent event stream at `path`, signed by `key`, as a reader of lines; a stream
+/// has no overall deadline.
+pub(crate) fn open_event_stream(
+    client: &Client,
+    key: &SecretKey,
+    path: &str,
+) -> Result<std::io::BufReader<ureq::BodyReader<'static>>> {
+    let chain_id = client.chain_id()?;
+    let time_ms = crate::records::now_ms();
+    let access = medledger_api::auth::AccessHeaders::default();
+    let bytes = medledger_api::auth::sign_bytes(&chain_id, "GET", path, time_ms, b"", &access);
+    let authorization = medledger_api::auth::authorization(key, time_ms, &bytes);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}{path}", client.base());
+    let mut response = agent
+        .get(&url)
+        .header("authorization", &authorization)
+        .header("accept", "text/event-stream")
+        .call()
+        .with_context(|| format!("cannot reach the node at {url}"))?;
+    if response.status() != 200 {
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        bail!("the node answered {}: {text}", response.status());
+    }
+    Ok(std::io::BufReader::new(response.into_body().into_reader()))
 }

@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_files;
+mod bench_monitor;
 mod bench_records;
 mod bench_research;
 mod bench_supply;

@@ -8,8 +8,8 @@ use clap::Subcommand;
 
 use crate::client::Client;
 use crate::{
-    bench_files, bench_records, bench_research, bench_supply, bench_trials, claims, monitor,
-    records, research, supply, tokens, trials,
+    bench_files, bench_monitor, bench_records, bench_research, bench_supply, bench_trials, claims,
+    monitor, records, research, supply, tokens, trials,
 };
 
 #[derive(Subcommand)]
@@ -113,6 +113,9 @@ pub enum ModuleCommand {
     BenchTrials(bench_trials::TrialsBenchArgs),
     /// Measure research data sharing: cohort matching at a custodian over many patients.
     BenchResearch(bench_research::ResearchBenchArgs),
+    /// Measure remote monitoring: readings ingested and anchored per second from a fleet of
+    /// simulated devices, on-chain bytes per reading, and alert latency to the care team's stream.
+    BenchMonitor(bench_monitor::MonitorBenchArgs),
     /// Measure genomic files: a generated VCF streamed into a node and back, and the release
     /// path (de-identification and sealing).
     BenchFiles(bench_files::FilesBenchArgs),
@@ -152,6 +155,7 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),
         ModuleCommand::BenchTrials(args) => bench_trials::run(args).map(|()| 0),
         ModuleCommand::BenchResearch(args) => bench_research::run(args).map(|()| 0),
+        ModuleCommand::BenchMonitor(args) => bench_monitor::run(args).map(|()| 0),
         ModuleCommand::BenchFiles(args) => bench_files::run(args).map(|()| 0),
     }
 }

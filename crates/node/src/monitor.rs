@@ -157,7 +157,7 @@ struct Inner {
     /// Alerts of this organisation below this sequence number are not open.
     open_from: Mutex<u64>,
     records: crate::records::Records,
-    /// Stream records known to be on chain.
+    /// Stream records on chain or being written.
     streams: Mutex<std::collections::BTreeSet<Hash>>,
     db: redb::Database,
     seal: DataKey,
@@ -246,7 +246,7 @@ impl Monitor {
         let chain_id = self.inner.node.genesis().chain_id.clone();
         batch.check(&chain_id, now_ms).map_err(batch_error)?;
         let patient = self.paired_patient(&batch.batch.device)?;
-        self.ensure_stream(&batch.batch.device, &patient).await?;
+        self.ensure_stream(&batch.batch.device, &patient)?;
         let (device, readings) = (batch.batch.device, batch.batch.readings.clone());
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = Request {
@@ -478,57 +478,75 @@ impl Monitor {
         Ok(())
     }
 
-    /// Writes the device's stream record for the patient, unless the chain has it.
-    async fn ensure_stream(&self, device: &PublicKey, patient: &Hash) -> Result<(), ServiceError> {
+    /// Writes the device's stream record for the patient unless the chain has it, without
+    /// waiting for the block: a batch is kept at once, and reads of the readings, which need the
+    /// record, come blocks later. One write per stream is in flight at a time; a failed one is
+    /// tried again with the device's next batch.
+    fn ensure_stream(&self, device: &PublicKey, patient: &Hash) -> Result<(), ServiceError> {
         let record = medledger_monitor::stream_record(device, patient);
-        if self
-            .inner
-            .streams
-            .lock()
-            .map_err(|_| storage("a stream lock holder panicked"))?
-            .contains(&record)
         {
-            return Ok(());
+            let mut streams = self
+                .inner
+                .streams
+                .lock()
+                .map_err(|_| storage("a stream lock holder panicked"))?;
+            if !streams.insert(record) {
+                return Ok(());
+            }
         }
+        let forget = move |inner: &Inner| {
+            if let Ok(mut streams) = inner.streams.lock() {
+                streams.remove(&record);
+            }
+        };
         let (_, found) = self
             .inner
             .node
             .read_head(|state| Ok(medledger_records::record(state, &record)?))?;
-        let on_chain = found
-            .map_err(|error| ServiceError::Storage(error.to_string()))?
-            .is_some();
-        if !on_chain {
-            let write = medledger_records::RecordWrite {
-                record,
-                patient: *patient,
-                resource_type: "Observation".into(),
-                category: Some("vital-signs".into()),
-                version: 1,
-                commitment: self
-                    .inner
-                    .salts
-                    .blind(b"medledger/monitor-stream", &[&device.0, &patient.0]),
-                author: self.inner.node.key(),
-            };
-            let op = medledger_records::RecordsOp::PutRecords {
-                records: vec![write],
-            };
-            let tx = self
-                .inner
-                .node
-                .submit_own_checked(op.into(), |_| Ok::<(), ServiceError>(()))?;
-            match wait_committed(&self.inner.node, tx).await {
-                Ok(_) => {}
-                // Another batch of the device wrote it first.
-                Err(ServiceError::Refused { .. }) => {}
-                Err(error) => return Err(error),
+        match found {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(error) => {
+                forget(&self.inner);
+                return Err(ServiceError::Storage(error.to_string()));
             }
         }
-        self.inner
-            .streams
-            .lock()
-            .map_err(|_| storage("a stream lock holder panicked"))?
-            .insert(record);
+        let write = medledger_records::RecordWrite {
+            record,
+            patient: *patient,
+            resource_type: "Observation".into(),
+            category: Some("vital-signs".into()),
+            version: 1,
+            commitment: self
+                .inner
+                .salts
+                .blind(b"medledger/monitor-stream", &[&device.0, &patient.0]),
+            author: self.inner.node.key(),
+        };
+        let op = medledger_records::RecordsOp::PutRecords {
+            records: vec![write],
+        };
+        let tx = match self
+            .inner
+            .node
+            .submit_own_checked(op.into(), |_| Ok::<(), ServiceError>(()))
+        {
+            Ok(tx) => tx,
+            Err(error) => {
+                forget(&self.inner);
+                return Err(error);
+            }
+        };
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            match wait_committed(&inner.node, tx).await {
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "writing a device's stream record failed; retrying with its next batch");
+                    forget(&inner);
+                }
+            }
+        });
         Ok(())
     }
 
