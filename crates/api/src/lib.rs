@@ -145,6 +145,7 @@ impl From<SubmitError> for ApiError {
             },
             SubmitError::Mempool(MempoolError::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
             SubmitError::Mempool(MempoolError::NonceTaken { .. }) => StatusCode::CONFLICT,
+            SubmitError::Mempool(MempoolError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             SubmitError::Node(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.code(), error.to_string())

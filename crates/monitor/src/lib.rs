@@ -34,8 +34,9 @@ pub mod readings;
 
 pub use readings::{Code, Reading};
 
-/// The most devices one anchor covers.
-pub const SPANS_PER_ANCHOR_MAX: usize = 20_000;
+/// The most devices one anchor covers: 52 bytes each, so an anchor stays well under the
+/// transaction size limit (a node anchors more devices in several transactions).
+pub const SPANS_PER_ANCHOR_MAX: usize = 1_000;
 /// The shortest and longest anchor windows.
 pub const WINDOW_MS_MIN: u64 = 1_000;
 pub const WINDOW_MS_MAX: u64 = 3_600_000;

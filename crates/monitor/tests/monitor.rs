@@ -581,3 +581,26 @@ proptest! {
         }
     }
 }
+
+/// The fullest anchor a node may send fits one transaction (a node splits larger windows).
+#[test]
+fn the_largest_anchor_fits_a_transaction() {
+    let chain = Chain::new();
+    let spans: Vec<Span> = (0..SPANS_PER_ANCHOR_MAX as u64)
+        .map(|n| Span {
+            device: SecretKey::from_seed(10_000 + n).public_key(),
+            first_seq: u64::MAX / 2,
+            last_seq: u64::MAX / 2 + 1,
+            readings: u32::MAX,
+        })
+        .collect();
+    let op = MonitorOp::AnchorWindow {
+        window_start_ms: u64::MAX / 2,
+        window_ms: WINDOW_MS_MAX,
+        root: Hash([0xFF; 32]),
+        spans,
+    };
+    let tx = chain.tx(&SecretKey::from_seed(1), op);
+    let size = tx.to_bytes().len();
+    assert!(size <= medledger_types::TX_BYTES_MAX, "{size} bytes");
+}

@@ -420,6 +420,13 @@ impl Node {
                 if bad_signatures.contains(&index) {
                     return Err(TxError::BadSignature(tx.body.sender).into());
                 }
+                // A block holding a transaction over the limit could not be read back.
+                if matches!(origin, Origin::Own) {
+                    let size = tx.to_bytes().len();
+                    if size > medledger_types::TX_BYTES_MAX {
+                        return Err(MempoolError::TooLarge(size).into());
+                    }
+                }
                 let copy = gossip.map(|_| tx.clone());
                 let result = self.admit(&reader, tx);
                 if let (Ok((_, Inserted::New)), Some(copy)) = (&result, copy) {

@@ -20,6 +20,10 @@ pub enum MempoolError {
         "another transaction of {sender} with nonce {nonce} is already pending; only one can commit"
     )]
     NonceTaken { sender: PublicKey, nonce: u64 },
+    /// Only this node's own transactions can be built over the limit; the others arrive as bytes
+    /// already held to it.
+    #[error("the transaction is {0} bytes, over the limit of {max}", max = medledger_types::TX_BYTES_MAX)]
+    TooLarge(usize),
 }
 
 impl MempoolError {
@@ -27,6 +31,7 @@ impl MempoolError {
         match self {
             MempoolError::Full(_) => "mempool_full",
             MempoolError::NonceTaken { .. } => "nonce_pending",
+            MempoolError::TooLarge(_) => "tx_too_large",
         }
     }
 }

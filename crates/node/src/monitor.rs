@@ -116,14 +116,15 @@ pub struct Ingested {
     pub missing_batches: u64,
 }
 
-/// What an anchoring round did.
+/// What anchoring did: anchors `anchor..anchor + anchors` of this organisation, the last
+/// committed at `height`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Anchored {
     pub anchor: u64,
+    pub anchors: u64,
     pub height: Height,
     pub devices: usize,
     pub readings: u64,
-    pub root: Hash,
 }
 
 /// A kept reading, as a reader receives it.
@@ -716,19 +717,34 @@ impl Monitor {
         }
     }
 
-    /// Anchors what was received and not anchored yet (first finishing a journalled anchor);
-    /// `None` when there was nothing to anchor.
+    /// Anchors what was received and not anchored yet (first finishing a journalled anchor),
+    /// in as many transactions as it takes (`SPANS_PER_ANCHOR_MAX` devices each); `None` when
+    /// there was nothing to anchor.
     pub async fn anchor_now(&self) -> Result<Option<Anchored>, ServiceError> {
         let _one = self.inner.anchoring.lock().await;
         if let Some(planned) = self.journalled()? {
             self.finish(&planned, true)?;
         }
+        let mut total: Option<Anchored> = None;
+        while let Some(round) = self.anchor_once().await? {
+            total = Some(match total {
+                None => round,
+                Some(sum) => Anchored {
+                    anchor: sum.anchor,
+                    anchors: sum.anchors + round.anchors,
+                    height: round.height,
+                    devices: sum.devices + round.devices,
+                    readings: sum.readings + round.readings,
+                },
+            });
+        }
+        Ok(total)
+    }
+
+    /// One anchor transaction over the first `SPANS_PER_ANCHOR_MAX` devices with pending batches.
+    async fn anchor_once(&self) -> Result<Option<Anchored>, ServiceError> {
         let Some((planned_spans, op, readings)) = self.plan()? else {
             return Ok(None);
-        };
-        let root = match &op {
-            MonitorOp::AnchorWindow { root, .. } => *root,
-            _ => Hash::ZERO,
         };
         let payload: Payload = op.into();
         let inner = self.inner.clone();
@@ -752,10 +768,10 @@ impl Monitor {
                 })?;
                 Ok(Some(Anchored {
                     anchor,
+                    anchors: 1,
                     height,
                     devices: planned.spans.len(),
                     readings,
-                    root,
                 }))
             }
             Err(error @ ServiceError::Refused { .. }) => {
