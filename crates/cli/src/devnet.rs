@@ -122,6 +122,7 @@ pub fn create(
             mempool_txs_max: home::default_mempool(),
             block_txs_max: home::default_block_txs(),
             log_format: home::default_log_format(),
+            monitor_window_ms: home::default_monitor_window_ms(),
             consensus: Some(ConsensusSection {
                 listen: format!("127.0.0.1:{}", plan.p2p_port + index as u16),
                 peers: peers.clone(),

@@ -27,6 +27,10 @@ pub struct Config {
     /// `text` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// How often the node anchors its devices' readings (1,000 to 3,600,000 ms): longer windows
+    /// put more batches under each device's entry, so fewer bytes per reading on chain.
+    #[serde(default = "default_monitor_window_ms")]
+    pub monitor_window_ms: u64,
     /// Present on a validator of a multi-validator network; absent, the node is the chain's only
     /// validator and cuts blocks itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,6 +56,9 @@ fn default_empty_block_wait_ms() -> u64 {
 
 pub fn default_mempool() -> usize {
     medledger_node::MEMPOOL_TXS_MAX
+}
+pub fn default_monitor_window_ms() -> u64 {
+    medledger_node::monitor::WINDOW_MS_DEFAULT
 }
 pub fn default_block_txs() -> usize {
     10_000
@@ -251,6 +258,7 @@ pub fn init(
         mempool_txs_max: default_mempool(),
         block_txs_max: default_block_txs(),
         log_format: default_log_format(),
+        monitor_window_ms: default_monitor_window_ms(),
         consensus: None,
     };
     fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;

@@ -486,7 +486,10 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
         }
         // The modules' services (the records vault, the EPCIS index), settled against the chain
         // at start, each following committed blocks from then on.
-        let services = medledger_node::open_services(&node, &home.join(&config.data_dir))
+        let settings = medledger_node::ServiceSettings {
+            monitor_window_ms: config.monitor_window_ms,
+        };
+        let services = medledger_node::open_services(&node, &home.join(&config.data_dir), &settings)
             .context("opening the module services")?;
         services.spawn_followers(&node);
         let engine_failed = async {

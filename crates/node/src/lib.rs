@@ -49,7 +49,7 @@ pub use mempool::{Inserted, MempoolError};
 pub use metrics::Metrics;
 pub use replica::{CLOCK_DRIFT_MAX, InvalidBlock};
 use serde::Serialize;
-pub use service::{Service, ServiceError, Services, open_services};
+pub use service::{Service, ServiceError, ServiceSettings, Services, open_services};
 use tokio::sync::{mpsc, watch};
 
 /// The most transactions the mempool holds by default.

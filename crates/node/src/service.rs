@@ -198,7 +198,26 @@ impl Services {
 /// Opens every module's service of this node, with its state under `data_dir` (the records vault
 /// in `vault/`, the EPCIS index in `epcis/`, trial data in `trials/`, research exports in
 /// `research/`). Adding a module's service is one line here.
-pub fn open_services(node: &Node, data_dir: &Path) -> Result<Services, ServiceError> {
+/// What the node's configuration says about its services.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceSettings {
+    /// How often the monitoring service anchors what devices sent.
+    pub monitor_window_ms: u64,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            monitor_window_ms: crate::monitor::WINDOW_MS_DEFAULT,
+        }
+    }
+}
+
+pub fn open_services(
+    node: &Node,
+    data_dir: &Path,
+    settings: &ServiceSettings,
+) -> Result<Services, ServiceError> {
     let mut services = Services::default();
     let vault = Arc::new(medledger_vault::Vault::open(&data_dir.join("vault"))?);
     let records = Records::open(node.clone(), vault.clone())?;
@@ -223,7 +242,7 @@ pub fn open_services(node: &Node, data_dir: &Path) -> Result<Services, ServiceEr
         node.clone(),
         records.clone(),
         &data_dir.join("monitor"),
-        crate::monitor::WINDOW_MS_DEFAULT,
+        settings.monitor_window_ms,
     )?);
     Ok(services)
 }
