@@ -10,32 +10,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use common::{TestNode, devnet, one_devnet, public_key_of, stdout, verify_proof};
+use common::{
+    TestNode, devnet, failed, ok, one_devnet, public_key_of, run_as as run, stdout, verify_proof,
+};
 use serde_json::{Value, json};
-
-fn run(node: &TestNode, command: &str, key: &Path, args: &[&str]) -> Output {
-    let mut all = vec![command, "--key", key.to_str().expect("utf-8")];
-    all.extend_from_slice(args);
-    node.cli(&all)
-}
-
-fn ok(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null)
-}
-
-fn failed(out: Output, text: &str) {
-    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success(), "expected a failure: {all}");
-    assert!(all.contains(text), "expected {text:?} in: {all}");
-}
 
 /// A professional FHIR R4 Claim for Patient/claims-patient under `coverage`.
 fn claim(coverage: &str, lines: &[(&str, &str, u32, &str)], encounter: bool, use_: &str) -> Value {

@@ -12,29 +12,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Subscriber, TestNode, public_key_of, stdout};
+use common::{Subscriber, TestNode, failed, ok, public_key_of, stdout};
 use serde_json::{Value, json};
 
 fn monitor(node: &TestNode, key: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["monitor", "--key", key.to_str().expect("utf-8")];
-    all.extend_from_slice(args);
-    node.cli(&all)
-}
-
-fn ok(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null)
-}
-
-fn failed(out: Output, expected: &str) {
-    let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success(), "expected {expected}: {text}");
-    assert!(text.contains(expected), "expected {expected} in: {text}");
+    common::run_as(node, "monitor", key, args)
 }
 
 #[test]

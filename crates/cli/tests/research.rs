@@ -9,33 +9,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{PATIENT_ID, TestNode, devnet, one_devnet, public_key_of, stdout, synthea};
+use common::{
+    PATIENT_ID, TestNode, devnet, failed as refused, ok, one_devnet, public_key_of, run_as as run,
+    stdout, synthea,
+};
 use serde_json::Value;
-
-fn run(node: &TestNode, module: &str, key: &Path, args: &[&str]) -> Output {
-    let mut all = vec![module, "--key", key.to_str().expect("utf-8")];
-    all.extend_from_slice(args);
-    node.cli(&all)
-}
-
-fn ok(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null)
-}
-
-fn refused(out: Output, text: &str) {
-    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success(), "expected a refusal: {all}");
-    assert!(all.contains(text), "expected {text:?} in: {all}");
-}
 
 /// Waits until every node has the block `value` names.
 fn synced(nodes: &[TestNode], value: &Value) {

@@ -11,30 +11,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{TestNode, public_key_of, stdout, verify_proof};
+use common::{TestNode, failed as refused, ok, public_key_of, stdout, verify_proof};
 use serde_json::Value;
 
 fn token(node: &TestNode, key: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["token", "--key", key.to_str().expect("utf-8")];
-    all.extend_from_slice(args);
-    node.cli(&all)
-}
-
-fn ok(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null)
-}
-
-/// A refusal on chain: exit code 2 and the code in the receipt.
-fn refused(out: Output, code: &str) {
-    let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success(), "expected {code}: {text}");
-    assert!(text.contains(code), "expected {code} in: {text}");
+    common::run_as(node, "token", key, args)
 }
 
 fn balance(node: &TestNode, key: &Path, account: &str) -> String {

@@ -710,3 +710,31 @@ impl Drop for Subscriber {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `medledger <command> --key <key> <args...>` against `node`.
+pub fn run_as(node: &TestNode, command: &str, key: &Path, args: &[&str]) -> Output {
+    let mut all = vec![command, "--key", key.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    node.cli(&all)
+}
+
+/// The JSON a command printed, failing the test with its output unless it succeeded.
+pub fn ok(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null)
+}
+
+/// Fails the test unless the command failed and said `text` (a refusal's code, a status).
+pub fn failed(out: Output, text: &str) {
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "expected a failure with {text:?}: {all}"
+    );
+    assert!(all.contains(text), "expected {text:?} in: {all}");
+}
