@@ -79,15 +79,6 @@ fn key(what: &str, text: &str) -> ApiResult<PublicKey> {
         .map_err(|error| ApiError::bad_request("malformed_key", format!("{what}: {error}")))
 }
 
-/// This node's clock, which a batch's reading times are checked against (never the ledger's).
-#[allow(clippy::disallowed_methods)] // Shell: a device's clock is judged against the receiver's.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 #[utoipa::path(post, path = "/v1/monitor/batches", tag = "monitor",
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A signed batch, borsh-encoded (or the same as JSON with Content-Type: application/json)"),
     responses((status = 200, description = "Kept durably: device, seq, readings, missing_batches"),
@@ -112,7 +103,9 @@ async fn ingest(
         SignedBatch::from_bytes(&body)
     }
     .map_err(|error| ApiError::bad_request("malformed_batch", error.to_string()))?;
-    let ingested = monitor(&state)?.ingest(batch, now_ms()).await?;
+    let ingested = monitor(&state)?
+        .ingest(batch, crate::fhir::now_ms())
+        .await?;
     Ok(Json(json!(ingested)))
 }
 

@@ -67,14 +67,6 @@ pub struct MonitorBenchArgs {
     alert_rate: u64,
 }
 
-#[allow(clippy::disallowed_methods)] // Shell: simulated devices stamp readings with the clock.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 fn disk_bytes(home: &Option<PathBuf>) -> Option<u64> {
     let home = home.as_ref()?;
     let config = home::Config::load(home).ok()?;
@@ -183,7 +175,7 @@ pub fn run(args: MonitorBenchArgs) -> Result<()> {
     );
 
     // Every batch signed before the clock starts: per client, its devices in sequence order.
-    let end_ms = now_ms();
+    let end_ms = crate::records::now_ms();
     let per_client: Vec<Vec<SignedBatch>> = (0..args.clients)
         .map(|c| {
             let mine: Vec<Vec<SignedBatch>> = devices
@@ -418,7 +410,7 @@ fn alert_latency(
                     seq: args.batches,
                     readings: vec![Reading {
                         code: Code::OxygenSaturation,
-                        time_ms: now_ms(),
+                        time_ms: crate::records::now_ms(),
                         value: 85,
                     }],
                 },

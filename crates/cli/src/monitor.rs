@@ -253,14 +253,6 @@ impl Body {
     }
 }
 
-#[allow(clippy::disallowed_methods)] // Shell: a simulated device stamps readings with its clock.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// What a simulated device sends: `batches` batches of `per_batch` readings from `start_seq`,
 /// a reading of each kind every `interval_ms`, the last at `end_ms`.
 pub(crate) struct Simulation {
@@ -397,7 +389,7 @@ pub fn run(client: &Client, key_path: &Path, command: MonitorCommand) -> Result<
                 batches,
                 per_batch: readings.clamp(1, medledger_monitor::readings::BATCH_READINGS_MAX),
                 seed,
-                end_ms: now_ms(),
+                end_ms: crate::records::now_ms(),
                 interval_ms,
                 desaturate_from,
             }

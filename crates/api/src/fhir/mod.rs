@@ -353,8 +353,8 @@ fn records(state: &AppState) -> FhirResult<Records> {
 
 #[allow(clippy::disallowed_methods)]
 pub(crate) fn now_ms() -> u64 {
-    // The API is a shell: the clock bounds how long a signed request stays valid, and never
-    // reaches the ledger.
+    // The API is a shell: the clock bounds how long a signed request stays valid, and how far a
+    // device's readings may run ahead of this node, and never reaches the ledger.
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
