@@ -405,5 +405,11 @@ async fn anchor(
         ));
     }
     let anchored = monitor.anchor_now().await?;
-    Ok(Json(json!({ "anchored": anchored })))
+    Ok(Json(match anchored {
+        Some(anchored) => json!({ "anchored": anchored }),
+        None => json!({
+            "anchored": null,
+            "note": "nothing was pending: every batch this node received is anchored",
+        }),
+    }))
 }

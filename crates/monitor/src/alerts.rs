@@ -230,3 +230,60 @@ mod tests {
         assert_eq!(Watch::starting_at(0).silence(&low, u64::MAX), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::Code;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A below-threshold watch fires exactly when a run of consecutive readings below the
+        /// limit first spans the rule's duration, and at most once per run: checked against a
+        /// direct scan of the readings.
+        #[test]
+        fn a_threshold_watch_fires_as_a_direct_scan_says(
+            steps in proptest::collection::vec((0u64..120_000, 80i64..100), 1..60),
+            for_ms in 0u64..300_000,
+        ) {
+            let rule = AlertRule {
+                id: "r".into(),
+                code: Code::OxygenSaturation,
+                condition: Condition::Below { limit: 90, for_ms },
+                escalate_after_ms: None,
+            };
+            let mut time = 0u64;
+            let readings: Vec<Reading> = steps
+                .iter()
+                .map(|(gap, value)| {
+                    time += gap;
+                    Reading { code: Code::OxygenSaturation, time_ms: time, value: *value }
+                })
+                .collect();
+            let mut watch = Watch::default();
+            let fired: Vec<u64> = readings
+                .iter()
+                .filter_map(|reading| watch.observe(&rule, reading))
+                .map(|firing| firing.at_ms)
+                .collect();
+            // The oracle: for each run of readings below 90, the first reading at least
+            // `for_ms` after the run's start.
+            let mut expected = Vec::new();
+            let mut run_start: Option<u64> = None;
+            let mut done = false;
+            for reading in &readings {
+                if reading.value < 90 {
+                    let start = *run_start.get_or_insert(reading.time_ms);
+                    if !done && reading.time_ms - start >= for_ms {
+                        expected.push(reading.time_ms);
+                        done = true;
+                    }
+                } else {
+                    run_start = None;
+                    done = false;
+                }
+            }
+            prop_assert_eq!(fired, expected);
+        }
+    }
+}
