@@ -246,7 +246,12 @@ async fn readings(
     let request = reader(&state, &method, &uri, &headers, &query.patient).await?;
     let limit = query.limit.unwrap_or(1_000).clamp(1, READINGS_PAGE_MAX);
     let period = (query.from.unwrap_or(0), query.to.unwrap_or(u64::MAX));
-    let (event, released) = monitor(&state)?.read(request, code, period, limit).await?;
+    let filter = medledger_node::monitor::ReadingFilter {
+        code,
+        device: None,
+        period,
+    };
+    let (event, total, released) = monitor(&state)?.read(request, &filter, 0, limit).await?;
     if !event.allowed() {
         return Err(denied(&event));
     }
@@ -266,7 +271,7 @@ async fn readings(
         })
         .collect();
     Ok(Json(
-        json!({ "access_event": event.tx, "readings": readings }),
+        json!({ "access_event": event.tx, "total": total, "readings": readings }),
     ))
 }
 
@@ -412,4 +417,179 @@ async fn anchor(
             "note": "nothing was pending: every batch this node received is anchored",
         }),
     }))
+}
+
+/// `GET /fhir/Observation?patient=&device=Device/<key>[&code=][&date=...][&_count=][&_offset=]`:
+/// one device's readings of a patient as PHD Observations, under the patient's consent, the
+/// decision committed as an access event before the page is sent.
+pub(crate) async fn fhir_search(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> crate::fhir::FhirResult<axum::response::Response> {
+    use crate::fhir::FhirFailure;
+    use medledger_fhir::IssueType;
+    let bad =
+        |message: String| FhirFailure::new(StatusCode::BAD_REQUEST, IssueType::Value, message);
+    let (mut patient, mut device, mut code) = (None, None, None);
+    let (mut from, mut to) = (0u64, u64::MAX);
+    let (mut count, mut offset) = (100usize, 0usize);
+    for (name, value) in params {
+        match name.as_str() {
+            "patient" | "subject" => {
+                patient = Some(value.strip_prefix("Patient/").unwrap_or(value).to_string());
+            }
+            "device" => {
+                let text = value.strip_prefix("Device/").unwrap_or(value);
+                device = Some(PublicKey::from_hex(text).map_err(|_| {
+                    bad(format!(
+                        "device={value}: a device is Device/<its public key, hex>"
+                    ))
+                })?);
+            }
+            "code" => {
+                let text = value.strip_prefix("http://loinc.org|").unwrap_or(value);
+                code = Some(Code::from_loinc(text).ok_or_else(|| {
+                    bad(format!("code={value}: not a LOINC code devices report"))
+                })?);
+            }
+            "date" => {
+                let (prefix, range) = medledger_fhir::search::parse_date_value(value)
+                    .ok_or_else(|| bad(format!("date={value}: not a FHIR date")))?;
+                let start = u64::try_from(range.start_ms.max(0)).unwrap_or(0);
+                let end = u64::try_from(range.end_ms.max(0)).unwrap_or(0);
+                use medledger_fhir::search::Prefix;
+                match prefix {
+                    Prefix::Ge => from = from.max(start),
+                    Prefix::Gt => from = from.max(end),
+                    Prefix::Lt => to = to.min(start),
+                    Prefix::Le => to = to.min(end),
+                    Prefix::Eq => {
+                        from = from.max(start);
+                        to = to.min(end);
+                    }
+                    _ => {
+                        return Err(bad(format!(
+                            "date={value}: device readings take the prefixes eq, ge, gt, le and lt"
+                        )));
+                    }
+                }
+            }
+            "_count" => {
+                count = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1_000).contains(n))
+                    .ok_or_else(|| bad("_count is 1 to 1,000".into()))?;
+            }
+            "_offset" => {
+                offset = value
+                    .parse()
+                    .map_err(|_| bad("_offset is a number of readings".into()))?;
+            }
+            other => {
+                return Err(FhirFailure::new(
+                    StatusCode::BAD_REQUEST,
+                    IssueType::NotSupported,
+                    format!(
+                        "{other} is not a search parameter of device readings (patient, device, code, date, _count, _offset)"
+                    ),
+                ));
+            }
+        }
+    }
+    let patient = patient.ok_or_else(|| {
+        FhirFailure::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::Required,
+            "a device's readings are searched by patient: give patient=<id>",
+        )
+    })?;
+    let device = device.ok_or_else(|| bad("device is required".into()))?;
+    let caller = crate::fhir::caller(state, method, uri, headers, b"").await?;
+    caller.may("Observation", crate::smart::Action::Search, Some(&patient))?;
+    let purpose = caller.purpose()?;
+    let records = records(state).map_err(FhirFailure::from)?;
+    let id = patient.clone();
+    let found = blocking(move || Ok(records.patient_by_fhir(&id)?))
+        .await
+        .map_err(FhirFailure::from)?
+        .ok_or_else(|| {
+            FhirFailure::new(
+                StatusCode::NOT_FOUND,
+                IssueType::NotFound,
+                format!("Patient/{patient} is not held here"),
+            )
+        })?;
+    let request = ReadRequest {
+        request: caller.request,
+        reader: caller.key,
+        patient: found,
+        records: Vec::new(),
+        purpose,
+        break_glass: caller.access.break_glass,
+        wrap_to: None,
+    };
+    let filter = medledger_node::monitor::ReadingFilter {
+        code,
+        device: Some(device),
+        period: (from, to),
+    };
+    let (event, total, released) = monitor(state)
+        .map_err(FhirFailure::from)?
+        .read(request, &filter, offset, count)
+        .await?;
+    if !event.allowed() {
+        return Err(FhirFailure::new(
+            StatusCode::FORBIDDEN,
+            IssueType::Forbidden,
+            format!(
+                "the patient's consent does not allow this read; the denial is recorded (transaction {})",
+                event.tx
+            ),
+        ));
+    }
+    let base = crate::smart::base_url(headers);
+    let device_hex = device.to_hex();
+    let resources: Vec<Vec<u8>> = released
+        .iter()
+        .map(|kept| {
+            let value = kept.reading.code.value_text(kept.reading.value);
+            let id = format!("rpm-{}-{}-{}", &device_hex[..16], kept.seq, kept.index);
+            let observation = medledger_fhir::device_observation(&medledger_fhir::DeviceReading {
+                id: &id,
+                patient: &format!("Patient/{patient}"),
+                device: &format!("Device/{device_hex}"),
+                loinc: kept.reading.code.loinc(),
+                display: kept.reading.code.display(),
+                value: &value,
+                unit: kept.reading.code.unit(),
+                time_ms: kept.reading.time_ms,
+            });
+            serde_json::to_vec(&observation).unwrap_or_default()
+        })
+        .collect();
+    let entries: Vec<medledger_fhir::SearchEntry> = released
+        .iter()
+        .zip(&resources)
+        .map(|(kept, bytes)| medledger_fhir::SearchEntry {
+            full_url: format!(
+                "{base}/fhir/Observation/rpm-{}-{}-{}",
+                &device_hex[..16],
+                kept.seq,
+                kept.index
+            ),
+            resource: bytes.as_slice().into(),
+            include: false,
+        })
+        .collect();
+    let links = crate::fhir::search::paging_links(headers, uri, params, count, offset, total);
+    let mut response = crate::fhir::fhir_bytes(
+        StatusCode::OK,
+        medledger_fhir::searchset(&entries, total, &links),
+    );
+    crate::fhir::add_event_header(&mut response, &event.tx);
+    Ok(response)
 }

@@ -186,6 +186,58 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
         "consent does not allow",
     );
 
+    // The same readings on the FHIR face, as PHD Observations, for a standard client; paged.
+    let doctor_key = common::hospital::key_of(&doctor);
+    let access = medledger_api::auth::AccessHeaders {
+        purpose: Some("TREAT".into()),
+        ..Default::default()
+    };
+    let path = format!(
+        "/fhir/Observation?patient=watched&device=Device/{device_key}&code=http://loinc.org|59408-5&_count=20"
+    );
+    let (status, body) = node.signed(&doctor_key, "GET", &path, b"", &access);
+    let page: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 53, "{page}");
+    let entries = page["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 20);
+    let first = &entries[0]["resource"];
+    assert_eq!(first["code"]["coding"][0]["code"], "59408-5");
+    assert_eq!(first["valueQuantity"]["code"], "%");
+    assert_eq!(first["device"]["reference"], format!("Device/{device_key}"));
+    let next = page["link"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .find(|link| link["relation"] == "next")
+        .expect("a next page");
+    assert!(
+        next["url"].as_str().expect("url").contains("_offset=20"),
+        "{next}"
+    );
+    let resources: Vec<Value> = entries
+        .iter()
+        .map(|entry| entry["resource"].clone())
+        .collect();
+    common::validate_with_fhir_resources(dir, &resources);
+    // Bad parameters are an OperationOutcome; another purpose is denied and recorded.
+    for bad in [
+        format!("/fhir/Observation?patient=watched&device=Device/{device_key}&code=1234-5"),
+        format!("/fhir/Observation?patient=watched&device=nonsense"),
+        format!("/fhir/Observation?patient=watched&device=Device/{device_key}&date=sa2026"),
+    ] {
+        let (status, body) = node.signed(&doctor_key, "GET", &bad, b"", &access);
+        let outcome: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(status, 400, "{bad}: {outcome}");
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+    }
+    let research = medledger_api::auth::AccessHeaders {
+        purpose: Some("HRESCH".into()),
+        ..Default::default()
+    };
+    let (status, _) = node.signed(&doctor_key, "GET", &path, b"", &research);
+    assert_eq!(status, 403);
+
     // One reading proven offline against genesis; an altered value fails.
     let proof = dir.join("reading-proof.json");
     let fetched = ok(monitor(

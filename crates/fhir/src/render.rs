@@ -9,6 +9,7 @@ mod audit;
 mod bundles;
 mod capability;
 mod consent;
+mod device;
 mod provenance;
 
 pub use audit::{ResearchRelease, audit_event, research_release_event};
@@ -17,6 +18,7 @@ pub use bundles::{
 };
 pub use capability::{CapabilityConfig, capability_statement};
 pub use consent::consent;
+pub use device::{DeviceReading, PHD_NUMERIC_PROFILE, device_observation};
 pub use provenance::{parse_provenance_id, provenance, provenance_id, provenance_version};
 
 use serde_json::{Value, json};

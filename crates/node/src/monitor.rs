@@ -127,6 +127,20 @@ pub struct Anchored {
     pub readings: u64,
 }
 
+/// Which of a patient's readings a read asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadingFilter {
+    /// One code, or every code.
+    pub code: Option<medledger_monitor::Code>,
+    /// One device, or every device of the patient.
+    pub device: Option<PublicKey>,
+    /// `[from_ms, to_ms)` of the readings' own times.
+    pub period: (u64, u64),
+}
+
+/// The most readings one read may match (a wider read is asked to narrow its period).
+pub const READINGS_MATCHED_MAX: usize = 200_000;
+
 /// A kept reading, as a reader receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KeptReading {
@@ -558,11 +572,11 @@ impl Monitor {
     pub async fn read(
         &self,
         request: crate::records::ReadRequest,
-        code: Option<medledger_monitor::Code>,
-        period: (u64, u64),
+        filter: &ReadingFilter,
+        offset: usize,
         limit: usize,
-    ) -> Result<(medledger_records::AccessEvent, Vec<KeptReading>), ServiceError> {
-        let found = self.readings(&request.patient, code, period, limit)?;
+    ) -> Result<(medledger_records::AccessEvent, usize, Vec<KeptReading>), ServiceError> {
+        let (total, found) = self.readings(&request.patient, filter, offset, limit)?;
         let mut request = request;
         request.records = found
             .iter()
@@ -586,7 +600,7 @@ impl Monitor {
                 ))
             })
             .collect();
-        Ok((event, released))
+        Ok((event, total, released))
     }
 
     /// A reading's proof, for a reader the patient's consent allows (the decision committed as
@@ -1038,10 +1052,11 @@ impl Monitor {
     fn readings(
         &self,
         patient: &Hash,
-        code: Option<medledger_monitor::Code>,
-        period: (u64, u64),
+        filter: &ReadingFilter,
+        offset: usize,
         limit: usize,
-    ) -> Result<Vec<KeptReading>, ServiceError> {
+    ) -> Result<(usize, Vec<KeptReading>), ServiceError> {
+        let (code, period) = (filter.code, filter.period);
         let read = self.inner.db.begin_read().map_err(storage)?;
         let index = read.open_table(BY_PATIENT).map_err(storage)?;
         let anchored = read.open_table(ANCHORED).map_err(storage)?;
@@ -1052,21 +1067,35 @@ impl Monitor {
                 .map(|code| *code as u8)
                 .collect(),
         };
+        // Each code's readings come in time order: the page is among each code's first
+        // `offset + limit`; every match is counted, up to a bound.
+        let wanted = offset.saturating_add(limit);
+        let mut total = 0usize;
         let mut found: Vec<(u64, [u8; 32], u64, u16)> = Vec::new();
         for code in codes {
             let low = (&patient.0, code, period.0, &[0u8; 32], 0u64, 0u16);
             let high = (&patient.0, code, period.1, &[0u8; 32], 0u64, 0u16);
+            let mut taken = 0usize;
             for row in index.range(low..high).map_err(storage)? {
                 let (key, _) = row.map_err(storage)?;
                 let (_, _, time, device, seq, at) = key.value();
-                found.push((time, *device, seq, at));
-                if found.len() >= limit.saturating_mul(4).max(limit) {
-                    break;
+                if filter.device.is_some_and(|only| only.0 != *device) {
+                    continue;
+                }
+                total += 1;
+                if total > READINGS_MATCHED_MAX {
+                    return Err(ServiceError::Invalid(format!(
+                        "more than {READINGS_MATCHED_MAX} readings match: narrow the period"
+                    )));
+                }
+                if taken < wanted {
+                    found.push((time, *device, seq, at));
+                    taken += 1;
                 }
             }
         }
         found.sort_unstable();
-        found.truncate(limit);
+        let found: Vec<_> = found.into_iter().skip(offset).take(limit).collect();
         drop(index);
         let mut out = Vec::with_capacity(found.len());
         let mut batches: BTreeMap<([u8; 32], u64), Vec<Reading>> = BTreeMap::new();
@@ -1093,7 +1122,7 @@ impl Monitor {
                 anchor,
             });
         }
-        Ok(out)
+        Ok((total, out))
     }
 }
 

@@ -14,7 +14,7 @@
 //! transaction rolls the vault back.
 
 pub(crate) mod binary;
-mod search;
+pub(crate) mod search;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -162,7 +162,7 @@ pub(crate) fn fhir_json(status: StatusCode, value: &Value) -> Response {
     fhir_bytes(status, serde_json::to_vec(value).unwrap_or_default())
 }
 
-fn fhir_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+pub(crate) fn fhir_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     let mut response = (status, bytes).into_response();
     response
         .headers_mut()
@@ -391,7 +391,12 @@ pub(crate) struct Caller {
 
 impl Caller {
     /// Refuses what the token's scopes do not cover (a signed request is not scoped).
-    fn may(&self, resource_type: &str, action: Action, patient: Option<&str>) -> FhirResult<()> {
+    pub(crate) fn may(
+        &self,
+        resource_type: &str,
+        action: Action,
+        patient: Option<&str>,
+    ) -> FhirResult<()> {
         match &self.grant {
             Some(grant) if !grant.allows(resource_type, action, patient) => {
                 let mut failure = FhirFailure::new(
@@ -421,7 +426,7 @@ impl Caller {
     }
 
     /// The purpose of use: `X-Purpose-Of-Use`, else the token's.
-    fn purpose(&self) -> FhirResult<Purpose> {
+    pub(crate) fn purpose(&self) -> FhirResult<Purpose> {
         if let Some(text) = self.access.purpose.as_deref() {
             return text.parse().map_err(|error: String| {
                 FhirFailure::new(StatusCode::BAD_REQUEST, IssueType::Value, error)
@@ -1153,7 +1158,7 @@ pub(crate) async fn release_one(
     Ok(Ok((released, event_tx)))
 }
 
-fn add_event_header(response: &mut Response, tx: &Hash) {
+pub(crate) fn add_event_header(response: &mut Response, tx: &Hash) {
     if let Ok(value) = HeaderValue::from_str(&tx.to_hex()) {
         response.headers_mut().insert("x-access-event", value);
     }

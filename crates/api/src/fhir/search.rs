@@ -81,29 +81,48 @@ fn links(
     query: &SearchQuery,
     total: usize,
 ) -> Vec<(&'static str, String)> {
+    paging_links(
+        headers,
+        uri,
+        &query.understood,
+        query.count,
+        query.offset,
+        total,
+    )
+}
+
+/// A searchset's `self`, `next` and `previous` links: the kept parameters (any `_count` and
+/// `_offset` among them are replaced) with the page's count and offset.
+pub(crate) fn paging_links(
+    headers: &HeaderMap,
+    uri: &Uri,
+    params: &[(String, String)],
+    count: usize,
+    offset: usize,
+    total: usize,
+) -> Vec<(&'static str, String)> {
     let base = base_url(headers);
     let path = uri.path().trim_end_matches('/');
-    let kept: Vec<(String, String)> = query
-        .understood
+    let kept: Vec<(String, String)> = params
         .iter()
         .filter(|(name, _)| name != "_count" && name != "_offset")
         .cloned()
         .collect();
     let link = |offset: usize| {
         let mut params = kept.clone();
-        params.push(("_count".into(), query.count.to_string()));
+        params.push(("_count".into(), count.to_string()));
         params.push(("_offset".into(), offset.to_string()));
         let encoded = serde_urlencoded::to_string(&params).unwrap_or_default();
         format!("{base}{path}?{encoded}")
     };
-    let mut links = vec![("self", link(query.offset))];
-    if query.count > 0 {
-        let next = query.offset.saturating_add(query.count);
+    let mut links = vec![("self", link(offset))];
+    if count > 0 {
+        let next = offset.saturating_add(count);
         if next < total {
             links.push(("next", link(next)));
         }
-        if query.offset > 0 {
-            links.push(("previous", link(query.offset.saturating_sub(query.count))));
+        if offset > 0 {
+            links.push(("previous", link(offset.saturating_sub(count))));
         }
     }
     links
@@ -125,6 +144,10 @@ async fn search(
     params: Vec<(String, String)>,
     kind: Option<String>,
 ) -> FhirResult<Response> {
+    // A device's readings, by the Observation `device` parameter: the monitoring service's.
+    if kind.as_deref() == Some("Observation") && params.iter().any(|(name, _)| name == "device") {
+        return crate::monitor::fhir_search(&state, &method, &uri, &headers, &params).await;
+    }
     let mut query = parse_search(kind.as_deref(), &params).map_err(|error| {
         FhirFailure::new(StatusCode::BAD_REQUEST, IssueType::Value, error.to_string())
     })?;
