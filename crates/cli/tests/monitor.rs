@@ -223,7 +223,7 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
     // Bad parameters are an OperationOutcome; another purpose is denied and recorded.
     for bad in [
         format!("/fhir/Observation?patient=watched&device=Device/{device_key}&code=1234-5"),
-        format!("/fhir/Observation?patient=watched&device=nonsense"),
+        "/fhir/Observation?patient=watched&device=nonsense".to_string(),
         format!("/fhir/Observation?patient=watched&device=Device/{device_key}&date=sa2026"),
     ] {
         let (status, body) = node.signed(&doctor_key, "GET", &bad, b"", &access);
