@@ -58,6 +58,10 @@ fn search_params(resource_type: &str) -> Vec<Value> {
     for (name, kind) in crate::search::parameters_of(resource_type) {
         params.push(json!({"name": name, "type": kind}));
     }
+    if resource_type == "Observation" {
+        params.push(json!({"name": "device", "type": "reference",
+            "documentation": "A paired device (`Device/<its key>`): its readings of the patient, in the Personal Health Device profile, with code, date, _count and _offset."}));
+    }
     params
 }
 
