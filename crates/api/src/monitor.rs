@@ -552,35 +552,18 @@ pub(crate) async fn fhir_search(
         ));
     }
     let base = crate::smart::base_url(headers);
-    let device_hex = device.to_hex();
-    let resources: Vec<Vec<u8>> = released
+    let resources: Vec<(String, Vec<u8>)> = released
         .iter()
         .map(|kept| {
-            let value = kept.reading.code.value_text(kept.reading.value);
-            let id = format!("rpm-{}-{}-{}", &device_hex[..16], kept.seq, kept.index);
-            let observation = medledger_fhir::device_observation(&medledger_fhir::DeviceReading {
-                id: &id,
-                patient: &format!("Patient/{patient}"),
-                device: &format!("Device/{device_hex}"),
-                loinc: kept.reading.code.loinc(),
-                display: kept.reading.code.display(),
-                value: &value,
-                unit: kept.reading.code.unit(),
-                time_ms: kept.reading.time_ms,
-            });
-            serde_json::to_vec(&observation).unwrap_or_default()
+            let id = reading_id(kept);
+            let observation = observation_of(kept, &id, &patient);
+            (id, serde_json::to_vec(&observation).unwrap_or_default())
         })
         .collect();
-    let entries: Vec<medledger_fhir::SearchEntry> = released
+    let entries: Vec<medledger_fhir::SearchEntry> = resources
         .iter()
-        .zip(&resources)
-        .map(|(kept, bytes)| medledger_fhir::SearchEntry {
-            full_url: format!(
-                "{base}/fhir/Observation/rpm-{}-{}-{}",
-                &device_hex[..16],
-                kept.seq,
-                kept.index
-            ),
+        .map(|(id, bytes)| medledger_fhir::SearchEntry {
+            full_url: format!("{base}/fhir/Observation/{id}"),
             resource: bytes.as_slice().into(),
             include: false,
         })
@@ -592,4 +575,111 @@ pub(crate) async fn fhir_search(
     );
     crate::fhir::add_event_header(&mut response, &event.tx);
     Ok(response)
+}
+
+/// What a reading's FHIR id starts with: `rpm-<first 16 hex of the device>-<batch>-<index>`.
+const READING_ID_PREFIX: &str = "rpm-";
+
+fn reading_id(kept: &medledger_node::monitor::KeptReading) -> String {
+    format!(
+        "{READING_ID_PREFIX}{}-{}-{}",
+        &kept.device.to_hex()[..16],
+        kept.seq,
+        kept.index
+    )
+}
+
+/// The device, batch and index a reading's FHIR id names.
+fn parse_reading_id(id: &str) -> Option<([u8; 8], u64, u16)> {
+    let mut parts = id.strip_prefix(READING_ID_PREFIX)?.split('-');
+    let prefix: [u8; 8] = hex::decode(parts.next()?).ok()?.try_into().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let index = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((prefix, seq, index))
+}
+
+/// A kept reading as a PHD Observation of `Patient/<patient>`.
+fn observation_of(
+    kept: &medledger_node::monitor::KeptReading,
+    id: &str,
+    patient: &str,
+) -> serde_json::Value {
+    let code = kept.reading.code;
+    let value = code.value_text(kept.reading.value);
+    medledger_fhir::device_observation(&medledger_fhir::DeviceReading {
+        id,
+        patient: &format!("Patient/{patient}"),
+        device: &format!("Device/{}", kept.device),
+        loinc: code.loinc(),
+        display: code.display(),
+        value: &value,
+        unit: code.unit(),
+        time_ms: kept.reading.time_ms,
+    })
+}
+
+/// `GET /fhir/Observation/rpm-...`: one device reading, under consent, the access event first;
+/// `None` when the id is not a reading's (or a record holds it), for the records module.
+pub(crate) async fn fhir_read(
+    state: &AppState,
+    caller: &crate::fhir::Caller,
+    id: &str,
+) -> crate::fhir::FhirResult<Option<axum::response::Response>> {
+    use crate::fhir::FhirFailure;
+    use medledger_fhir::IssueType;
+    let Some((prefix, seq, index)) = parse_reading_id(id) else {
+        return Ok(None);
+    };
+    let records = records(state).map_err(FhirFailure::from)?;
+    let service = monitor(state).map_err(FhirFailure::from)?;
+    let locator = service.clone();
+    let (finder, wanted) = (records.clone(), id.to_string());
+    let found = blocking(move || {
+        if finder.record_by_fhir("Observation", &wanted)?.is_some() {
+            return Ok(None);
+        }
+        let Some((device, patient)) = locator.locate(prefix, seq)? else {
+            return Ok(Some(None));
+        };
+        let fhir_id = finder.patient_fhir_id(&patient)?;
+        Ok(Some(Some((device, patient, fhir_id))))
+    })
+    .await
+    .map_err(FhirFailure::from)?;
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    let not_found = || {
+        FhirFailure::new(
+            StatusCode::NOT_FOUND,
+            IssueType::NotFound,
+            format!("Observation/{id} is not held by this node"),
+        )
+    };
+    let (device, patient, fhir_id) = found.ok_or_else(not_found)?;
+    let fhir_id = fhir_id.ok_or_else(not_found)?;
+    caller.may("Observation", crate::smart::Action::Read, Some(&fhir_id))?;
+    let request = ReadRequest {
+        request: caller.request,
+        reader: caller.key,
+        patient,
+        records: Vec::new(),
+        purpose: caller.purpose()?,
+        break_glass: caller.access.break_glass,
+        wrap_to: None,
+    };
+    let (event, kept) = service.read_reading(request, &device, seq, index).await?;
+    let Some(kept) = kept else {
+        return Err(FhirFailure::new(
+            StatusCode::FORBIDDEN,
+            IssueType::Forbidden,
+            format!(
+                "the patient's consent does not allow this read; the denial is recorded (transaction {})",
+                event.tx
+            ),
+        ));
+    };
+    let mut response = crate::fhir::fhir_json(StatusCode::OK, &observation_of(&kept, id, &fhir_id));
+    crate::fhir::add_event_header(&mut response, &event.tx);
+    Ok(Some(response))
 }

@@ -215,10 +215,21 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
         next["url"].as_str().expect("url").contains("_offset=20"),
         "{next}"
     );
-    let resources: Vec<Value> = entries
+    let mut resources: Vec<Value> = entries
         .iter()
         .map(|entry| entry["resource"].clone())
         .collect();
+    // One of them read by its id, as the searchset's fullUrl names it.
+    let id = first["id"].as_str().expect("id");
+    let one_path = format!("/fhir/Observation/{id}");
+    let (status, body) = node.signed(&doctor_key, "GET", &one_path, b"", &access);
+    let one: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(&one, first);
+    resources.push(one);
+    let missing = "/fhir/Observation/rpm-0000000000000000-0-0";
+    let (status, _) = node.signed(&doctor_key, "GET", missing, b"", &access);
+    assert_eq!(status, 404);
     common::validate_with_fhir_resources(dir, &resources);
     // Bad parameters are an OperationOutcome; another purpose is denied and recorded.
     for bad in [
@@ -236,6 +247,8 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
         ..Default::default()
     };
     let (status, _) = node.signed(&doctor_key, "GET", &path, b"", &research);
+    assert_eq!(status, 403);
+    let (status, _) = node.signed(&doctor_key, "GET", &one_path, b"", &research);
     assert_eq!(status, 403);
 
     // One reading proven offline against genesis; an altered value fails.

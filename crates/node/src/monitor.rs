@@ -612,6 +612,87 @@ impl Monitor {
         seq: u64,
         index: u16,
     ) -> Result<(medledger_records::AccessEvent, Option<ReadingProof>), ServiceError> {
+        let event = self.decide_batch(request, device, seq).await?;
+        if !event.allowed() {
+            return Ok((event, None));
+        }
+        let proof = self.proof(device, seq, index)?;
+        Ok((event, proof))
+    }
+
+    /// One reading, for a reader the patient's consent allows (the decision committed first);
+    /// `None` beside a denial.
+    pub async fn read_reading(
+        &self,
+        request: crate::records::ReadRequest,
+        device: &PublicKey,
+        seq: u64,
+        index: u16,
+    ) -> Result<(medledger_records::AccessEvent, Option<KeptReading>), ServiceError> {
+        let event = self.decide_batch(request, device, seq).await?;
+        if !event.allowed() {
+            return Ok((event, None));
+        }
+        let reading = self
+            .batch(device, seq)?
+            .and_then(|batch| batch.get(usize::from(index)).copied())
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "batch {seq} of device {device} has no reading {index}"
+                ))
+            })?;
+        let anchor = {
+            let read = self.inner.db.begin_read().map_err(storage)?;
+            read.open_table(ANCHORED)
+                .map_err(storage)?
+                .get((&device.0, seq))
+                .map_err(storage)?
+                .map(|place| place.value().0)
+        };
+        Ok((
+            event,
+            Some(KeptReading {
+                device: *device,
+                seq,
+                index,
+                reading,
+                anchor,
+            }),
+        ))
+    }
+
+    /// The device whose key begins with `prefix` and that sent batch `seq` here, and the patient
+    /// it was for (a reading's FHIR id names the device by the first 8 bytes of its key).
+    pub fn locate(
+        &self,
+        prefix: [u8; 8],
+        seq: u64,
+    ) -> Result<Option<(PublicKey, Hash)>, ServiceError> {
+        let read = self.inner.db.begin_read().map_err(storage)?;
+        let devices = read.open_table(NEXT_SEQ).map_err(storage)?;
+        let patients = read.open_table(BATCH_PATIENT).map_err(storage)?;
+        let mut low = [0u8; 32];
+        low[..8].copy_from_slice(&prefix);
+        let mut high = [0xFFu8; 32];
+        high[..8].copy_from_slice(&prefix);
+        for row in devices.range::<&[u8; 32]>(&low..=&high).map_err(storage)? {
+            let (device, _) = row.map_err(storage)?;
+            let device = *device.value();
+            if let Some(patient) = patients.get((&device, seq)).map_err(storage)? {
+                return Ok(Some((PublicKey(device), Hash(*patient.value()))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records the reader's access to the stream of `device`'s batch `seq` (which must have been
+    /// received for the request's patient), and returns the committed decision.
+    async fn decide_batch(
+        &self,
+        request: crate::records::ReadRequest,
+        device: &PublicKey,
+        seq: u64,
+    ) -> Result<medledger_records::AccessEvent, ServiceError> {
         let received_for = {
             let read = self.inner.db.begin_read().map_err(storage)?;
             read.open_table(BATCH_PATIENT)
@@ -628,12 +709,7 @@ impl Monitor {
         }
         let mut request = request;
         request.records = vec![medledger_monitor::stream_record(device, &request.patient)];
-        let event = self.inner.records.decide(&request).await?;
-        if !event.allowed() {
-            return Ok((event, None));
-        }
-        let proof = self.proof(device, seq, index)?;
-        Ok((event, proof))
+        self.inner.records.decide(&request).await
     }
 
     /// The patient a device may report for to this node, at the head.

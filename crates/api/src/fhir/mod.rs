@@ -1039,6 +1039,12 @@ async fn read(
                 "AuditEvents are searched by patient: GET /fhir/AuditEvent?patient=[id]",
             ));
         }
+        // A device's reading (`rpm-...`), unless a record holds that id.
+        "Observation" => {
+            if let Some(response) = crate::monitor::fhir_read(&state, &caller, &id).await? {
+                return Ok(response);
+            }
+        }
         _ => {}
     }
     let wrap_to = caller.wrap_to()?;
