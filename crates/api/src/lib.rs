@@ -461,6 +461,17 @@ pub(crate) async fn signed_member(
     Ok((key, authority, signed.request))
 }
 
+/// This node's service of type `S`; 503 naming `what` when the node does not run it.
+pub(crate) fn service<S: medledger_node::Service>(state: &AppState, what: &str) -> ApiResult<S> {
+    state.services.get::<S>().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_service",
+            format!("this node runs no {what} service"),
+        )
+    })
+}
+
 pub(crate) fn parse_query<T>(query: Result<Query<T>, QueryRejection>) -> ApiResult<Query<T>> {
     query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))
 }

@@ -55,23 +55,11 @@ fn routes() -> Router<AppState> {
 }
 
 fn monitor(state: &AppState) -> ApiResult<Monitor> {
-    state.services.get::<Monitor>().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_monitor",
-            "this node keeps no monitoring service",
-        )
-    })
+    crate::service(state, "monitoring")
 }
 
 fn records(state: &AppState) -> ApiResult<Records> {
-    state.services.get::<Records>().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_records",
-            "this node keeps no records service",
-        )
-    })
+    crate::service(state, "records")
 }
 
 fn key(what: &str, text: &str) -> ApiResult<PublicKey> {

@@ -147,13 +147,7 @@ async fn statement(
 ) -> ApiResult<Json<Value>> {
     let Query(page) = crate::parse_query(query)?;
     let account = key(&account)?;
-    let tokens = state.services.get::<Tokens>().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_token_statements",
-            "this node keeps no token statement index",
-        )
-    })?;
+    let tokens: Tokens = crate::service(&state, "token statement")?;
     let statement = tokens
         .statement(&account, page.offset, page.limit.unwrap_or(100))
         .await?;

@@ -332,7 +332,8 @@ fn style(bar: &ProgressBar, what: &str) {
     );
 }
 
-fn disk_bytes(home: &Option<PathBuf>) -> Option<u64> {
+/// The size of the node's ledger file, when its home is known.
+pub(crate) fn disk_bytes(home: &Option<PathBuf>) -> Option<u64> {
     let home = home.as_ref()?;
     let config = home::Config::load(home).ok()?;
     std::fs::metadata(home.join(config.data_dir).join("ledger.redb"))

@@ -32,6 +32,7 @@ use medledger_records::{RecordWrite, RecordsOp};
 use rand_core::RngCore;
 use serde_json::Value;
 
+use crate::bench::disk_bytes;
 use crate::bench_records::percentile;
 use crate::bench_research::{sign_all, submit_waiting};
 use crate::client::Client;
@@ -65,14 +66,6 @@ pub struct MonitorBenchArgs {
     /// Desaturated readings sent per second in the alert phase.
     #[arg(long, default_value_t = 20)]
     alert_rate: u64,
-}
-
-fn disk_bytes(home: &Option<PathBuf>) -> Option<u64> {
-    let home = home.as_ref()?;
-    let config = home::Config::load(home).ok()?;
-    std::fs::metadata(home.join(config.data_dir).join("ledger.redb"))
-        .ok()
-        .map(|meta| meta.len())
 }
 
 fn post_batch(client: &Client, batch: &SignedBatch) -> Result<()> {

@@ -251,11 +251,6 @@ impl Monitor {
         Ok(Monitor { inner })
     }
 
-    /// How long a window is.
-    pub fn window_ms(&self) -> u64 {
-        self.inner.window_ms
-    }
-
     /// Checks a batch and keeps it durably; `now_ms` is this node's clock.
     pub async fn ingest(&self, batch: SignedBatch, now_ms: u64) -> Result<Ingested, ServiceError> {
         let chain_id = self.inner.node.genesis().chain_id.clone();
@@ -758,18 +753,9 @@ impl Monitor {
         }
     }
 
-    /// This node's organisation.
+    /// This node's organisation: the custodian of its patients, whose devices report here.
     pub fn org(&self) -> Result<String, ServiceError> {
-        match self.inner.node.account(&self.inner.node.key())?.0 {
-            Ok(authority) => medledger_module::custodian_of(&authority)
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    ServiceError::Unavailable("this node's key acts for no organisation".into())
-                }),
-            Err(reason) => Err(ServiceError::Unavailable(format!(
-                "this node's key cannot act for an organisation: {reason}"
-            ))),
-        }
+        self.inner.records.custodian()
     }
 
     /// The next batch number this node will take from `device` (what it received, anchored or

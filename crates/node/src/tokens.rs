@@ -107,7 +107,7 @@ impl Tokens {
     }
 
     /// The height the index covers.
-    pub fn indexed_through(&self) -> Height {
+    fn indexed_through(&self) -> Height {
         *self.indexed_through.borrow()
     }
 
