@@ -118,7 +118,9 @@ fn an_administrator_enrols_transacts_queries_and_proves() {
     let mut proof: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&proof_file).expect("read")).expect("json");
     let value = proof["proof"]["value"].as_str().expect("value").to_string();
-    proof["proof"]["value"] = json!(format!("ff{}", &value[2..]));
+    // Flip the first byte (writing a fixed byte would change nothing when it is already there).
+    let first = u8::from_str_radix(&value[..2], 16).expect("hex");
+    proof["proof"]["value"] = json!(format!("{:02x}{}", first ^ 0xff, &value[2..]));
     let tampered = dir.path().join("tampered.json");
     std::fs::write(&tampered, proof.to_string()).expect("write");
     let out = verify(&tampered);
