@@ -1,36 +1,108 @@
-//! Alert streams as server-sent events, for any module whose alerts are numbered in order on
-//! chain (trial alerts, monitoring alerts): each subscriber reads the committed state each time
-//! the head moves, so an alert is sent once its block is committed, in order, none skipped; the
-//! alert's sequence number is the event id, so `Last-Event-ID` resumes without a gap.
+//! The HTTP face of any module's alert feed ([`AlertFeed`]: trial alerts, monitoring alert
+//! changes): `GET .../alerts` as server-sent events or one JSON page, and `.../webhooks` to
+//! register, list and remove webhooks. A stream reads the committed state each time the head
+//! moves, so an alert is sent once its block is committed, in order, none skipped; the alert's
+//! sequence number is the event id, so `Last-Event-ID` resumes without a gap. The subscriber's
+//! standing is read again for every page: a revoked member's stream stops delivering.
+//!
+//! Each module keeps its own documented handlers (for its OpenAPI paths) and calls these.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 
-use axum::http::HeaderMap;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::Query;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use medledger_node::ServiceError;
-use serde::Serialize;
+use medledger_crypto::PublicKey;
+use medledger_node::webhooks::{AlertFeed, Webhooks};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
-use crate::{ApiError, ApiResult, AppState};
+use crate::{ApiError, ApiResult, AppState, blocking};
 
-/// Alerts numbered in order, as one subscriber may see them.
-pub(crate) trait AlertSource: Clone + Send + Sync + 'static {
-    type Alert: Serialize + Send + 'static;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertsQuery {
+    /// The first alert to send (its sequence number); `Last-Event-ID` overrides it.
+    after: Option<u64>,
+    /// `false` answers one JSON page instead of a stream.
+    follow: Option<bool>,
+}
 
-    /// The alerts from `cursor` the subscriber may see (a bounded page), and the cursor after
-    /// the last one read (seen or not).
-    fn page(&self, cursor: u64) -> Result<(Vec<Self::Alert>, u64), ServiceError>;
+/// `GET .../alerts`: the signer's alerts of `feed` as a stream, or one page with `follow=false`.
+/// A subscriber who may see none is refused now rather than given an empty stream.
+pub(crate) async fn alerts<F: AlertFeed>(
+    state: &AppState,
+    feed: F,
+    request: (&Method, &Uri, &HeaderMap),
+    query: Result<Query<AlertsQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let (method, uri, headers) = request;
+    let Query(query) = crate::parse_query(query)?;
+    let (subscriber, _, _) = crate::signed_member(state, method, uri, headers, b"").await?;
+    let cursor = cursor(headers, query.after)?;
+    let probe = feed.clone();
+    let (alerts, next) = blocking(move || Ok(probe.page(&subscriber, cursor)?)).await?;
+    if query.follow == Some(false) {
+        return Ok(Json(json!({ "alerts": alerts, "next": next })).into_response());
+    }
+    Ok(stream(state, feed, subscriber, cursor))
+}
 
-    /// An alert's sequence number: its event id.
-    fn id(alert: &Self::Alert) -> u64;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+    /// Deliver alerts from this sequence number on (default 0: every alert).
+    #[serde(default)]
+    after: u64,
+}
 
-    /// The SSE event name.
-    fn kind(alert: &Self::Alert) -> &'static str;
+/// `POST .../webhooks`: registers a webhook of `feed` for the signer (201 with the webhook).
+pub(crate) async fn add_webhook<F: AlertFeed>(
+    state: &AppState,
+    feed: F,
+    request: (&Method, &Uri, &HeaderMap),
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let (method, uri, headers) = request;
+    let (key, parsed): (_, WebhookBody) =
+        crate::signed_json_write(state, method, uri, headers, body).await?;
+    let hook = blocking(move || Ok(Webhooks::add(&feed, key, parsed.url, parsed.after)?)).await?;
+    Ok((StatusCode::CREATED, Json(hook)).into_response())
+}
+
+/// `GET .../webhooks`: the signer's webhooks of `feed`, with their cursors and latest failure.
+pub(crate) async fn list_webhooks<F: AlertFeed>(
+    state: &AppState,
+    feed: F,
+    request: (&Method, &Uri, &HeaderMap),
+) -> ApiResult<Json<Value>> {
+    let (method, uri, headers) = request;
+    let (key, _, _) = crate::signed_member(state, method, uri, headers, b"").await?;
+    Ok(Json(json!({ "webhooks": feed.webhooks().of(&key) })))
+}
+
+/// `DELETE .../webhooks/{id}`: removes one of the signer's webhooks of `feed`.
+pub(crate) async fn remove_webhook<F: AlertFeed>(
+    state: &AppState,
+    feed: F,
+    request: (&Method, &Uri, &HeaderMap),
+    id: &str,
+) -> ApiResult<StatusCode> {
+    let (method, uri, headers) = request;
+    let id = crate::parse_hash(id, "the webhook id")?;
+    let (key, _, _) = crate::signed_member(state, method, uri, headers, b"").await?;
+    blocking(move || Ok(feed.webhooks().remove(&key, &id)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Where a subscriber starts: after the `Last-Event-ID` it received, or at `after` (default 0).
-pub(crate) fn cursor(headers: &HeaderMap, after: Option<u64>) -> ApiResult<u64> {
+fn cursor(headers: &HeaderMap, after: Option<u64>) -> ApiResult<u64> {
     let resume = match headers.get("last-event-id") {
         Some(value) => Some(
             value
@@ -50,10 +122,11 @@ pub(crate) fn cursor(headers: &HeaderMap, after: Option<u64>) -> ApiResult<u64> 
     Ok(resume.or(after).unwrap_or(0))
 }
 
-/// The stream of `source`'s alerts from `cursor`, until the server shuts down.
-pub(crate) fn stream<S: AlertSource>(state: &AppState, source: S, cursor: u64) -> Response {
+/// The stream of `feed`'s alerts for `subscriber` from `cursor`, until the server shuts down.
+fn stream<F: AlertFeed>(state: &AppState, feed: F, subscriber: PublicKey, cursor: u64) -> Response {
     let feed = Feed {
-        source,
+        source: feed,
+        subscriber,
         cursor,
         head: state.node.subscribe_head(),
         closing: state.closing.clone(),
@@ -62,8 +135,8 @@ pub(crate) fn stream<S: AlertSource>(state: &AppState, source: S, cursor: u64) -
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let alert = feed.next().await?;
         let event = Event::default()
-            .id(S::id(&alert).to_string())
-            .event(S::kind(&alert))
+            .id(F::seq(&alert).to_string())
+            .event(F::kind(&alert))
             .json_data(&alert)
             .unwrap_or_else(|_| Event::default().comment("unencodable alert"));
         Some((Ok::<Event, Infallible>(event), feed))
@@ -81,8 +154,9 @@ async fn closed(closing: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// One subscriber's position in the alerts.
-struct Feed<S: AlertSource> {
+struct Feed<S: AlertFeed> {
     source: S,
+    subscriber: PublicKey,
     cursor: u64,
     head: tokio::sync::watch::Receiver<medledger_types::Height>,
     /// The server is shutting down: the stream ends (the subscriber reconnects elsewhere or
@@ -91,7 +165,7 @@ struct Feed<S: AlertSource> {
     pending: VecDeque<S::Alert>,
 }
 
-impl<S: AlertSource> Feed<S> {
+impl<S: AlertFeed> Feed<S> {
     /// The next alert, waiting for blocks as needed; `None` when the node stops.
     async fn next(&mut self) -> Option<S::Alert> {
         loop {
@@ -103,8 +177,8 @@ impl<S: AlertSource> Feed<S> {
             }
             // Seen before reading, so a block committed during the read wakes the next wait.
             self.head.borrow_and_update();
-            let (source, cursor) = (self.source.clone(), self.cursor);
-            let read = tokio::task::spawn_blocking(move || source.page(cursor)).await;
+            let (source, subscriber, cursor) = (self.source.clone(), self.subscriber, self.cursor);
+            let read = tokio::task::spawn_blocking(move || source.page(&subscriber, cursor)).await;
             match read {
                 Ok(Ok((alerts, next))) => {
                     let progressed = next > self.cursor;

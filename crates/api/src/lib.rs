@@ -476,7 +476,7 @@ pub(crate) fn parse_query<T>(query: Result<Query<T>, QueryRejection>) -> ApiResu
     query.map_err(|error| ApiError::bad_request("malformed_query", error.body_text()))
 }
 
-fn parse_hash(text: &str, what: &str) -> ApiResult<Hash> {
+pub(crate) fn parse_hash(text: &str, what: &str) -> ApiResult<Hash> {
     Hash::from_hex(text).map_err(|error| {
         ApiError::bad_request(
             "malformed_id",

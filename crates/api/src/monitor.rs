@@ -41,7 +41,17 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
 };
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(ingest, device, readings, proof, anchor, alerts))]
+#[openapi(paths(
+    ingest,
+    device,
+    readings,
+    proof,
+    anchor,
+    alerts,
+    add_webhook,
+    list_webhooks,
+    remove_webhook
+))]
 struct MonitorDoc;
 
 fn routes() -> Router<AppState> {
@@ -52,6 +62,11 @@ fn routes() -> Router<AppState> {
         .route("/v1/monitor/proofs/{device}/{seq}/{index}", get(proof))
         .route("/v1/monitor/anchor", post(anchor))
         .route("/v1/monitor/alerts", get(alerts))
+        .route("/v1/monitor/webhooks", post(add_webhook).get(list_webhooks))
+        .route(
+            "/v1/monitor/webhooks/{id}",
+            axum::routing::delete(remove_webhook),
+        )
 }
 
 fn monitor(state: &AppState) -> ApiResult<Monitor> {
@@ -308,74 +323,61 @@ async fn proof(
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertsQuery {
-    /// The first alert to send (its sequence number); `Last-Event-ID` overrides it.
-    after: Option<u64>,
-    /// `false` answers one JSON page instead of a stream.
-    follow: Option<bool>,
-}
-
-/// The monitoring alerts one subscriber may receive.
-#[derive(Clone)]
-struct MonitorAlerts {
-    monitor: Monitor,
-    viewer: PublicKey,
-    authority: medledger_ledger::Authority,
-}
-
-impl crate::feed::AlertSource for MonitorAlerts {
-    type Alert = medledger_monitor::Alert;
-
-    fn page(
-        &self,
-        cursor: u64,
-    ) -> Result<(Vec<medledger_monitor::Alert>, u64), medledger_node::ServiceError> {
-        self.monitor.alerts(&self.viewer, &self.authority, cursor)
-    }
-
-    fn id(alert: &medledger_monitor::Alert) -> u64 {
-        alert.seq
-    }
-
-    fn kind(alert: &medledger_monitor::Alert) -> &'static str {
-        match alert.state {
-            medledger_monitor::AlertState::Open => "alert",
-            medledger_monitor::AlertState::Escalated { .. } => "escalated",
-            medledger_monitor::AlertState::Acknowledged { .. } => "acknowledged",
-        }
-    }
-}
-
 #[utoipa::path(get, path = "/v1/monitor/alerts", tag = "monitor", security(("medledger_signature" = [])),
     params(("after" = Option<u64>, Query, description = "Sequence number to start from (default 0); Last-Event-ID resumes after the last alert received"),
         ("follow" = Option<bool>, Query, description = "false: one JSON page instead of a stream")),
-    responses((status = 200, description = "text/event-stream of this organisation's monitoring alerts the signer may receive (its care team and auditors: all; a patient: their own), each with its sequence number as the event id, as their blocks commit: the patient, the rule, the device and the time, never a value"),
+    responses((status = 200, description = "text/event-stream of this organisation's alert feed as the signer may receive it (its care team and auditors: all; a patient: their own): each change (event `raised`, `escalated` or `acknowledged`) with its feed sequence number as the event id, as its block commits, and the alert as it stands (the patient, the rule, the device and the times, never a value)"),
         (status = 403, description = "Neither the organisation's people nor a patient")))]
 async fn alerts(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    query: Result<Query<AlertsQuery>, QueryRejection>,
+    query: Result<Query<crate::feed::AlertsQuery>, QueryRejection>,
 ) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    let Query(query) = crate::parse_query(query)?;
-    let (viewer, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
-    let source = MonitorAlerts {
-        monitor: monitor(&state)?,
-        viewer,
-        authority,
-    };
-    let cursor = crate::feed::cursor(&headers, query.after)?;
-    // Refused now rather than as an empty stream.
-    let probe = source.clone();
-    let first = blocking(move || Ok(crate::feed::AlertSource::page(&probe, cursor)?)).await?;
-    if query.follow == Some(false) {
-        return Ok(Json(json!({ "alerts": first.0, "next": first.1 })).into_response());
-    }
-    Ok(crate::feed::stream(&state, source, cursor))
+    let monitor = monitor(&state)?;
+    crate::feed::alerts(&state, monitor, (&method, &uri, &headers), query).await
+}
+
+#[utoipa::path(post, path = "/v1/monitor/webhooks", tag = "monitor", security(("medledger_signature" = [])),
+    request_body(content = Object, description = r#"{"url": "https://...", "after"?: <feed sequence number>}"#),
+    responses((status = 201, description = "The webhook: the node POSTs each change of the alert feed the signer may receive (as the stream's events) to the URL, in order, signed by the node (X-Medledger-Signature over \"medledger/monitor-alert-webhook/v1\" and the body, X-Medledger-Node, X-Medledger-Alert-Seq), retrying until a 2xx answer"),
+        (status = 403, description = "The signer is not a member of this node's organisation")))]
+async fn add_webhook(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<axum::response::Response> {
+    let monitor = monitor(&state)?;
+    crate::feed::add_webhook(&state, monitor, (&method, &uri, &headers), body).await
+}
+
+#[utoipa::path(get, path = "/v1/monitor/webhooks", tag = "monitor", security(("medledger_signature" = [])),
+    responses((status = 200, description = "The signer's monitoring webhooks at this node, with their cursors and the latest failure")))]
+async fn list_webhooks(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let monitor = monitor(&state)?;
+    crate::feed::list_webhooks(&state, monitor, (&method, &uri, &headers)).await
+}
+
+#[utoipa::path(delete, path = "/v1/monitor/webhooks/{id}", tag = "monitor", security(("medledger_signature" = [])),
+    params(("id" = String, Path, description = "Webhook id, hex")),
+    responses((status = 204, description = "Removed; delivery stops"), (status = 404, description = "Not a webhook of the signer's")))]
+async fn remove_webhook(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let monitor = monitor(&state)?;
+    crate::feed::remove_webhook(&state, monitor, (&method, &uri, &headers), &id).await
 }
 
 #[utoipa::path(post, path = "/v1/monitor/anchor", tag = "monitor", security(("medledger_signature" = [])),

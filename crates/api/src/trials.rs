@@ -18,16 +18,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use medledger_crypto::Hash;
 use medledger_fhir::IssueType;
-use medledger_ledger::Authority;
 use medledger_node::trials::{AdverseEventReport, FormInput, Trials, VersionEntry};
 use medledger_trials::{
-    AdverseEvent, Alert, ClockStatus, ESignature, Meaning, OutcomeChange, OutcomeKind, Seriousness,
-    Study, Subject, SubjectStatus,
+    AdverseEvent, ClockStatus, ESignature, Meaning, OutcomeChange, OutcomeKind, Seriousness, Study,
+    Subject, SubjectStatus,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::feed::AlertSource;
 use crate::fhir::{Caller, FhirFailure, FhirResult, caller, fhir_json};
 use crate::{ApiError, ApiResult, AppState, blocking};
 
@@ -218,15 +216,6 @@ async fn adverse_event(
     blocking(move || Ok(Json(json!(trials.adverse_event(&authority, &event)?)))).await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertsQuery {
-    /// The first alert to send (its sequence number); `Last-Event-ID` overrides it.
-    after: Option<u64>,
-    /// `false` answers one JSON page instead of a stream.
-    follow: Option<bool>,
-}
-
 #[utoipa::path(get, path = "/v1/trials/alerts", tag = "trials",
     params(("after" = Option<u64>, Query, description = "Sequence number to start from (default 0); the Last-Event-ID header resumes after the last alert received"),
         ("follow" = Option<bool>, Query, description = "false: one JSON page instead of a stream")),
@@ -236,51 +225,10 @@ async fn alerts(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    query: Result<Query<AlertsQuery>, QueryRejection>,
+    query: Result<Query<crate::feed::AlertsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(query) = crate::parse_query(query)?;
-    let (_, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
-    let source = TrialAlerts {
-        trials: trials(&state)?,
-        authority,
-    };
-    let cursor = crate::feed::cursor(&headers, query.after)?;
-    if query.follow == Some(false) {
-        let (alerts, next) = blocking(move || Ok(source.page(cursor)?)).await?;
-        return Ok(Json(json!({ "alerts": alerts, "next": next })).into_response());
-    }
-    Ok(crate::feed::stream(&state, source, cursor))
-}
-
-/// The trial alerts one subscriber may receive.
-#[derive(Clone)]
-struct TrialAlerts {
-    trials: Trials,
-    authority: Authority,
-}
-
-impl AlertSource for TrialAlerts {
-    type Alert = Alert;
-
-    fn page(&self, cursor: u64) -> Result<(Vec<Alert>, u64), medledger_node::ServiceError> {
-        self.trials.alerts(&self.authority, cursor)
-    }
-
-    fn id(alert: &Alert) -> u64 {
-        alert.seq
-    }
-
-    fn kind(alert: &Alert) -> &'static str {
-        alert_kind(alert)
-    }
-}
-
-#[derive(Deserialize)]
-struct WebhookBody {
-    url: String,
-    /// Deliver alerts from this sequence number on (default 0: every alert).
-    #[serde(default)]
-    after: u64,
+    let trials = trials(&state)?;
+    crate::feed::alerts(&state, trials, (&method, &uri, &headers), query).await
 }
 
 #[utoipa::path(post, path = "/v1/trials/webhooks", tag = "trials",
@@ -294,11 +242,8 @@ async fn add_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let (key, parsed): (_, WebhookBody) =
-        crate::signed_json_write(&state, &method, &uri, &headers, body).await?;
     let trials = trials(&state)?;
-    let hook = blocking(move || Ok(trials.add_webhook(key, parsed.url, parsed.after)?)).await?;
-    Ok((StatusCode::CREATED, Json(hook)).into_response())
+    crate::feed::add_webhook(&state, trials, (&method, &uri, &headers), body).await
 }
 
 #[utoipa::path(get, path = "/v1/trials/webhooks", tag = "trials",
@@ -309,9 +254,8 @@ async fn list_webhooks(
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let (key, _, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
     let trials = trials(&state)?;
-    Ok(Json(json!({ "webhooks": trials.webhooks_of(&key) })))
+    crate::feed::list_webhooks(&state, trials, (&method, &uri, &headers)).await
 }
 
 #[utoipa::path(delete, path = "/v1/trials/webhooks/{id}", tag = "trials",
@@ -324,20 +268,8 @@ async fn remove_webhook(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id = parse_hash("the webhook id", &id)?;
-    let (key, _, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
     let trials = trials(&state)?;
-    blocking(move || Ok(trials.remove_webhook(&key, &id)?)).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-fn alert_kind(alert: &Alert) -> &'static str {
-    match alert.kind {
-        medledger_trials::AlertKind::AdverseEvent { .. } => "adverse_event",
-        medledger_trials::AlertKind::Overdue { .. } => "overdue",
-        medledger_trials::AlertKind::Withdrawal { .. } => "withdrawal",
-        medledger_trials::AlertKind::Amendment { .. } => "amendment",
-    }
+    crate::feed::remove_webhook(&state, trials, (&method, &uri, &headers), &id).await
 }
 
 // The FHIR face of trials.

@@ -13,6 +13,7 @@ mod bench_trials;
 mod claims;
 mod client;
 mod devnet;
+mod feed;
 mod home;
 mod modules;
 mod monitor;

@@ -143,17 +143,8 @@ pub enum MonitorCommand {
     },
     /// Anchor what this node received and has not anchored yet (its root key or node).
     Anchor,
-    /// This organisation's monitoring alerts the signer may receive: one page, or with
-    /// --follow the live stream (one JSON line per alert), resuming after --after.
-    Alerts {
-        #[arg(long)]
-        after: Option<u64>,
-        #[arg(long)]
-        follow: bool,
-        /// With --follow: stop after this many alerts.
-        #[arg(long)]
-        count: Option<u64>,
-    },
+    #[command(flatten)]
+    Feed(crate::feed::FeedCommand),
     /// Acknowledge an alert (a practitioner of the care team).
     Ack {
         #[arg(long)]
@@ -478,29 +469,7 @@ pub fn run(client: &Client, key_path: &Path, command: MonitorCommand) -> Result<
             Ok(0)
         }
         MonitorCommand::Verify { proof, genesis } => verify(&proof, &genesis),
-        MonitorCommand::Alerts {
-            after,
-            follow,
-            count,
-        } => {
-            if follow {
-                return crate::client::follow_alerts(
-                    client,
-                    &key,
-                    "/v1/monitor/alerts",
-                    after,
-                    count,
-                );
-            }
-            let path = format!(
-                "/v1/monitor/alerts?follow=false&after={}",
-                after.unwrap_or(0)
-            );
-            let (status, body) =
-                signed(client, &key, "GET", &path, b"", &AccessHeaders::default())?;
-            crate::print(&expect_ok(status, &body)?);
-            Ok(0)
-        }
+        MonitorCommand::Feed(command) => crate::feed::run(client, &key, "/v1/monitor", command),
         MonitorCommand::Ack { org, seq } => {
             send(client, &key, MonitorOp::AcknowledgeAlert { org, seq })
         }

@@ -197,34 +197,8 @@ pub enum TrialCommand {
         #[arg(long)]
         genesis: Option<PathBuf>,
     },
-    /// Alerts (adverse events, overdue clocks, withdrawals, amendments) for the signer: one page,
-    /// or `--follow` to stream them as they commit.
-    Alerts {
-        #[arg(long)]
-        after: Option<u64>,
-        #[arg(long)]
-        follow: bool,
-        /// With --follow: stop after this many alerts.
-        #[arg(long)]
-        count: Option<u64>,
-    },
-    /// Have this node POST the signer's alerts to a URL as they commit (signed by the node,
-    /// retried until answered 2xx, resumed after a restart). The signer must be a member of the
-    /// node's organisation.
-    Webhook {
-        #[arg(long)]
-        url: String,
-        /// Start from this alert sequence number (default: every alert).
-        #[arg(long, default_value_t = 0)]
-        after: u64,
-    },
-    /// The signer's webhooks at this node, with how far delivery has come.
-    Webhooks,
-    /// Remove one of the signer's webhooks.
-    Unhook {
-        #[arg(long)]
-        id: String,
-    },
+    #[command(flatten)]
+    Feed(crate::feed::FeedCommand),
 }
 
 fn outcomes(primary: &[String], secondary: &[String]) -> Result<Vec<OutcomeMeasure>> {
@@ -685,45 +659,6 @@ pub fn run(client: &Client, key_path: &Path, command: TrialCommand) -> Result<i3
             }
             Ok(0)
         }
-        TrialCommand::Webhook { url, after } => {
-            let body = serde_json::to_vec(&json!({ "url": url, "after": after }))?;
-            crate::print(&call(client, &key, "POST", "/v1/trials/webhooks", &body)?);
-            Ok(0)
-        }
-        TrialCommand::Webhooks => {
-            crate::print(&call(client, &key, "GET", "/v1/trials/webhooks", b"")?);
-            Ok(0)
-        }
-        TrialCommand::Unhook { id } => {
-            call(
-                client,
-                &key,
-                "DELETE",
-                &format!("/v1/trials/webhooks/{id}"),
-                b"",
-            )?;
-            Ok(0)
-        }
-        TrialCommand::Alerts {
-            after,
-            follow,
-            count,
-        } => {
-            if follow {
-                return crate::client::follow_alerts(
-                    client,
-                    &key,
-                    "/v1/trials/alerts",
-                    after,
-                    count,
-                );
-            }
-            let path = format!(
-                "/v1/trials/alerts?follow=false&after={}",
-                after.unwrap_or(0)
-            );
-            crate::print(&call(client, &key, "GET", &path, b"")?);
-            Ok(0)
-        }
+        TrialCommand::Feed(command) => crate::feed::run(client, &key, "/v1/trials", command),
     }
 }

@@ -3,8 +3,9 @@
 //! refused; the node anchors them; a clinician without consent is denied and the denial is on
 //! the patient's access log; with consent the readings are served, one is proven offline against
 //! genesis, and an altered proof fails; a reading changed in the node's store is detected; a rule
-//! fires on low SpO2 and the alert reaches the care team's stream, the patient sees it, the doctor
-//! acknowledges it; an unpaired device is refused again.
+//! fires on low SpO2 and the alert reaches the care team's stream and webhook, the patient sees
+//! it, the doctor acknowledges it; another rule's alert, left alone, escalates after its timeout
+//! and the webhook hears of it; an unpaired device is refused again.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
@@ -12,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Subscriber, TestNode, failed, ok, public_key_of, stdout};
+use common::{Subscriber, TestNode, WebhookReceiver, failed, ok, public_key_of, stdout};
 use serde_json::{Value, json};
 
 fn monitor(node: &TestNode, key: &Path, args: &[&str]) -> Output {
@@ -391,8 +392,42 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
             "2000",
         ],
     ));
-    let stream = Subscriber::start("monitor", &node, &doctor, &["--count", "1"]);
+    // A second rule that escalates when nobody acknowledges it within a minute.
+    ok(monitor(
+        &node,
+        &doctor,
+        &[
+            "rule",
+            "--patient",
+            "Patient/watched",
+            "--id",
+            "spo2-watch",
+            "--code",
+            "59408-5",
+            "--below",
+            "95",
+            "--escalate-after-ms",
+            "60000",
+        ],
+    ));
+    let stream = Subscriber::start("monitor", &node, &doctor, &["--count", "2"]);
     failed(monitor(&node, &outsider, &["alerts"]), "403");
+    // The ward's paging system takes the same feed by webhook (registered by the hospital's
+    // people only, to http(s) URLs only); its first answer fails and is retried.
+    let receiver = WebhookReceiver::start(1);
+    failed(
+        monitor(&node, &outsider, &["webhook", "--url", &receiver.url]),
+        "only members of hospital",
+    );
+    failed(
+        monitor(&node, &doctor, &["webhook", "--url", "ftp://pager"]),
+        "400",
+    );
+    let hook = ok(monitor(
+        &node,
+        &doctor,
+        &["webhook", "--url", &receiver.url],
+    ));
     ok(monitor(
         &node,
         &device,
@@ -408,22 +443,97 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
             "3",
         ],
     ));
-    let alert = stream.next(std::time::Duration::from_secs(30));
-    assert_eq!(alert["rule"], "low-spo2", "{alert}");
-    assert_eq!(alert["device"], device_key.as_str(), "{alert}");
-    assert_eq!(alert["state"]["state"], "open", "{alert}");
-    assert!(!alert.to_string().contains("value"), "{alert}");
-    // The patient sees their own alert; the doctor acknowledges it, once.
+    let notices = [
+        stream.next(std::time::Duration::from_secs(30)),
+        stream.next(std::time::Duration::from_secs(30)),
+    ];
+    let mut rules: Vec<&str> = notices
+        .iter()
+        .map(|notice| notice["alert"]["rule"].as_str().expect("rule"))
+        .collect();
+    rules.sort();
+    assert_eq!(rules, ["low-spo2", "spo2-watch"], "{notices:?}");
+    for (n, notice) in notices.iter().enumerate() {
+        assert_eq!(notice["seq"], n as u64, "{notice}");
+        assert_eq!(notice["change"], "raised", "{notice}");
+        assert_eq!(notice["alert"]["device"], device_key.as_str(), "{notice}");
+        assert_eq!(notice["alert"]["state"]["state"], "open", "{notice}");
+        assert!(!notice.to_string().contains("value"), "{notice}");
+    }
+    let alert_of = |rule: &str| {
+        notices
+            .iter()
+            .find(|notice| notice["alert"]["rule"] == rule)
+            .map(|notice| notice["alert"]["seq"].as_u64().expect("seq").to_string())
+            .expect("alert")
+    };
+    // The patient sees their own alerts; the doctor acknowledges one, once.
     let own = ok(monitor(&node, &patient, &["alerts"]));
-    assert_eq!(own["alerts"].as_array().expect("alerts").len(), 1, "{own}");
+    assert_eq!(own["alerts"].as_array().expect("alerts").len(), 2, "{own}");
+    let low = alert_of("low-spo2");
     ok(monitor(
         &node,
         &doctor,
-        &["ack", "--org", "hospital", "--seq", "0"],
+        &["ack", "--org", "hospital", "--seq", &low],
     ));
     failed(
-        monitor(&node, &doctor, &["ack", "--org", "hospital", "--seq", "0"]),
+        monitor(&node, &doctor, &["ack", "--org", "hospital", "--seq", &low]),
         "acknowledged",
+    );
+
+    // The other alert escalates a minute after it was raised, in block time; the webhook got
+    // every change in order, each signed by the node, the refused first attempt retried.
+    let deliveries = receiver.until(std::time::Duration::from_secs(120), |body| {
+        body["change"] == "escalated"
+    });
+    let node_key = node.get("/v1/status").1["validator"]
+        .as_str()
+        .expect("node key")
+        .to_string();
+    common::check_signed(
+        &deliveries,
+        &node_key,
+        b"medledger/monitor-alert-webhook/v1",
+    );
+    assert_eq!(deliveries[0].0, 503);
+    assert_eq!(deliveries[1].2, deliveries[0].2, "the same change again");
+    let accepted: Vec<(u64, String, String)> = deliveries
+        .iter()
+        .filter(|(status, ..)| *status == 200)
+        .map(|(_, _, body)| {
+            let notice: Value = serde_json::from_slice(body).expect("json");
+            (
+                notice["seq"].as_u64().expect("seq"),
+                notice["change"].as_str().expect("change").to_string(),
+                notice["alert"]["rule"].as_str().expect("rule").to_string(),
+            )
+        })
+        .collect();
+    let changes: Vec<(u64, &str, &str)> = accepted
+        .iter()
+        .map(|(seq, change, rule)| (*seq, change.as_str(), rule.as_str()))
+        .collect();
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert!(
+        changes
+            .iter()
+            .enumerate()
+            .all(|(n, (seq, ..))| *seq == n as u64),
+        "{changes:?}"
+    );
+    assert_eq!(changes[2], (2, "acknowledged", "low-spo2"));
+    assert_eq!(changes[3], (3, "escalated", "spo2-watch"));
+    let listed = ok(monitor(&node, &doctor, &["webhooks"]));
+    assert_eq!(listed["webhooks"][0]["delivered"], 4, "{listed}");
+    let hook_id = hook["id"].as_str().expect("webhook id");
+    failed(
+        monitor(&node, &patient, &["unhook", "--id", hook_id]),
+        "404",
+    );
+    ok(monitor(&node, &doctor, &["unhook", "--id", hook_id]));
+    assert_eq!(
+        ok(monitor(&node, &doctor, &["webhooks"]))["webhooks"],
+        json!([])
     );
 
     // Unpaired by the patient: its next batch is refused.

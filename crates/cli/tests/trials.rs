@@ -8,13 +8,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
 use common::hospital::key_of;
-use common::{Subscriber, TestNode, devnet, one_devnet, public_key_of, stdout};
+use common::{Subscriber, TestNode, WebhookReceiver, devnet, one_devnet, public_key_of, stdout};
 use medledger_api::auth::AccessHeaders;
 use redb::ReadableTable;
 use serde_json::{Value, json};
@@ -591,19 +590,7 @@ fn a_trial_runs_from_registration_to_the_regulators_proven_view() {
         .as_str()
         .expect("node key")
         .to_string();
-    for (_, headers, body) in &deliveries {
-        assert_eq!(headers["x-medledger-node"], node_key);
-        let mut signed = b"medledger/trial-alert-webhook/v1".to_vec();
-        signed.extend_from_slice(body);
-        medledger_crypto::PublicKey::from_hex(&node_key)
-            .expect("key")
-            .verify(
-                &signed,
-                &medledger_crypto::Signature::from_hex(&headers["x-medledger-signature"])
-                    .expect("signature"),
-            )
-            .expect("the node's signature verifies");
-    }
+    common::check_signed(&deliveries, &node_key, b"medledger/trial-alert-webhook/v1");
     assert_eq!(deliveries[0].0, 503);
     assert_eq!(deliveries[1].2, deliveries[0].2, "the same alert again");
     let accepted: Vec<Value> = deliveries
@@ -873,88 +860,4 @@ fn consent_of(node: &TestNode, key: &Path) -> Value {
         medledger_fhir::validate(&resource)
     );
     resource
-}
-
-/// A webhook receiver on loopback: answers the first `failures` deliveries 503 and the rest 200,
-/// and keeps each delivery's status, headers and body.
-struct WebhookReceiver {
-    url: String,
-    deliveries:
-        std::sync::mpsc::Receiver<(u16, std::collections::BTreeMap<String, String>, Vec<u8>)>,
-}
-
-impl WebhookReceiver {
-    fn start(failures: usize) -> WebhookReceiver {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/alerts", listener.local_addr().expect("address"));
-        let (sender, deliveries) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut failures = failures;
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut headers = std::collections::BTreeMap::new();
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':') {
-                        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-                    }
-                }
-                let length: usize = headers
-                    .get("content-length")
-                    .and_then(|value| value.parse().ok())
-                    .unwrap_or(0);
-                let mut body = vec![0u8; length];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                let status = if failures > 0 {
-                    failures -= 1;
-                    503
-                } else {
-                    200
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
-                if sender.send((status, headers, body)).is_err() {
-                    return;
-                }
-            }
-        });
-        WebhookReceiver { url, deliveries }
-    }
-
-    /// Every delivery until one whose body `last` accepts was answered 200.
-    #[allow(clippy::type_complexity)]
-    fn until(
-        &self,
-        within: Duration,
-        last: impl Fn(&Value) -> bool,
-    ) -> Vec<(u16, std::collections::BTreeMap<String, String>, Vec<u8>)> {
-        let deadline = Instant::now() + within;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let delivery = self
-                .deliveries
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no such delivery; got {} before", seen.len()));
-            let done = delivery.0 == 200
-                && serde_json::from_slice::<Value>(&delivery.2).is_ok_and(|body| last(&body));
-            seen.push(delivery);
-            if done {
-                return seen;
-            }
-        }
-    }
 }

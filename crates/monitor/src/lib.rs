@@ -141,6 +141,41 @@ pub enum AlertState {
     },
 }
 
+/// What happened to an alert.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertChange {
+    Raised,
+    Escalated,
+    Acknowledged,
+}
+
+impl AlertChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertChange::Raised => "raised",
+            AlertChange::Escalated => "escalated",
+            AlertChange::Acknowledged => "acknowledged",
+        }
+    }
+}
+
+/// One entry of an organisation's alert feed: every raise, escalation and acknowledgement is
+/// numbered in the order its block committed, so a subscriber that follows the feed (a stream,
+/// a webhook) hears of each change once, in order, and resumes from a number.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Its number in the organisation's feed.
+    pub seq: u64,
+    /// The alert it concerns.
+    pub alert: u64,
+    pub change: AlertChange,
+    pub height: Height,
+    pub time_ms: u64,
+}
+
 /// An alert: which rule fired for which patient and when. Never a value.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Alert {
@@ -300,6 +335,15 @@ pub fn key_alert_count(org: &str) -> Vec<u8> {
     format!("monitor-alert-count/{org}").into_bytes()
 }
 
+/// The n-th change in an organisation's alert feed.
+pub fn key_alert_event(org: &str, n: u64) -> Vec<u8> {
+    format!("monitor-alert-event/{org}/{n:020}").into_bytes()
+}
+
+pub fn key_alert_event_count(org: &str) -> Vec<u8> {
+    format!("monitor-alert-event-count/{org}").into_bytes()
+}
+
 /// The open alert of a patient's rule: (org, seq).
 pub fn key_open(patient: &Hash, rule: &str) -> Vec<u8> {
     format!("monitor-open/{patient}/{rule}").into_bytes()
@@ -362,6 +406,42 @@ pub fn alert(state: &dyn StateRead, org: &str, seq: u64) -> Result<Option<Alert>
 
 pub fn alert_count(state: &dyn StateRead, org: &str) -> Result<u64, StateError> {
     Ok(read(state, &key_alert_count(org))?.unwrap_or(0))
+}
+
+pub fn alert_event(
+    state: &dyn StateRead,
+    org: &str,
+    n: u64,
+) -> Result<Option<AlertEvent>, StateError> {
+    read(state, &key_alert_event(org, n))
+}
+
+/// How many changes an organisation's alert feed holds.
+pub fn alert_event_count(state: &dyn StateRead, org: &str) -> Result<u64, StateError> {
+    Ok(read(state, &key_alert_event_count(org))?.unwrap_or(0))
+}
+
+/// Numbers a change of alert `seq` in `org`'s feed.
+fn push_alert_event(
+    state: &mut View<'_, '_>,
+    org: &str,
+    alert: u64,
+    change: AlertChange,
+    block: &medledger_module::BlockContext,
+) -> Result<(), StateError> {
+    let seq = alert_event_count(&*state, org)?;
+    state.put(
+        key_alert_event(org, seq),
+        encode_value(&AlertEvent {
+            seq,
+            alert,
+            change,
+            height: block.height,
+            time_ms: block.time_ms,
+        }),
+    );
+    state.put(key_alert_event_count(org), encode_value(&(seq + 1)));
+    Ok(())
 }
 
 /// A patient's alerts from `offset`, at most `limit`, oldest first, and their total.
@@ -517,6 +597,8 @@ impl Module for Monitor {
         "monitor-rules/",
         "monitor-alert/",
         "monitor-alert-count/",
+        "monitor-alert-event/",
+        "monitor-alert-event-count/",
         "monitor-open/",
         "monitor-patient-alert/",
         "monitor-patient-alert-count/",
@@ -777,8 +859,12 @@ impl Module for Monitor {
                 state.put(key_alert_count(&org), encode_value(&(seq + 1)));
                 state.put(key_open(patient, id), encode_value(&(org.clone(), seq)));
                 let n: u64 = read(&*state, &key_patient_alert_count(patient))?.unwrap_or(0);
-                state.put(key_patient_alert(patient, n), encode_value(&(org, seq)));
+                state.put(
+                    key_patient_alert(patient, n),
+                    encode_value(&(org.clone(), seq)),
+                );
                 state.put(key_patient_alert_count(patient), encode_value(&(n + 1)));
+                push_alert_event(state, &org, seq, AlertChange::Raised, tx.block)?;
                 Ok(())
             }
             MonitorOp::AcknowledgeAlert { org, seq } => {
@@ -802,6 +888,7 @@ impl Module for Monitor {
                 };
                 state.delete(key_open(&found.patient, &found.rule));
                 state.put(key_alert(org, *seq), encode_value(&found));
+                push_alert_event(state, org, *seq, AlertChange::Acknowledged, tx.block)?;
                 Ok(())
             }
             MonitorOp::EscalateAlert { org, seq } => {
@@ -831,6 +918,7 @@ impl Module for Monitor {
                     time_ms: tx.block.time_ms,
                 };
                 state.put(key_alert(org, *seq), encode_value(&found));
+                push_alert_event(state, org, *seq, AlertChange::Escalated, tx.block)?;
                 Ok(())
             }
         }
@@ -850,10 +938,13 @@ impl Module for Monitor {
             json::<Vec<String>>(value)
         } else if key.starts_with("monitor-alert/") {
             json::<Alert>(value)
+        } else if key.starts_with("monitor-alert-event/") {
+            json::<AlertEvent>(value)
         } else if key.starts_with("monitor-open/") || key.starts_with("monitor-patient-alert/") {
             json::<(String, u64)>(value)
         } else if key.starts_with("monitor-anchor-count/")
             || key.starts_with("monitor-alert-count/")
+            || key.starts_with("monitor-alert-event-count/")
             || key.starts_with("monitor-patient-alert-count/")
         {
             json::<u64>(value)

@@ -119,6 +119,7 @@ impl World {
             key_rule(&self.patient_id, "low-spo2"),
             key_alert_count("a"),
             key_alert("a", 0),
+            key_alert_event_count("a"),
             key_open(&self.patient_id, "low-spo2"),
             key_patient_alert_count(&self.patient_id),
         ];
@@ -424,6 +425,26 @@ fn alerts_are_raised_acknowledged_and_escalated_by_the_rules() {
     // No value anywhere in the alert: its JSON names the rule, the device and times only.
     let text = serde_json::to_string(&escalated).expect("json");
     assert!(!text.contains("value") && !text.contains("limit"), "{text}");
+
+    // The feed numbers every change in commit order, refusals none.
+    let count = alert_event_count(&state, "a").expect("read");
+    let feed: Vec<(u64, u64, AlertChange)> = (0..count)
+        .map(|n| {
+            let event = alert_event(&state, "a", n).expect("read").expect("event");
+            (event.seq, event.alert, event.change)
+        })
+        .collect();
+    assert_eq!(
+        feed,
+        [
+            (0, 0, AlertChange::Raised),
+            (1, 0, AlertChange::Acknowledged),
+            (2, 1, AlertChange::Raised),
+            (3, 1, AlertChange::Acknowledged),
+            (4, 2, AlertChange::Raised),
+            (5, 2, AlertChange::Escalated),
+        ]
+    );
 }
 
 fn signed(device: &SecretKey, seq: u64, readings: Vec<Reading>) -> SignedBatch {

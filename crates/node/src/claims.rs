@@ -149,10 +149,7 @@ impl Claims {
 
     /// Who `key` acts as at the head.
     pub fn authenticate(&self, key: &PublicKey) -> Result<Authority, ServiceError> {
-        self.node
-            .account(key)?
-            .0
-            .map_err(ServiceError::Unauthenticated)
+        self.node.authenticate(key)
     }
 
     fn provider_org(&self) -> Result<String, ServiceError> {

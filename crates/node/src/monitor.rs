@@ -180,6 +180,7 @@ struct Inner {
     window_ms: u64,
     writer: Mutex<std::sync::mpsc::SyncSender<Request>>,
     anchoring: tokio::sync::Mutex<()>,
+    webhooks: crate::webhooks::Webhooks,
 }
 
 /// The monitoring service of one node.
@@ -193,6 +194,51 @@ impl std::fmt::Debug for Monitor {
         f.debug_struct("Monitor")
             .field("window_ms", &self.inner.window_ms)
             .finish_non_exhaustive()
+    }
+}
+
+/// A change of an alert, as the organisation's alert feed tells it: the change (raised,
+/// escalated, acknowledged), its number in the feed and its block, and the alert as it stands
+/// now. Never a value.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertNotice {
+    pub seq: u64,
+    pub change: medledger_monitor::AlertChange,
+    pub height: medledger_types::Height,
+    pub time_ms: u64,
+    pub alert: medledger_monitor::Alert,
+}
+
+impl crate::webhooks::AlertFeed for Monitor {
+    type Alert = AlertNotice;
+    const SIGNATURE_DOMAIN: &'static [u8] = b"medledger/monitor-alert-webhook/v1";
+
+    fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.inner.webhooks
+    }
+
+    fn page(
+        &self,
+        subscriber: &PublicKey,
+        cursor: u64,
+    ) -> Result<(Vec<AlertNotice>, u64), ServiceError> {
+        self.alerts(
+            subscriber,
+            &self.inner.node.authenticate(subscriber)?,
+            cursor,
+        )
+    }
+
+    fn seq(notice: &AlertNotice) -> u64 {
+        notice.seq
+    }
+
+    fn kind(notice: &AlertNotice) -> &'static str {
+        notice.change.as_str()
     }
 }
 
@@ -242,13 +288,16 @@ impl Monitor {
             ),
             writer: Mutex::new(sender),
             anchoring: tokio::sync::Mutex::new(()),
+            webhooks: crate::webhooks::Webhooks::open(dir)?,
         });
         let writer = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("monitor-writer".into())
             .spawn(move || write_loop(&writer, &receiver))
             .map_err(storage)?;
-        Ok(Monitor { inner })
+        let monitor = Monitor { inner };
+        crate::webhooks::Webhooks::spawn_all(&monitor);
+        Ok(monitor)
     }
 
     /// Checks a batch and keeps it durably; `now_ms` is this node's clock.
@@ -364,7 +413,9 @@ impl Monitor {
         });
     }
 
-    /// Missing-data rules on this node's clock, and escalations due in block time.
+    /// Missing-data rules and escalations, on this node's clock. An escalation is proposed once
+    /// due by this clock (an idle chain's head time stands still) and committed only in a block
+    /// whose time has reached it; a refusal is tried again at the next tick.
     async fn watch_clock(&self, now_ms: u64) -> Result<(), ServiceError> {
         let mut silent = Vec::new();
         {
@@ -384,18 +435,19 @@ impl Monitor {
         for (patient, rule, device, at_ms) in silent {
             self.raise(patient, rule, device, at_ms);
         }
-        self.escalate().await
+        self.escalate(now_ms).await
     }
 
-    /// This organisation's alerts from `cursor` that `viewer` may receive (a bounded page), and
-    /// the cursor after the last one read: every alert for the organisation's own people (its
-    /// root key, node, practitioners and auditors), a patient's own for a patient.
+    /// This organisation's alert feed from `cursor` as `viewer` may receive it (a bounded
+    /// page), and the cursor after the last change read: every change for the organisation's
+    /// own people (its root key, node, practitioners and auditors), a patient's own for a
+    /// patient.
     pub fn alerts(
         &self,
         viewer: &PublicKey,
         authority: &Authority,
         cursor: u64,
-    ) -> Result<(Vec<medledger_monitor::Alert>, u64), ServiceError> {
+    ) -> Result<(Vec<AlertNotice>, u64), ServiceError> {
         let org = self.org()?;
         let everything = match authority {
             Authority::Organisation { org: own } => *own == org,
@@ -416,18 +468,27 @@ impl Monitor {
             )));
         }
         let (_, page) = self.inner.node.read_head(|state| {
-            let count = medledger_monitor::alert_count(state, &org)?;
+            let count = medledger_monitor::alert_event_count(state, &org)?;
             let end = count.min(cursor.saturating_add(ALERTS_PAGE_MAX));
             let mut out = Vec::new();
             for seq in cursor..end {
-                let Some(alert) = medledger_monitor::alert(state, &org, seq)? else {
+                let Some(event) = medledger_monitor::alert_event(state, &org, seq)? else {
+                    continue;
+                };
+                let Some(alert) = medledger_monitor::alert(state, &org, event.alert)? else {
                     continue;
                 };
                 let visible = everything
                     || medledger_records::patient(state, &alert.patient)?
                         .is_some_and(|entry| entry.key == Some(*viewer));
                 if visible {
-                    out.push(alert);
+                    out.push(AlertNotice {
+                        seq,
+                        change: event.change,
+                        height: event.height,
+                        time_ms: event.time_ms,
+                        alert,
+                    });
                 }
             }
             Ok((out, end.max(cursor)))
@@ -435,8 +496,8 @@ impl Monitor {
         page.map_err(|error| ServiceError::Storage(error.to_string()))
     }
 
-    /// Escalates this organisation's open alerts whose rule's timeout has passed at the head.
-    async fn escalate(&self) -> Result<(), ServiceError> {
+    /// Escalates this organisation's open alerts whose rule's timeout has passed by `now_ms`.
+    async fn escalate(&self, now_ms: u64) -> Result<(), ServiceError> {
         let org = self.org()?;
         let from = *self
             .inner
@@ -444,7 +505,7 @@ impl Monitor {
             .lock()
             .map_err(|_| storage("a cursor lock holder panicked"))?;
         let (_, due) = self.inner.node.read_head(|state| {
-            let now = medledger_module::chain_head(state)?.time_ms;
+            let now = medledger_module::chain_head(state)?.time_ms.max(now_ms);
             let count = medledger_monitor::alert_count(state, &org)?;
             let mut due = Vec::new();
             let mut first_open = count;

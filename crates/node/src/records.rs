@@ -276,10 +276,7 @@ impl Records {
 
     /// Who a requester is, or why they may not ask anything.
     pub fn authenticate(&self, key: &PublicKey) -> Result<Authority, ServiceError> {
-        self.node
-            .account(key)?
-            .0
-            .map_err(ServiceError::Unauthenticated)
+        self.node.authenticate(key)
     }
 
     /// Stores resources as records of this node's organisation, each version on chain before

@@ -106,6 +106,16 @@ pub(crate) async fn wait_committed(node: &Node, tx: Hash) -> Result<Height, Serv
     }
 }
 
+impl Node {
+    /// Who `key` acts as at the head, or why it may not act.
+    pub fn authenticate(
+        &self,
+        key: &medledger_crypto::PublicKey,
+    ) -> Result<medledger_ledger::Authority, ServiceError> {
+        self.account(key)?.0.map_err(ServiceError::Unauthenticated)
+    }
+}
+
 /// A module's service on this node.
 pub trait Service: Any + Clone + Send + Sync + 'static {
     /// What following committed blocks does, for logs (`applying erasures`); `None` for a service

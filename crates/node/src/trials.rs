@@ -137,6 +137,37 @@ impl std::fmt::Debug for Trials {
     }
 }
 
+/// Trial alerts, each to the subscribers [`Trials::may_alert`] lets see it.
+impl crate::webhooks::AlertFeed for Trials {
+    type Alert = Alert;
+    const SIGNATURE_DOMAIN: &'static [u8] = b"medledger/trial-alert-webhook/v1";
+
+    fn node(&self) -> &Node {
+        &self.node
+    }
+
+    fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.inner.webhooks
+    }
+
+    fn page(&self, subscriber: &PublicKey, cursor: u64) -> Result<(Vec<Alert>, u64), ServiceError> {
+        self.alerts(&self.authenticate(subscriber)?, cursor)
+    }
+
+    fn seq(alert: &Alert) -> u64 {
+        alert.seq
+    }
+
+    fn kind(alert: &Alert) -> &'static str {
+        match alert.kind {
+            medledger_trials::AlertKind::AdverseEvent { .. } => "adverse_event",
+            medledger_trials::AlertKind::Overdue { .. } => "overdue",
+            medledger_trials::AlertKind::Withdrawal { .. } => "withdrawal",
+            medledger_trials::AlertKind::Amendment { .. } => "amendment",
+        }
+    }
+}
+
 impl Service for Trials {
     /// Nothing follows blocks here: alerts and clocks are read from the committed state.
     const FOLLOWING: Option<&'static str> = None;
@@ -168,29 +199,13 @@ impl Trials {
             node,
             inner: Arc::new(Inner { blobs, webhooks }),
         };
-        trials.spawn_deliveries();
+        crate::webhooks::Webhooks::spawn_all(&trials);
         Ok(trials)
-    }
-
-    pub(crate) fn node(&self) -> &Node {
-        &self.node
-    }
-
-    pub(crate) fn webhooks(&self) -> &crate::webhooks::Webhooks {
-        &self.inner.webhooks
-    }
-
-    /// The webhooks `subscriber` registered at this node.
-    pub fn webhooks_of(&self, subscriber: &PublicKey) -> Vec<crate::webhooks::Webhook> {
-        self.inner.webhooks.of(subscriber)
     }
 
     /// Who `key` acts as at the head.
     pub fn authenticate(&self, key: &PublicKey) -> Result<Authority, ServiceError> {
-        self.node
-            .account(key)?
-            .0
-            .map_err(ServiceError::Unauthenticated)
+        self.node.authenticate(key)
     }
 
     /// The organisation this node acts for.

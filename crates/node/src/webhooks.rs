@@ -1,18 +1,21 @@
-//! Webhooks for trial alerts: beside the server-sent event stream, a member of this node's
-//! organisation (a sponsor's safety desk, a regulator's intake system) registers a URL, and the
-//! node POSTs to it each alert the member may receive, in order, as its block commits.
+//! Alert feeds and their webhooks. A module whose alerts are numbered in order on chain (trial
+//! alerts, monitoring alert changes) offers them as an [`AlertFeed`]: a subscriber reads the feed
+//! from a cursor, as a server-sent event stream (the API) or through a webhook (here). Beside the
+//! stream, a member of this node's organisation (a sponsor's safety desk, a care team's paging
+//! system, a regulator's intake) registers a URL, and the node POSTs to it each alert the member
+//! may receive, in order, as its block commits.
 //!
 //! - **Cursor.** Each webhook keeps the sequence number of the next alert to deliver, saved in
-//!   `webhooks.json` (written whole, fsync'd and renamed into place) after every delivery, so a
-//!   restart resumes where delivery stopped: an alert is delivered at least once, and twice only
-//!   if the node stopped between the receiver's answer and saving the cursor. The receiver tells
-//!   repeats apart by `X-Medledger-Alert-Seq`.
+//!   `webhooks.json` in the module's directory (written whole, fsync'd and renamed into place)
+//!   after every delivery, so a restart resumes where delivery stopped: an alert is delivered at
+//!   least once, and twice only if the node stopped between the receiver's answer and saving the
+//!   cursor. The receiver tells repeats apart by `X-Medledger-Alert-Seq`.
 //! - **Retries.** Anything but a 2xx answer (or no answer within `DELIVERY_TIMEOUT`) is retried
 //!   after a pause that doubles from one second to a minute; later alerts wait behind it, so
 //!   order is kept.
 //! - **Authenticity.** The body is the alert as JSON; `X-Medledger-Signature` is the node's
-//!   Ed25519 signature over `WEBHOOK_SIGNATURE_DOMAIN ‖ body`, and `X-Medledger-Node` the node's
-//!   key, which the receiver checks against the genesis or the validator set it trusts.
+//!   Ed25519 signature over the feed's signature domain ‖ body, and `X-Medledger-Node` the
+//!   node's key, which the receiver checks against the genesis or the validator set it trusts.
 //! - **Who receives what.** The member's standing is read at the head before every delivery, as
 //!   for the stream: a revoked member's webhook delivers nothing more.
 //!
@@ -26,12 +29,38 @@ use std::time::Duration;
 
 use medledger_crypto::{Hash, PublicKey};
 use medledger_ledger::Authority;
-use medledger_trials::Alert;
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
+use crate::Node;
 use crate::service::ServiceError;
-use crate::trials::Trials;
+
+/// A module's alerts, numbered in order on chain, as each subscriber may see them.
+pub trait AlertFeed: Clone + Send + Sync + 'static {
+    type Alert: Serialize + Send + Sync + 'static;
+
+    /// What the node's signature over a webhook delivery's body is prefixed with.
+    const SIGNATURE_DOMAIN: &'static [u8];
+
+    fn node(&self) -> &Node;
+
+    /// The feed's webhooks at this node.
+    fn webhooks(&self) -> &Webhooks;
+
+    /// The alerts from `cursor` that `subscriber` may see at the head (a bounded page), and the
+    /// cursor after the last one read (seen or not). Refused when `subscriber` may see none.
+    fn page(
+        &self,
+        subscriber: &PublicKey,
+        cursor: u64,
+    ) -> Result<(Vec<Self::Alert>, u64), ServiceError>;
+
+    /// An alert's sequence number in the feed.
+    fn seq(alert: &Self::Alert) -> u64;
+
+    /// What kind of alert it is, as a server-sent event's name (`adverse_event`, `escalated`).
+    fn kind(alert: &Self::Alert) -> &'static str;
+}
 
 /// The most webhooks a node keeps.
 pub const WEBHOOKS_MAX: usize = 64;
@@ -41,8 +70,6 @@ pub const URL_BYTES_MAX: usize = 2_048;
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest pause between retries.
 pub const RETRY_PAUSE_MAX: Duration = Duration::from_secs(60);
-/// What the node's signature over a delivery's body is prefixed with.
-pub const WEBHOOK_SIGNATURE_DOMAIN: &[u8] = b"medledger/trial-alert-webhook/v1";
 pub const HEADER_SIGNATURE: &str = "x-medledger-signature";
 pub const HEADER_NODE: &str = "x-medledger-node";
 pub const HEADER_SEQ: &str = "x-medledger-alert-seq";
@@ -63,7 +90,7 @@ pub struct Webhook {
     pub last_error: Option<String>,
 }
 
-/// The webhooks of a node, kept in `webhooks.json` under the trials directory.
+/// One feed's webhooks at a node, kept in `webhooks.json` in the module's directory.
 #[derive(Debug)]
 pub struct Webhooks {
     path: PathBuf,
@@ -73,7 +100,7 @@ pub struct Webhooks {
 }
 
 fn storage(error: impl std::fmt::Display) -> ServiceError {
-    ServiceError::Storage(format!("trial webhooks: {error}"))
+    ServiceError::Storage(format!("webhooks: {error}"))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -166,28 +193,29 @@ fn check_url(url: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-impl Trials {
-    /// Registers a webhook for `subscriber`, a member of this node's organisation, delivering
-    /// alerts from sequence number `after` (0: every alert the subscriber may receive).
-    pub fn add_webhook(
-        &self,
+impl Webhooks {
+    /// Registers a webhook of `feed` for `subscriber`, a member of this node's organisation,
+    /// delivering alerts from sequence number `after` (0: every alert the subscriber may
+    /// receive), and starts delivering.
+    pub fn add<F: AlertFeed>(
+        feed: &F,
         subscriber: PublicKey,
         url: String,
         after: u64,
     ) -> Result<Webhook, ServiceError> {
         check_url(&url)?;
-        let org = match self.authenticate(&subscriber)? {
-            Authority::Member { org, .. } | Authority::Organisation { org } => org,
+        let org_of = |key: &PublicKey| -> Result<String, ServiceError> {
+            match feed.node().authenticate(key)? {
+                Authority::Member { org, .. } | Authority::Organisation { org } => Ok(org),
+            }
         };
-        let own = match self.authenticate(&self.node().key())? {
-            Authority::Member { org, .. } | Authority::Organisation { org } => org,
-        };
-        if org != own {
+        let own = org_of(&feed.node().key())?;
+        if org_of(&subscriber)? != own {
             return Err(ServiceError::Forbidden(format!(
                 "only members of {own} register webhooks at its node"
             )));
         }
-        let webhooks = self.webhooks();
+        let webhooks = feed.webhooks();
         let mut random = [0u8; 32];
         OsRng.fill_bytes(&mut random);
         let hook = Webhook {
@@ -202,7 +230,7 @@ impl Trials {
             let mut hooks = lock(&webhooks.hooks);
             if hooks.len() >= WEBHOOKS_MAX {
                 return Err(ServiceError::Unavailable(format!(
-                    "this node keeps at most {WEBHOOKS_MAX} webhooks"
+                    "this node keeps at most {WEBHOOKS_MAX} webhooks for this feed"
                 )));
             }
             hooks.insert(hook.id, hook.clone());
@@ -211,67 +239,60 @@ impl Trials {
                 return Err(error);
             }
         }
-        self.spawn_delivery(hook.id);
+        spawn_delivery(feed, hook.id);
         Ok(hook)
     }
 
     /// Removes one of `subscriber`'s webhooks; its delivery stops.
-    pub fn remove_webhook(&self, subscriber: &PublicKey, id: &Hash) -> Result<(), ServiceError> {
-        let webhooks = self.webhooks();
+    pub fn remove(&self, subscriber: &PublicKey, id: &Hash) -> Result<(), ServiceError> {
         {
-            let mut hooks = lock(&webhooks.hooks);
+            let mut hooks = lock(&self.hooks);
             match hooks.get(id) {
                 Some(hook) if hook.subscriber == *subscriber => {}
                 _ => return Err(ServiceError::NotFound(format!("no webhook {id} of yours"))),
             }
             let removed = hooks.remove(id);
-            if let Err(error) = webhooks.save(&hooks) {
+            if let Err(error) = self.save(&hooks) {
                 if let Some(removed) = removed {
                     hooks.insert(*id, removed);
                 }
                 return Err(error);
             }
         }
-        if let Some(task) = lock(&webhooks.tasks).remove(id) {
+        if let Some(task) = lock(&self.tasks).remove(id) {
             task.abort();
         }
         Ok(())
     }
 
-    /// Starts delivering every kept webhook (at start-up, inside the runtime).
-    pub fn spawn_deliveries(&self) {
-        let ids: Vec<Hash> = lock(&self.webhooks().hooks).keys().copied().collect();
+    /// Starts delivering every kept webhook of `feed` (at start-up, inside the runtime).
+    pub fn spawn_all<F: AlertFeed>(feed: &F) {
+        let ids: Vec<Hash> = lock(&feed.webhooks().hooks).keys().copied().collect();
         for id in ids {
-            self.spawn_delivery(id);
+            spawn_delivery(feed, id);
         }
-    }
-
-    fn spawn_delivery(&self, id: Hash) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let trials = self.clone();
-        let task = runtime.spawn(async move { deliver(trials, id).await });
-        lock(&self.webhooks().tasks).insert(id, task.abort_handle());
     }
 }
 
+fn spawn_delivery<F: AlertFeed>(feed: &F, id: Hash) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let task = runtime.spawn(deliver(feed.clone(), id));
+    lock(&feed.webhooks().tasks).insert(id, task.abort_handle());
+}
+
 /// Delivers webhook `id`'s alerts in order, for as long as it exists.
-async fn deliver(trials: Trials, id: Hash) {
-    let mut head = trials.node().subscribe_head();
+async fn deliver<F: AlertFeed>(feed: F, id: Hash) {
+    let mut head = feed.node().subscribe_head();
     let mut pause = Duration::from_secs(1);
     loop {
-        let Some(hook) = trials.webhooks().get(&id) else {
+        let Some(hook) = feed.webhooks().get(&id) else {
             return;
         };
-        let reader = trials.clone();
-        let subscriber = hook.subscriber;
-        let cursor = hook.cursor;
-        let found = tokio::task::spawn_blocking(move || {
-            let authority = reader.authenticate(&subscriber)?;
-            reader.alerts(&authority, cursor)
-        })
-        .await;
+        let reader = feed.clone();
+        let (subscriber, cursor) = (hook.subscriber, hook.cursor);
+        let found = tokio::task::spawn_blocking(move || reader.page(&subscriber, cursor)).await;
         let (alerts, next) = match found {
             Ok(Ok(found)) => found,
             // A revoked subscriber, or the node stopping: wait for the next block.
@@ -284,7 +305,7 @@ async fn deliver(trials: Trials, id: Hash) {
         };
         if alerts.is_empty() {
             if next > cursor {
-                let _ = trials
+                let _ = feed
                     .webhooks()
                     .update(&id, |hook| hook.cursor = hook.cursor.max(next));
                 continue;
@@ -295,11 +316,12 @@ async fn deliver(trials: Trials, id: Hash) {
             continue;
         }
         for alert in alerts {
-            match post(&trials, &hook.url, &alert).await {
+            let seq = F::seq(&alert);
+            match post(&feed, &hook.url, seq, &alert).await {
                 Ok(()) => {
                     pause = Duration::from_secs(1);
-                    let saved = trials.webhooks().update(&id, |hook| {
-                        hook.cursor = hook.cursor.max(alert.seq + 1);
+                    let saved = feed.webhooks().update(&id, |hook| {
+                        hook.cursor = hook.cursor.max(seq + 1);
                         hook.delivered += 1;
                         hook.last_error = None;
                     });
@@ -308,8 +330,8 @@ async fn deliver(trials: Trials, id: Hash) {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(webhook = %id, seq = alert.seq, %error, "webhook delivery failed; retrying");
-                    let _ = trials
+                    tracing::warn!(webhook = %id, seq, %error, "webhook delivery failed; retrying");
+                    let _ = feed
                         .webhooks()
                         .update(&id, |hook| hook.last_error = Some(error));
                     tokio::time::sleep(pause).await;
@@ -322,13 +344,13 @@ async fn deliver(trials: Trials, id: Hash) {
 }
 
 /// POSTs one alert, signed by the node; `Ok` on a 2xx answer.
-async fn post(trials: &Trials, url: &str, alert: &Alert) -> Result<(), String> {
+async fn post<F: AlertFeed>(feed: &F, url: &str, seq: u64, alert: &F::Alert) -> Result<(), String> {
     let body = serde_json::to_vec(alert).map_err(|error| error.to_string())?;
-    let mut signed = WEBHOOK_SIGNATURE_DOMAIN.to_vec();
+    let mut signed = F::SIGNATURE_DOMAIN.to_vec();
     signed.extend_from_slice(&body);
-    let signature = trials.node().sign(&signed);
-    let node = trials.node().key();
-    let (url, seq) = (url.to_string(), alert.seq);
+    let signature = feed.node().sign(&signed);
+    let node = feed.node().key();
+    let url = url.to_string();
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)

@@ -738,3 +738,109 @@ pub fn failed(out: Output, text: &str) {
     );
     assert!(all.contains(text), "expected {text:?} in: {all}");
 }
+
+/// A webhook receiver on loopback: answers the first `failures` deliveries 503 and the rest 200,
+/// and keeps each delivery's status, headers and body.
+pub struct WebhookReceiver {
+    pub url: String,
+    deliveries:
+        std::sync::mpsc::Receiver<(u16, std::collections::BTreeMap<String, String>, Vec<u8>)>,
+}
+
+impl WebhookReceiver {
+    pub fn start(failures: usize) -> WebhookReceiver {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/alerts", listener.local_addr().expect("address"));
+        let (sender, deliveries) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut failures = failures;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+                let mut headers = std::collections::BTreeMap::new();
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+                    }
+                }
+                let length: usize = headers
+                    .get("content-length")
+                    .and_then(|value| value.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let status = if failures > 0 {
+                    failures -= 1;
+                    503
+                } else {
+                    200
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                if sender.send((status, headers, body)).is_err() {
+                    return;
+                }
+            }
+        });
+        WebhookReceiver { url, deliveries }
+    }
+
+    /// Every delivery until one whose body `last` accepts was answered 200.
+    #[allow(clippy::type_complexity)]
+    pub fn until(
+        &self,
+        within: std::time::Duration,
+        last: impl Fn(&Value) -> bool,
+    ) -> Vec<(u16, std::collections::BTreeMap<String, String>, Vec<u8>)> {
+        let deadline = std::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let delivery = self
+                .deliveries
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no such delivery; got {} before", seen.len()));
+            let done = delivery.0 == 200
+                && serde_json::from_slice::<Value>(&delivery.2).is_ok_and(|body| last(&body));
+            seen.push(delivery);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+/// Checks that every delivery came from the node `node_key` and carries its signature over
+/// `domain` and the body.
+pub fn check_signed(
+    deliveries: &[(u16, std::collections::BTreeMap<String, String>, Vec<u8>)],
+    node_key: &str,
+    domain: &[u8],
+) {
+    for (_, headers, body) in deliveries {
+        assert_eq!(headers["x-medledger-node"], node_key);
+        let mut signed = domain.to_vec();
+        signed.extend_from_slice(body);
+        medledger_crypto::PublicKey::from_hex(node_key)
+            .expect("key")
+            .verify(
+                &signed,
+                &medledger_crypto::Signature::from_hex(&headers["x-medledger-signature"])
+                    .expect("signature"),
+            )
+            .expect("the node's signature verifies");
+    }
+}
