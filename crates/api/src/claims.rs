@@ -42,6 +42,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
         read: |state, caller, kind, id| Box::pin(read(state, caller, kind, id)),
         search: |state, caller, kind, query| Box::pin(search(state, caller, kind, query)),
     }),
+    fhir_source: None,
 };
 
 #[derive(utoipa::OpenApi)]

@@ -179,6 +179,61 @@ pub(crate) struct ModuleApi {
     pub consent: Option<ConsentView>,
     pub audit: Option<AuditView>,
     pub fhir: Option<FhirView>,
+    pub fhir_source: Option<FhirSource>,
+}
+
+/// Resources a module adds to resource types the records module serves on the FHIR face (a
+/// device's readings are Observations beside the records' Observations): read by their own ids,
+/// and added after the records in a search by patient, with their own consent decision and
+/// access event. The records keep their ids: a source answers a read only for ids of its own
+/// form that no record holds.
+#[derive(Clone, Copy)]
+pub(crate) struct FhirSource {
+    pub kinds: &'static [&'static str],
+    /// One resource of the kind by id, or `None` when the id is not one of this source's.
+    pub read: fn(AppState, fhir::Caller, String, String) -> FhirSourceRead,
+    /// A page of the patient's resources of the kind that match the search.
+    pub search: fn(AppState, fhir::Caller, SourceSearch) -> FhirSourceSearch,
+}
+
+/// A search by patient, as a source is asked for its part of it.
+pub(crate) struct SourceSearch {
+    pub kind: String,
+    /// The patient, by their id on chain and their FHIR id.
+    pub patient: Hash,
+    pub patient_fhir_id: String,
+    pub query: medledger_fhir::search::SearchQuery,
+    /// The source's own offset and page size within its matches.
+    pub offset: usize,
+    pub count: usize,
+    /// The server's base URL, for the entries' full URLs.
+    pub base: String,
+}
+
+/// A source's part of a search: how many of its resources match (after consent), how many
+/// consent withheld, the page (full URL and resource), and the access event that released it.
+#[derive(Default)]
+pub(crate) struct SourcePage {
+    pub total: usize,
+    pub withheld: usize,
+    pub entries: Vec<(String, Vec<u8>)>,
+    pub event: Option<Hash>,
+}
+
+pub(crate) type FhirSourceRead = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = fhir::FhirResult<Option<axum::response::Response>>> + Send,
+    >,
+>;
+pub(crate) type FhirSourceSearch =
+    std::pin::Pin<Box<dyn std::future::Future<Output = fhir::FhirResult<SourcePage>> + Send>>;
+
+/// The sources that add resources to resource type `kind`.
+pub(crate) fn fhir_sources(kind: &str) -> impl Iterator<Item = FhirSource> + '_ {
+    MODULE_APIS
+        .iter()
+        .filter_map(|module| module.fhir_source)
+        .filter(move |source| source.kinds.contains(&kind))
 }
 
 /// FHIR resource types a module serves on the FHIR face (`/fhir/{type}`) instead of the records

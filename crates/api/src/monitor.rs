@@ -38,6 +38,25 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     consent: None,
     audit: None,
     fhir: None,
+    fhir_source: Some(crate::FhirSource {
+        kinds: &["Observation", "Device"],
+        read: |state, caller, kind, id| {
+            Box::pin(async move {
+                match kind.as_str() {
+                    "Device" => fhir_device_read(&state, &caller, &id).await,
+                    _ => fhir_read(&state, &caller, &id).await,
+                }
+            })
+        },
+        search: |state, caller, search| {
+            Box::pin(async move {
+                match search.kind.as_str() {
+                    "Device" => fhir_device_search(state, caller, search).await,
+                    _ => fhir_search(state, caller, search).await,
+                }
+            })
+        },
+    }),
 };
 
 #[derive(utoipa::OpenApi)]
@@ -251,7 +270,7 @@ async fn readings(
     let period = (query.from.unwrap_or(0), query.to.unwrap_or(u64::MAX));
     let filter = medledger_node::monitor::ReadingFilter {
         code,
-        device: None,
+        devices: None,
         period,
     };
     let (event, total, released) = monitor(&state)?.read(request, &filter, 0, limit).await?;
@@ -409,173 +428,350 @@ async fn anchor(
     }))
 }
 
-/// `GET /fhir/Observation?patient=&device=Device/<key>[&code=][&date=...][&_count=][&_offset=]`:
-/// one device's readings of a patient as PHD Observations, under the patient's consent, the
-/// decision committed as an access event before the page is sent.
-pub(crate) async fn fhir_search(
-    state: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    params: &[(String, String)],
-) -> crate::fhir::FhirResult<axum::response::Response> {
+/// A patient's device readings in a FHIR Observation search (the records module's search hands
+/// this source its parsed query): the readings the caller's consent allows (previewed over each
+/// device's stream record), narrowed by the patient index on code and date, then matched by the
+/// search's own filters (code, category, status, date with any prefix, device, `_id`) exactly
+/// as records are, in time order (newest first under `_sort=-date` or `-_lastUpdated`). The page
+/// is released through [`Monitor::release`], its access event committed first. `_lastUpdated`
+/// is not defined for readings: a search with it gets none.
+async fn fhir_search(
+    state: AppState,
+    caller: crate::fhir::Caller,
+    search: crate::SourceSearch,
+) -> crate::fhir::FhirResult<crate::SourcePage> {
     use crate::fhir::FhirFailure;
-    use medledger_fhir::IssueType;
-    let bad =
-        |message: String| FhirFailure::new(StatusCode::BAD_REQUEST, IssueType::Value, message);
-    let (mut patient, mut device, mut code) = (None, None, None);
-    let (mut from, mut to) = (0u64, u64::MAX);
-    let (mut count, mut offset) = (100usize, 0usize);
-    for (name, value) in params {
-        match name.as_str() {
-            "patient" | "subject" => {
-                patient = Some(value.strip_prefix("Patient/").unwrap_or(value).to_string());
+    use medledger_fhir::search::{Prefix, SearchValue, SortField};
+    let query = &search.query;
+    if search.kind != "Observation" || !query.last_updated.is_empty() {
+        return Ok(crate::SourcePage::default());
+    }
+    let service = monitor(&state).map_err(FhirFailure::from)?;
+    let purpose = caller.purpose()?;
+    let (reader, patient, break_glass) = (caller.key, search.patient, caller.access.break_glass);
+    let previewer = service.clone();
+    let (mut devices, withheld) = blocking(move || {
+        Ok(previewer.permitted_devices(&reader, &patient, purpose, break_glass)?)
+    })
+    .await
+    .map_err(FhirFailure::from)?;
+    // Narrowing by the index: one code, a period, the devices named; the filters decide.
+    let mut filter = medledger_node::monitor::ReadingFilter {
+        code: None,
+        devices: None,
+        period: (0, u64::MAX),
+    };
+    for wanted in &query.filters {
+        match (wanted.name.as_str(), wanted.values.as_slice()) {
+            (
+                "code",
+                [
+                    SearchValue::Token {
+                        system,
+                        code: Some(code),
+                    },
+                ],
+            ) if system
+                .as_deref()
+                .is_none_or(|system| system == "http://loinc.org") =>
+            {
+                let Some(code) = Code::from_loinc(code) else {
+                    return Ok(crate::SourcePage::default());
+                };
+                filter.code = Some(code);
             }
-            "device" => {
-                let text = value.strip_prefix("Device/").unwrap_or(value);
-                device = Some(PublicKey::from_hex(text).map_err(|_| {
-                    bad(format!(
-                        "device={value}: a device is Device/<its public key, hex>"
-                    ))
-                })?);
+            ("device", values) => {
+                let named: std::collections::BTreeSet<PublicKey> = values
+                    .iter()
+                    .filter_map(|value| match value {
+                        SearchValue::Reference(text) => {
+                            PublicKey::from_hex(text.strip_prefix("Device/").unwrap_or(text)).ok()
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                devices.retain(|device| named.contains(device));
             }
-            "code" => {
-                let text = value.strip_prefix("http://loinc.org|").unwrap_or(value);
-                code = Some(Code::from_loinc(text).ok_or_else(|| {
-                    bad(format!("code={value}: not a LOINC code devices report"))
-                })?);
-            }
-            "date" => {
-                let (prefix, range) = medledger_fhir::search::parse_date_value(value)
-                    .ok_or_else(|| bad(format!("date={value}: not a FHIR date")))?;
+            ("date", [SearchValue::Date { prefix, range }]) => {
                 let start = u64::try_from(range.start_ms.max(0)).unwrap_or(0);
                 let end = u64::try_from(range.end_ms.max(0)).unwrap_or(0);
-                use medledger_fhir::search::Prefix;
                 match prefix {
-                    Prefix::Ge => from = from.max(start),
-                    Prefix::Gt => from = from.max(end),
-                    Prefix::Lt => to = to.min(start),
-                    Prefix::Le => to = to.min(end),
+                    Prefix::Ge | Prefix::Gt | Prefix::Sa => {
+                        filter.period.0 = filter.period.0.max(start)
+                    }
+                    Prefix::Le | Prefix::Lt | Prefix::Eb => {
+                        filter.period.1 = filter.period.1.min(end.saturating_add(1));
+                    }
                     Prefix::Eq => {
-                        from = from.max(start);
-                        to = to.min(end);
+                        filter.period.0 = filter.period.0.max(start);
+                        filter.period.1 = filter.period.1.min(end.saturating_add(1));
                     }
-                    _ => {
-                        return Err(bad(format!(
-                            "date={value}: device readings take the prefixes eq, ge, gt, le and lt"
-                        )));
-                    }
+                    Prefix::Ne | Prefix::Ap => {}
                 }
             }
-            "_count" => {
-                count = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1_000).contains(n))
-                    .ok_or_else(|| bad("_count is 1 to 1,000".into()))?;
-            }
-            "_offset" => {
-                offset = value
-                    .parse()
-                    .map_err(|_| bad("_offset is a number of readings".into()))?;
-            }
-            other => {
-                return Err(FhirFailure::new(
-                    StatusCode::BAD_REQUEST,
-                    IssueType::NotSupported,
-                    format!(
-                        "{other} is not a search parameter of device readings (patient, device, code, date, _count, _offset)"
-                    ),
-                ));
-            }
+            _ => {}
         }
     }
-    let patient = patient.ok_or_else(|| {
-        FhirFailure::new(
-            StatusCode::BAD_REQUEST,
-            IssueType::Required,
-            "a device's readings are searched by patient: give patient=<id>",
-        )
-    })?;
-    let device = device.ok_or_else(|| bad("device is required".into()))?;
-    let caller = crate::fhir::caller(state, method, uri, headers, b"").await?;
-    caller.may("Observation", crate::smart::Action::Search, Some(&patient))?;
-    let purpose = caller.purpose()?;
-    let records = records(state).map_err(FhirFailure::from)?;
-    let id = patient.clone();
-    let found = blocking(move || Ok(records.patient_by_fhir(&id)?))
-        .await
-        .map_err(FhirFailure::from)?
-        .ok_or_else(|| {
-            FhirFailure::new(
-                StatusCode::NOT_FOUND,
-                IssueType::NotFound,
-                format!("Patient/{patient} is not held here"),
+    filter.devices = Some(devices);
+    let (filters, ids) = (query.filters.clone(), query.ids.clone());
+    let fhir_id = search.patient_fhir_id.clone();
+    let selector = service.clone();
+    let mut found = blocking(move || {
+        Ok(selector.select(&patient, &filter, |found| {
+            let id = reading_id(found.device, found.seq, found.index);
+            if !ids.is_empty() && !ids.contains(&id) {
+                return false;
+            }
+            // Matching reads no value: the filters are on code, category, status, date and
+            // device, which the index holds.
+            filters.is_empty()
+                || medledger_fhir::search::matches(
+                    "Observation",
+                    &skeleton(found, &id, &fhir_id),
+                    &filters,
+                )
+        })?)
+    })
+    .await
+    .map_err(FhirFailure::from)?;
+    if query.sort.first().is_some_and(|sort| {
+        sort.descending && matches!(sort.field, SortField::Date | SortField::LastUpdated)
+    }) {
+        found.reverse();
+    }
+    let total = found.len();
+    let page: Vec<_> = found
+        .into_iter()
+        .skip(search.offset)
+        .take(search.count)
+        .collect();
+    if page.is_empty() {
+        return Ok(crate::SourcePage {
+            total,
+            withheld,
+            ..Default::default()
+        });
+    }
+    let request = source_request(&caller, &search, purpose);
+    let (event, released) = service.release(request, &page).await?;
+    let entries = released
+        .iter()
+        .map(|kept| {
+            let id = reading_id(kept.device, kept.seq, kept.index);
+            let observation = observation_of(kept, &id, &search.patient_fhir_id);
+            (
+                format!("{}/fhir/Observation/{id}", search.base),
+                serde_json::to_vec(&observation).unwrap_or_default(),
             )
-        })?;
-    let request = ReadRequest {
-        request: caller.request,
+        })
+        .collect();
+    Ok(crate::SourcePage {
+        total,
+        withheld,
+        entries,
+        event: Some(event.tx),
+    })
+}
+
+/// The read of a source's page in a search. Its access event takes an id derived from the
+/// request's: the records of the same search take the request's own.
+fn source_request(
+    caller: &crate::fhir::Caller,
+    search: &crate::SourceSearch,
+    purpose: medledger_records::Purpose,
+) -> ReadRequest {
+    ReadRequest {
+        request: medledger_crypto::hash_tagged(
+            b"medledger/fhir-source/monitor",
+            &[&caller.request.0],
+        ),
         reader: caller.key,
-        patient: found,
+        patient: search.patient,
         records: Vec::new(),
         purpose,
         break_glass: caller.access.break_glass,
         wrap_to: None,
-    };
-    let filter = medledger_node::monitor::ReadingFilter {
-        code,
-        device: Some(device),
-        period: (from, to),
-    };
-    let (event, total, released) = monitor(state)
-        .map_err(FhirFailure::from)?
-        .read(request, &filter, offset, count)
-        .await?;
-    if !event.allowed() {
-        return Err(FhirFailure::new(
-            StatusCode::FORBIDDEN,
-            IssueType::Forbidden,
-            format!(
-                "the patient's consent does not allow this read; the denial is recorded (transaction {})",
-                event.tx
-            ),
-        ));
     }
-    let base = crate::smart::base_url(headers);
-    let resources: Vec<(String, Vec<u8>)> = released
-        .iter()
-        .map(|kept| {
-            let id = reading_id(kept);
-            let observation = observation_of(kept, &id, &patient);
-            (id, serde_json::to_vec(&observation).unwrap_or_default())
-        })
-        .collect();
-    let entries: Vec<medledger_fhir::SearchEntry> = resources
-        .iter()
-        .map(|(id, bytes)| medledger_fhir::SearchEntry {
-            full_url: format!("{base}/fhir/Observation/{id}"),
-            resource: bytes.as_slice().into(),
-            include: false,
-        })
-        .collect();
-    let links = crate::fhir::search::paging_links(headers, uri, params, count, offset, total);
-    let mut response = crate::fhir::fhir_bytes(
-        StatusCode::OK,
-        medledger_fhir::searchset(&entries, total, &links),
-    );
+}
+
+/// A paired device of `patient` (FHIR id) as a FHIR Device.
+fn device_of(pairing: &medledger_monitor::Pairing, patient: &str) -> serde_json::Value {
+    let reference = format!("Patient/{patient}");
+    medledger_fhir::paired_device(&medledger_fhir::PairedDevice {
+        key: &pairing.device.to_hex(),
+        owner: &pairing.org,
+        patient: pairing.active().then_some(reference.as_str()),
+    })
+}
+
+fn fhir_denied(event: &medledger_crypto::Hash) -> crate::fhir::FhirFailure {
+    crate::fhir::FhirFailure::new(
+        StatusCode::FORBIDDEN,
+        medledger_fhir::IssueType::Forbidden,
+        format!(
+            "the patient's consent does not allow this read; the denial is recorded (transaction {event})"
+        ),
+    )
+}
+
+/// `GET /fhir/Device/<key>`: a device paired at this organisation, under the patient's consent
+/// over its readings (the access event first); `None` when the id is not a device key this node
+/// knows, or a record holds it.
+async fn fhir_device_read(
+    state: &AppState,
+    caller: &crate::fhir::Caller,
+    id: &str,
+) -> crate::fhir::FhirResult<Option<axum::response::Response>> {
+    use crate::fhir::FhirFailure;
+    let Ok(device) = PublicKey::from_hex(id) else {
+        return Ok(None);
+    };
+    let records = records(state).map_err(FhirFailure::from)?;
+    let service = monitor(state).map_err(FhirFailure::from)?;
+    let (finder, wanted) = (records.clone(), id.to_string());
+    let lookup = service.clone();
+    let found = blocking(move || {
+        if finder.record_by_fhir("Device", &wanted)?.is_some() {
+            return Ok(None);
+        }
+        let Some(pairing) = lookup.pairing(&device)? else {
+            return Ok(None);
+        };
+        if pairing.org != lookup.org()? {
+            return Ok(None);
+        }
+        Ok(finder
+            .patient_fhir_id(&pairing.patient)?
+            .map(|fhir_id| (pairing, fhir_id)))
+    })
+    .await
+    .map_err(FhirFailure::from)?;
+    let Some((pairing, fhir_id)) = found else {
+        return Ok(None);
+    };
+    caller.may("Device", crate::smart::Action::Read, Some(&fhir_id))?;
+    let request = ReadRequest {
+        request: caller.request,
+        reader: caller.key,
+        patient: pairing.patient,
+        records: Vec::new(),
+        purpose: caller.purpose()?,
+        break_glass: caller.access.break_glass,
+        wrap_to: None,
+    };
+    let (event, allowed) = service.decide_devices(request, &[device]).await?;
+    if !allowed.contains(&device) {
+        return Err(fhir_denied(&event.tx));
+    }
+    let mut response = crate::fhir::fhir_json(StatusCode::OK, &device_of(&pairing, &fhir_id));
     crate::fhir::add_event_header(&mut response, &event.tx);
-    Ok(response)
+    Ok(Some(response))
+}
+
+/// The patient's paired devices at this organisation in a FHIR Device search, after any Device
+/// records: those the patient's consent over their readings allows, matched by the search's
+/// filters, the page's access event committed first.
+async fn fhir_device_search(
+    state: AppState,
+    caller: crate::fhir::Caller,
+    search: crate::SourceSearch,
+) -> crate::fhir::FhirResult<crate::SourcePage> {
+    use crate::fhir::FhirFailure;
+    let query = &search.query;
+    if !query.last_updated.is_empty() {
+        return Ok(crate::SourcePage::default());
+    }
+    let service = monitor(&state).map_err(FhirFailure::from)?;
+    let purpose = caller.purpose()?;
+    let (reader, patient, break_glass) = (caller.key, search.patient, caller.access.break_glass);
+    let lookup = service.clone();
+    let (pairings, withheld) = blocking(move || {
+        let org = lookup.org()?;
+        let (permitted, withheld) =
+            lookup.permitted_devices(&reader, &patient, purpose, break_glass)?;
+        let pairings: Vec<_> = lookup
+            .pairings_of(&patient)?
+            .into_iter()
+            .filter(|pairing| {
+                pairing.org == org
+                    && pairing.patient == patient
+                    && permitted.contains(&pairing.device)
+            })
+            .collect();
+        Ok((pairings, withheld))
+    })
+    .await
+    .map_err(FhirFailure::from)?;
+    let matched: Vec<(medledger_monitor::Pairing, serde_json::Value)> = pairings
+        .into_iter()
+        .map(|pairing| {
+            let resource = device_of(&pairing, &search.patient_fhir_id);
+            (pairing, resource)
+        })
+        .filter(|(pairing, resource)| {
+            (query.ids.is_empty() || query.ids.contains(&pairing.device.to_hex()))
+                && medledger_fhir::search::matches("Device", resource, &query.filters)
+        })
+        .collect();
+    let total = matched.len();
+    let page: Vec<_> = matched
+        .into_iter()
+        .skip(search.offset)
+        .take(search.count)
+        .collect();
+    if page.is_empty() {
+        return Ok(crate::SourcePage {
+            total,
+            withheld,
+            ..Default::default()
+        });
+    }
+    let request = source_request(&caller, &search, purpose);
+    let devices: Vec<PublicKey> = page.iter().map(|(pairing, _)| pairing.device).collect();
+    let (event, allowed) = service.decide_devices(request, &devices).await?;
+    let entries = page
+        .iter()
+        .filter(|(pairing, _)| allowed.contains(&pairing.device))
+        .map(|(pairing, resource)| {
+            (
+                format!("{}/fhir/Device/{}", search.base, pairing.device),
+                serde_json::to_vec(resource).unwrap_or_default(),
+            )
+        })
+        .collect();
+    Ok(crate::SourcePage {
+        total,
+        withheld,
+        entries,
+        event: Some(event.tx),
+    })
+}
+
+/// A reading as its Observation looks to a search's filters, without its value.
+fn skeleton(
+    found: &medledger_node::monitor::ReadingRef,
+    id: &str,
+    patient: &str,
+) -> serde_json::Value {
+    medledger_fhir::device_observation(&medledger_fhir::DeviceReading {
+        id,
+        patient: &format!("Patient/{patient}"),
+        device: &format!("Device/{}", found.device),
+        loinc: found.code.loinc(),
+        display: found.code.display(),
+        value: "null",
+        unit: found.code.unit(),
+        time_ms: found.time_ms,
+    })
 }
 
 /// What a reading's FHIR id starts with: `rpm-<first 16 hex of the device>-<batch>-<index>`.
 const READING_ID_PREFIX: &str = "rpm-";
 
-fn reading_id(kept: &medledger_node::monitor::KeptReading) -> String {
+fn reading_id(device: PublicKey, seq: u64, index: u16) -> String {
     format!(
-        "{READING_ID_PREFIX}{}-{}-{}",
-        &kept.device.to_hex()[..16],
-        kept.seq,
-        kept.index
+        "{READING_ID_PREFIX}{}-{seq}-{index}",
+        &device.to_hex()[..16]
     )
 }
 
@@ -660,14 +856,7 @@ pub(crate) async fn fhir_read(
     };
     let (event, kept) = service.read_reading(request, &device, seq, index).await?;
     let Some(kept) = kept else {
-        return Err(FhirFailure::new(
-            StatusCode::FORBIDDEN,
-            IssueType::Forbidden,
-            format!(
-                "the patient's consent does not allow this read; the denial is recorded (transaction {})",
-                event.tx
-            ),
-        ));
+        return Err(fhir_denied(&event.tx));
     };
     let mut response = crate::fhir::fhir_json(StatusCode::OK, &observation_of(&kept, id, &fhir_id));
     crate::fhir::add_event_header(&mut response, &event.tx);

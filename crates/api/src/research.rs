@@ -27,6 +27,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
         events: release_events,
     }),
     fhir: None,
+    fhir_source: None,
 };
 
 /// The most research releases a patient's AuditEvent log lists (the latest).

@@ -22,6 +22,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     consent: None,
     audit: None,
     fhir: None,
+    fhir_source: None,
 };
 
 #[derive(utoipa::OpenApi)]

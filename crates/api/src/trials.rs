@@ -40,6 +40,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     }),
     audit: None,
     fhir: None,
+    fhir_source: None,
 };
 
 #[derive(utoipa::OpenApi)]

@@ -35,13 +35,24 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
     let outsider = node.new_key(dir, "outsider", Some((&clinic, "practitioner")));
     let device_key = public_key_of(&device);
 
-    // The hospital's patient, bound to the patient's key.
+    // The hospital's patient, bound to the patient's key, with a heart rate taken at the clinic.
     let bundle = json!({
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
             { "resource": { "resourceType": "Patient", "id": "watched", "gender": "female" },
               "request": { "method": "PUT", "url": "Patient/watched" } },
+            { "resource": {
+                "resourceType": "Observation", "id": "clinic-hr", "status": "final",
+                "category": [{ "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "vital-signs" }] }],
+                "code": { "coding": [{ "system": "http://loinc.org", "code": "8867-4" }] },
+                "subject": { "reference": "Patient/watched" },
+                "effectiveDateTime": "2026-01-05T09:30:00Z",
+                "valueQuantity": { "value": 72, "unit": "/min",
+                    "system": "http://unitsofmeasure.org", "code": "/min" } },
+              "request": { "method": "PUT", "url": "Observation/clinic-hr" } },
         ],
     });
     let bundle_file = dir.join("patient.json");
@@ -231,26 +242,134 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
     let missing = "/fhir/Observation/rpm-0000000000000000-0-0";
     let (status, _) = node.signed(&doctor_key, "GET", missing, b"", &access);
     assert_eq!(status, 404);
-    common::validate_with_fhir_resources(dir, &resources);
-    // Bad parameters are an OperationOutcome; another purpose is denied and recorded.
-    for bad in [
-        format!("/fhir/Observation?patient=watched&device=Device/{device_key}&code=1234-5"),
-        "/fhir/Observation?patient=watched&device=nonsense".to_string(),
-        format!("/fhir/Observation?patient=watched&device=Device/{device_key}&date=sa2026"),
-    ] {
-        let (status, body) = node.signed(&doctor_key, "GET", &bad, b"", &access);
-        let outcome: Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(status, 400, "{bad}: {outcome}");
-        assert_eq!(outcome["resourceType"], "OperationOutcome");
+    // A search that names no device: the clinic's record first, then the device's readings, all
+    // matched by the same filters and paged together.
+    let search = |path: &str, access: &medledger_api::auth::AccessHeaders| {
+        let (status, body) = node.signed(&doctor_key, "GET", path, b"", access);
+        let page: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(status, 200, "{path}: {page}");
+        page
+    };
+    let ids = |page: &Value| -> Vec<String> {
+        page["entry"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|entry| entry["resource"]["id"].as_str().expect("id").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let all = search("/fhir/Observation?patient=watched&_count=5", &access);
+    assert_eq!(all["total"], 1 + 159, "{all}");
+    let first_ids = ids(&all);
+    assert_eq!(first_ids[0], "clinic-hr");
+    assert!(
+        first_ids[1..].iter().all(|id| id.starts_with("rpm-")),
+        "{first_ids:?}"
+    );
+    let heart = search(
+        "/fhir/Observation?patient=watched&code=http://loinc.org|8867-4&category=vital-signs&_count=2&_offset=52",
+        &access,
+    );
+    assert_eq!(heart["total"], 1 + 53, "{heart}");
+    let heart_ids = ids(&heart);
+    assert_eq!(heart_ids.len(), 2, "{heart}");
+    for entry in heart["entry"].as_array().expect("entries") {
+        assert_eq!(entry["resource"]["code"]["coding"][0]["code"], "8867-4");
     }
+    resources.extend(
+        heart["entry"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|entry| entry["resource"].clone()),
+    );
+    // The clinic's record has no device; a date range the readings are not in finds the record.
+    let by_device = search(
+        &format!("/fhir/Observation?patient=watched&device=Device/{device_key}&_count=1"),
+        &access,
+    );
+    assert_eq!(by_device["total"], 159, "{by_device}");
+    let january = search(
+        "/fhir/Observation?patient=watched&date=ge2026-01-01&date=lt2026-02-01",
+        &access,
+    );
+    assert_eq!(ids(&january), ["clinic-hr"], "{january}");
+    // Sorted newest first: the records, then the readings, each part in that order.
+    let newest = search(
+        "/fhir/Observation?patient=watched&_sort=-date&_count=20",
+        &access,
+    );
+    let times: Vec<&str> = newest["entry"].as_array().expect("entries")[1..]
+        .iter()
+        .map(|entry| {
+            entry["resource"]["effectiveDateTime"]
+                .as_str()
+                .expect("time")
+        })
+        .collect();
+    assert!(times.windows(2).all(|pair| pair[0] >= pair[1]), "{times:?}");
+    assert!(times[0] > times[times.len() - 1], "{times:?}");
+    // Codes the devices do not report, and unknown devices, match nothing.
+    for none in [
+        "/fhir/Observation?patient=watched&code=1234-5".to_string(),
+        "/fhir/Observation?patient=watched&device=nonsense".to_string(),
+        "/fhir/Observation?patient=watched&date=sa2100".to_string(),
+    ] {
+        assert_eq!(search(&none, &access)["total"], 0, "{none}");
+    }
+    // The device itself, as a FHIR Device: read by its key and found by the patient.
+    let device_path = format!("/fhir/Device/{device_key}");
+    let (status, body) = node.signed(&doctor_key, "GET", &device_path, b"", &access);
+    let described: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, 200, "{described}");
+    assert_eq!(described["resourceType"], "Device");
+    assert_eq!(described["status"], "active");
+    assert_eq!(described["patient"]["reference"], "Patient/watched");
+    assert_eq!(described["owner"]["display"], "hospital");
+    let devices = search("/fhir/Device?patient=watched", &access);
+    assert_eq!(devices["total"], 1, "{devices}");
+    assert_eq!(devices["entry"][0]["resource"], described);
+    resources.push(described);
+    common::validate_with_fhir_resources(dir, &resources);
+    // A malformed parameter is an OperationOutcome.
+    let (status, body) = node.signed(
+        &doctor_key,
+        "GET",
+        "/fhir/Observation?patient=watched&date=2026-02-30",
+        b"",
+        &access,
+    );
+    let outcome: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, 400, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    // For another purpose consent withholds the record and the device's readings alike.
     let research = medledger_api::auth::AccessHeaders {
         purpose: Some("HRESCH".into()),
         ..Default::default()
     };
-    let (status, _) = node.signed(&doctor_key, "GET", &path, b"", &research);
-    assert_eq!(status, 403);
+    let (status, body) = node.signed(&doctor_key, "GET", &path, b"", &research);
+    let withheld: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, 200, "{withheld}");
+    assert_eq!(withheld["total"], 0, "{withheld}");
     let (status, _) = node.signed(&doctor_key, "GET", &one_path, b"", &research);
     assert_eq!(status, 403);
+    let (status, _) = node.signed(&doctor_key, "GET", &device_path, b"", &research);
+    assert_eq!(status, 403);
+    let (status, body) = node.signed(
+        &doctor_key,
+        "GET",
+        "/fhir/Device?patient=watched",
+        b"",
+        &research,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).expect("json")["total"],
+        0
+    );
 
     // One reading proven offline against genesis; an altered value fails.
     let proof = dir.join("reading-proof.json");
@@ -546,5 +665,11 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
         monitor(&node, &device, &["simulate", "--batches", "1"]),
         "not paired",
     );
+    // Its FHIR Device says so: inactive, with no patient.
+    let (status, body) = node.signed(&doctor_key, "GET", &device_path, b"", &access);
+    let described: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, 200, "{described}");
+    assert_eq!(described["status"], "inactive", "{described}");
+    assert!(described.get("patient").is_none(), "{described}");
     node.stop();
 }

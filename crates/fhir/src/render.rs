@@ -18,7 +18,10 @@ pub use bundles::{
 };
 pub use capability::{CapabilityConfig, capability_statement};
 pub use consent::consent;
-pub use device::{DeviceReading, PHD_NUMERIC_PROFILE, device_observation};
+pub use device::{
+    DEVICE_KEY_SYSTEM, DeviceReading, PHD_NUMERIC_PROFILE, PairedDevice, device_observation,
+    paired_device,
+};
 pub use provenance::{parse_provenance_id, provenance, provenance_id, provenance_version};
 
 use serde_json::{Value, json};

@@ -34,6 +34,8 @@ enum Kind {
     Token,
     /// A date, dateTime, instant or Period.
     Date,
+    /// A Reference: `Type/id`, or `id` for any type.
+    Reference,
 }
 
 /// One search parameter: its name, the types it applies to (empty: every type) and the
@@ -48,6 +50,12 @@ struct Definition {
 }
 
 const DEFINITIONS: &[Definition] = &[
+    Definition {
+        name: "device",
+        kind: Kind::Reference,
+        types: &["Observation"],
+        elements: &["device"],
+    },
     Definition {
         name: "code",
         kind: Kind::Token,
@@ -217,6 +225,7 @@ pub fn parameters_of(resource_type: &str) -> Vec<(&'static str, &'static str)> {
                 match definition.kind {
                     Kind::Token => "token",
                     Kind::Date => "date",
+                    Kind::Reference => "reference",
                 },
             )
         })
@@ -258,6 +267,8 @@ pub enum SearchValue {
         prefix: Prefix,
         range: DateRange,
     },
+    /// `Type/id`, or a bare `id`.
+    Reference(String),
 }
 
 /// One parameter of a search: its values are alternatives (any may match); several filters
@@ -445,6 +456,7 @@ fn parse_one(
             for part in value.split(',') {
                 values.push(match definition.kind {
                     Kind::Token => parse_token(part),
+                    Kind::Reference => SearchValue::Reference(part.to_string()),
                     Kind::Date => {
                         let (prefix, range) = parse_date_value(part).ok_or_else(|| {
                             error(
@@ -709,6 +721,13 @@ pub fn matches(resource_type: &str, resource: &Value, filters: &[Filter]) -> boo
                             values.iter().for_each(|value| codes(value, &mut found));
                             token_matches(wanted, &found)
                         }
+                        SearchValue::Reference(wanted) => values.iter().any(|value| {
+                            value["reference"].as_str().is_some_and(|found| {
+                                found == wanted
+                                    || (!wanted.contains('/')
+                                        && found.rsplit('/').next() == Some(wanted.as_str()))
+                            })
+                        }),
                         SearchValue::Date { prefix, range } => {
                             let mut found = Vec::new();
                             values
@@ -790,6 +809,21 @@ mod tests {
         ] {
             check("Observation", observation.clone(), search, expected);
         }
+        let measured = json!({
+            "resourceType": "Observation",
+            "device": {"reference": "Device/ab12"},
+        });
+        for (search, expected) in [
+            ("device=Device/ab12", true),
+            ("device=ab12", true),
+            ("device=Device/ab1", false),
+            ("device=b12", false),
+            ("device=Device/cd34,Device/ab12", true),
+            ("device=Patient/ab12", false),
+        ] {
+            check("Observation", measured.clone(), search, expected);
+        }
+        check("Observation", observation.clone(), "device=ab12", false);
         let condition = json!({
             "resourceType": "Condition",
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}]},

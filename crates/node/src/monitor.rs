@@ -48,6 +48,9 @@ const LEAVES: TableDefinition<(&[u8; 32], u64), &[u8]> = TableDefinition::new("l
 // The patient each batch was received for.
 const BATCH_PATIENT: TableDefinition<(&[u8; 32], u64), &[u8; 32]> =
     TableDefinition::new("batch_patient");
+// The devices that reported for each patient: (patient, device).
+const PATIENT_DEVICES: TableDefinition<(&[u8; 32], &[u8; 32]), ()> =
+    TableDefinition::new("patient_devices");
 // The next sequence number each device may send.
 const NEXT_SEQ: TableDefinition<&[u8; 32], u64> = TableDefinition::new("next_seq");
 // Batches received and not yet anchored: (device, seq) -> readings.
@@ -128,18 +131,29 @@ pub struct Anchored {
 }
 
 /// Which of a patient's readings a read asks for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadingFilter {
     /// One code, or every code.
     pub code: Option<medledger_monitor::Code>,
-    /// One device, or every device of the patient.
-    pub device: Option<PublicKey>,
+    /// Some devices, or every device of the patient.
+    pub devices: Option<std::collections::BTreeSet<PublicKey>>,
     /// `[from_ms, to_ms)` of the readings' own times.
     pub period: (u64, u64),
 }
 
 /// The most readings one read may match (a wider read is asked to narrow its period).
 pub const READINGS_MATCHED_MAX: usize = 200_000;
+
+/// Where a reading is kept, as the patient index holds it: enough to match and order it
+/// without opening it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReadingRef {
+    pub time_ms: u64,
+    pub device: PublicKey,
+    pub seq: u64,
+    pub index: u16,
+    pub code: medledger_monitor::Code,
+}
 
 /// A kept reading, as a reader receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -198,8 +212,8 @@ impl std::fmt::Debug for Monitor {
 }
 
 /// A change of an alert, as the organisation's alert feed tells it: the change (raised,
-/// escalated, acknowledged), its number in the feed and its block, and the alert as it stands
-/// now. Never a value.
+/// escalated, acknowledged), its number in the feed and its block, and the alert as it stood
+/// after the change (the same every time it is read). Never a value.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlertNotice {
     pub seq: u64,
@@ -271,6 +285,20 @@ impl Monitor {
         txn.open_table(ANCHORS).map_err(storage)?;
         txn.open_table(BY_PATIENT).map_err(storage)?;
         txn.open_table(JOURNAL).map_err(storage)?;
+        {
+            // A store from before this table: fill it from the batches kept.
+            let mut devices = txn.open_table(PATIENT_DEVICES).map_err(storage)?;
+            if redb::ReadableTableMetadata::is_empty(&devices).map_err(storage)? {
+                let batches = txn.open_table(BATCH_PATIENT).map_err(storage)?;
+                for row in batches.iter().map_err(storage)? {
+                    let (key, patient) = row.map_err(storage)?;
+                    let (device, _) = key.value();
+                    devices
+                        .insert((patient.value(), device), ())
+                        .map_err(storage)?;
+                }
+            }
+        }
         txn.commit().map_err(storage)?;
         let (sender, receiver) = std::sync::mpsc::sync_channel(4 * GROUP_MAX);
         let inner = Arc::new(Inner {
@@ -475,9 +503,22 @@ impl Monitor {
                 let Some(event) = medledger_monitor::alert_event(state, &org, seq)? else {
                     continue;
                 };
-                let Some(alert) = medledger_monitor::alert(state, &org, event.alert)? else {
+                let Some(mut alert) = medledger_monitor::alert(state, &org, event.alert)? else {
                     continue;
                 };
+                // As it stood after this change, so a notice reads the same every time it is
+                // sent (acknowledgement is the last change an alert has).
+                use medledger_monitor::{AlertChange, AlertState};
+                match event.change {
+                    AlertChange::Raised => alert.state = AlertState::Open,
+                    AlertChange::Escalated => {
+                        alert.state = AlertState::Escalated {
+                            height: event.height,
+                            time_ms: event.time_ms,
+                        };
+                    }
+                    AlertChange::Acknowledged => {}
+                }
                 let visible = everything
                     || medledger_records::patient(state, &alert.patient)?
                         .is_some_and(|entry| entry.key == Some(*viewer));
@@ -1179,73 +1220,220 @@ impl Monitor {
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<KeptReading>), ServiceError> {
-        let (code, period) = (filter.code, filter.period);
+        let found = self.select(patient, filter, |_| true)?;
+        let page: Vec<ReadingRef> = found.iter().skip(offset).take(limit).copied().collect();
+        Ok((found.len(), self.open_readings(&page)?))
+    }
+
+    /// The patient's readings that `filter` and then `keep` match, in time order (at most
+    /// `READINGS_MATCHED_MAX`: a wider selection is asked to narrow its period). Read from the
+    /// patient index alone: nothing is opened.
+    pub fn select(
+        &self,
+        patient: &Hash,
+        filter: &ReadingFilter,
+        keep: impl Fn(&ReadingRef) -> bool,
+    ) -> Result<Vec<ReadingRef>, ServiceError> {
+        let period = filter.period;
         let read = self.inner.db.begin_read().map_err(storage)?;
         let index = read.open_table(BY_PATIENT).map_err(storage)?;
-        let anchored = read.open_table(ANCHORED).map_err(storage)?;
-        let codes: Vec<u8> = match code {
-            Some(code) => vec![code as u8],
-            None => medledger_monitor::Code::ALL
-                .iter()
-                .map(|code| *code as u8)
-                .collect(),
+        let codes: Vec<medledger_monitor::Code> = match filter.code {
+            Some(code) => vec![code],
+            None => medledger_monitor::Code::ALL.to_vec(),
         };
-        // Each code's readings come in time order: the page is among each code's first
-        // `offset + limit`; every match is counted, up to a bound.
-        let wanted = offset.saturating_add(limit);
-        let mut total = 0usize;
-        let mut found: Vec<(u64, [u8; 32], u64, u16)> = Vec::new();
+        let mut found = Vec::new();
         for code in codes {
-            let low = (&patient.0, code, period.0, &[0u8; 32], 0u64, 0u16);
-            let high = (&patient.0, code, period.1, &[0u8; 32], 0u64, 0u16);
-            let mut taken = 0usize;
+            let low = (&patient.0, code as u8, period.0, &[0u8; 32], 0u64, 0u16);
+            let high = (&patient.0, code as u8, period.1, &[0u8; 32], 0u64, 0u16);
             for row in index.range(low..high).map_err(storage)? {
                 let (key, _) = row.map_err(storage)?;
-                let (_, _, time, device, seq, at) = key.value();
-                if filter.device.is_some_and(|only| only.0 != *device) {
+                let (_, _, time_ms, device, seq, index) = key.value();
+                let reading = ReadingRef {
+                    time_ms,
+                    device: PublicKey(*device),
+                    seq,
+                    index,
+                    code,
+                };
+                if filter
+                    .devices
+                    .as_ref()
+                    .is_some_and(|only| !only.contains(&reading.device))
+                    || !keep(&reading)
+                {
                     continue;
                 }
-                total += 1;
-                if total > READINGS_MATCHED_MAX {
+                if found.len() == READINGS_MATCHED_MAX {
                     return Err(ServiceError::Invalid(format!(
                         "more than {READINGS_MATCHED_MAX} readings match: narrow the period"
                     )));
                 }
-                if taken < wanted {
-                    found.push((time, *device, seq, at));
-                    taken += 1;
-                }
+                found.push(reading);
             }
         }
         found.sort_unstable();
-        let found: Vec<_> = found.into_iter().skip(offset).take(limit).collect();
-        drop(index);
-        let mut out = Vec::with_capacity(found.len());
-        let mut batches: BTreeMap<([u8; 32], u64), Vec<Reading>> = BTreeMap::new();
-        for (_, device, seq, at) in found {
-            let key = PublicKey(device);
+        Ok(found)
+    }
+
+    /// Opens the readings `refs` names (those whose sealed batch still opens and matches its
+    /// anchored leaves), in order.
+    fn open_readings(&self, refs: &[ReadingRef]) -> Result<Vec<KeptReading>, ServiceError> {
+        let read = self.inner.db.begin_read().map_err(storage)?;
+        let anchored = read.open_table(ANCHORED).map_err(storage)?;
+        let mut out = Vec::with_capacity(refs.len());
+        let mut batches: BTreeMap<(PublicKey, u64), Vec<Reading>> = BTreeMap::new();
+        for wanted in refs {
+            let (device, seq) = (wanted.device, wanted.seq);
             if let std::collections::btree_map::Entry::Vacant(slot) = batches.entry((device, seq)) {
-                slot.insert(self.batch(&key, seq)?.unwrap_or_default());
+                slot.insert(self.batch(&device, seq)?.unwrap_or_default());
             }
             let Some(reading) = batches
                 .get(&(device, seq))
-                .and_then(|batch| batch.get(usize::from(at)))
+                .and_then(|batch| batch.get(usize::from(wanted.index)))
             else {
                 continue;
             };
             let anchor = anchored
-                .get((&device, seq))
+                .get((&device.0, seq))
                 .map_err(storage)?
                 .map(|place| place.value().0);
             out.push(KeptReading {
-                device: key,
+                device,
                 seq,
-                index: at,
+                index: wanted.index,
                 reading: *reading,
                 anchor,
             });
         }
-        Ok((total, out))
+        Ok(out)
+    }
+
+    /// The patient's devices whose readings `reader` may see for `purpose` by the patient's
+    /// consent at the head, and how many consent withholds. Nothing is committed: a read of
+    /// them decides again ([`Monitor::release`]).
+    pub fn permitted_devices(
+        &self,
+        reader: &PublicKey,
+        patient: &Hash,
+        purpose: medledger_records::Purpose,
+        break_glass: bool,
+    ) -> Result<(std::collections::BTreeSet<PublicKey>, usize), ServiceError> {
+        let devices = self.devices_of(patient)?;
+        let streams: BTreeMap<Hash, PublicKey> = devices
+            .iter()
+            .map(|device| (medledger_monitor::stream_record(device, patient), *device))
+            .collect();
+        let allowed = self.inner.records.preview(
+            reader,
+            patient,
+            streams.keys().copied().collect(),
+            purpose,
+            break_glass,
+        )?;
+        let permitted: std::collections::BTreeSet<PublicKey> = streams
+            .iter()
+            .filter(|(record, _)| allowed.contains(record))
+            .map(|(_, device)| *device)
+            .collect();
+        Ok((permitted.clone(), devices.len() - permitted.len()))
+    }
+
+    /// The devices that ever reported for `patient` at this node.
+    fn devices_of(&self, patient: &Hash) -> Result<Vec<PublicKey>, ServiceError> {
+        let read = self.inner.db.begin_read().map_err(storage)?;
+        let table = read.open_table(PATIENT_DEVICES).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in table
+            .range((&patient.0, &[0u8; 32])..=(&patient.0, &[0xffu8; 32]))
+            .map_err(storage)?
+        {
+            let (key, _) = row.map_err(storage)?;
+            out.push(PublicKey(*key.value().1));
+        }
+        Ok(out)
+    }
+
+    /// Releases the readings `refs` names to the reader of `request`: the consent decision over
+    /// their devices' stream records is committed as an access event first, and only readings
+    /// of allowed devices are opened.
+    pub async fn release(
+        &self,
+        request: crate::records::ReadRequest,
+        refs: &[ReadingRef],
+    ) -> Result<(medledger_records::AccessEvent, Vec<KeptReading>), ServiceError> {
+        let devices: Vec<PublicKey> = refs.iter().map(|found| found.device).collect();
+        let (event, allowed) = self.decide_devices(request, &devices).await?;
+        let permitted: Vec<ReadingRef> = refs
+            .iter()
+            .filter(|found| allowed.contains(&found.device))
+            .copied()
+            .collect();
+        Ok((event, self.open_readings(&permitted)?))
+    }
+
+    /// Commits the patient's consent decision over `devices`' stream records for the reader of
+    /// `request` (a read of their readings or of the devices themselves), and answers the
+    /// devices it allows.
+    pub async fn decide_devices(
+        &self,
+        request: crate::records::ReadRequest,
+        devices: &[PublicKey],
+    ) -> Result<
+        (
+            medledger_records::AccessEvent,
+            std::collections::BTreeSet<PublicKey>,
+        ),
+        ServiceError,
+    > {
+        let mut request = request;
+        let streams: BTreeMap<Hash, PublicKey> = devices
+            .iter()
+            .map(|device| {
+                (
+                    medledger_monitor::stream_record(device, &request.patient),
+                    *device,
+                )
+            })
+            .collect();
+        request.records = streams.keys().copied().collect();
+        let event = self.inner.records.decide(&request).await?;
+        let allowed = event
+            .decisions
+            .iter()
+            .filter(|(_, rule)| rule.allows())
+            .filter_map(|(record, _)| streams.get(record).copied())
+            .collect();
+        Ok((event, allowed))
+    }
+
+    /// The pairings of the patient's devices that reported to this node, at the head.
+    pub fn pairings_of(
+        &self,
+        patient: &Hash,
+    ) -> Result<Vec<medledger_monitor::Pairing>, ServiceError> {
+        let devices = self.devices_of(patient)?;
+        let (_, found) = self.inner.node.read_head(|state| {
+            let mut out = Vec::with_capacity(devices.len());
+            for device in &devices {
+                if let Some(pairing) = medledger_monitor::pairing(state, device)? {
+                    out.push(pairing);
+                }
+            }
+            Ok(out)
+        })?;
+        found.map_err(|error| ServiceError::Storage(error.to_string()))
+    }
+
+    /// A device's pairing at the head, if it was ever paired.
+    pub fn pairing(
+        &self,
+        device: &PublicKey,
+    ) -> Result<Option<medledger_monitor::Pairing>, ServiceError> {
+        let (_, found) = self
+            .inner
+            .node
+            .read_head(|state| Ok(medledger_monitor::pairing(state, device)?))?;
+        found.map_err(|error| ServiceError::Storage(error.to_string()))
     }
 }
 
@@ -1336,6 +1524,7 @@ fn write_group(
         let mut batch_patient = txn.open_table(BATCH_PATIENT).map_err(storage)?;
         let mut pending = txn.open_table(PENDING).map_err(storage)?;
         let mut by_patient = txn.open_table(BY_PATIENT).map_err(storage)?;
+        let mut patient_devices = txn.open_table(PATIENT_DEVICES).map_err(storage)?;
         for request in group {
             let batch = &request.batch.batch;
             let device = batch.device;
@@ -1389,6 +1578,9 @@ fn write_group(
                 .map_err(storage)?;
             batch_patient
                 .insert((&device.0, batch.seq), &request.patient.0)
+                .map_err(storage)?;
+            patient_devices
+                .insert((&request.patient.0, &device.0), ())
                 .map_err(storage)?;
             next_seq.insert(&device.0, batch.seq + 1).map_err(storage)?;
             results.push(Ok(Ingested {

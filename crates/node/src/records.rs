@@ -533,6 +533,42 @@ impl Records {
         Ok(event)
     }
 
+    /// Which of `records` (of `patient`) `reader` may see for `purpose` by the patient's consent
+    /// at the head. Nothing is committed: a read decides again ([`Records::decide`]).
+    pub fn preview(
+        &self,
+        reader: &PublicKey,
+        patient: &Hash,
+        records: Vec<Hash>,
+        purpose: Purpose,
+        break_glass: bool,
+    ) -> Result<std::collections::BTreeSet<Hash>, ServiceError> {
+        let custodian = self.custodian()?;
+        let selection = Selection {
+            reader: *reader,
+            patient: *patient,
+            resource_type: None,
+            purpose,
+            break_glass,
+        };
+        let (_, found) = self
+            .node
+            .read_head(|state| preview_decisions(state, &custodian, &selection, records))?;
+        let decisions = found.map_err(|error| match error {
+            medledger_ledger::TxError::Module(failure)
+                if failure.code() == "reader_not_enrolled" =>
+            {
+                ServiceError::Unauthenticated(failure.to_string())
+            }
+            other => ServiceError::NotFound(other.to_string()),
+        })?;
+        Ok(decisions
+            .into_iter()
+            .filter(|(_, rule)| rule.allows())
+            .map(|(record, _)| record)
+            .collect())
+    }
+
     /// The records of `patient` (of one type, or all) that `reader` may see for `purpose`, by
     /// the patient's consent at the head, each judged by `judge` (with its decrypted content
     /// when `with_content`); those it keeps come back sorted by its key, with how many consent
@@ -561,18 +597,8 @@ impl Records {
                     on_chain.push((hit, head));
                 }
             }
-            let mut records: Vec<Hash> = on_chain.iter().map(|(hit, _)| hit.record).collect();
-            records.sort();
-            let request = AccessRequest {
-                request: Hash([0; 32]),
-                reader: selection.reader,
-                patient: selection.patient,
-                records,
-                purpose: selection.purpose,
-                break_glass: selection.break_glass,
-            };
-            let time_ms = medledger_ledger::chain_head(state)?.time_ms;
-            let (_, decisions) = ledger::decide(state, &custodian, &request, time_ms)?;
+            let records: Vec<Hash> = on_chain.iter().map(|(hit, _)| hit.record).collect();
+            let decisions = preview_decisions(state, &custodian, selection, records)?;
             let allowed: std::collections::BTreeSet<Hash> = decisions
                 .iter()
                 .filter(|(_, rule)| rule.allows())
@@ -927,4 +953,26 @@ impl Service for Records {
     fn follow(&self, head: Height) -> Result<(), ServiceError> {
         self.shred_through(head)
     }
+}
+
+/// The consent decision over `records` for a selection, at the head, without committing it.
+fn preview_decisions(
+    state: &dyn medledger_state::StateRead,
+    custodian: &str,
+    selection: &Selection,
+    mut records: Vec<Hash>,
+) -> Result<Vec<(Hash, medledger_records::AccessRule)>, medledger_ledger::TxError> {
+    records.sort();
+    records.dedup();
+    let request = AccessRequest {
+        request: Hash([0; 32]),
+        reader: selection.reader,
+        patient: selection.patient,
+        records,
+        purpose: selection.purpose,
+        break_glass: selection.break_glass,
+    };
+    let time_ms = medledger_ledger::chain_head(state)?.time_ms;
+    let (_, decisions) = ledger::decide(state, custodian, &request, time_ms)?;
+    Ok(decisions)
 }

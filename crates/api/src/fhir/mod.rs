@@ -177,6 +177,7 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     consent: None,
     audit: None,
     fhir: None,
+    fhir_source: None,
 };
 
 #[derive(utoipa::OpenApi)]
@@ -1039,13 +1040,15 @@ async fn read(
                 "AuditEvents are searched by patient: GET /fhir/AuditEvent?patient=[id]",
             ));
         }
-        // A device's reading (`rpm-...`), unless a record holds that id.
-        "Observation" => {
-            if let Some(response) = crate::monitor::fhir_read(&state, &caller, &id).await? {
-                return Ok(response);
-            }
-        }
         _ => {}
+    }
+    // A resource a module adds to this type (a device's reading), by an id of its own form.
+    for source in crate::fhir_sources(&kind) {
+        if let Some(response) =
+            (source.read)(state.clone(), caller.clone(), kind.clone(), id.clone()).await?
+        {
+            return Ok(response);
+        }
     }
     let wrap_to = caller.wrap_to()?;
     let (released, event_tx) = match release_one(&state, &caller, &kind, &id, wrap_to).await? {

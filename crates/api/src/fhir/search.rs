@@ -144,10 +144,6 @@ async fn search(
     params: Vec<(String, String)>,
     kind: Option<String>,
 ) -> FhirResult<Response> {
-    // A device's readings, by the Observation `device` parameter: the monitoring service's.
-    if kind.as_deref() == Some("Observation") && params.iter().any(|(name, _)| name == "device") {
-        return crate::monitor::fhir_search(&state, &method, &uri, &headers, &params).await;
-    }
     let mut query = parse_search(kind.as_deref(), &params).map_err(|error| {
         FhirFailure::new(StatusCode::BAD_REQUEST, IssueType::Value, error.to_string())
     })?;
@@ -267,7 +263,6 @@ async fn search(
         )
     })
     .await?;
-    let total = selected.candidates.len();
     let page: Vec<_> = selected
         .candidates
         .iter()
@@ -275,13 +270,45 @@ async fn search(
         .take(query.count)
         .cloned()
         .collect();
+    // What modules add to this type (a patient's device readings) follows the records, each
+    // source paged within its own matches.
+    let mut total = selected.candidates.len();
+    let mut withheld = selected.withheld;
+    let mut added = Vec::new();
+    let mut source_event = None;
+    if let Some(kind) = &kind {
+        let mut offset = query.offset.saturating_sub(total);
+        let mut room = query.count - page.len();
+        for source in crate::fhir_sources(kind) {
+            let part = (source.search)(
+                state.clone(),
+                caller.clone(),
+                crate::SourceSearch {
+                    kind: kind.clone(),
+                    patient,
+                    patient_fhir_id: fhir_patient.clone(),
+                    query: query.clone(),
+                    offset,
+                    count: room,
+                    base: base_url(&headers),
+                },
+            )
+            .await?;
+            offset = offset.saturating_sub(part.total);
+            room = room.saturating_sub(part.entries.len());
+            total += part.total;
+            withheld += part.withheld;
+            source_event = source_event.or(part.event);
+            added.extend(part.entries);
+        }
+    }
     let links = links(&headers, &uri, &query, total);
-    if page.is_empty() {
+    if page.is_empty() && added.is_empty() {
         let mut response = fhir_bytes(
             StatusCode::OK,
             medledger_fhir::searchset(&[], total, &links),
         );
-        add_withheld(&mut response, selected.withheld);
+        add_withheld(&mut response, withheld);
         return Ok(response);
     }
     // The Patient itself, when included, is a record under consent like any other.
@@ -303,25 +330,35 @@ async fn search(
     {
         wanted.push(record);
     }
-    let access = records
-        .read(ReadRequest {
-            request: caller.request,
-            reader: caller.key,
-            patient,
-            records: wanted,
-            purpose,
-            break_glass: caller.access.break_glass,
-            wrap_to: None,
-        })
-        .await?;
+    // A page of readings alone reads no record.
+    let access = if wanted.is_empty() {
+        None
+    } else {
+        Some(
+            records
+                .read(ReadRequest {
+                    request: caller.request,
+                    reader: caller.key,
+                    patient,
+                    records: wanted,
+                    purpose,
+                    break_glass: caller.access.break_glass,
+                    wrap_to: None,
+                })
+                .await?,
+        )
+    };
     let base = base_url(&headers);
+    let event = access
+        .as_ref()
+        .map(|access| access.event.tx)
+        .or(source_event);
     let mut released: BTreeMap<Hash, medledger_node::records::Released> = access
-        .released
         .into_iter()
+        .flat_map(|access| access.released)
         .map(|released| (released.record, released))
         .collect();
-    let mut entries = Vec::with_capacity(page.len() + 1);
-    let mut withheld = selected.withheld;
+    let mut entries = Vec::with_capacity(page.len() + added.len() + 1);
     let mut provenance_of = Vec::new();
     for candidate in &page {
         let Some(found) = released.remove(&candidate.hit.record) else {
@@ -334,6 +371,15 @@ async fn search(
         ));
         entries.push(served_entry(&base, &found, false)?);
     }
+    entries.extend(
+        added
+            .iter()
+            .map(|(full_url, resource)| medledger_fhir::SearchEntry {
+                full_url: full_url.clone(),
+                resource: resource.as_slice().into(),
+                include: false,
+            }),
+    );
     if let Some(record) = included_patient
         && let Some(found) = released.remove(&record)
     {
@@ -364,7 +410,9 @@ async fn search(
         medledger_fhir::searchset(&entries, total, &links),
     );
     add_withheld(&mut response, withheld);
-    add_event_header(&mut response, &access.event.tx);
+    if let Some(event) = event {
+        add_event_header(&mut response, &event);
+    }
     Ok(response)
 }
 

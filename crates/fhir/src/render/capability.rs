@@ -56,11 +56,13 @@ fn search_params(resource_type: &str) -> Vec<Value> {
             "documentation": "The block time of the version served."}),
     ];
     for (name, kind) in crate::search::parameters_of(resource_type) {
-        params.push(json!({"name": name, "type": kind}));
-    }
-    if resource_type == "Observation" {
-        params.push(json!({"name": "device", "type": "reference",
-            "documentation": "A paired device (`Device/<its key>`): its readings of the patient, in the Personal Health Device profile, with code, date, _count and _offset."}));
+        let mut param = json!({"name": name, "type": kind});
+        if (resource_type, name) == ("Observation", "device") {
+            param["documentation"] = json!(
+                "The device that measured it (`Device/<its key>` for a paired device). A patient's device readings (Personal Health Device profile, ids `rpm-...`) follow the records in every Observation search by patient that consent allows."
+            );
+        }
+        params.push(param);
     }
     params
 }

@@ -63,3 +63,37 @@ pub fn device_observation(reading: &DeviceReading<'_>) -> Value {
         "device": { "reference": reading.device },
     })
 }
+
+/// A paired device, as its organisation's node knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairedDevice<'a> {
+    /// The device's public key, hex: its logical id.
+    pub key: &'a str,
+    /// The organisation that enrolled it.
+    pub owner: &'a str,
+    /// `Patient/<id>` while it is paired; `None` once unpaired.
+    pub patient: Option<&'a str>,
+}
+
+/// The identifier system of a device's key.
+pub const DEVICE_KEY_SYSTEM: &str = "urn:medledger:device-key";
+
+/// A paired device as a FHIR R4 Device: its key as id and identifier, its owner, and its patient
+/// while paired (`status` active), or none once unpaired (`inactive`).
+pub fn paired_device(device: &PairedDevice<'_>) -> Value {
+    let mut resource = json!({
+        "resourceType": "Device",
+        "id": device.key,
+        "identifier": [{ "system": DEVICE_KEY_SYSTEM, "value": device.key }],
+        "status": if device.patient.is_some() { "active" } else { "inactive" },
+        "type": { "text": "Personal health device" },
+        "owner": {
+            "identifier": { "system": "urn:medledger:organisation", "value": device.owner },
+            "display": device.owner,
+        },
+    });
+    if let Some(patient) = device.patient {
+        resource["patient"] = json!({ "reference": patient });
+    }
+    resource
+}
