@@ -69,7 +69,8 @@ pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     alerts,
     add_webhook,
     list_webhooks,
-    remove_webhook
+    remove_webhook,
+    drafts
 ))]
 struct MonitorDoc;
 
@@ -82,6 +83,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/monitor/anchor", post(anchor))
         .route("/v1/monitor/alerts", get(alerts))
         .route("/v1/monitor/webhooks", post(add_webhook).get(list_webhooks))
+        .route("/v1/monitor/adverse-event-drafts", get(drafts))
         .route(
             "/v1/monitor/webhooks/{id}",
             axum::routing::delete(remove_webhook),
@@ -356,6 +358,21 @@ async fn alerts(
 ) -> ApiResult<axum::response::Response> {
     let monitor = monitor(&state)?;
     crate::feed::alerts(&state, monitor, (&method, &uri, &headers), query).await
+}
+
+#[utoipa::path(get, path = "/v1/monitor/adverse-event-drafts", tag = "monitor", security(("medledger_signature" = [])),
+    responses((status = 200, description = "This organisation's adverse-event drafts: open alerts of a trial's monitored threshold (rule `trial:<study>:<index>`) for a participant on study here, not yet reported; each with its id, study, subject, threshold and alert. The site confirms one by POSTing a FHIR AdverseEvent whose identifier is {system: urn:medledger:adverse-event-draft, value: <id>}; acknowledging the alert dismisses it"),
+        (status = 403, description = "Not this organisation's practitioners, node or root key")))]
+async fn drafts(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (_, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
+    let monitor = monitor(&state)?;
+    let drafts = blocking(move || Ok(monitor.drafts(&authority)?)).await?;
+    Ok(Json(json!({ "drafts": drafts })))
 }
 
 #[utoipa::path(post, path = "/v1/monitor/webhooks", tag = "monitor", security(("medledger_signature" = [])),

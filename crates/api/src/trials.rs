@@ -708,19 +708,58 @@ async fn fhir_report_adverse_event(
             error.to_string(),
         )
     })?;
-    let (event, _) = trials
-        .report_adverse_event(
-            caller.key,
-            AdverseEventReport {
-                study,
-                subject,
-                seriousness,
-                expected,
-                related,
-                report,
-            },
-        )
-        .await?;
+    let report = AdverseEventReport {
+        study,
+        subject,
+        seriousness,
+        expected,
+        related,
+        report,
+    };
+    // An event confirming a draft (from an alert of a monitored threshold) takes its id.
+    let draft = &resource["identifier"];
+    let (event, _) = if draft["system"] == json!(medledger_node::monitor::DRAFT_SYSTEM) {
+        let draft = draft["value"]
+            .as_str()
+            .and_then(|text| Hash::from_hex(text).ok())
+            .ok_or_else(|| {
+                FhirFailure::new(
+                    StatusCode::BAD_REQUEST,
+                    IssueType::Value,
+                    "a draft's identifier value is its id, 64 hex digits",
+                )
+            })?;
+        let monitor: medledger_node::monitor::Monitor =
+            crate::service(&state, "monitoring").map_err(FhirFailure::from)?;
+        let authority = caller.authority.clone();
+        let open = blocking(move || Ok(monitor.drafts(&authority)?))
+            .await
+            .map_err(FhirFailure::from)?
+            .into_iter()
+            .find(|open| open.draft == draft)
+            .ok_or_else(|| {
+                FhirFailure::new(
+                    StatusCode::NOT_FOUND,
+                    IssueType::NotFound,
+                    format!(
+                        "no open adverse-event draft {draft} here (reported, dismissed or unknown)"
+                    ),
+                )
+            })?;
+        if (open.study.as_str(), open.subject.as_str())
+            != (report.study.as_str(), report.subject.as_str())
+        {
+            return Err(invalid(format!(
+                "draft {draft} is of subject {} in study {}",
+                open.subject, open.study
+            )));
+        }
+        trials
+            .report_adverse_event_as(caller.key, report, draft)
+            .await?
+    } else {
+        trials.report_adverse_event(caller.key, report).await?
+    };
     let base = crate::smart::base_url(&headers);
     let mut response = fhir_json(
         StatusCode::CREATED,

@@ -145,6 +145,9 @@ pub enum MonitorCommand {
     Anchor,
     #[command(flatten)]
     Feed(crate::feed::FeedCommand),
+    /// This organisation's adverse-event drafts (alerts of a trial's monitored threshold not
+    /// yet reported); confirm one with `trial report-ae --draft <id>`.
+    Drafts,
     /// Acknowledge an alert (a practitioner of the care team).
     Ack {
         #[arg(long)]
@@ -470,6 +473,18 @@ pub fn run(client: &Client, key_path: &Path, command: MonitorCommand) -> Result<
         }
         MonitorCommand::Verify { proof, genesis } => verify(&proof, &genesis),
         MonitorCommand::Feed(command) => crate::feed::run(client, &key, "/v1/monitor", command),
+        MonitorCommand::Drafts => {
+            let (status, body) = signed(
+                client,
+                &key,
+                "GET",
+                "/v1/monitor/adverse-event-drafts",
+                b"",
+                &AccessHeaders::default(),
+            )?;
+            crate::print(&expect_ok(status, &body)?);
+            Ok(0)
+        }
         MonitorCommand::Ack { org, seq } => {
             send(client, &key, MonitorOp::AcknowledgeAlert { org, seq })
         }

@@ -46,6 +46,16 @@ pub enum TrialCommand {
         #[arg(long = "site", required = true)]
         sites: Vec<String>,
     },
+    /// Set the device-reading thresholds the protocol monitors (as its sponsor), each
+    /// `LOINC:below|above:LIMIT[:FOR_MS]` in the code's fixed units (`59408-5:below:900:60000`:
+    /// SpO2 below 90.0 % for a minute); none clears them. A crossing at a site raises an alert
+    /// there and opens an adverse-event draft for the site.
+    Thresholds {
+        #[arg(long)]
+        study: String,
+        #[arg(long = "threshold")]
+        thresholds: Vec<String>,
+    },
     /// Amend the protocol (as its sponsor): a new version with its reason; outcome changes are
     /// recorded against the previous version.
     Amend {
@@ -131,8 +141,12 @@ pub enum TrialCommand {
     /// from the flags.
     ReportAe {
         /// A FHIR R4 AdverseEvent (JSON); the flags below build one otherwise.
-        #[arg(long, conflicts_with_all = ["study", "subject"])]
+        #[arg(long, conflicts_with_all = ["study", "subject", "draft"])]
         file: Option<PathBuf>,
+        /// Confirm an adverse-event draft (`monitor drafts`): its study and subject, and the
+        /// event takes its id.
+        #[arg(long, conflicts_with_all = ["study", "subject"])]
+        draft: Option<String>,
         #[arg(long)]
         study: Option<String>,
         #[arg(long)]
@@ -276,6 +290,33 @@ fn meaning(text: &str) -> Result<Meaning> {
     })
 }
 
+/// A monitored threshold from `LOINC:below|above:LIMIT[:FOR_MS]`.
+fn threshold(text: &str) -> Result<medledger_trials::MonitoredThreshold> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (loinc, direction, limit, for_ms) = match parts.as_slice() {
+        [loinc, direction, limit] => (*loinc, *direction, *limit, "0"),
+        [loinc, direction, limit, for_ms] => (*loinc, *direction, *limit, *for_ms),
+        _ => bail!("a threshold is LOINC:below|above:LIMIT[:FOR_MS], not {text:?}"),
+    };
+    let limit: i64 = limit
+        .parse()
+        .with_context(|| format!("{text:?}: the limit is an integer in the code's fixed units"))?;
+    let for_ms: u64 = for_ms
+        .parse()
+        .with_context(|| format!("{text:?}: the duration is milliseconds"))?;
+    let (below, above) = match direction {
+        "below" => (Some(limit), None),
+        "above" => (None, Some(limit)),
+        other => bail!("{text:?}: {other:?} is neither below nor above"),
+    };
+    Ok(medledger_trials::MonitoredThreshold {
+        loinc: loinc.to_string(),
+        below,
+        above,
+        for_ms,
+    })
+}
+
 /// A FHIR AdverseEvent built from the flags.
 fn adverse_event_resource(
     study: &str,
@@ -387,6 +428,17 @@ pub fn run(client: &Client, key_path: &Path, command: TrialCommand) -> Result<i3
                 sites,
             };
             op_tx(client, &key, op)
+        }
+        TrialCommand::Thresholds { study, thresholds } => {
+            let thresholds = thresholds
+                .iter()
+                .map(|text| threshold(text))
+                .collect::<Result<Vec<_>>>()?;
+            op_tx(
+                client,
+                &key,
+                TrialsOp::SetMonitoredThresholds { study, thresholds },
+            )
         }
         TrialCommand::Amend {
             study,
@@ -512,6 +564,7 @@ pub fn run(client: &Client, key_path: &Path, command: TrialCommand) -> Result<i3
         }
         TrialCommand::ReportAe {
             file,
+            draft,
             study,
             subject,
             seriousness,
@@ -519,14 +572,39 @@ pub fn run(client: &Client, key_path: &Path, command: TrialCommand) -> Result<i3
             related,
             description,
         } => {
-            let resource = match file {
-                Some(file) => {
+            let resource = match (file, draft) {
+                (None, Some(draft)) => {
+                    let drafts =
+                        call(client, &key, "GET", "/v1/monitor/adverse-event-drafts", b"")?;
+                    let open = drafts["drafts"]
+                        .as_array()
+                        .and_then(|drafts| {
+                            drafts.iter().find(|open| open["draft"] == draft.as_str())
+                        })
+                        .with_context(|| {
+                            format!("no open adverse-event draft {draft} at this node")
+                        })?;
+                    let mut resource = adverse_event_resource(
+                        open["study"].as_str().context("the draft has no study")?,
+                        open["subject"]
+                            .as_str()
+                            .context("the draft has no subject")?,
+                        &seriousness,
+                        unexpected,
+                        related,
+                        description.as_deref(),
+                    )?;
+                    resource["identifier"] =
+                        json!({ "system": "urn:medledger:adverse-event-draft", "value": draft });
+                    resource
+                }
+                (Some(file), _) => {
                     let text = std::fs::read_to_string(&file)
                         .with_context(|| format!("reading {}", file.display()))?;
                     serde_json::from_str(&text)
                         .with_context(|| format!("{} is not JSON", file.display()))?
                 }
-                None => adverse_event_resource(
+                (None, None) => adverse_event_resource(
                     study
                         .as_deref()
                         .context("--study (or --file) is required")?,

@@ -20,59 +20,108 @@ fn monitor(node: &TestNode, key: &Path, args: &[&str]) -> Output {
     common::run_as(node, "monitor", key, args)
 }
 
+/// A hospital's node with a practitioner, a patient bound to their record (with a heart rate
+/// taken at the clinic), an enrolled device not yet paired, another organisation's practitioner
+/// and a trial sponsor.
+struct Ward {
+    node: TestNode,
+    hospital: PathBuf,
+    doctor: PathBuf,
+    patient: PathBuf,
+    device: PathBuf,
+    outsider: PathBuf,
+    sponsor: PathBuf,
+    device_key: String,
+}
+
+impl Ward {
+    fn open(dir: &Path) -> Ward {
+        let mut node = TestNode::init_orgs(
+            dir,
+            &["hospital=Hospital", "clinic=Clinic", "pharma=Pharma"],
+            &[],
+        );
+        node.start();
+        let hospital: PathBuf = node.home.join("keys/hospital.key");
+        let clinic: PathBuf = node.home.join("keys/clinic.key");
+        let pharma: PathBuf = node.home.join("keys/pharma.key");
+        let doctor = node.new_key(dir, "doctor", Some((&hospital, "practitioner")));
+        let patient = node.new_key(dir, "patient", Some((&hospital, "patient")));
+        let device = node.new_key(dir, "device", Some((&hospital, "device")));
+        let outsider = node.new_key(dir, "outsider", Some((&clinic, "practitioner")));
+        let sponsor = node.new_key(dir, "sponsor", Some((&pharma, "sponsor")));
+        let device_key = public_key_of(&device);
+        // The hospital's patient, bound to the patient's key, with a heart rate taken at the clinic.
+        let bundle = json!({
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                { "resource": { "resourceType": "Patient", "id": "watched", "gender": "female" },
+                  "request": { "method": "PUT", "url": "Patient/watched" } },
+                { "resource": {
+                    "resourceType": "Observation", "id": "clinic-hr", "status": "final",
+                    "category": [{ "coding": [{
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs" }] }],
+                    "code": { "coding": [{ "system": "http://loinc.org", "code": "8867-4" }] },
+                    "subject": { "reference": "Patient/watched" },
+                    "effectiveDateTime": "2026-01-05T09:30:00Z",
+                    "valueQuantity": { "value": 72, "unit": "/min",
+                        "system": "http://unitsofmeasure.org", "code": "/min" } },
+                  "request": { "method": "PUT", "url": "Observation/clinic-hr" } },
+            ],
+        });
+        let bundle_file = dir.join("patient.json");
+        std::fs::write(&bundle_file, bundle.to_string()).expect("write");
+        let fhir = |key: &Path, args: &[&str]| {
+            let mut all = vec!["fhir", "--key", key.to_str().expect("utf-8")];
+            all.extend_from_slice(args);
+            ok(node.cli(&all))
+        };
+        fhir(&doctor, &["import", bundle_file.to_str().expect("utf-8")]);
+        fhir(
+            &hospital,
+            &[
+                "bind",
+                "--patient",
+                "watched",
+                "--patient-key",
+                &public_key_of(&patient),
+            ],
+        );
+        Ward {
+            node,
+            hospital,
+            doctor,
+            patient,
+            device,
+            outsider,
+            sponsor,
+            device_key,
+        }
+    }
+}
+
 #[test]
 fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
     use redb::ReadableTable;
-    let mut node = TestNode::init_orgs(dir, &["hospital=Hospital", "clinic=Clinic"], &[]);
-    node.start();
-    let hospital: PathBuf = node.home.join("keys/hospital.key");
-    let clinic: PathBuf = node.home.join("keys/clinic.key");
-    let doctor = node.new_key(dir, "doctor", Some((&hospital, "practitioner")));
-    let patient = node.new_key(dir, "patient", Some((&hospital, "patient")));
-    let device = node.new_key(dir, "device", Some((&hospital, "device")));
-    let outsider = node.new_key(dir, "outsider", Some((&clinic, "practitioner")));
-    let device_key = public_key_of(&device);
-
-    // The hospital's patient, bound to the patient's key, with a heart rate taken at the clinic.
-    let bundle = json!({
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            { "resource": { "resourceType": "Patient", "id": "watched", "gender": "female" },
-              "request": { "method": "PUT", "url": "Patient/watched" } },
-            { "resource": {
-                "resourceType": "Observation", "id": "clinic-hr", "status": "final",
-                "category": [{ "coding": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                    "code": "vital-signs" }] }],
-                "code": { "coding": [{ "system": "http://loinc.org", "code": "8867-4" }] },
-                "subject": { "reference": "Patient/watched" },
-                "effectiveDateTime": "2026-01-05T09:30:00Z",
-                "valueQuantity": { "value": 72, "unit": "/min",
-                    "system": "http://unitsofmeasure.org", "code": "/min" } },
-              "request": { "method": "PUT", "url": "Observation/clinic-hr" } },
-        ],
-    });
-    let bundle_file = dir.join("patient.json");
-    std::fs::write(&bundle_file, bundle.to_string()).expect("write");
+    let Ward {
+        mut node,
+        hospital,
+        doctor,
+        patient,
+        device,
+        outsider,
+        device_key,
+        ..
+    } = Ward::open(dir);
     let fhir = |key: &Path, args: &[&str]| {
         let mut all = vec!["fhir", "--key", key.to_str().expect("utf-8")];
         all.extend_from_slice(args);
         ok(node.cli(&all))
     };
-    fhir(&doctor, &["import", bundle_file.to_str().expect("utf-8")]);
-    fhir(
-        &hospital,
-        &[
-            "bind",
-            "--patient",
-            "watched",
-            "--patient-key",
-            &public_key_of(&patient),
-        ],
-    );
 
     // Not paired yet: the node refuses its readings.
     failed(
@@ -672,4 +721,183 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
     assert_eq!(described["status"], "inactive", "{described}");
     assert!(described.get("patient").is_none(), "{described}");
     node.stop();
+}
+
+#[test]
+fn a_trial_threshold_crossed_at_the_site_opens_an_adverse_event_draft() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let Ward {
+        node,
+        doctor,
+        patient,
+        device,
+        outsider,
+        sponsor,
+        device_key,
+        ..
+    } = Ward::open(dir);
+    let trial = |key: &Path, args: &[&str]| common::run_as(&node, "trial", key, args);
+
+    // The sponsor registers a study with the hospital as its site; the hospital's doctor enrols
+    // the patient, who consents.
+    let protocol = dir.join("protocol.pdf");
+    std::fs::write(&protocol, "protocol version 1").expect("write");
+    ok(trial(
+        &sponsor,
+        &[
+            "register",
+            "--study",
+            "rpm-1",
+            "--title",
+            "Home oximetry in heart failure",
+            "--protocol",
+            protocol.to_str().expect("utf-8"),
+            "--sap",
+            protocol.to_str().expect("utf-8"),
+            "--primary",
+            "Hospitalisations@12 months",
+            "--site",
+            "hospital",
+        ],
+    ));
+    let patient_key = public_key_of(&patient);
+    ok(trial(
+        &doctor,
+        &[
+            "enrol",
+            "--study",
+            "rpm-1",
+            "--subject",
+            "S-001",
+            "--patient",
+            &patient_key,
+        ],
+    ));
+    ok(trial(
+        &patient,
+        &["consent", "--study", "rpm-1", "--version", "1"],
+    ));
+
+    // The protocol monitors SpO2 below 90 %: the sponsor sets it, nobody else; malformed
+    // thresholds are refused.
+    let set = [
+        "thresholds",
+        "--study",
+        "rpm-1",
+        "--threshold",
+        "59408-5:below:90",
+    ];
+    failed(trial(&doctor, &set), "not_sponsor");
+    failed(
+        trial(
+            &sponsor,
+            &[
+                "thresholds",
+                "--study",
+                "rpm-1",
+                "--threshold",
+                "59408-5:sideways:90",
+            ],
+        ),
+        "neither below nor above",
+    );
+    failed(
+        trial(
+            &sponsor,
+            &[
+                "thresholds",
+                "--study",
+                "rpm-1",
+                "--threshold",
+                "not-loinc!:below:90",
+            ],
+        ),
+        "invalid",
+    );
+    ok(trial(&sponsor, &set));
+    let study = node.get("/v1/trials/rpm-1");
+    assert_eq!(
+        study.1["monitored"]["thresholds"][0]["loinc"], "59408-5",
+        "{study:?}"
+    );
+
+    // The device desaturates: the site's node raises the trial's alert and a draft opens.
+    ok(monitor(
+        &node,
+        &doctor,
+        &[
+            "pair",
+            "--device",
+            &device_key,
+            "--patient",
+            "Patient/watched",
+        ],
+    ));
+    ok(monitor(
+        &node,
+        &device,
+        &[
+            "simulate",
+            "--batches",
+            "1",
+            "--readings",
+            "30",
+            "--desaturate-from",
+            "0",
+        ],
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let drafts = loop {
+        let drafts = ok(monitor(&node, &doctor, &["drafts"]));
+        if drafts["drafts"]
+            .as_array()
+            .is_some_and(|all| !all.is_empty())
+        {
+            break drafts;
+        }
+        assert!(std::time::Instant::now() < deadline, "no draft: {drafts}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let open = &drafts["drafts"][0];
+    assert_eq!(open["study"], "rpm-1", "{drafts}");
+    assert_eq!(open["subject"], "S-001", "{drafts}");
+    assert_eq!(open["alert"]["rule"], "trial:rpm-1:0", "{drafts}");
+    assert_eq!(open["threshold"]["below"], 90, "{drafts}");
+    assert!(!drafts.to_string().contains("\"value\""), "{drafts}");
+    let draft = open["draft"].as_str().expect("draft id").to_string();
+    // The alert is in the care team's feed like any other.
+    let feed = ok(monitor(&node, &doctor, &["alerts"]));
+    assert!(
+        feed["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .any(|notice| notice["alert"]["rule"] == "trial:rpm-1:0"),
+        "{feed}"
+    );
+    // Drafts are the site's: another organisation's practitioner and the patient may not list them.
+    failed(monitor(&node, &outsider, &["drafts"]), "403");
+    failed(monitor(&node, &patient, &["drafts"]), "403");
+
+    // The doctor confirms it as a serious adverse event: the event takes the draft's id, the
+    // draft closes, and it cannot be reported twice.
+    let report = [
+        "report-ae",
+        "--draft",
+        &draft,
+        "--seriousness",
+        "serious",
+        "--related",
+        "--description",
+        "desaturation at home",
+    ];
+    failed(trial(&outsider, &report), "403");
+    ok(trial(&doctor, &report));
+    let reported = ok(trial(&doctor, &["adverse-event", "--event", &draft]));
+    assert_eq!(reported["event"]["subject"], "S-001", "{reported}");
+    assert_eq!(reported["event"]["id"], draft.as_str(), "{reported}");
+    let after = ok(monitor(&node, &doctor, &["drafts"]));
+    assert_eq!(after["drafts"], json!([]), "{after}");
+    failed(trial(&doctor, &report), "no open adverse-event draft");
 }

@@ -278,6 +278,15 @@ fn one_of_each() -> Vec<(Payload, u8)> {
             on: medledger_trials::Signed::ProtocolVersion { version: 1 },
             meaning: medledger_trials::Meaning::Review,
         },
+        TrialsOp::SetMonitoredThresholds {
+            study: study(),
+            thresholds: vec![medledger_trials::MonitoredThreshold {
+                loinc: "59408-5".into(),
+                below: Some(900),
+                above: None,
+                for_ms: 60_000,
+            }],
+        },
     ];
     // Trials starts a block of 16 tags at 16, as every module after it does.
     all.extend(
@@ -547,6 +556,13 @@ fn one_of_each() -> Vec<(Payload, u8)> {
             org: "a".into(),
             seq: 0,
         },
+        MonitorOp::RaiseTrialAlert {
+            patient: Hash([3; 32]),
+            study: "s".into(),
+            threshold: 0,
+            device: PublicKey([4; 32]),
+            at_ms: 0,
+        },
     ];
     all.extend(
         monitor
@@ -585,13 +601,13 @@ fn every_payload_keeps_its_tag_and_round_trips() {
 
 #[test]
 fn an_unknown_payload_tag_is_refused() {
-    // Past the last module's range, and the unused tags of a module's block (trials 26 to 31).
+    // Past the last module's range, and the unused tags of a module's block (trials 27 to 31).
     let end = MODULES
         .iter()
         .map(|m| usize::from(m.base) + m.kinds.len())
         .max()
         .unwrap_or(CoreOp::KINDS.len());
-    for tag in [end as u8, 26, 31, 200, 255] {
+    for tag in [end as u8, 27, 31, 200, 255] {
         let error = borsh::from_slice::<Payload>(&[tag]).expect_err("no such tag");
         assert!(error.to_string().contains("unknown payload tag"), "{error}");
     }

@@ -221,6 +221,15 @@ pub enum MonitorOp {
     AcknowledgeAlert { org: String, seq: u64 },
     /// The raising node escalates an alert nobody acknowledged within its rule's timeout.
     EscalateAlert { org: String, seq: u64 },
+    /// The receiving organisation's node raises an alert of a trial's monitored threshold for a
+    /// participant on study at this organisation (a site of the study).
+    RaiseTrialAlert {
+        patient: Hash,
+        study: String,
+        threshold: u16,
+        device: PublicKey,
+        at_ms: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +282,8 @@ pub enum MonitorError {
     Acknowledged,
     #[error("the alert cannot be escalated yet (or at all): {0}")]
     NotDue(String),
+    #[error("the patient is not a participant of study {0:?} on study at this organisation")]
+    NotATrialParticipant(String),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -299,6 +310,7 @@ impl ModuleError for MonitorError {
             MonitorError::UnknownAlert { .. } => "unknown_alert",
             MonitorError::Acknowledged => "acknowledged",
             MonitorError::NotDue(_) => "not_due",
+            MonitorError::NotATrialParticipant(_) => "not_a_trial_participant",
             MonitorError::State(_) => "state_error",
         }
     }
@@ -578,6 +590,160 @@ fn check_rule(rule: &AlertRule) -> Result<(), MonitorError> {
 }
 
 /// The organisation a node or root key acts for.
+/// The organisation of the node raising an alert for `patient` from `device`: the device must be
+/// paired with the patient at that organisation.
+fn paired_here(
+    tx: &TxContext<'_>,
+    state: &View<'_, '_>,
+    patient: &Hash,
+    device: &PublicKey,
+) -> Result<String, MonitorError> {
+    let org = node_org(tx)?;
+    let paired = pairing(state, device)?
+        .filter(|found| found.patient == *patient)
+        .ok_or(MonitorError::NotThePatientsDevice {
+            device: *device,
+            patient: *patient,
+        })?;
+    if paired.org != org {
+        return Err(MonitorError::WrongOrganisation {
+            device: *device,
+            org: paired.org,
+        });
+    }
+    Ok(org)
+}
+
+/// An alert about to be raised.
+struct Raised {
+    org: String,
+    patient: Hash,
+    rule: String,
+    device: PublicKey,
+    at_ms: u64,
+    escalate_after_ms: Option<u64>,
+}
+
+/// Raises an alert: numbered in its organisation's alerts and feed, listed for the patient, the
+/// one open alert of its rule.
+fn raise(tx: &TxContext<'_>, state: &mut View<'_, '_>, raised: Raised) -> Result<(), MonitorError> {
+    let Raised {
+        org,
+        patient,
+        rule: id,
+        device,
+        at_ms,
+        escalate_after_ms,
+    } = raised;
+    if at_ms > tx.block.time_ms.saturating_add(SKEW_MS_MAX) {
+        return Err(MonitorError::ClockAhead {
+            ahead_ms: at_ms - tx.block.time_ms,
+        });
+    }
+    if state.get(&key_open(&patient, &id))?.is_some() {
+        return Err(MonitorError::AlertOpen(id));
+    }
+    let seq = alert_count(&*state, &org)?;
+    state.put(
+        key_alert(&org, seq),
+        encode_value(&Alert {
+            org: org.clone(),
+            seq,
+            patient,
+            rule: id.clone(),
+            device,
+            at_ms,
+            raised_height: tx.block.height,
+            raised_ms: tx.block.time_ms,
+            escalate_after_ms,
+            state: AlertState::Open,
+        }),
+    );
+    state.put(key_alert_count(&org), encode_value(&(seq + 1)));
+    state.put(key_open(&patient, &id), encode_value(&(org.clone(), seq)));
+    let n: u64 = read(&*state, &key_patient_alert_count(&patient))?.unwrap_or(0);
+    state.put(
+        key_patient_alert(&patient, n),
+        encode_value(&(org.clone(), seq)),
+    );
+    state.put(key_patient_alert_count(&patient), encode_value(&(n + 1)));
+    push_alert_event(state, &org, seq, AlertChange::Raised, tx.block)?;
+    Ok(())
+}
+
+/// The rule id of a trial's monitored threshold: `trial:<study>:<index>`. Care-team rule ids
+/// hold no colon, so the two never meet.
+pub fn trial_rule_id(study: &str, threshold: u16) -> String {
+    format!("trial:{study}:{threshold}")
+}
+
+/// The study and threshold a trial rule id names.
+pub fn parse_trial_rule(id: &str) -> Option<(&str, u16)> {
+    let (study, threshold) = id.strip_prefix("trial:")?.rsplit_once(':')?;
+    Some((study, threshold.parse().ok()?))
+}
+
+/// The rules a patient's trials add at organisation `org`: each monitored threshold of every
+/// study the patient is on at that site, as a rule `trial:<study>:<index>` (a threshold of a
+/// code devices do not report is left out).
+pub fn trial_rules(
+    state: &dyn StateRead,
+    patient: &Hash,
+    org: &str,
+) -> Result<Vec<AlertRule>, StateError> {
+    let Some(key) = medledger_records::patient(state, patient)?.and_then(|entry| entry.key) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for study in medledger_trials::monitored_studies(state)? {
+        let Some(subject) = medledger_trials::participant(state, &study, &key)? else {
+            continue;
+        };
+        let on_study = medledger_trials::subject(state, &study, &subject)?.is_some_and(|found| {
+            found.site == org && found.status == medledger_trials::SubjectStatus::OnStudy
+        });
+        let Some(monitored) = medledger_trials::monitored(state, &study)?.filter(|_| on_study)
+        else {
+            continue;
+        };
+        for (index, threshold) in monitored.thresholds.iter().enumerate() {
+            let (Some(code), Ok(index)) =
+                (Code::from_loinc(&threshold.loinc), u16::try_from(index))
+            else {
+                continue;
+            };
+            let condition = match (threshold.below, threshold.above) {
+                (Some(limit), _) => Condition::Below {
+                    limit,
+                    for_ms: threshold.for_ms,
+                },
+                (None, Some(limit)) => Condition::Above {
+                    limit,
+                    for_ms: threshold.for_ms,
+                },
+                (None, None) => continue,
+            };
+            out.push(AlertRule {
+                id: trial_rule_id(&study, index),
+                code,
+                condition,
+                escalate_after_ms: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The id of the adverse-event draft an alert of a trial threshold opens (and of the event the
+/// site reports from it): derived from the alert, so a draft is open exactly while no event of
+/// that id is reported.
+pub fn draft_id(org: &str, seq: u64) -> Hash {
+    medledger_crypto::hash_tagged(
+        b"medledger/monitor-trial-draft",
+        &[org.as_bytes(), &seq.to_le_bytes()],
+    )
+}
+
 fn node_org(tx: &TxContext<'_>) -> Result<String, MonitorError> {
     custodian_of(tx.authority)
         .map(str::to_string)
@@ -604,7 +770,7 @@ impl Module for Monitor {
         "monitor-patient-alert-count/",
     ];
     // Pairing and alert rules name a patient of the records module, and its custodian.
-    const READS: &'static [&'static str] = &["patient/"];
+    const READS: &'static [&'static str] = &["patient/", "trial/", "trial-monitored/"];
     const KINDS: &'static [&'static str] = &[
         "pair_device",
         "unpair_device",
@@ -614,6 +780,7 @@ impl Module for Monitor {
         "raise_alert",
         "acknowledge_alert",
         "escalate_alert",
+        "raise_trial_alert",
     ];
     type Op = MonitorOp;
     type Error = MonitorError;
@@ -628,6 +795,7 @@ impl Module for Monitor {
             MonitorOp::RaiseAlert { .. } => "raise_alert",
             MonitorOp::AcknowledgeAlert { .. } => "acknowledge_alert",
             MonitorOp::EscalateAlert { .. } => "escalate_alert",
+            MonitorOp::RaiseTrialAlert { .. } => "raise_trial_alert",
         }
     }
 
@@ -817,55 +985,54 @@ impl Module for Monitor {
                 device,
                 at_ms,
             } => {
-                let org = node_org(tx)?;
-                let paired = pairing(&*state, device)?
-                    .filter(|found| found.patient == *patient)
-                    .ok_or(MonitorError::NotThePatientsDevice {
-                        device: *device,
-                        patient: *patient,
-                    })?;
-                if paired.org != org {
-                    return Err(MonitorError::WrongOrganisation {
-                        device: *device,
-                        org: paired.org,
-                    });
-                }
+                let org = paired_here(tx, state, patient, device)?;
                 let found = rule(&*state, patient, id)?
                     .ok_or_else(|| MonitorError::UnknownRule(*patient, id.clone()))?;
-                if *at_ms > tx.block.time_ms.saturating_add(SKEW_MS_MAX) {
-                    return Err(MonitorError::ClockAhead {
-                        ahead_ms: at_ms - tx.block.time_ms,
+                let raised = Raised {
+                    org,
+                    patient: *patient,
+                    rule: id.clone(),
+                    device: *device,
+                    at_ms: *at_ms,
+                    escalate_after_ms: found.escalate_after_ms,
+                };
+                raise(tx, state, raised)
+            }
+            MonitorOp::RaiseTrialAlert {
+                patient,
+                study,
+                threshold,
+                device,
+                at_ms,
+            } => {
+                let org = paired_here(tx, state, patient, device)?;
+                let not_participant = || MonitorError::NotATrialParticipant(study.clone());
+                let key = live_patient(&*state, patient)?
+                    .key
+                    .ok_or_else(not_participant)?;
+                let subject = medledger_trials::participant(&*state, study, &key)?
+                    .ok_or_else(not_participant)?;
+                let on_study =
+                    medledger_trials::subject(&*state, study, &subject)?.is_some_and(|found| {
+                        found.site == org
+                            && found.status == medledger_trials::SubjectStatus::OnStudy
                     });
+                if !on_study {
+                    return Err(not_participant());
                 }
-                if state.get(&key_open(patient, id))?.is_some() {
-                    return Err(MonitorError::AlertOpen(id.clone()));
-                }
-                let seq = alert_count(&*state, &org)?;
-                state.put(
-                    key_alert(&org, seq),
-                    encode_value(&Alert {
-                        org: org.clone(),
-                        seq,
-                        patient: *patient,
-                        rule: id.clone(),
-                        device: *device,
-                        at_ms: *at_ms,
-                        raised_height: tx.block.height,
-                        raised_ms: tx.block.time_ms,
-                        escalate_after_ms: found.escalate_after_ms,
-                        state: AlertState::Open,
-                    }),
-                );
-                state.put(key_alert_count(&org), encode_value(&(seq + 1)));
-                state.put(key_open(patient, id), encode_value(&(org.clone(), seq)));
-                let n: u64 = read(&*state, &key_patient_alert_count(patient))?.unwrap_or(0);
-                state.put(
-                    key_patient_alert(patient, n),
-                    encode_value(&(org.clone(), seq)),
-                );
-                state.put(key_patient_alert_count(patient), encode_value(&(n + 1)));
-                push_alert_event(state, &org, seq, AlertChange::Raised, tx.block)?;
-                Ok(())
+                let id = trial_rule_id(study, *threshold);
+                medledger_trials::monitored(&*state, study)?
+                    .filter(|monitored| monitored.thresholds.len() > usize::from(*threshold))
+                    .ok_or_else(|| MonitorError::UnknownRule(*patient, id.clone()))?;
+                let raised = Raised {
+                    org,
+                    patient: *patient,
+                    rule: id,
+                    device: *device,
+                    at_ms: *at_ms,
+                    escalate_after_ms: None,
+                };
+                raise(tx, state, raised)
             }
             MonitorOp::AcknowledgeAlert { org, seq } => {
                 let mut found =

@@ -155,6 +155,25 @@ pub struct ReadingRef {
     pub code: medledger_monitor::Code,
 }
 
+/// The identifier system of an adverse-event draft, in the FHIR AdverseEvent that reports it.
+pub const DRAFT_SYSTEM: &str = "urn:medledger:adverse-event-draft";
+
+/// How many of an organisation's latest alerts are searched for drafts.
+pub const DRAFTS_SCANNED_MAX: u64 = 10_000;
+
+/// An adverse-event draft: an alert of a trial's monitored threshold for a participant, which
+/// the site confirms by reporting an AdverseEvent that names the draft (its identifier in the
+/// `DRAFT_SYSTEM`; the event takes the draft's id), or dismisses by acknowledging the alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Draft {
+    /// The draft's id, which the reported event takes.
+    pub draft: Hash,
+    pub study: String,
+    pub subject: String,
+    pub threshold: medledger_trials::MonitoredThreshold,
+    pub alert: medledger_monitor::Alert,
+}
+
 /// A kept reading, as a reader receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KeptReading {
@@ -372,10 +391,12 @@ impl Monitor {
         patient: &Hash,
         readings: &[Reading],
     ) -> Result<Vec<(String, Firing)>, ServiceError> {
-        let (_, rules) = self
-            .inner
-            .node
-            .read_head(|state| Ok(medledger_monitor::rules(state, patient)?))?;
+        let org = self.org()?;
+        let (_, rules) = self.inner.node.read_head(|state| {
+            let mut rules = medledger_monitor::rules(state, patient)?;
+            rules.extend(medledger_monitor::trial_rules(state, patient, &org)?);
+            Ok(rules)
+        })?;
         let rules = rules.map_err(|error| ServiceError::Storage(error.to_string()))?;
         if rules.is_empty() {
             return Ok(Vec::new());
@@ -422,11 +443,20 @@ impl Monitor {
         }
         let node = self.inner.node.clone();
         tokio::spawn(async move {
-            let op = MonitorOp::RaiseAlert {
-                patient,
-                rule: rule.clone(),
-                device,
-                at_ms,
+            let op = match medledger_monitor::parse_trial_rule(&rule) {
+                Some((study, threshold)) => MonitorOp::RaiseTrialAlert {
+                    patient,
+                    study: study.to_string(),
+                    threshold,
+                    device,
+                    at_ms,
+                },
+                None => MonitorOp::RaiseAlert {
+                    patient,
+                    rule: rule.clone(),
+                    device,
+                    at_ms,
+                },
             };
             let submitted = node.submit_own_checked(op.into(), |_| Ok::<(), ServiceError>(()));
             let result = match submitted {
@@ -1417,6 +1447,65 @@ impl Monitor {
             for device in &devices {
                 if let Some(pairing) = medledger_monitor::pairing(state, device)? {
                     out.push(pairing);
+                }
+            }
+            Ok(out)
+        })?;
+        found.map_err(|error| ServiceError::Storage(error.to_string()))
+    }
+
+    /// This organisation's adverse-event drafts: alerts of a trial's monitored threshold, not
+    /// acknowledged, whose event the site has not reported yet (among the latest
+    /// `DRAFTS_SCANNED_MAX` alerts), for the organisation's people.
+    pub fn drafts(&self, viewer: &Authority) -> Result<Vec<Draft>, ServiceError> {
+        let org = self.org()?;
+        let own = match viewer {
+            Authority::Organisation { org: own } => *own == org,
+            Authority::Member { org: own, role } => {
+                *own == org && matches!(role, Role::Practitioner | Role::Validator)
+            }
+        };
+        if !own {
+            return Err(ServiceError::Forbidden(format!(
+                "adverse-event drafts are for {org}'s practitioners"
+            )));
+        }
+        let (_, found) = self.inner.node.read_head(|state| {
+            let count = medledger_monitor::alert_count(state, &org)?;
+            let mut out = Vec::new();
+            for seq in count.saturating_sub(DRAFTS_SCANNED_MAX)..count {
+                let Some(alert) = medledger_monitor::alert(state, &org, seq)? else {
+                    continue;
+                };
+                let Some((study, index)) = medledger_monitor::parse_trial_rule(&alert.rule) else {
+                    continue;
+                };
+                let draft = medledger_monitor::draft_id(&org, seq);
+                if matches!(
+                    alert.state,
+                    medledger_monitor::AlertState::Acknowledged { .. }
+                ) || state
+                    .get(&medledger_trials::key_event_study(&draft))?
+                    .is_some()
+                {
+                    continue;
+                }
+                let key =
+                    medledger_records::patient(state, &alert.patient)?.and_then(|entry| entry.key);
+                let subject = match key {
+                    Some(key) => medledger_trials::participant(state, study, &key)?,
+                    None => None,
+                };
+                let threshold = medledger_trials::monitored(state, study)?
+                    .and_then(|monitored| monitored.thresholds.get(usize::from(index)).cloned());
+                if let (Some(subject), Some(threshold)) = (subject, threshold) {
+                    out.push(Draft {
+                        draft,
+                        study: study.to_string(),
+                        subject,
+                        threshold,
+                        alert,
+                    });
                 }
             }
             Ok(out)

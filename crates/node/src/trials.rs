@@ -105,6 +105,8 @@ pub struct StudyView {
     pub height: Height,
     pub study: Study,
     pub versions: Vec<VersionEntry>,
+    /// The device-reading thresholds the protocol monitors, if any.
+    pub monitored: Option<ledger::Monitored>,
 }
 
 /// An adverse event at a height: its classification, its clock at the head, and the site's
@@ -371,6 +373,21 @@ impl Trials {
         reporter: PublicKey,
         report: AdverseEventReport,
     ) -> Result<(Hash, Height), ServiceError> {
+        let mut id = [0u8; 32];
+        OsRng.fill_bytes(&mut id);
+        self.report_adverse_event_as(reporter, report, Hash(id))
+            .await
+    }
+
+    /// Reports an adverse event under a given id: a draft's, which reporting closes (the
+    /// monitoring service's drafts from alerts of monitored thresholds; the caller checks the
+    /// draft is open and of this study and subject).
+    pub async fn report_adverse_event_as(
+        &self,
+        reporter: PublicKey,
+        report: AdverseEventReport,
+        event: Hash,
+    ) -> Result<(Hash, Height), ServiceError> {
         if report.report.len() > REPORT_BYTES_MAX {
             return Err(ServiceError::Invalid(format!(
                 "an adverse-event report holds at most {REPORT_BYTES_MAX} bytes"
@@ -387,9 +404,6 @@ impl Trials {
             Ok(ledger::check_site_author(state, &reporter, &site)?)
         })?;
         checked.map_err(module_refusal)?;
-        let mut id = [0u8; 32];
-        OsRng.fill_bytes(&mut id);
-        let event = Hash(id);
         let commitment = self.inner.blobs.commitment(
             REPORT_TAG,
             &[report.study.as_bytes(), event.as_bytes(), &report.report],
@@ -477,13 +491,15 @@ impl Trials {
         let (height, found) = self.node.read_head(|state| {
             let record = existing(state, study)?;
             let versions = versions(state, &record)?;
-            Ok((record, versions))
+            let monitored = ledger::monitored(state, study)?;
+            Ok((record, versions, monitored))
         })?;
-        let (study, versions) = found.map_err(not_found)?;
+        let (study, versions, monitored) = found.map_err(not_found)?;
         Ok(StudyView {
             height,
             study,
             versions,
+            monitored,
         })
     }
 

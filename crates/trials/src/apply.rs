@@ -20,8 +20,13 @@ pub struct Trials;
 
 impl Module for Trials {
     const NAME: &'static str = "trials";
-    const PREFIXES: &'static [&'static str] =
-        &["trial/", "trial-alert/", "trial-clocks/", "trial-event/"];
+    const PREFIXES: &'static [&'static str] = &[
+        "trial/",
+        "trial-alert/",
+        "trial-clocks/",
+        "trial-event/",
+        "trial-monitored/",
+    ];
     const KINDS: &'static [&'static str] = &[
         "register_study",
         "amend_protocol",
@@ -33,6 +38,7 @@ impl Module for Trials {
         "acknowledge_adverse_event",
         "report_to_regulator",
         "sign",
+        "set_monitored_thresholds",
     ];
     type Op = TrialsOp;
     type Error = TrialsError;
@@ -49,6 +55,7 @@ impl Module for Trials {
             TrialsOp::AcknowledgeAdverseEvent { .. } => "acknowledge_adverse_event",
             TrialsOp::ReportToRegulator { .. } => "report_to_regulator",
             TrialsOp::Sign { .. } => "sign",
+            TrialsOp::SetMonitoredThresholds { .. } => "set_monitored_thresholds",
         }
     }
 
@@ -366,6 +373,40 @@ impl Module for Trials {
                 put_study(state, &record);
                 Ok(())
             }
+            TrialsOp::SetMonitoredThresholds { study, thresholds } => {
+                let record = sponsored(tx, state, study)?;
+                check_thresholds(thresholds)?;
+                let mut studies = monitored_studies(&*state)?;
+                match (studies.binary_search(study), thresholds.is_empty()) {
+                    (Ok(at), true) => {
+                        studies.remove(at);
+                    }
+                    (Err(at), false) => {
+                        if studies.len() >= MONITORED_STUDIES_MAX {
+                            return Err(TrialsError::Limit(format!(
+                                "at most {MONITORED_STUDIES_MAX} studies monitor device readings"
+                            )));
+                        }
+                        studies.insert(at, study.clone());
+                    }
+                    _ => {}
+                }
+                state.put(KEY_MONITORED_STUDIES.to_vec(), encode_value(&studies));
+                if thresholds.is_empty() {
+                    state.delete(key_monitored(study));
+                } else {
+                    state.put(
+                        key_monitored(study),
+                        encode_value(&Monitored {
+                            version: record.version,
+                            thresholds: thresholds.clone(),
+                            height: tx.block.height,
+                            time_ms: tx.block.time_ms,
+                        }),
+                    );
+                }
+                Ok(())
+            }
         }
     }
 
@@ -388,6 +429,12 @@ impl Module for Trials {
         }
         if key.starts_with("trial-event/") {
             return json::<String>(value);
+        }
+        if key.as_bytes() == KEY_MONITORED_STUDIES {
+            return json::<Vec<String>>(value);
+        }
+        if key.starts_with("trial-monitored/of/") {
+            return json::<Monitored>(value);
         }
         if key.starts_with("trial-clocks/") {
             let clocks: Vec<Clock> = borsh::from_slice(value).ok()?;
@@ -590,6 +637,35 @@ fn existing(state: &View<'_, '_>, id: &str) -> Result<Study, TrialsError> {
 
 /// The study, if the sender acts for its sponsor: the organisation's root key or node, or a
 /// member with the sponsor role.
+/// Refuses thresholds that are not a LOINC code with exactly one limit, held at most a day.
+fn check_thresholds(thresholds: &[MonitoredThreshold]) -> Result<(), TrialsError> {
+    let invalid = |reason: String| TrialsError::Invalid {
+        field: "thresholds",
+        reason,
+    };
+    if thresholds.len() > THRESHOLDS_MAX {
+        return Err(invalid(format!("at most {THRESHOLDS_MAX}")));
+    }
+    for threshold in thresholds {
+        let code = &threshold.loinc;
+        let loinc = !code.is_empty()
+            && code.len() <= 10
+            && code
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || byte == b'-');
+        if !loinc {
+            return Err(invalid(format!("{code:?} is not a LOINC code")));
+        }
+        if threshold.below.is_some() == threshold.above.is_some() {
+            return Err(invalid(format!("{code}: give one limit, below or above")));
+        }
+        if threshold.for_ms > DAY_MS {
+            return Err(invalid(format!("{code}: held at most a day")));
+        }
+    }
+    Ok(())
+}
+
 fn sponsored(tx: &TxContext<'_>, state: &View<'_, '_>, id: &str) -> Result<Study, TrialsError> {
     let record = existing(state, id)?;
     let acts = match tx.authority {

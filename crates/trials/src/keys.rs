@@ -67,6 +67,22 @@ pub fn key_alert(seq: u64) -> Vec<u8> {
     format!("trial-alert/{seq:020}").into_bytes()
 }
 
+/// A study's monitored thresholds ([`Monitored`]).
+pub fn key_monitored(study: &str) -> Vec<u8> {
+    format!("trial-monitored/of/{study}").into_bytes()
+}
+
+/// The studies that monitor device readings, sorted (a `Vec<String>`).
+pub const KEY_MONITORED_STUDIES: &[u8] = b"trial-monitored/studies";
+
+pub fn monitored(state: &dyn StateRead, study: &str) -> Result<Option<Monitored>, StateError> {
+    read(state, &key_monitored(study))
+}
+
+pub fn monitored_studies(state: &dyn StateRead) -> Result<Vec<String>, StateError> {
+    Ok(read(state, KEY_MONITORED_STUDIES)?.unwrap_or_default())
+}
+
 /// The number of alerts so far (the next alert's sequence number).
 pub const KEY_ALERTS: &[u8] = b"trial-alert/count";
 

@@ -65,6 +65,10 @@ pub const CLOCKS_PER_DAY_MAX: usize = 4_096;
 pub const CLOCK_DAYS_PER_BLOCK_MAX: u64 = 64;
 
 pub const DAY_MS: u64 = 86_400_000;
+/// The most thresholds a protocol monitors.
+pub const THRESHOLDS_MAX: usize = 16;
+/// The most studies that monitor device readings.
+pub const MONITORED_STUDIES_MAX: usize = 256;
 
 /// The trials module's refusals. Codes and messages go into receipts: never change one.
 #[derive(Debug, thiserror::Error)]

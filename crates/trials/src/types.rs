@@ -441,4 +441,34 @@ pub enum TrialsOp {
         on: Signed,
         meaning: Meaning,
     },
+    /// The sponsor sets (or replaces, or with none clears) the thresholds of device readings the
+    /// protocol monitors for its participants: a crossing at a site opens an alert there and an
+    /// adverse-event draft for the site to confirm.
+    SetMonitoredThresholds {
+        study: String,
+        thresholds: Vec<MonitoredThreshold>,
+    },
+}
+
+/// A threshold of device readings a protocol monitors: a LOINC code of the Personal Health
+/// Device guide, a limit below or above which a reading crosses it (in the code's fixed units,
+/// as the monitoring module keeps readings), held for a duration.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct MonitoredThreshold {
+    pub loinc: String,
+    #[serde(default)]
+    pub below: Option<i64>,
+    #[serde(default)]
+    pub above: Option<i64>,
+    #[serde(default)]
+    pub for_ms: u64,
+}
+
+/// A study's monitored thresholds, and the protocol version in force when they were set.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Monitored {
+    pub version: u32,
+    pub thresholds: Vec<MonitoredThreshold>,
+    pub height: Height,
+    pub time_ms: u64,
 }

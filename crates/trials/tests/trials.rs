@@ -723,3 +723,75 @@ fn signatures_carry_their_meaning_and_need_a_party_to_the_study() {
         2
     );
 }
+
+#[test]
+fn the_sponsor_sets_the_thresholds_a_protocol_monitors() {
+    let mut trial = trial();
+    let threshold = |loinc: &str, below: Option<i64>, above: Option<i64>| MonitoredThreshold {
+        loinc: loinc.into(),
+        below,
+        above,
+        for_ms: 60_000,
+    };
+    let set = |thresholds: Vec<MonitoredThreshold>| TrialsOp::SetMonitoredThresholds {
+        study: "s1".into(),
+        thresholds,
+    };
+    let spo2 = threshold("59408-5", Some(90), None);
+    let investigator = trial.investigator.clone();
+    let sponsor = trial.sponsor.clone();
+    let state = |trial: &Trial| {
+        let state = snapshot(&trial.chain);
+        (
+            monitored(&state, "s1").expect("read"),
+            monitored_studies(&state).expect("read"),
+        )
+    };
+    let before = state(&trial);
+    assert_eq!(before, (None, Vec::<String>::new()));
+    // Only the sponsor; each threshold one LOINC code with exactly one limit, held at most a day.
+    for (key, op, code) in [
+        (&investigator, set(vec![spo2.clone()]), "not_sponsor"),
+        (
+            &sponsor,
+            set(vec![threshold("59408-5", None, None)]),
+            "invalid",
+        ),
+        (
+            &sponsor,
+            set(vec![threshold("59408-5", Some(1), Some(2))]),
+            "invalid",
+        ),
+        (
+            &sponsor,
+            set(vec![threshold("SpO2", Some(90), None)]),
+            "invalid",
+        ),
+        (&sponsor, set(vec![spo2.clone(); 17]), "invalid"),
+        (
+            &sponsor,
+            TrialsOp::SetMonitoredThresholds {
+                study: "s9".into(),
+                thresholds: vec![spo2.clone()],
+            },
+            "unknown_study",
+        ),
+    ] {
+        assert_eq!(run(&mut trial.chain, key, op), code);
+        assert_eq!(state(&trial), before, "a refused {code} changed state");
+    }
+    assert_eq!(
+        run(&mut trial.chain, &sponsor, set(vec![spo2.clone()])),
+        "committed"
+    );
+    let (found, studies) = state(&trial);
+    let found = found.expect("monitored");
+    assert_eq!((found.version, found.thresholds), (1, vec![spo2]));
+    assert_eq!(studies, ["s1"]);
+    // None clears them, and the study leaves the list.
+    assert_eq!(
+        run(&mut trial.chain, &sponsor, set(Vec::new())),
+        "committed"
+    );
+    assert_eq!(state(&trial), (None, Vec::<String>::new()));
+}
