@@ -189,6 +189,55 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
         "409",
     );
 
+    // Through the HTTP API as a device would send them: a reading ten minutes ahead of the node's
+    // clock is refused with a clear error, and so is a batch signed by another key; nothing is
+    // kept, so the next batch number is still 6.
+    let genesis: Value = serde_json::from_str(
+        &std::fs::read_to_string(node.home.join("genesis.json")).expect("genesis"),
+    )
+    .expect("json");
+    let chain_id = genesis["chain_id"].as_str().expect("chain id");
+    let batch = |time_ms: u64| medledger_monitor::readings::Batch {
+        device: medledger_crypto::PublicKey::from_hex(&device_key).expect("key"),
+        seq: 6,
+        readings: vec![medledger_monitor::Reading {
+            code: medledger_monitor::Code::from_loinc("8867-4").expect("heart rate"),
+            time_ms,
+            value: 70,
+        }],
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let device_secret = common::hospital::key_of(&device);
+    let ahead = medledger_monitor::readings::SignedBatch::sign(
+        chain_id,
+        batch(now_ms + 600_000),
+        &device_secret,
+    );
+    let (status, body) = node.post(
+        "/v1/monitor/batches",
+        &serde_json::to_string(&ahead).expect("json"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].to_string().contains("ahead"),
+        "{body}"
+    );
+    let forged = medledger_monitor::readings::SignedBatch::sign(
+        chain_id,
+        batch(now_ms),
+        &common::hospital::key_of(&doctor),
+    );
+    let (status, body) = node.post(
+        "/v1/monitor/batches",
+        &serde_json::to_string(&forged).expect("json"),
+    );
+    assert_eq!(status, 400, "{body}");
+    let paired = ok(monitor(&node, &device, &["device"]));
+    assert_eq!(paired["received"]["next_seq"], 6, "{paired}");
+
     // The hospital anchors now (rather than at the window's end): one device, 159 readings.
     failed(monitor(&node, &doctor, &["anchor"]), "403");
     let anchored = ok(monitor(&node, &hospital, &["anchor"]));

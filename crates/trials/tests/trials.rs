@@ -755,19 +755,19 @@ fn the_sponsor_sets_the_thresholds_a_protocol_monitors() {
         (
             &sponsor,
             set(vec![threshold("59408-5", None, None)]),
-            "invalid",
+            "invalid_trial_input",
         ),
         (
             &sponsor,
             set(vec![threshold("59408-5", Some(1), Some(2))]),
-            "invalid",
+            "invalid_trial_input",
         ),
         (
             &sponsor,
             set(vec![threshold("SpO2", Some(90), None)]),
-            "invalid",
+            "invalid_trial_input",
         ),
-        (&sponsor, set(vec![spo2.clone(); 17]), "invalid"),
+        (&sponsor, set(vec![spo2.clone(); 17]), "invalid_trial_input"),
         (
             &sponsor,
             TrialsOp::SetMonitoredThresholds {
