@@ -571,6 +571,12 @@ async fn fhir_search(
     }
     let request = source_request(&caller, &search, purpose);
     let (event, released) = service.release(request, &page).await?;
+    // Streams consent refused between the preview and the decision count as withheld records.
+    let asked: std::collections::BTreeSet<PublicKey> =
+        page.iter().map(|found| found.device).collect();
+    let allowed: std::collections::BTreeSet<PublicKey> =
+        released.iter().map(|kept| kept.device).collect();
+    let withheld = withheld + asked.difference(&allowed).count();
     let entries = released
         .iter()
         .map(|kept| {

@@ -732,7 +732,8 @@ async fn fhir_report_adverse_event(
         let monitor: medledger_node::monitor::Monitor =
             crate::service(&state, "monitoring").map_err(FhirFailure::from)?;
         let authority = caller.authority.clone();
-        let open = blocking(move || Ok(monitor.drafts(&authority)?))
+        let lister = monitor.clone();
+        let open = blocking(move || Ok(lister.drafts(&authority)?))
             .await
             .map_err(FhirFailure::from)?
             .into_iter()
@@ -754,9 +755,12 @@ async fn fhir_report_adverse_event(
                 open.subject, open.study
             )));
         }
-        trials
+        let reported = trials
             .report_adverse_event_as(caller.key, report, draft)
-            .await?
+            .await?;
+        // The alert the draft came from is closed, so the next crossing opens a new draft.
+        monitor.close_draft(&open).await?;
+        reported
     } else {
         trials.report_adverse_event(caller.key, report).await?
     };

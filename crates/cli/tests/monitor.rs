@@ -645,6 +645,26 @@ fn a_device_streams_is_anchored_and_its_reading_proven_under_consent() {
         &doctor,
         &["webhook", "--url", &receiver.url],
     ));
+    // A member keeps at most four webhooks per feed.
+    let spare: Vec<String> = (0..3)
+        .map(|_| {
+            ok(monitor(
+                &node,
+                &doctor,
+                &["webhook", "--url", "http://127.0.0.1:9/"],
+            ))["id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
+    failed(
+        monitor(&node, &doctor, &["webhook", "--url", "http://127.0.0.1:9/"]),
+        "at most 4",
+    );
+    for id in &spare {
+        ok(monitor(&node, &doctor, &["unhook", "--id", id]));
+    }
     ok(monitor(
         &node,
         &device,
@@ -949,4 +969,44 @@ fn a_trial_threshold_crossed_at_the_site_opens_an_adverse_event_draft() {
     let after = ok(monitor(&node, &doctor, &["drafts"]));
     assert_eq!(after["drafts"], json!([]), "{after}");
     failed(trial(&doctor, &report), "no open adverse-event draft");
+    // Reporting closed the alert (the site's node acknowledged it), so the next crossing (after
+    // a normal batch ends this one) raises a new alert and opens a new draft.
+    let feed = ok(monitor(&node, &doctor, &["alerts"]));
+    assert!(
+        feed["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .any(|notice| notice["change"] == "acknowledged"
+                && notice["alert"]["rule"] == "trial:rpm-1:0"),
+        "{feed}"
+    );
+    ok(monitor(
+        &node,
+        &device,
+        &[
+            "simulate",
+            "--batches",
+            "2",
+            "--readings",
+            "30",
+            "--desaturate-from",
+            "1",
+            "--seed",
+            "9",
+        ],
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let drafts = ok(monitor(&node, &doctor, &["drafts"]));
+        if let Some(next) = drafts["drafts"].as_array().and_then(|all| all.first()) {
+            assert_ne!(next["draft"], draft.as_str(), "{drafts}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new draft: {drafts}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

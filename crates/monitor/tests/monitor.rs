@@ -391,6 +391,8 @@ fn alerts_are_raised_acknowledged_and_escalated_by_the_rules() {
     };
     world.refused(&outsider, ack.clone(), "not_care_team");
     world.refused(&patient, ack.clone(), "not_care_team");
+    // The node closes only trial alerts (whose draft its site reported), not the care team's.
+    world.refused(&node, ack.clone(), "not_care_team");
     world.ok(&doctor, ack.clone());
     world.refused(&doctor, ack, "acknowledged");
     // Acknowledged, the rule may fire again.

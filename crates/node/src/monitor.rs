@@ -170,7 +170,8 @@ pub struct Draft {
     pub draft: Hash,
     pub study: String,
     pub subject: String,
-    pub threshold: medledger_trials::MonitoredThreshold,
+    /// The threshold as the protocol stands now (`None` if the sponsor has since removed it).
+    pub threshold: Option<medledger_trials::MonitoredThreshold>,
     pub alert: medledger_monitor::Alert,
 }
 
@@ -1349,10 +1350,23 @@ impl Monitor {
         break_glass: bool,
     ) -> Result<(std::collections::BTreeSet<PublicKey>, usize), ServiceError> {
         let devices = self.devices_of(patient)?;
-        let streams: BTreeMap<Hash, PublicKey> = devices
+        let mut streams: BTreeMap<Hash, PublicKey> = devices
             .iter()
             .map(|device| (medledger_monitor::stream_record(device, patient), *device))
             .collect();
+        // A stream record not yet committed (its device's first batch just arrived) holds no
+        // readings anyone may see yet: left out rather than failing the whole decision.
+        let (_, committed) = self.inner.node.read_head(|state| {
+            let mut committed = std::collections::BTreeSet::new();
+            for record in streams.keys() {
+                if medledger_records::record(state, record)?.is_some() {
+                    committed.insert(*record);
+                }
+            }
+            Ok(committed)
+        })?;
+        let committed = committed.map_err(|error| ServiceError::Storage(error.to_string()))?;
+        streams.retain(|record, _| committed.contains(record));
         let allowed = self.inner.records.preview(
             reader,
             patient,
@@ -1480,7 +1494,7 @@ impl Monitor {
                 let Some((study, index)) = medledger_monitor::parse_trial_rule(&alert.rule) else {
                     continue;
                 };
-                let draft = medledger_monitor::draft_id(&org, seq);
+                let draft = self.draft_id(&org, seq);
                 if matches!(
                     alert.state,
                     medledger_monitor::AlertState::Acknowledged { .. }
@@ -1496,9 +1510,19 @@ impl Monitor {
                     Some(key) => medledger_trials::participant(state, study, &key)?,
                     None => None,
                 };
+                let Some(subject) = subject else {
+                    continue;
+                };
+                // A participant since withdrawn, or moved to another site, has no draft here.
+                let on_study =
+                    medledger_trials::subject(state, study, &subject)?.is_some_and(|found| {
+                        found.site == org
+                            && found.status == medledger_trials::SubjectStatus::OnStudy
+                    });
+                // As the protocol stands now (a threshold the sponsor removed since is `None`).
                 let threshold = medledger_trials::monitored(state, study)?
                     .and_then(|monitored| monitored.thresholds.get(usize::from(index)).cloned());
-                if let (Some(subject), Some(threshold)) = (subject, threshold) {
+                if on_study {
                     out.push(Draft {
                         draft,
                         study: study.to_string(),
@@ -1511,6 +1535,33 @@ impl Monitor {
             Ok(out)
         })?;
         found.map_err(|error| ServiceError::Storage(error.to_string()))
+    }
+
+    /// The id of the draft alert `seq` of `org` opens, and of the event the site reports from
+    /// it: keyed by this node's secret, so no other organisation can foresee it and take it
+    /// first; a draft is open exactly while no event of that id is reported.
+    fn draft_id(&self, org: &str, seq: u64) -> Hash {
+        self.inner.salts.blind(
+            b"medledger/monitor-trial-draft",
+            &[org.as_bytes(), &seq.to_le_bytes()],
+        )
+    }
+
+    /// Closes the alert of a draft the site has reported (this node acknowledges it), so the
+    /// participant's next crossing raises a new alert and a new draft.
+    pub async fn close_draft(&self, draft: &Draft) -> Result<(), ServiceError> {
+        let op = MonitorOp::AcknowledgeAlert {
+            org: draft.alert.org.clone(),
+            seq: draft.alert.seq,
+        };
+        let tx = self
+            .inner
+            .node
+            .submit_own_checked(op.into(), |_| Ok::<(), ServiceError>(()))?;
+        match wait_committed(&self.inner.node, tx).await {
+            Ok(_) | Err(ServiceError::Refused { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     /// A device's pairing at the head, if it was ever paired.

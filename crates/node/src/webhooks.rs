@@ -19,8 +19,9 @@
 //! - **Who receives what.** The member's standing is read at the head before every delivery, as
 //!   for the stream: a revoked member's webhook delivers nothing more.
 //!
-//! Only members of this node's own organisation may register, and only `http` or `https` URLs:
-//! a webhook makes this node send requests, so the organisation that runs it decides where.
+//! Only members of this node's own organisation may register, only `http` or `https` URLs, and
+//! at most `WEBHOOKS_PER_SUBSCRIBER_MAX` each per feed: a webhook makes this node send requests,
+//! so the organisation that runs it decides where.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,8 @@ pub trait AlertFeed: Clone + Send + Sync + 'static {
 
 /// The most webhooks a node keeps.
 pub const WEBHOOKS_MAX: usize = 64;
+/// The most webhooks one subscriber keeps for a feed, so no one member fills the node's table.
+pub const WEBHOOKS_PER_SUBSCRIBER_MAX: usize = 4;
 /// The longest URL a webhook may have.
 pub const URL_BYTES_MAX: usize = 2_048;
 /// How long one delivery may take before it counts as failed.
@@ -231,6 +234,15 @@ impl Webhooks {
             if hooks.len() >= WEBHOOKS_MAX {
                 return Err(ServiceError::Unavailable(format!(
                     "this node keeps at most {WEBHOOKS_MAX} webhooks for this feed"
+                )));
+            }
+            let own = hooks
+                .values()
+                .filter(|hook| hook.subscriber == subscriber)
+                .count();
+            if own >= WEBHOOKS_PER_SUBSCRIBER_MAX {
+                return Err(ServiceError::Conflict(format!(
+                    "a member keeps at most {WEBHOOKS_PER_SUBSCRIBER_MAX} webhooks for this feed; remove one first"
                 )));
             }
             hooks.insert(hook.id, hook.clone());
