@@ -379,8 +379,10 @@ fn alert_latency(
                     data.push_str(rest.trim_start());
                 } else if line.is_empty() && !data.is_empty() {
                     let at = Instant::now();
-                    if let Ok(alert) = serde_json::from_str::<Value>(&data)
-                        && let Some(patient) = alert["patient"]
+                    // Each change of the feed: the raise carries the patient.
+                    if let Ok(notice) = serde_json::from_str::<Value>(&data)
+                        && notice["change"] == "raised"
+                        && let Some(patient) = notice["alert"]["patient"]
                             .as_str()
                             .and_then(|p| Hash::from_hex(p).ok())
                     {

@@ -691,11 +691,15 @@ pub fn trial_rules(
     patient: &Hash,
     org: &str,
 ) -> Result<Vec<AlertRule>, StateError> {
+    let studies = medledger_trials::monitored_studies(state)?;
+    if studies.is_empty() {
+        return Ok(Vec::new());
+    }
     let Some(key) = medledger_records::patient(state, patient)?.and_then(|entry| entry.key) else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for study in medledger_trials::monitored_studies(state)? {
+    for study in studies {
         let Some(subject) = medledger_trials::participant(state, &study, &key)? else {
             continue;
         };

@@ -352,7 +352,7 @@ impl Monitor {
     pub async fn ingest(&self, batch: SignedBatch, now_ms: u64) -> Result<Ingested, ServiceError> {
         let chain_id = self.inner.node.genesis().chain_id.clone();
         batch.check(&chain_id, now_ms).map_err(batch_error)?;
-        let patient = self.paired_patient(&batch.batch.device)?;
+        let (patient, org) = self.paired_patient(&batch.batch.device)?;
         self.ensure_stream(&batch.batch.device, &patient)?;
         let (device, readings) = (batch.batch.device, batch.batch.readings.clone());
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -380,7 +380,7 @@ impl Monitor {
             .await
             .map_err(|_| ServiceError::Unavailable("the monitor writer stopped".into()))??;
         // Kept durably: now the patient's rules see the readings.
-        for (rule, firing) in self.evaluate(&patient, &readings)? {
+        for (rule, firing) in self.evaluate(&patient, &org, &readings)? {
             self.raise(patient, rule, device, firing.at_ms);
         }
         Ok(ingested)
@@ -390,12 +390,12 @@ impl Monitor {
     fn evaluate(
         &self,
         patient: &Hash,
+        org: &str,
         readings: &[Reading],
     ) -> Result<Vec<(String, Firing)>, ServiceError> {
-        let org = self.org()?;
         let (_, rules) = self.inner.node.read_head(|state| {
             let mut rules = medledger_monitor::rules(state, patient)?;
-            rules.extend(medledger_monitor::trial_rules(state, patient, &org)?);
+            rules.extend(medledger_monitor::trial_rules(state, patient, org)?);
             Ok(rules)
         })?;
         let rules = rules.map_err(|error| ServiceError::Storage(error.to_string()))?;
@@ -840,8 +840,9 @@ impl Monitor {
         self.inner.records.decide(&request).await
     }
 
-    /// The patient a device may report for to this node, at the head.
-    fn paired_patient(&self, device: &PublicKey) -> Result<Hash, ServiceError> {
+    /// The patient a device may report for to this node, at the head, and this node's
+    /// organisation.
+    fn paired_patient(&self, device: &PublicKey) -> Result<(Hash, String), ServiceError> {
         let org = self.org()?;
         let (_, found) = self.inner.node.read_head(|state| {
             Ok((
@@ -872,7 +873,7 @@ impl Monitor {
                 org: paired_org,
                 patient,
                 ..
-            }) if paired_org == org => Ok(patient),
+            }) if paired_org == org => Ok((patient, org)),
             Some(Pairing {
                 unpaired_at: None,
                 org: paired_org,
