@@ -684,14 +684,15 @@ pub fn parse_trial_rule(id: &str) -> Option<(&str, u16)> {
 }
 
 /// The rules a patient's trials add at organisation `org`: each monitored threshold of every
-/// study the patient is on at that site, as a rule `trial:<study>:<index>` (a threshold of a
-/// code devices do not report is left out).
+/// study of `studies` (those that monitor readings: `medledger_trials::monitored_studies`) the
+/// patient is on at that site, as a rule `trial:<study>:<index>` (a threshold of a code devices
+/// do not report is left out).
 pub fn trial_rules(
     state: &dyn StateRead,
     patient: &Hash,
     org: &str,
+    studies: &[String],
 ) -> Result<Vec<AlertRule>, StateError> {
-    let studies = medledger_trials::monitored_studies(state)?;
     if studies.is_empty() {
         return Ok(Vec::new());
     }
@@ -700,13 +701,13 @@ pub fn trial_rules(
     };
     let mut out = Vec::new();
     for study in studies {
-        let Some(subject) = medledger_trials::participant(state, &study, &key)? else {
+        let Some(subject) = medledger_trials::participant(state, study, &key)? else {
             continue;
         };
-        let on_study = medledger_trials::subject(state, &study, &subject)?.is_some_and(|found| {
+        let on_study = medledger_trials::subject(state, study, &subject)?.is_some_and(|found| {
             found.site == org && found.status == medledger_trials::SubjectStatus::OnStudy
         });
-        let Some(monitored) = medledger_trials::monitored(state, &study)?.filter(|_| on_study)
+        let Some(monitored) = medledger_trials::monitored(state, study)?.filter(|_| on_study)
         else {
             continue;
         };
@@ -728,7 +729,7 @@ pub fn trial_rules(
                 (None, None) => continue,
             };
             out.push(AlertRule {
-                id: trial_rule_id(&study, index),
+                id: trial_rule_id(study, index),
                 code,
                 condition,
                 escalate_after_ms: None,

@@ -215,6 +215,8 @@ struct Inner {
     writer: Mutex<std::sync::mpsc::SyncSender<Request>>,
     anchoring: tokio::sync::Mutex<()>,
     webhooks: crate::webhooks::Webhooks,
+    /// The studies that monitor readings, at a head height.
+    monitored: Mutex<Option<(medledger_types::Height, Vec<String>)>>,
 }
 
 /// The monitoring service of one node.
@@ -337,6 +339,7 @@ impl Monitor {
             writer: Mutex::new(sender),
             anchoring: tokio::sync::Mutex::new(()),
             webhooks: crate::webhooks::Webhooks::open(dir)?,
+            monitored: Mutex::new(None),
         });
         let writer = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -393,9 +396,12 @@ impl Monitor {
         org: &str,
         readings: &[Reading],
     ) -> Result<Vec<(String, Firing)>, ServiceError> {
+        let studies = self.monitored_studies()?;
         let (_, rules) = self.inner.node.read_head(|state| {
             let mut rules = medledger_monitor::rules(state, patient)?;
-            rules.extend(medledger_monitor::trial_rules(state, patient, org)?);
+            rules.extend(medledger_monitor::trial_rules(
+                state, patient, org, &studies,
+            )?);
             Ok(rules)
         })?;
         let rules = rules.map_err(|error| ServiceError::Storage(error.to_string()))?;
@@ -838,6 +844,28 @@ impl Monitor {
         let mut request = request;
         request.records = vec![medledger_monitor::stream_record(device, &request.patient)];
         self.inner.records.decide(&request).await
+    }
+
+    /// The studies that monitor device readings, read once per head height (every batch asks).
+    fn monitored_studies(&self) -> Result<Vec<String>, ServiceError> {
+        let head = *self.inner.node.subscribe_head().borrow();
+        let mut cached = self
+            .inner
+            .monitored
+            .lock()
+            .map_err(|_| storage("a study cache lock holder panicked"))?;
+        if let Some((height, studies)) = cached.as_ref()
+            && *height == head
+        {
+            return Ok(studies.clone());
+        }
+        let (_, studies) = self
+            .inner
+            .node
+            .read_head(|state| Ok(medledger_trials::monitored_studies(state)?))?;
+        let studies = studies.map_err(|error| ServiceError::Storage(error.to_string()))?;
+        *cached = Some((head, studies.clone()));
+        Ok(studies)
     }
 
     /// The patient a device may report for to this node, at the head, and this node's
@@ -1629,6 +1657,9 @@ fn clear_journal(db: &redb::Database) -> Result<(), ServiceError> {
 /// The writer: takes a group of batches, writes them in one transaction (refusing replays in
 /// arrival order), commits once, then answers each.
 fn write_loop(inner: &std::sync::Weak<Inner>, receiver: &std::sync::mpsc::Receiver<Request>) {
+    // The (patient, device) pairs already in PATIENT_DEVICES, so each is written once.
+    let mut known: std::collections::BTreeSet<([u8; 32], [u8; 32])> =
+        std::collections::BTreeSet::new();
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
@@ -1641,7 +1672,11 @@ fn write_loop(inner: &std::sync::Weak<Inner>, receiver: &std::sync::mpsc::Receiv
             return;
         };
         let mut results: Vec<Result<Ingested, ServiceError>> = Vec::with_capacity(group.len());
-        let written = write_group(&inner, &group, &mut results);
+        let mut new_pairs = Vec::new();
+        let written = write_group(&inner, &group, &mut results, (&known, &mut new_pairs));
+        if written.is_ok() {
+            known.extend(new_pairs);
+        }
         for (request, result) in group.into_iter().zip(results) {
             let answer = match &written {
                 Ok(()) => result,
@@ -1652,11 +1687,19 @@ fn write_loop(inner: &std::sync::Weak<Inner>, receiver: &std::sync::mpsc::Receiv
     }
 }
 
+/// The (patient, device) pairs known to be written, and those this group adds.
+type Pairs<'a> = (
+    &'a std::collections::BTreeSet<([u8; 32], [u8; 32])>,
+    &'a mut Vec<([u8; 32], [u8; 32])>,
+);
+
 fn write_group(
     inner: &Inner,
     group: &[Request],
     results: &mut Vec<Result<Ingested, ServiceError>>,
+    pairs: Pairs<'_>,
 ) -> Result<(), ServiceError> {
+    let (known, new_pairs) = pairs;
     let txn = inner.db.begin_write().map_err(storage)?;
     {
         let mut readings = txn.open_table(READINGS).map_err(storage)?;
@@ -1720,9 +1763,13 @@ fn write_group(
             batch_patient
                 .insert((&device.0, batch.seq), &request.patient.0)
                 .map_err(storage)?;
-            patient_devices
-                .insert((&request.patient.0, &device.0), ())
-                .map_err(storage)?;
+            let pair = (request.patient.0, device.0);
+            if !known.contains(&pair) && !new_pairs.contains(&pair) {
+                patient_devices
+                    .insert((&pair.0, &pair.1), ())
+                    .map_err(storage)?;
+                new_pairs.push(pair);
+            }
             next_seq.insert(&device.0, batch.seq + 1).map_err(storage)?;
             results.push(Ok(Ingested {
                 device,
