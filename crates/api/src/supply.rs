@@ -133,7 +133,7 @@ pub(crate) struct VerifyRequest {
 #[utoipa::path(post, path = "/v1/supply/verify", request_body = VerifyRequest,
     security(("medledger_signature" = [])),
     responses(
-        (status = 200, description = "`genuine`, or `suspect` with every reason that applies, judged at the head"),
+        (status = 200, description = "`genuine`, or `suspect` with every reason that applies, judged at the head; for a patient, the verdict and the reasons' codes only"),
         (status = 400, description = "Not a GS1 code naming a serialised unit", body = crate::ErrorBody),
         (status = 401, description = "Unsigned, or not an enrolled member", body = crate::ErrorBody)))]
 pub(crate) async fn verify(

@@ -472,7 +472,30 @@ fn a_pack_travels_from_plant_to_pharmacy_and_every_verdict_is_right() {
 
     // Patients may verify a pack but not read custody, locations or recalls.
     let patient = chain.member(&chain.pharmacy_root, "patient", "patient");
-    assert_eq!(chain.verify(&patient, &code("0005"))["verdict"], "suspect");
+    let seen = chain.verify(&patient, &code("0005"));
+    assert_eq!(seen["verdict"], "suspect", "{seen}");
+    // The verdict and its reasons' codes, as the manufacturer's full answer gives them; nothing
+    // of custody, status, recall reasons or the cold chain.
+    let full = chain.verify(&maker, &code("0005"));
+    let codes: Vec<&Value> = full["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .map(|reason| &reason["code"])
+        .collect();
+    assert!(!codes.is_empty(), "{full}");
+    assert_eq!(
+        seen["reasons"]
+            .as_array()
+            .expect("reasons")
+            .iter()
+            .collect::<Vec<_>>(),
+        codes,
+        "{seen}"
+    );
+    for hidden in ["custody", "status"] {
+        assert!(seen.get(hidden).is_none(), "{hidden}: {seen}");
+    }
     chain.refused(
         &patient,
         &["recall-report", "--gtin", GTIN, "--lot", "L1"],

@@ -1573,6 +1573,54 @@ pub struct Verdict {
     pub custody: Option<Custody>,
 }
 
+impl Suspect {
+    /// The reason's code, without its details (`recalled`, `not_in_custody`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Suspect::UnknownGtin => "unknown_gtin",
+            Suspect::UnknownSerial => "unknown_serial",
+            Suspect::LotMismatch { .. } => "lot_mismatch",
+            Suspect::ExpiryMismatch { .. } => "expiry_mismatch",
+            Suspect::Expired { .. } => "expired",
+            Suspect::Dispensed => "dispensed",
+            Suspect::Destroyed => "destroyed",
+            Suspect::Recalled { .. } => "recalled",
+            Suspect::NotInCustody { .. } => "not_in_custody",
+            Suspect::ColdChainExcursion { .. } => "cold_chain_excursion",
+        }
+    }
+}
+
+/// What a patient learns from a scan: the verdict and the codes of its reasons, with what the
+/// pack itself says (unit, lot, expiry); not who holds the unit, why it was recalled, or its
+/// cold-chain record, which patients may not read.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PatientVerdict {
+    pub verdict: &'static str,
+    pub reasons: Vec<&'static str>,
+    pub unit: UnitId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lot: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_date_text"
+    )]
+    pub expiry: Option<u32>,
+}
+
+impl Verdict {
+    /// The verdict as a patient may see it.
+    pub fn for_patient(&self) -> PatientVerdict {
+        PatientVerdict {
+            verdict: self.verdict,
+            reasons: self.reasons.iter().map(Suspect::code).collect(),
+            unit: self.unit.clone(),
+            lot: self.lot.clone(),
+            expiry: self.expiry,
+        }
+    }
+}
+
 /// What a scan claims about a unit.
 #[derive(Clone, Debug, Default)]
 pub struct Claim {

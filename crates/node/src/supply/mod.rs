@@ -97,6 +97,14 @@ pub fn parse_unit_code(code: &str) -> Result<(UnitId, Claim), ServiceError> {
     ))
 }
 
+/// A verification's answer: the whole verdict, or what a patient may see of it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Verified {
+    Full(Verdict),
+    Patient(medledger_supply::PatientVerdict),
+}
+
 impl Supply {
     /// Opens (or creates) the EPCIS index in `dir` and brings it up to the chain's head.
     /// Opens the service with its EPCIS index in `dir`, and brings the index up to the head.
@@ -137,24 +145,27 @@ impl Supply {
         }
     }
 
-    /// Verifies a scanned code for an enrolled verifier, at the head.
+    /// Verifies a scanned code for an enrolled verifier, at the head: the whole verdict, or for a
+    /// patient the verdict and its reasons' codes only.
     pub fn verify(
         &self,
         verifier: &PublicKey,
         code: &str,
-    ) -> Result<(Height, Verdict), ServiceError> {
+    ) -> Result<(Height, Verified), ServiceError> {
         let (unit, claim) = parse_unit_code(code)?;
         let (height, verdict) = self.node.read_head(|state| {
             let authority = medledger_ledger::authority(state, verifier)?;
             let head = medledger_ledger::chain_head(state)?;
             let org = Self::verifier_org(&authority);
-            Ok(ledger::verify(
-                state,
-                head.time_ms,
-                org.as_deref(),
-                &unit,
-                &claim,
-            )?)
+            let verdict = ledger::verify(state, head.time_ms, org.as_deref(), &unit, &claim)?;
+            // Patients may not read custody, recalls or cold-chain records.
+            Ok(match authority {
+                Authority::Member {
+                    role: Role::Patient,
+                    ..
+                } => Verified::Patient(verdict.for_patient()),
+                _ => Verified::Full(verdict),
+            })
         })?;
         match verdict {
             Ok(verdict) => Ok((height, verdict)),
