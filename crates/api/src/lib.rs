@@ -210,6 +210,19 @@ pub(crate) struct SourceSearch {
     pub base: String,
 }
 
+impl SourceSearch {
+    /// A source's matches, in order: how many there are, and this search's page of them.
+    pub fn page<T>(&self, matched: Vec<T>) -> (usize, Vec<T>) {
+        let total = matched.len();
+        let page = matched
+            .into_iter()
+            .skip(self.offset)
+            .take(self.count)
+            .collect();
+        (total, page)
+    }
+}
+
 /// A source's part of a search: how many of its resources match (after consent), how many
 /// consent withheld, the page (full URL and resource), and the access event that released it.
 #[derive(Default)]

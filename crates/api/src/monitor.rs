@@ -556,12 +556,7 @@ async fn fhir_search(
     }) {
         found.reverse();
     }
-    let total = found.len();
-    let page: Vec<_> = found
-        .into_iter()
-        .skip(search.offset)
-        .take(search.count)
-        .collect();
+    let (total, page) = search.page(found);
     if page.is_empty() {
         return Ok(crate::SourcePage {
             total,
@@ -736,12 +731,7 @@ async fn fhir_device_search(
                 && medledger_fhir::search::matches("Device", resource, &query.filters)
         })
         .collect();
-    let total = matched.len();
-    let page: Vec<_> = matched
-        .into_iter()
-        .skip(search.offset)
-        .take(search.count)
-        .collect();
+    let (total, page) = search.page(matched);
     if page.is_empty() {
         return Ok(crate::SourcePage {
             total,
@@ -752,6 +742,12 @@ async fn fhir_device_search(
     let request = source_request(&caller, &search, purpose);
     let devices: Vec<PublicKey> = page.iter().map(|(pairing, _)| pairing.device).collect();
     let (event, allowed) = service.decide_devices(request, &devices).await?;
+    // Devices consent refused between the preview and the decision count as withheld.
+    let withheld = withheld
+        + devices
+            .iter()
+            .filter(|device| !allowed.contains(device))
+            .count();
     let entries = page
         .iter()
         .filter(|(pairing, _)| allowed.contains(&pairing.device))
