@@ -12,6 +12,7 @@ mod claims;
 mod feed;
 pub mod fhir;
 mod monitor;
+pub mod observe;
 mod research;
 pub mod smart;
 mod supply;
@@ -63,6 +64,9 @@ pub struct ErrorDetail {
     code: String,
     /// A sentence for people.
     message: String,
+    /// The request's id, also in the `X-Request-Id` header and the node's log line for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -83,7 +87,11 @@ impl ApiError {
     }
 
     fn body(&self) -> Value {
-        json!({"error": {"code": self.code, "message": self.message}})
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(id) = observe::current_request_id() {
+            body["error"]["request_id"] = Value::String(id);
+        }
+        body
     }
 }
 
@@ -372,6 +380,7 @@ fn router_closing(
             tracing::error!(%error, "the SMART app registry cannot be read; starting with none");
             smart::launch::Launch::open(None).unwrap_or_else(|_| unreachable!("in memory"))
         });
+    let observed = node.clone();
     let app = AppState {
         node,
         services,
@@ -424,6 +433,10 @@ fn router_closing(
         .layer(DefaultBodyLimit::max(API_BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(fhir::negotiate))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
+        .layer(axum::middleware::from_fn_with_state(
+            observed,
+            observe::observe,
+        ))
         .with_state(app)
 }
 

@@ -24,6 +24,8 @@ pub struct DevnetPlan {
     /// Nodes whose keys are not in the genesis validator set; they are numbered after the
     /// validators.
     pub spares: usize,
+    /// Written into every node's `[consensus]` section.
+    pub idle_block_interval_ms: u64,
     /// Node `i` serves its API on `api_port + i` and consensus on `p2p_port + i`.
     pub api_port: u16,
     pub p2p_port: u16,
@@ -127,6 +129,7 @@ pub fn create(
                 listen: format!("127.0.0.1:{}", plan.p2p_port + index as u16),
                 peers: peers.clone(),
                 empty_block_wait_ms: 500,
+                idle_block_interval_ms: plan.idle_block_interval_ms,
             }),
         };
         fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;

@@ -48,6 +48,15 @@ pub struct ConsensusSection {
     /// How long a proposer with nothing to propose waits before proposing an empty block.
     #[serde(default = "default_empty_block_wait_ms")]
     pub empty_block_wait_ms: u64,
+    /// How long an idle network goes without a block: after a block, a validator with nothing
+    /// to propose waits this long past the block's time before it starts the next height, unless
+    /// a transaction or a peer's proposal arrives first (0: start at once).
+    #[serde(default = "default_idle_block_interval_ms")]
+    pub idle_block_interval_ms: u64,
+}
+
+pub const fn default_idle_block_interval_ms() -> u64 {
+    medledger_consensus::host::IDLE_BLOCK_INTERVAL_DEFAULT.as_millis() as u64
 }
 
 fn default_empty_block_wait_ms() -> u64 {

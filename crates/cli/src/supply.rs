@@ -49,10 +49,8 @@ pub enum SupplyCommand {
         /// YYMMDD, as printed in AI (17); day 00 is the month's last day.
         #[arg(long)]
         expiry: String,
-        /// Serials: a comma-separated list, and/or ranges `FIRST..LAST` of numbers (the width of
-        /// FIRST is kept, so `0001..0100` gives zero-padded serials).
-        #[arg(long)]
-        serials: String,
+        #[command(flatten)]
+        serials: SerialArgs,
         #[arg(long)]
         location: Option<String>,
     },
@@ -251,36 +249,81 @@ fn range(text: &str) -> Result<TempRange> {
     })
 }
 
-/// Expands `1,2,0001..0100` into serials.
-pub fn serials(text: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for part in text
-        .split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-    {
-        match part.split_once("..") {
-            Some((first, last)) => {
-                let width = first.len();
-                let (from, to): (u64, u64) = (
-                    first
-                        .parse()
-                        .with_context(|| format!("{first:?} is not a number"))?,
-                    last.parse()
-                        .with_context(|| format!("{last:?} is not a number"))?,
-                );
-                if to < from || to - from >= 10_000_000 {
-                    bail!("range {part} is empty or longer than 10,000,000");
-                }
-                out.extend((from..=to).map(|n| format!("{n:0width$}")));
-            }
-            None => out.push(part.to_string()),
+/// The serials of a commissioning. A GS1 serial (AI 21) may hold commas, dots and a leading
+/// `-`, so a serial is only ever given whole: one per `--serial`, or one per line of a file.
+/// Only `--range` reads structure, and only decimal numbers.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SerialArgs {
+    /// One serial, exactly as written (repeat the flag for more); `--serial -7` and
+    /// `--serial 'AB,CD'` are single serials.
+    #[arg(long = "serial", allow_hyphen_values = true)]
+    pub serial: Vec<String>,
+    /// A range `FIRST..LAST` of decimal numbers, the width of FIRST kept (`0001..0100` gives
+    /// zero-padded serials); repeat for more.
+    #[arg(long = "range")]
+    pub range: Vec<String>,
+    /// A file of serials, one per line exactly as written (`-` for standard input); blank lines
+    /// are skipped and a line's trailing carriage return is dropped.
+    #[arg(long = "serials-from")]
+    pub serials_from: Option<PathBuf>,
+}
+
+/// The most serials one command commissions.
+pub const SERIALS_MAX: usize = 10_000_000;
+
+impl SerialArgs {
+    /// Every serial, in the order given: the `--serial`s, then the file's, then the ranges'.
+    /// Refuses none at all, a serial given twice, and a malformed or oversized range.
+    pub fn expand(&self) -> Result<Vec<String>> {
+        let mut out = self.serial.clone();
+        if let Some(path) = &self.serials_from {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading serials from stdin")?
+            } else {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading serials from {}", path.display()))?
+            };
+            out.extend(
+                text.lines()
+                    .map(|line| line.strip_suffix('\r').unwrap_or(line))
+                    .filter(|line| !line.is_empty())
+                    .map(str::to_string),
+            );
         }
+        for range in &self.range {
+            let numbers = range.split_once("..").filter(|(first, last)| {
+                [first, last].iter().all(|side| {
+                    !side.is_empty() && side.len() <= 20 && side.bytes().all(|b| b.is_ascii_digit())
+                })
+            });
+            let Some((first, last)) = numbers else {
+                bail!(
+                    "--range {range:?} is not FIRST..LAST of decimal numbers; give a serial \
+                     holding '..' with --serial"
+                );
+            };
+            let width = first.len();
+            let (from, to): (u64, u64) = (
+                first.parse().context("range start")?,
+                last.parse().context("range end")?,
+            );
+            if to < from || to - from >= SERIALS_MAX as u64 {
+                bail!("--range {range} is empty or longer than {SERIALS_MAX}");
+            }
+            out.extend((from..=to).map(|n| format!("{n:0width$}")));
+            if out.len() > SERIALS_MAX {
+                bail!("more than {SERIALS_MAX} serials in one command");
+            }
+        }
+        if out.is_empty() {
+            bail!("no serials given: use --serial, --range or --serials-from");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = out.iter().find(|serial| !seen.insert(serial.as_str())) {
+            bail!("serial {twice:?} is given twice");
+        }
+        Ok(out)
     }
-    if out.is_empty() {
-        bail!("no serials given");
-    }
-    Ok(out)
 }
 
 fn ops_tx(client: &Client, key: &SecretKey, ops: Vec<SupplyOp>) -> Result<i32> {
@@ -375,7 +418,7 @@ pub fn run(client: &Client, key: &Path, command: SupplyCommand) -> Result<i32> {
             gtin,
             lot,
             expiry,
-            serials: text,
+            serials,
             location,
         } => commission(
             client,
@@ -383,7 +426,7 @@ pub fn run(client: &Client, key: &Path, command: SupplyCommand) -> Result<i32> {
             Gtin::parse(&gtin)?,
             &lot,
             &expiry,
-            &serials(&text)?,
+            &serials.expand()?,
             location,
         ),
         SupplyCommand::Pack(args) => {
@@ -643,4 +686,81 @@ pub fn commission(
         "refused": refused,
     }));
     Ok(if refused == 0 { 0 } else { 2 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(args: SerialArgs, expected: Result<&[&str], &str>) {
+        match (args.expand(), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want),
+            (Err(error), Err(want)) => {
+                assert!(error.to_string().contains(want), "{error} lacks {want:?}")
+            }
+            (got, want) => panic!("{got:?} where {want:?} was expected"),
+        }
+    }
+
+    fn given(serial: &[&str], range: &[&str]) -> SerialArgs {
+        SerialArgs {
+            serial: serial.iter().map(|s| s.to_string()).collect(),
+            range: range.iter().map(|s| s.to_string()).collect(),
+            serials_from: None,
+        }
+    }
+
+    /// A serial is taken whole whatever it holds; only `--range` reads structure, and only
+    /// decimal numbers; nothing, duplicates and malformed ranges are refused.
+    #[test]
+    fn serials_are_unambiguous() {
+        check(given(&["AB,CD"], &[]), Ok(&["AB,CD"]));
+        check(
+            given(&["A..B", "-7", " x "], &[]),
+            Ok(&["A..B", "-7", " x "]),
+        );
+        check(
+            given(&["Z"], &["08..11"]),
+            Ok(&["Z", "08", "09", "10", "11"]),
+        );
+        check(given(&[], &["1..1", "5..6"]), Ok(&["1", "5", "6"]));
+        check(given(&[], &[]), Err("no serials given"));
+        check(given(&["7", "7"], &[]), Err("\"7\" is given twice"));
+        check(given(&["10"], &["9..10"]), Err("\"10\" is given twice"));
+        for bad in [
+            "A..B",
+            "1..",
+            "..5",
+            "1-5",
+            "1,2",
+            "-1..3",
+            "1..99999999999999999999999",
+        ] {
+            check(
+                given(&[], &[bad]),
+                Err("is not FIRST..LAST of decimal numbers"),
+            );
+        }
+        check(given(&[], &["5..4"]), Err("is empty or longer than"));
+        check(given(&[], &["0..10000000"]), Err("is empty or longer than"));
+    }
+
+    /// A file gives one serial per line, commas and all, with CRLF endings and blank lines
+    /// tolerated; a missing file is named.
+    #[test]
+    fn serials_come_from_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("serials.txt");
+        std::fs::write(&path, "AB,CD\r\n\r\n-12\n0001..0003\n").expect("write");
+        let args = SerialArgs {
+            serials_from: Some(path),
+            ..given(&["first"], &["7..8"])
+        };
+        check(args, Ok(&["first", "AB,CD", "-12", "0001..0003", "7", "8"]));
+        let missing = SerialArgs {
+            serials_from: Some(dir.path().join("none.txt")),
+            ..SerialArgs::default()
+        };
+        check(missing, Err("none.txt"));
+    }
 }

@@ -537,7 +537,7 @@ fn custody_moves_between_organisations_under_consensus() {
             "N1",
             "--expiry",
             "301231",
-            "--serials",
+            "--range",
             "1..10",
         ],
     );
@@ -594,4 +594,117 @@ fn custody_moves_between_organisations_under_consensus() {
             node.url
         );
     }
+}
+
+/// `medledger devnet` as an operator runs it, stopped with SIGINT (also when a check fails).
+struct RunningDevnet(std::process::Child);
+
+impl Drop for RunningDevnet {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-INT")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// An idle network commits no more than one block per idle interval, and a transaction does not
+/// wait for the interval: run as an operator runs it (`medledger devnet`, default logging), every
+/// empty block comes at least the interval after its parent, the metrics count them, the block
+/// holding a transaction submitted just after a block comes sooner than the interval, and the
+/// log file holds no colour codes and none of the engine's per-height lines.
+#[test]
+fn an_idle_network_commits_one_block_per_interval() {
+    const INTERVAL_MS: u64 = 4_000;
+    let _devnet = one_devnet();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (api, p2p) = common::devnet_ports(common::VALIDATORS);
+    let running = RunningDevnet(
+        std::process::Command::new(common::bin())
+            .args(["devnet", "--dir"])
+            .arg(dir.path())
+            .args([
+                "--api-port",
+                &api.to_string(),
+                "--p2p-port",
+                &p2p.to_string(),
+            ])
+            .args(["--idle-block-interval-ms", &INTERVAL_MS.to_string()])
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("devnet starts"),
+    );
+    let node = TestNode::existing(dir.path().join("node0"), format!("127.0.0.1:{api}"));
+    let node_up = Instant::now() + Duration::from_secs(60);
+    while node.get("/v1/status").0 != 200 {
+        assert!(Instant::now() < node_up, "node 0 never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for_height(&node, 4, Duration::from_secs(60));
+    let header = |height: u64| {
+        let (status, body) = node.get(&format!("/v1/blocks/{height}"));
+        assert_eq!(status, 200, "block {height}: {body}");
+        (
+            body["block"]["header"]["time_ms"].as_u64().expect("time"),
+            body["block"]["txs"].as_array().map_or(0, Vec::len),
+        )
+    };
+    // Height 1 follows genesis at once (a node starting up does not idle); after it, every
+    // empty block waited out the interval.
+    let head = height(&node);
+    for height in 2..=head {
+        let (parent_ms, _) = header(height - 1);
+        let (time_ms, txs) = header(height);
+        assert_eq!(txs, 0, "nothing was submitted");
+        assert!(
+            time_ms >= parent_ms + INTERVAL_MS,
+            "block {height} came {} ms after its parent",
+            time_ms - parent_ms
+        );
+    }
+    let (status, metrics) = node.get("/metrics");
+    assert_eq!(status, 200);
+    let empty = metrics
+        .as_str()
+        .expect("the metrics text")
+        .lines()
+        .find_map(|line| line.strip_prefix("medledger_blocks_empty_total "))
+        .and_then(|count| count.trim().parse::<u64>().ok())
+        .expect("the empty-block counter");
+    assert!(empty >= head - 1, "{empty} empty blocks counted of {head}");
+
+    // Just after a new block, a transaction: its block does not wait for the interval.
+    let before = height(&node);
+    wait_for_height(&node, before + 1, Duration::from_secs(30));
+    let parent = height(&node);
+    let id = anchor(&node, &dir.path().join("keys/org0.key"), 7, true);
+    let (status, receipt) = node.get(&format!("/v1/txs/{id}/receipt"));
+    assert_eq!(status, 200, "{receipt}");
+    let committed = receipt["height"].as_u64().expect("height");
+    assert_eq!(
+        committed,
+        parent + 1,
+        "the transaction waited for an idle block"
+    );
+    let (parent_ms, _) = header(parent);
+    let (time_ms, txs) = header(committed);
+    assert_eq!(txs, 1);
+    assert!(
+        time_ms < parent_ms + INTERVAL_MS,
+        "the transaction's block came {} ms after its parent",
+        time_ms - parent_ms
+    );
+
+    drop(running);
+    let log = std::fs::read_to_string(dir.path().join("node0/node.log")).expect("node log");
+    assert!(!log.contains('\u{1b}'), "colour codes in the log file");
+    assert!(
+        !log.lines()
+            .any(|line| line.contains("arc_malachitebft") && line.contains(" INFO ")),
+        "the engine's per-height lines are in the log"
+    );
+    assert!(log.contains("consensus ready"), "{log}");
 }

@@ -180,7 +180,7 @@ fn a_pack_travels_from_plant_to_pharmacy_and_every_verdict_is_right() {
             "L1",
             "--expiry",
             "271231",
-            "--serials",
+            "--range",
             "0001..5000",
             "--location",
             PLANT,
@@ -202,7 +202,7 @@ fn a_pack_travels_from_plant_to_pharmacy_and_every_verdict_is_right() {
             "X",
             "--expiry",
             "271231",
-            "--serials",
+            "--serial",
             "9999",
         ],
         "not_the_manufacturer",
@@ -217,10 +217,59 @@ fn a_pack_travels_from_plant_to_pharmacy_and_every_verdict_is_right() {
             "L1",
             "--expiry",
             "271231",
-            "--serials",
+            "--serial",
             "0001",
         ],
         "unit_exists",
+    );
+
+    // Serials holding a comma, dots or a leading '-' are legal GS1 serials (CSET 82): each given
+    // whole is one unit, and ranges are read only from --range.
+    let serial_code = |serial: &str| format!("(01){GTIN}(17)271231(10)S1(21){serial}");
+    let serials_file = chain.dir.join("serials.txt");
+    std::fs::write(&serials_file, "F,1\r\nF..2\n").expect("serials file");
+    let out = chain.ok(
+        &maker,
+        &[
+            "commission",
+            "--gtin",
+            GTIN,
+            "--lot",
+            "S1",
+            "--expiry",
+            "271231",
+            "--serial",
+            "AB,CD",
+            "--serial",
+            "-7",
+            "--serials-from",
+            serials_file.to_str().expect("utf-8"),
+        ],
+    );
+    let summary: Value = serde_json::from_str(&out).expect("summary");
+    assert_eq!(summary["units"].as_u64(), Some(4), "{summary}");
+    for serial in ["AB,CD", "-7", "F,1", "F..2"] {
+        let verdict = chain.verify(&maker, &serial_code(serial));
+        assert_eq!(verdict["verdict"], "genuine", "{serial}: {verdict}");
+    }
+    assert_eq!(
+        reasons(&chain.verify(&maker, &serial_code("AB"))),
+        vec!["unknown_serial"]
+    );
+    chain.refused(
+        &maker,
+        &[
+            "commission",
+            "--gtin",
+            GTIN,
+            "--lot",
+            "L1",
+            "--expiry",
+            "271231",
+            "--range",
+            "A..B",
+        ],
+        "is not FIRST..LAST of decimal numbers",
     );
 
     // Every form of the same code verifies: bracketed, scanned with GS separators, Digital Link.

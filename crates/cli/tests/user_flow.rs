@@ -166,6 +166,55 @@ fn an_administrator_enrols_transacts_queries_and_proves() {
             .expect("text")
             .contains("medledger_txs_committed_total 3")
     );
+    // Every answer carries a request id: the client's own when it is plain, else a fresh one.
+    // An error body names it; the node's log line names it with the route's pattern, never the
+    // path's ids; /metrics counts requests by route, method and status.
+    let header = |headers: &[(String, String)]| {
+        headers
+            .iter()
+            .find(|(name, _)| name == "x-request-id")
+            .map(|(_, value)| value.clone())
+            .expect("an X-Request-Id header")
+    };
+    let missing = "ab".repeat(32);
+    let (status, headers, body) = node.get_with_headers(
+        &format!("/v1/txs/{missing}"),
+        &[("x-request-id", "flow-check-1")],
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(header(&headers), "flow-check-1");
+    assert_eq!(body["error"]["request_id"], "flow-check-1");
+    let (status, headers, body) = node.get_with_headers(
+        "/v1/blocks/not-a-height",
+        &[("x-request-id", "not plain; injected")],
+    );
+    assert_eq!(status, 400, "{body}");
+    let fresh = header(&headers);
+    assert_eq!(fresh.len(), 16, "{fresh}");
+    assert_eq!(body["error"]["request_id"], fresh.as_str());
+    let (_, headers, _) = node.get_with_headers("/v1/status", &[]);
+    assert_ne!(header(&headers), fresh);
+    let (_, metrics) = node.get("/metrics");
+    let metrics = metrics.as_str().expect("text");
+    for counted in [
+        r#"medledger_http_requests_total{route="/v1/txs/{id}",method="GET",status="404"} 1"#,
+        r#"medledger_http_requests_total{route="/v1/blocks/{height}",method="GET",status="400"} 1"#,
+        r#"medledger_http_request_seconds_count{route="/v1/txs/{id}"}"#,
+    ] {
+        assert!(metrics.contains(counted), "{counted} not in the metrics");
+    }
+    let log = std::fs::read_to_string(node.home.join("node.log")).expect("node log");
+    let line = log
+        .lines()
+        .find(|line| line.contains("flow-check-1"))
+        .unwrap_or_else(|| panic!("no log line for the request:\n{log}"));
+    assert!(
+        line.contains("/v1/txs/{id}") && line.contains("404"),
+        "{line}"
+    );
+    assert!(!log.contains(&missing), "a path's id reached the log");
+    assert!(log.contains(&fresh));
+
     let (status, openapi) = node.get("/openapi.json");
     assert_eq!(status, 200);
     assert!(openapi["paths"]["/v1/txs"].is_object());

@@ -59,6 +59,16 @@ struct State {
     admitted: BTreeSet<PublicKey>,
     /// The start of the monotonic clock the host's waits are counted on.
     started: Instant,
+    /// The next height, moved to in the host but not yet started in the engine while the chain
+    /// idles (see [`Host::start_wait`]).
+    pending_start: Option<PendingStart>,
+}
+
+/// A height whose start the engine awaits.
+struct PendingStart {
+    height: Height,
+    params: HeightParams<LedgerContext>,
+    reply: tokio::sync::oneshot::Sender<Next<LedgerContext>>,
 }
 
 /// How far this node is behind the network, as the engine reports it.
@@ -269,10 +279,32 @@ pub async fn run(
         progress,
         #[allow(clippy::disallowed_methods)] // Shell: the monotonic clock of the host's waits.
         started: Instant::now(),
+        pending_start: None,
     };
     let intake = Intake::spawn(state.node.clone());
     let _outbound = gossip::spawn_outbound(&state.node, channels.network.clone());
-    while let Some(message) = channels.consensus.recv().await {
+    loop {
+        // An idle chain holds the next height back (the host says how long); every message
+        // that arrives meanwhile is answered, and may end the wait (a peer's proposal).
+        let waiting = state.pending_start.as_ref().map(|pending| pending.height);
+        let pause = waiting.map(|height| state.host().start_wait(height, now_ms()));
+        let message = match pause {
+            Some(Some(pause)) => tokio::select! {
+                message = channels.consensus.recv() => message,
+                () = tokio::time::sleep(pause) => continue,
+            },
+            Some(None) => {
+                if let Some(pending) = state.pending_start.take() {
+                    tracing::debug!(height = pending.height.0, "starting the next height");
+                    let _ = pending
+                        .reply
+                        .send(Next::Start(pending.height, pending.params));
+                }
+                continue;
+            }
+            None => channels.consensus.recv().await,
+        };
+        let Some(message) = message else { break };
         match message {
             AppMsg::ConsensusReady { reply } => {
                 let height = Height(state.node.next_height()?);
@@ -391,7 +423,11 @@ pub async fn run(
             } => {
                 let next = Height(certificate.height.0 + 1);
                 let params = state.start_height(&channels, next).await?;
-                let _ = reply.send(Next::Start(next, params));
+                state.pending_start = Some(PendingStart {
+                    height: next,
+                    params,
+                    reply,
+                });
             }
             AppMsg::GetDecidedValues { range, reply } => {
                 let values = state

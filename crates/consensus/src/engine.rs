@@ -95,6 +95,7 @@ pub struct EngineSettings {
     pub peers: Vec<Peer>,
     pub timeouts: LinearTimeouts,
     pub empty_block_wait: Duration,
+    pub idle_block_interval: Duration,
 }
 
 impl EngineSettings {
@@ -282,6 +283,7 @@ pub async fn start(
         timeouts: settings.timeouts,
         host: crate::host::HostConfig {
             empty_block_wait: settings.empty_block_wait,
+            idle_block_interval: settings.idle_block_interval,
             ..crate::host::HostConfig::default()
         },
         address_book,

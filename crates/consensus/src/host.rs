@@ -54,6 +54,11 @@ pub const SYNC_REPLY_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub const EMPTY_BLOCK_WAIT_DEFAULT: Duration = Duration::from_millis(500);
 /// How often a waiting proposer looks at its mempool again.
 pub const EMPTY_BLOCK_POLL: Duration = Duration::from_millis(5);
+/// How long an idle chain goes without a block by default (a node's `idle_block_interval_ms`).
+/// An idle network then commits 2,880 blocks a day instead of one every few hundred
+/// milliseconds, while a light client or a monitor still sees a freshly certified head at least
+/// twice a minute, so a head older than a minute or two means the chain is stalled.
+pub const IDLE_BLOCK_INTERVAL_DEFAULT: Duration = Duration::from_secs(30);
 /// The lowest height this node serves: every node keeps the whole chain, so a new node can join
 /// from genesis.
 pub const HISTORY_MIN_HEIGHT: Height = Height(1);
@@ -64,6 +69,11 @@ pub struct HostConfig {
     /// How long a proposer with an empty mempool waits for a transaction before proposing an
     /// empty block. Bounds both idle block production and the latency of a lone transaction.
     pub empty_block_wait: Duration,
+    /// How long after a block's time a validator at the head waits, with nothing to propose and
+    /// no proposal from a peer, before it starts the next height (zero: start at once). It
+    /// bounds an idle chain to one block per interval and costs a transaction nothing: the
+    /// height starts as soon as one arrives.
+    pub idle_block_interval: Duration,
     /// A deliberately wrong rule, for the simulation's test that its checkers catch a broken
     /// host. Production never sets one.
     #[doc(hidden)]
@@ -74,6 +84,7 @@ impl Default for HostConfig {
     fn default() -> HostConfig {
         HostConfig {
             empty_block_wait: EMPTY_BLOCK_WAIT_DEFAULT,
+            idle_block_interval: IDLE_BLOCK_INTERVAL_DEFAULT,
             flaw: None,
         }
     }
@@ -117,6 +128,17 @@ enum Origin {
 struct Candidate {
     block: Arc<Block>,
     proposed: ProposedValue<LedgerContext>,
+    /// Fetched by value sync: the node was behind when it held it.
+    synced: bool,
+}
+
+/// The last block this node committed, as the idle wait needs it.
+#[derive(Clone, Copy, Debug)]
+struct LastDecided {
+    height: Height,
+    time_ms: u64,
+    /// It came by value sync, so this node is catching up and must not idle.
+    synced: bool,
 }
 
 /// A decided block, committed.
@@ -163,6 +185,8 @@ pub struct Host<J> {
     journalled: BTreeMap<Hash, Arc<Block>>,
     /// When this node, leading (height, round), stops waiting for transactions (`clock_ms`).
     value_deadline: Option<(Height, Round, u64)>,
+    /// The block this node last committed, since it started.
+    last_decided: Option<LastDecided>,
 }
 
 impl<J: BlockJournal> Host<J> {
@@ -185,6 +209,7 @@ impl<J: BlockJournal> Host<J> {
             future: BTreeMap::new(),
             journalled,
             value_deadline: None,
+            last_decided: None,
         })
     }
 
@@ -328,6 +353,39 @@ impl<J: BlockJournal> Host<J> {
         Some(Duration::from_millis(left_ms).min(EMPTY_BLOCK_POLL))
     }
 
+    /// How much longer this node, having committed the height before `height`, waits before it
+    /// starts `height`, or `None` when it should start now. An idle chain commits no more than
+    /// one block per `idle_block_interval`: the node waits until the last block's time plus the
+    /// interval has passed on its clock (`time_ms`), unless a transaction is waiting, a peer
+    /// already proposed a block for `height` (so the peers started it), or the last block came
+    /// by value sync (the node is catching up). Ask again after the returned pause.
+    ///
+    /// Only the start is held back: the engine's propose timeout runs from the start, so a dead
+    /// proposer still costs one timeout once the height starts, and votes and proposals for
+    /// `height` that arrive meanwhile wait in the engine's buffer.
+    pub fn start_wait(&self, height: Height, time_ms: u64) -> Option<Duration> {
+        let interval = self.config.idle_block_interval;
+        let last = self.last_decided?;
+        if interval.is_zero()
+            || height != self.height
+            || Height(last.height.0.saturating_add(1)) != height
+            || last.synced
+            || self.node.has_pending_txs()
+            || self.future.contains_key(&height)
+            || self
+                .candidates
+                .values()
+                .any(|candidate| candidate.proposed.height == height)
+        {
+            return None;
+        }
+        let due_ms = last
+            .time_ms
+            .saturating_add(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX));
+        let left_ms = due_ms.checked_sub(time_ms).filter(|left| *left > 0)?;
+        Some(Duration::from_millis(left_ms).min(EMPTY_BLOCK_POLL))
+    }
+
     /// This node's block for (`height`, `round`): the one it already proposed at this height
     /// (also before a restart, from the journal), never a second one, or else a new block from
     /// the mempool at `time_ms`, journalled before it is returned. `None` when the height moved
@@ -376,13 +434,20 @@ impl<J: BlockJournal> Host<J> {
     ) -> Result<Decided, HostError> {
         let height = certificate.height.0;
         let hash = certificate.value_id.0;
-        let from_journal = !self.candidates.contains_key(&hash);
+        let candidate = self.candidates.get(&hash);
+        let from_journal = candidate.is_none();
+        let synced = candidate.is_some_and(|candidate| candidate.synced);
         let block = self
             .held(&hash)
             .ok_or(HostError::MissingBlock { height, hash })?;
         self.node
             .commit_decided(&block, &to_ledger(certificate))
             .map_err(|source| HostError::Commit { height, source })?;
+        self.last_decided = Some(LastDecided {
+            height: certificate.height,
+            time_ms: block.header.time_ms,
+            synced,
+        });
         Ok(Decided {
             block,
             from_journal,
@@ -449,7 +514,14 @@ impl<J: BlockJournal> Host<J> {
             value: BlockId(hash),
             validity: Validity::Valid,
         };
-        self.candidates.insert(hash, Candidate { block, proposed });
+        self.candidates.insert(
+            hash,
+            Candidate {
+                block,
+                proposed,
+                synced: false,
+            },
+        );
     }
 
     /// Checks a complete block against the head, journals it if the engine may vote for it, and
@@ -495,6 +567,7 @@ impl<J: BlockJournal> Host<J> {
             Candidate {
                 block,
                 proposed: proposed.clone(),
+                synced: origin == Origin::Sync,
             },
         );
         proposed
@@ -784,6 +857,101 @@ mod tests {
                 .expect("no error")
                 .is_none()
         );
+    }
+
+    /// After a block decided live, the next height waits until the block's time plus the idle
+    /// interval, unless a transaction or a peer's proposal for that height arrives first; after a
+    /// block fetched by sync (catching up), or with the interval at zero, it starts at once.
+    #[test]
+    fn the_idle_wait_before_a_height() {
+        let network = Network::new();
+        let interval = Duration::from_secs(30);
+        let config = |idle_block_interval| HostConfig {
+            idle_block_interval,
+            ..HostConfig::default()
+        };
+        let keys: Vec<&SecretKey> = network.keys.iter().collect();
+        // Validator `index` decides validator 0's block of height 1 (held as proposed, or
+        // fetched by sync) and moves on.
+        let first = network.block(0);
+        let decided = |index: usize, idle_block_interval, synced: bool| {
+            let mut host =
+                network.host(index, config(idle_block_interval), MemoryJournal::default());
+            let block = first.clone();
+            let round = Round::new(0);
+            if synced {
+                host.synced_value(
+                    Height(1),
+                    round,
+                    network.address(0),
+                    &block.to_bytes(),
+                    TIME_MS,
+                )
+                .expect("a block of height 1");
+            } else {
+                host.hold_own_block(block.clone(), round);
+            }
+            let certificate =
+                medledger_types::CommitCertificate::sign("host-test", 1, 0, block.hash(), &keys);
+            host.decide(&to_engine(&certificate)).expect("decides");
+            host.start_height(Height(2)).expect("height 2 starts");
+            (host, block.header.time_ms)
+        };
+        let (host, time_ms) = decided(0, interval, false);
+        let due_ms = time_ms + 30_000;
+        assert_eq!(host.start_wait(Height(2), time_ms), Some(EMPTY_BLOCK_POLL));
+        assert_eq!(
+            host.start_wait(Height(2), due_ms - 2),
+            Some(Duration::from_millis(2))
+        );
+        assert_eq!(host.start_wait(Height(2), due_ms), None);
+        assert_eq!(
+            host.start_wait(Height(3), time_ms),
+            None,
+            "not the height in progress"
+        );
+        // Caught up by sync, or no interval: start at once.
+        assert_eq!(
+            decided(1, interval, true).0.start_wait(Height(2), time_ms),
+            None
+        );
+        assert_eq!(
+            decided(2, Duration::ZERO, false)
+                .0
+                .start_wait(Height(2), time_ms),
+            None
+        );
+        // A transaction arrives: start at once.
+        let root = SecretKey::from_seed(100);
+        let tx = medledger_ledger::TxBody {
+            chain_id: "host-test".into(),
+            sender: root.public_key(),
+            nonce: 1,
+            payload: medledger_ledger::Payload::Core(medledger_ledger::CoreOp::Anchor {
+                id: Hash([7; 32]),
+                commitment: Hash::ZERO,
+            }),
+        }
+        .sign(&root);
+        let admitted = host.node().submit(vec![tx]);
+        assert!(admitted.iter().all(Result::is_ok), "{admitted:?}");
+        assert_eq!(host.start_wait(Height(2), time_ms), None);
+        // A peer's proposal for height 2 arrives (its height started): start at once. Validator
+        // 0 committed height 1 above and builds on it; it sends in a round it leads.
+        let (mut host, _) = decided(3, interval, false);
+        assert!(host.start_wait(Height(2), time_ms).is_some());
+        let round = (0..4)
+            .map(Round::new)
+            .find(|round| network.leader(Height(2), *round) == 0)
+            .expect("validator 0 leads a round of height 2");
+        let offer = Offer {
+            block: Arc::new(network.nodes[0].propose(TIME_MS + 10).expect("a block")),
+            round,
+            pol_round: Round::Nil,
+            proposer: network.address(0),
+        };
+        assert!(host.receive_proposal(offer, TIME_MS + 10).is_some());
+        assert_eq!(host.start_wait(Height(2), time_ms), None);
     }
 
     /// After a restart, the host re-proposes and restreams the block it journalled, never a

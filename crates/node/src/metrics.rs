@@ -6,6 +6,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// Metric labels as (name, value) pairs.
+pub type Labels = Vec<(String, String)>;
+
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
@@ -14,6 +17,10 @@ pub struct Metrics {
     pub txs_refused: Family<Vec<(String, String)>, Counter>,
     pub txs_committed: Counter,
     pub blocks_committed: Counter,
+    /// Blocks with no transaction: on an idle network, one per idle interval.
+    pub blocks_empty: Counter,
+    /// Blocks decided after round 0: a proposer was down or slow.
+    pub blocks_late_round: Counter,
     pub head_height: Gauge,
     pub mempool_txs: Gauge,
     pub block_txs: Histogram,
@@ -30,6 +37,15 @@ pub struct Metrics {
     pub sync_target_height: Gauge,
     /// How many heights this node is behind `sync_target_height` (0 when following the head).
     pub sync_behind_heights: Gauge,
+    /// HTTP requests answered, by route (the matched path pattern, never the path with its ids),
+    /// method and status.
+    pub http_requests: Family<Labels, Counter>,
+    /// Time to answer an HTTP request, by route.
+    pub http_request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+fn http_seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
 impl Metrics {
@@ -40,6 +56,8 @@ impl Metrics {
             txs_refused: Family::default(),
             txs_committed: Counter::default(),
             blocks_committed: Counter::default(),
+            blocks_empty: Counter::default(),
+            blocks_late_round: Counter::default(),
             head_height: Gauge::default(),
             mempool_txs: Gauge::default(),
             block_txs: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
@@ -49,6 +67,8 @@ impl Metrics {
             gossip_txs_received: Counter::default(),
             sync_target_height: Gauge::default(),
             sync_behind_heights: Gauge::default(),
+            http_requests: Family::default(),
+            http_request_seconds: Family::new_with_constructor(http_seconds_histogram),
             registry: Registry::default(),
         };
         registry.register(
@@ -70,6 +90,16 @@ impl Metrics {
             "blocks_committed",
             "Blocks committed",
             metrics.blocks_committed.clone(),
+        );
+        registry.register(
+            "blocks_empty",
+            "Blocks committed with no transaction",
+            metrics.blocks_empty.clone(),
+        );
+        registry.register(
+            "blocks_late_round",
+            "Blocks decided after round 0 (a proposer was down or slow)",
+            metrics.blocks_late_round.clone(),
         );
         registry.register(
             "head_height",
@@ -116,6 +146,16 @@ impl Metrics {
             "Heights this node is behind the other validators while catching up",
             metrics.sync_behind_heights.clone(),
         );
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route, method and status",
+            metrics.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_seconds",
+            "Time to answer an HTTP request, by route",
+            metrics.http_request_seconds.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -126,6 +166,20 @@ impl Metrics {
         self.txs_refused
             .get_or_create(&vec![("reason".to_string(), code.to_string())])
             .inc();
+    }
+
+    /// Counts one answered HTTP request.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .get_or_create(&vec![
+                ("route".to_string(), route.to_string()),
+                ("method".to_string(), method.to_string()),
+                ("status".to_string(), status.to_string()),
+            ])
+            .inc();
+        self.http_request_seconds
+            .get_or_create(&vec![("route".to_string(), route.to_string())])
+            .observe(seconds);
     }
 
     /// The metrics in the Prometheus text format.

@@ -387,6 +387,12 @@ impl Node {
         inner.rounds.send_modify(|round| *round += 1);
         let metrics = &inner.metrics;
         metrics.blocks_committed.inc();
+        if block.txs.is_empty() {
+            metrics.blocks_empty.inc();
+        }
+        if certificate.round > 0 {
+            metrics.blocks_late_round.inc();
+        }
         metrics.head_height.set(height as i64);
         metrics.block_txs.observe(block.txs.len() as f64);
         metrics

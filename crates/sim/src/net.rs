@@ -84,6 +84,11 @@ pub enum Event {
         round: Round,
         timeout: Duration,
     },
+    /// The application starts the height it moved to in the engine, or waits again.
+    StartHeight {
+        node: usize,
+        height: u64,
+    },
     Crash {
         node: usize,
     },

@@ -130,6 +130,10 @@ pub enum Action {
         height: u64,
         evidence: usize,
     },
+    /// The host moved to `height`; start it in the engine once the host's idle wait allows.
+    StartHeight {
+        height: u64,
+    },
     SyncedValue,
     /// The engine failed to process an input. The real engine stops the node when this happens.
     EngineError(String),
@@ -188,6 +192,20 @@ struct App {
     sync_pending: Option<(u64, u64)>,
     /// Every validator's committed height as it last said.
     tips: Vec<u64>,
+    /// The height the host moved to at the last finalisation, with its validators, until the
+    /// engine starts it.
+    pending_start: Option<(Height, ValidatorSet)>,
+}
+
+/// What [`Replica::start_pending`] did.
+#[derive(Debug)]
+pub enum StartPending {
+    /// The engine starts the height with this input.
+    Start(Input<Ctx>),
+    /// The chain idles: ask again after the pause.
+    Wait(Duration),
+    /// Nothing is waiting to start (the validator crashed or moved on).
+    Nothing,
 }
 
 impl std::fmt::Debug for App {
@@ -321,6 +339,7 @@ impl Replica {
                 recovering: false,
                 sync_pending: None,
                 tips: vec![0; identity.keys.len()],
+                pending_start: None,
             },
         });
         let start = Input::StartHeight(
@@ -612,6 +631,32 @@ impl Replica {
         Ok(Build::Built(Built { block, actions }))
     }
 
+    /// Starts the height the last finalisation moved to, when the host's idle wait
+    /// ([`Host::start_wait`]) allows it at `now_ms`.
+    pub fn start_pending(&mut self, height: u64, now_ms: u64) -> StartPending {
+        let time_ms = block_time_ms(&self.identity.genesis, now_ms);
+        let Some(live) = self.live.as_mut() else {
+            return StartPending::Nothing;
+        };
+        match &live.app.pending_start {
+            Some((pending, _)) if pending.0 == height => {}
+            _ => return StartPending::Nothing,
+        }
+        if let Some(pause) = live.app.host.start_wait(Height(height), time_ms) {
+            return StartPending::Wait(pause);
+        }
+        let Some((height, validators)) = live.app.pending_start.take() else {
+            return StartPending::Nothing;
+        };
+        StartPending::Start(Input::StartHeight(
+            height,
+            validators,
+            false,
+            None,
+            VoteExtensionPolicy::Disabled,
+        ))
+    }
+
     /// A second valid block for the height in progress, at a later time: what an equivocating
     /// proposer sends to some peers.
     pub fn propose_other(&self, time_ms: u64) -> Result<Option<Block>, SimError> {
@@ -823,13 +868,10 @@ impl Step<'_> {
                 self.disk.wal_height = next.0;
                 self.disk.wal.clear();
                 let validators = ValidatorSet::from_ledger(&self.app.host.start_height(next)?);
-                self.out.push(Action::Input(Input::StartHeight(
-                    next,
-                    validators,
-                    false,
-                    None,
-                    VoteExtensionPolicy::Disabled,
-                )));
+                // As the node's application loop does, the engine starts the next height only
+                // once the host's idle wait allows it.
+                self.app.pending_start = Some((next, validators));
+                self.out.push(Action::StartHeight { height: next.0 });
                 self.out.push(Action::Finalized { height, evidence });
                 resume.resume_with(())
             }

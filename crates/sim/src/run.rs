@@ -24,7 +24,7 @@ use rand_core::{RngCore, SeedableRng};
 use crate::check::{self, Decision, StoredHeight, Violation};
 use crate::net::{Event, MESSAGE_KINDS, Message, Queue};
 use crate::plan::{FaultPlan, VALIDATORS};
-use crate::replica::{Action, Build, Built, Replica, conflicting_vote};
+use crate::replica::{Action, Build, Built, Replica, StartPending, conflicting_vote};
 use crate::{Report, SimError};
 
 /// How many heights every honest validator must gain once the faults end.
@@ -57,6 +57,8 @@ pub struct Stats {
     pub evidence: u64,
     pub restored_block_decides: u64,
     pub txs_committed: u64,
+    /// Times a validator held the next height back because the chain was idle.
+    pub idle_start_waits: u64,
 }
 
 /// What the Byzantine validator does with its proposal for one round.
@@ -294,6 +296,22 @@ impl Sim {
                 round,
                 timeout,
             } => self.build_value(node, height, round, timeout),
+            Event::StartHeight { node, height } => {
+                match self.replicas[node].start_pending(height, self.now_ms) {
+                    StartPending::Start(input) => {
+                        self.run_actions(node, vec![Action::Input(input)])
+                    }
+                    StartPending::Wait(pause) => {
+                        self.stats.idle_start_waits += 1;
+                        self.queue.push(
+                            self.now_ms + pause.as_millis() as u64,
+                            Event::StartHeight { node, height },
+                        );
+                        Ok(())
+                    }
+                    StartPending::Nothing => Ok(()),
+                }
+            }
             Event::Crash { node } => {
                 self.stats.crashes += 1;
                 self.replicas[node].crash();
@@ -426,6 +444,9 @@ impl Sim {
                         timeout,
                     },
                 ),
+                Action::StartHeight { height } => self
+                    .queue
+                    .push(self.now_ms, Event::StartHeight { node, height }),
                 Action::Judged { hash, valid } => {
                     if valid && node != self.plan.byzantine {
                         self.accepted.insert((node, hash));

@@ -164,6 +164,7 @@ fn add(total: &mut Stats, stats: &Stats) {
     total.evidence += stats.evidence;
     total.restored_block_decides += stats.restored_block_decides;
     total.txs_committed += stats.txs_committed;
+    total.idle_start_waits += stats.idle_start_waits;
 }
 
 /// The same seed gives the same run: equal trace digests, decisions and message counts.
@@ -183,8 +184,9 @@ fn same_seed_same_run() {
 }
 
 /// The first seeds exercise every fault: loss, duplication, partitions, crashes with log replay
-/// and catch-up, and each kind of Byzantine misbehaviour, which the honest engines record as
-/// evidence. Without this, a simulation whose faults never fire would pass.
+/// and catch-up, each kind of Byzantine misbehaviour, which the honest engines record as
+/// evidence, and the idle wait before a height. Without this, a simulation whose faults never
+/// fire would pass.
 #[test]
 fn faults_are_exercised() {
     let results = run_all(&(0..8).collect::<Vec<u64>>());
@@ -218,6 +220,8 @@ fn faults_are_exercised() {
         "{total:?}"
     );
     assert!(total.evidence > 0, "{total:?}");
+    // Between client submissions the chain idles, and validators hold the next height back.
+    assert!(total.idle_start_waits > 0, "{total:?}");
 }
 
 /// The simulation can fail: with a deliberately wrong rule injected into the consensus host,

@@ -107,7 +107,10 @@ impl TestNode {
     pub fn start(&mut self) {
         let child = Command::new(bin())
             .args(["node", "--home", self.home.to_str().expect("utf-8")])
-            .env("RUST_LOG", "warn,medledger_node=debug")
+            .env(
+                "RUST_LOG",
+                "warn,medledger_node=debug,medledger_api::observe=info",
+            )
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -194,6 +197,38 @@ impl TestNode {
 
     pub fn get(&self, path: &str) -> (u16, Value) {
         call(ureq_agent().get(format!("{}{path}", self.url)).call())
+    }
+
+    /// GETs `path` with extra request headers; answers the status, the response's headers
+    /// (names in lower case) and the body.
+    pub fn get_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Vec<(String, String)>, Value) {
+        let mut request = ureq_agent().get(format!("{}{path}", self.url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        match request.call() {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let headers = response
+                    .headers()
+                    .iter()
+                    .map(|(name, value)| {
+                        (
+                            name.as_str().to_string(),
+                            value.to_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                let text = response.body_mut().read_to_string().unwrap_or_default();
+                let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                (status, headers, body)
+            }
+            Err(error) => panic!("GET {path}: {error}"),
+        }
     }
 
     pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
@@ -516,21 +551,28 @@ pub fn one_devnet() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A devnet of four validators (organisations `org0`..`org3`, root keys in `<dir>/keys`) and
-/// `spares` nodes outside the set, initialised but not started.
-pub fn devnet(dir: &Path, spares: usize) -> Vec<TestNode> {
-    let nodes = VALIDATORS + spares;
-    // Consecutive free ports: probe a base until the whole range is free.
-    let (api, p2p) = loop {
+/// Consecutive free ports for `nodes` nodes' APIs and consensus: probes bases until the whole
+/// ranges are free.
+pub fn devnet_ports(nodes: usize) -> (u16, u16) {
+    loop {
         let api = free_port();
         let p2p = free_port();
         let free = |base: u16| {
             (0..nodes as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
         };
         if api < 60_000 && p2p < 60_000 && api.abs_diff(p2p) > 8 && free(api) && free(p2p) {
-            break (api, p2p);
+            return (api, p2p);
         }
-    };
+    }
+}
+
+/// A devnet of four validators (organisations `org0`..`org3`, root keys in `<dir>/keys`) and
+/// `spares` nodes outside the set, initialised but not started. Its validators start each height
+/// at once (no idle interval), so heights pass while a test waits on them; the idle interval has
+/// its own test.
+pub fn devnet(dir: &Path, spares: usize) -> Vec<TestNode> {
+    let nodes = VALIDATORS + spares;
+    let (api, p2p) = devnet_ports(nodes);
     let out = medledger(&[
         "devnet",
         "--init-only",
@@ -542,6 +584,8 @@ pub fn devnet(dir: &Path, spares: usize) -> Vec<TestNode> {
         &p2p.to_string(),
         "--spares",
         &spares.to_string(),
+        "--idle-block-interval-ms",
+        "0",
     ]);
     assert!(
         out.status.success(),
