@@ -16,6 +16,7 @@ pub mod observe;
 mod research;
 pub mod smart;
 mod supply;
+pub mod sync;
 mod tokens;
 mod trials;
 
@@ -176,6 +177,8 @@ pub struct AppState {
     /// Becomes true when the server starts shutting down, so long-lived responses (the trial
     /// alert streams) end and the graceful shutdown does not wait on them.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// The bounds on the full nodes this node serves blocks to.
+    pub sync: Arc<sync::Admission>,
 }
 
 /// What a module adds to the HTTP API: its routes and the OpenAPI description of their paths,
@@ -388,6 +391,7 @@ fn router_closing(
         smart: Arc::new(smart),
         launch: Arc::new(launch),
         closing,
+        sync: Arc::new(sync::Admission::default()),
     };
     let mut routes = smart::routes();
     for module in MODULE_APIS {
@@ -407,6 +411,7 @@ fn router_closing(
         .route("/v1/blocks/hash/{hash}", get(block_by_hash))
         .route("/v1/state/{*key}", get(state))
         .route("/v1/accounts/{key}", get(account))
+        .route("/v1/sync/blocks", get(sync::sync_blocks))
         .fallback(
             |method: axum::http::Method, uri: axum::http::Uri| async move {
                 // Under /fhir, a FHIR client gets an OperationOutcome; elsewhere the JSON error.
@@ -921,7 +926,8 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
         block,
         block_by_hash,
         state,
-        account
+        account,
+        sync::sync_blocks
     ),
     components(schemas(ErrorBody, ErrorDetail, SubmitRequest)),
     modifiers(&SignedRequests)

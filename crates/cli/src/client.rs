@@ -21,9 +21,14 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str) -> Client {
+        Client::with_timeout(base, Duration::from_secs(120))
+    }
+
+    /// A client whose every request ends within `timeout`.
+    pub fn with_timeout(base: &str, timeout: Duration) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
         Client {

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use medledger_crypto::SecretKey;
 use medledger_types::{Genesis, Organisation, Validator};
 
-use crate::home::{self, Config, ConsensusSection};
+use crate::home::{self, Config, ConsensusSection, FollowSection};
 
 /// What `devnet` should run.
 #[derive(Debug, Clone)]
@@ -26,6 +26,9 @@ pub struct DevnetPlan {
     pub spares: usize,
     /// Written into every node's `[consensus]` section.
     pub idle_block_interval_ms: u64,
+    /// Full nodes, numbered after the spares: each follows the validators and never votes; the
+    /// devnet enrols each key with role `node` (organisation `i % validators`) when it runs.
+    pub full_nodes: usize,
     /// Node `i` serves its API on `api_port + i` and consensus on `p2p_port + i`.
     pub api_port: u16,
     pub p2p_port: u16,
@@ -48,8 +51,8 @@ pub fn create(
     if !(1..=16).contains(&plan.validators) {
         bail!("--validators must be between 1 and 16");
     }
-    if plan.spares > 16 {
-        bail!("--spares must be at most 16");
+    if plan.spares > 16 || plan.full_nodes > 16 {
+        bail!("--spares and --full-nodes must each be at most 16");
     }
     fs::create_dir_all(plan.dir.join("keys"))
         .with_context(|| format!("creating {}", plan.dir.display()))?;
@@ -131,8 +134,41 @@ pub fn create(
                 empty_block_wait_ms: 500,
                 idle_block_interval_ms: plan.idle_block_interval_ms,
             }),
+            follow: None,
         };
         fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;
+    }
+    let sources: Vec<String> = (0..plan.validators)
+        .map(|index| format!("http://127.0.0.1:{}", plan.api_port + index as u16))
+        .collect();
+    for ordinal in 0..plan.full_nodes {
+        let index = node_keys.len() + ordinal;
+        let home = node_home(&plan.dir, index);
+        fs::create_dir_all(home.join("keys"))
+            .with_context(|| format!("creating {}", home.display()))?;
+        let key = SecretKey::generate(&mut *rng);
+        home::write_key(&home.join("keys/validator.key"), &key)?;
+        fs::write(home.join("genesis.json"), &genesis_json)?;
+        let config = Config {
+            listen: format!("127.0.0.1:{}", plan.api_port + index as u16),
+            data_dir: "data".into(),
+            genesis: "genesis.json".into(),
+            validator_key: "keys/validator.key".into(),
+            mempool_txs_max: home::default_mempool(),
+            block_txs_max: home::default_block_txs(),
+            log_format: home::default_log_format(),
+            monitor_window_ms: home::default_monitor_window_ms(),
+            consensus: None,
+            follow: Some(FollowSection {
+                sources: sources.clone(),
+            }),
+        };
+        fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;
+        notes.push(format!(
+            "full node {index}: key {} (org{} enrols it with role node), following the validators",
+            key.public_key(),
+            ordinal % plan.validators
+        ));
     }
     fs::write(plan.dir.join("genesis.json"), &genesis_json)?;
     notes.push(format!(
@@ -183,6 +219,15 @@ pub fn run(dir: &Path) -> Result<()> {
         dir.join("keys").display()
     );
     println!("press Ctrl-C to stop the network");
+    // Full nodes are served only once their keys are enrolled with role node; they retry until
+    // then.
+    let enrolling = dir.to_path_buf();
+    let full_nodes = homes.clone();
+    std::thread::spawn(move || {
+        if let Err(error) = enrol_full_nodes(&enrolling, &full_nodes) {
+            eprintln!("enrolling the full nodes failed: {error:#}");
+        }
+    });
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -218,6 +263,50 @@ pub fn run(dir: &Path) -> Result<()> {
         bail!("{reason}; see its node.log. The other nodes were stopped.");
     }
     println!("devnet stopped");
+    Ok(())
+}
+
+/// Enrols every full node's key with role `node`, by organisation `i % validators` for the
+/// `i`-th full node, unless it already acts on the chain.
+fn enrol_full_nodes(dir: &Path, homes: &[PathBuf]) -> Result<()> {
+    let mut validators = Vec::new();
+    let mut full_nodes = Vec::new();
+    for home in homes {
+        let config = Config::load(home)?;
+        if config.follow.is_some() {
+            full_nodes.push(home::read_key(&home.join(&config.validator_key))?.public_key());
+        } else if config.consensus.is_some() {
+            validators.push(config.listen);
+        }
+    }
+    let (Some(listen), false) = (validators.first(), full_nodes.is_empty()) else {
+        return Ok(());
+    };
+    let client = crate::client::Client::new(&format!("http://{listen}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while client.get_raw("/v1/status").map(|(status, _)| status).ok() != Some(200) {
+        if std::time::Instant::now() > deadline {
+            bail!("validator 0 did not answer within two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (ordinal, key) in full_nodes.iter().enumerate() {
+        let account = client.get(&format!("/v1/accounts/{key}"))?;
+        if !account["authority"].is_null() {
+            continue;
+        }
+        let org = ordinal % validators.len();
+        let root = home::read_key(&dir.join(format!("keys/org{org}.key")))?;
+        let id = client.submit(
+            &root,
+            medledger_ledger::CoreOp::Enrol {
+                member: *key,
+                role: medledger_types::Role::Node,
+            },
+        )?;
+        client.wait(&id, Duration::from_secs(60))?;
+        println!("full node key {key} enrolled with role node by org{org}");
+    }
     Ok(())
 }
 

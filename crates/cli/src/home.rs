@@ -35,6 +35,18 @@ pub struct Config {
     /// validator and cuts blocks itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consensus: Option<ConsensusSection>,
+    /// Present on a full node: it follows the chain from these validators and never votes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<FollowSection>,
+}
+
+/// `[follow]`: the validators a full node fetches certified blocks from and forwards
+/// transactions to. Its key (`validator_key`) must be enrolled with role `node`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowSection {
+    /// The validators' API URLs, e.g. `http://127.0.0.1:8640`; tried in turn.
+    pub sources: Vec<String>,
 }
 
 /// `[consensus]`: where this validator listens for its peers, and who they are.
@@ -93,6 +105,30 @@ impl Config {
                 "{}: log_format must be \"text\" or \"json\"",
                 path.display()
             );
+        }
+        if config.consensus.is_some() && config.follow.is_some() {
+            bail!(
+                "{}: a node is a validator ([consensus]) or a full node ([follow]), not both",
+                path.display()
+            );
+        }
+        if let Some(follow) = &config.follow {
+            if follow.sources.is_empty() {
+                bail!(
+                    "{}: [follow] sources must name at least one validator's API",
+                    path.display()
+                );
+            }
+            if let Some(bad) = follow
+                .sources
+                .iter()
+                .find(|source| !source.starts_with("http://") && !source.starts_with("https://"))
+            {
+                bail!(
+                    "{}: [follow] source {bad:?} must be a URL such as http://127.0.0.1:8640",
+                    path.display()
+                );
+            }
         }
         if config.block_txs_max == 0 || config.mempool_txs_max == 0 {
             bail!(
@@ -174,6 +210,8 @@ pub struct InitPlan {
     pub validator_key: Option<PathBuf>,
     pub listen: String,
     pub genesis_time_ms: u64,
+    /// Validators' API URLs: the home is a full node's, following them (needs `genesis`).
+    pub follow: Vec<String>,
 }
 
 /// Creates a home directory. Fails, touching nothing, if it already holds a configuration.
@@ -182,6 +220,9 @@ pub fn init(
     rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
 ) -> Result<Vec<String>> {
     let home = &plan.home;
+    if !plan.follow.is_empty() && plan.genesis.is_none() {
+        bail!("a full node (--follow) joins an existing chain: give its --genesis file");
+    }
     if home.join("config.toml").exists() {
         bail!(
             "{} already holds a node configuration; choose another --home",
@@ -269,13 +310,26 @@ pub fn init(
         log_format: default_log_format(),
         monitor_window_ms: default_monitor_window_ms(),
         consensus: None,
+        follow: (!plan.follow.is_empty()).then(|| FollowSection {
+            sources: plan.follow.clone(),
+        }),
     };
     fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;
-    notes.push(format!(
-        "validator key {} in {}",
-        validator_key.public_key(),
-        home.join("keys/validator.key").display()
-    ));
+    if plan.follow.is_empty() {
+        notes.push(format!(
+            "validator key {} in {}",
+            validator_key.public_key(),
+            home.join("keys/validator.key").display()
+        ));
+    } else {
+        notes.push(format!(
+            "full node key {} in {}: an organisation enrols it with role node \
+             (medledger tx --key <root key> enrol --member {} --role node) before validators serve it",
+            validator_key.public_key(),
+            home.join("keys/validator.key").display(),
+            validator_key.public_key()
+        ));
+    }
     notes.push(format!(
         "chain {} with genesis {}",
         genesis.chain_id,

@@ -14,6 +14,7 @@ mod claims;
 mod client;
 mod devnet;
 mod feed;
+mod follow;
 mod home;
 mod modules;
 mod monitor;
@@ -81,6 +82,10 @@ enum Command {
         validator_key: Option<PathBuf>,
         #[arg(long, default_value = home::DEFAULT_LISTEN)]
         listen: String,
+        /// Make this home a full node that follows the chain from this validator's API (e.g.
+        /// `http://10.0.0.5:8640`); repeatable. Needs --genesis. It never votes.
+        #[arg(long)]
+        follow: Vec<String>,
     },
     /// Run a node from its home.
     Node {
@@ -119,6 +124,10 @@ enum Command {
         /// starts each height at once, as a loaded network does).
         #[arg(long, default_value_t = home::default_idle_block_interval_ms())]
         idle_block_interval_ms: u64,
+        /// Full nodes to create after the validators and spares (first run only): each follows
+        /// the validators' certified blocks, serves the read API and never votes.
+        #[arg(long, default_value_t = 0)]
+        full_nodes: usize,
         /// Create the network's files and exit without starting it.
         #[arg(long)]
         init_only: bool,
@@ -310,6 +319,7 @@ fn run(cli: Cli) -> Result<i32> {
             genesis,
             validator_key,
             listen,
+            follow,
         } => {
             let orgs: Vec<(String, String)> = orgs
                 .iter()
@@ -341,6 +351,7 @@ fn run(cli: Cli) -> Result<i32> {
                 validator_key,
                 listen,
                 genesis_time_ms: now_ms(),
+                follow,
             };
             for note in home::init(&plan, &mut rand_core::OsRng)? {
                 println!("{note}");
@@ -359,6 +370,7 @@ fn run(cli: Cli) -> Result<i32> {
                     validator_key: None,
                     listen: home::DEFAULT_LISTEN.into(),
                     genesis_time_ms: now_ms(),
+                    follow: Vec::new(),
                 };
                 for note in home::init(&plan, &mut rand_core::OsRng)? {
                     println!("{note}");
@@ -373,6 +385,7 @@ fn run(cli: Cli) -> Result<i32> {
             p2p_port,
             spares,
             idle_block_interval_ms,
+            full_nodes,
             init_only,
         } => {
             let plan = devnet::DevnetPlan {
@@ -380,6 +393,7 @@ fn run(cli: Cli) -> Result<i32> {
                 validators,
                 spares,
                 idle_block_interval_ms,
+                full_nodes,
                 api_port,
                 p2p_port,
                 genesis_time_ms: now_ms(),
@@ -467,13 +481,28 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
         validator_key: validator_key.clone(),
         mempool_txs_max: config.mempool_txs_max,
         block_txs_max: config.block_txs_max,
-        block_source: if engine.is_some() {
-            BlockSource::Consensus
-        } else {
-            BlockSource::Producer
+        block_source: match (&engine, &config.follow) {
+            (Some(_), _) => BlockSource::Consensus,
+            (None, Some(_)) => BlockSource::Follower,
+            (None, None) => BlockSource::Producer,
         },
     })
     .context("starting the node")?;
+    if let Some(follow) = &config.follow {
+        let feed = follow::HttpFeed::new(
+            &follow.sources,
+            validator_key.clone(),
+            node.genesis().chain_id.clone(),
+        );
+        node.spawn_follower(Box::new(feed))
+            .context("following the chain")?;
+        follow::spawn_forwarder(&node, &follow.sources).context("forwarding transactions")?;
+        tracing::info!(
+            sources = follow.sources.len(),
+            key = %validator_key.public_key(),
+            "full node: following the validators' certified blocks"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

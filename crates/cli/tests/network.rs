@@ -708,3 +708,161 @@ fn an_idle_network_commits_one_block_per_interval() {
     );
     assert!(log.contains("consensus ready"), "{log}");
 }
+
+/// A full node follows the validators by certified blocks, as an operator runs one: refused
+/// until its key is enrolled with role node, then it catches up, takes transactions (forwarded to
+/// a validator) and serves receipts and proofs that verify offline against genesis; killed with
+/// SIGKILL under load, it restarts, catches up, agrees with the validators block for block and
+/// passes `medledger verify`. It never signs a certificate.
+#[test]
+fn a_full_node_follows_serves_proofs_and_survives_kill_9() {
+    let _devnet = one_devnet();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = common::devnet_with_full_nodes(dir.path(), 0, 1);
+    let org_key = |index: usize| dir.path().join(format!("keys/org{index}.key"));
+    for node in nodes.iter_mut() {
+        node.start();
+    }
+    let mut full = nodes.pop().expect("the full node");
+    let full_key = public_key_of(&full.home.join("keys/validator.key"));
+    wait_for_height(&nodes[0], 3, Duration::from_secs(60));
+
+    // Not enrolled: validators refuse it, and it stays at genesis. An unsigned request and a
+    // member of another role are refused too.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        height(&full),
+        0,
+        "a full node followed before its key was admitted"
+    );
+    let log = std::fs::read_to_string(full.home.join("node.log")).expect("log");
+    assert!(log.contains("is not enrolled"), "{log}");
+    assert_eq!(
+        log.matches("following the chain failure").count(),
+        1,
+        "a refusal is logged once, not at every retry"
+    );
+    let (status, body) = nodes[0].get("/v1/sync/blocks?from=1");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, body) = nodes[0].signed(
+        &common::secret_of(&org_key(0)),
+        "GET",
+        "/v1/sync/blocks?from=1",
+        b"",
+        &Default::default(),
+    );
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+
+    let out = nodes[1].cli(&[
+        "tx",
+        "--key",
+        org_key(1).to_str().expect("utf-8"),
+        "enrol",
+        "--member",
+        &full_key,
+        "--role",
+        "node",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_height(&full, height(&nodes[0]), Duration::from_secs(60));
+
+    // A transaction given to the full node is forwarded, committed, and proven by it.
+    let id = anchor(&full, &org_key(0), 1, true);
+    assert!(committed_on(&full, &id) && committed_on(&nodes[2], &id));
+    let (status, proof) = full.get(&format!("/v1/txs/{id}/proof"));
+    assert_eq!(status, 200, "{proof}");
+    let proof_file = dir.path().join("tx-proof.json");
+    std::fs::write(&proof_file, proof.to_string()).expect("proof file");
+    let genesis = full.home.join("genesis.json");
+    let out = common::verify_proof(&proof_file, &genesis);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state_proof = dir.path().join("state-proof.json");
+    let out = full.cli(&[
+        "query",
+        "state",
+        &format!("anchor/{:064x}", 1),
+        "--proof-out",
+        state_proof.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        common::verify_proof(&state_proof, &genesis)
+            .status
+            .success()
+    );
+
+    // Under load through a validator, the full node is killed and restarted.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = {
+        let stop = stop.clone();
+        let validator = TestNode::existing(nodes[0].home.clone(), nodes[0].listen.clone());
+        let key = org_key(2);
+        std::thread::spawn(move || {
+            let mut seed = 100;
+            let mut acknowledged = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                acknowledged.push(anchor(&validator, &key, seed, true));
+                seed += 1;
+            }
+            acknowledged
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    full.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    full.start();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acknowledged = loader.join().expect("the load");
+    assert!(
+        acknowledged.len() > 3,
+        "the load committed {} transactions",
+        acknowledged.len()
+    );
+    let head = height(&nodes[0]);
+    wait_for_height(&full, head, Duration::from_secs(60));
+    for id in &acknowledged {
+        assert!(committed_on(&full, id), "{id} missing on the full node");
+    }
+    for height in 1..=head {
+        assert_eq!(
+            block_hash(&full, height),
+            block_hash(&nodes[0], height),
+            "the full node differs at height {height}"
+        );
+        let (_, block) = full.get(&format!("/v1/blocks/{height}"));
+        let signers = block["certificate"]["signatures"]
+            .as_array()
+            .expect("signatures");
+        assert!(
+            signers
+                .iter()
+                .all(|signature| signature["validator"] != full_key.as_str()),
+            "the full node signed height {height}"
+        );
+    }
+    full.stop();
+    let out = medledger(&["verify", "--home", full.home.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

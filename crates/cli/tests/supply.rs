@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TestNode, public_key_of, stdout};
+use common::{TestNode, public_key_of, secret_of, stdout};
 use medledger_api::auth::AccessHeaders;
 use medledger_crypto::SecretKey;
 use serde_json::{Value, json};
@@ -116,13 +116,6 @@ fn reasons(verdict: &Value) -> Vec<String> {
         .iter()
         .map(|reason| reason["code"].as_str().expect("code").to_string())
         .collect()
-}
-
-fn key_of(file: &Path) -> SecretKey {
-    let text = std::fs::read_to_string(file).expect("key file");
-    let value: Value = serde_json::from_str(&text).expect("json");
-    let secret = hex::decode(value["secret_key"].as_str().expect("secret")).expect("hex");
-    SecretKey::from_bytes(secret.as_slice().try_into().expect("32 bytes"))
 }
 
 fn epcis_example(path: &str) -> PathBuf {
@@ -565,7 +558,7 @@ fn a_pack_travels_from_plant_to_pharmacy_and_every_verdict_is_right() {
     assert_eq!(status, 401, "{body}");
     assert!(body["error"]["message"].is_string());
     let (status, _) = chain.node.signed(
-        &key_of(&maker),
+        &secret_of(&maker),
         "POST",
         "/v1/supply/verify",
         b"{\"code\": 5}",
@@ -580,7 +573,7 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
     let mut chain = Chain::start(dir.path());
     let maker = chain.member(&chain.maker_root, "maker", "manufacturer");
     let pharmacist = chain.member(&chain.pharmacy_root, "pharmacist", "pharmacy");
-    let maker_key = key_of(&maker);
+    let maker_key = secret_of(&maker);
 
     // Every GS1 example is accepted; none names goods this chain tracks, so none maps to steps.
     let mut examples = Vec::new();
@@ -729,7 +722,7 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
             "sensorReport": [{"type": "gs1:Temperature", "value": 12.5, "uom": "CEL"}]
         }]
     }]));
-    let (status, answer) = capture(&chain.node, &key_of(&logger), &report);
+    let (status, answer) = capture(&chain.node, &secret_of(&logger), &report);
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["events"][0]["steps"], json!(["readings"]));
     let verdict = chain.verify(&pharmacist, &format!("(01){GTIN}(21)A1"));
@@ -765,7 +758,7 @@ fn epcis_documents_are_captured_idempotently_mapped_and_queried() {
         "bizStep": "receiving",
         "bizLocation": {"id": format!("urn:epc:id:sgln:0614141.00001.0")}
     }]));
-    let (status, _) = capture(&chain.node, &key_of(&pharmacist), &receiving);
+    let (status, _) = capture(&chain.node, &secret_of(&pharmacist), &receiving);
     assert_eq!(status, 403);
     // A step the ledger refuses refuses the capture whole: the maker cannot receive its own
     // shipment.

@@ -14,6 +14,7 @@
 
 mod audit;
 pub mod claims;
+pub mod follower;
 mod mempool;
 mod metrics;
 pub mod monitor;
@@ -83,6 +84,10 @@ pub enum BlockSource {
     /// A BFT engine decides blocks and drives this node through `propose`, `validate` and
     /// `commit_decided`.
     Consensus,
+    /// A full node: it follows certified blocks fetched from validators
+    /// ([`follower::follow`]), never votes and never proposes, and forwards the transactions it
+    /// is given to a validator (from the same queue gossip uses).
+    Follower,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +196,8 @@ struct Inner {
     rejected: Mutex<Remembered>,
     metrics: Metrics,
     stopping: AtomicBool,
+    /// Where blocks come from: a full node holds no organisation's devices or data to anchor.
+    block_source: BlockSource,
     failure: Mutex<Option<String>>,
     producer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Blocks executed while proposed or checked, waiting to be decided.
@@ -268,7 +275,7 @@ impl Node {
         let metrics = Metrics::new();
         metrics.head_height.set(head as i64);
         let (gossip, gossip_outbox) = match config.block_source {
-            BlockSource::Consensus => {
+            BlockSource::Consensus | BlockSource::Follower => {
                 let (sender, receiver) = mpsc::channel(GOSSIP_BATCHES_MAX);
                 (Some(sender), Some(receiver))
             }
@@ -297,9 +304,10 @@ impl Node {
                 gossip_outbox: Mutex::new(gossip_outbox),
                 own_nonce: Mutex::new(0),
                 data_dir: config.data_dir.clone(),
+                block_source: config.block_source,
             }),
         };
-        if config.block_source == BlockSource::Consensus {
+        if config.block_source != BlockSource::Producer {
             return Ok(node);
         }
         let producer = node.clone();
@@ -311,6 +319,29 @@ impl Node {
             })?;
         *lock(&node.inner.producer) = Some(handle);
         Ok(node)
+    }
+
+    /// Follows the chain from `feed` on a thread of its own until the node stops (a full node);
+    /// [`Node::stop`] waits for the block in progress. A failure of this node's store stops
+    /// following and is reported as the node's failure.
+    pub fn spawn_follower(
+        &self,
+        mut feed: Box<dyn follower::BlockFeed + Send>,
+    ) -> Result<(), NodeError> {
+        let node = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("block-follower".into())
+            .spawn(move || {
+                if let Err(error) = follower::follow(&node, feed.as_mut()) {
+                    tracing::error!(%error, "following the chain stopped");
+                    *lock(&node.inner.failure) = Some(error.to_string());
+                }
+            })
+            .map_err(|error| {
+                NodeError::Stopped(format!("cannot start following the chain: {error}"))
+            })?;
+        *lock(&self.inner.producer) = Some(handle);
+        Ok(())
     }
 
     /// Stops producing blocks and returns once the block in progress is durable.

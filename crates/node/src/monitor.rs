@@ -282,6 +282,11 @@ impl Service for Monitor {
     const FOLLOWING: Option<&'static str> = None;
 
     fn background(&self) -> Option<crate::service::Background> {
+        // A full node receives no device's readings and raises no alert: its organisation's
+        // node does.
+        if self.inner.node.block_source() == crate::BlockSource::Follower {
+            return None;
+        }
         Some(Box::pin(self.clone().run_anchoring()))
     }
 }

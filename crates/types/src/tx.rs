@@ -38,10 +38,13 @@ pub enum Role {
     Validator = 9,
     /// A researcher who files data requests (added after the first ten; roles only append).
     Researcher = 10,
+    /// A read-only full node (a regulator's, an auditor's, or an organisation's read replica):
+    /// validators serve it certified blocks; it never votes.
+    Node = 11,
 }
 
 impl Role {
-    pub const ALL: [Role; 11] = [
+    pub const ALL: [Role; 12] = [
         Role::Practitioner,
         Role::Patient,
         Role::Pharmacy,
@@ -53,6 +56,7 @@ impl Role {
         Role::Auditor,
         Role::Validator,
         Role::Researcher,
+        Role::Node,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +72,7 @@ impl Role {
             Role::Auditor => "auditor",
             Role::Validator => "validator",
             Role::Researcher => "researcher",
+            Role::Node => "node",
         }
     }
 }

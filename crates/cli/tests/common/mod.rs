@@ -495,6 +495,14 @@ fn call(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16
     }
 }
 
+/// The secret key in a key file.
+pub fn secret_of(key_file: &Path) -> medledger_crypto::SecretKey {
+    let text = std::fs::read_to_string(key_file).expect("key file");
+    let value: Value = serde_json::from_str(&text).expect("json");
+    let secret = hex::decode(value["secret_key"].as_str().expect("secret")).expect("hex");
+    medledger_crypto::SecretKey::from_bytes(secret.as_slice().try_into().expect("32 bytes"))
+}
+
 pub fn public_key_of(key_file: &Path) -> String {
     let text = std::fs::read_to_string(key_file).expect("key file");
     let value: Value = serde_json::from_str(&text).expect("json");
@@ -571,7 +579,12 @@ pub fn devnet_ports(nodes: usize) -> (u16, u16) {
 /// at once (no idle interval), so heights pass while a test waits on them; the idle interval has
 /// its own test.
 pub fn devnet(dir: &Path, spares: usize) -> Vec<TestNode> {
-    let nodes = VALIDATORS + spares;
+    devnet_with_full_nodes(dir, spares, 0)
+}
+
+/// [`devnet`] with `full_nodes` full nodes after the spares (their keys not yet enrolled).
+pub fn devnet_with_full_nodes(dir: &Path, spares: usize, full_nodes: usize) -> Vec<TestNode> {
+    let nodes = VALIDATORS + spares + full_nodes;
     let (api, p2p) = devnet_ports(nodes);
     let out = medledger(&[
         "devnet",
@@ -586,6 +599,8 @@ pub fn devnet(dir: &Path, spares: usize) -> Vec<TestNode> {
         &spares.to_string(),
         "--idle-block-interval-ms",
         "0",
+        "--full-nodes",
+        &full_nodes.to_string(),
     ]);
     assert!(
         out.status.success(),

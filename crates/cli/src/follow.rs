@@ -1,0 +1,160 @@
+//! A full node's link to the validators, over their HTTP APIs: certified blocks fetched with
+//! `GET /v1/sync/blocks` (each request signed with the node key, which validators admit only when
+//! it is enrolled with role `node`), and the transactions its clients submit forwarded with
+//! `POST /v1/txs`. The node checks every block itself ([`medledger_node::follower`]); the feed
+//! only chooses and rotates sources.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use medledger_api::auth::{AccessHeaders, authorization, sign_bytes};
+use medledger_crypto::SecretKey;
+use medledger_node::Node;
+use medledger_node::follower::{BlockFeed, FeedError, SyncBatch};
+use medledger_types::Height;
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::records::now_ms;
+
+/// How long a request to a validator may take, beyond the long-poll wait.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How many rounds over every source a forwarded batch is tried before it is given up.
+const FORWARD_ROUNDS_MAX: u32 = 5;
+
+/// Certified blocks from the validators' APIs, trying each source in turn.
+pub struct HttpFeed {
+    sources: Vec<Client>,
+    current: usize,
+    key: SecretKey,
+    chain_id: String,
+    /// The last failure logged, so a source refusing this node is reported once, not twice a
+    /// second.
+    last_failure: Option<String>,
+}
+
+impl HttpFeed {
+    pub fn new(sources: &[String], key: SecretKey, chain_id: String) -> HttpFeed {
+        HttpFeed {
+            sources: sources
+                .iter()
+                .map(|source| Client::with_timeout(source, REQUEST_TIMEOUT))
+                .collect(),
+            current: 0,
+            key,
+            chain_id,
+            last_failure: None,
+        }
+    }
+
+    fn fetch_from(&self, source: &Client, from: Height, wait: Duration) -> Result<SyncBatch> {
+        let path = format!("/v1/sync/blocks?from={from}&wait_ms={}", wait.as_millis());
+        let time_ms = now_ms();
+        let signed = sign_bytes(
+            &self.chain_id,
+            "GET",
+            &path,
+            time_ms,
+            b"",
+            &AccessHeaders::default(),
+        );
+        let headers = [("authorization", authorization(&self.key, time_ms, &signed))];
+        let (status, body) = source.send("GET", &path, &headers, b"")?;
+        if status != 200 {
+            let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            bail!(
+                "{status} {}: {}",
+                error["error"]["code"].as_str().unwrap_or(""),
+                error["error"]["message"].as_str().unwrap_or("")
+            );
+        }
+        Ok(SyncBatch::from_bytes(&body)?)
+    }
+
+    fn report(&mut self, failure: String) {
+        if self.last_failure.as_ref() != Some(&failure) {
+            tracing::warn!(%failure, "following the chain");
+            self.last_failure = Some(failure);
+        }
+    }
+}
+
+impl BlockFeed for HttpFeed {
+    fn fetch(&mut self, from: Height, wait: Duration) -> Result<SyncBatch, FeedError> {
+        let mut failures = Vec::new();
+        for _ in 0..self.sources.len() {
+            let source = &self.sources[self.current];
+            match self.fetch_from(source, from, wait) {
+                Ok(batch) => {
+                    if self.last_failure.take().is_some() {
+                        tracing::info!(source = %source.base(), "following the chain again");
+                    }
+                    return Ok(batch);
+                }
+                Err(error) => {
+                    failures.push(format!("{}: {error:#}", source.base()));
+                    self.current = (self.current + 1) % self.sources.len();
+                }
+            }
+        }
+        let failure = failures.join("; ");
+        self.report(failure.clone());
+        Err(FeedError::Unavailable(failure))
+    }
+
+    fn fault(&mut self, reason: &str) {
+        let source = self.sources[self.current].base().to_string();
+        self.report(format!("{source} sent a block that fails: {reason}"));
+        self.current = (self.current + 1) % self.sources.len();
+    }
+}
+
+/// Forwards the transactions this full node's clients (and its own services) submit to a
+/// validator, from the queue a validator would gossip from. The node keeps each in its mempool,
+/// pending, until the block that holds it arrives.
+pub fn spawn_forwarder(node: &Node, sources: &[String]) -> Result<()> {
+    let Some(mut outbox) = node.take_gossip() else {
+        return Ok(());
+    };
+    let sources: Vec<Client> = sources
+        .iter()
+        .map(|source| Client::with_timeout(source, REQUEST_TIMEOUT))
+        .collect();
+    std::thread::Builder::new()
+        .name("tx-forwarder".into())
+        .spawn(move || {
+            let mut current = 0;
+            while let Some(batch) = outbox.blocking_recv() {
+                let mut forwarded = false;
+                'rounds: for round in 0..FORWARD_ROUNDS_MAX {
+                    for _ in 0..sources.len() {
+                        match sources[current].submit_batch(&batch) {
+                            Ok(results) => {
+                                let refused = results
+                                    .iter()
+                                    .filter(|result| result["error"].is_object())
+                                    .count();
+                                if refused > 0 {
+                                    tracing::debug!(refused, "a validator refused forwarded transactions");
+                                }
+                                forwarded = true;
+                                break 'rounds;
+                            }
+                            Err(error) => {
+                                tracing::debug!(source = %sources[current].base(), error = %format!("{error:#}"), "forwarding failed");
+                                current = (current + 1) % sources.len();
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(200 << round));
+                }
+                if !forwarded {
+                    tracing::warn!(
+                        transactions = batch.len(),
+                        "no validator took the forwarded transactions; they stay pending here"
+                    );
+                }
+            }
+        })?;
+    Ok(())
+}
