@@ -8,8 +8,9 @@
 //! header claims before anything is durable. So a full node trusts no validator: a source that
 //! sends a block that fails is reported as faulty and another is tried.
 //!
-//! Validators serve followers from [`Node::sync_batch`]; the wire form is [`SyncBatch`], borsh,
-//! bounded by [`SYNC_BATCH_HEIGHTS_MAX`] and [`SYNC_BATCH_BYTES_MAX`].
+//! Validators serve followers from [`Node::sync_batch`]; the wire form is [`SyncBatch`] (in
+//! `medledger_types::sync`), borsh, bounded by [`SYNC_BATCH_HEIGHTS_MAX`] and
+//! [`SYNC_BATCH_BYTES_MAX`].
 //!
 //! **Invariant:** a full node commits a block only with a certificate that verifies against the
 //! validator set in force and only if executing it reproduces every root of its header, exactly as
@@ -17,67 +18,18 @@
 
 use std::time::Duration;
 
-use borsh::{BorshDeserialize, BorshSerialize};
 use medledger_ledger::Block;
-use medledger_types::{CommitCertificate, Height};
+use medledger_types::Height;
+pub use medledger_types::sync::{
+    SYNC_BATCH_BYTES_MAX, SYNC_BATCH_HEIGHTS_MAX, SYNC_BATCH_WIRE_BYTES_MAX, SyncBatch, SyncedBlock,
+};
 
 use crate::{InvalidBlock, Node, NodeError};
 
-/// The most heights a validator serves a follower in one batch.
-pub const SYNC_BATCH_HEIGHTS_MAX: u64 = 64;
-/// The most block bytes in one batch (a batch holds at least one block, which is at most
-/// `BLOCK_BYTES_MAX`).
-pub const SYNC_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
-/// The largest batch a follower decodes: the byte bound plus one whole block and the framing.
-pub const SYNC_BATCH_WIRE_BYTES_MAX: usize =
-    SYNC_BATCH_BYTES_MAX + medledger_types::BLOCK_BYTES_MAX + 64 * 1024;
 /// How long a follower at the head asks a validator to wait for the next block.
 pub const FOLLOW_WAIT: Duration = Duration::from_secs(1);
 /// How long a follower waits before asking again after a source failed.
 pub const FOLLOW_RETRY: Duration = Duration::from_millis(500);
-
-/// One decided block in its canonical encoding, with the certificate that decided it.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct SyncedBlock {
-    pub block: Vec<u8>,
-    pub certificate: CommitCertificate,
-}
-
-/// Consecutive decided blocks from one height, as a validator serves them to a full node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct SyncBatch {
-    pub blocks: Vec<SyncedBlock>,
-}
-
-/// Why a batch's bytes were refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum BatchError {
-    #[error("a batch of {0} bytes is over the limit of {SYNC_BATCH_WIRE_BYTES_MAX}")]
-    TooLarge(usize),
-    #[error("a batch of {0} blocks is over the limit of {SYNC_BATCH_HEIGHTS_MAX}")]
-    TooManyBlocks(usize),
-    #[error("malformed batch: {0}")]
-    Malformed(String),
-}
-
-impl SyncBatch {
-    pub fn to_bytes(&self) -> Vec<u8> {
-        borsh::to_vec(self).expect("encoding into memory never fails")
-    }
-
-    /// Decodes a batch from a peer: bounded in bytes and blocks, and nothing left over.
-    pub fn from_bytes(bytes: &[u8]) -> Result<SyncBatch, BatchError> {
-        if bytes.len() > SYNC_BATCH_WIRE_BYTES_MAX {
-            return Err(BatchError::TooLarge(bytes.len()));
-        }
-        let batch = borsh::from_slice::<SyncBatch>(bytes)
-            .map_err(|error| BatchError::Malformed(error.to_string()))?;
-        if batch.blocks.len() as u64 > SYNC_BATCH_HEIGHTS_MAX {
-            return Err(BatchError::TooManyBlocks(batch.blocks.len()));
-        }
-        Ok(batch)
-    }
-}
 
 impl Node {
     /// Decided blocks from `from` with their certificates, for a full node: at most
@@ -191,58 +143,4 @@ pub fn follow(node: &Node, feed: &mut dyn BlockFeed) -> Result<(), NodeError> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// Any bytes decode to a bounded batch or are refused, and a batch round-trips.
-    #[test]
-    fn batches_are_bounded_and_round_trip() {
-        let batch = SyncBatch {
-            blocks: vec![SyncedBlock {
-                block: vec![1, 2, 3],
-                certificate: CommitCertificate {
-                    height: 1,
-                    round: 0,
-                    block_hash: medledger_crypto::Hash::ZERO,
-                    signatures: Vec::new(),
-                },
-            }],
-        };
-        assert_eq!(SyncBatch::from_bytes(&batch.to_bytes()), Ok(batch.clone()));
-        let mut trailing = batch.to_bytes();
-        trailing.push(0);
-        assert!(matches!(
-            SyncBatch::from_bytes(&trailing),
-            Err(BatchError::Malformed(_))
-        ));
-        let many = SyncBatch {
-            blocks: vec![batch.blocks[0].clone(); SYNC_BATCH_HEIGHTS_MAX as usize + 1],
-        };
-        assert_eq!(
-            SyncBatch::from_bytes(&many.to_bytes()),
-            Err(BatchError::TooManyBlocks(
-                SYNC_BATCH_HEIGHTS_MAX as usize + 1
-            ))
-        );
-        assert_eq!(
-            SyncBatch::from_bytes(&vec![0; SYNC_BATCH_WIRE_BYTES_MAX + 1]),
-            Err(BatchError::TooLarge(SYNC_BATCH_WIRE_BYTES_MAX + 1))
-        );
-        // A length prefix claiming four billion blocks is refused without allocating them.
-        assert!(SyncBatch::from_bytes(&[0xff, 0xff, 0xff, 0xff]).is_err());
-    }
-
-    proptest! {
-        #[test]
-        fn any_bytes_decode_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            if let Ok(batch) = SyncBatch::from_bytes(&bytes) {
-                prop_assert!(batch.blocks.len() as u64 <= SYNC_BATCH_HEIGHTS_MAX);
-                prop_assert_eq!(batch.to_bytes(), bytes);
-            }
-        }
-    }
 }

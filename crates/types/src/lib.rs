@@ -11,6 +11,7 @@
 mod block;
 mod genesis;
 mod merkle;
+pub mod sync;
 mod tx;
 
 pub use block::*;
