@@ -7,6 +7,7 @@
 //! **Invariant:** every request body is bounded by [`API_BODY_BYTES_MAX`] and every batch by
 //! [`TXS_PER_REQUEST_MAX`].
 
+mod admin;
 pub mod auth;
 mod claims;
 mod feed;
@@ -412,6 +413,7 @@ fn router_closing(
         .route("/v1/state/{*key}", get(state))
         .route("/v1/accounts/{key}", get(account))
         .route("/v1/sync/blocks", get(sync::sync_blocks))
+        .route("/v1/admin/backup", post(admin::backup))
         .fallback(
             |method: axum::http::Method, uri: axum::http::Uri| async move {
                 // Under /fhir, a FHIR client gets an OperationOutcome; elsewhere the JSON error.
@@ -927,7 +929,8 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
         block_by_hash,
         state,
         account,
-        sync::sync_blocks
+        sync::sync_blocks,
+        admin::backup
     ),
     components(schemas(ErrorBody, ErrorDetail, SubmitRequest)),
     modifiers(&SignedRequests)

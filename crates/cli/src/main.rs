@@ -3,6 +3,7 @@
 // ledger decisions.
 #![allow(clippy::disallowed_methods)]
 
+mod backup;
 mod bench;
 mod bench_files;
 mod bench_monitor;
@@ -161,6 +162,32 @@ enum Command {
     Verify {
         #[arg(long)]
         home: PathBuf,
+    },
+    /// Take a consistent backup of the node running from a home, while it runs: the chain store,
+    /// the vault, the indexes and the module stores, with the configuration and genesis, into
+    /// one gzip'd tar (mode 0600; it holds the vault's keys slots: keep it as secret as the
+    /// home).
+    Backup {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Also pack the home's keys/, encrypted under the passphrase in the first line of this
+        /// file (Argon2id, AES-256-GCM).
+        #[arg(long)]
+        keys_passphrase_file: Option<PathBuf>,
+    },
+    /// Restore a backup into a new home; every file is checked against the backup's manifest
+    /// first, and a refused backup leaves nothing. Start it with `medledger node`: it catches
+    /// up with the network. Never run it while the node it was taken from still runs.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        home: PathBuf,
+        /// The passphrase file that opens the backup's keys.
+        #[arg(long)]
+        keys_passphrase_file: Option<PathBuf>,
     },
     /// The modules' commands (`fhir`, `consent`, `supply`, their benchmarks): see modules.rs.
     #[command(flatten)]
@@ -417,6 +444,28 @@ fn run(cli: Cli) -> Result<i32> {
             command: ProofCommand::Verify { proof, genesis },
         } => return verify_proof(&proof, &genesis),
         Command::Verify { home } => return verify_store(&home),
+        Command::Backup {
+            home,
+            out,
+            keys_passphrase_file,
+        } => {
+            let summary = backup::backup(&home, &out, keys_passphrase_file.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        Command::Restore {
+            from,
+            home,
+            keys_passphrase_file,
+        } => {
+            let summary = backup::restore(&from, &home, keys_passphrase_file.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            if summary["node_key_present"] != true {
+                println!(
+                    "no node key was restored: put the node's key file where config.toml's                      validator_key names it before starting the node"
+                );
+            }
+            println!("start it with: medledger node --home {}", home.display());
+        }
         Command::Bench(args) => bench::run(args)?,
         Command::BenchCrypto { dir } => bench::crypto(&dir)?,
     }

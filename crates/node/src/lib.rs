@@ -13,6 +13,7 @@
 //! `tx_proof` and the audit check receipts against the block's receipts root.
 
 mod audit;
+pub mod backup;
 pub mod claims;
 pub mod follower;
 mod mempool;
@@ -198,6 +199,8 @@ struct Inner {
     stopping: AtomicBool,
     /// Where blocks come from: a full node holds no organisation's devices or data to anchor.
     block_source: BlockSource,
+    /// The stores a backup copies under their own locks.
+    backup_sources: Mutex<Vec<backup::Source>>,
     failure: Mutex<Option<String>>,
     producer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Blocks executed while proposed or checked, waiting to be decided.
@@ -305,6 +308,7 @@ impl Node {
                 own_nonce: Mutex::new(0),
                 data_dir: config.data_dir.clone(),
                 block_source: config.block_source,
+                backup_sources: Mutex::new(Vec::new()),
             }),
         };
         if config.block_source != BlockSource::Producer {

@@ -208,7 +208,7 @@ struct Inner {
     records: crate::records::Records,
     /// Stream records on chain or being written.
     streams: Mutex<std::collections::BTreeSet<Hash>>,
-    db: redb::Database,
+    db: Arc<redb::Database>,
     seal: DataKey,
     salts: BlindKey,
     window_ms: u64,
@@ -327,6 +327,8 @@ impl Monitor {
             }
         }
         txn.commit().map_err(storage)?;
+        let db = Arc::new(db);
+        node.register_database(&dir.join("readings.redb"), &db);
         let (sender, receiver) = std::sync::mpsc::sync_channel(4 * GROUP_MAX);
         let inner = Arc::new(Inner {
             seal: DataKey(node.derive_secret("monitor/reading-encryption")),

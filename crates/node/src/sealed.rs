@@ -45,7 +45,7 @@ impl Kept {
 }
 
 pub(crate) struct SealedStore {
-    db: redb::Database,
+    db: std::sync::Arc<redb::Database>,
     table: TableDefinition<'static, &'static str, &'static [u8]>,
     what: &'static str,
     seal: DataKey,
@@ -70,6 +70,8 @@ impl SealedStore {
         let txn = db.begin_write().map_err(|e| storage(&e))?;
         txn.open_table(table).map_err(|e| storage(&e))?;
         txn.commit().map_err(|e| storage(&e))?;
+        let db = std::sync::Arc::new(db);
+        node.register_database(&dir.join(file), &db);
         Ok(SealedStore {
             db,
             table,

@@ -230,6 +230,7 @@ pub fn open_services(
 ) -> Result<Services, ServiceError> {
     let mut services = Services::default();
     let vault = Arc::new(medledger_vault::Vault::open(&data_dir.join("vault"))?);
+    node.register_vault(&data_dir.join("vault"), &vault);
     let records = Records::open(node.clone(), vault.clone())?;
     services.register(records.clone());
     services.register(crate::claims::Claims::open(

@@ -95,9 +95,11 @@ impl Tokens {
                 .map_or(0, |value| value.value())
         };
         write.commit().map_err(index_error)?;
+        let db = Arc::new(db);
+        node.register_database(&dir.join("statements.redb"), &db);
         let tokens = Tokens {
             node,
-            db: Arc::new(db),
+            db,
             indexed_through: Arc::new(tokio::sync::watch::channel(through).0),
             indexing: Arc::new(std::sync::Mutex::new(())),
         };

@@ -94,6 +94,8 @@ pub struct BlockCommit<'a> {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    /// The database file, for [`Store::copy_to`].
+    path: std::path::PathBuf,
 }
 
 impl Store {
@@ -120,7 +122,28 @@ impl Store {
             txn.open_table(TREE_VALUES).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Copies the database file to `dest` as of its last commit, for a backup of a running node:
+    /// a write transaction is held (and then abandoned) while the file is copied, so no commit
+    /// lands half-way and the copy opens as that committed state. Returns the head height the
+    /// copy holds. Writers wait for the length of the copy.
+    pub fn copy_to(&self, dest: &Path) -> Result<Height, StoreError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let head = self.reader()?.head()?;
+        std::fs::copy(&self.path, dest).map_err(|error| {
+            StoreError::Db(format!(
+                "copying {} to {}: {error}",
+                self.path.display(),
+                dest.display()
+            ))
+        })?;
+        txn.abort().map_err(db_error)?;
+        Ok(head)
     }
 
     /// A consistent snapshot for reading.

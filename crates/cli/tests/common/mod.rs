@@ -903,3 +903,79 @@ pub fn check_signed(
             .expect("the node's signature verifies");
     }
 }
+
+// Chain-level helpers for the multi-node tests: heights, anchors, receipts and blocks.
+
+pub fn height(node: &TestNode) -> u64 {
+    let (status, body) = node.get("/v1/status");
+    assert_eq!(status, 200, "{body}");
+    body["height"].as_u64().expect("height")
+}
+
+pub fn wait_for_height(node: &TestNode, target: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = height(node);
+        if now >= target {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} stayed at height {now}, below {target}; log:\n{}",
+            node.url,
+            std::fs::read_to_string(node.home.join("node.log"))
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Anchors a fresh id through `node`; returns the transaction id once it is committed.
+pub fn anchor(node: &TestNode, key: &Path, seed: u64, wait: bool) -> String {
+    let id = format!("{seed:064x}");
+    let commitment = format!("{:064x}", seed + 1_000_000);
+    tx(
+        node,
+        key,
+        wait,
+        &["anchor", "--id", &id, "--commitment", &commitment],
+    )
+}
+
+/// Signs and submits a transaction through `node`'s CLI; returns its id.
+pub fn tx(node: &TestNode, key: &Path, wait: bool, command: &[&str]) -> String {
+    let mut args = vec!["tx", "--key", key.to_str().expect("utf-8")];
+    if !wait {
+        args.push("--no-wait");
+    }
+    args.extend(command);
+    let out = node.cli(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "tx anchor failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    parsed["id"]
+        .as_str()
+        .or_else(|| parsed["receipt"]["tx_id"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no transaction id in {stdout:?}"))
+}
+
+pub fn committed_on(node: &TestNode, id: &str) -> bool {
+    let (status, body) = node.get(&format!("/v1/txs/{id}/receipt"));
+    status == 200 && body["status"] == "committed"
+}
+
+pub fn block_hash(node: &TestNode, height: u64) -> String {
+    let (status, body) = node.get(&format!("/v1/blocks/{height}"));
+    assert_eq!(status, 200, "block {height} on {}: {body}", node.url);
+    body["hash"].as_str().expect("block hash").to_string()
+}

@@ -121,7 +121,7 @@ pub struct EventPage {
 /// The index and the height it has reached.
 #[derive(Clone, Debug)]
 pub struct EpcisIndex {
-    db: Arc<redb::Database>,
+    pub(crate) db: Arc<redb::Database>,
     indexed_through: Arc<tokio::sync::watch::Sender<Height>>,
 }
 

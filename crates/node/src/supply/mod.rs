@@ -113,6 +113,9 @@ impl Supply {
             index: EpcisIndex::open(dir)?,
             node,
         };
+        supply
+            .node
+            .register_database(&dir.join("epcis.redb"), &supply.index.db);
         let head = supply.node.status()?.height;
         supply.index.index_through(&supply.node, head)?;
         Ok(supply)
