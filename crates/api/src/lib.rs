@@ -125,6 +125,9 @@ impl From<NodeError> for ApiError {
                 "node_stopped",
                 error.to_string(),
             ),
+            NodeError::NotKept { .. } => {
+                ApiError::new(StatusCode::GONE, "height_not_kept", error.to_string())
+            }
             _ => {
                 tracing::error!(%error, "request failed inside the node");
                 ApiError::new(
@@ -414,6 +417,13 @@ fn router_closing(
         .route("/v1/accounts/{key}", get(account))
         .route("/v1/sync/blocks", get(sync::sync_blocks))
         .route("/v1/admin/backup", post(admin::backup))
+        .route("/v1/admin/snapshot", post(admin::snapshot))
+        .route("/v1/snapshots", get(sync::snapshots))
+        .route("/v1/snapshots/{height}", get(sync::snapshot_manifest))
+        .route(
+            "/v1/snapshots/{height}/chunks/{index}",
+            get(sync::snapshot_chunk),
+        )
         .fallback(
             |method: axum::http::Method, uri: axum::http::Uri| async move {
                 // Under /fhir, a FHIR client gets an OperationOutcome; elsewhere the JSON error.
@@ -930,7 +940,11 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
         state,
         account,
         sync::sync_blocks,
-        admin::backup
+        sync::snapshots,
+        sync::snapshot_manifest,
+        sync::snapshot_chunk,
+        admin::backup,
+        admin::snapshot
     ),
     components(schemas(ErrorBody, ErrorDetail, SubmitRequest)),
     modifiers(&SignedRequests)

@@ -1,4 +1,6 @@
-//! Certified blocks for full nodes: `GET /v1/sync/blocks?from=H&wait_ms=W`.
+//! Certified blocks and state snapshots for full nodes: `GET /v1/sync/blocks?from=H&wait_ms=W`,
+//! `GET /v1/snapshots`, `/v1/snapshots/{height}` (the manifest) and
+//! `/v1/snapshots/{height}/chunks/{index}`.
 //!
 //! A full node signs each request with its node key, which must be enrolled with role `node`.
 //! Admission is bounded so followers cannot slow the validator: at most [`FOLLOWERS_MAX`]
@@ -123,6 +125,125 @@ fn retry_after(mut error: ApiError, seconds: u64) -> Response {
     response
 }
 
+/// Checks a follower's signed request: enrolled with role node, and admitted.
+async fn admit_follower(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let (key, authority, _) = crate::signed_member(state, method, uri, headers, b"")
+        .await
+        .map_err(IntoResponse::into_response)?;
+    if !matches!(
+        authority,
+        Authority::Member {
+            role: Role::Node,
+            ..
+        }
+    ) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_a_full_node",
+            "only a key enrolled with role node may follow the chain from a validator",
+        )
+        .into_response());
+    }
+    match state.sync.admit(&key, crate::fhir::now_ms()) {
+        Ok(()) => Ok(()),
+        Err(Refusal::Full) => Err(retry_after(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "followers_full",
+                format!("this validator serves {FOLLOWERS_MAX} full nodes already"),
+            ),
+            FOLLOWER_IDLE_MS / 1_000,
+        )),
+        Err(Refusal::RateLimited { retry_after_ms }) => Err(retry_after(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("a full node may ask {FOLLOWER_REQUESTS_PER_SECOND} times a second"),
+            ),
+            retry_after_ms.div_ceil(1_000),
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/snapshots", responses(
+    (status = 200, description = "The heights of the state snapshots this node serves"),
+    (status = 401, description = "Not signed, or not by an enrolled member", body = crate::ErrorBody),
+    (status = 403, description = "The signer is not enrolled with role node", body = crate::ErrorBody)),
+    security(("medledger_signature" = [])))]
+pub(crate) async fn snapshots(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    if let Err(refused) = admit_follower(&state, &method, &uri, &headers).await {
+        return Ok(refused);
+    }
+    let node = state.node.clone();
+    let heights = blocking(move || Ok(node.snapshot_heights()?)).await?;
+    Ok(axum::Json(serde_json::json!({ "heights": heights })).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/snapshots/{height}", params(("height" = u64, Path, description = "The snapshot's height")), responses(
+    (status = 200, description = "The snapshot's manifest (JSON): certified state root, chunks with their SHA-256, and the light proof binding it to the certified header"),
+    (status = 404, description = "No snapshot at that height", body = crate::ErrorBody)),
+    security(("medledger_signature" = [])))]
+pub(crate) async fn snapshot_manifest(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    axum::extract::Path(height): axum::extract::Path<String>,
+) -> ApiResult<Response> {
+    let height: Height = height
+        .parse()
+        .map_err(|_| ApiError::bad_request("malformed_height", "height must be a whole number"))?;
+    if let Err(refused) = admit_follower(&state, &method, &uri, &headers).await {
+        return Ok(refused);
+    }
+    let node = state.node.clone();
+    let manifest = blocking(move || Ok(node.snapshot_manifest(height)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no snapshot at height {height} here")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], manifest).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/snapshots/{height}/chunks/{index}", params(
+    ("height" = u64, Path, description = "The snapshot's height"),
+    ("index" = usize, Path, description = "The chunk's index, from 0")), responses(
+    (status = 200, description = "The chunk (application/octet-stream, borsh): leaves in key-hash order and the range proof of the last"),
+    (status = 404, description = "No such chunk", body = crate::ErrorBody)),
+    security(("medledger_signature" = [])))]
+pub(crate) async fn snapshot_chunk(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    axum::extract::Path((height, index)): axum::extract::Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (Ok(height), Ok(index)) = (height.parse::<Height>(), index.parse::<usize>()) else {
+        return Err(ApiError::bad_request(
+            "malformed_path",
+            "height and index must be whole numbers",
+        ));
+    };
+    if let Err(refused) = admit_follower(&state, &method, &uri, &headers).await {
+        return Ok(refused);
+    }
+    let node = state.node.clone();
+    let chunk = blocking(move || Ok(node.snapshot_chunk(height, index)?))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no chunk {index} of a snapshot at {height} here"))
+        })?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], chunk).into_response())
+}
+
 #[utoipa::path(get, path = "/v1/sync/blocks", params(
     ("from" = u64, Query, description = "The first height wanted"),
     ("wait_ms" = Option<u64>, Query, description = "When `from` is past the head, wait up to this long (at most 10000) for it")),
@@ -141,42 +262,8 @@ pub(crate) async fn sync_blocks(
     query: Result<Query<SyncQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = crate::parse_query(query)?;
-    let (key, authority, _) = crate::signed_member(&state, &method, &uri, &headers, b"").await?;
-    if !matches!(
-        authority,
-        Authority::Member {
-            role: Role::Node,
-            ..
-        }
-    ) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "not_a_full_node",
-            "only a key enrolled with role node may follow the chain from a validator",
-        ));
-    }
-    match state.sync.admit(&key, crate::fhir::now_ms()) {
-        Ok(()) => {}
-        Err(Refusal::Full) => {
-            return Ok(retry_after(
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "followers_full",
-                    format!("this validator serves {FOLLOWERS_MAX} full nodes already"),
-                ),
-                FOLLOWER_IDLE_MS / 1_000,
-            ));
-        }
-        Err(Refusal::RateLimited { retry_after_ms }) => {
-            return Ok(retry_after(
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("a full node may ask {FOLLOWER_REQUESTS_PER_SECOND} times a second"),
-                ),
-                retry_after_ms.div_ceil(1_000),
-            ));
-        }
+    if let Err(refused) = admit_follower(&state, &method, &uri, &headers).await {
+        return Ok(refused);
     }
     let Ok(_permit) = state.sync.in_flight.try_acquire() else {
         return Ok(retry_after(

@@ -158,3 +158,76 @@ pub fn spawn_forwarder(node: &Node, sources: &[String]) -> Result<()> {
         })?;
     Ok(())
 }
+
+/// State snapshots from the validators' APIs, trying each source in turn.
+pub struct HttpSnapshots {
+    feed: HttpFeed,
+}
+
+impl HttpSnapshots {
+    pub fn new(sources: &[String], key: SecretKey, chain_id: String) -> HttpSnapshots {
+        HttpSnapshots {
+            feed: HttpFeed::new(sources, key, chain_id),
+        }
+    }
+
+    /// A signed GET of `path` from the sources in turn; the first 200 answers.
+    fn get(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        let feed = &mut self.feed;
+        let mut failures = Vec::new();
+        for _ in 0..feed.sources.len() {
+            let source = &feed.sources[feed.current];
+            let time_ms = now_ms();
+            let signed = sign_bytes(
+                &feed.chain_id,
+                "GET",
+                path,
+                time_ms,
+                b"",
+                &AccessHeaders::default(),
+            );
+            let headers = [("authorization", authorization(&feed.key, time_ms, &signed))];
+            match source.send("GET", path, &headers, b"") {
+                Ok((200, body)) => return Ok(body),
+                Ok((status, body)) => {
+                    let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    failures.push(format!(
+                        "{}: {status} {}",
+                        source.base(),
+                        error["error"]["message"].as_str().unwrap_or("")
+                    ));
+                }
+                Err(error) => failures.push(format!("{}: {error:#}", source.base())),
+            }
+            feed.current = (feed.current + 1) % feed.sources.len();
+        }
+        Err(failures.join("; "))
+    }
+}
+
+impl medledger_node::snapshot::SnapshotSource for HttpSnapshots {
+    fn heights(&mut self) -> Result<Vec<Height>, String> {
+        let body = self.get("/v1/snapshots")?;
+        let value: Value = serde_json::from_slice(&body).map_err(|error| error.to_string())?;
+        Ok(value["heights"]
+            .as_array()
+            .map(|heights| heights.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default())
+    }
+
+    fn manifest(
+        &mut self,
+        height: Height,
+    ) -> Result<medledger_node::snapshot::SnapshotManifest, String> {
+        let body = self.get(&format!("/v1/snapshots/{height}"))?;
+        serde_json::from_slice(&body).map_err(|error| format!("the manifest: {error}"))
+    }
+
+    fn chunk(&mut self, height: Height, index: usize) -> Result<Vec<u8>, String> {
+        self.get(&format!("/v1/snapshots/{height}/chunks/{index}"))
+    }
+
+    fn fault(&mut self, reason: &str) {
+        self.feed.fault(reason);
+    }
+}

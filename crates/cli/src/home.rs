@@ -274,10 +274,12 @@ pub fn init(
             genesis
         }
     };
-    if genesis
-        .validators
-        .iter()
-        .all(|validator| validator.key != validator_key.public_key())
+    // A full node's key is not a validator's: it is enrolled with role node instead.
+    if plan.follow.is_empty()
+        && genesis
+            .validators
+            .iter()
+            .all(|validator| validator.key != validator_key.public_key())
     {
         bail!(
             "the validator key {} is not in the genesis validator set",

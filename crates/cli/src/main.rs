@@ -177,6 +177,28 @@ enum Command {
         #[arg(long)]
         keys_passphrase_file: Option<PathBuf>,
     },
+    /// Export a snapshot of the running node's state at its head (into its data directory's
+    /// snapshots/), for full nodes to start from with `statesync`.
+    Snapshot {
+        #[arg(long)]
+        home: PathBuf,
+        /// Leaves (state entries) per chunk.
+        #[arg(long, default_value_t = medledger_node::snapshot::CHUNK_LEAVES_DEFAULT)]
+        chunk_leaves: usize,
+    },
+    /// Start a new full node from the newest state snapshot its `[follow]` validators serve,
+    /// instead of replaying the chain: the manifest is checked against genesis, every chunk
+    /// against the certified state root; an interrupted run resumes. Then run `medledger node`.
+    Statesync {
+        #[arg(long)]
+        home: PathBuf,
+        /// A snapshot's height (default: the newest).
+        #[arg(long)]
+        height: Option<u64>,
+        /// Stop as a crash would after fetching this many chunks (for testing resumption).
+        #[arg(long, hide = true)]
+        stop_after_chunks: Option<usize>,
+    },
     /// Restore a backup into a new home; every file is checked against the backup's manifest
     /// first, and a refused backup leaves nothing. Start it with `medledger node`: it catches
     /// up with the network. Never run it while the node it was taken from still runs.
@@ -451,6 +473,68 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let summary = backup::backup(&home, &out, keys_passphrase_file.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        Command::Snapshot { home, chunk_leaves } => {
+            let config = Config::load(&home)?;
+            let key = home::read_key(&home.join(&config.validator_key))?;
+            let client = Client::with_timeout(
+                &format!("http://{}", config.listen),
+                Duration::from_secs(3600),
+            );
+            let (status, body) = records::signed(
+                &client,
+                &key,
+                "POST",
+                &format!("/v1/admin/snapshot?chunk_leaves={chunk_leaves}"),
+                b"",
+                &medledger_api::auth::AccessHeaders::default(),
+            )?;
+            let answer: serde_json::Value =
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            if status != 200 {
+                bail!(
+                    "the node refused the snapshot ({status}): {}",
+                    answer["error"]["message"]
+                        .as_str()
+                        .unwrap_or("no reason given")
+                );
+            }
+            println!(
+                "{}",
+                serde_json::json!({
+                    "height": answer["height"],
+                    "state_root": answer["state_root"],
+                    "leaves": answer["leaves"],
+                    "chunks": answer["chunks"].as_array().map_or(0, Vec::len),
+                })
+            );
+        }
+        Command::Statesync {
+            home,
+            height,
+            stop_after_chunks,
+        } => {
+            let config = Config::load(&home)?;
+            let follow = config.follow.as_ref().context(
+                "statesync starts a full node: its config.toml needs a [follow] section (medledger init --follow)",
+            )?;
+            let key = home::read_key(&home.join(&config.validator_key))?;
+            let genesis = home::read_genesis(&home.join(&config.genesis))?;
+            let mut source =
+                follow::HttpSnapshots::new(&follow.sources, key, genesis.chain_id.clone());
+            #[allow(clippy::disallowed_methods)] // CLI: the sync's duration, for the operator.
+            let started = std::time::Instant::now();
+            let synced = medledger_node::snapshot::state_sync(
+                &home.join(&config.data_dir),
+                &genesis,
+                &mut source,
+                height,
+                stop_after_chunks,
+            )?;
+            let mut report = serde_json::to_value(&synced)?;
+            report["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            println!("start it with: medledger node --home {}", home.display());
         }
         Command::Restore {
             from,
@@ -851,8 +935,16 @@ fn verify_store(home: &Path) -> Result<i32> {
     bar.finish_and_clear();
     match result {
         Ok(report) => {
+            let from = if report.from_height == 0 {
+                "genesis".to_string()
+            } else {
+                format!(
+                    "the certified snapshot at height {} (this node started from it; the state there was rebuilt and checked against the certified root)",
+                    report.from_height
+                )
+            };
             println!(
-                "ok: chain {} verified from genesis to height {}: {} transactions, {} signatures, {} state values; head {} state root {}",
+                "ok: chain {} verified from {from} to height {}: {} transactions, {} signatures, {} state values; head {} state root {}",
                 report.chain_id,
                 report.height,
                 report.txs,

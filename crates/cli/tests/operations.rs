@@ -205,3 +205,147 @@ fn a_backup_under_load_restores_and_catches_up() {
     let out = medledger(&["verify", "--home", &home]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
+
+/// A full node starts from a validator's state snapshot instead of replaying the chain: the sync
+/// is interrupted and resumes from the chunks it kept, the node then follows the chain from the
+/// snapshot's height, serves proofs of state written before it that verify offline against
+/// genesis, refuses what it does not hold (blocks and state below the snapshot) with a clear
+/// error, and `medledger verify` checks it from the snapshot's certified header. A chunk altered
+/// on the serving validator is refused and nothing is kept.
+#[test]
+fn a_full_node_starts_from_a_snapshot_and_catches_up() {
+    let _devnet = one_devnet();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = common::devnet_with_full_nodes(dir.path(), 0, 2);
+    let mut second = nodes.pop().expect("a second full node");
+    let mut full = nodes.pop().expect("the full node");
+    for node in nodes.iter_mut() {
+        node.start();
+    }
+    wait_for_height(&nodes[0], 2, Duration::from_secs(60));
+    let org_key = |index: usize| dir.path().join(format!("keys/org{index}.key"));
+    for full_node in [&full, &second] {
+        let key = common::public_key_of(&full_node.home.join("keys/validator.key"));
+        let out = nodes[0].cli(&[
+            "tx",
+            "--key",
+            org_key(0).to_str().expect("utf-8"),
+            "enrol",
+            "--member",
+            &key,
+            "--role",
+            "node",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let before: Vec<String> = (1..=12)
+        .map(|seed| anchor(&nodes[0], &org_key(0), seed, true))
+        .collect();
+    let out = medledger(&[
+        "snapshot",
+        "--home",
+        nodes[0].home.to_str().expect("utf-8"),
+        "--chunk-leaves",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let snapshot: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("summary");
+    let base = snapshot["height"].as_u64().expect("height");
+    let chunks = snapshot["chunks"].as_u64().expect("chunks");
+    assert!(chunks > 4, "{snapshot}");
+    let after: Vec<String> = (100..=105)
+        .map(|seed| anchor(&nodes[0], &org_key(0), seed, true))
+        .collect();
+
+    // Interrupted after two chunks, then resumed: only the rest are fetched.
+    let full_home = full.home.to_str().expect("utf-8").to_string();
+    let out = medledger(&[
+        "statesync",
+        "--home",
+        &full_home,
+        "--stop-after-chunks",
+        "2",
+    ]);
+    assert!(!out.status.success(), "the interrupted sync succeeded");
+    assert!(
+        stderr(&out).contains("stopped after 2 chunks"),
+        "{}",
+        stderr(&out)
+    );
+    let out = medledger(&["statesync", "--home", &full_home]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let synced: serde_json::Value =
+        serde_json::from_str(&text[..text.rfind('}').expect("json") + 1]).expect("report");
+    assert_eq!(synced["height"].as_u64(), Some(base));
+    assert_eq!(synced["chunks"].as_u64(), Some(chunks));
+    assert_eq!(
+        synced["chunks_fetched"].as_u64(),
+        Some(chunks - 2),
+        "{synced}"
+    );
+    assert!(!full.home.join("data/statesync").exists());
+    let out = medledger(&["statesync", "--home", &full_home]);
+    assert!(!out.status.success() && stderr(&out).contains("already holds a chain"));
+
+    // It follows from the snapshot on.
+    full.start();
+    let head = height(&nodes[0]);
+    wait_for_height(&full, head, Duration::from_secs(60));
+    for id in &after {
+        assert!(
+            committed_on(&full, id),
+            "{id} after the snapshot is missing"
+        );
+    }
+    for height in base + 1..=head {
+        assert_eq!(block_hash(&full, height), block_hash(&nodes[0], height));
+    }
+    // State written before the snapshot is there, with proofs that verify against genesis.
+    let proof_file = dir.path().join("anchor-proof.json");
+    let out = full.cli(&[
+        "query",
+        "state",
+        &format!("anchor/{:064x}", 3),
+        "--proof-out",
+        proof_file.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = common::verify_proof(&proof_file, &full.home.join("genesis.json"));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // What it does not hold is refused clearly: blocks at or below the snapshot, state below it.
+    let (status, _) = full.get(&format!("/v1/blocks/{base}"));
+    assert_eq!(status, 404);
+    let (status, body) = full.get(&format!("/v1/state/anchor/{:064x}?height={}", 3, base - 1));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("height_not_kept")),
+        "{body}"
+    );
+    let (status, _) = full.get(&format!("/v1/txs/{}/receipt", before[0]));
+    assert_eq!(status, 404, "a receipt from before the snapshot");
+    full.stop();
+    let out = medledger(&["verify", "--home", &full_home]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("from the certified snapshot at height {base}")),
+        "{}",
+        stdout(&out)
+    );
+
+    // A chunk altered on the only validator holding the snapshot is refused; nothing is kept.
+    let chunk = nodes[0]
+        .home
+        .join(format!("data/snapshots/{base}/chunk-000001.bin"));
+    let mut bytes = std::fs::read(&chunk).expect("chunk");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&chunk, bytes).expect("alter");
+    let out = medledger(&["statesync", "--home", second.home.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "an altered snapshot was restored");
+    assert!(stderr(&out).contains("chunk 1"), "{}", stderr(&out));
+    second.start();
+    // Started anyway, it is an empty full node following from genesis, not a half-restored one.
+    wait_for_height(&second, head, Duration::from_secs(60));
+    assert_eq!(block_hash(&second, 1), block_hash(&nodes[0], 1));
+}

@@ -37,6 +37,9 @@ impl AuditError {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AuditReport {
     pub chain_id: String,
+    /// The height the audit started from: 0 (genesis), or the certified snapshot this node was
+    /// restored from.
+    pub from_height: Height,
     pub height: Height,
     pub txs: u64,
     pub signatures: u64,
@@ -57,9 +60,13 @@ pub fn audit_store(
     medledger_ledger::check_genesis(&genesis)
         .map_err(|error| AuditError::Genesis(error.to_string()))?;
     let head = reader.head()?;
+    let base = reader.base()?;
 
     let mut tree = MemoryTree::default();
-    {
+    let mut prev_hash = genesis.hash();
+    let mut prev_time = genesis.genesis_time_ms;
+    let mut prev_certificate_hash = Hash::ZERO;
+    if base == 0 {
         let empty = Snapshot {
             reader: &tree,
             version: None,
@@ -81,16 +88,41 @@ pub fn audit_store(
                 reason: format!("genesis state root on disk is {stored}, replay gives {root}"),
             });
         }
+    } else {
+        // A store restored from a snapshot: its base header is certified from genesis by the
+        // snapshot's proof, and the state it holds at the base must rebuild, leaf by leaf, to
+        // the root that header certifies. The replay starts there.
+        let bad = |reason: String| AuditError::State {
+            height: base,
+            reason,
+        };
+        let (header, certificate) = crate::verified_header(&reader, &genesis, base)
+            .map_err(|error| bad(error.to_string()))?;
+        let mut restore = medledger_state::snapshot::SnapshotRestore::new(base, header.state_root)
+            .map_err(|error| bad(error.to_string()))?;
+        medledger_state::snapshot::chunk_leaves(
+            std::sync::Arc::new(store.reader()?),
+            base,
+            medledger_state::snapshot::SNAPSHOT_CHUNK_LEAVES_MAX,
+            |chunk| restore.add(&chunk),
+        )
+        .map_err(|error| bad(format!("the snapshot's state: {error}")))?;
+        let batch = restore
+            .finish()
+            .map_err(|error| bad(format!("the snapshot's state: {error}")))?;
+        tree.apply_nodes(&batch);
+        prev_hash = header.hash();
+        prev_time = header.time_ms;
+        prev_certificate_hash = certificate.hash();
     }
 
-    let mut prev_hash = genesis.hash();
-    let mut prev_time = genesis.genesis_time_ms;
-    let mut prev_certificate_hash = Hash::ZERO;
     let (mut tx_count, mut signatures) = (0u64, 0u64);
     let mut head_hash = prev_hash;
-    let mut state_root =
-        root_at(&tree, 0).map_err(|error| AuditError::Genesis(error.to_string()))?;
-    for height in 1..=head {
+    let mut state_root = root_at(&tree, base).map_err(|error| AuditError::State {
+        height: base,
+        reason: error.to_string(),
+    })?;
+    for height in base + 1..=head {
         let bad = |reason: String| AuditError::Block { height, reason };
         let header = reader
             .header(height)
@@ -226,6 +258,7 @@ pub fn audit_store(
     }
     Ok(AuditReport {
         chain_id: genesis.chain_id,
+        from_height: base,
         height: head,
         txs: tx_count,
         signatures,

@@ -38,6 +38,13 @@ impl Node {
     /// root), as every read is.
     pub fn sync_batch(&self, from: Height) -> Result<SyncBatch, NodeError> {
         let from = from.max(1);
+        let base = self.base_height()?;
+        if base > 0 && from <= base {
+            return Err(NodeError::NotKept {
+                height: from,
+                earliest: base + 1,
+            });
+        }
         let mut batch = SyncBatch::default();
         let mut bytes_total = 0usize;
         for height in from..from.saturating_add(SYNC_BATCH_HEIGHTS_MAX) {

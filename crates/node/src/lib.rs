@@ -25,6 +25,7 @@ mod replica;
 pub mod research;
 mod sealed;
 pub mod service;
+pub mod snapshot;
 pub mod supply;
 pub mod tokens;
 pub mod trials;
@@ -109,6 +110,13 @@ pub enum NodeError {
     NotAValidator(PublicKey),
     #[error("the node has stopped: {0}")]
     Stopped(String),
+    /// A block or a state version this node does not hold: it started from a snapshot at a
+    /// later height (or prunes old versions).
+    #[error(
+        "height {height} is not kept on this node: it holds blocks and state from height {earliest} \
+         on (it started from a snapshot, or prunes older state); ask a node that keeps them"
+    )]
+    NotKept { height: Height, earliest: Height },
 }
 
 /// Why a submitted transaction was not admitted.
@@ -589,7 +597,9 @@ impl Node {
     /// validator set, the transactions against the header's root.
     pub fn block(&self, height: Height) -> Result<Option<CertifiedBlock>, NodeError> {
         let reader = self.inner.store.reader()?;
-        if height == 0 || height > reader.head()? {
+        // A store from a snapshot holds the base's header and certificate but not its
+        // transactions, and nothing below it.
+        if height == 0 || height <= reader.base()? || height > reader.head()? {
             return Ok(None);
         }
         let (header, certificate) = self.verified_header(&reader, height)?;
@@ -722,6 +732,10 @@ impl Node {
         if height == 0 || height > head {
             return Ok(None);
         }
+        let earliest = reader.base()?;
+        if height < earliest {
+            return Err(NodeError::NotKept { height, earliest });
+        }
         let (header, certificate) = self.verified_header(&reader, height)?;
         let proof = medledger_state::prove(&reader, height, key)?;
         if let Err(error) = proof.verify(header.state_root) {
@@ -772,6 +786,10 @@ impl Node {
         let reader = self.inner.store.reader()?;
         let head = reader.head()?;
         let height = height.map_or(head, |height| height.min(head));
+        let earliest = reader.base()?;
+        if height < earliest {
+            return Err(NodeError::NotKept { height, earliest });
+        }
         let state = Snapshot {
             reader: &reader,
             version: Some(height),
@@ -893,7 +911,33 @@ impl Node {
             version: Some(height - 1),
         })?;
         let mut trail = Vec::with_capacity(changes.len());
+        // Changes before a snapshot's base: the snapshot's own proof carries their steps.
+        let base = reader.base()?;
+        let before_base: Vec<ValidatorStep> = if base > 0 {
+            match snapshot::stored_proof(reader)? {
+                LightProof::State {
+                    validator_trail, ..
+                } => validator_trail,
+                LightProof::Tx { .. } => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
         for changed_after in changes {
+            if changed_after < base {
+                let step = before_base
+                    .iter()
+                    .find(|step| step.header.height == changed_after)
+                    .cloned()
+                    .ok_or_else(|| NodeError::Tampered {
+                        height: base,
+                        reason: format!(
+                            "the snapshot's proof lacks the validator change after {changed_after}"
+                        ),
+                    })?;
+                trail.push(step);
+                continue;
+            }
             let (header, certificate) = self.verified_header(reader, changed_after)?;
             let validators = medledger_state::prove(reader, changed_after, KEY_VALIDATORS)?;
             trail.push(ValidatorStep {
@@ -930,7 +974,7 @@ impl Node {
 
 /// Loads a header and its certificate and checks that the certificate finalises it under the
 /// validator set in force (the set in the state before the block).
-fn verified_header(
+pub(crate) fn verified_header(
     reader: &StoreReader,
     genesis: &Genesis,
     height: Height,
@@ -944,6 +988,20 @@ fn verified_header(
         .ok_or_else(|| tampered("certificate is missing".into()))?;
     if header.height != height || header.chain_id != genesis.chain_id {
         return Err(tampered("header names another height or chain".into()));
+    }
+    // The base of a store restored from a snapshot: the set before it is not held, so the
+    // snapshot's proof certifies the header from genesis instead.
+    if height == reader.base()? && height > 0 {
+        let proof = snapshot::stored_proof(reader)?;
+        proof
+            .verify(genesis)
+            .map_err(|error| tampered(format!("the snapshot's proof: {error}")))?;
+        if proof.header().hash() != header.hash() {
+            return Err(tampered(
+                "the snapshot's proof certifies another header".into(),
+            ));
+        }
+        return Ok((header, certificate));
     }
     let validators = medledger_ledger::validators(&Snapshot {
         reader,

@@ -841,7 +841,10 @@ impl Records {
 
     fn shred_through(&self, target: Height) -> Result<(), ServiceError> {
         let saved = self.vault.erased_through()?;
-        let mut height = (*self.erased_through.borrow()).max(saved);
+        // A node started from a snapshot holds no block below its base to walk.
+        let mut height = (*self.erased_through.borrow())
+            .max(saved)
+            .max(self.node.base_height()?);
         let mut shredded = false;
         while height < target {
             height += 1;

@@ -89,6 +89,17 @@ impl Node {
     pub fn validators_for(&self, height: Height) -> Result<ValidatorSet, NodeError> {
         let reader = self.inner.store.reader()?;
         let head = reader.head()?;
+        let base = reader.base()?;
+        if base > 0 && height <= base {
+            // The set that decided the snapshot's height is the one its proof walked to.
+            if height == base {
+                return crate::snapshot::validators_at_base(&reader, &self.inner.genesis);
+            }
+            return Err(NodeError::NotKept {
+                height,
+                earliest: base,
+            });
+        }
         let version = height.saturating_sub(1).min(head);
         Ok(medledger_ledger::validators(&Snapshot {
             reader: &reader,

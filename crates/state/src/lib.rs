@@ -19,6 +19,8 @@ use medledger_crypto::Hash;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+pub mod snapshot;
+
 /// The tree type every node uses.
 pub type Tree<'a, R> = jmt::JellyfishMerkleTree<'a, R, Sha256>;
 /// A jmt proof over SHA-256.
@@ -266,10 +268,15 @@ pub struct MemoryTree {
 
 impl MemoryTree {
     pub fn apply(&mut self, batch: TreeUpdateBatch) {
-        for (key, node) in batch.node_batch.nodes() {
+        self.apply_nodes(&batch.node_batch);
+    }
+
+    /// Adds the nodes and values of a batch (a block's, or a restored snapshot's).
+    pub fn apply_nodes(&mut self, batch: &jmt::storage::NodeBatch) {
+        for (key, node) in batch.nodes() {
             self.nodes.insert(key.clone(), node.clone());
         }
-        for ((version, key_hash), value) in batch.node_batch.values() {
+        for ((version, key_hash), value) in batch.values() {
             self.values.insert((*key_hash, *version), value.clone());
         }
     }

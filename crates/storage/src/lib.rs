@@ -40,6 +40,11 @@ const TREE_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_va
 
 const META_GENESIS: &str = "genesis";
 const META_HEAD: &str = "head";
+/// The height a store restored from a snapshot starts at (absent: 0, a store from genesis).
+const META_BASE: &str = "base";
+/// The snapshot's proof (JSON of a light proof of the validator set at the base height), which
+/// certifies the base header from genesis.
+const META_SNAPSHOT_PROOF: &str = "snapshot-proof";
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +190,57 @@ impl Store {
         txn.commit().map_err(db_error)
     }
 
+    /// Initialises an empty store from a state snapshot: genesis, the certified header and
+    /// certificate of `header.height` (the base: the store holds no block at or below it), the
+    /// restored tree at that version, and the proof that certifies the header from genesis. One
+    /// durable transaction: a crash leaves the store empty or whole.
+    pub fn init_from_snapshot(
+        &self,
+        genesis: &Genesis,
+        header: &Header,
+        certificate: &CommitCertificate,
+        nodes: &jmt::storage::NodeBatch,
+        proof_json: &[u8],
+    ) -> Result<(), StoreError> {
+        let height = header.height;
+        let mut txn = self.db.begin_write().map_err(db_error)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(db_error)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            if let Some(stored) = meta.get(META_GENESIS).map_err(db_error)? {
+                let stored: Genesis =
+                    decode("genesis", stored.value(), usize::MAX).map_err(corrupt("genesis", 0))?;
+                return Err(StoreError::GenesisMismatch {
+                    stored: stored.hash(),
+                    given: genesis.hash(),
+                });
+            }
+            meta.insert(META_GENESIS, encode(genesis).as_slice())
+                .map_err(db_error)?;
+            meta.insert(META_HEAD, height.to_be_bytes().as_slice())
+                .map_err(db_error)?;
+            meta.insert(META_BASE, height.to_be_bytes().as_slice())
+                .map_err(db_error)?;
+            meta.insert(META_SNAPSHOT_PROOF, proof_json)
+                .map_err(db_error)?;
+            txn.open_table(HEADERS)
+                .map_err(db_error)?
+                .insert(height, encode(header).as_slice())
+                .map_err(db_error)?;
+            txn.open_table(CERTIFICATES)
+                .map_err(db_error)?
+                .insert(height, encode(certificate).as_slice())
+                .map_err(db_error)?;
+            txn.open_table(BLOCK_HASHES)
+                .map_err(db_error)?
+                .insert(header.hash().0.as_slice(), height)
+                .map_err(db_error)?;
+        }
+        write_nodes(&txn, nodes)?;
+        txn.commit().map_err(db_error)
+    }
+
     /// Appends the next block and its state, durably: when this returns, an fsync has completed.
     pub fn commit_block(&self, block: BlockCommit<'_>) -> Result<(), StoreError> {
         let height = block.header.height;
@@ -241,14 +297,21 @@ impl Store {
 }
 
 fn write_tree(txn: &redb::WriteTransaction, batch: &TreeUpdateBatch) -> Result<(), StoreError> {
+    write_nodes(txn, &batch.node_batch)
+}
+
+fn write_nodes(
+    txn: &redb::WriteTransaction,
+    batch: &jmt::storage::NodeBatch,
+) -> Result<(), StoreError> {
     let mut nodes = txn.open_table(TREE_NODES).map_err(db_error)?;
-    for (key, node) in batch.node_batch.nodes() {
+    for (key, node) in batch.nodes() {
         nodes
             .insert(node_key(key).as_slice(), encode(node).as_slice())
             .map_err(db_error)?;
     }
     let mut values = txn.open_table(TREE_VALUES).map_err(db_error)?;
-    for ((version, key_hash), value) in batch.node_batch.values() {
+    for ((version, key_hash), value) in batch.values() {
         values
             .insert(
                 value_key(key_hash, *version).as_slice(),
@@ -316,6 +379,28 @@ impl StoreReader {
             height: 0,
             reason: "not 8 bytes".into(),
         })
+    }
+
+    /// The height this store starts at: 0 for a chain from genesis, the snapshot's height for a
+    /// store restored from one (it holds no block at or below it, and the state only from it).
+    pub fn base(&self) -> Result<Height, StoreError> {
+        match self.meta.get(META_BASE).map_err(db_error)? {
+            None => Ok(0),
+            Some(bytes) => read_u64(bytes.value()).ok_or(StoreError::Corrupt {
+                what: "base marker",
+                height: 0,
+                reason: "not 8 bytes".into(),
+            }),
+        }
+    }
+
+    /// The proof certifying the base header from genesis (a store restored from a snapshot).
+    pub fn snapshot_proof(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .meta
+            .get(META_SNAPSHOT_PROOF)
+            .map_err(db_error)?
+            .map(|bytes| bytes.value().to_vec()))
     }
 
     pub fn header(&self, height: Height) -> Result<Option<Header>, StoreError> {

@@ -171,7 +171,9 @@ impl EpcisIndex {
     /// (`Durability::None`); one in `INDEX_HEIGHTS_PER_COMMIT` heights, and every commit that
     /// indexed an event, is durable. A crash only makes the index redo some heights.
     pub fn index_through(&self, node: &Node, target: Height) -> Result<(), ServiceError> {
-        let mut height = *self.indexed_through.borrow();
+        // A node started from a snapshot indexes the events of the blocks it holds, after its
+        // base.
+        let mut height = (*self.indexed_through.borrow()).max(node.base_height()?);
         while height < target {
             let last = target.min(height + INDEX_HEIGHTS_PER_COMMIT);
             let mut write = self.db.begin_write().map_err(index_error)?;
