@@ -117,6 +117,13 @@ pub fn follow_once(node: &Node, feed: &mut dyn BlockFeed) -> Result<Followed, No
         }
     };
     let mut committed = 0;
+    node.metrics().follow_bytes.inc_by(
+        batch
+            .blocks
+            .iter()
+            .map(|synced| synced.block.len() as u64)
+            .sum(),
+    );
     for (expected, synced) in (from..).zip(batch.blocks) {
         let fault = match Block::from_bytes(&synced.block) {
             Err(error) => Some(format!("block {expected} does not decode: {error}")),

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub txs_refused: Family<Vec<(String, String)>, Counter>,
     pub txs_committed: Counter,
     pub blocks_committed: Counter,
+    /// Bytes of certified blocks a full node fetched from validators.
+    pub follow_bytes: Counter,
     /// Blocks with no transaction: on an idle network, one per idle interval.
     pub blocks_empty: Counter,
     /// Blocks decided after round 0: a proposer was down or slow.
@@ -57,6 +59,7 @@ impl Metrics {
             txs_committed: Counter::default(),
             blocks_committed: Counter::default(),
             blocks_empty: Counter::default(),
+            follow_bytes: Counter::default(),
             blocks_late_round: Counter::default(),
             head_height: Gauge::default(),
             mempool_txs: Gauge::default(),
@@ -90,6 +93,11 @@ impl Metrics {
             "blocks_committed",
             "Blocks committed",
             metrics.blocks_committed.clone(),
+        );
+        registry.register(
+            "follow_bytes",
+            "Bytes of certified blocks this full node fetched from validators",
+            metrics.follow_bytes.clone(),
         );
         registry.register(
             "blocks_empty",
