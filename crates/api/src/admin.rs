@@ -10,24 +10,11 @@ use medledger_node::backup::Backup;
 use medledger_node::snapshot::{CHUNK_LEAVES_DEFAULT, SnapshotManifest};
 use serde::Deserialize;
 
-use crate::{ApiError, ApiResult, AppState, auth, blocking};
+use crate::{ApiError, ApiResult, AppState, blocking};
 
 /// Checks that the request is signed by this node's own key.
 fn operator(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> ApiResult<()> {
-    let signed = auth::verify_request(
-        &state.node,
-        method,
-        uri,
-        headers,
-        &medledger_crypto::sha256(b""),
-    )
-    .map_err(|error| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            error.to_string(),
-        )
-    })?;
+    let signed = crate::signed_request(&state.node, method, uri, headers, b"")?;
     if signed.key != state.node.key() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

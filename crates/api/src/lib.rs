@@ -525,6 +525,25 @@ pub(crate) async fn signed_json_write<T: serde::de::DeserializeOwned>(
     Ok((key, parsed))
 }
 
+/// A request's signature and timestamp checked against this node's chain, or 401.
+pub(crate) fn signed_request(
+    node: &Node,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> ApiResult<auth::Signed> {
+    auth::verify_request(node, method, uri, headers, &medledger_crypto::sha256(body)).map_err(
+        |error| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                error.to_string(),
+            )
+        },
+    )
+}
+
 pub(crate) async fn signed_member(
     state: &AppState,
     method: &axum::http::Method,
@@ -532,20 +551,7 @@ pub(crate) async fn signed_member(
     headers: &axum::http::HeaderMap,
     body: &[u8],
 ) -> ApiResult<(PublicKey, medledger_ledger::Authority, Hash)> {
-    let signed = auth::verify_request(
-        &state.node,
-        method,
-        uri,
-        headers,
-        &medledger_crypto::sha256(body),
-    )
-    .map_err(|error| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            error.to_string(),
-        )
-    })?;
+    let signed = signed_request(&state.node, method, uri, headers, body)?;
     let node = state.node.clone();
     let key = signed.key;
     let (authority, _) = blocking(move || Ok(node.account(&key)?)).await?;

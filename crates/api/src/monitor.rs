@@ -177,20 +177,7 @@ async fn reader(
     headers: &HeaderMap,
     patient_fhir_id: &str,
 ) -> ApiResult<ReadRequest> {
-    let signed = crate::auth::verify_request(
-        &state.node,
-        method,
-        uri,
-        headers,
-        &medledger_crypto::sha256(b""),
-    )
-    .map_err(|error| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            error.to_string(),
-        )
-    })?;
+    let signed = crate::signed_request(&state.node, method, uri, headers, b"")?;
     let purpose: Purpose = signed
         .access
         .purpose

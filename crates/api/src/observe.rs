@@ -66,8 +66,13 @@ pub async fn observe(State(node): State<Node>, request: Request, next: Next) -> 
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    // A label per method name a client invents would grow the metrics without bound.
+    let method_label = match method.as_str() {
+        known @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => known,
+        _ => "other",
+    };
     node.metrics()
-        .http_request(&route, method.as_str(), status, seconds);
+        .http_request(&route, method_label, status, seconds);
     let millis = seconds * 1_000.0;
     // Scrapes and health checks arrive every few seconds; they are counted, not logged.
     if matches!(route.as_str(), "/metrics" | "/health") {

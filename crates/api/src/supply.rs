@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::{ApiError, ApiResult, AppState, auth, blocking};
+use crate::{ApiError, ApiResult, AppState, blocking};
 
 /// The supply chain's part of the API.
 pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
@@ -144,20 +144,7 @@ pub(crate) async fn verify(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     // Verification is the hot path: one state read checks the verifier and the unit together.
-    let signed = auth::verify_request(
-        &state.node,
-        &method,
-        &uri,
-        &headers,
-        &medledger_crypto::sha256(&body),
-    )
-    .map_err(|error| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            error.to_string(),
-        )
-    })?;
+    let signed = crate::signed_request(&state.node, &method, &uri, &headers, &body)?;
     let request: VerifyRequest = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request("malformed_body", format!("body: {error}")))?;
     let supply = supply(&state)?;

@@ -125,13 +125,14 @@ fn retry_after(mut error: ApiError, seconds: u64) -> Response {
     response
 }
 
-/// Checks a follower's signed request: enrolled with role node, and admitted.
-async fn admit_follower(
-    state: &AppState,
+/// Checks a follower's signed request: enrolled with role node, and admitted; the permit it
+/// returns counts the request among those answered at once until it is dropped.
+async fn admit_follower<'a>(
+    state: &'a AppState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Result<(), Response> {
+) -> Result<tokio::sync::SemaphorePermit<'a>, Response> {
     let (key, authority, _) = crate::signed_member(state, method, uri, headers, b"")
         .await
         .map_err(IntoResponse::into_response)?;
@@ -150,7 +151,16 @@ async fn admit_follower(
         .into_response());
     }
     match state.sync.admit(&key, crate::fhir::now_ms()) {
-        Ok(()) => Ok(()),
+        Ok(()) => state.sync.in_flight.try_acquire().map_err(|_| {
+            retry_after(
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "this validator is answering as many full nodes as it will at once",
+                ),
+                1,
+            )
+        }),
         Err(Refusal::Full) => Err(retry_after(
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -181,9 +191,10 @@ pub(crate) async fn snapshots(
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    if let Err(refused) = admit_follower(&state, &method, &uri, &headers).await {
-        return Ok(refused);
-    }
+    let _permit = match admit_follower(&state, &method, &uri, &headers).await {
+        Ok(permit) => permit,
+        Err(refused) => return Ok(refused),
+    };
     let node = state.node.clone();
     let heights = blocking(move || Ok(node.snapshot_heights()?)).await?;
     Ok(axum::Json(serde_json::json!({ "heights": heights })).into_response())
@@ -203,9 +214,10 @@ pub(crate) async fn snapshot_manifest(
     let height: Height = height
         .parse()
         .map_err(|_| ApiError::bad_request("malformed_height", "height must be a whole number"))?;
-    if let Err(refused) = admit_follower(&state, &method, &uri, &headers).await {
-        return Ok(refused);
-    }
+    let _permit = match admit_follower(&state, &method, &uri, &headers).await {
+        Ok(permit) => permit,
+        Err(refused) => return Ok(refused),
+    };
     let node = state.node.clone();
     let manifest = blocking(move || Ok(node.snapshot_manifest(height)?))
         .await?
@@ -232,9 +244,10 @@ pub(crate) async fn snapshot_chunk(
             "height and index must be whole numbers",
         ));
     };
-    if let Err(refused) = admit_follower(&state, &method, &uri, &headers).await {
-        return Ok(refused);
-    }
+    let _permit = match admit_follower(&state, &method, &uri, &headers).await {
+        Ok(permit) => permit,
+        Err(refused) => return Ok(refused),
+    };
     let node = state.node.clone();
     let chunk = blocking(move || Ok(node.snapshot_chunk(height, index)?))
         .await?
@@ -262,18 +275,9 @@ pub(crate) async fn sync_blocks(
     query: Result<Query<SyncQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = crate::parse_query(query)?;
-    if let Err(refused) = admit_follower(&state, &method, &uri, &headers).await {
-        return Ok(refused);
-    }
-    let Ok(_permit) = state.sync.in_flight.try_acquire() else {
-        return Ok(retry_after(
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "this validator is answering as many full nodes as it will at once",
-            ),
-            1,
-        ));
+    let _permit = match admit_follower(&state, &method, &uri, &headers).await {
+        Ok(permit) => permit,
+        Err(refused) => return Ok(refused),
     };
     let from = query.from.max(1);
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0).min(SYNC_WAIT_MS_MAX));

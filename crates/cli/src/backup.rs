@@ -97,9 +97,32 @@ fn tar_dir(dir: &Path) -> Result<Vec<u8>> {
     Ok(builder.into_inner()?)
 }
 
+/// Refuses a configuration whose paths a restore could not put back inside a new home:
+/// absolute, or leaving the home.
+fn check_relative(config: &Config) -> Result<()> {
+    for (what, path) in [
+        ("data_dir", &config.data_dir),
+        ("genesis", &config.genesis),
+        ("validator_key", &config.validator_key),
+    ] {
+        let inside = path
+            .components()
+            .all(|part| matches!(part, std::path::Component::Normal(_)));
+        if !inside || path.as_os_str().is_empty() {
+            bail!(
+                "config.toml's {what} {} must be a path inside the home for a backup to restore \
+                 elsewhere",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Takes a backup of the node running from `home` into `out`.
 pub fn backup(home: &Path, out: &Path, keys_passphrase: Option<&Path>) -> Result<Value> {
     let config = Config::load(home)?;
+    check_relative(&config)?;
     let key = home::read_key(&home.join(&config.validator_key))?;
     let passphrase = keys_passphrase.map(passphrase).transpose()?;
     // Refuse before the node copies gigabytes.
@@ -131,14 +154,40 @@ pub fn backup(home: &Path, out: &Path, keys_passphrase: Option<&Path>) -> Result
                 .unwrap_or("no reason given")
         );
     }
+    // The answer names the copy the CLI packs and then deletes: it must be this node's (its
+    // key) and lie in its backups directory, whatever else answered on the address.
+    if manifest["node_key"].as_str() != Some(key.public_key().to_hex().as_str()) {
+        bail!(
+            "the backup's answer names another node's key; is another process on {}?",
+            config.listen
+        );
+    }
+    let backups = fs::canonicalize(home.join(&config.data_dir).join("backups"))
+        .context("the node's backups directory")?;
     let made = PathBuf::from(
         manifest["dir"]
             .as_str()
             .context("the manifest names no dir")?,
     );
+    let made =
+        fs::canonicalize(&made).with_context(|| format!("the copy at {}", made.display()))?;
+    let named = made
+        .file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with("backup-"));
+    if made.parent() != Some(backups.as_path()) || !named {
+        bail!(
+            "the node answered a copy at {}, outside {}",
+            made.display(),
+            backups.display()
+        );
+    }
     let packed = pack(home, &config, &made, &manifest, out, passphrase.as_deref());
-    // The node's copy is only a staging area: remove it whatever became of the packing.
+    // The node's copy is only a staging area: remove it whatever became of the packing, and a
+    // half-written archive with it.
     let _ = fs::remove_dir_all(&made);
+    if packed.is_err() {
+        let _ = fs::remove_file(out);
+    }
     packed?;
     Ok(json!({
         "out": out,
@@ -180,7 +229,7 @@ fn pack(
     builder.append_path_with_name(home.join("config.toml"), "config.toml")?;
     builder.append_path_with_name(home.join(&config.genesis), &config.genesis)?;
     builder
-        .append_dir_all("data", made.join("data"))
+        .append_dir_all(&config.data_dir, made.join("data"))
         .context("packing the data directory")?;
     if let Some(passphrase) = passphrase {
         let keys = home.join("keys");
@@ -294,20 +343,22 @@ fn unpack_checked(from: &Path, into: &Path, passphrase: Option<&str>) -> Result<
     if manifest["format"] != FORMAT {
         bail!("not a {FORMAT} archive (format {})", manifest["format"]);
     }
+    let config = Config::load(into)?;
+    check_relative(&config)?;
+    let data = into.join(&config.data_dir);
     for listed in manifest["files"]
         .as_array()
         .context("the manifest lists no files")?
     {
         let path = listed["path"].as_str().context("a file without a path")?;
-        let (bytes, digest) = file_sha256(&into.join("data").join(path))
-            .with_context(|| format!("the archive lacks data/{path}"))?;
+        let (bytes, digest) = file_sha256(&data.join(path))
+            .with_context(|| format!("the archive lacks the data file {path}"))?;
         if Some(bytes) != listed["bytes"].as_u64()
             || Some(digest.to_hex()) != listed["sha256"].as_str().map(str::to_string)
         {
-            bail!("data/{path} differs from the manifest: the archive was altered or damaged");
+            bail!("data file {path} differs from the manifest: the archive was altered or damaged");
         }
     }
-    let config = Config::load(into)?;
     let genesis = home::read_genesis(&into.join(&config.genesis))?;
     if Some(genesis.hash().to_hex()) != manifest["genesis_hash"].as_str().map(str::to_string) {
         bail!("the genesis file does not hash to the manifest's genesis hash");

@@ -40,6 +40,37 @@ pub fn node_home(dir: &Path, index: usize) -> PathBuf {
     dir.join(format!("node{index}"))
 }
 
+/// Writes a node's home: its key (mode 0600), the genesis and the configuration.
+fn write_home(home: &Path, key: &SecretKey, genesis_json: &str, config: &Config) -> Result<()> {
+    fs::create_dir_all(home.join("keys"))
+        .with_context(|| format!("creating {}", home.display()))?;
+    home::write_key(&home.join("keys/validator.key"), key)?;
+    fs::write(home.join("genesis.json"), genesis_json)?;
+    fs::write(home.join("config.toml"), toml::to_string_pretty(config)?)?;
+    Ok(())
+}
+
+/// The configuration of node `index`: a validator (`consensus`) or a full node (`follow`).
+fn node_config(
+    plan: &DevnetPlan,
+    index: usize,
+    consensus: Option<ConsensusSection>,
+    follow: Option<FollowSection>,
+) -> Config {
+    Config {
+        listen: format!("127.0.0.1:{}", plan.api_port + index as u16),
+        data_dir: "data".into(),
+        genesis: "genesis.json".into(),
+        validator_key: "keys/validator.key".into(),
+        mempool_txs_max: home::default_mempool(),
+        block_txs_max: home::default_block_txs(),
+        log_format: home::default_log_format(),
+        monitor_window_ms: home::default_monitor_window_ms(),
+        consensus,
+        follow,
+    }
+}
+
 /// Creates the network's files unless they exist. Returns lines to print.
 pub fn create(
     plan: &DevnetPlan,
@@ -114,56 +145,34 @@ pub fn create(
         })
         .collect();
     for (index, key) in node_keys.iter().enumerate() {
-        let home = node_home(&plan.dir, index);
-        fs::create_dir_all(home.join("keys"))
-            .with_context(|| format!("creating {}", home.display()))?;
-        home::write_key(&home.join("keys/validator.key"), key)?;
-        fs::write(home.join("genesis.json"), &genesis_json)?;
-        let config = Config {
-            listen: format!("127.0.0.1:{}", plan.api_port + index as u16),
-            data_dir: "data".into(),
-            genesis: "genesis.json".into(),
-            validator_key: "keys/validator.key".into(),
-            mempool_txs_max: home::default_mempool(),
-            block_txs_max: home::default_block_txs(),
-            log_format: home::default_log_format(),
-            monitor_window_ms: home::default_monitor_window_ms(),
-            consensus: Some(ConsensusSection {
+        let config = node_config(
+            plan,
+            index,
+            Some(ConsensusSection {
                 listen: format!("127.0.0.1:{}", plan.p2p_port + index as u16),
                 peers: peers.clone(),
                 empty_block_wait_ms: 500,
                 idle_block_interval_ms: plan.idle_block_interval_ms,
             }),
-            follow: None,
-        };
-        fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;
+            None,
+        );
+        write_home(&node_home(&plan.dir, index), key, &genesis_json, &config)?;
     }
     let sources: Vec<String> = (0..plan.validators)
         .map(|index| format!("http://127.0.0.1:{}", plan.api_port + index as u16))
         .collect();
     for ordinal in 0..plan.full_nodes {
         let index = node_keys.len() + ordinal;
-        let home = node_home(&plan.dir, index);
-        fs::create_dir_all(home.join("keys"))
-            .with_context(|| format!("creating {}", home.display()))?;
         let key = SecretKey::generate(&mut *rng);
-        home::write_key(&home.join("keys/validator.key"), &key)?;
-        fs::write(home.join("genesis.json"), &genesis_json)?;
-        let config = Config {
-            listen: format!("127.0.0.1:{}", plan.api_port + index as u16),
-            data_dir: "data".into(),
-            genesis: "genesis.json".into(),
-            validator_key: "keys/validator.key".into(),
-            mempool_txs_max: home::default_mempool(),
-            block_txs_max: home::default_block_txs(),
-            log_format: home::default_log_format(),
-            monitor_window_ms: home::default_monitor_window_ms(),
-            consensus: None,
-            follow: Some(FollowSection {
+        let config = node_config(
+            plan,
+            index,
+            None,
+            Some(FollowSection {
                 sources: sources.clone(),
             }),
-        };
-        fs::write(home.join("config.toml"), toml::to_string_pretty(&config)?)?;
+        );
+        write_home(&node_home(&plan.dir, index), &key, &genesis_json, &config)?;
         notes.push(format!(
             "full node {index}: key {} (org{} enrols it with role node), following the validators",
             key.public_key(),
@@ -181,11 +190,10 @@ pub fn create(
 
 /// Starts every node of the devnet in `dir` and waits for Ctrl-C, then stops them.
 pub fn run(dir: &Path) -> Result<()> {
-    let mut homes: Vec<PathBuf> = (0..)
+    let homes: Vec<PathBuf> = (0..)
         .map(|index| node_home(dir, index))
         .take_while(|home| home.join("config.toml").exists())
         .collect();
-    homes.sort();
     if homes.is_empty() {
         bail!("{} holds no devnet nodes", dir.display());
     }
@@ -282,6 +290,12 @@ fn enrol_full_nodes(dir: &Path, homes: &[PathBuf]) -> Result<()> {
     let (Some(listen), false) = (validators.first(), full_nodes.is_empty()) else {
         return Ok(());
     };
+    // Organisations (one per genesis validator) enrol the full nodes in turn; spares are no
+    // organisation's.
+    let organisations = home::read_genesis(&dir.join("genesis.json"))?
+        .organisations
+        .len()
+        .max(1);
     let client = crate::client::Client::new(&format!("http://{listen}"));
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while client.get_raw("/v1/status").map(|(status, _)| status).ok() != Some(200) {
@@ -295,7 +309,7 @@ fn enrol_full_nodes(dir: &Path, homes: &[PathBuf]) -> Result<()> {
         if !account["authority"].is_null() {
             continue;
         }
-        let org = ordinal % validators.len();
+        let org = ordinal % organisations;
         let root = home::read_key(&dir.join(format!("keys/org{org}.key")))?;
         let id = client.submit(
             &root,

@@ -21,6 +21,12 @@ use crate::records::now_ms;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How many rounds over every source a forwarded batch is tried before it is given up.
 const FORWARD_ROUNDS_MAX: u32 = 5;
+/// How many validators each forwarded batch is given to: one may be partitioned away and never
+/// gossip it.
+const FORWARD_COPIES: usize = 2;
+/// Empty answers in a row after which a full node asks another validator: the one it asks may
+/// be stalled behind the others.
+const EMPTY_ANSWERS_MAX: u32 = 3;
 
 /// Certified blocks from the validators' APIs, trying each source in turn.
 pub struct HttpFeed {
@@ -31,6 +37,14 @@ pub struct HttpFeed {
     /// The last failure logged, so a source refusing this node is reported once, not twice a
     /// second.
     last_failure: Option<String>,
+    /// Empty answers in a row from the current source.
+    empty_answers: u32,
+}
+
+/// A random index below `len`, so that nodes (and runs) do not all start with the same source.
+fn random_start(len: usize) -> usize {
+    use rand_core::RngCore;
+    (rand_core::OsRng.next_u64() % len.max(1) as u64) as usize
 }
 
 impl HttpFeed {
@@ -40,10 +54,11 @@ impl HttpFeed {
                 .iter()
                 .map(|source| Client::with_timeout(source, REQUEST_TIMEOUT))
                 .collect(),
-            current: 0,
+            current: random_start(sources.len()),
             key,
             chain_id,
             last_failure: None,
+            empty_answers: 0,
         }
     }
 
@@ -89,6 +104,15 @@ impl BlockFeed for HttpFeed {
                     if self.last_failure.take().is_some() {
                         tracing::info!(source = %source.base(), "following the chain again");
                     }
+                    self.empty_answers = if batch.blocks.is_empty() {
+                        self.empty_answers + 1
+                    } else {
+                        0
+                    };
+                    if self.empty_answers >= EMPTY_ANSWERS_MAX {
+                        self.empty_answers = 0;
+                        self.current = (self.current + 1) % self.sources.len();
+                    }
                     return Ok(batch);
                 }
                 Err(error) => {
@@ -123,12 +147,15 @@ pub fn spawn_forwarder(node: &Node, sources: &[String]) -> Result<()> {
     std::thread::Builder::new()
         .name("tx-forwarder".into())
         .spawn(move || {
-            let mut current = 0;
+            let mut current = random_start(sources.len());
+            let copies = FORWARD_COPIES.min(sources.len());
             while let Some(batch) = outbox.blocking_recv() {
-                let mut forwarded = false;
+                let mut taken = 0;
                 'rounds: for round in 0..FORWARD_ROUNDS_MAX {
                     for _ in 0..sources.len() {
-                        match sources[current].submit_batch(&batch) {
+                        let source = &sources[current];
+                        current = (current + 1) % sources.len();
+                        match source.submit_batch(&batch) {
                             Ok(results) => {
                                 let refused = results
                                     .iter()
@@ -137,17 +164,22 @@ pub fn spawn_forwarder(node: &Node, sources: &[String]) -> Result<()> {
                                 if refused > 0 {
                                     tracing::debug!(refused, "a validator refused forwarded transactions");
                                 }
-                                forwarded = true;
-                                break 'rounds;
+                                taken += 1;
+                                if taken >= copies {
+                                    break 'rounds;
+                                }
                             }
                             Err(error) => {
-                                tracing::debug!(source = %sources[current].base(), error = %format!("{error:#}"), "forwarding failed");
-                                current = (current + 1) % sources.len();
+                                tracing::debug!(source = %source.base(), error = %format!("{error:#}"), "forwarding failed");
                             }
                         }
                     }
+                    if taken > 0 {
+                        break;
+                    }
                     std::thread::sleep(Duration::from_millis(200 << round));
                 }
+                let forwarded = taken > 0;
                 if !forwarded {
                     tracing::warn!(
                         transactions = batch.len(),
@@ -206,13 +238,32 @@ impl HttpSnapshots {
 }
 
 impl medledger_node::snapshot::SnapshotSource for HttpSnapshots {
+    /// Every source's snapshots: validators snapshot at different heights.
     fn heights(&mut self) -> Result<Vec<Height>, String> {
-        let body = self.get("/v1/snapshots")?;
-        let value: Value = serde_json::from_slice(&body).map_err(|error| error.to_string())?;
-        Ok(value["heights"]
-            .as_array()
-            .map(|heights| heights.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default())
+        let mut heights = std::collections::BTreeSet::new();
+        let mut failures = Vec::new();
+        for _ in 0..self.feed.sources.len() {
+            match self.get("/v1/snapshots") {
+                Ok(body) => {
+                    let value: Value =
+                        serde_json::from_slice(&body).map_err(|error| error.to_string())?;
+                    heights.extend(
+                        value["heights"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_u64),
+                    );
+                }
+                Err(failure) => failures.push(failure),
+            }
+            // `get` leaves `current` at the source that answered: ask the next one.
+            self.feed.current = (self.feed.current + 1) % self.feed.sources.len();
+        }
+        if heights.is_empty() && !failures.is_empty() {
+            return Err(failures.join("; "));
+        }
+        Ok(heights.into_iter().collect())
     }
 
     fn manifest(

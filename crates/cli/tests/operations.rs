@@ -314,8 +314,12 @@ fn a_full_node_starts_from_a_snapshot_and_catches_up() {
     let out = common::verify_proof(&proof_file, &full.home.join("genesis.json"));
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     // What it does not hold is refused clearly: blocks at or below the snapshot, state below it.
-    let (status, _) = full.get(&format!("/v1/blocks/{base}"));
-    assert_eq!(status, 404);
+    let (status, body) = full.get(&format!("/v1/blocks/{base}"));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("height_not_kept")),
+        "{body}"
+    );
     let (status, body) = full.get(&format!("/v1/state/anchor/{:064x}?height={}", 3, base - 1));
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -860,7 +860,8 @@ mod tests {
     }
 
     /// After a block decided live, the next height waits until the block's time plus the idle
-    /// interval, unless a transaction or a peer's proposal for that height arrives first; after a
+    /// interval, unless a transaction a block can take (not one behind a nonce gap) or a peer's
+    /// proposal for that height arrives first; after a
     /// block fetched by sync (catching up), or with the interval at zero, it starts at once.
     #[test]
     fn the_idle_wait_before_a_height() {
@@ -923,17 +924,23 @@ mod tests {
         );
         // A transaction arrives: start at once.
         let root = SecretKey::from_seed(100);
-        let tx = medledger_ledger::TxBody {
-            chain_id: "host-test".into(),
-            sender: root.public_key(),
-            nonce: 1,
-            payload: medledger_ledger::Payload::Core(medledger_ledger::CoreOp::Anchor {
-                id: Hash([7; 32]),
-                commitment: Hash::ZERO,
-            }),
-        }
-        .sign(&root);
-        let admitted = host.node().submit(vec![tx]);
+        let anchor = |nonce: u64| {
+            medledger_ledger::TxBody {
+                chain_id: "host-test".into(),
+                sender: root.public_key(),
+                nonce,
+                payload: medledger_ledger::Payload::Core(medledger_ledger::CoreOp::Anchor {
+                    id: Hash([nonce as u8; 32]),
+                    commitment: Hash::ZERO,
+                }),
+            }
+            .sign(&root)
+        };
+        // One parked behind a nonce gap cannot go in a block: the chain still idles.
+        let admitted = host.node().submit(vec![anchor(3)]);
+        assert!(admitted.iter().all(Result::is_ok), "{admitted:?}");
+        assert!(host.start_wait(Height(2), time_ms).is_some());
+        let admitted = host.node().submit(vec![anchor(1)]);
         assert!(admitted.iter().all(Result::is_ok), "{admitted:?}");
         assert_eq!(host.start_wait(Height(2), time_ms), None);
         // A peer's proposal for height 2 arrives (its height started): start at once. Validator

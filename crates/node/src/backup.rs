@@ -92,13 +92,27 @@ impl Node {
     /// `<data dir>/backups/` (see the module's notes), and writes its manifest with every file's
     /// size and SHA-256.
     pub fn backup(&self) -> Result<Backup, NodeError> {
-        let data_dir = self.data_dir().to_path_buf();
+        // One at a time; a copy an earlier backup left (its CLI died before removing it) holds
+        // key slots erasures have since destroyed, so it goes now.
+        let _one = lock(&self.inner.backing_up);
+        sweep(&self.data_dir().join(BACKUPS_DIR));
         let height = self.status()?.height;
         let mut name = [0u8; 6];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut name);
-        let dir = data_dir
+        let dir = self
+            .data_dir()
             .join(BACKUPS_DIR)
             .join(format!("backup-{height}-{}", hex::encode(name)));
+        let made = self.backup_into(&dir);
+        if made.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        made
+    }
+
+    fn backup_into(&self, dir: &Path) -> Result<Backup, NodeError> {
+        let dir = dir.to_path_buf();
+        let data_dir = self.data_dir().to_path_buf();
         let into = dir.join("data");
         std::fs::create_dir_all(&into).map_err(|error| io_error("creating", &into, error))?;
         let mut copied: BTreeSet<PathBuf> = BTreeSet::new();
@@ -158,6 +172,17 @@ impl Node {
         let path = backup.dir.join("manifest.json");
         std::fs::write(&path, manifest).map_err(|error| io_error("writing", &path, error))?;
         Ok(backup)
+    }
+}
+
+/// Removes the backup copies under `backups` (left by a backup whose CLI never collected it).
+pub fn sweep(backups: &Path) {
+    if let Ok(entries) = std::fs::read_dir(backups) {
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_name().to_string_lossy().starts_with("backup-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 }
 

@@ -209,6 +209,10 @@ struct Inner {
     block_source: BlockSource,
     /// The stores a backup copies under their own locks.
     backup_sources: Mutex<Vec<backup::Source>>,
+    /// Held while a backup is made: one at a time.
+    backing_up: Mutex<()>,
+    /// Held while a snapshot is exported: one at a time.
+    exporting: Mutex<()>,
     failure: Mutex<Option<String>>,
     producer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Blocks executed while proposed or checked, waiting to be decided.
@@ -281,6 +285,8 @@ impl Node {
             StoreError::Db(format!("creating {}: {error}", config.data_dir.display()))
         })?;
         let store = Store::open(&config.data_dir.join("ledger.redb"))?;
+        // Backup copies left by a crash mid-backup hold key slots erasures may have destroyed.
+        backup::sweep(&config.data_dir.join(backup::BACKUPS_DIR));
         producer::init_genesis(&store, &config.genesis)?;
         let head = check_head(&store.reader()?, &config.genesis)?;
         let metrics = Metrics::new();
@@ -317,6 +323,8 @@ impl Node {
                 data_dir: config.data_dir.clone(),
                 block_source: config.block_source,
                 backup_sources: Mutex::new(Vec::new()),
+                backing_up: Mutex::new(()),
+                exporting: Mutex::new(()),
             }),
         };
         if config.block_source != BlockSource::Producer {
@@ -455,6 +463,10 @@ impl Node {
             (Some(sender), Origin::Client | Origin::Own) => Some(sender),
             _ => None,
         };
+        // A full node's pending transaction reached a validator only if forwarding worked: a
+        // client that submits it again has it forwarded again.
+        let forward_again =
+            self.inner.block_source == BlockSource::Follower && matches!(origin, Origin::Client);
         let mut fresh = Vec::new();
         let results: Vec<_> = txs
             .into_iter()
@@ -472,8 +484,12 @@ impl Node {
                 }
                 let copy = gossip.map(|_| tx.clone());
                 let result = self.admit(&reader, tx);
-                if let (Ok((_, Inserted::New)), Some(copy)) = (&result, copy) {
-                    fresh.push(copy);
+                match (&result, copy) {
+                    (Ok((_, Inserted::New)), Some(copy)) => fresh.push(copy),
+                    (Ok((_, Inserted::AlreadyPending)), Some(copy)) if forward_again => {
+                        fresh.push(copy)
+                    }
+                    _ => {}
                 }
                 result
             })
@@ -597,10 +613,17 @@ impl Node {
     /// validator set, the transactions against the header's root.
     pub fn block(&self, height: Height) -> Result<Option<CertifiedBlock>, NodeError> {
         let reader = self.inner.store.reader()?;
+        if height == 0 || height > reader.head()? {
+            return Ok(None);
+        }
         // A store from a snapshot holds the base's header and certificate but not its
         // transactions, and nothing below it.
-        if height == 0 || height <= reader.base()? || height > reader.head()? {
-            return Ok(None);
+        let base = reader.base()?;
+        if height <= base {
+            return Err(NodeError::NotKept {
+                height,
+                earliest: base + 1,
+            });
         }
         let (header, certificate) = self.verified_header(&reader, height)?;
         let txs = reader.txs(height)?;

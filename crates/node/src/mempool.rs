@@ -75,6 +75,15 @@ impl Mempool {
         self.ids.len()
     }
 
+    /// Each sender's lowest pending nonce, for at most `senders_max` senders (in key order).
+    pub fn first_nonces(&self, senders_max: usize) -> Vec<(PublicKey, u64)> {
+        self.by_sender
+            .iter()
+            .filter_map(|(sender, queue)| Some((*sender, *queue.keys().next()?)))
+            .take(senders_max)
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }

@@ -79,6 +79,10 @@ struct Parent {
     certificate: Option<CommitCertificate>,
 }
 
+/// How many senders [`Node::has_pending_txs`] checks against the state before it counts the
+/// pool as busy.
+pub const READY_SENDERS_CHECKED_MAX: usize = 64;
+
 impl Node {
     /// The next height to decide.
     pub fn next_height(&self) -> Result<Height, NodeError> {
@@ -112,9 +116,31 @@ impl Node {
         self.inner.key.public_key()
     }
 
-    /// True when transactions are waiting.
+    /// True when a transaction that a block could take is waiting: some sender's lowest pending
+    /// nonce is its next one. A transaction parked behind a nonce gap cannot go in a block, so it
+    /// must not keep an idle chain making empty ones. Past [`READY_SENDERS_CHECKED_MAX`]
+    /// senders the pool is busy and counts as ready without reading the state.
     pub fn has_pending_txs(&self) -> bool {
-        !lock(&self.inner.mempool).is_empty()
+        let first = lock(&self.inner.mempool).first_nonces(READY_SENDERS_CHECKED_MAX + 1);
+        if first.is_empty() {
+            return false;
+        }
+        if first.len() > READY_SENDERS_CHECKED_MAX {
+            return true;
+        }
+        let Ok(reader) = self.inner.store.reader() else {
+            return true;
+        };
+        let Ok(head) = reader.head() else {
+            return true;
+        };
+        let state = Snapshot {
+            reader: &reader,
+            version: Some(head),
+        };
+        first.iter().any(|(sender, nonce)| {
+            medledger_ledger::next_nonce(&state, sender).map_or(true, |next| *nonce <= next)
+        })
     }
 
     fn parent(&self, reader: &StoreReader) -> Result<Parent, NodeError> {

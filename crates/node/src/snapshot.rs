@@ -39,6 +39,10 @@ pub const CHUNK_LEAVES_DEFAULT: usize = 10_000;
 pub const SNAPSHOT_CHUNKS_MAX: usize = 1_000_000;
 /// How many snapshots a node keeps; older ones are deleted as new ones are made.
 pub const SNAPSHOTS_KEPT: usize = 2;
+/// How many times a chunk no source served is asked for again, and the pause (times the
+/// attempt) before each.
+const CHUNK_ATTEMPTS_MAX: u32 = 4;
+const CHUNK_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// One chunk as the manifest lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +173,7 @@ impl Node {
         &self,
         chunk_leaves_count: usize,
     ) -> Result<SnapshotManifest, NodeError> {
+        let _one = crate::lock(&self.inner.exporting);
         let reader = self.inner.store.reader()?;
         let height = reader.head()?;
         if height == 0 || height <= reader.base()? {
@@ -377,9 +382,21 @@ pub fn state_sync(
                 if stop_after.is_some_and(|limit| chunks_fetched >= limit) {
                     return Err(SyncError::Interrupted(chunks_fetched));
                 }
-                let bytes = source
-                    .chunk(height, index)
-                    .map_err(|reason| SyncError::Chunk { index, reason })?;
+                // A source busy or rate-limiting this node is asked again after a pause.
+                let mut attempt = 0;
+                let bytes = loop {
+                    match source.chunk(height, index) {
+                        Ok(bytes) => break bytes,
+                        Err(reason) if attempt >= CHUNK_ATTEMPTS_MAX => {
+                            return Err(SyncError::Chunk { index, reason });
+                        }
+                        Err(reason) => {
+                            attempt += 1;
+                            tracing::warn!(index, %reason, attempt, "fetching a snapshot chunk failed; retrying");
+                            std::thread::sleep(CHUNK_RETRY * attempt);
+                        }
+                    }
+                };
                 (bytes, true)
             }
         };

@@ -19,6 +19,9 @@ use crate::{StateError, Tree};
 pub const SNAPSHOT_CHUNK_LEAVES_MAX: usize = 100_000;
 /// The most bytes one chunk's encoding may have.
 pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// A chunk is cut once its leaves reach this many bytes, so that a state of large values still
+/// makes chunks under [`SNAPSHOT_CHUNK_BYTES_MAX`] (one leaf is at most 64 KiB).
+pub const SNAPSHOT_CHUNK_BYTES_BUDGET: usize = 16 * 1024 * 1024;
 
 /// Consecutive leaves of a tree version, and the range proof of the last one.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -53,8 +56,9 @@ impl SnapshotChunk {
     }
 }
 
-/// Cuts the leaves of `version` into chunks of `chunk_leaves` (the last may be shorter) and hands
-/// each to `visit` in order; returns how many leaves there were.
+/// Cuts the leaves of `version` into chunks of `chunk_leaves` leaves or
+/// [`SNAPSHOT_CHUNK_BYTES_BUDGET`] bytes, whichever comes first (the last may be shorter), and
+/// hands each to `visit` in order; returns how many leaves there were.
 pub fn chunk_leaves<R: TreeReader>(
     reader: Arc<R>,
     version: Version,
@@ -66,6 +70,7 @@ pub fn chunk_leaves<R: TreeReader>(
         .map_err(StateError::store)?;
     let mut leaves = Vec::with_capacity(chunk_leaves);
     let mut total = 0u64;
+    let mut bytes = 0usize;
     let emit = |leaves: Vec<([u8; 32], Vec<u8>)>,
                 visit: &mut dyn FnMut(SnapshotChunk) -> Result<(), StateError>|
      -> Result<(), StateError> {
@@ -80,10 +85,12 @@ pub fn chunk_leaves<R: TreeReader>(
     };
     for item in iterator {
         let (key, value) = item.map_err(StateError::store)?;
+        bytes += 32 + value.len();
         leaves.push((key.0, value));
         total += 1;
-        if leaves.len() == chunk_leaves {
+        if leaves.len() == chunk_leaves || bytes >= SNAPSHOT_CHUNK_BYTES_BUDGET {
             emit(std::mem::take(&mut leaves), &mut visit)?;
+            bytes = 0;
         }
     }
     if !leaves.is_empty() {

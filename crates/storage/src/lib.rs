@@ -173,16 +173,7 @@ impl Store {
             .map_err(db_error)?;
         {
             let mut meta = txn.open_table(META).map_err(db_error)?;
-            if let Some(stored) = meta.get(META_GENESIS).map_err(db_error)? {
-                let stored: Genesis =
-                    decode("genesis", stored.value(), usize::MAX).map_err(corrupt("genesis", 0))?;
-                return Err(StoreError::GenesisMismatch {
-                    stored: stored.hash(),
-                    given: genesis.hash(),
-                });
-            }
-            meta.insert(META_GENESIS, encode(genesis).as_slice())
-                .map_err(db_error)?;
+            claim_genesis(&mut meta, genesis)?;
             meta.insert(META_HEAD, 0u64.to_be_bytes().as_slice())
                 .map_err(db_error)?;
         }
@@ -208,16 +199,7 @@ impl Store {
             .map_err(db_error)?;
         {
             let mut meta = txn.open_table(META).map_err(db_error)?;
-            if let Some(stored) = meta.get(META_GENESIS).map_err(db_error)? {
-                let stored: Genesis =
-                    decode("genesis", stored.value(), usize::MAX).map_err(corrupt("genesis", 0))?;
-                return Err(StoreError::GenesisMismatch {
-                    stored: stored.hash(),
-                    given: genesis.hash(),
-                });
-            }
-            meta.insert(META_GENESIS, encode(genesis).as_slice())
-                .map_err(db_error)?;
+            claim_genesis(&mut meta, genesis)?;
             meta.insert(META_HEAD, height.to_be_bytes().as_slice())
                 .map_err(db_error)?;
             meta.insert(META_BASE, height.to_be_bytes().as_slice())
@@ -294,6 +276,24 @@ impl Store {
         write_tree(&txn, &block.tree)?;
         txn.commit().map_err(db_error)
     }
+}
+
+/// Records `genesis` in a new store; refuses a store that already holds a chain.
+fn claim_genesis(
+    meta: &mut redb::Table<&'static str, &'static [u8]>,
+    genesis: &Genesis,
+) -> Result<(), StoreError> {
+    if let Some(stored) = meta.get(META_GENESIS).map_err(db_error)? {
+        let stored: Genesis =
+            decode("genesis", stored.value(), usize::MAX).map_err(corrupt("genesis", 0))?;
+        return Err(StoreError::GenesisMismatch {
+            stored: stored.hash(),
+            given: genesis.hash(),
+        });
+    }
+    meta.insert(META_GENESIS, encode(genesis).as_slice())
+        .map_err(db_error)?;
+    Ok(())
 }
 
 fn write_tree(txn: &redb::WriteTransaction, batch: &TreeUpdateBatch) -> Result<(), StoreError> {
