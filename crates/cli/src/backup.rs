@@ -246,6 +246,11 @@ fn append_bytes<W: Write>(builder: &mut tar::Builder<W>, name: &str, bytes: &[u8
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
     header.set_mode(0o600);
+    #[allow(clippy::disallowed_methods)] // CLI: the archive entry's time, for people.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    header.set_mtime(now);
     header.set_cksum();
     builder.append_data(&mut header, name, bytes)?;
     Ok(())

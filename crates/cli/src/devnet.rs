@@ -215,8 +215,13 @@ pub fn run(dir: &Path) -> Result<()> {
     }
     for (home, _) in &children {
         let config = Config::load(home)?;
+        let kind = if config.follow.is_some() {
+            "full node"
+        } else {
+            "node"
+        };
         println!(
-            "node {}: API http://{}  (log {})",
+            "{kind} {}: API http://{}  (log {})",
             home.display(),
             config.listen,
             home.join("node.log").display()

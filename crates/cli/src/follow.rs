@@ -203,35 +203,48 @@ impl HttpSnapshots {
         }
     }
 
+    /// A signed GET of `path` from the current source.
+    fn get_here(&self, path: &str) -> Result<Vec<u8>, String> {
+        let feed = &self.feed;
+        let source = &feed.sources[feed.current];
+        let time_ms = now_ms();
+        let signed = sign_bytes(
+            &feed.chain_id,
+            "GET",
+            path,
+            time_ms,
+            b"",
+            &AccessHeaders::default(),
+        );
+        let headers = [("authorization", authorization(&feed.key, time_ms, &signed))];
+        match source.send("GET", path, &headers, b"") {
+            Ok((200, body)) => Ok(body),
+            Ok((status, body)) => {
+                let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let hint = if matches!(status, 401 | 403) {
+                    " (an organisation must enrol this node's key with role node)"
+                } else {
+                    ""
+                };
+                Err(format!(
+                    "{}: {status} {}{hint}",
+                    source.base(),
+                    error["error"]["message"].as_str().unwrap_or("")
+                ))
+            }
+            Err(error) => Err(format!("{}: {error:#}", source.base())),
+        }
+    }
+
     /// A signed GET of `path` from the sources in turn; the first 200 answers.
     fn get(&mut self, path: &str) -> Result<Vec<u8>, String> {
-        let feed = &mut self.feed;
         let mut failures = Vec::new();
-        for _ in 0..feed.sources.len() {
-            let source = &feed.sources[feed.current];
-            let time_ms = now_ms();
-            let signed = sign_bytes(
-                &feed.chain_id,
-                "GET",
-                path,
-                time_ms,
-                b"",
-                &AccessHeaders::default(),
-            );
-            let headers = [("authorization", authorization(&feed.key, time_ms, &signed))];
-            match source.send("GET", path, &headers, b"") {
-                Ok((200, body)) => return Ok(body),
-                Ok((status, body)) => {
-                    let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    failures.push(format!(
-                        "{}: {status} {}",
-                        source.base(),
-                        error["error"]["message"].as_str().unwrap_or("")
-                    ));
-                }
-                Err(error) => failures.push(format!("{}: {error:#}", source.base())),
+        for _ in 0..self.feed.sources.len() {
+            match self.get_here(path) {
+                Ok(body) => return Ok(body),
+                Err(failure) => failures.push(failure),
             }
-            feed.current = (feed.current + 1) % feed.sources.len();
+            self.feed.current = (self.feed.current + 1) % self.feed.sources.len();
         }
         Err(failures.join("; "))
     }
@@ -243,7 +256,7 @@ impl medledger_node::snapshot::SnapshotSource for HttpSnapshots {
         let mut heights = std::collections::BTreeSet::new();
         let mut failures = Vec::new();
         for _ in 0..self.feed.sources.len() {
-            match self.get("/v1/snapshots") {
+            match self.get_here("/v1/snapshots") {
                 Ok(body) => {
                     let value: Value =
                         serde_json::from_slice(&body).map_err(|error| error.to_string())?;
@@ -257,7 +270,6 @@ impl medledger_node::snapshot::SnapshotSource for HttpSnapshots {
                 }
                 Err(failure) => failures.push(failure),
             }
-            // `get` leaves `current` at the source that answered: ask the next one.
             self.feed.current = (self.feed.current + 1) % self.feed.sources.len();
         }
         if heights.is_empty() && !failures.is_empty() {
