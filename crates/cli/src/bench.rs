@@ -24,7 +24,7 @@ use medledger_types::Role;
 use crate::client::Client;
 use crate::home;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct BenchArgs {
     /// The node(s) to load, comma-separated; client threads are spread over them.
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8640")]
@@ -60,6 +60,124 @@ pub struct BenchArgs {
     /// `medledger dev`.
     #[arg(long, default_value = "anchor")]
     workload: String,
+    /// Grow the chain to this many state entries in steps of `--txs` transactions, measuring
+    /// throughput and latency at each step (the curve goes to `--curve-out`).
+    #[arg(long)]
+    grow_to: Option<u64>,
+    /// Where a `--grow-to` curve goes: a CSV, and an SVG chart beside it (same name, .svg).
+    #[arg(long, default_value = "bench-curve.csv")]
+    curve_out: PathBuf,
+}
+
+/// What one run measured.
+#[derive(Clone, Copy, Debug)]
+struct Measured {
+    tps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// The state entries at the head of the node `client` talks to.
+fn state_entries(client: &Client) -> Result<u64> {
+    client.get("/v1/status")?["state_entries"]
+        .as_u64()
+        .context("the node's status has no state_entries (an older node?)")
+}
+
+/// Grows the chain to `--grow-to` state entries, one run of `--txs` at a time, and writes the
+/// curve as a CSV and an SVG chart.
+fn curve(args: BenchArgs, grow_to: u64) -> Result<()> {
+    let client = Client::new(args.node.first().context("--node")?);
+    let mut rows = Vec::new();
+    let mut csv =
+        String::from("step,entries_before,entries_after,txs,tps,p50_ms,p99_ms,db_bytes\n");
+    loop {
+        let before = state_entries(&client)?;
+        if before >= grow_to {
+            break;
+        }
+        let measured = run_once(&args)?;
+        let after = state_entries(&client)?;
+        let db = disk_bytes(&args.home).unwrap_or(0);
+        println!(
+            "step {}: {before} -> {after} state entries: {:.0} tx/s, p50 {:.1} ms, p99 {:.1} ms",
+            rows.len() + 1,
+            measured.tps,
+            measured.p50_ms,
+            measured.p99_ms
+        );
+        csv.push_str(&format!(
+            "{},{before},{after},{},{:.0},{:.1},{:.1},{db}\n",
+            rows.len() + 1,
+            args.txs,
+            measured.tps,
+            measured.p50_ms,
+            measured.p99_ms
+        ));
+        std::fs::write(&args.curve_out, &csv)
+            .with_context(|| format!("writing {}", args.curve_out.display()))?;
+        rows.push((after, measured));
+    }
+    let svg = args.curve_out.with_extension("svg");
+    std::fs::write(&svg, curve_svg(&rows)).with_context(|| format!("writing {}", svg.display()))?;
+    println!("curve: {} and {}", args.curve_out.display(), svg.display());
+    Ok(())
+}
+
+/// A line chart of throughput (left axis) and p99 commit latency (right axis) against state
+/// entries, as plain SVG.
+fn curve_svg(rows: &[(u64, Measured)]) -> String {
+    let (width, height, left, right, top, bottom) = (760.0, 380.0, 70.0, 70.0, 30.0, 50.0);
+    let plot_w = width - left - right;
+    let plot_h = height - top - bottom;
+    let max_x = rows.iter().map(|(x, _)| *x).max().unwrap_or(1).max(1) as f64;
+    let max_tps = rows.iter().map(|(_, m)| m.tps).fold(1.0, f64::max) * 1.1;
+    let max_p99 = rows.iter().map(|(_, m)| m.p99_ms).fold(1.0, f64::max) * 1.1;
+    let x = |value: f64| left + value / max_x * plot_w;
+    let y = |value: f64, max: f64| top + plot_h - value / max * plot_h;
+    let line = |pick: &dyn Fn(&Measured) -> f64, max: f64| {
+        rows.iter()
+            .map(|(entries, m)| format!("{:.1},{:.1}", x(*entries as f64), y(pick(m), max)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    for tick in 0..=5 {
+        let fraction = f64::from(tick) / 5.0;
+        let tx = left + fraction * plot_w;
+        let ty = top + plot_h - fraction * plot_h;
+        svg.push_str(&format!(
+            "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#ddd\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#1f77b4\">{:.0}</text>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#d62728\">{:.0}</text>\n\
+             <text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.1}M</text>\n",
+            left + plot_w,
+            left - 6.0,
+            ty + 4.0,
+            fraction * max_tps,
+            left + plot_w + 6.0,
+            ty + 4.0,
+            fraction * max_p99,
+            top + plot_h + 18.0,
+            fraction * max_x / 1e6
+        ));
+    }
+    svg.push_str(&format!(
+        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>\n\
+         <polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" stroke-dasharray=\"5,3\" points=\"{}\"/>\n\
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">state entries</text>\n\
+         <text x=\"{left}\" y=\"18\" fill=\"#1f77b4\">committed tx/s</text>\n\
+         <text x=\"{:.1}\" y=\"18\" text-anchor=\"end\" fill=\"#d62728\">p99 commit latency, ms (dashed)</text>\n</svg>\n",
+        line(&|m| m.tps, max_tps),
+        line(&|m| m.p99_ms, max_p99),
+        left + plot_w / 2.0,
+        height - 12.0,
+        left + plot_w
+    ));
+    svg
 }
 
 /// Creates a token class issued by `org`'s organisation and mints each sender a balance;
@@ -342,6 +460,13 @@ pub(crate) fn disk_bytes(home: &Option<PathBuf>) -> Option<u64> {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    match args.grow_to {
+        Some(grow_to) => curve(args, grow_to),
+        None => run_once(&args).map(|_| ()),
+    }
+}
+
+fn run_once(args: &BenchArgs) -> Result<Measured> {
     if args.senders == 0 || args.batch == 0 || args.clients == 0 || args.sample_every == 0 {
         bail!("--senders, --batch, --clients and --sample-every must be positive");
     }
@@ -624,7 +749,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             failures[0]
         );
     }
-    Ok(())
+    Ok(Measured {
+        tps,
+        p50_ms: percentile(50).as_secs_f64() * 1e3,
+        p99_ms: percentile(99).as_secs_f64() * 1e3,
+    })
 }
 
 /// Submits a batch, resubmitting what the node refuses only because its mempool is full.
@@ -717,4 +846,45 @@ pub fn crypto(dir: &std::path::Path) -> Result<()> {
         1e3 / fsync_ms
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod curve_tests {
+    use super::*;
+
+    /// The chart draws one point per step on each line, and labels both axes up to their
+    /// largest value.
+    #[test]
+    fn the_curve_chart_plots_every_step() {
+        let step = |tps: f64, p99_ms: f64| Measured {
+            tps,
+            p50_ms: p99_ms / 2.0,
+            p99_ms,
+        };
+        let rows = vec![
+            (1_000_000, step(20_000.0, 90.0)),
+            (2_000_000, step(15_000.0, 120.0)),
+            (3_000_000, step(12_000.0, 150.0)),
+        ];
+        let svg = curve_svg(&rows);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        let polylines: Vec<&str> = svg
+            .lines()
+            .filter(|line| line.starts_with("<polyline"))
+            .collect();
+        assert_eq!(polylines.len(), 2);
+        for line in polylines {
+            let points = line
+                .split("points=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .expect("points");
+            assert_eq!(points.split(' ').count(), rows.len(), "{line}");
+        }
+        assert!(svg.contains(">3.0M<"), "the x axis reaches the last step");
+        assert!(
+            svg.contains(">22000<"),
+            "the throughput axis tops at 110% of the best"
+        );
+    }
 }

@@ -181,6 +181,8 @@ pub struct Status {
     pub height: Height,
     pub head: Option<Header>,
     pub mempool_txs: usize,
+    /// Entries in the state at the head.
+    pub state_entries: u64,
 }
 
 /// A handle to a running node; cheap to clone.
@@ -406,6 +408,7 @@ impl Node {
             height,
             head,
             mempool_txs: lock(&self.inner.mempool).len(),
+            state_entries: medledger_state::entries_at(&reader, height)?,
         })
     }
 

@@ -191,6 +191,14 @@ pub fn root_at<R: TreeReader>(reader: &R, version: Version) -> Result<Hash, Stat
     }
 }
 
+/// How many entries the state holds at `version` (the root's leaf count: one read).
+pub fn entries_at<R: TreeReader>(reader: &R, version: Version) -> Result<u64, StateError> {
+    Tree::new(reader)
+        .get_leaf_count(version)
+        .map(|count| count as u64)
+        .map_err(StateError::store)
+}
+
 /// Proves the value of one key (or its absence) at a version.
 pub fn prove<R: TreeReader>(
     reader: &R,
