@@ -13,12 +13,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use medledger_crypto::{Hash, PublicKey};
+use medledger_ledger::Tx;
 use medledger_ledger::{
     Block, BlockContext, ParentLink, check_execution, check_header, execute_block, execute_tx,
     finish_block,
 };
-use medledger_state::{Overlay, Snapshot, apply_writes};
-use medledger_storage::{BlockCommit, StoreReader};
+use medledger_state::{Overlay, Snapshot, Stacked, apply_writes};
+use medledger_storage::{BlockCommit, StoreReader, TreeUpdateBatch};
 use medledger_types::{BLOCK_TXS_MAX, CommitCertificate, Header, Height, Receipt, ValidatorSet};
 
 use crate::mempool::PooledTx;
@@ -70,6 +71,48 @@ pub(crate) struct Built {
 }
 
 pub(crate) type ExecutedCache = BTreeMap<Hash, Executed>;
+
+/// A block this node built and certified alone (a single validator), on its way to disk.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub(crate) header: Header,
+    pub(crate) certificate: CommitCertificate,
+    pub(crate) txs: Vec<Tx>,
+    pub(crate) receipts: Vec<Receipt>,
+    pub(crate) tree: TreeUpdateBatch,
+}
+
+/// The block a new one extends: the store's head, or a sealed block above it that is still
+/// being written, read through (the pipeline: block H+1 is executed while H commits).
+pub(crate) struct Tip<'a> {
+    pub(crate) reader: &'a StoreReader,
+    pub(crate) sealed: Option<&'a Sealed>,
+}
+
+impl<'a> Tip<'a> {
+    /// The store's head alone.
+    pub(crate) fn head(reader: &'a StoreReader) -> Self {
+        Tip {
+            reader,
+            sealed: None,
+        }
+    }
+
+    pub(crate) fn height(&self) -> Result<Height, NodeError> {
+        match self.sealed {
+            Some(sealed) => Ok(sealed.header.height),
+            None => Ok(self.reader.head()?),
+        }
+    }
+
+    /// The state tree as of the tip: the sealed block's nodes and values over the store's.
+    pub(crate) fn tree(&self) -> Stacked<'a, StoreReader> {
+        let top = self
+            .sealed
+            .map(|sealed| (sealed.header.height, &sealed.tree.node_batch));
+        Stacked::new(self.reader, top)
+    }
+}
 
 /// What a proposal needs to know about the block it extends.
 struct Parent {
@@ -143,7 +186,16 @@ impl Node {
         })
     }
 
-    fn parent(&self, reader: &StoreReader) -> Result<Parent, NodeError> {
+    fn parent(&self, tip: &Tip<'_>) -> Result<Parent, NodeError> {
+        if let Some(sealed) = tip.sealed {
+            return Ok(Parent {
+                height: sealed.header.height,
+                hash: sealed.header.hash(),
+                time_ms: sealed.header.time_ms,
+                certificate: Some(sealed.certificate.clone()),
+            });
+        }
+        let reader = tip.reader;
         let head = reader.head()?;
         if head == 0 {
             return Ok(Parent {
@@ -184,7 +236,7 @@ impl Node {
             medledger_ledger::next_nonce(&base, sender)
         })?;
         self.reject_stale(stale);
-        let built = self.build_block(&reader, candidates, now_ms)?;
+        let built = self.build_block(&Tip::head(&reader), candidates, now_ms)?;
         lock(&inner.mempool).remove(&built.failed);
         self.remember_executed(built.block.hash(), built.executed);
         Ok(built.block)
@@ -204,15 +256,16 @@ impl Node {
     /// single-validator producer and by proposals under consensus.
     pub(crate) fn build_block(
         &self,
-        reader: &StoreReader,
+        tip: &Tip<'_>,
         candidates: Vec<PooledTx>,
         now_ms: u64,
     ) -> Result<Built, NodeError> {
         let inner = &self.inner;
-        let parent = self.parent(reader)?;
+        let parent = self.parent(tip)?;
         let height = parent.height + 1;
+        let tree = tip.tree();
         let base = Snapshot {
-            reader,
+            reader: &tree,
             version: Some(parent.height),
         };
         let ctx = BlockContext {
@@ -239,7 +292,7 @@ impl Node {
             }
         }
         let execution = finish_block(&mut overlay, &ctx, &txs, receipts)?;
-        let (state_root, tree) = apply_writes(reader, height, &overlay.into_writes())?;
+        let (state_root, tree) = apply_writes(&tree, height, &overlay.into_writes())?;
         let header = Header {
             chain_id: ctx.chain_id.clone(),
             height,
@@ -283,7 +336,7 @@ impl Node {
     fn execute(&self, block: &Block, now_ms: Option<u64>) -> Result<Executed, InvalidBlock> {
         let inner = &self.inner;
         let reader = inner.store.reader()?;
-        let parent = self.parent(&reader)?;
+        let parent = self.parent(&Tip::head(&reader))?;
         let header = &block.header;
         let invalid = |reason: String| InvalidBlock::Invalid(reason);
         if header.height != parent.height + 1 {
@@ -413,7 +466,7 @@ impl Node {
                 receipts: &executed.receipts,
                 certificate,
                 last_commit: block.last_commit.as_ref(),
-                tree: executed.tree,
+                tree: &executed.tree,
             })
             .map_err(NodeError::from)?;
         lock(&inner.executed).clear();

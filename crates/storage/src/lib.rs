@@ -11,6 +11,7 @@
 //! certificates, roots and hashes before serving what it returns.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
 use jmt::{KeyHash, Version};
@@ -22,6 +23,11 @@ use medledger_types::{
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use jmt::storage::TreeUpdateBatch;
+
+mod hot;
+
+use hot::HotCache;
+pub use hot::{HOT_ENTRIES_MAX, HOT_VALUE_BYTES_MAX};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
@@ -92,7 +98,7 @@ pub struct BlockCommit<'a> {
     /// and validators may hold different sets, so the copy the chain carries replaces the one this
     /// node collected, keeping `last_commit_hash` checkable against the stored certificate.
     pub last_commit: Option<&'a CommitCertificate>,
-    pub tree: TreeUpdateBatch,
+    pub tree: &'a TreeUpdateBatch,
 }
 
 /// The node's database.
@@ -101,6 +107,8 @@ pub struct Store {
     db: Database,
     /// The database file, for [`Store::copy_to`].
     path: std::path::PathBuf,
+    /// Small, hot state values at the head, shared with every reader.
+    hot: Arc<HotCache>,
 }
 
 impl Store {
@@ -127,10 +135,18 @@ impl Store {
             txn.open_table(TREE_VALUES).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
-        Ok(Store {
+        let mut store = Store {
             db,
             path: path.to_path_buf(),
-        })
+            hot: Arc::new(HotCache::new(None, HOT_ENTRIES_MAX)),
+        };
+        let head = match store.reader()?.head() {
+            Ok(head) => Some(head),
+            Err(StoreError::NoGenesis) => None,
+            Err(error) => return Err(error),
+        };
+        store.hot = Arc::new(HotCache::new(head, HOT_ENTRIES_MAX));
+        Ok(store)
     }
 
     /// Copies the database file to `dest` as of its last commit, for a backup of a running node:
@@ -154,8 +170,15 @@ impl Store {
     /// A consistent snapshot for reading.
     pub fn reader(&self) -> Result<StoreReader, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
+        let meta = txn.open_table(META).map_err(db_error)?;
+        let head = meta
+            .get(META_HEAD)
+            .map_err(db_error)?
+            .and_then(|bytes| read_u64(bytes.value()));
         Ok(StoreReader {
-            meta: txn.open_table(META).map_err(db_error)?,
+            meta,
+            head,
+            hot: self.hot.clone(),
             headers: txn.open_table(HEADERS).map_err(db_error)?,
             certificates: txn.open_table(CERTIFICATES).map_err(db_error)?,
             block_hashes: txn.open_table(BLOCK_HASHES).map_err(db_error)?,
@@ -178,7 +201,9 @@ impl Store {
                 .map_err(db_error)?;
         }
         write_tree(&txn, &tree)?;
-        txn.commit().map_err(db_error)
+        txn.commit().map_err(db_error)?;
+        self.hot.reset(0);
+        Ok(())
     }
 
     /// Initialises an empty store from a state snapshot: genesis, the certified header and
@@ -220,7 +245,9 @@ impl Store {
                 .map_err(db_error)?;
         }
         write_nodes(&txn, nodes)?;
-        txn.commit().map_err(db_error)
+        txn.commit().map_err(db_error)?;
+        self.hot.reset(height);
+        Ok(())
     }
 
     /// Appends the next block and its state, durably: when this returns, an fsync has completed.
@@ -273,8 +300,10 @@ impl Store {
                     .map_err(db_error)?;
             }
         }
-        write_tree(&txn, &block.tree)?;
-        txn.commit().map_err(db_error)
+        write_tree(&txn, block.tree)?;
+        txn.commit().map_err(db_error)?;
+        self.hot.advance(height, &block.tree.node_batch);
+        Ok(())
     }
 }
 
@@ -342,6 +371,9 @@ fn read_u64(bytes: &[u8]) -> Option<u64> {
 /// A read snapshot of the store. Everything it returns is as stored: unverified.
 pub struct StoreReader {
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    /// The head as this snapshot holds it; the hot cache serves reads at exactly this version.
+    head: Option<Height>,
+    hot: Arc<HotCache>,
     headers: ReadOnlyTable<u64, &'static [u8]>,
     certificates: ReadOnlyTable<u64, &'static [u8]>,
     block_hashes: ReadOnlyTable<&'static [u8], u64>,
@@ -527,19 +559,29 @@ impl TreeReader for StoreReader {
         max_version: Version,
         key_hash: KeyHash,
     ) -> anyhow::Result<Option<Vec<u8>>> {
+        // Only a read at this snapshot's head may use the cache: then the value redb gives is
+        // the one at the version the cache is keyed by.
+        let at_head = self.head == Some(max_version);
+        if at_head && let Some(value) = self.hot.get(max_version, &key_hash) {
+            return Ok(Some(value));
+        }
         let low = value_key(&key_hash, 0);
         let high = value_key(&key_hash, max_version);
-        match self
+        let value: Option<Vec<u8>> = match self
             .tree_values
             .range(low.as_slice()..=high.as_slice())?
             .next_back()
         {
             Some(entry) => {
                 let (_, value) = entry?;
-                Ok(borsh::from_slice(value.value())?)
+                borsh::from_slice(value.value())?
             }
-            None => Ok(None),
+            None => None,
+        };
+        if at_head && let Some(value) = &value {
+            self.hot.fill(max_version, key_hash, value);
         }
+        Ok(value)
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
@@ -619,6 +661,113 @@ mod tests {
         }
         assert_eq!(reader.head().expect("head"), 0);
         assert_eq!(reader.genesis().expect("genesis"), genesis());
+    }
+
+    /// A block at `height` holding no transactions, committing `tree`.
+    fn commit_empty(store: &Store, height: Height, tree: &TreeUpdateBatch) {
+        let key = SecretKey::from_seed(1);
+        let header = Header {
+            chain_id: "t".into(),
+            height,
+            time_ms: height,
+            prev_hash: Hash::ZERO,
+            last_commit_hash: Hash::ZERO,
+            txs_root: Hash::ZERO,
+            receipts_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            validators_hash: Hash::ZERO,
+            proposer: key.public_key(),
+        };
+        let certificate = CommitCertificate::sign("t", height, 0, header.hash(), &[&key]);
+        store
+            .commit_block(BlockCommit {
+                header: &header,
+                txs: &[],
+                receipts: &[],
+                certificate: &certificate,
+                last_commit: None,
+                tree,
+            })
+            .expect("commit");
+    }
+
+    /// One block's writes over a small key space: new values small or over the cache's limit,
+    /// and deletions, so cached keys are overwritten, grow out of the cache and disappear.
+    fn block_writes() -> impl proptest::strategy::Strategy<Value = Writes> {
+        use proptest::prelude::*;
+        proptest::collection::btree_map(
+            (0u8..24).prop_map(|key| vec![key]),
+            prop_oneof![
+                6 => proptest::collection::vec(any::<u8>(), 1..8).prop_map(Some),
+                1 => Just(Some(vec![7; HOT_VALUE_BYTES_MAX + 1])),
+                2 => Just(None),
+            ],
+            1..8,
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// The hot cache never changes what a read returns: after every block, every key read
+        /// through the store (cached at the head, uncached below it, and through a reader opened
+        /// a block earlier) equals the uncached in-memory tree at the same version.
+        #[test]
+        fn reads_through_the_hot_cache_match_the_uncached_tree(
+            blocks in proptest::collection::vec(block_writes(), 1..12),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(&dir.path().join("db.redb")).expect("open");
+            let mut model = MemoryTree::default();
+            let genesis_writes: Writes = (0u8..24).map(|key| (vec![key], Some(vec![key]))).collect();
+            let (_, batch) = apply_writes(&model, 0, &genesis_writes).expect("apply");
+            model.apply(batch.clone());
+            store.init_genesis(&genesis(), batch).expect("init");
+            let keys: Vec<KeyHash> = (0u8..24).map(|key| medledger_state::key_hash(&[key])).collect();
+            // A reader opened a block or two ago, still reading at the head it saw.
+            let mut earlier = store.reader().expect("reader");
+            let mut earlier_head = 0;
+            for (index, writes) in blocks.iter().enumerate() {
+                let height = index as u64 + 1;
+                // Fill the cache at the head before the block lands.
+                let before = store.reader().expect("reader");
+                for key in &keys {
+                    before.get_value_option(height - 1, *key).expect("read");
+                }
+                let (_, batch) = apply_writes(&model, height, writes).expect("apply");
+                model.apply(batch.clone());
+                commit_empty(&store, height, &batch);
+                let now = store.reader().expect("reader");
+                for key in &keys {
+                    for version in 0..=height {
+                        let want = model.get_value_option(version, *key).expect("model");
+                        proptest::prop_assert_eq!(now.get_value_option(version, *key).expect("read"), want.clone());
+                        if version <= earlier_head {
+                            proptest::prop_assert_eq!(earlier.get_value_option(version, *key).expect("old read"), want);
+                        }
+                    }
+                }
+                earlier = before;
+                earlier_head = height - 1;
+            }
+        }
+    }
+
+    /// The cache stays within its bound however many keys are read, and a read past the bound
+    /// still returns the stored value.
+    #[test]
+    fn the_hot_cache_is_bounded() {
+        let cache = HotCache::new(Some(3), 4);
+        for key in 0u8..50 {
+            cache.fill(3, medledger_state::key_hash(&[key]), &[key]);
+            assert!(cache.len() <= 4);
+        }
+        let key = medledger_state::key_hash(&[49]);
+        assert_eq!(cache.get(3, &key), Some(vec![49]));
+        // A fill made at a version the cache has left is dropped.
+        cache.advance(4, &jmt::storage::NodeBatch::default());
+        cache.fill(3, medledger_state::key_hash(&[60]), &[60]);
+        assert_eq!(cache.get(4, &medledger_state::key_hash(&[60])), None);
+        assert_eq!(cache.get(3, &key), None);
     }
 
     #[test]
