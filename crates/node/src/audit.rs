@@ -172,10 +172,29 @@ pub fn audit_store(
             execute_block(&mut overlay, &ctx, &txs).map_err(|error| bad(error.to_string()))?;
         let writes = overlay.into_writes();
         check_execution(&header, &execution).map_err(bad)?;
-        for (tx, receipt) in txs.iter().zip(&execution.receipts) {
-            if reader.receipt(&tx.id())?.as_ref() != Some(receipt) {
+        let stored = reader
+            .receipts(height)
+            .map_err(|error| bad(error.to_string()))?;
+        if stored.len() != execution.receipts.len() {
+            return Err(bad(format!(
+                "the block stores {} receipts for {} transactions",
+                stored.len(),
+                execution.receipts.len()
+            )));
+        }
+        for ((index, tx), (stored, replayed)) in (0u32..)
+            .zip(&txs)
+            .zip(stored.iter().zip(&execution.receipts))
+        {
+            if stored != replayed {
                 return Err(bad(format!(
                     "stored receipt of transaction {} differs from the replay",
+                    tx.id()
+                )));
+            }
+            if reader.tx_location(&tx.id())? != Some((height, index)) {
+                return Err(bad(format!(
+                    "the index does not point transaction {} at its place",
                     tx.id()
                 )));
             }

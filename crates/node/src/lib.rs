@@ -718,13 +718,17 @@ impl Node {
             .filter(|tx| tx.id() == *id)
             .cloned()
             .ok_or_else(|| tampered("receipt points at another transaction"))?;
-        let mut receipt_leaves = Vec::with_capacity(block.txs.len());
-        for other in &block.txs {
-            let other_receipt = reader
-                .receipt(&other.id())?
-                .ok_or_else(|| tampered("a receipt is missing"))?;
-            receipt_leaves.push(other_receipt.leaf_hash());
+        let receipts = reader.receipts(height)?;
+        if receipts.len() != block.txs.len()
+            || receipts.get(index) != Some(&receipt)
+            || receipts
+                .iter()
+                .zip(&block.txs)
+                .any(|(stored, tx)| stored.tx_id != tx.id())
+        {
+            return Err(tampered("the block's receipts are not its transactions'"));
         }
+        let receipt_leaves: Vec<Hash> = receipts.iter().map(Receipt::leaf_hash).collect();
         if merkle_root(&receipt_leaves) != block.header.receipts_root {
             return Err(tampered("receipts do not match the header's root"));
         }
@@ -831,12 +835,14 @@ impl Node {
     pub fn committed_txs(&self, height: Height) -> Result<Vec<(Tx, Option<Receipt>)>, NodeError> {
         let reader = self.inner.store.reader()?;
         let txs = reader.txs(height)?;
-        let mut out = Vec::with_capacity(txs.len());
-        for tx in txs {
-            let receipt = reader.receipt(&tx.id())?;
-            out.push((tx, receipt));
-        }
-        Ok(out)
+        let mut receipts = reader.receipts(height)?.into_iter();
+        Ok(txs
+            .into_iter()
+            .map(|tx| {
+                let receipt = receipts.next().filter(|receipt| receipt.tx_id == tx.id());
+                (tx, receipt)
+            })
+            .collect())
     }
 
     /// The directory this node keeps its data in.

@@ -20,11 +20,15 @@ use medledger_ledger::Tx;
 use medledger_types::{
     CommitCertificate, Genesis, Header, Height, Receipt, TypesError, decode, encode,
 };
-use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition,
+    TableHandle,
+};
 
 pub use jmt::storage::TreeUpdateBatch;
 
 mod hot;
+mod packed;
 
 use hot::HotCache;
 pub use hot::{HOT_ENTRIES_MAX, HOT_VALUE_BYTES_MAX};
@@ -33,10 +37,18 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 const BLOCK_HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("block_hashes");
-/// Transactions by (height, index in block).
-const TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("txs");
-/// Transaction id to its receipt, which names its height and index.
-const TX_RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tx_receipts");
+/// Each block's transactions as one packed list (`packed`): one entry per block, appended at the
+/// right edge of the B-tree, instead of one per transaction.
+const BLOCK_TXS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_txs");
+/// Each block's receipts, in transaction order, as one packed list.
+const BLOCK_RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_receipts");
+/// Transaction id to its height and index: the one entry per transaction that lookups by id need,
+/// 12 bytes beside the id.
+const TX_INDEX: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("tx_index");
+/// The layout before block bodies were packed: transactions by (height, index) and receipts by
+/// transaction id. `Store::open` moves a store written that way to the packed layout.
+const LEGACY_TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("txs");
+const LEGACY_TX_RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tx_receipts");
 /// State tree nodes by version (8 bytes, big-endian) then the node key: a block's new nodes share
 /// a version, so they append at the right edge of the B-tree instead of landing all over it.
 const TREE_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree_nodes");
@@ -129,11 +141,13 @@ impl Store {
             txn.open_table(HEADERS).map_err(db_error)?;
             txn.open_table(CERTIFICATES).map_err(db_error)?;
             txn.open_table(BLOCK_HASHES).map_err(db_error)?;
-            txn.open_table(TXS).map_err(db_error)?;
-            txn.open_table(TX_RECEIPTS).map_err(db_error)?;
+            txn.open_table(BLOCK_TXS).map_err(db_error)?;
+            txn.open_table(BLOCK_RECEIPTS).map_err(db_error)?;
+            txn.open_table(TX_INDEX).map_err(db_error)?;
             txn.open_table(TREE_NODES).map_err(db_error)?;
             txn.open_table(TREE_VALUES).map_err(db_error)?;
         }
+        migrate_legacy_bodies(&txn)?;
         txn.commit().map_err(db_error)?;
         let mut store = Store {
             db,
@@ -182,8 +196,9 @@ impl Store {
             headers: txn.open_table(HEADERS).map_err(db_error)?,
             certificates: txn.open_table(CERTIFICATES).map_err(db_error)?,
             block_hashes: txn.open_table(BLOCK_HASHES).map_err(db_error)?,
-            txs: txn.open_table(TXS).map_err(db_error)?,
-            tx_receipts: txn.open_table(TX_RECEIPTS).map_err(db_error)?,
+            block_txs: txn.open_table(BLOCK_TXS).map_err(db_error)?,
+            block_receipts: txn.open_table(BLOCK_RECEIPTS).map_err(db_error)?,
+            tx_index: txn.open_table(TX_INDEX).map_err(db_error)?,
             tree_nodes: txn.open_table(TREE_NODES).map_err(db_error)?,
             tree_values: txn.open_table(TREE_VALUES).map_err(db_error)?,
         })
@@ -290,15 +305,7 @@ impl Store {
                 .map_err(db_error)?
                 .insert(hash.0.as_slice(), height)
                 .map_err(db_error)?;
-            let mut txs = txn.open_table(TXS).map_err(db_error)?;
-            let mut receipts = txn.open_table(TX_RECEIPTS).map_err(db_error)?;
-            for ((index, tx), receipt) in block.txs.iter().enumerate().zip(block.receipts) {
-                txs.insert((height, index as u32), tx.to_bytes().as_slice())
-                    .map_err(db_error)?;
-                receipts
-                    .insert(receipt.tx_id.0.as_slice(), encode(receipt).as_slice())
-                    .map_err(db_error)?;
-            }
+            write_body(&txn, height, block.txs, block.receipts)?;
         }
         write_tree(&txn, block.tree)?;
         txn.commit().map_err(db_error)?;
@@ -325,6 +332,109 @@ fn claim_genesis(
     Ok(())
 }
 
+fn malformed(what: &'static str, height: Height) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        height,
+        reason: "the packed list is malformed".into(),
+    }
+}
+
+/// Writes a block's transactions and receipts (one entry each) and indexes its transactions.
+fn write_body(
+    txn: &redb::WriteTransaction,
+    height: Height,
+    txs: &[Tx],
+    receipts: &[Receipt],
+) -> Result<(), StoreError> {
+    let tx_bytes: Vec<Vec<u8>> = txs.iter().map(Tx::to_bytes).collect();
+    let receipt_bytes: Vec<Vec<u8>> = receipts.iter().map(encode).collect();
+    txn.open_table(BLOCK_TXS)
+        .map_err(db_error)?
+        .insert(
+            height,
+            packed::pack(tx_bytes.iter().map(Vec::as_slice)).as_slice(),
+        )
+        .map_err(db_error)?;
+    txn.open_table(BLOCK_RECEIPTS)
+        .map_err(db_error)?
+        .insert(
+            height,
+            packed::pack(receipt_bytes.iter().map(Vec::as_slice)).as_slice(),
+        )
+        .map_err(db_error)?;
+    // Ids are random: inserted in key order, consecutive inserts walk the B-tree left to right
+    // instead of jumping across it.
+    let mut located: Vec<(&Hash, u32)> = receipts
+        .iter()
+        .map(|receipt| (&receipt.tx_id, receipt.index))
+        .collect();
+    located.sort_unstable();
+    let mut index = txn.open_table(TX_INDEX).map_err(db_error)?;
+    for (id, position) in located {
+        index
+            .insert(id.0.as_slice(), (height, position))
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Moves the bodies of a store written before they were packed (transactions by height and
+/// index, receipts by transaction id) to the packed layout, inside the opening transaction: a
+/// crash leaves the old layout whole, to be moved on the next start.
+fn migrate_legacy_bodies(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let exists = txn
+        .list_tables()
+        .map_err(db_error)?
+        .any(|table| table.name() == LEGACY_TXS.name());
+    if !exists {
+        return Ok(());
+    }
+    {
+        let legacy_txs = txn.open_table(LEGACY_TXS).map_err(db_error)?;
+        let legacy_receipts = txn.open_table(LEGACY_TX_RECEIPTS).map_err(db_error)?;
+        let mut block: Option<(Height, Vec<Tx>)> = None;
+        let flush = |height: Height, txs: Vec<Tx>| -> Result<(), StoreError> {
+            let mut receipts = Vec::with_capacity(txs.len());
+            for tx in &txs {
+                let bytes = legacy_receipts
+                    .get(tx.id().0.as_slice())
+                    .map_err(db_error)?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "receipt",
+                        height,
+                        reason: format!("transaction {} has no receipt", tx.id()),
+                    })?;
+                receipts.push(
+                    decode("receipt", bytes.value(), usize::MAX)
+                        .map_err(corrupt("receipt", height))?,
+                );
+            }
+            write_body(txn, height, &txs, &receipts)
+        };
+        for entry in legacy_txs.iter().map_err(db_error)? {
+            let (key, bytes) = entry.map_err(db_error)?;
+            let (height, _) = key.value();
+            let tx = Tx::from_bytes(bytes.value()).map_err(corrupt("transaction", height))?;
+            match &mut block {
+                Some((current, txs)) if *current == height => txs.push(tx),
+                _ => {
+                    if let Some((current, txs)) = block.take() {
+                        flush(current, txs)?;
+                    }
+                    block = Some((height, vec![tx]));
+                }
+            }
+        }
+        if let Some((current, txs)) = block.take() {
+            flush(current, txs)?;
+        }
+    }
+    txn.delete_table(LEGACY_TXS).map_err(db_error)?;
+    txn.delete_table(LEGACY_TX_RECEIPTS).map_err(db_error)?;
+    Ok(())
+}
+
 fn write_tree(txn: &redb::WriteTransaction, batch: &TreeUpdateBatch) -> Result<(), StoreError> {
     write_nodes(txn, &batch.node_batch)
 }
@@ -333,10 +443,18 @@ fn write_nodes(
     txn: &redb::WriteTransaction,
     batch: &jmt::storage::NodeBatch,
 ) -> Result<(), StoreError> {
+    // jmt orders nodes by nibble path, the table by encoded key (depth first): sorted by the
+    // encoded key, a block's nodes append at the right edge of the B-tree in one sweep.
+    let mut encoded: Vec<(Vec<u8>, &Node)> = batch
+        .nodes()
+        .iter()
+        .map(|(key, node)| (node_key(key), node))
+        .collect();
+    encoded.sort_unstable_by(|(left, _), (right, _)| left.cmp(right));
     let mut nodes = txn.open_table(TREE_NODES).map_err(db_error)?;
-    for (key, node) in batch.nodes() {
+    for (key, node) in encoded {
         nodes
-            .insert(node_key(key).as_slice(), encode(node).as_slice())
+            .insert(key.as_slice(), encode(node).as_slice())
             .map_err(db_error)?;
     }
     let mut values = txn.open_table(TREE_VALUES).map_err(db_error)?;
@@ -377,8 +495,9 @@ pub struct StoreReader {
     headers: ReadOnlyTable<u64, &'static [u8]>,
     certificates: ReadOnlyTable<u64, &'static [u8]>,
     block_hashes: ReadOnlyTable<&'static [u8], u64>,
-    txs: ReadOnlyTable<(u64, u32), &'static [u8]>,
-    tx_receipts: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    block_txs: ReadOnlyTable<u64, &'static [u8]>,
+    block_receipts: ReadOnlyTable<u64, &'static [u8]>,
+    tx_index: ReadOnlyTable<&'static [u8], (u64, u32)>,
     tree_nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
     tree_values: ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
@@ -466,33 +585,57 @@ impl StoreReader {
 
     /// The transactions of a block, in order.
     pub fn txs(&self, height: Height) -> Result<Vec<Tx>, StoreError> {
-        let range = self
-            .txs
-            .range((height, 0)..=(height, u32::MAX))
-            .map_err(db_error)?;
-        range
-            .map(|entry| {
-                let (_, bytes) = entry.map_err(db_error)?;
-                Tx::from_bytes(bytes.value()).map_err(corrupt("transaction", height))
-            })
+        let Some(packed) = self.block_txs.get(height).map_err(db_error)? else {
+            return Ok(Vec::new());
+        };
+        packed::items(packed.value())
+            .ok_or_else(|| malformed("transactions", height))?
+            .into_iter()
+            .map(|bytes| Tx::from_bytes(bytes).map_err(corrupt("transaction", height)))
             .collect()
     }
 
     pub fn tx(&self, height: Height, index: u32) -> Result<Option<Tx>, StoreError> {
-        self.txs
-            .get((height, index))
-            .map_err(db_error)?
-            .map(|bytes| Tx::from_bytes(bytes.value()).map_err(corrupt("transaction", height)))
+        let Some(packed) = self.block_txs.get(height).map_err(db_error)? else {
+            return Ok(None);
+        };
+        packed::item(packed.value(), index as usize)
+            .map_err(|()| malformed("transactions", height))?
+            .map(|bytes| Tx::from_bytes(bytes).map_err(corrupt("transaction", height)))
             .transpose()
     }
 
-    pub fn receipt(&self, tx_id: &Hash) -> Result<Option<Receipt>, StoreError> {
-        self.tx_receipts
+    /// The receipts of a block, in transaction order.
+    pub fn receipts(&self, height: Height) -> Result<Vec<Receipt>, StoreError> {
+        let Some(packed) = self.block_receipts.get(height).map_err(db_error)? else {
+            return Ok(Vec::new());
+        };
+        packed::items(packed.value())
+            .ok_or_else(|| malformed("receipts", height))?
+            .into_iter()
+            .map(|bytes| decode("receipt", bytes, usize::MAX).map_err(corrupt("receipt", height)))
+            .collect()
+    }
+
+    /// Where a transaction is: its block's height and its index there.
+    pub fn tx_location(&self, tx_id: &Hash) -> Result<Option<(Height, u32)>, StoreError> {
+        Ok(self
+            .tx_index
             .get(tx_id.0.as_slice())
             .map_err(db_error)?
-            .map(|bytes| {
-                decode("receipt", bytes.value(), usize::MAX).map_err(corrupt("receipt", 0))
-            })
+            .map(|location| location.value()))
+    }
+
+    pub fn receipt(&self, tx_id: &Hash) -> Result<Option<Receipt>, StoreError> {
+        let Some((height, index)) = self.tx_location(tx_id)? else {
+            return Ok(None);
+        };
+        let Some(packed) = self.block_receipts.get(height).map_err(db_error)? else {
+            return Err(malformed("receipts", height));
+        };
+        packed::item(packed.value(), index as usize)
+            .map_err(|()| malformed("receipts", height))?
+            .map(|bytes| decode("receipt", bytes, usize::MAX).map_err(corrupt("receipt", height)))
             .transpose()
     }
 
@@ -768,6 +911,94 @@ mod tests {
         cache.fill(3, medledger_state::key_hash(&[60]), &[60]);
         assert_eq!(cache.get(4, &medledger_state::key_hash(&[60])), None);
         assert_eq!(cache.get(3, &key), None);
+    }
+
+    fn anchor_tx(key: &SecretKey, nonce: u64) -> Tx {
+        medledger_types::TxBody {
+            chain_id: "t".into(),
+            sender: key.public_key(),
+            nonce,
+            payload: medledger_ledger::CoreOp::Anchor {
+                id: Hash([nonce as u8; 32]),
+                commitment: Hash([7; 32]),
+            }
+            .into(),
+        }
+        .sign(key)
+    }
+
+    fn receipt_of(tx: &Tx, height: Height, index: u32) -> Receipt {
+        Receipt {
+            tx_id: tx.id(),
+            height,
+            index,
+            outcome: medledger_types::Outcome::Committed,
+        }
+    }
+
+    /// A store written with one entry per transaction (the layout before block bodies were
+    /// packed) opens with every transaction and receipt where it was, readable by height, index
+    /// and id, and its old tables gone.
+    #[test]
+    fn a_store_in_the_per_transaction_layout_is_moved_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.redb");
+        let key = SecretKey::from_seed(3);
+        let blocks: Vec<Vec<Tx>> = vec![
+            (0..3).map(|nonce| anchor_tx(&key, nonce)).collect(),
+            Vec::new(),
+            (3..5).map(|nonce| anchor_tx(&key, nonce)).collect(),
+        ];
+        {
+            let db = Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut txs = txn.open_table(LEGACY_TXS).expect("txs");
+                let mut receipts = txn.open_table(LEGACY_TX_RECEIPTS).expect("receipts");
+                for (height, block) in (1u64..).zip(&blocks) {
+                    for (index, tx) in (0u32..).zip(block) {
+                        txs.insert((height, index), tx.to_bytes().as_slice())
+                            .expect("insert tx");
+                        let receipt = encode(&receipt_of(tx, height, index));
+                        receipts
+                            .insert(tx.id().0.as_slice(), receipt.as_slice())
+                            .expect("insert receipt");
+                    }
+                }
+            }
+            txn.commit().expect("commit");
+        }
+        let store = Store::open(&path).expect("open moves the layout");
+        let reader = store.reader().expect("reader");
+        for (height, block) in (1u64..).zip(&blocks) {
+            assert_eq!(&reader.txs(height).expect("txs"), block);
+            let receipts: Vec<Receipt> = (0u32..)
+                .zip(block)
+                .map(|(index, tx)| receipt_of(tx, height, index))
+                .collect();
+            assert_eq!(reader.receipts(height).expect("receipts"), receipts);
+            for (index, tx) in (0u32..).zip(block) {
+                assert_eq!(reader.tx(height, index).expect("tx").as_ref(), Some(tx));
+                assert_eq!(
+                    reader.receipt(&tx.id()).expect("receipt"),
+                    Some(receipt_of(tx, height, index))
+                );
+            }
+        }
+        // Block 2 held no transactions, so the packed layout has no entry for it.
+        assert_eq!(reader.tx(1, 3).expect("past the end"), None);
+        assert_eq!(reader.receipt(&Hash([9; 32])).expect("unknown id"), None);
+        drop(reader);
+        drop(store);
+        let db = Database::open(&path).expect("reopen");
+        let txn = db.begin_read().expect("read");
+        let names: Vec<String> = txn
+            .list_tables()
+            .expect("tables")
+            .map(|table| table.name().to_string())
+            .collect();
+        assert!(!names.contains(&"txs".to_string()), "{names:?}");
+        assert!(!names.contains(&"tx_receipts".to_string()), "{names:?}");
     }
 
     #[test]
