@@ -341,6 +341,10 @@ fn unpack_checked(from: &Path, into: &Path, passphrase: Option<&str>) -> Result<
             bail!("the archive names {}, outside the home", path.display());
         }
     }
+    // The tar reader stops at its end marker; reading the gzip stream to its end checks its CRC
+    // over every byte, so damage in padding, headers or unlisted files is refused too.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+        .context("the archive is damaged: its gzip stream does not check")?;
     let manifest: Value = serde_json::from_slice(
         &fs::read(into.join(MANIFEST_ENTRY)).context("the archive has no manifest")?,
     )
