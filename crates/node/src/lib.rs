@@ -993,8 +993,18 @@ impl Node {
         lock(&self.inner.rejected).insert(id, code, reason);
     }
 
-    fn outcome_metrics(&self, receipts: &[Receipt]) {
+    /// Counts a block just made durable at `height`, `started` when it began to be built.
+    fn committed_metrics(&self, height: Height, receipts: &[Receipt], started: std::time::Instant) {
         let metrics = &self.inner.metrics;
+        metrics.blocks_committed.inc();
+        metrics.head_height.set(height as i64);
+        metrics.block_txs.observe(receipts.len() as f64);
+        metrics
+            .block_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .mempool_txs
+            .set(lock(&self.inner.mempool).len() as i64);
         metrics.txs_committed.inc_by(receipts.len() as u64);
         for receipt in receipts {
             if let Outcome::Rejected { code, .. } = &receipt.outcome {

@@ -183,15 +183,7 @@ fn write_blocks(node: &Node, from_producer: Receiver<ToWrite>) {
         let height = sealed.header.height;
         inner.head.send_replace(height);
         inner.rounds.send_modify(|round| *round += 1);
-        let metrics = &inner.metrics;
-        metrics.blocks_committed.inc();
-        metrics.head_height.set(height as i64);
-        metrics.block_txs.observe(sealed.txs.len() as f64);
-        metrics
-            .block_seconds
-            .observe(started.elapsed().as_secs_f64());
-        metrics.mempool_txs.set(lock(&inner.mempool).len() as i64);
-        node.outcome_metrics(&sealed.receipts);
+        node.committed_metrics(height, &sealed.receipts, started);
         tracing::debug!(
             height,
             txs = sealed.txs.len(),

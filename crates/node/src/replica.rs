@@ -475,21 +475,13 @@ impl Node {
         let height = block.header.height;
         inner.head.send_replace(height);
         inner.rounds.send_modify(|round| *round += 1);
-        let metrics = &inner.metrics;
-        metrics.blocks_committed.inc();
         if block.txs.is_empty() {
-            metrics.blocks_empty.inc();
+            inner.metrics.blocks_empty.inc();
         }
         if certificate.round > 0 {
-            metrics.blocks_late_round.inc();
+            inner.metrics.blocks_late_round.inc();
         }
-        metrics.head_height.set(height as i64);
-        metrics.block_txs.observe(block.txs.len() as f64);
-        metrics
-            .block_seconds
-            .observe(started.elapsed().as_secs_f64());
-        metrics.mempool_txs.set(lock(&inner.mempool).len() as i64);
-        self.outcome_metrics(&executed.receipts);
+        self.committed_metrics(height, &executed.receipts, started);
         Ok(())
     }
 
