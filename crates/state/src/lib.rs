@@ -365,13 +365,16 @@ impl<R: TreeReader> TreeReader for Stacked<'_, R> {
         max_version: Version,
         key_hash: KeyHash,
     ) -> anyhow::Result<Option<Vec<u8>>> {
-        if let Some((version, top)) = self.top
-            && version <= max_version
-            && let Some(value) = top.values().get(&(version, key_hash))
-        {
+        let Some((version, top)) = self.top.filter(|(version, _)| *version <= max_version) else {
+            return self.base.get_value_option(max_version, key_hash);
+        };
+        if let Some(value) = top.values().get(&(version, key_hash)) {
             return Ok(value.clone());
         }
-        self.base.get_value_option(max_version, key_hash)
+        // The top holds every write of its version, so below it the base answers as of the
+        // version before: the base's own head, whose reads its hot-state cache can serve.
+        self.base
+            .get_value_option(version.saturating_sub(1), key_hash)
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, jmt::storage::LeafNode)>> {

@@ -336,8 +336,50 @@ fn malformed(what: &'static str, height: Height) -> StoreError {
     StoreError::Corrupt {
         what,
         height,
-        reason: "the packed list is malformed".into(),
+        reason: "the packed list is malformed or too short".into(),
     }
+}
+
+fn decode_tx(bytes: &[u8]) -> Result<Tx, TypesError> {
+    Tx::from_bytes(bytes)
+}
+
+fn decode_receipt(bytes: &[u8]) -> Result<Receipt, TypesError> {
+    decode("receipt", bytes, usize::MAX)
+}
+
+/// Every item of a block's packed list (none if the block has no entry: it held nothing).
+fn packed_all<T>(
+    table: &ReadOnlyTable<u64, &'static [u8]>,
+    height: Height,
+    what: &'static str,
+    decode_item: fn(&[u8]) -> Result<T, TypesError>,
+) -> Result<Vec<T>, StoreError> {
+    let Some(packed) = table.get(height).map_err(db_error)? else {
+        return Ok(Vec::new());
+    };
+    packed::items(packed.value())
+        .ok_or_else(|| malformed(what, height))?
+        .into_iter()
+        .map(|bytes| decode_item(bytes).map_err(corrupt(what, height)))
+        .collect()
+}
+
+/// Item `index` of a block's packed list, if it has one.
+fn packed_one<T>(
+    table: &ReadOnlyTable<u64, &'static [u8]>,
+    height: Height,
+    index: u32,
+    what: &'static str,
+    decode_item: fn(&[u8]) -> Result<T, TypesError>,
+) -> Result<Option<T>, StoreError> {
+    let Some(packed) = table.get(height).map_err(db_error)? else {
+        return Ok(None);
+    };
+    packed::item(packed.value(), index as usize)
+        .map_err(|()| malformed(what, height))?
+        .map(|bytes| decode_item(bytes).map_err(corrupt(what, height)))
+        .transpose()
 }
 
 /// Writes a block's transactions and receipts (one entry each) and indexes its transactions.
@@ -585,36 +627,16 @@ impl StoreReader {
 
     /// The transactions of a block, in order.
     pub fn txs(&self, height: Height) -> Result<Vec<Tx>, StoreError> {
-        let Some(packed) = self.block_txs.get(height).map_err(db_error)? else {
-            return Ok(Vec::new());
-        };
-        packed::items(packed.value())
-            .ok_or_else(|| malformed("transactions", height))?
-            .into_iter()
-            .map(|bytes| Tx::from_bytes(bytes).map_err(corrupt("transaction", height)))
-            .collect()
+        packed_all(&self.block_txs, height, "transaction", decode_tx)
     }
 
     pub fn tx(&self, height: Height, index: u32) -> Result<Option<Tx>, StoreError> {
-        let Some(packed) = self.block_txs.get(height).map_err(db_error)? else {
-            return Ok(None);
-        };
-        packed::item(packed.value(), index as usize)
-            .map_err(|()| malformed("transactions", height))?
-            .map(|bytes| Tx::from_bytes(bytes).map_err(corrupt("transaction", height)))
-            .transpose()
+        packed_one(&self.block_txs, height, index, "transaction", decode_tx)
     }
 
     /// The receipts of a block, in transaction order.
     pub fn receipts(&self, height: Height) -> Result<Vec<Receipt>, StoreError> {
-        let Some(packed) = self.block_receipts.get(height).map_err(db_error)? else {
-            return Ok(Vec::new());
-        };
-        packed::items(packed.value())
-            .ok_or_else(|| malformed("receipts", height))?
-            .into_iter()
-            .map(|bytes| decode("receipt", bytes, usize::MAX).map_err(corrupt("receipt", height)))
-            .collect()
+        packed_all(&self.block_receipts, height, "receipt", decode_receipt)
     }
 
     /// Where a transaction is: its block's height and its index there.
@@ -630,13 +652,16 @@ impl StoreReader {
         let Some((height, index)) = self.tx_location(tx_id)? else {
             return Ok(None);
         };
-        let Some(packed) = self.block_receipts.get(height).map_err(db_error)? else {
-            return Err(malformed("receipts", height));
-        };
-        packed::item(packed.value(), index as usize)
-            .map_err(|()| malformed("receipts", height))?
-            .map(|bytes| decode("receipt", bytes, usize::MAX).map_err(corrupt("receipt", height)))
-            .transpose()
+        // The index names a place: a receipt missing from it is damage, not absence.
+        packed_one(
+            &self.block_receipts,
+            height,
+            index,
+            "receipt",
+            decode_receipt,
+        )?
+        .map(Some)
+        .ok_or_else(|| malformed("receipt", height))
     }
 
     /// Every stored (key hash, version, value) of the state, for a full audit.
