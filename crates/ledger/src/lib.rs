@@ -113,6 +113,23 @@ pub enum TxError {
     },
     #[error("height {0} already has the most validator changes scheduled")]
     TooManyChanges(Height),
+    #[error("invalid organisation: {0}")]
+    InvalidOrganisation(String),
+    #[error("organisation {0} already exists")]
+    OrganisationExists(String),
+    #[error("key {0} is already an organisation's root key or a member")]
+    KeyInUse(PublicKey),
+    #[error("no chain parameter {0}")]
+    UnknownParameter(String),
+    #[error("parameter {name} must be from {min} to {max}, not {value}")]
+    ParameterRange {
+        name: String,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("the chain already holds {0} proposals")]
+    TooManyProposals(u64),
     /// A module refused the operation.
     #[error(transparent)]
     Module(ModuleFailure),
@@ -149,6 +166,12 @@ impl TxError {
             TxError::AlreadyApproved { .. } => "already_approved",
             TxError::ProposalExpired { .. } => "proposal_expired",
             TxError::TooManyChanges(_) => "too_many_changes",
+            TxError::InvalidOrganisation(_) => "invalid_organisation",
+            TxError::OrganisationExists(_) => "organisation_exists",
+            TxError::KeyInUse(_) => "key_in_use",
+            TxError::UnknownParameter(_) => "unknown_parameter",
+            TxError::ParameterRange { .. } => "parameter_range",
+            TxError::TooManyProposals(_) => "too_many_proposals",
             TxError::Module(failure) => failure.code(),
             TxError::State(_) => "state_error",
         }
@@ -274,13 +297,19 @@ fn apply_tx(
         sender: tx.body.sender,
         authority,
     };
-    match registry::apply_payload(&tx.body.payload, &tx_ctx, state) {
+    let mut kept = Vec::new();
+    match registry::apply_payload(&tx.body.payload, &tx_ctx, state, &mut kept) {
         Ok(()) => {
             state.commit_tx();
             Outcome::Committed
         }
         Err(error) => {
             state.discard_tx();
+            // What the refused operation cost stands (a module's `View::put_kept`).
+            for (key, value) in kept {
+                state.put(key, value);
+            }
+            state.commit_tx();
             Outcome::Rejected {
                 code: error.code().to_string(),
                 reason: error.to_string(),

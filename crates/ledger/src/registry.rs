@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TxError;
 use crate::core::CoreOp;
+use crate::governance::{GOVERNANCE_BASE, GovernanceOp};
 
 /// One registered module, as the rest of the ledger sees it.
 #[derive(Clone, Copy, Debug)]
@@ -93,6 +94,7 @@ macro_rules! modules {
         #[serde(untagged)]
         pub enum Payload {
             Core(CoreOp),
+            Governance(GovernanceOp),
             $($variant(<$module as Module>::Op),)*
         }
 
@@ -143,6 +145,7 @@ macro_rules! modules {
             pub fn kind(&self) -> &'static str {
                 match self {
                     Payload::Core(op) => op.kind(),
+                    Payload::Governance(op) => op.kind(),
                     $(Payload::$variant(op) => <$module as Module>::kind(op),)*
                 }
             }
@@ -152,6 +155,10 @@ macro_rules! modules {
             fn serialize<W: Write>(&self, writer: &mut W) -> io::Result<()> {
                 match self {
                     Payload::Core(op) => BorshSerialize::serialize(op, writer),
+                    Payload::Governance(op) => BorshSerialize::serialize(
+                        op,
+                        &mut shifted(writer, GOVERNANCE_BASE, GovernanceOp::KINDS.len()),
+                    ),
                     $(Payload::$variant(op) => BorshSerialize::serialize(
                         op,
                         &mut shifted(writer, $base, <$module as Module>::KINDS.len()),
@@ -165,6 +172,12 @@ macro_rules! modules {
                 let tag = u8::deserialize_reader(reader)?;
                 if usize::from(tag) < CoreOp::KINDS.len() {
                     return Ok(Payload::Core(CoreOp::deserialize_variant(reader, tag)?));
+                }
+                if tag >= GOVERNANCE_BASE && usize::from(tag - GOVERNANCE_BASE) < GovernanceOp::KINDS.len() {
+                    return Ok(Payload::Governance(GovernanceOp::deserialize_variant(
+                        reader,
+                        tag - GOVERNANCE_BASE,
+                    )?));
                 }
                 $(
                     if tag >= $base && usize::from(tag - $base) < <$module as Module>::KINDS.len() {
@@ -186,12 +199,16 @@ macro_rules! modules {
             payload: &Payload,
             tx: &TxContext<'_>,
             state: &mut Overlay<'_>,
+            kept: &mut Vec<(Vec<u8>, Vec<u8>)>,
         ) -> Result<(), TxError> {
             match payload {
                 Payload::Core(op) => crate::core::apply(op, tx, state),
+                Payload::Governance(op) => crate::governance::apply_op(op, tx, state),
                 $(Payload::$variant(op) => {
                     let mut view = view_of::<$module>(state);
-                    <$module as Module>::apply(op, tx, &mut view)?;
+                    let applied = <$module as Module>::apply(op, tx, &mut view);
+                    kept.extend(view.take_kept());
+                    applied?;
                     let requests = view.take_requests();
                     apply_requests(<$module as Module>::NAME, requests, tx, state)
                 })*
@@ -267,6 +284,7 @@ macro_rules! modules {
 }
 
 use medledger_claims::{Claims, ClaimsError, ClaimsOp};
+use medledger_contracts::{Contracts, ContractsError, ContractsOp};
 use medledger_credentials::{Credentials, CredentialsError, CredentialsOp};
 use medledger_monitor::{Monitor, MonitorError, MonitorOp};
 use medledger_records::{Records, RecordsError, RecordsOp};
@@ -287,7 +305,9 @@ modules! {
     Research(Research, ResearchOp, ResearchError) @ 32,
     Tokens(Tokens, TokensOp, TokensError) @ 48,
     Claims(Claims, ClaimsOp, ClaimsError) @ 64,
-    Monitor(Monitor, MonitorOp, MonitorError) @ 80;
+    Monitor(Monitor, MonitorOp, MonitorError) @ 80,
+    // 96 is the ledger's own governance block (`governance::GOVERNANCE_BASE`).
+    Contracts(Contracts, ContractsOp, ContractsError) @ 112;
     // Who may ask whom to act, inside the asking transaction (`medledger_module::EffectTarget`).
     effects {
         // An adjudicated claim settles through the token ledger: payments and escrow.
@@ -368,7 +388,11 @@ pub fn check_tags() -> Result<(), String> {
 }
 
 fn tags_disjoint(core: usize, modules: &[ModuleInfo]) -> Result<(), String> {
-    let mut ranges: Vec<(usize, usize, &str)> = vec![(0, core, "ledger")];
+    let governance = usize::from(GOVERNANCE_BASE);
+    let mut ranges: Vec<(usize, usize, &str)> = vec![
+        (0, core, "ledger"),
+        (governance, governance + GovernanceOp::KINDS.len(), "governance"),
+    ];
     for module in modules {
         let start = usize::from(module.base);
         ranges.push((start, start + module.kinds.len(), module.name));

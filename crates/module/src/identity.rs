@@ -190,3 +190,14 @@ pub fn organisations(state: &dyn StateRead) -> Result<Vec<String>, StateError> {
 pub fn is_approved(approvals: usize, organisations: usize) -> bool {
     approvals * 3 >= organisations * 2
 }
+
+/// A chain parameter set by governance (`governance/param/<name>`).
+pub fn key_parameter(name: &str) -> Vec<u8> {
+    format!("governance/param/{name}").into_bytes()
+}
+
+/// A chain parameter's value, if governance has set it; the module that reads it knows its
+/// default.
+pub fn parameter(state: &dyn StateRead, name: &str) -> Result<Option<u64>, StateError> {
+    read(state, &key_parameter(name))
+}

@@ -130,6 +130,36 @@ pub trait EffectTarget: Module {
     ) -> Result<(), Self::Error>;
 }
 
+/// A module part of whose state the consortium governs: a governance proposal names one of its
+/// `Action`s, which the ledger applies through this module's code and view once two thirds of the
+/// organisations approve (`medledger_ledger::governance`).
+pub trait Governed: Module {
+    type Action: BorshSerialize
+        + BorshDeserialize
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Eq;
+
+    /// The action's name, for display.
+    fn action_kind(action: &Self::Action) -> &'static str;
+
+    /// Checks an action when it is proposed; a refusal refuses the proposing transaction.
+    fn check_action(action: &Self::Action, state: &View<'_, '_>) -> Result<(), Self::Error>;
+
+    /// Applies an approved action, proposal `proposal`, in the approving transaction `tx`. On
+    /// `Err` the ledger drops what it wrote and marks the proposal failed with the reason; the
+    /// approving transaction stands.
+    fn apply_action(
+        action: &Self::Action,
+        proposal: Hash,
+        tx: &TxContext<'_>,
+        state: &mut View<'_, '_>,
+    ) -> Result<(), Self::Error>;
+}
+
 /// Reads and decodes one state entry.
 pub fn read<T: BorshDeserialize>(
     state: &dyn medledger_state::StateRead,

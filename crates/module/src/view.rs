@@ -16,6 +16,7 @@ pub struct View<'o, 'b> {
     own: &'static [&'static str],
     reads: &'static [&'static str],
     requests: Vec<Box<dyn Any + Send>>,
+    kept: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for View<'_, '_> {
@@ -47,6 +48,7 @@ impl<'o, 'b> View<'o, 'b> {
             own,
             reads,
             requests: Vec::new(),
+            kept: Vec::new(),
         }
     }
 
@@ -72,6 +74,21 @@ impl<'o, 'b> View<'o, 'b> {
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.check_write(&key);
         self.overlay.put(key, value);
+    }
+
+    /// Writes `key` (under the module's prefixes) so that the write stands even if the operation
+    /// is then refused: what a refused operation cost, such as the fuel a failed contract call
+    /// burnt against the block's budget. The ledger applies these again after discarding the
+    /// refused transaction's other writes.
+    pub fn put_kept(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.check_write(&key);
+        self.overlay.put(key.clone(), value.clone());
+        self.kept.push((key, value));
+    }
+
+    /// The writes made with `put_kept`, in order, leaving none.
+    pub fn take_kept(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut self.kept)
     }
 
     /// Deletes `key`, which must be under one of the module's prefixes.

@@ -79,6 +79,10 @@ impl<R: TreeReader> StateRead for Snapshot<'_, R> {
     }
 }
 
+/// A transaction's writes at one point (`Overlay::savepoint`).
+#[derive(Debug)]
+pub struct Savepoint(Writes);
+
 /// Uncommitted writes over a committed state, with a nested level per transaction so that a
 /// refused transaction leaves no trace while the block's earlier writes stay.
 pub struct Overlay<'a> {
@@ -121,6 +125,18 @@ impl<'a> Overlay<'a> {
     /// Drops the current transaction's writes.
     pub fn discard_tx(&mut self) {
         self.tx.clear();
+    }
+
+    /// The current transaction's writes so far, to go back to with `restore`: how one step of a
+    /// transaction (a governance action, a contract a module calls) fails without failing the
+    /// transaction.
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint(self.tx.clone())
+    }
+
+    /// Drops the current transaction's writes made since `savepoint`.
+    pub fn restore(&mut self, savepoint: Savepoint) {
+        self.tx = savepoint.0;
     }
 
     /// The block's writes; any uncommitted transaction writes are dropped.
