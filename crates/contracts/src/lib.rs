@@ -195,7 +195,9 @@ pub struct EventRecord {
 }
 
 /// The fuel spent by calls in one block, so far.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize,
+)]
 pub struct BlockFuel {
     pub height: Height,
     pub used: u64,
@@ -236,8 +238,12 @@ pub enum ContractsAction {
         msg: String,
     },
     /// Stops calls to a contract (queries still answer).
-    FreezeContract { contract: Hash },
-    UnfreezeContract { contract: Hash },
+    FreezeContract {
+        contract: Hash,
+    },
+    UnfreezeContract {
+        contract: Hash,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -345,7 +351,11 @@ pub fn list(state: &dyn StateRead, start: u64, limit: u64) -> Result<Vec<Hash>, 
 }
 
 /// A contract's value under its own key.
-pub fn value(state: &dyn StateRead, address: &Hash, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+pub fn value(
+    state: &dyn StateRead,
+    address: &Hash,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StateError> {
     state.get(&key_value(address, key))
 }
 
@@ -470,9 +480,26 @@ pub fn query_contract(
     }
     let head = medledger_module::chain_head(state)?;
     let chain = medledger_module::chain_info(state)?;
-    let env = env_json(state, None, &chain.chain_id, head.height, head.time_ms, address, None)?;
+    let env = env_json(
+        state,
+        None,
+        &chain.chain_id,
+        head.height,
+        head.time_ms,
+        address,
+        None,
+    )?;
     let fuel = parameter_value(state, CALL_FUEL_MAX)?;
-    run(state, info.code_hash, *address, Entry::Query, msg, env, fuel).map(Ok)
+    run(
+        state,
+        info.code_hash,
+        *address,
+        Entry::Query,
+        msg,
+        env,
+        fuel,
+    )
+    .map(Ok)
 }
 
 /// Keeps a successful call's writes and events, and its record under the transaction.
@@ -723,7 +750,10 @@ impl Module for Contracts {
                 part,
                 bytes,
             } => upload(state, tx, *code_hash, *size, *part, bytes),
-            ContractsOp::ExecuteContract { contract: address, msg } => {
+            ContractsOp::ExecuteContract {
+                contract: address,
+                msg,
+            } => {
                 let mut info =
                     contract(state, address)?.ok_or(ContractsError::UnknownContract(*address))?;
                 if info.frozen {
@@ -780,10 +810,7 @@ impl Governed for Contracts {
                 msg,
             } => {
                 if label.is_empty() || label.len() > LABEL_BYTES_MAX {
-                    return Err(invalid(
-                        "label",
-                        format!("1 to {LABEL_BYTES_MAX} bytes"),
-                    ));
+                    return Err(invalid("label", format!("1 to {LABEL_BYTES_MAX} bytes")));
                 }
                 code_info(state, code_hash)?.ok_or(ContractsError::UnknownCode(*code_hash))?;
                 check_json(msg)

@@ -227,7 +227,10 @@ fn host_linker(engine: &Engine) -> Result<Linker<Ctx>, wasmi::errors::LinkerErro
     let mut linker = Linker::<Ctx>::new(engine);
     linker.func_wrap("env", "env", |mut caller: Caller<'_, Ctx>| {
         let env = caller.data().env.clone();
-        charge(&mut caller, HOST_CALL_FUEL + env.len() as u64 * FUEL_PER_BYTE)?;
+        charge(
+            &mut caller,
+            HOST_CALL_FUEL + env.len() as u64 * FUEL_PER_BYTE,
+        )?;
         let len = env.len() as i32;
         caller.data_mut().register = Some(env);
         Ok(len)
@@ -237,7 +240,9 @@ fn host_linker(engine: &Engine) -> Result<Linker<Ctx>, wasmi::errors::LinkerErro
         "register_read",
         |mut caller: Caller<'_, Ctx>, ptr: i32| {
             let Some(register) = caller.data_mut().register.take() else {
-                return Err(fault(Fault::Trap("register_read with an empty register".into())));
+                return Err(fault(Fault::Trap(
+                    "register_read with an empty register".into(),
+                )));
             };
             charge(
                 &mut caller,
@@ -254,7 +259,10 @@ fn host_linker(engine: &Engine) -> Result<Linker<Ctx>, wasmi::errors::LinkerErro
         "db_read",
         |mut caller: Caller<'_, Ctx>, ptr: i32, len: i32| {
             let key = read_bytes(&caller, ptr, len, KEY_BYTES_MAX, "key")?;
-            charge(&mut caller, HOST_CALL_FUEL + key.len() as u64 * FUEL_PER_BYTE)?;
+            charge(
+                &mut caller,
+                HOST_CALL_FUEL + key.len() as u64 * FUEL_PER_BYTE,
+            )?;
             match caller.data().writes.get(&key).cloned() {
                 Some(value) => {
                     charge(
@@ -305,7 +313,10 @@ fn host_linker(engine: &Engine) -> Result<Linker<Ctx>, wasmi::errors::LinkerErro
         "db_next",
         |mut caller: Caller<'_, Ctx>, ptr: i32, len: i32| -> Result<i32, Error> {
             let key = read_bytes(&caller, ptr, len, KEY_BYTES_MAX, "key")?;
-            charge(&mut caller, HOST_CALL_FUEL + key.len() as u64 * FUEL_PER_BYTE)?;
+            charge(
+                &mut caller,
+                HOST_CALL_FUEL + key.len() as u64 * FUEL_PER_BYTE,
+            )?;
             Err(Error::host(Stop::Suspend(Request::Next(key))))
         },
     )?;
@@ -321,10 +332,11 @@ fn host_linker(engine: &Engine) -> Result<Linker<Ctx>, wasmi::errors::LinkerErro
                 &mut caller,
                 HOST_CALL_FUEL + event.len() as u64 * FUEL_PER_BYTE,
             )?;
-            if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&event)
-                .is_err()
+            if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&event).is_err()
             {
-                return Err(fault(Fault::Limit("an event that is not a JSON object".into())));
+                return Err(fault(Fault::Limit(
+                    "an event that is not a JSON object".into(),
+                )));
             }
             let events = &mut caller.data_mut().events;
             if events.len() >= EVENTS_PER_CALL_MAX {
@@ -458,7 +470,10 @@ impl Runtime {
     }
 
     fn keep(&self, hash: Hash, module: Module) {
-        let mut cache = self.cache.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if cache.modules.insert(hash, module).is_none() {
             cache.order.push_back(hash);
             while cache.order.len() > MODULES_CACHED_MAX {
@@ -490,7 +505,9 @@ impl Runtime {
                 Ok(Ok(module))
             }
             // Stored code passed the same check when it was stored.
-            Err(error) => Ok(Err(Fault::Trap(format!("the stored module does not compile: {error}")))),
+            Err(error) => Ok(Err(Fault::Trap(format!(
+                "the stored module does not compile: {error}"
+            )))),
         }
     }
 
@@ -513,8 +530,8 @@ impl Runtime {
             Ok(module) => module,
             Err(fault) => return Ok(ended(End::Fault(fault), 0, Vec::new())),
         };
-        let memory_bytes = usize::try_from(call.memory_pages_max.saturating_mul(65_536))
-            .unwrap_or(usize::MAX);
+        let memory_bytes =
+            usize::try_from(call.memory_pages_max.saturating_mul(65_536)).unwrap_or(usize::MAX);
         let ctx = Ctx {
             env: std::mem::take(&mut call.env),
             register: None,
@@ -734,7 +751,12 @@ mod tests {
         );
         let writes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = writes
             .iter()
-            .map(|(key, value)| (key.as_bytes().to_vec(), value.map(|v| v.as_bytes().to_vec())))
+            .map(|(key, value)| {
+                (
+                    key.as_bytes().to_vec(),
+                    value.map(|v| v.as_bytes().to_vec()),
+                )
+            })
             .collect();
         let mut seen = Vec::new();
         let mut cursor = Vec::new();
@@ -748,7 +770,11 @@ mod tests {
     #[test]
     fn ranging_merges_the_calls_writes_and_removals_with_the_committed_keys() {
         check(&["a", "c", "e"], &[], &["a", "c", "e"]);
-        check(&["a", "c", "e"], &[("b", Some("1")), ("f", Some("1"))], &["a", "b", "c", "e", "f"]);
+        check(
+            &["a", "c", "e"],
+            &[("b", Some("1")), ("f", Some("1"))],
+            &["a", "b", "c", "e", "f"],
+        );
         check(&["a", "c", "e"], &[("a", None), ("c", None)], &["e"]);
         check(&["a", "c"], &[("a", None), ("c", None)], &[]);
         check(&[], &[("x", Some("1")), ("y", None)], &["x"]);

@@ -103,8 +103,7 @@ fn classify(error: wasmparser::BinaryReaderError) -> CodeRefusal {
         CodeRefusal::FloatingPoint(message)
     } else if lower.contains("thread") || lower.contains("shared") || lower.contains("atomic") {
         CodeRefusal::Threads(message)
-    } else if lower.contains("support is not enabled") || lower.contains("proposal not enabled")
-    {
+    } else if lower.contains("support is not enabled") || lower.contains("proposal not enabled") {
         CodeRefusal::Feature(message)
     } else {
         CodeRefusal::Invalid(message)
@@ -175,7 +174,9 @@ pub fn validate(code: &[u8], limits: CodeLimits) -> Result<CodeFacts, CodeRefusa
                             name: import.name.to_string(),
                         })?;
                     let signature = types.get(type_index as usize).cloned().flatten();
-                    if signature.as_ref().map(|(p, r)| (p.as_slice(), r.as_slice()))
+                    if signature
+                        .as_ref()
+                        .map(|(p, r)| (p.as_slice(), r.as_slice()))
                         != Some((offered.params, offered.results))
                     {
                         return Err(CodeRefusal::ImportSignature {

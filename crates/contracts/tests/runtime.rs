@@ -70,7 +70,10 @@ fn call(msg: &str, host: &mut MapHost) -> Outcome {
 
 fn refusal(wat: &str) -> String {
     let code = wat::parse_str(wat).expect("wat");
-    validate(&code, LIMITS).expect_err("refused").code().to_string()
+    validate(&code, LIMITS)
+        .expect_err("refused")
+        .code()
+        .to_string()
 }
 
 const EXPORTS: &str = r#"
@@ -99,7 +102,9 @@ fn modules_that_would_break_determinism_or_bounds_are_refused_with_the_reason() 
             "code_unknown_import",
         ),
         (
-            module(r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#),
+            module(
+                r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
+            ),
             "code_unknown_import",
         ),
         (
@@ -112,7 +117,9 @@ fn modules_that_would_break_determinism_or_bounds_are_refused_with_the_reason() 
         ),
         // A start function that does work.
         (
-            module("(global $g (mut i32) (i32.const 0)) (func $s (global.set $g (i32.const 1))) (start $s)"),
+            module(
+                "(global $g (mut i32) (i32.const 0)) (func $s (global.set $g (i32.const 1))) (start $s)",
+            ),
             "code_start_function",
         ),
         // A missing entry point, and one with another signature.
@@ -143,7 +150,10 @@ fn modules_that_would_break_determinism_or_bounds_are_refused_with_the_reason() 
         r#"(memory (export "memory") 1)"#,
         r#"(memory (export "memory") 17)"#,
     );
-    assert_eq!(refusal(&format!("(module {large})")), "code_memory_too_large");
+    assert_eq!(
+        refusal(&format!("(module {large})")),
+        "code_memory_too_large"
+    );
     let none = EXPORTS.replace(r#"(memory (export "memory") 1)"#, "");
     assert_eq!(refusal(&format!("(module {none})")), "code_memory");
     // An empty start function does no work and is allowed.
@@ -155,12 +165,20 @@ fn modules_that_would_break_determinism_or_bounds_are_refused_with_the_reason() 
         code_bytes_max: code.len() as u64 - 1,
         ..LIMITS
     };
-    assert_eq!(validate(&code, small).expect_err("big").code(), "code_too_large");
     assert_eq!(
-        validate(b"\0asm\x01\0\0\0garbage", LIMITS).expect_err("bad").code(),
+        validate(&code, small).expect_err("big").code(),
+        "code_too_large"
+    );
+    assert_eq!(
+        validate(b"\0asm\x01\0\0\0garbage", LIMITS)
+            .expect_err("bad")
+            .code(),
         "code_invalid"
     );
-    assert_eq!(validate(b"", LIMITS).expect_err("empty").code(), "code_invalid");
+    assert_eq!(
+        validate(b"", LIMITS).expect_err("empty").code(),
+        "code_invalid"
+    );
 }
 
 #[test]
@@ -168,7 +186,10 @@ fn a_call_writes_reads_its_own_writes_and_reads_the_host() {
     let mut host = MapHost::default();
     let wrote = call(r#""w1""#, &mut host);
     assert_eq!(wrote.end, End::Done);
-    assert_eq!(wrote.writes.get(b"k".as_slice()), Some(&Some(br#""w1""#.to_vec())));
+    assert_eq!(
+        wrote.writes.get(b"k".as_slice()),
+        Some(&Some(br#""w1""#.to_vec()))
+    );
     // Nothing reaches the host until the caller keeps the writes.
     assert!(host.state.is_empty());
     host.state.insert(b"k".to_vec(), b"stored".to_vec());
@@ -177,7 +198,10 @@ fn a_call_writes_reads_its_own_writes_and_reads_the_host() {
     assert_eq!(read.result, b"stored");
     assert!(read.writes.is_empty());
     // The environment and chain queries reach the contract as the host gives them.
-    assert_eq!(call(r#""v""#, &mut host).result, br#"{"block":{"height":7}}"#);
+    assert_eq!(
+        call(r#""v""#, &mut host).result,
+        br#"{"block":{"height":7}}"#
+    );
     assert_eq!(
         call(r#""q""#, &mut host).result,
         br#"echo:{"organisation":{"id":"a"}}"#
@@ -214,8 +238,14 @@ fn faults_stop_the_call_and_discard_its_writes() {
     let mut host = MapHost::default();
     for (msg, fault) in [
         (r#""l""#, Fault::OutOfFuel),
-        (r#""t""#, Fault::Trap("wasm `unreachable` instruction executed".into())),
-        (r#""g""#, Fault::Trap("wasm `unreachable` instruction executed".into())),
+        (
+            r#""t""#,
+            Fault::Trap("wasm `unreachable` instruction executed".into()),
+        ),
+        (
+            r#""g""#,
+            Fault::Trap("wasm `unreachable` instruction executed".into()),
+        ),
         (r#""a""#, Fault::Abort("no".into())),
         (r#""o""#, Fault::Trap("memory access out of bounds".into())),
     ] {
@@ -226,7 +256,10 @@ fn faults_stop_the_call_and_discard_its_writes() {
             }
             (got, want) => assert_eq!(got, &End::Fault(want.clone()), "{msg}"),
         }
-        assert!(outcome.writes.is_empty() && outcome.events.is_empty(), "{msg}");
+        assert!(
+            outcome.writes.is_empty() && outcome.events.is_empty(),
+            "{msg}"
+        );
     }
     // Running out of fuel uses exactly the fuel given, and the same fuel every time.
     let first = call_with(&probe(), Entry::Execute, r#""l""#, 50_000, &mut host);
@@ -237,7 +270,13 @@ fn faults_stop_the_call_and_discard_its_writes() {
     let deep = call(r#""b""#, &mut host);
     assert!(matches!(deep.end, End::Fault(Fault::Trap(_))), "{deep:?}");
     // A write costs its fuel even when the fuel runs out on it.
-    let starved = call_with(&probe(), Entry::Execute, r#""w""#, WRITE_FUEL / 2, &mut host);
+    let starved = call_with(
+        &probe(),
+        Entry::Execute,
+        r#""w""#,
+        WRITE_FUEL / 2,
+        &mut host,
+    );
     assert_eq!(starved.end, End::Fault(Fault::OutOfFuel));
 }
 

@@ -5,6 +5,7 @@ use medledger_claims::{
     AppealReason, ClaimItem, ClaimKind, ClaimSubmission, ClaimUse, ClaimsOp, CodePairEdit,
     CoverageInput, Date, PolicyInput, PriorAuth, ServiceRule,
 };
+use medledger_contracts::{ContractsAction, ContractsOp};
 use medledger_credentials::CredentialsOp;
 use medledger_crypto::{Hash, PublicKey, SecretKey};
 use medledger_records::RecordsOp;
@@ -12,9 +13,10 @@ use medledger_research::ResearchOp;
 use medledger_supply::SupplyPayload;
 use medledger_tokens::{Amount, ClassSpec, Reason, RewardProgram, RewardPurpose, TokensOp};
 use medledger_trials::TrialsOp;
-use medledger_types::{Role, TX_BYTES_MAX, TypesError};
+use medledger_types::{Role, TX_BYTES_MAX, TypesError, ValidatorChange};
 use proptest::prelude::*;
 
+use crate::governance::{Action, CoreAction, GOVERNANCE_BASE, GovernanceOp};
 use crate::registry::{MODULES, check_prefixes, check_tags};
 use crate::{Block, CoreOp, Payload, Tx, TxBody};
 
@@ -570,13 +572,95 @@ fn one_of_each() -> Vec<(Payload, u8)> {
             .zip(80u8..)
             .map(|(op, tag)| (op.into(), tag)),
     );
+    let governance = [
+        GovernanceOp::Propose {
+            action: Action::Contracts(ContractsAction::DeployContract {
+                code_hash: hash,
+                label: "escrow".into(),
+                msg: "{}".into(),
+            }),
+            expires_at: 10,
+        },
+        GovernanceOp::ApproveProposal { proposal: hash },
+    ];
+    all.extend(
+        governance
+            .into_iter()
+            .zip(96u8..)
+            .map(|(op, tag)| (op.into(), tag)),
+    );
+    let contracts = [
+        ContractsOp::UploadCode {
+            code_hash: hash,
+            size: 3,
+            part: 0,
+            bytes: vec![1, 2, 3],
+        },
+        ContractsOp::ExecuteContract {
+            contract: hash,
+            msg: r#"{"release":{}}"#.into(),
+        },
+    ];
+    all.extend(
+        contracts
+            .into_iter()
+            .zip(112u8..)
+            .map(|(op, tag)| (op.into(), tag)),
+    );
     all
+}
+
+#[test]
+fn every_governance_action_round_trips_in_borsh_and_json() {
+    let key = PublicKey([7; 32]);
+    let hash = Hash([9; 32]);
+    for action in [
+        Action::Core(CoreAction::ChangeValidators {
+            change: ValidatorChange::Remove { key },
+            effective_height: 5,
+        }),
+        Action::Core(CoreAction::AdmitOrganisation {
+            id: "c".into(),
+            name: "C".into(),
+            root_key: key,
+        }),
+        Action::Core(CoreAction::SetParameter {
+            name: "contracts.call_fuel_max".into(),
+            value: 1,
+        }),
+        Action::Contracts(ContractsAction::DeployContract {
+            code_hash: hash,
+            label: "x".into(),
+            msg: "{}".into(),
+        }),
+        Action::Contracts(ContractsAction::UpgradeContract {
+            contract: hash,
+            code_hash: hash,
+            msg: "{}".into(),
+        }),
+        Action::Contracts(ContractsAction::FreezeContract { contract: hash }),
+        Action::Contracts(ContractsAction::UnfreezeContract { contract: hash }),
+    ] {
+        let bytes = borsh::to_vec(&action).expect("encodes");
+        assert_eq!(
+            borsh::from_slice::<Action>(&bytes).expect("decodes"),
+            action
+        );
+        let json = serde_json::to_value(&action).expect("json");
+        assert_eq!(json["type"], action.kind());
+        assert_eq!(
+            serde_json::from_value::<Action>(json).expect("back"),
+            action
+        );
+    }
 }
 
 #[test]
 fn every_payload_keeps_its_tag_and_round_trips() {
     let all = one_of_each();
-    let kinds: usize = CoreOp::KINDS.len() + MODULES.iter().map(|m| m.kinds.len()).sum::<usize>();
+    let kinds: usize = CoreOp::KINDS.len()
+        + GovernanceOp::KINDS.len()
+        + MODULES.iter().map(|m| m.kinds.len()).sum::<usize>();
     assert_eq!(all.len(), kinds, "one_of_each names every operation");
     for (payload, tag) in all {
         let bytes = borsh::to_vec(&payload).expect("encodes");
@@ -586,7 +670,13 @@ fn every_payload_keeps_its_tag_and_round_trips() {
             .iter()
             .find(|m| (m.base..m.base + m.kinds.len() as u8).contains(&tag))
             .map_or_else(
-                || &CoreOp::KINDS[usize::from(tag)..],
+                || {
+                    if tag >= GOVERNANCE_BASE {
+                        &GovernanceOp::KINDS[usize::from(tag - GOVERNANCE_BASE)..]
+                    } else {
+                        &CoreOp::KINDS[usize::from(tag)..]
+                    }
+                },
                 |m| &m.kinds[usize::from(tag - m.base)..],
             );
         assert_eq!(owner_kinds[0], payload.kind(), "tag {tag}");
@@ -607,7 +697,7 @@ fn an_unknown_payload_tag_is_refused() {
         .map(|m| usize::from(m.base) + m.kinds.len())
         .max()
         .unwrap_or(CoreOp::KINDS.len());
-    for tag in [end as u8, 27, 31, 200, 255] {
+    for tag in [end as u8, 27, 31, 98, 111, 200, 255] {
         let error = borsh::from_slice::<Payload>(&[tag]).expect_err("no such tag");
         assert!(error.to_string().contains("unknown payload tag"), "{error}");
     }

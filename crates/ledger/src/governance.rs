@@ -336,7 +336,11 @@ pub enum Enactment {
     /// Approved and done at `height`.
     Enacted { height: Height },
     /// Approved at `height`, but the action could not be done; nothing of it was kept.
-    Failed { height: Height, code: String, reason: String },
+    Failed {
+        height: Height,
+        code: String,
+        reason: String,
+    },
 }
 
 pub fn key_motion(id: &Hash) -> Vec<u8> {
@@ -620,7 +624,9 @@ pub(crate) fn apply_op(
     state: &mut Overlay<'_>,
 ) -> Result<(), TxError> {
     let medledger_module::Authority::Organisation { org } = tx.authority else {
-        return Err(TxError::NotAnOrganisation("propose or approve governance actions"));
+        return Err(TxError::NotAnOrganisation(
+            "propose or approve governance actions",
+        ));
     };
     match op {
         GovernanceOp::Propose { action, expires_at } => {

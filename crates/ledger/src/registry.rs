@@ -391,7 +391,11 @@ fn tags_disjoint(core: usize, modules: &[ModuleInfo]) -> Result<(), String> {
     let governance = usize::from(GOVERNANCE_BASE);
     let mut ranges: Vec<(usize, usize, &str)> = vec![
         (0, core, "ledger"),
-        (governance, governance + GovernanceOp::KINDS.len(), "governance"),
+        (
+            governance,
+            governance + GovernanceOp::KINDS.len(),
+            "governance",
+        ),
     ];
     for module in modules {
         let start = usize::from(module.base);
@@ -415,6 +419,12 @@ fn tags_disjoint(core: usize, modules: &[ModuleInfo]) -> Result<(), String> {
 impl From<CoreOp> for Payload {
     fn from(op: CoreOp) -> Payload {
         Payload::Core(op)
+    }
+}
+
+impl From<GovernanceOp> for Payload {
+    fn from(op: GovernanceOp) -> Payload {
+        Payload::Governance(op)
     }
 }
 

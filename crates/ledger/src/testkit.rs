@@ -3,7 +3,7 @@
 //! nonce, and blocks executed and committed to a `MemoryTree` exactly as a node does.
 
 use medledger_crypto::{Hash, SecretKey};
-use medledger_state::{MemoryTree, Overlay, Snapshot, StateRead, apply_writes};
+use medledger_state::{MemoryTree, Overlay, Snapshot, StateRead, Writes, apply_writes};
 use medledger_types::{Genesis, Organisation, Outcome, Role, Validator};
 
 use crate::{
@@ -90,6 +90,15 @@ impl Chain {
 
     /// Executes one block; commits it only if it is valid.
     pub fn block(&mut self, txs: &[Tx]) -> Result<(Vec<Outcome>, Hash), BlockError> {
+        self.block_with_writes(txs)
+            .map(|(outcomes, root, _)| (outcomes, root))
+    }
+
+    /// Executes one block as `block` does, and also answers every state write it made.
+    pub fn block_with_writes(
+        &mut self,
+        txs: &[Tx],
+    ) -> Result<(Vec<Outcome>, Hash, Writes), BlockError> {
         let height = self.height + 1;
         let ctx = BlockContext {
             chain_id: "test".into(),
@@ -103,7 +112,8 @@ impl Chain {
         };
         let mut overlay = Overlay::new(&base);
         let execution = execute_block(&mut overlay, &ctx, txs)?;
-        let (root, batch) = apply_writes(&self.tree, height, &overlay.into_writes())?;
+        let writes = overlay.into_writes();
+        let (root, batch) = apply_writes(&self.tree, height, &writes)?;
         self.tree.apply(batch);
         self.height = height;
         Ok((
@@ -113,6 +123,7 @@ impl Chain {
                 .map(|receipt| receipt.outcome)
                 .collect(),
             root,
+            writes,
         ))
     }
 
