@@ -10,6 +10,7 @@
 mod admin;
 pub mod auth;
 mod claims;
+mod contracts;
 mod feed;
 pub mod fhir;
 mod monitor;
@@ -344,6 +345,7 @@ const MODULE_APIS: &[ModuleApi] = &[
     tokens::API,
     claims::API,
     monitor::API,
+    contracts::API,
 ];
 
 /// The node's OpenAPI description: the ledger's own paths and every module's.

@@ -13,6 +13,7 @@ mod bench_supply;
 mod bench_trials;
 mod claims;
 mod client;
+mod contracts;
 mod devnet;
 mod feed;
 mod follow;

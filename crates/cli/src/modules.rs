@@ -9,7 +9,7 @@ use clap::Subcommand;
 use crate::client::Client;
 use crate::{
     bench_files, bench_monitor, bench_records, bench_research, bench_supply, bench_trials, claims,
-    monitor, records, research, supply, tokens, trials,
+    contracts, monitor, records, research, supply, tokens, trials,
 };
 
 #[derive(Subcommand)]
@@ -102,6 +102,28 @@ pub enum ModuleCommand {
         #[command(subcommand)]
         command: monitor::MonitorCommand,
     },
+    /// Contracts: build a C contract with the SDK, store and propose its deployment, upgrade
+    /// or freezing, call and query it, and read its events.
+    Contract {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file (not needed to build, query or read).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[command(subcommand)]
+        command: contracts::ContractCommand,
+    },
+    /// Governance: propose admitting an organisation or setting a chain parameter, approve any
+    /// proposal, and read proposals and parameters.
+    Governance {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The signer's key file: an organisation's root key.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[command(subcommand)]
+        command: contracts::GovernanceCommand,
+    },
     /// Measure health records through the FHIR face: import rate, then consent-checked read
     /// latency at a fixed rate, each read's access event committed first.
     BenchRecords(bench_records::RecordsBenchArgs),
@@ -150,6 +172,12 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         }
         ModuleCommand::Monitor { node, key, command } => {
             monitor::run(&Client::new(&node), &key, command)
+        }
+        ModuleCommand::Contract { node, key, command } => {
+            contracts::run_contract(&Client::new(&node), key.as_deref(), command)
+        }
+        ModuleCommand::Governance { node, key, command } => {
+            contracts::run_governance(&Client::new(&node), key.as_deref(), command)
         }
         ModuleCommand::BenchRecords(args) => bench_records::run(args).map(|()| 0),
         ModuleCommand::BenchSupply(args) => bench_supply::run(args).map(|()| 0),

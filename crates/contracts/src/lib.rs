@@ -119,9 +119,15 @@ pub fn key_value(address: &Hash, key: &[u8]) -> Vec<u8> {
 pub fn key_call(tx: &Hash) -> Vec<u8> {
     format!("contract-call/{tx}").into_bytes()
 }
-pub fn key_event(address: &Hash, seq: u64) -> Vec<u8> {
-    format!("contract-event/{address}/{seq:020}").into_bytes()
+/// The `seq`-th event emitted on this chain, by any contract.
+pub fn key_event(seq: u64) -> Vec<u8> {
+    format!("contract-event/{seq:020}").into_bytes()
 }
+/// The number in the chain's event log of contract `address`'s `index`-th event.
+pub fn key_event_of(address: &Hash, index: u64) -> Vec<u8> {
+    format!("contract-event-of/{address}/{index:020}").into_bytes()
+}
+pub const KEY_EVENTS_COUNT: &[u8] = b"contract-count/events";
 pub fn key_listed(seq: u64) -> Vec<u8> {
     format!("contract-list/{seq:020}").into_bytes()
 }
@@ -178,16 +184,19 @@ pub struct CallRecord {
     pub fuel_used: u64,
     /// The contract's answer (UTF-8 as the contract wrote it).
     pub result: String,
-    /// The numbers of the events it emitted.
+    /// The events it emitted: their numbers in the chain's log, from `first_event`.
     pub first_event: u64,
     pub events: u64,
 }
 
-/// One event a contract emitted.
+/// One event a contract emitted, in the chain's log of every contract's events.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
 pub struct EventRecord {
-    pub contract: Hash,
+    /// Its number in the chain's log.
     pub seq: u64,
+    pub contract: Hash,
+    /// Its number among its contract's events.
+    pub index: u64,
     pub height: Height,
     pub tx: Hash,
     /// A JSON object, as the contract emitted it.
@@ -330,12 +339,33 @@ pub fn call_record(state: &dyn StateRead, tx: &Hash) -> Result<Option<CallRecord
     read(state, &key_call(tx))
 }
 
-pub fn event(
+/// The `seq`-th event of the chain's log.
+pub fn event(state: &dyn StateRead, seq: u64) -> Result<Option<EventRecord>, StateError> {
+    read(state, &key_event(seq))
+}
+
+/// How many events the chain's log holds.
+pub fn events_count(state: &dyn StateRead) -> Result<u64, StateError> {
+    Ok(read(state, KEY_EVENTS_COUNT)?.unwrap_or(0))
+}
+
+/// Contract `address`'s events from its `start`-th, at most `limit`.
+pub fn events_of(
     state: &dyn StateRead,
     address: &Hash,
-    seq: u64,
-) -> Result<Option<EventRecord>, StateError> {
-    read(state, &key_event(address, seq))
+    start: u64,
+    limit: u64,
+) -> Result<Vec<EventRecord>, StateError> {
+    let Some(info) = contract(state, address)? else {
+        return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    for index in start..info.events.min(start.saturating_add(limit)) {
+        if let Some(seq) = read::<u64>(state, &key_event_of(address, index))? {
+            events.extend(event(state, seq)?);
+        }
+    }
+    Ok(events)
 }
 
 /// The contracts deployed, in order, from the `start`-th, at most `limit`.
@@ -527,17 +557,24 @@ fn keep(
             }
         }
     }
-    let first_event = info.events;
+    let first_event = events_count(view)?;
+    let mut seq = first_event;
     for event in &outcome.events {
         let record = EventRecord {
+            seq,
             contract: info.address,
-            seq: info.events,
+            index: info.events,
             height: tx.block.height,
             tx: tx.id,
             event: String::from_utf8_lossy(event).into_owned(),
         };
-        view.put(key_event(&info.address, info.events), encode_value(&record));
+        view.put(key_event(seq), encode_value(&record));
+        view.put(key_event_of(&info.address, info.events), encode_value(&seq));
         info.events += 1;
+        seq += 1;
+    }
+    if seq != first_event {
+        view.put(KEY_EVENTS_COUNT.to_vec(), encode_value(&seq));
     }
     let record = CallRecord {
         contract: info.address,
@@ -721,6 +758,7 @@ impl Module for Contracts {
         "contract-bucket/",
         "contract-call/",
         "contract-event/",
+        "contract-event-of/",
         "contract-list/",
         "contract-count/",
         "contract-fuel/",
@@ -780,6 +818,10 @@ impl Module for Contracts {
             json::<Upload>(value)
         } else if key.starts_with("contract-fuel/") {
             json::<BlockFuel>(value)
+        } else if key.starts_with("contract-count/") || key.starts_with("contract-event-of/") {
+            json::<u64>(value).map(|n| serde_json::json!({ "number": n }))
+        } else if key.starts_with("contract-list/") {
+            json::<Hash>(value).map(|address| serde_json::json!({ "contract": address }))
         } else if key.starts_with("contract-kv/") {
             Some(serde_json::json!({ "hex": hex::encode(value) }))
         } else if key.starts_with("contract-code/") {

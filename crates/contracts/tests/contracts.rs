@@ -177,9 +177,13 @@ fn a_deployed_contract_is_called_changes_its_state_and_answers_queries() {
 
     // Events are numbered per contract and kept with the block and transaction.
     assert_eq!(execute(&mut world, r#""e""#), "committed");
-    let event = event(&snapshot(&world.chain), &world.contract, 0)
+    let event = event(&snapshot(&world.chain), 0)
         .expect("read")
         .expect("event");
+    assert_eq!(
+        events_of(&snapshot(&world.chain), &world.contract, 0, 10).expect("read"),
+        vec![event.clone()]
+    );
     assert_eq!(event.event, r#"{"kind":"probe"}"#);
     assert_eq!(event.height, world.chain.height);
 

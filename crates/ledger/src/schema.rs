@@ -50,6 +50,16 @@ pub enum Entry {
     ScheduledChanges {
         proposals: Vec<Hash>,
     },
+    Proposal(crate::governance::Proposal),
+    ProposalId {
+        proposal: Hash,
+    },
+    Count {
+        count: u64,
+    },
+    Parameter {
+        value: u64,
+    },
     /// An entry under a module's prefix, as the module describes it (`Module::describe`), in
     /// the same `{"record": ..., ...}` shape.
     #[serde(untagged)]
@@ -75,6 +85,18 @@ pub fn decode_entry(key: &[u8], value: &[u8]) -> Option<Entry> {
         }
         ("governance", _) if text.starts_with("governance/scheduled/") => Entry::ScheduledChanges {
             proposals: decode_value(key, value).ok()?,
+        },
+        ("governance", _) if text.starts_with("governance/motion/") => {
+            Entry::Proposal(decode_value(key, value).ok()?)
+        }
+        ("governance", _) if text.starts_with("governance/motion-by-seq/") => Entry::ProposalId {
+            proposal: decode_value(key, value).ok()?,
+        },
+        (_, crate::governance::KEY_MOTIONS_COUNT) => Entry::Count {
+            count: decode_value(key, value).ok()?,
+        },
+        ("governance", _) if text.starts_with("governance/param/") => Entry::Parameter {
+            value: decode_value(key, value).ok()?,
         },
         ("org", _) => Entry::Organisation(decode_value(key, value).ok()?),
         ("org-root", _) => Entry::OrganisationId {

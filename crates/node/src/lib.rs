@@ -15,6 +15,7 @@
 mod audit;
 pub mod backup;
 pub mod claims;
+pub mod contracts;
 pub mod follower;
 mod mempool;
 mod metrics;

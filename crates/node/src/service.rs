@@ -249,6 +249,10 @@ pub fn open_services(
         node.clone(),
         &data_dir.join("tokens"),
     )?);
+    services.register(crate::contracts::Contracts::open(
+        node.clone(),
+        &data_dir.join("contracts"),
+    )?);
     services.register(crate::monitor::Monitor::open(
         node.clone(),
         records.clone(),
