@@ -979,3 +979,54 @@ pub fn block_hash(node: &TestNode, height: u64) -> String {
     assert_eq!(status, 200, "block {height} on {}: {body}", node.url);
     body["hash"].as_str().expect("block hash").to_string()
 }
+
+/// Makes sure the contract toolchain (clang and lld) is installed, by the project's own script,
+/// once per process and one process at a time.
+pub fn contract_toolchain() {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&tmp).expect("target tmp dir");
+    let _lock = DirLock::take(&tmp.join("contract-toolchain.lockdir"));
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/contract-toolchain.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "installing the contract toolchain: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds an example contract (`contracts/examples/<name>.c`) with `medledger contract build`
+/// into `dir`; answers the module's path.
+pub fn build_contract(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
+    contract_toolchain();
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../contracts/examples/{name}.c"));
+    let output = dir.join(format!("{name}{}.wasm", defines.join("_")));
+    let mut args = vec![
+        "contract",
+        "build",
+        source.to_str().expect("utf-8"),
+        "--output",
+        output.to_str().expect("utf-8"),
+    ];
+    for define in defines {
+        args.extend(["-D", define]);
+    }
+    let out = medledger(&args);
+    assert!(
+        out.status.success(),
+        "building {name}: {}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    output
+}
