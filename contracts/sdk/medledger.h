@@ -207,7 +207,7 @@ static ml_str ml_none(void) {
 }
 
 /* The value of member `name` of the object `object` (raw JSON), or `.len == -1`. */
-static ml_str ml_member(ml_str object, const char *name) {
+static ml_str ml_member_s(ml_str object, ml_str name) {
     int i = ml_skip_ws(object, 0);
     if (object.len < 0 || i >= object.len || object.ptr[i] != '{') return ml_none();
     i++;
@@ -222,11 +222,13 @@ static ml_str ml_member(ml_str object, const char *name) {
         int value_start = ml_skip_ws(object, i + 1);
         int value_end = ml_value_end(object, value_start);
         if (value_end < 0) return ml_none();
-        if (ml_eq(key, name)) return ml_slice(object, value_start, value_end);
+        if (ml_same(key, name)) return ml_slice(object, value_start, value_end);
         i = ml_skip_ws(object, value_end);
         if (i < object.len && object.ptr[i] == ',') i++;
     }
 }
+
+static ml_str ml_member(ml_str object, const char *name) { return ml_member_s(object, ml_s(name)); }
 
 /* The contents of a JSON string value (without its quotes), or `.len == -1`. */
 static ml_str ml_string(ml_str value) {
@@ -274,6 +276,22 @@ static ml_str ml_array_next(ml_str array, int *cursor) {
     if (i < array.len && array.ptr[i] == ',') i++;
     *cursor = i;
     return element;
+}
+
+/* Whether the JSON array `array` holds the string `text`. */
+static int ml_array_has_string(ml_str array, ml_str text) {
+    int cursor = 0;
+    for (ml_str element = ml_array_next(array, &cursor); element.len >= 0;
+         element = ml_array_next(array, &cursor)) {
+        ml_str value = ml_string(element);
+        if (value.len >= 0 && ml_same(value, text)) return 1;
+    }
+    return 0;
+}
+
+/* Whether `text` begins with `prefix`. */
+static int ml_starts_with(ml_str text, ml_str prefix) {
+    return prefix.len >= 0 && text.len >= prefix.len && memcmp(text.ptr, prefix.ptr, (ml_size)prefix.len) == 0;
 }
 
 /* ---- JSON writing ------------------------------------------------------------------------- */

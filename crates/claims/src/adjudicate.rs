@@ -326,6 +326,13 @@ pub(crate) fn submit(
     let mut copay_left: Option<u128> = None;
     let mut review = false;
     let mut authorisation_used = false;
+    let verdicts = rule_verdicts(&*state, tx, claim, &books.plan, &provider_org, refused)?;
+    if verdicts.values().any(|verdict| *verdict == Verdict::Failed) {
+        findings.push(Finding {
+            check: Check::RuleContract,
+            sequence: None,
+        });
+    }
     for item in &claim.items {
         let judged = judge(
             &*state,
@@ -335,6 +342,7 @@ pub(crate) fn submit(
             &provider_org,
             refused,
             authorisation.as_ref(),
+            verdicts.get(&item.sequence).copied(),
             &mut copay_left,
             &mut findings,
         )?;
@@ -442,6 +450,113 @@ pub(crate) fn submit(
     Ok(())
 }
 
+/// What the plan's rule contract decided of one item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Approve,
+    /// Denied with a built-in check's reason (and its CARC).
+    Deny(Check),
+    /// Sent to the payer's review, for a built-in check's reason.
+    Review(Check),
+    /// The contract could not decide: the item waits for review.
+    Failed,
+}
+
+/// Asks the plan's rule contract, if it names one, to decide the claim's items it covers, once
+/// per claim (`medledger_contracts::consult`). Its message and answer are documented in
+/// contracts/INTERFACE.md. An answer that fails, does not parse, names an item it was not asked
+/// about, or a decision or check this ledger does not know, decides nothing: every covered item
+/// waits for the payer's review.
+fn rule_verdicts(
+    state: &dyn StateRead,
+    tx: &TxContext<'_>,
+    claim: &ClaimSubmission,
+    plan: &Plan,
+    provider_org: &str,
+    refused: Option<Check>,
+) -> Result<BTreeMap<u32, Verdict>, ClaimsError> {
+    let mut verdicts = BTreeMap::new();
+    if refused.is_some() {
+        return Ok(verdicts);
+    }
+    let Some(rule) = crate::rule_contract(state, &plan.plan)? else {
+        return Ok(verdicts);
+    };
+    let covered: Vec<&ClaimItem> = claim
+        .items
+        .iter()
+        .filter(|item| rule.decides(&item.code))
+        .collect();
+    if covered.is_empty() {
+        return Ok(verdicts);
+    }
+    let items: Vec<serde_json::Value> = covered
+        .iter()
+        .map(|item| {
+            serde_json::json!({
+                "sequence": item.sequence,
+                "code": item.code,
+                "units": item.units,
+                "charge": item.charge.0.to_string(),
+                "date": item.service_date.to_string(),
+            })
+        })
+        .collect();
+    let message = serde_json::json!({ "adjudicate": {
+        "claim": claim.id.to_string(),
+        "use": claim.use_,
+        "kind": claim.kind,
+        "plan": plan.plan,
+        "payer": plan.payer,
+        "provider": provider_org,
+        "diagnoses": claim.diagnoses,
+        "items": items,
+    }});
+    let answer =
+        medledger_contracts::consult(state, tx, "claims", &rule.contract, &message.to_string())?;
+    let decided = match answer {
+        medledger_contracts::Consulted::Answer { result, .. } => parse_verdicts(&result, &covered),
+        medledger_contracts::Consulted::Failed { .. } => None,
+    };
+    match decided {
+        Some(decided) => verdicts = decided,
+        None => {
+            for item in covered {
+                verdicts.insert(item.sequence, Verdict::Failed);
+            }
+        }
+    }
+    Ok(verdicts)
+}
+
+/// `{"items": [{"sequence": n, "decision": "approve" | "deny" | "review", "check": "<code>"}]}`;
+/// items it leaves out are approved.
+fn parse_verdicts(answer: &[u8], covered: &[&ClaimItem]) -> Option<BTreeMap<u32, Verdict>> {
+    let answer: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    let mut verdicts: BTreeMap<u32, Verdict> = covered
+        .iter()
+        .map(|item| (item.sequence, Verdict::Approve))
+        .collect();
+    for decided in answer.get("items")?.as_array()? {
+        let sequence = u32::try_from(decided.get("sequence")?.as_u64()?).ok()?;
+        if !verdicts.contains_key(&sequence) {
+            return None;
+        }
+        let check = match decided.get("check") {
+            None => None,
+            Some(code) => Some(Check::from_code(code.as_str()?)?),
+        };
+        let verdict = match decided.get("decision")?.as_str()? {
+            "approve" => Verdict::Approve,
+            "deny" => Verdict::Deny(check?),
+            "review" => Verdict::Review(check.unwrap_or(Check::RuleContract)),
+            _ => return None,
+        };
+        verdicts.insert(sequence, verdict);
+    }
+    Some(verdicts)
+}
+
 struct Judged {
     result: ItemResult,
     needs_review: bool,
@@ -458,6 +573,7 @@ fn judge(
     provider_org: &str,
     refused: Option<Check>,
     authorisation: Option<&ClaimEntry>,
+    verdict: Option<Verdict>,
     copay_left: &mut Option<u128>,
     findings: &mut Vec<Finding>,
 ) -> Result<Judged, ClaimsError> {
@@ -549,6 +665,22 @@ fn judge(
     if bundled {
         finding(Check::CodePair);
         return Ok(deny(Check::CodePair, Some(version), Check::CodePair.carc()));
+    }
+    // The payer's rule contract, after the built-in eligibility checks and before the money.
+    match verdict {
+        Some(Verdict::Deny(check)) => {
+            finding(check);
+            return Ok(deny(check, Some(version), check.carc()));
+        }
+        Some(Verdict::Review(check)) => {
+            finding(check);
+            needs_review = true;
+        }
+        Some(Verdict::Failed) => {
+            finding(Check::RuleContract);
+            needs_review = true;
+        }
+        Some(Verdict::Approve) | None => {}
     }
 
     let mut adjustments = Vec::new();

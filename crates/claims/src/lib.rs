@@ -79,6 +79,32 @@ pub enum ClaimsOp {
     },
     /// The payer decides an appeal.
     DecideAppeal { claim: Hash, approve: bool },
+    /// The payer names the contract that adjudicates a plan's items (those with `codes`, or all
+    /// if none are listed), after the built-in checks; `None` stops consulting one.
+    SetRuleContract {
+        plan: String,
+        contract: Option<Hash>,
+        codes: Vec<String>,
+    },
+}
+
+/// The contract a payer named to adjudicate a plan's items.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct RuleContract {
+    pub contract: Hash,
+    /// The codes it decides, sorted; empty: every code.
+    pub codes: Vec<String>,
+    pub set_at: medledger_types::Height,
+}
+
+impl RuleContract {
+    pub fn decides(&self, code: &str) -> bool {
+        self.codes.is_empty()
+            || self
+                .codes
+                .binary_search_by(|c| c.as_str().cmp(code))
+                .is_ok()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +143,8 @@ pub enum ClaimsError {
     NotPayerAccount(PublicKey),
     #[error("the payee {0} is not the provider's root key or a member of the provider")]
     NotProviderAccount(PublicKey),
+    #[error("no contract {0}")]
+    UnknownContract(Hash),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -139,6 +167,7 @@ impl ModuleError for ClaimsError {
             ClaimsError::VersionOrder { .. } => "version_order",
             ClaimsError::NotPayerAccount(_) => "not_payer_account",
             ClaimsError::NotProviderAccount(_) => "not_provider_account",
+            ClaimsError::UnknownContract(_) => "unknown_contract",
             ClaimsError::State(_) => "state_error",
         }
     }
@@ -168,6 +197,17 @@ pub fn key_rule(plan: &str, version: u32, code: &str) -> Vec<u8> {
 /// The column-one codes that bundle `column_two`.
 pub fn key_edit(plan: &str, version: u32, column_two: &str) -> Vec<u8> {
     format!("claim-edit/{plan}/{version}/{column_two}").into_bytes()
+}
+
+pub fn key_rule_contract(plan: &str) -> Vec<u8> {
+    format!("claim-rule-contract/{plan}").into_bytes()
+}
+
+pub fn rule_contract(
+    state: &dyn StateRead,
+    plan: &str,
+) -> Result<Option<RuleContract>, StateError> {
+    read(state, &key_rule_contract(plan))
 }
 
 pub fn key_coverage(id: &Hash) -> Vec<u8> {
@@ -418,6 +458,7 @@ impl Module for Claims {
         "claim-by-member-count/",
         "claim-review/",
         "claim-review-count/",
+        "claim-rule-contract/",
     ];
     // Records: the patient behind an opaque id, the record of the service, the patient's consent
     // grants. Tokens: that a policy's class exists, and whether an authorisation's escrow is locked.
@@ -428,6 +469,13 @@ impl Module for Claims {
         "grant/",
         "token-class/",
         "token-escrow/",
+        // A plan's rule contract is consulted (`medledger_contracts::CONSULT_READS`).
+        "contract/",
+        "contract-code/",
+        "contract-kv/",
+        "contract-dir/",
+        "contract-bucket/",
+        "token-balance/",
     ];
     const KINDS: &'static [&'static str] = &[
         "publish_policy",
@@ -437,6 +485,7 @@ impl Module for Claims {
         "decide_claim",
         "appeal_claim",
         "decide_appeal",
+        "set_rule_contract",
     ];
     type Op = ClaimsOp;
     type Error = ClaimsError;
@@ -450,6 +499,7 @@ impl Module for Claims {
             ClaimsOp::Decide { .. } => "decide_claim",
             ClaimsOp::Appeal { .. } => "appeal_claim",
             ClaimsOp::DecideAppeal { .. } => "decide_appeal",
+            ClaimsOp::SetRuleContract { .. } => "set_rule_contract",
         }
     }
 
@@ -482,6 +532,38 @@ impl Module for Claims {
                 commitment,
             } => appeal(tx, state, claim, *reason, *commitment),
             ClaimsOp::DecideAppeal { claim, approve } => decide_appeal(tx, state, claim, *approve),
+            ClaimsOp::SetRuleContract {
+                plan: id,
+                contract,
+                codes,
+            } => {
+                let found =
+                    plan(&*state, id)?.ok_or_else(|| ClaimsError::UnknownPlan(id.clone()))?;
+                check_payer(tx, &found.payer, id)?;
+                let Some(contract) = contract else {
+                    state.delete(key_rule_contract(id));
+                    return Ok(());
+                };
+                if medledger_contracts::contract(&*state, contract)?.is_none() {
+                    return Err(ClaimsError::UnknownContract(*contract));
+                }
+                if codes.len() > SERVICES_MAX {
+                    return Err(invalid("codes", format!("at most {SERVICES_MAX}")));
+                }
+                let mut codes = codes.clone();
+                for code in &codes {
+                    check_code("codes", code)?;
+                }
+                codes.sort();
+                codes.dedup();
+                let rule = RuleContract {
+                    contract: *contract,
+                    codes,
+                    set_at: tx.block.height,
+                };
+                state.put(key_rule_contract(id), encode_value(&rule));
+                Ok(())
+            }
         }
     }
 
@@ -499,6 +581,7 @@ impl Module for Claims {
             "claim-coverage/" => json::<Coverage>(value),
             "claim-day/" => json::<Vec<DayLine>>(value),
             "claim-accrual/" => json::<Accrual>(value),
+            "claim-rule-contract/" => json::<RuleContract>(value),
             "claim-by-provider/" | "claim-by-member/" | "claim-review/" => json::<Hash>(value),
             "claim-by-provider-count/" | "claim-by-member-count/" | "claim-review-count/" => {
                 json::<u64>(value)

@@ -410,10 +410,13 @@ pub enum Check {
     NoAuthorisation = 10,
     /// The member's annual limit, or the code's annual units, are used up.
     BenefitMaximum = 11,
+    /// The payer's rule contract could not decide the item (it failed, refused or ran out of
+    /// fuel): the claim waits for the payer's review rather than being paid.
+    RuleContract = 12,
 }
 
 impl Check {
-    pub const ALL: [Check; 12] = [
+    pub const ALL: [Check; 13] = [
         Check::Duplicate,
         Check::NotInsured,
         Check::NotCoveredOnDate,
@@ -426,6 +429,7 @@ impl Check {
         Check::CodeNotCovered,
         Check::NoAuthorisation,
         Check::BenefitMaximum,
+        Check::RuleContract,
     ];
 
     /// Its own code (`https://medledger.dev/fhir/CodeSystem/claim-check`).
@@ -443,7 +447,13 @@ impl Check {
             Check::CodeNotCovered => "code-not-covered",
             Check::NoAuthorisation => "no-authorisation",
             Check::BenefitMaximum => "benefit-maximum",
+            Check::RuleContract => "rule-contract",
         }
+    }
+
+    /// The check named by its own code.
+    pub fn from_code(code: &str) -> Option<Check> {
+        Check::ALL.into_iter().find(|check| check.code() == code)
     }
 
     /// The X12 Claim Adjustment Reason Code it is reported with.
@@ -452,7 +462,7 @@ impl Check {
             Check::Duplicate => "18",
             Check::NotInsured => "31",
             Check::NotCoveredOnDate => "27",
-            Check::NoEncounter | Check::NoPaymentConsent => "16",
+            Check::NoEncounter | Check::NoPaymentConsent | Check::RuleContract => "16",
             Check::ProviderNotEligible => "B7",
             Check::AboveAllowed => "45",
             Check::ImpossibleQuantity => "151",
@@ -482,6 +492,7 @@ impl Check {
                 | Check::NoPaymentConsent
                 | Check::AboveAllowed
                 | Check::ImpossibleQuantity
+                | Check::RuleContract
         )
     }
 }

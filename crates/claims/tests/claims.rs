@@ -926,3 +926,155 @@ proptest! {
         prop_assert_eq!(paid, again_paid);
     }
 }
+
+/// Deploys the answering rule contract (tests/data/answer.wat) by both organisations, answering
+/// `answer` at first; returns its address.
+fn deploy_rule_contract(world: &mut World, answer: &str) -> Hash {
+    use medledger_contracts::{ContractsAction, ContractsOp, PART_BYTES_MAX, address_of};
+    use medledger_ledger::governance::{Action, GovernanceOp};
+    let code = wat::parse_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/answer.wat"
+    ))
+    .expect("wat");
+    assert!(code.len() <= PART_BYTES_MAX);
+    let (org_a, org_b) = (world.chain.org_a.clone(), world.chain.org_b.clone());
+    let code_hash = medledger_crypto::sha256(&code);
+    world.ok(
+        &org_a,
+        ContractsOp::UploadCode {
+            code_hash,
+            size: code.len() as u64,
+            part: 0,
+            bytes: code,
+        },
+    );
+    let expires_at = world.chain.height + 10;
+    let propose = world.chain.tx(
+        &org_a,
+        GovernanceOp::Propose {
+            action: Action::Contracts(ContractsAction::DeployContract {
+                code_hash,
+                label: "gold-rules".into(),
+                msg: answer.into(),
+            }),
+            expires_at,
+        },
+    );
+    assert_eq!(rejected(&world.chain.one(propose.clone())), "committed");
+    world.ok(
+        &org_b,
+        GovernanceOp::ApproveProposal {
+            proposal: propose.id(),
+        },
+    );
+    address_of(&propose.id())
+}
+
+fn set_answer(world: &mut World, contract: Hash, answer: &str) {
+    let payer = world.payer();
+    world.ok(
+        &payer,
+        medledger_contracts::ContractsOp::ExecuteContract {
+            contract,
+            msg: answer.into(),
+        },
+    );
+}
+
+#[test]
+fn a_plans_rule_contract_decides_its_items_in_the_checks_reasons_and_a_failing_one_pends_the_claim()
+{
+    let mut world = World::new();
+    let (provider, payer) = (world.chain.org_a.clone(), world.payer());
+    let deny_therapy = r#"{"items":[{"sequence":2,"decision":"deny","check":"code-not-covered"}]}"#;
+    let contract = deploy_rule_contract(&mut world, deny_therapy);
+    // Only the plan's payer names its rule contract, and only a deployed one.
+    let set = |contract| ClaimsOp::SetRuleContract {
+        plan: PLAN.into(),
+        contract: Some(contract),
+        codes: vec!["99213".into(), "97110".into()],
+    };
+    assert_eq!(world.run(&provider, set(contract)), "not_payer");
+    assert_eq!(world.run(&payer, set(Hash::ZERO)), "unknown_contract");
+    world.ok(&payer, set(contract));
+    let rule = rule_contract(&snapshot(&world.chain), PLAN)
+        .expect("read")
+        .expect("set");
+    assert_eq!(rule.codes, ["97110", "99213"]);
+
+    // The contract denies the therapy line with a built-in reason and its CARC; the visit it
+    // approves is paid as the built-in rules allow. (A denial for a reason the built-in rules
+    // treat as a suspicion, such as impossible-quantity, queues the claim as theirs does.)
+    let claim = world.claim(vec![
+        item(1, "99213", "2026-02-20", 1, 15_000),
+        item(2, "97110", "2026-02-20", 2, 8_000),
+    ]);
+    let entry = world.submit(claim);
+    assert_eq!(
+        entry.status,
+        ClaimStatus::Adjudicated,
+        "{:?}",
+        checks(&entry)
+    );
+    assert_eq!(entry.items[0].outcome, ItemOutcome::Approved);
+    assert_eq!(entry.items[1].outcome, ItemOutcome::Denied);
+    assert_eq!(
+        adjustments(&entry.items[1]),
+        vec![(Group::CO, "96".into(), 8_000)]
+    );
+    assert_eq!(checks(&entry), vec![("code-not-covered", Some(2))]);
+    assert!(entry.paid.0 > 0);
+
+    // A code the contract does not decide is judged by the built-in rules alone.
+    let claim = world.claim(vec![item(2, "93000", "2026-02-22", 1, 2_500)]);
+    assert_eq!(world.submit(claim).items[0].outcome, ItemOutcome::Approved);
+
+    // "review" queues the claim for the payer, as a built-in suspicion does.
+    set_answer(
+        &mut world,
+        contract,
+        r#"{"items":[{"sequence":1,"decision":"review","check":"above-allowed"}]}"#,
+    );
+    let claim = world.claim(vec![item(1, "99213", "2026-02-23", 1, 15_000)]);
+    let entry = world.submit(claim);
+    assert_eq!(entry.status, ClaimStatus::Pending);
+    assert_eq!(checks(&entry), vec![("above-allowed", Some(1))]);
+    assert_eq!(entry.paid.0, 0);
+
+    // A contract that traps, or answers what it was not asked, decides nothing: the claim waits
+    // for review and nothing is paid.
+    for (day, answer) in (10..).zip([
+        r#""trap""#,
+        r#"{"items":[{"sequence":9,"decision":"deny","check":"duplicate"}]}"#,
+        r#"{"items":[{"sequence":1,"decision":"deny","check":"not-a-check"}]}"#,
+        r#"{"items":[{"sequence":1,"decision":"maybe"}]}"#,
+        r#"{"nothing":true}"#,
+    ]) {
+        set_answer(&mut world, contract, answer);
+        let before = world.balance(&provider);
+        let day = format!("2026-02-{day}");
+        let claim = world.claim(vec![item(1, "99213", &day, 1, 15_000)]);
+        let entry = world.submit(claim);
+        assert_eq!(entry.status, ClaimStatus::Pending, "{answer}");
+        assert!(
+            checks(&entry).contains(&("rule-contract", None))
+                && checks(&entry).contains(&("rule-contract", Some(1))),
+            "{answer}: {:?}",
+            checks(&entry)
+        );
+        assert_eq!(world.balance(&provider), before, "{answer}");
+    }
+
+    // The payer stops consulting it: the built-in rules alone judge again.
+    world.ok(
+        &payer,
+        ClaimsOp::SetRuleContract {
+            plan: PLAN.into(),
+            contract: None,
+            codes: Vec::new(),
+        },
+    );
+    let claim = world.claim(vec![item(1, "99213", "2026-02-28", 1, 15_000)]);
+    assert_eq!(world.submit(claim).status, ClaimStatus::Adjudicated);
+}

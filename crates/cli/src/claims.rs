@@ -25,6 +25,19 @@ pub enum ClaimCommand {
     Publish { file: PathBuf },
     /// A plan's payer, versions and latest policy.
     Plan { plan: String },
+    /// Name the contract that adjudicates a plan's items after the built-in checks (the payer's
+    /// root key or an insurer): those with `--code`, or all; `--none` stops consulting one.
+    SetRuleContract {
+        #[arg(long)]
+        plan: String,
+        #[arg(long, required_unless_present = "none")]
+        contract: Option<String>,
+        /// A code the contract decides; repeatable (default: every code).
+        #[arg(long = "code")]
+        codes: Vec<String>,
+        #[arg(long, conflicts_with = "contract")]
+        none: bool,
+    },
     /// Cover a member (a patient's key) under a plan from a date; prints the coverage id.
     Cover {
         #[arg(long)]
@@ -223,6 +236,18 @@ pub fn run(client: &Client, key_path: &std::path::Path, command: ClaimCommand) -
                 anyhow::anyhow!("--reason {reason:?} is medical_necessity, coding_corrected, authorisation_obtained, coverage_in_force, not_a_duplicate or other")
             })?,
             commitment: None,
+        },
+        ClaimCommand::SetRuleContract {
+            plan,
+            contract,
+            codes,
+            none: _,
+        } => ClaimsOp::SetRuleContract {
+            plan,
+            contract: contract
+                .map(|contract| hash(&contract, "the contract address"))
+                .transpose()?,
+            codes,
         },
         ClaimCommand::DecideAppeal { id, approve, .. } => ClaimsOp::DecideAppeal {
             claim: hash(&id, "the claim id")?,

@@ -532,6 +532,87 @@ pub fn query_contract(
     .map(Ok)
 }
 
+/// The prefixes a module declares in its `READS` to consult contracts (`consult`): what a
+/// contract's code, state and chain queries read.
+pub const CONSULT_READS: &[&str] = &[
+    "contract/",
+    "contract-code/",
+    "contract-kv/",
+    "contract-dir/",
+    "contract-bucket/",
+    "token-balance/",
+];
+
+/// What a consulted contract answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Consulted {
+    /// Its `query` answered (0) with these bytes.
+    Answer { result: Vec<u8>, fuel_used: u64 },
+    /// It could not answer: unknown or frozen, refused, trapped or ran out of fuel. The module
+    /// decides what that means (claims: the claim waits for review).
+    Failed { code: &'static str, reason: String },
+}
+
+/// Asks contract `address` to decide a rule for module `module`'s operation in transaction `tx`:
+/// its read-only `query` entry point runs with `msg`, with the per-call fuel limit, at the block's
+/// state. Nothing is written, so a module that owns none of the contract's state may consult it;
+/// it declares `CONSULT_READS` among its reads. The environment names the block and the module
+/// (`"module": "claims"`), and no caller.
+pub fn consult(
+    state: &dyn StateRead,
+    tx: &TxContext<'_>,
+    module: &str,
+    address: &Hash,
+    msg: &str,
+) -> Result<Consulted, StateError> {
+    use medledger_module::ModuleError;
+    let failed = |error: ContractsError| Consulted::Failed {
+        code: error.code(),
+        reason: error.to_string(),
+    };
+    let Some(info) = contract(state, address)? else {
+        return Ok(failed(ContractsError::UnknownContract(*address)));
+    };
+    if info.frozen {
+        return Ok(failed(ContractsError::Frozen(*address)));
+    }
+    if let Err(error) = check_json(msg) {
+        return Ok(failed(error));
+    }
+    let mut env: serde_json::Value = serde_json::from_slice(&env_json(
+        state,
+        Some(tx),
+        &tx.block.chain_id,
+        tx.block.height,
+        tx.block.time_ms,
+        address,
+        None,
+    )?)
+    .unwrap_or_default();
+    env["module"] = serde_json::Value::String(module.to_string());
+    let env = serde_json::to_vec(&env).unwrap_or_default();
+    let fuel = parameter_value(state, CALL_FUEL_MAX)?;
+    let outcome = run(
+        state,
+        info.code_hash,
+        *address,
+        Entry::Query,
+        msg,
+        env,
+        fuel,
+    )?;
+    Ok(match outcome.end {
+        End::Done => Consulted::Answer {
+            result: outcome.result,
+            fuel_used: outcome.fuel_used,
+        },
+        End::Refused => failed(ContractsError::Refused(
+            String::from_utf8_lossy(&outcome.result).into_owned(),
+        )),
+        End::Fault(fault) => failed(ContractsError::Fault(fault)),
+    })
+}
+
 /// Keeps a successful call's writes and events, and its record under the transaction.
 fn keep(
     view: &mut View<'_, '_>,

@@ -503,6 +503,11 @@ fn one_of_each() -> Vec<(Payload, u8)> {
             claim: hash,
             approve: false,
         },
+        ClaimsOp::SetRuleContract {
+            plan: "gold".into(),
+            contract: Some(hash),
+            codes: vec!["99213".into()],
+        },
     ];
     all.extend(
         claims

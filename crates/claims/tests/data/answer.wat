@@ -1,0 +1,28 @@
+;; A rule contract for tests: it answers every query with the message it was last given
+;; (instantiate or execute), or traps if that message is the JSON string "trap".
+(module
+  (import "env" "register_read" (func $register_read (param i32)))
+  (import "env" "db_read" (func $db_read (param i32 i32) (result i32)))
+  (import "env" "db_write" (func $db_write (param i32 i32 i32 i32)))
+  (import "env" "set_result" (func $set_result (param i32 i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 8192))
+  (data (i32.const 0) "a")
+  (func (export "allocate") (param $len i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $len)))
+    (local.get $ptr))
+  (func $keep (param $ptr i32) (param $len i32) (result i32)
+    (call $db_write (i32.const 0) (i32.const 1) (local.get $ptr) (local.get $len))
+    (i32.const 0))
+  (func (export "instantiate") (param i32 i32) (result i32) (call $keep (local.get 0) (local.get 1)))
+  (func (export "execute") (param i32 i32) (result i32) (call $keep (local.get 0) (local.get 1)))
+  (func (export "query") (param i32 i32) (result i32)
+    (local $len i32)
+    (local.set $len (call $db_read (i32.const 0) (i32.const 1)))
+    (call $register_read (i32.const 1024))
+    ;; "trap" as JSON begins with a quote and a t.
+    (if (i32.eq (i32.load8_u (i32.const 1025)) (i32.const 116)) (then unreachable))
+    (call $set_result (i32.const 1024) (local.get $len))
+    (i32.const 0)))
