@@ -462,6 +462,117 @@ fn claims_are_adjudicated_checked_settled_reviewed_appealed_and_explained_on_a_d
         "403",
     );
 
+    // The payer's own rule, a contract built from contracts/examples/adjudicate.c, deployed by
+    // three of the four organisations and named by the payer for the plan's ECGs and visits: an
+    // ECG without a cardiac (I) diagnosis is denied with the built-in reason code-not-covered
+    // (CARC 96), a visit charged above 300.00 waits for review, others are paid as before.
+    let rule = common::build_contract(dir, "adjudicate", &[]);
+    let deployed = ok(run(
+        &nodes[1],
+        "contract",
+        &payer,
+        &[
+            "propose-deploy",
+            rule.to_str().expect("utf-8"),
+            "--label",
+            "gold-rules",
+            "--msg",
+            r#"{"owner":"org1","denied_codes":[],"units_max":{},"review_charge_above":30000,"needs_diagnosis":{"93000":"I"}}"#,
+        ],
+    ));
+    let proposal = deployed["proposal"].as_str().expect("proposal").to_string();
+    let contract = deployed["contract"].as_str().expect("contract").to_string();
+    ok(run(
+        &nodes[0],
+        "governance",
+        &hospital,
+        &["approve", "--proposal", &proposal],
+    ));
+    ok(run(
+        &nodes[2],
+        "governance",
+        &org2,
+        &["approve", "--proposal", &proposal],
+    ));
+    failed(
+        run(
+            &nodes[0],
+            "claim",
+            &hospital,
+            &[
+                "set-rule-contract",
+                "--plan",
+                "gold",
+                "--contract",
+                &contract,
+            ],
+        ),
+        "not_payer",
+    );
+    ok(run(
+        &nodes[1],
+        "claim",
+        &payer,
+        &[
+            "set-rule-contract",
+            "--plan",
+            "gold",
+            "--contract",
+            &contract,
+            "--code",
+            "93000",
+            "--code",
+            "99213",
+        ],
+    ));
+    let ecg = submit(
+        "ecg.json",
+        &claim(
+            &coverage,
+            &[("93000", "2026-11-25", 1, "25.00")],
+            true,
+            "claim",
+        ),
+    );
+    assert_eq!(ecg["outcome"], "error", "{ecg}");
+    assert_eq!(carcs(&ecg, 0), ["96"]);
+    let costly = submit(
+        "costly.json",
+        &claim(
+            &coverage,
+            &[("99213", "2026-11-25", 1, "400.00")],
+            true,
+            "claim",
+        ),
+    );
+    assert_eq!(costly["outcome"], "queued", "{costly}");
+    let visit = submit(
+        "visit-by-rule.json",
+        &claim(
+            &coverage,
+            &[("99213", "2026-11-26", 1, "150.00")],
+            true,
+            "claim",
+        ),
+    );
+    assert_eq!(visit["outcome"], "complete", "{visit}");
+    // The payer's insurer reconfigures the rule through the contract itself; the hospital may not.
+    failed(
+        run(
+            &nodes[0],
+            "contract",
+            &hospital,
+            &[
+                "call",
+                "--contract",
+                &contract,
+                "--msg",
+                r#"{"configure":{"owner":"org0"}}"#,
+            ],
+        ),
+        "only the owner's members configure the rule",
+    );
+
     // What the payer paid the hospital, reconciled; it is the hospital's whole balance.
     let paid = balance(&nodes[0], &payer, &hospital_key);
     let reconciliation = ok(run(
@@ -515,7 +626,22 @@ fn claims_are_adjudicated_checked_settled_reviewed_appealed_and_explained_on_a_d
         ],
     );
     assert_eq!(checked["ClaimResponse"], 3, "{checked}");
+    // Every validator executed every block, rule contract included, to the same state: the same
+    // block hashes (each commits its state root), and a stopped validator's store replays from
+    // genesis to the same roots.
+    let top = common::height(&nodes[0]);
+    for node in &nodes[1..] {
+        common::wait_for_height(node, top, std::time::Duration::from_secs(30));
+    }
+    for h in 1..=top {
+        let hash = common::block_hash(&nodes[0], h);
+        for node in &nodes[1..] {
+            assert_eq!(common::block_hash(node, h), hash, "height {h}");
+        }
+    }
     for node in nodes.iter_mut() {
         node.stop();
     }
+    let verified = common::medledger(&["verify", "--home", nodes[3].home.to_str().expect("utf-8")]);
+    assert!(verified.status.success(), "{}", stdout(&verified));
 }
