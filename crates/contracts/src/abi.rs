@@ -123,6 +123,20 @@ pub const HOST_FUNCTIONS: &[HostFunction] = &[
         params: &[I32, I32],
         results: &[I32],
     },
+    // (ptr, len): a token transfer out of the contract's own account, made through the token
+    // module's checks if the call ends well (JSON: symbol, to, amount, reason).
+    HostFunction {
+        name: "transfer",
+        params: &[I32, I32],
+        results: &[],
+    },
+    // (ptr, len) -> len: calls another contract (JSON: contract, msg); the register holds
+    // {"ok": answer} or {"refused": reason}. A fault of the callee is the caller's.
+    HostFunction {
+        name: "call_contract",
+        params: &[I32, I32],
+        results: &[I32],
+    },
     // (ptr, len): stops the call with a message; nothing it wrote is kept.
     HostFunction {
         name: "abort",

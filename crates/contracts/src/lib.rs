@@ -25,6 +25,8 @@ pub mod runtime;
 pub mod validate;
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::BTreeMap;
+
 use medledger_crypto::{Hash, hash_tagged, sha256};
 use medledger_module::{
     Authority, Governed, Module, ModuleError, TxContext, View, parameter, read, standing,
@@ -110,7 +112,7 @@ pub fn key_upload_part(hash: &Hash, part: u32) -> Vec<u8> {
     format!("contract-upload-part/{hash}/{part:05}").into_bytes()
 }
 pub fn key_contract(address: &Hash) -> Vec<u8> {
-    format!("contract/{address}").into_bytes()
+    medledger_module::key_contract(address)
 }
 /// A contract's value under its own key `key` (hex, so a proof names it in text).
 pub fn key_value(address: &Hash, key: &[u8]) -> Vec<u8> {
@@ -401,19 +403,61 @@ fn check_json(msg: &str) -> Result<(), ContractsError> {
         .map_err(|error| ContractsError::MessageNotJson(error.to_string()))
 }
 
+/// What every call of one transaction (or query) sees of the chain: its block and transaction.
+#[derive(Clone, Debug)]
+struct Block {
+    chain_id: String,
+    height: Height,
+    time_ms: u64,
+    tx: Option<Hash>,
+}
+
+impl Block {
+    fn of_tx(tx: &TxContext<'_>) -> Block {
+        Block {
+            chain_id: tx.block.chain_id.clone(),
+            height: tx.block.height,
+            time_ms: tx.block.time_ms,
+            tx: Some(tx.id),
+        }
+    }
+
+    fn at_head(state: &dyn StateRead) -> Result<Block, StateError> {
+        let head = medledger_module::chain_head(state)?;
+        Ok(Block {
+            chain_id: medledger_module::chain_info(state)?.chain_id,
+            height: head.height,
+            time_ms: head.time_ms,
+            tx: None,
+        })
+    }
+}
+
+/// Who calls a contract.
+#[derive(Clone, Copy, Debug)]
+enum Caller<'a> {
+    /// A signed transaction's sender.
+    Key(&'a medledger_crypto::PublicKey),
+    /// Another contract, from its own call.
+    Contract(&'a Hash),
+    /// Governance (instantiate, migrate) or a module consulting it: no caller.
+    Nobody,
+}
+
 /// The environment a call sees (`env()`), as JSON.
 fn env_json(
     state: &dyn StateRead,
-    tx: Option<&TxContext<'_>>,
-    chain_id: &str,
-    height: Height,
-    time_ms: u64,
+    block: &Block,
     address: &Hash,
-    caller: Option<&medledger_crypto::PublicKey>,
+    caller: Caller<'_>,
+    module: Option<&str>,
 ) -> Result<Vec<u8>, StateError> {
     let caller = match caller {
-        None => serde_json::Value::Null,
-        Some(key) => {
+        Caller::Nobody => serde_json::Value::Null,
+        Caller::Contract(contract) => {
+            serde_json::json!({"key": contract.to_string(), "org": null, "role": "contract"})
+        }
+        Caller::Key(key) => {
             let (org, role) = match standing(state, key)? {
                 medledger_module::Standing::Acts(Authority::Organisation { org }) => {
                     (Some(org), Some("organisation".to_string()))
@@ -426,15 +470,18 @@ fn env_json(
             serde_json::json!({"key": key.to_string(), "org": org, "role": role})
         }
     };
-    Ok(serde_json::to_vec(&serde_json::json!({
+    let mut env = serde_json::json!({
         "interface": abi::INTERFACE_VERSION,
-        "chain_id": chain_id,
-        "block": {"height": height, "time_ms": time_ms},
+        "chain_id": block.chain_id,
+        "block": {"height": block.height, "time_ms": block.time_ms},
         "contract": address.to_string(),
-        "tx": tx.map(|tx| tx.id.to_string()),
+        "tx": block.tx.map(|tx| tx.to_string()),
         "caller": caller,
-    }))
-    .unwrap_or_default())
+    });
+    if let Some(module) = module {
+        env["module"] = serde_json::Value::String(module.to_string());
+    }
+    Ok(serde_json::to_vec(&env).unwrap_or_default())
 }
 
 fn role_name(role: Role) -> String {
@@ -444,55 +491,165 @@ fn role_name(role: Role) -> String {
         .unwrap_or_default()
 }
 
-/// The host of a call: reads of the contract's committed keys and chain queries, over `state`.
+/// The host of one contract's call: reads of its keys (what the calls before it in this call
+/// wrote, over the committed state), chain queries, and its calls of other contracts.
 struct StateHost<'s> {
     state: &'s dyn StateRead,
+    block: &'s Block,
     address: Hash,
+    /// The contracts running, outermost first; `address` is the last.
+    stack: Vec<Hash>,
+    /// What earlier calls in this call wrote, to any contract.
+    written: runtime::Foreign,
 }
 
 impl Host for StateHost<'_> {
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(value) = self.written.get(&(self.address, key.to_vec())) {
+            return Ok(value.clone());
+        }
         value(self.state, &self.address, key)
     }
 
     fn next_key(&mut self, after: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        index::next(self.state, &self.address, after)
+        // The committed keys less those written away, merged with those written.
+        let written = self
+            .written
+            .range((
+                std::ops::Bound::Excluded((self.address, after.to_vec())),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|((address, _), _)| *address == self.address)
+            .find(|(_, value)| value.is_some())
+            .map(|((_, key), _)| key.clone());
+        let mut cursor = after.to_vec();
+        let committed = loop {
+            match index::next(self.state, &self.address, &cursor)? {
+                Some(key) if matches!(self.written.get(&(self.address, key.clone())), Some(None)) => {
+                    cursor = key
+                }
+                other => break other,
+            }
+        };
+        Ok(match (written, committed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     fn query(&mut self, request: &[u8]) -> Result<Vec<u8>, StateError> {
         query::answer(self.state, request)
     }
+
+    fn call(
+        &mut self,
+        contract: Hash,
+        msg: &[u8],
+        entry: Entry,
+        fuel: u64,
+        foreign: &runtime::Foreign,
+    ) -> Result<Outcome, StateError> {
+        let stop = |end: End| Outcome {
+            end,
+            fuel_used: 0,
+            result: Vec::new(),
+            writes: Default::default(),
+            foreign: Default::default(),
+            events: Vec::new(),
+            transfers: Vec::new(),
+        };
+        let refuse = |reason: String| Outcome {
+            result: reason.into_bytes(),
+            ..stop(End::Refused)
+        };
+        if self.stack.contains(&contract) {
+            return Ok(stop(End::Fault(Fault::Limit(format!(
+                "a re-entrant call of contract {contract}, which is already running"
+            )))));
+        }
+        if self.stack.len() >= runtime::CALL_DEPTH_MAX {
+            return Ok(stop(End::Fault(Fault::Limit(format!(
+                "calls nested deeper than {} contracts",
+                runtime::CALL_DEPTH_MAX
+            )))));
+        }
+        let Some(info) = self::contract(self.state, &contract)? else {
+            return Ok(refuse(format!("no contract {contract}")));
+        };
+        if info.frozen && entry != Entry::Query {
+            return Ok(refuse(format!("contract {contract} is frozen")));
+        }
+        let env = env_json(
+            self.state,
+            self.block,
+            &contract,
+            Caller::Contract(&self.address),
+            None,
+        )?;
+        let mut written = self.written.clone();
+        written.extend(foreign.iter().map(|(key, value)| (key.clone(), value.clone())));
+        let mut stack = self.stack.clone();
+        stack.push(contract);
+        let mut callee = StateHost {
+            state: self.state,
+            block: self.block,
+            address: contract,
+            stack,
+            written,
+        };
+        run(&mut callee, info.code_hash, entry, msg, env, fuel)
+    }
 }
 
-/// Runs one entry point of `info`'s code against `state`.
+/// Runs one entry point of the code `code_hash` as `host`'s contract.
 fn run(
-    state: &dyn StateRead,
+    host: &mut StateHost<'_>,
     code_hash: Hash,
-    address: Hash,
     entry: Entry,
-    msg: &str,
+    msg: &[u8],
     env: Vec<u8>,
     fuel: u64,
 ) -> Result<Outcome, StateError> {
+    let state = host.state;
     let memory_pages_max = parameter_value(state, MEMORY_PAGES_MAX)?;
     let mut load = || -> Result<Vec<u8>, StateError> {
         state
             .get(&key_code(&code_hash))?
             .ok_or_else(|| StateError::Store(format!("contract code {code_hash} is missing")))
     };
-    let mut host = StateHost { state, address };
     runtime().call(
         Call {
             code_hash,
+            address: host.address,
             entry,
-            message: msg.as_bytes(),
+            message: msg,
             env,
             fuel,
             memory_pages_max,
         },
         &mut load,
-        &mut host,
+        host,
     )
+}
+
+/// Runs `address`'s entry point at the top of a call stack.
+fn run_top(
+    state: &dyn StateRead,
+    block: &Block,
+    info: &ContractInfo,
+    entry: Entry,
+    msg: &str,
+    env: Vec<u8>,
+    fuel: u64,
+) -> Result<Outcome, StateError> {
+    let mut host = StateHost {
+        state,
+        block,
+        address: info.address,
+        stack: vec![info.address],
+        written: Default::default(),
+    };
+    run(&mut host, info.code_hash, entry, msg.as_bytes(), env, fuel)
 }
 
 /// Answers a read-only query of a contract at `state` (the node's `query`), with the fuel a call
@@ -508,28 +665,10 @@ pub fn query_contract(
     if let Err(error) = check_json(msg) {
         return Ok(Err(error));
     }
-    let head = medledger_module::chain_head(state)?;
-    let chain = medledger_module::chain_info(state)?;
-    let env = env_json(
-        state,
-        None,
-        &chain.chain_id,
-        head.height,
-        head.time_ms,
-        address,
-        None,
-    )?;
+    let block = Block::at_head(state)?;
+    let env = env_json(state, &block, address, Caller::Nobody, None)?;
     let fuel = parameter_value(state, CALL_FUEL_MAX)?;
-    run(
-        state,
-        info.code_hash,
-        *address,
-        Entry::Query,
-        msg,
-        env,
-        fuel,
-    )
-    .map(Ok)
+    run_top(state, &block, &info, Entry::Query, msg, env, fuel).map(Ok)
 }
 
 /// The prefixes a module declares in its `READS` to consult contracts (`consult`): what a
@@ -579,28 +718,10 @@ pub fn consult(
     if let Err(error) = check_json(msg) {
         return Ok(failed(error));
     }
-    let mut env: serde_json::Value = serde_json::from_slice(&env_json(
-        state,
-        Some(tx),
-        &tx.block.chain_id,
-        tx.block.height,
-        tx.block.time_ms,
-        address,
-        None,
-    )?)
-    .unwrap_or_default();
-    env["module"] = serde_json::Value::String(module.to_string());
-    let env = serde_json::to_vec(&env).unwrap_or_default();
+    let block = Block::of_tx(tx);
+    let env = env_json(state, &block, address, Caller::Nobody, Some(module))?;
     let fuel = parameter_value(state, CALL_FUEL_MAX)?;
-    let outcome = run(
-        state,
-        info.code_hash,
-        *address,
-        Entry::Query,
-        msg,
-        env,
-        fuel,
-    )?;
+    let outcome = run_top(state, &block, &info, Entry::Query, msg, env, fuel)?;
     Ok(match outcome.end {
         End::Done => Consulted::Answer {
             result: outcome.result,
@@ -613,54 +734,113 @@ pub fn consult(
     })
 }
 
-/// Keeps a successful call's writes and events, and its record under the transaction.
+/// A contract's token account: its address, read as a key.
+pub fn account_of(address: &Hash) -> medledger_crypto::PublicKey {
+    medledger_crypto::PublicKey(address.0)
+}
+
+/// Writes one contract's keys, keeping its index.
+fn write_keys<'k>(
+    view: &mut View<'_, '_>,
+    address: &Hash,
+    writes: impl Iterator<Item = (&'k Vec<u8>, &'k Option<Vec<u8>>)>,
+) -> Result<(), ContractsError> {
+    for (key, value) in writes {
+        let existed = view.get(&key_value(address, key))?.is_some();
+        match value {
+            Some(value) => {
+                view.put(key_value(address, key), value.clone());
+                if !existed {
+                    index::insert(view, address, key)?;
+                }
+            }
+            None => {
+                if existed {
+                    view.delete(key_value(address, key));
+                    index::remove(view, address, key)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a successful call's writes (its own and those of the contracts it called), its events
+/// and token transfers (asked of the token module, which checks them as its own), and its record
+/// under the transaction.
 fn keep(
     view: &mut View<'_, '_>,
     tx: &TxContext<'_>,
     info: &mut ContractInfo,
     entry: Entry,
+    caller: Option<&medledger_crypto::PublicKey>,
     outcome: Outcome,
 ) -> Result<(), ContractsError> {
-    for (key, value) in &outcome.writes {
-        let existed = view.get(&key_value(&info.address, key))?.is_some();
-        match value {
-            Some(value) => {
-                view.put(key_value(&info.address, key), value.clone());
-                if !existed {
-                    index::insert(view, &info.address, key)?;
-                }
-            }
-            None => {
-                if existed {
-                    view.delete(key_value(&info.address, key));
-                    index::remove(view, &info.address, key)?;
-                }
-            }
-        }
+    write_keys(view, &info.address, outcome.writes.iter())?;
+    let mut touched: Vec<Hash> = outcome.foreign.keys().map(|(address, _)| *address).collect();
+    touched.dedup();
+    for address in touched {
+        write_keys(
+            view,
+            &address,
+            outcome
+                .foreign
+                .iter()
+                .filter(|((owner, _), _)| *owner == address)
+                .map(|((_, key), value)| (key, value)),
+        )?;
     }
+    // Events are numbered in the chain's log and in their own contract's.
     let first_event = events_count(view)?;
     let mut seq = first_event;
-    for event in &outcome.events {
+    let mut others: BTreeMap<Hash, ContractInfo> = BTreeMap::new();
+    for (address, event) in &outcome.events {
+        let index = if *address == info.address {
+            info.events += 1;
+            info.events - 1
+        } else {
+            let other = match others.entry(*address) {
+                std::collections::btree_map::Entry::Occupied(found) => found.into_mut(),
+                std::collections::btree_map::Entry::Vacant(slot) => slot.insert(
+                    contract(view, address)?
+                        .ok_or(ContractsError::UnknownContract(*address))?,
+                ),
+            };
+            other.events += 1;
+            other.events - 1
+        };
         let record = EventRecord {
             seq,
-            contract: info.address,
-            index: info.events,
+            contract: *address,
+            index,
             height: tx.block.height,
             tx: tx.id,
             event: String::from_utf8_lossy(event).into_owned(),
         };
         view.put(key_event(seq), encode_value(&record));
-        view.put(key_event_of(&info.address, info.events), encode_value(&seq));
-        info.events += 1;
+        view.put(key_event_of(address, index), encode_value(&seq));
         seq += 1;
     }
     if seq != first_event {
         view.put(KEY_EVENTS_COUNT.to_vec(), encode_value(&seq));
     }
+    for (address, other) in &others {
+        view.put(key_contract(address), encode_value(other));
+    }
+    for (address, transfer) in &outcome.transfers {
+        view.request(medledger_tokens::TokenEffect::Transfer {
+            symbol: transfer.symbol.clone(),
+            from: account_of(address),
+            to: transfer.to,
+            amount: transfer.amount,
+            reason: transfer.reason,
+            reference: Some(tx.id),
+        });
+    }
     let record = CallRecord {
         contract: info.address,
         entry: entry.name().to_string(),
-        caller: Some(tx.sender.to_string()),
+        caller: caller.map(|key| key.to_string()),
         height: tx.block.height,
         fuel_used: outcome.fuel_used,
         result: String::from_utf8_lossy(&outcome.result).into_owned(),
@@ -696,20 +876,17 @@ fn call_in_tx(
         return Err(ContractsError::BlockFuelSpent { limit: block_max });
     }
     let fuel = parameter_value(view, CALL_FUEL_MAX)?.min(left);
-    let env = env_json(
-        view,
-        Some(tx),
-        &tx.block.chain_id,
-        tx.block.height,
-        tx.block.time_ms,
-        &info.address,
-        caller,
-    )?;
-    let outcome = run(view, info.code_hash, info.address, entry, msg, env, fuel)?;
+    let block = Block::of_tx(tx);
+    let who = match caller {
+        Some(key) => Caller::Key(key),
+        None => Caller::Nobody,
+    };
+    let env = env_json(view, &block, &info.address, who, None)?;
+    let outcome = run_top(view, &block, info, entry, msg, env, fuel)?;
     spent.used = spent.used.saturating_add(outcome.fuel_used);
     view.put_kept(KEY_BLOCK_FUEL.to_vec(), encode_value(&spent));
     match &outcome.end {
-        End::Done => keep(view, tx, info, entry, outcome),
+        End::Done => keep(view, tx, info, entry, caller, outcome),
         End::Refused => Err(ContractsError::Refused(
             String::from_utf8_lossy(&outcome.result).into_owned(),
         )),

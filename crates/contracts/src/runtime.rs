@@ -16,8 +16,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Mutex, OnceLock};
 
-use medledger_crypto::Hash;
+use medledger_crypto::{Hash, PublicKey};
 use medledger_state::StateError;
+use medledger_tokens::{Amount, Reason};
+use serde::Deserialize;
 use wasmi::errors::HostError;
 use wasmi::{
     Caller, CompilationMode, Config, Engine, Error, Extern, Linker, Module, Store, StoreLimits,
@@ -57,6 +59,41 @@ pub const MESSAGE_BYTES_MAX: usize = 32 * 1024;
 pub const RECURSION_DEPTH_MAX: usize = 1_024;
 /// Table elements a module may hold.
 pub const TABLE_ELEMENTS_MAX: usize = 10_000;
+/// Token transfers one call (its nested calls included) may ask for.
+pub const TRANSFERS_PER_CALL_MAX: usize = 16;
+/// Fuel for a token transfer (two balances, a movement and the class at the block's commit).
+pub const TRANSFER_FUEL: u64 = 8_000;
+/// Fuel for calling another contract, before the fuel the callee uses.
+pub const CALL_FUEL: u64 = 10_000;
+/// Contracts on one call stack: a call from the fourth is refused.
+pub const CALL_DEPTH_MAX: usize = 4;
+
+/// Writes to other contracts' keys, made by the calls a call made: (contract, key) → value.
+pub type Foreign = BTreeMap<(Hash, Vec<u8>), Option<Vec<u8>>>;
+
+/// A token transfer a contract asks for, out of its own account (`transfer`): JSON
+/// `{"symbol": "USD", "to": "<hex key>", "amount": "<minor units>", "reason"?: "transfer"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    pub symbol: String,
+    pub to: PublicKey,
+    pub amount: Amount,
+    #[serde(default = "transfer_reason")]
+    pub reason: Reason,
+}
+
+fn transfer_reason() -> Reason {
+    Reason::Transfer
+}
+
+/// A contract's call of another (`call_contract`): JSON `{"contract": "<hex>", "msg": {...}}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallRequest {
+    contract: Hash,
+    msg: serde_json::Value,
+}
 
 /// An entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +123,17 @@ pub trait Host {
     fn next_key(&mut self, after: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     /// Answers a chain query (JSON in, JSON out; a refusal is an answer too).
     fn query(&mut self, request: &[u8]) -> Result<Vec<u8>, StateError>;
+    /// Runs `contract`'s `entry` with `msg` and at most `fuel`, for the calling contract, seeing
+    /// `foreign` (what earlier calls of this call wrote) over the committed state. The host refuses
+    /// re-entrancy and calls nested past `CALL_DEPTH_MAX`, in the outcome.
+    fn call(
+        &mut self,
+        contract: Hash,
+        msg: &[u8],
+        entry: Entry,
+        fuel: u64,
+        foreign: &Foreign,
+    ) -> Result<Outcome, StateError>;
 }
 
 /// Why a call stopped before it ended: its writes are discarded.
@@ -125,25 +173,33 @@ pub enum End {
     Fault(Fault),
 }
 
-/// A call's outcome. `writes` and `events` are empty unless it ended `Done`.
+/// A call's outcome. `writes`, `foreign`, `events` and `transfers` are empty unless it ended
+/// `Done`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub end: End,
     pub fuel_used: u64,
     pub result: Vec<u8>,
-    /// Each key the call wrote, with its new value (`None`: removed).
+    /// Each of its own keys the call wrote, with its new value (`None`: removed).
     pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// JSON objects, in order.
-    pub events: Vec<Vec<u8>>,
+    /// What the contracts it called wrote.
+    pub foreign: Foreign,
+    /// Events (JSON objects) with the contract that emitted each, in order.
+    pub events: Vec<(Hash, Vec<u8>)>,
+    /// Token transfers with the contract whose account pays each, in order.
+    pub transfers: Vec<(Hash, TransferRequest)>,
 }
 
 /// One call's buffers, the store's data.
 #[derive(Debug)]
 struct Ctx {
+    address: Hash,
     env: Vec<u8>,
     register: Option<Vec<u8>>,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    events: Vec<Vec<u8>>,
+    foreign: Foreign,
+    events: Vec<(Hash, Vec<u8>)>,
+    transfers: Vec<(Hash, TransferRequest)>,
     result: Vec<u8>,
     read_only: bool,
     limits: StoreLimits,
@@ -162,6 +218,7 @@ enum Request {
     Read(Vec<u8>),
     Next(Vec<u8>),
     Query(Vec<u8>),
+    Call(Hash, Vec<u8>),
 }
 
 impl std::fmt::Display for Stop {
@@ -338,13 +395,13 @@ fn host_linker(engine: &Engine) -> Result<Linker<Ctx>, wasmi::errors::LinkerErro
                     "an event that is not a JSON object".into(),
                 )));
             }
-            let events = &mut caller.data_mut().events;
-            if events.len() >= EVENTS_PER_CALL_MAX {
+            let ctx = caller.data_mut();
+            if ctx.events.len() >= EVENTS_PER_CALL_MAX {
                 return Err(fault(Fault::Limit(format!(
                     "more than {EVENTS_PER_CALL_MAX} events"
                 ))));
             }
-            events.push(event);
+            ctx.events.push((ctx.address, event));
             Ok(())
         },
     )?;
@@ -371,6 +428,43 @@ fn host_linker(engine: &Engine) -> Result<Linker<Ctx>, wasmi::errors::LinkerErro
                 QUERY_FUEL + request.len() as u64 * FUEL_PER_BYTE,
             )?;
             Err(Error::host(Stop::Suspend(Request::Query(request))))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "transfer",
+        |mut caller: Caller<'_, Ctx>, ptr: i32, len: i32| {
+            if caller.data().read_only {
+                return Err(fault(Fault::WriteInQuery));
+            }
+            let request = read_bytes(&caller, ptr, len, EVENT_BYTES_MAX, "transfer")?;
+            charge(
+                &mut caller,
+                TRANSFER_FUEL + request.len() as u64 * FUEL_PER_BYTE,
+            )?;
+            let transfer: TransferRequest = serde_json::from_slice(&request).map_err(|error| {
+                fault(Fault::Limit(format!("a malformed transfer: {error}")))
+            })?;
+            let ctx = caller.data_mut();
+            if ctx.transfers.len() >= TRANSFERS_PER_CALL_MAX {
+                return Err(fault(Fault::Limit(format!(
+                    "more than {TRANSFERS_PER_CALL_MAX} transfers"
+                ))));
+            }
+            ctx.transfers.push((ctx.address, transfer));
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "call_contract",
+        |mut caller: Caller<'_, Ctx>, ptr: i32, len: i32| -> Result<i32, Error> {
+            let request = read_bytes(&caller, ptr, len, MESSAGE_BYTES_MAX, "call")?;
+            charge(&mut caller, CALL_FUEL + request.len() as u64 * FUEL_PER_BYTE)?;
+            let call: CallRequest = serde_json::from_slice(&request)
+                .map_err(|error| fault(Fault::Limit(format!("a malformed call: {error}"))))?;
+            let msg = serde_json::to_vec(&call.msg).unwrap_or_default();
+            Err(Error::host(Stop::Suspend(Request::Call(call.contract, msg))))
         },
     )?;
     linker.func_wrap(
@@ -451,6 +545,8 @@ pub fn runtime() -> &'static Runtime {
 #[derive(Debug)]
 pub struct Call<'a> {
     pub code_hash: Hash,
+    /// The contract being called: its state, events and transfers are its own.
+    pub address: Hash,
     pub entry: Entry,
     pub message: &'a [u8],
     /// The environment as JSON, which `env()` hands the contract.
@@ -524,7 +620,9 @@ impl Runtime {
             fuel_used,
             result,
             writes: BTreeMap::new(),
+            foreign: Foreign::new(),
             events: Vec::new(),
+            transfers: Vec::new(),
         };
         let module = match self.module(call.code_hash, load)? {
             Ok(module) => module,
@@ -533,10 +631,13 @@ impl Runtime {
         let memory_bytes =
             usize::try_from(call.memory_pages_max.saturating_mul(65_536)).unwrap_or(usize::MAX);
         let ctx = Ctx {
+            address: call.address,
             env: std::mem::take(&mut call.env),
             register: None,
             writes: BTreeMap::new(),
+            foreign: Foreign::new(),
             events: Vec::new(),
+            transfers: Vec::new(),
             result: Vec::new(),
             read_only: call.entry == Entry::Query,
             limits: StoreLimitsBuilder::new()
@@ -561,7 +662,9 @@ impl Runtime {
                 fuel_used,
                 result: ctx.result,
                 writes: ctx.writes,
+                foreign: ctx.foreign,
                 events: ctx.events,
+                transfers: ctx.transfers,
             },
             Ok(_) => ended(End::Refused, fuel_used, ctx.result),
             Err(fault) => ended(End::Fault(fault), fuel_used, Vec::new()),
@@ -690,10 +793,54 @@ fn serve(
             }
             Some(answer)
         }
+        Request::Call(contract, msg) => {
+            let entry = if store.data().read_only {
+                Entry::Query
+            } else {
+                Entry::Execute
+            };
+            let fuel = store.get_fuel().unwrap_or(0);
+            let outcome = host.call(*contract, msg, entry, fuel, &store.data().foreign)?;
+            if let Err(fault) = spend(store, outcome.fuel_used) {
+                return Ok(Err(fault));
+            }
+            match outcome.end {
+                End::Done => {
+                    let ctx = store.data_mut();
+                    for (key, value) in outcome.writes {
+                        ctx.foreign.insert((*contract, key), value);
+                    }
+                    ctx.foreign.extend(outcome.foreign);
+                    ctx.events.extend(outcome.events);
+                    ctx.transfers.extend(outcome.transfers);
+                    if ctx.writes.len() + ctx.foreign.len() > WRITES_PER_CALL_MAX
+                        || ctx.events.len() > EVENTS_PER_CALL_MAX
+                        || ctx.transfers.len() > TRANSFERS_PER_CALL_MAX
+                    {
+                        return Ok(Err(Fault::Limit(
+                            "the calls it made passed the call's limits".into(),
+                        )));
+                    }
+                    Some(envelope("ok", &outcome.result))
+                }
+                // A refusal is the caller's to handle.
+                End::Refused => Some(envelope("refused", &outcome.result)),
+                End::Fault(fault) => return Ok(Err(fault)),
+            }
+        }
     };
     let len = length(value.as_deref());
     store.data_mut().register = value;
     Ok(Ok(len))
+}
+
+/// What `call_contract` puts in the register: `{"ok": <the callee's answer>}` or
+/// `{"refused": <its reason>}`, the answer as JSON if it is JSON, else as a string.
+fn envelope(what: &str, answer: &[u8]) -> Vec<u8> {
+    let answer = serde_json::from_slice::<serde_json::Value>(answer).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(answer).into_owned())
+    });
+    serde_json::to_vec(&serde_json::json!({ what: answer })).unwrap_or_default()
 }
 
 /// The first key after `after` as the call sees it: the committed keys less those it removed,
@@ -739,6 +886,16 @@ mod tests {
         }
         fn query(&mut self, _: &[u8]) -> Result<Vec<u8>, StateError> {
             Ok(Vec::new())
+        }
+        fn call(
+            &mut self,
+            _: Hash,
+            _: &[u8],
+            _: Entry,
+            _: u64,
+            _: &Foreign,
+        ) -> Result<Outcome, StateError> {
+            unreachable!("ranging calls no contract")
         }
     }
 

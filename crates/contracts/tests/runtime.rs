@@ -41,6 +41,24 @@ impl Host for MapHost {
     fn query(&mut self, request: &[u8]) -> Result<Vec<u8>, StateError> {
         Ok([b"echo:".as_slice(), request].concat())
     }
+    fn call(
+        &mut self,
+        _: medledger_crypto::Hash,
+        _: &[u8],
+        _: Entry,
+        _: u64,
+        _: &medledger_contracts::runtime::Foreign,
+    ) -> Result<Outcome, StateError> {
+        Ok(Outcome {
+            end: End::Refused,
+            fuel_used: 0,
+            result: b"no contracts here".to_vec(),
+            writes: Default::default(),
+            foreign: Default::default(),
+            events: Vec::new(),
+            transfers: Vec::new(),
+        })
+    }
 }
 
 fn call_with(code: &[u8], entry: Entry, msg: &str, fuel: u64, host: &mut MapHost) -> Outcome {
@@ -52,6 +70,7 @@ fn call_with(code: &[u8], entry: Entry, msg: &str, fuel: u64, host: &mut MapHost
         .call(
             Call {
                 code_hash: hash,
+                address: medledger_crypto::Hash([1; 32]),
                 entry,
                 message: msg.as_bytes(),
                 env: br#"{"block":{"height":7}}"#.to_vec(),
@@ -305,7 +324,10 @@ fn events_are_kept_in_order_with_a_done_call() {
     let mut host = MapHost::default();
     let outcome = call(r#""e""#, &mut host);
     assert_eq!(outcome.end, End::Done);
-    assert_eq!(outcome.events, vec![br#"{"kind":"probe"}"#.to_vec()]);
+    assert_eq!(
+        outcome.events,
+        vec![(medledger_crypto::Hash([1; 32]), br#"{"kind":"probe"}"#.to_vec())]
+    );
 }
 
 #[test]

@@ -579,14 +579,20 @@ fn enact(
             let mut view = contracts_view(state);
             let result = Contracts::apply_action(action, id, tx, &mut view);
             let kept = view.take_kept();
-            assert!(
-                view.take_requests().is_empty(),
-                "a governed action asked for effects"
-            );
+            let requests = view.take_requests();
+            // What the action asked of other modules (a migration's token transfers), through
+            // their own checks; a refusal fails the action like its own.
+            let result = result.map_err(TxError::from).and_then(|()| {
+                crate::registry::apply_requests(
+                    <Contracts as medledger_module::Module>::NAME,
+                    requests,
+                    tx,
+                    state,
+                )
+            });
             match result {
                 Ok(()) => Ok(Ok(())),
                 Err(error) => {
-                    let error = TxError::from(error);
                     if let TxError::State(error) = error {
                         return Err(error);
                     }

@@ -222,7 +222,7 @@ macro_rules! modules {
 
         /// Applies what module `from` asked of others, in order, each through its target's code
         /// and view. A request on no declared route is a bug in the asking module.
-        fn apply_requests(
+        pub(crate) fn apply_requests(
             from: &'static str,
             requests: Vec<Box<dyn Any + Send>>,
             tx: &TxContext<'_>,
@@ -314,6 +314,8 @@ modules! {
         Claims => Tokens,
         // A research release pays the released patients by the research-sharing reward rules.
         Research => Tokens,
+        // A contract pays out of its own account.
+        Contracts => Tokens,
     }
 }
 
@@ -473,7 +475,11 @@ mod tests {
         check_prefixes().expect("the registered modules' reads are declared");
         assert_eq!(
             EFFECT_ROUTES,
-            &[("claims", "tokens"), ("research", "tokens")]
+            &[
+                ("claims", "tokens"),
+                ("research", "tokens"),
+                ("contracts", "tokens")
+            ]
         );
     }
 

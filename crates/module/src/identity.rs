@@ -201,3 +201,15 @@ pub fn key_parameter(name: &str) -> Vec<u8> {
 pub fn parameter(state: &dyn StateRead, name: &str) -> Result<Option<u64>, StateError> {
     read(state, &key_parameter(name))
 }
+
+/// A deployed contract's record (the contracts module's `contract/<address>`). A contract's
+/// address, read as a key, is the token account it holds funds in: the token module accepts it
+/// as an account although no one signs for it.
+pub fn key_contract(address: &Hash) -> Vec<u8> {
+    format!("contract/{address}").into_bytes()
+}
+
+/// Whether `key` is a deployed contract's account.
+pub fn is_contract_account(state: &dyn StateRead, key: &PublicKey) -> Result<bool, StateError> {
+    Ok(state.get(&key_contract(&Hash(key.0)))?.is_some())
+}

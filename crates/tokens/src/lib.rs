@@ -654,10 +654,11 @@ fn existing(state: &dyn StateRead, symbol: &str) -> Result<TokenClass, TokensErr
     class(state, symbol)?.ok_or_else(|| TokensError::UnknownClass(symbol.to_string()))
 }
 
-/// Refuses a key that does not act on the chain.
+/// Refuses a key that does not act on the chain and is no contract's account.
 fn check_account(state: &dyn StateRead, account: &PublicKey) -> Result<(), TokensError> {
     match standing(state, account)? {
         Standing::Acts(_) => Ok(()),
+        _ if medledger_module::is_contract_account(state, account)? => Ok(()),
         _ => Err(TokensError::UnknownAccount(*account)),
     }
 }
@@ -811,7 +812,8 @@ impl Module for Tokens {
         "token-adherence/",
     ];
     // An adherence attestation names a CarePlan record and pays the key of its patient.
-    const READS: &'static [&'static str] = &["record/", "patient/"];
+    // A deployed contract's address is an account (`contract/`).
+    const READS: &'static [&'static str] = &["record/", "patient/", "contract/"];
     const KINDS: &'static [&'static str] = &[
         "propose_class",
         "approve_class",
