@@ -525,7 +525,9 @@ impl Host for StateHost<'_> {
         let mut cursor = after.to_vec();
         let committed = loop {
             match index::next(self.state, &self.address, &cursor)? {
-                Some(key) if matches!(self.written.get(&(self.address, key.clone())), Some(None)) => {
+                Some(key)
+                    if matches!(self.written.get(&(self.address, key.clone())), Some(None)) =>
+                {
                     cursor = key
                 }
                 other => break other,
@@ -587,7 +589,11 @@ impl Host for StateHost<'_> {
             None,
         )?;
         let mut written = self.written.clone();
-        written.extend(foreign.iter().map(|(key, value)| (key.clone(), value.clone())));
+        written.extend(
+            foreign
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
         let mut stack = self.stack.clone();
         stack.push(contract);
         let mut callee = StateHost {
@@ -777,7 +783,11 @@ fn keep(
     outcome: Outcome,
 ) -> Result<(), ContractsError> {
     write_keys(view, &info.address, outcome.writes.iter())?;
-    let mut touched: Vec<Hash> = outcome.foreign.keys().map(|(address, _)| *address).collect();
+    let mut touched: Vec<Hash> = outcome
+        .foreign
+        .keys()
+        .map(|(address, _)| *address)
+        .collect();
     touched.dedup();
     for address in touched {
         write_keys(
@@ -802,8 +812,7 @@ fn keep(
             let other = match others.entry(*address) {
                 std::collections::btree_map::Entry::Occupied(found) => found.into_mut(),
                 std::collections::btree_map::Entry::Vacant(slot) => slot.insert(
-                    contract(view, address)?
-                        .ok_or(ContractsError::UnknownContract(*address))?,
+                    contract(view, address)?.ok_or(ContractsError::UnknownContract(*address))?,
                 ),
             };
             other.events += 1;

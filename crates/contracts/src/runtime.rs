@@ -442,9 +442,8 @@ fn host_linker(engine: &Engine) -> Result<Linker<Ctx>, wasmi::errors::LinkerErro
                 &mut caller,
                 TRANSFER_FUEL + request.len() as u64 * FUEL_PER_BYTE,
             )?;
-            let transfer: TransferRequest = serde_json::from_slice(&request).map_err(|error| {
-                fault(Fault::Limit(format!("a malformed transfer: {error}")))
-            })?;
+            let transfer: TransferRequest = serde_json::from_slice(&request)
+                .map_err(|error| fault(Fault::Limit(format!("a malformed transfer: {error}"))))?;
             let ctx = caller.data_mut();
             if ctx.transfers.len() >= TRANSFERS_PER_CALL_MAX {
                 return Err(fault(Fault::Limit(format!(
@@ -460,11 +459,17 @@ fn host_linker(engine: &Engine) -> Result<Linker<Ctx>, wasmi::errors::LinkerErro
         "call_contract",
         |mut caller: Caller<'_, Ctx>, ptr: i32, len: i32| -> Result<i32, Error> {
             let request = read_bytes(&caller, ptr, len, MESSAGE_BYTES_MAX, "call")?;
-            charge(&mut caller, CALL_FUEL + request.len() as u64 * FUEL_PER_BYTE)?;
+            charge(
+                &mut caller,
+                CALL_FUEL + request.len() as u64 * FUEL_PER_BYTE,
+            )?;
             let call: CallRequest = serde_json::from_slice(&request)
                 .map_err(|error| fault(Fault::Limit(format!("a malformed call: {error}"))))?;
             let msg = serde_json::to_vec(&call.msg).unwrap_or_default();
-            Err(Error::host(Stop::Suspend(Request::Call(call.contract, msg))))
+            Err(Error::host(Stop::Suspend(Request::Call(
+                call.contract,
+                msg,
+            ))))
         },
     )?;
     linker.func_wrap(

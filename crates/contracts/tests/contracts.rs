@@ -755,3 +755,230 @@ fn ranging_walks_every_key_through_the_index() {
     );
     let _ = state.get(b"chain/head");
 }
+
+fn relay() -> Vec<u8> {
+    wat::parse_file(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/relay.wat")).expect("wat")
+}
+
+/// Deploys `code` (stored already, or stored now) by both organisations; answers its address.
+fn deploy(chain: &mut Chain, code: &[u8], label: &str) -> Hash {
+    let (org_a, org_b) = (chain.org_a.clone(), chain.org_b.clone());
+    if code_info(&snapshot(chain), &sha256(code))
+        .expect("read")
+        .is_none()
+    {
+        assert_eq!(upload(chain, &org_a, code), "committed");
+    }
+    let (tx, outcome) = propose(
+        chain,
+        &org_a,
+        Action::Contracts(ContractsAction::DeployContract {
+            code_hash: sha256(code),
+            label: label.into(),
+            msg: r#""winit""#.into(),
+        }),
+    );
+    assert_eq!(outcome, "committed");
+    assert_eq!(approve(chain, &org_b, tx.id()), "committed");
+    address_of(&tx.id())
+}
+
+fn call_msg(contract: &Hash, msg: serde_json::Value) -> String {
+    serde_json::json!({ "contract": contract.to_string(), "msg": msg }).to_string()
+}
+
+#[test]
+fn a_contract_calls_another_whose_writes_stand_only_with_its_callers() {
+    let mut world = world();
+    let probe_address = world.contract;
+    let relay_a = deploy(&mut world.chain, &relay(), "relay-a");
+    let alice = world.alice.clone();
+    let execute = |chain: &mut Chain, contract: Hash, msg: String| {
+        let tx = chain.tx(&alice, ContractsOp::ExecuteContract { contract, msg });
+        let outcome = rejected(&chain.one(tx.clone())).to_string();
+        let answer = call_record(&snapshot(chain), &tx.id())
+            .expect("read")
+            .map(|record| record.result);
+        (outcome, answer)
+    };
+
+    // The relay calls the probe, which writes its own key and emits an event attributed to it.
+    let (outcome, answer) = execute(
+        &mut world.chain,
+        relay_a,
+        call_msg(&probe_address, serde_json::json!("w-via-relay")),
+    );
+    assert_eq!(outcome, "committed");
+    assert_eq!(answer.as_deref(), Some(r#"{"ok":""}"#));
+    assert_eq!(stored(&world, b"k"), Some(br#""w-via-relay""#.to_vec()));
+    let (_, _) = execute(
+        &mut world.chain,
+        relay_a,
+        call_msg(&probe_address, serde_json::json!("e")),
+    );
+    let events = events_of(&snapshot(&world.chain), &probe_address, 0, 10).expect("read");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].contract, probe_address);
+    // The callee's environment names the calling contract.
+    let (_, answer) = execute(
+        &mut world.chain,
+        relay_a,
+        call_msg(&probe_address, serde_json::json!("v")),
+    );
+    let envelope: serde_json::Value = serde_json::from_str(&answer.expect("answer")).expect("json");
+    assert_eq!(envelope["ok"]["caller"]["role"], "contract");
+    assert_eq!(envelope["ok"]["caller"]["key"], relay_a.to_string());
+
+    // A callee's refusal is the caller's to handle: the caller ends well, the callee wrote nothing.
+    let (outcome, answer) = execute(
+        &mut world.chain,
+        relay_a,
+        call_msg(&probe_address, serde_json::json!("x")),
+    );
+    assert_eq!(outcome, "committed");
+    assert_eq!(answer.as_deref(), Some(r#"{"refused":"denied"}"#));
+    // A callee's fault is the caller's: the whole call leaves nothing, the callee's write included.
+    let (outcome, _) = execute(
+        &mut world.chain,
+        relay_a,
+        call_msg(&probe_address, serde_json::json!("g")),
+    );
+    assert_eq!(outcome, "contract_trap");
+    assert_eq!(stored(&world, b"k"), Some(br#""w-via-relay""#.to_vec()));
+
+    // No re-entrancy: a contract already running cannot be called again.
+    let (outcome, _) = execute(
+        &mut world.chain,
+        relay_a,
+        call_msg(&relay_a, serde_json::json!({})),
+    );
+    assert_eq!(outcome, "contract_limit");
+    // Four contracts deep is the bound: a -> b -> c -> d answers, a -> b -> c -> d -> e does not.
+    let relay_b = deploy(&mut world.chain, &relay(), "relay-b");
+    let relay_c = deploy(&mut world.chain, &relay(), "relay-c");
+    let relay_d = deploy(&mut world.chain, &relay(), "relay-d");
+    let nest = |path: &[Hash], last: serde_json::Value| {
+        path.iter().rev().fold(
+            last,
+            |msg, contract| serde_json::json!({ "contract": contract.to_string(), "msg": msg }),
+        )
+    };
+    let three = nest(&[relay_b, relay_c, probe_address], serde_json::json!("r"));
+    let (outcome, answer) = execute(&mut world.chain, relay_a, three.to_string());
+    assert_eq!(outcome, "committed", "{answer:?}");
+    let four = nest(
+        &[relay_b, relay_c, relay_d, probe_address],
+        serde_json::json!("r"),
+    );
+    let (outcome, _) = execute(&mut world.chain, relay_a, four.to_string());
+    assert_eq!(outcome, "contract_limit");
+    // A call of no contract is refused to the caller, which may go on.
+    let (outcome, answer) = execute(
+        &mut world.chain,
+        relay_a,
+        call_msg(&Hash::ZERO, serde_json::json!({})),
+    );
+    assert_eq!(outcome, "committed");
+    assert!(answer.expect("answer").contains("refused"));
+}
+
+#[test]
+fn a_contract_pays_out_of_its_own_account_through_the_token_modules_checks() {
+    use medledger_tokens::{Amount, ClassSpec, TokensOp};
+    let mut world = world();
+    let (org_a, org_b) = (world.chain.org_a.clone(), world.chain.org_b.clone());
+    let relay_a = deploy(&mut world.chain, &relay(), "relay-a");
+    let account = account_of(&relay_a);
+    let spec = ClassSpec {
+        symbol: "USD".into(),
+        name: "Dollar".into(),
+        decimals: 2,
+        issuers: vec!["a".into()],
+    };
+    assert_eq!(
+        run(&mut world.chain, &org_a, TokensOp::ProposeClass { spec }),
+        "committed"
+    );
+    assert_eq!(
+        run(
+            &mut world.chain,
+            &org_b,
+            TokensOp::ApproveClass {
+                symbol: "USD".into()
+            }
+        ),
+        "committed"
+    );
+    // The issuer funds the contract's account: a contract's address is an account.
+    let mint = TokensOp::Mint {
+        symbol: "USD".into(),
+        to: account,
+        amount: Amount(1_000),
+        reference: None,
+    };
+    assert_eq!(run(&mut world.chain, &org_a, mint), "committed");
+    let balance = |chain: &Chain, key: &medledger_crypto::PublicKey| {
+        medledger_tokens::balance(&snapshot(chain), "USD", key).expect("read")
+    };
+    assert_eq!(balance(&world.chain, &account), 1_000);
+    let alice = world.alice.clone();
+    // The relay reads a transfer from a message that begins with its symbol.
+    let pay = |to: &medledger_crypto::PublicKey, amount: &str| {
+        format!(r#"{{"symbol":"USD","to":"{to}","amount":"{amount}"}}"#)
+    };
+    let outcome = run(
+        &mut world.chain,
+        &alice,
+        ContractsOp::ExecuteContract {
+            contract: relay_a,
+            msg: pay(&alice.public_key(), "400"),
+        },
+    );
+    assert_eq!(outcome, "committed");
+    assert_eq!(balance(&world.chain, &account), 600);
+    assert_eq!(balance(&world.chain, &alice.public_key()), 400);
+    // The token module's checks: more than the contract holds, or to no account, is refused, and
+    // the whole call with it.
+    for (msg, code) in [
+        (pay(&alice.public_key(), "601"), "insufficient_balance"),
+        (
+            pay(&SecretKey::from_seed(999).public_key(), "1"),
+            "unknown_account",
+        ),
+        (
+            r#"{"symbol":"USD","to":"00","amount":"1"}"#.to_string(),
+            "contract_limit",
+        ),
+    ] {
+        let outcome = run(
+            &mut world.chain,
+            &alice,
+            ContractsOp::ExecuteContract {
+                contract: relay_a,
+                msg,
+            },
+        );
+        assert_eq!(outcome, code);
+        assert_eq!(balance(&world.chain, &account), 600);
+    }
+    // Nobody spends a contract's account by signing: it is no one's key, so no transaction of it
+    // passes authentication.
+    assert_eq!(
+        medledger_ledger::authority(&snapshot(&world.chain), &account)
+            .expect_err("no one")
+            .code(),
+        "unknown_sender"
+    );
+    // A query may not pay.
+    let answer = query_contract(
+        &snapshot(&world.chain),
+        &relay_a,
+        &pay(&alice.public_key(), "1"),
+    )
+    .expect("state")
+    .expect("known");
+    assert_eq!(
+        answer.end,
+        runtime::End::Fault(runtime::Fault::WriteInQuery)
+    );
+}

@@ -326,7 +326,10 @@ fn events_are_kept_in_order_with_a_done_call() {
     assert_eq!(outcome.end, End::Done);
     assert_eq!(
         outcome.events,
-        vec![(medledger_crypto::Hash([1; 32]), br#"{"kind":"probe"}"#.to_vec())]
+        vec![(
+            medledger_crypto::Hash([1; 32]),
+            br#"{"kind":"probe"}"#.to_vec()
+        )]
     );
 }
 
