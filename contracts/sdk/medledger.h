@@ -37,6 +37,8 @@ ML_IMPORT(db_next) int ml_host_db_next(const void *key, int key_len);
 ML_IMPORT(emit_event) void ml_host_emit_event(const void *json, int len);
 ML_IMPORT(set_result) void ml_host_set_result(const void *bytes, int len);
 ML_IMPORT(query_chain) int ml_host_query_chain(const void *json, int len);
+ML_IMPORT(transfer) void ml_host_transfer(const void *json, int len);
+ML_IMPORT(call_contract) int ml_host_call_contract(const void *json, int len);
 ML_IMPORT(abort) void ml_host_abort(const void *message, int len);
 
 /* ---- Memory ----------------------------------------------------------------------------- */
@@ -150,6 +152,20 @@ static ml_str ml_env(void) { return ml_take_register(ml_host_env()); }
 /* A chain query (JSON in, JSON out): see INTERFACE.md. */
 static ml_str ml_query_chain(ml_str request) {
     return ml_take_register(ml_host_query_chain(request.ptr, request.len));
+}
+
+/* ---- Tokens and other contracts ------------------------------------------------------------ */
+
+/* Pays out of the contract's own account, through the token module's checks, if the call ends
+ * well: {"symbol": "USD", "to": "<hex key>", "amount": "<minor units>", "reason"?: "settlement"}.
+ * A transfer the token module refuses (too little in the account, no such account) refuses the
+ * whole call. */
+static void ml_transfer(ml_str json) { ml_host_transfer(json.ptr, json.len); }
+
+/* Calls another contract: {"contract": "<hex address>", "msg": {...}}. Answers {"ok": <its
+ * answer>} or {"refused": "<its reason>"}; if it traps or runs out of fuel, so does this call. */
+static ml_str ml_call(ml_str json) {
+    return ml_take_register(ml_host_call_contract(json.ptr, json.len));
 }
 
 /* ---- JSON reading -------------------------------------------------------------------------

@@ -450,3 +450,120 @@ fn a_contract_is_governed_deployed_called_proven_refused_frozen_and_upgraded_on_
         String::from_utf8_lossy(&verified.stderr)
     );
 }
+
+#[test]
+fn an_escrow_contract_holds_tokens_until_two_of_three_arbiters_approve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let escrow = build_contract(dir, "escrow", &[]);
+    let mut node = TestNode::init_orgs(dir, &["hospital=Hospital", "payer=Payer"], &[]);
+    node.start();
+    let hospital = node.home.join("keys/hospital.key");
+    let payer = node.home.join("keys/payer.key");
+    let arbiters: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            node.new_key(
+                dir,
+                &format!("arbiter{i}"),
+                Some((&hospital, "practitioner")),
+            )
+        })
+        .collect();
+    let outsider = node.new_key(dir, "outsider", Some((&hospital, "practitioner")));
+    let (hospital_key, payer_key) = (public_key_of(&hospital), public_key_of(&payer));
+    let token = |key: &Path, args: &[&str]| ok(common::run_as(&node, "token", key, args));
+    token(
+        &payer,
+        &[
+            "propose", "--symbol", "USD", "--name", "Dollar", "--issuer", "payer",
+        ],
+    );
+    token(&hospital, &["approve-class", "--symbol", "USD"]);
+    token(
+        &payer,
+        &[
+            "mint", "--symbol", "USD", "--to", &payer_key, "--amount", "10000",
+        ],
+    );
+
+    // The hospital proposes the escrow, the payer approves: deployed.
+    let terms = serde_json::json!({
+        "symbol": "USD", "amount": "5000", "payer": payer_key, "payee": hospital_key,
+        "arbiters": arbiters.iter().map(|key| public_key_of(key)).collect::<Vec<_>>(),
+        "threshold": 2, "refund_after": height(&node) + 1000,
+    });
+    let deployed = ok(contract(
+        &node,
+        &hospital,
+        &[
+            "propose-deploy",
+            escrow.to_str().expect("utf-8"),
+            "--label",
+            "surgery-escrow",
+            "--msg",
+            &terms.to_string(),
+        ],
+    ));
+    let address = deployed["contract"].as_str().expect("address").to_string();
+    let proposal = deployed["proposal"].as_str().expect("proposal").to_string();
+    ok(governance(
+        &node,
+        &payer,
+        &["approve", "--proposal", &proposal],
+    ));
+    let approve = |key: &Path| {
+        contract(
+            &node,
+            key,
+            &[
+                "call",
+                "--contract",
+                &address,
+                "--msg",
+                r#"{"approve": {}}"#,
+            ],
+        )
+    };
+    let status = || query(&node, &address, r#"{"status": {}}"#)["result"].clone();
+
+    ok(approve(&arbiters[0]));
+    failed(approve(&arbiters[0]), "this arbiter already approved");
+    failed(approve(&outsider), "only an arbiter approves");
+    failed(
+        contract(
+            &node,
+            &payer,
+            &["call", "--contract", &address, "--msg", r#"{"refund": {}}"#],
+        ),
+        "too early for a refund",
+    );
+    // The payer funds the contract's own account, like any account.
+    token(
+        &payer,
+        &[
+            "transfer", "--symbol", "USD", "--to", &address, "--amount", "5000",
+        ],
+    );
+    let before = status();
+    assert_eq!(before["approvals"], 1, "{before}");
+    assert_eq!(before["balance"], "5000");
+    // The second approval pays the payee through the token module, in the same transaction.
+    ok(approve(&arbiters[1]));
+    let after = status();
+    assert_eq!(after["released"], true, "{after}");
+    assert_eq!(after["balance"], "0");
+    let balance = ok(common::run_as(
+        &node,
+        "token",
+        &hospital,
+        &["balance", "--symbol", "USD", "--account", &hospital_key],
+    ));
+    assert_eq!(balance["entry"]["balance"], "5000", "{balance}");
+    failed(approve(&arbiters[2]), "already released");
+    let events = ok(node.cli(&["contract", "events", "--contract", &address]));
+    assert_eq!(
+        events["events"][0]["event"], r#"{"released":true}"#,
+        "{events}"
+    );
+    node.stop();
+}

@@ -114,6 +114,11 @@ pub fn key_upload_part(hash: &Hash, part: u32) -> Vec<u8> {
 pub fn key_contract(address: &Hash) -> Vec<u8> {
     medledger_module::key_contract(address)
 }
+// The longest contract key still makes a state key within the state's bound.
+const _: () = assert!(
+    "contract-kv/".len() + 64 + 1 + 2 * runtime::KEY_BYTES_MAX <= medledger_state::KEY_BYTES_MAX
+);
+
 /// A contract's value under its own key `key` (hex, so a proof names it in text).
 pub fn key_value(address: &Hash, key: &[u8]) -> Vec<u8> {
     format!("contract-kv/{address}/{}", hex::encode(key)).into_bytes()

@@ -41,8 +41,9 @@ pub const READ_FUEL: u64 = 1_000;
 pub const WRITE_FUEL: u64 = 2_000;
 /// Fuel for a chain query into another module.
 pub const QUERY_FUEL: u64 = 2_000;
-/// A contract's state key, in bytes.
-pub const KEY_BYTES_MAX: usize = 64;
+/// A contract's state key, in bytes: room for a prefix and a key in hex (`approval:<key>`),
+/// while `contract-kv/<address>/<key in hex>` stays within a state key's bound.
+pub const KEY_BYTES_MAX: usize = 80;
 /// A contract's state value, in bytes.
 pub const VALUE_BYTES_MAX: usize = 16 * 1024;
 /// Distinct keys one call may write.
