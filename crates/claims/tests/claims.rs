@@ -927,48 +927,15 @@ proptest! {
     }
 }
 
-/// Deploys the answering rule contract (tests/data/answer.wat) by both organisations, answering
-/// `answer` at first; returns its address.
+/// Deploys the answering contract (contracts/tests/data/answer.wat), answering `answer` at
+/// first; returns its address.
 fn deploy_rule_contract(world: &mut World, answer: &str) -> Hash {
-    use medledger_contracts::{ContractsAction, ContractsOp, PART_BYTES_MAX, address_of};
-    use medledger_ledger::governance::{Action, GovernanceOp};
     let code = wat::parse_file(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/answer.wat"
+        "/../contracts/tests/data/answer.wat"
     ))
     .expect("wat");
-    assert!(code.len() <= PART_BYTES_MAX);
-    let (org_a, org_b) = (world.chain.org_a.clone(), world.chain.org_b.clone());
-    let code_hash = medledger_crypto::sha256(&code);
-    world.ok(
-        &org_a,
-        ContractsOp::UploadCode {
-            code_hash,
-            size: code.len() as u64,
-            part: 0,
-            bytes: code,
-        },
-    );
-    let expires_at = world.chain.height + 10;
-    let propose = world.chain.tx(
-        &org_a,
-        GovernanceOp::Propose {
-            action: Action::Contracts(ContractsAction::DeployContract {
-                code_hash,
-                label: "gold-rules".into(),
-                msg: answer.into(),
-            }),
-            expires_at,
-        },
-    );
-    assert_eq!(rejected(&world.chain.one(propose.clone())), "committed");
-    world.ok(
-        &org_b,
-        GovernanceOp::ApproveProposal {
-            proposal: propose.id(),
-        },
-    );
-    address_of(&propose.id())
+    world.chain.deploy_contract(&code, "gold-rules", answer)
 }
 
 fn set_answer(world: &mut World, contract: Hash, answer: &str) {

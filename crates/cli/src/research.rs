@@ -80,6 +80,14 @@ pub enum ResearchCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Name the contract that must permit each release of this organisation's patients (its
+    /// root key), or drop it with --none.
+    SetCondition {
+        #[arg(long, required_unless_present = "none")]
+        contract: Option<String>,
+        #[arg(long, conflicts_with = "contract")]
+        none: bool,
+    },
     /// Close a request (as its researcher).
     Close {
         #[arg(long)]
@@ -368,6 +376,17 @@ pub fn run(client: &Client, key_path: &Path, command: ResearchCommand) -> Result
             let id = request_id(&request)?;
             crate::print(&export(client, &key, &id, &out)?);
             Ok(0)
+        }
+        ResearchCommand::SetCondition { contract, none: _ } => {
+            let contract = contract
+                .map(|text| {
+                    Hash::from_hex(&text)
+                        .map_err(|_| anyhow::anyhow!("--contract must be 64 hex digits"))
+                })
+                .transpose()?;
+            let (code, result) = op_tx(client, &key, ResearchOp::SetReleaseCondition { contract })?;
+            crate::print(&result);
+            Ok(code)
         }
         ResearchCommand::Close { request } => {
             let id = request_id(&request)?;

@@ -326,6 +326,9 @@ fn one_of_each() -> Vec<(Payload, u8)> {
             sealed: hash,
         },
         ResearchOp::CloseRequest { request: hash },
+        ResearchOp::SetReleaseCondition {
+            contract: Some(hash),
+        },
     ];
     all.extend(
         research

@@ -152,6 +152,69 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// Stores `code` (org a, in parts) unless stored, and deploys it by governance (org a
+    /// proposes, org b approves) with instantiate message `msg`; answers the contract's address.
+    pub fn deploy_contract(&mut self, code: &[u8], label: &str, msg: &str) -> Hash {
+        use medledger_contracts::{ContractsAction, ContractsOp, PART_BYTES_MAX, address_of};
+
+        use crate::governance::{Action, GovernanceOp};
+        let (org_a, org_b) = (self.org_a.clone(), self.org_b.clone());
+        let code_hash = medledger_crypto::sha256(code);
+        let stored = Snapshot {
+            reader: &self.tree,
+            version: Some(self.height),
+        };
+        if medledger_contracts::code_info(&stored, &code_hash)
+            .expect("read")
+            .is_none()
+        {
+            for (part, bytes) in code.chunks(PART_BYTES_MAX).enumerate() {
+                let upload = ContractsOp::UploadCode {
+                    code_hash,
+                    size: code.len() as u64,
+                    part: part as u32,
+                    bytes: bytes.to_vec(),
+                };
+                let tx = self.tx(&org_a, upload);
+                assert_eq!(rejected(&self.one(tx)), "committed", "storing the code");
+            }
+        }
+        let expires_at = self.height + 10;
+        let propose = self.tx(
+            &org_a,
+            GovernanceOp::Propose {
+                action: Action::Contracts(ContractsAction::DeployContract {
+                    code_hash,
+                    label: label.into(),
+                    msg: msg.into(),
+                }),
+                expires_at,
+            },
+        );
+        assert_eq!(rejected(&self.one(propose.clone())), "committed");
+        let approve = self.tx(
+            &org_b,
+            GovernanceOp::ApproveProposal {
+                proposal: propose.id(),
+            },
+        );
+        assert_eq!(rejected(&self.one(approve)), "committed");
+        let address = address_of(&propose.id());
+        let deployed = Snapshot {
+            reader: &self.tree,
+            version: Some(self.height),
+        };
+        assert!(
+            medledger_contracts::contract(&deployed, &address)
+                .expect("read")
+                .is_some(),
+            "the deployment failed"
+        );
+        address
+    }
+}
+
 /// The code of a rejected outcome, or `committed`.
 pub fn rejected(outcome: &Outcome) -> &str {
     match outcome {

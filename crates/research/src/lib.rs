@@ -154,6 +154,27 @@ pub enum ResearchOp {
     },
     /// The researcher closes the request: no more matches or releases.
     CloseRequest { request: Hash },
+    /// A custodian organisation's root key names the contract that must permit each release of
+    /// its patients' records (a data-use condition the members write), or `None` for none.
+    SetReleaseCondition { contract: Option<Hash> },
+}
+
+/// The contract a custodian requires to permit its releases.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ReleaseCondition {
+    pub contract: Hash,
+    pub set_at: Height,
+}
+
+pub fn key_condition(org: &str) -> Vec<u8> {
+    format!("research-condition/{org}").into_bytes()
+}
+
+pub fn release_condition(
+    state: &dyn StateRead,
+    org: &str,
+) -> Result<Option<ReleaseCondition>, StateError> {
+    read(state, &key_condition(org))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,8 +205,72 @@ pub enum ResearchError {
     AlreadyMatched(String),
     #[error("patient {0} was not matched to this request by this custodian")]
     NotMatched(String),
+    #[error("no contract {0}")]
+    UnknownContract(Hash),
+    #[error("the custodian's release condition did not permit the release: {0}")]
+    ConditionRefused(String),
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+/// Asks the custodian's release condition, if it names one, whether this release may go ahead
+/// (`medledger_contracts::consult`). The contract sees the request's public facts, never a
+/// patient: `{"release": {"request", "researcher", "researcher_org", "terms", "resource_types",
+/// "custodian", "patients": <count>, "resources": <count>, "release": <its number>}}`, and answers
+/// `{"permit": true}` or `{"permit": false, "reason": "..."}`. Anything else, or a contract that
+/// fails, refuses the release: a condition fails closed.
+fn check_condition(
+    state: &dyn StateRead,
+    tx: &TxContext<'_>,
+    custodian: &str,
+    found: &DataRequest,
+    patients: usize,
+    seq: u32,
+    resources: u32,
+) -> Result<(), ResearchError> {
+    let Some(condition) = release_condition(state, custodian)? else {
+        return Ok(());
+    };
+    let message = serde_json::json!({ "release": {
+        "request": found.id.to_string(),
+        "researcher": found.researcher.to_string(),
+        "researcher_org": found.org,
+        "terms": found.terms,
+        "resource_types": found.resource_types,
+        "custodian": custodian,
+        "patients": patients,
+        "resources": resources,
+        "release": seq,
+    }});
+    let answer = medledger_contracts::consult(
+        state,
+        tx,
+        "research",
+        &condition.contract,
+        &message.to_string(),
+    )?;
+    let result = match answer {
+        medledger_contracts::Consulted::Answer { result, .. } => result,
+        medledger_contracts::Consulted::Failed { reason, .. } => {
+            return Err(ResearchError::ConditionRefused(reason));
+        }
+    };
+    let answer: serde_json::Value = serde_json::from_slice(&result).unwrap_or_default();
+    match answer.get("permit").and_then(serde_json::Value::as_bool) {
+        Some(true) => Ok(()),
+        Some(false) => Err(ResearchError::ConditionRefused(
+            answer
+                .get("reason")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("no reason given")
+                .chars()
+                .take(256)
+                .collect(),
+        )),
+        None => Err(ResearchError::ConditionRefused(
+            "the condition's answer is not {\"permit\": true|false}".into(),
+        )),
+    }
 }
 
 impl ModuleError for ResearchError {
@@ -205,6 +290,8 @@ impl ModuleError for ResearchError {
             ResearchError::NoMatch { .. } => "no_match",
             ResearchError::AlreadyMatched(_) => "already_matched",
             ResearchError::NotMatched(_) => "not_matched",
+            ResearchError::UnknownContract(_) => "unknown_contract",
+            ResearchError::ConditionRefused(_) => "release_condition_refused",
             ResearchError::State(_) => "state",
         }
     }
@@ -432,6 +519,17 @@ impl Module for Research {
         "research-release/",
         "research-access/",
         "research-access-count/",
+        "research-condition/",
+    ];
+    // A custodian's release condition is a contract the module consults
+    // (`medledger_contracts::CONSULT_READS`).
+    const READS: &'static [&'static str] = &[
+        "contract/",
+        "contract-code/",
+        "contract-kv/",
+        "contract-dir/",
+        "contract-bucket/",
+        "token-balance/",
     ];
     const KINDS: &'static [&'static str] = &[
         "grant_research_consent",
@@ -440,6 +538,7 @@ impl Module for Research {
         "record_matches",
         "record_release",
         "close_request",
+        "set_release_condition",
     ];
     type Op = ResearchOp;
     type Error = ResearchError;
@@ -452,6 +551,7 @@ impl Module for Research {
             ResearchOp::RecordMatches { .. } => "record_matches",
             ResearchOp::RecordRelease { .. } => "record_release",
             ResearchOp::CloseRequest { .. } => "close_request",
+            ResearchOp::SetReleaseCondition { .. } => "set_release_condition",
         }
     }
 
@@ -599,6 +699,15 @@ impl Module for Research {
                 check_patients(patients)?;
                 let mut found = open_request(state, id)?;
                 let seq = found.releases;
+                check_condition(
+                    state,
+                    tx,
+                    &custodian,
+                    &found,
+                    patients.len(),
+                    seq,
+                    *resources,
+                )?;
                 for patient in patients {
                     if matched(state, id, patient)?.is_none_or(|by| by.custodian != custodian) {
                         return Err(ResearchError::NotMatched(patient.to_string()));
@@ -643,6 +752,27 @@ impl Module for Research {
                 });
                 Ok(())
             }
+            ResearchOp::SetReleaseCondition { contract } => {
+                let Authority::Organisation { org } = tx.authority else {
+                    return Err(ResearchError::NotCustodian);
+                };
+                match contract {
+                    None => state.delete(key_condition(org)),
+                    Some(contract) => {
+                        if medledger_contracts::contract(&*state, contract)?.is_none() {
+                            return Err(ResearchError::UnknownContract(*contract));
+                        }
+                        state.put(
+                            key_condition(org),
+                            encode_value(&ReleaseCondition {
+                                contract: *contract,
+                                set_at: tx.block.height,
+                            }),
+                        );
+                    }
+                }
+                Ok(())
+            }
             ResearchOp::CloseRequest { request: id } => {
                 let mut found = request(state, id)?
                     .ok_or_else(|| ResearchError::UnknownRequest(id.to_string()))?;
@@ -675,6 +805,8 @@ impl Module for Research {
             json::<ResearchAccess>(value)
         } else if key.starts_with("research-cohort/") {
             json::<u32>(value)
+        } else if key.starts_with("research-condition/") {
+            json::<ReleaseCondition>(value)
         } else if key.starts_with("research-access-count/") {
             json::<u64>(value)
         } else {

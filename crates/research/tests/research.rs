@@ -402,3 +402,82 @@ fn a_release_pays_the_released_patients_by_the_sharing_rules() {
     assert_eq!(first.to, Some(hmb.public_key()));
     assert_eq!(request_of(&world, &request).releases, 4);
 }
+
+#[test]
+fn a_custodians_release_condition_contract_permits_or_refuses_each_release_and_fails_closed() {
+    let mut world = world();
+    let (_, request) = file(&mut world, &["DUO:0000006", "DUO:0000021"]);
+    let hmb = world.hmb.clone();
+    assert_eq!(matches(&mut world, request, &[&hmb]), "committed");
+    // The answering contract permits at first; custodian a names it as its condition.
+    let code = wat::parse_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contracts/tests/data/answer.wat"
+    ))
+    .expect("wat");
+    let condition = world
+        .chain
+        .deploy_contract(&code, "release-condition", r#"{"permit":true}"#);
+    let (org_a, org_b) = (world.chain.org_a.clone(), world.chain.org_b.clone());
+    let researcher = world.researcher.clone();
+    let set = |contract| ResearchOp::SetReleaseCondition { contract };
+    assert_eq!(
+        run(&mut world.chain, &researcher, set(Some(condition))),
+        "not_custodian"
+    );
+    assert_eq!(
+        run(&mut world.chain, &org_a, set(Some(Hash::ZERO))),
+        "unknown_contract"
+    );
+    assert_eq!(
+        run(&mut world.chain, &org_a, set(Some(condition))),
+        "committed"
+    );
+    assert_eq!(
+        release_condition(&snapshot(&world.chain), "a")
+            .expect("read")
+            .expect("set")
+            .contract,
+        condition
+    );
+    assert_eq!(release(&mut world, request, &[&hmb]), "committed");
+
+    // The condition refuses with its reason; one that fails or answers otherwise refuses too, and
+    // a refused release writes nothing (no access log entry).
+    for (answer, expected) in [
+        (
+            r#"{"permit":false,"reason":"the data access committee has not approved org b"}"#,
+            "the data access committee has not approved org b",
+        ),
+        (r#""trap""#, "trapped"),
+        (r#"{"maybe":true}"#, "is not"),
+    ] {
+        let update = medledger_contracts::ContractsOp::ExecuteContract {
+            contract: condition,
+            msg: answer.into(),
+        };
+        let tx = world.chain.tx(&org_b, update);
+        assert_eq!(rejected(&world.chain.one(tx)), "committed");
+        let op = ResearchOp::RecordRelease {
+            request,
+            patients: vec![hmb.public_key()],
+            resources: 3,
+            sealed: Hash([6; 32]),
+        };
+        let tx = world.chain.tx(&org_a, op);
+        match world.chain.one(tx) {
+            medledger_types::Outcome::Rejected { code, reason } => {
+                assert_eq!(code, "release_condition_refused");
+                assert!(reason.contains(expected), "{answer}: {reason}");
+            }
+            other => panic!("{answer}: {other:?}"),
+        }
+        assert_eq!(
+            access_count(&snapshot(&world.chain), &hmb.public_key()).expect("read"),
+            1
+        );
+    }
+    // A custodian may drop its condition.
+    assert_eq!(run(&mut world.chain, &org_a, set(None)), "committed");
+    assert_eq!(release(&mut world, request, &[&hmb]), "committed");
+}

@@ -1,4 +1,4 @@
-;; A rule contract for tests: it answers every query with the message it was last given
+;; A contract for the tests of modules that consult contracts (claims, research): it answers every query with the message it was last given
 ;; (instantiate or execute), or traps if that message is the JSON string "trap".
 (module
   (import "env" "register_read" (func $register_read (param i32)))
