@@ -19,6 +19,8 @@
 //! the caller and the committed state (see `runtime`).
 
 pub mod abi;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod query;
 pub mod runtime;

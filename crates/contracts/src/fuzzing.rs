@@ -1,0 +1,108 @@
+//! What the fuzz target and the property test over arbitrary modules drive: deploy a module as the
+//! chain does, and call every entry point it has under a fuel limit, against a host over a map.
+//! A panic anywhere, or a call that uses more fuel than it was given, is a bug.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use medledger_crypto::{Hash, sha256};
+use medledger_state::StateError;
+
+use crate::runtime::{Call, End, Entry, Foreign, Host, Outcome, runtime};
+use crate::validate::{CodeLimits, CodeRefusal};
+
+/// A host over a map: one contract's committed keys; chain queries echo; calls are refused.
+#[derive(Debug, Default)]
+pub struct MapHost {
+    pub state: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Host for MapHost {
+    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.state.get(key).cloned())
+    }
+    fn next_key(&mut self, after: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self
+            .state
+            .range::<[u8], _>((Bound::Excluded(after), Bound::Unbounded))
+            .next()
+            .map(|(key, _)| key.clone()))
+    }
+    fn query(&mut self, request: &[u8]) -> Result<Vec<u8>, StateError> {
+        Ok(request.to_vec())
+    }
+    fn call(
+        &mut self,
+        _: Hash,
+        _: &[u8],
+        _: Entry,
+        _: u64,
+        _: &Foreign,
+    ) -> Result<Outcome, StateError> {
+        Ok(Outcome {
+            end: End::Refused,
+            fuel_used: 0,
+            result: b"no other contract".to_vec(),
+            writes: BTreeMap::new(),
+            foreign: Foreign::new(),
+            events: Vec::new(),
+            transfers: Vec::new(),
+        })
+    }
+}
+
+/// The chain's default code limits.
+pub const LIMITS: CodeLimits = CodeLimits {
+    code_bytes_max: crate::CODE_BYTES_MAX.default,
+    memory_pages_max: crate::MEMORY_PAGES_MAX.default,
+};
+
+/// Deploys `code` (refused as the chain would refuse it) and, if it passes, calls each entry point
+/// with `msg` and at most `fuel`, keeping what each `execute` wrote for the next call.
+pub fn deploy_and_call(code: &[u8], msg: &[u8], fuel: u64) -> Result<Vec<Outcome>, CodeRefusal> {
+    runtime().check(code, LIMITS)?;
+    let code_hash = sha256(code);
+    let mut host = MapHost::default();
+    let mut outcomes = Vec::new();
+    for entry in [
+        Entry::Instantiate,
+        Entry::Execute,
+        Entry::Query,
+        Entry::Migrate,
+        Entry::Execute,
+    ] {
+        let mut load = || Ok(code.to_vec());
+        let outcome = runtime()
+            .call(
+                Call {
+                    code_hash,
+                    address: Hash([7; 32]),
+                    entry,
+                    message: msg,
+                    env: br#"{"block":{"height":1,"time_ms":0}}"#.to_vec(),
+                    fuel,
+                    memory_pages_max: LIMITS.memory_pages_max,
+                },
+                &mut load,
+                &mut host,
+            )
+            .expect("the map host never fails");
+        assert!(
+            outcome.fuel_used <= fuel,
+            "a call used {} fuel of {fuel}",
+            outcome.fuel_used
+        );
+        if outcome.end == End::Done {
+            for (key, value) in &outcome.writes {
+                match value {
+                    Some(value) => host.state.insert(key.clone(), value.clone()),
+                    None => host.state.remove(key),
+                };
+            }
+        } else {
+            assert!(outcome.writes.is_empty() && outcome.events.is_empty());
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
