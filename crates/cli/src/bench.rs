@@ -60,6 +60,16 @@ pub struct BenchArgs {
     /// `medledger dev`.
     #[arg(long, default_value = "anchor")]
     workload: String,
+    /// The `contract` workload: each transaction calls this module's `execute` with
+    /// `--contract-call` (e.g. contracts/examples/counter.wasm), deployed first with
+    /// `--contract-init`. With the `claims` workload: the payer's rule contract, named for every
+    /// code of the plan, deployed with `--contract-init`.
+    #[arg(long)]
+    contract: Option<PathBuf>,
+    #[arg(long, default_value = r#"{"start": 0}"#)]
+    contract_init: String,
+    #[arg(long, default_value = r#"{"increment": {"by": 1}}"#)]
+    contract_call: String,
     /// Grow the chain to this many state entries in steps of `--txs` transactions, measuring
     /// throughput and latency at each step (the curve goes to `--curve-out`).
     #[arg(long)]
@@ -279,6 +289,7 @@ fn setup(
 /// Encounter on record, bound to an enrolled key and covered.
 struct ClaimsWorld {
     provider: medledger_crypto::PublicKey,
+    plan: String,
     /// (patient id, encounter record, coverage), one per patient.
     patients: Vec<(Hash, Hash, Hash)>,
 }
@@ -346,6 +357,7 @@ fn claims_setup(
     let plan = format!("bench{}", seed % 1_000_000);
     let mut world = ClaimsWorld {
         provider: org.public_key(),
+        plan: plan.clone(),
         patients: Vec::with_capacity(patients),
     };
     for p in 0..patients as u64 {
@@ -441,6 +453,61 @@ fn bench_claim(world: &ClaimsWorld, seed: u64, i: usize) -> Result<Payload> {
     .into())
 }
 
+/// Stores and deploys a contract on a chain whose organisation alone decides; answers its address.
+fn contract_setup(
+    client: &Client,
+    org: &SecretKey,
+    chain_id: &str,
+    wasm: &std::path::Path,
+    init: &str,
+    batch: usize,
+) -> Result<Hash> {
+    use medledger_contracts::{ContractsAction, ContractsOp, PART_BYTES_MAX, address_of};
+    use medledger_ledger::governance::{Action, GovernanceOp};
+    let code = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let code_hash = sha256(&code);
+    let (status, _) = client.get_raw(&format!("/v1/contracts/code/{code_hash}"))?;
+    if status != 200 {
+        let parts: Vec<Payload> = code
+            .chunks(PART_BYTES_MAX)
+            .enumerate()
+            .map(|(part, bytes)| {
+                ContractsOp::UploadCode {
+                    code_hash,
+                    size: code.len() as u64,
+                    part: part as u32,
+                    bytes: bytes.to_vec(),
+                }
+                .into()
+            })
+            .collect();
+        setup(client, org, chain_id, parts, batch, "storing the contract")?;
+    }
+    let height = client.get("/v1/status")?["height"]
+        .as_u64()
+        .context("status has no height")?;
+    let propose = client.submit(
+        org,
+        GovernanceOp::Propose {
+            action: Action::Contracts(ContractsAction::DeployContract {
+                code_hash,
+                label: "bench".into(),
+                msg: init.into(),
+            }),
+            expires_at: height + 1_000,
+        },
+    )?;
+    client.wait(&propose, Duration::from_secs(60))?;
+    let address = address_of(&propose);
+    let (status, _) = client.get_raw(&format!("/v1/contracts/{address}"))?;
+    if status != 200 {
+        bail!(
+            "the contract was not deployed (it awaits other organisations' approval, or its instantiate failed: see /v1/governance/proposals/{propose}): run the contract workload on a chain whose organisation alone decides (medledger dev)"
+        );
+    }
+    Ok(address)
+}
+
 fn style(bar: &ProgressBar, what: &str) {
     bar.set_style(
         ProgressStyle::with_template(&format!(
@@ -516,8 +583,24 @@ fn run_once(args: &BenchArgs) -> Result<Measured> {
         }
     }
     eprintln!("enrolled {} sender keys", senders.len());
+    let mut contract = None;
     let (symbol, claims) = match args.workload.as_str() {
         "anchor" => (None, None),
+        "contract" => {
+            let wasm = args
+                .contract
+                .as_ref()
+                .context("the contract workload needs --contract <module.wasm>")?;
+            contract = Some(contract_setup(
+                &client,
+                &org,
+                &chain_id,
+                wasm,
+                &args.contract_init,
+                args.batch,
+            )?);
+            (None, None)
+        }
         "transfer" => (
             Some(token_setup(
                 &client, &org, &chain_id, &senders, seed, args.batch,
@@ -535,8 +618,37 @@ fn run_once(args: &BenchArgs) -> Result<Measured> {
                 args.batch,
             )?),
         ),
-        other => bail!("--workload {other:?} is anchor, transfer or claims"),
+        other => bail!("--workload {other:?} is anchor, transfer, contract or claims"),
     };
+    if let (Some(world), Some(wasm)) = (&claims, &args.contract) {
+        let address = contract_setup(
+            &client,
+            &org,
+            &chain_id,
+            wasm,
+            &args.contract_init,
+            args.batch,
+        )?;
+        setup(
+            &client,
+            &org,
+            &chain_id,
+            vec![
+                medledger_claims::ClaimsOp::SetRuleContract {
+                    plan: world.plan.clone(),
+                    contract: Some(address),
+                    codes: Vec::new(),
+                }
+                .into(),
+            ],
+            1,
+            "naming the rule contract",
+        )?;
+        eprintln!("rule contract {address} adjudicates the plan's items");
+    }
+    if let Some(address) = &contract {
+        eprintln!("contract {address} deployed");
+    }
     if let Some(symbol) = &symbol {
         eprintln!("token class {symbol} created and every sender funded");
     }
@@ -557,29 +669,39 @@ fn run_once(args: &BenchArgs) -> Result<Measured> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|part| {
-                let (senders, chain_id, bar, symbol, claims) =
-                    (&senders, &chain_id, &bar, &symbol, &claims);
+                let (senders, chain_id, bar, symbol, claims, contract) =
+                    (&senders, &chain_id, &bar, &symbol, &claims, &contract);
+                let call = &args.contract_call;
                 let total = args.txs;
                 scope.spawn(move || {
                     (part..total)
                         .step_by(threads)
                         .map(|i| {
                             let sender = &senders[i % senders.len()];
-                            let payload = match (symbol, claims) {
-                                (_, Some(world)) => match bench_claim(world, seed, i) {
+                            let payload = match (symbol, claims, contract) {
+                                (_, _, Some(address)) => {
+                                    medledger_contracts::ContractsOp::ExecuteContract {
+                                        contract: *address,
+                                        msg: call.clone(),
+                                    }
+                                    .into()
+                                }
+                                (_, Some(world), None) => match bench_claim(world, seed, i) {
                                     Ok(payload) => payload,
                                     Err(_) => return None,
                                 },
                                 // One minor unit to the next sender.
-                                (Some(symbol), None) => medledger_tokens::TokensOp::Transfer {
-                                    symbol: symbol.clone(),
-                                    to: senders[(i + 1) % senders.len()].public_key(),
-                                    amount: medledger_tokens::Amount(1),
-                                    reason: medledger_tokens::Reason::Transfer,
-                                    reference: None,
+                                (Some(symbol), None, None) => {
+                                    medledger_tokens::TokensOp::Transfer {
+                                        symbol: symbol.clone(),
+                                        to: senders[(i + 1) % senders.len()].public_key(),
+                                        amount: medledger_tokens::Amount(1),
+                                        reason: medledger_tokens::Reason::Transfer,
+                                        reference: None,
+                                    }
+                                    .into()
                                 }
-                                .into(),
-                                (None, None) => CoreOp::Anchor {
+                                (None, None, None) => CoreOp::Anchor {
                                     id: sha256(
                                         &[&seed.to_le_bytes()[..], &(i as u64).to_le_bytes()]
                                             .concat(),

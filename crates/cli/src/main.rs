@@ -5,6 +5,7 @@
 
 mod backup;
 mod bench;
+mod bench_contracts;
 mod bench_files;
 mod bench_monitor;
 mod bench_records;

@@ -8,8 +8,8 @@ use clap::Subcommand;
 
 use crate::client::Client;
 use crate::{
-    bench_files, bench_monitor, bench_records, bench_research, bench_supply, bench_trials, claims,
-    contracts, monitor, records, research, supply, tokens, trials,
+    bench_contracts, bench_files, bench_monitor, bench_records, bench_research, bench_supply,
+    bench_trials, claims, contracts, monitor, records, research, supply, tokens, trials,
 };
 
 #[derive(Subcommand)]
@@ -138,6 +138,9 @@ pub enum ModuleCommand {
     /// Measure remote monitoring: readings ingested and anchored per second from a fleet of
     /// simulated devices, on-chain bytes per reading, and alert latency to the care team's stream.
     BenchMonitor(bench_monitor::MonitorBenchArgs),
+    /// Measure the contract runtime in process: fuel and time per host call, deploying a
+    /// 100 KiB module, and contract calls executed per second beside native token transfers.
+    BenchContracts(bench_contracts::ContractsBenchArgs),
     /// Measure genomic files: a generated VCF streamed into a node and back, and the release
     /// path (de-identification and sealing).
     BenchFiles(bench_files::FilesBenchArgs),
@@ -185,5 +188,6 @@ pub fn run(command: ModuleCommand) -> Result<i32> {
         ModuleCommand::BenchResearch(args) => bench_research::run(args).map(|()| 0),
         ModuleCommand::BenchMonitor(args) => bench_monitor::run(args).map(|()| 0),
         ModuleCommand::BenchFiles(args) => bench_files::run(args).map(|()| 0),
+        ModuleCommand::BenchContracts(args) => bench_contracts::run(args).map(|()| 0),
     }
 }
