@@ -124,14 +124,14 @@ fn host_calls(calls: u32) -> Result<()> {
             "(drop (call $db_next (i32.const 0) (i32.const 0)))",
         ),
         (
-            "query_chain, 27 B",
+            "query_chain, 23 B",
             calls,
-            "(drop (call $query_chain (i32.const 64) (i32.const 27)))",
+            "(drop (call $query_chain (i32.const 64) (i32.const 23)))",
         ),
         (
-            "emit_event, 27 B (64 a call)",
+            "emit_event, 23 B (64 a call)",
             60,
-            "(call $emit_event (i32.const 64) (i32.const 27))",
+            "(call $emit_event (i32.const 64) (i32.const 23))",
         ),
     ] {
         let (base_time, base_fuel) = if count == calls {

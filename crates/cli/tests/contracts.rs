@@ -567,3 +567,136 @@ fn an_escrow_contract_holds_tokens_until_two_of_three_arbiters_approve() {
     );
     node.stop();
 }
+
+#[test]
+fn the_example_rules_answer_the_modules_questions_as_documented() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let condition = build_contract(dir, "release_condition", &[]);
+    let adjudicate = build_contract(dir, "adjudicate", &[]);
+    let mut node = TestNode::init_orgs(dir, &["hospital=Hospital", "payer=Payer"], &[]);
+    node.start();
+    let hospital = node.home.join("keys/hospital.key");
+    let payer = node.home.join("keys/payer.key");
+    let deploy = |wasm: &Path, label: &str, msg: &str| {
+        let deployed = ok(contract(
+            &node,
+            &hospital,
+            &[
+                "propose-deploy",
+                wasm.to_str().expect("utf-8"),
+                "--label",
+                label,
+                "--msg",
+                msg,
+            ],
+        ));
+        let proposal = deployed["proposal"].as_str().expect("proposal").to_string();
+        ok(governance(
+            &node,
+            &payer,
+            &["approve", "--proposal", &proposal],
+        ));
+        deployed["contract"].as_str().expect("address").to_string()
+    };
+
+    // The data access committee's condition: only approved organisations, at most 50 patients a
+    // release, genomic data only to organisations approved for it.
+    let rule = deploy(
+        &condition,
+        "dac",
+        r#"{"owner": "hospital", "patients_max": 50}"#,
+    );
+    let release = |org: &str, patients: u32, types: &[&str]| {
+        let question = serde_json::json!({"release": {"request": "00", "researcher": "00",
+            "researcher_org": org, "terms": {"codes": ["DUO:0000006"]},
+            "resource_types": types, "custodian": "hospital", "patients": patients,
+            "resources": 10, "release": 0}});
+        query(&node, &rule, &question.to_string())["result"].clone()
+    };
+    assert_eq!(release("payer", 10, &["Observation"])["permit"], false);
+    failed(
+        contract(
+            &node,
+            &payer,
+            &[
+                "call",
+                "--contract",
+                &rule,
+                "--msg",
+                r#"{"approve": {"org": "payer"}}"#,
+            ],
+        ),
+        "only the committee's organisation decides",
+    );
+    ok(contract(
+        &node,
+        &hospital,
+        &[
+            "call",
+            "--contract",
+            &rule,
+            "--msg",
+            r#"{"approve": {"org": "payer", "genomics": false}}"#,
+        ],
+    ));
+    assert_eq!(release("payer", 10, &["Observation"])["permit"], true);
+    assert_eq!(release("payer", 51, &["Observation"])["permit"], false);
+    let genomic = release("payer", 10, &["Observation", "MolecularSequence"]);
+    assert_eq!(genomic["permit"], false, "{genomic}");
+    assert_eq!(
+        query(&node, &rule, r#"{"approved": {}}"#)["result"]["orgs"][0]["org"],
+        "payer"
+    );
+    // The custodian names it as its release condition; only its root key may.
+    ok(common::run_as(
+        &node,
+        "research",
+        &hospital,
+        &["set-condition", "--contract", &rule],
+    ));
+    let (status, entry) = node.get("/v1/state/research-condition/hospital");
+    assert_eq!(status, 200);
+    assert_eq!(entry["entry"]["contract"], rule, "{entry}");
+
+    // The payer's adjudication rule, asked the claims module's question directly.
+    let payer_rule = deploy(
+        &adjudicate,
+        "payer-rule",
+        r#"{"owner": "payer", "denied_codes": ["97039"], "units_max": {"97110": 4},
+            "review_charge_above": 50000, "needs_diagnosis": {"83036": "E11"}}"#,
+    );
+    let question = serde_json::json!({"adjudicate": {"claim": "00", "use": "claim",
+        "kind": "professional", "plan": "gold", "payer": "payer", "provider": "hospital",
+        "diagnoses": ["I10"], "items": [
+            {"sequence": 1, "code": "97039", "units": 1, "charge": "1000", "date": "2026-11-20"},
+            {"sequence": 2, "code": "97110", "units": 6, "charge": "1000", "date": "2026-11-20"},
+            {"sequence": 3, "code": "83036", "units": 1, "charge": "1000", "date": "2026-11-20"},
+            {"sequence": 4, "code": "99215", "units": 1, "charge": "90000", "date": "2026-11-20"},
+            {"sequence": 5, "code": "99213", "units": 1, "charge": "15000", "date": "2026-11-20"}]}});
+    let answer = query(&node, &payer_rule, &question.to_string());
+    let decisions: Vec<(String, String)> = answer["result"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| {
+            (
+                item["decision"].as_str().unwrap_or_default().to_string(),
+                item["check"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("deny", "code-not-covered"),
+            ("deny", "impossible-quantity"),
+            ("deny", "code-not-covered"),
+            ("review", "above-allowed"),
+            ("approve", "code-not-covered"),
+        ]
+        .map(|(d, c)| (d.to_string(), c.to_string())),
+        "{answer}"
+    );
+    node.stop();
+}
