@@ -253,7 +253,10 @@ fn a_failing_call_leaves_nothing_but_its_nonce_and_its_fuel() {
                 msg: msg.into(),
             },
         );
-        let (outcomes, _, writes) = world.chain.block_with_writes(&[tx.clone()]).expect("valid");
+        let (outcomes, _, writes) = world
+            .chain
+            .block_with_writes(std::slice::from_ref(&tx))
+            .expect("valid");
         assert_eq!(rejected(&outcomes[0]), code, "{msg}");
         let written: Vec<String> = writes
             .keys()

@@ -40,14 +40,16 @@ pub fn exports() -> Vec<u8> {
 }
 
 pub fn config(chain_features: bool) -> wasm_smith::Config {
-    let mut config = wasm_smith::Config::default();
-    config.available_imports = Some(imports());
-    config.exports = Some(exports());
-    config.max_memories = 1;
-    config.max_memory32_bytes = 32 * 65_536;
-    config.max_tables = 1;
-    config.max_instructions = 200;
-    config.allow_start_export = false;
+    let mut config = wasm_smith::Config {
+        available_imports: Some(imports()),
+        exports: Some(exports()),
+        max_memories: 1,
+        max_memory32_bytes: 32 * 65_536,
+        max_tables: 1,
+        max_instructions: 200,
+        allow_start_export: false,
+        ..wasm_smith::Config::default()
+    };
     if chain_features {
         config.allow_floats = false;
         config.simd_enabled = false;
