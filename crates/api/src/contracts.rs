@@ -8,7 +8,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -91,7 +91,8 @@ fn page(query: Result<Query<Page>, QueryRejection>) -> ApiResult<(u64, u64)> {
     ))
 }
 
-/// Reads the head on a blocking thread: `Ok(None)` answers 404 with `missing`.
+/// Reads the head on a blocking thread: `Ok(None)` answers 404 with `missing`; the answer
+/// carries the height it was read at.
 async fn at_head(
     state: &AppState,
     read: impl FnOnce(
@@ -101,25 +102,13 @@ async fn at_head(
     + 'static,
     missing: String,
 ) -> ApiResult<Json<Value>> {
-    let node = state.node.clone();
-    blocking(move || {
-        let (height, found) = node.read_head(|view| Ok(read(view)?))?;
-        let found = found.map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                error.to_string(),
-            )
-        })?;
-        match found {
-            Some(mut value) => {
-                value["height"] = json!(height);
-                Ok(Json(value))
-            }
-            None => Err(ApiError::not_found(missing)),
+    match crate::read_at_head(state, read).await? {
+        (height, Some(mut value)) => {
+            value["height"] = json!(height);
+            Ok(Json(value))
         }
-    })
-    .await
+        (_, None) => Err(ApiError::not_found(missing)),
+    }
 }
 
 fn text(key: Vec<u8>) -> String {
@@ -398,31 +387,21 @@ async fn proposals(
     query: Result<Query<Page>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let (from, limit) = page(query)?;
-    let node = state.node.clone();
-    blocking(move || {
-        let (height, found) = node.read_head(|view| {
-            let mut found = Vec::new();
-            for id in governance::motions(view, from, limit)? {
-                if let Some(proposal) = governance::any_proposal(view, &id)? {
-                    found.push((id, proposal));
-                }
+    let (height, found) = crate::read_at_head(&state, move |view| {
+        let mut found = Vec::new();
+        for id in governance::motions(view, from, limit)? {
+            if let Some(proposal) = governance::any_proposal(view, &id)? {
+                found.push((id, proposal));
             }
-            Ok(found)
-        })?;
-        let found = found.map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                error.to_string(),
-            )
-        })?;
-        let proposals: Vec<Value> = found
-            .into_iter()
-            .map(|(id, proposal)| proposal_json(&id, proposal, height))
-            .collect();
-        Ok(Json(json!({ "height": height, "proposals": proposals })))
+        }
+        Ok(found)
     })
-    .await
+    .await?;
+    let proposals: Vec<Value> = found
+        .into_iter()
+        .map(|(id, proposal)| proposal_json(&id, proposal, height))
+        .collect();
+    Ok(Json(json!({ "height": height, "proposals": proposals })))
 }
 
 #[utoipa::path(get, path = "/v1/governance/proposals/{id}", tag = "governance",
@@ -431,22 +410,12 @@ async fn proposals(
         (status = 404, description = "No such proposal")))]
 async fn proposal(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_hash(&id, "the proposal id")?;
-    let node = state.node.clone();
-    blocking(move || {
-        let (height, found) = node.read_head(|view| Ok(governance::any_proposal(view, &id)?))?;
-        let found = found.map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                error.to_string(),
-            )
-        })?;
-        let found = found.ok_or_else(|| ApiError::not_found(format!("no proposal {id}")))?;
-        let mut answer = proposal_json(&id, found, height);
-        answer["height"] = json!(height);
-        Ok(Json(answer))
-    })
-    .await
+    let (height, found) =
+        crate::read_at_head(&state, move |view| governance::any_proposal(view, &id)).await?;
+    let found = found.ok_or_else(|| ApiError::not_found(format!("no proposal {id}")))?;
+    let mut answer = proposal_json(&id, found, height);
+    answer["height"] = json!(height);
+    Ok(Json(answer))
 }
 
 #[utoipa::path(get, path = "/v1/governance/parameters", tag = "governance",

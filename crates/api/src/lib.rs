@@ -567,6 +567,29 @@ pub(crate) async fn signed_member(
     Ok((key, authority, signed.request))
 }
 
+/// Reads the committed head on a blocking thread: the height read and what `read` found there. A
+/// state failure is a 500.
+pub(crate) async fn read_at_head<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&dyn medledger_state::StateRead) -> Result<T, medledger_state::StateError>
+    + Send
+    + 'static,
+) -> ApiResult<(Height, T)> {
+    let node = state.node.clone();
+    blocking(move || {
+        let (height, found) = node.read_head(|view| Ok(read(view)?))?;
+        let found = found.map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            )
+        })?;
+        Ok((height, found))
+    })
+    .await
+}
+
 /// This node's service of type `S`; 503 naming `what` when the node does not run it.
 pub(crate) fn service<S: medledger_node::Service>(state: &AppState, what: &str) -> ApiResult<S> {
     state.services.get::<S>().ok_or_else(|| {

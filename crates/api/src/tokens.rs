@@ -11,10 +11,9 @@ use medledger_crypto::{Hash, PublicKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use axum::http::StatusCode;
 use medledger_node::tokens::Tokens;
 
-use crate::{ApiError, ApiResult, AppState, blocking};
+use crate::{ApiError, ApiResult, AppState};
 
 pub(crate) const API: crate::ModuleApi = crate::ModuleApi {
     routes,
@@ -41,8 +40,9 @@ fn routes() -> Router<AppState> {
         .route("/v1/tokens/programs/{id}", get(program))
 }
 
+/// An account: a member's key or a contract's address (no curve point), 32 bytes of hex.
 fn key(text: &str) -> ApiResult<PublicKey> {
-    PublicKey::from_hex(text)
+    text.parse::<PublicKey>()
         .map_err(|error| ApiError::bad_request("malformed_key", format!("the account: {error}")))
 }
 
@@ -59,22 +59,10 @@ async fn read_head<T: serde::Serialize + Send + 'static>(
     + 'static,
     missing: String,
 ) -> ApiResult<Json<Value>> {
-    let node = state.node.clone();
-    blocking(move || {
-        let (height, found) = node.read_head(|view| Ok(read(view)?))?;
-        let found = found.map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                error.to_string(),
-            )
-        })?;
-        match found {
-            Some(value) => Ok(Json(json!({ "height": height, "entry": value }))),
-            None => Err(ApiError::not_found(missing)),
-        }
-    })
-    .await
+    match crate::read_at_head(state, read).await? {
+        (height, Some(value)) => Ok(Json(json!({ "height": height, "entry": value }))),
+        (_, None) => Err(ApiError::not_found(missing)),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/tokens/classes/{symbol}", tag = "tokens",

@@ -194,8 +194,12 @@ fn amount(text: &str) -> Result<Amount> {
     Amount::try_from(text.to_string()).map_err(anyhow::Error::msg)
 }
 
+/// An account: a member's key, or a contract's address (which is no curve point, so the token
+/// module, not the parser, decides whether it may hold tokens).
 fn account(text: &str) -> Result<PublicKey> {
-    PublicKey::from_hex(text.trim()).with_context(|| format!("{text:?} is not a public key"))
+    text.trim()
+        .parse::<PublicKey>()
+        .with_context(|| format!("{text:?} is not an account (a key or a contract address, hex)"))
 }
 
 fn reference(text: &Option<String>) -> Result<Option<Hash>> {

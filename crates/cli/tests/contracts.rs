@@ -71,6 +71,37 @@ fn compile_unchecked(dir: &Path, name: &str, source: &str) -> PathBuf {
     wasm
 }
 
+/// Proposes deploying `wasm` as `proposer` and approves it as `approver` (two organisations);
+/// answers the contract's address.
+fn deploy(
+    node: &TestNode,
+    proposer: &Path,
+    approver: &Path,
+    wasm: &Path,
+    label: &str,
+    msg: &str,
+) -> String {
+    let deployed = ok(contract(
+        node,
+        proposer,
+        &[
+            "propose-deploy",
+            wasm.to_str().expect("utf-8"),
+            "--label",
+            label,
+            "--msg",
+            msg,
+        ],
+    ));
+    let proposal = deployed["proposal"].as_str().expect("proposal").to_string();
+    ok(governance(
+        node,
+        approver,
+        &["approve", "--proposal", &proposal],
+    ));
+    deployed["contract"].as_str().expect("address").to_string()
+}
+
 const ENTRY_POINTS: &str = r#"
 ML_ENTRY(instantiate) { return ML_OK; }
 ML_ENTRY(query) { return ML_OK; }
@@ -492,25 +523,14 @@ fn an_escrow_contract_holds_tokens_until_two_of_three_arbiters_approve() {
         "arbiters": arbiters.iter().map(|key| public_key_of(key)).collect::<Vec<_>>(),
         "threshold": 2, "refund_after": height(&node) + 1000,
     });
-    let deployed = ok(contract(
+    let address = deploy(
         &node,
         &hospital,
-        &[
-            "propose-deploy",
-            escrow.to_str().expect("utf-8"),
-            "--label",
-            "surgery-escrow",
-            "--msg",
-            &terms.to_string(),
-        ],
-    ));
-    let address = deployed["contract"].as_str().expect("address").to_string();
-    let proposal = deployed["proposal"].as_str().expect("proposal").to_string();
-    ok(governance(
-        &node,
         &payer,
-        &["approve", "--proposal", &proposal],
-    ));
+        &escrow,
+        "surgery-escrow",
+        &terms.to_string(),
+    );
     let approve = |key: &Path| {
         contract(
             &node,
@@ -547,6 +567,14 @@ fn an_escrow_contract_holds_tokens_until_two_of_three_arbiters_approve() {
     let before = status();
     assert_eq!(before["approvals"], 1, "{before}");
     assert_eq!(before["balance"], "5000");
+    // Its balance reads like any account's (an address is no curve point, and need not be).
+    let held = ok(common::run_as(
+        &node,
+        "token",
+        &payer,
+        &["balance", "--symbol", "USD", "--account", &address],
+    ));
+    assert_eq!(held["entry"]["balance"], "5000", "{held}");
     // The second approval pays the payee through the token module, in the same transaction.
     ok(approve(&arbiters[1]));
     let after = status();
@@ -578,27 +606,8 @@ fn the_example_rules_answer_the_modules_questions_as_documented() {
     node.start();
     let hospital = node.home.join("keys/hospital.key");
     let payer = node.home.join("keys/payer.key");
-    let deploy = |wasm: &Path, label: &str, msg: &str| {
-        let deployed = ok(contract(
-            &node,
-            &hospital,
-            &[
-                "propose-deploy",
-                wasm.to_str().expect("utf-8"),
-                "--label",
-                label,
-                "--msg",
-                msg,
-            ],
-        ));
-        let proposal = deployed["proposal"].as_str().expect("proposal").to_string();
-        ok(governance(
-            &node,
-            &payer,
-            &["approve", "--proposal", &proposal],
-        ));
-        deployed["contract"].as_str().expect("address").to_string()
-    };
+    let deploy =
+        |wasm: &Path, label: &str, msg: &str| deploy(&node, &hospital, &payer, wasm, label, msg);
 
     // The data access committee's condition: only approved organisations, at most 50 patients a
     // release, genomic data only to organisations approved for it.

@@ -169,12 +169,7 @@ fn approve_as(
     mut proposal: ValidatorProposal,
     org: &str,
 ) -> Result<(), TxError> {
-    let position = proposal
-        .approvals
-        .binary_search_by(|approver| approver.as_str().cmp(org))
-        .unwrap_or_else(|position| position);
-    proposal.approvals.insert(position, org.to_string());
-    if is_approved(proposal.approvals.len(), organisations(state)?.len()) {
+    if add_approval(state, &mut proposal.approvals, org)? {
         let key = key_scheduled(proposal.effective_height);
         let mut scheduled: Vec<Hash> = match state.get(&key)? {
             Some(bytes) => decode_value(&key, &bytes)?,
@@ -191,6 +186,21 @@ fn approve_as(
     }
     state.put(key_proposal(&id), encode_value(&proposal));
     Ok(())
+}
+
+/// Adds `org` to a proposal's approvals (kept sorted; the caller has refused a second approval);
+/// answers whether they now reach two thirds of the organisations. Every kind of proposal counts
+/// by this one rule.
+fn add_approval(
+    state: &dyn StateRead,
+    approvals: &mut Vec<String>,
+    org: &str,
+) -> Result<bool, StateError> {
+    let position = approvals
+        .binary_search_by(|approver| approver.as_str().cmp(org))
+        .unwrap_or_else(|position| position);
+    approvals.insert(position, org.to_string());
+    Ok(is_approved(approvals.len(), organisations(state)?.len()))
 }
 
 /// Applies the changes that take effect at the next height, in the order they were approved.
@@ -513,12 +523,7 @@ fn approve_motion_as(
     mut proposal: Proposal,
     org: &str,
 ) -> Result<(), TxError> {
-    let position = proposal
-        .approvals
-        .binary_search_by(|approver| approver.as_str().cmp(org))
-        .unwrap_or_else(|position| position);
-    proposal.approvals.insert(position, org.to_string());
-    if is_approved(proposal.approvals.len(), organisations(state)?.len()) {
+    if add_approval(state, &mut proposal.approvals, org)? {
         let height = tx.block.height;
         proposal.status = match enact(state, tx, id, &proposal.action)? {
             Ok(()) => Enactment::Enacted { height },
