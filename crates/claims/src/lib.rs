@@ -476,6 +476,7 @@ impl Module for Claims {
         "contract-dir/",
         "contract-bucket/",
         "token-balance/",
+        "unit/",
     ];
     const KINDS: &'static [&'static str] = &[
         "publish_policy",

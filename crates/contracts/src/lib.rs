@@ -547,7 +547,7 @@ impl Host for StateHost<'_> {
     }
 
     fn query(&mut self, request: &[u8]) -> Result<Vec<u8>, StateError> {
-        query::answer(self.state, request)
+        query::answer(self.state, request, self.block.time_ms)
     }
 
     fn call(
@@ -693,6 +693,11 @@ pub const CONSULT_READS: &[&str] = &[
     "contract-dir/",
     "contract-bucket/",
     "token-balance/",
+    "record/",
+    "patient/",
+    "consent/",
+    "grant/",
+    "unit/",
 ];
 
 /// What a consulted contract answered.
@@ -1037,8 +1042,16 @@ impl Module for Contracts {
         "contract-count/",
         "contract-fuel/",
     ];
-    // Chain queries read token balances through the token module's public query.
-    const READS: &'static [&'static str] = &["token-balance/"];
+    // Chain queries (`query.rs`) read through these modules' public queries: token balances, a
+    // record's patient and consent, a unit.
+    const READS: &'static [&'static str] = &[
+        "token-balance/",
+        "record/",
+        "patient/",
+        "consent/",
+        "grant/",
+        "unit/",
+    ];
     const KINDS: &'static [&'static str] = &["upload_code", "execute_contract"];
     type Op = ContractsOp;
     type Error = ContractsError;

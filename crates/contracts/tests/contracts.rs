@@ -985,3 +985,84 @@ fn a_contract_pays_out_of_its_own_account_through_the_token_modules_checks() {
         runtime::End::Fault(runtime::Fault::WriteInQuery)
     );
 }
+
+#[test]
+fn chain_queries_answer_what_is_on_chain_through_the_modules_rules() {
+    use medledger_records::{
+        ConsentGrant, Grantee, Provision, ProvisionKind, Purpose, RecordWrite, RecordsOp,
+    };
+    let mut world = world();
+    let org_a = world.chain.org_a.clone();
+    let (doctor, patient) = (SecretKey::from_seed(710), SecretKey::from_seed(711));
+    world.chain.enrol(&org_a, &doctor, Role::Practitioner);
+    world.chain.enrol(&org_a, &patient, Role::Patient);
+    let (patient_id, record) = (Hash([60; 32]), Hash([61; 32]));
+    let put = RecordsOp::PutRecords {
+        records: vec![RecordWrite {
+            record,
+            patient: patient_id,
+            resource_type: "Observation".into(),
+            category: None,
+            version: 1,
+            commitment: Hash([1; 32]),
+            author: doctor.public_key(),
+        }],
+    };
+    assert_eq!(run(&mut world.chain, &org_a, put), "committed");
+    let bind = RecordsOp::BindPatient {
+        patient: patient_id,
+        key: patient.public_key(),
+    };
+    assert_eq!(run(&mut world.chain, &org_a, bind), "committed");
+    let ask = |chain: &Chain, request: serde_json::Value| -> serde_json::Value {
+        let answer =
+            query::answer(&snapshot(chain), request.to_string().as_bytes(), 5_000).expect("state");
+        serde_json::from_slice(&answer).expect("json")
+    };
+    let consent = serde_json::json!({"consent": {"record": record.to_string(),
+        "reader": doctor.public_key().to_string(), "purpose": "TREAT"}});
+    assert_eq!(ask(&world.chain, consent.clone())["decision"], "no_consent");
+    let grant = RecordsOp::GrantConsent {
+        grant: ConsentGrant {
+            patient: patient.public_key(),
+            provisions: vec![Provision {
+                kind: ProvisionKind::Permit,
+                actors: vec![Grantee::Organisation("a".into())],
+                scope: vec![],
+                purposes: vec![Purpose::Treat],
+            }],
+            start_ms: 0,
+            end_ms: None,
+        },
+    };
+    assert_eq!(run(&mut world.chain, &patient, grant), "committed");
+    assert_eq!(ask(&world.chain, consent)["decision"], "permit");
+    // Another purpose is not permitted; an unknown record or reader is an error answer.
+    let research = serde_json::json!({"consent": {"record": record.to_string(),
+        "reader": doctor.public_key().to_string(), "purpose": "HRESCH"}});
+    assert_eq!(ask(&world.chain, research)["decision"], "no_consent");
+    let unknown = serde_json::json!({"consent": {"record": Hash::ZERO.to_string(),
+        "reader": doctor.public_key().to_string(), "purpose": "TREAT"}});
+    assert!(ask(&world.chain, unknown)["error"].is_string());
+
+    let member = serde_json::json!({"member": {"key": doctor.public_key().to_string()}});
+    let answer = ask(&world.chain, member);
+    assert_eq!(
+        (answer["org"].as_str(), answer["role"].as_str()),
+        (Some("a"), Some("practitioner"))
+    );
+    let unit = serde_json::json!({"unit": {"gtin": "00614141000012", "serial": "1"}});
+    assert_eq!(ask(&world.chain, unit)["found"], false);
+    let organisation = serde_json::json!({"organisation": {"id": "b"}});
+    assert_eq!(ask(&world.chain, organisation)["exists"], true);
+    for malformed in [
+        serde_json::json!({"secrets": {}}),
+        serde_json::json!({"unit": {"gtin": "123", "serial": "1"}}),
+        serde_json::json!({"member": {"key": "zz"}}),
+    ] {
+        assert!(
+            ask(&world.chain, malformed.clone())["error"].is_string(),
+            "{malformed}"
+        );
+    }
+}

@@ -338,7 +338,28 @@ pub fn prefix_owners() -> Vec<(&'static str, &'static str)> {
 pub fn check_prefixes() -> Result<(), String> {
     let owners = prefix_owners();
     prefixes_disjoint(&owners)?;
-    reads_declared(&owners, MODULES)
+    reads_declared(&owners, MODULES)?;
+    consults_declared(MODULES, medledger_contracts::CONSULT_READS)
+}
+
+/// A module that consults contracts (it reads `contract/`) runs them under its own view, so it
+/// must declare every read a contract's code, state and chain queries make.
+fn consults_declared(modules: &[ModuleInfo], consult_reads: &[&str]) -> Result<(), String> {
+    for module in modules {
+        if module.name == "contracts" || !module.reads.contains(&"contract/") {
+            continue;
+        }
+        if let Some(missing) = consult_reads
+            .iter()
+            .find(|read| !module.reads.contains(read))
+        {
+            return Err(format!(
+                "{} consults contracts but does not declare the read of {missing:?} they make",
+                module.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn reads_declared(owners: &[(&str, &str)], modules: &[ModuleInfo]) -> Result<(), String> {
@@ -481,6 +502,25 @@ mod tests {
                 ("contracts", "tokens")
             ]
         );
+    }
+
+    #[test]
+    fn a_module_that_consults_contracts_declares_what_they_read() {
+        let module = |reads| ModuleInfo {
+            name: "claims",
+            prefixes: &["claim/"],
+            reads,
+            kinds: &[],
+            base: 64,
+        };
+        let consult: &[&str] = &["contract/", "contract-kv/", "unit/"];
+        assert!(consults_declared(&[module(&["record/"])], consult).is_ok());
+        assert!(
+            consults_declared(&[module(&["contract/", "contract-kv/", "unit/"])], consult).is_ok()
+        );
+        let error = consults_declared(&[module(&["contract/", "contract-kv/"])], consult)
+            .expect_err("refused");
+        assert!(error.contains("\"unit/\""), "{error}");
     }
 
     #[test]

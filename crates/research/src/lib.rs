@@ -530,6 +530,11 @@ impl Module for Research {
         "contract-dir/",
         "contract-bucket/",
         "token-balance/",
+        "record/",
+        "patient/",
+        "consent/",
+        "grant/",
+        "unit/",
     ];
     const KINDS: &'static [&'static str] = &[
         "grant_research_consent",
