@@ -342,11 +342,12 @@ pub fn check_prefixes() -> Result<(), String> {
     consults_declared(MODULES, medledger_contracts::CONSULT_READS)
 }
 
-/// A module that consults contracts (it reads `contract/`) runs them under its own view, so it
-/// must declare every read a contract's code, state and chain queries make.
+/// A module that consults contracts (it reads their code, `contract-code/`) runs them under its own
+/// view, so it must declare every read a contract's code, state and chain queries make. (Reading
+/// `contract/` alone, as the token module does to know a contract's account, is no consulting.)
 fn consults_declared(modules: &[ModuleInfo], consult_reads: &[&str]) -> Result<(), String> {
     for module in modules {
-        if module.name == "contracts" || !module.reads.contains(&"contract/") {
+        if module.name == "contracts" || !module.reads.contains(&"contract-code/") {
             continue;
         }
         if let Some(missing) = consult_reads
@@ -513,12 +514,16 @@ mod tests {
             kinds: &[],
             base: 64,
         };
-        let consult: &[&str] = &["contract/", "contract-kv/", "unit/"];
-        assert!(consults_declared(&[module(&["record/"])], consult).is_ok());
+        let consult: &[&str] = &["contract/", "contract-code/", "unit/"];
+        assert!(consults_declared(&[module(&["record/", "contract/"])], consult).is_ok());
         assert!(
-            consults_declared(&[module(&["contract/", "contract-kv/", "unit/"])], consult).is_ok()
+            consults_declared(
+                &[module(&["contract/", "contract-code/", "unit/"])],
+                consult
+            )
+            .is_ok()
         );
-        let error = consults_declared(&[module(&["contract/", "contract-kv/"])], consult)
+        let error = consults_declared(&[module(&["contract/", "contract-code/"])], consult)
             .expect_err("refused");
         assert!(error.contains("\"unit/\""), "{error}");
     }
