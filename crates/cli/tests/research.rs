@@ -400,6 +400,84 @@ fn a_cohort_is_matched_by_consent_released_de_identified_and_logged() {
     ));
     assert_eq!(shown["cohorts"]["org0"], 1, "{shown}");
 
+    // The hospital's data access committee writes its own condition on releases: a contract
+    // (contracts/examples/release_condition.c) deployed by three of the four organisations and
+    // named by the hospital's root key. Until the committee approves the university, and for
+    // genomic data, the export is refused and nothing is released.
+    let condition = common::build_contract(dir, "release_condition", &[]);
+    let deployed = ok(run(
+        &nodes[0],
+        "contract",
+        &hospital,
+        &[
+            "propose-deploy",
+            condition.to_str().expect("utf-8"),
+            "--label",
+            "data-access-committee",
+            "--msg",
+            r#"{"owner": "org0", "patients_max": 100}"#,
+        ],
+    ));
+    let proposal = deployed["proposal"].as_str().expect("proposal").to_string();
+    let committee = deployed["contract"].as_str().expect("address").to_string();
+    ok(run(
+        &nodes[1],
+        "governance",
+        &university,
+        &["approve", "--proposal", &proposal],
+    ));
+    let approved = ok(run(
+        &nodes[2],
+        "governance",
+        &dir.join("keys/org2.key"),
+        &["approve", "--proposal", &proposal],
+    ));
+    synced(&nodes, &approved);
+    refused(
+        run(
+            &nodes[0],
+            "research",
+            &doctor,
+            &["set-condition", "--contract", &committee],
+        ),
+        "not_custodian",
+    );
+    let named = ok(run(
+        &nodes[0],
+        "research",
+        &hospital,
+        &["set-condition", "--contract", &committee],
+    ));
+    synced(&nodes, &named);
+    let export_to = |name: &str| {
+        run(
+            &nodes[0],
+            "research",
+            &researcher,
+            &[
+                "export",
+                "--request",
+                &request,
+                "--out",
+                dir.join(name).to_str().expect("utf-8"),
+            ],
+        )
+    };
+    refused(export_to("refused-1"), "not approved by the committee");
+    let decide = |msg: &str| {
+        ok(run(
+            &nodes[0],
+            "contract",
+            &hospital,
+            &["call", "--contract", &committee, "--msg", msg],
+        ))
+    };
+    decide(r#"{"approve": {"org": "org1", "genomics": false}}"#);
+    refused(export_to("refused-2"), "genomic data only");
+    assert!(!dir.join("refused-2").join("Observation.ndjson").exists());
+    let decided = decide(r#"{"approve": {"org": "org1", "genomics": true}}"#);
+    synced(&nodes, &decided);
+
     // Only the researcher exports; the export opens with their key.
     refused(
         run(
