@@ -15,6 +15,7 @@ mod feed;
 pub mod fhir;
 mod monitor;
 pub mod observe;
+mod portal;
 mod research;
 pub mod smart;
 mod supply;
@@ -399,7 +400,7 @@ fn router_closing(
         closing,
         sync: Arc::new(sync::Admission::default()),
     };
-    let mut routes = smart::routes();
+    let mut routes = smart::routes().merge(portal::routes());
     for module in MODULE_APIS {
         routes = routes.merge((module.routes)());
     }

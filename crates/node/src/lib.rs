@@ -394,6 +394,11 @@ impl Node {
         self.inner.head.subscribe()
     }
 
+    /// The chain this node runs (its genesis's chain id).
+    pub fn chain_id(&self) -> &str {
+        &self.inner.genesis.chain_id
+    }
+
     pub fn status(&self) -> Result<Status, NodeError> {
         let reader = self.inner.store.reader()?;
         let height = reader.head()?;
