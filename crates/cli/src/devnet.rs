@@ -221,8 +221,9 @@ pub fn run(dir: &Path) -> Result<()> {
             "node"
         };
         println!(
-            "{kind} {}: API http://{}  (log {})",
+            "{kind} {}: API http://{}, portal http://{}/portal  (log {})",
             home.display(),
+            config.listen,
             config.listen,
             home.join("node.log").display()
         );

@@ -658,7 +658,7 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
             }
         };
         tracing::info!(api = %format!("http://{listen}"), chain_id = %status.chain_id, height = status.height, "node started");
-        println!("medledger node for chain {} at height {}; API on http://{listen}", status.chain_id, status.height);
+        println!("medledger node for chain {} at height {}; API on http://{listen}, portal on http://{listen}/portal", status.chain_id, status.height);
         let (progress, engine_task) = match running {
             Some(running) => (Some(running.progress), Some(running.task)),
             None => (None, None),

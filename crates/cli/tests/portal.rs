@@ -118,3 +118,48 @@ fn the_chain_explorer_shows_blocks_certificates_and_outcomes_in_plain_words() {
     assert!(css.contains("--focus"));
     node.stop();
 }
+
+#[test]
+fn the_chain_explorer_in_chromium_is_usable_by_keyboard_and_on_a_phone_and_passes_axe() {
+    let browser = common::browser_toolchain();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let mut node = TestNode::init(dir);
+    node.start();
+    let org = node.org_key();
+    anchor(&node, &org, 1, true);
+    let member = node.new_key(dir, "member", Some((&org, "practitioner")));
+    let refused = node.cli(&[
+        "tx",
+        "--key",
+        org.to_str().expect("utf-8"),
+        "enrol",
+        "--member",
+        &common::public_key_of(&member),
+        "--role",
+        "practitioner",
+    ]);
+    let receipt: Value = serde_json::from_slice(&refused.stdout).expect("receipt");
+    let refused_height = receipt["height"].as_u64().expect("on chain");
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
+    let out = std::process::Command::new("node")
+        .arg(browser.join("explorer.mjs"))
+        .arg(&node.url)
+        .arg(&shots)
+        .arg(refused_height.to_string())
+        .output()
+        .expect("node runs");
+    node.stop();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["home", "explorer", "block", "missing-block"] {
+        assert!(
+            shots.join(format!("{name}.png")).exists(),
+            "no screenshot of {name}"
+        );
+    }
+}

@@ -1030,3 +1030,28 @@ pub fn build_contract(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
     );
     output
 }
+
+/// Makes sure the browser toolchain (Debian's Chromium, Playwright and axe-core from npm) is
+/// installed, by the project's own script, once per process and one process at a time; answers
+/// the directory of the browser tests.
+pub fn browser_toolchain() -> PathBuf {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&tmp).expect("target tmp dir");
+    let _lock = DirLock::take(&tmp.join("browser-toolchain.lockdir"));
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/browser-toolchain.sh"))
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "installing the browser toolchain: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
