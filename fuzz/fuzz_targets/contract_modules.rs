@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let mut u = arbitrary::Unstructured::new(data);
     let chain_features: bool = u.arbitrary().unwrap_or(true);
     if let Ok(module) = wasm_smith::Module::new(smith::config(chain_features), &mut u) {
-        let _ = medledger_contracts::fuzzing::deploy_and_call(&module.to_bytes(), b"{}", 100_000);
+        let _ = medledger_contracts::harness::deploy_and_call(&module.to_bytes(), b"{}", 100_000);
     }
-    let _ = medledger_contracts::fuzzing::deploy_and_call(data, b"{}", 10_000);
+    let _ = medledger_contracts::harness::deploy_and_call(data, b"{}", 10_000);
 });

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use medledger_contracts::fuzzing::{LIMITS, MapHost};
+use medledger_contracts::harness::{LIMITS, MapHost};
 use medledger_contracts::runtime::{Call, End, Entry, runtime};
 use medledger_contracts::{ContractsOp, validate};
 use medledger_crypto::{Hash, SecretKey, sha256};
@@ -74,7 +74,6 @@ fn measure(code: &[u8], host: &mut MapHost, runs: usize) -> Result<(Duration, u6
                 address: Hash([9; 32]),
                 entry: Entry::Execute,
                 message: b"{}",
-                env: br#"{"block":{"height":1,"time_ms":0},"caller":null}"#.to_vec(),
                 fuel: 10_000_000_000,
                 memory_pages_max: LIMITS.memory_pages_max,
             },

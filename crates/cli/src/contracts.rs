@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use medledger_contracts::validate::{CodeLimits, validate};
+use medledger_contracts::validate::validate;
 use medledger_contracts::{
-    CODE_BYTES_MAX, ContractsAction, ContractsOp, MEMORY_PAGES_MAX, PART_BYTES_MAX, address_of,
+    ContractsAction, ContractsOp, DEFAULT_CODE_LIMITS, PART_BYTES_MAX, address_of,
 };
 use medledger_crypto::{Hash, SecretKey, sha256};
 use medledger_ledger::Payload;
@@ -261,11 +261,7 @@ pub fn run_contract(
             defines,
         } => {
             let code = build(&source, &defines)?;
-            let limits = CodeLimits {
-                code_bytes_max: CODE_BYTES_MAX.default,
-                memory_pages_max: MEMORY_PAGES_MAX.default,
-            };
-            let facts = validate(&code, limits)
+            let facts = validate(&code, DEFAULT_CODE_LIMITS)
                 .with_context(|| format!("the chain would refuse {}", source.display()))?;
             let output = output.unwrap_or_else(|| source.with_extension("wasm"));
             std::fs::write(&output, &code)

@@ -102,6 +102,13 @@ fn deploy(
     deployed["contract"].as_str().expect("address").to_string()
 }
 
+/// Approves `proposal` as each (node, root key).
+fn approve(approvers: &[(&TestNode, &PathBuf)], proposal: &str) {
+    for (node, key) in approvers {
+        ok(governance(node, key, &["approve", "--proposal", proposal]));
+    }
+}
+
 const ENTRY_POINTS: &str = r#"
 ML_ENTRY(instantiate) { return ML_OK; }
 ML_ENTRY(query) { return ML_OK; }
@@ -357,18 +364,14 @@ fn a_contract_is_governed_deployed_called_proven_refused_frozen_and_upgraded_on_
         &["propose-freeze", "--contract", &address],
     ));
     let freeze = frozen["id"].as_str().expect("id").to_string();
-    for i in [1, 2] {
-        ok(governance(
-            &nodes[i],
-            &org(i),
-            &["approve", "--proposal", &freeze],
-        ));
-    }
-    ok(governance(
-        &nodes[2],
-        &clinic,
-        &["approve", "--proposal", &freeze],
-    ));
+    approve(
+        &[
+            (&nodes[1], &org(1)),
+            (&nodes[2], &org(2)),
+            (&nodes[2], &clinic),
+        ],
+        &freeze,
+    );
     wait_for_height(&nodes[0], height(&nodes[2]), Duration::from_secs(30));
     failed(
         contract(
@@ -394,18 +397,14 @@ fn a_contract_is_governed_deployed_called_proven_refused_frozen_and_upgraded_on_
         &["propose-freeze", "--contract", &address, "--unfreeze"],
     ));
     let thaw = thawed["id"].as_str().expect("id").to_string();
-    for i in [1, 3] {
-        ok(governance(
-            &nodes[i],
-            &org(i),
-            &["approve", "--proposal", &thaw],
-        ));
-    }
-    ok(governance(
-        &nodes[3],
-        &clinic,
-        &["approve", "--proposal", &thaw],
-    ));
+    approve(
+        &[
+            (&nodes[1], &org(1)),
+            (&nodes[3], &org(3)),
+            (&nodes[3], &clinic),
+        ],
+        &thaw,
+    );
 
     // An upgrade by governance moves it to version 2 and its migration scales the total.
     let upgraded = ok(contract(
@@ -421,18 +420,14 @@ fn a_contract_is_governed_deployed_called_proven_refused_frozen_and_upgraded_on_
         ],
     ));
     let upgrade = upgraded["id"].as_str().expect("id").to_string();
-    for i in [0, 1] {
-        ok(governance(
-            &nodes[i],
-            &org(i),
-            &["approve", "--proposal", &upgrade],
-        ));
-    }
-    ok(governance(
-        &nodes[1],
-        &clinic,
-        &["approve", "--proposal", &upgrade],
-    ));
+    approve(
+        &[
+            (&nodes[0], &org(0)),
+            (&nodes[1], &org(1)),
+            (&nodes[1], &clinic),
+        ],
+        &upgrade,
+    );
     wait_for_height(&nodes[2], height(&nodes[1]), Duration::from_secs(30));
     let total = query(&nodes[2], &address, r#"{"total": {}}"#);
     assert_eq!(total["result"]["total"], 420, "{total}");

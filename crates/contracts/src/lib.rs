@@ -20,7 +20,7 @@
 
 pub mod abi;
 #[doc(hidden)]
-pub mod fuzzing;
+pub mod harness;
 pub mod index;
 pub mod query;
 pub mod runtime;
@@ -93,6 +93,12 @@ pub const PARAMETERS: &[Parameter] = &[
 pub fn parameter_value(state: &dyn StateRead, parameter_: Parameter) -> Result<u64, StateError> {
     Ok(parameter(state, parameter_.name)?.unwrap_or(parameter_.default))
 }
+
+/// The code limits at the parameters' defaults: what `medledger contract build` checks against.
+pub const DEFAULT_CODE_LIMITS: CodeLimits = CodeLimits {
+    code_bytes_max: CODE_BYTES_MAX.default,
+    memory_pages_max: MEMORY_PAGES_MAX.default,
+};
 
 fn code_limits(state: &dyn StateRead) -> Result<CodeLimits, StateError> {
     Ok(CodeLimits {
@@ -442,11 +448,11 @@ impl Block {
 
 /// Who calls a contract.
 #[derive(Clone, Copy, Debug)]
-enum Caller<'a> {
+enum Caller {
     /// A signed transaction's sender.
-    Key(&'a medledger_crypto::PublicKey),
+    Key(medledger_crypto::PublicKey),
     /// Another contract, from its own call.
-    Contract(&'a Hash),
+    Contract(Hash),
     /// Governance (instantiate, migrate) or a module consulting it: no caller.
     Nobody,
 }
@@ -456,7 +462,7 @@ fn env_json(
     state: &dyn StateRead,
     block: &Block,
     address: &Hash,
-    caller: Caller<'_>,
+    caller: Caller,
     module: Option<&str>,
 ) -> Result<Vec<u8>, StateError> {
     let caller = match caller {
@@ -465,7 +471,7 @@ fn env_json(
             serde_json::json!({"key": contract.to_string(), "org": null, "role": "contract"})
         }
         Caller::Key(key) => {
-            let (org, role) = match standing(state, key)? {
+            let (org, role) = match standing(state, &key)? {
                 medledger_module::Standing::Acts(Authority::Organisation { org }) => {
                     (Some(org), Some("organisation".to_string()))
                 }
@@ -508,6 +514,9 @@ struct StateHost<'s> {
     stack: Vec<Hash>,
     /// What earlier calls in this call wrote, to any contract.
     written: runtime::Foreign,
+    /// Who called this contract, and the module consulting it, for its environment.
+    caller: Caller,
+    module: Option<&'s str>,
 }
 
 impl Host for StateHost<'_> {
@@ -550,6 +559,16 @@ impl Host for StateHost<'_> {
         query::answer(self.state, request, self.block.time_ms)
     }
 
+    fn env(&mut self) -> Result<Vec<u8>, StateError> {
+        env_json(
+            self.state,
+            self.block,
+            &self.address,
+            self.caller,
+            self.module,
+        )
+    }
+
     fn call(
         &mut self,
         contract: Hash,
@@ -588,13 +607,6 @@ impl Host for StateHost<'_> {
         if info.frozen && entry != Entry::Query {
             return Ok(refuse(format!("contract {contract} is frozen")));
         }
-        let env = env_json(
-            self.state,
-            self.block,
-            &contract,
-            Caller::Contract(&self.address),
-            None,
-        )?;
         let mut written = self.written.clone();
         written.extend(
             foreign
@@ -609,8 +621,10 @@ impl Host for StateHost<'_> {
             address: contract,
             stack,
             written,
+            caller: Caller::Contract(self.address),
+            module: None,
         };
-        run(&mut callee, info.code_hash, entry, msg, env, fuel)
+        run(&mut callee, info.code_hash, entry, msg, fuel)
     }
 }
 
@@ -620,7 +634,6 @@ fn run(
     code_hash: Hash,
     entry: Entry,
     msg: &[u8],
-    env: Vec<u8>,
     fuel: u64,
 ) -> Result<Outcome, StateError> {
     let state = host.state;
@@ -636,7 +649,6 @@ fn run(
             address: host.address,
             entry,
             message: msg,
-            env,
             fuel,
             memory_pages_max,
         },
@@ -645,24 +657,25 @@ fn run(
     )
 }
 
-/// Runs `address`'s entry point at the top of a call stack.
-fn run_top(
-    state: &dyn StateRead,
-    block: &Block,
-    info: &ContractInfo,
-    entry: Entry,
-    msg: &str,
-    env: Vec<u8>,
-    fuel: u64,
-) -> Result<Outcome, StateError> {
-    let mut host = StateHost {
-        state,
-        block,
-        address: info.address,
-        stack: vec![info.address],
-        written: Default::default(),
-    };
-    run(&mut host, info.code_hash, entry, msg.as_bytes(), env, fuel)
+impl<'s> StateHost<'s> {
+    /// The host of a call at the top of its stack.
+    fn top(
+        state: &'s dyn StateRead,
+        block: &'s Block,
+        address: Hash,
+        caller: Caller,
+        module: Option<&'s str>,
+    ) -> StateHost<'s> {
+        StateHost {
+            state,
+            block,
+            address,
+            stack: vec![address],
+            written: Default::default(),
+            caller,
+            module,
+        }
+    }
 }
 
 /// Answers a read-only query of a contract at `state` (the node's `query`), with the fuel a call
@@ -679,9 +692,16 @@ pub fn query_contract(
         return Ok(Err(error));
     }
     let block = Block::at_head(state)?;
-    let env = env_json(state, &block, address, Caller::Nobody, None)?;
     let fuel = parameter_value(state, CALL_FUEL_MAX)?;
-    run_top(state, &block, &info, Entry::Query, msg, env, fuel).map(Ok)
+    let mut host = StateHost::top(state, &block, info.address, Caller::Nobody, None);
+    run(
+        &mut host,
+        info.code_hash,
+        Entry::Query,
+        msg.as_bytes(),
+        fuel,
+    )
+    .map(Ok)
 }
 
 /// The prefixes a module declares in its `READS` to consult contracts (`consult`): what a
@@ -737,9 +757,15 @@ pub fn consult(
         return Ok(failed(error));
     }
     let block = Block::of_tx(tx);
-    let env = env_json(state, &block, address, Caller::Nobody, Some(module))?;
     let fuel = parameter_value(state, CALL_FUEL_MAX)?;
-    let outcome = run_top(state, &block, &info, Entry::Query, msg, env, fuel)?;
+    let mut host = StateHost::top(state, &block, info.address, Caller::Nobody, Some(module));
+    let outcome = run(
+        &mut host,
+        info.code_hash,
+        Entry::Query,
+        msg.as_bytes(),
+        fuel,
+    )?;
     Ok(match outcome.end {
         End::Done => Consulted::Answer {
             result: outcome.result,
@@ -899,11 +925,11 @@ fn call_in_tx(
     let fuel = parameter_value(view, CALL_FUEL_MAX)?.min(left);
     let block = Block::of_tx(tx);
     let who = match caller {
-        Some(key) => Caller::Key(key),
+        Some(key) => Caller::Key(*key),
         None => Caller::Nobody,
     };
-    let env = env_json(view, &block, &info.address, who, None)?;
-    let outcome = run_top(view, &block, info, entry, msg, env, fuel)?;
+    let mut host = StateHost::top(view, &block, info.address, who, None);
+    let outcome = run(&mut host, info.code_hash, entry, msg.as_bytes(), fuel)?;
     spent.used = spent.used.saturating_add(outcome.fuel_used);
     view.put_kept(KEY_BLOCK_FUEL.to_vec(), encode_value(&spent));
     match &outcome.end {

@@ -124,6 +124,9 @@ pub trait Host {
     fn next_key(&mut self, after: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     /// Answers a chain query (JSON in, JSON out; a refusal is an answer too).
     fn query(&mut self, request: &[u8]) -> Result<Vec<u8>, StateError>;
+    /// The call's environment as JSON (`env()`); asked at most once a call, and only by a contract
+    /// that reads it, so a call that does not costs no caller lookup.
+    fn env(&mut self) -> Result<Vec<u8>, StateError>;
     /// Runs `contract`'s `entry` with `msg` and at most `fuel`, for the calling contract, seeing
     /// `foreign` (what earlier calls of this call wrote) over the committed state. The host refuses
     /// re-entrancy and calls nested past `CALL_DEPTH_MAX`, in the outcome.
@@ -195,7 +198,8 @@ pub struct Outcome {
 #[derive(Debug)]
 struct Ctx {
     address: Hash,
-    env: Vec<u8>,
+    /// The environment, once the host has given it.
+    env: Option<Vec<u8>>,
     register: Option<Vec<u8>>,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     foreign: Foreign,
@@ -220,6 +224,7 @@ enum Request {
     Next(Vec<u8>),
     Query(Vec<u8>),
     Call(Hash, Vec<u8>),
+    Env,
 }
 
 impl std::fmt::Display for Stop {
@@ -284,7 +289,10 @@ fn length(bytes: Option<&[u8]>) -> i32 {
 fn host_linker(engine: &Engine) -> Result<Linker<Ctx>, wasmi::errors::LinkerError> {
     let mut linker = Linker::<Ctx>::new(engine);
     linker.func_wrap("env", "env", |mut caller: Caller<'_, Ctx>| {
-        let env = caller.data().env.clone();
+        let Some(env) = caller.data().env.clone() else {
+            charge(&mut caller, HOST_CALL_FUEL)?;
+            return Err(Error::host(Stop::Suspend(Request::Env)));
+        };
         charge(
             &mut caller,
             HOST_CALL_FUEL + env.len() as u64 * FUEL_PER_BYTE,
@@ -555,8 +563,6 @@ pub struct Call<'a> {
     pub address: Hash,
     pub entry: Entry,
     pub message: &'a [u8],
-    /// The environment as JSON, which `env()` hands the contract.
-    pub env: Vec<u8>,
     pub fuel: u64,
     pub memory_pages_max: u64,
 }
@@ -617,7 +623,7 @@ impl Runtime {
     /// own failure (state IO); everything the contract does is in the `Outcome`.
     pub fn call(
         &self,
-        mut call: Call<'_>,
+        call: Call<'_>,
         load: &mut dyn FnMut() -> Result<Vec<u8>, StateError>,
         host: &mut dyn Host,
     ) -> Result<Outcome, StateError> {
@@ -638,7 +644,7 @@ impl Runtime {
             usize::try_from(call.memory_pages_max.saturating_mul(65_536)).unwrap_or(usize::MAX);
         let ctx = Ctx {
             address: call.address,
-            env: std::mem::take(&mut call.env),
+            env: None,
             register: None,
             writes: BTreeMap::new(),
             foreign: Foreign::new(),
@@ -799,6 +805,14 @@ fn serve(
             }
             Some(answer)
         }
+        Request::Env => {
+            let env = host.env()?;
+            if let Err(fault) = spend(store, env.len() as u64 * FUEL_PER_BYTE) {
+                return Ok(Err(fault));
+            }
+            store.data_mut().env = Some(env.clone());
+            Some(env)
+        }
         Request::Call(contract, msg) => {
             let entry = if store.data().read_only {
                 Entry::Query
@@ -877,41 +891,14 @@ fn next_key(
 mod tests {
     use super::*;
 
-    struct Committed(BTreeMap<Vec<u8>, Vec<u8>>);
-
-    impl Host for Committed {
-        fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-            Ok(self.0.get(key).cloned())
-        }
-        fn next_key(&mut self, after: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-            Ok(self
-                .0
-                .range::<[u8], _>((Bound::Excluded(after), Bound::Unbounded))
-                .next()
-                .map(|(key, _)| key.clone()))
-        }
-        fn query(&mut self, _: &[u8]) -> Result<Vec<u8>, StateError> {
-            Ok(Vec::new())
-        }
-        fn call(
-            &mut self,
-            _: Hash,
-            _: &[u8],
-            _: Entry,
-            _: u64,
-            _: &Foreign,
-        ) -> Result<Outcome, StateError> {
-            unreachable!("ranging calls no contract")
-        }
-    }
-
     fn check(committed: &[&str], writes: &[(&str, Option<&str>)], expected: &[&str]) {
-        let mut host = Committed(
-            committed
+        let mut host = crate::harness::MapHost {
+            state: committed
                 .iter()
                 .map(|key| (key.as_bytes().to_vec(), b"v".to_vec()))
                 .collect(),
-        );
+            ..Default::default()
+        };
         let writes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = writes
             .iter()
             .map(|(key, value)| {

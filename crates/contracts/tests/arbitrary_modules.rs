@@ -5,7 +5,7 @@
 mod smith;
 
 use arbitrary::Unstructured;
-use medledger_contracts::fuzzing::deploy_and_call;
+use medledger_contracts::harness::deploy_and_call;
 use medledger_contracts::runtime::End;
 use proptest::prelude::*;
 

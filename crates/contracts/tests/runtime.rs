@@ -1,14 +1,12 @@
 //! Tests of validation and of the runtime alone: what is refused at deployment and why, and what a
 //! call does with fuel, traps, limits, the host's state and its own writes.
 
-use std::collections::BTreeMap;
-
+use medledger_contracts::harness::MapHost;
 use medledger_contracts::runtime::{
-    Call, End, Entry, Fault, Host, Outcome, READ_FUEL, WRITE_FUEL, runtime,
+    Call, End, Entry, Fault, Outcome, READ_FUEL, WRITE_FUEL, runtime,
 };
 use medledger_contracts::validate::{CodeLimits, validate};
 use medledger_crypto::sha256;
-use medledger_state::StateError;
 
 const LIMITS: CodeLimits = CodeLimits {
     code_bytes_max: 512 * 1024,
@@ -17,48 +15,6 @@ const LIMITS: CodeLimits = CodeLimits {
 
 fn probe() -> Vec<u8> {
     wat::parse_file(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/probe.wat")).expect("wat")
-}
-
-/// A host over a map: the committed keys of one contract, and a fixed query answer.
-#[derive(Default)]
-struct MapHost {
-    state: BTreeMap<Vec<u8>, Vec<u8>>,
-    reads: usize,
-}
-
-impl Host for MapHost {
-    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.reads += 1;
-        Ok(self.state.get(key).cloned())
-    }
-    fn next_key(&mut self, after: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self
-            .state
-            .range::<[u8], _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-            .next()
-            .map(|(key, _)| key.clone()))
-    }
-    fn query(&mut self, request: &[u8]) -> Result<Vec<u8>, StateError> {
-        Ok([b"echo:".as_slice(), request].concat())
-    }
-    fn call(
-        &mut self,
-        _: medledger_crypto::Hash,
-        _: &[u8],
-        _: Entry,
-        _: u64,
-        _: &medledger_contracts::runtime::Foreign,
-    ) -> Result<Outcome, StateError> {
-        Ok(Outcome {
-            end: End::Refused,
-            fuel_used: 0,
-            result: b"no contracts here".to_vec(),
-            writes: Default::default(),
-            foreign: Default::default(),
-            events: Vec::new(),
-            transfers: Vec::new(),
-        })
-    }
 }
 
 fn call_with(code: &[u8], entry: Entry, msg: &str, fuel: u64, host: &mut MapHost) -> Outcome {
@@ -73,7 +29,6 @@ fn call_with(code: &[u8], entry: Entry, msg: &str, fuel: u64, host: &mut MapHost
                 address: medledger_crypto::Hash([1; 32]),
                 entry,
                 message: msg.as_bytes(),
-                env: br#"{"block":{"height":7}}"#.to_vec(),
                 fuel,
                 memory_pages_max: 16,
             },
@@ -216,14 +171,16 @@ fn a_call_writes_reads_its_own_writes_and_reads_the_host() {
     assert_eq!(read.end, End::Done);
     assert_eq!(read.result, b"stored");
     assert!(read.writes.is_empty());
-    // The environment and chain queries reach the contract as the host gives them.
-    assert_eq!(
-        call(r#""v""#, &mut host).result,
-        br#"{"block":{"height":7}}"#
-    );
+    // The environment and chain queries reach the contract as the host gives them; the host is
+    // asked for the environment only by a call that reads it, and a call that does not costs less.
+    host.env = br#"{"block":{"height":7}}"#.to_vec();
+    let with_env = call(r#""v""#, &mut host);
+    assert_eq!(with_env.result, br#"{"block":{"height":7}}"#);
+    let without = call(r#""0""#, &mut host);
+    assert!(with_env.fuel_used > without.fuel_used);
     assert_eq!(
         call(r#""q""#, &mut host).result,
-        br#"echo:{"organisation":{"id":"a"}}"#
+        br#"{"organisation":{"id":"a"}}"#
     );
     // Reads cost fuel for the tree lookup and the bytes.
     let empty = call(r#""0""#, &mut host);
@@ -231,14 +188,15 @@ fn a_call_writes_reads_its_own_writes_and_reads_the_host() {
 }
 
 #[test]
-fn ranging_sees_the_calls_own_writes_and_removals() {
+fn ranging_walks_the_committed_keys_in_order() {
     let mut host = MapHost::default();
     host.state.insert(b"k".to_vec(), b"1".to_vec());
     host.state.insert(b"z".to_vec(), b"2".to_vec());
     assert_eq!(call(r#""n""#, &mut host).result, b"k");
     assert_eq!(call(r#""N""#, &mut host).result, b"z");
-    // A removal in the same call hides the key; a write shows it. The probe removes k and
-    // ranges in separate calls, so check the merge through the runtime's host directly.
+    // Past the last key there is none. (How a call's own writes and removals merge with the
+    // committed keys is the runtime's unit test `ranging_merges_the_calls_writes_and_removals_...`,
+    // and the ledger's `ranging_walks_every_key_through_the_index`.)
     host.state.remove(b"z".as_slice());
     assert_eq!(call(r#""N""#, &mut host).result, b"");
 }

@@ -521,21 +521,8 @@ impl Module for Research {
         "research-access-count/",
         "research-condition/",
     ];
-    // A custodian's release condition is a contract the module consults
-    // (`medledger_contracts::CONSULT_READS`).
-    const READS: &'static [&'static str] = &[
-        "contract/",
-        "contract-code/",
-        "contract-kv/",
-        "contract-dir/",
-        "contract-bucket/",
-        "token-balance/",
-        "record/",
-        "patient/",
-        "consent/",
-        "grant/",
-        "unit/",
-    ];
+    // A custodian's release condition is a contract the module consults: what a contract reads.
+    const READS: &'static [&'static str] = medledger_contracts::CONSULT_READS;
     const KINDS: &'static [&'static str] = &[
         "grant_research_consent",
         "revoke_research_consent",

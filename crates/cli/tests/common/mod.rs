@@ -980,28 +980,32 @@ pub fn block_hash(node: &TestNode, height: u64) -> String {
     body["hash"].as_str().expect("block hash").to_string()
 }
 
-/// Makes sure the contract toolchain (clang and lld) is installed, by the project's own script,
-/// once per process and one process at a time.
-pub fn contract_toolchain() {
-    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _installing = INSTALLING
+/// Runs one of the project's set-up scripts (`scripts/<name>.sh`), once per process and one
+/// process at a time, failing the test with its output if it fails.
+fn setup_script(name: &str) {
+    static RUNNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _running = RUNNING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&tmp).expect("target tmp dir");
-    let _lock = DirLock::take(&tmp.join("contract-toolchain.lockdir"));
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/contract-toolchain.sh");
+    let _lock = DirLock::take(&tmp.join(format!("{name}.lockdir")));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../scripts/{name}.sh"));
     let out = Command::new("bash")
         .arg(&script)
         .output()
         .expect("bash runs");
     assert!(
         out.status.success(),
-        "installing the contract toolchain: {}{}",
+        "scripts/{name}.sh failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Makes sure the contract toolchain (Debian's clang and lld) is installed.
+pub fn contract_toolchain() {
+    setup_script("contract-toolchain");
 }
 
 /// Builds an example contract (`contracts/examples/<name>.c`) with `medledger contract build`
@@ -1032,26 +1036,8 @@ pub fn build_contract(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
 }
 
 /// Makes sure the browser toolchain (Debian's Chromium, Playwright and axe-core from npm) is
-/// installed, by the project's own script, once per process and one process at a time; answers
-/// the directory of the browser tests.
+/// installed; answers the directory of the browser tests.
 pub fn browser_toolchain() -> PathBuf {
-    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _installing = INSTALLING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&tmp).expect("target tmp dir");
-    let _lock = DirLock::take(&tmp.join("browser-toolchain.lockdir"));
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/browser-toolchain.sh"))
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "installing the browser toolchain: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    setup_script("browser-toolchain");
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }

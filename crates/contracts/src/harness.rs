@@ -1,6 +1,7 @@
-//! What the fuzz target and the property test over arbitrary modules drive: deploy a module as the
-//! chain does, and call every entry point it has under a fuel limit, against a host over a map.
-//! A panic anywhere, or a call that uses more fuel than it was given, is a bug.
+//! What the tests, the fuzz target and the benchmark drive without a ledger: a host over a map,
+//! and `deploy_and_call`, which deploys a module as the chain does and calls every entry point it
+//! has under a fuel limit. A panic anywhere, or a call that uses more fuel than it was given, is a
+//! bug.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -11,10 +12,22 @@ use medledger_state::StateError;
 use crate::runtime::{Call, End, Entry, Foreign, Host, Outcome, runtime};
 use crate::validate::{CodeLimits, CodeRefusal};
 
-/// A host over a map: one contract's committed keys; chain queries echo; calls are refused.
-#[derive(Debug, Default)]
+/// A host over a map: one contract's committed keys; chain queries answer with the request
+/// itself; calls of other contracts are refused.
+#[derive(Debug)]
 pub struct MapHost {
     pub state: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// What `env()` answers.
+    pub env: Vec<u8>,
+}
+
+impl Default for MapHost {
+    fn default() -> MapHost {
+        MapHost {
+            state: BTreeMap::new(),
+            env: br#"{"block":{"height":1,"time_ms":0},"caller":null}"#.to_vec(),
+        }
+    }
 }
 
 impl Host for MapHost {
@@ -30,6 +43,9 @@ impl Host for MapHost {
     }
     fn query(&mut self, request: &[u8]) -> Result<Vec<u8>, StateError> {
         Ok(request.to_vec())
+    }
+    fn env(&mut self) -> Result<Vec<u8>, StateError> {
+        Ok(self.env.clone())
     }
     fn call(
         &mut self,
@@ -52,10 +68,7 @@ impl Host for MapHost {
 }
 
 /// The chain's default code limits.
-pub const LIMITS: CodeLimits = CodeLimits {
-    code_bytes_max: crate::CODE_BYTES_MAX.default,
-    memory_pages_max: crate::MEMORY_PAGES_MAX.default,
-};
+pub const LIMITS: CodeLimits = crate::DEFAULT_CODE_LIMITS;
 
 /// Deploys `code` (refused as the chain would refuse it) and, if it passes, calls each entry point
 /// with `msg` and at most `fuel`, keeping what each `execute` wrote for the next call.
@@ -79,7 +92,6 @@ pub fn deploy_and_call(code: &[u8], msg: &[u8], fuel: u64) -> Result<Vec<Outcome
                     address: Hash([7; 32]),
                     entry,
                     message: msg,
-                    env: br#"{"block":{"height":1,"time_ms":0}}"#.to_vec(),
                     fuel,
                     memory_pages_max: LIMITS.memory_pages_max,
                 },
