@@ -612,7 +612,8 @@ fn claims_are_adjudicated_checked_settled_reviewed_appealed_and_explained_on_a_d
     let out = verify_proof(&proof, &nodes[2].home.join("genesis.json"));
     assert!(out.status.success(), "{}", stdout(&out));
 
-    // An independent FHIR model accepts what the node rendered.
+    // An independent FHIR model accepts what the node rendered, the rule contract's decisions
+    // (a denial, a review, a payment) included.
     let coverage_resource = ok(run(&nodes[1], "claim", &payer, &["coverage", &coverage]));
     let checked = common::validate_with_fhir_resources(
         dir,
@@ -620,12 +621,15 @@ fn claims_are_adjudicated_checked_settled_reviewed_appealed_and_explained_on_a_d
             clean.clone(),
             pair.clone(),
             unevidenced.clone(),
+            ecg.clone(),
+            costly.clone(),
+            visit.clone(),
             eob,
             coverage_resource,
             resource.clone(),
         ],
     );
-    assert_eq!(checked["ClaimResponse"], 3, "{checked}");
+    assert_eq!(checked["ClaimResponse"], 6, "{checked}");
     // Every validator executed every block, rule contract included, to the same state: the same
     // block hashes (each commits its state root), and a stopped validator's store replays from
     // genesis to the same roots.
