@@ -185,6 +185,9 @@ pub struct AppState {
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// The bounds on the full nodes this node serves blocks to.
     pub sync: Arc<sync::Admission>,
+    /// The portal's accounts (passkeys, sessions, the members' keys held for them), or why the
+    /// node cannot sign people in.
+    pub portal: Result<Arc<portal::accounts::Accounts>, String>,
 }
 
 /// What a module adds to the HTTP API: its routes and the OpenAPI description of their paths,
@@ -369,14 +372,18 @@ pub fn router(node: Node, services: Services) -> Router {
     // A router built alone is never told to close (the sender is gone, which the streams read
     // as "never"); its streams end with their connections.
     let (_, closed) = tokio::sync::watch::channel(false);
-    router_closing(node, services, closed)
+    router_closing(node, services, closed, PORTAL_ORIGIN_DEFAULT)
 }
+
+/// Where the portal is opened when nothing else is said: passkeys are bound to this host.
+pub const PORTAL_ORIGIN_DEFAULT: &str = "http://localhost";
 
 /// Builds the router; its long-lived responses end when `closing` becomes true.
 fn router_closing(
     node: Node,
     services: Services,
     closing: tokio::sync::watch::Receiver<bool>,
+    portal_origin: &str,
 ) -> Router {
     let smart = smart::Smart::new(
         &node.genesis().chain_id,
@@ -390,6 +397,20 @@ fn router_closing(
             tracing::error!(%error, "the SMART app registry cannot be read; starting with none");
             smart::launch::Launch::open(None).unwrap_or_else(|_| unreachable!("in memory"))
         });
+    let portal_file = node.data_dir().join("portal.redb");
+    let portal = portal::accounts::Accounts::open(
+        &portal_file,
+        medledger_crypto::envelope::DataKey(node.derive_secret("portal/custody/v1")),
+        portal_origin,
+    )
+    .map(|accounts| {
+        node.register_database(&portal_file, accounts.database());
+        Arc::new(accounts)
+    })
+    .map_err(|error| {
+        tracing::warn!(%error, "the portal cannot sign people in");
+        error.to_string()
+    });
     let observed = node.clone();
     let app = AppState {
         node,
@@ -399,6 +420,7 @@ fn router_closing(
         launch: Arc::new(launch),
         closing,
         sync: Arc::new(sync::Admission::default()),
+        portal,
     };
     let mut routes = smart::routes().merge(portal::routes());
     for module in MODULE_APIS {
@@ -1014,15 +1036,21 @@ impl utoipa::Modify for SignedRequests {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes. The portal's passkeys are bound to
+/// `portal_origin` (by default `http://localhost:<port>`, which browsers accept without TLS).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Node,
     services: Services,
+    portal_origin: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let origin = match portal_origin {
+        Some(origin) => origin,
+        None => format!("{PORTAL_ORIGIN_DEFAULT}:{}", listener.local_addr()?.port()),
+    };
     let (closing, closed) = tokio::sync::watch::channel(false);
-    axum::serve(listener, router_closing(node, services, closed))
+    axum::serve(listener, router_closing(node, services, closed, &origin))
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = closing.send(true);

@@ -66,6 +66,7 @@ fn node_config(
         block_txs_max: home::default_block_txs(),
         log_format: home::default_log_format(),
         monitor_window_ms: home::default_monitor_window_ms(),
+        portal_origin: None,
         consensus,
         follow,
     }
@@ -221,10 +222,10 @@ pub fn run(dir: &Path) -> Result<()> {
             "node"
         };
         println!(
-            "{kind} {}: API http://{}, portal http://{}/portal  (log {})",
+            "{kind} {}: API http://{}, portal {}/portal  (log {})",
             home.display(),
             config.listen,
-            config.listen,
+            config.portal_origin(&config.listen),
             home.join("node.log").display()
         );
     }

@@ -31,6 +31,10 @@ pub struct Config {
     /// put more batches under each device's entry, so fewer bytes per reading on chain.
     #[serde(default = "default_monitor_window_ms")]
     pub monitor_window_ms: u64,
+    /// Where people open the portal, e.g. `https://portal.hospital.example` (passkeys are bound
+    /// to its host); by default `http://localhost:<API port>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal_origin: Option<String>,
     /// Present on a validator of a multi-validator network; absent, the node is the chain's only
     /// validator and cuts blocks itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +93,16 @@ pub fn default_log_format() -> String {
 }
 
 impl Config {
+    /// Where people open the portal when the API listens on `listen`: the configured origin,
+    /// or `http://localhost:<port>` (browsers take passkeys on localhost without TLS, and never
+    /// on an IP address).
+    pub fn portal_origin(&self, listen: &str) -> String {
+        self.portal_origin.clone().unwrap_or_else(|| {
+            let port = listen.rsplit(':').next().unwrap_or("8640");
+            format!("{}:{port}", medledger_api::PORTAL_ORIGIN_DEFAULT)
+        })
+    }
+
     pub fn load(home: &Path) -> Result<Config> {
         let path = home.join("config.toml");
         let text = fs::read_to_string(&path).with_context(|| {
@@ -311,6 +325,7 @@ pub fn init(
         block_txs_max: default_block_txs(),
         log_format: default_log_format(),
         monitor_window_ms: default_monitor_window_ms(),
+        portal_origin: None,
         consensus: None,
         follow: (!plan.follow.is_empty()).then(|| FollowSection {
             sources: plan.follow.clone(),

@@ -21,6 +21,7 @@ mod follow;
 mod home;
 mod modules;
 mod monitor;
+mod portal;
 mod records;
 mod research;
 mod supply;
@@ -213,6 +214,16 @@ enum Command {
         #[arg(long)]
         keys_passphrase_file: Option<PathBuf>,
     },
+    /// The web portal: invite members of your organisation to sign in with a passkey.
+    Portal {
+        #[arg(long, default_value = "http://127.0.0.1:8640", env = "MEDLEDGER_NODE")]
+        node: String,
+        /// The organisation's root key file.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: portal::PortalCommand,
+    },
     /// The modules' commands (`fhir`, `consent`, `supply`, their benchmarks): see modules.rs.
     #[command(flatten)]
     Module(modules::ModuleCommand),
@@ -335,7 +346,7 @@ fn main() {
 
 /// Prints a JSON answer. A closed pipe (`medledger ... | head`) ends the program quietly, as
 /// Unix tools do, instead of panicking in `println!`.
-fn print(value: &Value) {
+pub(crate) fn print(value: &Value) {
     use std::io::Write;
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
     let mut out = std::io::stdout().lock();
@@ -552,6 +563,9 @@ fn run(cli: Cli) -> Result<i32> {
             }
             println!("start it with: medledger node --home {}", home.display());
         }
+        Command::Portal { node, key, command } => {
+            return portal::run(&client::Client::new(&node), &key, command);
+        }
         Command::Bench(args) => bench::run(args)?,
         Command::BenchCrypto { dir } => bench::crypto(&dir)?,
     }
@@ -658,7 +672,8 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
             }
         };
         tracing::info!(api = %format!("http://{listen}"), chain_id = %status.chain_id, height = status.height, "node started");
-        println!("medledger node for chain {} at height {}; API on http://{listen}, portal on http://{listen}/portal", status.chain_id, status.height);
+        let portal_origin = config.portal_origin(&listen.to_string());
+        println!("medledger node for chain {} at height {}; API on http://{listen}, portal on {portal_origin}/portal", status.chain_id, status.height);
         let (progress, engine_task) = match running {
             Some(running) => (Some(running.progress), Some(running.task)),
             None => (None, None),
@@ -685,7 +700,7 @@ fn run_node(home: &Path, listen: Option<String>) -> Result<()> {
             }
         };
         let engine_stop = stopped_by.clone();
-        medledger_api::serve(listener, node.clone(), services, async move {
+        medledger_api::serve(listener, node.clone(), services, Some(portal_origin), async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
                 reason = engine_failed => {

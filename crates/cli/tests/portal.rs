@@ -163,3 +163,253 @@ fn the_chain_explorer_in_chromium_is_usable_by_keyboard_and_on_a_phone_and_passe
         );
     }
 }
+
+/// Runs `medledger portal invite` as `root`; the answer's link.
+fn invite(node: &TestNode, root: &std::path::Path, member: &[&str]) -> std::process::Output {
+    let mut args = vec!["portal", "--key", root.to_str().expect("utf-8"), "invite"];
+    args.extend_from_slice(member);
+    node.cli(&args)
+}
+
+fn link_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("json");
+    answer["link"].as_str().expect("a link").to_string()
+}
+
+/// People use the portal in Chromium with passkeys (a virtual WebAuthn authenticator): a patient
+/// invited by the hospital makes a passkey, grants a clinician consent, sees the clinician's FHIR
+/// read in their access log, revokes (and the next read is refused and shown too); a form sent
+/// after the session ended is kept and sent once they sign in again; a forged CSRF token and the
+/// wrong role are refused in plain words. A pharmacist scans a recalled pack as a keyboard-wedge
+/// scanner types it (symbology identifier, group separator, Enter) and reads "Recalled" with the
+/// custody trail. Invitations: only an organisation's root key makes them, for its own members,
+/// once each. Every page passes axe-core and fits a phone.
+#[test]
+fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
+    let browser = common::browser_toolchain();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let mut node = TestNode::init_orgs(
+        dir,
+        &[
+            "hospital=Test Hospital",
+            "maker=Maker Pharma",
+            "pharmacy=Corner Pharmacy",
+        ],
+        &["maker=0614141", "pharmacy=9520011"],
+    );
+    node.start();
+    let hospital = node.org_key();
+    let maker_root = node.home.join("keys/maker.key");
+    let pharmacy_root = node.home.join("keys/pharmacy.key");
+    let doctor = node.new_key(dir, "doctor", Some((&hospital, "practitioner")));
+    let patient = node.new_key(dir, "patient", Some((&hospital, "patient")));
+    let maker = node.new_key(dir, "maker", Some((&maker_root, "manufacturer")));
+    let pharmacist = node.new_key(dir, "pharmacist", Some((&pharmacy_root, "pharmacy")));
+
+    // The hospital holds the patient's records, bound to the patient's key.
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            { "resource": { "resourceType": "Patient", "id": "portal-patient", "gender": "female" },
+              "request": { "method": "PUT", "url": "Patient/portal-patient" } },
+            { "resource": { "resourceType": "Observation", "id": "portal-bp", "status": "final",
+                "code": { "coding": [{ "system": "http://loinc.org", "code": "8480-6" }] },
+                "subject": { "reference": "Patient/portal-patient" },
+                "valueQuantity": { "value": 120, "unit": "mm[Hg]" } },
+              "request": { "method": "PUT", "url": "Observation/portal-bp" } },
+        ],
+    });
+    let bundle_file = dir.join("bundle.json");
+    std::fs::write(&bundle_file, bundle.to_string()).expect("bundle");
+    common::ok(common::run_as(
+        &node,
+        "fhir",
+        &doctor,
+        &["import", bundle_file.to_str().expect("utf-8")],
+    ));
+    common::ok(common::run_as(
+        &node,
+        "fhir",
+        &hospital,
+        &[
+            "bind",
+            "--patient",
+            "portal-patient",
+            "--patient-key",
+            &common::public_key_of(&patient),
+        ],
+    ));
+
+    // A recalled lot.
+    const GTIN: &str = "09506000134352";
+    common::ok(common::run_as(
+        &node,
+        "supply",
+        &maker,
+        &[
+            "register",
+            "--gtin",
+            GTIN,
+            "--name",
+            "Insulin pen",
+            "--storage",
+            "2..8",
+        ],
+    ));
+    common::ok(common::run_as(
+        &node,
+        "supply",
+        &maker,
+        &[
+            "commission",
+            "--gtin",
+            GTIN,
+            "--lot",
+            "L1",
+            "--expiry",
+            "271231",
+            "--range",
+            "0001..0002",
+        ],
+    ));
+    common::ok(common::run_as(
+        &node,
+        "supply",
+        &maker,
+        &[
+            "recall",
+            "--gtin",
+            GTIN,
+            "--lot",
+            "L1",
+            "--reason",
+            "particulates",
+        ],
+    ));
+
+    // Invitations: the root key of the member's own organisation only, and once each.
+    let refused = invite(
+        &node,
+        &doctor,
+        &["--member-key", patient.to_str().expect("utf-8")],
+    );
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("root key"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let refused = invite(
+        &node,
+        &hospital,
+        &["--member-key", pharmacist.to_str().expect("utf-8")],
+    );
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("not one of"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let refused = invite(
+        &node,
+        &hospital,
+        &["--member", &common::public_key_of(&doctor)],
+    );
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("holds no key"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let (status, body) = node.signed(
+        &common::secret_of(&hospital),
+        "POST",
+        "/v1/portal/invitations",
+        br#"{"secret_key": "not hex"}"#,
+        &Default::default(),
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let patient_link = link_of(&invite(
+        &node,
+        &hospital,
+        &["--member-key", patient.to_str().expect("utf-8")],
+    ));
+    let pharmacist_link = link_of(&invite(
+        &node,
+        &pharmacy_root,
+        &["--member-key", pharmacist.to_str().expect("utf-8")],
+    ));
+    let doctor_link = link_of(&invite(
+        &node,
+        &hospital,
+        &["--member-key", doctor.to_str().expect("utf-8")],
+    ));
+    // Passkeys need a domain: the links open the portal on localhost, not 127.0.0.1.
+    let base = node.url.replace("127.0.0.1", "localhost");
+    assert!(
+        patient_link.starts_with(&format!("{base}/portal/welcome?invitation=")),
+        "{patient_link}"
+    );
+
+    let read = |purpose: &str| -> Vec<String> {
+        [
+            common::bin(),
+            "fhir",
+            "--node",
+            &node.url,
+            "--key",
+            doctor.to_str().expect("utf-8"),
+            "read",
+            "Observation/portal-bp",
+            "--purpose",
+            purpose,
+        ]
+        .iter()
+        .map(|part| part.to_string())
+        .collect()
+    };
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
+    let config = serde_json::json!({
+        "base": base,
+        "shots": shots,
+        "patientLink": patient_link,
+        "pharmacistLink": pharmacist_link,
+        "doctorLink": doctor_link,
+        "doctorKey": common::public_key_of(&doctor),
+        "read": read("TREAT"),
+        // What a keyboard-wedge scanner types for the pack's DataMatrix: the symbology
+        // identifier, the AIs with a group separator after the variable-length lot, and Enter.
+        "scan": format!("]d201{GTIN}17271231" ) + "10L1\u{1d}210001",
+    });
+    let out = std::process::Command::new("node")
+        .arg(browser.join("passkeys.mjs"))
+        .arg(config.to_string())
+        .output()
+        .expect("node runs");
+    node.stop();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "sign-in",
+        "welcome",
+        "patient-home",
+        "patient-consents",
+        "patient-access",
+        "scan-verdict",
+    ] {
+        assert!(
+            shots.join(format!("{name}.png")).exists(),
+            "no screenshot of {name}"
+        );
+    }
+}

@@ -1,160 +1,16 @@
-//! `/portal`: the web portal, server-rendered (askama templates in `templates/portal`, one
-//! stylesheet in `static/portal.css`), with no script and nothing fetched from anywhere but this
-//! node. This first part is the chain explorer: the head, the validators, the latest blocks, and
-//! each block's header, commit certificate (who signed, with what power, whether that is more
-//! than two thirds) and transactions with their outcomes. It reads what the API reads; every
-//! page answers in plain words, never a raw error, and carries a strict Content-Security-Policy.
+//! The chain explorer: the head, the validators, the latest blocks, and each block's header,
+//! commit certificate (who signed, with what power, whether that is more than two thirds) and
+//! transactions with their outcomes. Public chain data, as `/v1/blocks` is: no sign-in needed.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
-use medledger_node::Node;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use medledger_types::Height;
 use serde::Deserialize;
 
+use super::{BLOCK_TXS_SHOWN, LATEST_BLOCKS, Shell, page, problem, read, short, utc};
 use crate::AppState;
-
-/// Blocks the explorer's front page lists.
-pub const LATEST_BLOCKS: u64 = 20;
-/// Transactions a block page lists (the API lists them all).
-pub const BLOCK_TXS_SHOWN: usize = 200;
-
-const STYLESHEET: &str = include_str!("../static/portal.css");
-
-/// No script, styles only from this node, no frames, forms only to this node.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/portal", get(home))
-        .route("/portal/explorer", get(explorer))
-        .route("/portal/explorer/block", get(jump))
-        .route("/portal/explorer/blocks/{height}", get(block))
-        .route("/portal/static/portal.css", get(stylesheet))
-        .layer(axum::middleware::map_response(secure))
-}
-
-/// The headers every portal answer carries.
-async fn secure(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
-}
-
-async fn stylesheet() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        STYLESHEET,
-    )
-        .into_response()
-}
-
-/// A page that could not be shown, in plain words.
-#[derive(Template)]
-#[template(path = "portal/error.html")]
-struct ErrorPage {
-    chain_id: String,
-    heading: String,
-    message: String,
-}
-
-/// Renders a page; a template that fails to render is a bug, answered as a plain 500 page.
-fn page<T: Template>(status: StatusCode, template: &T) -> Response {
-    match template.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Html("<!doctype html><title>Error</title><p>This page could not be shown.</p>"),
-        )
-            .into_response(),
-    }
-}
-
-fn problem(chain_id: String, status: StatusCode, heading: &str, message: String) -> Response {
-    page(
-        status,
-        &ErrorPage {
-            chain_id,
-            heading: heading.into(),
-            message,
-        },
-    )
-}
-
-/// Runs a read of the node on a blocking thread; a node failure is a plain 503 page.
-async fn read<T: Send + 'static>(
-    node: &Node,
-    read: impl FnOnce(&Node) -> Result<T, medledger_node::NodeError> + Send + 'static,
-) -> Result<T, Response> {
-    let reader = node.clone();
-    let chain_id = node.chain_id().to_string();
-    match tokio::task::spawn_blocking(move || read(&reader)).await {
-        Ok(Ok(found)) => Ok(found),
-        _ => Err(problem(
-            chain_id,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The node could not answer",
-            "The node could not read its chain just now. Try again in a moment; if it keeps \
-             failing, the node's operator will find the reason in its log."
-                .into(),
-        )),
-    }
-}
-
-/// A time in milliseconds since 1970 as `YYYY-MM-DD hh:mm:ss` (UTC), without a clock.
-fn utc(time_ms: u64) -> String {
-    let seconds = time_ms / 1_000;
-    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60
-    )
-}
-
-fn short(text: &str) -> String {
-    format!("{}…", &text[..text.len().min(16)])
-}
-
-#[derive(Template)]
-#[template(path = "portal/home.html")]
-struct Home {
-    chain_id: String,
-}
-
-async fn home(State(state): State<AppState>) -> Response {
-    page(
-        StatusCode::OK,
-        &Home {
-            chain_id: state.node.chain_id().to_string(),
-        },
-    )
-}
 
 struct ValidatorRow {
     org: String,
@@ -173,7 +29,7 @@ struct BlockRow {
 #[derive(Template)]
 #[template(path = "portal/explorer.html")]
 struct Explorer {
-    chain_id: String,
+    shell: Shell,
     height: Height,
     genesis: String,
     validators: Vec<ValidatorRow>,
@@ -192,8 +48,9 @@ fn validator_rows(set: &medledger_types::ValidatorSet) -> Vec<ValidatorRow> {
         .collect()
 }
 
-async fn explorer(State(state): State<AppState>) -> Response {
-    let found = read(&state.node, |node| {
+pub(crate) async fn explorer(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let shell = Shell::for_request(&state, &headers).await;
+    let found = read(&state, &shell, |node| {
         let status = node.status()?;
         let (_, set) = node.read_head(|view| Ok(medledger_module::validators(view)?))?;
         let mut blocks = Vec::new();
@@ -220,7 +77,7 @@ async fn explorer(State(state): State<AppState>) -> Response {
         Ok(set) => set,
         Err(_) => {
             return problem(
-                status.chain_id,
+                shell,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The node could not answer",
                 "The node could not read its validator set just now. Try again in a moment.".into(),
@@ -230,7 +87,7 @@ async fn explorer(State(state): State<AppState>) -> Response {
     page(
         StatusCode::OK,
         &Explorer {
-            chain_id: status.chain_id,
+            shell,
             height: status.height,
             genesis: status.genesis_hash.to_string(),
             total_power: set.validators.iter().map(|v| v.power).sum(),
@@ -241,13 +98,14 @@ async fn explorer(State(state): State<AppState>) -> Response {
 }
 
 #[derive(Deserialize)]
-struct Jump {
+pub(crate) struct Jump {
     height: Option<String>,
 }
 
 /// The explorer's "open the block at height" form.
-async fn jump(
+pub(crate) async fn jump(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<Jump>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let text = query
@@ -259,7 +117,7 @@ async fn jump(
             Redirect::to(&format!("/portal/explorer/blocks/{height}")).into_response()
         }
         _ => problem(
-            state.node.chain_id().to_string(),
+            Shell::for_request(&state, &headers).await,
             StatusCode::BAD_REQUEST,
             "That is not a block height",
             format!(
@@ -289,7 +147,7 @@ struct TxRow {
 #[derive(Template)]
 #[template(path = "portal/block.html")]
 struct BlockPage {
-    chain_id: String,
+    shell: Shell,
     height: Height,
     head: Height,
     hash: String,
@@ -308,17 +166,21 @@ struct BlockPage {
     more_txs: usize,
 }
 
-async fn block(State(state): State<AppState>, Path(height): Path<String>) -> Response {
-    let chain_id = state.node.chain_id().to_string();
+pub(crate) async fn block(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(height): Path<String>,
+) -> Response {
+    let shell = Shell::for_request(&state, &headers).await;
     let Ok(height) = height.parse::<Height>() else {
         return problem(
-            chain_id,
+            shell,
             StatusCode::BAD_REQUEST,
             "That is not a block height",
             "A block height is a whole number from 1, such as 12.".into(),
         );
     };
-    let found = read(&state.node, move |node| {
+    let found = read(&state, &shell, move |node| {
         let head = node.status()?.height;
         let Some(certified) = node.block(height)? else {
             return Ok((head, None));
@@ -337,7 +199,7 @@ async fn block(State(state): State<AppState>, Path(height): Path<String>) -> Res
     };
     let Some((certified, set, txs)) = found else {
         return problem(
-            chain_id,
+            shell,
             StatusCode::NOT_FOUND,
             "No such block",
             format!("This chain has no block at height {height}: its head is block {head}."),
@@ -345,7 +207,7 @@ async fn block(State(state): State<AppState>, Path(height): Path<String>) -> Res
     };
     let Ok(set) = set else {
         return problem(
-            chain_id,
+            shell,
             StatusCode::SERVICE_UNAVAILABLE,
             "The node could not answer",
             "The node could not read the validator set of this block. Try again in a moment."
@@ -393,7 +255,7 @@ async fn block(State(state): State<AppState>, Path(height): Path<String>) -> Res
     page(
         StatusCode::OK,
         &BlockPage {
-            chain_id,
+            shell,
             height,
             head,
             hash: certified.block.hash().to_string(),
@@ -412,21 +274,4 @@ async fn block(State(state): State<AppState>, Path(height): Path<String>) -> Res
             more_txs,
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn block_times_read_as_utc_dates() {
-        for (ms, text) in [
-            (0, "1970-01-01 00:00:00"),
-            (951_782_400_000, "2000-02-29 00:00:00"),
-            (1_796_688_000_000 + 3_723_000, "2026-12-08 01:02:03"),
-            (1_796_605_200_000, "2026-12-07 01:00:00"),
-        ] {
-            assert_eq!(utc(ms), text, "{ms}");
-        }
-    }
 }

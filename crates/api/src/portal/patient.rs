@@ -1,0 +1,667 @@
+//! The patient's pages: every access to their records (who, for what purpose, when, allowed or
+//! not, break-glass standing out, and research releases), and their consents, which they grant
+//! and revoke here. Each grant and revocation is a transaction signed with the patient's key.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use medledger_crypto::{Hash, PublicKey};
+use medledger_node::records::Records;
+use medledger_records::{
+    ConsentGrant, Grantee, Provision, ProvisionKind, Purpose, RecordsOp, Scope,
+};
+use medledger_types::Role;
+
+use super::session::{Decided, now_s, require_role, sign_and_submit, signed_form, signed_in};
+use super::{Shell, page, problem, short, utc};
+use crate::AppState;
+
+/// Accesses the page lists, newest first.
+pub const ACCESSES_SHOWN: u64 = 200;
+/// Resource types a patient picks from when granting (or "everything").
+pub const GRANTABLE_TYPES: [&str; 8] = [
+    "Observation",
+    "Condition",
+    "MedicationRequest",
+    "Immunization",
+    "AllergyIntolerance",
+    "DiagnosticReport",
+    "DocumentReference",
+    "Procedure",
+];
+
+const FOR_PATIENTS: &str = "These pages show a patient their own records' accesses and consents.";
+
+struct AccessRow {
+    time: String,
+    reader_org: String,
+    reader_role: String,
+    reader: String,
+    purpose: String,
+    allowed: bool,
+    break_glass: bool,
+    custodian: String,
+    records: usize,
+}
+
+struct ReleaseRow {
+    time: String,
+    researcher_org: String,
+    custodian: String,
+    release: u32,
+}
+
+#[derive(Template)]
+#[template(path = "portal/patient_access.html")]
+struct AccessPage {
+    shell: Shell,
+    total: u64,
+    accesses: Vec<AccessRow>,
+    break_glass: usize,
+    releases_total: u64,
+    releases: Vec<ReleaseRow>,
+}
+
+fn records(state: &AppState, shell: &Shell) -> Result<Records, Response> {
+    state.services.get::<Records>().ok_or_else(|| {
+        problem(
+            shell.clone(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node keeps no health records",
+            "Open the portal of the organisation that holds your records.".into(),
+        )
+    })
+}
+
+fn unavailable(shell: Shell) -> Response {
+    problem(
+        shell,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The node could not answer",
+        "The node could not read your records' history just now. Try again in a moment.".into(),
+    )
+}
+
+pub(crate) async fn access(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let (_, who) = match signed_in(&state, &headers, &uri).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    let shell = Shell::signed_in(&state, &who);
+    let records = match records(&state, &shell) {
+        Ok(records) => records,
+        Err(response) => return response,
+    };
+    let node = state.node.clone();
+    let key = who.member;
+    let found = tokio::task::spawn_blocking(move || {
+        let (ids, _, _) = records.patient_view(&key).map_err(|e| e.to_string())?;
+        let mut events = Vec::new();
+        let mut total = 0;
+        for id in ids {
+            let count = records.access_log(&id, 0, 0).map_err(|e| e.to_string())?.1;
+            total += count;
+            let (mut found, _) = records
+                .access_log(&id, count.saturating_sub(ACCESSES_SHOWN), ACCESSES_SHOWN)
+                .map_err(|e| e.to_string())?;
+            events.append(&mut found);
+        }
+        let (_, research) = node
+            .read_head(|view| Ok(medledger_research::access_log(view, &key, ACCESSES_SHOWN)?))
+            .map_err(|e| e.to_string())?;
+        let research = research.map_err(|e| e.to_string())?;
+        Ok::<_, String>((total, events, research))
+    })
+    .await;
+    let Ok(Ok((total, mut events, (releases_total, releases)))) = found else {
+        return unavailable(shell);
+    };
+    events.sort_by(|a, b| b.time_ms.cmp(&a.time_ms).then(b.height.cmp(&a.height)));
+    events.truncate(ACCESSES_SHOWN as usize);
+    let accesses: Vec<AccessRow> = events
+        .iter()
+        .map(|event| AccessRow {
+            time: utc(event.time_ms),
+            reader_org: event.reader_org.clone(),
+            reader_role: event.reader_role.map_or_else(
+                || "organisation".to_string(),
+                |role| role.as_str().to_string(),
+            ),
+            reader: short(&event.reader.to_string()),
+            purpose: event.purpose.display().to_string(),
+            allowed: event.allowed(),
+            break_glass: event.break_glass,
+            custodian: event.custodian.clone(),
+            records: event.decisions.len(),
+        })
+        .collect();
+    let releases = releases
+        .iter()
+        .rev()
+        .map(|release| ReleaseRow {
+            time: utc(release.time_ms),
+            researcher_org: release.researcher_org.clone(),
+            custodian: release.custodian.clone(),
+            release: release.release,
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        &AccessPage {
+            break_glass: accesses.iter().filter(|row| row.break_glass).count(),
+            shell,
+            total,
+            accesses,
+            releases_total,
+            releases,
+        },
+    )
+}
+
+struct GrantRow {
+    id: String,
+    id_short: String,
+    kind: &'static str,
+    to: String,
+    data: String,
+    purposes: String,
+    from: String,
+    until: String,
+    active: bool,
+    revoked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "portal/patient_consents.html")]
+struct ConsentsPage {
+    shell: Shell,
+    csrf: String,
+    grants: Vec<GrantRow>,
+    purposes: Vec<(&'static str, &'static str)>,
+    types: [&'static str; 8],
+    notice: Option<Notice>,
+    /// What the person typed, shown again when the chain refused it.
+    kept: BTreeMap<String, String>,
+}
+
+impl ConsentsPage {
+    /// A field as the person typed it ("" if they did not).
+    fn typed(&self, name: &str) -> &str {
+        self.kept.get(name).map_or("", String::as_str)
+    }
+
+    /// Whether the person chose `value` for a field.
+    fn is(&self, name: &str, value: &str) -> bool {
+        self.typed(name) == value
+    }
+}
+
+/// The outcome of the last form, in plain words.
+pub(crate) struct Notice {
+    pub good: bool,
+    pub text: String,
+}
+
+fn grantee_text(grantee: &Grantee) -> String {
+    match grantee {
+        Grantee::Key(key) => format!("the member {}", short(&key.to_string())),
+        Grantee::Organisation(org) => format!("everyone at {org}"),
+        Grantee::Role(role) => format!("every {}", role.as_str()),
+    }
+}
+
+fn scope_text(scope: &[Scope]) -> String {
+    if scope.is_empty() {
+        return "all your records".into();
+    }
+    scope
+        .iter()
+        .map(|scope| match scope {
+            Scope::ResourceType(kind) => kind.clone(),
+            Scope::Category(code) => format!("category {code}"),
+            Scope::Record(id) => format!("record {}", short(&id.to_string())),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn consents_page(
+    state: &AppState,
+    who: &super::Who,
+    notice: Option<Notice>,
+    typed: BTreeMap<String, String>,
+    status: StatusCode,
+) -> Response {
+    let shell = Shell::signed_in(state, who);
+    let records = match records(state, &shell) {
+        Ok(records) => records,
+        Err(response) => return response,
+    };
+    let key = who.member;
+    let Ok(Ok((_, grants, time_ms))) =
+        tokio::task::spawn_blocking(move || records.patient_view(&key)).await
+    else {
+        return unavailable(shell);
+    };
+    let mut rows: Vec<GrantRow> = grants
+        .iter()
+        .flat_map(|entry| {
+            entry
+                .grant
+                .provisions
+                .iter()
+                .map(move |provision| GrantRow {
+                    id: entry.id.to_string(),
+                    id_short: short(&entry.id.to_string()),
+                    kind: match provision.kind {
+                        ProvisionKind::Permit => "allows",
+                        ProvisionKind::Deny => "refuses",
+                    },
+                    to: if provision.actors.is_empty() {
+                        "anyone".into()
+                    } else {
+                        provision
+                            .actors
+                            .iter()
+                            .map(grantee_text)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                    data: scope_text(&provision.scope),
+                    purposes: if provision.purposes.is_empty() {
+                        "any purpose".into()
+                    } else {
+                        provision
+                            .purposes
+                            .iter()
+                            .map(|purpose| purpose.display())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                    from: utc(entry.grant.start_ms),
+                    until: entry
+                        .grant
+                        .end_ms
+                        .map_or_else(|| "until you revoke it".into(), utc),
+                    active: entry.active_at(time_ms),
+                    revoked: entry.revoked_at.is_some(),
+                })
+        })
+        .collect();
+    rows.sort_by_key(|row| (!row.active, row.revoked));
+    page(
+        status,
+        &ConsentsPage {
+            shell,
+            csrf: who.csrf.clone(),
+            grants: rows,
+            purposes: Purpose::ALL
+                .iter()
+                .filter(|purpose| **purpose != Purpose::EmergencyTreat)
+                .map(|purpose| (purpose.code(), purpose.display()))
+                .collect(),
+            types: GRANTABLE_TYPES,
+            notice,
+            kept: typed,
+        },
+    )
+}
+
+pub(crate) async fn consents(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let (_, who) = match signed_in(&state, &headers, &uri).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    consents_page(&state, &who, None, BTreeMap::new(), StatusCode::OK).await
+}
+
+/// Reads the grant form into a grant, or says in plain words what is wrong with it.
+fn grant_from(
+    patient: PublicKey,
+    fields: &BTreeMap<String, String>,
+    now_ms: u64,
+) -> Result<ConsentGrant, String> {
+    let field = |name: &str| fields.get(name).map(|value| value.trim()).unwrap_or("");
+    let who = field("who");
+    let grantee = match field("grantee_kind") {
+        "key" => Grantee::Key(PublicKey::from_hex(who).map_err(|_| {
+            "a member is named by their public key: 64 hexadecimal characters".to_string()
+        })?),
+        "org" if !who.is_empty() && who.len() <= 64 => Grantee::Organisation(who.to_string()),
+        "org" => return Err("name the organisation (its id, such as hospital-a)".into()),
+        "role" => Grantee::Role(who.parse::<Role>().map_err(|_| {
+            format!(
+                "{who:?} is not a role; roles are {}",
+                Role::ALL.map(Role::as_str).join(", ")
+            )
+        })?),
+        _ => return Err("choose whom the consent is for".into()),
+    };
+    let purpose = field("purpose")
+        .parse::<Purpose>()
+        .map_err(|_| "choose a purpose".to_string())?;
+    if purpose == Purpose::EmergencyTreat {
+        return Err("emergency access needs no consent; it is always shown to you".into());
+    }
+    let scope = match field("data") {
+        "" | "all" => Vec::new(),
+        kind if GRANTABLE_TYPES.contains(&kind) => vec![Scope::ResourceType(kind.to_string())],
+        _ => return Err("choose which records the consent covers".into()),
+    };
+    let end_ms = match field("until") {
+        "" => None,
+        date => Some(date_ms(date).ok_or_else(|| {
+            format!("{date:?} is not a date; write it as year-month-day, such as 2027-06-30")
+        })?),
+    };
+    if end_ms.is_some_and(|end| end <= now_ms) {
+        return Err("the end date has passed; choose a later one".into());
+    }
+    Ok(ConsentGrant {
+        patient,
+        provisions: vec![Provision {
+            kind: if field("deny") == "yes" {
+                ProvisionKind::Deny
+            } else {
+                ProvisionKind::Permit
+            },
+            actors: vec![grantee],
+            scope,
+            purposes: vec![purpose],
+        }],
+        // A minute's slack, so the grant is in force in the block that carries it.
+        start_ms: now_ms.saturating_sub(60_000),
+        end_ms,
+    })
+}
+
+/// `YYYY-MM-DD` to the start of that day, UTC, in milliseconds.
+fn date_ms(text: &str) -> Option<u64> {
+    let mut parts = text.split('-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let month: i64 = parts.next()?.parse().ok()?;
+    let day: i64 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || !(1970..=9999).contains(&year) || !(1..=12).contains(&month) {
+        return None;
+    }
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if day < 1 || day > days_in_month[(month - 1) as usize] {
+        return None;
+    }
+    // Civil date to days since 1970 (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days).ok().map(|days| days * 86_400_000)
+}
+
+fn decided_notice(decided: Decided, done: &str) -> (Notice, bool) {
+    match decided {
+        Decided::Committed(id) => (
+            Notice {
+                good: true,
+                text: format!("{done} (transaction {}).", short(&id.to_string())),
+            },
+            true,
+        ),
+        Decided::Refused { reason, .. } => (
+            Notice {
+                good: false,
+                text: format!("The chain refused this, so nothing changed: {reason}."),
+            },
+            false,
+        ),
+        Decided::Pending(id) => (
+            Notice {
+                good: true,
+                text: format!(
+                    "Sent; the chain has not decided it yet (transaction {}). Reload this page \
+                     in a moment.",
+                    short(&id.to_string())
+                ),
+            },
+            true,
+        ),
+    }
+}
+
+pub(crate) async fn grant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    let now_ms = now_s() * 1_000;
+    let mut typed = fields.clone();
+    typed.remove("csrf");
+    let grant = match grant_from(who.member, &fields, now_ms) {
+        Ok(grant) => grant,
+        Err(reason) => {
+            let notice = Notice {
+                good: false,
+                text: format!("Nothing was granted: {reason}."),
+            };
+            return consents_page(&state, &who, Some(notice), typed, StatusCode::BAD_REQUEST).await;
+        }
+    };
+    match sign_and_submit(&state, &session, RecordsOp::GrantConsent { grant }.into()).await {
+        Ok(decided) => {
+            let (notice, ok) = decided_notice(decided, "Your consent is granted and in force");
+            let typed = if ok { BTreeMap::new() } else { typed };
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::CONFLICT
+            };
+            consents_page(&state, &who, Some(notice), typed, status).await
+        }
+        Err(reason) => {
+            let notice = Notice {
+                good: false,
+                text: format!("Nothing was granted: {reason}."),
+            };
+            consents_page(
+                &state,
+                &who,
+                Some(notice),
+                typed,
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .await
+        }
+    }
+}
+
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    let Some(grant) = fields
+        .get("grant")
+        .and_then(|text| Hash::from_hex(text.trim()).ok())
+    else {
+        return Redirect::to("/portal/patient/consents").into_response();
+    };
+    let (notice, status) =
+        match sign_and_submit(&state, &session, RecordsOp::RevokeConsent { grant }.into()).await {
+            Ok(decided) => {
+                let (notice, ok) = decided_notice(
+                    decided,
+                    "The consent is revoked: from now on it allows nothing",
+                );
+                (
+                    notice,
+                    if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::CONFLICT
+                    },
+                )
+            }
+            Err(reason) => (
+                Notice {
+                    good: false,
+                    text: format!("Nothing was revoked: {reason}."),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        };
+    consents_page(&state, &who, Some(notice), BTreeMap::new(), status).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_read_as_the_start_of_their_day() {
+        for (text, expected) in [
+            ("1970-01-01", Some(0)),
+            ("2000-02-29", Some(951_782_400_000)),
+            ("2026-12-08", Some(1_796_688_000_000)),
+            ("2027-02-29", None),
+            ("2026-13-01", None),
+            ("2026-12", None),
+            ("2026-12-08-01", None),
+            ("tomorrow", None),
+            ("1969-12-31", None),
+        ] {
+            assert_eq!(date_ms(text), expected, "{text}");
+            if let Some(ms) = expected {
+                assert_eq!(&utc(ms)[..10], text);
+            }
+        }
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_grant_form_reads_into_one_provision_or_a_plain_refusal() {
+        let patient = medledger_crypto::SecretKey::from_seed(1).public_key();
+        let doctor = medledger_crypto::SecretKey::from_seed(2).public_key();
+        let now = 1_796_688_000_000;
+        let grant = grant_from(
+            patient,
+            &form(&[
+                ("grantee_kind", "key"),
+                ("who", &doctor.to_string()),
+                ("purpose", "TREAT"),
+                ("data", "Observation"),
+                ("until", "2027-06-30"),
+            ]),
+            now,
+        )
+        .expect("a grant");
+        assert_eq!(grant.patient, patient);
+        assert_eq!(grant.provisions[0].actors, vec![Grantee::Key(doctor)]);
+        assert_eq!(
+            grant.provisions[0].scope,
+            vec![Scope::ResourceType("Observation".into())]
+        );
+        assert_eq!(grant.provisions[0].purposes, vec![Purpose::Treat]);
+        assert_eq!(grant.provisions[0].kind, ProvisionKind::Permit);
+        assert_eq!(grant.start_ms, now - 60_000);
+        assert_eq!(grant.end_ms, date_ms("2027-06-30"));
+        for (pairs, refusal) in [
+            (
+                vec![
+                    ("grantee_kind", "key"),
+                    ("who", "abc"),
+                    ("purpose", "TREAT"),
+                ],
+                "public key",
+            ),
+            (
+                vec![
+                    ("grantee_kind", "role"),
+                    ("who", "wizard"),
+                    ("purpose", "TREAT"),
+                ],
+                "is not a role",
+            ),
+            (
+                vec![("grantee_kind", "org"), ("who", "h"), ("purpose", "ETREAT")],
+                "emergency",
+            ),
+            (
+                vec![
+                    ("grantee_kind", "org"),
+                    ("who", "h"),
+                    ("purpose", "TREAT"),
+                    ("until", "2020-01-01"),
+                ],
+                "has passed",
+            ),
+            (
+                vec![
+                    ("grantee_kind", "org"),
+                    ("who", "h"),
+                    ("purpose", "TREAT"),
+                    ("data", "Secrets"),
+                ],
+                "which records",
+            ),
+            (vec![("purpose", "TREAT")], "whom"),
+        ] {
+            let error = grant_from(patient, &form(&pairs), now).expect_err("refused");
+            assert!(error.contains(refusal), "{error}");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+// The portal's one script: the passkey ceremonies, which only the browser's WebAuthn API can
+// perform. Every other page is plain HTML and works without it. Loaded from this node only
+// (script-src 'self'), and it sends nothing anywhere but this node.
+"use strict";
+
+(function () {
+  const status = document.getElementById("passkey-status");
+  function say(text) {
+    if (status) status.textContent = text;
+  }
+
+  async function post(url, body) {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "same-origin",
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      throw new Error((answer.error && answer.error.message) || "the node refused");
+    }
+    return answer;
+  }
+
+  function supported() {
+    if (window.PublicKeyCredential && PublicKeyCredential.parseRequestOptionsFromJSON) return true;
+    say("This browser cannot use passkeys. Use a current Chrome, Edge, Firefox or Safari.");
+    return false;
+  }
+
+  // After signing in: a form kept from an ended session is sent again with the new session's
+  // token; otherwise the page the person was going to opens.
+  function resume(answer, next) {
+    const kept = document.getElementById("kept-form");
+    if (kept) {
+      kept.querySelector("input[name=csrf]").value = answer.csrf;
+      kept.submit();
+      return;
+    }
+    window.location.assign(next || answer.next || "/portal");
+  }
+
+  const signIn = document.getElementById("passkey-sign-in");
+  if (signIn) {
+    signIn.addEventListener("click", async function () {
+      if (!supported()) return;
+      signIn.disabled = true;
+      try {
+        say("Waiting for your passkey…");
+        const options = await post("/portal/passkey/sign-in/options", {});
+        const credential = await navigator.credentials.get({
+          publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options),
+        });
+        const answer = await post("/portal/passkey/sign-in", credential.toJSON());
+        say("Signed in.");
+        resume(answer, signIn.dataset.next);
+      } catch (error) {
+        say("Signing in did not work: " + error.message);
+      } finally {
+        signIn.disabled = false;
+      }
+    });
+  }
+
+  const register = document.getElementById("passkey-register");
+  if (register) {
+    register.addEventListener("click", async function () {
+      if (!supported()) return;
+      register.disabled = true;
+      try {
+        say("Follow your device's steps to make the passkey…");
+        const invitation = register.dataset.invitation;
+        const options = await post("/portal/passkey/register/options", { invitation: invitation });
+        const credential = await navigator.credentials.create({
+          publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options),
+        });
+        const answer = await post("/portal/passkey/register", credential.toJSON());
+        say("Your passkey is made, and you are signed in.");
+        resume(answer, "/portal");
+      } catch (error) {
+        say("Making the passkey did not work: " + error.message);
+        register.disabled = false;
+      }
+    });
+  }
+})();

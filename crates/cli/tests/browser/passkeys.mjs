@@ -1,0 +1,282 @@
+// People using the portal in a real browser (Debian's Chromium, driven by Playwright) with a
+// virtual WebAuthn authenticator per person: invitations, passkeys, sessions, the patient's
+// consents and access log, the pharmacist's scan, and each refusal. axe-core checks every page;
+// a phone-sized screen never scrolls sideways. Saves a screenshot of each main page.
+//
+// node passkeys.mjs '<JSON: base, shots, patientLink, pharmacistLink, doctorLink, doctorKey,
+//                     read (the argv of a practitioner's FHIR read), scan (a scanner's input)>'
+import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
+import { readFileSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+
+const config = JSON.parse(process.argv[2]);
+const { base, shots } = config;
+mkdirSync(shots, { recursive: true });
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const failures = [];
+const check = (ok, what) => {
+  if (!ok) failures.push(what);
+  return ok;
+};
+const step = (what) => console.log(`- ${what}`);
+
+// A person: a browser context whose page has a virtual platform authenticator (with user
+// verification, like a phone's fingerprint check). CSP violations on any page are collected.
+async function person() {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const violations = [];
+  page.on("console", (message) => {
+    if (/Content Security Policy|Refused to/i.test(message.text())) violations.push(message.text());
+  });
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return { context, page, violations };
+}
+
+async function heading(page) {
+  return (await page.locator("h1").first().textContent())?.trim();
+}
+
+// axe-core on the page as it is, and the same page on a phone-sized screen.
+async function audit(page, name) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() =>
+    window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21aa", "wcag22aa", "best-practice"] }),
+  );
+  for (const violation of result.violations) {
+    if (violation.impact === "serious" || violation.impact === "critical") {
+      failures.push(`${name}: ${violation.id} (${violation.impact}): ${violation.help}`);
+    }
+  }
+  await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  await page.setViewportSize({ width: 375, height: 740 });
+  const wider = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(wider <= 1, `${name}: ${wider} px wider than a phone`);
+  await page.screenshot({ path: `${shots}/${name}-phone.png`, fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
+
+async function makePasskey(page, link) {
+  await page.goto(link);
+  check((await heading(page)) === "Make your passkey", `${link}: no passkey page`);
+  await page.getByRole("button", { name: "Make my passkey" }).click();
+  await settled(page, `${base}/portal`);
+}
+
+// Waits for the passkey script to go to `url`, or fails with what it told the person.
+async function settled(page, url) {
+  await Promise.race([
+    page.waitForURL(url, { timeout: 15000 }),
+    page.waitForSelector("#passkey-status:has-text('did not work')", { timeout: 15000 }),
+  ]).catch(() => {});
+  if (page.url() !== url) {
+    throw new Error(`the passkey step stopped at ${page.url()}: ${await page.locator("#passkey-status").textContent()}`);
+  }
+}
+
+async function signIn(page) {
+  await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+}
+
+function readRecord() {
+  try {
+    execFileSync(config.read[0], config.read.slice(1), { stdio: "pipe" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function consentRows(page) {
+  return await page.locator("main table tbody tr").count();
+}
+
+async function fillGrant(page, purpose) {
+  await page.getByLabel("One clinician (their member key)").check();
+  await page.getByLabel("Their key, organisation or role").fill(config.doctorKey);
+  await page.getByLabel("For what purpose").selectOption(purpose);
+}
+
+// The sign-in page and the welcome page as a visitor sees them.
+{
+  step("sign-in and welcome pages");
+  const { context, page, violations } = await person();
+  const response = await page.goto(`${base}/portal/sign-in`);
+  check(response.status() === 200, `sign-in answered ${response.status()}`);
+  check((await heading(page)) === "Sign in", "no sign-in heading");
+  await audit(page, "sign-in");
+  await page.goto(config.doctorLink);
+  check((await heading(page)) === "Make your passkey", "no welcome heading");
+  await audit(page, "welcome");
+  // An answer that is no passkey's, or to no ceremony, is refused in JSON and signs nobody in.
+  await page.goto(`${base}/portal/sign-in`);
+  const refusals = await page.evaluate(async () => {
+    const post = async (url, body) => {
+      const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body });
+      return [response.status, (await response.json()).error?.code];
+    };
+    return [
+      await post("/portal/passkey/sign-in", '{"id": "x"}'),
+      await post("/portal/passkey/register", "[]"),
+      await post("/portal/passkey/register/options", '{"invitation": "00"}'),
+    ];
+  });
+  check(
+    JSON.stringify(refusals) === JSON.stringify([[401, "passkey_refused"], [401, "passkey_refused"], [410, "passkey_refused"]]),
+    `bogus passkey answers got ${JSON.stringify(refusals)}`,
+  );
+  check((await context.cookies()).length === 0, "a refused answer set a cookie");
+  check(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
+  await context.close();
+}
+
+// The patient.
+{
+  step("patient makes a passkey");
+  const { context, page, violations } = await person();
+  await makePasskey(page, config.patientLink);
+  const home = await page.locator("main").textContent();
+  check(home.includes("Signed in as a patient at hospital"), `patient home: ${home}`);
+  await audit(page, "patient-home");
+
+  step("patient: the wrong role is refused");
+  let response = await page.goto(`${base}/portal/pharmacy/scan`);
+  check(response.status() === 403, `the scan page answered a patient ${response.status()}`);
+  check((await heading(page)) === "This page is not for your role", "no role refusal");
+
+  step("patient grants consent");
+  await page.goto(`${base}/portal/patient/consents`);
+  check((await consentRows(page)) === 0, "a new patient has consents");
+  await fillGrant(page, "TREAT");
+  await page.getByRole("button", { name: "Grant" }).click();
+  await page.waitForSelector("p.verdict");
+  const granted = await page.locator("p.verdict").textContent();
+  check(granted.includes("Your consent is granted"), `granting said: ${granted}`);
+  check((await consentRows(page)) === 1, "the grant is not listed");
+
+  step("patient: a forged CSRF token is refused and changes nothing");
+  await fillGrant(page, "HOPERAT");
+  await page.evaluate(() => {
+    document.querySelector("form.stack input[name=csrf]").value = "00".repeat(32);
+  });
+  const [forged] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/portal/patient/consents") && r.request().method() === "POST"),
+    page.getByRole("button", { name: "Grant" }).click(),
+  ]);
+  check(forged.status() === 403, `a forged token answered ${forged.status()}`);
+  check((await heading(page)) === "This form was refused", "no CSRF refusal page");
+  await page.goto(`${base}/portal/patient/consents`);
+  check((await consentRows(page)) === 1, "the forged form granted something");
+
+  step("a practitioner reads the record through FHIR; the patient sees it");
+  check(readRecord(), "the practitioner's read was refused under consent");
+  await page.goto(`${base}/portal/patient/access`);
+  let log = await page.locator("main table").first().textContent();
+  check(log.includes("hospital") && log.includes("practitioner") && log.includes("treatment") && log.includes("allowed"), `access log: ${log}`);
+  await audit(page, "patient-access");
+
+  step("patient revokes; the next read is refused and shown");
+  await page.goto(`${base}/portal/patient/consents`);
+  await page.getByRole("button", { name: /^Revoke consent/ }).click();
+  await page.waitForSelector("p.verdict");
+  const revoked = await page.locator("p.verdict").textContent();
+  check(revoked.includes("revoked"), `revoking said: ${revoked}`);
+  check((await page.locator("main table").textContent()).includes("revoked"), "the grant is not shown revoked");
+  check(!readRecord(), "a read after revocation was allowed");
+  await page.goto(`${base}/portal/patient/access`);
+  log = await page.locator("main table").first().textContent();
+  check(log.includes("refused"), `the refused read is not in the log: ${log}`);
+
+  step("patient: a form sent after the session ended is kept, and sent after signing in");
+  await page.goto(`${base}/portal/patient/consents`);
+  await fillGrant(page, "HPAYMT");
+  const other = await context.newPage();
+  await other.goto(`${base}/portal`);
+  await other.getByRole("button", { name: "Sign out everywhere" }).click();
+  await other.waitForURL(`${base}/portal/sign-in`);
+  await other.close();
+  [response] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/portal/patient/consents") && r.request().method() === "POST"),
+    page.getByRole("button", { name: "Grant" }).click(),
+  ]);
+  check(response.status() === 401, `a form without a session answered ${response.status()}`);
+  const kept = await page.locator("main").textContent();
+  check(kept.includes("Your session ended"), `no kept-form notice: ${kept}`);
+  await signIn(page);
+  await page.waitForSelector("p.verdict:has-text('Your consent is granted')", { timeout: 15000 });
+  const resent = await page.locator("p.verdict").textContent();
+  check(resent.includes("Your consent is granted"), `the kept form said: ${resent}`);
+  check((await page.locator("main table").textContent()).includes("healthcare payment"), "the kept grant is not listed");
+  await audit(page, "patient-consents");
+
+  step("patient signs out");
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
+  await page.waitForURL(`${base}/portal/sign-in`);
+  response = await page.goto(`${base}/portal/patient/consents`);
+  check(response.status() === 401, `a signed-out page answered ${response.status()}`);
+  check(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
+  await context.close();
+}
+
+// The pharmacist.
+{
+  step("pharmacist makes a passkey and scans a recalled pack");
+  const { context, page, violations } = await person();
+  await makePasskey(page, config.pharmacistLink);
+  await page.getByRole("link", { name: "Scan a pack" }).first().click();
+  const field = page.getByLabel("Scan the pack's code, or type it as printed");
+  await field.focus();
+  // A keyboard-wedge scanner types the symbols, then Enter, which sends the form.
+  await page.keyboard.insertText(config.scan);
+  await Promise.all([page.waitForURL(/code=/), page.keyboard.press("Enter")]);
+  const verdict = (await page.locator(".big").textContent())?.trim();
+  check(verdict === "Recalled", `the verdict reads ${JSON.stringify(verdict)}`);
+  const why = await page.locator("main").textContent();
+  check(why.includes("particulates"), `the recall's reason is not shown: ${why}`);
+  check(why.includes("made and serialised"), `no custody trail: ${why}`);
+  check(why.includes("Do not dispense"), `no advice: ${why}`);
+  await audit(page, "scan-verdict");
+  // Garbage is answered in words.
+  await page.goto(`${base}/portal/pharmacy/scan?code=hello`);
+  const error = await page.locator("p.verdict").textContent();
+  check(error.includes("could not be read as a pack's code"), `garbage said: ${error}`);
+
+  step("an invitation works once");
+  const response = await page.goto(config.pharmacistLink);
+  check(response.status() === 410, `a used invitation answered ${response.status()}`);
+  check((await heading(page)) === "This invitation cannot be used", "no used-invitation page");
+
+  step("pharmacist signs out and in again");
+  await page.goto(`${base}/portal`);
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
+  await page.waitForURL(`${base}/portal/sign-in`);
+  await Promise.all([page.waitForURL(`${base}/portal`, { timeout: 15000 }), signIn(page)]);
+  check((await page.locator("main").textContent()).includes("a pharmacist at pharmacy"), "not signed in again");
+  check(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
+  await context.close();
+}
+
+await browser.close();
+if (failures.length > 0) {
+  console.error(failures.join("\n"));
+  process.exit(1);
+}
+console.log("the portal's passkey flows passed in Chromium");
