@@ -123,7 +123,12 @@ fn cursor(headers: &HeaderMap, after: Option<u64>) -> ApiResult<u64> {
 }
 
 /// The stream of `feed`'s alerts for `subscriber` from `cursor`, until the server shuts down.
-fn stream<F: AlertFeed>(state: &AppState, feed: F, subscriber: PublicKey, cursor: u64) -> Response {
+pub(crate) fn stream<F: AlertFeed>(
+    state: &AppState,
+    feed: F,
+    subscriber: PublicKey,
+    cursor: u64,
+) -> Response {
     let feed = Feed {
         source: feed,
         subscriber,

@@ -63,6 +63,25 @@
     });
   }
 
+  // The care team's alerts, live: each change on the feed redraws the table from the server.
+  const live = document.getElementById("alerts");
+  if (live && live.dataset.stream && window.EventSource) {
+    const liveStatus = document.getElementById("live-status");
+    const source = new EventSource(live.dataset.stream);
+    const refresh = async function () {
+      const response = await fetch(window.location.pathname, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const fresh = new DOMParser()
+        .parseFromString(await response.text(), "text/html")
+        .getElementById("alerts");
+      if (fresh) live.replaceChildren(...fresh.childNodes);
+      if (liveStatus) liveStatus.textContent = "Alerts updated at " + new Date().toLocaleTimeString();
+    };
+    for (const change of ["raised", "escalated", "acknowledged"]) {
+      source.addEventListener(change, refresh);
+    }
+  }
+
   const register = document.getElementById("passkey-register");
   if (register) {
     register.addEventListener("click", async function () {

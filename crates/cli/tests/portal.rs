@@ -201,6 +201,7 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
             "hospital=Test Hospital",
             "maker=Maker Pharma",
             "pharmacy=Corner Pharmacy",
+            "payer=Gold Health",
         ],
         &["maker=0614141", "pharmacy=9520011"],
     );
@@ -212,6 +213,10 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
     let patient = node.new_key(dir, "patient", Some((&hospital, "patient")));
     let maker = node.new_key(dir, "maker", Some((&maker_root, "manufacturer")));
     let pharmacist = node.new_key(dir, "pharmacist", Some((&pharmacy_root, "pharmacy")));
+    let device = node.new_key(dir, "device", Some((&hospital, "device")));
+    let auditor = node.new_key(dir, "auditor", Some((&maker_root, "auditor")));
+    let payer_root = node.home.join("keys/payer.key");
+    let reviewer = node.new_key(dir, "reviewer", Some((&payer_root, "insurer")));
 
     // The hospital holds the patient's records, bound to the patient's key.
     let bundle = serde_json::json!({
@@ -247,7 +252,39 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
         ],
     ));
 
-    // A recalled lot.
+    // The patient's pulse oximeter, watched by a rule on SpO2.
+    common::ok(common::run_as(
+        &node,
+        "monitor",
+        &doctor,
+        &[
+            "pair",
+            "--device",
+            &common::public_key_of(&device),
+            "--patient",
+            "Patient/portal-patient",
+        ],
+    ));
+    common::ok(common::run_as(
+        &node,
+        "monitor",
+        &doctor,
+        &[
+            "rule",
+            "--patient",
+            "Patient/portal-patient",
+            "--id",
+            "low-spo2",
+            "--code",
+            "59408-5",
+            "--below",
+            "90",
+            "--for-ms",
+            "2000",
+        ],
+    ));
+
+    // A recalled lot, and a genuine pack shipped to the pharmacy.
     const GTIN: &str = "09506000134352";
     common::ok(common::run_as(
         &node,
@@ -293,6 +330,119 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
             "particulates",
         ],
     ));
+    let genuine = format!("(01){GTIN}(17)271231(10)L2(21)0003");
+    common::ok(common::run_as(
+        &node,
+        "supply",
+        &maker,
+        &[
+            "commission",
+            "--gtin",
+            GTIN,
+            "--lot",
+            "L2",
+            "--expiry",
+            "271231",
+            "--serial",
+            "0003",
+        ],
+    ));
+    let shipped = common::run_as(
+        &node,
+        "supply",
+        &maker,
+        &["ship", "--to", "pharmacy", "--unit", &genuine],
+    );
+    let shipment = common::stdout(&shipped)
+        .lines()
+        .find_map(|line| line.strip_prefix("shipment ").map(str::to_string))
+        .unwrap_or_else(|| panic!("no shipment: {}", common::stdout(&shipped)));
+    common::ok(common::run_as(
+        &node,
+        "supply",
+        &pharmacist,
+        &["receive", "--shipment", &shipment],
+    ));
+
+    // The payer's plan, funded in a token three of the four organisations created, covers the
+    // patient; a claim naming no encounter waits in the payer's review queue.
+    let payer_key = common::public_key_of(&payer_root);
+    let token = |key: &std::path::Path, args: &[&str]| {
+        common::ok(common::run_as(&node, "token", key, args))
+    };
+    token(
+        &payer_root,
+        &[
+            "propose",
+            "--symbol",
+            "USD",
+            "--name",
+            "Consortium dollar",
+            "--issuer",
+            "payer",
+        ],
+    );
+    token(&hospital, &["approve-class", "--symbol", "USD"]);
+    token(&maker_root, &["approve-class", "--symbol", "USD"]);
+    token(
+        &payer_root,
+        &[
+            "mint", "--symbol", "USD", "--to", &payer_key, "--amount", "10000000",
+        ],
+    );
+    let policy = serde_json::json!({
+        "plan": "gold", "effective": "2026-01-01", "symbol": "USD", "account": payer_key,
+        "deductible": "0", "copay": "0", "coinsurance_bp": 0, "annual_limit": "500000",
+        "review_charge_ratio_bp": 30000, "authorisation_days": 90,
+        "services": [{ "code": "99213", "allowed": "15000", "units_per_day_max": 1 }],
+        "edits": [],
+    });
+    let policy_file = dir.join("policy.json");
+    std::fs::write(&policy_file, policy.to_string()).expect("policy");
+    common::ok(common::run_as(
+        &node,
+        "claim",
+        &payer_root,
+        &["publish", policy_file.to_str().expect("utf-8")],
+    ));
+    let covered = common::ok(common::run_as(
+        &node,
+        "claim",
+        &payer_root,
+        &[
+            "cover",
+            "--plan",
+            "gold",
+            "--member",
+            &common::public_key_of(&patient),
+            "--start",
+            "2026-01-01",
+        ],
+    ));
+    let coverage = covered["coverage"].as_str().expect("coverage").to_string();
+    let claim = serde_json::json!({
+        "resourceType": "Claim", "status": "active", "use": "claim", "created": "2026-11-20",
+        "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional" }] },
+        "patient": { "reference": "Patient/portal-patient" },
+        "provider": { "reference": "Organization/hospital" },
+        "priority": { "coding": [{ "code": "normal" }] },
+        "insurance": [{ "sequence": 1, "focal": true, "coverage": { "reference": format!("Coverage/{coverage}") } }],
+        "item": [{
+            "sequence": 1,
+            "productOrService": { "coding": [{ "system": "http://www.ama-assn.org/go/cpt", "code": "99213" }] },
+            "servicedDate": "2026-11-23", "quantity": { "value": 1 },
+            "net": { "value": 150.0, "currency": "USD" },
+        }],
+    });
+    let claim_file = dir.join("claim.json");
+    std::fs::write(&claim_file, claim.to_string()).expect("claim");
+    let queued = common::ok(common::run_as(
+        &node,
+        "claim",
+        &doctor,
+        &["submit", claim_file.to_str().expect("utf-8")],
+    ));
+    assert_eq!(queued["outcome"], "queued", "{queued}");
 
     // Invitations: the root key of the member's own organisation only, and once each.
     let refused = invite(
@@ -350,6 +500,16 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
         &hospital,
         &["--member-key", doctor.to_str().expect("utf-8")],
     ));
+    let reviewer_link = link_of(&invite(
+        &node,
+        &payer_root,
+        &["--member-key", reviewer.to_str().expect("utf-8")],
+    ));
+    let auditor_link = link_of(&invite(
+        &node,
+        &maker_root,
+        &["--member-key", auditor.to_str().expect("utf-8")],
+    ));
     // Passkeys need a domain: the links open the portal on localhost, not 127.0.0.1.
     let base = node.url.replace("127.0.0.1", "localhost");
     assert!(
@@ -381,6 +541,15 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
         "patientLink": patient_link,
         "pharmacistLink": pharmacist_link,
         "doctorLink": doctor_link,
+        "auditorLink": auditor_link,
+        "reviewerLink": reviewer_link,
+        "genuine": genuine,
+        "bundleOut": dir.join("access-trail.json"),
+        "simulate": [
+            common::bin(), "monitor", "--node", &node.url, "--key",
+            device.to_str().expect("utf-8"), "simulate", "--batches", "2", "--readings", "30",
+            "--desaturate-from", "0", "--seed", "3",
+        ],
         "doctorKey": common::public_key_of(&doctor),
         "read": read("TREAT"),
         // What a keyboard-wedge scanner types for the pack's DataMatrix: the symbology
@@ -399,7 +568,29 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The access trail the auditor downloaded is a FHIR Bundle a third-party model accepts.
+    let bundle: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("access-trail.json")).expect("the downloaded bundle"),
+    )
+    .expect("json");
+    let mut resources = vec![bundle.clone()];
+    resources.extend(
+        bundle["entry"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|entry| entry["resource"].clone()),
+    );
+    assert!(resources.len() >= 3, "{bundle}");
+    let types = common::validate_with_fhir_resources(dir, &resources);
+    assert!(types["AuditEvent"].as_u64() >= Some(2), "{types}");
     for name in [
+        "patient-erase",
+        "care-alerts",
+        "care-readings",
+        "audit-access",
+        "audit-unit",
+        "payer-review",
         "sign-in",
         "welcome",
         "patient-home",

@@ -29,8 +29,11 @@ use medledger_types::Role;
 use crate::AppState;
 
 pub mod accounts;
+mod audit;
+mod care;
 mod explorer;
 mod patient;
+mod payer;
 mod pharmacy;
 pub(crate) mod session;
 
@@ -69,7 +72,22 @@ pub(crate) fn routes() -> Router<AppState> {
             get(patient::consents).post(patient::grant),
         )
         .route("/portal/patient/consents/revoke", post(patient::revoke))
+        .route("/portal/patient/delegates", post(patient::delegate))
+        .route(
+            "/portal/patient/erase",
+            get(patient::erasure).post(patient::erase),
+        )
         .route("/portal/pharmacy/scan", get(pharmacy::scan))
+        .route("/portal/pharmacy/dispense", post(pharmacy::dispense))
+        .route("/portal/care/alerts", get(care::alerts))
+        .route("/portal/care/alerts/stream", get(care::stream))
+        .route("/portal/care/alerts/acknowledge", post(care::acknowledge))
+        .route("/portal/care/readings", get(care::readings))
+        .route(
+            "/portal/payer/review",
+            get(payer::review).post(payer::decide),
+        )
+        .route("/portal/audit", get(audit::trails))
         .route("/portal/explorer", get(explorer::explorer))
         .route("/portal/explorer/block", get(explorer::jump))
         .route("/portal/explorer/blocks/{height}", get(explorer::block))
@@ -125,6 +143,9 @@ pub(crate) struct Who {
     pub csrf: String,
     pub is_patient: bool,
     pub is_pharmacy: bool,
+    pub is_care: bool,
+    pub is_payer: bool,
+    pub is_auditor: bool,
 }
 
 impl Who {
@@ -142,6 +163,9 @@ impl Who {
                 role,
                 Some(Role::Pharmacy | Role::Manufacturer | Role::Distributor)
             ),
+            is_care: matches!(role, Some(Role::Practitioner | Role::Auditor)),
+            is_payer: role == Some(Role::Insurer),
+            is_auditor: role == Some(Role::Auditor),
             role,
         }
     }

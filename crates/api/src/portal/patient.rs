@@ -191,6 +191,8 @@ struct ConsentsPage {
     purposes: Vec<(&'static str, &'static str)>,
     types: [&'static str; 8],
     notice: Option<Notice>,
+    /// Who may grant and revoke consent for the patient.
+    delegates: Vec<String>,
     /// What the person typed, shown again when the chain refused it.
     kept: BTreeMap<String, String>,
 }
@@ -249,8 +251,13 @@ async fn consents_page(
         Err(response) => return response,
     };
     let key = who.member;
-    let Ok(Ok((_, grants, time_ms))) =
-        tokio::task::spawn_blocking(move || records.patient_view(&key)).await
+    let Ok(Ok(((_, grants, time_ms), delegates))) = tokio::task::spawn_blocking(move || {
+        Ok::<_, medledger_node::ServiceError>((
+            records.patient_view(&key)?,
+            records.delegates(&key)?,
+        ))
+    })
+    .await
     else {
         return unavailable(shell);
     };
@@ -313,6 +320,7 @@ async fn consents_page(
                 .collect(),
             types: GRANTABLE_TYPES,
             notice,
+            delegates: delegates.iter().map(ToString::to_string).collect(),
             kept: typed,
         },
     )
@@ -558,6 +566,201 @@ pub(crate) async fn revoke(
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
         };
+    consents_page(&state, &who, Some(notice), BTreeMap::new(), status).await
+}
+
+#[derive(Template)]
+#[template(path = "portal/patient_erase.html")]
+struct ErasePage {
+    shell: Shell,
+    csrf: String,
+    /// The patients held here under this key (usually one).
+    held: usize,
+    notice: Option<Notice>,
+}
+
+/// The patient ids this node holds for the member, each checked to be bound to their key.
+fn held_patients(records: &Records, key: &PublicKey) -> Result<Vec<Hash>, String> {
+    let (ids, _, _) = records.patient_view(key).map_err(|e| e.to_string())?;
+    let mut held = Vec::new();
+    for id in ids {
+        let entry = records.patient(&id).map_err(|e| e.to_string())?;
+        let custodian = records.custodian().map_err(|e| e.to_string())?;
+        if entry.is_some_and(|entry| entry.key == Some(*key) && entry.custodian == custodian) {
+            held.push(id);
+        }
+    }
+    Ok(held)
+}
+
+async fn erase_page(
+    state: &AppState,
+    who: &super::Who,
+    notice: Option<Notice>,
+    status: StatusCode,
+) -> Response {
+    let shell = Shell::signed_in(state, who);
+    let records = match records(state, &shell) {
+        Ok(records) => records,
+        Err(response) => return response,
+    };
+    let key = who.member;
+    let Ok(Ok(held)) = tokio::task::spawn_blocking(move || held_patients(&records, &key)).await
+    else {
+        return unavailable(shell);
+    };
+    page(
+        status,
+        &ErasePage {
+            shell,
+            csrf: who.csrf.clone(),
+            held: held.len(),
+            notice,
+        },
+    )
+}
+
+pub(crate) async fn erasure(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let (_, who) = match signed_in(&state, &headers, &uri).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    erase_page(&state, &who, None, StatusCode::OK).await
+}
+
+/// Erases every patient this node holds under the member's key, once they confirmed they
+/// understand. The node signs the erasure, as it does for a patient's signed `$erase`.
+pub(crate) async fn erase(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let (_, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    if fields.get("understood").map(String::as_str) != Some("yes") {
+        let notice = Notice {
+            good: false,
+            text: "Nothing was erased: tick the box to say you understand what erasure means."
+                .into(),
+        };
+        return erase_page(&state, &who, Some(notice), StatusCode::BAD_REQUEST).await;
+    }
+    let shell = Shell::signed_in(&state, &who);
+    let records = match records(&state, &shell) {
+        Ok(records) => records,
+        Err(response) => return response,
+    };
+    let key = who.member;
+    let finder = records.clone();
+    let Ok(Ok(held)) = tokio::task::spawn_blocking(move || held_patients(&finder, &key)).await
+    else {
+        return unavailable(shell);
+    };
+    if held.is_empty() {
+        let notice = Notice {
+            good: false,
+            text: "This node holds no records of yours, so there is nothing here to erase.".into(),
+        };
+        return erase_page(&state, &who, Some(notice), StatusCode::NOT_FOUND).await;
+    }
+    let mut heights = Vec::new();
+    for patient in held {
+        match records.erase(patient).await {
+            Ok(height) => heights.push(height),
+            Err(error) => {
+                let notice = Notice {
+                    good: false,
+                    text: format!(
+                        "The erasure did not finish: {error}. Try again; erasing twice is harmless."
+                    ),
+                };
+                return erase_page(&state, &who, Some(notice), StatusCode::SERVICE_UNAVAILABLE)
+                    .await;
+            }
+        }
+    }
+    let notice = Notice {
+        good: true,
+        text: format!(
+            "Your records are erased (block {}): their keys and encrypted content are destroyed \
+             on every node. The record of who accessed them stays, as the law requires.",
+            heights.iter().max().copied().unwrap_or_default()
+        ),
+    };
+    erase_page(&state, &who, Some(notice), StatusCode::OK).await
+}
+
+/// Names or drops a delegate, who may then grant and revoke consent for the patient.
+pub(crate) async fn delegate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    let text = fields.get("delegate").map(|text| text.trim()).unwrap_or("");
+    let Ok(delegate) = PublicKey::from_hex(text) else {
+        let notice = Notice {
+            good: false,
+            text: "Nothing changed: a delegate is named by their member key, 64 hexadecimal \
+                   characters."
+                .into(),
+        };
+        return consents_page(
+            &state,
+            &who,
+            Some(notice),
+            BTreeMap::new(),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    };
+    let active = fields.get("remove").map(String::as_str) != Some("yes");
+    let op = RecordsOp::SetDelegate { delegate, active };
+    let done = if active {
+        "They may now grant and revoke consent for you"
+    } else {
+        "They may no longer act for you"
+    };
+    let (notice, status) = match sign_and_submit(&state, &session, op.into()).await {
+        Ok(decided) => {
+            let (notice, ok) = decided_notice(decided, done);
+            (
+                notice,
+                if ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CONFLICT
+                },
+            )
+        }
+        Err(reason) => (
+            Notice {
+                good: false,
+                text: format!("Nothing changed: {reason}."),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    };
     consents_page(&state, &who, Some(notice), BTreeMap::new(), status).await
 }
 

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use medledger_node::supply::{Supply, Verified};
-use medledger_supply::{Item, StepKind, Suspect};
+use medledger_supply::{Item, StepKind, SupplyOp, SupplyPayload, Suspect, UnitStatus};
 use medledger_types::Role;
 use serde::Deserialize;
 
@@ -52,6 +52,10 @@ struct ScanPage {
     verdict: Option<Verdict>,
     error: Option<String>,
     trail: Vec<TrailRow>,
+    /// A pharmacist may dispense a genuine pack their pharmacy holds.
+    may_dispense: bool,
+    csrf: String,
+    notice: Option<super::patient::Notice>,
 }
 
 fn reason_text(reason: &Suspect) -> String {
@@ -113,7 +117,7 @@ fn word(verdict: &medledger_supply::Verdict) -> (&'static str, bool) {
     (word, false)
 }
 
-fn step_text(kind: &StepKind) -> String {
+pub(crate) fn step_text(kind: &StepKind) -> String {
     match kind {
         StepKind::Commissioned => "made and serialised".into(),
         StepKind::Packed { into } => format!("packed into case {into}"),
@@ -140,17 +144,30 @@ pub(crate) async fn scan(
     if let Err(response) = require_role(&state, &who, &roles, FOR_PHARMACY) {
         return response;
     }
-    let shell = Shell::signed_in(&state, &who);
     let code = query
         .ok()
         .and_then(|Query(scan)| scan.code)
         .unwrap_or_default();
+    scan_page(&state, &who, code, None).await
+}
+
+/// The scan page for `code` (blank if empty), with the notice of what was just done.
+async fn scan_page(
+    state: &AppState,
+    who: &super::Who,
+    code: String,
+    notice: Option<super::patient::Notice>,
+) -> Response {
+    let shell = Shell::signed_in(state, who);
     let blank = ScanPage {
         shell,
         code: String::new(),
         verdict: None,
         error: None,
         trail: Vec::new(),
+        may_dispense: false,
+        csrf: who.csrf.clone(),
+        notice,
     };
     if code.trim().is_empty() {
         return page(StatusCode::OK, &blank);
@@ -241,6 +258,7 @@ pub(crate) async fn scan(
         &ScanPage {
             shell: blank.shell,
             code,
+            may_dispense: good && who.role == Some(Role::Pharmacy),
             verdict: Some(Verdict {
                 word,
                 good,
@@ -251,6 +269,56 @@ pub(crate) async fn scan(
             }),
             error: None,
             trail: rows,
+            csrf: blank.csrf,
+            notice: blank.notice,
         },
     )
+}
+
+/// Dispenses the scanned pack: a status change signed by the pharmacist, which the chain
+/// refuses unless their pharmacy holds the pack, loose, and it is active.
+pub(crate) async fn dispense(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let (session, who, fields) =
+        match super::session::signed_form(&state, &headers, &uri, &body).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+    if let Err(response) = require_role(&state, &who, &[Role::Pharmacy], FOR_PHARMACY) {
+        return response;
+    }
+    let code = fields.get("code").cloned().unwrap_or_default();
+    let Ok((unit, _)) = medledger_node::supply::parse_unit_code(&code) else {
+        return scan_page(&state, &who, code, None).await;
+    };
+    let op = SupplyPayload::Supply {
+        ops: vec![SupplyOp::SetStatus {
+            units: vec![unit],
+            status: UnitStatus::Dispensed,
+        }],
+    };
+    let notice = match super::session::sign_and_submit(&state, &session, op.into()).await {
+        Ok(super::session::Decided::Committed(_) | super::session::Decided::Pending(_)) => {
+            super::patient::Notice {
+                good: true,
+                text: "Dispensed: the chain now records this pack as dispensed by your pharmacy."
+                    .into(),
+            }
+        }
+        Ok(super::session::Decided::Refused { reason }) => super::patient::Notice {
+            good: false,
+            text: format!(
+                "The chain refused to record the dispense, so do not hand it out: {reason}."
+            ),
+        },
+        Err(reason) => super::patient::Notice {
+            good: false,
+            text: format!("Nothing was recorded: {reason}."),
+        },
+    };
+    scan_page(&state, &who, code, Some(notice)).await
 }

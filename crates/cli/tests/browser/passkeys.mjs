@@ -7,7 +7,7 @@
 //                     read (the argv of a practitioner's FHIR read), scan (a scanner's input)>'
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
-import { readFileSync, mkdirSync } from "node:fs";
+import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 
 const config = JSON.parse(process.argv[2]);
@@ -96,11 +96,14 @@ async function signIn(page) {
   await page.getByRole("button", { name: "Sign in with a passkey" }).click();
 }
 
+// The practitioner's FHIR read: whether it was allowed, and what the command said.
+let readSaid = "";
 function readRecord() {
   try {
-    execFileSync(config.read[0], config.read.slice(1), { stdio: "pipe" });
+    readSaid = execFileSync(config.read[0], config.read.slice(1), { stdio: "pipe" }).toString();
     return true;
-  } catch {
+  } catch (error) {
+    readSaid = `${error.stdout}${error.stderr}`;
     return false;
   }
 }
@@ -149,6 +152,7 @@ async function fillGrant(page, purpose) {
 }
 
 // The patient.
+let patient;
 {
   step("patient makes a passkey");
   const { context, page, violations } = await person();
@@ -227,13 +231,17 @@ async function fillGrant(page, purpose) {
   check((await page.locator("main table").textContent()).includes("healthcare payment"), "the kept grant is not listed");
   await audit(page, "patient-consents");
 
+  await page.goto(`${base}/portal/patient/erase`);
+  check((await page.locator("main").textContent()).includes("cannot be undone"), "no erasure warning");
+  await audit(page, "patient-erase");
+
   step("patient signs out");
   await page.getByRole("button", { name: "Sign out", exact: true }).click();
   await page.waitForURL(`${base}/portal/sign-in`);
   response = await page.goto(`${base}/portal/patient/consents`);
   check(response.status() === 401, `a signed-out page answered ${response.status()}`);
   check(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
-  await context.close();
+  patient = { context, page };
 }
 
 // The pharmacist.
@@ -259,6 +267,16 @@ async function fillGrant(page, purpose) {
   const error = await page.locator("p.verdict").textContent();
   check(error.includes("could not be read as a pack's code"), `garbage said: ${error}`);
 
+  step("pharmacist dispenses a genuine pack, once");
+  await page.goto(`${base}/portal/pharmacy/scan?code=${encodeURIComponent(config.genuine)}`);
+  check((await page.locator(".big").textContent())?.trim() === "Genuine", "the shipped pack is not genuine");
+  await page.getByRole("button", { name: "Dispense this pack" }).click();
+  await page.waitForSelector("p.verdict");
+  const dispensed = await page.locator("p.verdict").first().textContent();
+  check(dispensed.includes("Dispensed"), `dispensing said: ${dispensed}`);
+  check((await page.locator(".big").textContent())?.trim() === "Already dispensed", "the pack is not shown dispensed");
+  check((await page.getByRole("button", { name: "Dispense this pack" }).count()) === 0, "a dispensed pack offers dispensing");
+
   step("an invitation works once");
   const response = await page.goto(config.pharmacistLink);
   check(response.status() === 410, `a used invitation answered ${response.status()}`);
@@ -272,6 +290,102 @@ async function fillGrant(page, purpose) {
   check((await page.locator("main").textContent()).includes("a pharmacist at pharmacy"), "not signed in again");
   check(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
   await context.close();
+}
+
+// The care team: an alert arrives while the page is open, and is acknowledged.
+{
+  step("a practitioner sees an alert arrive, live");
+  const { context, page, violations } = await person();
+  await makePasskey(page, config.doctorLink);
+  await page.goto(`${base}/portal/care/alerts`);
+  check((await page.locator("main").textContent()).includes("No alerts"), "alerts before any reading");
+  await page.waitForFunction(() => document.getElementById("alerts")?.dataset.stream);
+  execFileSync(config.simulate[0], config.simulate.slice(1), { stdio: "pipe" });
+  await page.waitForSelector("#alerts td:has-text('low-spo2')", { timeout: 30000 });
+  check(page.url() === `${base}/portal/care/alerts`, "the page navigated instead of updating");
+  check((await page.locator("#alerts").textContent()).includes("Patient/portal-patient"), "the alert names no patient");
+  await audit(page, "care-alerts");
+  await page.getByRole("button", { name: /^Acknowledge alert/ }).first().click();
+  await page.waitForSelector("p.verdict");
+  const acked = await page.locator("p.verdict").textContent();
+  check(acked.includes("acknowledged in your name"), `acknowledging said: ${acked}`);
+  check((await page.locator("#alerts").textContent()).includes("acknowledged at"), "the alert is not shown acknowledged");
+
+  step("a practitioner without consent sees no readings, and the refusal is recorded");
+  await page.goto(`${base}/portal/care/readings?patient=Patient/portal-patient`);
+  const readings = await page.locator("main").textContent();
+  check(readings.includes("has not allowed you"), `readings without consent: ${readings}`);
+  await audit(page, "care-readings");
+  const response = await page.goto(`${base}/portal/patient/consents`);
+  check(response.status() === 403, `a practitioner reached the patient's consents: ${response.status()}`);
+  check(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
+  await context.close();
+}
+
+// The auditor: a patient's access trail, exported; a pack's custody trail.
+{
+  step("an auditor reads and downloads a patient's access trail");
+  const { context, page, violations } = await person();
+  await makePasskey(page, config.auditorLink);
+  await page.goto(`${base}/portal/audit?patient=portal-patient`);
+  const trail = await page.locator("main table").textContent();
+  check(trail.includes("allowed") && trail.includes("refused") && trail.includes("TREAT"), `access trail: ${trail}`);
+  await audit(page, "audit-access");
+  const csv = await (await page.request.get(`${base}/portal/audit?patient=portal-patient&format=csv`)).text();
+  const lines = csv.trim().split("\r\n");
+  check(lines[0].startsWith("time_utc,reader_org,reader_role"), `CSV header: ${lines[0]}`);
+  check(lines.length >= 4, `CSV rows: ${lines.length}`);
+  const fhir = await page.request.get(`${base}/portal/audit?patient=portal-patient&format=fhir`);
+  check(fhir.headers()["content-type"]?.startsWith("application/fhir+json"), "the Bundle is not FHIR JSON");
+  writeFileSync(config.bundleOut, await fhir.text());
+
+  step("an auditor reads a pack's custody trail");
+  await page.goto(`${base}/portal/audit?code=${encodeURIComponent(config.genuine)}`);
+  const custody = await page.locator("main").textContent();
+  check(custody.includes("shipped to pharmacy") && custody.includes("received") && custody.includes("dispensed"), `custody trail: ${custody}`);
+  await audit(page, "audit-unit");
+  const unitCsv = await (await page.request.get(`${base}/portal/audit?code=${encodeURIComponent(config.genuine)}&format=csv`)).text();
+  check(unitCsv.split("\r\n").length >= 5, `custody CSV: ${unitCsv}`);
+  const wrong = await page.goto(`${base}/portal/payer/review`);
+  check(wrong.status() === 403, `an auditor reached the payer's queue: ${wrong.status()}`);
+  check(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
+  await context.close();
+}
+
+// The payer's reviewer: the queued claim with its reasons, paid.
+{
+  step("a payer's reviewer pays a claim in review");
+  const { context, page, violations } = await person();
+  await makePasskey(page, config.reviewerLink);
+  await page.goto(`${base}/portal/payer/review`);
+  const queue = await page.locator("main").textContent();
+  check(queue.includes("holds no record of this service"), `the queue gives no reason: ${queue}`);
+  check(queue.includes("hospital") && queue.includes("gold"), `the queue: ${queue}`);
+  await audit(page, "payer-review");
+  await page.getByRole("button", { name: /^Pay claim/ }).click();
+  await page.waitForSelector("p.verdict");
+  const paid = await page.locator("p.verdict").textContent();
+  check(paid.includes("is paid"), `paying said: ${paid}`);
+  check((await page.locator("main").textContent()).includes("Nothing waits for review"), "the paid claim is still queued");
+  check(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
+  await context.close();
+}
+
+// The patient erases their records, after a plain warning; reads then find nothing.
+{
+  step("the patient erases their records");
+  const { page } = patient;
+  await page.goto(`${base}/portal/sign-in`);
+  await signIn(page);
+  await page.waitForURL(`${base}/portal`, { timeout: 15000 });
+  await page.goto(`${base}/portal/patient/erase`);
+  await page.getByLabel("I understand that erasure cannot be undone").check();
+  await page.getByRole("button", { name: "Erase my records" }).click();
+  await page.waitForSelector("p.verdict", { timeout: 30000 });
+  const erased = await page.locator("p.verdict").textContent();
+  check(erased.includes("Your records are erased"), `erasing said: ${erased}`);
+  check(!readRecord() && readSaid.includes("erased"), `a read after erasure said: ${readSaid}`);
+  await patient.context.close();
 }
 
 await browser.close();

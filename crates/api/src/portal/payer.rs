@@ -1,0 +1,218 @@
+//! The payer's review queue: the claims its plans' checks sent for review, each with the reasons
+//! it was flagged, and a decision (pay or deny) that is a transaction signed by the reviewer.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use medledger_claims::{Check, ClaimStatus, ClaimsOp, Listing};
+use medledger_crypto::Hash;
+use medledger_ledger::Authority;
+use medledger_node::claims::Claims;
+use medledger_types::Role;
+
+use super::patient::Notice;
+use super::session::{Decided, require_role, sign_and_submit, signed_form, signed_in};
+use super::{Shell, page, problem, short, utc};
+use crate::AppState;
+
+/// Claims the queue reads (oldest first, decided ones skipped).
+pub const QUEUE_READ_MAX: u64 = 1_000;
+
+const FOR_PAYERS: &str = "The review queue is for a payer's claims reviewers.";
+
+/// Why a check sends a claim (or a line) for review, in words.
+fn check_words(check: Check) -> &'static str {
+    match check {
+        Check::Duplicate => "the same service was billed before for this patient and day",
+        Check::NotInsured => "the patient is not the coverage's member",
+        Check::NotCoveredOnDate => "the date of service is outside the coverage",
+        Check::NoEncounter => "the provider holds no record of this service for the patient",
+        Check::NoPaymentConsent => "the patient has not consented to share data for payment",
+        Check::ProviderNotEligible => "the rendering provider is not an enrolled member",
+        Check::AboveAllowed => "the charge is far above the allowed amount",
+        Check::ImpossibleQuantity => "more units than one day allows",
+        Check::CodePair => "a code pair that is not billed together",
+        Check::CodeNotCovered => "the plan does not cover the code",
+        Check::NoAuthorisation => "the service needs prior authorisation",
+        Check::BenefitMaximum => "the benefit maximum is reached",
+        Check::RuleContract => "the plan's rule contract could not decide it",
+    }
+}
+
+struct ClaimRow {
+    id: String,
+    id_short: String,
+    provider: String,
+    plan: String,
+    submitted: String,
+    charged: String,
+    allowed: String,
+    reasons: Vec<String>,
+    appeal: bool,
+}
+
+#[derive(Template)]
+#[template(path = "portal/payer_review.html")]
+struct ReviewPage {
+    shell: Shell,
+    csrf: String,
+    org: String,
+    claims: Vec<ClaimRow>,
+    notice: Option<Notice>,
+}
+
+async fn review_page(
+    state: &AppState,
+    who: &super::Who,
+    notice: Option<Notice>,
+    status: StatusCode,
+) -> Response {
+    let shell = Shell::signed_in(state, who);
+    let Some(claims) = state.services.get::<Claims>() else {
+        return problem(
+            shell,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node keeps no claims",
+            "Open the portal of your payer organisation's node.".into(),
+        );
+    };
+    let node = state.node.clone();
+    let key = who.member;
+    let found = tokio::task::spawn_blocking(move || {
+        let (authority, _) = node.account(&key).map_err(|e| e.to_string())?;
+        let org = match authority? {
+            Authority::Member { org, .. } | Authority::Organisation { org } => org,
+        };
+        let (_, _, entries) = claims
+            .list_for(&key, &Listing::Review(org.clone()), 0, QUEUE_READ_MAX)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((org, entries))
+    })
+    .await;
+    let Ok(Ok((org, entries))) = found else {
+        return problem(
+            shell,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The node could not answer",
+            "The node could not read the review queue just now. Try again in a moment.".into(),
+        );
+    };
+    let claims = entries
+        .iter()
+        .filter(|entry| matches!(entry.status, ClaimStatus::Pending | ClaimStatus::Appealed))
+        .map(|entry| {
+            let totals = entry.totals();
+            ClaimRow {
+                id: entry.claim.id.to_string(),
+                id_short: short(&entry.claim.id.to_string()),
+                provider: entry.provider_org.clone(),
+                plan: entry.plan.clone(),
+                submitted: utc(entry.submitted.time_ms),
+                charged: totals.charged.to_string(),
+                allowed: totals.allowed.to_string(),
+                reasons: entry
+                    .findings
+                    .iter()
+                    .filter(|finding| finding.check.reviewed())
+                    .map(|finding| match finding.sequence {
+                        Some(line) => format!("line {line}: {}", check_words(finding.check)),
+                        None => check_words(finding.check).to_string(),
+                    })
+                    .collect(),
+                appeal: entry.status == ClaimStatus::Appealed,
+            }
+        })
+        .collect();
+    page(
+        status,
+        &ReviewPage {
+            shell,
+            csrf: who.csrf.clone(),
+            org,
+            claims,
+            notice,
+        },
+    )
+}
+
+pub(crate) async fn review(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let (_, who) = match signed_in(&state, &headers, &uri).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Insurer], FOR_PAYERS) {
+        return response;
+    }
+    review_page(&state, &who, None, StatusCode::OK).await
+}
+
+/// Pays or denies a claim in review (an appeal, if it is one), signed by the reviewer.
+pub(crate) async fn decide(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Insurer], FOR_PAYERS) {
+        return response;
+    }
+    let claim = fields
+        .get("claim")
+        .and_then(|text| Hash::from_hex(text.trim()).ok());
+    let approve = match fields.get("decision").map(String::as_str) {
+        Some("pay") => Some(true),
+        Some("deny") => Some(false),
+        _ => None,
+    };
+    let (Some(claim), Some(approve)) = (claim, approve) else {
+        let notice = Notice {
+            good: false,
+            text: "Nothing was decided: the form did not name a claim and a decision.".into(),
+        };
+        return review_page(&state, &who, Some(notice), StatusCode::BAD_REQUEST).await;
+    };
+    let op = if fields.get("appeal").map(String::as_str) == Some("yes") {
+        ClaimsOp::DecideAppeal { claim, approve }
+    } else {
+        ClaimsOp::Decide { claim, approve }
+    };
+    let done = if approve {
+        "paid: the payment settled in the same block"
+    } else {
+        "denied"
+    };
+    let (notice, status) = match sign_and_submit(&state, &session, op.into()).await {
+        Ok(Decided::Committed(_) | Decided::Pending(_)) => (
+            Notice {
+                good: true,
+                text: format!("Claim {} is {done}.", short(&claim.to_string())),
+            },
+            StatusCode::OK,
+        ),
+        Ok(Decided::Refused { reason }) => (
+            Notice {
+                good: false,
+                text: format!("The chain refused the decision, so nothing changed: {reason}."),
+            },
+            StatusCode::CONFLICT,
+        ),
+        Err(reason) => (
+            Notice {
+                good: false,
+                text: format!("Nothing was decided: {reason}."),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    };
+    review_page(&state, &who, Some(notice), status).await
+}
