@@ -82,6 +82,49 @@
     }
   }
 
+  // The scan page: where the browser can read barcodes from a camera (BarcodeDetector, on
+  // phones), a button scans the pack's DataMatrix into the field and sends it. Elsewhere the
+  // field takes a keyboard-wedge scanner's input, as it does without this script.
+  const scanField = document.getElementById("code");
+  const scanForm = scanField && scanField.form;
+  if (scanForm && scanForm.classList.contains("scan") && "BarcodeDetector" in window &&
+      navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
+    const camera = document.createElement("button");
+    camera.type = "button";
+    camera.textContent = "Scan with the camera";
+    const video = document.createElement("video");
+    video.setAttribute("playsinline", "");
+    video.muted = true;
+    video.hidden = true;
+    video.className = "camera";
+    scanForm.append(camera, video);
+    camera.addEventListener("click", async function () {
+      let stream;
+      try {
+        const detector = new BarcodeDetector({ formats: ["data_matrix", "qr_code"] });
+        stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+        video.srcObject = stream;
+        video.hidden = false;
+        await video.play();
+        camera.disabled = true;
+        for (;;) {
+          const codes = await detector.detect(video);
+          if (codes.length > 0) {
+            scanField.value = codes[0].rawValue;
+            scanForm.submit();
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 150));
+        }
+      } catch (error) {
+        camera.disabled = false;
+        camera.textContent = "The camera could not scan: " + error.message;
+      } finally {
+        if (stream) stream.getTracks().forEach((track) => track.stop());
+      }
+    });
+  }
+
   const register = document.getElementById("passkey-register");
   if (register) {
     register.addEventListener("click", async function () {

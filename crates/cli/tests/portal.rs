@@ -72,6 +72,7 @@ fn the_chain_explorer_shows_blocks_certificates_and_outcomes_in_plain_words() {
         "the validator's organisation: {explorer}"
     );
     assert!(explorer.contains(&format!("/portal/explorer/blocks/{refused_height}")));
+    assert!(explorer.contains("In good order"), "{explorer}");
 
     let (status, _, block) = page(&node, &format!("/portal/explorer/blocks/{refused_height}"));
     assert_eq!(status, 200, "{block}");
@@ -591,6 +592,7 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
         "audit-access",
         "audit-unit",
         "payer-review",
+        "patient-claims",
         "sign-in",
         "welcome",
         "patient-home",

@@ -32,6 +32,8 @@ struct Explorer {
     shell: Shell,
     height: Height,
     genesis: String,
+    /// Why this node stopped committing, if it did.
+    failure: Option<String>,
     validators: Vec<ValidatorRow>,
     total_power: u64,
     blocks: Vec<BlockRow>,
@@ -88,6 +90,7 @@ pub(crate) async fn explorer(State(state): State<AppState>, headers: HeaderMap) 
         StatusCode::OK,
         &Explorer {
             shell,
+            failure: state.node.failure(),
             height: status.height,
             genesis: status.genesis_hash.to_string(),
             total_power: set.validators.iter().map(|v| v.power).sum(),

@@ -73,6 +73,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/portal/patient/consents/revoke", post(patient::revoke))
         .route("/portal/patient/delegates", post(patient::delegate))
+        .route("/portal/patient/claims", get(patient::claims))
         .route(
             "/portal/patient/erase",
             get(patient::erasure).post(patient::erase),

@@ -764,6 +764,98 @@ pub(crate) async fn delegate(
     consents_page(&state, &who, Some(notice), BTreeMap::new(), status).await
 }
 
+struct ClaimRow {
+    submitted: String,
+    provider: String,
+    plan: String,
+    state: &'static str,
+    charged: String,
+    plan_pays: String,
+    you_owe: String,
+    reasons: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/patient_claims.html")]
+struct ClaimsPage {
+    shell: Shell,
+    claims: Vec<ClaimRow>,
+}
+
+/// The patient's claims and what each paid: their explanation of benefits.
+pub(crate) async fn claims(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let (_, who) = match signed_in(&state, &headers, &uri).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    let shell = Shell::signed_in(&state, &who);
+    let Some(service) = state.services.get::<medledger_node::claims::Claims>() else {
+        return problem(
+            shell,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node keeps no claims",
+            "Your claims are shown by the node of the organisation that sent them.".into(),
+        );
+    };
+    let node = state.node.clone();
+    let key = who.member;
+    let found = tokio::task::spawn_blocking(move || {
+        let (_, _, entries) = service
+            .list_for(&key, &medledger_claims::Listing::Member(key), 0, 1_000)
+            .map_err(|e| e.to_string())?;
+        let units = super::payer::token_units(&node, &entries)?;
+        Ok::<_, String>((entries, units))
+    })
+    .await;
+    let Ok(Ok((entries, units))) = found else {
+        return unavailable(shell);
+    };
+    let mut rows: Vec<ClaimRow> = entries
+        .iter()
+        .zip(units)
+        .map(|(entry, (symbol, decimals))| {
+            use medledger_claims::ClaimStatus;
+            let totals = entry.totals();
+            let money = |units| super::payer::amount(units, decimals, &symbol);
+            ClaimRow {
+                submitted: utc(entry.submitted.time_ms),
+                provider: entry.provider_org.clone(),
+                plan: entry.plan.clone(),
+                state: match entry.status {
+                    ClaimStatus::Pending => "waiting for the payer's review",
+                    ClaimStatus::Adjudicated => "decided",
+                    ClaimStatus::Authorised => "authorised in advance",
+                    ClaimStatus::Denied => "denied",
+                    ClaimStatus::Appealed => "appealed",
+                },
+                charged: money(totals.charged),
+                plan_pays: money(totals.payer),
+                you_owe: money(totals.patient),
+                reasons: entry
+                    .findings
+                    .iter()
+                    .map(|finding| super::payer::check_words(finding.check).to_string())
+                    .collect(),
+            }
+        })
+        .collect();
+    rows.reverse();
+    page(
+        StatusCode::OK,
+        &ClaimsPage {
+            shell,
+            claims: rows,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

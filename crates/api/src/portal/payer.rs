@@ -23,7 +23,7 @@ pub const QUEUE_READ_MAX: u64 = 1_000;
 const FOR_PAYERS: &str = "The review queue is for a payer's claims reviewers.";
 
 /// Why a check sends a claim (or a line) for review, in words.
-fn check_words(check: Check) -> &'static str {
+pub(crate) fn check_words(check: Check) -> &'static str {
     match check {
         Check::Duplicate => "the same service was billed before for this patient and day",
         Check::NotInsured => "the patient is not the coverage's member",
@@ -39,6 +39,52 @@ fn check_words(check: Check) -> &'static str {
         Check::BenefitMaximum => "the benefit maximum is reached",
         Check::RuleContract => "the plan's rule contract could not decide it",
     }
+}
+
+/// Each claim's token: the symbol its plan pays in and the token's decimals.
+pub(crate) fn token_units(
+    node: &medledger_node::Node,
+    entries: &[medledger_claims::ClaimEntry],
+) -> Result<Vec<(String, u8)>, String> {
+    let (_, units) = node
+        .read_head(|view| {
+            let mut units = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let version = entry.items.iter().find_map(|item| item.version);
+                let symbol = match version {
+                    Some(version) => medledger_claims::policy(view, &entry.plan, version)?
+                        .map(|policy| policy.symbol),
+                    None => None,
+                };
+                let decimals = match &symbol {
+                    Some(symbol) => {
+                        medledger_tokens::class(view, symbol)?.map(|class| class.decimals)
+                    }
+                    None => None,
+                };
+                units.push((symbol.unwrap_or_default(), decimals.unwrap_or(0)));
+            }
+            Ok(units)
+        })
+        .map_err(|e| e.to_string())?;
+    units.map_err(|e| e.to_string())
+}
+
+/// An amount in a token's smallest units as the token writes it: `15000`, 2 decimals, `USD` is
+/// `150.00 USD`.
+pub(crate) fn amount(units: u128, decimals: u8, symbol: &str) -> String {
+    let scale = 10u128.pow(u32::from(decimals));
+    let text = if decimals == 0 {
+        units.to_string()
+    } else {
+        format!(
+            "{}.{:0width$}",
+            units / scale,
+            units % scale,
+            width = decimals as usize
+        )
+    };
+    format!("{text} {symbol}").trim_end().to_string()
 }
 
 struct ClaimRow {
@@ -88,10 +134,11 @@ async fn review_page(
         let (_, _, entries) = claims
             .list_for(&key, &Listing::Review(org.clone()), 0, QUEUE_READ_MAX)
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>((org, entries))
+        let units = token_units(&node, &entries)?;
+        Ok::<_, String>((org, entries, units))
     })
     .await;
-    let Ok(Ok((org, entries))) = found else {
+    let Ok(Ok((org, entries, units))) = found else {
         return problem(
             shell,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -101,8 +148,9 @@ async fn review_page(
     };
     let claims = entries
         .iter()
-        .filter(|entry| matches!(entry.status, ClaimStatus::Pending | ClaimStatus::Appealed))
-        .map(|entry| {
+        .zip(units)
+        .filter(|(entry, _)| matches!(entry.status, ClaimStatus::Pending | ClaimStatus::Appealed))
+        .map(|(entry, (symbol, decimals))| {
             let totals = entry.totals();
             ClaimRow {
                 id: entry.claim.id.to_string(),
@@ -110,8 +158,8 @@ async fn review_page(
                 provider: entry.provider_org.clone(),
                 plan: entry.plan.clone(),
                 submitted: utc(entry.submitted.time_ms),
-                charged: totals.charged.to_string(),
-                allowed: totals.allowed.to_string(),
+                charged: amount(totals.charged, decimals, &symbol),
+                allowed: amount(totals.allowed, decimals, &symbol),
                 reasons: entry
                     .findings
                     .iter()
@@ -215,4 +263,17 @@ pub(crate) async fn decide(
         ),
     };
     review_page(&state, &who, Some(notice), status).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_read_in_their_token() {
+        assert_eq!(amount(15_000, 2, "USD"), "150.00 USD");
+        assert_eq!(amount(5, 2, "USD"), "0.05 USD");
+        assert_eq!(amount(7, 0, "PTS"), "7 PTS");
+        assert_eq!(amount(7, 0, ""), "7");
+    }
 }
