@@ -29,13 +29,16 @@
     return false;
   }
 
-  // After signing in: a form kept from an ended session is sent again with the new session's
-  // token; otherwise the page the person was going to opens.
+  // After signing in: a form kept from an ended session gets the new session's token and waits
+  // for the person to check it and send it; otherwise the page they were going to opens.
   function resume(answer, next) {
     const kept = document.getElementById("kept-form");
     if (kept) {
       kept.querySelector("input[name=csrf]").value = answer.csrf;
-      kept.submit();
+      const send = document.getElementById("kept-send");
+      send.disabled = false;
+      send.focus();
+      say("Signed in. Check what you typed, then send it.");
       return;
     }
     window.location.assign(next || answer.next || "/portal");
@@ -77,9 +80,7 @@
       if (fresh) live.replaceChildren(...fresh.childNodes);
       if (liveStatus) liveStatus.textContent = "Alerts updated at " + new Date().toLocaleTimeString();
     };
-    for (const change of ["raised", "escalated", "acknowledged"]) {
-      source.addEventListener(change, refresh);
-    }
+    source.addEventListener("changed", refresh);
   }
 
   // The scan page: where the browser can read barcodes from a camera (BarcodeDetector, on

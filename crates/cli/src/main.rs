@@ -564,7 +564,7 @@ fn run(cli: Cli) -> Result<i32> {
             println!("start it with: medledger node --home {}", home.display());
         }
         Command::Portal { node, key, command } => {
-            return portal::run(&client::Client::new(&node), &key, command);
+            return portal::run(&node, &key, command);
         }
         Command::Bench(args) => bench::run(args)?,
         Command::BenchCrypto { dir } => bench::crypto(&dir)?,

@@ -29,12 +29,43 @@ pub enum PortalCommand {
     },
 }
 
-pub fn run(client: &Client, key: &std::path::Path, command: PortalCommand) -> Result<i32> {
+/// Whether the node is reached over TLS or on this machine: the only ways a member's secret key
+/// may travel to it.
+fn private_channel(node: &str) -> bool {
+    if node.starts_with("https://") {
+        return true;
+    }
+    let host = node
+        .strip_prefix("http://")
+        .unwrap_or(node)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => host,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+pub fn run(node: &str, key: &std::path::Path, command: PortalCommand) -> Result<i32> {
+    let client = &Client::new(node);
     let signer = crate::home::read_key(key)?;
     match command {
         PortalCommand::Invite { member_key, member } => {
             let body = match (member_key, member) {
                 (Some(path), None) => {
+                    if !private_channel(node) {
+                        bail!(
+                            "{node} is neither https nor this machine: a member's key must not \
+                             cross a network in clear; hand it over on the node's own machine \
+                             or over https"
+                        );
+                    }
                     let secret = crate::home::read_key(&path)?;
                     json!({"secret_key": hex::encode(secret.to_bytes())})
                 }
@@ -56,6 +87,26 @@ pub fn run(client: &Client, key: &std::path::Path, command: PortalCommand) -> Re
                 eprintln!("send the member this link; it works once, within a week: {link}");
             }
             Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_travel_only_over_tls_or_loopback() {
+        for (node, private) in [
+            ("https://node.hospital.example", true),
+            ("http://127.0.0.1:8640", true),
+            ("http://localhost:8640", true),
+            ("http://[::1]:8640", true),
+            ("http://10.0.0.5:8640", false),
+            ("http://node.hospital.example", false),
+            ("http://127.0.0.1.evil.example:80", false),
+        ] {
+            assert_eq!(private_channel(node), private, "{node}");
         }
     }
 }

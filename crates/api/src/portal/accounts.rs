@@ -149,6 +149,7 @@ pub struct Accounts {
         BTreeMap<u128, PendingRegistration>,
     )>,
     sign_ins: Mutex<FixedCapHashSet<DiscoverableAuthenticationServerState>>,
+    submissions: Mutex<BTreeMap<PublicKey, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -218,6 +219,7 @@ impl Accounts {
             sessions: Mutex::new(BTreeMap::new()),
             registrations: Mutex::new((FixedCapHashSet::new(CEREMONIES_MAX), BTreeMap::new())),
             sign_ins: Mutex::new(FixedCapHashSet::new(CEREMONIES_MAX)),
+            submissions: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -242,6 +244,46 @@ impl Accounts {
             .map_err(store_error)
     }
 
+    /// The account as a write transaction sees it: what a change must start from, so that a
+    /// change committed meanwhile (a re-binding, "sign out everywhere") is never written over.
+    fn account_in(
+        txn: &redb::WriteTransaction,
+        member: &PublicKey,
+    ) -> Result<Option<Account>, AccountError> {
+        let table = txn.open_table(ACCOUNTS).map_err(store_error)?;
+        let Some(bytes) = table.get(member.0.as_slice()).map_err(store_error)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(store_error)
+    }
+
+    /// Removes the member's invitations (and any expired one): a new invitation, or a passkey
+    /// bound through one, leaves no older link that could bind another.
+    fn drop_invitations(
+        txn: &redb::WriteTransaction,
+        member: &PublicKey,
+        now_s: u64,
+    ) -> Result<(), AccountError> {
+        let mut invitations = txn.open_table(INVITATIONS).map_err(store_error)?;
+        let stale: Vec<Vec<u8>> = invitations
+            .iter()
+            .map_err(store_error)?
+            .filter_map(Result::ok)
+            .filter(|(_, value)| {
+                serde_json::from_slice::<Invitation>(value.value()).map_or(true, |invitation| {
+                    invitation.expires_s <= now_s || invitation.member == *member
+                })
+            })
+            .map(|(key, _)| key.value().to_vec())
+            .collect();
+        for key in stale {
+            invitations.remove(key.as_slice()).map_err(store_error)?;
+        }
+        Ok(())
+    }
+
     fn put_account(txn: &redb::WriteTransaction, account: &Account) -> Result<(), AccountError> {
         let bytes = serde_json::to_vec(account).map_err(store_error)?;
         txn.open_table(ACCOUNTS)
@@ -262,7 +304,8 @@ impl Accounts {
         secret: Option<&SecretKey>,
         now_s: u64,
     ) -> Result<String, AccountError> {
-        let account = match (self.account(&member)?, secret) {
+        let txn = self.db.begin_write().map_err(store_error)?;
+        let account = match (Self::account_in(&txn, &member)?, secret) {
             (_, Some(secret)) if secret.public_key() != member => {
                 return Err(AccountError::WrongKey(member));
             }
@@ -289,7 +332,6 @@ impl Accounts {
             member,
             expires_s: now_s + INVITATION_TTL_S,
         };
-        let txn = self.db.begin_write().map_err(store_error)?;
         Self::put_account(&txn, &account)?;
         {
             let handle = hex::decode(&account.user_handle).map_err(store_error)?;
@@ -297,22 +339,10 @@ impl Accounts {
                 .map_err(store_error)?
                 .insert(handle.as_slice(), member.0.as_slice())
                 .map_err(store_error)?;
+            // The member's earlier links stop working, and expired ones go, so the table stays
+            // bounded by the invitations of a week.
+            Self::drop_invitations(&txn, &member, now_s)?;
             let mut invitations = txn.open_table(INVITATIONS).map_err(store_error)?;
-            // Expired invitations go whenever a new one is made, so the table stays bounded by
-            // the invitations of a week.
-            let expired: Vec<Vec<u8>> = invitations
-                .iter()
-                .map_err(store_error)?
-                .filter_map(Result::ok)
-                .filter(|(_, value)| {
-                    serde_json::from_slice::<Invitation>(value.value())
-                        .map_or(true, |invitation| invitation.expires_s <= now_s)
-                })
-                .map(|(key, _)| key.value().to_vec())
-                .collect();
-            for key in expired {
-                invitations.remove(key.as_slice()).map_err(store_error)?;
-            }
             let bytes = serde_json::to_vec(&invitation).map_err(store_error)?;
             invitations
                 .insert(sha256(&token).as_bytes().as_slice(), bytes.as_slice())
@@ -461,6 +491,7 @@ impl Accounts {
         }];
         account.generation += 1;
         Self::put_account(&txn, &account)?;
+        Self::drop_invitations(&txn, &account.member, now_s)?;
         txn.commit().map_err(store_error)?;
         self.end_sessions(&account.member);
         self.open_session(&account, now_s)
@@ -541,13 +572,25 @@ impl Accounts {
         let changed = server
             .verify(&self.rp_id, &authentication, &mut credential, &options)
             .map_err(|error| AccountError::Ceremony(error.to_string()))?;
-        if changed {
-            account.passkeys[index].dynamic_state =
-                hex::encode(credential.dynamic_state().encode().map_err(store_error)?);
-            let txn = self.db.begin_write().map_err(store_error)?;
-            Self::put_account(&txn, &account)?;
-            txn.commit().map_err(store_error)?;
+        // Written from the account as it stands now: a re-binding or "sign out everywhere"
+        // committed since the read above wins, and this sign-in fails.
+        let txn = self.db.begin_write().map_err(store_error)?;
+        let mut current = Self::account_in(&txn, &member)?.ok_or(AccountError::UnknownPasskey)?;
+        if current.generation != account.generation {
+            return Err(AccountError::UnknownPasskey);
         }
+        let index = current
+            .passkeys
+            .iter()
+            .position(|passkey| passkey.id == id_hex)
+            .ok_or(AccountError::UnknownPasskey)?;
+        if changed {
+            current.passkeys[index].dynamic_state =
+                hex::encode(credential.dynamic_state().encode().map_err(store_error)?);
+            Self::put_account(&txn, &current)?;
+        }
+        txn.commit().map_err(store_error)?;
+        account = current;
         self.open_session(&account, now_s)
     }
 
@@ -580,18 +623,34 @@ impl Accounts {
             && now_s < session.created_s + SESSION_LIFETIME_S
     }
 
-    /// The session a cookie's token names, if it is still live; a request keeps it alive.
-    pub fn session(&self, token: &str, now_s: u64) -> Option<Session> {
+    /// The session a cookie's token names, if it is still live; a request keeps it alive
+    /// (`touch`). A session opened before the member's last re-binding or "sign out
+    /// everywhere" is over.
+    pub fn session(&self, token: &str, now_s: u64, touch: bool) -> Option<Session> {
         let token = hex::decode(token.trim()).ok()?;
         let key = *sha256(&token).as_bytes();
+        let found = lock(&self.sessions).get(&key).cloned()?;
+        let current = self
+            .account(&found.member)
+            .ok()
+            .flatten()
+            .is_some_and(|account| account.generation == found.generation);
         let mut sessions = lock(&self.sessions);
         let session = sessions.get_mut(&key)?;
-        if !Self::live(session, now_s) {
+        if !current || !Self::live(session, now_s) {
             sessions.remove(&key);
             return None;
         }
-        session.last_seen_s = now_s;
+        if touch {
+            session.last_seen_s = now_s;
+        }
         Some(session.clone())
+    }
+
+    /// The lock a member's transactions are signed and submitted under, one at a time, so
+    /// that each takes the next nonce.
+    pub fn submission_lock(&self, member: &PublicKey) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        lock(&self.submissions).entry(*member).or_default().clone()
     }
 
     /// Ends the session a cookie's token names.

@@ -10,6 +10,7 @@ use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use medledger_crypto::hash_tagged;
 use medledger_monitor::{AlertState, MonitorOp};
@@ -100,18 +101,18 @@ async fn alerts_page(
         // The feed numbers changes from 1; read the latest ones, a page at a time.
         let mut cursor = count.saturating_sub(ALERT_CHANGES_SHOWN);
         let mut latest = BTreeMap::new();
-        let next = loop {
+        loop {
             let (notices, next) = monitor
                 .alerts(&key, &authority, cursor)
                 .map_err(|e| e.to_string())?;
             for notice in notices {
                 latest.insert((notice.alert.org.clone(), notice.alert.seq), notice.alert);
             }
-            if next <= cursor || next > count {
-                break next;
+            if next <= cursor || next >= count {
+                break;
             }
             cursor = next;
-        };
+        }
         let patients: BTreeMap<_, _> = latest
             .values()
             .map(|alert| {
@@ -125,7 +126,8 @@ async fn alerts_page(
                 (alert.patient, id)
             })
             .collect();
-        Ok::<_, String>((latest, patients, next))
+        // The stream continues from the feed's length as this page saw it.
+        Ok::<_, String>((latest, patients, count))
     })
     .await;
     let Ok(Ok((latest, patients, next))) = found else {
@@ -195,17 +197,20 @@ pub(crate) struct After {
     after: Option<u64>,
 }
 
-/// The alert feed as server-sent events, for the page's script: each event only says that the
-/// alerts changed (the script then redraws the table from the server).
+/// How often a quiet stream checks that its session is still live.
+pub const STREAM_SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Server-sent events for the alerts page's script: an event named `changed` (its id the feed's
+/// length) whenever the organisation's alert feed grows, and nothing else: the script then
+/// redraws the table from the server. The stream ends when the session does.
 pub(crate) async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
     query: Result<Query<After>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (session, who) = match signed_in(&state, &headers, &uri).await {
-        Ok(found) => found,
-        Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
+    let Ok((_, who)) = signed_in(&state, &headers, &uri).await else {
+        return StatusCode::UNAUTHORIZED.into_response();
     };
     if !who.role.is_some_and(|role| CARE_ROLES.contains(&role)) {
         return StatusCode::FORBIDDEN.into_response();
@@ -213,16 +218,79 @@ pub(crate) async fn stream(
     let Some(monitor) = state.services.get::<Monitor>() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    // A reconnecting browser says the last alert it had.
+    let Ok(Ok(org)) = tokio::task::spawn_blocking(move || monitor.org()).await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    // A reconnecting browser says the feed length it had seen.
     let resumed = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .map(|seq| seq.saturating_add(1));
-    let after = resumed
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    let seen = resumed
         .or_else(|| query.ok().and_then(|Query(after)| after.after))
         .unwrap_or(0);
-    crate::feed::stream(&state, monitor, session.member, after)
+    let watch = Watch {
+        head: state.node.subscribe_head(),
+        closing: state.closing.clone(),
+        state,
+        headers,
+        org,
+        seen,
+    };
+    let events = futures_util::stream::unfold(watch, |mut watch| async move {
+        let count = watch.next().await?;
+        // A browser drops an event without data, so the length is its data too.
+        let event = Event::default()
+            .event("changed")
+            .id(count.to_string())
+            .data(count.to_string());
+        Some((Ok::<Event, std::convert::Infallible>(event), watch))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// One alerts page's watch on its organisation's alert feed.
+struct Watch {
+    state: AppState,
+    headers: HeaderMap,
+    org: String,
+    /// The feed length the page has.
+    seen: u64,
+    head: tokio::sync::watch::Receiver<medledger_types::Height>,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Watch {
+    /// The feed's new length once it grows; `None` when the session or the server ends.
+    async fn next(&mut self) -> Option<u64> {
+        loop {
+            if *self.closing.borrow() || !super::session::session_live(&self.state, &self.headers) {
+                return None;
+            }
+            // Seen before reading, so a block committed during the read wakes the next wait.
+            self.head.borrow_and_update();
+            let (node, org) = (self.state.node.clone(), self.org.clone());
+            let count = tokio::task::spawn_blocking(move || {
+                node.read_head(|view| Ok(medledger_monitor::alert_event_count(view, &org)?))
+            })
+            .await;
+            if let Ok(Ok((_, Ok(count)))) = count
+                && count > self.seen
+            {
+                self.seen = count;
+                return Some(count);
+            }
+            tokio::select! {
+                changed = self.head.changed() => if changed.is_err() {
+                    return None;
+                },
+                _ = self.closing.changed() => {},
+                () = tokio::time::sleep(STREAM_SESSION_CHECK) => {},
+            }
+        }
+    }
 }
 
 pub(crate) async fn acknowledge(
@@ -260,12 +328,22 @@ pub(crate) async fn acknowledge(
     )
     .await
     {
-        Ok(Decided::Committed(_) | Decided::Pending(_)) => (
+        Ok(Decided::Committed(_)) => (
             Notice {
                 good: true,
                 text: format!("Alert {seq} is acknowledged in your name."),
             },
             StatusCode::OK,
+        ),
+        Ok(Decided::Pending(_)) => (
+            Notice {
+                good: true,
+                text: format!(
+                    "Your acknowledgement of alert {seq} is sent; the chain has not decided it \
+                     yet. Reload this page in a moment."
+                ),
+            },
+            StatusCode::ACCEPTED,
         ),
         Ok(Decided::Refused { reason }) => (
             Notice {
@@ -300,6 +378,7 @@ struct ReadingRow {
 #[template(path = "portal/care_readings.html")]
 struct ReadingsPage {
     shell: Shell,
+    csrf: String,
     patient: String,
     /// Whether a read was made (a patient was named).
     asked: bool,
@@ -325,7 +404,11 @@ fn reading_value(code: medledger_monitor::Code, value: i64) -> String {
     format!("{sign}{text} {}", code.unit())
 }
 
-pub(crate) async fn readings(
+const FOR_READERS: &str = "A patient's readings are for the practitioners the patient allows.";
+
+/// The readings form, filled in with the patient a link names. Showing it reads nothing: a
+/// read is the form's post, so no link can make a practitioner read a patient's data.
+pub(crate) async fn readings_form(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
@@ -335,22 +418,49 @@ pub(crate) async fn readings(
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(
-        &state,
-        &who,
-        &[Role::Practitioner],
-        "A patient's readings are for the practitioners the patient allows.",
-    ) {
+    if let Err(response) = require_role(&state, &who, &[Role::Practitioner], FOR_READERS) {
         return response;
     }
-    let shell = Shell::signed_in(&state, &who);
     let patient = query
         .ok()
         .and_then(|Query(query)| query.patient)
         .unwrap_or_default();
+    page(
+        StatusCode::OK,
+        &ReadingsPage {
+            shell: Shell::signed_in(&state, &who),
+            csrf: who.csrf.clone(),
+            patient,
+            asked: false,
+            allowed: false,
+            total: 0,
+            readings: Vec::new(),
+            error: None,
+        },
+    )
+}
+
+/// Reads a patient's device readings for treatment: the decision is committed on chain as an
+/// access event first, and only what it allows is shown.
+pub(crate) async fn readings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let (_, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Practitioner], FOR_READERS) {
+        return response;
+    }
+    let shell = Shell::signed_in(&state, &who);
+    let patient = fields.get("patient").cloned().unwrap_or_default();
     let fhir_id = patient.trim().trim_start_matches("Patient/").to_string();
     let blank = ReadingsPage {
         shell: shell.clone(),
+        csrf: who.csrf.clone(),
         patient: patient.clone(),
         asked: false,
         allowed: false,
@@ -359,7 +469,7 @@ pub(crate) async fn readings(
         error: None,
     };
     if fhir_id.is_empty() {
-        return page(StatusCode::OK, &blank);
+        return page(StatusCode::BAD_REQUEST, &blank);
     }
     let (Some(monitor), Some(records)) = (
         state.services.get::<Monitor>(),

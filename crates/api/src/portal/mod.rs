@@ -83,7 +83,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/portal/care/alerts", get(care::alerts))
         .route("/portal/care/alerts/stream", get(care::stream))
         .route("/portal/care/alerts/acknowledge", post(care::acknowledge))
-        .route("/portal/care/readings", get(care::readings))
+        .route(
+            "/portal/care/readings",
+            get(care::readings_form).post(care::readings),
+        )
         .route(
             "/portal/payer/review",
             get(payer::review).post(payer::decide),

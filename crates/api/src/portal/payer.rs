@@ -240,12 +240,23 @@ pub(crate) async fn decide(
         "denied"
     };
     let (notice, status) = match sign_and_submit(&state, &session, op.into()).await {
-        Ok(Decided::Committed(_) | Decided::Pending(_)) => (
+        Ok(Decided::Committed(_)) => (
             Notice {
                 good: true,
                 text: format!("Claim {} is {done}.", short(&claim.to_string())),
             },
             StatusCode::OK,
+        ),
+        Ok(Decided::Pending(_)) => (
+            Notice {
+                good: true,
+                text: format!(
+                    "Your decision on claim {} is sent; the chain has not decided it yet. Reload \
+                     this page in a moment.",
+                    short(&claim.to_string())
+                ),
+            },
+            StatusCode::ACCEPTED,
         ),
         Ok(Decided::Refused { reason }) => (
             Notice {

@@ -302,13 +302,17 @@ pub(crate) async fn dispense(
         }],
     };
     let notice = match super::session::sign_and_submit(&state, &session, op.into()).await {
-        Ok(super::session::Decided::Committed(_) | super::session::Decided::Pending(_)) => {
-            super::patient::Notice {
-                good: true,
-                text: "Dispensed: the chain now records this pack as dispensed by your pharmacy."
-                    .into(),
-            }
-        }
+        Ok(super::session::Decided::Committed(_)) => super::patient::Notice {
+            good: true,
+            text: "Dispensed: the chain now records this pack as dispensed by your pharmacy."
+                .into(),
+        },
+        Ok(super::session::Decided::Pending(_)) => super::patient::Notice {
+            good: false,
+            text: "The dispense is sent but the chain has not decided it yet: do not hand the \
+                   pack out until this page, reloaded, says it is dispensed."
+                .into(),
+        },
         Ok(super::session::Decided::Refused { reason }) => super::patient::Notice {
             good: false,
             text: format!(

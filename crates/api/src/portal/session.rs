@@ -91,7 +91,7 @@ pub(crate) fn accounts(state: &AppState) -> Result<&Accounts, Response> {
 /// Who a request comes from, if it carries a live session of a member still in good standing.
 pub(crate) async fn who(state: &AppState, headers: &HeaderMap) -> Option<(Session, Who)> {
     let accounts = state.portal.as_ref().ok()?;
-    let session = accounts.session(&cookie_token(headers)?, now_s())?;
+    let session = accounts.session(&cookie_token(headers)?, now_s(), true)?;
     let node = state.node.clone();
     let member = session.member;
     let (authority, _) = tokio::task::spawn_blocking(move || node.account(&member))
@@ -105,6 +105,29 @@ pub(crate) async fn who(state: &AppState, headers: &HeaderMap) -> Option<(Sessio
     };
     let who = Who::new(&session, &authority);
     Some((session, who))
+}
+
+/// Whether a browser says the request comes from this portal's own pages.
+fn same_origin_request(state: &AppState, headers: &HeaderMap) -> bool {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+    };
+    let origin_ok = match (&state.portal, header("origin")) {
+        (Ok(accounts), Some(origin)) => origin == accounts.origin(),
+        _ => false,
+    };
+    header("sec-fetch-site") == Some("same-origin") || origin_ok
+}
+
+/// Whether the request's session is still live, without keeping it alive (for a stream, which
+/// must end with the session, not extend it).
+pub(crate) fn session_live(state: &AppState, headers: &HeaderMap) -> bool {
+    match (&state.portal, cookie_token(headers)) {
+        (Ok(accounts), Some(token)) => accounts.session(&token, now_s(), false).is_some(),
+        _ => false,
+    }
 }
 
 /// The signed-in member, or the sign-in page (which returns here afterwards).
@@ -144,6 +167,20 @@ pub(crate) async fn signed_form(
         )
     })?;
     let Some((session, who)) = who(state, headers).await else {
+        // A form is kept only if it was sent from this portal's own page by a browser that
+        // had a session: a form another site sends carries no cookie, and its fields must
+        // never come back to be sent under the person's new session.
+        let ours = same_origin_request(state, headers) && cookie_token(headers).is_some();
+        if !ours {
+            return Err(problem(
+                Shell::public(state),
+                StatusCode::FORBIDDEN,
+                "This form was refused",
+                "The form did not come from a page of this portal with a session, so nothing \
+                 was done. Sign in and send it from the portal's own page."
+                    .into(),
+            ));
+        }
         let kept = fields
             .into_iter()
             .filter(|(name, _)| name != "csrf")
@@ -411,6 +448,14 @@ pub(crate) async fn sign_out(
     uri: Uri,
     body: Bytes,
 ) -> Response {
+    let mut signed_out = Redirect::to("/portal/sign-in").into_response();
+    signed_out
+        .headers_mut()
+        .insert(header::SET_COOKIE, cleared_cookie());
+    // Without a session there is nothing to end (and nothing to keep for later).
+    if who(&state, &headers).await.is_none() {
+        return signed_out;
+    }
     let (_, _, fields) = match signed_form(&state, &headers, &uri, &body).await {
         Ok(found) => found,
         Err(response) => return response,
@@ -427,11 +472,7 @@ pub(crate) async fn sign_out(
             accounts.sign_out(&token);
         }
     }
-    let mut response = Redirect::to("/portal/sign-in").into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, cleared_cookie());
-    response
+    signed_out
 }
 
 /// `POST /v1/portal/invitations`, signed by an organisation's root key: `{"member": hex}` to
@@ -450,7 +491,15 @@ pub(crate) async fn invite(
         member: Option<String>,
         secret_key: Option<String>,
     }
-    let (_, authority, _) = crate::signed_member(&state, &method, &uri, &headers, &body).await?;
+    let (_, authority, request) =
+        crate::signed_member(&state, &method, &uri, &headers, &body).await?;
+    // A captured request sent again must not mint another link.
+    state
+        .replay
+        .check(&request, crate::fhir::now_ms())
+        .map_err(|error| {
+            ApiError::new(StatusCode::CONFLICT, "request_replayed", error.to_string())
+        })?;
     let Authority::Organisation { org } = authority else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -571,6 +620,9 @@ pub(crate) async fn sign_and_submit(
             "this node could not open your signing key; tell your organisation".to_string()
         }
     })?;
+    // One transaction of a member at a time, each waited for: the next takes the next nonce.
+    let lock = accounts.submission_lock(&session.member);
+    let _turn = lock.lock().await;
     let node = state.node.clone();
     let chain_id = node.chain_id().to_string();
     let submitted = tokio::task::spawn_blocking(move || {

@@ -212,11 +212,15 @@ let patient;
   step("patient: a form sent after the session ended is kept, and sent after signing in");
   await page.goto(`${base}/portal/patient/consents`);
   await fillGrant(page, "HPAYMT");
+  // The session ends on the node while this tab still holds its cookie, as when it times out:
+  // "sign out everywhere" from another tab, whose answer clears the cookie, which is put back.
+  const held = await context.cookies();
   const other = await context.newPage();
   await other.goto(`${base}/portal`);
   await other.getByRole("button", { name: "Sign out everywhere" }).click();
   await other.waitForURL(`${base}/portal/sign-in`);
   await other.close();
+  await context.addCookies(held);
   [response] = await Promise.all([
     page.waitForResponse((r) => r.url().endsWith("/portal/patient/consents") && r.request().method() === "POST"),
     page.getByRole("button", { name: "Grant" }).click(),
@@ -225,6 +229,12 @@ let patient;
   const kept = await page.locator("main").textContent();
   check(kept.includes("Your session ended"), `no kept-form notice: ${kept}`);
   await signIn(page);
+  // Signed in again, the kept form waits for the person to check it and send it.
+  const send = page.getByRole("button", { name: "Send what you typed" });
+  await send.waitFor({ state: "visible" });
+  await page.waitForFunction(() => !document.getElementById("kept-send").disabled, null, { timeout: 15000 });
+  check((await page.locator("#kept-form").textContent()).includes("HPAYMT"), "the kept form does not show what was typed");
+  await send.click();
   await page.waitForSelector("p.verdict:has-text('Your consent is granted')", { timeout: 15000 });
   const resent = await page.locator("p.verdict").textContent();
   check(resent.includes("Your consent is granted"), `the kept form said: ${resent}`);
@@ -240,6 +250,14 @@ let patient;
   await page.waitForURL(`${base}/portal/sign-in`);
   response = await page.goto(`${base}/portal/patient/consents`);
   check(response.status() === 401, `a signed-out page answered ${response.status()}`);
+  // Another site's form, sent while the person has no session, is refused outright: it is
+  // not kept for after the next sign-in.
+  const crossSite = await page.request.post(`${base}/portal/patient/erase`, {
+    form: { understood: "yes" },
+    headers: { origin: "http://evil.example", "sec-fetch-site": "cross-site" },
+  });
+  check(crossSite.status() === 403, `a cross-site form without a session answered ${crossSite.status()}`);
+  check(!(await crossSite.text()).includes("kept-form"), "a cross-site form was kept for later");
   check(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
   patient = { context, page };
 }
@@ -312,7 +330,11 @@ let patient;
   check((await page.locator("#alerts").textContent()).includes("acknowledged at"), "the alert is not shown acknowledged");
 
   step("a practitioner without consent sees no readings, and the refusal is recorded");
+  // A link only fills the form: nothing is read until the practitioner sends it.
   await page.goto(`${base}/portal/care/readings?patient=Patient/portal-patient`);
+  check((await page.locator("main").textContent()).includes("Each view is recorded"), "no readings form");
+  await page.getByRole("button", { name: "Show readings" }).click();
+  await page.waitForSelector("p.verdict");
   const readings = await page.locator("main").textContent();
   check(readings.includes("has not allowed you"), `readings without consent: ${readings}`);
   await audit(page, "care-readings");
