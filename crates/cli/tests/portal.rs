@@ -593,6 +593,8 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
         "audit-unit",
         "payer-review",
         "patient-claims",
+        "patient-tokens",
+        "patient-research",
         "sign-in",
         "welcome",
         "patient-home",

@@ -74,6 +74,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/portal/patient/consents/revoke", post(patient::revoke))
         .route("/portal/patient/delegates", post(patient::delegate))
         .route("/portal/patient/claims", get(patient::claims))
+        .route("/portal/patient/tokens", get(patient::tokens))
+        .route(
+            "/portal/patient/research",
+            get(patient::research).post(patient::set_research),
+        )
         .route(
             "/portal/patient/erase",
             get(patient::erasure).post(patient::erase),

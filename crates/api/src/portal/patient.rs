@@ -856,6 +856,305 @@ pub(crate) async fn claims(
     )
 }
 
+struct BalanceRow {
+    symbol: String,
+    name: String,
+    balance: String,
+}
+
+struct MovementRow {
+    time: String,
+    what: &'static str,
+    amount: String,
+    incoming: bool,
+}
+
+#[derive(Template)]
+#[template(path = "portal/patient_tokens.html")]
+struct TokensPage {
+    shell: Shell,
+    balances: Vec<BalanceRow>,
+    movements: Vec<MovementRow>,
+    total: u64,
+}
+
+/// Movements the tokens page lists, newest first.
+pub const MOVEMENTS_SHOWN: u64 = 50;
+
+fn reason_words(reason: medledger_tokens::Reason) -> &'static str {
+    use medledger_tokens::Reason;
+    match reason {
+        Reason::Issuance => "issued",
+        Reason::Redemption => "redeemed",
+        Reason::Settlement => "claim settlement",
+        Reason::PatientShare => "your share of a claim",
+        Reason::Refund => "refund",
+        Reason::Reward => "reward",
+        Reason::Adjustment => "correction",
+        Reason::Fee => "fee",
+        Reason::Transfer => "transfer",
+        Reason::Escrow => "escrow",
+    }
+}
+
+/// The patient's token balances, their rewards and other movements, newest first.
+pub(crate) async fn tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let (_, who) = match signed_in(&state, &headers, &uri).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    let shell = Shell::signed_in(&state, &who);
+    let key = who.member;
+    let node = state.node.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        node.read_head(|view| {
+            let mut classes = BTreeMap::new();
+            for symbol in medledger_tokens::classes(view)? {
+                if let Some(class) = medledger_tokens::class(view, &symbol)? {
+                    let balance = medledger_tokens::balance(view, &symbol, &key)?;
+                    classes.insert(symbol, (class, balance));
+                }
+            }
+            Ok(classes)
+        })
+    })
+    .await;
+    let Ok(Ok((_, Ok(classes)))) = found else {
+        return unavailable(shell);
+    };
+    let (total, movements) = match state.services.get::<medledger_node::tokens::Tokens>() {
+        Some(service) => {
+            let count = match service.statement(&key, 0, 0).await {
+                Ok(statement) => statement.total,
+                Err(_) => return unavailable(shell),
+            };
+            match service
+                .statement(&key, count.saturating_sub(MOVEMENTS_SHOWN), MOVEMENTS_SHOWN)
+                .await
+            {
+                Ok(statement) => (count, statement.movements),
+                Err(_) => return unavailable(shell),
+            }
+        }
+        None => (0, Vec::new()),
+    };
+    let money = |symbol: &str, units: u128| {
+        let decimals = classes.get(symbol).map_or(0, |(class, _)| class.decimals);
+        super::payer::amount(units, decimals, symbol)
+    };
+    let mut rows: Vec<MovementRow> = movements
+        .iter()
+        .map(|movement| MovementRow {
+            time: utc(movement.time_ms),
+            what: reason_words(movement.reason),
+            amount: money(&movement.symbol, movement.amount.0),
+            incoming: movement.to == Some(key),
+        })
+        .collect();
+    rows.reverse();
+    let balances = classes
+        .iter()
+        .map(|(symbol, (class, balance))| BalanceRow {
+            symbol: symbol.clone(),
+            name: class.name.clone(),
+            balance: money(symbol, *balance),
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        &TokensPage {
+            shell,
+            balances,
+            movements: rows,
+            total,
+        },
+    )
+}
+
+/// The research uses a patient may allow from the portal, as DUO permission codes.
+const RESEARCH_USES: [(&str, &str); 3] = [
+    ("DUO:0000042", "any research (general research use)"),
+    ("DUO:0000006", "health, medical or biomedical research"),
+    ("DUO:0000007", "research on one disease only"),
+];
+
+/// The conditions a patient may add, as DUO modifier codes.
+const RESEARCH_CONDITIONS: [(&str, &str); 3] = [
+    ("DUO:0000046", "not for commercial use"),
+    ("DUO:0000019", "the results must be published"),
+    ("DUO:0000021", "an ethics committee must approve the study"),
+];
+
+#[derive(Template)]
+#[template(path = "portal/patient_research.html")]
+struct ResearchPage {
+    shell: Shell,
+    csrf: String,
+    /// The consent in force, in words, if any.
+    current: Option<Vec<String>>,
+    uses: [(&'static str, &'static str); 3],
+    conditions: [(&'static str, &'static str); 3],
+    notice: Option<Notice>,
+}
+
+fn code_words(code: &str) -> String {
+    RESEARCH_USES
+        .iter()
+        .chain(RESEARCH_CONDITIONS.iter())
+        .find(|(known, _)| *known == code)
+        .map_or_else(|| code.to_string(), |(_, words)| (*words).to_string())
+}
+
+async fn research_page(
+    state: &AppState,
+    who: &super::Who,
+    notice: Option<Notice>,
+    status: StatusCode,
+) -> Response {
+    let shell = Shell::signed_in(state, who);
+    let node = state.node.clone();
+    let key = who.member;
+    let found =
+        tokio::task::spawn_blocking(move || {
+            node.read_head(|view| {
+                let time_ms = medledger_ledger::chain_head(view)?.time_ms;
+                Ok(medledger_research::consent(view, &key)?
+                    .filter(|consent| consent.in_force(time_ms)))
+            })
+        })
+        .await;
+    let Ok(Ok((_, Ok(consent)))) = found else {
+        return unavailable(shell);
+    };
+    let current = consent.map(|consent| {
+        let mut lines: Vec<String> = consent.terms.codes.iter().map(|c| code_words(c)).collect();
+        if let Some(disease) = &consent.terms.disease {
+            lines.push(format!("the disease: {disease}"));
+        }
+        lines.push(match consent.end_ms {
+            Some(end) => format!("until {}", utc(end)),
+            None => "until you stop it".into(),
+        });
+        lines
+    });
+    page(
+        status,
+        &ResearchPage {
+            shell,
+            csrf: who.csrf.clone(),
+            current,
+            uses: RESEARCH_USES,
+            conditions: RESEARCH_CONDITIONS,
+            notice,
+        },
+    )
+}
+
+pub(crate) async fn research(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let (_, who) = match signed_in(&state, &headers, &uri).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    research_page(&state, &who, None, StatusCode::OK).await
+}
+
+/// Shares (or stops sharing) the patient's data for research on the terms they chose.
+pub(crate) async fn set_research(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
+        return response;
+    }
+    let op = if fields.get("stop").map(String::as_str) == Some("yes") {
+        medledger_research::ResearchOp::RevokeResearchConsent
+    } else {
+        let field = |name: &str| fields.get(name).map(|v| v.trim()).unwrap_or("");
+        let refuse = |text: &str| Notice {
+            good: false,
+            text: format!("Nothing changed: {text}."),
+        };
+        let permission = field("use");
+        if !RESEARCH_USES.iter().any(|(code, _)| *code == permission) {
+            let notice = refuse("choose which research your data may serve");
+            return research_page(&state, &who, Some(notice), StatusCode::BAD_REQUEST).await;
+        }
+        let disease = field("disease");
+        let disease = match (permission == "DUO:0000007", disease.is_empty()) {
+            (true, true) => {
+                let notice = refuse("name the disease the research must be about");
+                return research_page(&state, &who, Some(notice), StatusCode::BAD_REQUEST).await;
+            }
+            (true, false) => Some(disease.chars().take(100).collect()),
+            (false, _) => None,
+        };
+        let mut codes = vec![permission.to_string()];
+        codes.extend(
+            RESEARCH_CONDITIONS
+                .iter()
+                .filter(|(code, _)| fields.contains_key(*code))
+                .map(|(code, _)| (*code).to_string()),
+        );
+        medledger_research::ResearchOp::GrantResearchConsent {
+            terms: medledger_research::duo::DuoTerms {
+                codes,
+                disease,
+                institutions: Vec::new(),
+            },
+            resource_types: Vec::new(),
+            end_ms: None,
+        }
+    };
+    let stopping = matches!(op, medledger_research::ResearchOp::RevokeResearchConsent);
+    let done = if stopping {
+        "Your data is no longer shared for research; nothing more will be released"
+    } else {
+        "Your data may be shared for research on these terms; every release is shown on your \
+         access page"
+    };
+    let (notice, status) = match sign_and_submit(&state, &session, op.into()).await {
+        Ok(decided) => {
+            let (notice, ok) = decided_notice(decided, done);
+            (
+                notice,
+                if ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CONFLICT
+                },
+            )
+        }
+        Err(reason) => (
+            Notice {
+                good: false,
+                text: format!("Nothing changed: {reason}."),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    };
+    research_page(&state, &who, Some(notice), status).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

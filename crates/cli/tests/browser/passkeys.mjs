@@ -245,6 +245,25 @@ let patient;
   check((await page.locator("main").textContent()).includes("cannot be undone"), "no erasure warning");
   await audit(page, "patient-erase");
 
+  step("patient: tokens, and research sharing granted then stopped");
+  await page.goto(`${base}/portal/patient/tokens`);
+  const tokens = await page.locator("main").textContent();
+  check(tokens.includes("Consortium dollar (USD)") && tokens.includes("0.00 USD"), `tokens: ${tokens}`);
+  await audit(page, "patient-tokens");
+  await page.goto(`${base}/portal/patient/research`);
+  check((await page.locator("main").textContent()).includes("You do not share"), "research before any consent");
+  await page.getByLabel("health, medical or biomedical research").check();
+  await page.getByLabel("not for commercial use").check();
+  await page.getByRole("button", { name: "Share on these terms" }).click();
+  await page.waitForSelector("p.verdict");
+  let research = await page.locator("main").textContent();
+  check(research.includes("may be shared for research") && research.includes("not for commercial use"), `research: ${research}`);
+  await audit(page, "patient-research");
+  await page.getByRole("button", { name: "Stop sharing for research" }).click();
+  await page.waitForSelector("p.verdict");
+  research = await page.locator("main").textContent();
+  check(research.includes("no longer shared") && research.includes("You do not share"), `stopping: ${research}`);
+
   step("patient signs out");
   await page.getByRole("button", { name: "Sign out", exact: true }).click();
   await page.waitForURL(`${base}/portal/sign-in`);
