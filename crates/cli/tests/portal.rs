@@ -445,6 +445,49 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
     ));
     assert_eq!(queued["outcome"], "queued", "{queued}");
 
+    // A trial the patient is enrolled in at the hospital, awaiting their eConsent.
+    let sponsor = node.new_key(dir, "sponsor", Some((&maker_root, "sponsor")));
+    for (name, text) in [
+        ("protocol.txt", "protocol, version 1"),
+        ("sap.txt", "analysis plan"),
+    ] {
+        std::fs::write(dir.join(name), text).expect("trial document");
+    }
+    common::ok(common::run_as(
+        &node,
+        "trial",
+        &sponsor,
+        &[
+            "register",
+            "--study",
+            "portal-1",
+            "--title",
+            "Once-weekly insulin",
+            "--protocol",
+            dir.join("protocol.txt").to_str().expect("utf-8"),
+            "--sap",
+            dir.join("sap.txt").to_str().expect("utf-8"),
+            "--primary",
+            "Change in HbA1c@26 weeks",
+            "--site",
+            "hospital",
+        ],
+    ));
+    common::ok(common::run_as(
+        &node,
+        "trial",
+        &doctor,
+        &[
+            "enrol",
+            "--study",
+            "portal-1",
+            "--subject",
+            "S-001",
+            "--patient",
+            &common::public_key_of(&patient),
+        ],
+    ));
+
     // Invitations: the root key of the member's own organisation only, and once each.
     let refused = invite(
         &node,
@@ -595,6 +638,7 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
         "patient-claims",
         "patient-tokens",
         "patient-research",
+        "patient-trial",
         "sign-in",
         "welcome",
         "patient-home",

@@ -16,7 +16,7 @@ use medledger_types::Role;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::session::{require_role, signed_in};
+use super::session::member;
 use super::{Shell, page, short, utc};
 use crate::AppState;
 
@@ -119,13 +119,10 @@ pub(crate) async fn trails(
     uri: Uri,
     query: Result<Query<TrailQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let (_, who) = match member(&state, &headers, &uri, &[Role::Auditor], FOR_AUDITORS).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Auditor], FOR_AUDITORS) {
-        return response;
-    }
     let shell = Shell::signed_in(&state, &who);
     let Ok(Query(query)) = query else {
         return form_page(

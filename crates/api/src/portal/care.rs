@@ -20,9 +20,8 @@ use medledger_records::Purpose;
 use medledger_types::Role;
 use serde::Deserialize;
 
-use super::patient::Notice;
-use super::session::{Decided, require_role, sign_and_submit, signed_form, signed_in};
-use super::{Shell, page, problem, short, utc};
+use super::session::{member, member_form, outcome, sign_and_submit, signed_in};
+use super::{Notice, Shell, page, problem, short, utc};
 use crate::AppState;
 
 /// Alert changes the page reads back to draw the current alerts.
@@ -182,13 +181,10 @@ pub(crate) async fn alerts(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let (_, who) = match member(&state, &headers, &uri, &CARE_ROLES, FOR_CARE_TEAMS).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &CARE_ROLES, FOR_CARE_TEAMS) {
-        return response;
-    }
     alerts_page(&state, &who, None, StatusCode::OK).await
 }
 
@@ -299,18 +295,19 @@ pub(crate) async fn acknowledge(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+    let (session, who, fields) = match member_form(
+        &state,
+        &headers,
+        &uri,
+        &body,
+        &[Role::Practitioner],
+        "Practitioners of the patient's care team acknowledge alerts.",
+    )
+    .await
+    {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(
-        &state,
-        &who,
-        &[Role::Practitioner],
-        "Practitioners of the patient's care team acknowledge alerts.",
-    ) {
-        return response;
-    }
     let (Some(org), Some(seq)) = (
         fields.get("org").cloned(),
         fields.get("seq").and_then(|seq| seq.parse::<u64>().ok()),
@@ -321,45 +318,14 @@ pub(crate) async fn acknowledge(
         };
         return alerts_page(&state, &who, Some(notice), StatusCode::BAD_REQUEST).await;
     };
-    let (notice, status) = match sign_and_submit(
+    let result = sign_and_submit(
         &state,
         &session,
         MonitorOp::AcknowledgeAlert { org, seq }.into(),
     )
-    .await
-    {
-        Ok(Decided::Committed(_)) => (
-            Notice {
-                good: true,
-                text: format!("Alert {seq} is acknowledged in your name."),
-            },
-            StatusCode::OK,
-        ),
-        Ok(Decided::Pending(_)) => (
-            Notice {
-                good: true,
-                text: format!(
-                    "Your acknowledgement of alert {seq} is sent; the chain has not decided it \
-                     yet. Reload this page in a moment."
-                ),
-            },
-            StatusCode::ACCEPTED,
-        ),
-        Ok(Decided::Refused { reason }) => (
-            Notice {
-                good: false,
-                text: format!("The chain refused the acknowledgement: {reason}."),
-            },
-            StatusCode::CONFLICT,
-        ),
-        Err(reason) => (
-            Notice {
-                good: false,
-                text: format!("Nothing was acknowledged: {reason}."),
-            },
-            StatusCode::SERVICE_UNAVAILABLE,
-        ),
-    };
+    .await;
+    let done = format!("Alert {seq} is acknowledged in your name");
+    let (notice, status) = outcome(result, &done, None);
     alerts_page(&state, &who, Some(notice), status).await
 }
 
@@ -414,13 +380,10 @@ pub(crate) async fn readings_form(
     uri: Uri,
     query: Result<Query<ReadingsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let (_, who) = match member(&state, &headers, &uri, &[Role::Practitioner], FOR_READERS).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Practitioner], FOR_READERS) {
-        return response;
-    }
     let patient = query
         .ok()
         .and_then(|Query(query)| query.patient)
@@ -448,13 +411,19 @@ pub(crate) async fn readings(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (_, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+    let (_, who, fields) = match member_form(
+        &state,
+        &headers,
+        &uri,
+        &body,
+        &[Role::Practitioner],
+        FOR_READERS,
+    )
+    .await
+    {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Practitioner], FOR_READERS) {
-        return response;
-    }
     let shell = Shell::signed_in(&state, &who);
     let patient = fields.get("patient").cloned().unwrap_or_default();
     let fhir_id = patient.trim().trim_start_matches("Patient/").to_string();

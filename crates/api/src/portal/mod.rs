@@ -76,6 +76,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/portal/patient/claims", get(patient::claims))
         .route("/portal/patient/tokens", get(patient::tokens))
         .route(
+            "/portal/patient/trials",
+            get(patient::trial).post(patient::trial_decision),
+        )
+        .route(
             "/portal/patient/research",
             get(patient::research).post(patient::set_research),
         )
@@ -196,6 +200,12 @@ fn person(role: Role) -> &'static str {
         Role::Researcher => "a researcher",
         Role::Node => "a node",
     }
+}
+
+/// The outcome of the last form, in plain words.
+pub(crate) struct Notice {
+    pub good: bool,
+    pub text: String,
 }
 
 /// What every page's frame shows: the chain, and who is signed in.

@@ -15,9 +15,10 @@ use medledger_records::{
     ConsentGrant, Grantee, Provision, ProvisionKind, Purpose, RecordsOp, Scope,
 };
 use medledger_types::Role;
+use serde::Deserialize;
 
-use super::session::{Decided, now_s, require_role, sign_and_submit, signed_form, signed_in};
-use super::{Shell, page, problem, short, utc};
+use super::session::{member, member_form, now_s, outcome, sign_and_submit};
+use super::{Notice, Shell, page, problem, short, utc};
 use crate::AppState;
 
 /// Accesses the page lists, newest first.
@@ -91,13 +92,10 @@ pub(crate) async fn access(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     let shell = Shell::signed_in(&state, &who);
     let records = match records(&state, &shell) {
         Ok(records) => records,
@@ -207,12 +205,6 @@ impl ConsentsPage {
     fn is(&self, name: &str, value: &str) -> bool {
         self.typed(name) == value
     }
-}
-
-/// The outcome of the last form, in plain words.
-pub(crate) struct Notice {
-    pub good: bool,
-    pub text: String,
 }
 
 fn grantee_text(grantee: &Grantee) -> String {
@@ -331,13 +323,10 @@ pub(crate) async fn consents(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     consents_page(&state, &who, None, BTreeMap::new(), StatusCode::OK).await
 }
 
@@ -439,49 +428,25 @@ fn date_ms(text: &str) -> Option<u64> {
     u64::try_from(days).ok().map(|days| days * 86_400_000)
 }
 
-fn decided_notice(decided: Decided, done: &str) -> (Notice, bool) {
-    match decided {
-        Decided::Committed(id) => (
-            Notice {
-                good: true,
-                text: format!("{done} (transaction {}).", short(&id.to_string())),
-            },
-            true,
-        ),
-        Decided::Refused { reason, .. } => (
-            Notice {
-                good: false,
-                text: format!("The chain refused this, so nothing changed: {reason}."),
-            },
-            false,
-        ),
-        Decided::Pending(id) => (
-            Notice {
-                good: true,
-                text: format!(
-                    "Sent; the chain has not decided it yet (transaction {}). Reload this page \
-                     in a moment.",
-                    short(&id.to_string())
-                ),
-            },
-            true,
-        ),
-    }
-}
-
 pub(crate) async fn grant(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+    let (session, who, fields) = match member_form(
+        &state,
+        &headers,
+        &uri,
+        &body,
+        &[Role::Patient],
+        FOR_PATIENTS,
+    )
+    .await
+    {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     let now_ms = now_s() * 1_000;
     let mut typed = fields.clone();
     typed.remove("csrf");
@@ -495,32 +460,15 @@ pub(crate) async fn grant(
             return consents_page(&state, &who, Some(notice), typed, StatusCode::BAD_REQUEST).await;
         }
     };
-    match sign_and_submit(&state, &session, RecordsOp::GrantConsent { grant }.into()).await {
-        Ok(decided) => {
-            let (notice, ok) = decided_notice(decided, "Your consent is granted and in force");
-            let typed = if ok { BTreeMap::new() } else { typed };
-            let status = if ok {
-                StatusCode::OK
-            } else {
-                StatusCode::CONFLICT
-            };
-            consents_page(&state, &who, Some(notice), typed, status).await
-        }
-        Err(reason) => {
-            let notice = Notice {
-                good: false,
-                text: format!("Nothing was granted: {reason}."),
-            };
-            consents_page(
-                &state,
-                &who,
-                Some(notice),
-                typed,
-                StatusCode::SERVICE_UNAVAILABLE,
-            )
-            .await
-        }
-    }
+    let result = sign_and_submit(&state, &session, RecordsOp::GrantConsent { grant }.into()).await;
+    let (notice, status) = outcome(result, "Your consent is granted and in force", None);
+    // What was typed stays in the form unless it reached the chain.
+    let typed = if status.is_success() {
+        BTreeMap::new()
+    } else {
+        typed
+    };
+    consents_page(&state, &who, Some(notice), typed, status).await
 }
 
 pub(crate) async fn revoke(
@@ -529,43 +477,31 @@ pub(crate) async fn revoke(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+    let (session, who, fields) = match member_form(
+        &state,
+        &headers,
+        &uri,
+        &body,
+        &[Role::Patient],
+        FOR_PATIENTS,
+    )
+    .await
+    {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     let Some(grant) = fields
         .get("grant")
         .and_then(|text| Hash::from_hex(text.trim()).ok())
     else {
         return Redirect::to("/portal/patient/consents").into_response();
     };
-    let (notice, status) =
-        match sign_and_submit(&state, &session, RecordsOp::RevokeConsent { grant }.into()).await {
-            Ok(decided) => {
-                let (notice, ok) = decided_notice(
-                    decided,
-                    "The consent is revoked: from now on it allows nothing",
-                );
-                (
-                    notice,
-                    if ok {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::CONFLICT
-                    },
-                )
-            }
-            Err(reason) => (
-                Notice {
-                    good: false,
-                    text: format!("Nothing was revoked: {reason}."),
-                },
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
-        };
+    let result = sign_and_submit(&state, &session, RecordsOp::RevokeConsent { grant }.into()).await;
+    let (notice, status) = outcome(
+        result,
+        "The consent is revoked: from now on it allows nothing",
+        None,
+    );
     consents_page(&state, &who, Some(notice), BTreeMap::new(), status).await
 }
 
@@ -625,13 +561,10 @@ pub(crate) async fn erasure(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     erase_page(&state, &who, None, StatusCode::OK).await
 }
 
@@ -643,13 +576,19 @@ pub(crate) async fn erase(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (_, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+    let (_, who, fields) = match member_form(
+        &state,
+        &headers,
+        &uri,
+        &body,
+        &[Role::Patient],
+        FOR_PATIENTS,
+    )
+    .await
+    {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     if fields.get("understood").map(String::as_str) != Some("yes") {
         let notice = Notice {
             good: false,
@@ -710,13 +649,19 @@ pub(crate) async fn delegate(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+    let (session, who, fields) = match member_form(
+        &state,
+        &headers,
+        &uri,
+        &body,
+        &[Role::Patient],
+        FOR_PATIENTS,
+    )
+    .await
+    {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     let text = fields.get("delegate").map(|text| text.trim()).unwrap_or("");
     let Ok(delegate) = PublicKey::from_hex(text) else {
         let notice = Notice {
@@ -741,26 +686,11 @@ pub(crate) async fn delegate(
     } else {
         "They may no longer act for you"
     };
-    let (notice, status) = match sign_and_submit(&state, &session, op.into()).await {
-        Ok(decided) => {
-            let (notice, ok) = decided_notice(decided, done);
-            (
-                notice,
-                if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::CONFLICT
-                },
-            )
-        }
-        Err(reason) => (
-            Notice {
-                good: false,
-                text: format!("Nothing changed: {reason}."),
-            },
-            StatusCode::SERVICE_UNAVAILABLE,
-        ),
-    };
+    let (notice, status) = outcome(
+        sign_and_submit(&state, &session, op.into()).await,
+        done,
+        None,
+    );
     consents_page(&state, &who, Some(notice), BTreeMap::new(), status).await
 }
 
@@ -788,13 +718,10 @@ pub(crate) async fn claims(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     let shell = Shell::signed_in(&state, &who);
     let Some(service) = state.services.get::<medledger_node::claims::Claims>() else {
         return problem(
@@ -903,13 +830,10 @@ pub(crate) async fn tokens(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     let shell = Shell::signed_in(&state, &who);
     let key = who.member;
     let node = state.node.clone();
@@ -1062,13 +986,10 @@ pub(crate) async fn research(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     research_page(&state, &who, None, StatusCode::OK).await
 }
 
@@ -1079,13 +1000,19 @@ pub(crate) async fn set_research(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
+    let (session, who, fields) = match member_form(
+        &state,
+        &headers,
+        &uri,
+        &body,
+        &[Role::Patient],
+        FOR_PATIENTS,
+    )
+    .await
+    {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Patient], FOR_PATIENTS) {
-        return response;
-    }
     let op = if fields.get("stop").map(String::as_str) == Some("yes") {
         medledger_research::ResearchOp::RevokeResearchConsent
     } else {
@@ -1132,27 +1059,198 @@ pub(crate) async fn set_research(
         "Your data may be shared for research on these terms; every release is shown on your \
          access page"
     };
-    let (notice, status) = match sign_and_submit(&state, &session, op.into()).await {
-        Ok(decided) => {
-            let (notice, ok) = decided_notice(decided, done);
-            (
-                notice,
-                if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::CONFLICT
-                },
-            )
-        }
-        Err(reason) => (
-            Notice {
-                good: false,
-                text: format!("Nothing changed: {reason}."),
-            },
-            StatusCode::SERVICE_UNAVAILABLE,
-        ),
-    };
+    let (notice, status) = outcome(
+        sign_and_submit(&state, &session, op.into()).await,
+        done,
+        None,
+    );
     research_page(&state, &who, Some(notice), status).await
+}
+
+/// A trial the patient takes part in, as its page shows it.
+struct Participation {
+    study: String,
+    title: String,
+    sponsor: String,
+    subject: String,
+    status: &'static str,
+    consented: Option<u32>,
+    /// The version in force, its reason for amendment, its documents' hashes.
+    current: u32,
+    reason: String,
+    protocol_hash: String,
+    /// The participant must consent to the version in force before more data is captured.
+    reconsent_needed: bool,
+    withdrawn: bool,
+}
+
+#[derive(Template)]
+#[template(path = "portal/patient_trial.html")]
+struct TrialPage {
+    shell: Shell,
+    csrf: String,
+    asked: String,
+    participation: Option<Participation>,
+    notice: Option<Notice>,
+}
+
+async fn trial_page(
+    state: &AppState,
+    who: &super::Who,
+    study: String,
+    notice: Option<Notice>,
+    status: StatusCode,
+) -> Response {
+    let shell = Shell::signed_in(state, who);
+    let study = study.trim().to_string();
+    let mut page_data = TrialPage {
+        shell,
+        csrf: who.csrf.clone(),
+        asked: study.clone(),
+        participation: None,
+        notice,
+    };
+    if study.is_empty() {
+        return page(status, &page_data);
+    }
+    let node = state.node.clone();
+    let key = who.member;
+    let id = study.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        node.read_head(|view| {
+            let Some(record) = medledger_trials::study(view, &id)? else {
+                return Ok(None);
+            };
+            let Some(subject_id) = medledger_trials::participant(view, &id, &key)? else {
+                return Ok(None);
+            };
+            let subject = medledger_trials::subject(view, &id, &subject_id)?;
+            let version = medledger_trials::protocol_version(view, &id, record.version)?;
+            Ok(subject.map(|subject| (record, subject, version)))
+        })
+    })
+    .await;
+    let Ok(Ok((_, Ok(found)))) = found else {
+        return unavailable(page_data.shell);
+    };
+    let Some((record, subject, version)) = found else {
+        page_data.notice = Some(Notice {
+            good: false,
+            text: format!(
+                "You take part in no trial with the id {study:?}. The id is on the information \
+                 sheet the trial site gave you."
+            ),
+        });
+        return page(StatusCode::NOT_FOUND, &page_data);
+    };
+    use medledger_trials::SubjectStatus;
+    let withdrawn = subject.status == SubjectStatus::Withdrawn;
+    page_data.participation = Some(Participation {
+        title: record.title.clone(),
+        sponsor: record.sponsor.clone(),
+        subject: subject.id.clone(),
+        status: match subject.status {
+            SubjectStatus::Candidate => "enrolled; your consent is awaited",
+            SubjectStatus::OnStudy => "taking part",
+            SubjectStatus::Withdrawn => "withdrawn",
+        },
+        consented: subject.consented_version,
+        current: record.version,
+        reason: version
+            .as_ref()
+            .and_then(|version| version.reason.clone())
+            .unwrap_or_default(),
+        protocol_hash: version
+            .as_ref()
+            .map(|version| version.protocol_hash.to_string())
+            .unwrap_or_default(),
+        reconsent_needed: !withdrawn
+            && subject
+                .consented_version
+                .is_none_or(|consented| consented < record.consent_required),
+        withdrawn,
+        study,
+    });
+    page(status, &page_data)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StudyQuery {
+    study: Option<String>,
+}
+
+/// A trial the patient takes part in: the protocol version in force, what they consented to,
+/// and the eConsent to sign when a new version needs it.
+pub(crate) async fn trial(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Result<axum::extract::Query<StudyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let study = query
+        .ok()
+        .and_then(|axum::extract::Query(query)| query.study)
+        .unwrap_or_default();
+    trial_page(&state, &who, study, None, StatusCode::OK).await
+}
+
+/// Signs the eConsent to the protocol version in force, or withdraws from the trial.
+pub(crate) async fn trial_decision(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let (session, who, fields) = match member_form(
+        &state,
+        &headers,
+        &uri,
+        &body,
+        &[Role::Patient],
+        FOR_PATIENTS,
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let study = fields.get("study").cloned().unwrap_or_default();
+    let version = fields
+        .get("version")
+        .and_then(|text| text.parse::<u32>().ok());
+    let (op, done) = match (fields.get("decision").map(String::as_str), version) {
+        (Some("consent"), Some(version)) => (
+            medledger_trials::TrialsOp::Consent {
+                study: study.clone(),
+                version,
+            },
+            format!("You consented to version {version} of the protocol"),
+        ),
+        (Some("withdraw"), _) => (
+            medledger_trials::TrialsOp::Withdraw {
+                study: study.clone(),
+                subject: fields.get("subject").cloned().unwrap_or_default(),
+            },
+            "You have withdrawn from the trial; no more data of yours will be captured".into(),
+        ),
+        _ => {
+            let notice = Notice {
+                good: false,
+                text: "Nothing changed: the form did not say what to do.".into(),
+            };
+            return trial_page(&state, &who, study, Some(notice), StatusCode::BAD_REQUEST).await;
+        }
+    };
+    let (notice, status) = outcome(
+        sign_and_submit(&state, &session, op.into()).await,
+        &done,
+        None,
+    );
+    trial_page(&state, &who, study, Some(notice), status).await
 }
 
 #[cfg(test)]

@@ -12,9 +12,8 @@ use medledger_ledger::Authority;
 use medledger_node::claims::Claims;
 use medledger_types::Role;
 
-use super::patient::Notice;
-use super::session::{Decided, require_role, sign_and_submit, signed_form, signed_in};
-use super::{Shell, page, problem, short, utc};
+use super::session::{member, member_form, outcome, sign_and_submit};
+use super::{Notice, Shell, page, problem, short, utc};
 use crate::AppState;
 
 /// Claims the queue reads (oldest first, decided ones skipped).
@@ -190,13 +189,10 @@ pub(crate) async fn review(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let (_, who) = match member(&state, &headers, &uri, &[Role::Insurer], FOR_PAYERS).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = require_role(&state, &who, &[Role::Insurer], FOR_PAYERS) {
-        return response;
-    }
     review_page(&state, &who, None, StatusCode::OK).await
 }
 
@@ -207,13 +203,11 @@ pub(crate) async fn decide(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (session, who, fields) = match signed_form(&state, &headers, &uri, &body).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    if let Err(response) = require_role(&state, &who, &[Role::Insurer], FOR_PAYERS) {
-        return response;
-    }
+    let (session, who, fields) =
+        match member_form(&state, &headers, &uri, &body, &[Role::Insurer], FOR_PAYERS).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let claim = fields
         .get("claim")
         .and_then(|text| Hash::from_hex(text.trim()).ok());
@@ -239,40 +233,12 @@ pub(crate) async fn decide(
     } else {
         "denied"
     };
-    let (notice, status) = match sign_and_submit(&state, &session, op.into()).await {
-        Ok(Decided::Committed(_)) => (
-            Notice {
-                good: true,
-                text: format!("Claim {} is {done}.", short(&claim.to_string())),
-            },
-            StatusCode::OK,
-        ),
-        Ok(Decided::Pending(_)) => (
-            Notice {
-                good: true,
-                text: format!(
-                    "Your decision on claim {} is sent; the chain has not decided it yet. Reload \
-                     this page in a moment.",
-                    short(&claim.to_string())
-                ),
-            },
-            StatusCode::ACCEPTED,
-        ),
-        Ok(Decided::Refused { reason }) => (
-            Notice {
-                good: false,
-                text: format!("The chain refused the decision, so nothing changed: {reason}."),
-            },
-            StatusCode::CONFLICT,
-        ),
-        Err(reason) => (
-            Notice {
-                good: false,
-                text: format!("Nothing was decided: {reason}."),
-            },
-            StatusCode::SERVICE_UNAVAILABLE,
-        ),
-    };
+    let done = format!("Claim {} is {done}", short(&claim.to_string()));
+    let (notice, status) = outcome(
+        sign_and_submit(&state, &session, op.into()).await,
+        &done,
+        None,
+    );
     review_page(&state, &who, Some(notice), status).await
 }
 

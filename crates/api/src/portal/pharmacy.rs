@@ -12,7 +12,7 @@ use medledger_supply::{Item, StepKind, SupplyOp, SupplyPayload, Suspect, UnitSta
 use medledger_types::Role;
 use serde::Deserialize;
 
-use super::session::{require_role, signed_in};
+use super::session::{member, member_form, outcome};
 use super::{Shell, page, short, utc};
 use crate::AppState;
 
@@ -55,7 +55,7 @@ struct ScanPage {
     /// A pharmacist may dispense a genuine pack their pharmacy holds.
     may_dispense: bool,
     csrf: String,
-    notice: Option<super::patient::Notice>,
+    notice: Option<super::Notice>,
 }
 
 fn reason_text(reason: &Suspect) -> String {
@@ -136,14 +136,11 @@ pub(crate) async fn scan(
     uri: Uri,
     query: Result<Query<Scan>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (_, who) = match signed_in(&state, &headers, &uri).await {
+    let roles = [Role::Pharmacy, Role::Manufacturer, Role::Distributor];
+    let (_, who) = match member(&state, &headers, &uri, &roles, FOR_PHARMACY).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let roles = [Role::Pharmacy, Role::Manufacturer, Role::Distributor];
-    if let Err(response) = require_role(&state, &who, &roles, FOR_PHARMACY) {
-        return response;
-    }
     let code = query
         .ok()
         .and_then(|Query(scan)| scan.code)
@@ -156,7 +153,7 @@ async fn scan_page(
     state: &AppState,
     who: &super::Who,
     code: String,
-    notice: Option<super::patient::Notice>,
+    notice: Option<super::Notice>,
 ) -> Response {
     let shell = Shell::signed_in(state, who);
     let blank = ScanPage {
@@ -283,14 +280,19 @@ pub(crate) async fn dispense(
     uri: Uri,
     body: axum::body::Bytes,
 ) -> Response {
-    let (session, who, fields) =
-        match super::session::signed_form(&state, &headers, &uri, &body).await {
-            Ok(found) => found,
-            Err(response) => return response,
-        };
-    if let Err(response) = require_role(&state, &who, &[Role::Pharmacy], FOR_PHARMACY) {
-        return response;
-    }
+    let (session, who, fields) = match member_form(
+        &state,
+        &headers,
+        &uri,
+        &body,
+        &[Role::Pharmacy],
+        FOR_PHARMACY,
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
     let code = fields.get("code").cloned().unwrap_or_default();
     let Ok((unit, _)) = medledger_node::supply::parse_unit_code(&code) else {
         return scan_page(&state, &who, code, None).await;
@@ -301,28 +303,14 @@ pub(crate) async fn dispense(
             status: UnitStatus::Dispensed,
         }],
     };
-    let notice = match super::session::sign_and_submit(&state, &session, op.into()).await {
-        Ok(super::session::Decided::Committed(_)) => super::patient::Notice {
-            good: true,
-            text: "Dispensed: the chain now records this pack as dispensed by your pharmacy."
-                .into(),
-        },
-        Ok(super::session::Decided::Pending(_)) => super::patient::Notice {
-            good: false,
-            text: "The dispense is sent but the chain has not decided it yet: do not hand the \
-                   pack out until this page, reloaded, says it is dispensed."
-                .into(),
-        },
-        Ok(super::session::Decided::Refused { reason }) => super::patient::Notice {
-            good: false,
-            text: format!(
-                "The chain refused to record the dispense, so do not hand it out: {reason}."
-            ),
-        },
-        Err(reason) => super::patient::Notice {
-            good: false,
-            text: format!("Nothing was recorded: {reason}."),
-        },
-    };
+    let result = super::session::sign_and_submit(&state, &session, op.into()).await;
+    let (notice, _) = outcome(
+        result,
+        "Dispensed: the chain now records this pack as dispensed by your pharmacy",
+        Some(
+            "The dispense is sent but the chain has not decided it yet: do not hand the pack \
+             out until this page, reloaded, says it is dispensed.",
+        ),
+    );
     scan_page(&state, &who, code, Some(notice)).await
 }

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::accounts::{AccountError, Accounts, CEREMONY_BYTES_MAX, Session};
-use super::{Shell, Who, page, problem};
+use super::{Notice, Shell, Who, page, problem, short};
 use crate::{ApiError, AppState};
 
 /// The session cookie: `__Host-` binds it to this origin, path `/`, Secure.
@@ -288,6 +288,23 @@ fn same_origin(accounts: &Accounts, headers: &HeaderMap) -> Result<(), Response>
         .into_response())
 }
 
+/// The accounts, for a passkey endpoint: only for the portal's own pages, and an answer of at
+/// most [`CEREMONY_BYTES_MAX`] bytes.
+fn ceremony<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    body_len: usize,
+) -> Result<&'a Accounts, Response> {
+    let accounts = accounts(state)?;
+    same_origin(accounts, headers)?;
+    if body_len > CEREMONY_BYTES_MAX {
+        return Err(ceremony_error(AccountError::Ceremony(
+            "the answer is too large".into(),
+        )));
+    }
+    Ok(accounts)
+}
+
 fn signed_in_answer(token: &str, session: &Session, next: &str) -> Response {
     let mut response = Json(json!({"next": next, "csrf": session.csrf})).into_response();
     response
@@ -297,13 +314,10 @@ fn signed_in_answer(token: &str, session: &Session, next: &str) -> Response {
 }
 
 pub(crate) async fn sign_in_options(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let accounts = match accounts(&state) {
+    let accounts = match ceremony(&state, &headers, 0) {
         Ok(accounts) => accounts,
         Err(response) => return response,
     };
-    if let Err(response) = same_origin(accounts, &headers) {
-        return response;
-    }
     match accounts.sign_in_options() {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(error) => ceremony_error(error),
@@ -315,16 +329,10 @@ pub(crate) async fn sign_in_finish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let accounts = match accounts(&state) {
+    let accounts = match ceremony(&state, &headers, body.len()) {
         Ok(accounts) => accounts,
         Err(response) => return response,
     };
-    if let Err(response) = same_origin(accounts, &headers) {
-        return response;
-    }
-    if body.len() > CEREMONY_BYTES_MAX {
-        return ceremony_error(AccountError::Ceremony("the answer is too large".into()));
-    }
     match accounts.sign_in(&body, now_s()) {
         Ok((token, session)) => signed_in_answer(&token, &session, "/portal"),
         Err(error) => ceremony_error(error),
@@ -378,13 +386,10 @@ pub(crate) async fn register_options(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let accounts = match accounts(&state) {
+    let accounts = match ceremony(&state, &headers, 0) {
         Ok(accounts) => accounts,
         Err(response) => return response,
     };
-    if let Err(response) = same_origin(accounts, &headers) {
-        return response;
-    }
     let Ok(start) = serde_json::from_slice::<RegistrationStart>(&body) else {
         return ceremony_error(AccountError::Invitation);
     };
@@ -426,16 +431,10 @@ pub(crate) async fn register_finish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let accounts = match accounts(&state) {
+    let accounts = match ceremony(&state, &headers, body.len()) {
         Ok(accounts) => accounts,
         Err(response) => return response,
     };
-    if let Err(response) = same_origin(accounts, &headers) {
-        return response;
-    }
-    if body.len() > CEREMONY_BYTES_MAX {
-        return ceremony_error(AccountError::Ceremony("the answer is too large".into()));
-    }
     match accounts.register(&body, now_s()) {
         Ok((token, session)) => signed_in_answer(&token, &session, "/portal"),
         Err(error) => ceremony_error(error),
@@ -652,6 +651,83 @@ pub(crate) async fn sign_and_submit(
         Ok(Some(TxStatus::Rejected { reason, .. })) => Ok(Decided::Refused { reason }),
         Ok(_) => Ok(Decided::Pending(submitted)),
         Err(error) => Err(error.to_string()),
+    }
+}
+
+/// The signed-in member, if they hold one of `roles`; otherwise the sign-in page, or the
+/// refusal that says who the page is for (`what`).
+pub(crate) async fn member(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    roles: &[Role],
+    what: &str,
+) -> Result<(Session, Who), Response> {
+    let (session, who) = signed_in(state, headers, uri).await?;
+    require_role(state, &who, roles, what)?;
+    Ok((session, who))
+}
+
+/// A form from a signed-in member of one of `roles`, checked as [`signed_form`] checks it.
+pub(crate) async fn member_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+    roles: &[Role],
+    what: &str,
+) -> Result<(Session, Who, BTreeMap<String, String>), Response> {
+    let (session, who, fields) = signed_form(state, headers, uri, body).await?;
+    require_role(state, &who, roles, what)?;
+    Ok((session, who, fields))
+}
+
+/// What a member's transaction came to, in plain words for the page they return to, and its
+/// status: `done` when the chain committed it; `pending`, if given, replaces the default words
+/// (and is a warning) when it is not decided yet.
+pub(crate) fn outcome(
+    result: Result<Decided, String>,
+    done: &str,
+    pending: Option<&str>,
+) -> (Notice, StatusCode) {
+    match result {
+        Ok(Decided::Committed(id)) => (
+            Notice {
+                good: true,
+                text: format!("{done} (transaction {}).", short(&id.to_string())),
+            },
+            StatusCode::OK,
+        ),
+        Ok(Decided::Pending(id)) => (
+            Notice {
+                good: pending.is_none(),
+                text: pending.map_or_else(
+                    || {
+                        format!(
+                            "Sent; the chain has not decided it yet (transaction {}). Reload \
+                             this page in a moment.",
+                            short(&id.to_string())
+                        )
+                    },
+                    str::to_string,
+                ),
+            },
+            StatusCode::ACCEPTED,
+        ),
+        Ok(Decided::Refused { reason }) => (
+            Notice {
+                good: false,
+                text: format!("The chain refused this, so nothing changed: {reason}."),
+            },
+            StatusCode::CONFLICT,
+        ),
+        Err(reason) => (
+            Notice {
+                good: false,
+                text: format!("Nothing was done: {reason}."),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
     }
 }
 

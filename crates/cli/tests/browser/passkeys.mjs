@@ -264,6 +264,22 @@ let patient;
   research = await page.locator("main").textContent();
   check(research.includes("no longer shared") && research.includes("You do not share"), `stopping: ${research}`);
 
+  step("patient: a trial's eConsent signed, then withdrawal");
+  await page.goto(`${base}/portal/patient/trials?study=nonesuch`);
+  check((await page.locator("p.verdict").textContent()).includes("no trial with the id"), "an unknown trial");
+  await page.goto(`${base}/portal/patient/trials?study=portal-1`);
+  let trial = await page.locator("main").textContent();
+  check(trial.includes("your consent is awaited") && trial.includes("Once-weekly insulin"), `trial: ${trial}`);
+  await page.getByRole("button", { name: "I consent to version 1" }).click();
+  await page.waitForSelector("p.verdict");
+  trial = await page.locator("main").textContent();
+  check(trial.includes("You consented to version 1") && trial.includes("taking part"), `consenting: ${trial}`);
+  await audit(page, "patient-trial");
+  await page.getByRole("button", { name: "Withdraw from this trial" }).click();
+  await page.waitForSelector("p.verdict");
+  trial = await page.locator("main").textContent();
+  check(trial.includes("You have withdrawn") && trial.includes("withdrawn"), `withdrawing: ${trial}`);
+
   step("patient signs out");
   await page.getByRole("button", { name: "Sign out", exact: true }).click();
   await page.waitForURL(`${base}/portal/sign-in`);
