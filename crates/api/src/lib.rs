@@ -998,7 +998,8 @@ async fn account(State(node): State<Node>, Path(key): Path<String>) -> ApiResult
         sync::snapshot_manifest,
         sync::snapshot_chunk,
         admin::backup,
-        admin::snapshot
+        admin::snapshot,
+        portal::session::invite
     ),
     components(schemas(ErrorBody, ErrorDetail, SubmitRequest)),
     modifiers(&SignedRequests)

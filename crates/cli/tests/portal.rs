@@ -521,6 +521,12 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+    let (status, openapi) = node.get("/openapi.json");
+    assert_eq!(status, 200);
+    assert!(
+        openapi["paths"]["/v1/portal/invitations"]["post"].is_object(),
+        "the invitations endpoint is not described"
+    );
     let (status, body) = node.signed(
         &common::secret_of(&hospital),
         "POST",

@@ -477,6 +477,16 @@ pub(crate) async fn sign_out(
 /// `POST /v1/portal/invitations`, signed by an organisation's root key: `{"member": hex}` to
 /// re-bind a member this node already holds, or `{"secret_key": hex}` to hand this node custody
 /// of an enrolled member's key. Answers the one-time link the member opens to bind a passkey.
+#[utoipa::path(post, path = "/v1/portal/invitations",
+    security(("medledger_signature" = [])),
+    request_body(content = String, content_type = "application/json",
+        description = "`{\"secret_key\": hex}` (first invitation) or `{\"member\": hex}` (re-bind)"),
+    responses(
+        (status = 201, description = "`{member, link, expires_in_s}`: the one-time link"),
+        (status = 400, description = "Malformed body or key", body = crate::ErrorBody),
+        (status = 403, description = "Not an organisation's root key, or not its member", body = crate::ErrorBody),
+        (status = 404, description = "Re-binding a member this node holds no key for", body = crate::ErrorBody),
+        (status = 409, description = "Not enrolled, or the request was replayed", body = crate::ErrorBody)))]
 pub(crate) async fn invite(
     State(state): State<AppState>,
     method: Method,
