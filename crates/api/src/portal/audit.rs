@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medledger_fhir::OutputBundleType;
 use medledger_ledger::Authority;
@@ -16,14 +16,20 @@ use medledger_types::Role;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::session::member;
+use super::session::{Audience, Member};
 use super::{Shell, page, short, utc};
 use crate::AppState;
 
 /// Access events one trail page reads (and one download holds).
 pub const ACCESS_EVENTS_MAX: u64 = 10_000;
 
-const FOR_AUDITORS: &str = "The audit trails are for auditors and regulators.";
+/// Auditors and regulators.
+pub(crate) struct Auditors;
+
+impl Audience for Auditors {
+    const ROLES: &'static [Role] = &[Role::Auditor];
+    const WHAT: &'static str = "The audit trails are for auditors and regulators.";
+}
 
 #[derive(Deserialize)]
 pub(crate) struct TrailQuery {
@@ -115,14 +121,9 @@ const TRIAL_COLUMNS: [&str; 3] = ["entry", "state_key", "detail"];
 
 pub(crate) async fn trails(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
     query: Result<Query<TrailQuery>, axum::extract::rejection::QueryRejection>,
+    Member { who, .. }: Member<Auditors>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &[Role::Auditor], FOR_AUDITORS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let shell = Shell::signed_in(&state, &who);
     let Ok(Query(query)) = query else {
         return form_page(

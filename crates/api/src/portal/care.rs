@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -20,8 +19,8 @@ use medledger_records::Purpose;
 use medledger_types::Role;
 use serde::Deserialize;
 
-use super::session::{member, member_form, outcome, sign_and_submit, signed_in};
-use super::{Notice, Shell, page, problem, short, utc};
+use super::session::{Audience, Member, MemberForm, outcome, sign_and_submit, signed_in};
+use super::{Notice, Shell, page, service, short, unreadable, utc};
 use crate::AppState;
 
 /// Alert changes the page reads back to draw the current alerts.
@@ -29,7 +28,22 @@ pub const ALERT_CHANGES_SHOWN: u64 = 500;
 /// Readings one page shows.
 pub const READINGS_SHOWN: usize = 200;
 
-const FOR_CARE_TEAMS: &str = "The alerts are for the care team (practitioners) and auditors.";
+/// The alerts' readers: the care team and auditors.
+pub(crate) struct CareTeam;
+
+impl Audience for CareTeam {
+    const ROLES: &'static [Role] = &CARE_ROLES;
+    const WHAT: &'static str = "The alerts are for the care team (practitioners) and auditors.";
+}
+
+/// Who acknowledges alerts and reads a patient's readings: the care team's practitioners.
+pub(crate) struct Practitioners;
+
+impl Audience for Practitioners {
+    const ROLES: &'static [Role] = &[Role::Practitioner];
+    const WHAT: &'static str =
+        "This is for the practitioners of a patient's care team, as far as the patient allows.";
+}
 const CARE_ROLES: [Role; 2] = [Role::Practitioner, Role::Auditor];
 
 struct AlertRow {
@@ -55,26 +69,6 @@ struct AlertsPage {
     notice: Option<Notice>,
 }
 
-fn monitor(state: &AppState, shell: &Shell) -> Result<Monitor, Response> {
-    state.services.get::<Monitor>().ok_or_else(|| {
-        problem(
-            shell.clone(),
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This node does no remote monitoring",
-            "Open the portal of the organisation whose devices watch your patients.".into(),
-        )
-    })
-}
-
-fn unavailable(shell: Shell) -> Response {
-    problem(
-        shell,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The node could not answer",
-        "The node could not read the alerts just now. Try again in a moment.".into(),
-    )
-}
-
 async fn alerts_page(
     state: &AppState,
     who: &super::Who,
@@ -82,7 +76,12 @@ async fn alerts_page(
     status: StatusCode,
 ) -> Response {
     let shell = Shell::signed_in(state, who);
-    let monitor = match monitor(state, &shell) {
+    let monitor: Monitor = match service(
+        state,
+        &shell,
+        "remote monitoring",
+        "Open the portal of the organisation whose devices watch your patients.",
+    ) {
         Ok(monitor) => monitor,
         Err(response) => return response,
     };
@@ -130,7 +129,7 @@ async fn alerts_page(
     })
     .await;
     let Ok(Ok((latest, patients, next))) = found else {
-        return unavailable(shell);
+        return unreadable(shell, "the alerts");
     };
     let mut alerts: Vec<AlertRow> = latest
         .into_values()
@@ -178,13 +177,8 @@ async fn alerts_page(
 
 pub(crate) async fn alerts(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    Member { who, .. }: Member<CareTeam>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &CARE_ROLES, FOR_CARE_TEAMS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     alerts_page(&state, &who, None, StatusCode::OK).await
 }
 
@@ -291,23 +285,13 @@ impl Watch {
 
 pub(crate) async fn acknowledge(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    MemberForm {
+        session,
+        who,
+        fields,
+        ..
+    }: MemberForm<Practitioners>,
 ) -> Response {
-    let (session, who, fields) = match member_form(
-        &state,
-        &headers,
-        &uri,
-        &body,
-        &[Role::Practitioner],
-        "Practitioners of the patient's care team acknowledge alerts.",
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (Some(org), Some(seq)) = (
         fields.get("org").cloned(),
         fields.get("seq").and_then(|seq| seq.parse::<u64>().ok()),
@@ -370,20 +354,13 @@ fn reading_value(code: medledger_monitor::Code, value: i64) -> String {
     format!("{sign}{text} {}", code.unit())
 }
 
-const FOR_READERS: &str = "A patient's readings are for the practitioners the patient allows.";
-
 /// The readings form, filled in with the patient a link names. Showing it reads nothing: a
 /// read is the form's post, so no link can make a practitioner read a patient's data.
 pub(crate) async fn readings_form(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
     query: Result<Query<ReadingsQuery>, axum::extract::rejection::QueryRejection>,
+    Member { who, .. }: Member<Practitioners>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &[Role::Practitioner], FOR_READERS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let patient = query
         .ok()
         .and_then(|Query(query)| query.patient)
@@ -407,23 +384,8 @@ pub(crate) async fn readings_form(
 /// access event first, and only what it allows is shown.
 pub(crate) async fn readings(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    MemberForm { who, fields, .. }: MemberForm<Practitioners>,
 ) -> Response {
-    let (_, who, fields) = match member_form(
-        &state,
-        &headers,
-        &uri,
-        &body,
-        &[Role::Practitioner],
-        FOR_READERS,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let shell = Shell::signed_in(&state, &who);
     let patient = fields.get("patient").cloned().unwrap_or_default();
     let fhir_id = patient.trim().trim_start_matches("Patient/").to_string();

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use medledger_types::Height;
 use serde::Deserialize;
 
-use super::{BLOCK_TXS_SHOWN, LATEST_BLOCKS, Shell, page, problem, read, short, utc};
+use super::{BLOCK_TXS_SHOWN, LATEST_BLOCKS, Shell, page, problem, read, short, unreadable, utc};
 use crate::AppState;
 
 struct ValidatorRow {
@@ -78,12 +78,7 @@ pub(crate) async fn explorer(State(state): State<AppState>, headers: HeaderMap) 
     let set = match set {
         Ok(set) => set,
         Err(_) => {
-            return problem(
-                shell,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The node could not answer",
-                "The node could not read its validator set just now. Try again in a moment.".into(),
-            );
+            return unreadable(shell, "its validator set");
         }
     };
     page(
@@ -209,13 +204,7 @@ pub(crate) async fn block(
         );
     };
     let Ok(set) = set else {
-        return problem(
-            shell,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The node could not answer",
-            "The node could not read the validator set of this block. Try again in a moment."
-                .into(),
-        );
+        return unreadable(shell, "the validator set of this block");
     };
     let header = &certified.block.header;
     let total_power: u64 = set.validators.iter().map(|v| v.power).sum();

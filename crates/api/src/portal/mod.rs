@@ -285,15 +285,39 @@ async fn read<T: Send + 'static>(
     let reader = state.node.clone();
     match tokio::task::spawn_blocking(move || read(&reader)).await {
         Ok(Ok(found)) => Ok(found),
-        _ => Err(problem(
+        _ => Err(unreadable(shell.clone(), "its chain")),
+    }
+}
+
+/// The page for a read of the node that failed: it could not read `what` just now.
+pub(crate) fn unreadable(shell: Shell, what: &str) -> Response {
+    problem(
+        shell,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The node could not answer",
+        format!(
+            "The node could not read {what} just now. Try again in a moment; if it keeps \
+             failing, the node's operator will find the reason in its log."
+        ),
+    )
+}
+
+/// This node's service `S`, or the page that says this node keeps no `what`, and where to go
+/// `instead`.
+pub(crate) fn service<S: medledger_node::Service>(
+    state: &AppState,
+    shell: &Shell,
+    what: &str,
+    instead: &str,
+) -> Result<S, Response> {
+    state.services.get::<S>().ok_or_else(|| {
+        problem(
             shell.clone(),
             StatusCode::SERVICE_UNAVAILABLE,
-            "The node could not answer",
-            "The node could not read its chain just now. Try again in a moment; if it keeps \
-             failing, the node's operator will find the reason in its log."
-                .into(),
-        )),
-    }
+            &format!("This node keeps no {what}"),
+            instead.to_string(),
+        )
+    })
 }
 
 /// A time in milliseconds since 1970 as `YYYY-MM-DD hh:mm:ss` (UTC), without a clock.

@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use medledger_crypto::{Hash, PublicKey};
 use medledger_node::records::Records;
@@ -17,8 +16,8 @@ use medledger_records::{
 use medledger_types::Role;
 use serde::Deserialize;
 
-use super::session::{member, member_form, now_s, outcome, sign_and_submit};
-use super::{Notice, Shell, page, problem, short, utc};
+use super::session::{Audience, Member, MemberForm, now_s, outcome, sign_and_submit};
+use super::{Notice, Shell, page, service, short, unreadable, utc};
 use crate::AppState;
 
 /// Accesses the page lists, newest first.
@@ -35,7 +34,13 @@ pub const GRANTABLE_TYPES: [&str; 8] = [
     "Procedure",
 ];
 
-const FOR_PATIENTS: &str = "These pages show a patient their own records' accesses and consents.";
+/// A patient's own pages.
+pub(crate) struct Patients;
+
+impl Audience for Patients {
+    const ROLES: &'static [Role] = &[Role::Patient];
+    const WHAT: &'static str = "These pages show a patient their own records, consents and claims.";
+}
 
 struct AccessRow {
     time: String,
@@ -67,35 +72,20 @@ struct AccessPage {
     releases: Vec<ReleaseRow>,
 }
 
+/// The records service, or the page that says this node keeps none.
 fn records(state: &AppState, shell: &Shell) -> Result<Records, Response> {
-    state.services.get::<Records>().ok_or_else(|| {
-        problem(
-            shell.clone(),
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This node keeps no health records",
-            "Open the portal of the organisation that holds your records.".into(),
-        )
-    })
-}
-
-fn unavailable(shell: Shell) -> Response {
-    problem(
+    service(
+        state,
         shell,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The node could not answer",
-        "The node could not read your records' history just now. Try again in a moment.".into(),
+        "health records",
+        "Open the portal of the organisation that holds your records.",
     )
 }
 
 pub(crate) async fn access(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    Member { who, .. }: Member<Patients>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let shell = Shell::signed_in(&state, &who);
     let records = match records(&state, &shell) {
         Ok(records) => records,
@@ -123,7 +113,7 @@ pub(crate) async fn access(
     })
     .await;
     let Ok(Ok((total, mut events, (releases_total, releases)))) = found else {
-        return unavailable(shell);
+        return unreadable(shell, "your records");
     };
     events.sort_by(|a, b| b.time_ms.cmp(&a.time_ms).then(b.height.cmp(&a.height)));
     events.truncate(ACCESSES_SHOWN as usize);
@@ -251,7 +241,7 @@ async fn consents_page(
     })
     .await
     else {
-        return unavailable(shell);
+        return unreadable(shell, "your records");
     };
     let mut rows: Vec<GrantRow> = grants
         .iter()
@@ -320,13 +310,8 @@ async fn consents_page(
 
 pub(crate) async fn consents(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    Member { who, .. }: Member<Patients>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     consents_page(&state, &who, None, BTreeMap::new(), StatusCode::OK).await
 }
 
@@ -430,23 +415,13 @@ fn date_ms(text: &str) -> Option<u64> {
 
 pub(crate) async fn grant(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    MemberForm {
+        session,
+        who,
+        fields,
+        ..
+    }: MemberForm<Patients>,
 ) -> Response {
-    let (session, who, fields) = match member_form(
-        &state,
-        &headers,
-        &uri,
-        &body,
-        &[Role::Patient],
-        FOR_PATIENTS,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let now_ms = now_s() * 1_000;
     let mut typed = fields.clone();
     typed.remove("csrf");
@@ -473,23 +448,13 @@ pub(crate) async fn grant(
 
 pub(crate) async fn revoke(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    MemberForm {
+        session,
+        who,
+        fields,
+        ..
+    }: MemberForm<Patients>,
 ) -> Response {
-    let (session, who, fields) = match member_form(
-        &state,
-        &headers,
-        &uri,
-        &body,
-        &[Role::Patient],
-        FOR_PATIENTS,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let Some(grant) = fields
         .get("grant")
         .and_then(|text| Hash::from_hex(text.trim()).ok())
@@ -543,7 +508,7 @@ async fn erase_page(
     let key = who.member;
     let Ok(Ok(held)) = tokio::task::spawn_blocking(move || held_patients(&records, &key)).await
     else {
-        return unavailable(shell);
+        return unreadable(shell, "your records");
     };
     page(
         status,
@@ -558,13 +523,8 @@ async fn erase_page(
 
 pub(crate) async fn erasure(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    Member { who, .. }: Member<Patients>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     erase_page(&state, &who, None, StatusCode::OK).await
 }
 
@@ -572,23 +532,8 @@ pub(crate) async fn erasure(
 /// understand. The node signs the erasure, as it does for a patient's signed `$erase`.
 pub(crate) async fn erase(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    MemberForm { who, fields, .. }: MemberForm<Patients>,
 ) -> Response {
-    let (_, who, fields) = match member_form(
-        &state,
-        &headers,
-        &uri,
-        &body,
-        &[Role::Patient],
-        FOR_PATIENTS,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     if fields.get("understood").map(String::as_str) != Some("yes") {
         let notice = Notice {
             good: false,
@@ -606,7 +551,7 @@ pub(crate) async fn erase(
     let finder = records.clone();
     let Ok(Ok(held)) = tokio::task::spawn_blocking(move || held_patients(&finder, &key)).await
     else {
-        return unavailable(shell);
+        return unreadable(shell, "your records");
     };
     if held.is_empty() {
         let notice = Notice {
@@ -645,23 +590,13 @@ pub(crate) async fn erase(
 /// Names or drops a delegate, who may then grant and revoke consent for the patient.
 pub(crate) async fn delegate(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    MemberForm {
+        session,
+        who,
+        fields,
+        ..
+    }: MemberForm<Patients>,
 ) -> Response {
-    let (session, who, fields) = match member_form(
-        &state,
-        &headers,
-        &uri,
-        &body,
-        &[Role::Patient],
-        FOR_PATIENTS,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let text = fields.get("delegate").map(|text| text.trim()).unwrap_or("");
     let Ok(delegate) = PublicKey::from_hex(text) else {
         let notice = Notice {
@@ -715,26 +650,22 @@ struct ClaimsPage {
 /// The patient's claims and what each paid: their explanation of benefits.
 pub(crate) async fn claims(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    Member { who, .. }: Member<Patients>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let shell = Shell::signed_in(&state, &who);
-    let Some(service) = state.services.get::<medledger_node::claims::Claims>() else {
-        return problem(
-            shell,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This node keeps no claims",
-            "Your claims are shown by the node of the organisation that sent them.".into(),
-        );
+    let claims: medledger_node::claims::Claims = match service(
+        &state,
+        &shell,
+        "claims",
+        "Your claims are shown by the node of the organisation that sent them.",
+    ) {
+        Ok(claims) => claims,
+        Err(response) => return response,
     };
     let node = state.node.clone();
     let key = who.member;
     let found = tokio::task::spawn_blocking(move || {
-        let (_, _, entries) = service
+        let (_, _, entries) = claims
             .list_for(&key, &medledger_claims::Listing::Member(key), 0, 1_000)
             .map_err(|e| e.to_string())?;
         let units = super::payer::token_units(&node, &entries)?;
@@ -742,7 +673,7 @@ pub(crate) async fn claims(
     })
     .await;
     let Ok(Ok((entries, units))) = found else {
-        return unavailable(shell);
+        return unreadable(shell, "your claims");
     };
     let mut rows: Vec<ClaimRow> = entries
         .iter()
@@ -827,13 +758,8 @@ fn reason_words(reason: medledger_tokens::Reason) -> &'static str {
 /// The patient's token balances, their rewards and other movements, newest first.
 pub(crate) async fn tokens(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    Member { who, .. }: Member<Patients>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let shell = Shell::signed_in(&state, &who);
     let key = who.member;
     let node = state.node.clone();
@@ -851,20 +777,20 @@ pub(crate) async fn tokens(
     })
     .await;
     let Ok(Ok((_, Ok(classes)))) = found else {
-        return unavailable(shell);
+        return unreadable(shell, "your tokens");
     };
     let (total, movements) = match state.services.get::<medledger_node::tokens::Tokens>() {
         Some(service) => {
             let count = match service.statement(&key, 0, 0).await {
                 Ok(statement) => statement.total,
-                Err(_) => return unavailable(shell),
+                Err(_) => return unreadable(shell, "your tokens"),
             };
             match service
                 .statement(&key, count.saturating_sub(MOVEMENTS_SHOWN), MOVEMENTS_SHOWN)
                 .await
             {
                 Ok(statement) => (count, statement.movements),
-                Err(_) => return unavailable(shell),
+                Err(_) => return unreadable(shell, "your tokens"),
             }
         }
         None => (0, Vec::new()),
@@ -955,7 +881,7 @@ async fn research_page(
         })
         .await;
     let Ok(Ok((_, Ok(consent)))) = found else {
-        return unavailable(shell);
+        return unreadable(shell, "your research consent");
     };
     let current = consent.map(|consent| {
         let mut lines: Vec<String> = consent.terms.codes.iter().map(|c| code_words(c)).collect();
@@ -983,36 +909,21 @@ async fn research_page(
 
 pub(crate) async fn research(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    Member { who, .. }: Member<Patients>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     research_page(&state, &who, None, StatusCode::OK).await
 }
 
 /// Shares (or stops sharing) the patient's data for research on the terms they chose.
 pub(crate) async fn set_research(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    MemberForm {
+        session,
+        who,
+        fields,
+        ..
+    }: MemberForm<Patients>,
 ) -> Response {
-    let (session, who, fields) = match member_form(
-        &state,
-        &headers,
-        &uri,
-        &body,
-        &[Role::Patient],
-        FOR_PATIENTS,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let op = if fields.get("stop").map(String::as_str) == Some("yes") {
         medledger_research::ResearchOp::RevokeResearchConsent
     } else {
@@ -1131,7 +1042,7 @@ async fn trial_page(
     })
     .await;
     let Ok(Ok((_, Ok(found)))) = found else {
-        return unavailable(page_data.shell);
+        return unreadable(page_data.shell, "the trial");
     };
     let Some((record, subject, version)) = found else {
         page_data.notice = Some(Notice {
@@ -1183,14 +1094,9 @@ pub(crate) struct StudyQuery {
 /// and the eConsent to sign when a new version needs it.
 pub(crate) async fn trial(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
     query: Result<axum::extract::Query<StudyQuery>, axum::extract::rejection::QueryRejection>,
+    Member { who, .. }: Member<Patients>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &[Role::Patient], FOR_PATIENTS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let study = query
         .ok()
         .and_then(|axum::extract::Query(query)| query.study)
@@ -1201,23 +1107,13 @@ pub(crate) async fn trial(
 /// Signs the eConsent to the protocol version in force, or withdraws from the trial.
 pub(crate) async fn trial_decision(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    MemberForm {
+        session,
+        who,
+        fields,
+        ..
+    }: MemberForm<Patients>,
 ) -> Response {
-    let (session, who, fields) = match member_form(
-        &state,
-        &headers,
-        &uri,
-        &body,
-        &[Role::Patient],
-        FOR_PATIENTS,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let study = fields.get("study").cloned().unwrap_or_default();
     let version = fields
         .get("version")

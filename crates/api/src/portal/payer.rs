@@ -2,9 +2,8 @@
 //! it was flagged, and a decision (pay or deny) that is a transaction signed by the reviewer.
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use medledger_claims::{Check, ClaimStatus, ClaimsOp, Listing};
 use medledger_crypto::Hash;
@@ -12,14 +11,20 @@ use medledger_ledger::Authority;
 use medledger_node::claims::Claims;
 use medledger_types::Role;
 
-use super::session::{member, member_form, outcome, sign_and_submit};
-use super::{Notice, Shell, page, problem, short, utc};
+use super::session::{Audience, Member, MemberForm, outcome, sign_and_submit};
+use super::{Notice, Shell, page, service, short, unreadable, utc};
 use crate::AppState;
 
 /// Claims the queue reads (oldest first, decided ones skipped).
 pub const QUEUE_READ_MAX: u64 = 1_000;
 
-const FOR_PAYERS: &str = "The review queue is for a payer's claims reviewers.";
+/// A payer's claims reviewers.
+pub(crate) struct Payers;
+
+impl Audience for Payers {
+    const ROLES: &'static [Role] = &[Role::Insurer];
+    const WHAT: &'static str = "The review queue is for a payer's claims reviewers.";
+}
 
 /// Why a check sends a claim (or a line) for review, in words.
 pub(crate) fn check_words(check: Check) -> &'static str {
@@ -115,13 +120,10 @@ async fn review_page(
     status: StatusCode,
 ) -> Response {
     let shell = Shell::signed_in(state, who);
-    let Some(claims) = state.services.get::<Claims>() else {
-        return problem(
-            shell,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This node keeps no claims",
-            "Open the portal of your payer organisation's node.".into(),
-        );
+    let claims: Claims = match service(state, &shell, "claims", "Open your payer's node's portal.")
+    {
+        Ok(claims) => claims,
+        Err(response) => return response,
     };
     let node = state.node.clone();
     let key = who.member;
@@ -138,12 +140,7 @@ async fn review_page(
     })
     .await;
     let Ok(Ok((org, entries, units))) = found else {
-        return problem(
-            shell,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The node could not answer",
-            "The node could not read the review queue just now. Try again in a moment.".into(),
-        );
+        return unreadable(shell, "the review queue");
     };
     let claims = entries
         .iter()
@@ -186,28 +183,21 @@ async fn review_page(
 
 pub(crate) async fn review(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    Member { who, .. }: Member<Payers>,
 ) -> Response {
-    let (_, who) = match member(&state, &headers, &uri, &[Role::Insurer], FOR_PAYERS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     review_page(&state, &who, None, StatusCode::OK).await
 }
 
 /// Pays or denies a claim in review (an appeal, if it is one), signed by the reviewer.
 pub(crate) async fn decide(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    MemberForm {
+        session,
+        who,
+        fields,
+        ..
+    }: MemberForm<Payers>,
 ) -> Response {
-    let (session, who, fields) =
-        match member_form(&state, &headers, &uri, &body, &[Role::Insurer], FOR_PAYERS).await {
-            Ok(found) => found,
-            Err(response) => return response,
-        };
     let claim = fields
         .get("claim")
         .and_then(|text| Hash::from_hex(text.trim()).ok());

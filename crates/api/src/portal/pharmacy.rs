@@ -5,21 +5,35 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use medledger_node::supply::{Supply, Verified};
 use medledger_supply::{Item, StepKind, SupplyOp, SupplyPayload, Suspect, UnitStatus};
 use medledger_types::Role;
 use serde::Deserialize;
 
-use super::session::{member, member_form, outcome};
+use super::session::{Audience, Member, MemberForm, outcome};
 use super::{Shell, page, short, utc};
 use crate::AppState;
 
 /// The longest scan read (a Digital Link with every attribute is well under this).
 pub const SCAN_CHARS_MAX: usize = 512;
 
-const FOR_PHARMACY: &str = "The scan page is for pharmacists, manufacturers and distributors.";
+/// Who scans packs: pharmacists, manufacturers and distributors.
+pub(crate) struct GoodsHandlers;
+
+impl Audience for GoodsHandlers {
+    const ROLES: &'static [Role] = &[Role::Pharmacy, Role::Manufacturer, Role::Distributor];
+    const WHAT: &'static str = "The scan page is for pharmacists, manufacturers and distributors.";
+}
+
+/// Who dispenses: pharmacists.
+pub(crate) struct Pharmacists;
+
+impl Audience for Pharmacists {
+    const ROLES: &'static [Role] = &[Role::Pharmacy];
+    const WHAT: &'static str = "Pharmacists dispense.";
+}
 
 #[derive(Deserialize)]
 pub(crate) struct Scan {
@@ -132,15 +146,9 @@ pub(crate) fn step_text(kind: &StepKind) -> String {
 
 pub(crate) async fn scan(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
     query: Result<Query<Scan>, axum::extract::rejection::QueryRejection>,
+    Member { who, .. }: Member<GoodsHandlers>,
 ) -> Response {
-    let roles = [Role::Pharmacy, Role::Manufacturer, Role::Distributor];
-    let (_, who) = match member(&state, &headers, &uri, &roles, FOR_PHARMACY).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let code = query
         .ok()
         .and_then(|Query(scan)| scan.code)
@@ -276,23 +284,13 @@ async fn scan_page(
 /// refuses unless their pharmacy holds the pack, loose, and it is active.
 pub(crate) async fn dispense(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: axum::body::Bytes,
+    MemberForm {
+        session,
+        who,
+        fields,
+        ..
+    }: MemberForm<Pharmacists>,
 ) -> Response {
-    let (session, who, fields) = match member_form(
-        &state,
-        &headers,
-        &uri,
-        &body,
-        &[Role::Pharmacy],
-        FOR_PHARMACY,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let code = fields.get("code").cloned().unwrap_or_default();
     let Ok((unit, _)) = medledger_node::supply::parse_unit_code(&code) else {
         return scan_page(&state, &who, code, None).await;

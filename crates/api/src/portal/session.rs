@@ -664,9 +664,74 @@ pub(crate) async fn sign_and_submit(
     }
 }
 
+/// Whom a page is for: the roles that may open it, and the words that turn anyone else away.
+pub(crate) trait Audience: Send + Sync + 'static {
+    const ROLES: &'static [Role];
+    const WHAT: &'static str;
+}
+
+/// The signed-in member of a page's audience `A`, as a handler's argument: a request from anyone
+/// else is answered by the sign-in page or the refusal before the handler runs.
+pub(crate) struct Member<A> {
+    pub who: Who,
+    audience: std::marker::PhantomData<A>,
+}
+
+impl<A: Audience> axum::extract::FromRequestParts<AppState> for Member<A> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let (_, who) = member(state, &parts.headers, &parts.uri, A::ROLES, A::WHAT).await?;
+        Ok(Member {
+            who,
+            audience: std::marker::PhantomData,
+        })
+    }
+}
+
+/// A form a member of audience `A` sent, checked as [`signed_form`] checks it, with its fields.
+pub(crate) struct MemberForm<A> {
+    pub session: Session,
+    pub who: Who,
+    pub fields: BTreeMap<String, String>,
+    audience: std::marker::PhantomData<A>,
+}
+
+impl<A: Audience> axum::extract::FromRequest<AppState> for MemberForm<A> {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let (headers, uri) = (request.headers().clone(), request.uri().clone());
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                problem(
+                    Shell::public(state),
+                    rejection.status(),
+                    "The form could not be read",
+                    "The browser sent a form this page cannot read. Go back and try again.".into(),
+                )
+            })?;
+        let (session, who, fields) =
+            member_form(state, &headers, &uri, &body, A::ROLES, A::WHAT).await?;
+        Ok(MemberForm {
+            session,
+            who,
+            fields,
+            audience: std::marker::PhantomData,
+        })
+    }
+}
+
 /// The signed-in member, if they hold one of `roles`; otherwise the sign-in page, or the
 /// refusal that says who the page is for (`what`).
-pub(crate) async fn member(
+async fn member(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
@@ -679,7 +744,7 @@ pub(crate) async fn member(
 }
 
 /// A form from a signed-in member of one of `roles`, checked as [`signed_form`] checks it.
-pub(crate) async fn member_form(
+async fn member_form(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
