@@ -535,31 +535,18 @@ fn patients_and_pharmacists_sign_in_with_passkeys_and_act_in_chromium() {
         &Default::default(),
     );
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
-    let patient_link = link_of(&invite(
-        &node,
-        &hospital,
-        &["--member-key", patient.to_str().expect("utf-8")],
-    ));
-    let pharmacist_link = link_of(&invite(
-        &node,
-        &pharmacy_root,
-        &["--member-key", pharmacist.to_str().expect("utf-8")],
-    ));
-    let doctor_link = link_of(&invite(
-        &node,
-        &hospital,
-        &["--member-key", doctor.to_str().expect("utf-8")],
-    ));
-    let reviewer_link = link_of(&invite(
-        &node,
-        &payer_root,
-        &["--member-key", reviewer.to_str().expect("utf-8")],
-    ));
-    let auditor_link = link_of(&invite(
-        &node,
-        &maker_root,
-        &["--member-key", auditor.to_str().expect("utf-8")],
-    ));
+    let invited = |root: &std::path::Path, member: &std::path::Path| {
+        link_of(&invite(
+            &node,
+            root,
+            &["--member-key", member.to_str().expect("utf-8")],
+        ))
+    };
+    let patient_link = invited(&hospital, &patient);
+    let pharmacist_link = invited(&pharmacy_root, &pharmacist);
+    let doctor_link = invited(&hospital, &doctor);
+    let reviewer_link = invited(&payer_root, &reviewer);
+    let auditor_link = invited(&maker_root, &auditor);
     // Passkeys need a domain: the links open the portal on localhost, not 127.0.0.1.
     let base = node.url.replace("127.0.0.1", "localhost");
     assert!(
